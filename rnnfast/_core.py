@@ -1,0 +1,101 @@
+"""One direction of one recurrent layer over a whole sequence: the bridge
+between the Python layers and the Cython kernels.
+
+`forward` allocates the buffers a kernel saves for backward (their shapes
+are written down in src/_seq.pxd and each src/_<cell>.pyx) and runs the
+kernel once; `backward` runs the matching BPTT kernel once.  Everything
+here works on arrays that the caller has already checked (rnnfast._validation).
+Cells, Time layers and networks all go through these two functions.
+"""
+import numpy as np
+
+from . import _gru, _lstm, _rnn
+from ._layout import N_GATES
+from ._validation import check_blas_size
+
+_EMPTY = {np.dtype(np.float32): np.empty((0, 0, 0), np.float32),
+          np.dtype(np.float64): np.empty((0, 0, 0), np.float64)}
+
+
+class DirectionCache:
+    """What backward needs from one forward of one direction."""
+    __slots__ = ("cell", "xs", "Wx", "Wh", "lengths", "reverse", "options",
+                 "gates", "h_prev", "c_prev", "tanh_c", "extra", "work", "empty")
+
+
+def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
+            training, relu=False, reset_after=False):
+    """Run `cell` over xs (N, T, D) starting from h (and c), both (N, H),
+    which are overwritten with the final state.  Writes out[:, :, offset:
+    offset+H].  Returns a DirectionCache when training, else None."""
+    N, T, D = xs.shape
+    H = Wh.shape[0]
+    G = N_GATES[cell] * H
+    check_blas_size("xs", **{"N*T*G*H": N * T * G, "N*T*D": N * T * D})
+    if N == 0 or T == 0:
+        out[:, :, offset:offset + H] = 0
+        return _empty_cache(cell, xs, Wx, Wh, lengths, reverse) if training else None
+    dt = xs.dtype
+    gates = np.empty((N, T, G), dt)
+    work = np.empty((N, 4 * H if cell == "gru" else G), dt)
+    saved = (lambda: np.empty((N, T, H), dt)) if training else (lambda: _EMPTY[dt])
+    h_prev = saved()
+    if cell == "lstm":
+        c_prev, tanh_c = saved(), saved()
+        _lstm.lstm_forward(xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
+                           gates, h_prev, c_prev, tanh_c, work, training)
+    elif cell == "gru":
+        c_prev = tanh_c = None
+        extra = saved()
+        _gru.gru_forward(xs, Wx, Wh, b.reshape(-1), h, lengths, reverse, reset_after,
+                         out, offset, gates, h_prev, extra, work, training)
+    else:
+        c_prev = tanh_c = None
+        _rnn.rnn_forward(xs, Wx, Wh, b, h, lengths, reverse, relu, out, offset,
+                         gates, h_prev, work, training)
+    if not training:
+        return None
+    cache = DirectionCache()
+    cache.cell, cache.xs, cache.Wx, cache.Wh = cell, xs, Wx, Wh
+    cache.lengths, cache.reverse = lengths, reverse
+    cache.options = (relu, reset_after)
+    cache.gates, cache.h_prev, cache.c_prev, cache.tanh_c = gates, h_prev, c_prev, tanh_c
+    cache.extra = extra if cell == "gru" else None
+    cache.work, cache.empty = work, False
+    return cache
+
+
+def _empty_cache(cell, xs, Wx, Wh, lengths, reverse):
+    cache = DirectionCache()
+    cache.cell, cache.xs, cache.Wx, cache.Wh = cell, xs, Wx, Wh
+    cache.lengths, cache.reverse, cache.empty = lengths, reverse, True
+    return cache
+
+
+def backward(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx):
+    """BPTT of one `forward`.  dh (and dc) hold dL/d(final state) on entry
+    and dL/d(initial state) on return.  Overwrites dWx, dWh, db; writes dxs,
+    or adds to it when accumulate_dx.  Consumes the cache (the kernel
+    overwrites the saved gates with their gradients)."""
+    if cache.empty:                   # empty batch or T = 0
+        dWx[...] = 0
+        dWh[...] = 0
+        db[...] = 0
+        if not accumulate_dx:
+            dxs[...] = 0
+        return
+    relu, reset_after = cache.options
+    if cache.cell == "lstm":
+        _lstm.lstm_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
+                            dout, offset, dh, dc, cache.gates, cache.h_prev,
+                            cache.c_prev, cache.tanh_c, dWx, dWh, db, dxs,
+                            accumulate_dx, cache.work)
+    elif cache.cell == "gru":
+        _gru.gru_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
+                          reset_after, dout, offset, dh, cache.gates, cache.h_prev,
+                          cache.extra, dWx, dWh, db.reshape(-1), dxs, accumulate_dx,
+                          cache.work)
+    else:
+        _rnn.rnn_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
+                          relu, dout, offset, dh, cache.gates, cache.h_prev,
+                          dWx, dWh, db, dxs, accumulate_dx, cache.work)

@@ -1,0 +1,86 @@
+"""Checks at the Python boundary: every public entry point converts and
+checks its arrays here, so the kernels only ever see C-contiguous arrays of
+the right dtype and shape.  Errors name the argument, the shape expected
+and the shape given."""
+import numbers
+
+import numpy as np
+
+# SciPy's cython_blas takes 32-bit sizes.
+MAX_BLAS_INDEX = 2 ** 31 - 1
+
+
+def _describe(expected):
+    return "(" + ", ".join(str(e) for e in expected) + ("," if len(expected) == 1 else "") + ")"
+
+
+def float_dtype(dtype, name="dtype"):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name}: expected float32 or float64, got {dtype!r}") from exc
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"{name}: expected float32 or float64, got {dt}")
+    return dt
+
+
+def check_array(value, name, dtype, expected, allow_nonfinite=False):
+    """Convert `value` to a C-contiguous `dtype` array of shape `expected`.
+
+    expected: a tuple whose items are ints (that size exactly) or strings
+    (any size; the string names it in messages, e.g. "N").  Refuses strings,
+    objects and complex numbers (TypeError), a wrong rank or size and, unless
+    allow_nonfinite, NaN or Inf (ValueError).
+    """
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name}: expected an array of shape {_describe(expected)}, "
+                            f"got {type(value).__name__} that is not one ({exc})") from exc
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected real numbers (float, int or bool) of shape "
+                        f"{_describe(expected)}, got dtype {arr.dtype}")
+    if arr.ndim != len(expected) or any(
+            isinstance(e, int) and s != e for s, e in zip(arr.shape, expected)):
+        raise ValueError(f"{name}: expected shape {_describe(expected)}, got shape {arr.shape}")
+    if arr.dtype != dtype or not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not allow_nonfinite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name}: contains NaN or Inf (shape {arr.shape}); "
+                         "they would poison every later step")
+    return arr
+
+
+def check_int(value, name, minimum=1):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_lengths(lengths, N, T):
+    """lengths (N,) of integers in 1..T, as the intp array the kernels take."""
+    if lengths is None:
+        return np.full(N, T, dtype=np.intp)
+    arr = np.asarray(lengths)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"lengths: expected integers of shape ({N},), got dtype {arr.dtype}")
+    if arr.shape != (N,):
+        raise ValueError(f"lengths: expected shape ({N},), got shape {arr.shape}")
+    arr = arr.astype(np.intp)
+    if N and (arr.min() < 1 or arr.max() > T):
+        raise ValueError(f"lengths: each length must lie in 1..T={T}, got min {arr.min()} "
+                         f"and max {arr.max()}")
+    return np.ascontiguousarray(arr)
+
+
+def check_blas_size(name, **sizes):
+    """Refuse problems whose buffers would overflow BLAS's 32-bit indices."""
+    for what, n in sizes.items():
+        if n > MAX_BLAS_INDEX:
+            raise ValueError(f"{name}: {what} = {n} elements exceeds the kernels' "
+                             f"limit of {MAX_BLAS_INDEX} (32-bit BLAS indices)")

@@ -1,0 +1,48 @@
+"""Build of rnnfast's Cython kernels (src/*.pyx -> rnnfast._<name>).
+
+Cython directives are set here and only here.  RNNFAST_DEBUG_CYTHON=1 at
+build time turns bounds, wraparound and initialized checks back on (and
+adds -O0 -g) for debugging the kernels.
+"""
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("RNNFAST_DEBUG_CYTHON", "0") not in ("", "0")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "nonecheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+}
+compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+
+KERNELS = ["rnn", "lstm", "gru"]
+extensions = [
+    Extension(
+        f"rnnfast._{name}",
+        [f"src/_{name}.pyx"],
+        include_dirs=[np.get_include(), "src"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=compile_args,
+    )
+    for name in KERNELS
+]
+
+# Recorded in the package so `python -m rnnfast info` can say how it was built.
+with open(os.path.join("rnnfast", "_build_info.py"), "w") as fh:
+    fh.write("# Written by setup.py at build time.\n")
+    fh.write(f"DEBUG_CYTHON = {DEBUG!r}\n")
+    fh.write(f"COMPILE_ARGS = {compile_args!r}\n")
+    fh.write(f"CYTHON_DIRECTIVES = {directives!r}\n")
+
+setup(
+    ext_modules=cythonize(extensions, include_path=["src"],
+                          compiler_directives=directives),
+)

@@ -1,0 +1,34 @@
+# The only door onto BLAS.  Every kernel calls BLAS through the inline,
+# row-major, fused-type wrappers below; no other file cimports
+# scipy.linalg.cython_blas.  SciPy's cython_blas takes plain `int` sizes
+# (its .pxd defines no blas_int), so callers keep every size below 2**31;
+# the Python layer checks that before any kernel runs.
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+ctypedef fused floating:
+    float
+    double
+
+
+cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
+                      floating alpha, const floating* a, int lda,
+                      const floating* b, int ldb, floating beta,
+                      floating* c, int ldc) noexcept nogil:
+    """Row-major C[m, n] = alpha * op(A) @ op(B) + beta * C.
+
+    op(A) is (m, k), op(B) is (k, n); lda/ldb/ldc are row strides in
+    elements, so a slice of a larger row-major array (for example the
+    step-t rows xs[:, t, :] with stride T*D) is passed without a copy.
+    Fortran BLAS is column-major, so we compute C^T = op(B)^T op(A)^T,
+    which needs no transpose of the data, only swapped operands.
+    """
+    cdef char ta = b'T' if trans_b else b'N'
+    cdef char tb = b'T' if trans_a else b'N'
+    if m <= 0 or n <= 0:
+        return
+    if floating is float:
+        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*> b, &ldb,
+              <float*> a, &lda, &beta, c, &ldc)
+    else:
+        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*> b, &ldb,
+              <double*> a, &lda, &beta, c, &ldc)

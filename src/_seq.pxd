@@ -1,0 +1,69 @@
+# Helpers shared by the whole-sequence kernels of every cell.
+#
+# Layouts (all C order, batch-major, as the Python layer allocates them):
+#   xs      (N, T, D)        inputs
+#   out     (N, T, W)        outputs; a direction writes columns off:off+H
+#                            (W = H, or 2H for a bidirectional layer)
+#   gates   (N, T, G*H)      pre-activations, then activations (forward),
+#                            then their gradients (backward)
+#   h_prev  (N, T, H)        the state each step started from (for dWh)
+#
+# lengths[n] (1..T) is sequence n's true length.  Step k of the loop
+# handles time t = k (forward) or t = L-1-k (reverse) of row n, and rows
+# with k >= L are idle: their state does not change.  Positions t >= L
+# are padding: outputs are 0 and they contribute nothing to gradients.
+from _blas cimport floating, gemm
+
+
+cdef inline Py_ssize_t step_time(Py_ssize_t k, Py_ssize_t length,
+                                 bint reverse) noexcept nogil:
+    return length - 1 - k if reverse else k
+
+
+cdef inline bint is_uniform(const Py_ssize_t* lengths, Py_ssize_t N,
+                            Py_ssize_t T, bint reverse) noexcept nogil:
+    """True when every row visits the same t at step k, so the step-t rows
+    of a (N, T, C) buffer form one strided matrix that BLAS can use."""
+    cdef Py_ssize_t n
+    if not reverse:
+        return True
+    for n in range(N):
+        if lengths[n] != T:
+            return False
+    return True
+
+
+cdef inline void zero_padding(floating* buf, Py_ssize_t N, Py_ssize_t T,
+                              Py_ssize_t ld, Py_ssize_t off, Py_ssize_t width,
+                              const Py_ssize_t* lengths) noexcept nogil:
+    """buf[n, t, off:off+width] = 0 for every t >= lengths[n]."""
+    cdef Py_ssize_t n, t, j
+    cdef floating* row
+    for n in range(N):
+        for t in range(lengths[n], T):
+            row = buf + (n * T + t) * ld + off
+            for j in range(width):
+                row[j] = 0
+
+
+cdef inline void add_column_sums(const floating* a, Py_ssize_t rows,
+                                 Py_ssize_t cols, Py_ssize_t lda,
+                                 floating* out) noexcept nogil:
+    """out[j] += sum_i a[i, j]: the bias gradient as a reduction."""
+    cdef Py_ssize_t i, j
+    cdef const floating* row
+    for i in range(rows):
+        row = a + i * lda
+        for j in range(cols):
+            out[j] += row[j]
+
+
+cdef inline void input_grads(const floating* xs, const floating* Wx,
+                             floating* dG, floating* dWx, floating* dxs,
+                             floating beta_dx, int NT, int D, int GH) noexcept nogil:
+    """After the step loop: dWx = X^T dG and dX (+)= dG Wx^T, one GEMM each
+    over all N*T rows.  dG is the (N*T, GH) gate-gradient buffer."""
+    gemm(True, False, D, GH, NT, <floating> 1, xs, D, dG, GH,
+         <floating> 0, dWx, GH)
+    gemm(False, True, NT, D, GH, <floating> 1, dG, GH, Wx, GH,
+         beta_dx, dxs, D)
