@@ -1,0 +1,66 @@
+"""Weights to and from PyTorch's nn.RNN / nn.LSTM / nn.GRU.
+
+PyTorch is not a dependency: `from_torch` reads a module's tensors through
+numpy and `to_torch_state_dict` returns numpy arrays under PyTorch's names,
+ready for `module.load_state_dict({k: torch.from_numpy(v) for k, v in d.items()})`.
+The gate reordering and GRU's flipped z are in rnnfast._layout.
+"""
+import numpy as np
+
+from ._layout import from_torch_weights, to_torch_weights
+from .networks import GRU, LSTM, RNN
+
+_CELLS = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
+
+
+def _torch_name(kind, layer, direction):
+    return f"{kind}_l{layer}" + ("_reverse" if direction else "")
+
+
+def from_torch(module):
+    """An rnnfast network with the weights of a torch.nn.RNN, LSTM or GRU."""
+    kind = type(module).__name__
+    if kind not in _CELLS:
+        raise TypeError(f"module: expected torch.nn.RNN, LSTM or GRU, got {kind}")
+    if getattr(module, "proj_size", 0):
+        raise ValueError("module: LSTM with proj_size > 0 is not supported")
+    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    dtype = state["weight_ih_l0"].dtype
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"module: expected float32 or float64 weights, got {dtype}")
+    common = dict(num_layers=module.num_layers, bidirectional=module.bidirectional,
+                  dropout=module.dropout, dtype=dtype)
+    if kind == "RNN":
+        net = RNN(module.input_size, module.hidden_size,
+                  nonlinearity=module.nonlinearity, **common)
+    elif kind == "LSTM":
+        net = LSTM(module.input_size, module.hidden_size, **common)
+    else:
+        net = GRU(module.input_size, module.hidden_size, reset_after=True, **common)
+    cell = _CELLS[kind]
+    for layer in range(net.num_layers):
+        for d in range(net.num_directions):
+            sfx = _torch_name("", layer, d)[1:]
+            G = net.layer_params(layer, d)[0].shape[1]
+            zeros = np.zeros(G, dtype)
+            Wx, Wh, b = from_torch_weights(
+                cell, state[f"weight_ih_{sfx}"], state[f"weight_hh_{sfx}"],
+                state.get(f"bias_ih_{sfx}", zeros), state.get(f"bias_hh_{sfx}", zeros),
+                reset_after=True, dtype=dtype)
+            for target, value in zip(net.layer_params(layer, d), (Wx, Wh, b)):
+                target[...] = value
+    return net
+
+
+def to_torch_state_dict(net):
+    """{name: numpy array} under PyTorch's parameter names for `net`."""
+    out = {}
+    for layer in range(net.num_layers):
+        for d in range(net.num_directions):
+            sfx = _torch_name("", layer, d)[1:]
+            w_ih, w_hh, b_ih, b_hh = to_torch_weights(net.cell, *net.layer_params(layer, d))
+            out[f"weight_ih_{sfx}"] = w_ih
+            out[f"weight_hh_{sfx}"] = w_hh
+            out[f"bias_ih_{sfx}"] = b_ih
+            out[f"bias_hh_{sfx}"] = b_hh
+    return out

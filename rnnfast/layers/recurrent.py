@@ -1,0 +1,237 @@
+"""Cells (one time step) and Time layers (a whole sequence) for RNN, LSTM
+and GRU, with the textbook layer protocol: `params` = [Wx, Wh, b] updated in
+place by optimizers, `grads` of the same shapes overwritten by `backward`.
+
+Both kinds run the same whole-sequence kernel (a cell is a sequence of one
+step), through rnnfast._core.  Shapes and gate order: rnnfast._layout.
+"""
+import numpy as np
+
+from .. import _core
+from .._layout import N_GATES, bias_shape
+from .._validation import check_array
+
+
+def _weights_dtype(*arrays):
+    """The dtype a layer takes from the weights it is given."""
+    kinds = [np.asarray(a).dtype for a in arrays]
+    for dt in kinds:
+        if dt.kind not in "fiub":
+            raise TypeError(f"weights: expected real numbers, got dtype {dt}")
+    if all(dt.kind == "f" for dt in kinds):
+        dt = np.result_type(*kinds)
+        return np.dtype(np.float64) if dt.itemsize > 4 else np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _as_params(cell, Wx, Wh, b, reset_after=False):
+    """[Wx, Wh, b] checked; the very arrays given when they already are
+    C-contiguous floats of the layer's dtype, so shared weights stay shared."""
+    dt = _weights_dtype(Wx, Wh, b)
+    Wh = check_array(Wh, "Wh", dt, ("H", "G*H"))
+    H = Wh.shape[0]
+    G = N_GATES[cell] * H
+    if Wh.shape[1] != G:
+        raise ValueError(f"Wh: expected shape ({H}, {G}) for a {cell.upper()} with "
+                         f"H={H} ({N_GATES[cell]} gate blocks), got shape {Wh.shape}")
+    Wx = check_array(Wx, "Wx", dt, ("D", G))
+    b = check_array(b, "b", dt, bias_shape(cell, H, reset_after))
+    return [Wx, Wh, b]
+
+
+class _Recurrent:
+    """What cells and Time layers share: parameters, options, checks."""
+    cell = None
+
+    def __init__(self, Wx, Wh, b, relu=False, reset_after=False):
+        self.params = _as_params(self.cell, Wx, Wh, b, reset_after)
+        self.grads = [np.zeros_like(p) for p in self.params]
+        self._relu = relu
+        self._reset_after = reset_after
+        self._cache = None
+
+    @property
+    def dtype(self):
+        return self.params[0].dtype
+
+    @property
+    def input_size(self):
+        return self.params[0].shape[0]
+
+    @property
+    def hidden_size(self):
+        return self.params[1].shape[0]
+
+    def _state(self, value, name, N):
+        return check_array(value, name, self.dtype, (N, self.hidden_size)).copy()
+
+    def _run_forward(self, xs, h, c):
+        N, T, _ = xs.shape
+        out = np.empty((N, T, self.hidden_size), self.dtype)
+        lengths = np.full(N, T, dtype=np.intp)
+        Wx, Wh, b = self.params
+        self._cache = _core.forward(self.cell, xs, Wx, Wh, b, h, c, lengths, False,
+                                    out, 0, True, relu=self._relu,
+                                    reset_after=self._reset_after)
+        return out
+
+    def _run_backward(self, dout, dh, dc):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward "
+                               "(or twice for one forward)")
+        cache, self._cache = self._cache, None
+        N, T, _ = cache.xs.shape
+        dxs = np.empty((N, T, self.input_size), self.dtype)
+        dWx, dWh, db = self.grads
+        _core.backward(cache, dout, 0, dh, dc, dWx, dWh, db, dxs, False)
+        return dxs
+
+
+# ------------------------------------------------------------------ cells
+class _Cell(_Recurrent):
+    def _check_step(self, x, h_prev):
+        x = check_array(x, "x", self.dtype, ("N", self.input_size))
+        N = x.shape[0]
+        return x, self._state(h_prev, "h_prev", N)
+
+    def _check_dh(self, dh_next, name="dh_next"):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward "
+                               "(or twice for one forward)")
+        N = self._cache.xs.shape[0]
+        return check_array(dh_next, name, self.dtype, (N, self.hidden_size))
+
+
+class RNNCell(_Cell):
+    """h_next = tanh(x Wx + h_prev Wh + b)  (or ReLU).  x (N, D), h (N, H)."""
+    cell = "rnn"
+
+    def __init__(self, Wx, Wh, b, nonlinearity="tanh"):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(Wx, Wh, b, relu=nonlinearity == "relu")
+
+    def forward(self, x, h_prev):
+        x, h = self._check_step(x, h_prev)
+        return self._run_forward(x[:, None, :], h, None)[:, 0]
+
+    def backward(self, dh_next):
+        dh_next = self._check_dh(dh_next)
+        dh = np.zeros_like(dh_next)
+        dx = self._run_backward(dh_next[:, None, :], dh, None)[:, 0]
+        return dx, dh
+
+
+class LSTMCell(_Cell):
+    """(h_next, c_next) from x (N, D), h_prev, c_prev (N, H); gates f, g, i, o."""
+    cell = "lstm"
+
+    def forward(self, x, h_prev, c_prev):
+        x, h = self._check_step(x, h_prev)
+        c = self._state(c_prev, "c_prev", x.shape[0])
+        h_next = self._run_forward(x[:, None, :], h, c)[:, 0]
+        return h_next, c
+
+    def backward(self, dh_next, dc_next):
+        dh_next = self._check_dh(dh_next)
+        dc = self._check_dh(dc_next, "dc_next").copy()
+        dh = np.zeros_like(dh_next)
+        dx = self._run_backward(dh_next[:, None, :], dh, dc)[:, 0]
+        return dx, dh, dc
+
+
+class GRUCell(_Cell):
+    """h_next from x (N, D), h_prev (N, H); gates z, r, h~ (see rnnfast._layout)."""
+    cell = "gru"
+
+    def __init__(self, Wx, Wh, b, reset_after=False):
+        self.reset_after = bool(reset_after)
+        super().__init__(Wx, Wh, b, reset_after=self.reset_after)
+
+    forward = RNNCell.forward
+    backward = RNNCell.backward
+
+
+# ------------------------------------------------------------ Time layers
+class _TimeLayer(_Recurrent):
+    """forward(xs (N, T, D)) -> hs (N, T, H); backward(dhs) -> dxs.
+
+    stateful=True is truncated BPTT: each forward starts from the last state
+    of the previous one and backward stops at the chunk boundary.  With
+    stateful=False every forward starts from zeros.  After backward, .dh
+    (and .dc for LSTM) hold dL/d(initial state)."""
+    _has_c = False
+
+    def __init__(self, Wx, Wh, b, stateful=False, **options):
+        super().__init__(Wx, Wh, b, **options)
+        self.stateful = bool(stateful)
+        self.h = self.c = None
+        self.dh = self.dc = None
+
+    def set_state(self, h, c=None):
+        h = check_array(h, "h", self.dtype, ("N", self.hidden_size))
+        if self._has_c:
+            if c is None:
+                raise ValueError("c: an LSTM state needs both h and c")
+            c = check_array(c, "c", self.dtype, h.shape)
+            self.c = c.copy()
+        elif c is not None:
+            raise ValueError(f"c: a {self.cell.upper()} has no cell state")
+        self.h = h.copy()
+
+    def reset_state(self):
+        self.h = self.c = None
+
+    def forward(self, xs):
+        xs = check_array(xs, "xs", self.dtype, ("N", "T", self.input_size))
+        N = xs.shape[0]
+        H = self.hidden_size
+        if not self.stateful or self.h is None:
+            h = np.zeros((N, H), self.dtype)
+            c = np.zeros((N, H), self.dtype) if self._has_c else None
+        else:
+            if self.h.shape[0] != N:
+                raise ValueError(f"xs: a stateful layer carries a state of batch size "
+                                 f"{self.h.shape[0]}, got xs of shape {xs.shape}; call "
+                                 "reset_state() to start a new batch size")
+            h = self.h.copy()
+            c = self.c.copy() if self._has_c else None
+        hs = self._run_forward(xs, h, c)
+        self.h, self.c = h, c
+        return hs
+
+    def backward(self, dhs):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward "
+                               "(or twice for one forward)")
+        N, T, _ = self._cache.xs.shape
+        dhs = check_array(dhs, "dhs", self.dtype, (N, T, self.hidden_size))
+        dh = np.zeros((N, self.hidden_size), self.dtype)
+        dc = np.zeros_like(dh) if self._has_c else None
+        dxs = self._run_backward(dhs, dh, dc)
+        self.dh, self.dc = dh, dc
+        return dxs
+
+
+class TimeRNN(_TimeLayer):
+    cell = "rnn"
+
+    def __init__(self, Wx, Wh, b, stateful=False, nonlinearity="tanh"):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(Wx, Wh, b, stateful, relu=nonlinearity == "relu")
+
+
+class TimeLSTM(_TimeLayer):
+    cell = "lstm"
+    _has_c = True
+
+
+class TimeGRU(_TimeLayer):
+    cell = "gru"
+
+    def __init__(self, Wx, Wh, b, stateful=False, reset_after=False):
+        self.reset_after = bool(reset_after)
+        super().__init__(Wx, Wh, b, stateful, reset_after=self.reset_after)

@@ -1,0 +1,220 @@
+"""Stacked, optionally bidirectional recurrent networks with PyTorch-like
+construction: rnnfast.RNN, rnnfast.LSTM, rnnfast.GRU.
+
+Composition, not new kernels: each layer runs the one-direction kernel once
+per direction (the reverse one with reverse=True, which handles each
+sequence's own length inside the kernel), both writing into one (N, T, 2H)
+output, forward half first; dropout sits between layers in training mode.
+
+Parameters are [Wx, Wh, b] per layer and direction, in the order
+layer 0 forward, layer 0 reverse, layer 1 forward, ...  States follow
+PyTorch: h_n (num_layers * num_directions, N, H), and (h_n, c_n) for LSTM.
+"""
+import numbers
+
+import numpy as np
+
+from . import _core
+from ._layout import N_GATES, bias_shape
+from ._validation import check_array, check_int, check_lengths, float_dtype
+
+
+def _rng(random_state):
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(2 ** 31))
+    if random_state is None or isinstance(random_state, numbers.Integral):
+        return np.random.default_rng(random_state)
+    raise TypeError(f"random_state: expected None, an int or a numpy Generator, "
+                    f"got {random_state!r}")
+
+
+class _Network:
+    cell = None
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 dropout=0.0, stateful=False, dtype=np.float32, random_state=None,
+                 _relu=False, _reset_after=False):
+        self.input_size = check_int(input_size, "input_size")
+        self.hidden_size = check_int(hidden_size, "hidden_size")
+        self.num_layers = check_int(num_layers, "num_layers")
+        self.bidirectional = bool(bidirectional)
+        if not isinstance(dropout, numbers.Real) or not 0 <= dropout < 1:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
+        self.stateful = bool(stateful)
+        self.dtype = float_dtype(dtype)
+        self._relu, self._reset_after = _relu, _reset_after
+        rng = _rng(random_state)
+        # PyTorch's default: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)).
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        G = N_GATES[self.cell] * self.hidden_size
+        self.params = []
+        for layer in range(self.num_layers):
+            d_in = self.input_size if layer == 0 else self.hidden_size * self.num_directions
+            for _ in range(self.num_directions):
+                for shape in ((d_in, G), (self.hidden_size, G),
+                              bias_shape(self.cell, self.hidden_size, _reset_after)):
+                    self.params.append(rng.uniform(-bound, bound, shape).astype(self.dtype))
+        self.grads = [np.zeros_like(p) for p in self.params]
+        self._dropout_rng = np.random.default_rng(rng.integers(2 ** 63))
+        self.training = True
+        self.state = None          # carried between forwards when stateful
+        self.dstate = None
+        self._caches = None
+
+    # -------------------------------------------------------------- modes
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def reset_state(self):
+        self.state = None
+
+    def layer_params(self, layer, direction=0):
+        """[Wx, Wh, b] of one layer and direction (views into .params)."""
+        i = 3 * (layer * self.num_directions + direction)
+        return self.params[i:i + 3]
+
+    # -------------------------------------------------------------- checks
+    @property
+    def _has_c(self):
+        return self.cell == "lstm"
+
+    def _check_state(self, state, N, name="state"):
+        shape = (self.num_layers * self.num_directions, N, self.hidden_size)
+        if self._has_c:
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise TypeError(f"{name}: an LSTM state is a pair (h, c), each of shape "
+                                f"{shape}, got {type(state).__name__}")
+            return (check_array(state[0], f"{name}[0] (h)", self.dtype, shape),
+                    check_array(state[1], f"{name}[1] (c)", self.dtype, shape))
+        return check_array(state, name, self.dtype, shape)
+
+    def _zero_state(self, N):
+        shape = (self.num_layers * self.num_directions, N, self.hidden_size)
+        z = np.zeros(shape, self.dtype)
+        return (z, z.copy()) if self._has_c else z
+
+    # ------------------------------------------------------------ forward
+    def forward(self, xs, state=None, lengths=None):
+        """xs (N, T, input_size) -> (hs (N, T, num_directions*H), final state)."""
+        xs = check_array(xs, "xs", self.dtype, ("N", "T", self.input_size))
+        N, T, _ = xs.shape
+        lengths = check_lengths(lengths, N, T)
+        if state is None and self.stateful and self.state is not None:
+            if self._state_batch(self.state) != N:
+                raise ValueError(f"xs: this stateful network carries a state of batch "
+                                 f"size {self._state_batch(self.state)}, got xs of shape "
+                                 f"{xs.shape}; call reset_state() first")
+            state = self.state
+        state = self._zero_state(N) if state is None else self._check_state(state, N)
+        h0, c0 = state if self._has_c else (state, None)
+        h_n = h0.copy()
+        c_n = c0.copy() if self._has_c else None
+        H, D = self.hidden_size, self.num_directions
+        caches, masks = [], []
+        x = xs
+        for layer in range(self.num_layers):
+            mask = None
+            if layer > 0 and self.training and self.dropout > 0:
+                keep = 1.0 - self.dropout
+                mask = (self._dropout_rng.random(x.shape) < keep).astype(self.dtype) / keep
+                x = x * mask
+            masks.append(mask)
+            out = np.empty((N, T, D * H), self.dtype)
+            for d in range(D):
+                k = layer * D + d
+                Wx, Wh, b = self.layer_params(layer, d)
+                caches.append(_core.forward(
+                    self.cell, x, Wx, Wh, b, h_n[k], None if c_n is None else c_n[k],
+                    lengths, d == 1, out, d * H, self.training,
+                    relu=self._relu, reset_after=self._reset_after))
+            x = out
+        final = (h_n, c_n) if self._has_c else h_n
+        if self.stateful:
+            self.state = final
+        self._caches = (caches, masks, xs.shape) if self.training else None
+        return x, final
+
+    @staticmethod
+    def _state_batch(state):
+        return (state[0] if isinstance(state, tuple) else state).shape[1]
+
+    # ----------------------------------------------------------- backward
+    def backward(self, dhs, dstate=None):
+        """dhs (N, T, num_directions*H) -> dxs (N, T, input_size); fills
+        grads and sets .dstate to dL/d(initial state) in the state's layout."""
+        if self._caches is None:
+            raise RuntimeError(f"{type(self).__name__}.backward needs a forward in "
+                               "training mode first (and one backward per forward)")
+        caches, masks, (N, T, _) = self._caches
+        H, D = self.hidden_size, self.num_directions
+        dout = check_array(dhs, "dhs", self.dtype, (N, T, D * H))
+        dstate = self._zero_state(N) if dstate is None else self._check_state(dstate, N, "dstate")
+        dh0, dc0 = dstate if self._has_c else (dstate, None)
+        dh0 = dh0.copy()
+        dc0 = dc0.copy() if self._has_c else None
+        self._caches = None
+        for layer in range(self.num_layers - 1, -1, -1):
+            d_in = self.input_size if layer == 0 else D * H
+            dxs = np.empty((N, T, d_in), self.dtype)
+            for d in range(D):
+                k = layer * D + d
+                dWx, dWh, db = self.grads[3 * k:3 * k + 3]
+                _core.backward(caches[k], dout, d * H, dh0[k],
+                               None if dc0 is None else dc0[k],
+                               dWx, dWh, db, dxs, d == 1)
+            if masks[layer] is not None:
+                dxs *= masks[layer]
+            dout = dxs
+        self.dstate = (dh0, dc0) if self._has_c else dh0
+        return dout
+
+    __call__ = forward
+
+    def __repr__(self):
+        extra = ", bidirectional=True" if self.bidirectional else ""
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
+                f"num_layers={self.num_layers}{extra}, dtype={self.dtype.name})")
+
+
+class RNN(_Network):
+    cell = "rnn"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 dropout=0.0, nonlinearity="tanh", stateful=False, dtype=np.float32,
+                 random_state=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout,
+                         stateful, dtype, random_state, _relu=nonlinearity == "relu")
+
+
+class LSTM(_Network):
+    cell = "lstm"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 dropout=0.0, stateful=False, dtype=np.float32, random_state=None):
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout,
+                         stateful, dtype, random_state)
+
+
+class GRU(_Network):
+    cell = "gru"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 dropout=0.0, stateful=False, dtype=np.float32, random_state=None,
+                 reset_after=True):
+        self.reset_after = bool(reset_after)
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout,
+                         stateful, dtype, random_state, _reset_after=self.reset_after)
