@@ -1,0 +1,27 @@
+import os
+
+import numpy as np
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    pass
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """PyTorch, the numerical oracle.  Locally the parity tests skip when it
+    is missing; in CI (CI=true) a missing torch is a failure, not a skip."""
+    try:
+        import torch as _torch
+    except ImportError:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("torch is required in CI: .ci/run installs torch==2.13.0")
+        pytest.skip("torch not installed (pip install torch==2.13.0)")
+    _torch.set_num_threads(1)
+    return _torch
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)

@@ -1,0 +1,145 @@
+"""Finite-difference gradient checks in float64 for every cell, Time layer
+and network option: every parameter gradient, dx, dh0 and dc0."""
+import numpy as np
+import pytest
+
+import rnnfast
+from rnnfast._layout import N_GATES, bias_shape
+from tests._gradcheck import assert_grad_close, numerical_grad
+
+N, T, D, H = 3, 4, 3, 2
+
+CELL_OPTIONS = [
+    ("rnn", {"nonlinearity": "tanh"}),
+    ("rnn", {"nonlinearity": "relu"}),
+    ("lstm", {}),
+    ("gru", {"reset_after": False}),
+    ("gru", {"reset_after": True}),
+]
+IDS = ["rnn-tanh", "rnn-relu", "lstm", "gru-reset-before", "gru-reset-after"]
+
+
+def _weights(rng, cell, opts, d_in=D):
+    G = N_GATES[cell] * H
+    return [rng.standard_normal(s) * 0.6 for s in
+            ((d_in, G), (H, G), bias_shape(cell, H, opts.get("reset_after", False)))]
+
+
+# ------------------------------------------------------------------ cells
+@pytest.mark.parametrize("cell,opts", CELL_OPTIONS, ids=IDS)
+def test_cell_gradients(cell, opts, rng):
+    cls = {"rnn": rnnfast.RNNCell, "lstm": rnnfast.LSTMCell, "gru": rnnfast.GRUCell}[cell]
+    layer = cls(*_weights(rng, cell, opts), **opts)
+    x = rng.standard_normal((N, D))
+    h = rng.standard_normal((N, H))
+    c = rng.standard_normal((N, H))
+    gh = rng.standard_normal((N, H))
+    gc = rng.standard_normal((N, H))
+
+    def loss():
+        if cell == "lstm":
+            hn, cn = layer.forward(x, h, c)
+            return np.sum(hn * gh) + np.sum(cn * gc)
+        return np.sum(layer.forward(x, h) * gh)
+
+    loss()
+    if cell == "lstm":
+        dx, dh, dc = layer.backward(gh, gc)
+        assert_grad_close(dc, numerical_grad(loss, c), "c_prev")
+    else:
+        dx, dh = layer.backward(gh)
+    grads = [g.copy() for g in layer.grads]
+    assert_grad_close(dx, numerical_grad(loss, x), "x")
+    assert_grad_close(dh, numerical_grad(loss, h), "h_prev")
+    for name, p, g in zip(("Wx", "Wh", "b"), layer.params, grads):
+        assert_grad_close(g, numerical_grad(loss, p), name)
+
+
+# ------------------------------------------------------------ Time layers
+@pytest.mark.parametrize("stateful", [False, True], ids=["fresh", "stateful"])
+@pytest.mark.parametrize("cell,opts", CELL_OPTIONS, ids=IDS)
+def test_time_layer_gradients(cell, opts, stateful, rng):
+    cls = {"rnn": rnnfast.TimeRNN, "lstm": rnnfast.TimeLSTM, "gru": rnnfast.TimeGRU}[cell]
+    layer = cls(*_weights(rng, cell, opts), stateful=stateful, **opts)
+    xs = rng.standard_normal((N, T, D))
+    h0 = rng.standard_normal((N, H))
+    c0 = rng.standard_normal((N, H))
+    g = rng.standard_normal((N, T, H))
+
+    def loss():
+        if stateful:   # the state a previous chunk left behind
+            layer.set_state(h0, c0 if cell == "lstm" else None)
+        return np.sum(layer.forward(xs) * g)
+
+    loss()
+    dxs = layer.backward(g)
+    grads = [p.copy() for p in layer.grads]
+    dh0 = layer.dh.copy()
+    assert_grad_close(dxs, numerical_grad(loss, xs), "xs")
+    for name, p, gr in zip(("Wx", "Wh", "b"), layer.params, grads):
+        assert_grad_close(gr, numerical_grad(loss, p), name)
+    if stateful:
+        assert_grad_close(dh0, numerical_grad(loss, h0), "h0")
+        if cell == "lstm":
+            assert_grad_close(layer.dc, numerical_grad(loss, c0), "c0")
+
+
+# --------------------------------------------------------------- networks
+NET_OPTIONS = [
+    dict(),
+    dict(reverse_lengths=True),
+    dict(lengths=[4, 2, 3]),
+    dict(num_layers=2),
+    dict(bidirectional=True),
+    dict(bidirectional=True, num_layers=2, lengths=[1, 4, 3]),
+]
+NET_IDS = ["plain", "full-lengths", "lengths", "2-layers", "bidirectional",
+           "bi-2-layers-lengths"]
+
+
+def _network(cell, opts, net_opts):
+    cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[cell]
+    kwargs = dict(num_layers=net_opts.get("num_layers", 1),
+                  bidirectional=net_opts.get("bidirectional", False),
+                  dtype=np.float64, random_state=3)
+    net = cls(D, H, **kwargs, **opts)
+    for p in net.params:     # larger than the default init, to exercise the gates
+        p *= 1.5 * np.sqrt(H)
+    return net
+
+
+@pytest.mark.parametrize("net_opts", NET_OPTIONS, ids=NET_IDS)
+@pytest.mark.parametrize("cell,opts", CELL_OPTIONS, ids=IDS)
+def test_network_gradients(cell, opts, net_opts, rng):
+    net = _network(cell, opts, net_opts)
+    nd = net.num_directions
+    L = net.num_layers * nd
+    lengths = net_opts.get("lengths")
+    if net_opts.get("reverse_lengths"):
+        lengths = [T] * N
+    xs = rng.standard_normal((N, T, D))
+    h0 = rng.standard_normal((L, N, H))
+    c0 = rng.standard_normal((L, N, H))
+    g = rng.standard_normal((N, T, nd * H))
+    gh = rng.standard_normal((L, N, H))
+    gc = rng.standard_normal((L, N, H))
+    state = (h0, c0) if cell == "lstm" else h0
+
+    def loss():
+        hs, fin = net.forward(xs, state, lengths)
+        if cell == "lstm":
+            return np.sum(hs * g) + np.sum(fin[0] * gh) + np.sum(fin[1] * gc)
+        return np.sum(hs * g) + np.sum(fin * gh)
+
+    loss()
+    dxs = net.backward(g, (gh, gc) if cell == "lstm" else gh)
+    grads = [p.copy() for p in net.grads]
+    dstate = net.dstate
+    assert_grad_close(dxs, numerical_grad(loss, xs), "xs")
+    if cell == "lstm":
+        assert_grad_close(dstate[0], numerical_grad(loss, h0), "h0")
+        assert_grad_close(dstate[1], numerical_grad(loss, c0), "c0")
+    else:
+        assert_grad_close(dstate, numerical_grad(loss, h0), "h0")
+    for i, (p, gr) in enumerate(zip(net.params, grads)):
+        assert_grad_close(gr, numerical_grad(loss, p), f"params[{i}]")

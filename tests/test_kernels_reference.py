@@ -1,0 +1,97 @@
+"""The Cython kernels against their numpy reference twin, float32 and
+float64, for every cell, both directions, full and ragged batches."""
+import numpy as np
+import pytest
+
+from rnnfast import _core, _reference
+from rnnfast._layout import N_GATES, bias_shape
+
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
+CELLS = [("rnn", {}), ("rnn", {"nonlinearity": "relu"}), ("lstm", {}),
+         ("gru", {"reset_after": False}), ("gru", {"reset_after": True})]
+IDS = ["rnn-tanh", "rnn-relu", "lstm", "gru-reset-before", "gru-reset-after"]
+
+
+def run_both(cell, opts, dtype, reverse, lengths, rng, N=4, T=6, D=5, H=3):
+    G = N_GATES[cell] * H
+    reset_after = opts.get("reset_after", False)
+    xs = rng.standard_normal((N, T, D)).astype(dtype)
+    Wx = (rng.standard_normal((D, G)) * 0.5).astype(dtype)
+    Wh = (rng.standard_normal((H, G)) * 0.5).astype(dtype)
+    b = (rng.standard_normal(bias_shape(cell, H, reset_after)) * 0.5).astype(dtype)
+    h0 = rng.standard_normal((N, H)).astype(dtype)
+    c0 = rng.standard_normal((N, H)).astype(dtype) if cell == "lstm" else None
+    lengths = np.full(N, T, np.intp) if lengths is None else np.asarray(lengths, np.intp)
+    hs_ref, h_ref, c_ref, caches = _reference.sequence_forward(
+        cell, xs, Wx, Wh, b, h0, c0, lengths, reverse, **opts)
+    out = np.empty((N, T, H), dtype)
+    h = h0.copy()
+    c = None if c0 is None else c0.copy()
+    cache = _core.forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, 0, True,
+                          relu=opts.get("nonlinearity") == "relu", reset_after=reset_after)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(out, hs_ref, **tol, err_msg="hs")
+    np.testing.assert_allclose(h, h_ref, **tol, err_msg="h_n")
+    if cell == "lstm":
+        np.testing.assert_allclose(c, c_ref, **tol, err_msg="c_n")
+
+    dhs = rng.standard_normal((N, T, H)).astype(dtype)
+    dhT = rng.standard_normal((N, H)).astype(dtype)
+    dcT = rng.standard_normal((N, H)).astype(dtype) if cell == "lstm" else None
+    dxs_ref, dh0_ref, dc0_ref, (dWx_ref, dWh_ref, db_ref) = \
+        _reference.sequence_backward(dhs, dhT, dcT, caches)
+    dh = dhT.copy()
+    dc = None if dcT is None else dcT.copy()
+    dWx, dWh, db, dxs = (np.empty_like(a) for a in (Wx, Wh, b, xs))
+    _core.backward(cache, dhs, 0, dh, dc, dWx, dWh, db, dxs, False)
+    for name, ours, ref in [("dxs", dxs, dxs_ref), ("dh0", dh, dh0_ref), ("dWx", dWx, dWx_ref),
+                            ("dWh", dWh, dWh_ref), ("db", db, db_ref)]:
+        np.testing.assert_allclose(ours, ref, **tol, err_msg=name)
+    if cell == "lstm":
+        np.testing.assert_allclose(dc, dc0_ref, **tol, err_msg="dc0")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lengths", [None, [6, 2, 5, 1]], ids=["full", "ragged"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell,opts", CELLS, ids=IDS)
+def test_kernel_matches_reference(cell, opts, reverse, lengths, dtype, rng):
+    run_both(cell, opts, dtype, reverse, lengths, rng)
+
+
+@pytest.mark.parametrize("cell,opts", CELLS, ids=IDS)
+def test_kernel_single_row_single_step(cell, opts, rng):
+    run_both(cell, opts, np.float64, False, None, rng, N=1, T=1, D=1, H=1)
+    run_both(cell, opts, np.float64, True, None, rng, N=1, T=3, D=2, H=1)
+
+
+def test_bidirectional_offset_and_accumulate(rng):
+    """Two directions writing halves of one output and summing into one dx."""
+    N, T, D, H = 3, 5, 2, 4
+    cell = "lstm"
+    Wx = [rng.standard_normal((D, 4 * H)) * 0.5 for _ in range(2)]
+    Wh = [rng.standard_normal((H, 4 * H)) * 0.5 for _ in range(2)]
+    b = [rng.standard_normal(4 * H) * 0.5 for _ in range(2)]
+    xs = rng.standard_normal((N, T, D))
+    lengths = np.array([5, 2, 4], np.intp)
+    out = np.empty((N, T, 2 * H))
+    caches, refs = [], []
+    for d in range(2):
+        h, c = np.zeros((N, H)), np.zeros((N, H))
+        caches.append(_core.forward(cell, xs, Wx[d], Wh[d], b[d], h, c, lengths, d == 1,
+                                    out, d * H, True))
+        refs.append(_reference.sequence_forward(cell, xs, Wx[d], Wh[d], b[d], np.zeros((N, H)),
+                                                np.zeros((N, H)), lengths, d == 1))
+    np.testing.assert_allclose(out[:, :, :H], refs[0][0], atol=1e-12)
+    np.testing.assert_allclose(out[:, :, H:], refs[1][0], atol=1e-12)
+    dout = rng.standard_normal((N, T, 2 * H))
+    dxs = np.empty_like(xs)
+    expected = np.zeros_like(xs)
+    for d in range(2):
+        dh, dc = np.zeros((N, H)), np.zeros((N, H))
+        _core.backward(caches[d], dout, d * H, dh, dc, np.empty_like(Wx[d]),
+                       np.empty_like(Wh[d]), np.empty_like(b[d]), dxs, d == 1)
+        expected += _reference.sequence_backward(dout[:, :, d * H:(d + 1) * H],
+                                                 np.zeros((N, H)), np.zeros((N, H)),
+                                                 refs[d][3])[0]
+    np.testing.assert_allclose(dxs, expected, atol=1e-12)
