@@ -1,0 +1,33 @@
+"""Helpers shared by the training layers (not public)."""
+import numpy as np
+
+from .._validation import check_array
+
+
+def weight_dtype(W, name="W"):
+    """The dtype a layer takes from its weights: float32 or float64 as
+    given, float64 for integer or bool weights."""
+    dt = np.asarray(W).dtype
+    if dt.kind not in "fiub":
+        raise TypeError(f"{name}: expected real numbers, got dtype {dt}")
+    if dt.kind == "f" and dt.itemsize <= 4:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def as_param(W, name, dtype, expected):
+    """The array itself when it already is a float ndarray of `dtype` (any
+    memory order, so a transposed view of a shared weight stays shared);
+    a checked C-contiguous copy otherwise."""
+    if isinstance(W, np.ndarray) and W.dtype == dtype:
+        check_array(W, name, dtype, expected)      # shape and finiteness only
+        if not W.flags.writeable:
+            raise ValueError(f"{name}: a parameter must be writeable (optimizers "
+                             "update it in place); pass a copy")
+        return W
+    return check_array(W, name, dtype, expected).copy()
+
+
+def no_forward(layer):
+    return RuntimeError(f"{type(layer).__name__}.backward called before forward "
+                        "(or twice for one forward)")

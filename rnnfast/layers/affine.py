@@ -1,0 +1,54 @@
+"""Fully connected layers, row-vector convention: y = x @ W + b.
+
+Affine:      x (N, D)     -> (N, M)
+TimeAffine:  x (N, T, D)  -> (N, T, M), one GEMM over all N*T rows.
+
+W (D, M) is kept as given when it is a float array of the layer's dtype in
+any memory order: a model ties its output layer to an embedding E (V, D) by
+passing W = E.T, a view, so an optimizer's in-place update of E is seen here.
+"""
+import numpy as np
+
+from .._validation import check_array
+from ._common import as_param, no_forward, weight_dtype
+
+
+class Affine:
+    """y = x @ W + b over the last axis.  params = [W (D, M), b (M,)]."""
+    _lead = ("N",)
+
+    def __init__(self, W, b):
+        dt = weight_dtype(W)
+        W = as_param(W, "W", dt, ("D", "M"))
+        b = as_param(b, "b", dt, (W.shape[1],))
+        self.params = [W, b]
+        self.grads = [np.zeros_like(W), np.zeros_like(b)]
+        self._x = None
+
+    @property
+    def dtype(self):
+        return self.params[0].dtype
+
+    def forward(self, x):
+        W, b = self.params
+        x = check_array(x, "x", self.dtype, self._lead + (W.shape[0],))
+        self._x = x
+        D, M = W.shape
+        return (x.reshape(-1, D) @ W + b).reshape(x.shape[:-1] + (M,))
+
+    def backward(self, dout):
+        if self._x is None:
+            raise no_forward(self)
+        x, self._x = self._x, None
+        W, _ = self.params
+        D, M = W.shape
+        dout = check_array(dout, "dout", self.dtype, x.shape[:-1] + (M,))
+        x2, d2 = x.reshape(-1, D), dout.reshape(-1, M)
+        self.grads[0][...] = x2.T @ d2
+        self.grads[1][...] = d2.sum(axis=0)
+        return (d2 @ W.T).reshape(x.shape)
+
+
+class TimeAffine(Affine):
+    """y = x @ W + b for x (N, T, D) -> (N, T, M)."""
+    _lead = ("N", "T")

@@ -1,0 +1,50 @@
+"""Dot-product attention of every decoder step over all encoder states,
+vectorised over time (two batched matmuls each way, no loop over steps).
+
+    s = hs_dec @ hs_enc^T          (N, T, S)   scores
+    a = softmax(s, axis=-1)        (N, T, S)   weights over encoder steps
+    c = a @ hs_enc                 (N, T, H)   contexts
+
+This is the textbook's TimeAttention (DLFS2 ch08) computed for all T
+decoder steps at once.
+"""
+import numpy as np
+
+from .._validation import check_array
+from ._common import no_forward
+
+
+class TimeAttention:
+    """forward(hs_enc (N, S, H), hs_dec (N, T, H)) -> c (N, T, H);
+    backward(dc) -> (dhs_enc, dhs_dec).  No parameters.  After forward,
+    .attention_weights holds a (N, T, S)."""
+
+    def __init__(self):
+        self.params, self.grads = [], []
+        self.attention_weights = None
+        self._cache = None
+
+    def forward(self, hs_enc, hs_dec):
+        hs_enc = np.asarray(hs_enc)
+        dt = hs_enc.dtype if hs_enc.dtype in (np.float32, np.float64) else np.float64
+        hs_enc = check_array(hs_enc, "hs_enc", dt, ("N", "S", "H"))
+        N, S, H = hs_enc.shape
+        hs_dec = check_array(hs_dec, "hs_dec", dt, (N, "T", H))
+        s = hs_dec @ hs_enc.transpose(0, 2, 1)
+        s -= s.max(axis=-1, keepdims=True)
+        a = np.exp(s)
+        a /= a.sum(axis=-1, keepdims=True)
+        self.attention_weights = a
+        self._cache = (hs_enc, hs_dec, a)
+        return a @ hs_enc
+
+    def backward(self, dc):
+        if self._cache is None:
+            raise no_forward(self)
+        (hs_enc, hs_dec, a), self._cache = self._cache, None
+        dc = check_array(dc, "dc", hs_enc.dtype, hs_dec.shape)
+        da = dc @ hs_enc.transpose(0, 2, 1)                   # (N, T, S)
+        ds = a * (da - (da * a).sum(axis=-1, keepdims=True))  # softmax backward
+        dhs_enc = a.transpose(0, 2, 1) @ dc + ds.transpose(0, 2, 1) @ hs_dec
+        dhs_dec = ds @ hs_enc
+        return dhs_enc, dhs_dec

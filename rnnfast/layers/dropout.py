@@ -1,0 +1,62 @@
+"""Inverted dropout: in training each element is kept with probability
+1 - ratio and scaled by 1 / (1 - ratio), so evaluation is the identity."""
+import numbers
+
+import numpy as np
+
+from ._common import no_forward
+
+
+def as_generator(random_state):
+    """A numpy Generator from None, an int seed or a Generator (shared, not copied)."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or (isinstance(random_state, numbers.Integral)
+                                and not isinstance(random_state, bool)):
+        return np.random.default_rng(random_state)
+    raise TypeError(f"random_state: expected None, an int or a numpy Generator, "
+                    f"got {random_state!r}")
+
+
+class TimeDropout:
+    """Dropout for arrays of any shape (e.g. (N, T, D) or (N, D)).
+
+    ratio: probability of dropping an element, in [0, 1).
+    random_state: None, an int seed or a numpy Generator (never the global RNG).
+    A new layer is in training mode; eval() makes forward the identity.
+    """
+
+    def __init__(self, ratio=0.5, random_state=None):
+        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) \
+                or not 0 <= ratio < 1:
+            raise ValueError(f"ratio: expected a probability in [0, 1), got {ratio!r}")
+        self.ratio = float(ratio)
+        self.rng = as_generator(random_state)
+        self.training = True
+        self.params, self.grads = [], []
+        self.mask = None
+        self._ready = False
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def forward(self, xs):
+        xs = np.asarray(xs)
+        self._ready = True
+        if not self.training or self.ratio == 0:
+            self.mask = None
+            return xs
+        keep = 1.0 - self.ratio
+        dt = xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)
+        self.mask = (self.rng.random(xs.shape) < keep).astype(dt) / dt.type(keep)
+        return xs * self.mask
+
+    def backward(self, dout):
+        if not self._ready:
+            raise no_forward(self)
+        self._ready = False
+        return dout if self.mask is None else dout * self.mask

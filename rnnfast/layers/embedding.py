@@ -1,0 +1,66 @@
+"""Embedding lookups: int ids -> rows of W (V, D).
+
+Embedding:      ids (N,)    -> (N, D)
+TimeEmbedding:  ids (N, T)  -> (N, T, D)
+
+backward overwrites grads[0] (V, D) with the rows of dout summed per id
+(np.add.at, unbuffered, so repeated ids accumulate), in one call for all
+N*T ids.
+"""
+import numpy as np
+
+from .._validation import check_array
+from ._common import as_param, no_forward, weight_dtype
+
+
+def check_ids(ids, name, vocab_size, expected):
+    """Integer ids of shape `expected`, each in 0..vocab_size-1, as intp."""
+    arr = np.asarray(ids)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer ids of shape {expected}, "
+                        f"got dtype {arr.dtype}")
+    arr = check_array(arr, name, np.intp, expected)
+    if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
+        raise ValueError(f"{name}: ids must lie in 0..{vocab_size - 1} (vocab_size="
+                         f"{vocab_size}), got min {arr.min()} and max {arr.max()}")
+    return arr
+
+
+class Embedding:
+    """ids (N,) -> W[ids] (N, D).  params = [W], W (V, D)."""
+    _id_shape = ("N",)
+
+    def __init__(self, W):
+        dt = weight_dtype(W)
+        self.params = [as_param(W, "W", dt, ("V", "D"))]
+        self.grads = [np.zeros_like(self.params[0])]
+        self._ids = None
+
+    @property
+    def dtype(self):
+        return self.params[0].dtype
+
+    @property
+    def vocab_size(self):
+        return self.params[0].shape[0]
+
+    def forward(self, ids):
+        ids = check_ids(ids, "ids", self.vocab_size, self._id_shape)
+        self._ids = ids
+        return self.params[0][ids]
+
+    def backward(self, dout):
+        if self._ids is None:
+            raise no_forward(self)
+        ids, self._ids = self._ids, None
+        D = self.params[0].shape[1]
+        dout = check_array(dout, "dout", self.dtype, ids.shape + (D,))
+        dW = self.grads[0]
+        dW[...] = 0
+        np.add.at(dW, ids.reshape(-1), dout.reshape(-1, D))
+        return None
+
+
+class TimeEmbedding(Embedding):
+    """ids (N, T) -> W[ids] (N, T, D).  params = [W], W (V, D)."""
+    _id_shape = ("N", "T")
