@@ -1,0 +1,228 @@
+"""Loss layers: forward(scores, targets, ...) -> float loss, then
+backward(dout=1.0) -> d(loss)/d(scores) of the scores' shape and dtype.
+
+    SoftmaxWithLoss      logits (N, V),    int targets (N,)      many-to-one
+    TimeSoftmaxWithLoss  logits (N, T, V), int targets (N, T)    per step
+    TimeSigmoidWithLoss  logits (N, T) or (N, T, K), targets in [0, 1], same shape
+    MSELoss, HuberLoss   predictions and targets of one shape
+
+Softmax and sigmoid losses work from the logits (log-sum-exp), so they stay
+finite for any finite logits.  Reductions:
+
+    "mean"      the mean over the targets that count (default)
+    "sum_time"  summed over time, averaged over the batch (Zaremba et al. 2014)
+    "sum"       the plain sum
+
+A target counts unless it equals `ignore_label` or `mask` (N, T) is false
+there.  With no target counting the loss is 0 and the gradient zero.
+The scores' dtype (float32 or float64) is kept; other inputs become float64.
+"""
+import numbers
+
+import numpy as np
+
+from ._validation import check_array, check_int
+
+REDUCTIONS = ("mean", "sum_time", "sum")
+
+
+def _float_dtype(x):
+    dt = np.asarray(x).dtype
+    return dt if dt in (np.float32, np.float64) else np.dtype(np.float64)
+
+
+def _check_reduction(reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
+    return reduction
+
+
+def _check_int_targets(ts, name, expected, num_classes, ignore_label):
+    arr = np.asarray(ts)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer class ids of shape {expected}, "
+                        f"got dtype {arr.dtype}")
+    arr = check_array(arr, name, np.intp, expected)
+    bad = (arr != ignore_label) & ((arr < 0) | (arr >= num_classes))
+    if bad.any():
+        raise ValueError(f"{name}: class ids must lie in 0..{num_classes - 1} (or equal "
+                         f"ignore_label={ignore_label}), got {arr[bad][0]}")
+    return arr
+
+
+def _check_mask(mask, shape):
+    if mask is None:
+        return None
+    arr = np.asarray(mask)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"mask: expected booleans of shape {shape}, got dtype {arr.dtype}")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"mask: expected shape {tuple(shape)}, got shape {arr.shape}")
+    return arr.astype(bool)
+
+
+def _denominator(reduction, count, batch):
+    if reduction == "mean":
+        return max(count, 1)
+    if reduction == "sum_time":
+        return max(batch, 1)
+    return 1
+
+
+def log_softmax(x, axis=-1):
+    """log softmax by log-sum-exp: finite for any finite x."""
+    s = x - x.max(axis=axis, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
+
+
+class _SoftmaxLoss:
+    _lead = None                       # ("N",) or ("N", "T")
+
+    def __init__(self, ignore_label=-1, reduction="mean"):
+        self.ignore_label = check_int(ignore_label, "ignore_label", minimum=-2 ** 62)
+        self.reduction = _check_reduction(reduction)
+        self.params, self.grads = [], []
+        self._cache = None
+
+    def forward(self, xs, ts, mask=None):
+        dt = _float_dtype(xs)
+        xs = check_array(xs, "xs", dt, self._lead + ("V",))
+        lead, V = xs.shape[:-1], xs.shape[-1]
+        ts = _check_int_targets(ts, "ts", lead, V, self.ignore_label)
+        valid = ts != self.ignore_label
+        m = _check_mask(mask, lead)
+        if m is not None:
+            valid &= m
+        logp = log_softmax(xs.reshape(-1, V))
+        rows = np.flatnonzero(valid.reshape(-1))
+        picked = logp[rows, ts.reshape(-1)[rows]]
+        denom = _denominator(self.reduction, rows.size, lead[0])
+        self._cache = (logp, rows, ts.reshape(-1)[rows], denom, xs.shape)
+        return float(-picked.sum(dtype=np.float64) / denom)
+
+    def backward(self, dout=1.0):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        logp, rows, cls, denom, shape = self._cache
+        dx = np.zeros_like(logp)
+        # d(-log p_t)/dx = softmax(x) - onehot(t), on the rows that count only
+        dx[rows] = np.exp(logp[rows])
+        dx[rows, cls] -= 1
+        dx *= logp.dtype.type(dout / denom)
+        return dx.reshape(shape)
+
+
+class SoftmaxWithLoss(_SoftmaxLoss):
+    """Cross-entropy of softmax(xs) for xs (N, V) and int targets ts (N,).
+
+    ignore_label: targets equal to it do not count (default -1).
+    reduction: "mean" (over counted targets) or "sum".
+    """
+    _lead = ("N",)
+
+    def __init__(self, ignore_label=-1, reduction="mean"):
+        if reduction == "sum_time":
+            raise ValueError("reduction: 'sum_time' needs a time axis; use "
+                             "TimeSoftmaxWithLoss, or 'mean' or 'sum'")
+        super().__init__(ignore_label, reduction)
+
+
+class TimeSoftmaxWithLoss(_SoftmaxLoss):
+    """Cross-entropy of softmax(xs) for xs (N, T, V) and int targets ts (N, T).
+
+    forward(xs, ts, mask=None): mask (N, T), where false, drops a step.
+    ignore_label: targets equal to it do not count (default -1).
+    reduction: "mean" per counted token (default; exp(loss) is perplexity),
+        "sum_time" (summed over time, averaged over batch) or "sum".
+    """
+    _lead = ("N", "T")
+
+
+class TimeSigmoidWithLoss:
+    """Binary cross-entropy of sigmoid(xs) for xs (N, T) or (N, T, K) and
+    targets ts of the same shape in [0, 1] (soft labels allowed).
+
+    forward(xs, ts, mask=None): mask (N, T) drops steps (all K outputs).
+    reduction: "mean" over counted elements, "sum_time" or "sum".
+    """
+
+    def __init__(self, reduction="mean"):
+        self.reduction = _check_reduction(reduction)
+        self.params, self.grads = [], []
+        self._cache = None
+
+    def forward(self, xs, ts, mask=None):
+        dt = _float_dtype(xs)
+        xs = np.asarray(xs)
+        if xs.ndim not in (2, 3):
+            raise ValueError(f"xs: expected shape (N, T) or (N, T, K), got shape {xs.shape}")
+        xs = check_array(xs, "xs", dt, xs.shape)
+        ts = check_array(ts, "ts", dt, xs.shape)
+        if ts.size and (ts.min() < 0 or ts.max() > 1):
+            raise ValueError(f"ts: targets must lie in [0, 1], got min {ts.min()} "
+                             f"and max {ts.max()}")
+        m = _check_mask(mask, xs.shape[:2])
+        w = np.ones(xs.shape[:2], dt) if m is None else m.astype(dt)
+        if xs.ndim == 3:
+            w = np.broadcast_to(w[:, :, None], xs.shape)
+        # BCE with logits: max(x, 0) - x t + log(1 + exp(-|x|))
+        loss = np.maximum(xs, 0) - xs * ts + np.log1p(np.exp(-np.abs(xs)))
+        denom = _denominator(self.reduction, int(np.count_nonzero(w)), xs.shape[0])
+        e = np.exp(-np.abs(xs))
+        sig = np.where(xs >= 0, 1 / (1 + e), e / (1 + e)).astype(dt)
+        self._cache = (sig, ts, w, denom)
+        return float((loss * w).sum(dtype=np.float64) / denom)
+
+    def backward(self, dout=1.0):
+        if self._cache is None:
+            raise RuntimeError("TimeSigmoidWithLoss.backward called before forward")
+        sig, ts, w, denom = self._cache
+        return (sig - ts) * w * sig.dtype.type(dout / denom)
+
+
+class _RegressionLoss:
+    def __init__(self):
+        self.params, self.grads = [], []
+        self._cache = None
+
+    def _check(self, y, t):
+        dt = _float_dtype(y)
+        y = np.asarray(y)
+        y = check_array(y, "y", dt, y.shape)
+        t = check_array(t, "t", dt, y.shape)
+        return y, t
+
+    def backward(self, dout=1.0):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        g, n = self._cache
+        return g * g.dtype.type(dout / max(n, 1))
+
+
+class MSELoss(_RegressionLoss):
+    """mean((y - t)^2) over all elements (PyTorch's MSELoss); y, t same shape."""
+
+    def forward(self, y, t):
+        y, t = self._check(y, t)
+        d = y - t
+        self._cache = (2 * d, d.size)
+        return float(np.square(d).sum(dtype=np.float64) / max(d.size, 1))
+
+
+class HuberLoss(_RegressionLoss):
+    """Mean Huber loss: 0.5 d^2 where |d| <= delta, delta (|d| - 0.5 delta)
+    elsewhere, d = y - t (PyTorch's HuberLoss)."""
+
+    def __init__(self, delta=1.0):
+        if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not delta > 0:
+            raise ValueError(f"delta: expected a positive number, got {delta!r}")
+        self.delta = float(delta)
+        super().__init__()
+
+    def forward(self, y, t):
+        y, t = self._check(y, t)
+        d = y - t
+        small = np.abs(d) <= self.delta
+        loss = np.where(small, 0.5 * d * d, self.delta * (np.abs(d) - 0.5 * self.delta))
+        self._cache = (np.where(small, d, self.delta * np.sign(d)).astype(d.dtype), d.size)
+        return float(loss.sum(dtype=np.float64) / max(d.size, 1))
