@@ -1,0 +1,190 @@
+"""rnnfast.data: stream batcher, vocabularies, padding, readers."""
+import os
+
+import numpy as np
+import pytest
+
+from rnnfast.data import (StreamBatcher, Vocab, load_ptb, load_seq2seq, load_text,
+                          pad_sequences)
+
+SHARED = os.environ.get("RNNFAST_DATA", os.path.join(
+    os.path.dirname(__file__), os.pardir, os.pardir, "shared", "data"))
+
+
+def shared(*parts):
+    path = os.path.join(SHARED, *parts)
+    if not os.path.exists(path):
+        pytest.skip(f"reference data not present: {path}")
+    return path
+
+
+# ------------------------------------------------------------------ batcher
+def dlfs2_get_batch(x, t, batch_size, time_size, time_idx):
+    """DLFS2 RnnlmTrainer.get_batch, element by element (the oracle)."""
+    bx = np.empty((batch_size, time_size), int)
+    bt = np.empty((batch_size, time_size), int)
+    data_size = len(x)
+    offsets = [i * data_size // batch_size for i in range(batch_size)]
+    for time in range(time_size):
+        for i, offset in enumerate(offsets):
+            bx[i, time] = x[(offset + time_idx) % data_size]
+            bt[i, time] = t[(offset + time_idx) % data_size]
+        time_idx += 1
+    return bx, bt, time_idx
+
+
+@pytest.mark.parametrize("L,N,T", [(101, 4, 5), (57, 3, 7), (40, 1, 39)])
+def test_batcher_matches_the_element_by_element_oracle_across_epochs(L, N, T):
+    corpus = np.random.default_rng(0).integers(0, 50, L)
+    b = StreamBatcher(corpus, N, T)
+    assert len(b) == (L - 1) // (N * T)
+    time_idx = 0
+    for epoch in range(3):                 # the position carries across epochs
+        n = 0
+        for xs, ts in b:
+            ex, et, time_idx = dlfs2_get_batch(corpus[:-1], corpus[1:], N, T, time_idx)
+            np.testing.assert_array_equal(xs, ex)
+            np.testing.assert_array_equal(ts, et)
+            n += 1
+        assert n == len(b)
+
+
+def test_batcher_rows_are_continuous_streams():
+    corpus = np.arange(1000)
+    b = StreamBatcher(corpus, 4, 10)
+    x1, t1 = b.next_batch()
+    x2, _ = b.next_batch()
+    np.testing.assert_array_equal(x1[:, 0], [0, 249, 499, 749])     # k * 999 // 4
+    np.testing.assert_array_equal(t1, x1 + 1)
+    np.testing.assert_array_equal(x2[:, 0], x1[:, -1] + 1)
+
+
+def test_batcher_wraps_and_restores_position():
+    corpus = np.arange(23)
+    b = StreamBatcher(corpus, 2, 5)        # 22 pairs, offsets 0 and 11
+    for _ in range(2):
+        b.next_batch()
+    state = b.state_dict()
+    x3, _ = b.next_batch()
+    np.testing.assert_array_equal(x3[1], [21, 0, 1, 2, 3])   # wraps at 22
+    b2 = StreamBatcher(corpus, 2, 5)
+    b2.load_state_dict(state)
+    np.testing.assert_array_equal(b2.next_batch()[0], x3)
+
+
+def test_batcher_rejects_bad_input():
+    with pytest.raises(ValueError, match="batch_size \\* time_size"):
+        StreamBatcher(np.arange(10), 3, 4)
+    with pytest.raises(ValueError, match=r"shape \(2, 5\)"):
+        StreamBatcher(np.zeros((2, 5), int), 1, 1)
+    with pytest.raises(TypeError, match="float"):
+        StreamBatcher(np.zeros(50), 1, 1)
+    with pytest.raises(ValueError, match="batch_size"):
+        StreamBatcher(np.arange(50), 0, 1)
+
+
+# ------------------------------------------------------------------- vocab
+def test_word_vocab_round_trip_and_unknown():
+    text = " the cat sat \n the dog <unk> \n"
+    v = Vocab("word").fit(text)
+    assert v.id_to_token == ["the", "cat", "sat", "<eos>", "dog", "<unk>"]
+    ids = v.encode(text)
+    assert v.decode(ids) == "the cat sat <eos> the dog <unk> <eos>"
+    assert v.encode("the bird")[1] == v.unk_id == 5
+    v2 = Vocab.from_dict(v.to_dict())
+    np.testing.assert_array_equal(v2.encode("cat dog bird"), v.encode("cat dog bird"))
+
+
+def test_specials_come_first_when_absent_and_max_size_keeps_frequent():
+    v = Vocab("word", pad_token="<pad>", eos_token=None).fit("a b b c c c", max_size=4)
+    assert v.id_to_token == ["<pad>", "<unk>", "b", "c"]
+    assert v.pad_id == 0 and v.decode([2, 0, 3]) == "b c"
+    v = Vocab("word", eos_token=None).fit("a b b c c c", order="frequency")
+    assert v.id_to_token == ["<unk>", "c", "b", "a"]
+
+
+def test_char_vocab_round_trip_and_refusals():
+    text = "hello, world\n"
+    v = Vocab("char", unk_token=None).fit(text, order="sorted")
+    assert v.id_to_token == sorted(set(text))
+    assert v.decode(v.encode(text)) == text
+    with pytest.raises(ValueError, match="'Z'"):
+        v.encode("Zed")
+    assert len(v) == 10
+    with pytest.raises(ValueError, match="ids in 0..9"):
+        v.decode([0, 10])
+
+
+def test_pad_sequences():
+    padded, lengths = pad_sequences([np.array([1, 2, 3]), np.array([4])], pad_value=-1)
+    np.testing.assert_array_equal(padded, [[1, 2, 3], [4, -1, -1]])
+    np.testing.assert_array_equal(lengths, [3, 1])
+    padded, lengths = pad_sequences([np.ones((2, 3)), np.ones((4, 3))])
+    assert padded.shape == (2, 4, 3) and padded[0, 2:].sum() == 0
+    with pytest.raises(ValueError, match=r"sequences\[1\]"):
+        pad_sequences([np.ones((2, 3)), np.ones((2, 4))])
+
+
+# ----------------------------------------------------------------- readers
+def test_seq2seq_reader_split_on_a_synthetic_file(tmp_path):
+    rng = np.random.default_rng(3)
+    lines = []
+    for _ in range(40):
+        a, b = rng.integers(0, 100, 2)
+        lines.append(f"{a}+{b}".ljust(5) + "_" + str(a + b).ljust(3))
+    path = tmp_path / "add.txt"
+    path.write_text("\n".join(lines) + "\n")
+    d = load_seq2seq(path)
+    assert d.x_train.shape == (36, 5) and d.t_test.shape == (4, 4)
+    order = np.arange(40)
+    np.random.RandomState(1984).shuffle(order)        # the DLFS2 recipe
+    for row, i in enumerate(order):
+        q, a = lines[i].split("_", 1)
+        x = d.x_train if row < 36 else d.x_test
+        t = d.t_train if row < 36 else d.t_test
+        assert d.vocab.decode(x[row % 36 if row < 36 else row - 36]) == q
+        assert d.vocab.decode(t[row % 36 if row < 36 else row - 36]) == "_" + a
+    first_seen = list(dict.fromkeys("".join(lines).replace("\n", "")))
+    assert d.vocab.id_to_token == first_seen
+    assert d.vocab.id_to_token[d.start_id] == "_"
+    r = load_seq2seq(path, reverse_input=True)
+    np.testing.assert_array_equal(r.x_train, d.x_train[:, ::-1])
+
+
+def test_seq2seq_reader_refuses_malformed_lines(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_text("1+1_2\n2+2 4\n")
+    with pytest.raises(ValueError, match="line 2"):
+        load_seq2seq(path)
+    path.write_text("1+1_2\n12+2_14\n")
+    with pytest.raises(ValueError, match="width"):
+        load_seq2seq(path)
+
+
+def test_text_reader_char_split(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("abcdefghij" * 10)
+    d = load_text(path, level="char")
+    assert d.train.size == 90 and d.valid.size == 10
+    assert d.vocab.decode(d.valid) == "abcdefghij"
+    w = load_text(path, level="word", valid_fraction=0.0)
+    assert w.vocab.decode(w.train) == "abcdefghij" * 10 + " <eos>"
+
+
+def test_real_seq2seq_split():
+    d = load_seq2seq(shared("seq2seq", "addition.txt"))
+    assert d.x_train.shape == (45000, 7) and d.x_test.shape == (5000, 7)
+    assert d.t_train.shape == (45000, 5) and len(d.vocab) == 13
+    d = load_seq2seq(shared("seq2seq", "date.txt"))
+    assert d.x_train.shape == (45000, 29) and d.t_test.shape == (5000, 11)
+    train = {r.tobytes() for r in d.x_train}
+    # the published property of DLFS2's exact split: 1,405 test dates leak into train
+    assert sum(r.tobytes() in train for r in d.x_test) == 1405
+
+
+def test_real_ptb():
+    d = load_ptb(shared("ptb"))
+    assert (d.train.size, d.valid.size, d.test.size) == (929589, 73760, 82430)
+    assert len(d.vocab) == 10000
+    assert d.vocab.id_to_token[0] == "aer"          # DLFS2's first id
+    assert (d.train == d.vocab.unk_id).sum() == 45020
