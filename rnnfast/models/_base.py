@@ -1,0 +1,91 @@
+"""What every model shares: the parameter lists, training/evaluation
+mode, get_config, and the helpers that build networks and weights."""
+import numbers
+
+import numpy as np
+
+from .. import networks
+from .._validation import float_dtype
+from ..layers.dropout import as_generator
+
+CELLS = {"rnn": networks.RNN, "lstm": networks.LSTM, "gru": networks.GRU}
+
+
+def check_cell(cell):
+    if cell not in CELLS:
+        raise ValueError(f"cell: expected one of {tuple(CELLS)}, got {cell!r}")
+    return cell
+
+
+def check_probability(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+        raise ValueError(f"{name}: expected a probability in [0, 1), got {value!r}")
+    return float(value)
+
+
+def seed_for_config(random_state):
+    """An int seed is kept in get_config; a Generator cannot be, so None."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    return None
+
+
+def child_rng(rng):
+    """An independent Generator drawn from `rng` (for a dropout layer)."""
+    return np.random.default_rng(rng.integers(2 ** 63))
+
+
+class Model:
+    """Base class.  Subclasses set self.layers (everything with a
+    train/eval mode or parameters) and call self._collect(...) with the
+    layers whose params and grads they own, in order."""
+
+    def _setup(self, config, dtype, random_state):
+        self._config = dict(config)
+        self._config["dtype"] = float_dtype(dtype).name
+        self._config["random_state"] = seed_for_config(random_state)
+        self.dtype = float_dtype(dtype)
+        self.training = True
+        return as_generator(random_state)
+
+    def _collect(self, params, grads):
+        seen = set()
+        for p in params:
+            if id(p) in seen:
+                raise AssertionError("a parameter is listed twice")
+            seen.add(id(p))
+        self.params, self.grads = list(params), list(grads)
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        for layer in self.layers:
+            if hasattr(layer, "train"):
+                layer.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def get_config(self):
+        """The constructor's arguments as a JSON-able dict: cls(**config)
+        rebuilds the model (then copy params in order)."""
+        return dict(self._config)
+
+    def _in_eval(self, fn, *args, **kwargs):
+        """Run fn in evaluation mode and restore the mode afterwards."""
+        was_training = self.training
+        self.eval()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.train(was_training)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
+        return f"{type(self).__name__}({args})"
+
+
+def uniform_(params, scale, rng):
+    """Re-draw every array of `params` in place from U(-scale, scale)."""
+    for p in params:
+        p[...] = rng.uniform(-scale, scale, p.shape)

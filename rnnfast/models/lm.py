@@ -1,0 +1,212 @@
+"""Word- or character-level language model and its perplexity.
+
+    ids (N, T) -> TimeEmbedding (V, D) -> [dropout] -> stacked RNN/LSTM/GRU
+    (stateful: truncated BPTT, dropout between layers) -> [dropout]
+    -> TimeAffine (H, V) -> TimeSoftmaxWithLoss
+
+the textbook's Rnnlm/BetterRnnlm (DLFS2 ch06) and Zaremba et al. (2014).
+"""
+import numpy as np
+
+from ..layers import TimeAffine, TimeDropout, TimeEmbedding
+from ..layers.dropout import as_generator
+from ..layers.embedding import check_ids
+from ..losses import TimeSoftmaxWithLoss, log_softmax
+from .._validation import check_int
+from ._base import CELLS, Model, check_cell, check_probability, child_rng, uniform_
+
+
+class RnnLM(Model):
+    """Recurrent language model.
+
+    vocab_size V; wordvec_size D (default: hidden_size); hidden_size H;
+    num_layers; cell "lstm", "gru" or "rnn".
+    dropout: rate on every non-recurrent connection (Zaremba et al.): the
+        embedding output, between layers and before the output layer.
+        embed_dropout / output_dropout override it at the two ends.
+    tie_weights: the output layer's W is E.T, a view of the embedding
+        matrix E (V, H) (needs D == H; Press & Wolf 2017, BetterRnnlm);
+        E appears once in params and its gradient is the sum of both uses.
+    init_scale: when given, every parameter ~ U(-init_scale, init_scale)
+        (Zaremba's 0.1, or 0.05 for the large model); otherwise the
+        textbook's scales (embedding N(0, 0.01^2), output N(0, 1/H), zero
+        output bias) and PyTorch's U(-1/sqrt(H), 1/sqrt(H)) for the network.
+    reduction: of the loss, "mean" per token (exp(loss) = perplexity) or
+        "sum_time" (Zaremba's: summed over time, averaged over the batch).
+
+    forward(xs, ts) -> loss for ids xs, ts (N, T); backward(); the network
+    carries its state between forwards until reset_state().
+    """
+
+    def __init__(self, vocab_size, wordvec_size=None, hidden_size=100, num_layers=1,
+                 cell="lstm", dropout=0.0, embed_dropout=None, output_dropout=None,
+                 tie_weights=False, init_scale=None, reduction="mean",
+                 dtype=np.float32, random_state=None):
+        V = check_int(vocab_size, "vocab_size")
+        H = check_int(hidden_size, "hidden_size")
+        D = H if wordvec_size is None else check_int(wordvec_size, "wordvec_size")
+        if tie_weights and D != H:
+            raise ValueError(f"wordvec_size: tie_weights needs wordvec_size == hidden_size "
+                             f"(the embedding (V, D) is reused as the output (H, V)), got "
+                             f"wordvec_size={D} and hidden_size={H}")
+        dropout = check_probability(dropout, "dropout")
+        p_in = dropout if embed_dropout is None else check_probability(embed_dropout,
+                                                                      "embed_dropout")
+        p_out = dropout if output_dropout is None else check_probability(output_dropout,
+                                                                        "output_dropout")
+        if init_scale is not None and not (isinstance(init_scale, (int, float))
+                                           and init_scale > 0):
+            raise ValueError(f"init_scale: expected a positive number or None, "
+                             f"got {init_scale!r}")
+        rng = self._setup(dict(
+            vocab_size=V, wordvec_size=wordvec_size, hidden_size=H, num_layers=num_layers,
+            cell=check_cell(cell), dropout=dropout, embed_dropout=embed_dropout,
+            output_dropout=output_dropout, tie_weights=bool(tie_weights),
+            init_scale=init_scale, reduction=reduction), dtype, random_state)
+        dt = self.dtype
+        self.tie_weights = bool(tie_weights)
+        E = (rng.standard_normal((V, D)) / 100).astype(dt)
+        self.embed = TimeEmbedding(E)
+        self.embed_dropout = TimeDropout(p_in, child_rng(rng))
+        self.network = CELLS[cell](D, H, num_layers, dropout=dropout, stateful=True,
+                                   dtype=dt, random_state=child_rng(rng))
+        self.output_dropout = TimeDropout(p_out, child_rng(rng))
+        W = self.embed.params[0].T if self.tie_weights else \
+            (rng.standard_normal((H, V)) / np.sqrt(H)).astype(dt)
+        self.affine = TimeAffine(W, np.zeros(V, dt))
+        self.loss_layer = TimeSoftmaxWithLoss(reduction=reduction)
+        self.layers = [self.embed, self.embed_dropout, self.network,
+                       self.output_dropout, self.affine]
+        own_W = [] if self.tie_weights else [0]
+        self._collect(
+            self.embed.params + self.network.params
+            + [self.affine.params[i] for i in own_W] + [self.affine.params[1]],
+            self.embed.grads + self.network.grads
+            + [self.affine.grads[i] for i in own_W] + [self.affine.grads[1]])
+        if init_scale is not None:
+            uniform_(self.params, float(init_scale), rng)
+
+    @property
+    def vocab_size(self):
+        return self.embed.vocab_size
+
+    def reset_state(self):
+        self.network.reset_state()
+
+    def _scores(self, xs):
+        out = self.embed_dropout.forward(self.embed.forward(xs))
+        hs, _ = self.network.forward(out)
+        return self.affine.forward(self.output_dropout.forward(hs))
+
+    def predict(self, xs):
+        """Logits (N, T, V) for ids xs (N, T), in evaluation mode (no
+        dropout).  Advances the carried state like forward."""
+        return self._in_eval(self._scores, xs)
+
+    def forward(self, xs, ts, mask=None):
+        """Loss for ids xs and next-token targets ts, both (N, T)."""
+        return self.loss_layer.forward(self._scores(xs), ts, mask)
+
+    def backward(self, dout=1.0):
+        d = self.loss_layer.backward(dout)
+        d = self.output_dropout.backward(self.affine.backward(d))
+        d = self.embed_dropout.backward(self.network.backward(d))
+        self.embed.backward(d)
+        if self.tie_weights:
+            # declared tie: the output layer used E.T, so dL/dE gains dL/dW.T
+            self.embed.grads[0] += self.affine.grads[0].T
+
+    def generate(self, start_ids, length, temperature=1.0, top_k=None,
+                 random_state=None, skip_ids=None):
+        """Sample `length` tokens after the prompt `start_ids`.
+
+        start_ids: an id, a prompt (T0,) or a batch of prompts (N, T0).
+        temperature: divides the logits; 0 means greedy (argmax).
+        top_k: sample among the k most likely tokens only.
+        skip_ids: ids never produced (e.g. <unk>).
+        random_state: None, an int seed or a Generator.
+        Returns the prompt followed by the new ids, (T0 + length,) or
+        (N, T0 + length).  Runs in evaluation mode from a zero state, one
+        network call per generated token, and restores the model's mode
+        and carried state afterwards.
+        """
+        ids = np.asarray(start_ids)
+        single = ids.ndim < 2
+        ids = check_ids(ids.reshape(1, -1) if single else ids, "start_ids",
+                        self.vocab_size, ("N", "T0"))
+        length = check_int(length, "length", minimum=0)
+        if not (isinstance(temperature, (int, float)) and temperature >= 0):
+            raise ValueError(f"temperature: expected a number >= 0, got {temperature!r}")
+        if top_k is not None:
+            top_k = min(check_int(top_k, "top_k"), self.vocab_size)
+        skip = np.zeros(0, np.intp) if skip_ids is None else \
+            check_ids(np.asarray(skip_ids).reshape(-1), "skip_ids", self.vocab_size, ("K",))
+        if np.unique(skip).size >= self.vocab_size:
+            raise ValueError("skip_ids: would exclude every token of the vocabulary")
+        rng = as_generator(random_state)
+        saved = self.network.state
+        was_training = self.training
+        self.eval()
+        self.reset_state()
+        try:
+            out = [ids]
+            logits = self._scores(ids)[:, -1]
+            for step in range(length):
+                nxt = _sample(logits, temperature, top_k, skip, rng)
+                out.append(nxt[:, None])
+                if step + 1 < length:
+                    logits = self._scores(nxt[:, None])[:, -1]
+        finally:
+            self.network.state = saved
+            self.train(was_training)
+        result = np.concatenate(out, axis=1)
+        return result[0] if single else result
+
+
+def _sample(logits, temperature, top_k, skip, rng):
+    """One id per row of logits (N, V)."""
+    z = logits.astype(np.float64)
+    z[:, skip] = -np.inf
+    if top_k is not None:
+        kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
+        z[z < kth] = -np.inf
+    if temperature == 0:
+        return z.argmax(axis=1)
+    z = z / temperature
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    cdf = np.cumsum(p, axis=1)
+    # inverse CDF: the first index whose cumulative mass exceeds u
+    u = rng.random((z.shape[0], 1)) * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=1), z.shape[1] - 1)
+
+
+def perplexity(model, corpus, batch_size=10, time_size=35):
+    """exp(mean negative log-likelihood per token) of `model` (an RnnLM)
+    over a 1-D corpus of ids, read as `batch_size` contiguous streams in
+    chunks of `time_size` steps with the state carried across chunks.
+
+    Runs in evaluation mode from a zero state; restores the model's mode
+    and carried state afterwards.
+    """
+    corpus = check_ids(np.asarray(corpus).reshape(-1), "corpus", model.vocab_size, ("L",))
+    N = check_int(batch_size, "batch_size")
+    T = check_int(time_size, "time_size")
+    L = (corpus.size - 1) // N
+    if L < 1:
+        raise ValueError(f"corpus: needs more than batch_size={N} ids, got {corpus.size}")
+    xs = corpus[:N * L].reshape(N, L)
+    ts = corpus[1:N * L + 1].reshape(N, L)
+    saved = model.network.state
+    was_training = model.training
+    model.eval()
+    model.reset_state()
+    total = 0.0
+    try:
+        for s in range(0, L, T):           # chunks of T steps, not single steps
+            logp = log_softmax(model._scores(xs[:, s:s + T]))
+            t = ts[:, s:s + T]
+            total -= np.take_along_axis(logp, t[..., None], axis=-1).sum(dtype=np.float64)
+    finally:
+        model.network.state = saved
+        model.train(was_training)
+    return float(np.exp(total / (N * L)))
