@@ -3,3 +3,6 @@ forward(...) -> loss, backward(), train()/eval() and get_config()."""
 from .lm import RnnLM, perplexity
 
 __all__ = ["RnnLM", "perplexity"]
+from .seq2seq import AttentionSeq2seq, PeekySeq2seq, Seq2seq
+
+__all__ += ["Seq2seq", "PeekySeq2seq", "AttentionSeq2seq"]
