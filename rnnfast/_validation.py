@@ -47,7 +47,10 @@ def check_array(value, name, dtype, expected, allow_nonfinite=False):
             isinstance(e, int) and s != e for s, e in zip(arr.shape, expected)):
         raise ValueError(f"{name}: expected shape {_describe(expected)}, got shape {arr.shape}")
     if arr.dtype != dtype or not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr, dtype=dtype)
+        # A float64 beyond float32's range becomes Inf here; the finiteness
+        # check below reports it as a ValueError, not as a RuntimeWarning.
+        with np.errstate(over="ignore"):
+            arr = np.ascontiguousarray(arr, dtype=dtype)
     if not allow_nonfinite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"{name}: contains NaN or Inf (shape {arr.shape}); "
                          "they would poison every later step")
@@ -71,11 +74,38 @@ def check_lengths(lengths, N, T):
         raise TypeError(f"lengths: expected integers of shape ({N},), got dtype {arr.dtype}")
     if arr.shape != (N,):
         raise ValueError(f"lengths: expected shape ({N},), got shape {arr.shape}")
-    arr = arr.astype(np.intp)
+    # Range check before the cast to intp, so that a huge unsigned value is
+    # neither wrapped to a negative one nor reported as one.
     if N and (arr.min() < 1 or arr.max() > T):
         raise ValueError(f"lengths: each length must lie in 1..T={T}, got min {arr.min()} "
                          f"and max {arr.max()}")
-    return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(arr, dtype=np.intp)
+
+
+def check_live_arrays(arrays, names, shapes, dtype, owner, writable=False):
+    """Check a layer's public, mutable `params` or `grads` list just before a
+    kernel reads or writes it: the kernels trust every shape, so an array
+    replaced by one of another shape, dtype or memory order (say
+    `net.params[1] = w.T`) must be refused here, not read out of bounds."""
+    if len(arrays) != len(shapes):
+        raise ValueError(f"{owner}: expected {len(shapes)} arrays, got {len(arrays)}")
+    for arr, name, shape in zip(arrays, names, shapes):
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"{owner}{name}: expected a numpy array of shape "
+                            f"{_describe(shape)}, got {type(arr).__name__}")
+        if arr.shape != tuple(shape):
+            raise ValueError(f"{owner}{name}: expected shape {_describe(shape)}, "
+                             f"got shape {arr.shape}")
+        if arr.dtype != dtype:
+            raise TypeError(f"{owner}{name}: expected dtype {np.dtype(dtype)} (shape "
+                            f"{_describe(shape)}), got dtype {arr.dtype}")
+        if not arr.flags.c_contiguous:
+            raise ValueError(f"{owner}{name}: expected a C-contiguous array of shape "
+                             f"{_describe(shape)}; update it in place (a[...] = new) "
+                             "rather than replacing it")
+        if writable and not arr.flags.writeable:
+            raise ValueError(f"{owner}{name}: is read-only (shape {arr.shape}); "
+                             "backward writes into it")
 
 
 def check_blas_size(name, **sizes):

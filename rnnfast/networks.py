@@ -16,7 +16,8 @@ import numpy as np
 
 from . import _core
 from ._layout import N_GATES, bias_shape
-from ._validation import check_array, check_int, check_lengths, float_dtype
+from ._validation import (check_array, check_int, check_lengths, check_live_arrays,
+                          float_dtype)
 
 
 def _rng(random_state):
@@ -58,6 +59,8 @@ class _Network:
                               bias_shape(self.cell, self.hidden_size, _reset_after)):
                     self.params.append(rng.uniform(-bound, bound, shape).astype(self.dtype))
         self.grads = [np.zeros_like(p) for p in self.params]
+        # params and grads are public lists: kept to check them before each kernel.
+        self._shapes = [p.shape for p in self.params]
         self._dropout_rng = np.random.default_rng(rng.integers(2 ** 63))
         self.training = True
         self.state = None          # carried between forwards when stateful
@@ -85,6 +88,11 @@ class _Network:
         return self.params[i:i + 3]
 
     # -------------------------------------------------------------- checks
+    def _param_names(self, prefix):
+        return [f"[{i}] ({prefix}{('Wx', 'Wh', 'b')[i % 3]} of layer {i // 3 // self.num_directions}"
+                f"{', reverse' if (i // 3) % self.num_directions else ''})"
+                for i in range(len(self._shapes))]
+
     @property
     def _has_c(self):
         return self.cell == "lstm"
@@ -110,6 +118,8 @@ class _Network:
         xs = check_array(xs, "xs", self.dtype, ("N", "T", self.input_size))
         N, T, _ = xs.shape
         lengths = check_lengths(lengths, N, T)
+        check_live_arrays(self.params, self._param_names(""), self._shapes, self.dtype,
+                          f"{type(self).__name__}.params")
         if state is None and self.stateful and self.state is not None:
             if self._state_batch(self.state) != N:
                 raise ValueError(f"xs: this stateful network carries a state of batch "
@@ -158,6 +168,8 @@ class _Network:
                                "training mode first (and one backward per forward)")
         caches, masks, (N, T, _) = self._caches
         H, D = self.hidden_size, self.num_directions
+        check_live_arrays(self.grads, self._param_names("d"), self._shapes, self.dtype,
+                          f"{type(self).__name__}.grads", writable=True)
         dout = check_array(dhs, "dhs", self.dtype, (N, T, D * H))
         dstate = self._zero_state(N) if dstate is None else self._check_state(dstate, N, "dstate")
         dh0, dc0 = dstate if self._has_c else (dstate, None)

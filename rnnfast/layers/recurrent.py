@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import _core
 from .._layout import N_GATES, bias_shape
-from .._validation import check_array
+from .._validation import check_array, check_live_arrays
 
 
 def _weights_dtype(*arrays):
@@ -46,21 +46,24 @@ class _Recurrent:
     def __init__(self, Wx, Wh, b, relu=False, reset_after=False):
         self.params = _as_params(self.cell, Wx, Wh, b, reset_after)
         self.grads = [np.zeros_like(p) for p in self.params]
+        # params and grads are public lists: kept to check them before each kernel.
+        self._dtype = self.params[0].dtype
+        self._shapes = [p.shape for p in self.params]
         self._relu = relu
         self._reset_after = reset_after
         self._cache = None
 
     @property
     def dtype(self):
-        return self.params[0].dtype
+        return self._dtype
 
     @property
     def input_size(self):
-        return self.params[0].shape[0]
+        return self._shapes[0][0]
 
     @property
     def hidden_size(self):
-        return self.params[1].shape[0]
+        return self._shapes[1][0]
 
     def _state(self, value, name, N):
         return check_array(value, name, self.dtype, (N, self.hidden_size)).copy()
@@ -69,6 +72,8 @@ class _Recurrent:
         N, T, _ = xs.shape
         out = np.empty((N, T, self.hidden_size), self.dtype)
         lengths = np.full(N, T, dtype=np.intp)
+        check_live_arrays(self.params, ("[0] (Wx)", "[1] (Wh)", "[2] (b)"), self._shapes, self._dtype,
+                          f"{type(self).__name__}.params")
         Wx, Wh, b = self.params
         self._cache = _core.forward(self.cell, xs, Wx, Wh, b, h, c, lengths, False,
                                     out, 0, True, relu=self._relu,
@@ -79,6 +84,8 @@ class _Recurrent:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward "
                                "(or twice for one forward)")
+        check_live_arrays(self.grads, ("[0] (dWx)", "[1] (dWh)", "[2] (db)"), self._shapes, self._dtype,
+                          f"{type(self).__name__}.grads", writable=True)
         cache, self._cache = self._cache, None
         N, T, _ = cache.xs.shape
         dxs = np.empty((N, T, self.input_size), self.dtype)
