@@ -1,0 +1,433 @@
+"""Saving and loading rnnfast networks, models and training checkpoints.
+
+One format: a NumPy ``.npz`` archive (a zip of ``.npy`` members, stored
+uncompressed) holding
+
+    param.000, param.001, ...   the object's ``params``, in order, in their dtype
+    optimizer.SSS.K             optimizer state arrays (checkpoints only)
+    __rnnfast__                 uint8 array: UTF-8 JSON metadata
+
+The metadata::
+
+    {"format": "rnnfast", "format_version": 1, "rnnfast_version": "0.1.0",
+     "class": "rnnfast.LSTM",              # a name from the registry below
+     "config": {...},                      # JSON constructor arguments
+     "dtype": "float32",
+     "layout": {"gate_order": {...}, ...}, # rnnfast._layout, for other readers
+     "arrays": [{"name": ..., "shape": [...], "dtype": ...}, ...],
+     "metadata": {...},                    # the caller's (e.g. a vocabulary)
+     "checkpoint": {...}}                  # checkpoints only
+
+``save`` writes a temporary file in the target's directory and renames it
+over the target (``os.replace``), so a crash mid-save leaves the old file.
+``load`` never unpickles and never executes anything from the file: it reads
+with ``allow_pickle=False``, checks the format version, looks the class up
+in a registry of rnnfast classes, checks every member's header (dtype, and
+that the claimed shape matches the bytes present) before reading it, rebuilds
+the object from its config and checks every array's shape and dtype against
+it.  A truncated, corrupted, foreign or hostile file raises ValueError.
+"""
+import json
+import math
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from ._layout import GATE_ORDER
+
+FORMAT = "rnnfast"
+FORMAT_VERSION = 1
+META_KEY = "__rnnfast__"
+MAX_META_BYTES = 256 * 2 ** 20
+MAX_TOTAL_BYTES = 2 ** 35          # 32 GiB of arrays: beyond that a file is absurd
+_FLOAT_KINDS = ("float32", "float64")
+_ARRAY_DTYPES = ("float32", "float64", "int64", "int32", "uint8", "bool")
+
+_REGISTRY = {}
+
+
+# ----------------------------------------------------------------- registry
+def register(cls, name=None):
+    """Let `load` rebuild instances of `cls` (by ``cls(**config)``, or
+    ``cls.from_config(config)`` when it has one).  Returns `cls`, so it works
+    as a decorator."""
+    name = name or f"{cls.__module__}.{cls.__qualname__}"
+    _REGISTRY[name] = cls
+    return cls
+
+
+def _registry():
+    if "rnnfast.LSTM" not in _REGISTRY:
+        from .networks import GRU, LSTM, RNN
+        for cls in (RNN, LSTM, GRU):
+            register(cls, f"rnnfast.{cls.__name__}")
+    try:
+        from . import models
+    except ImportError:                     # the models package is optional here
+        models = None
+    if models is not None:
+        for attr in getattr(models, "__all__", ()):
+            cls = getattr(models, attr, None)
+            if isinstance(cls, type) and hasattr(cls, "get_config"):
+                _REGISTRY.setdefault(f"rnnfast.models.{attr}", cls)
+    return _REGISTRY
+
+
+def _class_name(obj):
+    reg = _registry()
+    for name, cls in reg.items():
+        if type(obj) is cls:
+            return name
+    raise TypeError(f"obj: {type(obj).__name__} is not a registered rnnfast class; "
+                    f"known: {', '.join(sorted(reg))} (see rnnfast.io.register)")
+
+
+def _is_network(obj):
+    from .networks import _Network
+    return isinstance(obj, _Network)
+
+
+def get_config(obj):
+    """The JSON-able constructor arguments of a network or model."""
+    if _is_network(obj):
+        config = {"input_size": obj.input_size, "hidden_size": obj.hidden_size,
+                  "num_layers": obj.num_layers, "bidirectional": obj.bidirectional,
+                  "dropout": obj.dropout, "stateful": obj.stateful,
+                  "dtype": np.dtype(obj.dtype).name}
+        if obj.cell == "rnn":
+            config["nonlinearity"] = obj.nonlinearity
+        if obj.cell == "gru":
+            config["reset_after"] = obj.reset_after
+        return config
+    if not hasattr(obj, "get_config"):
+        raise TypeError(f"obj: {type(obj).__name__} has no get_config()")
+    return _jsonable(obj.get_config(), "config")
+
+
+def _jsonable(value, name):
+    """Round-trip through JSON, turning numpy scalars and dtypes into plain
+    values; anything else that JSON cannot hold is a TypeError."""
+    def default(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.dtype) or isinstance(o, type) and issubclass(o, np.generic):
+            return np.dtype(o).name
+        raise TypeError(f"{name}: {type(o).__name__} {o!r} cannot be stored as JSON")
+    return json.loads(json.dumps(value, default=default, allow_nan=False))
+
+
+# ------------------------------------------------------------------- write
+def _param_names(n):
+    return [f"param.{i:03d}" for i in range(n)]
+
+
+def _write_member(zf, name, array):
+    """One .npy member (a hook the tests use to fail mid-save)."""
+    with zf.open(name + ".npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array(f, array, allow_pickle=False)
+
+
+def _atomic_write(path, arrays, meta):
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as zf:
+                blob = json.dumps(meta, allow_nan=False).encode("utf-8")
+                _write_member(zf, META_KEY, np.frombuffer(blob, dtype=np.uint8))
+                for name, arr in arrays.items():
+                    _write_member(zf, name, arr)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _describe_arrays(arrays):
+    return [{"name": n, "shape": list(a.shape), "dtype": a.dtype.name}
+            for n, a in arrays.items()]
+
+
+def _object_payload(obj):
+    name = _class_name(obj)
+    config = get_config(obj)
+    params = [np.ascontiguousarray(p) for p in obj.params]
+    for i, p in enumerate(params):
+        if p.dtype.name not in _FLOAT_KINDS:
+            raise TypeError(f"obj.params[{i}]: expected float32 or float64, got {p.dtype}")
+    arrays = dict(zip(_param_names(len(params)), params))
+    dtype = params[0].dtype.name if params else "float32"
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "rnnfast_version": _version(), "class": name, "config": config,
+            "dtype": dtype,
+            "layout": {"gate_order": {k: list(v) for k, v in GATE_ORDER.items()},
+                       "weights": "a = x @ Wx + h @ Wh + b; Wx (D, G*H), Wh (H, G*H)",
+                       "batch_major": True}}
+    return arrays, meta
+
+
+def _version():
+    from . import __version__
+    return __version__
+
+
+def save(obj, path, metadata=None):
+    """Write a network or model (its class, config and params) to `path`,
+    atomically.  `metadata`: a JSON-able dict stored beside it (read it back
+    with `read_metadata`), e.g. ``{"vocab": vocab.to_dict()}``."""
+    arrays, meta = _object_payload(obj)
+    meta["metadata"] = _jsonable(metadata or {}, "metadata")
+    meta["arrays"] = _describe_arrays(arrays)
+    _atomic_write(path, arrays, meta)
+
+
+# -------------------------------------------------------------------- read
+def _bad(path, why):
+    return ValueError(f"path: {os.fspath(path)!r} is not a valid rnnfast file: {why}")
+
+
+def _member_header(zf, info, path):
+    """(shape, dtype) from a .npy member's header, checked against its size."""
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise _bad(path, f"member {info.filename!r} has .npy version {version}")
+        offset = f.tell()
+    if dtype.hasobject or dtype.name not in _ARRAY_DTYPES or dtype.byteorder == ">":
+        raise _bad(path, f"member {info.filename!r} holds dtype {dtype}; only "
+                   f"{', '.join(_ARRAY_DTYPES)} (little-endian) are allowed")
+    if any(not isinstance(s, int) or s < 0 for s in shape):
+        raise _bad(path, f"member {info.filename!r} claims shape {shape}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes != info.file_size - offset:
+        raise _bad(path, f"member {info.filename!r} claims shape {shape} ({nbytes} bytes) "
+                   f"but holds {info.file_size - offset} bytes (truncated or corrupted)")
+    return tuple(shape), dtype
+
+
+def _read(path):
+    """(meta, arrays) from a file, every check made; raises ValueError."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path: no such file: {path!r}")
+    if not zipfile.is_zipfile(path):
+        raise _bad(path, "not a zip/.npz archive (truncated, or another format)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise _bad(path, "not an .npz archive")
+            zf = npz.zip
+            infos = zf.infolist()
+            if sum(i.file_size for i in infos) > MAX_TOTAL_BYTES:
+                raise _bad(path, f"its members claim more than {MAX_TOTAL_BYTES} bytes")
+            headers = {}
+            for info in infos:
+                if not info.filename.endswith(".npy"):
+                    raise _bad(path, f"unexpected member {info.filename!r}")
+                headers[info.filename[:-4]] = _member_header(zf, info, path)
+            if META_KEY not in headers:
+                raise _bad(path, f"no {META_KEY} metadata member (not written by rnnfast)")
+            mshape, mdtype = headers[META_KEY]
+            if mdtype != np.uint8 or len(mshape) != 1 or mshape[0] > MAX_META_BYTES:
+                raise _bad(path, f"metadata member has dtype {mdtype} and shape {mshape}")
+            meta = _parse_meta(npz[META_KEY].tobytes(), path)
+            expected = {a["name"]: a for a in meta["arrays"]}
+            if set(expected) != set(headers) - {META_KEY}:
+                raise _bad(path, f"members {sorted(set(headers) - {META_KEY})} do not match "
+                           f"the arrays listed in its metadata {sorted(expected)}")
+            for name, a in expected.items():
+                shape, dtype = headers[name]
+                if list(shape) != a["shape"] or dtype.name != a["dtype"]:
+                    raise _bad(path, f"member {name!r} has shape {shape} and dtype {dtype}, "
+                               f"its metadata says {tuple(a['shape'])} and {a['dtype']}")
+            arrays = {name: npz[name] for name in expected}
+    except ValueError as exc:
+        if str(exc).startswith("path: "):
+            raise
+        raise _bad(path, str(exc)) from exc
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, NotImplementedError,
+            RuntimeError) as exc:
+        raise _bad(path, f"{type(exc).__name__}: {exc}") from exc
+    return meta, arrays
+
+
+def _parse_meta(blob, path):
+    try:
+        meta = json.loads(blob.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise _bad(path, f"its metadata is not valid UTF-8 JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _bad(path, "its metadata does not say format 'rnnfast'")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        raise _bad(path, f"format version {version!r}" + (
+            " was written by a newer rnnfast" if newer else "") +
+            f"; this rnnfast reads version {FORMAT_VERSION}")
+    if not isinstance(meta.get("class"), str) or not isinstance(meta.get("config"), dict):
+        raise _bad(path, "its metadata lacks a class name or a config")
+    arrays = meta.get("arrays")
+    if not isinstance(arrays, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("name"), str)
+            and isinstance(a.get("shape"), list) and isinstance(a.get("dtype"), str)
+            for a in arrays):
+        raise _bad(path, "its metadata has no valid list of arrays")
+    if not isinstance(meta.get("metadata", {}), dict):
+        raise _bad(path, "its user metadata is not a dict")
+    return meta
+
+
+def _check_config_sizes(config, arrays, path):
+    """Sanity guard before any constructor allocates: a size in the config
+    cannot exceed the number of values stored in the file."""
+    total = sum(a.size for a in arrays.values())
+
+    def walk(value, key):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, k)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v, key)
+        elif isinstance(value, int) and not isinstance(value, bool) and \
+                ("size" in key or key.startswith("num_")) and value > max(total, 1):
+            raise _bad(path, f"config {key}={value} exceeds the {total} values it stores")
+    walk(config, "")
+
+
+def _build(meta, arrays, path):
+    reg = _registry()
+    cls = reg.get(meta["class"])
+    if cls is None:
+        raise _bad(path, f"unknown class {meta['class']!r}; known: {', '.join(sorted(reg))}")
+    config = meta["config"]
+    _check_config_sizes(config, arrays, path)
+    try:
+        if hasattr(cls, "from_config"):
+            obj = cls.from_config(config)
+        else:
+            obj = cls(**config)
+    except (TypeError, ValueError, MemoryError, OverflowError, KeyError) as exc:
+        raise _bad(path, f"{meta['class']} refused its config {config}: {exc}") from exc
+    _copy_params(obj, meta, arrays, path)
+    return obj
+
+
+def _copy_params(obj, meta, arrays, path):
+    names = [n for n in (a["name"] for a in meta["arrays"]) if n.startswith("param.")]
+    params = list(obj.params)
+    if names != _param_names(len(params)):
+        raise _bad(path, f"it stores {len(names)} parameter arrays; a {meta['class']} with "
+                   f"this config has {len(params)}")
+    for i, (name, p) in enumerate(zip(names, params)):
+        arr = arrays[name]
+        if arr.shape != p.shape or arr.dtype != p.dtype:
+            raise _bad(path, f"{name} has shape {arr.shape} and dtype {arr.dtype}; "
+                       f"params[{i}] of the rebuilt {meta['class']} has shape {p.shape} "
+                       f"and dtype {p.dtype}")
+        if not np.isfinite(arr).all():
+            raise _bad(path, f"{name} contains NaN or Inf")
+    for name, p in zip(names, params):
+        p[...] = arrays[name]
+
+
+def load(path):
+    """Rebuild the network or model saved at `path` (see the module doc)."""
+    meta, arrays = _read(path)
+    return _build(meta, arrays, path)
+
+
+def read_metadata(path):
+    """The whole checked metadata dict of a file (its ``"metadata"`` key holds
+    what was passed to `save`), without rebuilding the object."""
+    return _read(path)[0]
+
+
+# --------------------------------------------------------------- checkpoints
+def _optimizer_payload(optimizer):
+    """An rnnfast.optim optimizer: its scalar attributes and ``state`` (a list
+    of tuples of arrays, or None)."""
+    scalars = {k: v for k, v in vars(optimizer).items()
+               if not k.startswith("_") and k != "state"
+               and (v is None or isinstance(v, (bool, int, float, str)))}
+    arrays, layout = {}, None
+    state = getattr(optimizer, "state", None)
+    if state is not None:
+        layout = []
+        for i, entry in enumerate(state):
+            entry = tuple(entry)
+            layout.append(len(entry))
+            for k, a in enumerate(entry):
+                arrays[f"optimizer.{i:03d}.{k}"] = np.ascontiguousarray(a)
+    return arrays, {"class": type(optimizer).__name__, "scalars": scalars, "layout": layout}
+
+
+def _restore_optimizer(optimizer, info, arrays, path):
+    if info is None:
+        raise _bad(path, "it holds no optimizer state")
+    if info.get("class") != type(optimizer).__name__:
+        raise ValueError(f"optimizer: the checkpoint holds the state of a "
+                         f"{info.get('class')}, got a {type(optimizer).__name__}")
+    current = vars(optimizer)
+    for k, v in info.get("scalars", {}).items():
+        if k in current and (current[k] is None or v is None or
+                             isinstance(v, type(current[k])) or
+                             isinstance(current[k], float) and isinstance(v, int)):
+            setattr(optimizer, k, v)
+    layout = info.get("layout")
+    if layout is None:
+        optimizer.state = None
+    else:
+        optimizer.state = [tuple(arrays[f"optimizer.{i:03d}.{k}"].copy() for k in range(n))
+                           for i, n in enumerate(layout)]
+
+
+def save_checkpoint(path, model, optimizer=None, state=None, metadata=None):
+    """Atomically write `model` (as `save` does, so `load` reads it back as a
+    model), the optimizer's state and a JSON-able training `state` (epoch,
+    RNG state, history, ...)."""
+    arrays, meta = _object_payload(model)
+    opt_info = None
+    if optimizer is not None:
+        opt_arrays, opt_info = _optimizer_payload(optimizer)
+        arrays.update(opt_arrays)
+    meta["metadata"] = _jsonable(metadata or {}, "metadata")
+    meta["checkpoint"] = {"optimizer": opt_info, "state": _jsonable(state or {}, "state")}
+    meta["arrays"] = _describe_arrays(arrays)
+    _atomic_write(path, arrays, meta)
+
+
+def load_checkpoint(path, model=None, optimizer=None):
+    """Read a checkpoint.  With `model`, its params are overwritten in place
+    (the checkpoint's class and config must match it); without, the model is
+    rebuilt.  With `optimizer`, its state is restored.  Returns a dict with
+    "model", "state" (the training state saved) and "metadata"."""
+    meta, arrays = _read(path)
+    ckpt = meta.get("checkpoint")
+    if not isinstance(ckpt, dict):
+        raise _bad(path, "it is a saved model, not a training checkpoint")
+    if model is None:
+        model = _build(meta, arrays, path)
+    else:
+        name, config = _class_name(model), get_config(model)
+        if name != meta["class"] or config != meta["config"]:
+            raise ValueError(f"model: the checkpoint holds a {meta['class']} with config "
+                             f"{meta['config']}, got a {name} with config {config}")
+        _copy_params(model, meta, arrays, path)
+    if optimizer is not None:
+        _restore_optimizer(optimizer, ckpt.get("optimizer"), arrays, path)
+    return {"model": model, "state": ckpt.get("state", {}),
+            "metadata": meta.get("metadata", {})}

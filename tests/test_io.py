@@ -1,0 +1,266 @@
+"""rnnfast.io: bit-exact round trips, atomic saves, refusal of bad files."""
+import io as _io
+import json
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+import rnnfast
+import rnnfast.io as rio
+
+
+def assert_same_params(a, b):
+    assert len(a.params) == len(b.params)
+    for p, q in zip(a.params, b.params):
+        assert p.dtype == q.dtype and p.shape == q.shape
+        assert p.tobytes() == q.tobytes()          # bit-exact
+
+
+NETWORKS = [(rnnfast.RNN, dict(nonlinearity="relu")), (rnnfast.LSTM, {}),
+            (rnnfast.GRU, dict(reset_after=False)), (rnnfast.GRU, {})]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls,extra", NETWORKS)
+def test_network_round_trip_is_bit_exact(tmp_path, cls, extra, dtype):
+    net = cls(3, 5, num_layers=2, bidirectional=True, dropout=0.25, stateful=True,
+              dtype=dtype, random_state=1, **extra)
+    path = tmp_path / "net.npz"
+    rio.save(net, path, metadata={"note": "x"})
+    back = rio.load(path)
+    assert type(back) is cls and back.dtype == np.dtype(dtype)
+    assert rio.get_config(back) == rio.get_config(net)
+    assert_same_params(net, back)
+    xs = np.random.default_rng(0).standard_normal((2, 4, 3))
+    net.eval(), back.eval()
+    np.testing.assert_array_equal(net.forward(xs)[0], back.forward(xs)[0])
+    assert rio.read_metadata(path)["metadata"] == {"note": "x"}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_model_round_trips_are_bit_exact(tmp_path, dtype):
+    models = pytest.importorskip("rnnfast.models")
+    objs = [models.RnnLM(30, hidden_size=6, num_layers=2, tie_weights=True, dtype=dtype,
+                         random_state=2)]
+    for name in ("Seq2seq", "PeekySeq2seq", "AttentionSeq2seq"):
+        if hasattr(models, name):
+            objs.append(getattr(models, name)(11, 4, 6, dtype=dtype, random_state=3))
+    for obj in objs:
+        path = tmp_path / (type(obj).__name__ + ".npz")
+        rio.save(obj, path)
+        back = rio.load(path)
+        assert type(back) is type(obj)
+        assert_same_params(obj, back)
+
+
+class Standin:
+    """A tiny registered model: y = x @ W + b, squared error."""
+
+    def __init__(self, n_in=2, n_out=1, dtype="float64"):
+        self.config = dict(n_in=n_in, n_out=n_out, dtype=dtype)
+        self.params = [np.zeros((n_in, n_out), dtype), np.zeros(n_out, dtype)]
+        self.grads = [np.zeros_like(p) for p in self.params]
+
+    def get_config(self):
+        return dict(self.config)
+
+
+rio.register(Standin, "tests.Standin")
+
+
+def test_atomic_save_keeps_the_old_file_when_saving_fails(tmp_path, monkeypatch):
+    net = rnnfast.LSTM(2, 3, random_state=0)
+    path = tmp_path / "m.npz"
+    rio.save(net, path)
+    before = path.read_bytes()
+    calls = []
+    real = rio._write_member
+
+    def failing(zf, name, array):
+        calls.append(name)
+        if len(calls) == 3:                 # metadata and one array are written
+            raise OSError("disk full (simulated)")
+        real(zf, name, array)
+    monkeypatch.setattr(rio, "_write_member", failing)
+    other = rnnfast.LSTM(2, 3, random_state=1)
+    with pytest.raises(OSError, match="disk full"):
+        rio.save(other, path)
+    assert len(calls) == 3
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.npz"]           # no temporary file left
+    assert_same_params(rio.load(path), net)
+
+
+# ------------------------------------------------------------- bad files
+@pytest.fixture
+def saved(tmp_path):
+    net = rnnfast.GRU(2, 3, random_state=0)
+    path = tmp_path / "ok.npz"
+    rio.save(net, path)
+    return path
+
+
+def write_zip(path, members):
+    """members: name -> bytes of a whole .npy member."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, blob in members.items():
+            zf.writestr(name + ".npy", blob)
+
+
+def npy_bytes(array, allow_pickle=False):
+    buf = _io.BytesIO()
+    np.lib.format.write_array(buf, array, allow_pickle=allow_pickle)
+    return buf.getvalue()
+
+
+def members_of(path):
+    with zipfile.ZipFile(path) as zf:
+        return {n[:-4]: zf.read(n) for n in zf.namelist()}
+
+
+def meta_of(path):
+    return rio.read_metadata(path)
+
+
+def with_meta(path, out, **changes):
+    members = members_of(path)
+    meta = meta_of(path)
+    meta.update(changes)
+    members[rio.META_KEY] = npy_bytes(np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    write_zip(out, members)
+    return out
+
+
+def test_truncated_file_is_refused(saved, tmp_path):
+    data = saved.read_bytes()
+    for cut in (10, len(data) // 2, len(data) - 30):
+        bad = tmp_path / f"cut{cut}.npz"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="not a valid rnnfast file"):
+            rio.load(bad)
+
+
+def test_corrupted_bytes_are_refused(saved, tmp_path):
+    data = bytearray(saved.read_bytes())
+    weights = rio.load(saved).params[1].tobytes()
+    pos = data.index(weights) + 5                 # inside the stored Wh
+    data[pos] ^= 0xFF
+    bad = tmp_path / "flip.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="CRC"):
+        rio.load(bad)
+
+
+def test_wrong_version_class_and_shapes_are_refused(saved, tmp_path):
+    with pytest.raises(ValueError, match="newer rnnfast"):
+        rio.load(with_meta(saved, tmp_path / "v.npz", format_version=2))
+    with pytest.raises(ValueError, match="unknown class 'os.system'"):
+        rio.load(with_meta(saved, tmp_path / "c.npz", **{"class": "os.system"}))
+    config = dict(meta_of(saved)["config"], hidden_size=4)
+    with pytest.raises(ValueError, match=r"param.000 has shape \(2, 9\).*\(2, 12\)"):
+        rio.load(with_meta(saved, tmp_path / "s.npz", config=config))
+    config = dict(meta_of(saved)["config"], hidden_size=10 ** 12)
+    with pytest.raises(ValueError, match="exceeds"):
+        rio.load(with_meta(saved, tmp_path / "big.npz", config=config))
+    config = dict(meta_of(saved)["config"], evil="__import__('os')")
+    with pytest.raises(ValueError, match="refused its config"):
+        rio.load(with_meta(saved, tmp_path / "kw.npz", config=config))
+
+
+def test_float64_file_does_not_load_into_a_float32_network(saved, tmp_path):
+    members = members_of(saved)
+    meta = meta_of(saved)
+    arr = np.load(_io.BytesIO(members["param.000"])).astype(np.float64)
+    members["param.000"] = npy_bytes(arr)
+    meta["arrays"][0]["dtype"] = "float64"
+    members[rio.META_KEY] = npy_bytes(np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    write_zip(tmp_path / "d.npz", members)
+    with pytest.raises(ValueError, match="dtype float64.*dtype float32"):
+        rio.load(tmp_path / "d.npz")
+
+
+def test_hostile_files_are_refused_and_nothing_runs(saved, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    # a plain pickle
+    p = tmp_path / "evil.pkl"
+    p.write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(ValueError, match="not a zip"):
+        rio.load(p)
+    # an object array (pickled) as a parameter inside a valid-looking archive
+    members = members_of(saved)
+    obj = np.empty(6, dtype=object)
+    obj[0] = Evil()
+    members["param.000"] = npy_bytes(obj, allow_pickle=True)
+    write_zip(tmp_path / "obj.npz", members)
+    with pytest.raises(ValueError, match="dtype object"):
+        rio.load(tmp_path / "obj.npz")
+    assert not marker.exists()
+    # an absurd shape claimed in a header
+    members = members_of(saved)
+    header = _io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (2 ** 40, 2 ** 20)})
+    members["param.001"] = header.getvalue() + b"\0" * 64
+    write_zip(tmp_path / "shape.npz", members)
+    with pytest.raises(ValueError, match="claims shape"):
+        rio.load(tmp_path / "shape.npz")
+    # metadata that is not JSON, and an archive without metadata
+    members = members_of(saved)
+    members[rio.META_KEY] = npy_bytes(np.frombuffer(b"\xff{not json", np.uint8))
+    write_zip(tmp_path / "json.npz", members)
+    with pytest.raises(ValueError, match="JSON"):
+        rio.load(tmp_path / "json.npz")
+    np.savez(tmp_path / "plain.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="metadata"):
+        rio.load(tmp_path / "plain.npz")
+
+
+def test_registered_standin_and_refusals_on_save(tmp_path):
+    m = Standin(3, 2)
+    m.params[0][...] = np.arange(6).reshape(3, 2) / 7
+    rio.save(m, tmp_path / "s.npz")
+    back = rio.load(tmp_path / "s.npz")
+    assert isinstance(back, Standin) and back.get_config() == m.get_config()
+    assert_same_params(m, back)
+
+    class Unregistered(Standin):
+        pass
+    with pytest.raises(TypeError, match="not a registered"):
+        rio.save(Unregistered(), tmp_path / "u.npz")
+    with pytest.raises(TypeError, match="cannot be stored as JSON"):
+        rio.save(m, tmp_path / "j.npz", metadata={"f": object()})
+    assert not (tmp_path / "j.npz").exists()
+
+
+def test_checkpoint_round_trip_with_optimizer(tmp_path):
+    optim = pytest.importorskip("rnnfast.optim")
+    net = rnnfast.LSTM(2, 3, random_state=0)
+    opt = optim.Adam(lr=0.01)
+    rng = np.random.default_rng(0)
+    for g in net.grads:
+        g[...] = rng.standard_normal(g.shape)
+    opt.update(net.params, net.grads)
+    rio.save_checkpoint(tmp_path / "c.npz", net, opt, state={"epoch": 3})
+    net2 = rnnfast.LSTM(2, 3, random_state=5)
+    opt2 = optim.Adam(lr=0.5)
+    out = rio.load_checkpoint(tmp_path / "c.npz", net2, opt2)
+    assert out["state"] == {"epoch": 3} and out["model"] is net2
+    assert_same_params(net, net2)
+    assert opt2.lr == 0.01 and opt2.t == 1
+    for a, b in zip(opt.state, opt2.state):
+        for x, y in zip(a, b):
+            assert x.tobytes() == y.tobytes()
+    # a checkpoint is also a model file
+    assert_same_params(rio.load(tmp_path / "c.npz"), net)
+    with pytest.raises(ValueError, match="config"):
+        rio.load_checkpoint(tmp_path / "c.npz", rnnfast.LSTM(2, 4))
+    with pytest.raises(ValueError, match="Adam"):
+        rio.load_checkpoint(tmp_path / "c.npz", net2, optim.SGD())
