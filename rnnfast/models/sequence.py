@@ -1,0 +1,215 @@
+"""Sequence heads over a stacked (optionally bidirectional) RNN/LSTM/GRU:
+
+    SequenceTagger      synced many-to-many: one label per step
+    SequenceClassifier  many-to-one: one class per sequence
+    SequenceRegressor   many-to-one: n_outputs real values per sequence
+
+Inputs X are either float features (N, T, input_size), or int token ids
+(N, T) read through an embedding when `vocab_size` is given.  `lengths`
+(N,) of ints in 1..T makes a batch ragged: steps past a sequence's length
+are ignored (token ids there may be anything, e.g. -1 padding).
+
+The many-to-one heads read the network's final state h_n of the last
+layer: for each sequence the forward direction's state at its own last
+step and, when bidirectional, the reverse direction's state at t = 0,
+concatenated (N, num_directions * H), forward half first.
+
+`dropout` acts between stacked layers and on the features fed to the
+output layer, in training mode only.  Weights: the network's are PyTorch's
+U(-1/sqrt(H), 1/sqrt(H)); the embedding N(0, 1); the output layer
+U(-1/sqrt(F), 1/sqrt(F)) with zero bias.
+
+Every head: forward(X, y, lengths=None) -> loss, backward(),
+predict_scores(X, lengths=None) (evaluation mode), params, grads,
+train()/eval(), get_config().  Each class is self-contained: the
+scikit-learn estimators build on them.
+"""
+import numpy as np
+
+from ..layers import Affine, Embedding, TimeAffine, TimeDropout
+from ..layers.embedding import check_ids
+from ..losses import HuberLoss, MSELoss, SoftmaxWithLoss, TimeSoftmaxWithLoss, log_softmax
+from .._validation import check_array, check_int, check_lengths
+from ._base import CELLS, Model, check_cell, check_probability, child_rng
+
+
+class _SequenceModel(Model):
+    """Embedding (optional) -> network -> dropout -> output layer."""
+    _many_to_one = True
+
+    def __init__(self, n_out, input_size=None, vocab_size=None, embedding_size=None,
+                 cell="lstm", hidden_size=64, num_layers=1, bidirectional=False,
+                 dropout=0.0, dtype=np.float32, random_state=None, **extra):
+        if (input_size is None) == (vocab_size is None):
+            raise ValueError("input_size, vocab_size: give exactly one (input_size for "
+                             "float features (N, T, F), vocab_size for token ids (N, T)); "
+                             f"got input_size={input_size!r}, vocab_size={vocab_size!r}")
+        check_cell(cell)
+        H = check_int(hidden_size, "hidden_size")
+        dropout = check_probability(dropout, "dropout")
+        rng = self._setup(dict(input_size=input_size, vocab_size=vocab_size,
+                               embedding_size=embedding_size, cell=cell, hidden_size=H,
+                               num_layers=num_layers, bidirectional=bool(bidirectional),
+                               dropout=dropout, **extra), dtype, random_state)
+        dt = self.dtype
+        self.embed = None
+        if vocab_size is not None:
+            V = check_int(vocab_size, "vocab_size")
+            D = H if embedding_size is None else check_int(embedding_size, "embedding_size")
+            self.embed = Embedding(rng.standard_normal((V, D)).astype(dt))
+        else:
+            D = check_int(input_size, "input_size")
+            if embedding_size is not None:
+                raise ValueError("embedding_size: only used with vocab_size (token ids)")
+        self.network = CELLS[cell](D, H, num_layers, bidirectional=bidirectional,
+                                   dropout=dropout, dtype=dt, random_state=child_rng(rng))
+        self.head_dropout = TimeDropout(dropout, child_rng(rng))
+        F = self.network.num_directions * H
+        bound = 1 / np.sqrt(F)
+        head = Affine if self._many_to_one else TimeAffine
+        self.affine = head(rng.uniform(-bound, bound, (F, n_out)).astype(dt),
+                           np.zeros(n_out, dt))
+        self.layers = [self.network, self.head_dropout, self.affine]
+        owners = ([self.embed] if self.embed is not None else []) + [self.network, self.affine]
+        self._collect([p for o in owners for p in o.params],
+                      [g for o in owners for g in o.grads])
+        self._cache = None
+
+    # ------------------------------------------------------------ features
+    def _inputs(self, X, lengths):
+        """-> (network input (N, T, D), lengths (N,) as intp)."""
+        if self.embed is None:
+            X = check_array(X, "X", self.dtype, ("N", "T", self.network.input_size))
+            return X, check_lengths(lengths, X.shape[0], X.shape[1])
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"X: expected token ids of shape (N, T), got shape {X.shape}")
+        lengths = check_lengths(lengths, X.shape[0], X.shape[1])
+        if X.dtype.kind in "iu":
+            # padding past each length may hold anything: read it as id 0
+            X = np.where(np.arange(X.shape[1]) < lengths[:, None], X, 0)
+        X = check_ids(X, "X", self.embed.vocab_size, ("N", "T"))
+        # Embedding (not TimeEmbedding): one lookup over all N*T ids
+        return self.embed.forward(X.reshape(-1)).reshape(X.shape + (-1,)), lengths
+
+    def _features(self, X, lengths):
+        xs, lengths = self._inputs(X, lengths)
+        hs, state = self.network.forward(xs, lengths=lengths)
+        self._cache = (hs.shape, lengths)
+        if not self._many_to_one:
+            return self.head_dropout.forward(hs)
+        h_n = state[0] if self.network.cell == "lstm" else state
+        nd = self.network.num_directions
+        # last layer's directions (nd, N, H) -> (N, nd*H), forward half first
+        feats = np.concatenate(list(h_n[-nd:]), axis=1)
+        return self.head_dropout.forward(feats)
+
+    def _backward_features(self, dfeats):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward needs a forward first")
+        (N, T, F), _ = self._cache
+        self._cache = None
+        d = self.head_dropout.backward(dfeats)
+        net = self.network
+        if self._many_to_one:
+            nd, H = net.num_directions, net.hidden_size
+            dh = np.zeros((net.num_layers * nd, N, H), self.dtype)
+            dh[-nd:] = d.reshape(N, nd, H).transpose(1, 0, 2)
+            dstate = (dh, np.zeros_like(dh)) if net.cell == "lstm" else dh
+            dxs = net.backward(np.zeros((N, T, F), self.dtype), dstate)
+        else:
+            dxs = net.backward(d)
+        if self.embed is not None:
+            self.embed.backward(dxs.reshape(N * T, -1))
+
+    def _scores(self, X, lengths):
+        return self.affine.forward(self._features(X, lengths))
+
+    def predict_scores(self, X, lengths=None):
+        """Raw scores in evaluation mode (see the subclass for the shape)."""
+        return self._in_eval(self._scores, X, lengths)
+
+    def forward(self, X, y, lengths=None):
+        scores = self._scores(X, lengths)
+        return self._loss(scores, y)
+
+    def backward(self, dout=1.0):
+        self._backward_features(self.affine.backward(self.loss_layer.backward(dout)))
+
+
+class SequenceClassifier(_SequenceModel):
+    """Many-to-one classifier: X -> logits (N, n_classes); y int (N,) in
+    0..n_classes-1; softmax cross-entropy, mean over the batch."""
+
+    def __init__(self, n_classes, input_size=None, vocab_size=None, embedding_size=None,
+                 cell="lstm", hidden_size=64, num_layers=1, bidirectional=False,
+                 dropout=0.0, dtype=np.float32, random_state=None):
+        self.n_classes = check_int(n_classes, "n_classes", minimum=2)
+        super().__init__(self.n_classes, input_size, vocab_size, embedding_size, cell,
+                         hidden_size, num_layers, bidirectional, dropout, dtype,
+                         random_state, n_classes=self.n_classes)
+        self.loss_layer = SoftmaxWithLoss()
+
+    def _loss(self, scores, y):
+        y = np.asarray(y)
+        if y.shape != scores.shape[:1]:
+            raise ValueError(f"y: expected shape ({scores.shape[0]},), got shape {y.shape}")
+        return self.loss_layer.forward(scores, y)
+
+    def predict_proba(self, X, lengths=None):
+        """Class probabilities (N, n_classes)."""
+        return np.exp(log_softmax(self.predict_scores(X, lengths)))
+
+
+class SequenceRegressor(_SequenceModel):
+    """Many-to-one regressor: X -> (N, n_outputs); y (N, n_outputs), or (N,)
+    when n_outputs == 1.  loss "squared_error" (mean over all outputs) or
+    "huber" (with huber_delta)."""
+
+    def __init__(self, n_outputs=1, input_size=None, vocab_size=None, embedding_size=None,
+                 cell="lstm", hidden_size=64, num_layers=1, bidirectional=False,
+                 dropout=0.0, loss="squared_error", huber_delta=1.0, dtype=np.float32,
+                 random_state=None):
+        self.n_outputs = check_int(n_outputs, "n_outputs")
+        if loss not in ("squared_error", "huber"):
+            raise ValueError(f"loss: expected 'squared_error' or 'huber', got {loss!r}")
+        super().__init__(self.n_outputs, input_size, vocab_size, embedding_size, cell,
+                         hidden_size, num_layers, bidirectional, dropout, dtype,
+                         random_state, n_outputs=self.n_outputs, loss=loss,
+                         huber_delta=huber_delta)
+        self.loss_layer = MSELoss() if loss == "squared_error" else HuberLoss(huber_delta)
+
+    def _loss(self, scores, y):
+        y = np.asarray(y)
+        if y.ndim == 1 and self.n_outputs == 1:
+            y = y[:, None]
+        y = check_array(y, "y", self.dtype, (scores.shape[0], self.n_outputs))
+        return self.loss_layer.forward(scores, y)
+
+
+class SequenceTagger(_SequenceModel):
+    """Synced many-to-many: X -> logits (N, T, n_tags); y int (N, T).
+    Steps past `lengths` and labels equal to ignore_label do not count;
+    the loss is the mean over the steps that do."""
+    _many_to_one = False
+
+    def __init__(self, n_tags, input_size=None, vocab_size=None, embedding_size=None,
+                 cell="lstm", hidden_size=64, num_layers=1, bidirectional=False,
+                 dropout=0.0, ignore_label=-1, dtype=np.float32, random_state=None):
+        self.n_tags = check_int(n_tags, "n_tags", minimum=2)
+        super().__init__(self.n_tags, input_size, vocab_size, embedding_size, cell,
+                         hidden_size, num_layers, bidirectional, dropout, dtype,
+                         random_state, n_tags=self.n_tags, ignore_label=ignore_label)
+        self.loss_layer = TimeSoftmaxWithLoss(ignore_label=ignore_label)
+
+    def _loss(self, scores, y):
+        N, T, _ = scores.shape
+        y = np.asarray(y)
+        if y.shape != (N, T):
+            raise ValueError(f"y: expected shape ({N}, {T}), got shape {y.shape}")
+        lengths = self._cache[1]
+        mask = np.arange(T) < lengths[:, None]
+        if y.dtype.kind in "iu":
+            # labels past a sequence's length are padding: never range-checked
+            y = np.where(mask, y, self.loss_layer.ignore_label)
+        return self.loss_layer.forward(scores, y, mask)
