@@ -24,10 +24,17 @@ def from_torch(module):
         raise TypeError(f"module: expected torch.nn.RNN, LSTM or GRU, got {kind}")
     if getattr(module, "proj_size", 0):
         raise ValueError("module: LSTM with proj_size > 0 is not supported")
-    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    tensors = module.state_dict()
+    for name, t in tensors.items():
+        # before .numpy(), which cannot convert bfloat16 and names no tensor
+        if str(t.dtype) not in ("torch.float32", "torch.float64"):
+            raise TypeError(f"module: expected float32 or float64 weights, got {name} "
+                            f"of dtype {t.dtype} and shape {tuple(t.shape)}")
+    state = {k: v.detach().cpu().numpy() for k, v in tensors.items()}
+    for name, value in state.items():
+        if not np.isfinite(value).all():
+            raise ValueError(f"module: {name} (shape {value.shape}) contains NaN or Inf")
     dtype = state["weight_ih_l0"].dtype
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"module: expected float32 or float64 weights, got {dtype}")
     common = dict(num_layers=module.num_layers, bidirectional=module.bidirectional,
                   dropout=module.dropout, dtype=dtype)
     if kind == "RNN":
@@ -54,6 +61,10 @@ def from_torch(module):
 
 def to_torch_state_dict(net):
     """{name: numpy array} under PyTorch's parameter names for `net`."""
+    if not all(hasattr(net, a) for a in ("cell", "num_layers", "num_directions",
+                                         "layer_params")):
+        raise TypeError(f"net: expected an rnnfast.RNN, LSTM or GRU network, "
+                        f"got {type(net).__name__}")
     out = {}
     for layer in range(net.num_layers):
         for d in range(net.num_directions):
