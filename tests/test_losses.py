@@ -1,0 +1,128 @@
+"""Losses: values against the plain formulas, reductions, ignore_label and
+mask, gradients by finite differences (float64), stability, dtypes, errors."""
+import numpy as np
+import pytest
+
+from rnnfast.losses import (HuberLoss, MSELoss, SoftmaxWithLoss, TimeSigmoidWithLoss,
+                            TimeSoftmaxWithLoss)
+from _fd import check_grad
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(3)
+
+
+def _nll(x, t):
+    """-log softmax(x)[t] the long way (moderate logits only)."""
+    p = np.exp(x) / np.exp(x).sum(axis=-1, keepdims=True)
+    return -np.log(np.take_along_axis(p, t[..., None], axis=-1)[..., 0])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum_time", "sum"])
+def test_time_softmax_value_and_gradient(reduction, rng):
+    x = rng.standard_normal((3, 4, 5))
+    t = rng.integers(0, 5, (3, 4))
+    t[0, 1] = -1                                   # ignored
+    mask = np.ones((3, 4), bool)
+    mask[2, 3] = False                             # masked
+    counted = (t != -1) & mask
+    nll = np.where(counted, _nll(x, np.where(t < 0, 0, t)), 0.0)
+    denom = {"mean": counted.sum(), "sum_time": 3, "sum": 1}[reduction]
+    layer = TimeSoftmaxWithLoss(reduction=reduction)
+    assert layer.forward(x, t, mask) == pytest.approx(nll.sum() / denom, rel=1e-12)
+    dx = layer.backward()
+    assert dx.shape == x.shape
+    np.testing.assert_array_equal(dx[0, 1], 0)
+    np.testing.assert_array_equal(dx[2, 3], 0)
+    check_grad(lambda: TimeSoftmaxWithLoss(reduction=reduction).forward(x, t, mask),
+               x, dx, "logits", n=40)
+
+
+def test_time_softmax_stable_and_float32():
+    x = np.array([[[1e4, 0.0, -1e4], [-3e4, 3e4, 0.0]]], np.float32)
+    layer = TimeSoftmaxWithLoss()
+    loss = layer.forward(x, np.array([[0, 0]]))
+    assert np.isfinite(loss) and loss == pytest.approx((0 + 6e4) / 2, rel=1e-6)
+    dx = layer.backward()
+    assert dx.dtype == np.float32 and np.isfinite(dx).all()
+
+
+def test_time_softmax_nothing_counts():
+    layer = TimeSoftmaxWithLoss(ignore_label=9)
+    assert layer.forward(np.ones((1, 2, 3)), np.array([[9, 9]])) == 0
+    np.testing.assert_array_equal(layer.backward(), 0)
+
+
+def test_softmax_many_to_one(rng):
+    x, t = rng.standard_normal((6, 4)), rng.integers(0, 4, 6)
+    layer = SoftmaxWithLoss()
+    assert layer.forward(x, t) == pytest.approx(_nll(x, t).mean(), rel=1e-12)
+    check_grad(lambda: SoftmaxWithLoss().forward(x, t), x, layer.backward(2.0) / 2, "x")
+
+
+def test_softmax_errors():
+    layer = TimeSoftmaxWithLoss()
+    with pytest.raises(ValueError, match=r"ts: expected shape \(2, 3\), got shape \(2, 4\)"):
+        layer.forward(np.zeros((2, 3, 5)), np.zeros((2, 4), int))
+    with pytest.raises(ValueError, match=r"ts: class ids must lie in 0\.\.4"):
+        layer.forward(np.zeros((2, 3, 5)), np.full((2, 3), 5))
+    with pytest.raises(TypeError, match="ts"):
+        layer.forward(np.zeros((2, 3, 5)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"mask: expected shape \(2, 3\)"):
+        layer.forward(np.zeros((2, 3, 5)), np.zeros((2, 3), int), mask=np.ones(3))
+    with pytest.raises(ValueError, match=r"xs: expected shape \(N, T, V\)"):
+        layer.forward(np.zeros((2, 5)), np.zeros((2,), int))
+    with pytest.raises(ValueError, match="reduction"):
+        TimeSoftmaxWithLoss(reduction="avg")
+    with pytest.raises(ValueError, match="reduction"):
+        SoftmaxWithLoss(reduction="sum_time")
+    with pytest.raises(RuntimeError):
+        TimeSoftmaxWithLoss().backward()
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (3, 4, 2)])
+def test_sigmoid_value_and_gradient(shape, rng):
+    x = rng.standard_normal(shape)
+    t = rng.random(shape)                          # soft labels
+    mask = np.ones(shape[:2], bool)
+    mask[1, 2] = False
+    p = 1 / (1 + np.exp(-x))
+    bce = -(t * np.log(p) + (1 - t) * np.log(1 - p))
+    w = mask if len(shape) == 2 else np.repeat(mask[:, :, None], 2, axis=2)
+    layer = TimeSigmoidWithLoss()
+    assert layer.forward(x, t, mask) == pytest.approx((bce * w).sum() / w.sum(), rel=1e-12)
+    check_grad(lambda: TimeSigmoidWithLoss().forward(x, t, mask), x, layer.backward(),
+               "x", n=20)
+    layer = TimeSigmoidWithLoss(reduction="sum_time")
+    assert layer.forward(x, t, mask) == pytest.approx((bce * w).sum() / 3, rel=1e-12)
+
+
+def test_sigmoid_stable_and_errors():
+    layer = TimeSigmoidWithLoss()
+    x = np.array([[800.0, -800.0]], np.float32)
+    assert layer.forward(x, np.array([[0.0, 1.0]])) == pytest.approx(800.0, rel=1e-6)
+    assert np.isfinite(layer.backward()).all()
+    with pytest.raises(ValueError, match=r"ts: targets must lie in \[0, 1\]"):
+        layer.forward(x, np.array([[2.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"ts: expected shape \(1, 2\)"):
+        layer.forward(x, np.zeros((1, 3)))
+
+
+def test_mse_and_huber(rng):
+    y, t = 2 * rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    mse = MSELoss()
+    assert mse.forward(y, t) == pytest.approx(((y - t) ** 2).mean(), rel=1e-12)
+    check_grad(lambda: MSELoss().forward(y, t), y, mse.backward(), "y")
+    d = y - t
+    huber = HuberLoss(delta=0.8)
+    ref = np.where(np.abs(d) <= 0.8, 0.5 * d ** 2, 0.8 * (np.abs(d) - 0.4)).mean()
+    assert huber.forward(y, t) == pytest.approx(ref, rel=1e-12)
+    assert (np.abs(d) > 0.8).any() and (np.abs(d) <= 0.8).any()   # both branches used
+    check_grad(lambda: HuberLoss(0.8).forward(y, t), y, huber.backward(), "y", n=15)
+    assert MSELoss().forward(y.astype(np.float32), t) == pytest.approx(
+        ((y - t) ** 2).mean(), rel=1e-5)
+    with pytest.raises(ValueError, match=r"t: expected shape \(5, 3\), got shape \(5,\)"):
+        mse.forward(y, t[:, 0])
+    with pytest.raises(ValueError, match="delta"):
+        HuberLoss(0)
