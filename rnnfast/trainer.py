@@ -1,0 +1,435 @@
+"""The training loop: epochs of forward, backward, clip, update.
+
+    trainer = Trainer(model, optimizer, clip_norm=5.0)
+    history = trainer.fit(corpus, epochs=13, batch_size=20, time_size=20,
+                          eval_fn=lambda m: {"valid_ppl": perplexity(m, valid)})
+
+Two kinds of data:
+
+* a 1-D array of token ids (or a ``rnnfast.data.StreamBatcher``): language
+  modelling with truncated BPTT.  The model's state is reset at the start of
+  each epoch (``model.reset_state()``) and carried from batch to batch; the
+  batcher's read position carries across epochs.
+* a tuple ``(X, Y)`` or ``(X, Y, lengths)`` of arrays with one row per
+  sample: minibatches, reshuffled each epoch by the trainer's seeded
+  Generator; ``lengths`` is passed to ``model.forward(..., lengths=...)``.
+
+The model follows the textbook protocol: ``params``, ``grads``,
+``forward(x, t) -> loss``, ``backward()``, optionally ``train()``/``eval()``
+and ``reset_state()``.  The optimizer has ``update(params, grads)`` and an
+``lr`` attribute (rnnfast.optim).
+
+Each epoch may end with an evaluation (``eval_fn(model)`` returning a number
+or a dict of numbers, run in evaluation mode), a learning-rate schedule
+step, early stopping and an atomic checkpoint (rnnfast.io) from which
+``fit(..., resume_from=path)`` continues exactly.  A non-finite loss or
+gradient stops training with ``TrainingDivergedError`` before any update is
+applied, so the model keeps the weights of the last good step.  The
+progress bar goes to stderr and only when ``verbose``.
+"""
+import math
+import sys
+import time
+import types
+
+import numpy as np
+
+from . import io as rio
+from .data import StreamBatcher
+from ._validation import check_int
+
+
+class TrainingDivergedError(FloatingPointError):
+    """A non-finite loss or gradient; ``.history`` holds the epochs done."""
+
+    def __init__(self, message, history=None):
+        super().__init__(message)
+        self.history = history
+
+
+def _global_norm(grads):
+    unique = list({id(g): g for g in grads}.values())
+    return math.sqrt(sum(float(np.square(g, dtype=np.float64).sum()) for g in unique))
+
+
+def _clip(grads, max_norm):
+    """Global-norm clipping in place; returns the norm before clipping."""
+    norm = _global_norm(grads)
+    if math.isfinite(norm) and norm > max_norm:
+        rate = max_norm / (norm + 1e-6)
+        for g in {id(g): g for g in grads}.values():
+            g *= rate
+    return norm
+
+
+def _generators(obj, path="model", seen=None, depth=0):
+    """(path, Generator) for every numpy Generator held by the model or its
+    layers (dropout masks), in a fixed order, so checkpoints can restore them."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth > 6:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, np.random.Generator):
+        yield path, obj
+        return
+    if isinstance(obj, (list, tuple)):
+        for i, item in enumerate(obj):
+            yield from _generators(item, f"{path}[{i}]", seen, depth + 1)
+        return
+    if isinstance(obj, (type, types.ModuleType, types.FunctionType, types.MethodType)) \
+            or not hasattr(obj, "__dict__"):
+        return
+    for name in sorted(vars(obj)):
+        value = vars(obj)[name]
+        if isinstance(value, np.ndarray):
+            continue
+        yield from _generators(value, f"{path}.{name}", seen, depth + 1)
+
+
+def _finite_or_none(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class _Progress:
+    """One carriage-return line per epoch on a text stream."""
+
+    def __init__(self, stream, epoch, epochs, total, unit):
+        self.stream, self.epoch, self.epochs = stream, epoch, epochs
+        self.total, self.unit = total, unit
+        self.last = 0.0
+
+    def update(self, done, loss, rate, force=False):
+        now = time.perf_counter()
+        if not force and now - self.last < 0.2 and done < self.total:
+            return
+        self.last = now
+        width = 20
+        fill = int(width * done / max(self.total, 1))
+        self.stream.write(f"\repoch {self.epoch}/{self.epochs} [{'#' * fill}{'.' * (width - fill)}]"
+                          f" {done}/{self.total} loss {loss:.4f} {rate:,.0f} {self.unit}/s ")
+        self.stream.flush()
+
+    def close(self, summary):
+        self.stream.write("\r" + summary + " " * 20 + "\n")
+        self.stream.flush()
+
+
+class Trainer:
+    """Trainer(model, optimizer, clip_norm=None, lr_schedule=None, ...)
+
+    clip_norm: rescale all gradients together when their global L2 norm
+        exceeds it (Pascanu et al.; DLFS2's clip_grads; Zaremba's 5).
+    lr_schedule: rnnfast.optim.StepDecay (``step(epoch)`` before each epoch),
+        rnnfast.optim.ReduceOnPlateau (``step(value)`` after each
+        evaluation, with the monitored value), or a callable
+        ``epoch -> lr`` (epochs count from 1).
+    checkpoint: a path; the model, the optimizer state, the epoch, the RNG
+        states and the history are saved there atomically every
+        `checkpoint_every` epochs.
+    random_state: None, an int or a Generator; shuffles minibatches.
+    verbose: a progress bar with the loss and tokens per second on
+        `stream` (stderr by default).
+    """
+
+    def __init__(self, model, optimizer, clip_norm=None, lr_schedule=None, checkpoint=None,
+                 checkpoint_every=1, random_state=None, verbose=True, stream=None):
+        for attr in ("params", "grads", "forward", "backward"):
+            if not hasattr(model, attr):
+                raise TypeError(f"model: expected an object with params, grads, forward and "
+                                f"backward, got {type(model).__name__} without {attr}")
+        if not hasattr(optimizer, "update"):
+            raise TypeError(f"optimizer: expected an object with update(params, grads), got "
+                            f"{type(optimizer).__name__}")
+        if clip_norm is not None and not (isinstance(clip_norm, (int, float))
+                                          and clip_norm > 0):
+            raise ValueError(f"clip_norm: expected a positive number or None, got {clip_norm!r}")
+        self.model, self.optimizer = model, optimizer
+        self.clip_norm = None if clip_norm is None else float(clip_norm)
+        self.lr_schedule = lr_schedule
+        self.checkpoint = checkpoint
+        self.checkpoint_every = check_int(checkpoint_every, "checkpoint_every")
+        if isinstance(random_state, np.random.Generator):
+            self.rng = random_state
+        else:
+            self.rng = np.random.default_rng(random_state)
+        self.verbose = bool(verbose)
+        self.stream = stream
+        self.epoch = 0
+        self.history = {}
+        self.batcher = None
+        self._corpus_key = None
+        self._early = {"best": None, "best_epoch": None, "bad_epochs": 0}
+        self._best_params = None
+
+    # ----------------------------------------------------------- data
+    def _prepare(self, train, batch_size, time_size):
+        if isinstance(train, StreamBatcher):
+            return "stream", train
+        if isinstance(train, (tuple, list)):
+            if len(train) not in (2, 3):
+                raise ValueError(f"train: expected (X, Y) or (X, Y, lengths), got a "
+                                 f"{type(train).__name__} of {len(train)} items")
+            arrays = [np.asarray(a) for a in train]
+            n = arrays[0].shape[0] if arrays[0].ndim else 0
+            for name, a in zip(("X", "Y", "lengths"), arrays):
+                if a.ndim == 0 or a.shape[0] != n:
+                    raise ValueError(f"train: {name} must have one row per sample like X "
+                                     f"(shape {arrays[0].shape}), got shape {a.shape}")
+            if n == 0:
+                raise ValueError("train: X holds no samples")
+            return "minibatch", arrays
+        arr = np.asarray(train)
+        if arr.ndim == 1:
+            # the same corpus and sizes again: keep the batcher and its position
+            key = (id(train), arr.size, batch_size, time_size)
+            if self.batcher is None or self._corpus_key != key:
+                self.batcher = StreamBatcher(arr, batch_size, time_size)
+                self._corpus_key = key
+            return "stream", self.batcher
+        raise ValueError(f"train: expected a 1-D corpus of token ids (L,), a StreamBatcher "
+                         f"or a tuple (X, Y), got an array of shape {arr.shape}")
+
+    def _minibatches(self, arrays, batch_size, shuffle, drop_last):
+        n = arrays[0].shape[0]
+        order = self.rng.permutation(n) if shuffle else np.arange(n)
+        stop = n - n % batch_size if drop_last and n >= batch_size else n
+        for start in range(0, stop, batch_size):
+            idx = order[start:start + batch_size]
+            yield tuple(a[idx] for a in arrays)
+
+    # ----------------------------------------------------------- steps
+    def _params_grads(self):
+        return list(self.model.params), list(self.model.grads)
+
+    def train_step(self, batch):
+        """One forward, backward, clip and update; returns (loss, grad norm).
+        Raises TrainingDivergedError (without updating) on a non-finite loss
+        or gradient."""
+        if len(batch) == 3:
+            loss = self.model.forward(batch[0], batch[1], lengths=batch[2])
+        else:
+            loss = self.model.forward(batch[0], batch[1])
+        loss = float(loss)
+        if not math.isfinite(loss):
+            raise TrainingDivergedError(f"the loss is {loss}", self.history)
+        self.model.backward()
+        params, grads = self._params_grads()
+        if self.clip_norm is None:
+            norm = _global_norm(grads)
+        else:
+            norm = _clip(grads, self.clip_norm)
+        if not math.isfinite(norm):
+            raise TrainingDivergedError(f"the gradient norm is {norm}", self.history)
+        self.optimizer.update(params, grads)
+        return loss, norm
+
+    # ------------------------------------------------------ schedules
+    def _schedule_before(self, epoch):
+        s = self.lr_schedule
+        if s is None or _is_plateau(s):
+            return
+        if hasattr(s, "step"):
+            s.step(epoch)
+        else:
+            self.optimizer.lr = float(s(epoch))
+
+    def _schedule_after(self, value):
+        if self.lr_schedule is not None and _is_plateau(self.lr_schedule):
+            if value is None:
+                raise ValueError("lr_schedule: a plateau schedule needs eval_fn (and "
+                                 "monitor) to give it a value each epoch")
+            self.lr_schedule.step(value)
+
+    # ------------------------------------------------------------ fit
+    def fit(self, train, epochs=1, batch_size=32, time_size=35, eval_fn=None, monitor=None,
+            mode="min", patience=None, restore_best=False, max_batches=None, shuffle=True,
+            drop_last=True, resume_from=None):
+        """Train until epoch `epochs` (counted from the first fit, so a resumed
+        run continues up to the same total).  Returns the history: a dict of
+        lists, one item per epoch ("epoch", "loss" (mean training loss),
+        "grad_norm" (mean, before clipping), "lr", "seconds",
+        "tokens_per_sec", and what eval_fn returns: a number as "valid", a
+        dict under its keys).
+
+        monitor: the history key early stopping and plateau schedules watch
+            (default: "valid", or eval_fn's first key); mode "min" or "max".
+        patience: stop after this many epochs without a better value.
+        restore_best: at the end, put back the weights of the best epoch.
+        max_batches: at most this many batches per epoch (quick runs).
+        """
+        epochs = check_int(epochs, "epochs", minimum=0)
+        batch_size = check_int(batch_size, "batch_size")
+        time_size = check_int(time_size, "time_size")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode: expected 'min' or 'max', got {mode!r}")
+        if patience is not None:
+            patience = check_int(patience, "patience")
+        if max_batches is not None:
+            max_batches = check_int(max_batches, "max_batches")
+        kind, data = self._prepare(train, batch_size, time_size)
+        if resume_from is not None:
+            self.resume(resume_from)
+        stream = self.stream if self.stream is not None else sys.stderr
+        model = self.model
+        while self.epoch < epochs:
+            epoch = self.epoch + 1
+            self._schedule_before(epoch)
+            if hasattr(model, "train"):
+                model.train()
+            if kind == "stream":
+                if hasattr(model, "reset_state"):
+                    model.reset_state()
+                total = len(data)
+                batches = (data.next_batch() for _ in range(total))
+            else:
+                n = data[0].shape[0]
+                total = n // batch_size if drop_last and n >= batch_size else -(-n // batch_size)
+                batches = self._minibatches(data, batch_size, shuffle, drop_last)
+            if max_batches is not None:
+                total = min(total, max_batches)
+            bar = _Progress(stream, epoch, epochs, total, "tok") if self.verbose else None
+            start = time.perf_counter()
+            loss_sum = norm_sum = 0.0
+            tokens = done = 0
+            for batch in batches:
+                if done == total:
+                    break
+                try:
+                    loss, norm = self.train_step(batch)
+                except TrainingDivergedError as exc:
+                    if bar is not None:
+                        stream.write("\n")
+                    raise TrainingDivergedError(
+                        f"training diverged at epoch {epoch}, batch {done + 1}: {exc}; no "
+                        "update was applied, so the model keeps the weights of the last "
+                        "good step (lower the learning rate or set clip_norm)",
+                        self.history) from None
+                x = batch[0]
+                tokens += x.shape[0] * (x.shape[1] if x.ndim >= 2 else 1)
+                loss_sum += loss
+                norm_sum += norm
+                done += 1
+                if bar is not None:
+                    elapsed = time.perf_counter() - start
+                    bar.update(done, loss_sum / done, tokens / max(elapsed, 1e-9))
+            seconds = time.perf_counter() - start
+            record = {"epoch": epoch, "loss": loss_sum / max(done, 1),
+                      "grad_norm": norm_sum / max(done, 1),
+                      "lr": float(getattr(self.optimizer, "lr", float("nan"))),
+                      "seconds": seconds, "tokens_per_sec": tokens / max(seconds, 1e-9)}
+            if eval_fn is not None:
+                record.update(self._evaluate(eval_fn))
+            self.epoch = epoch
+            for key, value in record.items():
+                self.history.setdefault(key, []).append(value)
+            key = monitor or ("valid" if "valid" in record or eval_fn is None else
+                              next(k for k in record if k not in _TRAIN_KEYS))
+            value = record.get(key)
+            if monitor is not None and value is None:
+                raise ValueError(f"monitor: {monitor!r} is not in the history keys "
+                                 f"{sorted(record)}")
+            if value is None and patience is not None:
+                value = record["loss"]
+            self._schedule_after(value)
+            stop = self._early_stopping(value, mode, patience, restore_best)
+            if bar is not None:
+                bar.close(self._summary(record, epochs))
+            if self.checkpoint is not None and (epoch % self.checkpoint_every == 0
+                                                or epoch == epochs or stop):
+                self.save_checkpoint(self.checkpoint)
+            if stop:
+                break
+        if restore_best and self._best_params is not None:
+            for p, best in zip(self.model.params, self._best_params):
+                p[...] = best
+        return self.history
+
+    def _evaluate(self, eval_fn):
+        model = self.model
+        if hasattr(model, "eval"):
+            model.eval()
+        try:
+            result = eval_fn(model)
+        finally:
+            if hasattr(model, "train"):
+                model.train()
+        if isinstance(result, dict):
+            return {str(k): float(v) for k, v in result.items()}
+        return {"valid": float(result)}
+
+    def _early_stopping(self, value, mode, patience, restore_best):
+        if value is None:
+            return False
+        e = self._early
+        better = e["best"] is None or (value < e["best"] if mode == "min" else value > e["best"])
+        if better and math.isfinite(value):
+            e.update(best=value, best_epoch=self.epoch, bad_epochs=0)
+            if restore_best:
+                self._best_params = [p.copy() for p in self.model.params]
+        else:
+            e["bad_epochs"] += 1
+        return patience is not None and e["bad_epochs"] >= patience
+
+    @staticmethod
+    def _summary(record, epochs):
+        parts = [f"epoch {record['epoch']}/{epochs}", f"loss {record['loss']:.4f}"]
+        parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in _TRAIN_KEYS]
+        parts += [f"lr {record['lr']:.3g}", f"{record['tokens_per_sec']:,.0f} tok/s",
+                  f"{record['seconds']:.1f} s"]
+        return " | ".join(parts)
+
+    # ---------------------------------------------------- checkpoints
+    def _state(self):
+        schedule = None
+        if self.lr_schedule is not None and hasattr(self.lr_schedule, "__dict__"):
+            schedule = {k: v for k, v in vars(self.lr_schedule).items()
+                        if v is None or isinstance(v, (bool, int, float, str))}
+        return {
+            "epoch": self.epoch,
+            "rng": self.rng.bit_generator.state,
+            "model_rngs": {p: g.bit_generator.state for p, g in _generators(self.model)},
+            "batcher": None if self.batcher is None else self.batcher.state_dict(),
+            "history": {k: [_finite_or_none(v) for v in vs] for k, vs in self.history.items()},
+            "schedule": schedule,
+            "early": {k: _finite_or_none(v) for k, v in self._early.items()},
+        }
+
+    def save_checkpoint(self, path):
+        """Model, optimizer state, epoch, RNG states and history, atomically."""
+        rio.save_checkpoint(path, self.model, self.optimizer, state=self._state())
+
+    def resume(self, path):
+        """Load a checkpoint written by `save_checkpoint` into this trainer's
+        model and optimizer and continue from its epoch."""
+        state = rio.load_checkpoint(path, self.model, self.optimizer)["state"]
+        try:
+            self.epoch = check_int(state["epoch"], "epoch", minimum=0)
+            self.rng.bit_generator.state = state["rng"]
+            saved = state.get("model_rngs", {})
+            for p, g in _generators(self.model):
+                if p in saved:
+                    g.bit_generator.state = saved[p]
+            if state.get("batcher") is not None:
+                if self.batcher is None:
+                    raise ValueError("the checkpoint comes from a language-model run; "
+                                     "pass the same corpus to fit")
+                self.batcher.load_state_dict(state["batcher"])
+            self.history = {k: list(v) for k, v in state["history"].items()}
+            if state.get("schedule") and self.lr_schedule is not None:
+                for k, v in state["schedule"].items():
+                    if hasattr(self.lr_schedule, k):
+                        setattr(self.lr_schedule, k, v)
+            self._early.update(state.get("early", {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"path: {path!r} holds no usable trainer state ({exc})") from exc
+        return self
+
+
+_TRAIN_KEYS = ("epoch", "loss", "grad_norm", "lr", "seconds", "tokens_per_sec")
+
+
+def _is_plateau(schedule):
+    return type(schedule).__name__ == "ReduceOnPlateau" or getattr(
+        schedule, "needs_metric", False)

@@ -1,0 +1,225 @@
+"""rnnfast.trainer: history, TBPTT carry, early stopping, schedules,
+checkpoints and exact resume, divergence handling."""
+import io
+
+import numpy as np
+import pytest
+
+import rnnfast.io as rio
+from rnnfast.data import StreamBatcher
+from rnnfast.optim import SGD, Adam, ReduceOnPlateau, StepDecay
+from rnnfast.trainer import Trainer, TrainingDivergedError
+
+
+class Linear:
+    """Stand-in model: y = X @ w + b, mean squared error."""
+
+    def __init__(self, n_in=3, dtype="float64", nan_at=None, inf_grad_at=None):
+        self.n_in, self.dtype = n_in, dtype
+        self.params = [np.zeros(n_in, dtype), np.zeros(1, dtype)]
+        self.grads = [np.zeros_like(p) for p in self.params]
+        self.calls = 0
+        self.nan_at, self.inf_grad_at = nan_at, inf_grad_at
+        self.modes = []
+
+    def get_config(self):
+        return {"n_in": self.n_in, "dtype": self.dtype}
+
+    def train(self, mode=True):
+        self.modes.append("train" if mode else "eval")
+
+    def eval(self):
+        self.train(False)
+
+    def forward(self, X, y):
+        self.calls += 1
+        self.X, self.err = X, X @ self.params[0] + self.params[1][0] - y
+        loss = float(np.mean(self.err ** 2))
+        return float("nan") if self.calls == self.nan_at else loss
+
+    def backward(self):
+        g = 2 * self.err / len(self.err)
+        self.grads[0][...] = self.X.T @ g
+        self.grads[1][...] = g.sum()
+        if self.calls == self.inf_grad_at:
+            self.grads[0][0] = np.inf
+
+
+rio.register(Linear, "tests.trainer.Linear")
+
+
+def regression(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 3))
+    return X, X @ np.array([1.0, -2.0, 0.5]) + 0.3
+
+
+def test_history_and_learning():
+    X, y = regression()
+    t = Trainer(Linear(), SGD(lr=0.1), random_state=0, verbose=False)
+    h = t.fit((X, y), epochs=5, batch_size=16)
+    assert h["epoch"] == [1, 2, 3, 4, 5]
+    assert set(h) == {"epoch", "loss", "grad_norm", "lr", "seconds", "tokens_per_sec"}
+    assert all(len(v) == 5 for v in h.values())
+    assert h["loss"][-1] < 0.1 * h["loss"][0]
+    assert t.model.calls == 5 * 4                        # 64 // 16 batches a epoch
+
+
+class RecordingLM:
+    """Stand-in LM: records what it sees and when its state is reset."""
+
+    def __init__(self):
+        self.params, self.grads = [np.zeros(1)], [np.zeros(1)]
+        self.events = []
+
+    def reset_state(self):
+        self.events.append("reset")
+
+    def forward(self, xs, ts):
+        self.events.append((xs.copy(), ts.copy()))
+        return 1.0
+
+    def backward(self):
+        pass
+
+
+def test_language_model_carry_across_batches_and_epochs():
+    corpus = np.arange(200) % 37
+    m = RecordingLM()
+    t = Trainer(m, SGD(lr=0.1), verbose=False)
+    t.fit(corpus, epochs=3, batch_size=4, time_size=5)
+    oracle = StreamBatcher(corpus, 4, 5)
+    per_epoch = len(oracle)                             # 199 // 20 = 9
+    assert per_epoch == 9
+    expected = []
+    for _ in range(3):
+        expected.append("reset")
+        expected += [oracle.next_batch() for _ in range(per_epoch)]
+    assert len(m.events) == len(expected)
+    for got, want in zip(m.events, expected):
+        if want == "reset":
+            assert got == "reset"
+        else:
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+    # a second fit on the same corpus continues the stream where it stopped
+    t.fit(corpus, epochs=4, batch_size=4, time_size=5)
+    np.testing.assert_array_equal(m.events[-per_epoch][0], oracle.next_batch()[0])
+
+
+def test_early_stopping_and_restore_best():
+    X, y = regression()
+    values = iter([5.0, 4.0, 4.5, 4.6, 4.7, 1.0])
+    snapshots = []
+
+    def eval_fn(model):
+        snapshots.append([p.copy() for p in model.params])
+        return {"score": next(values)}
+    m = Linear()
+    t = Trainer(m, SGD(lr=0.05), random_state=0, verbose=False)
+    h = t.fit((X, y), epochs=6, batch_size=16, eval_fn=eval_fn, patience=2,
+              restore_best=True)
+    assert h["epoch"] == [1, 2, 3, 4] and h["score"] == [5.0, 4.0, 4.5, 4.6]
+    for p, best in zip(m.params, snapshots[1]):
+        np.testing.assert_array_equal(p, best)
+    assert not np.array_equal(snapshots[1][0], snapshots[3][0])
+    assert m.modes.count("eval") == 4                  # evaluation ran in eval mode
+
+
+def test_schedules():
+    X, y = regression()
+    opt = SGD(lr=1.0)
+    t = Trainer(Linear(), opt, lr_schedule=StepDecay(opt, decay=0.5, start_epoch=2),
+                verbose=False)
+    h = t.fit((X, y), epochs=4, batch_size=64)
+    assert h["lr"] == [1.0, 1.0, 0.5, 0.25]
+    opt = SGD(lr=0.01)
+    vals = iter([3.0, 2.0, 2.5, 1.0])
+    t = Trainer(Linear(), opt, lr_schedule=ReduceOnPlateau(opt, factor=0.25), verbose=False)
+    h = t.fit((X, y), epochs=4, batch_size=64, eval_fn=lambda m: next(vals))
+    assert h["lr"] == [0.01, 0.01, 0.01, 0.0025]       # lr of each epoch, cut after epoch 3
+    assert opt.lr == 0.0025
+    with pytest.raises(ValueError, match="eval_fn"):
+        Trainer(Linear(), opt, lr_schedule=ReduceOnPlateau(opt),
+                verbose=False).fit((X, y), epochs=1)
+
+
+@pytest.mark.parametrize("kind", ["loss", "grad"])
+def test_divergence_stops_and_keeps_the_last_good_weights(kind):
+    X, y = regression()
+    snap = {}
+
+    class Watch(Linear):
+        def forward(self, X, y):
+            snap[self.calls + 1] = [p.copy() for p in self.params]
+            return super().forward(X, y)
+    m = Watch(nan_at=6) if kind == "loss" else Watch(inf_grad_at=6)
+    t = Trainer(m, SGD(lr=0.1), clip_norm=1.0, verbose=False)
+    with pytest.raises(TrainingDivergedError, match="epoch 2, batch 2") as info:
+        t.fit((X, y), epochs=3, batch_size=16)
+    for p, good in zip(m.params, snap[6]):
+        np.testing.assert_array_equal(p, good)
+    assert np.isfinite(m.params[0]).all()
+    assert info.value.history["epoch"] == [1]
+
+
+def test_clipping_bounds_the_update():
+    X, y = regression()
+    y = y * 1000
+    m = Linear()
+    t = Trainer(m, SGD(lr=1.0), clip_norm=0.5, verbose=False)
+    h = t.fit((X, y), epochs=1, batch_size=64)
+    assert h["grad_norm"][0] > 100
+    step = np.sqrt(sum(float((p ** 2).sum()) for p in m.params))
+    assert step == pytest.approx(0.5, rel=1e-5)
+
+
+def test_progress_bar_only_when_verbose(capsys):
+    X, y = regression()
+    buf = io.StringIO()
+    Trainer(Linear(), SGD(lr=0.1), verbose=True, stream=buf).fit((X, y), epochs=2,
+                                                                 batch_size=16)
+    out = buf.getvalue()
+    assert "epoch 2/2" in out and "tok/s" in out and "loss" in out
+    Trainer(Linear(), SGD(lr=0.1), verbose=False).fit((X, y), epochs=2, batch_size=16)
+    Trainer(Linear(), SGD(lr=0.1)).fit((X, y), epochs=1, batch_size=16)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "epoch 1/1" in captured.err
+
+
+def test_resume_continues_exactly_minibatches(tmp_path):
+    X, y = regression(100)
+    full = Linear()
+    Trainer(full, Adam(lr=0.05), random_state=7, verbose=False).fit(
+        (X, y), epochs=4, batch_size=16)
+    ck = tmp_path / "ck.npz"
+    first = Linear()
+    Trainer(first, Adam(lr=0.05), random_state=7, checkpoint=ck, verbose=False).fit(
+        (X, y), epochs=2, batch_size=16)
+    resumed = Linear()
+    t = Trainer(resumed, Adam(lr=0.05), random_state=123, checkpoint=ck, verbose=False)
+    h = t.fit((X, y), epochs=4, batch_size=16, resume_from=ck)
+    assert h["epoch"] == [1, 2, 3, 4]
+    for p, q in zip(full.params, resumed.params):
+        assert p.tobytes() == q.tobytes()
+    assert rio.load_checkpoint(ck)["state"]["epoch"] == 4
+
+
+def test_resume_continues_exactly_language_model_with_dropout(tmp_path):
+    models = pytest.importorskip("rnnfast.models")
+    corpus = np.random.default_rng(1).integers(0, 12, 600)
+
+    def make():
+        return models.RnnLM(12, hidden_size=8, num_layers=2, dropout=0.3, random_state=4)
+    full = make()
+    Trainer(full, Adam(lr=0.01), clip_norm=1.0, verbose=False).fit(
+        corpus, epochs=3, batch_size=4, time_size=6)
+    ck = tmp_path / "lm.npz"
+    part = make()
+    Trainer(part, Adam(lr=0.01), clip_norm=1.0, checkpoint=ck, verbose=False).fit(
+        corpus, epochs=2, batch_size=4, time_size=6)
+    resumed = make()
+    Trainer(resumed, Adam(lr=0.01), clip_norm=1.0, verbose=False).fit(
+        corpus, epochs=3, batch_size=4, time_size=6, resume_from=ck)
+    for p, q in zip(full.params, resumed.params):
+        assert p.tobytes() == q.tobytes()
