@@ -1,0 +1,324 @@
+"""Models: backward against finite differences (float64, sampled entries),
+declared weight tying, truncated BPTT, seeded generation, perplexity,
+ragged batches, get_config round trips, dtypes and bad input."""
+import json
+
+import numpy as np
+import pytest
+
+from rnnfast.models import (AttentionSeq2seq, PeekySeq2seq, RnnLM, Seq2seq,
+                            SequenceClassifier, SequenceRegressor, SequenceTagger,
+                            perplexity)
+from rnnfast.optim import SGD
+from _fd import check_grad
+
+F64 = np.float64
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(11)
+
+
+def _reseed(model):
+    """Fixed dropout masks, so that repeated forwards define one function."""
+    for owner, attr in ((getattr(model, "embed_dropout", None), "rng"),
+                        (getattr(model, "output_dropout", None), "rng"),
+                        (getattr(model, "head_dropout", None), "rng"),
+                        (getattr(model, "network", None), "_dropout_rng")):
+        if owner is not None:
+            setattr(owner, attr, np.random.default_rng(99))
+
+
+def _check_model(model, run, n=6):
+    """run() -> loss from a fresh forward; compares model.grads after one
+    backward with central differences for every parameter array."""
+    run()
+    model.backward()
+    grads = [g.copy() for g in model.grads]
+    assert len(grads) == len(model.params)
+    assert len({id(p) for p in model.params}) == len(model.params)
+    for i, (p, g) in enumerate(zip(model.params, grads)):
+        assert p.shape == g.shape and p.dtype == F64
+        check_grad(run, p, g, f"params[{i}] {p.shape}", n=n, seed=i)
+
+
+# ----------------------------------------------------------------- RnnLM
+@pytest.mark.parametrize("options", [
+    dict(cell="lstm", num_layers=2, tie_weights=True, dropout=0.3),
+    dict(cell="gru", wordvec_size=3, reduction="sum_time"),
+    dict(cell="rnn", num_layers=2, init_scale=0.5, embed_dropout=0.2),
+])
+def test_rnnlm_gradients(options, rng):
+    model = RnnLM(7, hidden_size=4, dtype=F64, random_state=0, **options)
+    xs, ts = rng.integers(0, 7, (3, 5)), rng.integers(0, 7, (3, 5))
+    ts[1, 2] = -1                                           # ignore_label
+
+    def run():
+        model.reset_state()
+        _reseed(model)
+        return model.forward(xs, ts)
+    _check_model(model, run)
+
+
+def test_rnnlm_tied_weights_are_declared_and_summed(rng):
+    tied = RnnLM(9, hidden_size=4, num_layers=1, tie_weights=True, dtype=F64,
+                 random_state=1)
+    E = tied.embed.params[0]
+    W = tied.affine.params[0]
+    assert W.base is E and np.shares_memory(W, E)
+    assert sum(p is E for p in tied.params) == 1
+    assert not any(p is W for p in tied.params)
+    # the same weights untied: E's gradient must be the sum of both uses
+    untied = RnnLM(9, hidden_size=4, num_layers=1, dtype=F64, random_state=1)
+    for p_u, p_t in zip(untied.embed.params + untied.network.params,
+                        tied.embed.params + tied.network.params):
+        p_u[...] = p_t
+    untied.affine.params[0][...] = E.T
+    untied.affine.params[1][...] = tied.affine.params[1]
+    xs, ts = rng.integers(0, 9, (2, 6)), rng.integers(0, 9, (2, 6))
+    assert tied.forward(xs, ts) == pytest.approx(untied.forward(xs, ts), rel=1e-12)
+    tied.backward()
+    untied.backward()
+    np.testing.assert_allclose(tied.grads[0],
+                               untied.embed.grads[0] + untied.affine.grads[0].T,
+                               rtol=1e-12, atol=1e-14)
+    SGD(lr=0.5).update(tied.params, tied.grads)             # still shared after a step
+    np.testing.assert_array_equal(tied.affine.params[0], tied.embed.params[0].T)
+    with pytest.raises(ValueError, match="wordvec_size.*tie_weights"):
+        RnnLM(9, wordvec_size=3, hidden_size=4, tie_weights=True)
+
+
+def test_rnnlm_truncated_bptt_carries_state(rng):
+    model = RnnLM(8, hidden_size=5, num_layers=2, random_state=2, dtype=F64)
+    xs = rng.integers(0, 8, (3, 7))
+    whole = model.predict(xs)
+    model.reset_state()
+    parts = np.concatenate([model.predict(xs[:, :4]), model.predict(xs[:, 4:])], axis=1)
+    np.testing.assert_allclose(parts, whole, rtol=1e-12)
+    model.reset_state()
+    model.predict(xs[:, :4])
+    model.reset_state()
+    assert not np.allclose(model.predict(xs[:, 4:]), whole[:, 4:])
+
+
+def test_rnnlm_generate_seeded(rng):
+    model = RnnLM(20, hidden_size=6, random_state=3)
+    model.predict(rng.integers(0, 20, (2, 3)))              # a carried state
+    state, training = model.network.state, model.training
+    a = model.generate([1, 2], 30, random_state=5)
+    b = model.generate([1, 2], 30, random_state=5)
+    c = model.generate([1, 2], 30, random_state=6)
+    assert a.shape == (32,) and list(a[:2]) == [1, 2]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert model.network.state is state and model.training == training
+    g1 = model.generate(4, 10, temperature=0, random_state=1)
+    g2 = model.generate(4, 10, top_k=1, random_state=2)
+    np.testing.assert_array_equal(g1, g2)                   # both greedy
+    batch = model.generate([[1, 2], [3, 4]], 25, top_k=3, skip_ids=[0, 5],
+                           random_state=7)
+    assert batch.shape == (2, 27)
+    assert not np.isin(batch[:, 2:], [0, 5]).any()
+    with pytest.raises(ValueError, match="start_ids"):
+        model.generate([25], 3)
+    with pytest.raises(ValueError, match="skip_ids"):
+        model.generate([1], 3, skip_ids=np.arange(20))
+
+
+def test_perplexity(rng):
+    model = RnnLM(13, hidden_size=4, random_state=4, dtype=F64)
+    corpus = rng.integers(0, 13, 61)
+    # one chunk of 4 x 15: perplexity is exp of the per-token mean loss
+    model.eval()
+    model.reset_state()
+    xs = corpus[:60].reshape(4, 15)
+    ts = corpus[1:61].reshape(4, 15)
+    assert perplexity(model, corpus, 4, 15) == pytest.approx(
+        np.exp(model.forward(xs, ts)), rel=1e-10)
+    # chunking must not change it (the state is carried across chunks)
+    assert perplexity(model, corpus, 4, 4) == pytest.approx(
+        perplexity(model, corpus, 4, 15), rel=1e-10)
+    model.affine.params[0][...] = 0                          # uniform predictions
+    model.affine.params[1][...] = 0
+    assert perplexity(model, corpus, 3, 5) == pytest.approx(13.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rnnlm_dtypes(dtype, rng):
+    model = RnnLM(10, hidden_size=4, num_layers=2, dropout=0.2, dtype=dtype,
+                  random_state=0, tie_weights=True)
+    xs = rng.integers(0, 10, (2, 3))
+    assert np.isfinite(model.forward(xs, xs))
+    model.backward()
+    assert all(p.dtype == dtype and g.dtype == dtype
+               for p, g in zip(model.params, model.grads))
+    assert model.predict(xs).dtype == dtype
+
+
+def test_rnnlm_init_scale():
+    model = RnnLM(30, hidden_size=10, num_layers=2, init_scale=0.1, random_state=0)
+    for p in model.params:
+        assert np.abs(p).max() <= 0.1 and np.abs(p).max() > 0.05
+
+
+def test_rnnlm_bad_input():
+    model = RnnLM(5, hidden_size=3)
+    with pytest.raises(ValueError, match=r"ids.*0\.\.4"):
+        model.forward([[0, 7]], [[0, 1]])
+    with pytest.raises(ValueError, match=r"ts: expected shape \(1, 2\), got shape \(1, 3\)"):
+        model.forward([[0, 1]], [[0, 1, 2]])
+    with pytest.raises(ValueError, match="cell"):
+        RnnLM(5, cell="transformer")
+    with pytest.raises(RuntimeError):
+        RnnLM(5, hidden_size=3).backward()
+
+
+# --------------------------------------------------------------- seq2seq
+@pytest.mark.parametrize("cls", [Seq2seq, PeekySeq2seq, AttentionSeq2seq])
+def test_seq2seq_gradients(cls, rng):
+    model = cls(8, wordvec_size=3, hidden_size=4, dtype=F64, random_state=0)
+    xs, ts = rng.integers(0, 8, (3, 5)), rng.integers(0, 8, (3, 4))
+    _check_model(model, lambda: model.forward(xs, ts))
+
+
+@pytest.mark.parametrize("cls", [Seq2seq, PeekySeq2seq, AttentionSeq2seq])
+def test_seq2seq_generate_batched(cls, rng):
+    model = cls(11, random_state=1)
+    xs = rng.integers(0, 11, (4, 6))
+    out = model.generate(xs, start_id=2, sample_size=5)
+    assert out.shape == (4, 5)
+    for i in range(4):                    # batching does not change a row's decoding
+        np.testing.assert_array_equal(model.generate(xs[i], 2, 5), out[i])
+    with pytest.raises(ValueError, match="ts: expected shape"):
+        model.forward(xs, xs[:, :1])
+    with pytest.raises(ValueError, match="xs"):
+        model.forward(xs[0], xs)
+
+
+def test_seq2seq_float32(rng):
+    model = AttentionSeq2seq(9, random_state=0)
+    xs, ts = rng.integers(0, 9, (2, 4)), rng.integers(0, 9, (2, 3))
+    assert np.isfinite(model.forward(xs, ts))
+    model.backward()
+    assert all(g.dtype == np.float32 for g in model.grads)
+    assert model.decoder.attention.attention_weights.shape == (2, 2, 4)
+
+
+# ------------------------------------------------------ sequence heads
+CASES = [
+    (SequenceClassifier, dict(n_classes=3, input_size=2, num_layers=2, bidirectional=True,
+                              dropout=0.25), "float", "class"),
+    (SequenceClassifier, dict(n_classes=2, vocab_size=6, embedding_size=3, cell="gru"),
+     "ids", "class"),
+    (SequenceRegressor, dict(n_outputs=2, input_size=2, cell="rnn", loss="huber",
+                             huber_delta=0.3), "float", "real"),
+    (SequenceRegressor, dict(vocab_size=6, bidirectional=True), "ids", "real1"),
+    (SequenceTagger, dict(n_tags=4, vocab_size=6, bidirectional=True, num_layers=2),
+     "ids", "tags"),
+    (SequenceTagger, dict(n_tags=3, input_size=2, cell="gru"), "float", "tags"),
+]
+
+
+def _data(kind, target, rng, N=4, T=5):
+    X = rng.standard_normal((N, T, 2)) if kind == "float" else rng.integers(0, 6, (N, T))
+    y = {"class": lambda: rng.integers(0, 2, N), "real": lambda: rng.standard_normal((N, 2)),
+         "real1": lambda: rng.standard_normal(N), "tags": lambda: rng.integers(0, 3, (N, T))}
+    return X, y[target]()
+
+
+@pytest.mark.parametrize("cls, options, kind, target", CASES)
+def test_sequence_heads_gradients(cls, options, kind, target, rng):
+    model = cls(hidden_size=3, dtype=F64, random_state=0, **options)
+    X, y = _data(kind, target, rng)
+    lengths = np.array([5, 2, 4, 1])
+
+    def run():
+        _reseed(model)
+        return model.forward(X, y, lengths)
+    _check_model(model, run)
+
+
+@pytest.mark.parametrize("cls, options, kind, target", CASES)
+def test_sequence_heads_config_round_trip(cls, options, kind, target, rng):
+    model = cls(hidden_size=3, random_state=0, **options)
+    config = json.loads(json.dumps(model.get_config()))
+    clone = cls(**config)
+    for p, q in zip(clone.params, model.params):
+        p[...] = q
+    X, y = _data(kind, target, rng)
+    np.testing.assert_array_equal(clone.predict_scores(X), model.predict_scores(X))
+    _reseed(model)
+    _reseed(clone)
+    assert clone.forward(X, y) == model.forward(X, y)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_classifier_padding_is_ignored(cell, rng):
+    model = SequenceClassifier(3, input_size=2, hidden_size=4, bidirectional=True,
+                               num_layers=2, cell=cell, dtype=F64, random_state=5)
+    X = rng.standard_normal((3, 6, 2))
+    lengths = np.array([6, 3, 1])
+    padded = model.predict_scores(X, lengths)
+    for i, n in enumerate(lengths):
+        alone = model.predict_scores(X[i:i + 1, :n])
+        np.testing.assert_allclose(padded[i], alone[0], rtol=1e-10, atol=1e-12)
+    proba = model.predict_proba(X, lengths)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_token_padding_and_tagger_labels_past_lengths(rng):
+    model = SequenceTagger(3, vocab_size=6, hidden_size=4, dtype=F64, random_state=0)
+    X, y = rng.integers(0, 6, (2, 5)), rng.integers(0, 3, (2, 5))
+    lengths = [5, 2]
+    loss = model.forward(X, y, lengths)
+    X2, y2 = X.copy(), y.copy()
+    X2[1, 2:], y2[1, 2:] = -1, 99                 # padding of any value
+    assert model.forward(X2, y2, lengths) == pytest.approx(loss, rel=1e-12)
+    assert model.forward(X2, y2, lengths) != pytest.approx(model.forward(X, y))
+
+
+def test_rnnlm_and_seq2seq_config_round_trip(rng):
+    for model, args in ((RnnLM(7, hidden_size=3, tie_weights=True, num_layers=2,
+                               cell="gru", random_state=3), (rng.integers(0, 7, (2, 4)),) * 2),
+                        (PeekySeq2seq(7, 3, 4, random_state=2),
+                         (rng.integers(0, 7, (2, 4)), rng.integers(0, 7, (2, 3))))):
+        clone = type(model)(**json.loads(json.dumps(model.get_config())))
+        assert [p.shape for p in clone.params] == [p.shape for p in model.params]
+        for p, q in zip(clone.params, model.params):
+            p[...] = q
+        assert clone.forward(*args) == model.forward(*args)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sequence_heads_dtypes(dtype, rng):
+    model = SequenceRegressor(1, input_size=2, hidden_size=3, dtype=dtype, random_state=0)
+    X = rng.standard_normal((3, 4, 2))                 # float64 input is converted
+    assert np.isfinite(model.forward(X, np.zeros(3)))
+    model.backward()
+    assert model.predict_scores(X).dtype == dtype
+    assert all(g.dtype == dtype for g in model.grads)
+
+
+def test_sequence_heads_bad_input(rng):
+    with pytest.raises(ValueError, match="input_size, vocab_size"):
+        SequenceClassifier(2)
+    with pytest.raises(ValueError, match="input_size, vocab_size"):
+        SequenceClassifier(2, input_size=3, vocab_size=4)
+    model = SequenceClassifier(2, input_size=3, hidden_size=2)
+    with pytest.raises(ValueError, match=r"X: expected shape \(N, T, 3\), got shape \(2, 4, 2\)"):
+        model.forward(np.zeros((2, 4, 2)), [0, 1])
+    with pytest.raises(ValueError, match=r"y: expected shape \(2,\), got shape \(3,\)"):
+        model.forward(np.zeros((2, 4, 3)), [0, 1, 1])
+    with pytest.raises(ValueError, match=r"lengths"):
+        model.forward(np.zeros((2, 4, 3)), [0, 1], lengths=[0, 4])
+    with pytest.raises(ValueError, match=r"ts: class ids must lie in 0\.\.1"):
+        model.forward(np.zeros((2, 4, 3)), [0, 2])
+    reg = SequenceRegressor(2, input_size=3, hidden_size=2)
+    with pytest.raises(ValueError, match=r"y: expected shape \(2, 2\), got shape \(2,\)"):
+        reg.forward(np.zeros((2, 4, 3)), [0.0, 1.0])
+    with pytest.raises(ValueError, match="loss"):
+        SequenceRegressor(1, input_size=3, loss="l1")
+    tagger = SequenceTagger(2, vocab_size=4, hidden_size=2)
+    with pytest.raises(ValueError, match=r"X: expected token ids of shape \(N, T\)"):
+        tagger.forward(np.zeros((2, 4, 3), int), np.zeros((2, 4), int))
