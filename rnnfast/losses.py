@@ -104,9 +104,12 @@ class _SoftmaxLoss:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         logp, rows, cls, denom, shape = self._cache
-        dx = np.zeros_like(logp)
         # d(-log p_t)/dx = softmax(x) - onehot(t), on the rows that count only
-        dx[rows] = np.exp(logp[rows])
+        if rows.size == logp.shape[0]:          # the common case: no gather/scatter
+            dx = np.exp(logp)
+        else:
+            dx = np.zeros_like(logp)
+            dx[rows] = np.exp(logp[rows])
         dx[rows, cls] -= 1
         dx *= logp.dtype.type(dout / denom)
         return dx.reshape(shape)

@@ -6,6 +6,8 @@
 
 the textbook's Rnnlm/BetterRnnlm (DLFS2 ch06) and Zaremba et al. (2014).
 """
+import numbers
+
 import numpy as np
 
 from ..layers import TimeAffine, TimeDropout, TimeEmbedding
@@ -54,8 +56,8 @@ class RnnLM(Model):
                                                                       "embed_dropout")
         p_out = dropout if output_dropout is None else check_probability(output_dropout,
                                                                         "output_dropout")
-        if init_scale is not None and not (isinstance(init_scale, (int, float))
-                                           and init_scale > 0):
+        if init_scale is not None and (isinstance(init_scale, bool) or not isinstance(
+                init_scale, numbers.Real) or not init_scale > 0):
             raise ValueError(f"init_scale: expected a positive number or None, "
                              f"got {init_scale!r}")
         rng = self._setup(dict(
@@ -135,7 +137,8 @@ class RnnLM(Model):
         ids = check_ids(ids.reshape(1, -1) if single else ids, "start_ids",
                         self.vocab_size, ("N", "T0"))
         length = check_int(length, "length", minimum=0)
-        if not (isinstance(temperature, (int, float)) and temperature >= 0):
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
+                or not temperature >= 0:
             raise ValueError(f"temperature: expected a number >= 0, got {temperature!r}")
         if top_k is not None:
             top_k = min(check_int(top_k, "top_k"), self.vocab_size)
