@@ -322,3 +322,24 @@ def test_sequence_heads_bad_input(rng):
     tagger = SequenceTagger(2, vocab_size=4, hidden_size=2)
     with pytest.raises(ValueError, match=r"X: expected token ids of shape \(N, T\)"):
         tagger.forward(np.zeros((2, 4, 3), int), np.zeros((2, 4), int))
+
+
+def test_rnnlm_learns_a_cycle():
+    """A few hundred Adam steps of truncated BPTT learn 0, 1, ..., 9, 0, ..."""
+    from rnnfast.optim import Adam, clip_grads
+    corpus = np.tile(np.arange(10), 31)
+    xs, ts = corpus[:300].reshape(5, 60), corpus[1:301].reshape(5, 60)
+    model = RnnLM(10, hidden_size=16, num_layers=2, dropout=0.1, tie_weights=True,
+                  random_state=0)
+    opt = Adam(0.03)
+    before = perplexity(model, corpus, 5, 10)
+    for _ in range(20):
+        model.reset_state()
+        for s in range(0, 60, 10):
+            model.forward(xs[:, s:s + 10], ts[:, s:s + 10])
+            model.backward()
+            clip_grads(model.grads, 1.0)
+            opt.update(model.params, model.grads)
+    assert before > 9 and perplexity(model, corpus, 5, 10) < 1.5
+    np.testing.assert_array_equal(model.generate([3], 12, temperature=0),
+                                  (np.arange(3, 16)) % 10)
