@@ -1,0 +1,52 @@
+"""Shared set-up of the asv suite: configurations (rnnfast.bench.CONFIGS),
+fixed-seed data and thread control.
+
+Every benchmark runs at one BLAS thread unless it says otherwise, so a
+result does not depend on what colleagues run on the other core.
+"""
+import numpy as np
+
+try:
+    from threadpoolctl import threadpool_limits
+except ImportError:                     # asv still runs, with default threads
+    threadpool_limits = None
+
+CONFIGS = {
+    "tiny": (1, 100, 64, 64),
+    "small": (32, 35, 128, 128),
+    "zaremba-small": (20, 20, 200, 200),
+    "medium": (64, 100, 64, 256),
+    "zaremba-medium": (20, 35, 650, 650),
+    "large": (128, 50, 512, 512),
+}
+N_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def limit_threads(n=1):
+    """Keep a limiter alive on the benchmark object (asv calls setup/teardown)."""
+    if threadpool_limits is None:
+        return None
+    return threadpool_limits(limits=n)
+
+
+def data(shape, dtype, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def weights(cell, D, H, dtype, seed=0, reset_after=False):
+    rng = np.random.default_rng(seed)
+    G = N_GATES[cell] * H
+    bound = 1 / np.sqrt(H)
+    bshape = (2, G) if reset_after else (G,)
+    return [rng.uniform(-bound, bound, s).astype(dtype) for s in ((D, G), (H, G), bshape)]
+
+
+def gemm_flops(cell, train, N, T, D, H):
+    fwd = 2.0 * N * T * (D + H) * N_GATES[cell] * H
+    return 3 * fwd if train else fwd
+
+
+def network(cell, D, H, dtype, seed=0):
+    import rnnfast
+    cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[cell]
+    return cls(D, H, dtype=dtype, random_state=seed)
