@@ -214,6 +214,9 @@ class Seq2seq(Model):
 
     def _check(self, xs, ts=None):
         xs = check_ids(xs, "xs", self.vocab_size, ("N", "S"))
+        if xs.shape[1] == 0:     # the decoder starts from the encoder's last state
+            raise ValueError(f"xs: expected shape (N, S) with at least one source step, "
+                             f"got shape {xs.shape}")
         if ts is None:
             return xs
         ts = np.asarray(ts)
