@@ -154,6 +154,12 @@ class SequenceClassifier(_SequenceModel):
         y = np.asarray(y)
         if y.shape != scores.shape[:1]:
             raise ValueError(f"y: expected shape ({scores.shape[0]},), got shape {y.shape}")
+        if y.dtype.kind not in "iu":
+            raise TypeError(f"y: expected integer class ids of shape {y.shape}, got dtype {y.dtype}")
+        if y.size and (y.min() < 0 or y.max() >= self.n_classes):
+            # every sample counts here: no ignore_label in a many-to-one classifier
+            raise ValueError(f"y: class ids must lie in 0..{self.n_classes - 1}, got min "
+                             f"{y.min()} and max {y.max()} (shape {y.shape})")
         return self.loss_layer.forward(scores, y)
 
     def predict_proba(self, X, lengths=None):
