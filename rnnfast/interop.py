@@ -19,9 +19,13 @@ def _torch_name(kind, layer, direction):
 
 def from_torch(module):
     """An rnnfast network with the weights of a torch.nn.RNN, LSTM or GRU."""
-    kind = type(module).__name__
-    if kind not in _CELLS:
-        raise TypeError(f"module: expected torch.nn.RNN, LSTM or GRU, got {kind}")
+    # by name, since torch is not a dependency; rnnfast's own LSTM is not one
+    kinds = [c.__name__ for c in type(module).__mro__
+             if c.__module__.startswith("torch.nn") and c.__name__ in _CELLS]
+    if not kinds:
+        raise TypeError(f"module: expected torch.nn.RNN, LSTM or GRU, got "
+                        f"{type(module).__module__}.{type(module).__qualname__}")
+    kind = kinds[0]
     if getattr(module, "proj_size", 0):
         raise ValueError("module: LSTM with proj_size > 0 is not supported")
     tensors = module.state_dict()

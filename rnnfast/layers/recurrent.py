@@ -12,12 +12,19 @@ from .._layout import N_GATES, bias_shape
 from .._validation import check_array, check_live_arrays
 
 
-def _weights_dtype(*arrays):
+def _weights_dtype(**arrays):
     """The dtype a layer takes from the weights it is given."""
-    kinds = [np.asarray(a).dtype for a in arrays]
-    for dt in kinds:
-        if dt.kind not in "fiub":
-            raise TypeError(f"weights: expected real numbers, got dtype {dt}")
+    kinds = []
+    for name, a in arrays.items():
+        try:
+            a = np.asarray(a)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name}: expected an array of real numbers, got "
+                            f"{type(a).__name__} that is not one ({exc})") from exc
+        if a.dtype.kind not in "fiub":
+            raise TypeError(f"{name}: expected real numbers (float, int or bool), got "
+                            f"dtype {a.dtype} (shape {a.shape})")
+        kinds.append(a.dtype)
     if all(dt.kind == "f" for dt in kinds):
         dt = np.result_type(*kinds)
         return np.dtype(np.float64) if dt.itemsize > 4 else np.dtype(np.float32)
@@ -27,7 +34,7 @@ def _weights_dtype(*arrays):
 def _as_params(cell, Wx, Wh, b, reset_after=False):
     """[Wx, Wh, b] checked; the very arrays given when they already are
     C-contiguous floats of the layer's dtype, so shared weights stay shared."""
-    dt = _weights_dtype(Wx, Wh, b)
+    dt = _weights_dtype(Wx=Wx, Wh=Wh, b=b)
     Wh = check_array(Wh, "Wh", dt, ("H", "G*H"))
     H = Wh.shape[0]
     G = N_GATES[cell] * H
