@@ -312,7 +312,7 @@ def test_sequence_heads_bad_input(rng):
         model.forward(np.zeros((2, 4, 3)), [0, 1, 1])
     with pytest.raises(ValueError, match=r"lengths"):
         model.forward(np.zeros((2, 4, 3)), [0, 1], lengths=[0, 4])
-    with pytest.raises(ValueError, match=r"ts: class ids must lie in 0\.\.1"):
+    with pytest.raises(ValueError, match=r"y: class ids must lie in 0\.\.1"):
         model.forward(np.zeros((2, 4, 3)), [0, 2])
     reg = SequenceRegressor(2, input_size=3, hidden_size=2)
     with pytest.raises(ValueError, match=r"y: expected shape \(2, 2\), got shape \(2,\)"):
