@@ -84,7 +84,7 @@ def _lm_data(args):
     import os
     from . import data
     if os.path.isdir(args.data):
-        return data.load_ptb(args.data)
+        return data.load_ptb(args.data, vocab_size=None)
     return data.load_text(args.data, level=args.level, valid_fraction=args.valid_fraction)
 
 
@@ -291,7 +291,7 @@ def cmd_demo(args):
         fast, slow = _speed_against_reference(N, T, 16, H)
     print(f"one LSTM training step (forward + BPTT, batch {N}, {T} steps, 16 -> {H}, "
           f"float32): rnnfast {fast * 1e3:.2f} ms, NumPy reference {slow * 1e3:.2f} ms "
-          f"({slow / fast:.1f}x faster)")
+          f"(speed-up {slow / fast:.1f}x)")
     return 0
 
 
