@@ -48,8 +48,12 @@ class TrainingDivergedError(FloatingPointError):
 
 
 def _global_norm(grads):
-    unique = list({id(g): g for g in grads}.values())
-    return math.sqrt(sum(float(np.square(g, dtype=np.float64).sum()) for g in unique))
+    """sqrt of the sum of squares of all (distinct) arrays, via BLAS dots."""
+    total = 0.0
+    for g in {id(g): g for g in grads}.values():
+        v = g.reshape(-1)
+        total += float(np.dot(v, v))
+    return math.sqrt(total)
 
 
 def _clip(grads, max_norm):
