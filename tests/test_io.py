@@ -48,6 +48,14 @@ def test_model_round_trips_are_bit_exact(tmp_path, dtype):
     for name in ("Seq2seq", "PeekySeq2seq", "AttentionSeq2seq"):
         if hasattr(models, name):
             objs.append(getattr(models, name)(11, 4, 6, dtype=dtype, random_state=3))
+    if hasattr(models, "SequenceClassifier"):
+        objs += [models.SequenceClassifier(3, input_size=4, hidden_size=5, cell="gru",
+                                           bidirectional=True, dtype=dtype, random_state=4),
+                 models.SequenceRegressor(2, input_size=3, hidden_size=4, num_layers=2,
+                                          dtype=dtype, random_state=5),
+                 models.SequenceTagger(4, vocab_size=20, hidden_size=5, cell="rnn",
+                                       dtype=dtype, random_state=6)]
+    assert len(objs) >= 4
     for obj in objs:
         path = tmp_path / (type(obj).__name__ + ".npz")
         rio.save(obj, path)

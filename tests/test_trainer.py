@@ -223,3 +223,25 @@ def test_resume_continues_exactly_language_model_with_dropout(tmp_path):
         corpus, epochs=3, batch_size=4, time_size=6, resume_from=ck)
     for p, q in zip(full.params, resumed.params):
         assert p.tobytes() == q.tobytes()
+
+
+def test_minibatches_with_lengths_reach_the_model():
+    models = pytest.importorskip("rnnfast.models")
+    if not hasattr(models, "SequenceClassifier"):
+        pytest.skip("no SequenceClassifier")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 6, 2)).astype(np.float32)
+    lengths = rng.integers(1, 7, 60)
+    y = (X[np.arange(60), lengths - 1, 0] > 0).astype(int)   # sign of the last real step
+    m = models.SequenceClassifier(2, input_size=2, hidden_size=8, random_state=0)
+    seen = []
+    forward = m.forward
+
+    def spy(xb, yb, lengths=None):
+        seen.append(lengths)
+        return forward(xb, yb, lengths=lengths)
+    m.forward = spy
+    h = Trainer(m, Adam(lr=0.05), random_state=0, verbose=False).fit(
+        (X, y, lengths), epochs=15, batch_size=20)
+    assert all(s is not None and s.shape == (20,) for s in seen)
+    assert h["loss"][-1] < 0.5 * h["loss"][0]
