@@ -207,7 +207,7 @@ def _addition_problems(n, digits, seed):
     """n distinct problems a+b (a, b < 10**digits) in DLFS2's fixed-width
     format, as a Seq2seqData with the question reversed."""
     import numpy as np
-    from .data import Seq2seqData, Vocab
+    from .data import Vocab
     rng = np.random.default_rng(seed)
     hi = 10 ** digits
     pairs = rng.choice(hi * hi, size=n, replace=False)

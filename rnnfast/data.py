@@ -99,8 +99,9 @@ def pad_sequences(sequences, pad_value=0, dtype=None):
     tail = seqs[0].shape[1:]
     for i, s in enumerate(seqs):
         if s.ndim == 0 or s.shape[1:] != tail:
-            raise ValueError(f"sequences[{i}]: expected shape (T_i,{''.join(', ' + str(d) for d in tail)})"
-                             f" like sequences[0], got shape {s.shape}")
+            want = "(T_i" + "".join(f", {d}" for d in tail) + ("," if not tail else "") + ")"
+            raise ValueError(f"sequences[{i}]: expected shape {want} like sequences[0], "
+                             f"got shape {s.shape}")
         if s.dtype.kind not in "fiub":
             raise TypeError(f"sequences[{i}]: expected numbers, got dtype {s.dtype}")
     lengths = np.array([s.shape[0] for s in seqs], dtype=ID_DTYPE)
