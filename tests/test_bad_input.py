@@ -131,16 +131,6 @@ def works_net_N0():
     assert net.backward(np.ones((0, 5, 8))).shape == (0, 5, 3)
 
 
-def works_hidden_or_input_zero():
-    """H = 0 or D = 0 from raw weights: degenerate but well defined."""
-    for D, H in ((3, 0), (0, 4)):
-        for cls in (rnnfast.TimeRNN, rnnfast.TimeLSTM, rnnfast.TimeGRU):
-            layer = cls(*W(cls.cell, D=D, H=H))
-            assert layer.forward(np.ones((2, 4, D), f32)).shape == (2, 4, H)
-            dxs = layer.backward(np.ones((2, 4, H), f32))
-            assert dxs.shape == (2, 4, D) and not dxs.any()
-
-
 def works_readonly_and_strided():
     """Read-only, Fortran-ordered, negative-stride inputs are converted."""
     net = rnnfast.LSTM(3, 4, random_state=0)
@@ -263,7 +253,11 @@ CASES = [
     ("timernn-T0-works", lambda: works_time_T0(rnnfast.TimeRNN), None, None),
     ("timelstm-T0-works", lambda: works_time_T0(rnnfast.TimeLSTM), None, None),
     ("timegru-N0-works", lambda: works_time_N0(rnnfast.TimeGRU), None, None),
-    ("time-H0-D0-works", works_hidden_or_input_zero, None, None),
+    ("time-hidden-size-0", lambda: rnnfast.TimeGRU(*W("gru", H=0)), V,
+     r"Wx, Wh: input size D and hidden size H must be >= 1, got Wx of shape \(3, 0\) "
+     r"and Wh of shape \(0, 0\)"),
+    ("cell-input-size-0", lambda: rnnfast.LSTMCell(*W("lstm", D=0)), V,
+     r"Wx, Wh: input size D and hidden size H must be >= 1, got Wx of shape \(0, 16\)"),
     # -------- networks: construction
     ("net-input-size-0", lambda: rnnfast.LSTM(0, 4), V, r"input_size: expected an integer >= 1, got 0"),
     ("net-hidden-float", lambda: rnnfast.GRU(3, 4.0), T, r"hidden_size: expected an integer >= 1, got 4\.0"),

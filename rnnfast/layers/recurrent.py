@@ -42,6 +42,11 @@ def _as_params(cell, Wx, Wh, b, reset_after=False):
         raise ValueError(f"Wh: expected shape ({H}, {G}) for a {cell.upper()} with "
                          f"H={H} ({N_GATES[cell]} gate blocks), got shape {Wh.shape}")
     Wx = check_array(Wx, "Wx", dt, ("D", G))
+    # As for the networks (input_size, hidden_size >= 1): the kernels take
+    # the address of each buffer's first element.
+    if H == 0 or Wx.shape[0] == 0:
+        raise ValueError(f"Wx, Wh: input size D and hidden size H must be >= 1, got Wx "
+                         f"of shape {Wx.shape} and Wh of shape {Wh.shape}")
     b = check_array(b, "b", dt, bias_shape(cell, H, reset_after))
     return [Wx, Wh, b]
 
