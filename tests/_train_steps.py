@@ -18,7 +18,7 @@ def train(seed, cell="lstm", steps=5, N=8, T=12, D=6, H=16, dtype=np.float32,
     xs = rng.standard_normal((N, T, D)).astype(dtype)
     target = rng.standard_normal((N, T, net.num_directions * H)).astype(dtype)
     lengths = rng.integers(1, T + 1, N)
-    opt = SGD(lr=0.1)
+    opt = SGD(lr=0.01)
     losses = []
     for _ in range(steps):
         hs, _ = net.forward(xs, lengths=lengths)
