@@ -4,8 +4,8 @@ Each row is (id, callable, expected exception, regex the message must
 match).  An expected exception of None means the call must work (empty
 batches, T = 0: the callable checks the result itself).  Every row runs in
 a forked child process, so a segfault or an abort fails that row instead of
-killing pytest; the child also turns warnings into errors, so a row that
-"works" by way of a RuntimeWarning fails too.
+killing pytest; the child also turns RuntimeWarnings into errors, so a row
+that "works" by way of a floating-point warning fails too.
 
 The contract (DESIGN.md): a ValueError or TypeError that names the
 argument, the shape expected and the shape given; RuntimeError for a
@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 
 import rnnfast
+import rnnfast.io  # noqa: F401  (imported once here, not in each forked child)
+import rnnfast.sklearn  # noqa: F401
 from rnnfast import models
 
 f32, f64 = np.float32, np.float64
@@ -92,6 +94,30 @@ def torch_with_nan():
     with torch.no_grad():
         m.weight_hh_l0[1, 2] = float("nan")
     return m
+
+
+def sk(name):
+    from rnnfast import sklearn as rsk
+    return getattr(rsk, name)
+
+
+def Xs(N=6, T=4, D=2):
+    return np.random.default_rng(0).standard_normal((N, T, D))
+
+
+Y6 = np.array([0, 1, 0, 1, 0, 1])
+
+
+def cli_fails_cleanly(args, pattern):
+    """The command line reports a user error on stderr with a non-zero exit
+    status, without a Python traceback."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "rnnfast", *args], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0, f"exit status 0 for {args}"
+    assert "Traceback" not in r.stderr, f"a traceback instead of a message:\n{r.stderr}"
+    assert re.search(pattern, r.stderr), r.stderr
 
 
 # ---------------------------------------------------- the "works" rows
@@ -403,6 +429,40 @@ CASES = [
     ("tagger-y-wrong-T", lambda: models.SequenceTagger(
         3, input_size=3, hidden_size=4).forward(xs3(), np.ones((2, 4), int)),
      V, r"y: expected shape \(2, 5\), got shape \(2, 4\)"),
+    # -------- estimators (rnnfast.sklearn)
+    ("sk-X-nan", lambda: sk("RNNClassifier")(max_iter=2).fit(np.full((6, 4, 2), np.nan), Y6),
+     V, r"NaN"),
+    ("sk-X-rank4", lambda: sk("RNNClassifier")(max_iter=2).fit(np.ones((6, 4, 2, 1)), Y6),
+     V, r"dim 4"),
+    ("sk-y-length", lambda: sk("RNNRegressor")(max_iter=2).fit(Xs(), np.ones(5)),
+     V, r"inconsistent numbers of samples: \[6, 5\]"),
+    ("sk-X-complex", lambda: sk("RNNClassifier")(max_iter=2).fit(Xs() + 1j, Y6),
+     V, r"Complex data not supported"),
+    ("sk-predict-unfitted", lambda: sk("RNNClassifier")().predict(Xs()),
+     V, r"not fitted yet"),
+    ("sk-features-mismatch", lambda: sk("RNNClassifier")(max_iter=2).fit(Xs(), Y6).predict(
+        Xs(D=3)),
+     V, r"X has 3 features a step, but RNNClassifier is expecting 2"),
+    ("sk-ragged-list-bad-D", lambda: sk("RNNClassifier")(max_iter=2).fit(
+        [np.ones((3, 2)), np.ones((5, 3))], [0, 1]),
+     V, r"X\[1\]: expected 2 features a step like X\[0\], got shape \(5, 3\)"),
+    ("sk-empty-sequence", lambda: sk("RNNClassifier")(max_iter=2).fit(
+        [np.ones((0, 2)), np.ones((5, 2))], [0, 1]),
+     V, r"X\[0\]: a sequence needs at least one step, got shape \(0, 2\)"),
+    ("sk-regressor-y-nan", lambda: sk("RNNRegressor")(max_iter=2).fit(Xs(), np.full(6, np.nan)),
+     V, r"y contains NaN"),
+    # -------- files and command line
+    ("io-load-missing", lambda: __import__("rnnfast.io").io.load("/nonexistent/model.npz"),
+     FileNotFoundError, r"path: no such file: '/nonexistent/model\.npz'"),
+    ("io-save-unregistered", lambda: __import__("rnnfast.io").io.save(
+        rnnfast.TimeLSTM(*W("lstm")), "/tmp/never-written.npz"),
+     T, r"obj: TimeLSTM is not a registered rnnfast class"),
+    ("cli-unknown-command", lambda: cli_fails_cleanly(["fly"], r"invalid choice: 'fly'"),
+     None, None),
+    ("cli-generate-missing-file", lambda: cli_fails_cleanly(
+        ["generate", "/nonexistent/model.npz"], r"no such file"), None, None),
+    ("cli-demo-negative-epochs", lambda: cli_fails_cleanly(
+        ["demo", "--epochs", "-3"], r"epochs: expected an integer >= 0, got -3"), None, None),
 ]
 
 NEEDS_TORCH = {"from-torch-proj-size", "from-torch-bfloat16", "from-torch-nan-weights"}
@@ -419,7 +479,7 @@ def _run_in_child(fn, timeout=120):
         os.close(rfd)
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("error")
+                warnings.simplefilter("error", RuntimeWarning)
                 fn()
             result = ("ok", None, None, None)
         except BaseException as exc:                      # noqa: B902 - reported
@@ -459,7 +519,7 @@ def _run(fn):
         return _run_in_child(fn)
     try:                                  # no fork (Windows): in process
         with warnings.catch_warnings():
-            warnings.simplefilter("error")
+            warnings.simplefilter("error", RuntimeWarning)
             fn()
         return ("ok", None, None, None)
     except Exception as exc:
