@@ -401,7 +401,15 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except FileNotFoundError as exc:
+        what = f"no such file: {exc.filename}" if exc.filename is not None else exc
+        parser.exit(2, f"rnnfast {args.command}: error: {what}\n")
+    except (ValueError, TypeError, OSError) as exc:
+        # a user error (bad option value, bad or unreadable file): a message and
+        # exit status 2 like argparse's own errors, not a traceback
+        parser.exit(2, f"rnnfast {args.command}: error: {exc}\n")
 
 
 if __name__ == "__main__":
