@@ -23,7 +23,7 @@ Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
 """
 from libc.string cimport memcpy
 from _blas cimport floating, gemm
-from _activations cimport sigmoid, tanh_
+from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _seq cimport step_time, zero_padding, add_column_sums, input_grads
 
 
@@ -58,7 +58,7 @@ def gru_forward(const floating[:, :, ::1] xs,
     cdef floating* a
     cdef floating* w
     cdef floating* orow
-    cdef floating z, rr, hn, nn, hp, hnew
+    cdef floating* hsave = NULL
     if training:
         phs = &h_prev[0, 0, 0]
         pex = &extra[0, 0, 0]
@@ -84,20 +84,8 @@ def gru_forward(const floating[:, :, ::1] xs,
                     orow = pout + r * W + out_offset
                     if training:
                         memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
-                    for j in range(H):
-                        z = sigmoid(a[j] + bx[j] + w[j] + bh[j])
-                        rr = sigmoid(a[H + j] + bx[H + j] + w[H + j] + bh[H + j])
-                        hn = w[2 * H + j] + bh[2 * H + j]
-                        nn = tanh_(a[2 * H + j] + bx[2 * H + j] + rr * hn)
-                        hp = ph[n * H + j]
-                        hnew = (1 - z) * hp + z * nn
-                        a[j] = z
-                        a[H + j] = rr
-                        a[2 * H + j] = nn
-                        if training:
-                            pex[r * H + j] = hn
-                        ph[n * H + j] = hnew
-                        orow[j] = hnew
+                        hsave = pex + r * H
+                    gru_ra_fwd_row(a, w, bx, bh, ph + n * H, orow, hsave, H)
             else:
                 gemm(False, False, <int> N, <int> (2 * H), <int> H, <floating> 1,
                      ph, <int> H, pWh, <int> G, <floating> 0, pw, <int> WK)
@@ -110,12 +98,7 @@ def gru_forward(const floating[:, :, ::1] xs,
                         continue
                     t = step_time(k, L, reverse)
                     a = pg + (n * T + t) * G
-                    for j in range(H):
-                        z = sigmoid(a[j] + bx[j] + w[j])
-                        rr = sigmoid(a[H + j] + bx[H + j] + w[H + j])
-                        a[j] = z
-                        a[H + j] = rr
-                        w[2 * H + j] = rr * ph[n * H + j]
+                    gru_rb_fwd_zr(a, w, bx, ph + n * H, H)
                 gemm(False, False, <int> N, <int> H, <int> H, <floating> 1,
                      pw + 2 * H, <int> WK, pWh + 2 * H, <int> G, <floating> 0,
                      pw + 3 * H, <int> WK)
@@ -131,14 +114,7 @@ def gru_forward(const floating[:, :, ::1] xs,
                     if training:
                         memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
                         memcpy(pex + r * H, w + 2 * H, H * sizeof(floating))
-                    for j in range(H):
-                        z = a[j]
-                        nn = tanh_(a[2 * H + j] + bx[2 * H + j] + w[3 * H + j])
-                        hp = ph[n * H + j]
-                        hnew = (1 - z) * hp + z * nn
-                        a[2 * H + j] = nn
-                        ph[n * H + j] = hnew
-                        orow[j] = hnew
+                    gru_rb_fwd_h(a, w, bx, ph + n * H, orow, H)
 
 
 def gru_backward(const floating[:, :, ::1] xs,
@@ -173,7 +149,6 @@ def gru_backward(const floating[:, :, ::1] xs,
     cdef const Py_ssize_t* plen = &lengths[0]
     cdef floating* a
     cdef floating* w
-    cdef floating z, rr, nn, hp, hn, dhj, dz, dnn, dan, dr, drh
     with nogil:
         zero_padding(pg, N, T, G, 0, G, plen)
         if reset_after:
@@ -189,28 +164,8 @@ def gru_backward(const floating[:, :, ::1] xs,
                 t = step_time(k, L, reverse)
                 r = n * T + t
                 a = pg + r * G
-                for j in range(H):
-                    z = a[j]
-                    rr = a[H + j]
-                    nn = a[2 * H + j]
-                    hp = phs[r * H + j]
-                    dhj = pdo[r * W + dout_offset + j] + pdh[n * H + j]
-                    dz = dhj * (nn - hp)
-                    dnn = dhj * z
-                    dan = dnn * (1 - nn * nn)
-                    a[j] = dz * z * (1 - z)
-                    w[j] = a[j]
-                    a[2 * H + j] = dan
-                    pdh[n * H + j] = dhj * (1 - z)
-                    if reset_after:
-                        hn = pex[r * H + j]
-                        dr = dan * hn
-                        a[H + j] = dr * rr * (1 - rr)
-                        w[H + j] = a[H + j]
-                        pex[r * H + j] = dan * rr
-                        w[2 * H + j] = dan * rr
-                    else:
-                        w[2 * H + j] = dan
+                gru_bwd_row(a, w, phs + r * H, pdo + r * W + dout_offset, pdh + n * H,
+                            pex + r * H, H, reset_after)
             if reset_after:
                 gemm(False, True, <int> N, <int> H, <int> G, <floating> 1,
                      pw, <int> WK, pWh, <int> G, <floating> 1, pdh, <int> H)
@@ -227,13 +182,7 @@ def gru_backward(const floating[:, :, ::1] xs,
                     r = n * T + t
                     a = pg + r * G
                     w = pw + n * WK
-                    for j in range(H):
-                        drh = w[3 * H + j]
-                        rr = a[H + j]
-                        dr = drh * phs[r * H + j]
-                        pdh[n * H + j] += drh * rr
-                        a[H + j] = dr * rr * (1 - rr)
-                        w[H + j] = a[H + j]
+                    gru_rb_bwd_r(a, w, phs + r * H, pdh + n * H, H)
                 gemm(False, True, <int> N, <int> H, <int> (2 * H), <floating> 1,
                      pw, <int> WK, pWh, <int> G, <floating> 1, pdh, <int> H)
         input_grads(&xs[0, 0, 0], &Wx[0, 0], pg, &dWx[0, 0], &dxs[0, 0, 0],

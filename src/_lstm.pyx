@@ -16,7 +16,7 @@ A cell's one step is the same kernel with T = 1.
 """
 from libc.string cimport memcpy
 from _blas cimport floating, gemm
-from _activations cimport sigmoid, tanh_
+from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport step_time, is_uniform, zero_padding, add_column_sums, input_grads
 
 
@@ -59,7 +59,7 @@ def lstm_forward(const floating[:, :, ::1] xs,
     cdef floating* hrow
     cdef floating* crow
     cdef floating* orow
-    cdef floating f, gg, i, o, cn, tc
+    cdef floating* tsave = NULL
     if training:
         phs = &h_prev[0, 0, 0]
         pcs = &c_prev[0, 0, 0]
@@ -101,22 +101,8 @@ def lstm_forward(const floating[:, :, ::1] xs,
                 if training:
                     memcpy(phs + (n * T + t) * H, hrow, H * sizeof(floating))
                     memcpy(pcs + (n * T + t) * H, crow, H * sizeof(floating))
-                for j in range(H):
-                    f = sigmoid(a[j] + pb[j])
-                    gg = tanh_(a[H + j] + pb[H + j])
-                    i = sigmoid(a[2 * H + j] + pb[2 * H + j])
-                    o = sigmoid(a[3 * H + j] + pb[3 * H + j])
-                    cn = f * crow[j] + gg * i
-                    tc = tanh_(cn)
-                    a[j] = f
-                    a[H + j] = gg
-                    a[2 * H + j] = i
-                    a[3 * H + j] = o
-                    crow[j] = cn
-                    hrow[j] = o * tc
-                    orow[j] = o * tc
-                    if training:
-                        pts[(n * T + t) * H + j] = tc
+                    tsave = pts + (n * T + t) * H
+                lstm_fwd_row(a, pb, crow, hrow, orow, tsave, H)
 
 
 def lstm_backward(const floating[:, :, ::1] xs,
@@ -156,7 +142,6 @@ def lstm_backward(const floating[:, :, ::1] xs,
     cdef const floating* pts = &tanh_c[0, 0, 0]
     cdef const Py_ssize_t* plen = &lengths[0]
     cdef floating* a
-    cdef floating f, gg, i, o, tc, dhj, dcj, do
     with nogil:
         uniform = is_uniform(plen, N, T, reverse)
         zero_padding(pg, N, T, G, 0, G, plen)
@@ -171,22 +156,8 @@ def lstm_backward(const floating[:, :, ::1] xs,
                 t = step_time(k, L, reverse)
                 r = n * T + t
                 a = pg + r * G
-                for j in range(H):
-                    f = a[j]
-                    gg = a[H + j]
-                    i = a[2 * H + j]
-                    o = a[3 * H + j]
-                    tc = pts[r * H + j]
-                    dhj = pdo[r * W + dout_offset + j] + pdh[n * H + j]
-                    do = dhj * tc
-                    dcj = pdc[n * H + j] + dhj * o * (1 - tc * tc)
-                    a[j] = dcj * pcs[r * H + j] * f * (1 - f)
-                    a[H + j] = dcj * i * (1 - gg * gg)
-                    a[2 * H + j] = dcj * gg * i * (1 - i)
-                    a[3 * H + j] = do * o * (1 - o)
-                    pdc[n * H + j] = dcj * f
-                    # consumed; the GEMM below adds this step's dh_prev
-                    pdh[n * H + j] = 0
+                lstm_bwd_row(a, pts + r * H, pcs + r * H, pdo + r * W + dout_offset,
+                             pdh + n * H, pdc + n * H, H)
                 if not uniform:
                     memcpy(pw + n * G, a, G * sizeof(floating))
             # dh_prev (+)= dA_t Wh^T; idle rows keep their carried dh.

@@ -12,7 +12,7 @@ A cell's one step is the same kernel with T = 1.
 """
 from libc.string cimport memcpy
 from _blas cimport floating, gemm
-from _activations cimport tanh_
+from _cells cimport rnn_fwd_row, rnn_bwd_row
 from _seq cimport step_time, is_uniform, zero_padding, add_column_sums, input_grads
 
 
@@ -43,7 +43,6 @@ def rnn_forward(const floating[:, :, ::1] xs,
     cdef const Py_ssize_t* plen = &lengths[0]
     cdef floating* a
     cdef floating* orow
-    cdef floating v
     if training:
         phs = &h_prev[0, 0, 0]
     with nogil:
@@ -74,15 +73,7 @@ def rnn_forward(const floating[:, :, ::1] xs,
                         a[j] += pw[n * H + j]
                 if training:
                     memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
-                for j in range(H):
-                    v = a[j] + pb[j]
-                    if relu:
-                        v = v if v > 0 else 0
-                    else:
-                        v = tanh_(v)
-                    a[j] = v
-                    ph[n * H + j] = v
-                    orow[j] = v
+                rnn_fwd_row(a, pb, ph + n * H, orow, H, relu)
 
 
 def rnn_backward(const floating[:, :, ::1] xs,
@@ -112,7 +103,6 @@ def rnn_backward(const floating[:, :, ::1] xs,
     cdef const floating* pdo = &dout[0, 0, 0]
     cdef const Py_ssize_t* plen = &lengths[0]
     cdef floating* a
-    cdef floating v, dhj
     with nogil:
         uniform = is_uniform(plen, N, T, reverse)
         zero_padding(pg, N, T, H, 0, H, plen)
@@ -127,14 +117,7 @@ def rnn_backward(const floating[:, :, ::1] xs,
                 t = step_time(k, L, reverse)
                 r = n * T + t
                 a = pg + r * H
-                for j in range(H):
-                    v = a[j]
-                    dhj = pdo[r * W + dout_offset + j] + pdh[n * H + j]
-                    if relu:
-                        a[j] = dhj if v > 0 else 0
-                    else:
-                        a[j] = dhj * (1 - v * v)
-                    pdh[n * H + j] = 0
+                rnn_bwd_row(a, pdo + r * W + dout_offset, pdh + n * H, H, relu)
                 if not uniform:
                     memcpy(pw + n * H, a, H * sizeof(floating))
             if uniform:

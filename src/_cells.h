@@ -1,0 +1,136 @@
+/* The fused element-wise passes of every cell, one batch row at a time.
+ *
+ * Written in C (not Cython) for one reason: `restrict`.  With it, GCC -O3
+ * vectorises each loop at the baseline instruction set (SSE2 on x86-64, NEON
+ * on aarch64); without it, the many row pointers may alias and the loops
+ * stay scalar.  The float activations are branch-free polynomials so they
+ * vectorise too (libm's expf/tanhf do not):
+ *   - exp: Cephes' expf (range reduction by ln 2, degree-6 polynomial,
+ *     2^k built from the exponent bits), relative error ~1e-7;
+ *   - sigmoid(x) = 1 / (1 + exp(-x)), x clamped to [-88, 87] (the result's
+ *     absolute error there is < 1e-38);
+ *   - tanh: Eigen's rational (odd degree 13 / even degree 6) on
+ *     [-7.9053, 7.9053], where it saturates to +-1 in float.  Max abs
+ *     error 3.3e-7, relative 3.3e-7 (docs/performance.md).
+ * Selects (clamps) vectorise only when GCC may ignore floating-point
+ * exception flags: setup.py compiles with -fno-trapping-math (as PyTorch
+ * does); results do not depend on it.
+ * The double versions call libm's exp and tanh (accuracy first).
+ *
+ * The passes are those of the Cython kernels; see src/_rnn.pyx,
+ * src/_lstm.pyx, src/_gru.pyx for the meaning of each buffer.  Every
+ * function works on one row of H units; saving pointers may be NULL
+ * (inference), which the loops unswitch.
+ */
+#ifndef RNNFAST_CELLS_H
+#define RNNFAST_CELLS_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define RF_INLINE static inline __attribute__((always_inline))
+#define RF_RESTRICT __restrict__
+#else
+#define RF_INLINE static inline
+#define RF_RESTRICT
+#endif
+
+/* On x86-64 with GCC and glibc, each pass is compiled three times (SSE2,
+ * AVX2, AVX-512) and the loader picks the widest the CPU runs (ifunc);
+ * elsewhere it is plain C.  RNNFAST_NO_CLONES=1 at build time turns it off. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    defined(__linux__) && __GNUC__ >= 8 && !defined(RNNFAST_NO_CLONES)
+#define RF_PASS static __attribute__((target_clones("default", "avx2", "avx512f")))
+#else
+#define RF_PASS static
+#endif
+
+/* ------------------------------------------------------------ activations */
+RF_INLINE float rf_exp_f(float x)
+{
+    float k, r, p, scale;
+    int32_t bits;
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    /* k = round(x / ln 2) with the 1.5 * 2^23 trick (exact without -ffast-math) */
+    k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    r = x - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    bits = ((int32_t) k + 127) << 23;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+RF_INLINE float rf_sigmoid_f(float x)
+{
+    return 1.0f / (1.0f + rf_exp_f(-x));
+}
+
+RF_INLINE float rf_tanh_f(float x)
+{
+    const float clamp = 7.90531110763549805f;
+    float xc, x2, p, q, y;
+    xc = x > clamp ? clamp : x;
+    xc = xc < -clamp ? -clamp : xc;
+    x2 = xc * xc;
+    p = -2.76076847742355e-16f;
+    p = p * x2 + 2.00018790482477e-13f;
+    p = p * x2 + -8.60467152213735e-11f;
+    p = p * x2 + 5.12229709037114e-08f;
+    p = p * x2 + 1.48572235717979e-05f;
+    p = p * x2 + 6.37261928875436e-04f;
+    p = p * x2 + 4.89352455891786e-03f;
+    p = p * xc;
+    q = 1.19825839466702e-06f;
+    q = q * x2 + 1.18534705686654e-04f;
+    q = q * x2 + 2.26843463243900e-03f;
+    q = q * x2 + 4.89352518554385e-03f;
+    y = p / q;
+    return y;  /* near 0, p/q = x * (1 - 1.3e-7): no special case needed */
+}
+
+RF_INLINE double rf_sigmoid_d(double x)
+{
+    double e;
+    if (x >= 0)
+        return 1.0 / (1.0 + exp(-x));
+    e = exp(x);
+    return e / (1.0 + e);
+}
+
+RF_INLINE double rf_tanh_d(double x)
+{
+    return tanh(x);
+}
+
+/* ---------------------------------------------- the passes, per precision */
+#define RF_REAL float
+#define RF_FN(name) name##_f
+#define RF_SIG rf_sigmoid_f
+#define RF_TANH rf_tanh_f
+#include "_cells_impl.h"
+#undef RF_REAL
+#undef RF_FN
+#undef RF_SIG
+#undef RF_TANH
+
+#define RF_REAL double
+#define RF_FN(name) name##_d
+#define RF_SIG rf_sigmoid_d
+#define RF_TANH rf_tanh_d
+#include "_cells_impl.h"
+#undef RF_REAL
+#undef RF_FN
+#undef RF_SIG
+#undef RF_TANH
+
+#endif

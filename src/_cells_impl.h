@@ -1,0 +1,230 @@
+/* Template body of src/_cells.h, included once per precision with RF_REAL,
+ * RF_FN, RF_SIG and RF_TANH defined.  No include guard on purpose. */
+
+/* RNN forward: a = act(a + b); h = out = a. */
+RF_PASS void RF_FN(rf_rnn_fwd_row)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF_RESTRICT b,
+                                     RF_REAL* RF_RESTRICT h, RF_REAL* RF_RESTRICT out,
+                                     long H, int relu)
+{
+    long j;
+    RF_REAL v;
+    if (relu) {
+        for (j = 0; j < H; j++) {
+            v = a[j] + b[j];
+            v = v > 0 ? v : 0;
+            a[j] = v; h[j] = v; out[j] = v;
+        }
+    } else {
+        for (j = 0; j < H; j++) {
+            v = RF_TANH(a[j] + b[j]);
+            a[j] = v; h[j] = v; out[j] = v;
+        }
+    }
+}
+
+/* RNN backward: a (activation) -> dL/da; dh consumed (set to 0). */
+RF_PASS void RF_FN(rf_rnn_bwd_row)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF_RESTRICT dout,
+                                     RF_REAL* RF_RESTRICT dh, long H, int relu)
+{
+    long j;
+    RF_REAL v, d;
+    if (relu) {
+        for (j = 0; j < H; j++) {
+            v = a[j];
+            d = dout[j] + dh[j];
+            a[j] = v > 0 ? d : 0;
+            dh[j] = 0;
+        }
+    } else {
+        for (j = 0; j < H; j++) {
+            v = a[j];
+            d = dout[j] + dh[j];
+            a[j] = d * (1 - v * v);
+            dh[j] = 0;
+        }
+    }
+}
+
+/* LSTM forward, gates f, g, i, o: a (4H) pre-activations without bias ->
+ * activations; c updated; h = out = o * tanh(c'); tcs (may be NULL) saves
+ * tanh(c'). */
+RF_INLINE void RF_FN(rf_lstm_fwd_body)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF_RESTRICT b,
+                                       RF_REAL* RF_RESTRICT c, RF_REAL* RF_RESTRICT h,
+                                       RF_REAL* RF_RESTRICT out, RF_REAL* RF_RESTRICT tcs,
+                                       long H, const int save)
+{
+    long j;
+    RF_REAL f, g, i, o, cn, tc, hv;
+    for (j = 0; j < H; j++) {
+        f = RF_SIG(a[j] + b[j]);
+        g = RF_TANH(a[H + j] + b[H + j]);
+        i = RF_SIG(a[2 * H + j] + b[2 * H + j]);
+        o = RF_SIG(a[3 * H + j] + b[3 * H + j]);
+        cn = f * c[j] + g * i;
+        tc = RF_TANH(cn);
+        hv = o * tc;
+        a[j] = f; a[H + j] = g; a[2 * H + j] = i; a[3 * H + j] = o;
+        c[j] = cn; h[j] = hv; out[j] = hv;
+        if (save)
+            tcs[j] = tc;
+    }
+}
+
+RF_PASS void RF_FN(rf_lstm_fwd_row)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF_RESTRICT b,
+                                      RF_REAL* RF_RESTRICT c, RF_REAL* RF_RESTRICT h,
+                                      RF_REAL* RF_RESTRICT out, RF_REAL* RF_RESTRICT tcs,
+                                      long H)
+{
+    /* constant `save`: each call inlines a branch-free loop */
+    if (tcs)
+        RF_FN(rf_lstm_fwd_body)(a, b, c, h, out, tcs, H, 1);
+    else
+        RF_FN(rf_lstm_fwd_body)(a, b, c, h, out, tcs, H, 0);
+}
+
+/* LSTM backward: a (activations) -> dL/da; dh consumed; dc -> dL/dc_prev. */
+RF_PASS void RF_FN(rf_lstm_bwd_row)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF_RESTRICT tcs,
+                                      const RF_REAL* RF_RESTRICT cprev,
+                                      const RF_REAL* RF_RESTRICT dout,
+                                      RF_REAL* RF_RESTRICT dh, RF_REAL* RF_RESTRICT dc,
+                                      long H)
+{
+    long j;
+    RF_REAL f, g, i, o, tc, dhj, dcj;
+    for (j = 0; j < H; j++) {
+        f = a[j]; g = a[H + j]; i = a[2 * H + j]; o = a[3 * H + j];
+        tc = tcs[j];
+        dhj = dout[j] + dh[j];
+        dcj = dc[j] + dhj * o * (1 - tc * tc);
+        a[j] = dcj * cprev[j] * f * (1 - f);
+        a[H + j] = dcj * i * (1 - g * g);
+        a[2 * H + j] = dcj * g * i * (1 - i);
+        a[3 * H + j] = dhj * tc * o * (1 - o);
+        dc[j] = dcj * f;
+        dh[j] = 0;
+    }
+}
+
+/* GRU reset_after forward: a (3H) input projection, w (3H) = h Wh. */
+RF_INLINE void RF_FN(rf_gru_ra_fwd_body)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF_RESTRICT w,
+                                         const RF_REAL* RF_RESTRICT bx,
+                                         const RF_REAL* RF_RESTRICT bh,
+                                         RF_REAL* RF_RESTRICT h, RF_REAL* RF_RESTRICT out,
+                                         RF_REAL* RF_RESTRICT hns, long H, const int save)
+{
+    long j;
+    RF_REAL z, r, hn, nn, hnew;
+    for (j = 0; j < H; j++) {
+        z = RF_SIG(a[j] + bx[j] + w[j] + bh[j]);
+        r = RF_SIG(a[H + j] + bx[H + j] + w[H + j] + bh[H + j]);
+        hn = w[2 * H + j] + bh[2 * H + j];
+        nn = RF_TANH(a[2 * H + j] + bx[2 * H + j] + r * hn);
+        hnew = (1 - z) * h[j] + z * nn;
+        a[j] = z; a[H + j] = r; a[2 * H + j] = nn;
+        if (save)
+            hns[j] = hn;
+        h[j] = hnew; out[j] = hnew;
+    }
+}
+
+RF_PASS void RF_FN(rf_gru_ra_fwd_row)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF_RESTRICT w,
+                                        const RF_REAL* RF_RESTRICT bx,
+                                        const RF_REAL* RF_RESTRICT bh,
+                                        RF_REAL* RF_RESTRICT h, RF_REAL* RF_RESTRICT out,
+                                        RF_REAL* RF_RESTRICT hns, long H)
+{
+    if (hns)
+        RF_FN(rf_gru_ra_fwd_body)(a, w, bx, bh, h, out, hns, H, 1);
+    else
+        RF_FN(rf_gru_ra_fwd_body)(a, w, bx, bh, h, out, hns, H, 0);
+}
+
+/* GRU reset_before forward, first half: z, r and w[2H:3H] = r*h. */
+RF_PASS void RF_FN(rf_gru_rb_fwd_zr)(RF_REAL* RF_RESTRICT a, RF_REAL* RF_RESTRICT w,
+                                       const RF_REAL* RF_RESTRICT bx,
+                                       const RF_REAL* RF_RESTRICT h, long H)
+{
+    long j;
+    RF_REAL z, r;
+    for (j = 0; j < H; j++) {
+        z = RF_SIG(a[j] + bx[j] + w[j]);
+        r = RF_SIG(a[H + j] + bx[H + j] + w[H + j]);
+        a[j] = z; a[H + j] = r;
+        w[2 * H + j] = r * h[j];
+    }
+}
+
+/* GRU reset_before forward, second half: w[3H:4H] = (r*h) Wh_h. */
+RF_PASS void RF_FN(rf_gru_rb_fwd_h)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF_RESTRICT w,
+                                      const RF_REAL* RF_RESTRICT bx,
+                                      RF_REAL* RF_RESTRICT h, RF_REAL* RF_RESTRICT out,
+                                      long H)
+{
+    long j;
+    RF_REAL z, nn, hnew;
+    for (j = 0; j < H; j++) {
+        z = a[j];
+        nn = RF_TANH(a[2 * H + j] + bx[2 * H + j] + w[3 * H + j]);
+        hnew = (1 - z) * h[j] + z * nn;
+        a[2 * H + j] = nn;
+        h[j] = hnew; out[j] = hnew;
+    }
+}
+
+/* GRU backward, both variants: a -> dL/da (z and h~ blocks; r too when
+ * reset_after), w gets what the recurrent GEMM needs, dh -> dh * (1-z). */
+RF_PASS void RF_FN(rf_gru_bwd_row)(RF_REAL* RF_RESTRICT a, RF_REAL* RF_RESTRICT w,
+                                     const RF_REAL* RF_RESTRICT hp,
+                                     const RF_REAL* RF_RESTRICT dout,
+                                     RF_REAL* RF_RESTRICT dh, RF_REAL* RF_RESTRICT ex,
+                                     long H, int reset_after)
+{
+    long j;
+    RF_REAL z, r, nn, dhj, dz, dan, dr, daz;
+    if (reset_after) {
+        for (j = 0; j < H; j++) {
+            z = a[j]; r = a[H + j]; nn = a[2 * H + j];
+            dhj = dout[j] + dh[j];
+            dz = dhj * (nn - hp[j]);
+            dan = dhj * z * (1 - nn * nn);
+            daz = dz * z * (1 - z);
+            dr = dan * ex[j];
+            a[j] = daz; w[j] = daz;
+            a[2 * H + j] = dan;
+            dh[j] = dhj * (1 - z);
+            a[H + j] = dr * r * (1 - r);
+            w[H + j] = dr * r * (1 - r);
+            ex[j] = dan * r;
+            w[2 * H + j] = dan * r;
+        }
+    } else {
+        for (j = 0; j < H; j++) {
+            z = a[j]; nn = a[2 * H + j];
+            dhj = dout[j] + dh[j];
+            dz = dhj * (nn - hp[j]);
+            dan = dhj * z * (1 - nn * nn);
+            daz = dz * z * (1 - z);
+            a[j] = daz; w[j] = daz;
+            a[2 * H + j] = dan;
+            dh[j] = dhj * (1 - z);
+            w[2 * H + j] = dan;
+        }
+    }
+}
+
+/* GRU reset_before backward, second half: w[3H:4H] = d(r*h). */
+RF_PASS void RF_FN(rf_gru_rb_bwd_r)(RF_REAL* RF_RESTRICT a, RF_REAL* RF_RESTRICT w,
+                                      const RF_REAL* RF_RESTRICT hp,
+                                      RF_REAL* RF_RESTRICT dh, long H)
+{
+    long j;
+    RF_REAL drh, r, dar;
+    for (j = 0; j < H; j++) {
+        drh = w[3 * H + j];
+        r = a[H + j];
+        dh[j] += drh * r;
+        dar = drh * hp[j] * r * (1 - r);
+        a[H + j] = dar;
+        w[H + j] = dar;
+    }
+}
