@@ -53,6 +53,9 @@ __all__ = ["RNNClassifier", "RNNRegressor", "TextTokenizer"]
 CELLS = ("lstm", "gru", "rnn")
 SOLVERS = ("adam", "sgd")
 PREDICT_CHUNK = 512        # rows per forward at prediction time (bounded memory)
+NON_FINITE = ("Solver produced non-finite parameter weights (or activations). The input "
+              "data may contain large values and need to be preprocessed (or lower "
+              "learning_rate_init, or set clip_norm).")
 
 
 # ====================================================================== inputs
@@ -89,12 +92,17 @@ def _as_list_of_samples(X):
     Python list is one array (scikit-learn's list of rows)."""
     if isinstance(X, (list, tuple)):
         items = list(X)
-    elif getattr(X, "dtype", None) == object and getattr(X, "ndim", None) == 1:
+    elif getattr(X, "ndim", None) == 1 and getattr(X, "dtype", None) is not None and \
+            np.dtype(X.dtype).kind in "OUS":
         items = list(X)
     else:
         return None
     if not items:
         return None
+    if any(isinstance(x, (str, bytes)) for x in items):
+        raise ValueError("X: expected sequences of numbers, got strings; put a "
+                         "TextTokenizer first for raw text, e.g. make_pipeline("
+                         "TextTokenizer(), RNNClassifier())")
     if all(isinstance(x, np.ndarray) for x in items):
         return items
     sizes = {len(x) if hasattr(x, "__len__") and not isinstance(x, str) else -1
@@ -340,12 +348,20 @@ class _BaseRNN(BaseEstimator):
                 self.best_loss_ = np.inf
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = self._new_optimizer()
-        self._fit_stochastic(batch, y, incremental)
-        if not all(np.isfinite(p).all() for p in self.model_.params):
-            raise ValueError("Solver produced non-finite parameter weights. The input "
-                             "data may contain large values and need to be preprocessed "
-                             "(or lower learning_rate_init, or set clip_norm).")
+        try:
+            self._fit_stochastic(batch, y, incremental)
+        except ValueError as exc:
+            # the inputs were checked finite: NaN/Inf met inside the model (it
+            # refuses them) means training diverged
+            if self._weights_finite() and "NaN or Inf" not in str(exc):
+                raise
+            raise ValueError(NON_FINITE) from exc
+        if not self._weights_finite():
+            raise ValueError(NON_FINITE)
         return self
+
+    def _weights_finite(self):
+        return all(np.isfinite(p).all() for p in self.model_.params)
 
     def _fit_stochastic(self, batch, y, incremental):
         model, opt, rng = self.model_, self._optimizer, self._random_state
@@ -539,17 +555,15 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
                 raise ValueError(f"{type(self).__name__} needs samples of at least 2 "
                                  f"classes in the data, but the data contains only one "
                                  f"class: {self.classes_[0]!r}")
-        else:
-            unseen = np.setdiff1d(unique_labels(y), self.classes_)
-            if unseen.size:
-                raise ValueError(f"`y` has classes not in `self.classes_`. "
-                                 f"`self.classes_` has {self.classes_}. 'y' has "
-                                 f"{unique_labels(y)}.")
-            if self.warm_start and not incremental and \
-                    set(unique_labels(y)) != set(self.classes_):
+        elif self.warm_start and not incremental:
+            if set(unique_labels(y)) != set(self.classes_):
                 raise ValueError("warm_start can only be used where `y` has the same "
                                  "classes as in the previous call to fit. Previously got "
                                  f"{self.classes_}, `y` has {unique_labels(y)}")
+        elif np.setdiff1d(unique_labels(y), self.classes_).size:
+            raise ValueError(f"`y` has classes not in `self.classes_`. "
+                             f"`self.classes_` has {self.classes_}. 'y' has "
+                             f"{unique_labels(y)}.")
         return self._label_encoder.transform(y)
 
     def partial_fit(self, X, y, classes=None):

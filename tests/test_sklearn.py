@@ -1,0 +1,379 @@
+"""rnnfast.sklearn: input kinds, the MLP contract, model selection,
+persistence, raw text, and two real data sets (digits, sunspots)."""
+import io
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import (GridSearchCV, StratifiedKFold, cross_val_score,
+                                     train_test_split)
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from threadpoolctl import threadpool_limits
+
+from rnnfast.sklearn import RNNClassifier, RNNRegressor, TextTokenizer
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    # Small models on shared cores: a second BLAS thread only adds waiting.
+    with threadpool_limits(1):
+        yield
+
+
+def ragged_last_step(n=200, seed=0, F=2):
+    """Sequences of 3..15 steps whose class is the sign of the *last* step's
+    first feature: truncating or misreading the padding loses it."""
+    rng = np.random.default_rng(seed)
+    X = [rng.standard_normal((rng.integers(3, 16), F)) for _ in range(n)]
+    y = np.array([int(x[-1, 0] > 0) for x in X])
+    return X, y
+
+
+def fixed_last_step(n=200, T=6, F=2, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, T, F))
+    return X, (X[:, -1, 0] > 0).astype(int)
+
+
+def toy_reviews(n=200, seed=0):
+    """Short 'reviews': filler words and one sentiment word that decides."""
+    rng = np.random.default_rng(seed)
+    pos, neg = ["good", "great", "fine", "nice"], ["bad", "awful", "poor", "sad"]
+    filler = ["the", "a", "movie", "was", "plot", "and", "very", "actors"]
+    docs, labels = [], []
+    for i in range(n):
+        label = i % 2
+        words = list(rng.choice(filler, rng.integers(2, 8)))
+        words.append(str(rng.choice(pos if label else neg)))
+        rng.shuffle(words)
+        docs.append(" ".join(words))
+        labels.append(["neg", "pos"][label])
+    return docs, np.array(labels)
+
+
+# ------------------------------------------------------------------ input kinds
+def test_3d_array():
+    X, y = fixed_last_step()
+    clf = RNNClassifier(random_state=0).fit(X, y)
+    assert clf.n_features_in_ == 2
+    assert clf.predict(X).shape == (200,)
+    assert clf.score(X, y) > 0.9
+    # a 3-D array may have another number of steps at predict time
+    assert clf.predict(X[:, :4]).shape == (200,)
+    with pytest.raises(ValueError, match="X has 3 features a step, but RNNClassifier "
+                                         "is expecting 2"):
+        clf.predict(np.zeros((5, 6, 3)))
+
+
+def test_2d_array_is_one_feature_a_step():
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((120, 7))
+    y = (X[:, -1] > 0).astype(int)
+    a = RNNClassifier(random_state=3, max_iter=20).fit(X, y)
+    b = RNNClassifier(random_state=3, max_iter=20).fit(X[:, :, None], y)
+    assert a.n_features_in_ == 7          # scikit-learn's tabular meaning: columns
+    assert b.n_features_in_ == 1          # features a step
+    assert a.model_.network.input_size == b.model_.network.input_size == 1
+    assert_allclose(a.predict_proba(X), b.predict_proba(X[:, :, None]), rtol=1e-6)
+    with pytest.raises(ValueError, match="X has 5 features, but RNNClassifier is "
+                                         "expecting 7 features"):
+        a.predict(X[:, :5])
+
+
+def test_ragged_list_is_padded_never_truncated():
+    X, y = ragged_last_step()
+    clf = RNNClassifier(random_state=0).fit(X, y)
+    assert clf.n_features_in_ == 2
+    assert clf.score(X, y) > 0.9
+    # padding is invisible: each sequence alone gives the same probabilities
+    batch = clf.predict_proba(X[:20])
+    alone = np.vstack([clf.predict_proba([x]) for x in X[:20]])
+    assert_allclose(batch, alone, rtol=1e-5, atol=1e-6)
+    # and so does the same sequence with extra padded neighbours
+    longer = [X[0], np.zeros((40, 2))]
+    assert_allclose(clf.predict_proba(longer)[0], batch[0], rtol=1e-5, atol=1e-6)
+
+
+def test_ragged_univariate_list():
+    rng = np.random.default_rng(2)
+    X = [rng.standard_normal(rng.integers(2, 9)) for _ in range(80)]    # (n_steps_i,)
+    y = np.array([x[-1] for x in X])
+    reg = RNNRegressor(random_state=0, max_iter=50).fit(X, y)
+    assert reg.n_features_in_ == 1
+    assert reg.predict(X).shape == (80,)
+    # fitted on sequences, a 2-D array is one feature a step
+    assert reg.predict(np.zeros((3, 4))).shape == (3,)
+
+
+def test_token_sequences_use_an_embedding():
+    rng = np.random.default_rng(3)
+    X = [rng.integers(0, 10, rng.integers(2, 12)) for _ in range(150)]
+    y = np.array([int(x[-1] >= 5) for x in X])
+    clf = RNNClassifier(random_state=0, embedding_size=8).fit(X, y)
+    assert clf.vocab_size_ == 10
+    assert clf.model_.embed is not None
+    assert clf.model_.embed.params[0].shape == (10, 8)
+    assert clf.score(X, y) > 0.9
+    # fitted on tokens, a 2-D integer array is token ids too
+    assert clf.predict(np.array([[1, 2, 9], [3, 4, 0]])).shape == (2,)
+    with pytest.raises(ValueError, match="token ids must lie in 0..9"):
+        clf.predict([np.array([1, 12])])
+    with pytest.raises(ValueError, match="fitted on token ids, got float sequences"):
+        clf.predict([np.array([0.5, 1.5])])
+
+
+def test_bad_inputs_are_refused_with_names():
+    X, y = ragged_last_step(20)
+    with pytest.raises(ValueError, match=r"X\[1\]: a sequence needs at least one step"):
+        RNNClassifier().fit([X[0], np.zeros((0, 2))], y[:2])
+    with pytest.raises(ValueError, match=r"X\[1\]: expected 2 features a step"):
+        RNNClassifier().fit([X[0], np.zeros((4, 3))], y[:2])
+    with pytest.raises(ValueError, match="TextTokenizer"):
+        RNNClassifier().fit(["some text", "raw"], [0, 1])
+    with pytest.raises(ValueError, match="NaN"):
+        RNNClassifier().fit([np.full((3, 2), np.nan), X[1]], y[:2])
+    with pytest.raises(ValueError, match="Found array with dim 4"):
+        RNNClassifier().fit(np.zeros((4, 2, 2, 2)), [0, 1, 0, 1])
+    with pytest.raises(NotFittedError):
+        RNNRegressor().predict(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="cell"):
+        RNNClassifier(cell="transformer").fit(X, y)
+    clf = RNNClassifier(max_iter=2).fit(X, y)
+    with pytest.raises(ValueError, match="fitted on float sequences, got token ids"):
+        clf.predict([np.array([1, 2])])
+
+
+# --------------------------------------------------------------- MLP contract
+def test_same_random_state_same_predictions():
+    X, y = ragged_last_step(120)
+    p1 = RNNClassifier(random_state=7, dropout=0.2, num_layers=2).fit(X, y).predict_proba(X)
+    p2 = RNNClassifier(random_state=7, dropout=0.2, num_layers=2).fit(X, y).predict_proba(X)
+    p3 = RNNClassifier(random_state=8, dropout=0.2, num_layers=2).fit(X, y).predict_proba(X)
+    assert_array_equal(p1, p2)
+    assert not np.array_equal(p1, p3)
+
+
+def test_learned_attributes_and_convergence_warning():
+    X, y = fixed_last_step(100)
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations \\(3\\)"):
+        clf = RNNClassifier(max_iter=3, random_state=0).fit(X, y)
+    assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 3
+    assert clf.best_loss_ == min(clf.loss_curve_)
+    assert clf.validation_scores_ is None
+    assert clf.t_ == 300
+    assert_array_equal(clf.classes_, [0, 1])
+    # stopping on the training loss: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = RNNClassifier(max_iter=500, tol=1.0, n_iter_no_change=2).fit(X, y)
+    assert clf.n_iter_ == 4      # MLP's rule: more than n_iter_no_change epochs
+
+
+def test_early_stopping_keeps_the_best_validation_weights():
+    X, y = fixed_last_step(200)
+    clf = RNNClassifier(early_stopping=True, n_iter_no_change=3, max_iter=60,
+                        random_state=0).fit(X, y)
+    assert clf.best_loss_ is None
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        RNNClassifier(early_stopping=True).partial_fit(X, y, classes=[0, 1])
+
+
+def test_partial_fit_needs_classes_first():
+    X, y = fixed_last_step(120)
+    clf = RNNClassifier(random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(X, y)
+    for _ in range(3):
+        clf.partial_fit(X[:60], y[:60], classes=np.array([0, 1, 2]))
+        clf.partial_fit(X[60:], y[60:])
+    assert_array_equal(clf.classes_, [0, 1, 2])
+    assert clf.n_iter_ == 6 and len(clf.loss_curve_) == 6 and clf.t_ == 360
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+    assert clf.predict_proba(X).shape == (120, 3)
+    with pytest.raises(ValueError, match="not in `self.classes_`"):
+        clf.partial_fit(X[:4], [0, 1, 3, 0])
+    with pytest.raises(ValueError, match="features a step"):
+        clf.partial_fit(X[:, :, :1], y)
+    reg = RNNRegressor(random_state=0)
+    for _ in range(3):
+        reg.partial_fit(X, X[:, -1, 0])
+    assert reg.n_iter_ == 3 and reg.t_ == 360
+
+
+def test_warm_start_continues():
+    X, y = fixed_last_step(100)
+    clf = RNNClassifier(max_iter=4, warm_start=True, random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        clf.fit(X, y)
+    first = [p.copy() for p in clf.model_.params]
+    model = clf.model_
+    with pytest.warns(ConvergenceWarning):
+        clf.fit(X, y)
+    assert clf.model_ is model and len(clf.loss_curve_) == 8
+    assert any(not np.array_equal(a, b) for a, b in zip(first, clf.model_.params))
+    with pytest.raises(ValueError, match="warm_start can only be used where `y` has the "
+                                         "same classes"):
+        clf.fit(X, np.where(y == 1, 2, y))
+
+
+def test_regressor_standardises_targets_and_multioutput():
+    X, _ = fixed_last_step(150)
+    Y = np.column_stack([1000 + 300 * X[:, -1, 0], -0.01 * X[:, -2, 1]])
+    reg = RNNRegressor(random_state=0).fit(X, Y)
+    assert reg.n_outputs_ == 2
+    pred = reg.predict(X)
+    assert pred.shape == (150, 2) and pred.dtype == np.float64
+    assert reg.score(X, Y) > 0.8
+    assert abs(pred[:, 0].mean() - 1000) < 30
+
+
+def test_solvers_sizes_and_dtype():
+    X, y = ragged_last_step(60)
+    for kw in (dict(solver="sgd", learning_rate_init=0.1), dict(solver="sgd", momentum=0.0),
+               dict(cell="gru", bidirectional=True, num_layers=2, dropout=0.1),
+               dict(cell="rnn", dtype=np.float64, batch_size=7, shuffle=False)):
+        clf = RNNClassifier(max_iter=5, random_state=0, **kw)
+        with pytest.warns(ConvergenceWarning):
+            clf.fit(X, y)
+        assert np.all(np.isfinite(clf.predict_proba(X)))
+    assert clf.model_.dtype == np.float64
+
+
+def test_non_finite_weights_are_reported():
+    X, y = fixed_last_step(40)
+    reg = RNNRegressor(solver="sgd", learning_rate_init=1e30, momentum=0.0,
+                       clip_norm=None, max_iter=3)
+    with pytest.raises(ValueError, match="non-finite parameter weights"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            reg.fit(X, y * 1.0)
+
+
+def test_verbose_reports_each_iteration(capsys):
+    X, y = fixed_last_step(40)
+    with pytest.warns(ConvergenceWarning):
+        RNNClassifier(max_iter=2, verbose=True).fit(X, y)
+    out = capsys.readouterr().out
+    assert "Iteration 1, loss = " in out and "Iteration 2, loss = " in out
+
+
+# ------------------------------------------------------------------- text
+def test_text_tokenizer_char_and_word():
+    docs = ["Good movie", "bad movie!", "good good"]
+    tok = TextTokenizer(level="word").fit(docs)
+    assert tok.vocabulary_ == {"good": 2, "movie": 3, "bad": 4}
+    assert tok.vocab_size_ == 5
+    out = tok.transform(["a GOOD film", "", "movie"])
+    assert [o.tolist() for o in out] == [[1, 2, 1], [1], [3]]      # 1: unknown
+    assert all(o.dtype == np.int64 for o in out)
+    small = TextTokenizer(level="word", max_features=1).fit(docs)
+    assert small.vocabulary_ == {"good": 2}
+    rare = TextTokenizer(level="word", min_frequency=2).fit(docs)
+    assert set(rare.vocabulary_) == {"good", "movie"}
+    chars = TextTokenizer(lowercase=False).fit(["ab", "ba c"])
+    assert chars.transform(["abz"])[0].tolist() == [chars.vocabulary_["a"],
+                                                    chars.vocabulary_["b"], 1]
+    with pytest.raises(ValueError, match="string object received"):
+        tok.transform("one string")
+    with pytest.raises(TypeError, match=r"X\[1\]: expected a string"):
+        tok.transform(["ok", 3])
+    with pytest.raises(NotFittedError):
+        TextTokenizer().transform(["x"])
+
+
+@pytest.mark.parametrize("level", ["char", "word"])
+def test_pipeline_trains_on_raw_text(level):
+    docs, labels = toy_reviews()
+    pipe = make_pipeline(TextTokenizer(level=level), RNNClassifier(random_state=0))
+    scores = cross_val_score(pipe, docs, labels, cv=3)
+    assert scores.mean() > 0.9
+    pipe.fit(docs, labels)
+    assert_array_equal(pipe.predict(["a great movie", "the plot was awful"]),
+                       ["pos", "neg"])
+
+
+# ------------------------------------------------- model selection, persistence
+def test_cross_val_and_grid_search_index_ragged_and_3d():
+    X, y = ragged_last_step(150)
+    scores = cross_val_score(RNNClassifier(random_state=0, max_iter=50), X, y, cv=3)
+    assert scores.mean() > 0.8
+    X3, y3 = fixed_last_step(150)
+    gs = GridSearchCV(RNNClassifier(random_state=0, max_iter=30),
+                      {"cell": ["gru", "lstm"]}, cv=3).fit(X3, y3)
+    assert gs.best_score_ > 0.8
+    gs = GridSearchCV(RNNRegressor(random_state=0, max_iter=20),
+                      {"hidden_size": [4, 8]}, cv=2).fit(X, np.array([x[-1, 0] for x in X]))
+    assert gs.best_estimator_.predict(X).shape == (150,)
+
+
+def test_pipeline_gridsearch_clone_pickle_joblib():
+    X, y = fixed_last_step(160, T=5, F=3)
+    flat = X.reshape(160, -1)                   # a tabular source, reshaped in the pipe
+    pipe = make_pipeline(StandardScaler(),
+                         FunctionTransformer(np.reshape, kw_args={"shape": (-1, 5, 3)}),
+                         RNNClassifier(random_state=0, max_iter=25))
+    gs = GridSearchCV(pipe, {"rnnclassifier__hidden_size": [8, 16],
+                             "rnnclassifier__cell": ["lstm", "gru"]}, cv=2, n_jobs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gs.fit(flat, y)
+    best = gs.best_estimator_
+    expected = best.predict_proba(flat)
+    assert gs.best_score_ > 0.8
+    # pickle and joblib round trips: identical predictions
+    assert_array_equal(pickle.loads(pickle.dumps(best)).predict_proba(flat), expected)
+    buf = io.BytesIO()
+    joblib.dump(best, buf)
+    buf.seek(0)
+    assert_array_equal(joblib.load(buf).predict_proba(flat), expected)
+    # a clone is unfitted and, refitted, gives the very same model
+    twin = clone(best)
+    with pytest.raises(NotFittedError):
+        twin.predict(flat)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        twin.fit(flat, y)
+    assert_array_equal(twin.predict_proba(flat), expected)
+
+
+# -------------------------------------------------------------- real data
+def test_digits_8_steps_of_8_features_cv_accuracy():
+    """scikit-learn's digits, each image read row by row: 8 steps of 8
+    pixels.  5-fold stratified (shuffled) cross-validation."""
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(),
+                         FunctionTransformer(np.reshape, kw_args={"shape": (-1, 8, 8)}),
+                         RNNClassifier(cell="gru", hidden_size=64, max_iter=20,
+                                       random_state=0))
+    cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scores = cross_val_score(pipe, X, y, cv=cv)
+    print(f"digits 5-fold accuracy {scores.mean():.4f} {np.round(scores, 4)}")
+    assert scores.mean() >= 0.97
+
+
+def test_sunspots_one_step_ahead_beats_persistence():
+    """statsmodels' yearly sunspots 1700-2008: windows of 20 years predict
+    the next; the last 50 years are held out."""
+    import statsmodels.api as sm
+    s = sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy()
+    W, TEST = 20, 50
+    X = np.lib.stride_tricks.sliding_window_view(s[:-1], W)     # (n, 20): 20 steps
+    y = s[W:]
+    X_train, y_train, X_test, y_test = X[:-TEST], y[:-TEST], X[-TEST:], y[-TEST:]
+    model = make_pipeline(StandardScaler(), RNNRegressor(random_state=0))
+    model.fit(X_train, y_train)
+    mae = np.abs(model.predict(X_test) - y_test).mean()
+    persistence = np.abs(X_test[:, -1] - y_test).mean()
+    print(f"sunspots MAE {mae:.2f} vs persistence {persistence:.2f}")
+    assert mae < 0.8 * persistence
