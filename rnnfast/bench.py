@@ -106,7 +106,7 @@ def thread_limit(n):
     return limit()
 
 
-def sgemm_peak(threads=1, size=1536, repeats=5):
+def sgemm_peak(threads=1, size=1536, repeats=5, clock=time.perf_counter):
     """Best GFLOP/s of scipy's sgemm (the BLAS the kernels call) on a square
     product of `size`, at `threads` threads."""
     from scipy.linalg.blas import sgemm
@@ -118,9 +118,9 @@ def sgemm_peak(threads=1, size=1536, repeats=5):
     with thread_limit(threads):
         sgemm(1.0, a, b, c=c, overwrite_c=True)
         for _ in range(repeats):
-            t0 = time.perf_counter()
+            t0 = clock()
             sgemm(1.0, a, b, c=c, overwrite_c=True)
-            best = min(best, time.perf_counter() - t0)
+            best = min(best, clock() - t0)
     return 2.0 * size ** 3 / best / 1e9
 
 
@@ -197,7 +197,7 @@ def make_case(impl, cell, mode, N, T, D, H, dtype=np.float32, seed=0):
     raise ValueError(f"impl: expected one of {IMPLS}, got {impl!r}")
 
 
-def time_interleaved(calls, repeats=7, min_time=0.02, max_time=None):
+def time_interleaved(calls, repeats=7, min_time=0.02, max_time=None, clock=time.perf_counter):
     """Per-round times (seconds per call) of each callable, interleaved.
 
     Each round runs every callable `number` times in turn (A..A B..B ...),
@@ -207,19 +207,19 @@ def time_interleaved(calls, repeats=7, min_time=0.02, max_time=None):
     numbers = {}
     for name, fn in calls.items():
         fn()                                     # warm up (allocations, caches)
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        dt = time.perf_counter() - t0
+        dt = clock() - t0
         numbers[name] = max(1, int(min_time / max(dt, 1e-7)))
     times = {name: [] for name in calls}
     start = time.perf_counter()
     for r in range(repeats):
         for name, fn in calls.items():
             n = numbers[name]
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(n):
                 fn()
-            times[name].append((time.perf_counter() - t0) / n)
+            times[name].append((clock() - t0) / n)
         if max_time is not None and r >= 2 and time.perf_counter() - start > max_time:
             break
     return times
@@ -227,8 +227,12 @@ def time_interleaved(calls, repeats=7, min_time=0.02, max_time=None):
 
 def run(cells=CELLS, modes=MODES, configs=tuple(CONFIGS), threads=(1, 2),
         impls=IMPLS, dtype=np.float32, repeats=7, min_time=0.02, reference_max_ms=2000,
-        peak_size=1536, progress=None):
+        peak_size=1536, progress=None, clock="wall"):
     """Time every combination; returns (header dict, list of row dicts).
+
+    clock="cpu" times single-thread runs with the process's CPU time
+    (time.process_time), which a loaded machine disturbs far less than wall
+    time; runs at more than one thread always use wall time.
 
     A row: cell, mode, config, threads, N, T, D, H, ms_<impl> (median),
     ratio_<impl> (median over rounds of impl time / rnnfast time), gflops
@@ -238,9 +242,12 @@ def run(cells=CELLS, modes=MODES, configs=tuple(CONFIGS), threads=(1, 2),
     dtype = np.dtype(dtype)
     header = {"blas": blas_kernel(), "warnings": environment_warnings(),
               "torch": getattr(_torch(), "__version__", None),
-              "dtype": dtype.name, "load": _load(), "peak_gflops": {}}
+              "dtype": dtype.name, "load": _load(), "peak_gflops": {},
+              "clock": {n: ("cpu" if clock == "cpu" and n == 1 else "wall") for n in threads}}
     for n in threads:
-        header["peak_gflops"][n] = sgemm_peak(n, peak_size)
+        header["peak_gflops"][n] = sgemm_peak(
+            n, peak_size, clock=time.process_time if header["clock"][n] == "cpu"
+            else time.perf_counter)
     rows = []
     for n in threads:
         with thread_limit(n):
@@ -256,7 +263,9 @@ def run(cells=CELLS, modes=MODES, configs=tuple(CONFIGS), threads=(1, 2),
                             if impl == "reference" and _too_slow(fn, reference_max_ms):
                                 continue
                             calls[impl] = fn
-                        times = time_interleaved(calls, repeats, min_time)
+                        timer = (time.process_time if header["clock"][n] == "cpu"
+                                 else time.perf_counter)
+                        times = time_interleaved(calls, repeats, min_time, clock=timer)
                         row = {"cell": cell, "mode": mode, "config": cfg, "threads": n,
                                "N": N, "T": T, "D": D, "H": H}
                         base = np.array(times["rnnfast"])
@@ -299,7 +308,8 @@ def format_header(header):
     else:
         lines.append("BLAS: unknown (install threadpoolctl to see the kernel)")
     lines.append(f"torch: {header['torch'] or 'not installed'}   dtype: {header['dtype']}   "
-                 f"load average: {header['load']}")
+                 f"load average: {header['load']}   clock: " + ", ".join(
+                     f"{n} thr {c}" for n, c in header.get("clock", {}).items()))
     lines.append("measured sgemm peak: " + ", ".join(
         f"{n} thread{'s' if n > 1 else ''} {g:.0f} GFLOP/s"
         for n, g in header["peak_gflops"].items()))

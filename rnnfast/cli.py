@@ -38,7 +38,8 @@ def cmd_bench(args):
         print("  ".join(bench.COLUMNS), flush=True)
     header, rows = bench.run(cells, modes, configs, threads, impls, args.dtype,
                              repeats=args.repeats, min_time=args.min_time,
-                             peak_size=args.peak_size, progress=progress)
+                             peak_size=args.peak_size, progress=progress,
+                             clock=args.clock)
     if args.json:
         print(json.dumps({"header": header, "rows": rows}, indent=1))
         return 0
@@ -391,6 +392,9 @@ def build_parser():
                    help="seconds per round per implementation (small calls repeat)")
     p.add_argument("--peak-size", type=int, default=1536,
                    help="matrix size of the sgemm peak measurement")
+    p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                   help="cpu: time 1-thread runs by process CPU time (robust on a "
+                   "loaded machine); more threads always use wall time")
     p.add_argument("--markdown", action="store_true", help="final table in Markdown")
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.set_defaults(func=cmd_bench)
