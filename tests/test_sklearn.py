@@ -1,5 +1,7 @@
-"""rnnfast.sklearn: input kinds, the MLP contract, model selection,
-persistence, raw text, and two real data sets (digits, sunspots)."""
+"""rnnfast.sklearn: input kinds, the MLP contract, raw text, model
+selection and persistence.  scikit-learn's estimator checks are in
+test_sklearn_checks.py, Dask in test_sklearn_dask.py, the documented
+examples and the real data sets (digits, sunspots) in test_sklearn_docs.py."""
 import io
 import pickle
 import warnings
@@ -10,8 +12,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.model_selection import (GridSearchCV, StratifiedKFold, cross_val_score,
-                                     train_test_split)
+from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from threadpoolctl import threadpool_limits
@@ -344,36 +345,5 @@ def test_pipeline_gridsearch_clone_pickle_joblib():
     assert_array_equal(twin.predict_proba(flat), expected)
 
 
-# -------------------------------------------------------------- real data
-def test_digits_8_steps_of_8_features_cv_accuracy():
-    """scikit-learn's digits, each image read row by row: 8 steps of 8
-    pixels.  5-fold stratified (shuffled) cross-validation."""
-    from sklearn.datasets import load_digits
-    X, y = load_digits(return_X_y=True)
-    pipe = make_pipeline(StandardScaler(),
-                         FunctionTransformer(np.reshape, kw_args={"shape": (-1, 8, 8)}),
-                         RNNClassifier(cell="gru", hidden_size=64, max_iter=20,
-                                       random_state=0))
-    cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        scores = cross_val_score(pipe, X, y, cv=cv)
-    print(f"digits 5-fold accuracy {scores.mean():.4f} {np.round(scores, 4)}")
-    assert scores.mean() >= 0.97
-
-
-def test_sunspots_one_step_ahead_beats_persistence():
-    """statsmodels' yearly sunspots 1700-2008: windows of 20 years predict
-    the next; the last 50 years are held out."""
-    import statsmodels.api as sm
-    s = sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy()
-    W, TEST = 20, 50
-    X = np.lib.stride_tricks.sliding_window_view(s[:-1], W)     # (n, 20): 20 steps
-    y = s[W:]
-    X_train, y_train, X_test, y_test = X[:-TEST], y[:-TEST], X[-TEST:], y[-TEST:]
-    model = make_pipeline(StandardScaler(), RNNRegressor(random_state=0))
-    model.fit(X_train, y_train)
-    mae = np.abs(model.predict(X_test) - y_test).mean()
-    persistence = np.abs(X_test[:, -1] - y_test).mean()
-    print(f"sunspots MAE {mae:.2f} vs persistence {persistence:.2f}")
-    assert mae < 0.8 * persistence
+# The real-data checks (digits CV >= 0.97, sunspots vs persistence) run the
+# examples of docs/sklearn.md as written: tests/test_sklearn_docs.py.
