@@ -473,7 +473,7 @@ class _BaseRNN(BaseEstimator):
         return self._fit(X, y, incremental=False)
 
     def _validate_for_predict(self, X):
-        check_is_fitted(self)
+        check_is_fitted(self, "model_")
         return _check_X(self, X, float_dtype(self.model_.dtype), reset=False)
 
     def __sklearn_tags__(self):
@@ -504,8 +504,8 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
     solver : {'adam', 'sgd'}, default='adam'
     learning_rate_init : float, default=0.01
     alpha : float, default=1e-4
-        L2 penalty: ``alpha * w`` is added to every parameter's gradient
-        (0.5 * alpha * ||w||^2 added to the mean loss).
+        L2 penalty as in MLP: ``0.5 * alpha * ||w||^2 / batch size`` is added
+        to each minibatch's mean loss, over all parameters.
     batch_size : int or 'auto', default='auto'
         'auto' is min(32, n_samples).
     max_iter : int, default=200
