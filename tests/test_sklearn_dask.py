@@ -8,6 +8,9 @@ oversubscribe the cores.
 """
 import warnings
 
+import dask.array as da
+import dask_ml.wrappers as dask_ml_wrappers
+import distributed
 import joblib
 import numpy as np
 import pytest
@@ -18,9 +21,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from rnnfast.sklearn import RNNClassifier
 
-da = pytest.importorskip("dask.array")
-distributed = pytest.importorskip("distributed")
-dask_ml_wrappers = pytest.importorskip("dask_ml.wrappers")
+# dask, distributed and dask-ml are in the test extra: missing, these tests
+# fail at import instead of skipping.
 
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                      "MKL_NUM_THREADS", "BLIS_NUM_THREADS")}
