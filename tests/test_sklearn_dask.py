@@ -6,6 +6,7 @@ oversubscribe the cores.
 * dask-ml's Incremental, which feeds a dask array block by block to
   partial_fit.
 """
+import re
 import warnings
 
 import dask.array as da
@@ -86,9 +87,13 @@ def test_grid_search_on_dask_backend(client):
         # workers ran the very same deterministic fits
         with threadpool_limits(1):
             local = GridSearchCV(est, grid, cv=2).fit(X, y)
-    # the 8 fits ran as tasks on the cluster's two worker processes
-    assert len(stream.data) >= 8
-    assert {task["worker"] for task in stream.data} == set(client.scheduler_info()["workers"])
+    # the 8 fits (4 candidates x 2 folds) ran as tasks on the cluster's
+    # workers; joblib packs them into batches named after their size
+    pattern = re.compile(r"(?:mixed_)?batch_of__fit_and_score_(\d+)_calls")
+    batches = [(int(m.group(1)), task["worker"]) for task in stream.data
+               for m in [pattern.match(task["key"])] if m]
+    assert sum(n for n, _ in batches) == 8
+    assert {w for _, w in batches} <= set(client.scheduler_info()["workers"])
     assert gs.best_score_ > 0.85
     np.testing.assert_allclose(gs.cv_results_["mean_test_score"],
                                local.cv_results_["mean_test_score"])
