@@ -42,7 +42,7 @@ def test_network_round_trip_is_bit_exact(tmp_path, cls, extra, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_model_round_trips_are_bit_exact(tmp_path, dtype):
-    models = pytest.importorskip("rnnfast.models")
+    from rnnfast import models
     objs = [models.RnnLM(30, hidden_size=6, num_layers=2, tie_weights=True, dtype=dtype,
                          random_state=2)]
     for name in ("Seq2seq", "PeekySeq2seq", "AttentionSeq2seq"):
@@ -249,7 +249,7 @@ def test_registered_standin_and_refusals_on_save(tmp_path):
 
 
 def test_checkpoint_round_trip_with_optimizer(tmp_path):
-    optim = pytest.importorskip("rnnfast.optim")
+    from rnnfast import optim
     net = rnnfast.LSTM(2, 3, random_state=0)
     opt = optim.Adam(lr=0.01)
     rng = np.random.default_rng(0)
