@@ -11,15 +11,9 @@ try:
 except ImportError:                     # asv still runs, with default threads
     threadpool_limits = None
 
-CONFIGS = {
-    "tiny": (1, 100, 64, 64),
-    "small": (32, 35, 128, 128),
-    "zaremba-small": (20, 20, 200, 200),
-    "medium": (64, 100, 64, 256),
-    "zaremba-medium": (20, 35, 650, 650),
-    "large": (128, 50, 512, 512),
-}
-N_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+# the configurations of `rnnfast bench`, said once there; gate counts from the layout
+from rnnfast._layout import N_GATES  # noqa: E402
+from rnnfast.bench import CONFIGS  # noqa: E402
 
 
 def limit_threads(n=1):
