@@ -23,6 +23,14 @@ class DirectionCache:
                  "gates", "h_prev", "c_prev", "tanh_c", "extra", "work", "empty")
 
 
+def use_packed_gemm(on=True):
+    """Run the per-step recurrent products on rnnfast's packed float32
+    micro-kernel (src/_gemm.h; the default where the CPU has AVX2+FMA) or
+    on BLAS (on=False).  For A/B timings and tests; returns whether the
+    packed kernel is in use."""
+    return all([mod.use_packed_gemm(on) for mod in (_rnn, _lstm, _gru)])
+
+
 def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
             training, relu=False, reset_after=False):
     """Run `cell` over xs (N, T, D) starting from h (and c), both (N, H),

@@ -62,3 +62,53 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
     else:
         dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*> b, &ldb,
               <double*> a, &lda, &beta, c, &ldc)
+
+
+# ---------------------------------------------------------------- packed B
+# The per-step recurrent products multiply by the same matrix (Wh or Wh^T)
+# at every step.  In float32 on a CPU with AVX2+FMA, that matrix is packed
+# once per sequence and the steps run rnnfast's own micro-kernel
+# (src/_gemm.h); otherwise (float64, other CPUs) they call BLAS as before.
+from libc.stdlib cimport malloc, free
+
+cdef extern from "_gemm.h" nogil:
+    long rf_packed_size(long K, long N)
+    void rf_pack_b_f(const float* B, long ldb, int trans, long K, long N, float* Bp)
+    void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
+                          const float* Bp, float* C, long ldc, int accumulate)
+    int rf_gemm_packed_supported()
+    void rf_use_packed_gemm(int on)
+
+
+cdef inline floating* pack_b(int m, bint trans_b, int k, int n, const floating* b,
+                             int ldb) noexcept nogil:
+    """op(B) (k, n) packed for gemm_packed with m-row left operands, or NULL
+    when the packed path does not apply (the caller then passes NULL on and
+    BLAS runs).  Free the result with free().  A single row (m = 1) stays on
+    BLAS's GEMV: with one row the micro-kernel has two accumulator chains
+    and waits on FMA latency."""
+    cdef float* bp
+    if (floating is double or not rf_gemm_packed_supported() or m < 2
+            or k <= 0 or n <= 0):
+        return NULL
+    bp = <float*> malloc(rf_packed_size(k, n) * sizeof(float))
+    if bp != NULL:
+        rf_pack_b_f(<const float*> b, ldb, trans_b, k, n, bp)
+    return <floating*> bp
+
+
+cdef inline void gemm_packed(int m, int n, int k, const floating* a, int lda,
+                             const floating* bp, bint trans_b, const floating* b,
+                             int ldb, bint accumulate, floating* c,
+                             int ldc) noexcept nogil:
+    """Row-major C[m, n] = (accumulate ? C : 0) + A @ op(B), with op(B)
+    either packed in bp (from pack_b) or, when bp is NULL, read from b by
+    BLAS."""
+    if m <= 0 or n <= 0:
+        return
+    if bp != NULL:
+        if floating is float:
+            rf_gemm_packed_f(m, n, k, a, lda, bp, c, ldc, accumulate)
+        return
+    gemm(False, trans_b, m, n, k, <floating> 1, a, lda, b, ldb,
+         <floating> (1 if accumulate else 0), c, ldc)

@@ -22,7 +22,8 @@ Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
     b       flat: 3H values, or 6H (input row then recurrent row)
 """
 from libc.string cimport memcpy
-from _blas cimport floating, gemm
+from libc.stdlib cimport free
+from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_gemm_packed_supported
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _seq cimport step_time, zero_padding, add_column_sums, input_grads
 
@@ -59,6 +60,8 @@ def gru_forward(const floating[:, :, ::1] xs,
     cdef floating* w
     cdef floating* orow
     cdef floating* hsave = NULL
+    cdef floating* wp1 = NULL
+    cdef floating* wp2 = NULL
     if training:
         phs = &h_prev[0, 0, 0]
         pex = &extra[0, 0, 0]
@@ -69,10 +72,17 @@ def gru_forward(const floating[:, :, ::1] xs,
         if training:
             zero_padding(phs, N, T, H, 0, H, plen)
             zero_padding(pex, N, T, H, 0, H, plen)
+        # The per-step products' right-hand matrices, packed once (or NULL:
+        # BLAS).  reset_after: Wh (H, 3H); else Wh_zr (H, 2H) and Wh_h (H, H).
+        if reset_after:
+            wp1 = pack_b(<int> N, False, <int> H, <int> G, pWh, <int> G)
+        else:
+            wp1 = pack_b(<int> N, False, <int> H, <int> (2 * H), pWh, <int> G)
+            wp2 = pack_b(<int> N, False, <int> H, <int> H, pWh + 2 * H, <int> G)
         for k in range(T):
             if reset_after:
-                gemm(False, False, <int> N, <int> G, <int> H, <floating> 1,
-                     ph, <int> H, pWh, <int> G, <floating> 0, pw, <int> WK)
+                gemm_packed(<int> N, <int> G, <int> H, ph, <int> H, wp1, False,
+                            pWh, <int> G, False, pw, <int> WK)
                 for n in range(N):
                     L = plen[n]
                     if k >= L:
@@ -87,8 +97,8 @@ def gru_forward(const floating[:, :, ::1] xs,
                         hsave = pex + r * H
                     gru_ra_fwd_row(a, w, bx, bh, ph + n * H, orow, hsave, H)
             else:
-                gemm(False, False, <int> N, <int> (2 * H), <int> H, <floating> 1,
-                     ph, <int> H, pWh, <int> G, <floating> 0, pw, <int> WK)
+                gemm_packed(<int> N, <int> (2 * H), <int> H, ph, <int> H, wp1, False,
+                            pWh, <int> G, False, pw, <int> WK)
                 for n in range(N):
                     L = plen[n]
                     w = pw + n * WK
@@ -99,9 +109,8 @@ def gru_forward(const floating[:, :, ::1] xs,
                     t = step_time(k, L, reverse)
                     a = pg + (n * T + t) * G
                     gru_rb_fwd_zr(a, w, bx, ph + n * H, H)
-                gemm(False, False, <int> N, <int> H, <int> H, <floating> 1,
-                     pw + 2 * H, <int> WK, pWh + 2 * H, <int> G, <floating> 0,
-                     pw + 3 * H, <int> WK)
+                gemm_packed(<int> N, <int> H, <int> H, pw + 2 * H, <int> WK, wp2, False,
+                            pWh + 2 * H, <int> G, False, pw + 3 * H, <int> WK)
                 for n in range(N):
                     L = plen[n]
                     if k >= L:
@@ -115,6 +124,8 @@ def gru_forward(const floating[:, :, ::1] xs,
                         memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
                         memcpy(pex + r * H, w + 2 * H, H * sizeof(floating))
                     gru_rb_fwd_h(a, w, bx, ph + n * H, orow, H)
+        free(wp1)
+        free(wp2)
 
 
 def gru_backward(const floating[:, :, ::1] xs,
@@ -149,10 +160,17 @@ def gru_backward(const floating[:, :, ::1] xs,
     cdef const Py_ssize_t* plen = &lengths[0]
     cdef floating* a
     cdef floating* w
+    cdef floating* wp1 = NULL
+    cdef floating* wp2 = NULL
     with nogil:
         zero_padding(pg, N, T, G, 0, G, plen)
         if reset_after:
             zero_padding(pex, N, T, H, 0, H, plen)
+        if reset_after:
+            wp1 = pack_b(<int> N, True, <int> G, <int> H, pWh, <int> G)
+        else:
+            wp1 = pack_b(<int> N, True, <int> (2 * H), <int> H, pWh, <int> G)
+            wp2 = pack_b(<int> N, True, <int> H, <int> H, pWh + 2 * H, <int> G)
         for k in range(T - 1, -1, -1):
             for n in range(N):
                 L = plen[n]
@@ -167,13 +185,12 @@ def gru_backward(const floating[:, :, ::1] xs,
                 gru_bwd_row(a, w, phs + r * H, pdo + r * W + dout_offset, pdh + n * H,
                             pex + r * H, H, reset_after)
             if reset_after:
-                gemm(False, True, <int> N, <int> H, <int> G, <floating> 1,
-                     pw, <int> WK, pWh, <int> G, <floating> 1, pdh, <int> H)
+                gemm_packed(<int> N, <int> H, <int> G, pw, <int> WK, wp1, True,
+                            pWh, <int> G, True, pdh, <int> H)
             else:
                 # d(r*h) = da_h Wh_h^T, then da_r, then dh += [da_z, da_r] Wh_zr^T
-                gemm(False, True, <int> N, <int> H, <int> H, <floating> 1,
-                     pw + 2 * H, <int> WK, pWh + 2 * H, <int> G, <floating> 0,
-                     pw + 3 * H, <int> WK)
+                gemm_packed(<int> N, <int> H, <int> H, pw + 2 * H, <int> WK, wp2, True,
+                            pWh + 2 * H, <int> G, False, pw + 3 * H, <int> WK)
                 for n in range(N):
                     L = plen[n]
                     if k >= L:
@@ -183,8 +200,10 @@ def gru_backward(const floating[:, :, ::1] xs,
                     a = pg + r * G
                     w = pw + n * WK
                     gru_rb_bwd_r(a, w, phs + r * H, pdh + n * H, H)
-                gemm(False, True, <int> N, <int> H, <int> (2 * H), <floating> 1,
-                     pw, <int> WK, pWh, <int> G, <floating> 1, pdh, <int> H)
+                gemm_packed(<int> N, <int> H, <int> (2 * H), pw, <int> WK, wp1, True,
+                            pWh, <int> G, True, pdh, <int> H)
+        free(wp1)
+        free(wp2)
         input_grads(&xs[0, 0, 0], &Wx[0, 0], pg, &dWx[0, 0], &dxs[0, 0, 0],
                     <floating> (1 if accumulate_dx else 0),
                     <int> (N * T), <int> D, <int> G)
@@ -204,3 +223,10 @@ def gru_backward(const floating[:, :, ::1] xs,
             # dWh_h = (r*h)^T da_h
             gemm(True, False, <int> H, <int> H, <int> (N * T), <floating> 1,
                  pex, <int> H, pg + 2 * H, <int> G, <floating> 0, &dWh[0, 2 * H], <int> G)
+
+
+def use_packed_gemm(bint on):
+    """Packed micro-kernel (True, where the CPU has it) or BLAS (False) for
+    the per-step products of this module; returns whether it is now used."""
+    rf_use_packed_gemm(on)
+    return bool(rf_gemm_packed_supported())

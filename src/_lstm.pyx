@@ -15,7 +15,8 @@ Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
 A cell's one step is the same kernel with T = 1.
 """
 from libc.string cimport memcpy
-from _blas cimport floating, gemm
+from libc.stdlib cimport free
+from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_gemm_packed_supported
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport step_time, is_uniform, zero_padding, add_column_sums, input_grads
 
@@ -60,6 +61,7 @@ def lstm_forward(const floating[:, :, ::1] xs,
     cdef floating* crow
     cdef floating* orow
     cdef floating* tsave = NULL
+    cdef floating* whp
     if training:
         phs = &h_prev[0, 0, 0]
         pcs = &c_prev[0, 0, 0]
@@ -72,20 +74,19 @@ def lstm_forward(const floating[:, :, ::1] xs,
         zero_padding(pout, N, T, W, out_offset, H, plen)
         if training:
             zero_padding(phs, N, T, H, 0, H, plen)
+        whp = pack_b(<int> N, False, <int> H, <int> G, &Wh[0, 0], <int> G)
         for k in range(T):
             if uniform:
                 # Recurrent GEMM accumulates straight into the step-t rows
                 # of the projected gates (row stride T*4H, no copy).
                 t = step_time(k, T, reverse)
-                gemm(False, False, <int> N, <int> G, <int> H, <floating> 1,
-                     ph, <int> H, &Wh[0, 0], <int> G, <floating> 1,
-                     pg + t * G, <int> (T * G))
+                gemm_packed(<int> N, <int> G, <int> H, ph, <int> H, whp, False,
+                            &Wh[0, 0], <int> G, True, pg + t * G, <int> (T * G))
             else:
                 # Ragged reverse run: each row is at its own t, so the
                 # recurrent term goes to scratch and is added per row.
-                gemm(False, False, <int> N, <int> G, <int> H, <floating> 1,
-                     ph, <int> H, &Wh[0, 0], <int> G, <floating> 0,
-                     pw, <int> G)
+                gemm_packed(<int> N, <int> G, <int> H, ph, <int> H, whp, False,
+                            &Wh[0, 0], <int> G, False, pw, <int> G)
             for n in range(N):
                 L = plen[n]
                 if k >= L:
@@ -103,6 +104,7 @@ def lstm_forward(const floating[:, :, ::1] xs,
                     memcpy(pcs + (n * T + t) * H, crow, H * sizeof(floating))
                     tsave = pts + (n * T + t) * H
                 lstm_fwd_row(a, pb, crow, hrow, orow, tsave, H)
+        free(whp)
 
 
 def lstm_backward(const floating[:, :, ::1] xs,
@@ -142,9 +144,11 @@ def lstm_backward(const floating[:, :, ::1] xs,
     cdef const floating* pts = &tanh_c[0, 0, 0]
     cdef const Py_ssize_t* plen = &lengths[0]
     cdef floating* a
+    cdef floating* whtp
     with nogil:
         uniform = is_uniform(plen, N, T, reverse)
         zero_padding(pg, N, T, G, 0, G, plen)
+        whtp = pack_b(<int> N, True, <int> G, <int> H, &Wh[0, 0], <int> G)
         for k in range(T - 1, -1, -1):
             for n in range(N):
                 L = plen[n]
@@ -163,12 +167,12 @@ def lstm_backward(const floating[:, :, ::1] xs,
             # dh_prev (+)= dA_t Wh^T; idle rows keep their carried dh.
             if uniform:
                 t = step_time(k, T, reverse)
-                gemm(False, True, <int> N, <int> H, <int> G, <floating> 1,
-                     pg + t * G, <int> (T * G), &Wh[0, 0], <int> G,
-                     <floating> 1, pdh, <int> H)
+                gemm_packed(<int> N, <int> H, <int> G, pg + t * G, <int> (T * G),
+                            whtp, True, &Wh[0, 0], <int> G, True, pdh, <int> H)
             else:
-                gemm(False, True, <int> N, <int> H, <int> G, <floating> 1,
-                     pw, <int> G, &Wh[0, 0], <int> G, <floating> 1, pdh, <int> H)
+                gemm_packed(<int> N, <int> H, <int> G, pw, <int> G,
+                            whtp, True, &Wh[0, 0], <int> G, True, pdh, <int> H)
+        free(whtp)
         # Parameter and input gradients: one GEMM each over all steps.
         input_grads(&xs[0, 0, 0], &Wx[0, 0], pg, &dWx[0, 0], &dxs[0, 0, 0],
                     <floating> (1 if accumulate_dx else 0),
@@ -178,3 +182,10 @@ def lstm_backward(const floating[:, :, ::1] xs,
         for j in range(G):
             db[j] = 0
         add_column_sums(pg, N * T, G, G, &db[0])
+
+
+def use_packed_gemm(bint on):
+    """Packed micro-kernel (True, where the CPU has it) or BLAS (False) for
+    the per-step products of this module; returns whether it is now used."""
+    rf_use_packed_gemm(on)
+    return bool(rf_gemm_packed_supported())

@@ -1,0 +1,180 @@
+/* A small float GEMM against a pre-packed right-hand matrix, for the
+ * per-step recurrent products of the kernels:
+ *     forward   gates_t (N, G) += h (N, H) @ Wh (H, G)
+ *     backward  dh      (N, H) += dA_t (N, G) @ Wh^T (G, H)
+ * The right-hand matrix is the same at every step, but BLAS repacks it at
+ * every call (OpenBLAS has no packed-weights API): at N = 32, H = 128 that
+ * packing was ~15 % of an LSTM training step (docs/performance.md).  Here
+ * it is packed once per sequence and each step runs only the micro-kernel.
+ *
+ * Packed layout: column panels of RF_NR = 16 columns; panel p holds
+ * B[k, 16p : 16p + 16] for k = 0..K-1 contiguously (K x 16, zero-padded
+ * past the last column).  Micro-kernel: 6 rows x 16 columns of C in twelve
+ * 8-float accumulators (AVX2 + FMA, the widest path Zen 4 executes at full
+ * rate), A broadcast from its rows, C updated once per tile.
+ *
+ * The kernel needs AVX2 and FMA; rf_gemm_packed_supported() says whether
+ * this CPU has them (and this build was made with GCC/clang on x86-64).
+ * When it is 0 the callers use BLAS instead (src/_blas.pxd); the
+ * environment variable RNNFAST_NO_PACKED_GEMM=1 forces that, and
+ * rnnfast._core.use_packed_gemm(False) does at run time (A/B timings).
+ */
+#ifndef RNNFAST_GEMM_H
+#define RNNFAST_GEMM_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#define RF_NR 16
+#define RF_MR 6
+
+static inline long rf_packed_size(long K, long N)
+{
+    return K * ((N + RF_NR - 1) / RF_NR) * RF_NR;
+}
+
+/* Bp <- B (K, N) in panels.  trans = 0: B is row-major (K, N) with row
+ * stride ldb; trans = 1: B^T is given, i.e. row-major (N, K) with row
+ * stride ldb. */
+static void rf_pack_b_f(const float* B, long ldb, int trans, long K, long N, float* Bp)
+{
+    long p, k, j, j0, w;
+    float* dst;
+    for (p = 0; p * RF_NR < N; p++) {
+        j0 = p * RF_NR;
+        w = N - j0 < RF_NR ? N - j0 : RF_NR;
+        dst = Bp + p * K * RF_NR;
+        for (k = 0; k < K; k++) {
+            for (j = 0; j < w; j++)
+                dst[k * RF_NR + j] = trans ? B[(j0 + j) * ldb + k] : B[k * ldb + j0 + j];
+            for (; j < RF_NR; j++)
+                dst[k * RF_NR + j] = 0.0f;
+        }
+    }
+}
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && \
+    !defined(RNNFAST_NO_PACKED_GEMM)
+#define RF_HAVE_PACKED 1
+
+typedef float rf_v8 __attribute__((vector_size(32), aligned(4)));
+
+/* One MR x 16 tile: C[0:MR, 0:nc] (+)= A[0:MR, 0:K] @ panel.  MR is a
+ * compile-time constant at every call, so the accumulators live in
+ * registers.  nc < 16 only for the last panel of a ragged N. */
+#define RF_TILE_BODY(MR)                                                      \
+    {                                                                         \
+        rf_v8 acc[MR][2];                                                     \
+        long k, i, j;                                                         \
+        for (i = 0; i < MR; i++) {                                            \
+            acc[i][0] = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0};                      \
+            acc[i][1] = acc[i][0];                                            \
+        }                                                                     \
+        for (k = 0; k < K; k++) {                                             \
+            const rf_v8 b0 = *(const rf_v8*) (panel + k * RF_NR);             \
+            const rf_v8 b1 = *(const rf_v8*) (panel + k * RF_NR + 8);         \
+            for (i = 0; i < MR; i++) {                                        \
+                const float av = A[i * lda + k];                              \
+                acc[i][0] += av * b0;                                         \
+                acc[i][1] += av * b1;                                         \
+            }                                                                 \
+        }                                                                     \
+        if (nc == RF_NR) {                                                    \
+            for (i = 0; i < MR; i++) {                                        \
+                rf_v8* c0 = (rf_v8*) (C + i * ldc);                           \
+                rf_v8* c1 = (rf_v8*) (C + i * ldc + 8);                       \
+                if (accumulate) {                                             \
+                    *c0 += acc[i][0];                                         \
+                    *c1 += acc[i][1];                                         \
+                } else {                                                      \
+                    *c0 = acc[i][0];                                          \
+                    *c1 = acc[i][1];                                          \
+                }                                                             \
+            }                                                                 \
+        } else {                                                              \
+            for (i = 0; i < MR; i++)                                          \
+                for (j = 0; j < nc; j++) {                                    \
+                    float v = j < 8 ? acc[i][0][j] : acc[i][1][j - 8];        \
+                    C[i * ldc + j] = accumulate ? C[i * ldc + j] + v : v;     \
+                }                                                             \
+        }                                                                     \
+    }
+
+#define RF_DEFINE_TILE(MR)                                                    \
+    __attribute__((target("avx2,fma"), noinline)) static void                 \
+    rf_tile_##MR(long K, const float* A, long lda, const float* panel,        \
+                 float* C, long ldc, long nc, int accumulate)                 \
+    RF_TILE_BODY(MR)
+
+RF_DEFINE_TILE(1)
+RF_DEFINE_TILE(2)
+RF_DEFINE_TILE(3)
+RF_DEFINE_TILE(4)
+RF_DEFINE_TILE(5)
+RF_DEFINE_TILE(6)
+
+static int rf_packed_switch = 1;   /* rf_use_packed_gemm(0) turns it off */
+
+static int rf_gemm_packed_supported(void)
+{
+    static int cpu = -1;
+    if (cpu < 0) {
+        const char* off = getenv("RNNFAST_NO_PACKED_GEMM");
+        __builtin_cpu_init();
+        cpu = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+              !(off && off[0] && off[0] != '0');
+    }
+    return cpu && rf_packed_switch;
+}
+
+/* C (M, N), row stride ldc, = (accumulate ? C : 0) + A (M, K) @ B, with B
+ * packed by rf_pack_b_f.  Panels outside, row tiles inside: a panel
+ * (K x 16 floats) stays in L1 while every row tile of A streams past it. */
+static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
+                             const float* Bp, float* C, long ldc, int accumulate)
+{
+    long p, i, nc, mr, tiles, base, extra, r;
+    const float* panel;
+    if (M <= 0 || N <= 0)
+        return;
+    /* Rows split into tiles of as equal height as possible (32 = 6+6+5+5+5+5,
+     * not 6*5+2): a 2-row tile does 4 FMAs per 4 loads, a 5-row one 10. */
+    tiles = (M + RF_MR - 1) / RF_MR;
+    base = M / tiles;                   /* <= RF_MR; the first `extra` */
+    extra = M % tiles;                  /* tiles get one row more   */
+    for (p = 0; p * RF_NR < N; p++) {
+        nc = N - p * RF_NR < RF_NR ? N - p * RF_NR : RF_NR;
+        panel = Bp + p * K * RF_NR;
+        for (i = 0, r = 0; i < M; i += mr, r++) {
+            mr = r < extra ? base + 1 : base;
+            const float* a = A + i * lda;
+            float* c = C + i * ldc + p * RF_NR;
+            switch (mr) {
+            case 6: rf_tile_6(K, a, lda, panel, c, ldc, nc, accumulate); break;
+            case 5: rf_tile_5(K, a, lda, panel, c, ldc, nc, accumulate); break;
+            case 4: rf_tile_4(K, a, lda, panel, c, ldc, nc, accumulate); break;
+            case 3: rf_tile_3(K, a, lda, panel, c, ldc, nc, accumulate); break;
+            case 2: rf_tile_2(K, a, lda, panel, c, ldc, nc, accumulate); break;
+            default: rf_tile_1(K, a, lda, panel, c, ldc, nc, accumulate); break;
+            }
+        }
+    }
+}
+
+#else
+#define RF_HAVE_PACKED 0
+static int rf_packed_switch = 0;
+static int rf_gemm_packed_supported(void) { return 0; }
+static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
+                             const float* Bp, float* C, long ldc, int accumulate)
+{
+    (void) M; (void) N; (void) K; (void) A; (void) lda; (void) Bp; (void) C;
+    (void) ldc; (void) accumulate;
+    abort();   /* callers check rf_gemm_packed_supported() first */
+}
+#endif
+
+/* For A/B timings and tests: 0 sends the per-step products to BLAS. */
+static void rf_use_packed_gemm(int on) { rf_packed_switch = on != 0; }
+
+#endif /* RNNFAST_GEMM_H */
