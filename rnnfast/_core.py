@@ -7,6 +7,8 @@ kernel once; `backward` runs the matching BPTT kernel once.  Everything
 here works on arrays that the caller has already checked (rnnfast._validation).
 Cells, Time layers and networks all go through these two functions.
 """
+import ctypes
+
 import numpy as np
 
 from . import _gru, _lstm, _rnn
@@ -21,6 +23,34 @@ class DirectionCache:
     """What backward needs from one forward of one direction."""
     __slots__ = ("cell", "xs", "Wx", "Wh", "lengths", "reverse", "options",
                  "gates", "h_prev", "c_prev", "tanh_c", "extra", "work", "empty")
+
+
+def _blas_thread_getter():
+    """The get_num_threads of the BLAS behind scipy.linalg.cython_blas (the
+    one the kernels call), found through that module's own library handle,
+    or None when it is not an OpenBLAS we know."""
+    try:
+        import scipy.linalg.cython_blas as cython_blas
+        lib = ctypes.CDLL(cython_blas.__file__)
+    except (ImportError, OSError):
+        return None
+    for name in ("scipy_openblas_get_num_threads", "openblas_get_num_threads",
+                 "scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_"):
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.restype, fn.argtypes = ctypes.c_int, []
+            return fn
+    return None
+
+
+_GET_BLAS_THREADS = _blas_thread_getter()
+
+
+def step_loop_threads():
+    """Threads for the kernels' step loops: as many as BLAS has now, so that
+    threadpoolctl.threadpool_limits and OPENBLAS_NUM_THREADS govern both
+    (1 when the BLAS is not one we can ask)."""
+    return max(1, _GET_BLAS_THREADS()) if _GET_BLAS_THREADS is not None else 1
 
 
 def use_packed_gemm(on=True):
@@ -51,16 +81,18 @@ def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
     if cell == "lstm":
         c_prev, tanh_c = saved(), saved()
         _lstm.lstm_forward(xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
-                           gates, h_prev, c_prev, tanh_c, work, training)
+                           gates, h_prev, c_prev, tanh_c, work, training,
+                           step_loop_threads())
     elif cell == "gru":
         c_prev = tanh_c = None
         extra = saved()
         _gru.gru_forward(xs, Wx, Wh, b.reshape(-1), h, lengths, reverse, reset_after,
-                         out, offset, gates, h_prev, extra, work, training)
+                         out, offset, gates, h_prev, extra, work, training,
+                         step_loop_threads())
     else:
         c_prev = tanh_c = None
         _rnn.rnn_forward(xs, Wx, Wh, b, h, lengths, reverse, relu, out, offset,
-                         gates, h_prev, work, training)
+                         gates, h_prev, work, training, step_loop_threads())
     if not training:
         return None
     cache = DirectionCache()
@@ -97,13 +129,14 @@ def backward(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx):
         _lstm.lstm_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
                             dout, offset, dh, dc, cache.gates, cache.h_prev,
                             cache.c_prev, cache.tanh_c, dWx, dWh, db, dxs,
-                            accumulate_dx, cache.work)
+                            accumulate_dx, cache.work, step_loop_threads())
     elif cache.cell == "gru":
         _gru.gru_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
                           reset_after, dout, offset, dh, cache.gates, cache.h_prev,
                           cache.extra, dWx, dWh, db.reshape(-1), dxs, accumulate_dx,
-                          cache.work)
+                          cache.work, step_loop_threads())
     else:
         _rnn.rnn_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
                           relu, dout, offset, dh, cache.gates, cache.h_prev,
-                          dWx, dWh, db, dxs, accumulate_dx, cache.work)
+                          dWx, dWh, db, dxs, accumulate_dx, cache.work,
+                          step_loop_threads())

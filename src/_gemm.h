@@ -127,35 +127,45 @@ static int rf_gemm_packed_supported(void)
     return cpu && rf_packed_switch;
 }
 
+/* Rows of A per block: a block (RF_MC x K floats, <= 260 KB at K = 650)
+ * stays in L2 while every panel of B passes over it, so a long A (the
+ * hoisted products, N*T rows) is read from memory once, not once a panel. */
+#define RF_MC 96
+
 /* C (M, N), row stride ldc, = (accumulate ? C : 0) + A (M, K) @ B, with B
- * packed by rf_pack_b_f.  Panels outside, row tiles inside: a panel
- * (K x 16 floats) stays in L1 while every row tile of A streams past it. */
+ * packed by rf_pack_b_f.  Row blocks of A outside, panels inside, row tiles
+ * innermost: a panel (K x 16 floats) stays in L1 while the tiles of the
+ * block stream past it. */
 static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
                              const float* Bp, float* C, long ldc, int accumulate)
 {
-    long p, i, nc, mr, tiles, base, extra, r;
+    long m0, mb, p, i, nc, mr, tiles, base, extra, r;
     const float* panel;
     if (M <= 0 || N <= 0)
         return;
-    /* Rows split into tiles of as equal height as possible (32 = 6+6+5+5+5+5,
-     * not 6*5+2): a 2-row tile does 4 FMAs per 4 loads, a 5-row one 10. */
-    tiles = (M + RF_MR - 1) / RF_MR;
-    base = M / tiles;                   /* <= RF_MR; the first `extra` */
-    extra = M % tiles;                  /* tiles get one row more   */
-    for (p = 0; p * RF_NR < N; p++) {
-        nc = N - p * RF_NR < RF_NR ? N - p * RF_NR : RF_NR;
-        panel = Bp + p * K * RF_NR;
-        for (i = 0, r = 0; i < M; i += mr, r++) {
-            mr = r < extra ? base + 1 : base;
-            const float* a = A + i * lda;
-            float* c = C + i * ldc + p * RF_NR;
-            switch (mr) {
-            case 6: rf_tile_6(K, a, lda, panel, c, ldc, nc, accumulate); break;
-            case 5: rf_tile_5(K, a, lda, panel, c, ldc, nc, accumulate); break;
-            case 4: rf_tile_4(K, a, lda, panel, c, ldc, nc, accumulate); break;
-            case 3: rf_tile_3(K, a, lda, panel, c, ldc, nc, accumulate); break;
-            case 2: rf_tile_2(K, a, lda, panel, c, ldc, nc, accumulate); break;
-            default: rf_tile_1(K, a, lda, panel, c, ldc, nc, accumulate); break;
+    for (m0 = 0; m0 < M; m0 += mb) {
+        mb = M - m0 < RF_MC ? M - m0 : RF_MC;
+        /* Rows split into tiles of as equal height as possible (32 = 6+6+5+
+         * 5+5+5, not 6*5+2): a 2-row tile does 4 FMAs per 4 loads, a 5-row
+         * one 10. */
+        tiles = (mb + RF_MR - 1) / RF_MR;
+        base = mb / tiles;                  /* <= RF_MR; the first `extra` */
+        extra = mb % tiles;                 /* tiles get one row more   */
+        for (p = 0; p * RF_NR < N; p++) {
+            nc = N - p * RF_NR < RF_NR ? N - p * RF_NR : RF_NR;
+            panel = Bp + p * K * RF_NR;
+            for (i = m0, r = 0; i < m0 + mb; i += mr, r++) {
+                mr = r < extra ? base + 1 : base;
+                const float* a = A + i * lda;
+                float* c = C + i * ldc + p * RF_NR;
+                switch (mr) {
+                case 6: rf_tile_6(K, a, lda, panel, c, ldc, nc, accumulate); break;
+                case 5: rf_tile_5(K, a, lda, panel, c, ldc, nc, accumulate); break;
+                case 4: rf_tile_4(K, a, lda, panel, c, ldc, nc, accumulate); break;
+                case 3: rf_tile_3(K, a, lda, panel, c, ldc, nc, accumulate); break;
+                case 2: rf_tile_2(K, a, lda, panel, c, ldc, nc, accumulate); break;
+                default: rf_tile_1(K, a, lda, panel, c, ldc, nc, accumulate); break;
+                }
             }
         }
     }

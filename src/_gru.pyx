@@ -20,12 +20,114 @@ Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
     extra   (N, T, H)   reset_after: h Wh_h + b_h,h (backward: its gradient)
                         reset_before: r*h_prev (needed for dWh_h)
     b       flat: 3H values, or 6H (input row then recurrent row)
+
+Each kernel is a def (checks, BLAS products) and a step loop over a range
+of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 from libc.string cimport memcpy
 from libc.stdlib cimport free
 from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_gemm_packed_supported
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
-from _seq cimport step_time, zero_padding, add_column_sums, input_grads
+from _seq cimport (step_time, zero_padding, add_column_sums, input_grads,
+                  rf_run_rows, step_threads, packed_rows)
+
+
+cdef struct FwdArgs:
+    const void* xs
+    const void* Wx_packed
+    void* gates
+    void* h
+    void* out
+    void* work
+    void* h_prev
+    void* extra
+    const void* b
+    const void* Wh
+    const void* Wp1          # reset_after: Wh packed; else Wh_zr packed
+    const void* Wp2          # reset_before: Wh_h packed
+    const Py_ssize_t* lengths
+    Py_ssize_t T, D, H, W, out_offset
+    bint reverse, training, reset_after
+
+
+cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
+                            Py_ssize_t n1) noexcept nogil:
+    """Steps 0..T-1 for batch rows n0..n1-1, after their input projection
+    when Wx is packed (else the caller did it on BLAS)."""
+    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 3 * H, WK = 4 * H
+    cdef Py_ssize_t W = a.W, off = a.out_offset
+    cdef floating* pg = <floating*> a.gates
+    cdef floating* ph = <floating*> a.h
+    cdef floating* pout = <floating*> a.out
+    cdef floating* pw = <floating*> a.work
+    cdef floating* phs = <floating*> a.h_prev
+    cdef floating* pex = <floating*> a.extra
+    cdef const floating* bx = <const floating*> a.b
+    cdef const floating* bh = bx + G
+    cdef const floating* pWh = <const floating*> a.Wh
+    cdef const floating* wp1 = <const floating*> a.Wp1
+    cdef const floating* wp2 = <const floating*> a.Wp2
+    cdef const Py_ssize_t* plen = a.lengths
+    cdef int rows = <int> (n1 - n0)
+    cdef Py_ssize_t k, n, t, j, L, r
+    cdef floating* g
+    cdef floating* w
+    cdef floating* orow
+    cdef floating* hsave = NULL
+    if a.Wx_packed != NULL:
+        gemm_packed(<int> ((n1 - n0) * T), <int> G, <int> D,
+                    <const floating*> a.xs + n0 * T * D, <int> D,
+                    <const floating*> a.Wx_packed, False, NULL, 0, False,
+                    pg + n0 * T * G, <int> G)
+    for k in range(T):
+        if a.reset_after:
+            gemm_packed(rows, <int> G, <int> H, ph + n0 * H, <int> H, wp1, False,
+                        pWh, <int> G, False, pw + n0 * WK, <int> WK)
+            for n in range(n0, n1):
+                L = plen[n]
+                if k >= L:
+                    continue
+                t = step_time(k, L, a.reverse)
+                r = n * T + t
+                g = pg + r * G
+                w = pw + n * WK
+                orow = pout + r * W + off
+                if a.training:
+                    memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
+                    hsave = pex + r * H
+                gru_ra_fwd_row(g, w, bx, bh, ph + n * H, orow, hsave, H)
+        else:
+            gemm_packed(rows, <int> (2 * H), <int> H, ph + n0 * H, <int> H, wp1, False,
+                        pWh, <int> G, False, pw + n0 * WK, <int> WK)
+            for n in range(n0, n1):
+                L = plen[n]
+                w = pw + n * WK
+                if k >= L:
+                    for j in range(H):
+                        w[2 * H + j] = 0
+                    continue
+                t = step_time(k, L, a.reverse)
+                g = pg + (n * T + t) * G
+                gru_rb_fwd_zr(g, w, bx, ph + n * H, H)
+            gemm_packed(rows, <int> H, <int> H, pw + n0 * WK + 2 * H, <int> WK, wp2, False,
+                        pWh + 2 * H, <int> G, False, pw + n0 * WK + 3 * H, <int> WK)
+            for n in range(n0, n1):
+                L = plen[n]
+                if k >= L:
+                    continue
+                t = step_time(k, L, a.reverse)
+                r = n * T + t
+                g = pg + r * G
+                w = pw + n * WK
+                orow = pout + r * W + off
+                if a.training:
+                    memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
+                    memcpy(pex + r * H, w + 2 * H, H * sizeof(floating))
+                gru_rb_fwd_h(g, w, bx, ph + n * H, orow, H)
+
+
+cdef void gru_forward_steps_f(void* a, long n0, long n1) noexcept nogil:
+    gru_forward_steps(<float*> NULL, <FwdArgs*> a, n0, n1)
 
 
 def gru_forward(const floating[:, :, ::1] xs,
@@ -42,90 +144,123 @@ def gru_forward(const floating[:, :, ::1] xs,
                 floating[:, :, ::1] h_prev,
                 floating[:, :, ::1] extra,
                 floating[:, ::1] work,
-                bint training):
+                bint training,
+                int threads=1):
     cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
-    cdef Py_ssize_t H = Wh.shape[0], G = 3 * H, W = out.shape[2], WK = 4 * H
-    cdef Py_ssize_t k, n, t, j, L, r
-    cdef floating* pg = &gates[0, 0, 0]
-    cdef floating* ph = &h[0, 0]
-    cdef floating* pout = &out[0, 0, 0]
-    cdef floating* pw = &work[0, 0]
-    cdef floating* phs = NULL
-    cdef floating* pex = NULL
+    cdef Py_ssize_t H = Wh.shape[0], G = 3 * H, W = out.shape[2]
+    cdef FwdArgs a
+    cdef int nt, prow
     cdef const floating* pWh = &Wh[0, 0]
-    cdef const floating* bx = &b[0]
-    cdef const floating* bh = bx + G
-    cdef const Py_ssize_t* plen = &lengths[0]
-    cdef floating* a
-    cdef floating* w
-    cdef floating* orow
-    cdef floating* hsave = NULL
+    cdef floating* wxp = NULL
     cdef floating* wp1 = NULL
     cdef floating* wp2 = NULL
+    a.gates, a.h, a.out, a.work = &gates[0, 0, 0], &h[0, 0], &out[0, 0, 0], &work[0, 0]
+    a.h_prev = a.extra = NULL
     if training:
-        phs = &h_prev[0, 0, 0]
-        pex = &extra[0, 0, 0]
+        a.h_prev, a.extra = &h_prev[0, 0, 0], &extra[0, 0, 0]
+    a.b, a.Wh, a.lengths = &b[0], pWh, &lengths[0]
+    a.xs, a.T, a.D, a.H, a.W, a.out_offset = &xs[0, 0, 0], T, D, H, W, out_offset
+    a.reverse, a.training, a.reset_after = reverse, training, reset_after
     with nogil:
-        gemm(False, False, <int> (N * T), <int> G, <int> D, <floating> 1,
-             &xs[0, 0, 0], <int> D, &Wx[0, 0], <int> G, <floating> 0, pg, <int> G)
-        zero_padding(pout, N, T, W, out_offset, H, plen)
+        wxp = pack_b(packed_rows(N * T, threads, training), False, <int> D, <int> G,
+                     &Wx[0, 0], <int> G)
+        a.Wx_packed = wxp
+        if wxp == NULL:
+            gemm(False, False, <int> (N * T), <int> G, <int> D, <floating> 1,
+                 &xs[0, 0, 0], <int> D, &Wx[0, 0], <int> G, <floating> 0,
+                 <floating*> a.gates, <int> G)
+        zero_padding(<floating*> a.out, N, T, W, out_offset, H, a.lengths)
         if training:
-            zero_padding(phs, N, T, H, 0, H, plen)
-            zero_padding(pex, N, T, H, 0, H, plen)
+            zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
+            zero_padding(<floating*> a.extra, N, T, H, 0, H, a.lengths)
         # The per-step products' right-hand matrices, packed once (or NULL:
         # BLAS).  reset_after: Wh (H, 3H); else Wh_zr (H, 2H) and Wh_h (H, H).
+        prow = packed_rows(N, threads, training)
         if reset_after:
-            wp1 = pack_b(<int> N, False, <int> H, <int> G, pWh, <int> G)
+            wp1 = pack_b(prow, False, <int> H, <int> G, pWh, <int> G)
         else:
-            wp1 = pack_b(<int> N, False, <int> H, <int> (2 * H), pWh, <int> G)
-            wp2 = pack_b(<int> N, False, <int> H, <int> H, pWh + 2 * H, <int> G)
-        for k in range(T):
-            if reset_after:
-                gemm_packed(<int> N, <int> G, <int> H, ph, <int> H, wp1, False,
-                            pWh, <int> G, False, pw, <int> WK)
-                for n in range(N):
-                    L = plen[n]
-                    if k >= L:
-                        continue
-                    t = step_time(k, L, reverse)
-                    r = n * T + t
-                    a = pg + r * G
-                    w = pw + n * WK
-                    orow = pout + r * W + out_offset
-                    if training:
-                        memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
-                        hsave = pex + r * H
-                    gru_ra_fwd_row(a, w, bx, bh, ph + n * H, orow, hsave, H)
-            else:
-                gemm_packed(<int> N, <int> (2 * H), <int> H, ph, <int> H, wp1, False,
-                            pWh, <int> G, False, pw, <int> WK)
-                for n in range(N):
-                    L = plen[n]
-                    w = pw + n * WK
-                    if k >= L:
-                        for j in range(H):
-                            w[2 * H + j] = 0
-                        continue
-                    t = step_time(k, L, reverse)
-                    a = pg + (n * T + t) * G
-                    gru_rb_fwd_zr(a, w, bx, ph + n * H, H)
-                gemm_packed(<int> N, <int> H, <int> H, pw + 2 * H, <int> WK, wp2, False,
-                            pWh + 2 * H, <int> G, False, pw + 3 * H, <int> WK)
-                for n in range(N):
-                    L = plen[n]
-                    if k >= L:
-                        continue
-                    t = step_time(k, L, reverse)
-                    r = n * T + t
-                    a = pg + r * G
-                    w = pw + n * WK
-                    orow = pout + r * W + out_offset
-                    if training:
-                        memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
-                        memcpy(pex + r * H, w + 2 * H, H * sizeof(floating))
-                    gru_rb_fwd_h(a, w, bx, ph + n * H, orow, H)
+            wp1 = pack_b(prow, False, <int> H, <int> (2 * H), pWh, <int> G)
+            wp2 = pack_b(prow, False, <int> H, <int> H, pWh + 2 * H, <int> G)
+        a.Wp1, a.Wp2 = wp1, wp2
+        nt = step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (reset_after or wp2 != NULL))
+        if floating is float and nt > 1:
+            rf_run_rows(gru_forward_steps_f, &a, N, nt)
+        else:
+            gru_forward_steps(<floating*> NULL, &a, 0, N)
         free(wp1)
         free(wp2)
+        free(wxp)
+
+
+cdef struct BwdArgs:
+    void* gates
+    void* dh
+    void* work
+    void* extra
+    const void* dout
+    const void* h_prev
+    const void* Wh
+    const void* Wp1          # reset_after: Wh^T packed; else Wh_zr^T packed
+    const void* Wp2          # reset_before: Wh_h^T packed
+    const Py_ssize_t* lengths
+    Py_ssize_t T, H, W, dout_offset
+    bint reverse, reset_after
+
+
+cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
+                             Py_ssize_t n1) noexcept nogil:
+    """BPTT steps T-1..0 for batch rows n0..n1-1."""
+    cdef Py_ssize_t T = a.T, H = a.H, G = 3 * H, WK = 4 * H
+    cdef Py_ssize_t W = a.W, off = a.dout_offset
+    cdef floating* pg = <floating*> a.gates
+    cdef floating* pdh = <floating*> a.dh
+    cdef floating* pw = <floating*> a.work
+    cdef floating* pex = <floating*> a.extra
+    cdef const floating* pdo = <const floating*> a.dout
+    cdef const floating* phs = <const floating*> a.h_prev
+    cdef const floating* pWh = <const floating*> a.Wh
+    cdef const floating* wp1 = <const floating*> a.Wp1
+    cdef const floating* wp2 = <const floating*> a.Wp2
+    cdef const Py_ssize_t* plen = a.lengths
+    cdef int rows = <int> (n1 - n0)
+    cdef Py_ssize_t k, n, t, j, L, r
+    cdef floating* g
+    cdef floating* w
+    for k in range(T - 1, -1, -1):
+        for n in range(n0, n1):
+            L = plen[n]
+            w = pw + n * WK
+            if k >= L:
+                for j in range(G):
+                    w[j] = 0
+                continue
+            t = step_time(k, L, a.reverse)
+            r = n * T + t
+            g = pg + r * G
+            gru_bwd_row(g, w, phs + r * H, pdo + r * W + off, pdh + n * H,
+                        pex + r * H, H, a.reset_after)
+        if a.reset_after:
+            gemm_packed(rows, <int> H, <int> G, pw + n0 * WK, <int> WK, wp1, True,
+                        pWh, <int> G, True, pdh + n0 * H, <int> H)
+        else:
+            # d(r*h) = da_h Wh_h^T, then da_r, then dh += [da_z, da_r] Wh_zr^T
+            gemm_packed(rows, <int> H, <int> H, pw + n0 * WK + 2 * H, <int> WK, wp2, True,
+                        pWh + 2 * H, <int> G, False, pw + n0 * WK + 3 * H, <int> WK)
+            for n in range(n0, n1):
+                L = plen[n]
+                if k >= L:
+                    continue
+                t = step_time(k, L, a.reverse)
+                r = n * T + t
+                g = pg + r * G
+                w = pw + n * WK
+                gru_rb_bwd_r(g, w, phs + r * H, pdh + n * H, H)
+            gemm_packed(rows, <int> H, <int> (2 * H), pw + n0 * WK, <int> WK, wp1, True,
+                        pWh, <int> G, True, pdh + n0 * H, <int> H)
+
+
+cdef void gru_backward_steps_f(void* a, long n0, long n1) noexcept nogil:
+    gru_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
 
 
 def gru_backward(const floating[:, :, ::1] xs,
@@ -145,63 +280,41 @@ def gru_backward(const floating[:, :, ::1] xs,
                  floating[::1] db,
                  floating[:, :, ::1] dxs,
                  bint accumulate_dx,
-                 floating[:, ::1] work):
+                 floating[:, ::1] work,
+                 int threads=1):
     """BPTT; dh: in dL/d(final h), out dL/dh0.  db is flat like b."""
     cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
-    cdef Py_ssize_t H = Wh.shape[0], G = 3 * H, W = dout.shape[2], WK = 4 * H
-    cdef Py_ssize_t k, n, t, j, L, r
+    cdef Py_ssize_t H = Wh.shape[0], G = 3 * H, W = dout.shape[2]
+    cdef Py_ssize_t j
+    cdef BwdArgs a
+    cdef int nt, prow
     cdef floating* pg = &gates[0, 0, 0]
-    cdef floating* pdh = &dh[0, 0]
-    cdef floating* pw = &work[0, 0]
     cdef floating* pex = &extra[0, 0, 0]
-    cdef const floating* pdo = &dout[0, 0, 0]
     cdef const floating* phs = &h_prev[0, 0, 0]
     cdef const floating* pWh = &Wh[0, 0]
     cdef const Py_ssize_t* plen = &lengths[0]
-    cdef floating* a
-    cdef floating* w
     cdef floating* wp1 = NULL
     cdef floating* wp2 = NULL
+    a.gates, a.dh, a.work, a.extra = pg, &dh[0, 0], &work[0, 0], pex
+    a.dout, a.h_prev, a.Wh, a.lengths = &dout[0, 0, 0], phs, pWh, plen
+    a.T, a.H, a.W, a.dout_offset = T, H, W, dout_offset
+    a.reverse, a.reset_after = reverse, reset_after
     with nogil:
         zero_padding(pg, N, T, G, 0, G, plen)
         if reset_after:
             zero_padding(pex, N, T, H, 0, H, plen)
+        prow = packed_rows(N, threads, True)
         if reset_after:
-            wp1 = pack_b(<int> N, True, <int> G, <int> H, pWh, <int> G)
+            wp1 = pack_b(prow, True, <int> G, <int> H, pWh, <int> G)
         else:
-            wp1 = pack_b(<int> N, True, <int> (2 * H), <int> H, pWh, <int> G)
-            wp2 = pack_b(<int> N, True, <int> H, <int> H, pWh + 2 * H, <int> G)
-        for k in range(T - 1, -1, -1):
-            for n in range(N):
-                L = plen[n]
-                w = pw + n * WK
-                if k >= L:
-                    for j in range(G):
-                        w[j] = 0
-                    continue
-                t = step_time(k, L, reverse)
-                r = n * T + t
-                a = pg + r * G
-                gru_bwd_row(a, w, phs + r * H, pdo + r * W + dout_offset, pdh + n * H,
-                            pex + r * H, H, reset_after)
-            if reset_after:
-                gemm_packed(<int> N, <int> H, <int> G, pw, <int> WK, wp1, True,
-                            pWh, <int> G, True, pdh, <int> H)
-            else:
-                # d(r*h) = da_h Wh_h^T, then da_r, then dh += [da_z, da_r] Wh_zr^T
-                gemm_packed(<int> N, <int> H, <int> H, pw + 2 * H, <int> WK, wp2, True,
-                            pWh + 2 * H, <int> G, False, pw + 3 * H, <int> WK)
-                for n in range(N):
-                    L = plen[n]
-                    if k >= L:
-                        continue
-                    t = step_time(k, L, reverse)
-                    r = n * T + t
-                    a = pg + r * G
-                    w = pw + n * WK
-                    gru_rb_bwd_r(a, w, phs + r * H, pdh + n * H, H)
-                gemm_packed(<int> N, <int> H, <int> (2 * H), pw, <int> WK, wp1, True,
-                            pWh, <int> G, True, pdh, <int> H)
+            wp1 = pack_b(prow, True, <int> (2 * H), <int> H, pWh, <int> G)
+            wp2 = pack_b(prow, True, <int> H, <int> H, pWh + 2 * H, <int> G)
+        a.Wp1, a.Wp2 = wp1, wp2
+        nt = step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (reset_after or wp2 != NULL))
+        if floating is float and nt > 1:
+            rf_run_rows(gru_backward_steps_f, &a, N, nt)
+        else:
+            gru_backward_steps(<floating*> NULL, &a, 0, N)
         free(wp1)
         free(wp2)
         input_grads(&xs[0, 0, 0], &Wx[0, 0], pg, &dWx[0, 0], &dxs[0, 0, 0],

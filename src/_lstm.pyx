@@ -13,12 +13,98 @@ Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
     work    (N, 4H)     scratch for ragged reverse runs
     h, c    (N, H)      in: initial state; out: final state
 A cell's one step is the same kernel with T = 1.
+
+Each kernel is a def (checks, hoisted GEMMs on BLAS) and a step loop over
+a range of batch rows (`*_steps`), which runs on `threads` threads when
+the per-step products use the packed micro-kernel (src/_threads.h).
 """
 from libc.string cimport memcpy
 from libc.stdlib cimport free
 from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_gemm_packed_supported
 from _cells cimport lstm_fwd_row, lstm_bwd_row
-from _seq cimport step_time, is_uniform, zero_padding, add_column_sums, input_grads
+from _seq cimport (step_time, is_uniform, zero_padding, add_column_sums, input_grads,
+                  rf_run_rows, step_threads, packed_rows)
+
+
+cdef struct FwdArgs:
+    # Everything the forward step loop reads, as untyped pointers so that
+    # one struct serves float and double (the loop casts them back).
+    const void* xs
+    const void* Wx_packed
+    void* gates
+    void* h
+    void* c
+    void* out
+    void* work
+    void* h_prev
+    void* c_prev
+    void* tanh_c
+    const void* b
+    const void* Wh
+    const void* Wh_packed
+    const Py_ssize_t* lengths
+    Py_ssize_t T, D, H, W, out_offset
+    bint reverse, uniform, training
+
+
+cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
+                             Py_ssize_t n1) noexcept nogil:
+    """Steps 0..T-1 for batch rows n0..n1-1 (tag only selects the type),
+    after their input projection when Wx is packed (else the caller did it
+    for all rows on BLAS)."""
+    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 4 * H, W = a.W, off = a.out_offset
+    cdef floating* pg = <floating*> a.gates
+    cdef floating* ph = <floating*> a.h
+    cdef floating* pc = <floating*> a.c
+    cdef floating* pout = <floating*> a.out
+    cdef floating* pw = <floating*> a.work
+    cdef floating* phs = <floating*> a.h_prev
+    cdef floating* pcs = <floating*> a.c_prev
+    cdef floating* pts = <floating*> a.tanh_c
+    cdef const floating* pb = <const floating*> a.b
+    cdef const floating* Wh = <const floating*> a.Wh
+    cdef const floating* whp = <const floating*> a.Wh_packed
+    cdef const Py_ssize_t* plen = a.lengths
+    cdef int rows = <int> (n1 - n0)
+    cdef Py_ssize_t k, n, t, j, L
+    cdef floating* g
+    cdef floating* tsave = NULL
+    if a.Wx_packed != NULL:
+        gemm_packed(<int> ((n1 - n0) * T), <int> G, <int> D,
+                    <const floating*> a.xs + n0 * T * D, <int> D,
+                    <const floating*> a.Wx_packed, False, NULL, 0, False,
+                    pg + n0 * T * G, <int> G)
+    for k in range(T):
+        if a.uniform:
+            # Recurrent GEMM accumulates straight into the step-t rows
+            # of the projected gates (row stride T*4H, no copy).
+            t = step_time(k, T, a.reverse)
+            gemm_packed(rows, <int> G, <int> H, ph + n0 * H, <int> H, whp, False,
+                        Wh, <int> G, True, pg + (n0 * T + t) * G, <int> (T * G))
+        else:
+            # Ragged reverse run: each row is at its own t, so the
+            # recurrent term goes to scratch and is added per row.
+            gemm_packed(rows, <int> G, <int> H, ph + n0 * H, <int> H, whp, False,
+                        Wh, <int> G, False, pw + n0 * G, <int> G)
+        for n in range(n0, n1):
+            L = plen[n]
+            if k >= L:
+                continue
+            t = step_time(k, L, a.reverse)
+            g = pg + (n * T + t) * G
+            if not a.uniform:
+                for j in range(G):
+                    g[j] += pw[n * G + j]
+            if a.training:
+                memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
+                memcpy(pcs + (n * T + t) * H, pc + n * H, H * sizeof(floating))
+                tsave = pts + (n * T + t) * H
+            lstm_fwd_row(g, pb, pc + n * H, ph + n * H, pout + (n * T + t) * W + off,
+                         tsave, H)
+
+
+cdef void lstm_forward_steps_f(void* a, long n0, long n1) noexcept nogil:
+    lstm_forward_steps(<float*> NULL, <FwdArgs*> a, n0, n1)
 
 
 def lstm_forward(const floating[:, :, ::1] xs,
@@ -36,75 +122,111 @@ def lstm_forward(const floating[:, :, ::1] xs,
                  floating[:, :, ::1] c_prev,
                  floating[:, :, ::1] tanh_c,
                  floating[:, ::1] work,
-                 bint training):
+                 bint training,
+                 int threads=1):
     """Run the LSTM over a whole batch of sequences without the GIL.
 
     With training=False the saved activations (h_prev, c_prev, tanh_c) are
-    not written and may be empty arrays."""
+    not written and may be empty arrays.  threads: at most this many
+    threads for the step loop (the caller passes its BLAS thread count)."""
     cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
     cdef Py_ssize_t H = Wh.shape[0], G = 4 * H, W = out.shape[2]
-    cdef Py_ssize_t k, n, t, j, L
-    cdef bint uniform
-    cdef const floating* px = &xs[0, 0, 0]
-    cdef floating* pg = &gates[0, 0, 0]
-    cdef floating* ph = &h[0, 0]
-    cdef floating* pc = &c[0, 0]
-    cdef floating* pout = &out[0, 0, 0]
-    cdef floating* pw = &work[0, 0]
-    cdef floating* phs = NULL
-    cdef floating* pcs = NULL
-    cdef floating* pts = NULL
-    cdef const floating* pb = &b[0]
-    cdef const Py_ssize_t* plen = &lengths[0]
-    cdef floating* a
-    cdef floating* hrow
-    cdef floating* crow
-    cdef floating* orow
-    cdef floating* tsave = NULL
-    cdef floating* whp
+    cdef FwdArgs a
+    cdef int nt
+    cdef floating* whp = NULL
+    cdef floating* wxp = NULL
+    a.gates, a.h, a.c, a.out, a.work = &gates[0, 0, 0], &h[0, 0], &c[0, 0], &out[0, 0, 0], &work[0, 0]
+    a.h_prev = a.c_prev = a.tanh_c = NULL
     if training:
-        phs = &h_prev[0, 0, 0]
-        pcs = &c_prev[0, 0, 0]
-        pts = &tanh_c[0, 0, 0]
+        a.h_prev, a.c_prev, a.tanh_c = &h_prev[0, 0, 0], &c_prev[0, 0, 0], &tanh_c[0, 0, 0]
+    a.b, a.Wh, a.lengths = &b[0], &Wh[0, 0], &lengths[0]
+    a.xs, a.T, a.D, a.H, a.W, a.out_offset = &xs[0, 0, 0], T, D, H, W, out_offset
+    a.reverse, a.training = reverse, training
     with nogil:
-        uniform = is_uniform(plen, N, T, reverse)
-        # Hoisted input projection of all N*T rows: one GEMM.
-        gemm(False, False, <int> (N * T), <int> G, <int> D, <floating> 1,
-             px, <int> D, &Wx[0, 0], <int> G, <floating> 0, pg, <int> G)
-        zero_padding(pout, N, T, W, out_offset, H, plen)
+        a.uniform = is_uniform(a.lengths, N, T, reverse)
+        # Hoisted input projection of all N*T rows: one GEMM, on BLAS or
+        # (Wx packed) per thread in the step loop's function.
+        wxp = pack_b(packed_rows(N * T, threads, training), False, <int> D, <int> G,
+                     &Wx[0, 0], <int> G)
+        a.Wx_packed = wxp
+        if wxp == NULL:
+            gemm(False, False, <int> (N * T), <int> G, <int> D, <floating> 1,
+                 &xs[0, 0, 0], <int> D, &Wx[0, 0], <int> G, <floating> 0,
+                 <floating*> a.gates, <int> G)
+        zero_padding(<floating*> a.out, N, T, W, out_offset, H, a.lengths)
         if training:
-            zero_padding(phs, N, T, H, 0, H, plen)
-        whp = pack_b(<int> N, False, <int> H, <int> G, &Wh[0, 0], <int> G)
-        for k in range(T):
-            if uniform:
-                # Recurrent GEMM accumulates straight into the step-t rows
-                # of the projected gates (row stride T*4H, no copy).
-                t = step_time(k, T, reverse)
-                gemm_packed(<int> N, <int> G, <int> H, ph, <int> H, whp, False,
-                            &Wh[0, 0], <int> G, True, pg + t * G, <int> (T * G))
-            else:
-                # Ragged reverse run: each row is at its own t, so the
-                # recurrent term goes to scratch and is added per row.
-                gemm_packed(<int> N, <int> G, <int> H, ph, <int> H, whp, False,
-                            &Wh[0, 0], <int> G, False, pw, <int> G)
-            for n in range(N):
-                L = plen[n]
-                if k >= L:
-                    continue
-                t = step_time(k, L, reverse)
-                a = pg + (n * T + t) * G
-                hrow = ph + n * H
-                crow = pc + n * H
-                orow = pout + (n * T + t) * W + out_offset
-                if not uniform:
-                    for j in range(G):
-                        a[j] += pw[n * G + j]
-                if training:
-                    memcpy(phs + (n * T + t) * H, hrow, H * sizeof(floating))
-                    memcpy(pcs + (n * T + t) * H, crow, H * sizeof(floating))
-                    tsave = pts + (n * T + t) * H
-                lstm_fwd_row(a, pb, crow, hrow, orow, tsave, H)
+            zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
+        whp = pack_b(packed_rows(N, threads, training), False, <int> H, <int> G,
+                     &Wh[0, 0], <int> G)
+        a.Wh_packed = whp
+        nt = step_threads(threads, N, T, 2 * H * G, whp != NULL)
+        if floating is float and nt > 1:
+            rf_run_rows(lstm_forward_steps_f, &a, N, nt)
+        else:
+            lstm_forward_steps(<floating*> NULL, &a, 0, N)
         free(whp)
+        free(wxp)
+
+
+cdef struct BwdArgs:
+    void* gates
+    void* dh
+    void* dc
+    void* work
+    const void* dout
+    const void* c_prev
+    const void* tanh_c
+    const void* Wh
+    const void* WhT_packed
+    const Py_ssize_t* lengths
+    Py_ssize_t T, H, W, dout_offset
+    bint reverse, uniform
+
+
+cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
+                              Py_ssize_t n1) noexcept nogil:
+    """BPTT steps T-1..0 for batch rows n0..n1-1."""
+    cdef Py_ssize_t T = a.T, H = a.H, G = 4 * H, W = a.W, off = a.dout_offset
+    cdef floating* pg = <floating*> a.gates
+    cdef floating* pdh = <floating*> a.dh
+    cdef floating* pdc = <floating*> a.dc
+    cdef floating* pw = <floating*> a.work
+    cdef const floating* pdo = <const floating*> a.dout
+    cdef const floating* pcs = <const floating*> a.c_prev
+    cdef const floating* pts = <const floating*> a.tanh_c
+    cdef const floating* Wh = <const floating*> a.Wh
+    cdef const floating* whtp = <const floating*> a.WhT_packed
+    cdef const Py_ssize_t* plen = a.lengths
+    cdef int rows = <int> (n1 - n0)
+    cdef Py_ssize_t k, n, t, j, L, r
+    cdef floating* g
+    for k in range(T - 1, -1, -1):
+        for n in range(n0, n1):
+            L = plen[n]
+            if k >= L:
+                if not a.uniform:
+                    for j in range(G):
+                        pw[n * G + j] = 0
+                continue
+            t = step_time(k, L, a.reverse)
+            r = n * T + t
+            g = pg + r * G
+            lstm_bwd_row(g, pts + r * H, pcs + r * H, pdo + r * W + off,
+                         pdh + n * H, pdc + n * H, H)
+            if not a.uniform:
+                memcpy(pw + n * G, g, G * sizeof(floating))
+        # dh_prev (+)= dA_t Wh^T; idle rows keep their carried dh.
+        if a.uniform:
+            t = step_time(k, T, a.reverse)
+            gemm_packed(rows, <int> H, <int> G, pg + (n0 * T + t) * G, <int> (T * G),
+                        whtp, True, Wh, <int> G, True, pdh + n0 * H, <int> H)
+        else:
+            gemm_packed(rows, <int> H, <int> G, pw + n0 * G, <int> G,
+                        whtp, True, Wh, <int> G, True, pdh + n0 * H, <int> H)
+
+
+cdef void lstm_backward_steps_f(void* a, long n0, long n1) noexcept nogil:
+    lstm_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
 
 
 def lstm_backward(const floating[:, :, ::1] xs,
@@ -125,60 +247,41 @@ def lstm_backward(const floating[:, :, ::1] xs,
                   floating[::1] db,
                   floating[:, :, ::1] dxs,
                   bint accumulate_dx,
-                  floating[:, ::1] work):
+                  floating[:, ::1] work,
+                  int threads=1):
     """BPTT through the saved forward.  dh, dc: in dL/d(final state), out
     dL/d(initial state).  Overwrites gates with dL/da and dWx, dWh, db;
     dxs is overwritten, or added to when accumulate_dx (the two directions
     of a bidirectional layer share one input)."""
     cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
     cdef Py_ssize_t H = Wh.shape[0], G = 4 * H, W = dout.shape[2]
-    cdef Py_ssize_t k, n, t, j, L, r
-    cdef bint uniform
+    cdef Py_ssize_t j
+    cdef BwdArgs a
+    cdef int nt
     cdef floating* pg = &gates[0, 0, 0]
-    cdef floating* pdh = &dh[0, 0]
-    cdef floating* pdc = &dc[0, 0]
-    cdef floating* pw = &work[0, 0]
-    cdef const floating* pdo = &dout[0, 0, 0]
-    cdef const floating* phs = &h_prev[0, 0, 0]
-    cdef const floating* pcs = &c_prev[0, 0, 0]
-    cdef const floating* pts = &tanh_c[0, 0, 0]
-    cdef const Py_ssize_t* plen = &lengths[0]
-    cdef floating* a
-    cdef floating* whtp
+    cdef floating* whtp = NULL
+    a.gates, a.dh, a.dc, a.work = pg, &dh[0, 0], &dc[0, 0], &work[0, 0]
+    a.dout, a.c_prev, a.tanh_c = &dout[0, 0, 0], &c_prev[0, 0, 0], &tanh_c[0, 0, 0]
+    a.Wh, a.lengths = &Wh[0, 0], &lengths[0]
+    a.T, a.H, a.W, a.dout_offset, a.reverse = T, H, W, dout_offset, reverse
     with nogil:
-        uniform = is_uniform(plen, N, T, reverse)
-        zero_padding(pg, N, T, G, 0, G, plen)
-        whtp = pack_b(<int> N, True, <int> G, <int> H, &Wh[0, 0], <int> G)
-        for k in range(T - 1, -1, -1):
-            for n in range(N):
-                L = plen[n]
-                if k >= L:
-                    if not uniform:
-                        for j in range(G):
-                            pw[n * G + j] = 0
-                    continue
-                t = step_time(k, L, reverse)
-                r = n * T + t
-                a = pg + r * G
-                lstm_bwd_row(a, pts + r * H, pcs + r * H, pdo + r * W + dout_offset,
-                             pdh + n * H, pdc + n * H, H)
-                if not uniform:
-                    memcpy(pw + n * G, a, G * sizeof(floating))
-            # dh_prev (+)= dA_t Wh^T; idle rows keep their carried dh.
-            if uniform:
-                t = step_time(k, T, reverse)
-                gemm_packed(<int> N, <int> H, <int> G, pg + t * G, <int> (T * G),
-                            whtp, True, &Wh[0, 0], <int> G, True, pdh, <int> H)
-            else:
-                gemm_packed(<int> N, <int> H, <int> G, pw, <int> G,
-                            whtp, True, &Wh[0, 0], <int> G, True, pdh, <int> H)
+        a.uniform = is_uniform(a.lengths, N, T, reverse)
+        zero_padding(pg, N, T, G, 0, G, a.lengths)
+        whtp = pack_b(packed_rows(N, threads, True), True, <int> G, <int> H,
+                      &Wh[0, 0], <int> G)
+        a.WhT_packed = whtp
+        nt = step_threads(threads, N, T, 2 * H * G, whtp != NULL)
+        if floating is float and nt > 1:
+            rf_run_rows(lstm_backward_steps_f, &a, N, nt)
+        else:
+            lstm_backward_steps(<floating*> NULL, &a, 0, N)
         free(whtp)
         # Parameter and input gradients: one GEMM each over all steps.
         input_grads(&xs[0, 0, 0], &Wx[0, 0], pg, &dWx[0, 0], &dxs[0, 0, 0],
                     <floating> (1 if accumulate_dx else 0),
                     <int> (N * T), <int> D, <int> G)
         gemm(True, False, <int> H, <int> G, <int> (N * T), <floating> 1,
-             phs, <int> H, pg, <int> G, <floating> 0, &dWh[0, 0], <int> G)
+             &h_prev[0, 0, 0], <int> H, pg, <int> G, <floating> 0, &dWh[0, 0], <int> G)
         for j in range(G):
             db[j] = 0
         add_column_sums(pg, N * T, G, G, &db[0])

@@ -9,12 +9,80 @@ Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
     work    (N, H)     scratch for ragged reverse runs
     h       (N, H)     in: initial state; out: final state
 A cell's one step is the same kernel with T = 1.
+
+Each kernel is a def (checks, BLAS products) and a step loop over a range
+of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 from libc.string cimport memcpy
 from libc.stdlib cimport free
 from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_gemm_packed_supported
 from _cells cimport rnn_fwd_row, rnn_bwd_row
-from _seq cimport step_time, is_uniform, zero_padding, add_column_sums, input_grads
+from _seq cimport (step_time, is_uniform, zero_padding, add_column_sums, input_grads,
+                  rf_run_rows, step_threads, packed_rows)
+
+
+cdef struct FwdArgs:
+    const void* xs
+    const void* Wx_packed
+    void* gates
+    void* h
+    void* out
+    void* work
+    void* h_prev
+    const void* b
+    const void* Wh
+    const void* Wh_packed
+    const Py_ssize_t* lengths
+    Py_ssize_t T, D, H, W, out_offset
+    bint reverse, uniform, training, relu
+
+
+cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
+                            Py_ssize_t n1) noexcept nogil:
+    """Steps 0..T-1 for batch rows n0..n1-1, after their input projection
+    when Wx is packed (else the caller did it on BLAS)."""
+    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, W = a.W, off = a.out_offset
+    cdef floating* pg = <floating*> a.gates
+    cdef floating* ph = <floating*> a.h
+    cdef floating* pout = <floating*> a.out
+    cdef floating* pw = <floating*> a.work
+    cdef floating* phs = <floating*> a.h_prev
+    cdef const floating* pb = <const floating*> a.b
+    cdef const floating* Wh = <const floating*> a.Wh
+    cdef const floating* whp = <const floating*> a.Wh_packed
+    cdef const Py_ssize_t* plen = a.lengths
+    cdef int rows = <int> (n1 - n0)
+    cdef Py_ssize_t k, n, t, j, L
+    cdef floating* g
+    if a.Wx_packed != NULL:
+        gemm_packed(<int> ((n1 - n0) * T), <int> H, <int> D,
+                    <const floating*> a.xs + n0 * T * D, <int> D,
+                    <const floating*> a.Wx_packed, False, NULL, 0, False,
+                    pg + n0 * T * H, <int> H)
+    for k in range(T):
+        if a.uniform:
+            t = step_time(k, T, a.reverse)
+            gemm_packed(rows, <int> H, <int> H, ph + n0 * H, <int> H, whp, False,
+                        Wh, <int> H, True, pg + (n0 * T + t) * H, <int> (T * H))
+        else:
+            gemm_packed(rows, <int> H, <int> H, ph + n0 * H, <int> H, whp, False,
+                        Wh, <int> H, False, pw + n0 * H, <int> H)
+        for n in range(n0, n1):
+            L = plen[n]
+            if k >= L:
+                continue
+            t = step_time(k, L, a.reverse)
+            g = pg + (n * T + t) * H
+            if not a.uniform:
+                for j in range(H):
+                    g[j] += pw[n * H + j]
+            if a.training:
+                memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
+            rnn_fwd_row(g, pb, ph + n * H, pout + (n * T + t) * W + off, H, a.relu)
+
+
+cdef void rnn_forward_steps_f(void* a, long n0, long n1) noexcept nogil:
+    rnn_forward_steps(<float*> NULL, <FwdArgs*> a, n0, n1)
 
 
 def rnn_forward(const floating[:, :, ::1] xs,
@@ -30,53 +98,94 @@ def rnn_forward(const floating[:, :, ::1] xs,
                 floating[:, :, ::1] gates,
                 floating[:, :, ::1] h_prev,
                 floating[:, ::1] work,
-                bint training):
+                bint training,
+                int threads=1):
     cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
     cdef Py_ssize_t H = Wh.shape[0], W = out.shape[2]
-    cdef Py_ssize_t k, n, t, j, L
-    cdef bint uniform
-    cdef floating* pg = &gates[0, 0, 0]
-    cdef floating* ph = &h[0, 0]
-    cdef floating* pout = &out[0, 0, 0]
-    cdef floating* pw = &work[0, 0]
-    cdef floating* phs = NULL
-    cdef const floating* pb = &b[0]
-    cdef const Py_ssize_t* plen = &lengths[0]
-    cdef floating* a
-    cdef floating* orow
-    cdef floating* whp
-    if training:
-        phs = &h_prev[0, 0, 0]
+    cdef FwdArgs a
+    cdef int nt
+    cdef floating* whp = NULL
+    cdef floating* wxp = NULL
+    a.gates, a.h, a.out, a.work = &gates[0, 0, 0], &h[0, 0], &out[0, 0, 0], &work[0, 0]
+    a.h_prev = &h_prev[0, 0, 0] if training else NULL
+    a.b, a.Wh, a.lengths = &b[0], &Wh[0, 0], &lengths[0]
+    a.xs, a.T, a.D, a.H, a.W, a.out_offset = &xs[0, 0, 0], T, D, H, W, out_offset
+    a.reverse, a.training, a.relu = reverse, training, relu
     with nogil:
-        uniform = is_uniform(plen, N, T, reverse)
-        gemm(False, False, <int> (N * T), <int> H, <int> D, <floating> 1,
-             &xs[0, 0, 0], <int> D, &Wx[0, 0], <int> H, <floating> 0, pg, <int> H)
-        zero_padding(pout, N, T, W, out_offset, H, plen)
+        a.uniform = is_uniform(a.lengths, N, T, reverse)
+        wxp = pack_b(packed_rows(N * T, threads, training), False, <int> D, <int> H,
+                     &Wx[0, 0], <int> H)
+        a.Wx_packed = wxp
+        if wxp == NULL:
+            gemm(False, False, <int> (N * T), <int> H, <int> D, <floating> 1,
+                 &xs[0, 0, 0], <int> D, &Wx[0, 0], <int> H, <floating> 0,
+                 <floating*> a.gates, <int> H)
+        zero_padding(<floating*> a.out, N, T, W, out_offset, H, a.lengths)
         if training:
-            zero_padding(phs, N, T, H, 0, H, plen)
-        whp = pack_b(<int> N, False, <int> H, <int> H, &Wh[0, 0], <int> H)
-        for k in range(T):
-            if uniform:
-                t = step_time(k, T, reverse)
-                gemm_packed(<int> N, <int> H, <int> H, ph, <int> H, whp, False,
-                            &Wh[0, 0], <int> H, True, pg + t * H, <int> (T * H))
-            else:
-                gemm_packed(<int> N, <int> H, <int> H, ph, <int> H, whp, False,
-                            &Wh[0, 0], <int> H, False, pw, <int> H)
-            for n in range(N):
-                L = plen[n]
-                if k >= L:
-                    continue
-                t = step_time(k, L, reverse)
-                a = pg + (n * T + t) * H
-                orow = pout + (n * T + t) * W + out_offset
-                if not uniform:
-                    for j in range(H):
-                        a[j] += pw[n * H + j]
-                if training:
-                    memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
-                rnn_fwd_row(a, pb, ph + n * H, orow, H, relu)
+            zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
+        whp = pack_b(packed_rows(N, threads, training), False, <int> H, <int> H,
+                     &Wh[0, 0], <int> H)
+        a.Wh_packed = whp
+        nt = step_threads(threads, N, T, 2 * H * H, whp != NULL)
+        if floating is float and nt > 1:
+            rf_run_rows(rnn_forward_steps_f, &a, N, nt)
+        else:
+            rnn_forward_steps(<floating*> NULL, &a, 0, N)
         free(whp)
+        free(wxp)
+
+
+cdef struct BwdArgs:
+    void* gates
+    void* dh
+    void* work
+    const void* dout
+    const void* Wh
+    const void* WhT_packed
+    const Py_ssize_t* lengths
+    Py_ssize_t T, H, W, dout_offset
+    bint reverse, uniform, relu
+
+
+cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
+                             Py_ssize_t n1) noexcept nogil:
+    """BPTT steps T-1..0 for batch rows n0..n1-1."""
+    cdef Py_ssize_t T = a.T, H = a.H, W = a.W, off = a.dout_offset
+    cdef floating* pg = <floating*> a.gates
+    cdef floating* pdh = <floating*> a.dh
+    cdef floating* pw = <floating*> a.work
+    cdef const floating* pdo = <const floating*> a.dout
+    cdef const floating* Wh = <const floating*> a.Wh
+    cdef const floating* whtp = <const floating*> a.WhT_packed
+    cdef const Py_ssize_t* plen = a.lengths
+    cdef int rows = <int> (n1 - n0)
+    cdef Py_ssize_t k, n, t, j, L, r
+    cdef floating* g
+    for k in range(T - 1, -1, -1):
+        for n in range(n0, n1):
+            L = plen[n]
+            if k >= L:
+                if not a.uniform:
+                    for j in range(H):
+                        pw[n * H + j] = 0
+                continue
+            t = step_time(k, L, a.reverse)
+            r = n * T + t
+            g = pg + r * H
+            rnn_bwd_row(g, pdo + r * W + off, pdh + n * H, H, a.relu)
+            if not a.uniform:
+                memcpy(pw + n * H, g, H * sizeof(floating))
+        if a.uniform:
+            t = step_time(k, T, a.reverse)
+            gemm_packed(rows, <int> H, <int> H, pg + (n0 * T + t) * H, <int> (T * H),
+                        whtp, True, Wh, <int> H, True, pdh + n0 * H, <int> H)
+        else:
+            gemm_packed(rows, <int> H, <int> H, pw + n0 * H, <int> H,
+                        whtp, True, Wh, <int> H, True, pdh + n0 * H, <int> H)
+
+
+cdef void rnn_backward_steps_f(void* a, long n0, long n1) noexcept nogil:
+    rnn_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
 
 
 def rnn_backward(const floating[:, :, ::1] xs,
@@ -95,43 +204,30 @@ def rnn_backward(const floating[:, :, ::1] xs,
                  floating[::1] db,
                  floating[:, :, ::1] dxs,
                  bint accumulate_dx,
-                 floating[:, ::1] work):
+                 floating[:, ::1] work,
+                 int threads=1):
     cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
     cdef Py_ssize_t H = Wh.shape[0], W = dout.shape[2]
-    cdef Py_ssize_t k, n, t, j, L, r
-    cdef bint uniform
+    cdef Py_ssize_t j
+    cdef BwdArgs a
+    cdef int nt
     cdef floating* pg = &gates[0, 0, 0]
-    cdef floating* pdh = &dh[0, 0]
-    cdef floating* pw = &work[0, 0]
-    cdef const floating* pdo = &dout[0, 0, 0]
-    cdef const Py_ssize_t* plen = &lengths[0]
-    cdef floating* a
-    cdef floating* whtp
+    cdef floating* whtp = NULL
+    a.gates, a.dh, a.work, a.dout = pg, &dh[0, 0], &work[0, 0], &dout[0, 0, 0]
+    a.Wh, a.lengths = &Wh[0, 0], &lengths[0]
+    a.T, a.H, a.W, a.dout_offset = T, H, W, dout_offset
+    a.reverse, a.relu = reverse, relu
     with nogil:
-        uniform = is_uniform(plen, N, T, reverse)
-        zero_padding(pg, N, T, H, 0, H, plen)
-        whtp = pack_b(<int> N, True, <int> H, <int> H, &Wh[0, 0], <int> H)
-        for k in range(T - 1, -1, -1):
-            for n in range(N):
-                L = plen[n]
-                if k >= L:
-                    if not uniform:
-                        for j in range(H):
-                            pw[n * H + j] = 0
-                    continue
-                t = step_time(k, L, reverse)
-                r = n * T + t
-                a = pg + r * H
-                rnn_bwd_row(a, pdo + r * W + dout_offset, pdh + n * H, H, relu)
-                if not uniform:
-                    memcpy(pw + n * H, a, H * sizeof(floating))
-            if uniform:
-                t = step_time(k, T, reverse)
-                gemm_packed(<int> N, <int> H, <int> H, pg + t * H, <int> (T * H),
-                            whtp, True, &Wh[0, 0], <int> H, True, pdh, <int> H)
-            else:
-                gemm_packed(<int> N, <int> H, <int> H, pw, <int> H,
-                            whtp, True, &Wh[0, 0], <int> H, True, pdh, <int> H)
+        a.uniform = is_uniform(a.lengths, N, T, reverse)
+        zero_padding(pg, N, T, H, 0, H, a.lengths)
+        whtp = pack_b(packed_rows(N, threads, True), True, <int> H, <int> H,
+                      &Wh[0, 0], <int> H)
+        a.WhT_packed = whtp
+        nt = step_threads(threads, N, T, 2 * H * H, whtp != NULL)
+        if floating is float and nt > 1:
+            rf_run_rows(rnn_backward_steps_f, &a, N, nt)
+        else:
+            rnn_backward_steps(<floating*> NULL, &a, 0, N)
         free(whtp)
         input_grads(&xs[0, 0, 0], &Wx[0, 0], pg, &dWx[0, 0], &dxs[0, 0, 0],
                     <floating> (1 if accumulate_dx else 0),

@@ -67,3 +67,42 @@ cdef inline void input_grads(const floating* xs, const floating* Wx,
          <floating> 0, dWx, GH)
     gemm(False, True, NT, D, GH, <floating> 1, dG, GH, Wx, GH,
          beta_dx, dxs, D)
+
+
+# ------------------------------------------------------ rows over threads
+# See src/_threads.h: the step loop of a kernel splits over batch rows with
+# no synchronisation; each kernel puts its loop in a function of a row range.
+cdef extern from "_threads.h" nogil:
+    ctypedef void (*rf_rows_fn)(void* ctx, long n0, long n1) noexcept nogil
+    void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
+
+
+cdef inline int step_threads(int threads, Py_ssize_t N, Py_ssize_t T,
+                             Py_ssize_t flops_per_row_step,
+                             bint packed) noexcept nogil:
+    """How many threads the step loop of one call gets: the caller's
+    (its BLAS thread count), but only on the packed path (BLAS would
+    thread each step itself), at least 4 rows each (a tile of the
+    micro-kernel is up to 6 rows), and 1 when the loop is too small to
+    repay creating threads (~10 us each against ~2 MFLOP of work)."""
+    cdef Py_ssize_t t = threads
+    if not packed or t < 2:
+        return 1
+    if t > N // 4:
+        t = N // 4
+    if N * T * flops_per_row_step < 2000000 * t:
+        return 1
+    return <int> (t if t > 1 else 1)
+
+
+cdef inline int packed_rows(Py_ssize_t rows, int threads, bint training) noexcept nogil:
+    """The row count to give pack_b: `rows`, or 0 (BLAS) for a training call
+    with more than one thread.  Why: a training step ends with BLAS (dWx,
+    dWh), whose OpenBLAS worker threads then spin for a while and take the
+    other core from the step-loop threads of the next call; measured,
+    LSTM train medium at 2 threads took 135-140 ms with the packed kernel
+    against 110-113 ms all on BLAS (docs/performance.md).  Inference calls
+    run no BLAS at all on the packed path, so they keep it."""
+    if training and threads > 1:
+        return 0
+    return <int> rows

@@ -71,3 +71,31 @@ def test_layer_same_with_packed_kernel_and_blas(cls, kw):
     np.testing.assert_allclose(dx1, dx2, rtol=1e-4, atol=1e-5)
     for a, b in zip(g1, g2):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("cls,kw", [(rnnfast.RNN, {}), (rnnfast.LSTM, {}),
+                                    (rnnfast.GRU, {}), (rnnfast.GRU, {"reset_after": False})])
+def test_threaded_step_loop_is_bitwise_the_serial_one(cls, kw):
+    """Inference with 2 BLAS threads splits the step loop over batch rows
+    (src/_threads.h); every row's arithmetic is the same, so the outputs
+    are bitwise those of 1 thread, with ragged lengths in both directions."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import os
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 CPUs")
+    rng = np.random.default_rng(5)
+    N, T, D, H = 24, 30, 16, 128
+    xs = rng.standard_normal((N, T, D)).astype(np.float32)
+    lengths = rng.integers(1, T + 1, N)
+    lengths[0] = T
+    net = cls(D, H, bidirectional=True, dtype=np.float32, random_state=0, **kw)
+    net.eval()
+    outs = []
+    for threads in (1, 2):
+        with threadpoolctl.threadpool_limits(threads):
+            assert _core.step_loop_threads() == threads
+            ys, state = net.forward(xs, lengths=lengths)
+        outs.append((ys, state))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    for a, b in zip(np.atleast_1d(outs[0][1]), np.atleast_1d(outs[1][1])):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,72 @@
+/* Batch rows over threads for the step loops of the kernels.
+ *
+ * A recurrent step couples the units of one sequence, never two sequences:
+ * row n at step t needs only row n at step t-1 (forward) or t+1 (BPTT).  So
+ * the whole step loop splits over batch rows with no synchronisation at
+ * all: each thread runs every step for its own rows, with its own per-step
+ * products on the packed Wh (src/_gemm.h).  BLAS (the hoisted products
+ * before and after the loop) keeps its own threads.
+ *
+ * Threads are created per call and joined before it returns: nothing spins
+ * between calls (an OpenMP or BLAS pool that spins after its region steals
+ * the other core from the next BLAS call) and nothing outlives a fork.
+ * Creating a thread costs some tens of microseconds, so callers only split
+ * calls with enough work (src/_seq.pxd, step_threads).
+ */
+#ifndef RNNFAST_THREADS_H
+#define RNNFAST_THREADS_H
+
+#include <pthread.h>
+
+#define RF_MAX_THREADS 64
+
+typedef void (*rf_rows_fn)(void* ctx, long n0, long n1);
+
+typedef struct {
+    rf_rows_fn fn;
+    void* ctx;
+    long n0, n1;
+} rf_rows_job;
+
+static void* rf_rows_trampoline(void* p)
+{
+    rf_rows_job* job = (rf_rows_job*) p;
+    job->fn(job->ctx, job->n0, job->n1);
+    return NULL;
+}
+
+/* fn(ctx, n0, n1) over [0, N) cut into `threads` contiguous ranges: the
+ * first on the calling thread, the others on new threads (a range whose
+ * thread cannot be created runs on the caller). */
+static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
+{
+    pthread_t tids[RF_MAX_THREADS];
+    rf_rows_job jobs[RF_MAX_THREADS];
+    int started[RF_MAX_THREADS];
+    int i;
+    if (threads > RF_MAX_THREADS)
+        threads = RF_MAX_THREADS;
+    if (threads > N)
+        threads = (int) N;
+    if (threads <= 1) {
+        if (N > 0)
+            fn(ctx, 0, N);
+        return;
+    }
+    for (i = 1; i < threads; i++) {
+        jobs[i].fn = fn;
+        jobs[i].ctx = ctx;
+        jobs[i].n0 = i * N / threads;
+        jobs[i].n1 = (i + 1) * N / threads;
+        started[i] = pthread_create(&tids[i], NULL, rf_rows_trampoline, &jobs[i]) == 0;
+    }
+    fn(ctx, 0, N / threads);
+    for (i = 1; i < threads; i++) {
+        if (started[i])
+            pthread_join(tids[i], NULL);
+        else
+            fn(ctx, jobs[i].n0, jobs[i].n1);
+    }
+}
+
+#endif /* RNNFAST_THREADS_H */
