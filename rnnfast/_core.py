@@ -19,6 +19,55 @@ _EMPTY = {np.dtype(np.float32): np.empty((0, 0, 0), np.float32),
           np.dtype(np.float64): np.empty((0, 0, 0), np.float64)}
 
 
+class _Scratch:
+    """The kernels' internal buffers (gates, saved states, work), kept
+    between calls for reuse.
+
+    A fresh multi-megabyte np.empty is a new mapping whose pages fault in on
+    first touch: 5-8 % of an LSTM training step at the `small`
+    configuration went to exc_page_fault and clear_page (perf,
+    docs/performance.md).  A buffer comes back here once nothing can read it
+    any more: after an inference forward, or when backward has consumed a
+    cache (whose fields are then cleared).  At most `max_bytes` are kept;
+    beyond that the oldest go back to the allocator."""
+
+    def __init__(self, max_bytes=256 << 20):
+        self.max_bytes = max_bytes
+        self._free = {}              # (shape, dtype) -> [arrays], oldest key first
+        self._bytes = 0
+
+    def take(self, shape, dtype):
+        stack = self._free.get((shape, dtype))
+        if stack:
+            try:
+                buf = stack.pop()        # atomic under the GIL: no two callers
+            except IndexError:           # get the same buffer
+                return np.empty(shape, dtype)
+            self._bytes -= buf.nbytes
+            return buf
+        return np.empty(shape, dtype)
+
+    def give(self, *buffers):
+        for buf in buffers:
+            if buf is None or buf.size == 0:
+                continue
+            if buf.nbytes > self.max_bytes:
+                continue
+            while self._bytes + buf.nbytes > self.max_bytes and self._free:
+                key = next(iter(self._free))
+                for old in self._free.pop(key):
+                    self._bytes -= old.nbytes
+            self._free.setdefault((buf.shape, buf.dtype), []).append(buf)
+            self._bytes += buf.nbytes
+
+    def clear(self):
+        self._free.clear()
+        self._bytes = 0
+
+
+_SCRATCH = _Scratch()
+
+
 class DirectionCache:
     """What backward needs from one forward of one direction."""
     __slots__ = ("cell", "xs", "Wx", "Wh", "lengths", "reverse", "options",
@@ -74,9 +123,9 @@ def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
         out[:, :, offset:offset + H] = 0
         return _empty_cache(cell, xs, Wx, Wh, lengths, reverse) if training else None
     dt = xs.dtype
-    gates = np.empty((N, T, G), dt)
-    work = np.empty((N, 4 * H if cell == "gru" else G), dt)
-    saved = (lambda: np.empty((N, T, H), dt)) if training else (lambda: _EMPTY[dt])
+    gates = _SCRATCH.take((N, T, G), dt)
+    work = _SCRATCH.take((N, 4 * H if cell == "gru" else G), dt)
+    saved = (lambda: _SCRATCH.take((N, T, H), dt)) if training else (lambda: _EMPTY[dt])
     h_prev = saved()
     if cell == "lstm":
         c_prev, tanh_c = saved(), saved()
@@ -94,6 +143,7 @@ def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
         _rnn.rnn_forward(xs, Wx, Wh, b, h, lengths, reverse, relu, out, offset,
                          gates, h_prev, work, training, step_loop_threads())
     if not training:
+        _SCRATCH.give(gates, work)
         return None
     cache = DirectionCache()
     cache.cell, cache.xs, cache.Wx, cache.Wh = cell, xs, Wx, Wh
@@ -140,3 +190,8 @@ def backward(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx):
                           relu, dout, offset, dh, cache.gates, cache.h_prev,
                           dWx, dWh, db, dxs, accumulate_dx, cache.work,
                           step_loop_threads())
+    # The kernel has consumed the cache (gates now hold their gradients);
+    # its buffers go back for the next call.
+    _SCRATCH.give(cache.gates, cache.h_prev, cache.c_prev, cache.tanh_c, cache.extra,
+                  cache.work)
+    cache.gates = cache.h_prev = cache.c_prev = cache.tanh_c = cache.extra = cache.work = None
