@@ -28,6 +28,15 @@ CONFIGS = {
     "large": (128, 50, 512, 512),
 }
 CELLS = ("rnn", "lstm", "gru")
+
+# The issue's targets: PyTorch time / rnnfast time, at 1 and at 2 threads.
+TARGETS = {("lstm", "train"): {"tiny": 3.0, "small": 1.3, "zaremba-small": 1.3,
+                               "medium": 1.5, "zaremba-medium": 1.0, "large": 1.0},
+           ("lstm", "infer"): {"tiny": 2.0, "small": 1.0, "zaremba-small": 1.0,
+                               "medium": 1.0, "zaremba-medium": 0.9, "large": 0.9}}
+for _cell in ("gru", "rnn"):
+    for _mode in ("train", "infer"):
+        TARGETS[(_cell, _mode)] = dict.fromkeys(CONFIGS, 2.0)
 MODES = ("train", "infer")
 IMPLS = ("rnnfast", "torch", "reference")
 N_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -279,10 +288,31 @@ def run(cells=CELLS, modes=MODES, configs=tuple(CONFIGS), threads=(1, 2),
                         flops = gemm_flops(cell, mode, N, T, D, H)
                         row["gflops"] = flops / (row["ms_rnnfast"] * 1e-3) / 1e9
                         row["peak_fraction"] = row["gflops"] / header["peak_gflops"][n]
+                        _judge(row, flops / (header["peak_gflops"][n] * 1e6))
                         rows.append(row)
                         if progress is not None:
                             progress(row)
     return header, rows
+
+
+def _judge(row, ms_at_peak):
+    """Against the issue's target: `bound` is the largest torch/rnnfast
+    ratio physically possible, PyTorch's time over the time of rnnfast's
+    GEMM flops alone at 100 % of the measured sgemm peak (everything else
+    taken as free, so a true upper bound); `verdict` is met, not met, or
+    out of reach (target above the bound)."""
+    target = TARGETS.get((row["cell"], row["mode"]), {}).get(row["config"])
+    row["target"] = target
+    torch_ms = row.get("ms_torch")
+    row["bound"] = None if torch_ms is None else torch_ms / ms_at_peak
+    if target is None or row.get("ratio_torch") is None:
+        row["verdict"] = None
+    elif row["ratio_torch"] >= target:
+        row["verdict"] = "met"
+    elif row["bound"] < target:
+        row["verdict"] = "out of reach"
+    else:
+        row["verdict"] = "not met"
 
 
 def _too_slow(fn, limit_ms):
@@ -319,7 +349,8 @@ def format_header(header):
 
 
 COLUMNS = ("cell", "mode", "config", "thr", "rnnfast ms", "torch ms", "ref ms",
-           "torch/rnnfast", "ref/rnnfast", "GFLOP/s", "% peak")
+           "torch/rnnfast", "ref/rnnfast", "GFLOP/s", "% peak", "target", "bound",
+           "verdict")
 
 
 def format_row(row):
@@ -331,7 +362,8 @@ def format_row(row):
     return (row["cell"], row["mode"], row["config"], str(row["threads"]),
             ms(row["ms_rnnfast"]), ms(row.get("ms_torch")), ms(row.get("ms_reference")),
             ratio(row.get("ratio_torch")), ratio(row.get("ratio_reference")),
-            f"{row['gflops']:.1f}", f"{100 * row['peak_fraction']:.0f}")
+            f"{row['gflops']:.1f}", f"{100 * row['peak_fraction']:.0f}",
+            ratio(row.get("target")), ratio(row.get("bound")), row.get("verdict") or "-")
 
 
 def format_table(rows, markdown=False):
