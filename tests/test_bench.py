@@ -1,0 +1,17 @@
+
+
+def test_judge_marks_targets_met_not_met_and_out_of_reach():
+    from rnnfast.bench import _judge
+    base = {"cell": "lstm", "mode": "train", "config": "small"}     # target 1.3
+    row = dict(base, ms_torch=10.0, ratio_torch=1.4)
+    _judge(row, ms_at_peak=5.0)
+    assert (row["target"], row["bound"], row["verdict"]) == (1.3, 2.0, "met")
+    row = dict(base, ms_torch=10.0, ratio_torch=1.0)
+    _judge(row, ms_at_peak=5.0)                  # 2.0 possible: not met
+    assert row["verdict"] == "not met"
+    row = dict(base, ms_torch=10.0, ratio_torch=1.0)
+    _judge(row, ms_at_peak=8.0)                  # 1.25 < 1.3 even at peak
+    assert row["verdict"] == "out of reach"
+    row = dict(base, ms_torch=None, ratio_torch=None)
+    _judge(row, ms_at_peak=8.0)
+    assert row["verdict"] is None and row["bound"] is None
