@@ -1,3 +1,4 @@
+"""rnnfast.bench: how a measured row is judged against the issue's targets."""
 
 
 def test_judge_marks_targets_met_not_met_and_out_of_reach():
