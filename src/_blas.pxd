@@ -84,11 +84,9 @@ cdef inline floating* pack_b(int m, bint trans_b, int k, int n, const floating* 
                              int ldb) noexcept nogil:
     """op(B) (k, n) packed for gemm_packed with m-row left operands, or NULL
     when the packed path does not apply (the caller then passes NULL on and
-    BLAS runs).  Free the result with free().  A single row (m = 1) stays on
-    BLAS's GEMV: with one row the micro-kernel has two accumulator chains
-    and waits on FMA latency."""
+    BLAS runs).  m = 0 asks for BLAS.  Free the result with free()."""
     cdef float* bp
-    if (floating is double or not rf_gemm_packed_supported() or m < 2
+    if (floating is double or not rf_gemm_packed_supported() or m < 1
             or k <= 0 or n <= 0):
         return NULL
     bp = <float*> malloc(rf_packed_size(k, n) * sizeof(float))

@@ -35,7 +35,10 @@ static inline long rf_packed_size(long K, long N)
 
 /* Bp <- B (K, N) in panels.  trans = 0: B is row-major (K, N) with row
  * stride ldb; trans = 1: B^T is given, i.e. row-major (N, K) with row
- * stride ldb. */
+ * stride ldb.  Runs once per kernel call, so it matters at small sizes
+ * (N = 1, H = 64: two packs were half of a one-step call): full panels
+ * copy 16 contiguous floats a row (trans = 0) or walk 16 rows of B^T
+ * in step (trans = 1). */
 static void rf_pack_b_f(const float* B, long ldb, int trans, long K, long N, float* Bp)
 {
     long p, k, j, j0, w;
@@ -44,11 +47,22 @@ static void rf_pack_b_f(const float* B, long ldb, int trans, long K, long N, flo
         j0 = p * RF_NR;
         w = N - j0 < RF_NR ? N - j0 : RF_NR;
         dst = Bp + p * K * RF_NR;
-        for (k = 0; k < K; k++) {
-            for (j = 0; j < w; j++)
-                dst[k * RF_NR + j] = trans ? B[(j0 + j) * ldb + k] : B[k * ldb + j0 + j];
-            for (; j < RF_NR; j++)
-                dst[k * RF_NR + j] = 0.0f;
+        if (w == RF_NR && !trans) {
+            for (k = 0; k < K; k++)
+                memcpy(dst + k * RF_NR, B + k * ldb + j0, RF_NR * sizeof(float));
+        } else if (w == RF_NR) {
+            for (j = 0; j < RF_NR; j++) {
+                const float* src = B + (j0 + j) * ldb;
+                for (k = 0; k < K; k++)
+                    dst[k * RF_NR + j] = src[k];
+            }
+        } else {
+            for (k = 0; k < K; k++) {
+                for (j = 0; j < w; j++)
+                    dst[k * RF_NR + j] = trans ? B[(j0 + j) * ldb + k] : B[k * ldb + j0 + j];
+                for (; j < RF_NR; j++)
+                    dst[k * RF_NR + j] = 0.0f;
+            }
         }
     }
 }
@@ -127,6 +141,71 @@ static int rf_gemm_packed_supported(void)
     return cpu && rf_packed_switch;
 }
 
+/* C[0, 0:nc] (+)= acc for one 16-column panel of one row. */
+__attribute__((target("avx2,fma"))) static inline void
+rf_store_row16(float* C, rf_v8 lo, rf_v8 hi, long nc, int accumulate)
+{
+    long j;
+    if (nc == RF_NR) {
+        if (accumulate) {
+            *(rf_v8*) C += lo;
+            *(rf_v8*) (C + 8) += hi;
+        } else {
+            *(rf_v8*) C = lo;
+            *(rf_v8*) (C + 8) = hi;
+        }
+        return;
+    }
+    for (j = 0; j < nc; j++) {
+        float v = j < 8 ? lo[j] : hi[j - 8];
+        C[j] = accumulate ? C[j] + v : v;
+    }
+}
+
+/* One row (M = 1, a batch of one sequence): a GEMV.  A 6-row tile cut to
+ * one row would keep only two accumulator chains and wait on FMA latency,
+ * so four panels go together (eight chains, one broadcast of a[k]). */
+__attribute__((target("avx2,fma"), noinline)) static void
+rf_gemv_packed_f(long N, long K, const float* a, const float* Bp, float* C,
+                 int accumulate)
+{
+    long np = (N + RF_NR - 1) / RF_NR, p, k, q;
+    for (p = 0; p + 4 <= np; p += 4) {
+        const float* b = Bp + p * K * RF_NR;
+        const long s = K * RF_NR;              /* panel to panel */
+        rf_v8 acc[8];
+        for (q = 0; q < 8; q++)
+            acc[q] = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0};
+        for (k = 0; k < K; k++) {
+            const float av = a[k];
+            const float* bk = b + k * RF_NR;
+            acc[0] += av * *(const rf_v8*) (bk);
+            acc[1] += av * *(const rf_v8*) (bk + 8);
+            acc[2] += av * *(const rf_v8*) (bk + s);
+            acc[3] += av * *(const rf_v8*) (bk + s + 8);
+            acc[4] += av * *(const rf_v8*) (bk + 2 * s);
+            acc[5] += av * *(const rf_v8*) (bk + 2 * s + 8);
+            acc[6] += av * *(const rf_v8*) (bk + 3 * s);
+            acc[7] += av * *(const rf_v8*) (bk + 3 * s + 8);
+        }
+        for (q = 0; q < 4; q++) {
+            long j0 = (p + q) * RF_NR;
+            rf_store_row16(C + j0, acc[2 * q], acc[2 * q + 1],
+                           N - j0 < RF_NR ? N - j0 : RF_NR, accumulate);
+        }
+    }
+    for (; p < np; p++) {
+        const float* b = Bp + p * K * RF_NR;
+        rf_v8 lo = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0}, hi = lo;
+        for (k = 0; k < K; k++) {
+            lo += a[k] * *(const rf_v8*) (b + k * RF_NR);
+            hi += a[k] * *(const rf_v8*) (b + k * RF_NR + 8);
+        }
+        rf_store_row16(C + p * RF_NR, lo, hi,
+                       N - p * RF_NR < RF_NR ? N - p * RF_NR : RF_NR, accumulate);
+    }
+}
+
 /* Rows of A per block: a block (RF_MC x K floats, <= 260 KB at K = 650)
  * stays in L2 while every panel of B passes over it, so a long A (the
  * hoisted products, N*T rows) is read from memory once, not once a panel. */
@@ -143,6 +222,10 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
     const float* panel;
     if (M <= 0 || N <= 0)
         return;
+    if (M == 1) {
+        rf_gemv_packed_f(N, K, A, Bp, C, accumulate);
+        return;
+    }
     for (m0 = 0; m0 < M; m0 += mb) {
         mb = M - m0 < RF_MC ? M - m0 : RF_MC;
         /* Rows split into tiles of as equal height as possible (32 = 6+6+5+

@@ -24,8 +24,9 @@ def test_packed_kernel_is_used_where_the_cpu_has_it():
                               False, False) is active
 
 
-@pytest.mark.parametrize("m", [2, 3, 5, 6, 7, 12, 13, 32, 41])
-@pytest.mark.parametrize("n,k", [(1, 1), (16, 8), (17, 3), (31, 64), (48, 33), (200, 130)])
+@pytest.mark.parametrize("m", [1, 2, 3, 5, 6, 7, 12, 13, 32, 41, 97, 200])
+@pytest.mark.parametrize("n,k", [(1, 1), (16, 8), (17, 3), (31, 64), (48, 33), (64, 7),
+                                 (79, 5), (200, 130)])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_packed_matmul_matches_numpy(m, n, k, trans_b, accumulate):
