@@ -23,7 +23,7 @@ from libc.stdlib cimport free
 from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_gemm_packed_supported
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, add_column_sums, input_grads,
-                  rf_run_rows, step_threads, packed_rows)
+                  rf_run_rows, step_threads, packed_rows, expect, expect_batch)
 
 
 cdef struct FwdArgs:
@@ -135,6 +135,15 @@ def lstm_forward(const floating[:, :, ::1] xs,
     cdef int nt
     cdef floating* whp = NULL
     cdef floating* wxp = NULL
+    expect_batch(lengths, N, T, out_offset, H, W)
+    expect("Wx", &Wx.shape[0], 2, (D, G)); expect("Wh", &Wh.shape[0], 2, (H, G))
+    expect("b", &b.shape[0], 1, (G,)); expect("h", &h.shape[0], 2, (N, H))
+    expect("c", &c.shape[0], 2, (N, H)); expect("out", &out.shape[0], 2, (N, T))
+    expect("gates", &gates.shape[0], 3, (N, T, G)); expect("work", &work.shape[0], 2, (N, G))
+    if training:
+        expect("h_prev", &h_prev.shape[0], 3, (N, T, H))
+        expect("c_prev", &c_prev.shape[0], 3, (N, T, H))
+        expect("tanh_c", &tanh_c.shape[0], 3, (N, T, H))
     a.gates, a.h, a.c, a.out, a.work = &gates[0, 0, 0], &h[0, 0], &c[0, 0], &out[0, 0, 0], &work[0, 0]
     a.h_prev = a.c_prev = a.tanh_c = NULL
     if training:
@@ -260,6 +269,16 @@ def lstm_backward(const floating[:, :, ::1] xs,
     cdef int nt
     cdef floating* pg = &gates[0, 0, 0]
     cdef floating* whtp = NULL
+    expect_batch(lengths, N, T, dout_offset, H, W)
+    expect("Wx", &Wx.shape[0], 2, (D, G)); expect("Wh", &Wh.shape[0], 2, (H, G))
+    expect("dout", &dout.shape[0], 2, (N, T)); expect("dh", &dh.shape[0], 2, (N, H))
+    expect("dc", &dc.shape[0], 2, (N, H)); expect("gates", &gates.shape[0], 3, (N, T, G))
+    expect("h_prev", &h_prev.shape[0], 3, (N, T, H))
+    expect("c_prev", &c_prev.shape[0], 3, (N, T, H))
+    expect("tanh_c", &tanh_c.shape[0], 3, (N, T, H))
+    expect("dWx", &dWx.shape[0], 2, (D, G)); expect("dWh", &dWh.shape[0], 2, (H, G))
+    expect("db", &db.shape[0], 1, (G,)); expect("dxs", &dxs.shape[0], 3, (N, T, D))
+    expect("work", &work.shape[0], 2, (N, G))
     a.gates, a.dh, a.dc, a.work = pg, &dh[0, 0], &dc[0, 0], &work[0, 0]
     a.dout, a.c_prev, a.tanh_c = &dout[0, 0, 0], &c_prev[0, 0, 0], &tanh_c[0, 0, 0]
     a.Wh, a.lengths = &Wh[0, 0], &lengths[0]

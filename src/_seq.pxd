@@ -106,3 +106,34 @@ cdef inline int packed_rows(Py_ssize_t rows, int threads, bint training) noexcep
     if training and threads > 1:
         return 0
     return <int> rows
+
+
+# ------------------------------------------------------ entry-point checks
+# The public API checks everything before it calls a kernel, but the kernel
+# modules are importable, so their def functions check that the arrays they
+# are given agree before any pointer is taken (a mismatch would read or
+# write out of bounds).  A handful of comparisons: well under a microsecond.
+cdef inline int expect(str name, const Py_ssize_t* shape, int ndim,
+                       tuple want) except -1:
+    cdef int i
+    for i in range(ndim):
+        if shape[i] != <Py_ssize_t> want[i]:
+            raise ValueError(f"{name}: expected shape {want}, got "
+                             f"{tuple([shape[j] for j in range(ndim)])}")
+    return 0
+
+
+cdef inline int expect_batch(const Py_ssize_t[::1] lengths, Py_ssize_t N, Py_ssize_t T,
+                             Py_ssize_t offset, Py_ssize_t H, Py_ssize_t W) except -1:
+    """lengths (N,) each in 1..T, N, T >= 1, and a column offset with
+    offset + H <= W (the output/gradient slice of this direction)."""
+    cdef Py_ssize_t n
+    if N < 1 or T < 1:
+        raise ValueError(f"xs: expected N >= 1 and T >= 1, got N={N}, T={T}")
+    expect("lengths", &lengths.shape[0], 1, (N,))
+    for n in range(N):
+        if lengths[n] < 1 or lengths[n] > T:
+            raise ValueError(f"lengths[{n}]: expected 1..{T}, got {lengths[n]}")
+    if offset < 0 or offset + H > W:
+        raise ValueError(f"offset: expected 0..{W - H} (H={H}, width {W}), got {offset}")
+    return 0
