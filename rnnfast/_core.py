@@ -74,25 +74,27 @@ class DirectionCache:
                  "gates", "h_prev", "c_prev", "tanh_c", "extra", "work", "empty")
 
 
-def _blas_thread_getter():
-    """The get_num_threads of the BLAS behind scipy.linalg.cython_blas (the
-    one the kernels call), found through that module's own library handle,
-    or None when it is not an OpenBLAS we know."""
+def _blas_thread_functions():
+    """(get_num_threads, set_num_threads) of the BLAS behind
+    scipy.linalg.cython_blas (the one the kernels call), found through that
+    module's own library handle, or (None, None) for a BLAS we do not know."""
     try:
         import scipy.linalg.cython_blas as cython_blas
         lib = ctypes.CDLL(cython_blas.__file__)
     except (ImportError, OSError):
-        return None
-    for name in ("scipy_openblas_get_num_threads", "openblas_get_num_threads",
-                 "scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_"):
-        fn = getattr(lib, name, None)
-        if fn is not None:
-            fn.restype, fn.argtypes = ctypes.c_int, []
-            return fn
-    return None
+        return None, None
+    for prefix, suffix in (("scipy_openblas", ""), ("openblas", ""),
+                           ("scipy_openblas", "64_"), ("openblas", "64_")):
+        get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+        put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+        if get is not None and put is not None:
+            get.restype, get.argtypes = ctypes.c_int, []
+            put.restype, put.argtypes = None, [ctypes.c_int]
+            return get, put
+    return None, None
 
 
-_GET_BLAS_THREADS = _blas_thread_getter()
+_GET_BLAS_THREADS, _SET_BLAS_THREADS = _blas_thread_functions()
 
 
 def step_loop_threads():
@@ -102,12 +104,42 @@ def step_loop_threads():
     return max(1, _GET_BLAS_THREADS()) if _GET_BLAS_THREADS is not None else 1
 
 
+class _BlasInKernelThreads:
+    """BLAS at one thread for a kernel call that splits its work over its own
+    threads (float32 backward at > 1 thread, src/_threads.h): each of them
+    then calls BLAS single-threaded, and OpenBLAS's workers, left idle, do
+    not spin on the cores the kernel's threads need.  Restores the count."""
+    __slots__ = ("threads",)
+
+    def __init__(self, threads):
+        self.threads = threads
+
+    def __enter__(self):
+        if self.threads > 1:
+            _SET_BLAS_THREADS(1)
+
+    def __exit__(self, *exc):
+        if self.threads > 1:
+            _SET_BLAS_THREADS(self.threads)
+
+
+_PACKED = [True]      # as last set by use_packed_gemm (the CPU may still lack it)
+
+
+def _packed_in_use():
+    return _PACKED[0] and _PACKED_CPU
+
+
 def use_packed_gemm(on=True):
     """Run the per-step recurrent products on rnnfast's packed float32
     micro-kernel (src/_gemm.h; the default where the CPU has AVX2+FMA) or
     on BLAS (on=False).  For A/B timings and tests; returns whether the
     packed kernel is in use."""
+    _PACKED[0] = bool(on)
     return all([mod.use_packed_gemm(on) for mod in (_rnn, _lstm, _gru)])
+
+
+_PACKED_CPU = use_packed_gemm(True)
 
 
 def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
@@ -175,23 +207,33 @@ def backward(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx):
             dxs[...] = 0
         return
     relu, reset_after = cache.options
-    if cache.cell == "lstm":
-        _lstm.lstm_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
-                            dout, offset, dh, dc, cache.gates, cache.h_prev,
-                            cache.c_prev, cache.tanh_c, dWx, dWh, db, dxs,
-                            accumulate_dx, cache.work, step_loop_threads())
-    elif cache.cell == "gru":
-        _gru.gru_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
-                          reset_after, dout, offset, dh, cache.gates, cache.h_prev,
-                          cache.extra, dWx, dWh, db.reshape(-1), dxs, accumulate_dx,
-                          cache.work, step_loop_threads())
-    else:
-        _rnn.rnn_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
-                          relu, dout, offset, dh, cache.gates, cache.h_prev,
-                          dWx, dWh, db, dxs, accumulate_dx, cache.work,
-                          step_loop_threads())
+    threads = step_loop_threads()
+    split = (threads > 1 and _SET_BLAS_THREADS is not None
+             and cache.xs.dtype == np.float32 and _packed_in_use())
+    with _BlasInKernelThreads(threads if split else 1):
+        _backward_kernel(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx,
+                         relu, reset_after, threads)
     # The kernel has consumed the cache (gates now hold their gradients);
     # its buffers go back for the next call.
     _SCRATCH.give(cache.gates, cache.h_prev, cache.c_prev, cache.tanh_c, cache.extra,
                   cache.work)
     cache.gates = cache.h_prev = cache.c_prev = cache.tanh_c = cache.extra = cache.work = None
+
+
+def _backward_kernel(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx,
+                     relu, reset_after, threads):
+    if cache.cell == "lstm":
+        _lstm.lstm_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
+                            dout, offset, dh, dc, cache.gates, cache.h_prev,
+                            cache.c_prev, cache.tanh_c, dWx, dWh, db, dxs,
+                            accumulate_dx, cache.work, threads)
+    elif cache.cell == "gru":
+        _gru.gru_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
+                          reset_after, dout, offset, dh, cache.gates, cache.h_prev,
+                          cache.extra, dWx, dWh, db.reshape(-1), dxs, accumulate_dx,
+                          cache.work, threads)
+    else:
+        _rnn.rnn_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
+                          relu, dout, offset, dh, cache.gates, cache.h_prev,
+                          dWx, dWh, db, dxs, accumulate_dx, cache.work,
+                          threads)

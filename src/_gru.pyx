@@ -25,11 +25,12 @@ Each kernel is a def (checks, BLAS products) and a step loop over a range
 of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 from libc.string cimport memcpy
-from libc.stdlib cimport free
+from libc.stdlib cimport free, malloc
 from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_gemm_packed_supported
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _seq cimport (step_time, zero_padding, add_column_sums, input_grads,
-                  rf_run_rows, step_threads, packed_rows, expect, expect_batch)
+                  rf_run_rows, step_threads, packed_rows, expect, expect_batch,
+                  grad_part, add_parts)
 
 
 cdef struct FwdArgs:
@@ -126,7 +127,7 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                 gru_rb_fwd_h(g, w, bx, ph + n * H, orow, H)
 
 
-cdef void gru_forward_steps_f(void* a, long n0, long n1) noexcept nogil:
+cdef void gru_forward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
     gru_forward_steps(<float*> NULL, <FwdArgs*> a, n0, n1)
 
 
@@ -213,6 +214,52 @@ cdef struct BwdArgs:
     const Py_ssize_t* lengths
     Py_ssize_t T, H, W, dout_offset
     bint reverse, reset_after
+    # the parameter and input gradients (gru_backward_grads)
+    const void* xs
+    const void* Wx
+    void* dxs
+    void* dWx
+    void* dWh
+    void* db
+    void* scratch            # parts 1.. of dWx, dWh, db (one stride each)
+    Py_ssize_t D
+    bint accumulate_dx, split
+
+
+cdef void gru_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
+                             int part) noexcept nogil:
+    """dX rows, and the rows' share of dWx, dWh and db, into gradient part
+    `part` (0: the gradients themselves); one GEMM each over all steps."""
+    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 3 * H
+    cdef Py_ssize_t nb = 2 * G if a.reset_after else G
+    cdef Py_ssize_t r0 = n0 * T, R = (n1 - n0) * T, stride = (D + H) * G + nb
+    cdef floating* pg = <floating*> a.gates + r0 * G
+    cdef floating* pex = <floating*> a.extra + r0 * H
+    cdef const floating* phs = <const floating*> a.h_prev + r0 * H
+    cdef floating* scratch = <floating*> a.scratch
+    cdef floating* dWx = grad_part(<floating*> a.dWx, scratch, part, 0, stride)
+    cdef floating* dWh = grad_part(<floating*> a.dWh, scratch, part, D * G, stride)
+    cdef floating* db = grad_part(<floating*> a.db, scratch, part, (D + H) * G, stride)
+    cdef Py_ssize_t j
+    input_grads(<const floating*> a.xs + r0 * D, <const floating*> a.Wx, pg, dWx,
+                <floating*> a.dxs + r0 * D, <floating> (1 if a.accumulate_dx else 0),
+                <int> R, <int> D, <int> G)
+    # dWh[:, :2H] = Hprev^T dA_zr
+    gemm(True, False, <int> H, <int> (2 * H), <int> R, <floating> 1,
+         phs, <int> H, pg, <int> G, <floating> 0, dWh, <int> G)
+    for j in range(nb):
+        db[j] = 0
+    add_column_sums(pg, R, G, G, db)
+    if a.reset_after:
+        # dWh_h = Hprev^T dA_h,n; recurrent bias row gets dA_h
+        gemm(True, False, <int> H, <int> H, <int> R, <floating> 1,
+             phs, <int> H, pex, <int> H, <floating> 0, dWh + 2 * H, <int> G)
+        add_column_sums(pg, R, 2 * H, G, db + G)
+        add_column_sums(pex, R, H, H, db + G + 2 * H)
+    else:
+        # dWh_h = (r*h)^T da_h
+        gemm(True, False, <int> H, <int> H, <int> R, <floating> 1,
+             pex, <int> H, pg + 2 * H, <int> G, <floating> 0, dWh + 2 * H, <int> G)
 
 
 cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
@@ -267,8 +314,10 @@ cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                         pWh, <int> G, True, pdh + n0 * H, <int> H)
 
 
-cdef void gru_backward_steps_f(void* a, long n0, long n1) noexcept nogil:
+cdef void gru_backward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
     gru_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
+    if (<BwdArgs*> a).split:
+        gru_backward_grads(<float*> NULL, <BwdArgs*> a, n0, n1, part)
 
 
 def gru_backward(const floating[:, :, ::1] xs,
@@ -303,6 +352,8 @@ def gru_backward(const floating[:, :, ::1] xs,
     cdef const Py_ssize_t* plen = &lengths[0]
     cdef floating* wp1 = NULL
     cdef floating* wp2 = NULL
+    cdef floating* scratch = NULL
+    cdef Py_ssize_t nb, stride
     expect_batch(lengths, N, T, dout_offset, H, W)
     expect("Wx", &Wx.shape[0], 2, (D, G)); expect("Wh", &Wh.shape[0], 2, (H, G))
     expect("dout", &dout.shape[0], 2, (N, T)); expect("dh", &dh.shape[0], 2, (N, H))
@@ -316,6 +367,10 @@ def gru_backward(const floating[:, :, ::1] xs,
     a.dout, a.h_prev, a.Wh, a.lengths = &dout[0, 0, 0], phs, pWh, plen
     a.T, a.H, a.W, a.dout_offset = T, H, W, dout_offset
     a.reverse, a.reset_after = reverse, reset_after
+    a.xs, a.Wx, a.dxs, a.D, a.accumulate_dx = &xs[0, 0, 0], &Wx[0, 0], &dxs[0, 0, 0], D, accumulate_dx
+    a.dWx, a.dWh, a.db = &dWx[0, 0], &dWh[0, 0], &db[0]
+    nb = 2 * G if reset_after else G
+    stride = (D + H) * G + nb
     with nogil:
         zero_padding(pg, N, T, G, 0, G, plen)
         if reset_after:
@@ -328,31 +383,23 @@ def gru_backward(const floating[:, :, ::1] xs,
             wp2 = pack_b(prow, True, <int> H, <int> H, pWh + 2 * H, <int> G)
         a.Wp1, a.Wp2 = wp1, wp2
         nt = step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (reset_after or wp2 != NULL))
+        if nt > 1:
+            scratch = <floating*> malloc((nt - 1) * stride * sizeof(floating))
+        a.scratch, a.split = scratch, scratch != NULL
         if floating is float and nt > 1:
+            # Each thread: its rows' steps, then their share of the gradients.
             rf_run_rows(gru_backward_steps_f, &a, N, nt)
         else:
             gru_backward_steps(<floating*> NULL, &a, 0, N)
         free(wp1)
         free(wp2)
-        input_grads(&xs[0, 0, 0], &Wx[0, 0], pg, &dWx[0, 0], &dxs[0, 0, 0],
-                    <floating> (1 if accumulate_dx else 0),
-                    <int> (N * T), <int> D, <int> G)
-        # dWh[:, :2H] = Hprev^T dA_zr
-        gemm(True, False, <int> H, <int> (2 * H), <int> (N * T), <floating> 1,
-             phs, <int> H, pg, <int> G, <floating> 0, &dWh[0, 0], <int> G)
-        for j in range(db.shape[0]):
-            db[j] = 0
-        add_column_sums(pg, N * T, G, G, &db[0])
-        if reset_after:
-            # dWh_h = Hprev^T dA_h,n; recurrent bias row gets dA_h
-            gemm(True, False, <int> H, <int> H, <int> (N * T), <floating> 1,
-                 phs, <int> H, pex, <int> H, <floating> 0, &dWh[0, 2 * H], <int> G)
-            add_column_sums(pg, N * T, 2 * H, G, &db[G])
-            add_column_sums(pex, N * T, H, H, &db[G + 2 * H])
+        if a.split:
+            add_parts(&dWx[0, 0], scratch, nt, 0, stride, D * G)
+            add_parts(&dWh[0, 0], scratch, nt, D * G, stride, H * G)
+            add_parts(&db[0], scratch, nt, (D + H) * G, stride, nb)
         else:
-            # dWh_h = (r*h)^T da_h
-            gemm(True, False, <int> H, <int> H, <int> (N * T), <floating> 1,
-                 pex, <int> H, pg + 2 * H, <int> G, <floating> 0, &dWh[0, 2 * H], <int> G)
+            gru_backward_grads(<floating*> NULL, &a, 0, N, 0)
+        free(scratch)
 
 
 def use_packed_gemm(bint on):

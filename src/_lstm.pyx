@@ -19,11 +19,12 @@ a range of batch rows (`*_steps`), which runs on `threads` threads when
 the per-step products use the packed micro-kernel (src/_threads.h).
 """
 from libc.string cimport memcpy
-from libc.stdlib cimport free
+from libc.stdlib cimport free, malloc
 from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_gemm_packed_supported
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, add_column_sums, input_grads,
-                  rf_run_rows, step_threads, packed_rows, expect, expect_batch)
+                  rf_run_rows, step_threads, packed_rows, expect, expect_batch,
+                  grad_part, add_parts)
 
 
 cdef struct FwdArgs:
@@ -103,7 +104,7 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                          tsave, H)
 
 
-cdef void lstm_forward_steps_f(void* a, long n0, long n1) noexcept nogil:
+cdef void lstm_forward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
     lstm_forward_steps(<float*> NULL, <FwdArgs*> a, n0, n1)
 
 
@@ -190,6 +191,40 @@ cdef struct BwdArgs:
     const Py_ssize_t* lengths
     Py_ssize_t T, H, W, dout_offset
     bint reverse, uniform
+    # the parameter and input gradients (lstm_backward_grads)
+    const void* xs
+    const void* Wx
+    const void* h_prev
+    void* dxs
+    void* dWx
+    void* dWh
+    void* db
+    void* scratch            # parts 1.. of dWx, dWh, db (one stride each)
+    Py_ssize_t D
+    bint accumulate_dx, split
+
+
+cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
+                              int part) noexcept nogil:
+    """dX rows, and the rows' share of dWx = X^T dA, dWh = Hprev^T dA and
+    db = column sums of dA, into gradient part `part` (0: the gradients
+    themselves).  One GEMM each over the rows' n*T..: all steps at once."""
+    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 4 * H
+    cdef Py_ssize_t r0 = n0 * T, R = (n1 - n0) * T, stride = (D + H + 1) * G
+    cdef floating* pg = <floating*> a.gates + r0 * G
+    cdef floating* scratch = <floating*> a.scratch
+    cdef floating* dWx = grad_part(<floating*> a.dWx, scratch, part, 0, stride)
+    cdef floating* dWh = grad_part(<floating*> a.dWh, scratch, part, D * G, stride)
+    cdef floating* db = grad_part(<floating*> a.db, scratch, part, (D + H) * G, stride)
+    cdef Py_ssize_t j
+    input_grads(<const floating*> a.xs + r0 * D, <const floating*> a.Wx, pg, dWx,
+                <floating*> a.dxs + r0 * D, <floating> (1 if a.accumulate_dx else 0),
+                <int> R, <int> D, <int> G)
+    gemm(True, False, <int> H, <int> G, <int> R, <floating> 1,
+         <const floating*> a.h_prev + r0 * H, <int> H, pg, <int> G, <floating> 0, dWh, <int> G)
+    for j in range(G):
+        db[j] = 0
+    add_column_sums(pg, R, G, G, db)
 
 
 cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
@@ -234,8 +269,10 @@ cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                         whtp, True, Wh, <int> G, True, pdh + n0 * H, <int> H)
 
 
-cdef void lstm_backward_steps_f(void* a, long n0, long n1) noexcept nogil:
+cdef void lstm_backward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
     lstm_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
+    if (<BwdArgs*> a).split:
+        lstm_backward_grads(<float*> NULL, <BwdArgs*> a, n0, n1, part)
 
 
 def lstm_backward(const floating[:, :, ::1] xs,
@@ -269,6 +306,7 @@ def lstm_backward(const floating[:, :, ::1] xs,
     cdef int nt
     cdef floating* pg = &gates[0, 0, 0]
     cdef floating* whtp = NULL
+    cdef floating* scratch = NULL
     expect_batch(lengths, N, T, dout_offset, H, W)
     expect("Wx", &Wx.shape[0], 2, (D, G)); expect("Wh", &Wh.shape[0], 2, (H, G))
     expect("dout", &dout.shape[0], 2, (N, T)); expect("dh", &dh.shape[0], 2, (N, H))
@@ -283,6 +321,8 @@ def lstm_backward(const floating[:, :, ::1] xs,
     a.dout, a.c_prev, a.tanh_c = &dout[0, 0, 0], &c_prev[0, 0, 0], &tanh_c[0, 0, 0]
     a.Wh, a.lengths = &Wh[0, 0], &lengths[0]
     a.T, a.H, a.W, a.dout_offset, a.reverse = T, H, W, dout_offset, reverse
+    a.xs, a.Wx, a.h_prev, a.dxs = &xs[0, 0, 0], &Wx[0, 0], &h_prev[0, 0, 0], &dxs[0, 0, 0]
+    a.dWx, a.dWh, a.db, a.D, a.accumulate_dx = &dWx[0, 0], &dWh[0, 0], &db[0], D, accumulate_dx
     with nogil:
         a.uniform = is_uniform(a.lengths, N, T, reverse)
         zero_padding(pg, N, T, G, 0, G, a.lengths)
@@ -290,20 +330,22 @@ def lstm_backward(const floating[:, :, ::1] xs,
                       &Wh[0, 0], <int> G)
         a.WhT_packed = whtp
         nt = step_threads(threads, N, T, 2 * H * G, whtp != NULL)
+        if nt > 1:
+            scratch = <floating*> malloc((nt - 1) * (D + H + 1) * G * sizeof(floating))
+        a.scratch, a.split = scratch, scratch != NULL
         if floating is float and nt > 1:
+            # Each thread: its rows' steps, then their share of the gradients.
             rf_run_rows(lstm_backward_steps_f, &a, N, nt)
         else:
             lstm_backward_steps(<floating*> NULL, &a, 0, N)
         free(whtp)
-        # Parameter and input gradients: one GEMM each over all steps.
-        input_grads(&xs[0, 0, 0], &Wx[0, 0], pg, &dWx[0, 0], &dxs[0, 0, 0],
-                    <floating> (1 if accumulate_dx else 0),
-                    <int> (N * T), <int> D, <int> G)
-        gemm(True, False, <int> H, <int> G, <int> (N * T), <floating> 1,
-             &h_prev[0, 0, 0], <int> H, pg, <int> G, <floating> 0, &dWh[0, 0], <int> G)
-        for j in range(G):
-            db[j] = 0
-        add_column_sums(pg, N * T, G, G, &db[0])
+        if a.split:
+            add_parts(&dWx[0, 0], scratch, nt, 0, (D + H + 1) * G, D * G)
+            add_parts(&dWh[0, 0], scratch, nt, D * G, (D + H + 1) * G, H * G)
+            add_parts(&db[0], scratch, nt, (D + H) * G, (D + H + 1) * G, G)
+        else:
+            lstm_backward_grads(<floating*> NULL, &a, 0, N, 0)
+        free(scratch)
 
 
 def use_packed_gemm(bint on):

@@ -73,7 +73,7 @@ cdef inline void input_grads(const floating* xs, const floating* Wx,
 # See src/_threads.h: the step loop of a kernel splits over batch rows with
 # no synchronisation; each kernel puts its loop in a function of a row range.
 cdef extern from "_threads.h" nogil:
-    ctypedef void (*rf_rows_fn)(void* ctx, long n0, long n1) noexcept nogil
+    ctypedef void (*rf_rows_fn)(void* ctx, long n0, long n1, int part) noexcept nogil
     void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
 
 
@@ -96,16 +96,33 @@ cdef inline int step_threads(int threads, Py_ssize_t N, Py_ssize_t T,
 
 
 cdef inline int packed_rows(Py_ssize_t rows, int threads, bint training) noexcept nogil:
-    """The row count to give pack_b: `rows`, or 0 (BLAS) for a training call
-    with more than one thread.  Why: a training step ends with BLAS (dWx,
-    dWh), whose OpenBLAS worker threads then spin for a while and take the
-    other core from the step-loop threads of the next call; measured,
-    LSTM train medium at 2 threads took 135-140 ms with the packed kernel
-    against 110-113 ms all on BLAS (docs/performance.md).  Inference calls
-    run no BLAS at all on the packed path, so they keep it."""
-    if training and threads > 1:
-        return 0
+    """The row count to give pack_b (0 would ask for BLAS).  History: while
+    the backward's dWx/dWh products ran on multi-threaded BLAS after the
+    step loop, OpenBLAS's workers spun afterwards and took the other core
+    from the next call's step threads (LSTM train medium, 2 threads: 135 ms
+    packed vs 110 ms on BLAS), so training at > 1 thread used BLAS
+    throughout.  Now those products are split over the step threads too,
+    with BLAS at one thread, and every call may pack."""
     return <int> rows
+
+
+# Per-thread partial sums of a parameter gradient: part 0 is the gradient
+# itself, part p > 0 lives in scratch at (p - 1) * stride + offset.
+cdef inline floating* grad_part(floating* own, floating* scratch, int part,
+                                Py_ssize_t offset, Py_ssize_t stride) noexcept nogil:
+    return own if part == 0 else scratch + (part - 1) * stride + offset
+
+
+cdef inline void add_parts(floating* dst, const floating* scratch, int parts,
+                           Py_ssize_t offset, Py_ssize_t stride,
+                           Py_ssize_t size) noexcept nogil:
+    cdef int p
+    cdef Py_ssize_t i
+    cdef const floating* src
+    for p in range(1, parts):
+        src = scratch + (p - 1) * stride + offset
+        for i in range(size):
+            dst[i] += src[i]
 
 
 # ------------------------------------------------------ entry-point checks

@@ -7,6 +7,12 @@
  * products on the packed Wh (src/_gemm.h).  BLAS (the hoisted products
  * before and after the loop) keeps its own threads.
  *
+ * A training call splits the parameter gradients too (each thread sums
+ * its rows into its own part, the caller adds the parts), with BLAS set to
+ * one thread by the Python layer for the call (rnnfast/_core.py): BLAS
+ * called from these threads then runs in them, and OpenBLAS's own worker
+ * threads stay asleep instead of spinning on the other core.
+ *
  * Threads are created per call and joined before it returns: nothing spins
  * between calls (an OpenMP or BLAS pool that spins after its region steals
  * the other core from the next BLAS call) and nothing outlives a fork.
@@ -20,18 +26,21 @@
 
 #define RF_MAX_THREADS 64
 
-typedef void (*rf_rows_fn)(void* ctx, long n0, long n1);
+/* part: 0 for the calling thread's range, 1.. for the others, so that a
+ * function can keep per-thread partial sums. */
+typedef void (*rf_rows_fn)(void* ctx, long n0, long n1, int part);
 
 typedef struct {
     rf_rows_fn fn;
     void* ctx;
     long n0, n1;
+    int part;
 } rf_rows_job;
 
 static void* rf_rows_trampoline(void* p)
 {
     rf_rows_job* job = (rf_rows_job*) p;
-    job->fn(job->ctx, job->n0, job->n1);
+    job->fn(job->ctx, job->n0, job->n1, job->part);
     return NULL;
 }
 
@@ -50,7 +59,7 @@ static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
         threads = (int) N;
     if (threads <= 1) {
         if (N > 0)
-            fn(ctx, 0, N);
+            fn(ctx, 0, N, 0);
         return;
     }
     for (i = 1; i < threads; i++) {
@@ -58,14 +67,15 @@ static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
         jobs[i].ctx = ctx;
         jobs[i].n0 = i * N / threads;
         jobs[i].n1 = (i + 1) * N / threads;
+        jobs[i].part = i;
         started[i] = pthread_create(&tids[i], NULL, rf_rows_trampoline, &jobs[i]) == 0;
     }
-    fn(ctx, 0, N / threads);
+    fn(ctx, 0, N / threads, 0);
     for (i = 1; i < threads; i++) {
         if (started[i])
             pthread_join(tids[i], NULL);
         else
-            fn(ctx, jobs[i].n0, jobs[i].n1);
+            fn(ctx, jobs[i].n0, jobs[i].n1, i);
     }
 }
 

@@ -100,3 +100,36 @@ def test_threaded_step_loop_is_bitwise_the_serial_one(cls, kw):
     np.testing.assert_array_equal(outs[0][0], outs[1][0])
     for a, b in zip(np.atleast_1d(outs[0][1]), np.atleast_1d(outs[1][1])):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cls,kw", [(rnnfast.RNN, {}), (rnnfast.LSTM, {}),
+                                    (rnnfast.GRU, {}), (rnnfast.GRU, {"reset_after": False})])
+def test_threaded_training_step_matches_the_serial_one(cls, kw):
+    """A training step at 2 threads splits the step loops and the parameter
+    gradients over batch rows (per-thread partial sums, BLAS at one thread
+    meanwhile).  Outputs are bitwise those of 1 thread; gradients agree to
+    float32 rounding (the partial sums add in another order); the BLAS
+    thread count is restored."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import os
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 CPUs")
+    rng = np.random.default_rng(6)
+    N, T, D, H = 24, 30, 16, 128
+    xs = rng.standard_normal((N, T, D)).astype(np.float32)
+    dys = rng.standard_normal((N, T, 2 * H)).astype(np.float32)
+    lengths = rng.integers(1, T + 1, N)
+    lengths[0] = T
+    results = []
+    for threads in (1, 2):
+        net = cls(D, H, bidirectional=True, dtype=np.float32, random_state=0, **kw)
+        with threadpoolctl.threadpool_limits(threads):
+            ys, _ = net.forward(xs, lengths=lengths)
+            dxs = net.backward(dys)
+            assert _core.step_loop_threads() == threads
+        results.append((ys, dxs, [g.copy() for g in net.grads]))
+    (y1, dx1, g1), (y2, dx2, g2) = results
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_allclose(dx1, dx2, rtol=1e-5, atol=1e-6)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
