@@ -31,7 +31,7 @@ class _Scratch:
     cache (whose fields are then cleared).  At most `max_bytes` are kept;
     beyond that the oldest go back to the allocator."""
 
-    def __init__(self, max_bytes=256 << 20):
+    def __init__(self, max_bytes=1 << 30):
         self.max_bytes = max_bytes
         self._free = {}              # (shape, dtype) -> [arrays], oldest key first
         self._bytes = 0

@@ -12,7 +12,7 @@
 # handles time t = k (forward) or t = L-1-k (reverse) of row n, and rows
 # with k >= L are idle: their state does not change.  Positions t >= L
 # are padding: outputs are 0 and they contribute nothing to gradients.
-from _blas cimport floating, gemm
+from _blas cimport floating, gemm, gemm_packed
 
 
 cdef inline Py_ssize_t step_time(Py_ssize_t k, Py_ssize_t length,
@@ -59,14 +59,16 @@ cdef inline void add_column_sums(const floating* a, Py_ssize_t rows,
 
 
 cdef inline void input_grads(const floating* xs, const floating* Wx,
-                             floating* dG, floating* dWx, floating* dxs,
-                             floating beta_dx, int NT, int D, int GH) noexcept nogil:
-    """After the step loop: dWx = X^T dG and dX (+)= dG Wx^T, one GEMM each
-    over all N*T rows.  dG is the (N*T, GH) gate-gradient buffer."""
+                             const floating* WxT_packed, floating* dG, floating* dWx,
+                             floating* dxs, bint accumulate_dx, int NT, int D,
+                             int GH) noexcept nogil:
+    """After the step loop: dWx = X^T dG (BLAS) and dX (+)= dG Wx^T (the
+    packed kernel when Wx^T is packed: it reads dG once, without BLAS's
+    packing of it, which showed up in the profile of long sequences), one
+    product each over all NT rows of the (NT, GH) gate-gradient buffer."""
     gemm(True, False, D, GH, NT, <floating> 1, xs, D, dG, GH,
          <floating> 0, dWx, GH)
-    gemm(False, True, NT, D, GH, <floating> 1, dG, GH, Wx, GH,
-         beta_dx, dxs, D)
+    gemm_packed(NT, D, GH, dG, GH, WxT_packed, True, Wx, GH, accumulate_dx, dxs, D)
 
 
 # ------------------------------------------------------ rows over threads
@@ -154,3 +156,4 @@ cdef inline int expect_batch(const Py_ssize_t[::1] lengths, Py_ssize_t N, Py_ssi
     if offset < 0 or offset + H > W:
         raise ValueError(f"offset: expected 0..{W - H} (H={H}, width {W}), got {offset}")
     return 0
+
