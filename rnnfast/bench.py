@@ -299,12 +299,16 @@ def _judge(row, ms_at_peak):
     """Against the issue's target: `bound` is the largest torch/rnnfast
     ratio physically possible, PyTorch's time over the time of rnnfast's
     GEMM flops alone at 100 % of the measured sgemm peak (everything else
-    taken as free, so a true upper bound); `verdict` is met, not met, or
-    out of reach (target above the bound)."""
+    taken as free, so a true upper bound); `need_peak` the fraction of the
+    peak at which those flops would have to run to meet the target (above 1:
+    impossible); `verdict` is met, not met, or out of reach (target above
+    the bound)."""
     target = TARGETS.get((row["cell"], row["mode"]), {}).get(row["config"])
     row["target"] = target
     torch_ms = row.get("ms_torch")
     row["bound"] = None if torch_ms is None else torch_ms / ms_at_peak
+    row["need_peak"] = (None if target is None or row["bound"] is None
+                        else target / row["bound"])
     if target is None or row.get("ratio_torch") is None:
         row["verdict"] = None
     elif row["ratio_torch"] >= target:
@@ -350,7 +354,7 @@ def format_header(header):
 
 COLUMNS = ("cell", "mode", "config", "thr", "rnnfast ms", "torch ms", "ref ms",
            "torch/rnnfast", "ref/rnnfast", "GFLOP/s", "% peak", "target", "bound",
-           "verdict")
+           "need % peak", "verdict")
 
 
 def format_row(row):
@@ -363,7 +367,9 @@ def format_row(row):
             ms(row["ms_rnnfast"]), ms(row.get("ms_torch")), ms(row.get("ms_reference")),
             ratio(row.get("ratio_torch")), ratio(row.get("ratio_reference")),
             f"{row['gflops']:.1f}", f"{100 * row['peak_fraction']:.0f}",
-            ratio(row.get("target")), ratio(row.get("bound")), row.get("verdict") or "-")
+            ratio(row.get("target")), ratio(row.get("bound")),
+            "-" if row.get("need_peak") is None else f"{100 * row['need_peak']:.0f}",
+            row.get("verdict") or "-")
 
 
 def format_table(rows, markdown=False):

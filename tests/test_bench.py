@@ -1,4 +1,5 @@
 """rnnfast.bench: how a measured row is judged against the issue's targets."""
+import pytest
 
 
 def test_judge_marks_targets_met_not_met_and_out_of_reach():
@@ -7,6 +8,7 @@ def test_judge_marks_targets_met_not_met_and_out_of_reach():
     row = dict(base, ms_torch=10.0, ratio_torch=1.4)
     _judge(row, ms_at_peak=5.0)
     assert (row["target"], row["bound"], row["verdict"]) == (1.3, 2.0, "met")
+    assert row["need_peak"] == pytest.approx(0.65)
     row = dict(base, ms_torch=10.0, ratio_torch=1.0)
     _judge(row, ms_at_peak=5.0)                  # 2.0 possible: not met
     assert row["verdict"] == "not met"
@@ -15,4 +17,4 @@ def test_judge_marks_targets_met_not_met_and_out_of_reach():
     assert row["verdict"] == "out of reach"
     row = dict(base, ms_torch=None, ratio_torch=None)
     _judge(row, ms_at_peak=8.0)
-    assert row["verdict"] is None and row["bound"] is None
+    assert row["verdict"] is None and row["bound"] is None and row["need_peak"] is None

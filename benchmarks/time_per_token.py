@@ -1,0 +1,67 @@
+"""Time per token from T = 10 to T = 10,000, one thread, float32.
+
+The four lengths run interleaved in rounds (each round times every T once,
+about 50 ms of calls each), and the median over rounds is printed, with the
+ratio of the slowest to the fastest length.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+        python benchmarks/time_per_token.py lstm,gru,rnn [train|infer]
+
+NDH=N,D,H sets the batch and sizes (default 8,64,64); ROUNDS the rounds (7).
+"""
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import rnnfast
+
+LENGTHS = (10, 100, 1000, 10000)
+
+
+def main(argv):
+    cells = argv[1].split(",") if len(argv) > 1 else ["lstm", "gru", "rnn"]
+    mode = argv[2] if len(argv) > 2 else "train"
+    N, D, H = (int(v) for v in os.environ.get("NDH", "8,64,64").split(","))
+    rounds = int(os.environ.get("ROUNDS", "7"))
+    with threadpool_limits(1):
+        for cell in cells:
+            cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[cell]
+            cases = {}
+            for T in LENGTHS:
+                net = cls(D, H, dtype=np.float32, random_state=0)
+                rng = np.random.default_rng(0)
+                xs = rng.standard_normal((N, T, D)).astype(np.float32)
+                dhs = rng.standard_normal((N, T, H)).astype(np.float32)
+                if mode == "train":
+                    def call(net=net, xs=xs, dhs=dhs):
+                        net.forward(xs)
+                        net.backward(dhs)
+                else:
+                    net.eval()
+
+                    def call(net=net, xs=xs):
+                        net.forward(xs)
+                call()
+                t0 = time.perf_counter()
+                call()
+                cases[T] = (call, max(1, int(0.05 / (time.perf_counter() - t0))))
+            per_token = {T: [] for T in LENGTHS}
+            for _ in range(rounds):
+                for T in LENGTHS:
+                    call, n = cases[T]
+                    t0 = time.perf_counter()
+                    for _ in range(n):
+                        call()
+                    per_token[T].append((time.perf_counter() - t0) / n / (N * T) * 1e6)
+            med = [statistics.median(per_token[T]) for T in LENGTHS]
+            print(f"{mode} {cell} N={N} D={D} H={H} us/token: "
+                  + " ".join(f"T={T}: {m:.3f}" for T, m in zip(LENGTHS, med))
+                  + f"  max/min {max(med) / min(med):.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
