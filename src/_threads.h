@@ -22,7 +22,11 @@
 #ifndef RNNFAST_THREADS_H
 #define RNNFAST_THREADS_H
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
 #include <pthread.h>
+#include <sched.h>
 
 #define RF_MAX_THREADS 64
 
@@ -53,6 +57,8 @@ static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
     rf_rows_job jobs[RF_MAX_THREADS];
     int started[RF_MAX_THREADS];
     int i;
+    pthread_attr_t attr;
+    int use_attr = 0;
     if (threads > RF_MAX_THREADS)
         threads = RF_MAX_THREADS;
     if (threads > N)
@@ -62,14 +68,37 @@ static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
             fn(ctx, 0, N, 0);
         return;
     }
+#if defined(__linux__) && defined(CPU_ISSET)
+    /* The new threads may run anywhere the process may, except the CPU the
+     * caller is on now.  Without this hint Linux often starts a new thread
+     * on its creator's CPU (wake-affine) and moves it only later, which for
+     * a call of a few milliseconds means the halves run one after the
+     * other; it is worst when another pool's threads look busy on the
+     * other CPUs (PyTorch's, in a side-by-side benchmark). */
+    {
+        cpu_set_t allowed;
+        int here = sched_getcpu();
+        if (here >= 0 && sched_getaffinity(0, sizeof allowed, &allowed) == 0 &&
+            CPU_ISSET(here, &allowed) && CPU_COUNT(&allowed) > 1 &&
+            pthread_attr_init(&attr) == 0) {
+            CPU_CLR(here, &allowed);
+            use_attr = pthread_attr_setaffinity_np(&attr, sizeof allowed, &allowed) == 0;
+            if (!use_attr)
+                pthread_attr_destroy(&attr);
+        }
+    }
+#endif
     for (i = 1; i < threads; i++) {
         jobs[i].fn = fn;
         jobs[i].ctx = ctx;
         jobs[i].n0 = i * N / threads;
         jobs[i].n1 = (i + 1) * N / threads;
         jobs[i].part = i;
-        started[i] = pthread_create(&tids[i], NULL, rf_rows_trampoline, &jobs[i]) == 0;
+        started[i] = pthread_create(&tids[i], use_attr ? &attr : NULL,
+                                    rf_rows_trampoline, &jobs[i]) == 0;
     }
+    if (use_attr)
+        pthread_attr_destroy(&attr);
     fn(ctx, 0, N / threads, 0);
     for (i = 1; i < threads; i++) {
         if (started[i])
