@@ -206,13 +206,21 @@ def make_case(impl, cell, mode, N, T, D, H, dtype=np.float32, seed=0):
     raise ValueError(f"impl: expected one of {IMPLS}, got {impl!r}")
 
 
-def time_interleaved(calls, repeats=7, min_time=0.02, max_time=None, clock=time.perf_counter):
+def time_interleaved(calls, repeats=7, min_time=0.02, max_time=None, clock=time.perf_counter,
+                     settle=0.0):
     """Per-round times (seconds per call) of each callable, interleaved.
 
     Each round runs every callable `number` times in turn (A..A B..B ...),
     `number` chosen so the slowest-needed round of each callable lasts about
     `min_time`.  max_time stops early (after at least 3 rounds) once the
-    total exceeds it.  Returns {name: [seconds per call, one per round]}."""
+    total exceeds it.  settle: an untimed sleep (seconds) before each
+    callable's turn, so that the thread pool of the one before is idle
+    again: OpenMP (PyTorch) and OpenBLAS workers spin for a while after a
+    parallel region, and at 2 threads the next library would share its
+    cores with them (measured: rnnfast's LSTM training step, zaremba-small,
+    2 threads, 6.3-7.2 ms right after PyTorch's turn, 4.9-5.6 ms after a
+    20 ms pause; PyTorch's own times did not change).  Returns {name:
+    [seconds per call, one per round]}."""
     numbers = {}
     for name, fn in calls.items():
         fn()                                     # warm up (allocations, caches)
@@ -225,6 +233,8 @@ def time_interleaved(calls, repeats=7, min_time=0.02, max_time=None, clock=time.
     for r in range(repeats):
         for name, fn in calls.items():
             n = numbers[name]
+            if settle:
+                time.sleep(settle)
             t0 = clock()
             for _ in range(n):
                 fn()
@@ -236,7 +246,7 @@ def time_interleaved(calls, repeats=7, min_time=0.02, max_time=None, clock=time.
 
 def run(cells=CELLS, modes=MODES, configs=tuple(CONFIGS), threads=(1, 2),
         impls=IMPLS, dtype=np.float32, repeats=7, min_time=0.02, reference_max_ms=2000,
-        peak_size=1536, progress=None, clock="wall"):
+        peak_size=1536, progress=None, clock="wall", settle=0.02):
     """Time every combination; returns (header dict, list of row dicts).
 
     clock="cpu" times single-thread runs with the process's CPU time
@@ -252,7 +262,8 @@ def run(cells=CELLS, modes=MODES, configs=tuple(CONFIGS), threads=(1, 2),
     header = {"blas": blas_kernel(), "warnings": environment_warnings(),
               "torch": getattr(_torch(), "__version__", None),
               "dtype": dtype.name, "load": _load(), "peak_gflops": {},
-              "clock": {n: ("cpu" if clock == "cpu" and n == 1 else "wall") for n in threads}}
+              "clock": {n: ("cpu" if clock == "cpu" and n == 1 else "wall") for n in threads},
+              "settle": settle}
     for n in threads:
         header["peak_gflops"][n] = sgemm_peak(
             n, peak_size, clock=time.process_time if header["clock"][n] == "cpu"
@@ -274,7 +285,8 @@ def run(cells=CELLS, modes=MODES, configs=tuple(CONFIGS), threads=(1, 2),
                             calls[impl] = fn
                         timer = (time.process_time if header["clock"][n] == "cpu"
                                  else time.perf_counter)
-                        times = time_interleaved(calls, repeats, min_time, clock=timer)
+                        times = time_interleaved(calls, repeats, min_time, clock=timer,
+                                                 settle=settle)
                         row = {"cell": cell, "mode": mode, "config": cfg, "threads": n,
                                "N": N, "T": T, "D": D, "H": H}
                         base = np.array(times["rnnfast"])
@@ -343,7 +355,8 @@ def format_header(header):
         lines.append("BLAS: unknown (install threadpoolctl to see the kernel)")
     lines.append(f"torch: {header['torch'] or 'not installed'}   dtype: {header['dtype']}   "
                  f"load average: {header['load']}   clock: " + ", ".join(
-                     f"{n} thr {c}" for n, c in header.get("clock", {}).items()))
+                     f"{n} thr {c}" for n, c in header.get("clock", {}).items())
+                 + f"   settle: {header.get('settle', 0) * 1e3:.0f} ms")
     lines.append("measured sgemm peak: " + ", ".join(
         f"{n} thread{'s' if n > 1 else ''} {g:.0f} GFLOP/s"
         for n, g in header["peak_gflops"].items()))

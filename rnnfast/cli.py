@@ -38,6 +38,7 @@ def cmd_bench(args):
         print("  ".join(bench.COLUMNS), flush=True)
     header, rows = bench.run(cells, modes, configs, threads, impls, args.dtype,
                              repeats=args.repeats, min_time=args.min_time,
+                             settle=args.settle,
                              peak_size=args.peak_size, progress=progress,
                              clock=args.clock)
     if args.json:
@@ -388,6 +389,9 @@ def build_parser():
                    help="comma-separated: rnnfast,torch,reference")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
+    p.add_argument("--settle", type=float, default=0.02,
+                   help="untimed pause (s) before each library's turn, so the thread pool "
+                        "of the one before is idle again (0: none)")
     p.add_argument("--min-time", type=float, default=0.02,
                    help="seconds per round per implementation (small calls repeat)")
     p.add_argument("--peak-size", type=int, default=1536,
