@@ -115,9 +115,10 @@ def thread_limit(n):
     return limit()
 
 
-def sgemm_peak(threads=1, size=1536, repeats=5, clock=time.perf_counter):
+def sgemm_peak(threads=1, size=1536, repeats=12, clock=time.perf_counter):
     """Best GFLOP/s of scipy's sgemm (the BLAS the kernels call) on a square
-    product of `size`, at `threads` threads."""
+    product of `size`, at `threads` threads (best of `repeats`: a disturbed
+    run can only make a product slower, so the best is the peak)."""
     from scipy.linalg.blas import sgemm
     rng = np.random.default_rng(0)
     a = np.asfortranarray(rng.standard_normal((size, size), dtype=np.float32))
@@ -297,14 +298,28 @@ def run(cells=CELLS, modes=MODES, configs=tuple(CONFIGS), threads=(1, 2),
                                 row[f"ratio_{impl}"] = float(np.median(t / base))
                             else:
                                 row[f"ms_{impl}"] = row[f"ratio_{impl}"] = None
-                        flops = gemm_flops(cell, mode, N, T, D, H)
-                        row["gflops"] = flops / (row["ms_rnnfast"] * 1e-3) / 1e9
-                        row["peak_fraction"] = row["gflops"] / header["peak_gflops"][n]
-                        _judge(row, flops / (header["peak_gflops"][n] * 1e6))
+                        row["flops"] = gemm_flops(cell, mode, N, T, D, H)
+                        row["gflops"] = row["flops"] / (row["ms_rnnfast"] * 1e-3) / 1e9
+                        _against_peak(row, header["peak_gflops"][n])
                         rows.append(row)
                         if progress is not None:
                             progress(row)
+    # The peak once more at the end: a disturbed measurement can only be too
+    # low, so the higher of the two stands, and the rows are judged against it.
+    for n in threads:
+        again = sgemm_peak(n, peak_size, clock=time.process_time if header["clock"][n] == "cpu"
+                           else time.perf_counter)
+        if again > header["peak_gflops"][n]:
+            header["peak_gflops"][n] = again
+            for row in rows:
+                if row["threads"] == n:
+                    _against_peak(row, again)
     return header, rows
+
+
+def _against_peak(row, peak_gflops):
+    row["peak_fraction"] = row["gflops"] / peak_gflops
+    _judge(row, row["flops"] / (peak_gflops * 1e6))
 
 
 def _judge(row, ms_at_peak):
