@@ -312,11 +312,13 @@ def use_packed_gemm(bint on):
 
 
 def packed_matmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
-                  bint trans_b, bint accumulate):
+                  bint trans_b, bint accumulate, int repeat=1):
     """c (=|+=) a @ (b.T if trans_b else b) through pack_b + gemm_packed,
-    the path of the per-step products (tests compare it with numpy).
-    Shapes are checked here; returns whether the packed kernel ran."""
-    cdef int m = a.shape[0], k = a.shape[1]
+    the path of the per-step products (tests compare it with numpy).  With
+    repeat > 1 the product runs that many times after one packing, as in a
+    step loop (for timing the kernel alone).  Shapes are checked here;
+    returns whether the packed kernel ran."""
+    cdef int m = a.shape[0], k = a.shape[1], r
     cdef int n = b.shape[0] if trans_b else b.shape[1]
     cdef int kb = b.shape[1] if trans_b else b.shape[0]
     cdef float* bp
@@ -326,8 +328,9 @@ def packed_matmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
                          f"c {(c.shape[0], c.shape[1])} do not agree")
     with nogil:
         bp = pack_b(m, trans_b, k, n, &b[0, 0], <int> b.shape[1])
-        gemm_packed(m, n, k, &a[0, 0], k, bp, trans_b, &b[0, 0], <int> b.shape[1],
-                    accumulate, &c[0, 0], n)
+        for r in range(repeat):
+            gemm_packed(m, n, k, &a[0, 0], k, bp, trans_b, &b[0, 0], <int> b.shape[1],
+                        accumulate, &c[0, 0], n)
     ran = bp != NULL
     free(bp)
     return ran
