@@ -30,7 +30,7 @@ from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_g
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _seq cimport (step_time, zero_padding, add_column_sums, input_grads,
                   rf_run_rows, step_threads, packed_rows, expect, expect_batch,
-                  grad_part, add_parts)
+                  grad_part, grad_stride, add_grad_parts)
 
 
 cdef struct FwdArgs:
@@ -236,7 +236,7 @@ cdef void gru_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
     `part` (0: the gradients themselves); one GEMM each over all steps."""
     cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 3 * H
     cdef Py_ssize_t nb = 2 * G if a.reset_after else G
-    cdef Py_ssize_t r0 = n0 * T, R = (n1 - n0) * T, stride = (D + H) * G + nb
+    cdef Py_ssize_t r0 = n0 * T, R = (n1 - n0) * T, stride = grad_stride(D, H, G, nb)
     cdef floating* pg = <floating*> a.gates + r0 * G
     cdef floating* pex = <floating*> a.extra + r0 * H
     cdef const floating* phs = <const floating*> a.h_prev + r0 * H
@@ -375,7 +375,7 @@ def gru_backward(const floating[:, :, ::1] xs,
     a.xs, a.Wx, a.dxs, a.D, a.accumulate_dx = &xs[0, 0, 0], &Wx[0, 0], &dxs[0, 0, 0], D, accumulate_dx
     a.dWx, a.dWh, a.db = &dWx[0, 0], &dWh[0, 0], &db[0]
     nb = 2 * G if reset_after else G
-    stride = (D + H) * G + nb
+    stride = grad_stride(D, H, G, nb)
     with nogil:
         zero_padding(pg, N, T, G, 0, G, plen)
         if reset_after:
@@ -401,9 +401,7 @@ def gru_backward(const floating[:, :, ::1] xs,
         free(wp1)
         free(wp2)
         if a.split:
-            add_parts(&dWx[0, 0], scratch, nt, 0, stride, D * G)
-            add_parts(&dWh[0, 0], scratch, nt, D * G, stride, H * G)
-            add_parts(&db[0], scratch, nt, (D + H) * G, stride, nb)
+            add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, nt, D, H, G, nb)
         else:
             gru_backward_grads(<floating*> NULL, &a, 0, N, 0)
         free(wxtp)

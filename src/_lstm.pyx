@@ -24,7 +24,7 @@ from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_g
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, add_column_sums, input_grads,
                   rf_run_rows, step_threads, packed_rows, expect, expect_batch,
-                  grad_part, add_parts)
+                  grad_part, grad_stride, add_grad_parts)
 
 
 cdef struct FwdArgs:
@@ -214,7 +214,7 @@ cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize
     db = column sums of dA, into gradient part `part` (0: the gradients
     themselves).  One GEMM each over the rows' n*T..: all steps at once."""
     cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 4 * H
-    cdef Py_ssize_t r0 = n0 * T, R = (n1 - n0) * T, stride = (D + H + 1) * G
+    cdef Py_ssize_t r0 = n0 * T, R = (n1 - n0) * T, stride = grad_stride(D, H, G, G)
     cdef floating* pg = <floating*> a.gates + r0 * G
     cdef floating* scratch = <floating*> a.scratch
     cdef floating* dWx = grad_part(<floating*> a.dWx, scratch, part, 0, stride)
@@ -338,7 +338,8 @@ def lstm_backward(const floating[:, :, ::1] xs,
         a.WxT_packed = wxtp
         nt = step_threads(threads, N, T, 2 * H * G, whtp != NULL)
         if nt > 1:
-            scratch = <floating*> malloc((nt - 1) * (D + H + 1) * G * sizeof(floating))
+            scratch = <floating*> malloc((nt - 1) * grad_stride(D, H, G, G)
+                                         * sizeof(floating))
         a.scratch, a.split = scratch, scratch != NULL
         if floating is float and nt > 1:
             # Each thread: its rows' steps, then their share of the gradients.
@@ -347,9 +348,7 @@ def lstm_backward(const floating[:, :, ::1] xs,
             lstm_backward_steps(<floating*> NULL, &a, 0, N)
         free(whtp)
         if a.split:
-            add_parts(&dWx[0, 0], scratch, nt, 0, (D + H + 1) * G, D * G)
-            add_parts(&dWh[0, 0], scratch, nt, D * G, (D + H + 1) * G, H * G)
-            add_parts(&db[0], scratch, nt, (D + H) * G, (D + H + 1) * G, G)
+            add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, nt, D, H, G, G)
         else:
             lstm_backward_grads(<floating*> NULL, &a, 0, N, 0)
         free(wxtp)

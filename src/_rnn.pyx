@@ -19,7 +19,7 @@ from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_g
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, add_column_sums, input_grads,
                   rf_run_rows, step_threads, packed_rows, expect, expect_batch,
-                  grad_part, add_parts)
+                  grad_part, grad_stride, add_grad_parts)
 
 
 cdef struct FwdArgs:
@@ -175,7 +175,7 @@ cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
     """dX rows, and the rows' share of dWx, dWh and db, into gradient part
     `part` (0: the gradients themselves); one GEMM each over all steps."""
     cdef Py_ssize_t T = a.T, D = a.D, H = a.H
-    cdef Py_ssize_t r0 = n0 * T, R = (n1 - n0) * T, stride = (D + H + 1) * H
+    cdef Py_ssize_t r0 = n0 * T, R = (n1 - n0) * T, stride = grad_stride(D, H, H, H)
     cdef floating* pg = <floating*> a.gates + r0 * H
     cdef floating* scratch = <floating*> a.scratch
     cdef floating* dWx = grad_part(<floating*> a.dWx, scratch, part, 0, stride)
@@ -286,7 +286,8 @@ def rnn_backward(const floating[:, :, ::1] xs,
         a.WxT_packed = wxtp
         nt = step_threads(threads, N, T, 2 * H * H, whtp != NULL)
         if nt > 1:
-            scratch = <floating*> malloc((nt - 1) * (D + H + 1) * H * sizeof(floating))
+            scratch = <floating*> malloc((nt - 1) * grad_stride(D, H, H, H)
+                                         * sizeof(floating))
         a.scratch, a.split = scratch, scratch != NULL
         if floating is float and nt > 1:
             # Each thread: its rows' steps, then their share of the gradients.
@@ -295,9 +296,7 @@ def rnn_backward(const floating[:, :, ::1] xs,
             rnn_backward_steps(<floating*> NULL, &a, 0, N)
         free(whtp)
         if a.split:
-            add_parts(&dWx[0, 0], scratch, nt, 0, (D + H + 1) * H, D * H)
-            add_parts(&dWh[0, 0], scratch, nt, D * H, (D + H + 1) * H, H * H)
-            add_parts(&db[0], scratch, nt, (D + H) * H, (D + H + 1) * H, H)
+            add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, nt, D, H, H, H)
         else:
             rnn_backward_grads(<floating*> NULL, &a, 0, N, 0)
         free(wxtp)

@@ -108,8 +108,10 @@ cdef inline int packed_rows(Py_ssize_t rows, int threads, bint training) noexcep
     return <int> rows
 
 
-# Per-thread partial sums of a parameter gradient: part 0 is the gradient
-# itself, part p > 0 lives in scratch at (p - 1) * stride + offset.
+# Per-thread partial sums of the parameter gradients.  Part 0 is the
+# gradients themselves; part p > 0 lives in one scratch block of
+# grad_stride(...) values laid out [dWx (D, G) | dWh (H, G) | db (nb)],
+# at (p - 1) * stride + offset.
 cdef inline floating* grad_part(floating* own, floating* scratch, int part,
                                 Py_ssize_t offset, Py_ssize_t stride) noexcept nogil:
     return own if part == 0 else scratch + (part - 1) * stride + offset
@@ -157,3 +159,18 @@ cdef inline int expect_batch(const Py_ssize_t[::1] lengths, Py_ssize_t N, Py_ssi
         raise ValueError(f"offset: expected 0..{W - H} (H={H}, width {W}), got {offset}")
     return 0
 
+
+
+cdef inline Py_ssize_t grad_stride(Py_ssize_t D, Py_ssize_t H, Py_ssize_t G,
+                                   Py_ssize_t nb) noexcept nogil:
+    return (D + H) * G + nb
+
+
+cdef inline void add_grad_parts(floating* dWx, floating* dWh, floating* db,
+                                const floating* scratch, int parts, Py_ssize_t D,
+                                Py_ssize_t H, Py_ssize_t G, Py_ssize_t nb) noexcept nogil:
+    """dWx, dWh, db += parts 1.. of the per-thread partial sums."""
+    cdef Py_ssize_t stride = grad_stride(D, H, G, nb)
+    add_parts(dWx, scratch, parts, 0, stride, D * G)
+    add_parts(dWh, scratch, parts, D * G, stride, H * G)
+    add_parts(db, scratch, parts, (D + H) * G, stride, nb)
