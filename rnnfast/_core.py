@@ -131,10 +131,11 @@ def _packed_in_use():
 
 
 def use_packed_gemm(on=True):
-    """Run the per-step recurrent products on rnnfast's packed float32
-    micro-kernel (src/_gemm.h; the default where the CPU has AVX2+FMA) or
-    on BLAS (on=False).  For A/B timings and tests; returns whether the
-    packed kernel is in use."""
+    """Run the products the kernels can do themselves (the per-step
+    recurrent products, the input projection, dX) on rnnfast's packed
+    float32 micro-kernel (src/_gemm.h; the default where the CPU has
+    AVX2+FMA), or all products on BLAS (on=False).  For A/B timings and
+    tests; returns whether the packed kernel is in use."""
     _PACKED[0] = bool(on)
     return all([mod.use_packed_gemm(on) for mod in (_rnn, _lstm, _gru)])
 
