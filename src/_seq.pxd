@@ -77,6 +77,7 @@ cdef inline void input_grads(const floating* xs, const floating* Wx,
 cdef extern from "_threads.h" nogil:
     ctypedef void (*rf_rows_fn)(void* ctx, long n0, long n1, int part) noexcept nogil
     void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
+    const int RF_MAX_THREADS
 
 
 cdef inline int step_threads(int threads, Py_ssize_t N, Py_ssize_t T,
@@ -90,6 +91,8 @@ cdef inline int step_threads(int threads, Py_ssize_t N, Py_ssize_t T,
     cdef Py_ssize_t t = threads
     if not packed or t < 2:
         return 1
+    if t > RF_MAX_THREADS:          # rf_run_rows runs no more; the caller
+        t = RF_MAX_THREADS          # sizes its gradient parts by this count
     if t > N // 4:
         t = N // 4
     if N * T * flops_per_row_step < 2000000 * t:

@@ -22,11 +22,15 @@
 #ifndef RNNFAST_THREADS_H
 #define RNNFAST_THREADS_H
 
+#if defined(_WIN32) && !defined(__MINGW32__)
+#define RF_NO_PTHREADS 1            /* MSVC: no pthreads; loops run serially */
+#else
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
 #include <pthread.h>
 #include <sched.h>
+#endif
 
 #define RF_MAX_THREADS 64
 
@@ -41,6 +45,19 @@ typedef struct {
     int part;
 } rf_rows_job;
 
+#ifdef RF_NO_PTHREADS
+static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
+{
+    /* the same ranges and parts as below, one after the other */
+    int i;
+    if (threads > N)
+        threads = (int) N;
+    if (threads < 1)
+        threads = 1;
+    for (i = 0; i < threads; i++)
+        fn(ctx, i * N / threads, (i + 1) * N / threads, i);
+}
+#else
 static void* rf_rows_trampoline(void* p)
 {
     rf_rows_job* job = (rf_rows_job*) p;
@@ -48,9 +65,11 @@ static void* rf_rows_trampoline(void* p)
     return NULL;
 }
 
-/* fn(ctx, n0, n1) over [0, N) cut into `threads` contiguous ranges: the
- * first on the calling thread, the others on new threads (a range whose
- * thread cannot be created runs on the caller). */
+/* fn(ctx, n0, n1, part) over [0, N) cut into `threads` contiguous ranges
+ * (part = the range's index): the first on the calling thread, the others
+ * on new threads (a range whose thread cannot be created runs on the
+ * caller, with its own part index).  Callers pass 1 <= threads <=
+ * min(N, RF_MAX_THREADS), so that every part they sized is written. */
 static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
 {
     pthread_t tids[RF_MAX_THREADS];
@@ -107,5 +126,7 @@ static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
             fn(ctx, jobs[i].n0, jobs[i].n1, i);
     }
 }
+
+#endif /* RF_NO_PTHREADS */
 
 #endif /* RNNFAST_THREADS_H */
