@@ -29,6 +29,8 @@ def cmd_bench(args):
     impls = ["rnnfast"] + [i for i in split(args.impls, bench.IMPLS, "--impls")
                            if i != "rnnfast"]
     threads = [int(t) for t in args.threads.split(",") if t]
+    if args.settle < 0:
+        raise ValueError(f"--settle: expected seconds >= 0, got {args.settle}")
     header = {}
 
     def progress(row):

@@ -29,7 +29,7 @@ from libc.stdlib cimport free, malloc
 from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_gemm_packed_supported
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _seq cimport (step_time, zero_padding, add_column_sums, input_grads,
-                  rf_run_rows, step_threads, packed_rows, expect, expect_batch,
+                  rf_run_rows, step_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts)
 
 
@@ -153,7 +153,7 @@ def gru_forward(const floating[:, :, ::1] xs,
     cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
     cdef Py_ssize_t H = Wh.shape[0], G = 3 * H, W = out.shape[2]
     cdef FwdArgs a
-    cdef int nt, prow
+    cdef int nt
     cdef const floating* pWh = &Wh[0, 0]
     cdef floating* wxp = NULL
     cdef floating* wp1 = NULL
@@ -174,7 +174,7 @@ def gru_forward(const floating[:, :, ::1] xs,
     a.xs, a.T, a.D, a.H, a.W, a.out_offset = &xs[0, 0, 0], T, D, H, W, out_offset
     a.reverse, a.training, a.reset_after = reverse, training, reset_after
     with nogil:
-        wxp = pack_b(packed_rows(N * T, threads, training), False, <int> D, <int> G,
+        wxp = pack_b(<int> (N * T), False, <int> D, <int> G,
                      &Wx[0, 0], <int> G)
         a.Wx_packed = wxp
         if wxp == NULL:
@@ -187,12 +187,11 @@ def gru_forward(const floating[:, :, ::1] xs,
             zero_padding(<floating*> a.extra, N, T, H, 0, H, a.lengths)
         # The per-step products' right-hand matrices, packed once (or NULL:
         # BLAS).  reset_after: Wh (H, 3H); else Wh_zr (H, 2H) and Wh_h (H, H).
-        prow = packed_rows(N, threads, training)
         if reset_after:
-            wp1 = pack_b(prow, False, <int> H, <int> G, pWh, <int> G)
+            wp1 = pack_b(<int> N, False, <int> H, <int> G, pWh, <int> G)
         else:
-            wp1 = pack_b(prow, False, <int> H, <int> (2 * H), pWh, <int> G)
-            wp2 = pack_b(prow, False, <int> H, <int> H, pWh + 2 * H, <int> G)
+            wp1 = pack_b(<int> N, False, <int> H, <int> (2 * H), pWh, <int> G)
+            wp2 = pack_b(<int> N, False, <int> H, <int> H, pWh + 2 * H, <int> G)
         a.Wp1, a.Wp2 = wp1, wp2
         nt = step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (reset_after or wp2 != NULL))
         if floating is float and nt > 1:
@@ -348,7 +347,7 @@ def gru_backward(const floating[:, :, ::1] xs,
     cdef Py_ssize_t H = Wh.shape[0], G = 3 * H, W = dout.shape[2]
     cdef Py_ssize_t j
     cdef BwdArgs a
-    cdef int nt, prow
+    cdef int nt
     cdef floating* pg = &gates[0, 0, 0]
     cdef floating* pex = &extra[0, 0, 0]
     cdef const floating* phs = &h_prev[0, 0, 0]
@@ -380,12 +379,11 @@ def gru_backward(const floating[:, :, ::1] xs,
         zero_padding(pg, N, T, G, 0, G, plen)
         if reset_after:
             zero_padding(pex, N, T, H, 0, H, plen)
-        prow = packed_rows(N, threads, True)
         if reset_after:
-            wp1 = pack_b(prow, True, <int> G, <int> H, pWh, <int> G)
+            wp1 = pack_b(<int> N, True, <int> G, <int> H, pWh, <int> G)
         else:
-            wp1 = pack_b(prow, True, <int> (2 * H), <int> H, pWh, <int> G)
-            wp2 = pack_b(prow, True, <int> H, <int> H, pWh + 2 * H, <int> G)
+            wp1 = pack_b(<int> N, True, <int> (2 * H), <int> H, pWh, <int> G)
+            wp2 = pack_b(<int> N, True, <int> H, <int> H, pWh + 2 * H, <int> G)
         a.Wp1, a.Wp2 = wp1, wp2
         wxtp = pack_b(<int> (N * T), True, <int> G, <int> D, &Wx[0, 0], <int> G)
         a.WxT_packed = wxtp

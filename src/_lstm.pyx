@@ -23,7 +23,7 @@ from libc.stdlib cimport free, malloc
 from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_gemm_packed_supported
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, add_column_sums, input_grads,
-                  rf_run_rows, step_threads, packed_rows, expect, expect_batch,
+                  rf_run_rows, step_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts)
 
 
@@ -159,7 +159,7 @@ def lstm_forward(const floating[:, :, ::1] xs,
         a.uniform = is_uniform(a.lengths, N, T, reverse)
         # Hoisted input projection of all N*T rows: one GEMM, on BLAS or
         # (Wx packed) per thread in the step loop's function.
-        wxp = pack_b(packed_rows(N * T, threads, training), False, <int> D, <int> G,
+        wxp = pack_b(<int> (N * T), False, <int> D, <int> G,
                      &Wx[0, 0], <int> G)
         a.Wx_packed = wxp
         if wxp == NULL:
@@ -169,7 +169,7 @@ def lstm_forward(const floating[:, :, ::1] xs,
         zero_padding(<floating*> a.out, N, T, W, out_offset, H, a.lengths)
         if training:
             zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
-        whp = pack_b(packed_rows(N, threads, training), False, <int> H, <int> G,
+        whp = pack_b(<int> N, False, <int> H, <int> G,
                      &Wh[0, 0], <int> G)
         a.Wh_packed = whp
         nt = step_threads(threads, N, T, 2 * H * G, whp != NULL)
@@ -331,7 +331,7 @@ def lstm_backward(const floating[:, :, ::1] xs,
     with nogil:
         a.uniform = is_uniform(a.lengths, N, T, reverse)
         zero_padding(pg, N, T, G, 0, G, a.lengths)
-        whtp = pack_b(packed_rows(N, threads, True), True, <int> G, <int> H,
+        whtp = pack_b(<int> N, True, <int> G, <int> H,
                       &Wh[0, 0], <int> G)
         a.WhT_packed = whtp
         wxtp = pack_b(<int> (N * T), True, <int> G, <int> D, &Wx[0, 0], <int> G)

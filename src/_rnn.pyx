@@ -18,7 +18,7 @@ from libc.stdlib cimport free, malloc
 from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_gemm_packed_supported
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, add_column_sums, input_grads,
-                  rf_run_rows, step_threads, packed_rows, expect, expect_batch,
+                  rf_run_rows, step_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts)
 
 
@@ -124,7 +124,7 @@ def rnn_forward(const floating[:, :, ::1] xs,
     a.reverse, a.training, a.relu = reverse, training, relu
     with nogil:
         a.uniform = is_uniform(a.lengths, N, T, reverse)
-        wxp = pack_b(packed_rows(N * T, threads, training), False, <int> D, <int> H,
+        wxp = pack_b(<int> (N * T), False, <int> D, <int> H,
                      &Wx[0, 0], <int> H)
         a.Wx_packed = wxp
         if wxp == NULL:
@@ -134,7 +134,7 @@ def rnn_forward(const floating[:, :, ::1] xs,
         zero_padding(<floating*> a.out, N, T, W, out_offset, H, a.lengths)
         if training:
             zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
-        whp = pack_b(packed_rows(N, threads, training), False, <int> H, <int> H,
+        whp = pack_b(<int> N, False, <int> H, <int> H,
                      &Wh[0, 0], <int> H)
         a.Wh_packed = whp
         nt = step_threads(threads, N, T, 2 * H * H, whp != NULL)
@@ -279,7 +279,7 @@ def rnn_backward(const floating[:, :, ::1] xs,
     with nogil:
         a.uniform = is_uniform(a.lengths, N, T, reverse)
         zero_padding(pg, N, T, H, 0, H, a.lengths)
-        whtp = pack_b(packed_rows(N, threads, True), True, <int> H, <int> H,
+        whtp = pack_b(<int> N, True, <int> H, <int> H,
                       &Wh[0, 0], <int> H)
         a.WhT_packed = whtp
         wxtp = pack_b(<int> (N * T), True, <int> H, <int> D, &Wx[0, 0], <int> H)
@@ -321,6 +321,8 @@ def packed_matmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
     cdef int n = b.shape[0] if trans_b else b.shape[1]
     cdef int kb = b.shape[1] if trans_b else b.shape[0]
     cdef float* bp
+    if repeat < 1:
+        raise ValueError(f"packed_matmul: repeat: expected an integer >= 1, got {repeat}")
     if kb != k or c.shape[0] != m or c.shape[1] != n or m == 0 or n == 0 or k == 0:
         raise ValueError(f"packed_matmul: shapes a {(a.shape[0], a.shape[1])}, "
                          f"b {(b.shape[0], b.shape[1])} (trans_b={trans_b}), "

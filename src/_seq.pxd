@@ -100,17 +100,6 @@ cdef inline int step_threads(int threads, Py_ssize_t N, Py_ssize_t T,
     return <int> (t if t > 1 else 1)
 
 
-cdef inline int packed_rows(Py_ssize_t rows, int threads, bint training) noexcept nogil:
-    """The row count to give pack_b (0 would ask for BLAS).  History: while
-    the backward's dWx/dWh products ran on multi-threaded BLAS after the
-    step loop, OpenBLAS's workers spun afterwards and took the other core
-    from the next call's step threads (LSTM train medium, 2 threads: 135 ms
-    packed vs 110 ms on BLAS), so training at > 1 thread used BLAS
-    throughout.  Now those products are split over the step threads too,
-    with BLAS at one thread, and every call may pack."""
-    return <int> rows
-
-
 # Per-thread partial sums of the parameter gradients.  Part 0 is the
 # gradients themselves; part p > 0 lives in one scratch block of
 # grad_stride(...) values laid out [dWx (D, G) | dWh (H, G) | db (nb)],

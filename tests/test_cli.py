@@ -82,3 +82,10 @@ def test_generate_refuses_a_model_without_vocabulary(tmp_path):
     rio.save(rnnfast.LSTM(2, 3), tmp_path / "net.npz")
     with pytest.raises(SystemExit, match="not a language model"):
         main(["generate", str(tmp_path / "net.npz")])
+
+
+def test_bench_refuses_a_negative_settle(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--settle", "-1", "--cells", "rnn", "--configs", "tiny"])
+    assert exc.value.code == 2
+    assert "--settle: expected seconds >= 0, got -1.0" in capsys.readouterr().err

@@ -3,6 +3,8 @@ numpy, over the edge cases of its tiling: rows not a multiple of the 6-row
 tile, columns not a multiple of the 16-column panel, both layouts of B, and
 overwrite vs accumulate.  Also: a whole layer gives the same results with the
 packed kernel and with BLAS."""
+import os
+
 import numpy as np
 import pytest
 
@@ -47,6 +49,9 @@ def test_packed_matmul_refuses_disagreeing_shapes():
     with pytest.raises(ValueError, match="do not agree"):
         _rnn.packed_matmul(a, np.ones((2, 5), np.float32), np.zeros((4, 5), np.float32),
                            False, False)
+    with pytest.raises(ValueError, match="repeat: expected an integer >= 1, got 0"):
+        _rnn.packed_matmul(a, np.ones((3, 5), np.float32), np.zeros((4, 5), np.float32),
+                           False, False, 0)
 
 
 @pytest.mark.parametrize("cls,kw", [(rnnfast.RNN, {}), (rnnfast.LSTM, {}),
@@ -74,21 +79,34 @@ def test_layer_same_with_packed_kernel_and_blas(cls, kw):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+def _two_cpus_and_threadpoolctl():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 CPUs")
+    return threadpoolctl
+
+
+def _threaded_case(seed, N=24, T=30, D=16, H=128):
+    """Inputs (N, T, D), output gradients of a bidirectional layer (N, T,
+    2H) and ragged lengths (one full), large enough that 2 threads split."""
+    rng = np.random.default_rng(seed)
+    xs = rng.standard_normal((N, T, D)).astype(np.float32)
+    dys = rng.standard_normal((N, T, 2 * H)).astype(np.float32)
+    lengths = rng.integers(1, T + 1, N)
+    lengths[0] = T
+    return xs, dys, lengths
+
+
 @pytest.mark.parametrize("cls,kw", [(rnnfast.RNN, {}), (rnnfast.LSTM, {}),
                                     (rnnfast.GRU, {}), (rnnfast.GRU, {"reset_after": False})])
 def test_threaded_step_loop_is_bitwise_the_serial_one(cls, kw):
     """Inference with 2 BLAS threads splits the step loop over batch rows
     (src/_threads.h); every row's arithmetic is the same, so the outputs
     are bitwise those of 1 thread, with ragged lengths in both directions."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    import os
-    if (os.cpu_count() or 1) < 2:
-        pytest.skip("needs 2 CPUs")
-    rng = np.random.default_rng(5)
-    N, T, D, H = 24, 30, 16, 128
-    xs = rng.standard_normal((N, T, D)).astype(np.float32)
-    lengths = rng.integers(1, T + 1, N)
-    lengths[0] = T
+    threadpoolctl = _two_cpus_and_threadpoolctl()
+    xs, _, lengths = _threaded_case(5)
+    N, T, D = xs.shape
+    H = 128
     net = cls(D, H, bidirectional=True, dtype=np.float32, random_state=0, **kw)
     net.eval()
     outs = []
@@ -110,16 +128,10 @@ def test_threaded_training_step_matches_the_serial_one(cls, kw):
     meanwhile).  Outputs are bitwise those of 1 thread; gradients agree to
     float32 rounding (the partial sums add in another order); the BLAS
     thread count is restored."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    import os
-    if (os.cpu_count() or 1) < 2:
-        pytest.skip("needs 2 CPUs")
-    rng = np.random.default_rng(6)
-    N, T, D, H = 24, 30, 16, 128
-    xs = rng.standard_normal((N, T, D)).astype(np.float32)
-    dys = rng.standard_normal((N, T, 2 * H)).astype(np.float32)
-    lengths = rng.integers(1, T + 1, N)
-    lengths[0] = T
+    threadpoolctl = _two_cpus_and_threadpoolctl()
+    xs, dys, lengths = _threaded_case(6)
+    N, T, D = xs.shape
+    H = 128
     results = []
     for threads in (1, 2):
         net = cls(D, H, bidirectional=True, dtype=np.float32, random_state=0, **kw)
