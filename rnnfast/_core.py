@@ -130,14 +130,16 @@ def _packed_in_use():
     return _PACKED[0] and _PACKED_CPU
 
 
-def use_packed_gemm(on=True):
+def use_packed_gemm(on=True, dw=None):
     """Run the products the kernels can do themselves (the per-step
-    recurrent products, the input projection, dX) on rnnfast's packed
-    float32 micro-kernel (src/_gemm.h; the default where the CPU has
-    AVX2+FMA), or all products on BLAS (on=False).  For A/B timings and
-    tests; returns whether the packed kernel is in use."""
+    recurrent products, the input projection, dX and the parameter
+    gradients dWx, dWh) on rnnfast's packed float32 micro-kernel
+    (src/_gemm.h; the default where the CPU has AVX2+FMA), or all products
+    on BLAS (on=False).  `dw` (default: `on`) switches the parameter-
+    gradient products alone.  For A/B timings and tests; returns whether
+    the packed kernel is in use."""
     _PACKED[0] = bool(on)
-    return all([mod.use_packed_gemm(on) for mod in (_rnn, _lstm, _gru)])
+    return all([mod.use_packed_gemm(on, dw) for mod in (_rnn, _lstm, _gru)])
 
 
 _PACKED_CPU = use_packed_gemm(True)

@@ -48,8 +48,12 @@ static void rf_pack_b_f(const float* B, long ldb, int trans, long K, long N, flo
         w = N - j0 < RF_NR ? N - j0 : RF_NR;
         dst = Bp + p * K * RF_NR;
         if (w == RF_NR && !trans) {
-            for (k = 0; k < K; k++)
-                memcpy(dst + k * RF_NR, B + k * ldb + j0, RF_NR * sizeof(float));
+            for (k = 0; k < K; k++) {
+                /* a loop, not memcpy: GCC called libc's for 64 bytes */
+                const float* src = B + k * ldb + j0;
+                for (j = 0; j < RF_NR; j++)
+                    dst[k * RF_NR + j] = src[j];
+            }
         } else if (w == RF_NR) {
             for (j = 0; j < RF_NR; j++) {
                 const float* src = B + (j0 + j) * ldb;
@@ -76,19 +80,23 @@ typedef float rf_v8 __attribute__((vector_size(32), aligned(4)));
 /* One MR x 16 tile: C[0:MR, 0:nc] (+)= A[0:MR, 0:K] @ panel.  MR is a
  * compile-time constant at every call, so the accumulators live in
  * registers.  nc < 16 only for the last panel of a ragged N. */
-#define RF_TILE_BODY(MR)                                                      \
+#define RF_TILE_BODY(MR, A_IK)                                                \
     {                                                                         \
         rf_v8 acc[MR][2];                                                     \
         long k, i, j;                                                         \
         for (i = 0; i < MR; i++) {                                            \
             acc[i][0] = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0};                      \
             acc[i][1] = acc[i][0];                                            \
+            /* C's rows are far apart (a cache line each): start fetching */  \
+            /* them now, so the update after the k loop does not wait.    */  \
+            __builtin_prefetch(C + i * ldc, 1, 3);                            \
+            __builtin_prefetch(C + i * ldc + RF_NR - 1, 1, 3);                \
         }                                                                     \
         for (k = 0; k < K; k++) {                                             \
             const rf_v8 b0 = *(const rf_v8*) (panel + k * RF_NR);             \
             const rf_v8 b1 = *(const rf_v8*) (panel + k * RF_NR + 8);         \
             for (i = 0; i < MR; i++) {                                        \
-                const float av = A[i * lda + k];                              \
+                const float av = A_IK;                                        \
                 acc[i][0] += av * b0;                                         \
                 acc[i][1] += av * b1;                                         \
             }                                                                 \
@@ -118,7 +126,12 @@ typedef float rf_v8 __attribute__((vector_size(32), aligned(4)));
     __attribute__((target("avx2,fma"), noinline)) static void                 \
     rf_tile_##MR(long K, const float* A, long lda, const float* panel,        \
                  float* C, long ldc, long nc, int accumulate)                 \
-    RF_TILE_BODY(MR)
+    RF_TILE_BODY(MR, A[i * lda + k])                                          \
+    /* The same with A packed tile-major: A[k * MR + i] (rf_gemm_tn_f). */    \
+    __attribute__((target("avx2,fma"), noinline)) static void                 \
+    rf_ptile_##MR(long K, const float* A, const float* panel,                 \
+                  float* C, long ldc, long nc, int accumulate)                \
+    RF_TILE_BODY(MR, A[k * MR + i])
 
 RF_DEFINE_TILE(1)
 RF_DEFINE_TILE(2)
@@ -254,6 +267,118 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
     }
 }
 
+/* Steps (rows of the sequence buffers) per chunk of the parameter-gradient
+ * products: a chunk's panel (RF_KC x 16 floats, 16 KB) stays in L1 while
+ * the tiles of a row block pass over it; the transposed row block
+ * (RF_MC x RF_KC, 96 KB) stays in L2.  512 and 1024 were slower (A/B of
+ * the products alone, docs/performance.md). */
+#define RF_KC 256
+
+/* dst (kc, mr) row-major <- the mr contiguous floats src[k * lda :] for
+ * k < kc.  mr is a constant in each branch: a loop of variable length
+ * became a call to memcpy per k (18 % of the product at tiny sizes). */
+static void rf_pack_a_tile(const float* src, long lda, long kc, long mr, float* dst)
+{
+    long k, r;
+#define RF_PACK_A_ROWS(MR)                                                    \
+    for (k = 0; k < kc; k++)                                                  \
+        for (r = 0; r < MR; r++)                                              \
+            dst[k * MR + r] = src[k * lda + r];                               \
+    break;
+    switch (mr) {
+    case 6: RF_PACK_A_ROWS(6)
+    case 5: RF_PACK_A_ROWS(5)
+    case 4: RF_PACK_A_ROWS(4)
+    case 3: RF_PACK_A_ROWS(3)
+    case 2: RF_PACK_A_ROWS(2)
+    default: RF_PACK_A_ROWS(1)
+    }
+#undef RF_PACK_A_ROWS
+}
+
+/* C[s] (M[s], N) = A[s]^T @ B for the sources s = 0..nsrc-1 (nsrc <= 2),
+ * where A[s] is row-major (K, M[s]) with row stride lda[s] and B is
+ * row-major (K, N) with row stride ldb; C[s] has row stride ldc.  This is
+ * the shape of the parameter gradients, dWx = X^T dA and dWh = Hprev^T dA,
+ * summed over all K = N*T rows of the sequence buffers: B (the gate
+ * gradients) is packed once per chunk of RF_KC rows and shared by the
+ * sources; A's chunk is transposed block by block into tiles of mr
+ * rows stored k-major (rf_pack_a_tile), which the rf_ptile_* kernels
+ * read; each chunk adds into C.  The C tile prefetch in RF_TILE_BODY
+ * matters here: C's rows are far apart and come from memory at every
+ * chunk (without it zaremba-medium's dW products ran 0.82x BLAS).
+ * Returns 0 when it could not allocate its buffers (nothing written: the
+ * caller uses BLAS). */
+static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const long* lda,
+                        float* const* C, long ldc, long N, long K, const float* B,
+                        long ldb)
+{
+    long k0, kc, m0, mb, i, s, p, nc, mr, tiles, base, extra, t, mmax = 0;
+    float *Bp, *At, *dst;
+    for (s = 0; s < nsrc; s++)
+        mmax = M[s] > mmax ? M[s] : mmax;
+    if (N <= 0 || mmax <= 0)
+        return 1;
+    if (K <= 0) {               /* no rows: the gradients are zero */
+        for (s = 0; s < nsrc; s++)
+            for (i = 0; i < M[s]; i++)
+                memset(C[s] + i * ldc, 0, N * sizeof(float));
+        return 1;
+    }
+    kc = K < RF_KC ? K : RF_KC;
+    mb = mmax < RF_MC ? mmax : RF_MC;
+    Bp = (float*) malloc(rf_packed_size(kc, N) * sizeof(float));
+    At = (float*) malloc(mb * kc * sizeof(float));
+    if (Bp == NULL || At == NULL) {
+        free(Bp);
+        free(At);
+        return 0;
+    }
+    for (k0 = 0; k0 < K; k0 += kc) {
+        kc = K - k0 < RF_KC ? K - k0 : RF_KC;
+        rf_pack_b_f(B + k0 * ldb, ldb, 0, kc, N, Bp);
+        for (s = 0; s < nsrc; s++) {
+            for (m0 = 0; m0 < M[s]; m0 += mb) {
+                mb = M[s] - m0 < RF_MC ? M[s] - m0 : RF_MC;
+                /* Row tiles of near-equal height, as in rf_gemm_packed_f. */
+                tiles = (mb + RF_MR - 1) / RF_MR;
+                base = mb / tiles;
+                extra = mb % tiles;
+                /* At: A[k0:k0+kc, m0:m0+mb]^T tile by tile, each tile
+                 * (kc, mr) row-major: a tile's rows at step k are the mr
+                 * contiguous floats A[k0+k, i:i+mr], copied as they lie. */
+                dst = At;
+                for (i = m0, t = 0; i < m0 + mb; i += mr, t++) {
+                    mr = t < extra ? base + 1 : base;
+                    rf_pack_a_tile(A[s] + k0 * lda[s] + i, lda[s], kc, mr, dst);
+                    dst += mr * kc;
+                }
+                for (p = 0; p * RF_NR < N; p++) {
+                    const float* panel = Bp + p * kc * RF_NR;
+                    nc = N - p * RF_NR < RF_NR ? N - p * RF_NR : RF_NR;
+                    const float* a = At;
+                    for (i = m0, t = 0; i < m0 + mb; i += mr, t++) {
+                        float* c = C[s] + i * ldc + p * RF_NR;
+                        mr = t < extra ? base + 1 : base;
+                        switch (mr) {
+                        case 6: rf_ptile_6(kc, a, panel, c, ldc, nc, k0 > 0); break;
+                        case 5: rf_ptile_5(kc, a, panel, c, ldc, nc, k0 > 0); break;
+                        case 4: rf_ptile_4(kc, a, panel, c, ldc, nc, k0 > 0); break;
+                        case 3: rf_ptile_3(kc, a, panel, c, ldc, nc, k0 > 0); break;
+                        case 2: rf_ptile_2(kc, a, panel, c, ldc, nc, k0 > 0); break;
+                        default: rf_ptile_1(kc, a, panel, c, ldc, nc, k0 > 0); break;
+                        }
+                        a += mr * kc;
+                    }
+                }
+            }
+        }
+    }
+    free(Bp);
+    free(At);
+    return 1;
+}
+
 #else
 #define RF_HAVE_PACKED 0
 static int rf_packed_switch = 0;
@@ -265,9 +390,22 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
     (void) ldc; (void) accumulate;
     abort();   /* callers check rf_gemm_packed_supported() first */
 }
+static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const long* lda,
+                        float* const* C, long ldc, long N, long K, const float* B,
+                        long ldb)
+{
+    (void) nsrc; (void) M; (void) A; (void) lda; (void) C; (void) ldc; (void) N;
+    (void) K; (void) B; (void) ldb;
+    abort();   /* callers check rf_gemm_packed_supported() first */
+}
 #endif
 
 /* For A/B timings and tests: 0 sends the per-step products to BLAS. */
 static void rf_use_packed_gemm(int on) { rf_packed_switch = on != 0; }
+
+/* The same for the parameter-gradient products (rf_gemm_tn_f) alone. */
+static int rf_packed_dw_switch = 1;
+static void rf_use_packed_dw(int on) { rf_packed_dw_switch = on != 0; }
+static int rf_packed_dw_enabled(void) { return rf_packed_dw_switch && rf_gemm_packed_supported(); }
 
 #endif /* RNNFAST_GEMM_H */

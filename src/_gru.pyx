@@ -26,7 +26,8 @@ of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
-from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_gemm_packed_supported
+from _blas cimport (floating, gemm, gemm_tn, pack_b, gemm_packed, rf_use_packed_gemm,
+                   rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _seq cimport (step_time, zero_padding, add_column_sums, input_grads,
                   rf_run_rows, step_threads, expect, expect_batch,
@@ -248,21 +249,21 @@ cdef void gru_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
                 <const floating*> a.WxT_packed, pg, dWx, <floating*> a.dxs + r0 * D,
                 a.accumulate_dx, <int> R, <int> D, <int> G)
     # dWh[:, :2H] = Hprev^T dA_zr
-    gemm(True, False, <int> H, <int> (2 * H), <int> R, <floating> 1,
-         phs, <int> H, pg, <int> G, <floating> 0, dWh, <int> G)
+    gemm_tn(<int> H, phs, <int> H, dWh, 0, NULL, 0, NULL, <int> (2 * H), <int> R,
+            pg, <int> G, <int> G)
     for j in range(nb):
         db[j] = 0
     add_column_sums(pg, R, G, G, db)
     if a.reset_after:
         # dWh_h = Hprev^T dA_h,n; recurrent bias row gets dA_h
-        gemm(True, False, <int> H, <int> H, <int> R, <floating> 1,
-             phs, <int> H, pex, <int> H, <floating> 0, dWh + 2 * H, <int> G)
+        gemm_tn(<int> H, phs, <int> H, dWh + 2 * H, 0, NULL, 0, NULL, <int> H, <int> R,
+                pex, <int> H, <int> G)
         add_column_sums(pg, R, 2 * H, G, db + G)
         add_column_sums(pex, R, H, H, db + G + 2 * H)
     else:
         # dWh_h = (r*h)^T da_h
-        gemm(True, False, <int> H, <int> H, <int> R, <floating> 1,
-             pex, <int> H, pg + 2 * H, <int> G, <floating> 0, dWh + 2 * H, <int> G)
+        gemm_tn(<int> H, pex, <int> H, dWh + 2 * H, 0, NULL, 0, NULL, <int> H, <int> R,
+                pg + 2 * H, <int> G, <int> G)
 
 
 cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
@@ -406,8 +407,10 @@ def gru_backward(const floating[:, :, ::1] xs,
         free(scratch)
 
 
-def use_packed_gemm(bint on):
+def use_packed_gemm(bint on, dw=None):
     """Packed micro-kernel (True, where the CPU has it) or BLAS (False) for
-    the per-step products of this module; returns whether it is now used."""
+    the products of this module; `dw` overrides `on` for the parameter-
+    gradient products alone.  Returns whether the kernel is now used."""
     rf_use_packed_gemm(on)
+    rf_use_packed_dw(on if dw is None else dw)
     return bool(rf_gemm_packed_supported())

@@ -20,7 +20,8 @@ the per-step products use the packed micro-kernel (src/_threads.h).
 """
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
-from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_gemm_packed_supported
+from _blas cimport (floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm,
+                   rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, add_column_sums, input_grads,
                   rf_run_rows, step_threads, expect, expect_batch,
@@ -223,9 +224,8 @@ cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize
     cdef Py_ssize_t j
     input_grads(<const floating*> a.xs + r0 * D, <const floating*> a.Wx,
                 <const floating*> a.WxT_packed, pg, dWx, <floating*> a.dxs + r0 * D,
-                a.accumulate_dx, <int> R, <int> D, <int> G)
-    gemm(True, False, <int> H, <int> G, <int> R, <floating> 1,
-         <const floating*> a.h_prev + r0 * H, <int> H, pg, <int> G, <floating> 0, dWh, <int> G)
+                a.accumulate_dx, <int> R, <int> D, <int> G,
+                <const floating*> a.h_prev + r0 * H, dWh, <int> H)
     for j in range(G):
         db[j] = 0
     add_column_sums(pg, R, G, G, db)
@@ -355,8 +355,10 @@ def lstm_backward(const floating[:, :, ::1] xs,
         free(scratch)
 
 
-def use_packed_gemm(bint on):
+def use_packed_gemm(bint on, dw=None):
     """Packed micro-kernel (True, where the CPU has it) or BLAS (False) for
-    the per-step products of this module; returns whether it is now used."""
+    the products of this module; `dw` overrides `on` for the parameter-
+    gradient products alone.  Returns whether the kernel is now used."""
     rf_use_packed_gemm(on)
+    rf_use_packed_dw(on if dw is None else dw)
     return bool(rf_gemm_packed_supported())

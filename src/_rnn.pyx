@@ -15,7 +15,8 @@ of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
-from _blas cimport floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm, rf_gemm_packed_supported
+from _blas cimport (floating, gemm, gemm_tn, pack_b, gemm_packed, rf_use_packed_gemm,
+                   rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, add_column_sums, input_grads,
                   rf_run_rows, step_threads, expect, expect_batch,
@@ -184,9 +185,8 @@ cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
     cdef Py_ssize_t j
     input_grads(<const floating*> a.xs + r0 * D, <const floating*> a.Wx,
                 <const floating*> a.WxT_packed, pg, dWx, <floating*> a.dxs + r0 * D,
-                a.accumulate_dx, <int> R, <int> D, <int> H)
-    gemm(True, False, <int> H, <int> H, <int> R, <floating> 1,
-         <const floating*> a.h_prev + r0 * H, <int> H, pg, <int> H, <floating> 0, dWh, <int> H)
+                a.accumulate_dx, <int> R, <int> D, <int> H,
+                <const floating*> a.h_prev + r0 * H, dWh, <int> H)
     for j in range(H):
         db[j] = 0
     add_column_sums(pg, R, H, H, db)
@@ -303,10 +303,12 @@ def rnn_backward(const floating[:, :, ::1] xs,
         free(scratch)
 
 
-def use_packed_gemm(bint on):
+def use_packed_gemm(bint on, dw=None):
     """Packed micro-kernel (True, where the CPU has it) or BLAS (False) for
-    the per-step products of this module; returns whether it is now used."""
+    the products of this module; `dw` overrides `on` for the parameter-
+    gradient products alone.  Returns whether the kernel is now used."""
     rf_use_packed_gemm(on)
+    rf_use_packed_dw(on if dw is None else dw)
     return bool(rf_gemm_packed_supported())
 
 
@@ -335,3 +337,23 @@ def packed_matmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
     ran = bp != NULL
     free(bp)
     return ran
+
+
+def packed_matmul_tn(const float[:, ::1] a1, const float[:, ::1] a2, const float[:, ::1] b,
+                     float[:, ::1] c1, float[:, ::1] c2):
+    """c1 = a1.T @ b and, when a2 has columns, c2 = a2.T @ b through gemm_tn,
+    the path of the parameter gradients (tests compare it with numpy).  c1
+    and c2 are overwritten; shapes are checked here.  Returns whether the
+    packed kernel was switched on (else BLAS ran)."""
+    cdef int k = a1.shape[0], m1 = a1.shape[1], m2 = a2.shape[1], n = b.shape[1]
+    if (a2.shape[0] != k or b.shape[0] != k or c1.shape[0] != m1 or c1.shape[1] != n
+            or c2.shape[0] != m2 or c2.shape[1] != n or m1 == 0 or n == 0):
+        raise ValueError(f"packed_matmul_tn: shapes a1 {(a1.shape[0], a1.shape[1])}, "
+                         f"a2 {(a2.shape[0], a2.shape[1])}, b {(b.shape[0], b.shape[1])}, "
+                         f"c1 {(c1.shape[0], c1.shape[1])}, c2 {(c2.shape[0], c2.shape[1])} "
+                         "do not agree")
+    with nogil:
+        gemm_tn(m1, &a1[0, 0] if k else NULL, m1, &c1[0, 0],
+                m2, &a2[0, 0] if k and m2 else NULL, m2, &c2[0, 0] if m2 else NULL,
+                n, k, &b[0, 0] if k else NULL, n, n)
+    return bool(rf_gemm_packed_supported())

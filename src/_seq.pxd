@@ -12,7 +12,7 @@
 # handles time t = k (forward) or t = L-1-k (reverse) of row n, and rows
 # with k >= L are idle: their state does not change.  Positions t >= L
 # are padding: outputs are 0 and they contribute nothing to gradients.
-from _blas cimport floating, gemm, gemm_packed
+from _blas cimport floating, gemm, gemm_packed, gemm_tn
 
 
 cdef inline Py_ssize_t step_time(Py_ssize_t k, Py_ssize_t length,
@@ -61,13 +61,14 @@ cdef inline void add_column_sums(const floating* a, Py_ssize_t rows,
 cdef inline void input_grads(const floating* xs, const floating* Wx,
                              const floating* WxT_packed, floating* dG, floating* dWx,
                              floating* dxs, bint accumulate_dx, int NT, int D,
-                             int GH) noexcept nogil:
-    """After the step loop: dWx = X^T dG (BLAS) and dX (+)= dG Wx^T (the
-    packed kernel when Wx^T is packed: it reads dG once, without BLAS's
-    packing of it, which showed up in the profile of long sequences), one
-    product each over all NT rows of the (NT, GH) gate-gradient buffer."""
-    gemm(True, False, D, GH, NT, <floating> 1, xs, D, dG, GH,
-         <floating> 0, dWx, GH)
+                             int GH, const floating* h_prev=NULL, floating* dWh=NULL,
+                             int H=0) noexcept nogil:
+    """After the step loop: dWx = X^T dG and, when H > 0, dWh = Hprev^T dG
+    (gemm_tn: dG packed once for both), and dX (+)= dG Wx^T (the packed
+    kernel when Wx^T is packed: it reads dG once, without BLAS's packing of
+    it, which showed up in the profile of long sequences), one product each
+    over all NT rows of the (NT, GH) gate-gradient buffer."""
+    gemm_tn(D, xs, D, dWx, H, h_prev, H, dWh, GH, NT, dG, GH, GH)
     gemm_packed(NT, D, GH, dG, GH, WxT_packed, True, Wx, GH, accumulate_dx, dxs, D)
 
 

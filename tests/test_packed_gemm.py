@@ -54,6 +54,34 @@ def test_packed_matmul_refuses_disagreeing_shapes():
                            False, False, 0)
 
 
+# The parameter-gradient products dW = A^T @ B: rows (k) cut into chunks of
+# 256 (RF_KC) and columns of A (m) into blocks of 96 (RF_MC), so the cases
+# straddle both; two sources share one packing of B.
+@pytest.mark.parametrize("k", [0, 1, 7, 255, 256, 257, 700])
+@pytest.mark.parametrize("m1,m2", [(1, 0), (5, 3), (96, 97), (200, 0), (64, 256)])
+@pytest.mark.parametrize("n", [1, 16, 17, 100])
+@pytest.mark.parametrize("packed", [True, False])
+def test_packed_matmul_tn_matches_numpy(k, m1, m2, n, packed):
+    _core.use_packed_gemm(packed)
+    rng = np.random.default_rng(k * 7 + m1 * 11 + m2 * 13 + n)
+    a1 = rng.standard_normal((k, m1)).astype(np.float32)
+    a2 = rng.standard_normal((k, m2)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    c1 = np.full((m1, n), np.nan, np.float32)      # overwritten, never read
+    c2 = np.full((m2, n), np.nan, np.float32)
+    _rnn.packed_matmul_tn(a1, a2, b, c1, c2)
+    tol = {"rtol": 1e-5, "atol": 1e-5 * np.sqrt(max(k, 1))}
+    np.testing.assert_allclose(c1, a1.T.astype(np.float64) @ b, **tol)
+    np.testing.assert_allclose(c2, a2.T.astype(np.float64) @ b, **tol)
+
+
+def test_packed_matmul_tn_refuses_disagreeing_shapes():
+    a = np.ones((4, 3), np.float32)
+    with pytest.raises(ValueError, match="do not agree"):
+        _rnn.packed_matmul_tn(a, np.ones((5, 2), np.float32), np.ones((4, 6), np.float32),
+                              np.zeros((3, 6), np.float32), np.zeros((2, 6), np.float32))
+
+
 @pytest.mark.parametrize("cls,kw", [(rnnfast.RNN, {}), (rnnfast.LSTM, {}),
                                     (rnnfast.GRU, {}), (rnnfast.GRU, {"reset_after": False})])
 def test_layer_same_with_packed_kernel_and_blas(cls, kw):
