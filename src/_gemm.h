@@ -177,45 +177,74 @@ rf_store_row16(float* C, rf_v8 lo, rf_v8 hi, long nc, int accumulate)
 
 /* One row (M = 1, a batch of one sequence): a GEMV.  A 6-row tile cut to
  * one row would keep only two accumulator chains and wait on FMA latency,
- * so four panels go together (eight chains, one broadcast of a[k]). */
+ * so four panels go together (eight chains, one broadcast of a[k]).
+ *
+ * A GEMV reads the whole packed matrix once per step, and at H = 64 an
+ * LSTM's Wh (64 KB) is twice L1: each step streamed it from L2, which set
+ * the step's time.  So the panels are walked forwards and backwards on
+ * alternate calls of a thread: a walk starts on the panels the previous
+ * one ended on, still in L1. */
+static __thread unsigned rf_gemv_calls;
+
+__attribute__((target("avx2,fma"))) static inline void
+rf_gemv_4panels(long N, long K, const float* a, const float* Bp, float* C,
+                int accumulate, long p)
+{
+    const float* b = Bp + p * K * RF_NR;
+    const long s = K * RF_NR;              /* panel to panel */
+    rf_v8 acc[8];
+    long k, q;
+    for (q = 0; q < 8; q++)
+        acc[q] = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0};
+    for (k = 0; k < K; k++) {
+        const float av = a[k];
+        const float* bk = b + k * RF_NR;
+        acc[0] += av * *(const rf_v8*) (bk);
+        acc[1] += av * *(const rf_v8*) (bk + 8);
+        acc[2] += av * *(const rf_v8*) (bk + s);
+        acc[3] += av * *(const rf_v8*) (bk + s + 8);
+        acc[4] += av * *(const rf_v8*) (bk + 2 * s);
+        acc[5] += av * *(const rf_v8*) (bk + 2 * s + 8);
+        acc[6] += av * *(const rf_v8*) (bk + 3 * s);
+        acc[7] += av * *(const rf_v8*) (bk + 3 * s + 8);
+    }
+    for (q = 0; q < 4; q++) {
+        long j0 = (p + q) * RF_NR;
+        rf_store_row16(C + j0, acc[2 * q], acc[2 * q + 1],
+                       N - j0 < RF_NR ? N - j0 : RF_NR, accumulate);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static inline void
+rf_gemv_1panel(long N, long K, const float* a, const float* Bp, float* C,
+               int accumulate, long p)
+{
+    const float* b = Bp + p * K * RF_NR;
+    rf_v8 lo = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0}, hi = lo;
+    long k;
+    for (k = 0; k < K; k++) {
+        lo += a[k] * *(const rf_v8*) (b + k * RF_NR);
+        hi += a[k] * *(const rf_v8*) (b + k * RF_NR + 8);
+    }
+    rf_store_row16(C + p * RF_NR, lo, hi,
+                   N - p * RF_NR < RF_NR ? N - p * RF_NR : RF_NR, accumulate);
+}
+
 __attribute__((target("avx2,fma"), noinline)) static void
 rf_gemv_packed_f(long N, long K, const float* a, const float* Bp, float* C,
                  int accumulate)
 {
-    long np = (N + RF_NR - 1) / RF_NR, p, k, q;
-    for (p = 0; p + 4 <= np; p += 4) {
-        const float* b = Bp + p * K * RF_NR;
-        const long s = K * RF_NR;              /* panel to panel */
-        rf_v8 acc[8];
-        for (q = 0; q < 8; q++)
-            acc[q] = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0};
-        for (k = 0; k < K; k++) {
-            const float av = a[k];
-            const float* bk = b + k * RF_NR;
-            acc[0] += av * *(const rf_v8*) (bk);
-            acc[1] += av * *(const rf_v8*) (bk + 8);
-            acc[2] += av * *(const rf_v8*) (bk + s);
-            acc[3] += av * *(const rf_v8*) (bk + s + 8);
-            acc[4] += av * *(const rf_v8*) (bk + 2 * s);
-            acc[5] += av * *(const rf_v8*) (bk + 2 * s + 8);
-            acc[6] += av * *(const rf_v8*) (bk + 3 * s);
-            acc[7] += av * *(const rf_v8*) (bk + 3 * s + 8);
-        }
-        for (q = 0; q < 4; q++) {
-            long j0 = (p + q) * RF_NR;
-            rf_store_row16(C + j0, acc[2 * q], acc[2 * q + 1],
-                           N - j0 < RF_NR ? N - j0 : RF_NR, accumulate);
-        }
-    }
-    for (; p < np; p++) {
-        const float* b = Bp + p * K * RF_NR;
-        rf_v8 lo = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0}, hi = lo;
-        for (k = 0; k < K; k++) {
-            lo += a[k] * *(const rf_v8*) (b + k * RF_NR);
-            hi += a[k] * *(const rf_v8*) (b + k * RF_NR + 8);
-        }
-        rf_store_row16(C + p * RF_NR, lo, hi,
-                       N - p * RF_NR < RF_NR ? N - p * RF_NR : RF_NR, accumulate);
+    long np = (N + RF_NR - 1) / RF_NR, groups = np / 4, g, p;
+    if (rf_gemv_calls++ & 1) {
+        for (p = np - 1; p >= 4 * groups; p--)
+            rf_gemv_1panel(N, K, a, Bp, C, accumulate, p);
+        for (g = groups - 1; g >= 0; g--)
+            rf_gemv_4panels(N, K, a, Bp, C, accumulate, 4 * g);
+    } else {
+        for (g = 0; g < groups; g++)
+            rf_gemv_4panels(N, K, a, Bp, C, accumulate, 4 * g);
+        for (p = 4 * groups; p < np; p++)
+            rf_gemv_1panel(N, K, a, Bp, C, accumulate, p);
     }
 }
 
