@@ -86,10 +86,16 @@ def check_live_arrays(arrays, names, shapes, dtype, owner, writable=False):
     """Check a layer's public, mutable `params` or `grads` list just before a
     kernel reads or writes it: the kernels trust every shape, so an array
     replaced by one of another shape, dtype or memory order (say
-    `net.params[1] = w.T`) must be refused here, not read out of bounds."""
+    `net.params[1] = w.T`) must be refused here, not read out of bounds.
+    `names` is a sequence or a callable returning one; it is only needed to
+    word an error (building the names cost more than the checks)."""
     if len(arrays) != len(shapes):
         raise ValueError(f"{owner}: expected {len(shapes)} arrays, got {len(arrays)}")
-    for arr, name, shape in zip(arrays, names, shapes):
+    for i, (arr, shape) in enumerate(zip(arrays, shapes)):
+        if (isinstance(arr, np.ndarray) and arr.shape == tuple(shape) and arr.dtype == dtype
+                and arr.flags.c_contiguous and (arr.flags.writeable or not writable)):
+            continue
+        name = (names() if callable(names) else names)[i]
         if not isinstance(arr, np.ndarray):
             raise TypeError(f"{owner}{name}: expected a numpy array of shape "
                             f"{_describe(shape)}, got {type(arr).__name__}")

@@ -118,7 +118,7 @@ class _Network:
         xs = check_array(xs, "xs", self.dtype, ("N", "T", self.input_size))
         N, T, _ = xs.shape
         lengths = check_lengths(lengths, N, T)
-        check_live_arrays(self.params, self._param_names(""), self._shapes, self.dtype,
+        check_live_arrays(self.params, lambda: self._param_names(""), self._shapes, self.dtype,
                           f"{type(self).__name__}.params")
         if state is None and self.stateful and self.state is not None:
             if self._state_batch(self.state) != N:
@@ -168,7 +168,7 @@ class _Network:
                                "training mode first (and one backward per forward)")
         caches, masks, (N, T, _) = self._caches
         H, D = self.hidden_size, self.num_directions
-        check_live_arrays(self.grads, self._param_names("d"), self._shapes, self.dtype,
+        check_live_arrays(self.grads, lambda: self._param_names("d"), self._shapes, self.dtype,
                           f"{type(self).__name__}.grads", writable=True)
         dout = check_array(dhs, "dhs", self.dtype, (N, T, D * H))
         dstate = self._zero_state(N) if dstate is None else self._check_state(dstate, N, "dstate")

@@ -33,6 +33,9 @@ static inline long rf_packed_size(long K, long N)
     return K * ((N + RF_NR - 1) / RF_NR) * RF_NR;
 }
 
+/* One full panel from B^T: dst[k * 16 + j] = src[j * ldb + k], j < 16. */
+static void rf_pack_bt_panel(const float* src, long ldb, long K, float* dst);
+
 /* Bp <- B (K, N) in panels.  trans = 0: B is row-major (K, N) with row
  * stride ldb; trans = 1: B^T is given, i.e. row-major (N, K) with row
  * stride ldb.  Runs once per kernel call, so it matters at small sizes
@@ -55,11 +58,7 @@ static void rf_pack_b_f(const float* B, long ldb, int trans, long K, long N, flo
                     dst[k * RF_NR + j] = src[j];
             }
         } else if (w == RF_NR) {
-            for (j = 0; j < RF_NR; j++) {
-                const float* src = B + (j0 + j) * ldb;
-                for (k = 0; k < K; k++)
-                    dst[k * RF_NR + j] = src[k];
-            }
+            rf_pack_bt_panel(B + j0 * ldb, ldb, K, dst);
         } else {
             for (k = 0; k < K; k++) {
                 for (j = 0; j < w; j++)
@@ -75,7 +74,48 @@ static void rf_pack_b_f(const float* B, long ldb, int trans, long K, long N, flo
     !defined(RNNFAST_NO_PACKED_GEMM)
 #define RF_HAVE_PACKED 1
 
+#include <immintrin.h>
+
 typedef float rf_v8 __attribute__((vector_size(32), aligned(4)));
+
+/* The transposed packing walked 16 rows of B^T a float at a time and wrote
+ * with a 64-byte stride: at H = 64 the two such packs of a backward call
+ * (Wh^T, Wx^T) took more than half of a one-step call.  Here 8 x 8 blocks
+ * are transposed in registers and stored as whole rows of the panel. */
+__attribute__((target("avx2"))) static void
+rf_pack_bt_panel(const float* src, long ldb, long K, float* dst)
+{
+    long k, j, h;
+    for (h = 0; h < RF_NR; h += 8) {
+        const float* s = src + h * ldb;
+        for (k = 0; k + 8 <= K; k += 8) {
+            __m256 r0 = _mm256_loadu_ps(s + 0 * ldb + k), r1 = _mm256_loadu_ps(s + 1 * ldb + k);
+            __m256 r2 = _mm256_loadu_ps(s + 2 * ldb + k), r3 = _mm256_loadu_ps(s + 3 * ldb + k);
+            __m256 r4 = _mm256_loadu_ps(s + 4 * ldb + k), r5 = _mm256_loadu_ps(s + 5 * ldb + k);
+            __m256 r6 = _mm256_loadu_ps(s + 6 * ldb + k), r7 = _mm256_loadu_ps(s + 7 * ldb + k);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float* d = dst + k * RF_NR + h;
+            _mm256_storeu_ps(d + 0 * RF_NR, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(d + 1 * RF_NR, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(d + 2 * RF_NR, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(d + 3 * RF_NR, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(d + 4 * RF_NR, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(d + 5 * RF_NR, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(d + 6 * RF_NR, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(d + 7 * RF_NR, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+        for (; k < K; k++)
+            for (j = 0; j < 8; j++)
+                dst[k * RF_NR + h + j] = s[j * ldb + k];
+    }
+}
 
 /* One MR x 16 tile: C[0:MR, 0:nc] (+)= A[0:MR, 0:K] @ panel.  MR is a
  * compile-time constant at every call, so the accumulators live in
@@ -410,6 +450,13 @@ static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const lo
 
 #else
 #define RF_HAVE_PACKED 0
+static void rf_pack_bt_panel(const float* src, long ldb, long K, float* dst)
+{
+    long k, j;
+    for (j = 0; j < RF_NR; j++)
+        for (k = 0; k < K; k++)
+            dst[k * RF_NR + j] = src[j * ldb + k];
+}
 static int rf_packed_switch = 0;
 static int rf_gemm_packed_supported(void) { return 0; }
 static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
