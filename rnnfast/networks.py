@@ -126,10 +126,14 @@ class _Network:
                                  f"size {self._state_batch(self.state)}, got xs of shape "
                                  f"{xs.shape}; call reset_state() first")
             state = self.state
-        state = self._zero_state(N) if state is None else self._check_state(state, N)
-        h0, c0 = state if self._has_c else (state, None)
-        h_n = h0.copy()
-        c_n = c0.copy() if self._has_c else None
+        # h_n, c_n: the kernels overwrite them with the final state, so they
+        # are fresh arrays (a zero state needs no copy).
+        if state is None:
+            state = self._zero_state(N)
+        else:
+            state = self._check_state(state, N)
+            state = (state[0].copy(), state[1].copy()) if self._has_c else state.copy()
+        h_n, c_n = state if self._has_c else (state, None)
         H, D = self.hidden_size, self.num_directions
         caches, masks = [], []
         x = xs
@@ -171,10 +175,12 @@ class _Network:
         check_live_arrays(self.grads, lambda: self._param_names("d"), self._shapes, self.dtype,
                           f"{type(self).__name__}.grads", writable=True)
         dout = check_array(dhs, "dhs", self.dtype, (N, T, D * H))
-        dstate = self._zero_state(N) if dstate is None else self._check_state(dstate, N, "dstate")
+        if dstate is None:
+            dstate = self._zero_state(N)
+        else:
+            dstate = self._check_state(dstate, N, "dstate")
+            dstate = (dstate[0].copy(), dstate[1].copy()) if self._has_c else dstate.copy()
         dh0, dc0 = dstate if self._has_c else (dstate, None)
-        dh0 = dh0.copy()
-        dc0 = dc0.copy() if self._has_c else None
         self._caches = None
         for layer in range(self.num_layers - 1, -1, -1):
             d_in = self.input_size if layer == 0 else D * H
