@@ -341,11 +341,16 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
 }
 
 /* Steps (rows of the sequence buffers) per chunk of the parameter-gradient
- * products: a chunk's panel (RF_KC x 16 floats, 16 KB) stays in L1 while
- * the tiles of a row block pass over it; the transposed row block
- * (RF_MC x RF_KC, 96 KB) stays in L2.  512 and 1024 were slower (A/B of
- * the products alone, docs/performance.md). */
-#define RF_KC 256
+ * products: a chunk's panel (RF_KC x 16 floats, 32 KB) streams from L2
+ * while the k-major tile of A (6 x RF_KC) stays in L1; C's tiles are
+ * read and written once a chunk, which is what a longer chunk saves (at
+ * zaremba-medium C is 13.5 MB).  BLAS/packed on zaremba-medium and large
+ * (A/B as in benchmarks/kernel_gflops.py): 1.00-1.04 at 512 in
+ * two runs, 0.85-1.03 at 256, 0.95-1.06 at 384, 0.90-0.96 at 768; on
+ * small and medium all four were 1.2-1.4 within noise. */
+#ifndef RF_KC
+#define RF_KC 512
+#endif
 
 /* dst (kc, mr) row-major <- the mr contiguous floats src[k * lda :] for
  * k < kc.  mr is a constant in each branch: a loop of variable length
