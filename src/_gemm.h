@@ -42,19 +42,26 @@ static void rf_pack_bt_panel(const float* src, long ldb, long K, float* dst);
  * (N = 1, H = 64: two packs were half of a one-step call): full panels
  * copy 16 contiguous floats a row (trans = 0) or walk 16 rows of B^T
  * in step (trans = 1). */
-static void rf_pack_b_f(const float* B, long ldb, int trans, long K, long N, float* Bp)
+static void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N, float* Bp,
+                            float* colsum)
 {
     long p, k, j, j0, w, full = N / RF_NR;
     float* dst;
     if (!trans) {
         /* Row by row, each row scattered over the full panels: B's rows are
          * read in order (panel by panel, each pass read 64 bytes of every
-         * row of a large B: 5 % of an LSTM training step at `small`). */
+         * row of a large B: 5 % of an LSTM training step at `small`).
+         * colsum (N), when given, gets B's column sums in the same pass
+         * (the bias gradient, without another pass over the gate
+         * gradients, which at long T come from memory). */
         for (k = 0; k < K; k++) {
             const float* src = B + k * ldb;
             for (p = 0; p < full; p++)
                 for (j = 0; j < RF_NR; j++)     /* a loop, not memcpy: GCC */
                     Bp[(p * K + k) * RF_NR + j] = src[p * RF_NR + j];  /* called libc's */
+            if (colsum != NULL)
+                for (j = 0; j < N; j++)
+                    colsum[j] += src[j];
         }
     }
     for (p = trans ? 0 : full; p * RF_NR < N; p++) {
@@ -72,6 +79,11 @@ static void rf_pack_b_f(const float* B, long ldb, int trans, long K, long N, flo
             }
         }
     }
+}
+
+static void rf_pack_b_f(const float* B, long ldb, int trans, long K, long N, float* Bp)
+{
+    rf_pack_b_sum_f(B, ldb, trans, K, N, Bp, NULL);
 }
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && \
@@ -385,11 +397,12 @@ static void rf_pack_a_tile(const float* src, long lda, long kc, long mr, float* 
  * read; each chunk adds into C.  The C tile prefetch in RF_TILE_BODY
  * matters here: C's rows are far apart and come from memory at every
  * chunk (without it zaremba-medium's dW products ran 0.82x BLAS).
+ * colsum (N), unless NULL, gets B's column sums added (the bias gradient).
  * Returns 0 when it could not allocate its buffers (nothing written: the
  * caller uses BLAS). */
 static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const long* lda,
                         float* const* C, long ldc, long N, long K, const float* B,
-                        long ldb)
+                        long ldb, float* colsum)
 {
     long k0, kc, m0, mb, i, s, p, nc, mr, tiles, base, extra, t, mmax = 0;
     float *Bp, *At, *dst;
@@ -414,7 +427,7 @@ static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const lo
     }
     for (k0 = 0; k0 < K; k0 += kc) {
         kc = K - k0 < RF_KC ? K - k0 : RF_KC;
-        rf_pack_b_f(B + k0 * ldb, ldb, 0, kc, N, Bp);
+        rf_pack_b_sum_f(B + k0 * ldb, ldb, 0, kc, N, Bp, colsum);
         for (s = 0; s < nsrc; s++) {
             for (m0 = 0; m0 < M[s]; m0 += mb) {
                 mb = M[s] - m0 < RF_MC ? M[s] - m0 : RF_MC;
@@ -477,10 +490,10 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
 }
 static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const long* lda,
                         float* const* C, long ldc, long N, long K, const float* B,
-                        long ldb)
+                        long ldb, float* colsum)
 {
     (void) nsrc; (void) M; (void) A; (void) lda; (void) C; (void) ldc; (void) N;
-    (void) K; (void) B; (void) ldb;
+    (void) K; (void) B; (void) ldb; (void) colsum;
     abort();   /* callers check rf_gemm_packed_supported() first */
 }
 #endif

@@ -23,7 +23,7 @@ from libc.stdlib cimport free, malloc
 from _blas cimport (floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm,
                    rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
-from _seq cimport (step_time, is_uniform, zero_padding, add_column_sums, input_grads,
+from _seq cimport (step_time, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts)
 
@@ -222,13 +222,12 @@ cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize
     cdef floating* dWh = grad_part(<floating*> a.dWh, scratch, part, D * G, stride)
     cdef floating* db = grad_part(<floating*> a.db, scratch, part, (D + H) * G, stride)
     cdef Py_ssize_t j
+    for j in range(G):
+        db[j] = 0
     input_grads(<const floating*> a.xs + r0 * D, <const floating*> a.Wx,
                 <const floating*> a.WxT_packed, pg, dWx, <floating*> a.dxs + r0 * D,
                 a.accumulate_dx, <int> R, <int> D, <int> G,
-                <const floating*> a.h_prev + r0 * H, dWh, <int> H)
-    for j in range(G):
-        db[j] = 0
-    add_column_sums(pg, R, G, G, db)
+                <const floating*> a.h_prev + r0 * H, dWh, <int> H, db)
 
 
 cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,

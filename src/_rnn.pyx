@@ -18,7 +18,7 @@ from libc.stdlib cimport free, malloc
 from _blas cimport (floating, gemm, gemm_tn, pack_b, gemm_packed, rf_use_packed_gemm,
                    rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
-from _seq cimport (step_time, is_uniform, zero_padding, add_column_sums, input_grads,
+from _seq cimport (step_time, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts)
 
@@ -183,13 +183,12 @@ cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
     cdef floating* dWh = grad_part(<floating*> a.dWh, scratch, part, D * H, stride)
     cdef floating* db = grad_part(<floating*> a.db, scratch, part, (D + H) * H, stride)
     cdef Py_ssize_t j
+    for j in range(H):
+        db[j] = 0
     input_grads(<const floating*> a.xs + r0 * D, <const floating*> a.Wx,
                 <const floating*> a.WxT_packed, pg, dWx, <floating*> a.dxs + r0 * D,
                 a.accumulate_dx, <int> R, <int> D, <int> H,
-                <const floating*> a.h_prev + r0 * H, dWh, <int> H)
-    for j in range(H):
-        db[j] = 0
-    add_column_sums(pg, R, H, H, db)
+                <const floating*> a.h_prev + r0 * H, dWh, <int> H, db)
 
 
 cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,

@@ -62,13 +62,14 @@ cdef inline void input_grads(const floating* xs, const floating* Wx,
                              const floating* WxT_packed, floating* dG, floating* dWx,
                              floating* dxs, bint accumulate_dx, int NT, int D,
                              int GH, const floating* h_prev=NULL, floating* dWh=NULL,
-                             int H=0) noexcept nogil:
+                             int H=0, floating* db=NULL) noexcept nogil:
     """After the step loop: dWx = X^T dG and, when H > 0, dWh = Hprev^T dG
-    (gemm_tn: dG packed once for both), and dX (+)= dG Wx^T (the packed
+    (gemm_tn: dG packed once for both), db += dG's column sums when db is
+    not NULL (in the same pass), and dX (+)= dG Wx^T (the packed
     kernel when Wx^T is packed: it reads dG once, without BLAS's packing of
     it, which showed up in the profile of long sequences), one product each
     over all NT rows of the (NT, GH) gate-gradient buffer."""
-    gemm_tn(D, xs, D, dWx, H, h_prev, H, dWh, GH, NT, dG, GH, GH)
+    gemm_tn(D, xs, D, dWx, H, h_prev, H, dWh, GH, NT, dG, GH, GH, db)
     gemm_packed(NT, D, GH, dG, GH, WxT_packed, True, Wx, GH, accumulate_dx, dxs, D)
 
 
