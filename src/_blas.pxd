@@ -78,21 +78,29 @@ cdef extern from "_gemm.h" nogil:
                           const float* Bp, float* C, long ldc, int accumulate)
     int rf_gemm_packed_supported()
     void rf_use_packed_gemm(int on)
+    float* rf_buf_alloc(size_t nfloats)
+    void rf_buf_free(float* p)
 
 
 cdef inline floating* pack_b(int m, bint trans_b, int k, int n, const floating* b,
                              int ldb) noexcept nogil:
     """op(B) (k, n) packed for gemm_packed with m-row left operands, or NULL
     when the packed path does not apply (the caller then passes NULL on and
-    BLAS runs).  m = 0 asks for BLAS.  Free the result with free()."""
+    BLAS runs).  m = 0 asks for BLAS.  Release the result with
+    free_packed() (it may be kept for the next call)."""
     cdef float* bp
     if (floating is double or not rf_gemm_packed_supported() or m < 1
             or k <= 0 or n <= 0):
         return NULL
-    bp = <float*> malloc(rf_packed_size(k, n) * sizeof(float))
+    bp = rf_buf_alloc(rf_packed_size(k, n))
     if bp != NULL:
         rf_pack_b_f(<const float*> b, ldb, trans_b, k, n, bp)
     return <floating*> bp
+
+
+cdef inline void free_packed(void* bp) noexcept nogil:
+    """Release what pack_b returned (NULL is fine)."""
+    rf_buf_free(<float*> bp)
 
 
 cdef inline void gemm_packed(int m, int n, int k, const floating* a, int lda,

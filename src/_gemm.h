@@ -33,6 +33,107 @@ static inline long rf_packed_size(long K, long N)
     return K * ((N + RF_NR - 1) / RF_NR) * RF_NR;
 }
 
+/* Buffers for packed matrices, kept between calls.  A packed Wh or a
+ * chunk of packed gate gradients is 0.2-7 MB; glibc serves such sizes by
+ * mmap, so each call faulted fresh pages in (3 % of a GRU training step at
+ * zaremba-small, perf).  rf_buf_alloc takes the smallest kept buffer that
+ * is large enough, rf_buf_free keeps it for the next call: at most
+ * RF_BUF_SLOTS buffers of at most RF_BUF_MAX bytes, RF_BUF_TOTAL in all
+ * (per kernel module), the rest goes back to the allocator.  A spinlock
+ * guards the slots (kernel calls from several Python threads run at
+ * once); compilers without GCC's atomics just use malloc and free.  Each
+ * buffer carries its capacity in a 64-byte header. */
+#define RF_BUF_SLOTS 8
+#define RF_BUF_MAX ((size_t) 32 << 20)
+#define RF_BUF_TOTAL ((size_t) 64 << 20)
+#define RF_BUF_HEAD 64
+
+#if defined(__GNUC__) || defined(__clang__)
+static char* rf_buf_slot[RF_BUF_SLOTS];
+static size_t rf_buf_kept;
+static int rf_buf_lock_word;
+
+static void rf_buf_lock(void)
+{
+    while (__atomic_exchange_n(&rf_buf_lock_word, 1, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(&rf_buf_lock_word, __ATOMIC_RELAXED))
+            ;
+}
+
+static void rf_buf_unlock(void) { __atomic_store_n(&rf_buf_lock_word, 0, __ATOMIC_RELEASE); }
+#define RF_BUF_CACHE 1
+#else
+#define RF_BUF_CACHE 0
+#endif
+
+static inline size_t rf_buf_cap(const char* b) { return *(const size_t*) b; }
+
+static float* rf_buf_alloc(size_t nfloats)
+{
+    size_t need = (nfloats * sizeof(float) + 63) & ~(size_t) 63;
+    char* b = NULL;
+#if RF_BUF_CACHE
+    int i, best = -1;
+    rf_buf_lock();
+    for (i = 0; i < RF_BUF_SLOTS; i++)
+        if (rf_buf_slot[i] != NULL && rf_buf_cap(rf_buf_slot[i]) >= need &&
+            (best < 0 || rf_buf_cap(rf_buf_slot[i]) < rf_buf_cap(rf_buf_slot[best])))
+            best = i;
+    if (best >= 0) {
+        b = rf_buf_slot[best];
+        rf_buf_slot[best] = NULL;
+        rf_buf_kept -= rf_buf_cap(b);
+    }
+    rf_buf_unlock();
+#endif
+    if (b == NULL) {
+        b = (char*) malloc(RF_BUF_HEAD + need);
+        if (b == NULL)
+            return NULL;
+        *(size_t*) b = need;
+    }
+    return (float*) (b + RF_BUF_HEAD);
+}
+
+static void rf_buf_free(float* p)
+{
+    char* b;
+    if (p == NULL)
+        return;
+    b = (char*) p - RF_BUF_HEAD;
+#if RF_BUF_CACHE
+    {
+        int i, low = -1;
+        char* out = b;          /* what goes back to the allocator */
+        rf_buf_lock();
+        if (rf_buf_cap(b) <= RF_BUF_MAX) {
+            for (i = 0; i < RF_BUF_SLOTS; i++) {
+                if (rf_buf_slot[i] == NULL) {
+                    low = i;
+                    break;
+                }
+                if (low < 0 || rf_buf_cap(rf_buf_slot[i]) < rf_buf_cap(rf_buf_slot[low]))
+                    low = i;
+            }
+            /* an empty slot, or evict the smallest kept one if smaller */
+            if (rf_buf_slot[low] == NULL || rf_buf_cap(rf_buf_slot[low]) < rf_buf_cap(b)) {
+                size_t freed = rf_buf_slot[low] ? rf_buf_cap(rf_buf_slot[low]) : 0;
+                if (rf_buf_kept - freed + rf_buf_cap(b) <= RF_BUF_TOTAL) {
+                    out = rf_buf_slot[low];
+                    rf_buf_slot[low] = b;
+                    rf_buf_kept += rf_buf_cap(b) - freed;
+                }
+            }
+        }
+        rf_buf_unlock();
+        free(out);
+        return;
+    }
+#else
+    free(b);
+#endif
+}
+
 /* One full panel from B^T: dst[k * 16 + j] = src[j * ldb + k], j < 16. */
 static void rf_pack_bt_panel(const float* src, long ldb, long K, float* dst);
 
@@ -418,11 +519,11 @@ static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const lo
     }
     kc = K < RF_KC ? K : RF_KC;
     mb = mmax < RF_MC ? mmax : RF_MC;
-    Bp = (float*) malloc(rf_packed_size(kc, N) * sizeof(float));
-    At = (float*) malloc(mb * kc * sizeof(float));
+    Bp = rf_buf_alloc(rf_packed_size(kc, N));
+    At = rf_buf_alloc(mb * kc);
     if (Bp == NULL || At == NULL) {
-        free(Bp);
-        free(At);
+        rf_buf_free(Bp);
+        rf_buf_free(At);
         return 0;
     }
     for (k0 = 0; k0 < K; k0 += kc) {
@@ -465,8 +566,8 @@ static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const lo
             }
         }
     }
-    free(Bp);
-    free(At);
+    rf_buf_free(Bp);
+    rf_buf_free(At);
     return 1;
 }
 

@@ -26,8 +26,8 @@ of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
-from _blas cimport (floating, gemm, gemm_tn, pack_b, gemm_packed, rf_use_packed_gemm,
-                   rf_use_packed_dw, rf_gemm_packed_supported)
+from _blas cimport (floating, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
+                   rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _seq cimport (step_time, zero_padding, add_column_sums, input_grads,
                   rf_run_rows, step_threads, expect, expect_batch,
@@ -199,9 +199,9 @@ def gru_forward(const floating[:, :, ::1] xs,
             rf_run_rows(gru_forward_steps_f, &a, N, nt)
         else:
             gru_forward_steps(<floating*> NULL, &a, 0, N)
-        free(wp1)
-        free(wp2)
-        free(wxp)
+        free_packed(wp1)
+        free_packed(wp2)
+        free_packed(wxp)
 
 
 cdef struct BwdArgs:
@@ -397,13 +397,13 @@ def gru_backward(const floating[:, :, ::1] xs,
             rf_run_rows(gru_backward_steps_f, &a, N, nt)
         else:
             gru_backward_steps(<floating*> NULL, &a, 0, N)
-        free(wp1)
-        free(wp2)
+        free_packed(wp1)
+        free_packed(wp2)
         if a.split:
             add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, nt, D, H, G, nb)
         else:
             gru_backward_grads(<floating*> NULL, &a, 0, N, 0)
-        free(wxtp)
+        free_packed(wxtp)
         free(scratch)
 
 

@@ -20,8 +20,8 @@ the per-step products use the packed micro-kernel (src/_threads.h).
 """
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
-from _blas cimport (floating, gemm, pack_b, gemm_packed, rf_use_packed_gemm,
-                   rf_use_packed_dw, rf_gemm_packed_supported)
+from _blas cimport (floating, gemm, free_packed, pack_b, gemm_packed,
+                   rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, expect, expect_batch,
@@ -178,8 +178,8 @@ def lstm_forward(const floating[:, :, ::1] xs,
             rf_run_rows(lstm_forward_steps_f, &a, N, nt)
         else:
             lstm_forward_steps(<floating*> NULL, &a, 0, N)
-        free(whp)
-        free(wxp)
+        free_packed(whp)
+        free_packed(wxp)
 
 
 cdef struct BwdArgs:
@@ -345,12 +345,12 @@ def lstm_backward(const floating[:, :, ::1] xs,
             rf_run_rows(lstm_backward_steps_f, &a, N, nt)
         else:
             lstm_backward_steps(<floating*> NULL, &a, 0, N)
-        free(whtp)
+        free_packed(whtp)
         if a.split:
             add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, nt, D, H, G, G)
         else:
             lstm_backward_grads(<floating*> NULL, &a, 0, N, 0)
-        free(wxtp)
+        free_packed(wxtp)
         free(scratch)
 
 

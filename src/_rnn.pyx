@@ -15,8 +15,8 @@ of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
-from _blas cimport (floating, gemm, gemm_tn, pack_b, gemm_packed, rf_use_packed_gemm,
-                   rf_use_packed_dw, rf_gemm_packed_supported)
+from _blas cimport (floating, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
+                   rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, expect, expect_batch,
@@ -143,8 +143,8 @@ def rnn_forward(const floating[:, :, ::1] xs,
             rf_run_rows(rnn_forward_steps_f, &a, N, nt)
         else:
             rnn_forward_steps(<floating*> NULL, &a, 0, N)
-        free(whp)
-        free(wxp)
+        free_packed(whp)
+        free_packed(wxp)
 
 
 cdef struct BwdArgs:
@@ -293,12 +293,12 @@ def rnn_backward(const floating[:, :, ::1] xs,
             rf_run_rows(rnn_backward_steps_f, &a, N, nt)
         else:
             rnn_backward_steps(<floating*> NULL, &a, 0, N)
-        free(whtp)
+        free_packed(whtp)
         if a.split:
             add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, nt, D, H, H, H)
         else:
             rnn_backward_grads(<floating*> NULL, &a, 0, N, 0)
-        free(wxtp)
+        free_packed(wxtp)
         free(scratch)
 
 
@@ -334,7 +334,7 @@ def packed_matmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
             gemm_packed(m, n, k, &a[0, 0], k, bp, trans_b, &b[0, 0], <int> b.shape[1],
                         accumulate, &c[0, 0], n)
     ran = bp != NULL
-    free(bp)
+    free_packed(bp)
     return ran
 
 
