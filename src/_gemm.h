@@ -151,7 +151,7 @@ static void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N,
     if (!trans) {
         /* Row by row, each row scattered over the full panels: B's rows are
          * read in order (panel by panel, each pass read 64 bytes of every
-         * row of a large B: 5 % of an LSTM training step at `small`).
+         * row of a large B: ~2.7 % of an LSTM training step at `small`).
          * colsum (N), when given, gets B's column sums in the same pass
          * (the bias gradient, without another pass over the gate
          * gradients, which at long T come from memory). */
