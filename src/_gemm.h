@@ -66,6 +66,20 @@ static void rf_buf_unlock(void) { __atomic_store_n(&rf_buf_lock_word, 0, __ATOMI
 #define RF_BUF_CACHE 0
 #endif
 
+/* 64-byte aligned memory (free() releases it), so that each 16-float row
+ * of a packed panel is one cache line: glibc's malloc aligns to 16 bytes,
+ * which split 3 rows in 4 over two lines, for the packing's stores and
+ * for every load of the micro-kernels. */
+static void* rf_malloc64(size_t bytes)
+{
+#if defined(_POSIX_C_SOURCE) || defined(__unix__) || defined(__APPLE__)
+    void* p = NULL;
+    return posix_memalign(&p, 64, bytes) == 0 ? p : NULL;
+#else
+    return malloc(bytes);
+#endif
+}
+
 static inline size_t rf_buf_cap(const char* b) { return *(const size_t*) b; }
 
 static float* rf_buf_alloc(size_t nfloats)
@@ -87,7 +101,7 @@ static float* rf_buf_alloc(size_t nfloats)
     rf_buf_unlock();
 #endif
     if (b == NULL) {
-        b = (char*) malloc(RF_BUF_HEAD + need);
+        b = (char*) rf_malloc64(RF_BUF_HEAD + need);
         if (b == NULL)
             return NULL;
         *(size_t*) b = need;
@@ -143,6 +157,27 @@ static void rf_pack_bt_panel(const float* src, long ldb, long K, float* dst);
  * (N = 1, H = 64: two packs were half of a one-step call): full panels
  * copy 16 contiguous floats a row (trans = 0) or walk 16 rows of B^T
  * in step (trans = 1). */
+/* dst[0:16] = src[0:16].  A plain loop compiled to 16 scalar moves (GCC
+ * could not rule out aliasing; perf showed the pack as a third of a
+ * one-step forward call), and memcpy to a call into libc; unaligned
+ * 16-byte vectors are SSE2, which every x86-64 has. */
+static inline void rf_copy_row16(float* dst, const float* src)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    typedef float v4 __attribute__((vector_size(16), aligned(4)));
+    v4 a = *(const v4*) (src + 0), b = *(const v4*) (src + 4);
+    v4 c = *(const v4*) (src + 8), d = *(const v4*) (src + 12);
+    *(v4*) (dst + 0) = a;
+    *(v4*) (dst + 4) = b;
+    *(v4*) (dst + 8) = c;
+    *(v4*) (dst + 12) = d;
+#else
+    int j;
+    for (j = 0; j < RF_NR; j++)
+        dst[j] = src[j];
+#endif
+}
+
 static void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N, float* Bp,
                             float* colsum)
 {
@@ -158,8 +193,7 @@ static void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N,
         for (k = 0; k < K; k++) {
             const float* src = B + k * ldb;
             for (p = 0; p < full; p++)
-                for (j = 0; j < RF_NR; j++)     /* a loop, not memcpy: GCC */
-                    Bp[(p * K + k) * RF_NR + j] = src[p * RF_NR + j];  /* called libc's */
+                rf_copy_row16(Bp + (p * K + k) * RF_NR, src + p * RF_NR);
             if (colsum != NULL)
                 for (j = 0; j < N; j++)
                     colsum[j] += src[j];
