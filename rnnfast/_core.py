@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _gru, _lstm, _rnn
 from ._layout import N_GATES
-from ._validation import check_blas_size
+from ._validation import MAX_BLAS_INDEX, check_blas_size
 
 _EMPTY = {np.dtype(np.float32): np.empty((0, 0, 0), np.float32),
           np.dtype(np.float64): np.empty((0, 0, 0), np.float64)}
@@ -21,44 +21,46 @@ _EMPTY = {np.dtype(np.float32): np.empty((0, 0, 0), np.float32),
 
 class _Scratch:
     """The kernels' internal buffers (gates, saved states, work), kept
-    between calls for reuse.
+    between calls for reuse, a call's whole set at a time.
 
     A fresh multi-megabyte np.empty is a new mapping whose pages fault in on
     first touch: 5-8 % of an LSTM training step at the `small`
     configuration went to exc_page_fault and clear_page (perf,
-    docs/performance.md).  A buffer comes back here once nothing can read it
+    docs/performance.md).  A set comes back here once nothing can read it
     any more: after an inference forward, or when backward has consumed a
-    cache (whose fields are then cleared).  At most `max_bytes` are kept;
-    beyond that the oldest go back to the allocator."""
+    cache (whose fields are then cleared).  Sets are keyed by what decides
+    their shapes, so a call takes its set with one lookup (taking and giving
+    back array by array was ~5 us of a one-step call).  At most `max_bytes`
+    are kept; beyond that the oldest go back to the allocator."""
 
     def __init__(self, max_bytes=1 << 30):
         self.max_bytes = max_bytes
-        self._free = {}              # (shape, dtype) -> [arrays], oldest key first
+        self._free = {}              # key -> [(bytes, arrays)], oldest key first
         self._bytes = 0
 
-    def take(self, shape, dtype):
-        stack = self._free.get((shape, dtype))
+    def take(self, key, shapes, dtype):
+        """A tuple of arrays of `shapes` (a callable returning them, called
+        only when nothing is kept under `key`)."""
+        stack = self._free.get(key)
         if stack:
             try:
-                buf = stack.pop()        # atomic under the GIL: no two callers
-            except IndexError:           # get the same buffer
-                return np.empty(shape, dtype)
-            self._bytes -= buf.nbytes
-            return buf
-        return np.empty(shape, dtype)
+                nbytes, bufs = stack.pop()   # atomic under the GIL: no two
+            except IndexError:               # callers get the same set
+                pass
+            else:
+                self._bytes -= nbytes
+                return bufs
+        return tuple([np.empty(shape, dtype) for shape in shapes()])
 
-    def give(self, *buffers):
-        for buf in buffers:
-            if buf is None or buf.size == 0:
-                continue
-            if buf.nbytes > self.max_bytes:
-                continue
-            while self._bytes + buf.nbytes > self.max_bytes and self._free:
-                key = next(iter(self._free))
-                for old in self._free.pop(key):
-                    self._bytes -= old.nbytes
-            self._free.setdefault((buf.shape, buf.dtype), []).append(buf)
-            self._bytes += buf.nbytes
+    def give(self, key, bufs):
+        nbytes = sum([buf.nbytes for buf in bufs])
+        if nbytes > self.max_bytes:
+            return
+        while self._bytes + nbytes > self.max_bytes and self._free:
+            for old, _ in self._free.pop(next(iter(self._free))):
+                self._bytes -= old
+        self._free.setdefault(key, []).append((nbytes, bufs))
+        self._bytes += nbytes
 
     def clear(self):
         self._free.clear()
@@ -71,7 +73,8 @@ _SCRATCH = _Scratch()
 class DirectionCache:
     """What backward needs from one forward of one direction."""
     __slots__ = ("cell", "xs", "Wx", "Wh", "lengths", "reverse", "options",
-                 "gates", "h_prev", "c_prev", "tanh_c", "extra", "work", "empty")
+                 "gates", "h_prev", "c_prev", "tanh_c", "extra", "work", "empty",
+                 "buffers")
 
 
 def _blas_thread_functions():
@@ -153,41 +156,52 @@ def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
     N, T, D = xs.shape
     H = Wh.shape[0]
     G = N_GATES[cell] * H
-    check_blas_size("xs", **{"N*T*G*H": N * T * G, "N*T*D": N * T * D})
+    if N * T * G > MAX_BLAS_INDEX or N * T * D > MAX_BLAS_INDEX:
+        check_blas_size("xs", **{"N*T*G*H": N * T * G, "N*T*D": N * T * D})
     if N == 0 or T == 0:
         out[:, :, offset:offset + H] = 0
         return _empty_cache(cell, xs, Wx, Wh, lengths, reverse) if training else None
     dt = xs.dtype
-    gates = _SCRATCH.take((N, T, G), dt)
-    work = _SCRATCH.take((N, 4 * H if cell == "gru" else G), dt)
-    saved = (lambda: _SCRATCH.take((N, T, H), dt)) if training else (lambda: _EMPTY[dt])
-    h_prev = saved()
+    key = (cell, N, T, G, training, dt)
+    bufs = _SCRATCH.take(key, lambda: _buffer_shapes(cell, N, T, H, G, training), dt)
+    gates, work = bufs[0], bufs[1]
+    # Inference writes no saved activations: the kernels take empty arrays.
+    saved = bufs[2:] if training else (_EMPTY[dt],) * 3
+    threads = step_loop_threads()
+    extra = None
     if cell == "lstm":
-        c_prev, tanh_c = saved(), saved()
+        h_prev, c_prev, tanh_c = saved[:3]
         _lstm.lstm_forward(xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
-                           gates, h_prev, c_prev, tanh_c, work, training,
-                           step_loop_threads())
+                           gates, h_prev, c_prev, tanh_c, work, training, threads)
     elif cell == "gru":
-        c_prev = tanh_c = None
-        extra = saved()
+        (h_prev, extra), c_prev, tanh_c = saved[:2], None, None
         _gru.gru_forward(xs, Wx, Wh, b.reshape(-1), h, lengths, reverse, reset_after,
-                         out, offset, gates, h_prev, extra, work, training,
-                         step_loop_threads())
+                         out, offset, gates, h_prev, extra, work, training, threads)
     else:
-        c_prev = tanh_c = None
+        h_prev, c_prev, tanh_c = saved[0], None, None
         _rnn.rnn_forward(xs, Wx, Wh, b, h, lengths, reverse, relu, out, offset,
-                         gates, h_prev, work, training, step_loop_threads())
+                         gates, h_prev, work, training, threads)
     if not training:
-        _SCRATCH.give(gates, work)
+        _SCRATCH.give(key, bufs)
         return None
     cache = DirectionCache()
     cache.cell, cache.xs, cache.Wx, cache.Wh = cell, xs, Wx, Wh
     cache.lengths, cache.reverse = lengths, reverse
     cache.options = (relu, reset_after)
     cache.gates, cache.h_prev, cache.c_prev, cache.tanh_c = gates, h_prev, c_prev, tanh_c
-    cache.extra = extra if cell == "gru" else None
-    cache.work, cache.empty = work, False
+    cache.extra, cache.work, cache.empty = extra, work, False
+    cache.buffers = (key, bufs)
     return cache
+
+
+def _buffer_shapes(cell, N, T, H, G, training):
+    """Shapes of a call's internal buffers: gates (N, T, G), work, then
+    what training saves for backward, each (N, T, H): h_prev, c_prev and
+    tanh_c (LSTM), h_prev and extra (GRU), h_prev (RNN)."""
+    shapes = [(N, T, G), (N, 4 * H if cell == "gru" else G)]
+    if training:
+        shapes += [(N, T, H)] * {"lstm": 3, "gru": 2, "rnn": 1}[cell]
+    return shapes
 
 
 def _empty_cache(cell, xs, Wx, Wh, lengths, reverse):
@@ -211,16 +225,19 @@ def backward(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx):
         return
     relu, reset_after = cache.options
     threads = step_loop_threads()
-    split = (threads > 1 and _SET_BLAS_THREADS is not None
-             and cache.xs.dtype == np.float32 and _packed_in_use())
-    with _BlasInKernelThreads(threads if split else 1):
+    if (threads > 1 and _SET_BLAS_THREADS is not None
+            and cache.xs.dtype == np.float32 and _packed_in_use()):
+        with _BlasInKernelThreads(threads):
+            _backward_kernel(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx,
+                             relu, reset_after, threads)
+    else:
         _backward_kernel(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx,
                          relu, reset_after, threads)
     # The kernel has consumed the cache (gates now hold their gradients);
     # its buffers go back for the next call.
-    _SCRATCH.give(cache.gates, cache.h_prev, cache.c_prev, cache.tanh_c, cache.extra,
-                  cache.work)
+    _SCRATCH.give(*cache.buffers)
     cache.gates = cache.h_prev = cache.c_prev = cache.tanh_c = cache.extra = cache.work = None
+    cache.buffers = None
 
 
 def _backward_kernel(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx,

@@ -6,6 +6,13 @@ import numbers
 
 import numpy as np
 
+from ._rnn import all_finite
+
+# The specialisations of the fused all_finite, chosen here once: calling
+# the fused function dispatches on the argument's type at every call.
+_ALL_FINITE = {np.dtype(np.float32).char: all_finite.__signatures__["float"],
+               np.dtype(np.float64).char: all_finite.__signatures__["double"]}
+
 # SciPy's cython_blas takes 32-bit sizes.
 MAX_BLAS_INDEX = 2 ** 31 - 1
 
@@ -43,18 +50,31 @@ def check_array(value, name, dtype, expected, allow_nonfinite=False):
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name}: expected real numbers (float, int or bool) of shape "
                         f"{_describe(expected)}, got dtype {arr.dtype}")
-    if arr.ndim != len(expected) or any(
-            isinstance(e, int) and s != e for s, e in zip(arr.shape, expected)):
-        raise ValueError(f"{name}: expected shape {_describe(expected)}, got shape {arr.shape}")
-    if arr.dtype != dtype or not arr.flags.c_contiguous:
+    shape = arr.shape
+    if len(shape) != len(expected):
+        raise ValueError(f"{name}: expected shape {_describe(expected)}, got shape {shape}")
+    for s, e in zip(shape, expected):     # a loop: any() over a generator
+        if s != e and isinstance(e, int):  # cost a microsecond a call
+            raise ValueError(f"{name}: expected shape {_describe(expected)}, "
+                             f"got shape {shape}")
+    if (arr.dtype is not dtype and arr.dtype != dtype) or not arr.flags.c_contiguous:
         # A float64 beyond float32's range becomes Inf here; the finiteness
         # check below reports it as a ValueError, not as a RuntimeWarning.
         with np.errstate(over="ignore"):
             arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not allow_nonfinite and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if not allow_nonfinite and arr.dtype.kind == "f" and not _all_finite(arr):
         raise ValueError(f"{name}: contains NaN or Inf (shape {arr.shape}); "
                          "they would poison every later step")
     return arr
+
+
+def _all_finite(arr):
+    """Whether arr (C-contiguous floats) holds no NaN or Inf, tested in
+    compiled code for float32 and float64 (rnnfast._rnn.all_finite)."""
+    test = _ALL_FINITE.get(arr.dtype.char)
+    if test is None:                    # another float type
+        return bool(np.isfinite(arr).all())
+    return test(arr.reshape(-1))
 
 
 def check_int(value, name, minimum=1):
@@ -65,10 +85,20 @@ def check_int(value, name, minimum=1):
     return int(value)
 
 
+_FULL_LENGTHS = {}     # (N, T) -> read-only lengths array, all T
+
+
 def check_lengths(lengths, N, T):
     """lengths (N,) of integers in 1..T, as the intp array the kernels take."""
     if lengths is None:
-        return np.full(N, T, dtype=np.intp)
+        full = _FULL_LENGTHS.get((N, T))
+        if full is None:
+            if len(_FULL_LENGTHS) >= 64:
+                _FULL_LENGTHS.clear()
+            full = np.full(N, T, dtype=np.intp)
+            full.flags.writeable = False       # shared between calls
+            _FULL_LENGTHS[(N, T)] = full
+        return full
     arr = np.asarray(lengths)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths: expected integers of shape ({N},), got dtype {arr.dtype}")
