@@ -160,13 +160,13 @@ def gru_forward(const floating[:, :, ::1] xs,
     cdef floating* wp1 = NULL
     cdef floating* wp2 = NULL
     expect_batch(lengths, N, T, out_offset, H, W)
-    expect("Wx", &Wx.shape[0], 2, (D, G)); expect("Wh", &Wh.shape[0], 2, (H, G))
-    expect("b", &b.shape[0], 1, (2 * G if reset_after else G,))
-    expect("h", &h.shape[0], 2, (N, H)); expect("out", &out.shape[0], 2, (N, T))
-    expect("gates", &gates.shape[0], 3, (N, T, G)); expect("work", &work.shape[0], 2, (N, 4 * H))
+    expect("Wx", &Wx.shape[0], 2, D, G, 0); expect("Wh", &Wh.shape[0], 2, H, G, 0)
+    expect("b", &b.shape[0], 1, 2 * G if reset_after else G, 0, 0)
+    expect("h", &h.shape[0], 2, N, H, 0); expect("out", &out.shape[0], 2, N, T, 0)
+    expect("gates", &gates.shape[0], 3, N, T, G); expect("work", &work.shape[0], 2, N, 4 * H, 0)
     if training:
-        expect("h_prev", &h_prev.shape[0], 3, (N, T, H))
-        expect("extra", &extra.shape[0], 3, (N, T, H))
+        expect("h_prev", &h_prev.shape[0], 3, N, T, H)
+        expect("extra", &extra.shape[0], 3, N, T, H)
     a.gates, a.h, a.out, a.work = &gates[0, 0, 0], &h[0, 0], &out[0, 0, 0], &work[0, 0]
     a.h_prev = a.extra = NULL
     if training:
@@ -360,14 +360,14 @@ def gru_backward(const floating[:, :, ::1] xs,
     cdef floating* scratch = NULL
     cdef Py_ssize_t nb, stride
     expect_batch(lengths, N, T, dout_offset, H, W)
-    expect("Wx", &Wx.shape[0], 2, (D, G)); expect("Wh", &Wh.shape[0], 2, (H, G))
-    expect("dout", &dout.shape[0], 2, (N, T)); expect("dh", &dh.shape[0], 2, (N, H))
-    expect("gates", &gates.shape[0], 3, (N, T, G))
-    expect("h_prev", &h_prev.shape[0], 3, (N, T, H))
-    expect("extra", &extra.shape[0], 3, (N, T, H))
-    expect("dWx", &dWx.shape[0], 2, (D, G)); expect("dWh", &dWh.shape[0], 2, (H, G))
-    expect("db", &db.shape[0], 1, (2 * G if reset_after else G,))
-    expect("dxs", &dxs.shape[0], 3, (N, T, D)); expect("work", &work.shape[0], 2, (N, 4 * H))
+    expect("Wx", &Wx.shape[0], 2, D, G, 0); expect("Wh", &Wh.shape[0], 2, H, G, 0)
+    expect("dout", &dout.shape[0], 2, N, T, 0); expect("dh", &dh.shape[0], 2, N, H, 0)
+    expect("gates", &gates.shape[0], 3, N, T, G)
+    expect("h_prev", &h_prev.shape[0], 3, N, T, H)
+    expect("extra", &extra.shape[0], 3, N, T, H)
+    expect("dWx", &dWx.shape[0], 2, D, G, 0); expect("dWh", &dWh.shape[0], 2, H, G, 0)
+    expect("db", &db.shape[0], 1, 2 * G if reset_after else G, 0, 0)
+    expect("dxs", &dxs.shape[0], 3, N, T, D); expect("work", &work.shape[0], 2, N, 4 * H, 0)
     a.gates, a.dh, a.work, a.extra = pg, &dh[0, 0], &work[0, 0], pex
     a.dout, a.h_prev, a.Wh, a.lengths = &dout[0, 0, 0], phs, pWh, plen
     a.T, a.H, a.W, a.dout_offset = T, H, W, dout_offset

@@ -141,14 +141,14 @@ def lstm_forward(const floating[:, :, ::1] xs,
     cdef floating* whp = NULL
     cdef floating* wxp = NULL
     expect_batch(lengths, N, T, out_offset, H, W)
-    expect("Wx", &Wx.shape[0], 2, (D, G)); expect("Wh", &Wh.shape[0], 2, (H, G))
-    expect("b", &b.shape[0], 1, (G,)); expect("h", &h.shape[0], 2, (N, H))
-    expect("c", &c.shape[0], 2, (N, H)); expect("out", &out.shape[0], 2, (N, T))
-    expect("gates", &gates.shape[0], 3, (N, T, G)); expect("work", &work.shape[0], 2, (N, G))
+    expect("Wx", &Wx.shape[0], 2, D, G, 0); expect("Wh", &Wh.shape[0], 2, H, G, 0)
+    expect("b", &b.shape[0], 1, G, 0, 0); expect("h", &h.shape[0], 2, N, H, 0)
+    expect("c", &c.shape[0], 2, N, H, 0); expect("out", &out.shape[0], 2, N, T, 0)
+    expect("gates", &gates.shape[0], 3, N, T, G); expect("work", &work.shape[0], 2, N, G, 0)
     if training:
-        expect("h_prev", &h_prev.shape[0], 3, (N, T, H))
-        expect("c_prev", &c_prev.shape[0], 3, (N, T, H))
-        expect("tanh_c", &tanh_c.shape[0], 3, (N, T, H))
+        expect("h_prev", &h_prev.shape[0], 3, N, T, H)
+        expect("c_prev", &c_prev.shape[0], 3, N, T, H)
+        expect("tanh_c", &tanh_c.shape[0], 3, N, T, H)
     a.gates, a.h, a.c, a.out, a.work = &gates[0, 0, 0], &h[0, 0], &c[0, 0], &out[0, 0, 0], &work[0, 0]
     a.h_prev = a.c_prev = a.tanh_c = NULL
     if training:
@@ -312,15 +312,15 @@ def lstm_backward(const floating[:, :, ::1] xs,
     cdef floating* wxtp = NULL
     cdef floating* scratch = NULL
     expect_batch(lengths, N, T, dout_offset, H, W)
-    expect("Wx", &Wx.shape[0], 2, (D, G)); expect("Wh", &Wh.shape[0], 2, (H, G))
-    expect("dout", &dout.shape[0], 2, (N, T)); expect("dh", &dh.shape[0], 2, (N, H))
-    expect("dc", &dc.shape[0], 2, (N, H)); expect("gates", &gates.shape[0], 3, (N, T, G))
-    expect("h_prev", &h_prev.shape[0], 3, (N, T, H))
-    expect("c_prev", &c_prev.shape[0], 3, (N, T, H))
-    expect("tanh_c", &tanh_c.shape[0], 3, (N, T, H))
-    expect("dWx", &dWx.shape[0], 2, (D, G)); expect("dWh", &dWh.shape[0], 2, (H, G))
-    expect("db", &db.shape[0], 1, (G,)); expect("dxs", &dxs.shape[0], 3, (N, T, D))
-    expect("work", &work.shape[0], 2, (N, G))
+    expect("Wx", &Wx.shape[0], 2, D, G, 0); expect("Wh", &Wh.shape[0], 2, H, G, 0)
+    expect("dout", &dout.shape[0], 2, N, T, 0); expect("dh", &dh.shape[0], 2, N, H, 0)
+    expect("dc", &dc.shape[0], 2, N, H, 0); expect("gates", &gates.shape[0], 3, N, T, G)
+    expect("h_prev", &h_prev.shape[0], 3, N, T, H)
+    expect("c_prev", &c_prev.shape[0], 3, N, T, H)
+    expect("tanh_c", &tanh_c.shape[0], 3, N, T, H)
+    expect("dWx", &dWx.shape[0], 2, D, G, 0); expect("dWh", &dWh.shape[0], 2, H, G, 0)
+    expect("db", &db.shape[0], 1, G, 0, 0); expect("dxs", &dxs.shape[0], 3, N, T, D)
+    expect("work", &work.shape[0], 2, N, G, 0)
     a.gates, a.dh, a.dc, a.work = pg, &dh[0, 0], &dc[0, 0], &work[0, 0]
     a.dout, a.c_prev, a.tanh_c = &dout[0, 0, 0], &c_prev[0, 0, 0], &tanh_c[0, 0, 0]
     a.Wh, a.lengths = &Wh[0, 0], &lengths[0]

@@ -113,12 +113,12 @@ def rnn_forward(const floating[:, :, ::1] xs,
     cdef floating* whp = NULL
     cdef floating* wxp = NULL
     expect_batch(lengths, N, T, out_offset, H, W)
-    expect("Wx", &Wx.shape[0], 2, (D, H)); expect("Wh", &Wh.shape[0], 2, (H, H))
-    expect("b", &b.shape[0], 1, (H,)); expect("h", &h.shape[0], 2, (N, H))
-    expect("out", &out.shape[0], 2, (N, T))
-    expect("gates", &gates.shape[0], 3, (N, T, H)); expect("work", &work.shape[0], 2, (N, H))
+    expect("Wx", &Wx.shape[0], 2, D, H, 0); expect("Wh", &Wh.shape[0], 2, H, H, 0)
+    expect("b", &b.shape[0], 1, H, 0, 0); expect("h", &h.shape[0], 2, N, H, 0)
+    expect("out", &out.shape[0], 2, N, T, 0)
+    expect("gates", &gates.shape[0], 3, N, T, H); expect("work", &work.shape[0], 2, N, H, 0)
     if training:
-        expect("h_prev", &h_prev.shape[0], 3, (N, T, H))
+        expect("h_prev", &h_prev.shape[0], 3, N, T, H)
     a.gates, a.h, a.out, a.work = &gates[0, 0, 0], &h[0, 0], &out[0, 0, 0], &work[0, 0]
     a.h_prev = &h_prev[0, 0, 0] if training else NULL
     a.b, a.Wh, a.lengths = &b[0], &Wh[0, 0], &lengths[0]
@@ -263,13 +263,13 @@ def rnn_backward(const floating[:, :, ::1] xs,
     cdef floating* wxtp = NULL
     cdef floating* scratch = NULL
     expect_batch(lengths, N, T, dout_offset, H, W)
-    expect("Wx", &Wx.shape[0], 2, (D, H)); expect("Wh", &Wh.shape[0], 2, (H, H))
-    expect("dout", &dout.shape[0], 2, (N, T)); expect("dh", &dh.shape[0], 2, (N, H))
-    expect("gates", &gates.shape[0], 3, (N, T, H))
-    expect("h_prev", &h_prev.shape[0], 3, (N, T, H))
-    expect("dWx", &dWx.shape[0], 2, (D, H)); expect("dWh", &dWh.shape[0], 2, (H, H))
-    expect("db", &db.shape[0], 1, (H,)); expect("dxs", &dxs.shape[0], 3, (N, T, D))
-    expect("work", &work.shape[0], 2, (N, H))
+    expect("Wx", &Wx.shape[0], 2, D, H, 0); expect("Wh", &Wh.shape[0], 2, H, H, 0)
+    expect("dout", &dout.shape[0], 2, N, T, 0); expect("dh", &dh.shape[0], 2, N, H, 0)
+    expect("gates", &gates.shape[0], 3, N, T, H)
+    expect("h_prev", &h_prev.shape[0], 3, N, T, H)
+    expect("dWx", &dWx.shape[0], 2, D, H, 0); expect("dWh", &dWh.shape[0], 2, H, H, 0)
+    expect("db", &db.shape[0], 1, H, 0, 0); expect("dxs", &dxs.shape[0], 3, N, T, D)
+    expect("work", &work.shape[0], 2, N, H, 0)
     a.gates, a.dh, a.work, a.dout = pg, &dh[0, 0], &work[0, 0], &dout[0, 0, 0]
     a.Wh, a.lengths = &Wh[0, 0], &lengths[0]
     a.T, a.H, a.W, a.dout_offset = T, H, W, dout_offset

@@ -128,12 +128,18 @@ cdef inline void add_parts(floating* dst, const floating* scratch, int parts,
 # modules are importable, so their def functions check that the arrays they
 # are given agree before any pointer is taken (a mismatch would read or
 # write out of bounds).  A handful of comparisons: well under a microsecond.
-cdef inline int expect(str name, const Py_ssize_t* shape, int ndim,
-                       tuple want) except -1:
+cdef inline int expect(str name, const Py_ssize_t* shape, int ndim, Py_ssize_t d0,
+                       Py_ssize_t d1, Py_ssize_t d2) except -1:
+    """shape[:ndim] == (d0, d1, d2)[:ndim], else a ValueError naming `name`
+    and both shapes.  The wanted sizes are C integers: a tuple built at each
+    of a call's dozen checks cost microseconds of a one-step call."""
+    cdef Py_ssize_t want[3]
     cdef int i
+    want[0], want[1], want[2] = d0, d1, d2
     for i in range(ndim):
-        if shape[i] != <Py_ssize_t> want[i]:
-            raise ValueError(f"{name}: expected shape {want}, got "
+        if shape[i] != want[i]:
+            raise ValueError(f"{name}: expected shape "
+                             f"{tuple([want[j] for j in range(ndim)])}, got "
                              f"{tuple([shape[j] for j in range(ndim)])}")
     return 0
 
@@ -145,7 +151,7 @@ cdef inline int expect_batch(const Py_ssize_t[::1] lengths, Py_ssize_t N, Py_ssi
     cdef Py_ssize_t n
     if N < 1 or T < 1:
         raise ValueError(f"xs: expected N >= 1 and T >= 1, got N={N}, T={T}")
-    expect("lengths", &lengths.shape[0], 1, (N,))
+    expect("lengths", &lengths.shape[0], 1, N, 0, 0)
     for n in range(N):
         if lengths[n] < 1 or lengths[n] > T:
             raise ValueError(f"lengths[{n}]: expected 1..{T}, got {lengths[n]}")
