@@ -30,7 +30,7 @@ from _blas cimport (floating, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _seq cimport (step_time, zero_padding, add_column_sums, input_grads,
-                  rf_run_rows, step_threads, expect, expect_batch,
+                  rf_run_rows, step_threads, grad_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts)
 
 
@@ -230,13 +230,13 @@ cdef struct BwdArgs:
     bint accumulate_dx, split
 
 
-cdef void gru_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
+cdef void gru_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t r1,
                              int part) noexcept nogil:
     """dX rows, and the rows' share of dWx, dWh and db, into gradient part
     `part` (0: the gradients themselves); one GEMM each over all steps."""
     cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 3 * H
     cdef Py_ssize_t nb = 2 * G if a.reset_after else G
-    cdef Py_ssize_t r0 = n0 * T, R = (n1 - n0) * T, stride = grad_stride(D, H, G, nb)
+    cdef Py_ssize_t R = r1 - r0, stride = grad_stride(D, H, G, nb)
     cdef floating* pg = <floating*> a.gates + r0 * G
     cdef floating* pex = <floating*> a.extra + r0 * H
     cdef const floating* phs = <const floating*> a.h_prev + r0 * H
@@ -321,7 +321,12 @@ cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
 cdef void gru_backward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
     gru_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
     if (<BwdArgs*> a).split:
-        gru_backward_grads(<float*> NULL, <BwdArgs*> a, n0, n1, part)
+        gru_backward_grads(<float*> NULL, <BwdArgs*> a, n0 * (<BwdArgs*> a).T,
+                              n1 * (<BwdArgs*> a).T, part)
+
+
+cdef void gru_backward_grads_f(void* a, long r0, long r1, int part) noexcept nogil:
+    gru_backward_grads(<float*> NULL, <BwdArgs*> a, r0, r1, part)
 
 
 def gru_backward(const floating[:, :, ::1] xs,
@@ -348,7 +353,7 @@ def gru_backward(const floating[:, :, ::1] xs,
     cdef Py_ssize_t H = Wh.shape[0], G = 3 * H, W = dout.shape[2]
     cdef Py_ssize_t j
     cdef BwdArgs a
-    cdef int nt
+    cdef int nt, ng
     cdef floating* pg = &gates[0, 0, 0]
     cdef floating* pex = &extra[0, 0, 0]
     cdef const floating* phs = &h_prev[0, 0, 0]
@@ -401,8 +406,20 @@ def gru_backward(const floating[:, :, ::1] xs,
         free_packed(wp2)
         if a.split:
             add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, nt, D, H, G, nb)
+        elif floating is float and grad_threads(threads, N * T, 2 * (2 * D + H) * G,
+                                                wxtp != NULL) > 1:
+            # The steps ran on one thread (too few batch rows to split);
+            # the gradients split over the N*T rows instead.
+            ng = grad_threads(threads, N * T, 2 * (2 * D + H) * G, wxtp != NULL)
+            scratch = <floating*> malloc((ng - 1) * grad_stride(D, H, G, nb) * sizeof(floating))
+            a.scratch = scratch
+            if scratch != NULL:
+                rf_run_rows(gru_backward_grads_f, &a, N * T, ng)
+                add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, ng, D, H, G, nb)
+            else:
+                gru_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
         else:
-            gru_backward_grads(<floating*> NULL, &a, 0, N, 0)
+            gru_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
         free_packed(wxtp)
         free(scratch)
 

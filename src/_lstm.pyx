@@ -24,7 +24,7 @@ from _blas cimport (floating, gemm, free_packed, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, input_grads,
-                  rf_run_rows, step_threads, expect, expect_batch,
+                  rf_run_rows, step_threads, grad_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts)
 
 
@@ -209,13 +209,13 @@ cdef struct BwdArgs:
     bint accumulate_dx, split
 
 
-cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
+cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t r1,
                               int part) noexcept nogil:
     """dX rows, and the rows' share of dWx = X^T dA, dWh = Hprev^T dA and
     db = column sums of dA, into gradient part `part` (0: the gradients
     themselves).  One GEMM each over the rows' n*T..: all steps at once."""
     cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 4 * H
-    cdef Py_ssize_t r0 = n0 * T, R = (n1 - n0) * T, stride = grad_stride(D, H, G, G)
+    cdef Py_ssize_t R = r1 - r0, stride = grad_stride(D, H, G, G)
     cdef floating* pg = <floating*> a.gates + r0 * G
     cdef floating* scratch = <floating*> a.scratch
     cdef floating* dWx = grad_part(<floating*> a.dWx, scratch, part, 0, stride)
@@ -275,7 +275,12 @@ cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
 cdef void lstm_backward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
     lstm_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
     if (<BwdArgs*> a).split:
-        lstm_backward_grads(<float*> NULL, <BwdArgs*> a, n0, n1, part)
+        lstm_backward_grads(<float*> NULL, <BwdArgs*> a, n0 * (<BwdArgs*> a).T,
+                              n1 * (<BwdArgs*> a).T, part)
+
+
+cdef void lstm_backward_grads_f(void* a, long r0, long r1, int part) noexcept nogil:
+    lstm_backward_grads(<float*> NULL, <BwdArgs*> a, r0, r1, part)
 
 
 def lstm_backward(const floating[:, :, ::1] xs,
@@ -306,7 +311,7 @@ def lstm_backward(const floating[:, :, ::1] xs,
     cdef Py_ssize_t H = Wh.shape[0], G = 4 * H, W = dout.shape[2]
     cdef Py_ssize_t j
     cdef BwdArgs a
-    cdef int nt
+    cdef int nt, ng
     cdef floating* pg = &gates[0, 0, 0]
     cdef floating* whtp = NULL
     cdef floating* wxtp = NULL
@@ -348,8 +353,20 @@ def lstm_backward(const floating[:, :, ::1] xs,
         free_packed(whtp)
         if a.split:
             add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, nt, D, H, G, G)
+        elif floating is float and grad_threads(threads, N * T, 2 * (2 * D + H) * G,
+                                                wxtp != NULL) > 1:
+            # The steps ran on one thread (too few batch rows to split);
+            # the gradients split over the N*T rows instead.
+            ng = grad_threads(threads, N * T, 2 * (2 * D + H) * G, wxtp != NULL)
+            scratch = <floating*> malloc((ng - 1) * grad_stride(D, H, G, G) * sizeof(floating))
+            a.scratch = scratch
+            if scratch != NULL:
+                rf_run_rows(lstm_backward_grads_f, &a, N * T, ng)
+                add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, ng, D, H, G, G)
+            else:
+                lstm_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
         else:
-            lstm_backward_grads(<floating*> NULL, &a, 0, N, 0)
+            lstm_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
         free_packed(wxtp)
         free(scratch)
 

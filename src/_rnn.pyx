@@ -20,7 +20,7 @@ from _blas cimport (floating, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, input_grads,
-                  rf_run_rows, step_threads, expect, expect_batch,
+                  rf_run_rows, step_threads, grad_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts)
 
 
@@ -172,12 +172,12 @@ cdef struct BwdArgs:
     bint accumulate_dx, split
 
 
-cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
+cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t r1,
                              int part) noexcept nogil:
     """dX rows, and the rows' share of dWx, dWh and db, into gradient part
     `part` (0: the gradients themselves); one GEMM each over all steps."""
     cdef Py_ssize_t T = a.T, D = a.D, H = a.H
-    cdef Py_ssize_t r0 = n0 * T, R = (n1 - n0) * T, stride = grad_stride(D, H, H, H)
+    cdef Py_ssize_t R = r1 - r0, stride = grad_stride(D, H, H, H)
     cdef floating* pg = <floating*> a.gates + r0 * H
     cdef floating* scratch = <floating*> a.scratch
     cdef floating* dWx = grad_part(<floating*> a.dWx, scratch, part, 0, stride)
@@ -232,7 +232,12 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
 cdef void rnn_backward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
     rnn_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
     if (<BwdArgs*> a).split:
-        rnn_backward_grads(<float*> NULL, <BwdArgs*> a, n0, n1, part)
+        rnn_backward_grads(<float*> NULL, <BwdArgs*> a, n0 * (<BwdArgs*> a).T,
+                              n1 * (<BwdArgs*> a).T, part)
+
+
+cdef void rnn_backward_grads_f(void* a, long r0, long r1, int part) noexcept nogil:
+    rnn_backward_grads(<float*> NULL, <BwdArgs*> a, r0, r1, part)
 
 
 def rnn_backward(const floating[:, :, ::1] xs,
@@ -257,7 +262,7 @@ def rnn_backward(const floating[:, :, ::1] xs,
     cdef Py_ssize_t H = Wh.shape[0], W = dout.shape[2]
     cdef Py_ssize_t j
     cdef BwdArgs a
-    cdef int nt
+    cdef int nt, ng
     cdef floating* pg = &gates[0, 0, 0]
     cdef floating* whtp = NULL
     cdef floating* wxtp = NULL
@@ -297,8 +302,20 @@ def rnn_backward(const floating[:, :, ::1] xs,
         free_packed(whtp)
         if a.split:
             add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, nt, D, H, H, H)
+        elif floating is float and grad_threads(threads, N * T, 2 * (2 * D + H) * H,
+                                                wxtp != NULL) > 1:
+            # The steps ran on one thread (too few batch rows to split);
+            # the gradients split over the N*T rows instead.
+            ng = grad_threads(threads, N * T, 2 * (2 * D + H) * H, wxtp != NULL)
+            scratch = <floating*> malloc((ng - 1) * grad_stride(D, H, H, H) * sizeof(floating))
+            a.scratch = scratch
+            if scratch != NULL:
+                rf_run_rows(rnn_backward_grads_f, &a, N * T, ng)
+                add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, ng, D, H, H, H)
+            else:
+                rnn_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
         else:
-            rnn_backward_grads(<floating*> NULL, &a, 0, N, 0)
+            rnn_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
         free_packed(wxtp)
         free(scratch)
 

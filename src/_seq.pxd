@@ -102,6 +102,30 @@ cdef inline int step_threads(int threads, Py_ssize_t N, Py_ssize_t T,
     return <int> (t if t > 1 else 1)
 
 
+cdef inline int grad_threads(int threads, Py_ssize_t R, Py_ssize_t flops_per_row,
+                             bint packed) noexcept nogil:
+    """How many threads the parameter and input gradients of one call get
+    when its step loop ran on one thread (fewer than 4 batch rows a thread,
+    e.g. N = 1).  dX is row by row and dWx, dWh, db are sums over the N*T
+    rows, so those rows split over threads as batch rows do, each thread
+    summing into its own gradient part.  Packed path only, and at least
+    ~20 MFLOP a thread: a thread is created per call, which here cost more
+    than it saved below that (GRU at `tiny`, 7 MFLOP: 2 threads 1.4x
+    slower than 1; LSTM N = 2, T = 500, D = H = 256: 1.20x faster), and at
+    least 128 rows a thread (LSTM N = 1, T = 100, D = H = 256, 50 rows a
+    thread: 2 threads 0.85x of 1)."""
+    cdef Py_ssize_t t = threads
+    if not packed or t < 2:
+        return 1
+    if t > RF_MAX_THREADS:
+        t = RF_MAX_THREADS
+    if t > R // 128:               # each thread also zeroes, writes and adds
+        t = R // 128               # a whole gradient part: rows must repay it
+    while t > 1 and R * flops_per_row < 20000000 * t:
+        t -= 1
+    return <int> (t if t > 1 else 1)
+
+
 # Per-thread partial sums of the parameter gradients.  Part 0 is the
 # gradients themselves; part p > 0 lives in one scratch block of
 # grad_stride(...) values laid out [dWx (D, G) | dWh (H, G) | db (nb)],

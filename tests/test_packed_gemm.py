@@ -173,3 +173,33 @@ def test_threaded_training_step_matches_the_serial_one(cls, kw):
     np.testing.assert_allclose(dx1, dx2, rtol=1e-5, atol=1e-6)
     for a, b in zip(g1, g2):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("cls,kw", [(rnnfast.RNN, {}), (rnnfast.LSTM, {}),
+                                    (rnnfast.GRU, {}), (rnnfast.GRU, {"reset_after": False})])
+def test_few_sequences_split_their_gradients_over_threads(cls, kw):
+    """With too few batch rows to split the step loop (N = 2 at 2 threads),
+    the gradients split over the N*T rows instead (grad_threads in
+    src/_seq.pxd): dX is bitwise that of 1 thread, dWx, dWh, db agree to
+    float32 rounding, and differ bitwise somewhere (the partial sums add in
+    another order), which shows that the split ran."""
+    threadpoolctl = _two_cpus_and_threadpoolctl()
+    rng = np.random.default_rng(3)
+    N, T, D, H = 2, 300, 96, 128
+    xs = rng.standard_normal((N, T, D)).astype(np.float32)
+    dys = rng.standard_normal((N, T, H)).astype(np.float32)
+    lengths = np.array([T, T - 17])
+    results = []
+    for threads in (1, 2):
+        net = cls(D, H, dtype=np.float32, random_state=0, **kw)
+        with threadpoolctl.threadpool_limits(threads):
+            ys, _ = net.forward(xs, lengths=lengths)
+            dxs = net.backward(dys)
+        results.append((ys, dxs, [g.copy() for g in net.grads]))
+    (y1, dx1, g1), (y2, dx2, g2) = results
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(dx1, dx2)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    if _core._packed_in_use():
+        assert any(not np.array_equal(a, b) for a, b in zip(g1, g2))
