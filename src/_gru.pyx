@@ -30,7 +30,7 @@ from _blas cimport (floating, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _seq cimport (step_time, zero_padding, add_column_sums, input_grads,
-                  rf_run_rows, step_threads, grad_threads, expect, expect_batch,
+                  rf_run_rows, step_threads, grad_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts)
 
 
@@ -406,20 +406,17 @@ def gru_backward(const floating[:, :, ::1] xs,
         free_packed(wp2)
         if a.split:
             add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, nt, D, H, G, nb)
-        elif floating is float and grad_threads(threads, N * T, 2 * (2 * D + H) * G,
-                                                wxtp != NULL) > 1:
-            # The steps ran on one thread (too few batch rows to split);
-            # the gradients split over the N*T rows instead.
-            ng = grad_threads(threads, N * T, 2 * (2 * D + H) * G, wxtp != NULL)
-            scratch = <floating*> malloc((ng - 1) * grad_stride(D, H, G, nb) * sizeof(floating))
-            a.scratch = scratch
-            if scratch != NULL:
-                rf_run_rows(gru_backward_grads_f, &a, N * T, ng)
-                add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, ng, D, H, G, nb)
-            else:
-                gru_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
         else:
-            gru_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
+            # The steps ran on one thread (too few batch rows to split):
+            # the gradients may split over the N*T rows instead.
+            ng = 1
+            if floating is float:
+                ng = grad_threads(threads, N * T, 2 * (2 * D + H) * G, wxtp != NULL)
+            if ng < 2 or not grads_on_threads(gru_backward_grads_f, &a, &a.scratch, ng,
+                                              N * T, &dWx[0, 0], &dWh[0, 0], &db[0],
+                                              D, H, G, nb):
+                gru_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
+            scratch = <floating*> a.scratch
         free_packed(wxtp)
         free(scratch)
 

@@ -24,7 +24,7 @@ from _blas cimport (floating, gemm, free_packed, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, input_grads,
-                  rf_run_rows, step_threads, grad_threads, expect, expect_batch,
+                  rf_run_rows, step_threads, grad_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts)
 
 
@@ -353,20 +353,17 @@ def lstm_backward(const floating[:, :, ::1] xs,
         free_packed(whtp)
         if a.split:
             add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, nt, D, H, G, G)
-        elif floating is float and grad_threads(threads, N * T, 2 * (2 * D + H) * G,
-                                                wxtp != NULL) > 1:
-            # The steps ran on one thread (too few batch rows to split);
-            # the gradients split over the N*T rows instead.
-            ng = grad_threads(threads, N * T, 2 * (2 * D + H) * G, wxtp != NULL)
-            scratch = <floating*> malloc((ng - 1) * grad_stride(D, H, G, G) * sizeof(floating))
-            a.scratch = scratch
-            if scratch != NULL:
-                rf_run_rows(lstm_backward_grads_f, &a, N * T, ng)
-                add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, ng, D, H, G, G)
-            else:
-                lstm_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
         else:
-            lstm_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
+            # The steps ran on one thread (too few batch rows to split):
+            # the gradients may split over the N*T rows instead.
+            ng = 1
+            if floating is float:
+                ng = grad_threads(threads, N * T, 2 * (2 * D + H) * G, wxtp != NULL)
+            if ng < 2 or not grads_on_threads(lstm_backward_grads_f, &a, &a.scratch, ng,
+                                              N * T, &dWx[0, 0], &dWh[0, 0], &db[0],
+                                              D, H, G, G):
+                lstm_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
+            scratch = <floating*> a.scratch
         free_packed(wxtp)
         free(scratch)
 

@@ -12,6 +12,7 @@
 # handles time t = k (forward) or t = L-1-k (reverse) of row n, and rows
 # with k >= L are idle: their state does not change.  Positions t >= L
 # are padding: outputs are 0 and they contribute nothing to gradients.
+from libc.stdlib cimport malloc
 from _blas cimport floating, gemm, gemm_packed, gemm_tn
 
 
@@ -198,3 +199,19 @@ cdef inline void add_grad_parts(floating* dWx, floating* dWh, floating* db,
     add_parts(dWx, scratch, parts, 0, stride, D * G)
     add_parts(dWh, scratch, parts, D * G, stride, H * G)
     add_parts(db, scratch, parts, (D + H) * G, stride, nb)
+
+
+cdef inline bint grads_on_threads(rf_rows_fn fn, void* args, void** scratch, int ng,
+                                  Py_ssize_t rows, floating* dWx, floating* dWh,
+                                  floating* db, Py_ssize_t D, Py_ssize_t H, Py_ssize_t G,
+                                  Py_ssize_t nb) noexcept nogil:
+    """Run fn (a cell's gradients over a range of the N*T rows) on ng
+    threads (grad_threads), each into its own gradient part, then add the
+    parts.  Parts 1.. go to *scratch, malloc'ed here and freed by the
+    caller.  False, with nothing run, when that memory cannot be had."""
+    scratch[0] = malloc((ng - 1) * grad_stride(D, H, G, nb) * sizeof(floating))
+    if scratch[0] == NULL:
+        return False
+    rf_run_rows(fn, args, rows, ng)
+    add_grad_parts(dWx, dWh, db, <const floating*> scratch[0], ng, D, H, G, nb)
+    return True
