@@ -82,12 +82,21 @@ cdef extern from "_gemm.h" nogil:
     void rf_buf_free(float* p)
 
 
+cdef inline int pack_rows(Py_ssize_t rows) noexcept nogil:
+    """The m to give pack_b for a matrix that will multiply `rows` rows in
+    all (over every step of a call): 0, i.e. BLAS, for a single row (a cell's
+    one step with a batch of one), where packing cost more than the product
+    (64 x 256: pack and GEMV 4.5 us, BLAS 1.7 us; 128 x 512: 14 against
+    4 us)."""
+    return <int> rows if rows > 1 else 0
+
+
 cdef inline floating* pack_b(int m, bint trans_b, int k, int n, const floating* b,
                              int ldb) noexcept nogil:
     """op(B) (k, n) packed for gemm_packed with m-row left operands, or NULL
     when the packed path does not apply (the caller then passes NULL on and
-    BLAS runs).  m = 0 asks for BLAS.  Release the result with
-    free_packed() (it may be kept for the next call)."""
+    BLAS runs).  m = 0 asks for BLAS (see pack_rows).  Release the result
+    with free_packed() (it may be kept for the next call)."""
     cdef float* bp
     if (floating is double or not rf_gemm_packed_supported() or m < 1
             or k <= 0 or n <= 0):
@@ -150,7 +159,10 @@ cdef inline void gemm_tn(int m1, const floating* a1, int lda1, floating* c1,
     cdef int nsrc = 2 if m2 > 0 else 1
     cdef Py_ssize_t i, j
     if floating is float:
-        if rf_packed_dw_enabled():
+        # Below ~32 rows BLAS is faster: the packed path writes all of C
+        # per chunk whatever k (64 x 256 twice: k = 1 8 against 4 us, k = 8
+        # 14 against 8, k = 32 38 against 26, k = 64 55 against 60).
+        if rf_packed_dw_enabled() and k >= 32:
             M[0], M[1], lda[0], lda[1] = m1, m2, lda1, lda2
             A[0], A[1], C[0], C[1] = a1, a2, c1, c2
             if rf_gemm_tn_f(nsrc, M, A, lda, C, ldc, n, k, b, ldb, colsum):

@@ -26,7 +26,7 @@ of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
-from _blas cimport (floating, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
+from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _seq cimport (step_time, zero_padding, add_column_sums, input_grads,
@@ -175,7 +175,7 @@ def gru_forward(const floating[:, :, ::1] xs,
     a.xs, a.T, a.D, a.H, a.W, a.out_offset = &xs[0, 0, 0], T, D, H, W, out_offset
     a.reverse, a.training, a.reset_after = reverse, training, reset_after
     with nogil:
-        wxp = pack_b(<int> (N * T), False, <int> D, <int> G,
+        wxp = pack_b(pack_rows(N * T), False, <int> D, <int> G,
                      &Wx[0, 0], <int> G)
         a.Wx_packed = wxp
         if wxp == NULL:
@@ -189,10 +189,10 @@ def gru_forward(const floating[:, :, ::1] xs,
         # The per-step products' right-hand matrices, packed once (or NULL:
         # BLAS).  reset_after: Wh (H, 3H); else Wh_zr (H, 2H) and Wh_h (H, H).
         if reset_after:
-            wp1 = pack_b(<int> N, False, <int> H, <int> G, pWh, <int> G)
+            wp1 = pack_b(pack_rows(N * T), False, <int> H, <int> G, pWh, <int> G)
         else:
-            wp1 = pack_b(<int> N, False, <int> H, <int> (2 * H), pWh, <int> G)
-            wp2 = pack_b(<int> N, False, <int> H, <int> H, pWh + 2 * H, <int> G)
+            wp1 = pack_b(pack_rows(N * T), False, <int> H, <int> (2 * H), pWh, <int> G)
+            wp2 = pack_b(pack_rows(N * T), False, <int> H, <int> H, pWh + 2 * H, <int> G)
         a.Wp1, a.Wp2 = wp1, wp2
         nt = step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (reset_after or wp2 != NULL))
         if floating is float and nt > 1:
@@ -386,12 +386,12 @@ def gru_backward(const floating[:, :, ::1] xs,
         if reset_after:
             zero_padding(pex, N, T, H, 0, H, plen)
         if reset_after:
-            wp1 = pack_b(<int> N, True, <int> G, <int> H, pWh, <int> G)
+            wp1 = pack_b(pack_rows(N * T), True, <int> G, <int> H, pWh, <int> G)
         else:
-            wp1 = pack_b(<int> N, True, <int> (2 * H), <int> H, pWh, <int> G)
-            wp2 = pack_b(<int> N, True, <int> H, <int> H, pWh + 2 * H, <int> G)
+            wp1 = pack_b(pack_rows(N * T), True, <int> (2 * H), <int> H, pWh, <int> G)
+            wp2 = pack_b(pack_rows(N * T), True, <int> H, <int> H, pWh + 2 * H, <int> G)
         a.Wp1, a.Wp2 = wp1, wp2
-        wxtp = pack_b(<int> (N * T), True, <int> G, <int> D, &Wx[0, 0], <int> G)
+        wxtp = pack_b(pack_rows(N * T), True, <int> G, <int> D, &Wx[0, 0], <int> G)
         a.WxT_packed = wxtp
         nt = step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (reset_after or wp2 != NULL))
         if nt > 1:

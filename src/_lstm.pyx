@@ -20,7 +20,7 @@ the per-step products use the packed micro-kernel (src/_threads.h).
 """
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
-from _blas cimport (floating, gemm, free_packed, pack_b, gemm_packed,
+from _blas cimport (floating, pack_rows, gemm, free_packed, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, input_grads,
@@ -160,7 +160,7 @@ def lstm_forward(const floating[:, :, ::1] xs,
         a.uniform = is_uniform(a.lengths, N, T, reverse)
         # Hoisted input projection of all N*T rows: one GEMM, on BLAS or
         # (Wx packed) per thread in the step loop's function.
-        wxp = pack_b(<int> (N * T), False, <int> D, <int> G,
+        wxp = pack_b(pack_rows(N * T), False, <int> D, <int> G,
                      &Wx[0, 0], <int> G)
         a.Wx_packed = wxp
         if wxp == NULL:
@@ -170,7 +170,7 @@ def lstm_forward(const floating[:, :, ::1] xs,
         zero_padding(<floating*> a.out, N, T, W, out_offset, H, a.lengths)
         if training:
             zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
-        whp = pack_b(<int> N, False, <int> H, <int> G,
+        whp = pack_b(pack_rows(N * T), False, <int> H, <int> G,
                      &Wh[0, 0], <int> G)
         a.Wh_packed = whp
         nt = step_threads(threads, N, T, 2 * H * G, whp != NULL)
@@ -335,10 +335,10 @@ def lstm_backward(const floating[:, :, ::1] xs,
     with nogil:
         a.uniform = is_uniform(a.lengths, N, T, reverse)
         zero_padding(pg, N, T, G, 0, G, a.lengths)
-        whtp = pack_b(<int> N, True, <int> G, <int> H,
+        whtp = pack_b(pack_rows(N * T), True, <int> G, <int> H,
                       &Wh[0, 0], <int> G)
         a.WhT_packed = whtp
-        wxtp = pack_b(<int> (N * T), True, <int> G, <int> D, &Wx[0, 0], <int> G)
+        wxtp = pack_b(pack_rows(N * T), True, <int> G, <int> D, &Wx[0, 0], <int> G)
         a.WxT_packed = wxtp
         nt = step_threads(threads, N, T, 2 * H * G, whtp != NULL)
         if nt > 1:

@@ -16,7 +16,7 @@ of batch rows (`*_steps`), as in src/_lstm.pyx.
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
-from _blas cimport (floating, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
+from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, input_grads,
@@ -126,7 +126,7 @@ def rnn_forward(const floating[:, :, ::1] xs,
     a.reverse, a.training, a.relu = reverse, training, relu
     with nogil:
         a.uniform = is_uniform(a.lengths, N, T, reverse)
-        wxp = pack_b(<int> (N * T), False, <int> D, <int> H,
+        wxp = pack_b(pack_rows(N * T), False, <int> D, <int> H,
                      &Wx[0, 0], <int> H)
         a.Wx_packed = wxp
         if wxp == NULL:
@@ -136,7 +136,7 @@ def rnn_forward(const floating[:, :, ::1] xs,
         zero_padding(<floating*> a.out, N, T, W, out_offset, H, a.lengths)
         if training:
             zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
-        whp = pack_b(<int> N, False, <int> H, <int> H,
+        whp = pack_b(pack_rows(N * T), False, <int> H, <int> H,
                      &Wh[0, 0], <int> H)
         a.Wh_packed = whp
         nt = step_threads(threads, N, T, 2 * H * H, whp != NULL)
@@ -284,10 +284,10 @@ def rnn_backward(const floating[:, :, ::1] xs,
     with nogil:
         a.uniform = is_uniform(a.lengths, N, T, reverse)
         zero_padding(pg, N, T, H, 0, H, a.lengths)
-        whtp = pack_b(<int> N, True, <int> H, <int> H,
+        whtp = pack_b(pack_rows(N * T), True, <int> H, <int> H,
                       &Wh[0, 0], <int> H)
         a.WhT_packed = whtp
-        wxtp = pack_b(<int> (N * T), True, <int> H, <int> D, &Wx[0, 0], <int> H)
+        wxtp = pack_b(pack_rows(N * T), True, <int> H, <int> D, &Wx[0, 0], <int> H)
         a.WxT_packed = wxtp
         nt = step_threads(threads, N, T, 2 * H * H, whtp != NULL)
         if nt > 1:

@@ -57,7 +57,7 @@ def test_packed_matmul_refuses_disagreeing_shapes():
 # The parameter-gradient products dW = A^T @ B: rows (k) cut into chunks of
 # 512 (RF_KC) and columns of A (m) into blocks of 96 (RF_MC), so the cases
 # straddle both; two sources share one packing of B.
-@pytest.mark.parametrize("k", [0, 1, 7, 511, 512, 513, 1100])
+@pytest.mark.parametrize("k", [0, 1, 7, 31, 32, 33, 511, 512, 513, 1100])
 @pytest.mark.parametrize("m1,m2", [(1, 0), (5, 3), (96, 97), (200, 0), (64, 256)])
 @pytest.mark.parametrize("n", [1, 16, 17, 100])
 @pytest.mark.parametrize("packed", [True, False])
