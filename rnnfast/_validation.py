@@ -10,8 +10,10 @@ from ._rnn import all_finite
 
 # The specialisations of the fused all_finite, chosen here once: calling
 # the fused function dispatches on the argument's type at every call.
-_ALL_FINITE = {np.dtype(np.float32).char: all_finite.__signatures__["float"],
-               np.dtype(np.float64).char: all_finite.__signatures__["double"]}
+# Keyed by dtype, not by its character: a big-endian float32 has char "f"
+# too, and is not what the compiled test reads.
+_ALL_FINITE = {np.dtype(np.float32): all_finite.__signatures__["float"],
+               np.dtype(np.float64): all_finite.__signatures__["double"]}
 
 # SciPy's cython_blas takes 32-bit sizes.
 MAX_BLAS_INDEX = 2 ** 31 - 1
@@ -71,8 +73,8 @@ def check_array(value, name, dtype, expected, allow_nonfinite=False):
 def _all_finite(arr):
     """Whether arr (C-contiguous floats) holds no NaN or Inf, tested in
     compiled code for float32 and float64 (rnnfast._rnn.all_finite)."""
-    test = _ALL_FINITE.get(arr.dtype.char)
-    if test is None:                    # another float type
+    test = _ALL_FINITE.get(arr.dtype)
+    if test is None:                    # another float type or byte order
         return bool(np.isfinite(arr).all())
     return test(arr.reshape(-1))
 

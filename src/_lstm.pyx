@@ -24,7 +24,7 @@ from _blas cimport (floating, pack_rows, gemm, free_packed, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, input_grads,
-                  rf_run_rows, step_threads, grad_threads, grads_on_threads, expect, expect_batch,
+                  rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts)
 
 
@@ -311,7 +311,7 @@ def lstm_backward(const floating[:, :, ::1] xs,
     cdef Py_ssize_t H = Wh.shape[0], G = 4 * H, W = dout.shape[2]
     cdef Py_ssize_t j
     cdef BwdArgs a
-    cdef int nt, ng
+    cdef int nt
     cdef floating* pg = &gates[0, 0, 0]
     cdef floating* whtp = NULL
     cdef floating* wxtp = NULL
@@ -356,12 +356,9 @@ def lstm_backward(const floating[:, :, ::1] xs,
         else:
             # The steps ran on one thread (too few batch rows to split):
             # the gradients may split over the N*T rows instead.
-            ng = 1
-            if floating is float:
-                ng = grad_threads(threads, N * T, 2 * (2 * D + H) * G, wxtp != NULL)
-            if ng < 2 or not grads_on_threads(lstm_backward_grads_f, &a, &a.scratch, ng,
-                                              N * T, &dWx[0, 0], &dWh[0, 0], &db[0],
-                                              D, H, G, G):
+            if floating is double or not grads_on_threads(
+                    lstm_backward_grads_f, &a, &a.scratch, threads, N * T, 2 * (2 * D + H) * G,
+                    wxtp != NULL, &dWx[0, 0], &dWh[0, 0], &db[0], D, H, G, G):
                 lstm_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
             scratch = <floating*> a.scratch
         free_packed(wxtp)

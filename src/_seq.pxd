@@ -201,14 +201,20 @@ cdef inline void add_grad_parts(floating* dWx, floating* dWh, floating* db,
     add_parts(db, scratch, parts, (D + H) * G, stride, nb)
 
 
-cdef inline bint grads_on_threads(rf_rows_fn fn, void* args, void** scratch, int ng,
-                                  Py_ssize_t rows, floating* dWx, floating* dWh,
-                                  floating* db, Py_ssize_t D, Py_ssize_t H, Py_ssize_t G,
+cdef inline bint grads_on_threads(rf_rows_fn fn, void* args, void** scratch, int threads,
+                                  Py_ssize_t rows, Py_ssize_t flops_per_row, bint packed,
+                                  floating* dWx, floating* dWh, floating* db,
+                                  Py_ssize_t D, Py_ssize_t H, Py_ssize_t G,
                                   Py_ssize_t nb) noexcept nogil:
-    """Run fn (a cell's gradients over a range of the N*T rows) on ng
-    threads (grad_threads), each into its own gradient part, then add the
-    parts.  Parts 1.. go to *scratch, malloc'ed here and freed by the
-    caller.  False, with nothing run, when that memory cannot be had."""
+    """Run fn (a cell's gradients over a range of the N*T rows) on the
+    threads grad_threads allows, each into its own gradient part, then add
+    the parts.  Parts 1.. go to *scratch, malloc'ed here and freed by the
+    caller.  False, with nothing run, when one thread is all the work is
+    worth or the memory cannot be had: the caller then runs fn's rows
+    itself."""
+    cdef int ng = grad_threads(threads, rows, flops_per_row, packed)
+    if ng < 2:
+        return False
     scratch[0] = malloc((ng - 1) * grad_stride(D, H, G, nb) * sizeof(floating))
     if scratch[0] == NULL:
         return False

@@ -76,3 +76,21 @@ def test_all_finite_of_other_float_types():
     assert _all_finite(a)
     a[2] = np.inf
     assert not _all_finite(a)
+
+
+def test_all_finite_of_swapped_byte_order():
+    a = np.ones(5, ">f4")
+    assert _all_finite(a)
+    a[1] = np.nan
+    assert not _all_finite(a)
+
+
+def test_compiled_all_finite_refuses_what_it_cannot_read():
+    from rnnfast._rnn import all_finite
+    with pytest.raises((TypeError, ValueError)):
+        all_finite(np.ones(4, np.int32))              # not floats
+    with pytest.raises((TypeError, ValueError)):
+        all_finite(np.ones((2, 3), np.float32))       # not 1-D
+    with pytest.raises((TypeError, ValueError)):
+        all_finite(np.ones(8, np.float32)[::2])       # not contiguous
+    assert all_finite(np.ones(0, np.float32))
