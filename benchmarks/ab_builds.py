@@ -9,9 +9,12 @@ old/new is printed with every pair.
         python benchmarks/ab_builds.py OLD_TREE NEW_TREE lstm train zaremba-small [rounds]
 
 The configuration is a name of rnnfast.bench.CONFIGS or "N,T,D,H".  One
-thread.  A worktree of an older commit serves as OLD_TREE:
+thread, timed on the CPU clock; THREADS=2 in the environment runs at 2
+threads, timed on the wall clock (CPU time would add the threads up).
+A worktree of an older commit serves as OLD_TREE:
     git worktree add /tmp/old <commit> && (cd /tmp/old && python setup.py build_ext --inplace)
 """
+import os
 import statistics
 import subprocess
 import sys
@@ -25,7 +28,9 @@ assert rnnfast.__file__.startswith(sys.argv[1]), rnnfast.__file__
 import scipy.linalg  # noqa: F401  (loads the BLAS before threadpool_limits)
 from threadpoolctl import threadpool_limits
 from rnnfast.bench import CONFIGS, make_case
-threadpool_limits(1)
+threads = int(sys.argv[5])
+threadpool_limits(threads)
+clock = time.process_time if threads == 1 else time.perf_counter
 cell, mode, cfg = sys.argv[2:5]
 shape = CONFIGS[cfg] if cfg in CONFIGS else tuple(int(v) for v in cfg.split(","))
 call = make_case("rnnfast", cell, mode, *shape)
@@ -34,16 +39,17 @@ for _ in range(3):
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 times, end = [], time.perf_counter() + 1.0
 while len(times) < 5 or time.perf_counter() < end:
-    t0 = time.process_time()
+    t0 = clock()
     call()
-    times.append(time.process_time() - t0)
+    times.append(clock() - t0)
 faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / len(times)
 print(sorted(times)[len(times) // 2], faults)
 """
 
 
 def run(tree, cell, mode, cfg):
-    out = subprocess.run([sys.executable, "-c", CHILD, tree, cell, mode, cfg],
+    threads = os.environ.get("THREADS", "1")
+    out = subprocess.run([sys.executable, "-c", CHILD, tree, cell, mode, cfg, threads],
                          check=True, capture_output=True, text=True).stdout.split()
     return float(out[0]), float(out[1])
 

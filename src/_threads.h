@@ -13,11 +13,17 @@
  * called from these threads then runs in them, and OpenBLAS's own worker
  * threads stay asleep instead of spinning on the other core.
  *
- * Threads are created per call and joined before it returns: nothing spins
- * between calls (an OpenMP or BLAS pool that spins after its region steals
- * the other core from the next BLAS call) and nothing outlives a fork.
- * Creating a thread costs some tens of microseconds, so callers only split
- * calls with enough work (src/_seq.pxd, step_threads).
+ * On Linux the threads are a pool kept between calls (rf_pool below):
+ * creating and joining a thread cost ~100 us here, waking a sleeping one
+ * ~20 us (docs/performance.md, fourth session).  Its workers sleep on a
+ * futex between jobs and never spin there: a pool that spins after its
+ * region (OpenMP's, OpenBLAS's) steals the other core from whatever runs
+ * next.  Only the caller, whose core is its own, spins briefly while it
+ * waits for the last part.  A forked child starts with no workers (the
+ * pthread_atfork handler), and a call that finds the pool busy (another
+ * Python thread inside a kernel of this module) creates its own threads as
+ * before.  Callers still split only calls with enough work (src/_seq.pxd,
+ * step_threads).
  */
 #ifndef RNNFAST_THREADS_H
 #define RNNFAST_THREADS_H
@@ -67,10 +73,10 @@ static void* rf_rows_trampoline(void* p)
 
 /* fn(ctx, n0, n1, part) over [0, N) cut into `threads` contiguous ranges
  * (part = the range's index): the first on the calling thread, the others
- * on new threads (a range whose thread cannot be created runs on the
+ * on threads created for this call (a range whose thread cannot be created runs on the
  * caller, with its own part index).  Callers pass 1 <= threads <=
  * min(N, RF_MAX_THREADS), so that every part they sized is written. */
-static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
+static void rf_run_rows_spawned(rf_rows_fn fn, void* ctx, long N, int threads)
 {
     pthread_t tids[RF_MAX_THREADS];
     rf_rows_job jobs[RF_MAX_THREADS];
@@ -126,6 +132,162 @@ static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
             fn(ctx, jobs[i].n0, jobs[i].n1, i);
     }
 }
+
+
+#if defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+/* ------------------------------------------------------------ the pool */
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define RF_CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define RF_CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define RF_CPU_RELAX() ((void) 0)
+#endif
+
+/* One word a worker sleeps on, alone on its cache line. */
+typedef struct {
+    unsigned int gen;              /* bumped by the caller for each job */
+    char pad[64 - sizeof(unsigned int)];
+} rf_pool_slot;
+
+typedef struct {
+    pthread_mutex_t lock;          /* one caller at a time (trylock) */
+    int workers;                   /* started so far: parts 1..workers */
+    rf_rows_fn fn;                 /* the job: written by the caller before */
+    void* ctx;                     /* it bumps the slots' gen (release), */
+    long N;                        /* read by a worker after it sees the */
+    int threads;                   /* bump (acquire) */
+    unsigned int remaining;        /* workers still running this job (futex) */
+    rf_pool_slot slot[RF_MAX_THREADS];
+} rf_pool_t;
+
+static rf_pool_t rf_pool = {PTHREAD_MUTEX_INITIALIZER};
+static pthread_once_t rf_pool_once = PTHREAD_ONCE_INIT;
+
+static void rf_futex_wait(unsigned int* word, unsigned int value)
+{
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, value, NULL, NULL, 0);
+}
+
+static void rf_futex_wake(unsigned int* word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* In a forked child only the forking thread exists: forget the workers. */
+static void rf_pool_after_fork_in_child(void)
+{
+    int i;
+    pthread_mutex_init(&rf_pool.lock, NULL);
+    rf_pool.workers = 0;
+    rf_pool.remaining = 0;
+    for (i = 0; i < RF_MAX_THREADS; i++)
+        rf_pool.slot[i].gen = 0;
+}
+
+static void rf_pool_register_fork_handler(void)
+{
+    pthread_atfork(NULL, NULL, rf_pool_after_fork_in_child);
+}
+
+static void* rf_pool_worker(void* arg)
+{
+    int part = (int) (long) arg;
+    unsigned int* gen = &rf_pool.slot[part].gen;
+    unsigned int seen = 0;         /* the slot's gen when it was created */
+    unsigned int now;
+    long N;
+    int threads;
+    for (;;) {
+        while ((now = __atomic_load_n(gen, __ATOMIC_ACQUIRE)) == seen)
+            rf_futex_wait(gen, seen);
+        seen = now;
+        N = rf_pool.N;
+        threads = rf_pool.threads;
+        rf_pool.fn(rf_pool.ctx, part * N / threads, (part + 1) * N / threads, part);
+        if (__atomic_sub_fetch(&rf_pool.remaining, 1, __ATOMIC_ACQ_REL) == 0)
+            rf_futex_wake(&rf_pool.remaining);
+    }
+    return NULL;
+}
+
+/* Start workers up to part threads - 1 (fewer if the system refuses), with
+ * every signal blocked: signals are the main thread's business. */
+static void rf_pool_grow(int threads)
+{
+    sigset_t all, old;
+    pthread_t tid;
+    pthread_attr_t attr;
+    if (rf_pool.workers >= threads - 1)
+        return;
+    if (pthread_attr_init(&attr) != 0)
+        return;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    while (rf_pool.workers < threads - 1) {
+        rf_pool.slot[rf_pool.workers + 1].gen = 0;
+        if (pthread_create(&tid, &attr, rf_pool_worker,
+                           (void*) (long) (rf_pool.workers + 1)) != 0)
+            break;
+        rf_pool.workers++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+}
+
+static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
+{
+    int i, on_workers;
+    unsigned int left;
+    if (threads > RF_MAX_THREADS)
+        threads = RF_MAX_THREADS;
+    if (threads > N)
+        threads = (int) N;
+    if (threads <= 1) {
+        if (N > 0)
+            fn(ctx, 0, N, 0);
+        return;
+    }
+    pthread_once(&rf_pool_once, rf_pool_register_fork_handler);
+    if (pthread_mutex_trylock(&rf_pool.lock) != 0) {
+        rf_run_rows_spawned(fn, ctx, N, threads);     /* pool busy */
+        return;
+    }
+    rf_pool_grow(threads);
+    on_workers = rf_pool.workers < threads - 1 ? rf_pool.workers : threads - 1;
+    rf_pool.fn = fn;
+    rf_pool.ctx = ctx;
+    rf_pool.N = N;
+    rf_pool.threads = threads;
+    __atomic_store_n(&rf_pool.remaining, (unsigned int) on_workers, __ATOMIC_RELAXED);
+    for (i = 1; i <= on_workers; i++) {
+        __atomic_add_fetch(&rf_pool.slot[i].gen, 1, __ATOMIC_RELEASE);
+        rf_futex_wake(&rf_pool.slot[i].gen);
+    }
+    fn(ctx, 0, N / threads, 0);
+    for (i = on_workers + 1; i < threads; i++)   /* parts no worker could take */
+        fn(ctx, i * N / threads, (i + 1) * N / threads, i);
+    /* Wait for the workers: a short spin on this (the caller's own) core,
+     * then sleep. */
+    for (i = 0; i < 20000; i++) {
+        if (__atomic_load_n(&rf_pool.remaining, __ATOMIC_ACQUIRE) == 0)
+            break;
+        RF_CPU_RELAX();
+    }
+    while ((left = __atomic_load_n(&rf_pool.remaining, __ATOMIC_ACQUIRE)) != 0)
+        rf_futex_wait(&rf_pool.remaining, left);
+    pthread_mutex_unlock(&rf_pool.lock);
+}
+
+#else  /* no futex: threads created per call */
+#define rf_run_rows rf_run_rows_spawned
+#endif
 
 #endif /* RF_NO_PTHREADS */
 

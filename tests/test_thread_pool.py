@@ -1,0 +1,113 @@
+"""The kernels' thread pool (src/_threads.h): workers kept between calls,
+none lost or leaked, correct after a fork and when two Python threads split
+calls at the same time (one of them then creates its own threads)."""
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import rnnfast
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2,
+    reason="the pool is Linux's (futexes); splitting needs 2 CPUs")
+
+
+def _case(seed, N=24, T=30, D=16, H=128):
+    rng = np.random.default_rng(seed)
+    xs = rng.standard_normal((N, T, D)).astype(np.float32)
+    dys = rng.standard_normal((N, T, H)).astype(np.float32)
+    return xs, dys
+
+
+def _train_step(cls, xs, dys, seed=0):
+    """Outputs, input gradients and parameter gradients of one training step
+    (at the caller's thread count: large enough that 2 threads split both
+    the forward and the backward step loops)."""
+    net = cls(xs.shape[2], dys.shape[2], random_state=seed)
+    ys, _ = net.forward(xs)
+    dxs = net.backward(dys)
+    return [ys, dxs] + [g.copy() for g in net.grads]
+
+
+def _tasks():
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_workers_are_kept_between_calls_and_not_multiplied():
+    xs, dys = _case(0)
+    with threadpool_limits(2):
+        for cls in (rnnfast.LSTM, rnnfast.GRU, rnnfast.RNN):
+            _train_step(cls, xs, dys)      # each kernel module starts its worker
+        before = _tasks()
+        for _ in range(50):
+            for cls in (rnnfast.LSTM, rnnfast.GRU, rnnfast.RNN):
+                _train_step(cls, xs, dys)
+        assert _tasks() == before
+
+
+@pytest.mark.parametrize("cls", [rnnfast.LSTM, rnnfast.GRU, rnnfast.RNN])
+def test_a_forked_child_splits_calls_like_its_parent(cls):
+    """The parent's workers do not exist in a forked child; the child must
+    start its own, not wait forever for the parent's."""
+    xs, dys = _case(1)
+    with threadpool_limits(2):
+        expected = _train_step(cls, xs, dys)          # the pool now has a worker
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:                                   # child
+            code = 1
+            try:
+                os.close(read_end)
+                got = _train_step(cls, xs, dys)
+                same = all(np.array_equal(a, b) for a, b in zip(expected, got))
+                os.write(write_end, b"same" if same else b"different")
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        deadline = time.monotonic() + 60
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung in a split kernel call")
+            time.sleep(0.01)
+        answer = os.read(read_end, 64)
+        os.close(read_end)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    assert answer == b"same", answer
+
+
+def test_two_python_threads_splitting_at_once_get_their_own_results():
+    """While one Python thread holds a module's pool, another one's split
+    call creates its own threads: each must get the results it gets alone.
+    Outputs bitwise; gradients to float32 rounding, because a backward
+    sets BLAS to one thread for its duration (rnnfast._core), and a call
+    of the other Python thread that starts meanwhile runs unsplit."""
+    cases = [_case(2), _case(3)]
+    with threadpool_limits(2):
+        alone = [_train_step(rnnfast.LSTM, xs, dys) for xs, dys in cases]
+        results = [[], []]
+
+        def run(k):
+            for _ in range(20):
+                results[k].append(_train_step(rnnfast.LSTM, *cases[k]))
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for k in range(2):
+        assert len(results[k]) == 20
+        for got in results[k]:
+            np.testing.assert_array_equal(alone[k][0], got[0])
+            for a, b in zip(alone[k][1:], got[1:]):
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
