@@ -31,7 +31,7 @@ from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gem
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _seq cimport (step_time, zero_padding, add_column_sums, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
-                  grad_part, grad_stride, add_grad_parts)
+                  grad_part, grad_stride, add_grad_parts, set_split_limits)
 
 
 cdef struct FwdArgs:
@@ -425,3 +425,10 @@ def use_packed_gemm(bint on, dw=None):
     rf_use_packed_gemm(on)
     rf_use_packed_dw(on if dw is None else dw)
     return bool(rf_gemm_packed_supported())
+
+
+def split_limits(step_flops=None, grad_flops=None, grad_rows=None):
+    """The least work worth a thread in this module's kernels (FLOP of a
+    step loop, FLOP and rows of the gradient products): sets those given,
+    returns all three."""
+    return set_split_limits(step_flops, grad_flops, grad_rows)

@@ -25,7 +25,7 @@ from _blas cimport (floating, pack_rows, gemm, free_packed, pack_b, gemm_packed,
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
-                  grad_part, grad_stride, add_grad_parts)
+                  grad_part, grad_stride, add_grad_parts, set_split_limits)
 
 
 cdef struct FwdArgs:
@@ -372,3 +372,10 @@ def use_packed_gemm(bint on, dw=None):
     rf_use_packed_gemm(on)
     rf_use_packed_dw(on if dw is None else dw)
     return bool(rf_gemm_packed_supported())
+
+
+def split_limits(step_flops=None, grad_flops=None, grad_rows=None):
+    """The least work worth a thread in this module's kernels (FLOP of a
+    step loop, FLOP and rows of the gradient products): sets those given,
+    returns all three."""
+    return set_split_limits(step_flops, grad_flops, grad_rows)

@@ -21,7 +21,7 @@ from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gem
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from _seq cimport (step_time, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
-                  grad_part, grad_stride, add_grad_parts)
+                  grad_part, grad_stride, add_grad_parts, set_split_limits)
 
 
 cdef struct FwdArgs:
@@ -397,3 +397,10 @@ def all_finite(const floating[::1] x):
                 acc64 |= (p64[i] & 0x7ff0000000000000u) + 0x0010000000000000u
             finite = (acc64 & 0x8000000000000000u) == 0
     return finite
+
+
+def split_limits(step_flops=None, grad_flops=None, grad_rows=None):
+    """The least work worth a thread in this module's kernels (FLOP of a
+    step loop, FLOP and rows of the gradient products): sets those given,
+    returns all three."""
+    return set_split_limits(step_flops, grad_flops, grad_rows)

@@ -81,6 +81,23 @@ cdef extern from "_threads.h" nogil:
     ctypedef void (*rf_rows_fn)(void* ctx, long n0, long n1, int part) noexcept nogil
     void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
     const int RF_MAX_THREADS
+    long rf_split_step_flops, rf_split_grad_flops, rf_split_grad_rows
+
+
+cdef inline tuple set_split_limits(step_flops, grad_flops, grad_rows):
+    """Set those given (not None) of the least work worth a thread; return
+    all three as they now are.  For benchmarks and tests."""
+    global rf_split_step_flops, rf_split_grad_flops, rf_split_grad_rows
+    for value in (step_flops, grad_flops, grad_rows):
+        if value is not None and value < 1:
+            raise ValueError(f"split limits: expected values >= 1, got {value}")
+    if step_flops is not None:
+        rf_split_step_flops = step_flops
+    if grad_flops is not None:
+        rf_split_grad_flops = grad_flops
+    if grad_rows is not None:
+        rf_split_grad_rows = grad_rows
+    return (rf_split_step_flops, rf_split_grad_flops, rf_split_grad_rows)
 
 
 cdef inline int step_threads(int threads, Py_ssize_t N, Py_ssize_t T,
@@ -98,7 +115,7 @@ cdef inline int step_threads(int threads, Py_ssize_t N, Py_ssize_t T,
         t = RF_MAX_THREADS          # sizes its gradient parts by this count
     if t > N // 4:
         t = N // 4
-    if N * T * flops_per_row_step < 2000000 * t:
+    if N * T * flops_per_row_step < rf_split_step_flops * t:
         return 1
     return <int> (t if t > 1 else 1)
 
@@ -120,9 +137,9 @@ cdef inline int grad_threads(int threads, Py_ssize_t R, Py_ssize_t flops_per_row
         return 1
     if t > RF_MAX_THREADS:
         t = RF_MAX_THREADS
-    if t > R // 128:               # each thread also zeroes, writes and adds
-        t = R // 128               # a whole gradient part: rows must repay it
-    while t > 1 and R * flops_per_row < 20000000 * t:
+    if t > R // rf_split_grad_rows:    # each thread also zeroes, writes and
+        t = R // rf_split_grad_rows    # adds a whole gradient part: rows must repay it
+    while t > 1 and R * flops_per_row < rf_split_grad_flops * t:
         t -= 1
     return <int> (t if t > 1 else 1)
 

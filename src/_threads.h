@@ -40,6 +40,14 @@
 
 #define RF_MAX_THREADS 64
 
+/* The least work worth a thread (src/_seq.pxd, step_threads and
+ * grad_threads): FLOP of a step loop, FLOP and rows of the gradient
+ * products.  Variables, not constants, so that benchmarks can sweep them
+ * (each kernel module's split_limits()). */
+static long rf_split_step_flops = 2000000;
+static long rf_split_grad_flops = 20000000;
+static long rf_split_grad_rows = 128;
+
 /* part: 0 for the calling thread's range, 1.. for the others, so that a
  * function can keep per-thread partial sums. */
 typedef void (*rf_rows_fn)(void* ctx, long n0, long n1, int part);
