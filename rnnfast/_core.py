@@ -69,6 +69,16 @@ class _Scratch:
 
 _SCRATCH = _Scratch()
 
+# Inference projects the inputs chunk by chunk of this many steps, just
+# before they run, when a sequence is longer than twice that: the gates
+# buffer is then (N, INFER_CHUNK_STEPS, G) whatever T (src/_seq.pxd).
+# Training keeps all T steps (backward needs them).
+INFER_CHUNK_STEPS = 64
+
+
+def _gates_steps(T, training):
+    return T if training or T <= 2 * INFER_CHUNK_STEPS else INFER_CHUNK_STEPS
+
 
 class DirectionCache:
     """What backward needs from one forward of one direction."""
@@ -162,8 +172,9 @@ def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
         out[:, :, offset:offset + H] = 0
         return _empty_cache(cell, xs, Wx, Wh, lengths, reverse) if training else None
     dt = xs.dtype
-    key = (cell, N, T, G, training, dt)
-    bufs = _SCRATCH.take(key, lambda: _buffer_shapes(cell, N, T, H, G, training), dt)
+    Tg = _gates_steps(T, training)
+    key = (cell, N, T, Tg, G, training, dt)
+    bufs = _SCRATCH.take(key, lambda: _buffer_shapes(cell, N, T, Tg, H, G, training), dt)
     gates, work = bufs[0], bufs[1]
     # Inference writes no saved activations: the kernels take empty arrays.
     saved = bufs[2:] if training else (_EMPTY[dt],) * 3
@@ -194,11 +205,12 @@ def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
     return cache
 
 
-def _buffer_shapes(cell, N, T, H, G, training):
-    """Shapes of a call's internal buffers: gates (N, T, G), work, then
-    what training saves for backward, each (N, T, H): h_prev, c_prev and
-    tanh_c (LSTM), h_prev and extra (GRU), h_prev (RNN)."""
-    shapes = [(N, T, G), (N, 4 * H if cell == "gru" else G)]
+def _buffer_shapes(cell, N, T, Tg, H, G, training):
+    """Shapes of a call's internal buffers: gates (N, Tg, G), Tg = T or in
+    inference of a long sequence a chunk (_gates_steps); work; then what
+    training saves for backward, each (N, T, H): h_prev, c_prev and tanh_c
+    (LSTM), h_prev and extra (GRU), h_prev (RNN)."""
+    shapes = [(N, Tg, G), (N, 4 * H if cell == "gru" else G)]
     if training:
         shapes += [(N, T, H)] * {"lstm": 3, "gru": 2, "rnn": 1}[cell]
     return shapes

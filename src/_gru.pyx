@@ -16,6 +16,7 @@ fused pass adds it row by row.  Layout of work per row:
 
 Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
     gates   (N, T, 3H)  z, r, h~; backward: dL/da of the input projection
+                        (inference may pass Tc < T steps: a chunk, src/_seq.pxd)
     h_prev  (N, T, H)   state before each step
     extra   (N, T, H)   reset_after: h Wh_h + b_h,h (backward: its gradient)
                         reset_before: r*h_prev (needed for dWh_h)
@@ -29,13 +30,14 @@ from libc.stdlib cimport free, malloc
 from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
-from _seq cimport (step_time, zero_padding, add_column_sums, input_grads,
+from _seq cimport (step_time, chunk_start, project_chunk, expect_chunk, zero_padding, add_column_sums, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts, set_split_limits)
 
 
 cdef struct FwdArgs:
     const void* xs
+    const void* Wx
     const void* Wx_packed
     void* gates
     void* h
@@ -49,14 +51,17 @@ cdef struct FwdArgs:
     const void* Wp2          # reset_before: Wh_h packed
     const Py_ssize_t* lengths
     Py_ssize_t T, D, H, W, out_offset
+    Py_ssize_t Tc            # steps of gates: T, or a chunk (inference)
     bint reverse, training, reset_after
 
 
 cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                             Py_ssize_t n1) noexcept nogil:
     """Steps 0..T-1 for batch rows n0..n1-1, after their input projection
-    when Wx is packed (else the caller did it on BLAS)."""
+    when Wx is packed (else the caller did it on BLAS), or chunk by chunk
+    of Tc steps when gates holds only Tc (src/_seq.pxd)."""
     cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 3 * H, WK = 4 * H
+    cdef Py_ssize_t Tc = a.Tc, k0, k1
     cdef Py_ssize_t W = a.W, off = a.out_offset
     cdef floating* pg = <floating*> a.gates
     cdef floating* ph = <floating*> a.h
@@ -79,56 +84,66 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     # Input projection of the rows when Wx is packed (else the caller did
     # it for all rows on BLAS).  (Projecting chunk by chunk of steps, just
     # before they run, measured no different for T up to 10,000.)
-    if a.Wx_packed != NULL:
+    if a.Wx_packed != NULL and Tc == T:
         gemm_packed(<int> ((n1 - n0) * T), <int> G, <int> D,
                     <const floating*> a.xs + n0 * T * D, <int> D,
                     <const floating*> a.Wx_packed, False, NULL, 0, False,
                     pg + n0 * T * G, <int> G)
-    for k in range(T):
-        if a.reset_after:
-            gemm_packed(rows, <int> G, <int> H, ph + n0 * H, <int> H, wp1, False,
-                        pWh, <int> G, False, pw + n0 * WK, <int> WK)
-            for n in range(n0, n1):
-                L = plen[n]
-                if k >= L:
-                    continue
-                t = step_time(k, L, a.reverse)
-                r = n * T + t
-                g = pg + r * G
-                w = pw + n * WK
-                orow = pout + r * W + off
-                if a.training:
-                    memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
-                    hsave = pex + r * H
-                gru_ra_fwd_row(g, w, bx, bh, ph + n * H, orow, hsave, H)
-        else:
-            gemm_packed(rows, <int> (2 * H), <int> H, ph + n0 * H, <int> H, wp1, False,
-                        pWh, <int> G, False, pw + n0 * WK, <int> WK)
-            for n in range(n0, n1):
-                L = plen[n]
-                w = pw + n * WK
-                if k >= L:
-                    for j in range(H):
-                        w[2 * H + j] = 0
-                    continue
-                t = step_time(k, L, a.reverse)
-                g = pg + (n * T + t) * G
-                gru_rb_fwd_zr(g, w, bx, ph + n * H, H)
-            gemm_packed(rows, <int> H, <int> H, pw + n0 * WK + 2 * H, <int> WK, wp2, False,
-                        pWh + 2 * H, <int> G, False, pw + n0 * WK + 3 * H, <int> WK)
-            for n in range(n0, n1):
-                L = plen[n]
-                if k >= L:
-                    continue
-                t = step_time(k, L, a.reverse)
-                r = n * T + t
-                g = pg + r * G
-                w = pw + n * WK
-                orow = pout + r * W + off
-                if a.training:
-                    memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
-                    memcpy(pex + r * H, w + 2 * H, H * sizeof(floating))
-                gru_rb_fwd_h(g, w, bx, ph + n * H, orow, H)
+    k0 = 0
+    while k0 < T:                   # the chunks of Tc steps
+        k1 = k0 + Tc if k0 + Tc < T else T
+        if Tc < T:
+            project_chunk(<const floating*> a.xs, <const floating*> a.Wx_packed,
+                          <const floating*> a.Wx, plen, a.reverse, T, D, G, n0, n1, k0, k1,
+                          pg, Tc)
+        for k in range(k0, k1):
+            # r: row (n, t) of the (N, T, .) buffers; g: its gates, slot t -
+            # chunk_start of the chunk buffer (the same when Tc = T).
+            if a.reset_after:
+                gemm_packed(rows, <int> G, <int> H, ph + n0 * H, <int> H, wp1, False,
+                            pWh, <int> G, False, pw + n0 * WK, <int> WK)
+                for n in range(n0, n1):
+                    L = plen[n]
+                    if k >= L:
+                        continue
+                    t = step_time(k, L, a.reverse)
+                    r = n * T + t
+                    g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.reverse)) * G
+                    w = pw + n * WK
+                    orow = pout + r * W + off
+                    if a.training:
+                        memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
+                        hsave = pex + r * H
+                    gru_ra_fwd_row(g, w, bx, bh, ph + n * H, orow, hsave, H)
+            else:
+                gemm_packed(rows, <int> (2 * H), <int> H, ph + n0 * H, <int> H, wp1, False,
+                            pWh, <int> G, False, pw + n0 * WK, <int> WK)
+                for n in range(n0, n1):
+                    L = plen[n]
+                    w = pw + n * WK
+                    if k >= L:
+                        for j in range(H):
+                            w[2 * H + j] = 0
+                        continue
+                    t = step_time(k, L, a.reverse)
+                    g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.reverse)) * G
+                    gru_rb_fwd_zr(g, w, bx, ph + n * H, H)
+                gemm_packed(rows, <int> H, <int> H, pw + n0 * WK + 2 * H, <int> WK, wp2, False,
+                            pWh + 2 * H, <int> G, False, pw + n0 * WK + 3 * H, <int> WK)
+                for n in range(n0, n1):
+                    L = plen[n]
+                    if k >= L:
+                        continue
+                    t = step_time(k, L, a.reverse)
+                    r = n * T + t
+                    g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.reverse)) * G
+                    w = pw + n * WK
+                    orow = pout + r * W + off
+                    if a.training:
+                        memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
+                        memcpy(pex + r * H, w + 2 * H, H * sizeof(floating))
+                    gru_rb_fwd_h(g, w, bx, ph + n * H, orow, H)
+        k0 = k1
 
 
 cdef void gru_forward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
@@ -152,7 +167,7 @@ def gru_forward(const floating[:, :, ::1] xs,
                 bint training,
                 int threads=1):
     cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
-    cdef Py_ssize_t H = Wh.shape[0], G = 3 * H, W = out.shape[2]
+    cdef Py_ssize_t H = Wh.shape[0], G = 3 * H, W = out.shape[2], Tc = gates.shape[1]
     cdef FwdArgs a
     cdef int nt
     cdef const floating* pWh = &Wh[0, 0]
@@ -160,10 +175,11 @@ def gru_forward(const floating[:, :, ::1] xs,
     cdef floating* wp1 = NULL
     cdef floating* wp2 = NULL
     expect_batch(lengths, N, T, out_offset, H, W)
+    expect_chunk(Tc, T, training)
     expect("Wx", &Wx.shape[0], 2, D, G, 0); expect("Wh", &Wh.shape[0], 2, H, G, 0)
     expect("b", &b.shape[0], 1, 2 * G if reset_after else G, 0, 0)
     expect("h", &h.shape[0], 2, N, H, 0); expect("out", &out.shape[0], 2, N, T, 0)
-    expect("gates", &gates.shape[0], 3, N, T, G); expect("work", &work.shape[0], 2, N, 4 * H, 0)
+    expect("gates", &gates.shape[0], 3, N, Tc, G); expect("work", &work.shape[0], 2, N, 4 * H, 0)
     if training:
         expect("h_prev", &h_prev.shape[0], 3, N, T, H)
         expect("extra", &extra.shape[0], 3, N, T, H)
@@ -173,12 +189,13 @@ def gru_forward(const floating[:, :, ::1] xs,
         a.h_prev, a.extra = &h_prev[0, 0, 0], &extra[0, 0, 0]
     a.b, a.Wh, a.lengths = &b[0], pWh, &lengths[0]
     a.xs, a.T, a.D, a.H, a.W, a.out_offset = &xs[0, 0, 0], T, D, H, W, out_offset
+    a.Wx, a.Tc = &Wx[0, 0], Tc
     a.reverse, a.training, a.reset_after = reverse, training, reset_after
     with nogil:
         wxp = pack_b(pack_rows(N * T), False, <int> D, <int> G,
                      &Wx[0, 0], <int> G)
         a.Wx_packed = wxp
-        if wxp == NULL:
+        if wxp == NULL and Tc == T:
             gemm(False, False, <int> (N * T), <int> G, <int> D, <floating> 1,
                  &xs[0, 0, 0], <int> D, &Wx[0, 0], <int> G, <floating> 0,
                  <floating*> a.gates, <int> G)

@@ -7,6 +7,7 @@ Gate order f, g, i, o (textbook):  a = x Wx + h Wh + b  (N, 4H)
 Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
     gates   (N, T, 4H)  activated f, g, i, o; backward overwrites them with
                         dL/da
+                        (inference may pass Tc < T steps: a chunk, src/_seq.pxd)
     h_prev  (N, T, H)   state h before each step
     c_prev  (N, T, H)   state c before each step
     tanh_c  (N, T, H)   tanh(c') after each step
@@ -23,7 +24,7 @@ from libc.stdlib cimport free, malloc
 from _blas cimport (floating, pack_rows, gemm, free_packed, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
-from _seq cimport (step_time, is_uniform, zero_padding, input_grads,
+from _seq cimport (step_time, chunk_start, project_chunk, expect_chunk, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts, set_split_limits)
 
@@ -32,6 +33,7 @@ cdef struct FwdArgs:
     # Everything the forward step loop reads, as untyped pointers so that
     # one struct serves float and double (the loop casts them back).
     const void* xs
+    const void* Wx
     const void* Wx_packed
     void* gates
     void* h
@@ -46,6 +48,7 @@ cdef struct FwdArgs:
     const void* Wh_packed
     const Py_ssize_t* lengths
     Py_ssize_t T, D, H, W, out_offset
+    Py_ssize_t Tc            # steps of gates: T, or a chunk (inference)
     bint reverse, uniform, training
 
 
@@ -53,8 +56,10 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                              Py_ssize_t n1) noexcept nogil:
     """Steps 0..T-1 for batch rows n0..n1-1 (tag only selects the type),
     after their input projection when Wx is packed (else the caller did it
-    for all rows on BLAS)."""
+    for all rows on BLAS), or chunk by chunk of Tc steps when gates holds
+    only Tc (src/_seq.pxd)."""
     cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 4 * H, W = a.W, off = a.out_offset
+    cdef Py_ssize_t Tc = a.Tc, k0, k1
     cdef floating* pg = <floating*> a.gates
     cdef floating* ph = <floating*> a.h
     cdef floating* pc = <floating*> a.c
@@ -74,38 +79,46 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     # Input projection of the rows when Wx is packed (else the caller did
     # it for all rows on BLAS).  (Projecting chunk by chunk of steps, just
     # before they run, measured no different for T up to 10,000.)
-    if a.Wx_packed != NULL:
+    if a.Wx_packed != NULL and Tc == T:
         gemm_packed(<int> ((n1 - n0) * T), <int> G, <int> D,
                     <const floating*> a.xs + n0 * T * D, <int> D,
                     <const floating*> a.Wx_packed, False, NULL, 0, False,
                     pg + n0 * T * G, <int> G)
-    for k in range(T):
-        if a.uniform:
-            # Recurrent GEMM accumulates straight into the step-t rows
-            # of the projected gates (row stride T*4H, no copy).
-            t = step_time(k, T, a.reverse)
-            gemm_packed(rows, <int> G, <int> H, ph + n0 * H, <int> H, whp, False,
-                        Wh, <int> G, True, pg + (n0 * T + t) * G, <int> (T * G))
-        else:
-            # Ragged reverse run: each row is at its own t, so the
-            # recurrent term goes to scratch and is added per row.
-            gemm_packed(rows, <int> G, <int> H, ph + n0 * H, <int> H, whp, False,
-                        Wh, <int> G, False, pw + n0 * G, <int> G)
-        for n in range(n0, n1):
-            L = plen[n]
-            if k >= L:
-                continue
-            t = step_time(k, L, a.reverse)
-            g = pg + (n * T + t) * G
-            if not a.uniform:
-                for j in range(G):
-                    g[j] += pw[n * G + j]
-            if a.training:
-                memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
-                memcpy(pcs + (n * T + t) * H, pc + n * H, H * sizeof(floating))
-                tsave = pts + (n * T + t) * H
-            lstm_fwd_row(g, pb, pc + n * H, ph + n * H, pout + (n * T + t) * W + off,
-                         tsave, H)
+    k0 = 0
+    while k0 < T:                   # the chunks of Tc steps
+        k1 = k0 + Tc if k0 + Tc < T else T
+        if Tc < T:
+            project_chunk(<const floating*> a.xs, <const floating*> a.Wx_packed,
+                          <const floating*> a.Wx, plen, a.reverse, T, D, G, n0, n1, k0, k1,
+                          pg, Tc)
+        for k in range(k0, k1):
+            if a.uniform:
+                # Recurrent GEMM accumulates straight into the step-t rows
+                # of the projected gates (row stride Tc*4H, no copy).
+                t = step_time(k, T, a.reverse) - chunk_start(T, k0, k1, a.reverse)
+                gemm_packed(rows, <int> G, <int> H, ph + n0 * H, <int> H, whp, False,
+                            Wh, <int> G, True, pg + (n0 * Tc + t) * G, <int> (Tc * G))
+            else:
+                # Ragged reverse run: each row is at its own t, so the
+                # recurrent term goes to scratch and is added per row.
+                gemm_packed(rows, <int> G, <int> H, ph + n0 * H, <int> H, whp, False,
+                            Wh, <int> G, False, pw + n0 * G, <int> G)
+            for n in range(n0, n1):
+                L = plen[n]
+                if k >= L:
+                    continue
+                t = step_time(k, L, a.reverse)
+                g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.reverse)) * G
+                if not a.uniform:
+                    for j in range(G):
+                        g[j] += pw[n * G + j]
+                if a.training:
+                    memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
+                    memcpy(pcs + (n * T + t) * H, pc + n * H, H * sizeof(floating))
+                    tsave = pts + (n * T + t) * H
+                lstm_fwd_row(g, pb, pc + n * H, ph + n * H, pout + (n * T + t) * W + off,
+                             tsave, H)
+        k0 = k1
 
 
 cdef void lstm_forward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
@@ -135,16 +148,17 @@ def lstm_forward(const floating[:, :, ::1] xs,
     not written and may be empty arrays.  threads: at most this many
     threads for the step loop (the caller passes its BLAS thread count)."""
     cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
-    cdef Py_ssize_t H = Wh.shape[0], G = 4 * H, W = out.shape[2]
+    cdef Py_ssize_t H = Wh.shape[0], G = 4 * H, W = out.shape[2], Tc = gates.shape[1]
     cdef FwdArgs a
     cdef int nt
     cdef floating* whp = NULL
     cdef floating* wxp = NULL
     expect_batch(lengths, N, T, out_offset, H, W)
+    expect_chunk(Tc, T, training)
     expect("Wx", &Wx.shape[0], 2, D, G, 0); expect("Wh", &Wh.shape[0], 2, H, G, 0)
     expect("b", &b.shape[0], 1, G, 0, 0); expect("h", &h.shape[0], 2, N, H, 0)
     expect("c", &c.shape[0], 2, N, H, 0); expect("out", &out.shape[0], 2, N, T, 0)
-    expect("gates", &gates.shape[0], 3, N, T, G); expect("work", &work.shape[0], 2, N, G, 0)
+    expect("gates", &gates.shape[0], 3, N, Tc, G); expect("work", &work.shape[0], 2, N, G, 0)
     if training:
         expect("h_prev", &h_prev.shape[0], 3, N, T, H)
         expect("c_prev", &c_prev.shape[0], 3, N, T, H)
@@ -155,6 +169,7 @@ def lstm_forward(const floating[:, :, ::1] xs,
         a.h_prev, a.c_prev, a.tanh_c = &h_prev[0, 0, 0], &c_prev[0, 0, 0], &tanh_c[0, 0, 0]
     a.b, a.Wh, a.lengths = &b[0], &Wh[0, 0], &lengths[0]
     a.xs, a.T, a.D, a.H, a.W, a.out_offset = &xs[0, 0, 0], T, D, H, W, out_offset
+    a.Wx, a.Tc = &Wx[0, 0], Tc
     a.reverse, a.training = reverse, training
     with nogil:
         a.uniform = is_uniform(a.lengths, N, T, reverse)
@@ -163,7 +178,7 @@ def lstm_forward(const floating[:, :, ::1] xs,
         wxp = pack_b(pack_rows(N * T), False, <int> D, <int> G,
                      &Wx[0, 0], <int> G)
         a.Wx_packed = wxp
-        if wxp == NULL:
+        if wxp == NULL and Tc == T:
             gemm(False, False, <int> (N * T), <int> G, <int> D, <floating> 1,
                  &xs[0, 0, 0], <int> D, &Wx[0, 0], <int> G, <floating> 0,
                  <floating*> a.gates, <int> G)

@@ -5,6 +5,7 @@
 Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
     gates   (N, T, H)  h' of each step (activation kept before padding is
                        zeroed); backward overwrites it with dL/da
+                       (inference may pass Tc < T steps: a chunk, src/_seq.pxd)
     h_prev  (N, T, H)  state before each step
     work    (N, H)     scratch for ragged reverse runs
     h       (N, H)     in: initial state; out: final state
@@ -19,13 +20,14 @@ from libc.stdlib cimport free, malloc
 from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
-from _seq cimport (step_time, is_uniform, zero_padding, input_grads,
+from _seq cimport (step_time, chunk_start, project_chunk, expect_chunk, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts, set_split_limits)
 
 
 cdef struct FwdArgs:
     const void* xs
+    const void* Wx
     const void* Wx_packed
     void* gates
     void* h
@@ -37,14 +39,17 @@ cdef struct FwdArgs:
     const void* Wh_packed
     const Py_ssize_t* lengths
     Py_ssize_t T, D, H, W, out_offset
+    Py_ssize_t Tc            # steps of gates: T, or a chunk (inference)
     bint reverse, uniform, training, relu
 
 
 cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                             Py_ssize_t n1) noexcept nogil:
     """Steps 0..T-1 for batch rows n0..n1-1, after their input projection
-    when Wx is packed (else the caller did it on BLAS)."""
+    when Wx is packed (else the caller did it on BLAS), or chunk by chunk
+    of Tc steps when gates holds only Tc (src/_seq.pxd)."""
     cdef Py_ssize_t T = a.T, D = a.D, H = a.H, W = a.W, off = a.out_offset
+    cdef Py_ssize_t Tc = a.Tc, k0, k1
     cdef floating* pg = <floating*> a.gates
     cdef floating* ph = <floating*> a.h
     cdef floating* pout = <floating*> a.out
@@ -60,31 +65,39 @@ cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     # Input projection of the rows when Wx is packed (else the caller did
     # it for all rows on BLAS).  (Projecting chunk by chunk of steps, just
     # before they run, measured no different for T up to 10,000.)
-    if a.Wx_packed != NULL:
+    if a.Wx_packed != NULL and Tc == T:
         gemm_packed(<int> ((n1 - n0) * T), <int> H, <int> D,
                     <const floating*> a.xs + n0 * T * D, <int> D,
                     <const floating*> a.Wx_packed, False, NULL, 0, False,
                     pg + n0 * T * H, <int> H)
-    for k in range(T):
-        if a.uniform:
-            t = step_time(k, T, a.reverse)
-            gemm_packed(rows, <int> H, <int> H, ph + n0 * H, <int> H, whp, False,
-                        Wh, <int> H, True, pg + (n0 * T + t) * H, <int> (T * H))
-        else:
-            gemm_packed(rows, <int> H, <int> H, ph + n0 * H, <int> H, whp, False,
-                        Wh, <int> H, False, pw + n0 * H, <int> H)
-        for n in range(n0, n1):
-            L = plen[n]
-            if k >= L:
-                continue
-            t = step_time(k, L, a.reverse)
-            g = pg + (n * T + t) * H
-            if not a.uniform:
-                for j in range(H):
-                    g[j] += pw[n * H + j]
-            if a.training:
-                memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
-            rnn_fwd_row(g, pb, ph + n * H, pout + (n * T + t) * W + off, H, a.relu)
+    k0 = 0
+    while k0 < T:                   # the chunks of Tc steps
+        k1 = k0 + Tc if k0 + Tc < T else T
+        if Tc < T:
+            project_chunk(<const floating*> a.xs, <const floating*> a.Wx_packed,
+                          <const floating*> a.Wx, plen, a.reverse, T, D, H, n0, n1, k0, k1,
+                          pg, Tc)
+        for k in range(k0, k1):
+            if a.uniform:
+                t = step_time(k, T, a.reverse) - chunk_start(T, k0, k1, a.reverse)
+                gemm_packed(rows, <int> H, <int> H, ph + n0 * H, <int> H, whp, False,
+                            Wh, <int> H, True, pg + (n0 * Tc + t) * H, <int> (Tc * H))
+            else:
+                gemm_packed(rows, <int> H, <int> H, ph + n0 * H, <int> H, whp, False,
+                            Wh, <int> H, False, pw + n0 * H, <int> H)
+            for n in range(n0, n1):
+                L = plen[n]
+                if k >= L:
+                    continue
+                t = step_time(k, L, a.reverse)
+                g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.reverse)) * H
+                if not a.uniform:
+                    for j in range(H):
+                        g[j] += pw[n * H + j]
+                if a.training:
+                    memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
+                rnn_fwd_row(g, pb, ph + n * H, pout + (n * T + t) * W + off, H, a.relu)
+        k0 = k1
 
 
 cdef void rnn_forward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
@@ -107,29 +120,31 @@ def rnn_forward(const floating[:, :, ::1] xs,
                 bint training,
                 int threads=1):
     cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
-    cdef Py_ssize_t H = Wh.shape[0], W = out.shape[2]
+    cdef Py_ssize_t H = Wh.shape[0], W = out.shape[2], Tc = gates.shape[1]
     cdef FwdArgs a
     cdef int nt
     cdef floating* whp = NULL
     cdef floating* wxp = NULL
     expect_batch(lengths, N, T, out_offset, H, W)
+    expect_chunk(Tc, T, training)
     expect("Wx", &Wx.shape[0], 2, D, H, 0); expect("Wh", &Wh.shape[0], 2, H, H, 0)
     expect("b", &b.shape[0], 1, H, 0, 0); expect("h", &h.shape[0], 2, N, H, 0)
     expect("out", &out.shape[0], 2, N, T, 0)
-    expect("gates", &gates.shape[0], 3, N, T, H); expect("work", &work.shape[0], 2, N, H, 0)
+    expect("gates", &gates.shape[0], 3, N, Tc, H); expect("work", &work.shape[0], 2, N, H, 0)
     if training:
         expect("h_prev", &h_prev.shape[0], 3, N, T, H)
     a.gates, a.h, a.out, a.work = &gates[0, 0, 0], &h[0, 0], &out[0, 0, 0], &work[0, 0]
     a.h_prev = &h_prev[0, 0, 0] if training else NULL
     a.b, a.Wh, a.lengths = &b[0], &Wh[0, 0], &lengths[0]
     a.xs, a.T, a.D, a.H, a.W, a.out_offset = &xs[0, 0, 0], T, D, H, W, out_offset
+    a.Wx, a.Tc = &Wx[0, 0], Tc
     a.reverse, a.training, a.relu = reverse, training, relu
     with nogil:
         a.uniform = is_uniform(a.lengths, N, T, reverse)
         wxp = pack_b(pack_rows(N * T), False, <int> D, <int> H,
                      &Wx[0, 0], <int> H)
         a.Wx_packed = wxp
-        if wxp == NULL:
+        if wxp == NULL and Tc == T:
             gemm(False, False, <int> (N * T), <int> H, <int> D, <floating> 1,
                  &xs[0, 0, 0], <int> D, &Wx[0, 0], <int> H, <floating> 0,
                  <floating*> a.gates, <int> H)

@@ -8,6 +8,12 @@
 #                            then their gradients (backward)
 #   h_prev  (N, T, H)        the state each step started from (for dWh)
 #
+# Inference may pass a gates buffer of Tc < T steps (N, Tc, G*H): the
+# forward kernels then project the inputs chunk by chunk of Tc steps, just
+# before they run, and row n's steps of a chunk sit in time order from
+# slot chunk_start(...) on (see project_chunk).  Memory is then O(N Tc),
+# not O(N T), and each step reads rows that were written moments ago.
+#
 # lengths[n] (1..T) is sequence n's true length.  Step k of the loop
 # handles time t = k (forward) or t = L-1-k (reverse) of row n, and rows
 # with k >= L are idle: their state does not change.  Positions t >= L
@@ -19,6 +25,33 @@ from _blas cimport floating, gemm, gemm_packed, gemm_tn
 cdef inline Py_ssize_t step_time(Py_ssize_t k, Py_ssize_t length,
                                  bint reverse) noexcept nogil:
     return length - 1 - k if reverse else k
+
+
+cdef inline Py_ssize_t chunk_start(Py_ssize_t length, Py_ssize_t k0, Py_ssize_t k1,
+                                   bint reverse) noexcept nogil:
+    """The first time t (slot 0 of the gates buffer) of the chunk of steps
+    k0..k1-1 of a row of `length`: the row's times k0..k1-1 run forward,
+    length-k1..length-1-k0 in reverse.  0 for the one chunk of a whole
+    sequence (k0 = 0, k1 = T >= length)."""
+    return length - (k1 if k1 < length else length) if reverse else k0
+
+
+cdef inline void project_chunk(const floating* xs, const floating* Wx_packed,
+                               const floating* Wx, const Py_ssize_t* lengths,
+                               bint reverse, Py_ssize_t T, Py_ssize_t D, Py_ssize_t G,
+                               Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t k0, Py_ssize_t k1,
+                               floating* gates, Py_ssize_t Tc) noexcept nogil:
+    """gates[n, 0:m] = xs[n, t0:t0+m] Wx for rows n0..n1-1, the m <= Tc
+    times t0.. (t0 = chunk_start) their steps k0..k1-1 visit: one product
+    per row, on the packed kernel or BLAS (Wx_packed NULL)."""
+    cdef Py_ssize_t n, L, m
+    for n in range(n0, n1):
+        L = lengths[n]
+        if k0 >= L:
+            continue
+        m = (k1 if k1 < L else L) - k0
+        gemm_packed(<int> m, <int> G, <int> D, xs + (n * T + chunk_start(L, k0, k1, reverse)) * D,
+                    <int> D, Wx_packed, False, Wx, <int> G, False, gates + n * Tc * G, <int> G)
 
 
 cdef inline bint is_uniform(const Py_ssize_t* lengths, Py_ssize_t N,
@@ -184,6 +217,15 @@ cdef inline int expect(str name, const Py_ssize_t* shape, int ndim, Py_ssize_t d
                              f"{tuple([want[j] for j in range(ndim)])}, got "
                              f"{tuple([shape[j] for j in range(ndim)])}")
     return 0
+
+
+cdef inline int expect_chunk(Py_ssize_t Tc, Py_ssize_t T, bint training) except -1:
+    """The steps of a forward's gates buffer: T, or in inference 1..T (a
+    chunk, src/_seq.pxd's header)."""
+    if Tc == T or (not training and 1 <= Tc < T):
+        return 0
+    raise ValueError(f"gates: expected {T} steps{'' if training else f' (or 1..{T} in inference)'}, "
+                     f"got {Tc}")
 
 
 cdef inline int expect_batch(const Py_ssize_t[::1] lengths, Py_ssize_t N, Py_ssize_t T,

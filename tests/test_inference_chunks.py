@@ -1,0 +1,105 @@
+"""Inference of a long sequence projects its inputs chunk by chunk of steps
+into a gates buffer of INFER_CHUNK_STEPS steps (src/_seq.pxd,
+rnnfast._core._gates_steps).  On the packed kernel (float32) every step's
+arithmetic is the one of the whole-sequence buffer, so outputs and final
+states must be bitwise those of a buffer of all T steps, for every chunk
+size, direction, ragged lengths, cell and thread count.  On BLAS (float64)
+a product's rounding may depend on its number of rows: equal to rounding."""
+import os
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import rnnfast
+from rnnfast import _core, _gru, _lstm, _rnn
+
+NETS = [(rnnfast.RNN, {}), (rnnfast.RNN, {"nonlinearity": "relu"}), (rnnfast.LSTM, {}),
+        (rnnfast.GRU, {}), (rnnfast.GRU, {"reset_after": False})]
+IDS = ["rnn", "rnn-relu", "lstm", "gru", "gru-reset-before"]
+
+
+def _infer(net, xs, lengths, chunk, monkeypatch):
+    monkeypatch.setattr(_core, "INFER_CHUNK_STEPS", chunk)
+    ys, state = net.forward(xs, lengths=lengths)
+    return [ys] + [np.asarray(s) for s in (state if isinstance(state, tuple) else (state,))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls,kw", NETS, ids=IDS)
+def test_chunked_inference_is_bitwise_the_whole_sequence(cls, kw, dtype, monkeypatch):
+    rng = np.random.default_rng(0)
+    N, T, D, H = 9, 23, 5, 16
+    xs = rng.standard_normal((N, T, D)).astype(dtype)
+    lengths = rng.integers(1, T + 1, N)
+    lengths[0] = T
+    net = cls(D, H, bidirectional=True, dtype=dtype, random_state=0, **kw).eval()
+    for lens in (None, lengths):
+        whole = _infer(net, xs, lens, T, monkeypatch)        # T <= 2 * chunk: one buffer
+        for chunk in (1, 2, 3, 7, 11):
+            got = _infer(net, xs, lens, chunk, monkeypatch)
+            for a, b in zip(whole, got):
+                if dtype == np.float32 and _core._packed_in_use():
+                    np.testing.assert_array_equal(a, b, err_msg=f"chunk {chunk}")
+                else:
+                    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14,
+                                               err_msg=f"chunk {chunk}")
+
+
+@pytest.mark.parametrize("cls,kw", NETS, ids=IDS)
+def test_chunked_inference_at_two_threads(cls, kw, monkeypatch):
+    """Split over batch rows, each thread projects its own rows' chunks."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 CPUs")
+    rng = np.random.default_rng(1)
+    N, T, D, H = 24, 300, 16, 128
+    xs = rng.standard_normal((N, T, D)).astype(np.float32)
+    lengths = rng.integers(1, T + 1, N)
+    lengths[0] = T
+    net = cls(D, H, bidirectional=True, random_state=0, **kw).eval()
+    with threadpool_limits(1):
+        whole = _infer(net, xs, lengths, T, monkeypatch)
+    with threadpool_limits(2):
+        assert _core.step_loop_threads() == 2
+        got = _infer(net, xs, lengths, 32, monkeypatch)
+    for a, b in zip(whole, got):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_long_inference_keeps_only_a_chunk_of_gates(monkeypatch):
+    """The point of it: the gates buffer of inference does not grow with T,
+    while training keeps all T steps for backward."""
+    monkeypatch.setattr(_core, "INFER_CHUNK_STEPS", 16)
+    assert _core._gates_steps(32, False) == 32
+    assert _core._gates_steps(33, False) == 16
+    assert _core._gates_steps(5000, False) == 16
+    assert _core._gates_steps(5000, True) == 5000
+    assert _core._buffer_shapes("lstm", 3, 5000, 16, 8, 32, False)[0] == (3, 16, 32)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_kernels_check_the_steps_of_the_gates_buffer(training):
+    """A chunk is for inference only; training needs all T steps, and no
+    buffer may have more than T or fewer than 1."""
+    N, T, D, H = 2, 6, 3, 4
+    f = np.float32
+    xs = np.zeros((N, T, D), f)
+    lengths = np.full(N, T, np.intp)
+    out = np.zeros((N, T, H), f)
+    for mod, G, extra in ((_rnn, H, ()), (_lstm, 4 * H, ()), (_gru, 3 * H, ())):
+        for steps in (0, 2, T + 1) if training else (0, T + 1):
+            gates = np.zeros((N, steps, G), f)
+            saved = np.zeros((N, T, H), f)
+            work = np.zeros((N, 4 * H if mod is _gru else G), f)
+            Wx, Wh = np.zeros((D, G), f), np.zeros((H, G), f)
+            h = np.zeros((N, H), f)
+            with pytest.raises(ValueError, match=rf"gates: expected {T} steps"):
+                if mod is _rnn:
+                    _rnn.rnn_forward(xs, Wx, Wh, np.zeros(G, f), h, lengths, False, False, out,
+                                     0, gates, saved, work, training)
+                elif mod is _lstm:
+                    _lstm.lstm_forward(xs, Wx, Wh, np.zeros(G, f), h, h.copy(), lengths, False,
+                                       out, 0, gates, saved, saved, saved, work, training)
+                else:
+                    _gru.gru_forward(xs, Wx, Wh, np.zeros(G, f), h, lengths, False, False, out,
+                                     0, gates, saved, saved, work, training)
