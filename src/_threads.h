@@ -147,6 +147,7 @@ static void rf_run_rows_spawned(rf_rows_fn fn, void* ctx, long N, int threads)
 #include <linux/futex.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -249,6 +250,26 @@ static void rf_pool_grow(int threads)
     pthread_attr_destroy(&attr);
 }
 
+#define RF_POOL_SPIN_US 30
+
+static void rf_pool_wait_spin(void)
+{
+    struct timespec t0, t;
+    int i;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        for (i = 0; i < 32; i++) {
+            if (__atomic_load_n(&rf_pool.remaining, __ATOMIC_ACQUIRE) == 0)
+                return;
+            RF_CPU_RELAX();
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000
+                >= RF_POOL_SPIN_US)
+            return;
+    }
+}
+
 static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
 {
     int i, on_workers;
@@ -281,13 +302,12 @@ static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
     fn(ctx, 0, N / threads, 0);
     for (i = on_workers + 1; i < threads; i++)   /* parts no worker could take */
         fn(ctx, i * N / threads, (i + 1) * N / threads, i);
-    /* Wait for the workers: a short spin on this (the caller's own) core,
-     * then sleep. */
-    for (i = 0; i < 20000; i++) {
-        if (__atomic_load_n(&rf_pool.remaining, __ATOMIC_ACQUIRE) == 0)
-            break;
-        RF_CPU_RELAX();
-    }
+    /* Wait for the workers: spin on this (the caller's own) core for up to
+     * RF_POOL_SPIN_US, since waking a sleeping caller costs ~20 us, then
+     * sleep.  Bounded by time, not by a count: a PAUSE takes 27 ns here
+     * and a few on other CPUs; and short, in case a worker waits for this
+     * very core. */
+    rf_pool_wait_spin();
     while ((left = __atomic_load_n(&rf_pool.remaining, __ATOMIC_ACQUIRE)) != 0)
         rf_futex_wait(&rf_pool.remaining, left);
     pthread_mutex_unlock(&rf_pool.lock);
