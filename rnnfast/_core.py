@@ -158,6 +158,13 @@ def use_packed_gemm(on=True, dw=None):
 _PACKED_CPU = use_packed_gemm(True)
 
 
+def use_thread_pool(on=True):
+    """Split kernel calls over threads kept between calls (src/_threads.h;
+    the default on Linux) or over threads created per call (on=False).  For
+    A/B timings and tests; returns whether the pool is in use."""
+    return all([mod.use_thread_pool(on) for mod in (_rnn, _lstm, _gru)])
+
+
 def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
             training, relu=False, reset_after=False):
     """Run `cell` over xs (N, T, D) starting from h (and c), both (N, H),

@@ -26,7 +26,8 @@ from _blas cimport (floating, pack_rows, gemm, free_packed, pack_b, gemm_packed,
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport (step_time, chunk_start, project_chunk, expect_chunk, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
-                  grad_part, grad_stride, add_grad_parts, set_split_limits)
+                  grad_part, grad_stride, add_grad_parts, set_split_limits,
+                  rf_use_thread_pool)
 
 
 cdef struct FwdArgs:
@@ -394,3 +395,10 @@ def split_limits(step_flops=None, grad_flops=None, grad_rows=None):
     step loop, FLOP and rows of the gradient products): sets those given,
     returns all three."""
     return set_split_limits(step_flops, grad_flops, grad_rows)
+
+
+def use_thread_pool(bint on):
+    """Split calls on this module's pool of threads kept between calls (True,
+    the default where there is one: Linux) or on threads created per call
+    (False).  For A/B timings and tests; returns whether the pool is used."""
+    return bool(rf_use_thread_pool(on))

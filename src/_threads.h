@@ -60,6 +60,8 @@ typedef struct {
 } rf_rows_job;
 
 #ifdef RF_NO_PTHREADS
+static int rf_use_thread_pool(int on) { (void) on; return 0; }
+
 static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
 {
     /* the same ranges and parts as below, one after the other */
@@ -176,6 +178,7 @@ typedef struct {
 } rf_pool_t;
 
 static rf_pool_t rf_pool = {PTHREAD_MUTEX_INITIALIZER};
+static int rf_pool_switch = 1;     /* rf_use_thread_pool(0): threads per call */
 static pthread_once_t rf_pool_once = PTHREAD_ONCE_INIT;
 
 static void rf_futex_wait(unsigned int* word, unsigned int value)
@@ -284,8 +287,8 @@ static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
         return;
     }
     pthread_once(&rf_pool_once, rf_pool_register_fork_handler);
-    if (pthread_mutex_trylock(&rf_pool.lock) != 0) {
-        rf_run_rows_spawned(fn, ctx, N, threads);     /* pool busy */
+    if (!rf_pool_switch || pthread_mutex_trylock(&rf_pool.lock) != 0) {
+        rf_run_rows_spawned(fn, ctx, N, threads);     /* off, or busy */
         return;
     }
     rf_pool_grow(threads);
@@ -313,8 +316,15 @@ static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
     pthread_mutex_unlock(&rf_pool.lock);
 }
 
+static int rf_use_thread_pool(int on)
+{
+    rf_pool_switch = on != 0;
+    return rf_pool_switch;
+}
+
 #else  /* no futex: threads created per call */
 #define rf_run_rows rf_run_rows_spawned
+static int rf_use_thread_pool(int on) { (void) on; return 0; }
 #endif
 
 #endif /* RF_NO_PTHREADS */

@@ -11,6 +11,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import rnnfast
+from rnnfast import _core
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2,
@@ -111,3 +112,19 @@ def test_two_python_threads_splitting_at_once_get_their_own_results():
             np.testing.assert_array_equal(alone[k][0], got[0])
             for a, b in zip(alone[k][1:], got[1:]):
                 np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [rnnfast.LSTM, rnnfast.GRU, rnnfast.RNN])
+def test_pool_and_threads_per_call_give_the_same_bits(cls):
+    """The pool only changes which threads run the parts, not the parts."""
+    xs, dys = _case(4)
+    results = []
+    try:
+        for on in (True, False):
+            assert _core.use_thread_pool(on) == on
+            with threadpool_limits(2):
+                results.append(_train_step(cls, xs, dys))
+    finally:
+        _core.use_thread_pool(True)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
