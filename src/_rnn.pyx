@@ -373,20 +373,23 @@ def packed_matmul_tn(const float[:, ::1] a1, const float[:, ::1] a2, const float
     return bool(rf_gemm_packed_supported())
 
 
-cdef bint finite_bits32(const uint32_t* p, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef uint32_t acc = 0
-    for i in range(n):
-        acc |= (p[i] & 0x7f800000u) + 0x00800000u
-    return (acc & 0x80000000u) == 0
+ctypedef fused bits_t:
+    uint32_t     # the bits of a float
+    uint64_t     # of a double
 
 
-cdef bint finite_bits64(const uint64_t* p, Py_ssize_t n) noexcept nogil:
+cdef bint finite_bits(const bits_t* p, Py_ssize_t n) noexcept nogil:
+    """No NaN or Inf among the n floats (uint32_t) or doubles (uint64_t) at p
+    (see all_finite)."""
     cdef Py_ssize_t i
-    cdef uint64_t acc = 0
+    cdef bits_t acc = 0, exponent, low_bit
+    if bits_t is uint32_t:
+        exponent, low_bit = 0x7f800000u, 0x00800000u
+    else:
+        exponent, low_bit = 0x7ff0000000000000u, 0x0010000000000000u
     for i in range(n):
-        acc |= (p[i] & 0x7ff0000000000000u) + 0x0010000000000000u
-    return (acc & 0x8000000000000000u) == 0
+        acc |= (p[i] & exponent) + low_bit
+    return (acc >> (8 * sizeof(bits_t) - 1)) == 0
 
 
 def all_finite(const floating[::1] x):
@@ -402,9 +405,9 @@ def all_finite(const floating[::1] x):
         return True
     with nogil:
         if floating is float:
-            finite = finite_bits32(<const uint32_t*> &x[0], n)
+            finite = finite_bits(<const uint32_t*> &x[0], n)
         else:
-            finite = finite_bits64(<const uint64_t*> &x[0], n)
+            finite = finite_bits(<const uint64_t*> &x[0], n)
     return finite
 
 
@@ -442,8 +445,8 @@ def array_ready(value, dtype, expected, bint allow_nonfinite=False):
     if allow_nonfinite:
         return True
     if dtype is _F32:
-        return finite_bits32(<const uint32_t*> cnp.PyArray_DATA(arr), cnp.PyArray_SIZE(arr))
-    return finite_bits64(<const uint64_t*> cnp.PyArray_DATA(arr), cnp.PyArray_SIZE(arr))
+        return finite_bits(<const uint32_t*> cnp.PyArray_DATA(arr), cnp.PyArray_SIZE(arr))
+    return finite_bits(<const uint64_t*> cnp.PyArray_DATA(arr), cnp.PyArray_SIZE(arr))
 
 
 def arrays_ready(arrays, list shapes, dtype, bint writable=False):
@@ -454,7 +457,6 @@ def arrays_ready(arrays, list shapes, dtype, bint writable=False):
     every call: an array reshaped in place or made read-only is seen."""
     cdef cnp.ndarray arr
     cdef cnp.npy_intp* dims
-    cdef tuple shape
     cdef Py_ssize_t k, n
     cdef int i
     if type(arrays) is not list:
@@ -465,16 +467,16 @@ def arrays_ready(arrays, list shapes, dtype, bint writable=False):
     for k in range(n):
         a = (<list> arrays)[k]
         shape = shapes[k]
-        if not cnp.PyArray_CheckExact(a):
+        if not cnp.PyArray_CheckExact(a) or type(shape) is not tuple:
             return False
         arr = <cnp.ndarray> a
         if (<object> cnp.PyArray_DESCR(arr) is not dtype
-                or cnp.PyArray_NDIM(arr) != len(shape)
+                or cnp.PyArray_NDIM(arr) != len(<tuple> shape)
                 or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
                 or (writable and not cnp.PyArray_ISWRITEABLE(arr))):
             return False
         dims = cnp.PyArray_DIMS(arr)
         for i in range(cnp.PyArray_NDIM(arr)):
-            if dims[i] != <Py_ssize_t> shape[i]:
+            if dims[i] != (<tuple> shape)[i]:          # Python's comparison, as the check
                 return False
     return True

@@ -222,6 +222,8 @@ def _live_cases():
         (ro, shapes, f32, True),
         (ro_view, shapes, f32, False),
         (arrays(), shapes, np.dtype(np.float64), False),
+        (arrays(), [list(s) for s in shapes], f32, False),   # shapes as lists
+        (arrays(), [(3, 8.0), (2, 8), (8,)], f32, False),      # a float size
     ]
 
 
