@@ -104,11 +104,13 @@ def _blas_thread_functions():
 _GET_BLAS_THREADS, _SET_BLAS_THREADS = _blas_thread_functions()
 
 
-def step_loop_threads():
-    """Threads for the kernels' step loops: as many as BLAS has now, so that
-    threadpoolctl.threadpool_limits and OPENBLAS_NUM_THREADS govern both
-    (1 when the BLAS is not one we can ask)."""
-    return max(1, _GET_BLAS_THREADS()) if _GET_BLAS_THREADS is not None else 1
+# step_loop_threads(): threads for the kernels' step loops, as many as BLAS
+# has now, so that threadpool_limits and OPENBLAS_NUM_THREADS govern both
+# (1 when the BLAS is not one we can ask).  Compiled: it calls the getter
+# through its C address, not through ctypes (asked once or twice a call).
+_rnn.set_blas_threads_getter(
+    0 if _GET_BLAS_THREADS is None else ctypes.cast(_GET_BLAS_THREADS, ctypes.c_void_p).value)
+step_loop_threads = _rnn.blas_threads
 
 
 class _BlasInKernelThreads:

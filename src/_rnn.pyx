@@ -480,3 +480,26 @@ def arrays_ready(arrays, list shapes, dtype, bint writable=False):
             if dims[i] != (<tuple> shape)[i]:          # Python's comparison, as the check
                 return False
     return True
+
+
+# BLAS's thread count, asked at every kernel call (rnnfast._core.
+# step_loop_threads): through a C pointer to OpenBLAS's get_num_threads,
+# which _core finds with ctypes, a call costs a few dozen nanoseconds
+# instead of a ctypes call's few hundred.
+ctypedef int (*count_fn)() noexcept nogil
+cdef count_fn _blas_get_threads = NULL
+
+
+def set_blas_threads_getter(Py_ssize_t address):
+    """address: of a C function `int f(void)` returning BLAS's thread count
+    (a ctypes function's address), or 0 for none (blas_threads() is then 1)."""
+    global _blas_get_threads
+    _blas_get_threads = <count_fn> address
+
+
+def blas_threads():
+    """max(1, BLAS's thread count now), or 1 without a getter."""
+    cdef int n = 1
+    if _blas_get_threads != NULL:
+        n = _blas_get_threads()
+    return n if n > 1 else 1

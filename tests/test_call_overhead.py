@@ -256,3 +256,26 @@ def test_params_reshaped_in_place_between_calls_are_refused(cls):
     net.grads[2].flags.writeable = False
     with pytest.raises(ValueError, match=r"grads\[2\] \(db of layer 0\): is read-only"):
         net.backward(np.ones((2, 5, 4), np.float32))
+
+
+def test_step_loop_threads_is_blas_thread_count_now():
+    """The compiled getter answers what the ctypes call to OpenBLAS does, at
+    each call (so threadpool_limits between calls is followed), and 1 when
+    there is no BLAS to ask."""
+    from rnnfast import _rnn
+    if _core._GET_BLAS_THREADS is None:
+        assert _core.step_loop_threads() == 1
+        return
+    assert _core.step_loop_threads() == max(1, _core._GET_BLAS_THREADS())
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    for n in (1, 2):
+        with threadpoolctl.threadpool_limits(n):
+            assert _core.step_loop_threads() == max(1, _core._GET_BLAS_THREADS())
+    try:
+        _rnn.set_blas_threads_getter(0)
+        assert _core.step_loop_threads() == 1
+    finally:
+        import ctypes
+        _rnn.set_blas_threads_getter(
+            ctypes.cast(_core._GET_BLAS_THREADS, ctypes.c_void_p).value)
+    assert _core.step_loop_threads() == max(1, _core._GET_BLAS_THREADS())
