@@ -38,22 +38,26 @@ class _Scratch:
         self._free = {}              # key -> [(bytes, arrays)], oldest key first
         self._bytes = 0
 
-    def take(self, key, shapes, dtype):
-        """A tuple of arrays of `shapes` (a callable returning them, called
-        only when nothing is kept under `key`)."""
+    def take(self, key):
+        """(nbytes, arrays) kept under `key`, or None: the caller then makes
+        a set (`new_set`)."""
         stack = self._free.get(key)
         if stack:
             try:
-                nbytes, bufs = stack.pop()   # atomic under the GIL: no two
+                entry = stack.pop()          # atomic under the GIL: no two
             except IndexError:               # callers get the same set
-                pass
-            else:
-                self._bytes -= nbytes
-                return bufs
-        return tuple([np.empty(shape, dtype) for shape in shapes()])
+                return None
+            self._bytes -= entry[0]
+            return entry
+        return None
 
-    def give(self, key, bufs):
-        nbytes = sum([buf.nbytes for buf in bufs])
+    @staticmethod
+    def new_set(shapes, dtype):
+        bufs = tuple([np.empty(shape, dtype) for shape in shapes])
+        return sum([buf.nbytes for buf in bufs]), bufs
+
+    def give(self, key, nbytes, bufs):
+        """Keep `bufs` (nbytes in all, as `take` or `new_set` said) for reuse."""
         if nbytes > self.max_bytes:
             return
         while self._bytes + nbytes > self.max_bytes and self._free:
@@ -110,11 +114,13 @@ def _blas_thread_functions():
 _GET_BLAS_THREADS, _SET_BLAS_THREADS = _blas_thread_functions()
 
 
-def step_loop_threads():
-    """Threads for the kernels' step loops: as many as BLAS has now, so that
-    threadpoolctl.threadpool_limits and OPENBLAS_NUM_THREADS govern both
-    (1 when the BLAS is not one we can ask)."""
-    return max(1, _GET_BLAS_THREADS()) if _GET_BLAS_THREADS is not None else 1
+# step_loop_threads(): threads for the kernels' step loops, as many as BLAS
+# has now, so that threadpool_limits and OPENBLAS_NUM_THREADS govern both
+# (1 when the BLAS is not one we can ask).  Compiled: it calls the getter
+# through its C address, not through ctypes (asked once or twice a call).
+_rnn.set_blas_threads_getter(
+    0 if _GET_BLAS_THREADS is None else ctypes.cast(_GET_BLAS_THREADS, ctypes.c_void_p).value)
+step_loop_threads = _rnn.blas_threads
 
 
 class _BlasInKernelThreads:
@@ -166,10 +172,11 @@ def use_thread_pool(on=True):
 
 
 def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
-            training, relu=False, reset_after=False):
+            training, relu=False, reset_after=False, threads=None):
     """Run `cell` over xs (N, T, D) starting from h (and c), both (N, H),
     which are overwritten with the final state.  Writes out[:, :, offset:
-    offset+H].  Returns a DirectionCache when training, else None."""
+    offset+H].  Returns a DirectionCache when training, else None.
+    threads: step_loop_threads() of this call (asked here when None)."""
     N, T, D = xs.shape
     H = Wh.shape[0]
     G = N_GATES[cell] * H
@@ -181,11 +188,15 @@ def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
     dt = xs.dtype
     Tg = _gates_steps(T, training)
     key = (cell, N, T, Tg, G, training, dt)
-    bufs = _SCRATCH.take(key, lambda: _buffer_shapes(cell, N, T, Tg, H, G, training), dt)
+    entry = _SCRATCH.take(key)
+    if entry is None:
+        entry = _SCRATCH.new_set(_buffer_shapes(cell, N, T, Tg, H, G, training), dt)
+    bufs = entry[1]
     gates, work = bufs[0], bufs[1]
     # Inference writes no saved activations: the kernels take empty arrays.
     saved = bufs[2:] if training else (_EMPTY[dt],) * 3
-    threads = step_loop_threads()
+    if threads is None:
+        threads = step_loop_threads()
     extra = None
     if cell == "lstm":
         h_prev, c_prev, tanh_c = saved[:3]
@@ -200,7 +211,7 @@ def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
         _rnn.rnn_forward(xs, Wx, Wh, b, h, lengths, reverse, relu, out, offset,
                          gates, h_prev, work, training, threads)
     if not training:
-        _SCRATCH.give(key, bufs)
+        _SCRATCH.give(key, *entry)
         return None
     cache = DirectionCache()
     cache.cell, cache.xs, cache.Wx, cache.Wh = cell, xs, Wx, Wh
@@ -208,7 +219,7 @@ def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
     cache.options = (relu, reset_after)
     cache.gates, cache.h_prev, cache.c_prev, cache.tanh_c = gates, h_prev, c_prev, tanh_c
     cache.extra, cache.work, cache.empty = extra, work, False
-    cache.buffers = (key, bufs)
+    cache.buffers = (key, *entry)
     return cache
 
 
@@ -230,11 +241,12 @@ def _empty_cache(cell, xs, Wx, Wh, lengths, reverse):
     return cache
 
 
-def backward(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx):
+def backward(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx, threads=None):
     """BPTT of one `forward`.  dh (and dc) hold dL/d(final state) on entry
     and dL/d(initial state) on return.  Overwrites dWx, dWh, db; writes dxs,
     or adds to it when accumulate_dx.  Consumes the cache (the kernel
-    overwrites the saved gates with their gradients)."""
+    overwrites the saved gates with their gradients).  threads: as for
+    `forward`, of this call: _BlasInKernelThreads restores BLAS to it."""
     if cache.empty:                   # empty batch or T = 0
         dWx[...] = 0
         dWh[...] = 0
@@ -243,7 +255,8 @@ def backward(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx):
             dxs[...] = 0
         return
     relu, reset_after = cache.options
-    threads = step_loop_threads()
+    if threads is None:
+        threads = step_loop_threads()
     if (threads > 1 and _SET_BLAS_THREADS is not None
             and cache.xs.dtype == np.float32 and _packed_in_use()):
         with _BlasInKernelThreads(threads):

@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from ._rnn import all_finite
+from ._rnn import all_finite, array_ready, arrays_ready
 
 # The specialisations of the fused all_finite, chosen here once: calling
 # the fused function dispatches on the argument's type at every call.
@@ -41,6 +41,10 @@ def check_array(value, name, dtype, expected, allow_nonfinite=False):
     objects and complex numbers (TypeError), a wrong rank or size and, unless
     allow_nonfinite, NaN or Inf (ValueError).
     """
+    # The common case, an array that passes as it is, in compiled code;
+    # anything else goes through the checks below.
+    if array_ready(value, dtype, expected, allow_nonfinite):
+        return value
     if isinstance(value, np.ndarray):
         arr = value
     else:
@@ -121,6 +125,8 @@ def check_live_arrays(arrays, names, shapes, dtype, owner, writable=False):
     `net.params[1] = w.T`) must be refused here, not read out of bounds.
     `names` is a sequence or a callable returning one; it is only needed to
     word an error (building the names cost more than the checks)."""
+    if arrays_ready(arrays, shapes, dtype, writable):    # compiled; re-reads every array
+        return
     if len(arrays) != len(shapes):
         raise ValueError(f"{owner}: expected {len(shapes)} arrays, got {len(arrays)}")
     for i, (arr, shape) in enumerate(zip(arrays, shapes)):

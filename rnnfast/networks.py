@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _core
 from ._layout import N_GATES, bias_shape
+from ._rnn import arrays_ready
 from ._validation import (check_array, check_int, check_lengths, check_live_arrays,
                           float_dtype)
 
@@ -33,6 +34,7 @@ def _rng(random_state):
 
 class _Network:
     cell = None
+    _has_c = False          # an LSTM's state is a pair (h, c)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
                  dropout=0.0, stateful=False, dtype=np.float32, random_state=None,
@@ -93,10 +95,6 @@ class _Network:
                 f"{', reverse' if (i // 3) % self.num_directions else ''})"
                 for i in range(len(self._shapes))]
 
-    @property
-    def _has_c(self):
-        return self.cell == "lstm"
-
     def _check_state(self, state, N, name="state"):
         shape = (self.num_layers * self.num_directions, N, self.hidden_size)
         if self._has_c:
@@ -115,11 +113,16 @@ class _Network:
     # ------------------------------------------------------------ forward
     def forward(self, xs, state=None, lengths=None):
         """xs (N, T, input_size) -> (hs (N, T, num_directions*H), final state)."""
-        xs = check_array(xs, "xs", self.dtype, ("N", "T", self.input_size))
+        dtype = self.dtype
+        xs = check_array(xs, "xs", dtype, ("N", "T", self.input_size))
         N, T, _ = xs.shape
         lengths = check_lengths(lengths, N, T)
-        check_live_arrays(self.params, lambda: self._param_names(""), self._shapes, self.dtype,
-                          f"{type(self).__name__}.params")
+        params = self.params
+        # The compiled test first: the names and the owner are only needed
+        # to word an error, and building them is most of the check's cost.
+        if not arrays_ready(params, self._shapes, dtype):
+            check_live_arrays(params, lambda: self._param_names(""), self._shapes, dtype,
+                              f"{type(self).__name__}.params")
         if state is None and self.stateful and self.state is not None:
             if self._state_batch(self.state) != N:
                 raise ValueError(f"xs: this stateful network carries a state of batch "
@@ -135,28 +138,29 @@ class _Network:
             state = (state[0].copy(), state[1].copy()) if self._has_c else state.copy()
         h_n, c_n = state if self._has_c else (state, None)
         H, D = self.hidden_size, self.num_directions
+        training, cell = self.training, self.cell
+        threads = _core.step_loop_threads()       # once a call, not once a direction
         caches, masks = [], []
         x = xs
         for layer in range(self.num_layers):
             mask = None
-            if layer > 0 and self.training and self.dropout > 0:
+            if layer > 0 and training and self.dropout > 0:
                 keep = 1.0 - self.dropout
-                mask = (self._dropout_rng.random(x.shape) < keep).astype(self.dtype) / keep
+                mask = (self._dropout_rng.random(x.shape) < keep).astype(dtype) / keep
                 x = x * mask
             masks.append(mask)
-            out = np.empty((N, T, D * H), self.dtype)
+            out = np.empty((N, T, D * H), dtype)
             for d in range(D):
                 k = layer * D + d
-                Wx, Wh, b = self.layer_params(layer, d)
                 caches.append(_core.forward(
-                    self.cell, x, Wx, Wh, b, h_n[k], None if c_n is None else c_n[k],
-                    lengths, d == 1, out, d * H, self.training,
-                    relu=self._relu, reset_after=self._reset_after))
+                    cell, x, params[3 * k], params[3 * k + 1], params[3 * k + 2], h_n[k],
+                    None if c_n is None else c_n[k], lengths, d == 1, out, d * H, training,
+                    self._relu, self._reset_after, threads))
             x = out
         final = (h_n, c_n) if self._has_c else h_n
         if self.stateful:
             self.state = final
-        self._caches = (caches, masks, xs.shape) if self.training else None
+        self._caches = (caches, masks, xs.shape) if training else None
         return x, final
 
     @staticmethod
@@ -171,10 +175,11 @@ class _Network:
             raise RuntimeError(f"{type(self).__name__}.backward needs a forward in "
                                "training mode first (and one backward per forward)")
         caches, masks, (N, T, _) = self._caches
-        H, D = self.hidden_size, self.num_directions
-        check_live_arrays(self.grads, lambda: self._param_names("d"), self._shapes, self.dtype,
-                          f"{type(self).__name__}.grads", writable=True)
-        dout = check_array(dhs, "dhs", self.dtype, (N, T, D * H))
+        H, D, dtype, grads = self.hidden_size, self.num_directions, self.dtype, self.grads
+        if not arrays_ready(grads, self._shapes, dtype, True):      # as in forward
+            check_live_arrays(grads, lambda: self._param_names("d"), self._shapes, dtype,
+                              f"{type(self).__name__}.grads", writable=True)
+        dout = check_array(dhs, "dhs", dtype, (N, T, D * H))
         if dstate is None:
             dstate = self._zero_state(N)
         else:
@@ -182,15 +187,16 @@ class _Network:
             dstate = (dstate[0].copy(), dstate[1].copy()) if self._has_c else dstate.copy()
         dh0, dc0 = dstate if self._has_c else (dstate, None)
         self._caches = None
+        threads = _core.step_loop_threads()       # once a call, not once a direction
         for layer in range(self.num_layers - 1, -1, -1):
             d_in = self.input_size if layer == 0 else D * H
-            dxs = np.empty((N, T, d_in), self.dtype)
+            dxs = np.empty((N, T, d_in), dtype)
             for d in range(D):
                 k = layer * D + d
-                dWx, dWh, db = self.grads[3 * k:3 * k + 3]
                 _core.backward(caches[k], dout, d * H, dh0[k],
                                None if dc0 is None else dc0[k],
-                               dWx, dWh, db, dxs, d == 1)
+                               grads[3 * k], grads[3 * k + 1], grads[3 * k + 2], dxs, d == 1,
+                               threads)
             if masks[layer] is not None:
                 dxs *= masks[layer]
             dout = dxs
@@ -220,6 +226,7 @@ class RNN(_Network):
 
 class LSTM(_Network):
     cell = "lstm"
+    _has_c = True
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
                  dropout=0.0, stateful=False, dtype=np.float32, random_state=None):

@@ -15,6 +15,7 @@ Each kernel is a def (checks, BLAS products) and a step loop over a range
 of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 from libc.stdint cimport uint32_t, uint64_t
+cimport numpy as cnp
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
 from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
@@ -24,6 +25,8 @@ from _seq cimport (step_time, chunk_start, project_chunk, expect_chunk, is_unifo
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts, set_split_limits,
                   rf_use_thread_pool)
+
+cnp.import_array()
 
 
 cdef struct FwdArgs:
@@ -386,6 +389,25 @@ def packed_matmul_tn(const float[:, ::1] a1, const float[:, ::1] a2, const float
     return bool(rf_gemm_packed_supported())
 
 
+ctypedef fused bits_t:
+    uint32_t     # the bits of a float
+    uint64_t     # of a double
+
+
+cdef bint finite_bits(const bits_t* p, Py_ssize_t n) noexcept nogil:
+    """No NaN or Inf among the n floats (uint32_t) or doubles (uint64_t) at p
+    (see all_finite)."""
+    cdef Py_ssize_t i
+    cdef bits_t acc = 0, exponent, low_bit
+    if bits_t is uint32_t:
+        exponent, low_bit = 0x7f800000u, 0x00800000u
+    else:
+        exponent, low_bit = 0x7ff0000000000000u, 0x0010000000000000u
+    for i in range(n):
+        acc |= (p[i] & exponent) + low_bit
+    return (acc >> (8 * sizeof(bits_t) - 1)) == 0
+
+
 def all_finite(const floating[::1] x):
     """Whether x holds no NaN and no Inf, tested on the bits: adding one to
     an all-ones exponent carries into the sign bit, so OR-ing
@@ -393,26 +415,110 @@ def all_finite(const floating[::1] x):
     some value is NaN or Inf.  Integer AND, ADD and OR vectorise on any
     x86-64 (SSE2), with no temporary array (np.isfinite(x).all() makes one
     and calls two ufuncs, most of the input check of a small call)."""
-    cdef Py_ssize_t i, n = x.shape[0]
-    cdef const uint32_t* p32
-    cdef const uint64_t* p64
-    cdef uint32_t acc32 = 0
-    cdef uint64_t acc64 = 0
+    cdef Py_ssize_t n = x.shape[0]
     cdef bint finite
     if n == 0:
         return True
     with nogil:
         if floating is float:
-            p32 = <const uint32_t*> &x[0]
-            for i in range(n):
-                acc32 |= (p32[i] & 0x7f800000u) + 0x00800000u
-            finite = (acc32 & 0x80000000u) == 0
+            finite = finite_bits(<const uint32_t*> &x[0], n)
         else:
-            p64 = <const uint64_t*> &x[0]
-            for i in range(n):
-                acc64 |= (p64[i] & 0x7ff0000000000000u) + 0x0010000000000000u
-            finite = (acc64 & 0x8000000000000000u) == 0
+            finite = finite_bits(<const uint64_t*> &x[0], n)
     return finite
+
+
+# The fast paths of rnnfast._validation.  Each only answers "this already
+# passes the check"; False sends the caller to the Python check, which
+# decides, converts and words any error, so the two cannot disagree on bad
+# input.  They take plain objects and read the array struct (a typed
+# memoryview argument costs a buffer acquisition per call).
+cdef object _F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT32)
+cdef object _F64 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT64)
+
+
+def array_ready(value, dtype, expected, bint allow_nonfinite=False):
+    """Whether check_array(value, name, dtype, expected, allow_nonfinite)
+    would return `value` itself without a conversion or an error: an
+    ndarray (not a subclass) whose dtype is `dtype`, the very float32 or
+    float64 object, C-contiguous, of shape `expected` (ints are sizes, any
+    other item any size) and, unless allow_nonfinite, free of NaN and Inf."""
+    cdef cnp.ndarray arr
+    cdef cnp.npy_intp* dims
+    cdef int i, ndim
+    if not cnp.PyArray_CheckExact(value) or type(expected) is not tuple:
+        return False
+    arr = <cnp.ndarray> value
+    if <object> cnp.PyArray_DESCR(arr) is not dtype or (dtype is not _F32 and dtype is not _F64):
+        return False
+    ndim = cnp.PyArray_NDIM(arr)
+    if ndim != len(<tuple> expected) or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        return False
+    dims = cnp.PyArray_DIMS(arr)
+    for i in range(ndim):
+        e = (<tuple> expected)[i]
+        if isinstance(e, int) and dims[i] != e:      # Python's comparison, as check_array
+            return False
+    if allow_nonfinite:
+        return True
+    if dtype is _F32:
+        return finite_bits(<const uint32_t*> cnp.PyArray_DATA(arr), cnp.PyArray_SIZE(arr))
+    return finite_bits(<const uint64_t*> cnp.PyArray_DATA(arr), cnp.PyArray_SIZE(arr))
+
+
+def arrays_ready(arrays, list shapes, dtype, bint writable=False):
+    """Whether check_live_arrays(arrays, ..., shapes, dtype, ..., writable)
+    would pass: `arrays` a list of as many arrays as `shapes` (tuples of
+    ints), each an ndarray (not a subclass) whose dtype is `dtype` itself,
+    of its shape, C-contiguous and, if writable, writeable.  Read afresh at
+    every call: an array reshaped in place or made read-only is seen."""
+    cdef cnp.ndarray arr
+    cdef cnp.npy_intp* dims
+    cdef Py_ssize_t k, n
+    cdef int i
+    if type(arrays) is not list:
+        return False
+    n = len(shapes)
+    if len(<list> arrays) != n:
+        return False
+    for k in range(n):
+        a = (<list> arrays)[k]
+        shape = shapes[k]
+        if not cnp.PyArray_CheckExact(a) or type(shape) is not tuple:
+            return False
+        arr = <cnp.ndarray> a
+        if (<object> cnp.PyArray_DESCR(arr) is not dtype
+                or cnp.PyArray_NDIM(arr) != len(<tuple> shape)
+                or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+                or (writable and not cnp.PyArray_ISWRITEABLE(arr))):
+            return False
+        dims = cnp.PyArray_DIMS(arr)
+        for i in range(cnp.PyArray_NDIM(arr)):
+            if dims[i] != (<tuple> shape)[i]:          # Python's comparison, as the check
+                return False
+    return True
+
+
+# BLAS's thread count, asked at every kernel call (rnnfast._core.
+# step_loop_threads): through a C pointer to OpenBLAS's get_num_threads,
+# which _core finds with ctypes, a call costs a few dozen nanoseconds
+# instead of a ctypes call's few hundred.
+ctypedef int (*count_fn)() noexcept nogil
+cdef count_fn _blas_get_threads = NULL
+
+
+def set_blas_threads_getter(Py_ssize_t address):
+    """address: of a C function `int f(void)` returning BLAS's thread count
+    (a ctypes function's address), or 0 for none (blas_threads() is then 1)."""
+    global _blas_get_threads
+    _blas_get_threads = <count_fn> address
+
+
+def blas_threads():
+    """max(1, BLAS's thread count now), or 1 without a getter."""
+    cdef int n = 1
+    if _blas_get_threads != NULL:
+        n = _blas_get_threads()
+    return n if n > 1 else 1
 
 
 def split_limits(step_flops=None, grad_flops=None, grad_rows=None):

@@ -94,3 +94,188 @@ def test_compiled_all_finite_refuses_what_it_cannot_read():
     with pytest.raises((TypeError, ValueError)):
         all_finite(np.ones(8, np.float32)[::2])       # not contiguous
     assert all_finite(np.ones(0, np.float32))
+
+
+# ------------------------------------------------------------------
+# The compiled fast paths of check_array and check_live_arrays
+# (rnnfast._rnn.array_ready, arrays_ready) against the Python checks alone.
+
+def _outcome(fn, *args, **kwargs):
+    """What a check does: (error type, message) or ("ok", result)."""
+    try:
+        return "ok", fn(*args, **kwargs)
+    except Exception as exc:                       # noqa: BLE001 - compared below
+        return type(exc), str(exc)
+
+
+def _slow_only(monkeypatch):
+    from rnnfast import _validation
+    monkeypatch.setattr(_validation, "array_ready", lambda *a: False)
+    monkeypatch.setattr(_validation, "arrays_ready", lambda *a: False)
+
+
+class _Sub(np.ndarray):
+    pass
+
+
+def _check_array_cases():
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    good = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    nan, inf = good.copy(), good.astype(np.float64)
+    nan[1, 2, 3] = np.nan
+    inf[0, 0, 0] = -np.inf
+    ro = good.copy()
+    ro.flags.writeable = False
+    return [
+        (good, f32, ("N", "T", 4), False),
+        (good, f32, (2, 3, 4), False),
+        (good.astype(np.float64), f64, ("N", 3, 4), False),
+        (good, f32, ("N", "T", 5), False),               # wrong size
+        (good, f32, ("N", 4), False),                    # wrong rank
+        (good, f32, [2, 3, 4], False),                   # expected given as a list
+        (good, f32, (np.int64(5), "T", 4), False),       # a numpy int is a name, as before
+        (good, f64, ("N", "T", 4), False),               # wrong dtype: converted
+        (good, np.float32, ("N", "T", 4), False),        # a type, not a dtype object
+        (good.astype(">f4"), f32, ("N", "T", 4), False),  # other byte order
+        (good.astype(np.int32), f32, ("N", "T", 4), False),
+        (good.astype(np.complex64), f32, ("N", "T", 4), False),
+        (good.transpose(1, 0, 2), f32, ("N", "T", 4), False),  # not contiguous
+        (good[:, :, ::2], f32, ("N", "T", 2), False),
+        (nan, f32, ("N", "T", 4), False),
+        (nan, f32, ("N", "T", 4), True),
+        (inf, f64, ("N", "T", 4), False),
+        (inf, f32, ("N", "T", 4), False),
+        (np.full((2, 3, 4), 1e39), f32, ("N", "T", 4), False),   # Inf by the cast
+        (ro, f32, ("N", "T", 4), False),                 # read-only inputs are fine
+        (good.view(_Sub), f32, ("N", "T", 4), False),    # a subclass: the Python path
+        (good.tolist(), f32, ("N", "T", 4), False),
+        (np.zeros((0, 3, 4), np.float32), f32, ("N", "T", 4), False),
+        (np.float32(1.5), f32, (), False),
+        ("abc", f32, ("N",), False),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_check_array_cases())))
+def test_check_array_fast_path_agrees_with_python_checks(case, monkeypatch):
+    value, dtype, expected, allow = _check_array_cases()[case]
+    fast = _outcome(check_array, value, "xs", dtype, expected, allow)
+    _slow_only(monkeypatch)
+    slow = _outcome(check_array, value, "xs", dtype, expected, allow)
+    if fast[0] == "ok":
+        assert slow[0] == "ok"
+        assert (fast[1] is value) == (slow[1] is value)
+        assert type(fast[1]) is type(slow[1]) and fast[1].dtype == slow[1].dtype
+        np.testing.assert_array_equal(fast[1], slow[1])
+    else:
+        assert fast == slow
+
+
+def test_array_ready_says_yes_only_to_arrays_passed_as_they_are():
+    from rnnfast._rnn import array_ready
+    f32 = np.dtype(np.float32)
+    a = np.ones((2, 3), np.float32)
+    assert array_ready(a, f32, ("N", 3))
+    assert not array_ready(a, f32, (2, 4))
+    assert not array_ready(a.T, f32, (3, 2))
+    assert not array_ready(a, np.dtype(np.float64), (2, 3))
+    a[1, 1] = np.nan
+    assert not array_ready(a, f32, (2, 3))
+    assert array_ready(a, f32, (2, 3), True)
+    b = np.ones(4, np.float32)
+    b.shape = (2, 2)                     # in place, same object
+    assert not array_ready(b, f32, (4,))
+
+
+def _live_cases():
+    shapes = [(3, 8), (2, 8), (8,)]
+    f32 = np.dtype(np.float32)
+
+    def arrays(**over):
+        a = [np.zeros(s, np.float32) for s in shapes]
+        for i, v in over.items():
+            a[int(i[1:])] = v
+        return a
+
+    reshaped = arrays()
+    reshaped[1].shape = (8, 2)           # in place: same object, new shape
+    ro = arrays()
+    ro[2].flags.writeable = False
+    ro_view = arrays(_0=np.zeros((3, 8), np.float32))
+    ro_view[0] = np.broadcast_to(np.float32(0), (3, 8))   # read-only, not contiguous
+    restrided = arrays()
+    restrided[0] = np.zeros((3, 16), np.float32)[:, ::2]
+    return [
+        (arrays(), shapes, f32, False),
+        (arrays(), shapes, f32, True),
+        (tuple(arrays()), shapes, f32, True),              # a tuple: the Python path
+        (arrays()[:2], shapes, f32, False),
+        (arrays() + [np.zeros(1, np.float32)], shapes, f32, False),
+        (arrays(_1=np.zeros((8, 2), np.float32)), shapes, f32, False),
+        (arrays(_1=np.zeros((2, 8), np.float64)), shapes, f32, False),
+        (arrays(_1=np.zeros((2, 8), ">f4")), shapes, f32, False),
+        (arrays(_1=np.zeros((8, 2), np.float32).T), shapes, f32, False),
+        (arrays(_2=np.zeros(8, np.float32).tolist()), shapes, f32, False),
+        (arrays(_0=np.zeros((3, 8), np.float32).view(_Sub)), shapes, f32, True),
+        (restrided, shapes, f32, False),
+        (reshaped, shapes, f32, False),
+        (ro, shapes, f32, False),
+        (ro, shapes, f32, True),
+        (ro_view, shapes, f32, False),
+        (arrays(), shapes, np.dtype(np.float64), False),
+        (arrays(), [list(s) for s in shapes], f32, False),   # shapes as lists
+        (arrays(), [(3, 8.0), (2, 8), (8,)], f32, False),      # a float size
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_live_cases())))
+def test_check_live_arrays_fast_path_agrees_with_python_checks(case, monkeypatch):
+    from rnnfast._validation import check_live_arrays
+    arrays, shapes, dtype, writable = _live_cases()[case]
+    names = ["[0] (Wx)", "[1] (Wh)", "[2] (b)"]
+    fast = _outcome(check_live_arrays, arrays, names, shapes, dtype, "L.params", writable)
+    _slow_only(monkeypatch)
+    slow = _outcome(check_live_arrays, arrays, names, shapes, dtype, "L.params", writable)
+    assert fast == slow
+
+
+@pytest.mark.parametrize("cls", [rnnfast.LSTM, rnnfast.GRU, rnnfast.RNN])
+def test_params_reshaped_in_place_between_calls_are_refused(cls):
+    """No answer is kept between calls: the same array object, reshaped in
+    place or made read-only after a call that passed, is refused."""
+    net = cls(3, 4, random_state=0)
+    x = np.ones((2, 5, 3), np.float32)
+    _, _ = net.forward(x)
+    net.backward(np.ones((2, 5, 4), np.float32))
+    w = net.params[1]
+    shape = w.shape
+    w.shape = (w.size,)
+    with pytest.raises(ValueError, match=r"params\[1\] \(Wh of layer 0\): expected shape"):
+        net.forward(x)
+    w.shape = shape
+    net.forward(x)
+    net.grads[2].flags.writeable = False
+    with pytest.raises(ValueError, match=r"grads\[2\] \(db of layer 0\): is read-only"):
+        net.backward(np.ones((2, 5, 4), np.float32))
+
+
+def test_step_loop_threads_is_blas_thread_count_now():
+    """The compiled getter answers what the ctypes call to OpenBLAS does, at
+    each call (so threadpool_limits between calls is followed), and 1 when
+    there is no BLAS to ask."""
+    from rnnfast import _rnn
+    if _core._GET_BLAS_THREADS is None:
+        assert _core.step_loop_threads() == 1
+        return
+    assert _core.step_loop_threads() == max(1, _core._GET_BLAS_THREADS())
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    for n in (1, 2):
+        with threadpoolctl.threadpool_limits(n):
+            assert _core.step_loop_threads() == max(1, _core._GET_BLAS_THREADS())
+    try:
+        _rnn.set_blas_threads_getter(0)
+        assert _core.step_loop_threads() == 1
+    finally:
+        import ctypes
+        _rnn.set_blas_threads_getter(
+            ctypes.cast(_core._GET_BLAS_THREADS, ctypes.c_void_p).value)
+    assert _core.step_loop_threads() == max(1, _core._GET_BLAS_THREADS())

@@ -9,7 +9,8 @@ import numpy as np
 
 from .. import _core
 from .._layout import N_GATES, bias_shape
-from .._validation import check_array, check_live_arrays
+from .._rnn import arrays_ready
+from .._validation import check_array, check_lengths, check_live_arrays
 
 
 def _weights_dtype(**arrays):
@@ -77,31 +78,36 @@ class _Recurrent:
     def hidden_size(self):
         return self._shapes[1][0]
 
+    # The per-call paths below read _dtype and _shapes rather than the
+    # properties: a property lookup is a function call.
     def _state(self, value, name, N):
-        return check_array(value, name, self.dtype, (N, self.hidden_size)).copy()
+        return check_array(value, name, self._dtype, (N, self._shapes[1][0])).copy()
 
     def _run_forward(self, xs, h, c):
         N, T, _ = xs.shape
-        out = np.empty((N, T, self.hidden_size), self.dtype)
-        lengths = np.full(N, T, dtype=np.intp)
-        check_live_arrays(self.params, ("[0] (Wx)", "[1] (Wh)", "[2] (b)"), self._shapes, self._dtype,
-                          f"{type(self).__name__}.params")
-        Wx, Wh, b = self.params
-        self._cache = _core.forward(self.cell, xs, Wx, Wh, b, h, c, lengths, False,
-                                    out, 0, True, relu=self._relu,
-                                    reset_after=self._reset_after)
+        dtype, shapes, params = self._dtype, self._shapes, self.params
+        out = np.empty((N, T, shapes[1][0]), dtype)
+        # The compiled test first: the owner's name is only needed to word an error.
+        if not arrays_ready(params, shapes, dtype):
+            check_live_arrays(params, ("[0] (Wx)", "[1] (Wh)", "[2] (b)"), shapes, dtype,
+                              f"{type(self).__name__}.params")
+        Wx, Wh, b = params
+        self._cache = _core.forward(self.cell, xs, Wx, Wh, b, h, c, check_lengths(None, N, T),
+                                    False, out, 0, True, self._relu, self._reset_after)
         return out
 
     def _run_backward(self, dout, dh, dc):
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward "
                                "(or twice for one forward)")
-        check_live_arrays(self.grads, ("[0] (dWx)", "[1] (dWh)", "[2] (db)"), self._shapes, self._dtype,
-                          f"{type(self).__name__}.grads", writable=True)
+        dtype, shapes, grads = self._dtype, self._shapes, self.grads
+        if not arrays_ready(grads, shapes, dtype, True):         # as in _run_forward
+            check_live_arrays(grads, ("[0] (dWx)", "[1] (dWh)", "[2] (db)"), shapes, dtype,
+                              f"{type(self).__name__}.grads", writable=True)
         cache, self._cache = self._cache, None
         N, T, _ = cache.xs.shape
-        dxs = np.empty((N, T, self.input_size), self.dtype)
-        dWx, dWh, db = self.grads
+        dxs = np.empty((N, T, shapes[0][0]), dtype)
+        dWx, dWh, db = grads
         _core.backward(cache, dout, 0, dh, dc, dWx, dWh, db, dxs, False)
         return dxs
 
@@ -109,7 +115,7 @@ class _Recurrent:
 # ------------------------------------------------------------------ cells
 class _Cell(_Recurrent):
     def _check_step(self, x, h_prev):
-        x = check_array(x, "x", self.dtype, ("N", self.input_size))
+        x = check_array(x, "x", self._dtype, ("N", self._shapes[0][0]))
         N = x.shape[0]
         return x, self._state(h_prev, "h_prev", N)
 
@@ -118,7 +124,7 @@ class _Cell(_Recurrent):
             raise RuntimeError(f"{type(self).__name__}.backward called before forward "
                                "(or twice for one forward)")
         N = self._cache.xs.shape[0]
-        return check_array(dh_next, name, self.dtype, (N, self.hidden_size))
+        return check_array(dh_next, name, self._dtype, (N, self._shapes[1][0]))
 
 
 class RNNCell(_Cell):
@@ -203,12 +209,12 @@ class _TimeLayer(_Recurrent):
         self.h = self.c = None
 
     def forward(self, xs):
-        xs = check_array(xs, "xs", self.dtype, ("N", "T", self.input_size))
+        dtype, H = self._dtype, self._shapes[1][0]
+        xs = check_array(xs, "xs", dtype, ("N", "T", self._shapes[0][0]))
         N = xs.shape[0]
-        H = self.hidden_size
         if not self.stateful or self.h is None:
-            h = np.zeros((N, H), self.dtype)
-            c = np.zeros((N, H), self.dtype) if self._has_c else None
+            h = np.zeros((N, H), dtype)
+            c = np.zeros((N, H), dtype) if self._has_c else None
         else:
             if self.h.shape[0] != N:
                 raise ValueError(f"xs: a stateful layer carries a state of batch size "
@@ -225,8 +231,9 @@ class _TimeLayer(_Recurrent):
             raise RuntimeError(f"{type(self).__name__}.backward called before forward "
                                "(or twice for one forward)")
         N, T, _ = self._cache.xs.shape
-        dhs = check_array(dhs, "dhs", self.dtype, (N, T, self.hidden_size))
-        dh = np.zeros((N, self.hidden_size), self.dtype)
+        H = self._shapes[1][0]
+        dhs = check_array(dhs, "dhs", self._dtype, (N, T, H))
+        dh = np.zeros((N, H), self._dtype)
         dc = np.zeros_like(dh) if self._has_c else None
         dxs = self._run_backward(dhs, dh, dc)
         self.dh, self.dc = dh, dc
