@@ -7,7 +7,8 @@ for each chunk size, at each T, 1 thread.
 
 Arguments: cell, N,D,H, the lengths T, the chunk sizes (0: the whole
 sequence, i.e. no chunks; rnnfast._core.INFER_CHUNK_STEPS is the default).
-A chunk size only applies when T > 2 * chunk (rnnfast._core._gates_steps).
+A chunk size only applies when T > 2 * chunk; the size limit below which
+rnnfast keeps the whole sequence (INFER_WHOLE_MAX_BYTES) is off here.
 ROUNDS in the environment sets the rounds (5).
 """
 import os
@@ -33,7 +34,8 @@ def main(argv):
     cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[cell]
     net = cls(D, H, random_state=0).eval()
     rng = np.random.default_rng(0)
-    default = _core.INFER_CHUNK_STEPS
+    default = _core.INFER_CHUNK_STEPS, _core.INFER_WHOLE_MAX_BYTES
+    _core.INFER_WHOLE_MAX_BYTES = 0
     try:
         with threadpool_limits(1):
             for T in lengths:
@@ -52,7 +54,7 @@ def main(argv):
                     f"{'whole' if c == 0 else f'chunk {c}'} {statistics.median(per_token[c]):.3f}"
                     for c in chunks), flush=True)
     finally:
-        _core.INFER_CHUNK_STEPS = default
+        _core.INFER_CHUNK_STEPS, _core.INFER_WHOLE_MAX_BYTES = default
 
 
 if __name__ == "__main__":

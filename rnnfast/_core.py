@@ -73,15 +73,22 @@ class _Scratch:
 
 _SCRATCH = _Scratch()
 
-# Inference projects the inputs chunk by chunk of this many steps, just
-# before they run, when a sequence is longer than twice that: the gates
-# buffer is then (N, INFER_CHUNK_STEPS, G) whatever T (src/_seq.pxd).
+# Inference projects the inputs chunk by chunk of INFER_CHUNK_STEPS steps,
+# just before they run, when the whole sequence's gates would take more
+# than INFER_WHOLE_MAX_BYTES (the L3 cache here) and T is over twice the
+# chunk: the gates buffer is then (N, INFER_CHUNK_STEPS, G) whatever T
+# (src/_seq.pxd).  Below that one product over all N*T rows is as fast or
+# faster (benchmarks/infer_chunks.py, docs/performance.md item 24).
 # Training keeps all T steps (backward needs them).
-INFER_CHUNK_STEPS = 64
+INFER_CHUNK_STEPS = 256
+INFER_WHOLE_MAX_BYTES = 32 << 20
 
 
-def _gates_steps(T, training):
-    return T if training or T <= 2 * INFER_CHUNK_STEPS else INFER_CHUNK_STEPS
+def _gates_steps(N, T, G, itemsize, training):
+    if (training or T <= 2 * INFER_CHUNK_STEPS
+            or N * T * G * itemsize <= INFER_WHOLE_MAX_BYTES):
+        return T
+    return INFER_CHUNK_STEPS
 
 
 class DirectionCache:
@@ -186,7 +193,7 @@ def forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, offset,
         out[:, :, offset:offset + H] = 0
         return _empty_cache(cell, xs, Wx, Wh, lengths, reverse) if training else None
     dt = xs.dtype
-    Tg = _gates_steps(T, training)
+    Tg = _gates_steps(N, T, G, dt.itemsize, training)
     key = (cell, N, T, Tg, G, training, dt)
     entry = _SCRATCH.take(key)
     if entry is None:

@@ -21,6 +21,7 @@ IDS = ["rnn", "rnn-relu", "lstm", "gru", "gru-reset-before"]
 
 def _infer(net, xs, lengths, chunk, monkeypatch):
     monkeypatch.setattr(_core, "INFER_CHUNK_STEPS", chunk)
+    monkeypatch.setattr(_core, "INFER_WHOLE_MAX_BYTES", 0)      # chunks at any size
     ys, state = net.forward(xs, lengths=lengths)
     return [ys] + [np.asarray(s) for s in (state if isinstance(state, tuple) else (state,))]
 
@@ -70,11 +71,20 @@ def test_long_inference_keeps_only_a_chunk_of_gates(monkeypatch):
     """The point of it: the gates buffer of inference does not grow with T,
     while training keeps all T steps for backward."""
     monkeypatch.setattr(_core, "INFER_CHUNK_STEPS", 16)
-    assert _core._gates_steps(32, False) == 32
-    assert _core._gates_steps(33, False) == 16
-    assert _core._gates_steps(5000, False) == 16
-    assert _core._gates_steps(5000, True) == 5000
-    assert _core._buffer_shapes("lstm", 3, 5000, 16, 8, 32, False)[0] == (3, 16, 32)
+    monkeypatch.setattr(_core, "INFER_WHOLE_MAX_BYTES", 1 << 20)
+    N, G = 4, 256                                  # 4 KB a step in float32
+    assert _core._gates_steps(N, 32, G, 4, False) == 32          # T <= 2 chunks
+    assert _core._gates_steps(N, 256, G, 4, False) == 256        # 1 MB: whole
+    assert _core._gates_steps(N, 257, G, 4, False) == 16
+    assert _core._gates_steps(N, 5000, G, 4, False) == 16
+    assert _core._gates_steps(N, 5000, G, 4, True) == 5000       # training: all T
+    assert _core._buffer_shapes("lstm", N, 5000, 16, 64, G, False)[0] == (N, 16, G)
+    # through the public API: a long inference keeps only a chunk
+    net = rnnfast.LSTM(3, 64, random_state=0).eval()
+    _core._SCRATCH.clear()
+    net.forward(np.zeros((N, 5000, 3), np.float32))
+    kept = [bufs for stack in _core._SCRATCH._free.values() for _, bufs in stack]
+    assert [b[0].shape for b in kept] == [(N, 16, G)]
 
 
 @pytest.mark.parametrize("training", [False, True])
