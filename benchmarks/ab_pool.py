@@ -10,7 +10,6 @@ N,T,D,H.
 """
 import statistics
 import sys
-import time
 
 import numpy as np  # noqa: F401
 import scipy.linalg  # noqa: F401  (loads the BLAS before threadpoolctl)
@@ -19,14 +18,7 @@ from threadpoolctl import threadpool_limits
 from rnnfast import _core
 from rnnfast.bench import CONFIGS, make_case
 
-
-def median_time(call, seconds=0.3):
-    times, end = [], time.perf_counter() + seconds
-    while len(times) < 5 or time.perf_counter() < end:
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from common import median_wall_time
 
 
 def main(argv):
@@ -45,7 +37,7 @@ def main(argv):
                     for on in (True, False):
                         _core.use_thread_pool(on)
                         call()
-                        times[on].append(median_time(call))
+                        times[on].append(median_wall_time(call))
                 ratios = [off / on for on, off in zip(times[True], times[False])]
                 print(f"{cell} {mode} {cfg}: pool {1e3 * statistics.median(times[True]):.3f} ms, "
                       f"per call {1e3 * statistics.median(times[False]):.3f} ms, per call / pool "

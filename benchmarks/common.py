@@ -1,9 +1,13 @@
 """Shared set-up of the asv suite: configurations (rnnfast.bench.CONFIGS),
-fixed-seed data and thread control.
+fixed-seed data and thread control; and a wall-clock timer for the
+interleaved A/B scripts.
 
 Every benchmark runs at one BLAS thread unless it says otherwise, so a
 result does not depend on what colleagues run on the other core.
 """
+import statistics
+import time
+
 import numpy as np
 
 try:
@@ -44,3 +48,13 @@ def network(cell, D, H, dtype, seed=0):
     import rnnfast
     cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[cell]
     return cls(D, H, dtype=dtype, random_state=seed)
+
+
+def median_wall_time(call, seconds=0.3):
+    """Median wall time of call() over at least 5 calls and `seconds`."""
+    times, end = [], time.perf_counter() + seconds
+    while len(times) < 5 or time.perf_counter() < end:
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)

@@ -12,7 +12,6 @@ in the kernel modules and src/_seq.pxd).
 """
 import statistics
 import sys
-import time
 
 import numpy as np  # noqa: F401  (loads NumPy's BLAS before threadpoolctl)
 import scipy.linalg  # noqa: F401
@@ -21,21 +20,14 @@ from threadpoolctl import threadpool_limits
 from rnnfast import _gru, _lstm, _rnn
 from rnnfast.bench import CONFIGS, make_case
 
+from common import median_wall_time
+
 MODULES = (_lstm, _gru, _rnn)
 
 
 def set_limits(limits):
     for mod in MODULES:
         mod.split_limits(*limits)
-
-
-def time_calls(call, seconds=0.3):
-    times, end = [], time.perf_counter() + seconds
-    while len(times) < 5 or time.perf_counter() < end:
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv):
@@ -54,12 +46,12 @@ def main(argv):
     results.update({("2 thr", lim): [] for lim in limits})
     for _ in range(rounds):
         with threadpool_limits(1):
-            results[("1 thr", None)].append(time_calls(call))
+            results[("1 thr", None)].append(median_wall_time(call))
         with threadpool_limits(2):
             for lim in limits:
                 set_limits(lim)
                 call()
-                results[("2 thr", lim)].append(time_calls(call))
+                results[("2 thr", lim)].append(median_wall_time(call))
     set_limits(default)
     one = statistics.median(results[("1 thr", None)])
     print(f"{cell} {mode} {cfg} {shape}: 1 thread {1e3 * one:.3f} ms")

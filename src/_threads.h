@@ -74,6 +74,13 @@ static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
         fn(ctx, i * N / threads, (i + 1) * N / threads, i);
 }
 #else
+static int rf_clamp_threads(long N, int threads)
+{
+    if (threads > RF_MAX_THREADS)
+        threads = RF_MAX_THREADS;
+    return threads > N ? (int) N : threads;
+}
+
 static void* rf_rows_trampoline(void* p)
 {
     rf_rows_job* job = (rf_rows_job*) p;
@@ -94,10 +101,7 @@ static void rf_run_rows_spawned(rf_rows_fn fn, void* ctx, long N, int threads)
     int i;
     pthread_attr_t attr;
     int use_attr = 0;
-    if (threads > RF_MAX_THREADS)
-        threads = RF_MAX_THREADS;
-    if (threads > N)
-        threads = (int) N;
+    threads = rf_clamp_threads(N, threads);
     if (threads <= 1) {
         if (N > 0)
             fn(ctx, 0, N, 0);
@@ -277,10 +281,7 @@ static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
 {
     int i, on_workers;
     unsigned int left;
-    if (threads > RF_MAX_THREADS)
-        threads = RF_MAX_THREADS;
-    if (threads > N)
-        threads = (int) N;
+    threads = rf_clamp_threads(N, threads);
     if (threads <= 1) {
         if (N > 0)
             fn(ctx, 0, N, 0);
