@@ -30,7 +30,7 @@ from libc.stdlib cimport free, malloc
 from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
-from _seq cimport (step_time, chunk_start, project_chunk, expect_chunk, zero_padding, add_column_sums, input_grads,
+from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, zero_padding, add_column_sums, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts, set_split_limits,
                   rf_use_thread_pool)
@@ -82,21 +82,12 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     cdef floating* w
     cdef floating* orow
     cdef floating* hsave = NULL
-    # Input projection of the rows when Wx is packed (else the caller did
-    # it for all rows on BLAS).  (Projecting chunk by chunk of steps, just
-    # before they run, measured no different for T up to 10,000.)
-    if a.Wx_packed != NULL and Tc == T:
-        gemm_packed(<int> ((n1 - n0) * T), <int> G, <int> D,
-                    <const floating*> a.xs + n0 * T * D, <int> D,
-                    <const floating*> a.Wx_packed, False, NULL, 0, False,
-                    pg + n0 * T * G, <int> G)
     k0 = 0
-    while k0 < T:                   # the chunks of Tc steps
+    while k0 < T:                   # the chunks of Tc steps (one when Tc = T)
         k1 = k0 + Tc if k0 + Tc < T else T
-        if Tc < T:
-            project_chunk(<const floating*> a.xs, <const floating*> a.Wx_packed,
-                          <const floating*> a.Wx, plen, a.reverse, T, D, G, n0, n1, k0, k1,
-                          pg, Tc)
+        project_inputs(<const floating*> a.xs, <const floating*> a.Wx_packed,
+                       <const floating*> a.Wx, plen, a.reverse, T, D, G, n0, n1, k0, k1,
+                       pg, Tc)
         for k in range(k0, k1):
             # r: row (n, t) of the (N, T, .) buffers; g: its gates, slot t -
             # chunk_start of the chunk buffer (the same when Tc = T).
@@ -445,15 +436,12 @@ def use_packed_gemm(bint on, dw=None):
     return bool(rf_gemm_packed_supported())
 
 
+# Each kernel module has its own split limits and pool (src/_threads.h is
+# compiled into each): rnnfast._core.use_thread_pool and
+# benchmarks/split_limits.py set all three modules' at once.
 def split_limits(step_flops=None, grad_flops=None, grad_rows=None):
-    """The least work worth a thread in this module's kernels (FLOP of a
-    step loop, FLOP and rows of the gradient products): sets those given,
-    returns all three."""
-    return set_split_limits(step_flops, grad_flops, grad_rows)
+    return set_split_limits(step_flops, grad_flops, grad_rows)    # src/_seq.pxd
 
 
 def use_thread_pool(bint on):
-    """Split calls on this module's pool of threads kept between calls (True,
-    the default where there is one: Linux) or on threads created per call
-    (False).  For A/B timings and tests; returns whether the pool is used."""
-    return bool(rf_use_thread_pool(on))
+    return bool(rf_use_thread_pool(on))     # False: threads created per call

@@ -53,6 +53,22 @@ cdef inline void project_chunk(const floating* xs, const floating* Wx_packed,
         gemm_packed(<int> m, <int> G, <int> D, xs + (n * T + chunk_start(L, k0, k1, reverse)) * D,
                     <int> D, Wx_packed, False, Wx, <int> G, False, gates + n * Tc * G, <int> G)
 
+cdef inline void project_inputs(const floating* xs, const floating* Wx_packed,
+                                const floating* Wx, const Py_ssize_t* lengths,
+                                bint reverse, Py_ssize_t T, Py_ssize_t D, Py_ssize_t G,
+                                Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t k0, Py_ssize_t k1,
+                                floating* gates, Py_ssize_t Tc) noexcept nogil:
+    """The input projection x Wx of rows n0..n1-1 for the chunk of steps
+    k0..k1-1, just before a forward step loop runs them.  With the whole
+    sequence in gates (Tc = T): all T steps of the rows in one product, on
+    the packed kernel, or nothing when Wx is not packed (the kernel's def
+    did all rows on BLAS).  Else project_chunk."""
+    if Tc < T:
+        project_chunk(xs, Wx_packed, Wx, lengths, reverse, T, D, G, n0, n1, k0, k1, gates, Tc)
+    elif Wx_packed != NULL:
+        gemm_packed(<int> ((n1 - n0) * T), <int> G, <int> D, xs + n0 * T * D, <int> D,
+                    Wx_packed, False, NULL, 0, False, gates + n0 * T * G, <int> G)
+
 
 cdef inline bint is_uniform(const Py_ssize_t* lengths, Py_ssize_t N,
                             Py_ssize_t T, bint reverse) noexcept nogil:
