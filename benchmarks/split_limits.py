@@ -20,7 +20,10 @@ from threadpoolctl import threadpool_limits
 from rnnfast import _gru, _lstm, _rnn
 from rnnfast.bench import CONFIGS, make_case
 
-from common import median_wall_time
+try:                                   # imported by asv (benchmarks.<name>)
+    from .common import median_wall_time
+except ImportError:                    # run as a script
+    from common import median_wall_time
 
 MODULES = (_lstm, _gru, _rnn)
 

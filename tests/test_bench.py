@@ -18,3 +18,21 @@ def test_judge_marks_targets_met_not_met_and_out_of_reach():
     row = dict(base, ms_torch=None, ratio_torch=None)
     _judge(row, ms_at_peak=8.0)
     assert row["verdict"] is None and row["bound"] is None and row["need_peak"] is None
+
+
+def test_every_benchmark_script_imports_as_asv_imports_it():
+    """asv imports every module of benchmarks/ as a package module
+    (benchmarks.<name>), so a script that only works when run directly
+    breaks the whole suite's discovery."""
+    import importlib
+    import pathlib
+    import sys
+    root = pathlib.Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "__init__.py").exists():
+        pytest.skip("no benchmarks/ beside the tests (installed package)")
+    sys.path.insert(0, str(root))
+    try:
+        for path in sorted((root / "benchmarks").glob("*.py")):
+            importlib.import_module(f"benchmarks.{path.stem}")
+    finally:
+        sys.path.remove(str(root))
