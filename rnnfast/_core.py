@@ -125,8 +125,7 @@ _GET_BLAS_THREADS, _SET_BLAS_THREADS = _blas_thread_functions()
 # has now, so that threadpool_limits and OPENBLAS_NUM_THREADS govern both
 # (1 when the BLAS is not one we can ask).  Compiled: it calls the getter
 # through its C address, not through ctypes (asked once or twice a call).
-_rnn.set_blas_threads_getter(
-    0 if _GET_BLAS_THREADS is None else ctypes.cast(_GET_BLAS_THREADS, ctypes.c_void_p).value)
+_rnn.set_blas_threads_getter(_GET_BLAS_THREADS)
 step_loop_threads = _rnn.blas_threads
 
 

@@ -451,9 +451,17 @@ def array_ready(value, dtype, expected, bint allow_nonfinite=False):
             return False
     if allow_nonfinite:
         return True
-    if dtype is _F32:
-        return finite_bits(<const uint32_t*> cnp.PyArray_DATA(arr), cnp.PyArray_SIZE(arr))
-    return finite_bits(<const uint64_t*> cnp.PyArray_DATA(arr), cnp.PyArray_SIZE(arr))
+    cdef const void* data = cnp.PyArray_DATA(arr)
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(arr)
+    cdef bint f32 = dtype is _F32
+    cdef bint finite
+    if size < 65536:                 # short: not worth giving up the GIL
+        return finite_bits(<const uint32_t*> data, size) if f32 else \
+            finite_bits(<const uint64_t*> data, size)
+    with nogil:                      # a whole input: others may run meanwhile
+        finite = (finite_bits(<const uint32_t*> data, size) if f32
+                  else finite_bits(<const uint64_t*> data, size))
+    return finite
 
 
 def arrays_ready(arrays, list shapes, dtype, bint writable=False):
@@ -497,11 +505,21 @@ ctypedef int (*count_fn)() noexcept nogil
 cdef count_fn _blas_get_threads = NULL
 
 
-def set_blas_threads_getter(Py_ssize_t address):
-    """address: of a C function `int f(void)` returning BLAS's thread count
-    (a ctypes function's address), or 0 for none (blas_threads() is then 1)."""
+def set_blas_threads_getter(getter):
+    """getter: a ctypes function `int f(void)` returning BLAS's thread count
+    (restype c_int, argtypes []), or None (blas_threads() is then 1).  Not
+    a bare address: one that is not such a function would crash the next
+    call instead of being refused here."""
     global _blas_get_threads
-    _blas_get_threads = <count_fn> address
+    import ctypes
+    if getter is None:
+        _blas_get_threads = NULL
+        return
+    if (not isinstance(getter, ctypes._CFuncPtr) or getter.restype is not ctypes.c_int
+            or list(getter.argtypes or ()) != []):
+        raise TypeError(f"getter: expected None or a ctypes function with restype c_int "
+                        f"and argtypes [], got {getter!r}")
+    _blas_get_threads = <count_fn> <Py_ssize_t> ctypes.cast(getter, ctypes.c_void_p).value
 
 
 def blas_threads():

@@ -138,9 +138,14 @@ cdef inline tuple set_split_limits(step_flops, grad_flops, grad_rows):
     """Set those given (not None) of the least work worth a thread; return
     all three as they now are.  For benchmarks and tests."""
     global rf_split_step_flops, rf_split_grad_flops, rf_split_grad_rows
-    for value in (step_flops, grad_flops, grad_rows):
-        if value is not None and value < 1:
-            raise ValueError(f"split limits: expected values >= 1, got {value}")
+    for name, value in (("step_flops", step_flops), ("grad_flops", grad_flops),
+                        ("grad_rows", grad_rows)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name}: expected an integer >= 1 or None, got {value!r}")
+        if not 1 <= value <= 2 ** 62:
+            raise ValueError(f"{name}: expected an integer >= 1 or None, got {value}")
     if step_flops is not None:
         rf_split_step_flops = step_flops
     if grad_flops is not None:

@@ -272,10 +272,38 @@ def test_step_loop_threads_is_blas_thread_count_now():
         with threadpoolctl.threadpool_limits(n):
             assert _core.step_loop_threads() == max(1, _core._GET_BLAS_THREADS())
     try:
-        _rnn.set_blas_threads_getter(0)
+        _rnn.set_blas_threads_getter(None)
         assert _core.step_loop_threads() == 1
     finally:
-        import ctypes
-        _rnn.set_blas_threads_getter(
-            ctypes.cast(_core._GET_BLAS_THREADS, ctypes.c_void_p).value)
+        _rnn.set_blas_threads_getter(_core._GET_BLAS_THREADS)
     assert _core.step_loop_threads() == max(1, _core._GET_BLAS_THREADS())
+
+
+def test_blas_threads_getter_refuses_what_is_not_an_int_function():
+    """A bare address or a function of another signature would crash the
+    next kernel call; it is refused, and the getter in use is kept."""
+    import ctypes
+    from rnnfast import _rnn
+    before = _core.step_loop_threads()
+    libc = ctypes.CDLL(None)
+    wrong_type = libc.getpid
+    wrong_type.restype, wrong_type.argtypes = ctypes.c_double, []
+    takes_args = ctypes.CDLL(None).abs
+    takes_args.restype, takes_args.argtypes = ctypes.c_int, [ctypes.c_int]
+    for bad in (0, 12345, "openblas", wrong_type, takes_args):
+        with pytest.raises(TypeError, match="getter: expected None or a ctypes function"):
+            _rnn.set_blas_threads_getter(bad)
+    assert _core.step_loop_threads() == before
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_inputs_are_tested_for_nan_without_the_gil_too(dtype):
+    """check_array's compiled test scans 65536 values and more without the
+    GIL: the same answer, NaN or Inf anywhere refused."""
+    a = np.ones((4, 200, 100), dtype)                  # 80,000 values
+    assert check_array(a, "xs", np.dtype(dtype), ("N", "T", 100)) is a
+    for where, bad in (((0, 0, 0), np.nan), ((3, 199, 99), np.inf), ((2, 50, 7), -np.inf)):
+        b = a.copy()
+        b[where] = bad
+        with pytest.raises(ValueError, match=r"xs: contains NaN or Inf"):
+            check_array(b, "xs", np.dtype(dtype), ("N", "T", 100))

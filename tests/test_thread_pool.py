@@ -128,3 +128,18 @@ def test_pool_and_threads_per_call_give_the_same_bits(cls):
         _core.use_thread_pool(True)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_split_limits_refuse_what_is_not_a_positive_integer():
+    from rnnfast import _gru, _lstm, _rnn
+    for mod in (_lstm, _gru, _rnn):
+        before = mod.split_limits()
+        for kw, err in (({"step_flops": 0}, ValueError), ({"grad_rows": -3}, ValueError),
+                        ({"grad_flops": 2 ** 70}, ValueError), ({"grad_rows": 1.5}, TypeError),
+                        ({"step_flops": "2e6"}, TypeError), ({"grad_rows": True}, TypeError)):
+            name = next(iter(kw))
+            with pytest.raises(err, match=rf"{name}: expected an integer >= 1 or None"):
+                mod.split_limits(**kw)
+        assert mod.split_limits() == before           # nothing half-set
+        assert mod.split_limits(grad_rows=64)[2] == 64
+        mod.split_limits(*before)
