@@ -98,27 +98,26 @@ class DirectionCache:
                  "buffers")
 
 
-def _blas_thread_functions():
-    """(get_num_threads, set_num_threads) of the BLAS behind
-    scipy.linalg.cython_blas (the one the kernels call), found through that
-    module's own library handle, or (None, None) for a BLAS we do not know."""
+def _blas_thread_getter():
+    """get_num_threads of the BLAS behind scipy.linalg.cython_blas (the one
+    the kernels call), found through that module's own library handle, or
+    None for a BLAS we do not know.  Only read: no call changes BLAS's
+    thread count (src/_threads.h)."""
     try:
         import scipy.linalg.cython_blas as cython_blas
         lib = ctypes.CDLL(cython_blas.__file__)
     except (ImportError, OSError):
-        return None, None
+        return None
     for prefix, suffix in (("scipy_openblas", ""), ("openblas", ""),
                            ("scipy_openblas", "64_"), ("openblas", "64_")):
         get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-        put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-        if get is not None and put is not None:
+        if get is not None:
             get.restype, get.argtypes = ctypes.c_int, []
-            put.restype, put.argtypes = None, [ctypes.c_int]
-            return get, put
-    return None, None
+            return get
+    return None
 
 
-_GET_BLAS_THREADS, _SET_BLAS_THREADS = _blas_thread_functions()
+_GET_BLAS_THREADS = _blas_thread_getter()
 
 
 # step_loop_threads(): threads for the kernels' step loops, as many as BLAS
@@ -127,25 +126,6 @@ _GET_BLAS_THREADS, _SET_BLAS_THREADS = _blas_thread_functions()
 # through its C address, not through ctypes (asked once or twice a call).
 _rnn.set_blas_threads_getter(_GET_BLAS_THREADS)
 step_loop_threads = _rnn.blas_threads
-
-
-class _BlasInKernelThreads:
-    """BLAS at one thread for a kernel call that splits its work over its own
-    threads (float32 backward at > 1 thread, src/_threads.h): each of them
-    then calls BLAS single-threaded, and OpenBLAS's workers, left idle, do
-    not spin on the cores the kernel's threads need.  Restores the count."""
-    __slots__ = ("threads",)
-
-    def __init__(self, threads):
-        self.threads = threads
-
-    def __enter__(self):
-        if self.threads > 1:
-            _SET_BLAS_THREADS(1)
-
-    def __exit__(self, *exc):
-        if self.threads > 1:
-            _SET_BLAS_THREADS(self.threads)
 
 
 _PACKED = [True]      # as last set by use_packed_gemm (the CPU may still lack it)
@@ -252,7 +232,7 @@ def backward(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx, thre
     and dL/d(initial state) on return.  Overwrites dWx, dWh, db; writes dxs,
     or adds to it when accumulate_dx.  Consumes the cache (the kernel
     overwrites the saved gates with their gradients).  threads: as for
-    `forward`, of this call: _BlasInKernelThreads restores BLAS to it."""
+    `forward`."""
     if cache.empty:                   # empty batch or T = 0
         dWx[...] = 0
         dWh[...] = 0
@@ -263,14 +243,8 @@ def backward(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx, thre
     relu, reset_after = cache.options
     if threads is None:
         threads = step_loop_threads()
-    if (threads > 1 and _SET_BLAS_THREADS is not None
-            and cache.xs.dtype == np.float32 and _packed_in_use()):
-        with _BlasInKernelThreads(threads):
-            _backward_kernel(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx,
-                             relu, reset_after, threads)
-    else:
-        _backward_kernel(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx,
-                         relu, reset_after, threads)
+    _backward_kernel(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx,
+                     relu, reset_after, threads)
     # The kernel has consumed the cache (gates now hold their gradients);
     # its buffers go back for the next call.
     _SCRATCH.give(*cache.buffers)

@@ -6,6 +6,14 @@
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
+cdef extern from "_threads.h" nogil:
+    int rf_in_threads()
+
+cdef extern from "_gemm.h" nogil:
+    int rf_gemm_single_f(int trans_a, int trans_b, long M, long N, long K,
+                         const float* A, long lda, const float* B, long ldb,
+                         int accumulate, float* C, long ldc)
+
 ctypedef fused floating:
     float
     double
@@ -25,6 +33,11 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
 
     A single row (m == 1, e.g. a batch of one sequence) goes to GEMV, whose
     call overhead is a fraction of GEMM's at these sizes.
+
+    In a part of a threaded region (float32 only: only the packed kernel
+    splits calls over threads) the product runs on the packed kernel in
+    this thread instead: BLAS would start threads of its own, or need its
+    process-wide thread count set to 1 around the call (src/_threads.h).
     """
     cdef char ta = b'T' if trans_b else b'N'
     cdef char tb = b'T' if trans_a else b'N'
@@ -32,6 +45,11 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
     cdef int incx
     if m <= 0 or n <= 0:
         return
+    if floating is float:
+        if (rf_in_threads() and alpha == 1 and (beta == 0 or beta == 1)
+                and rf_gemm_single_f(trans_a, trans_b, m, n, k, a, lda, b, ldb,
+                                     beta == 1, c, ldc)):
+            return
     if m == 1 and k > 0:
         # c (n) = op(B)^T-as-stored @ a: row-major B (k, n) is column-major
         # B^T (n, k), so op(B) = B needs 'N' on (n, k); op(B) = B^T, i.e.

@@ -605,6 +605,41 @@ static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const lo
     return 1;
 }
 
+/* Row-major C (M, N) = (accumulate ? C : 0) + op(A) @ op(B) on this
+ * thread alone, for a product that would otherwise go to BLAS from a part
+ * of a threaded region (src/_blas.pxd, gemm): op(B) is packed into a
+ * buffer of its own first; op(A) = A^T (the parameter gradients) goes to
+ * rf_gemm_tn_f, which overwrites C (accumulate 0 only).  Returns 0, having
+ * done nothing, when it cannot (a buffer not to be had, or A^T with
+ * accumulate): the caller then uses BLAS after all. */
+static int rf_gemm_single_f(int trans_a, int trans_b, long M, long N, long K,
+                            const float* A, long lda, const float* B, long ldb,
+                            int accumulate, float* C, long ldc)
+{
+    float* Bp;
+    if (M <= 0 || N <= 0)
+        return 1;
+    if (trans_a) {
+        if (accumulate || trans_b)
+            return 0;
+        return rf_gemm_tn_f(1, &M, &A, &lda, &C, ldc, N, K, B, ldb, NULL);
+    }
+    if (K <= 0) {
+        long i;
+        if (!accumulate)
+            for (i = 0; i < M; i++)
+                memset(C + i * ldc, 0, N * sizeof(float));
+        return 1;
+    }
+    Bp = rf_buf_alloc(rf_packed_size(K, N));
+    if (Bp == NULL)
+        return 0;
+    rf_pack_b_f(B, ldb, trans_b, K, N, Bp);
+    rf_gemm_packed_f(M, N, K, A, lda, Bp, C, ldc, accumulate);
+    rf_buf_free(Bp);
+    return 1;
+}
+
 #else
 #define RF_HAVE_PACKED 0
 static void rf_pack_bt_panel(const float* src, long ldb, long K, float* dst)
@@ -630,6 +665,14 @@ static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const lo
     (void) nsrc; (void) M; (void) A; (void) lda; (void) C; (void) ldc; (void) N;
     (void) K; (void) B; (void) ldb; (void) colsum;
     abort();   /* callers check rf_gemm_packed_supported() first */
+}
+static int rf_gemm_single_f(int trans_a, int trans_b, long M, long N, long K,
+                            const float* A, long lda, const float* B, long ldb,
+                            int accumulate, float* C, long ldc)
+{
+    (void) trans_a; (void) trans_b; (void) M; (void) N; (void) K; (void) A; (void) lda;
+    (void) B; (void) ldb; (void) accumulate; (void) C; (void) ldc;
+    return 0;   /* no packed kernel: BLAS (nothing runs on threads then) */
 }
 #endif
 

@@ -28,7 +28,8 @@ of batch rows (`*_steps`), as in src/_lstm.pyx.
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
 from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
-                   rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
+                   rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
+                   rf_packed_dw_enabled)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, zero_padding, add_column_sums, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
@@ -403,7 +404,9 @@ def gru_backward(const floating[:, :, ::1] xs,
         wxtp = pack_b(pack_rows(N * T), True, <int> G, <int> D, &Wx[0, 0], <int> G)
         a.WxT_packed = wxtp
         nt = step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (reset_after or wp2 != NULL))
-        if nt > 1:
+        # The threads sum their rows' gradients on the packed kernel only:
+        # BLAS is never called from them (src/_blas.pxd, gemm).
+        if nt > 1 and rf_packed_dw_enabled() != 0:
             scratch = <floating*> malloc((nt - 1) * stride * sizeof(floating))
         a.scratch, a.split = scratch, scratch != NULL
         if floating is float and nt > 1:
@@ -420,7 +423,8 @@ def gru_backward(const floating[:, :, ::1] xs,
             # the gradients may split over the N*T rows instead.
             if floating is double or not grads_on_threads(
                     gru_backward_grads_f, &a, &a.scratch, threads, N * T, 2 * (2 * D + H) * G,
-                    wxtp != NULL, &dWx[0, 0], &dWh[0, 0], &db[0], D, H, G, nb):
+                    wxtp != NULL and rf_packed_dw_enabled() != 0,
+                    &dWx[0, 0], &dWh[0, 0], &db[0], D, H, G, nb):
                 gru_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
             scratch = <floating*> a.scratch
         free_packed(wxtp)

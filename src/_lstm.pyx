@@ -22,7 +22,8 @@ the per-step products use the packed micro-kernel (src/_threads.h).
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
 from _blas cimport (floating, pack_rows, gemm, free_packed, pack_b, gemm_packed,
-                   rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
+                   rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
+                   rf_packed_dw_enabled)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
@@ -348,7 +349,9 @@ def lstm_backward(const floating[:, :, ::1] xs,
         wxtp = pack_b(pack_rows(N * T), True, <int> G, <int> D, &Wx[0, 0], <int> G)
         a.WxT_packed = wxtp
         nt = step_threads(threads, N, T, 2 * H * G, whtp != NULL)
-        if nt > 1:
+        # The threads sum their rows' gradients on the packed kernel only:
+        # BLAS is never called from them (src/_blas.pxd, gemm).
+        if nt > 1 and rf_packed_dw_enabled() != 0:
             scratch = <floating*> malloc((nt - 1) * grad_stride(D, H, G, G)
                                          * sizeof(floating))
         a.scratch, a.split = scratch, scratch != NULL
@@ -365,7 +368,8 @@ def lstm_backward(const floating[:, :, ::1] xs,
             # the gradients may split over the N*T rows instead.
             if floating is double or not grads_on_threads(
                     lstm_backward_grads_f, &a, &a.scratch, threads, N * T, 2 * (2 * D + H) * G,
-                    wxtp != NULL, &dWx[0, 0], &dWh[0, 0], &db[0], D, H, G, G):
+                    wxtp != NULL and rf_packed_dw_enabled() != 0,
+                    &dWx[0, 0], &dWh[0, 0], &db[0], D, H, G, G):
                 lstm_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
             scratch = <floating*> a.scratch
         free_packed(wxtp)

@@ -19,7 +19,8 @@ cimport numpy as cnp
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
 from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
-                   rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
+                   rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
+                   rf_packed_dw_enabled)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
@@ -300,7 +301,9 @@ def rnn_backward(const floating[:, :, ::1] xs,
         wxtp = pack_b(pack_rows(N * T), True, <int> H, <int> D, &Wx[0, 0], <int> H)
         a.WxT_packed = wxtp
         nt = step_threads(threads, N, T, 2 * H * H, whtp != NULL)
-        if nt > 1:
+        # The threads sum their rows' gradients on the packed kernel only:
+        # BLAS is never called from them (src/_blas.pxd, gemm).
+        if nt > 1 and rf_packed_dw_enabled() != 0:
             scratch = <floating*> malloc((nt - 1) * grad_stride(D, H, H, H)
                                          * sizeof(floating))
         a.scratch, a.split = scratch, scratch != NULL
@@ -317,7 +320,8 @@ def rnn_backward(const floating[:, :, ::1] xs,
             # the gradients may split over the N*T rows instead.
             if floating is double or not grads_on_threads(
                     rnn_backward_grads_f, &a, &a.scratch, threads, N * T, 2 * (2 * D + H) * H,
-                    wxtp != NULL, &dWx[0, 0], &dWh[0, 0], &db[0], D, H, H, H):
+                    wxtp != NULL and rf_packed_dw_enabled() != 0,
+                    &dWx[0, 0], &dWh[0, 0], &db[0], D, H, H, H):
                 rnn_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
             scratch = <floating*> a.scratch
         free_packed(wxtp)
@@ -378,6 +382,46 @@ def packed_matmul_tn(const float[:, ::1] a1, const float[:, ::1] a2, const float
                 m2, &a2[0, 0] if k and m2 else NULL, m2, &c2[0, 0] if m2 else NULL,
                 n, k, &b[0, 0] if k else NULL, n, n)
     return bool(rf_gemm_packed_supported())
+
+
+cdef struct MatmulArgs:
+    const float* a
+    const float* b
+    float* c
+    int n, k, lda, ldb
+    bint trans_a, trans_b, accumulate
+
+
+cdef void matmul_rows_f(void* p, long r0, long r1, int part) noexcept nogil:
+    cdef MatmulArgs* m = <MatmulArgs*> p
+    # rows r0..r1-1 of C: rows of A, or its columns when trans_a
+    gemm(m.trans_a, m.trans_b, <int> (r1 - r0), m.n, m.k, <float> 1,
+         m.a + (r0 if m.trans_a else r0 * m.lda), m.lda, m.b, m.ldb,
+         <float> (1 if m.accumulate else 0), m.c + r0 * m.n, m.n)
+
+
+def threaded_matmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
+                    bint trans_a, bint trans_b, bint accumulate):
+    """c (=|+=) op(a) @ op(b) through the BLAS door (gemm), its rows split
+    over 2 threads as a kernel's step loop splits (src/_threads.h): the path
+    of a product a kernel's thread would have sent to BLAS, which runs on
+    the packed kernel instead (tests compare it with numpy and with
+    packed_matmul bit for bit)."""
+    cdef MatmulArgs m
+    cdef int rows = c.shape[0]
+    m.k = a.shape[0] if trans_a else a.shape[1]
+    m.n = b.shape[0] if trans_b else b.shape[1]
+    if ((a.shape[1] if trans_a else a.shape[0]) != rows or c.shape[1] != m.n
+            or (b.shape[1] if trans_b else b.shape[0]) != m.k or rows < 2 or m.n == 0
+            or m.k == 0):
+        raise ValueError(f"threaded_matmul: shapes a {(a.shape[0], a.shape[1])}, "
+                         f"b {(b.shape[0], b.shape[1])}, c {(c.shape[0], c.shape[1])} "
+                         f"(trans_a={trans_a}, trans_b={trans_b}) do not agree")
+    m.a, m.b, m.c = &a[0, 0], &b[0, 0], &c[0, 0]
+    m.lda, m.ldb = <int> a.shape[1], <int> b.shape[1]
+    m.trans_a, m.trans_b, m.accumulate = trans_a, trans_b, accumulate
+    with nogil:
+        rf_run_rows(matmul_rows_f, &m, rows, 2)
 
 
 ctypedef fused bits_t:

@@ -8,10 +8,11 @@
  * before and after the loop) keeps its own threads.
  *
  * A training call splits the parameter gradients too (each thread sums
- * its rows into its own part, the caller adds the parts), with BLAS set to
- * one thread by the Python layer for the call (rnnfast/_core.py): BLAS
- * called from these threads then runs in them, and OpenBLAS's own worker
- * threads stay asleep instead of spinning on the other core.
+ * its rows into its own part on the packed kernel, the caller adds the
+ * parts).  No part calls BLAS: a product that would go to BLAS runs on
+ * the packed kernel in that thread instead (rf_in_threads, src/_blas.pxd's
+ * gemm), so BLAS's own thread count, a setting of the whole process, is
+ * never touched by a call.
  *
  * On Linux the threads are a pool kept between calls (rf_pool below):
  * creating and joining a thread cost ~100 us here, waking a sleeping one
@@ -59,6 +60,26 @@ typedef struct {
     int part;
 } rf_rows_job;
 
+/* Whether the calling thread runs a part of a region of several threads
+ * (src/_blas.pxd's gemm then keeps off BLAS: BLAS would start threads of
+ * its own from each part, or need its global thread count set to 1, which
+ * every other Python thread of the process would see). */
+#ifdef RF_NO_PTHREADS
+static int rf_in_threads(void) { return 0; }
+#else
+static __thread int rf_in_region;
+
+static int rf_in_threads(void) { return rf_in_region; }
+
+static void rf_call_part(rf_rows_fn fn, void* ctx, long n0, long n1, int part)
+{
+    int was = rf_in_region;
+    rf_in_region = 1;
+    fn(ctx, n0, n1, part);
+    rf_in_region = was;
+}
+#endif
+
 #ifdef RF_NO_PTHREADS
 static int rf_use_thread_pool(int on) { (void) on; return 0; }
 
@@ -84,7 +105,7 @@ static int rf_clamp_threads(long N, int threads)
 static void* rf_rows_trampoline(void* p)
 {
     rf_rows_job* job = (rf_rows_job*) p;
-    job->fn(job->ctx, job->n0, job->n1, job->part);
+    rf_call_part(job->fn, job->ctx, job->n0, job->n1, job->part);
     return NULL;
 }
 
@@ -138,12 +159,12 @@ static void rf_run_rows_spawned(rf_rows_fn fn, void* ctx, long N, int threads)
     }
     if (use_attr)
         pthread_attr_destroy(&attr);
-    fn(ctx, 0, N / threads, 0);
+    rf_call_part(fn, ctx, 0, N / threads, 0);
     for (i = 1; i < threads; i++) {
         if (started[i])
             pthread_join(tids[i], NULL);
         else
-            fn(ctx, jobs[i].n0, jobs[i].n1, i);
+            rf_call_part(fn, ctx, jobs[i].n0, jobs[i].n1, i);
     }
 }
 
@@ -225,7 +246,8 @@ static void* rf_pool_worker(void* arg)
         seen = now;
         N = rf_pool.N;
         threads = rf_pool.threads;
-        rf_pool.fn(rf_pool.ctx, part * N / threads, (part + 1) * N / threads, part);
+        rf_call_part(rf_pool.fn, rf_pool.ctx, part * N / threads, (part + 1) * N / threads,
+                     part);
         if (__atomic_sub_fetch(&rf_pool.remaining, 1, __ATOMIC_ACQ_REL) == 0)
             rf_futex_wake(&rf_pool.remaining);
     }
@@ -303,9 +325,9 @@ static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
         __atomic_add_fetch(&rf_pool.slot[i].gen, 1, __ATOMIC_RELEASE);
         rf_futex_wake(&rf_pool.slot[i].gen);
     }
-    fn(ctx, 0, N / threads, 0);
+    rf_call_part(fn, ctx, 0, N / threads, 0);
     for (i = on_workers + 1; i < threads; i++)   /* parts no worker could take */
-        fn(ctx, i * N / threads, (i + 1) * N / threads, i);
+        rf_call_part(fn, ctx, i * N / threads, (i + 1) * N / threads, i);
     /* Wait for the workers: spin on this (the caller's own) core for up to
      * RF_POOL_SPIN_US, since waking a sleeping caller costs ~20 us, then
      * sleep.  Bounded by time, not by a count: a PAUSE takes 27 ns here

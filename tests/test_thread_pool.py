@@ -89,10 +89,8 @@ def test_a_forked_child_splits_calls_like_its_parent(cls):
 
 def test_two_python_threads_splitting_at_once_get_their_own_results():
     """While one Python thread holds a module's pool, another one's split
-    call creates its own threads: each must get the results it gets alone.
-    Outputs bitwise; gradients to float32 rounding, because a backward
-    sets BLAS to one thread for its duration (rnnfast._core), and a call
-    of the other Python thread that starts meanwhile runs unsplit."""
+    call creates its own threads: each must get, bit for bit, the results
+    it gets alone (no call changes the thread count another one reads)."""
     cases = [_case(2), _case(3)]
     with threadpool_limits(2):
         alone = [_train_step(rnnfast.LSTM, xs, dys) for xs, dys in cases]
@@ -109,9 +107,90 @@ def test_two_python_threads_splitting_at_once_get_their_own_results():
     for k in range(2):
         assert len(results[k]) == 20
         for got in results[k]:
-            np.testing.assert_array_equal(alone[k][0], got[0])
-            for a, b in zip(alone[k][1:], got[1:]):
-                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+            for a, b in zip(alone[k], got):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_calls_leave_the_blas_thread_count_alone():
+    """BLAS's thread count is the whole process's (numpy's and SciPy's
+    calls in other Python threads read it too): a training step at 2
+    threads must not change it, not even for its own duration."""
+    get = _core._GET_BLAS_THREADS
+    if get is None:
+        pytest.skip("this BLAS's thread count cannot be read")
+    xs, dys = _case(5, N=32, T=100)
+    seen = set()
+    with threadpool_limits(2):
+        done = threading.Event()
+
+        def train():
+            for cls in (rnnfast.LSTM, rnnfast.GRU, rnnfast.RNN):
+                for _ in range(3):
+                    _train_step(cls, xs, dys)
+            done.set()
+        worker = threading.Thread(target=train)
+        worker.start()
+        polls = 0
+        while not done.is_set():        # ctypes drops the GIL for each call
+            seen.add(get())
+            polls += 1
+        worker.join()
+    assert polls > 100
+    assert seen == {2}
+
+
+def test_products_a_kernel_thread_would_send_to_blas_run_on_the_packed_kernel():
+    """In a part of a threaded region, src/_blas.pxd's gemm runs the
+    product on the packed kernel: bit for bit the packed kernel's result
+    (BLAS's would differ in the last bits), and numpy's to rounding."""
+    from rnnfast import _rnn
+    rng = np.random.default_rng(6)
+    for m, k, n in [(10, 37, 50), (24, 5, 33), (7, 64, 16)]:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        for accumulate in (False, True):
+            c0 = rng.standard_normal((m, n)).astype(np.float32)
+            got, packed = c0.copy(), c0.copy()
+            _rnn.threaded_matmul(a, b, got, False, False, accumulate)
+            assert _rnn.packed_matmul(a, b, packed, False, accumulate)
+            np.testing.assert_array_equal(got, packed)
+            np.testing.assert_allclose(got, a @ b + (c0 if accumulate else 0),
+                                       rtol=1e-4, atol=1e-4)
+        bn = rng.standard_normal((n, k)).astype(np.float32)
+        got, packed = np.empty((m, n), np.float32), np.empty((m, n), np.float32)
+        _rnn.threaded_matmul(a, bn, got, False, True, False)
+        assert _rnn.packed_matmul(a, bn, packed, True, False)
+        np.testing.assert_array_equal(got, packed)
+        np.testing.assert_allclose(got, a @ bn.T, rtol=1e-4, atol=1e-4)
+        # A^T B (the parameter gradients), also below the 32 rows that go
+        # to BLAS outside threads
+        bt = rng.standard_normal((m, n)).astype(np.float32)
+        got, packed = np.empty((k, n), np.float32), np.empty((k, n), np.float32)
+        _rnn.threaded_matmul(a, bt, got, True, False, False)
+        np.testing.assert_allclose(got, a.T @ bt, rtol=1e-4, atol=1e-4)
+        if m >= 32:
+            _rnn.packed_matmul_tn(a, np.empty((m, 0), np.float32), bt, packed,
+                                  np.empty((0, n), np.float32))
+            np.testing.assert_array_equal(got, packed)
+    with pytest.raises(ValueError, match="threaded_matmul: shapes"):
+        _rnn.threaded_matmul(np.ones((4, 3), np.float32), np.ones((2, 5), np.float32),
+                             np.ones((4, 5), np.float32), False, False, False)
+
+
+@pytest.mark.parametrize("cls", [rnnfast.LSTM, rnnfast.GRU, rnnfast.RNN])
+def test_split_steps_with_few_rows_a_thread_match_float64(cls):
+    """N = 8, T = 3: each of 2 threads sums its 12 rows' gradients, fewer
+    than the 32 below which gemm_tn would call BLAS; in a thread they run
+    on the packed kernel.  Against the same step in float64 at 1 thread."""
+    xs, dys = _case(7, N=8, T=3, D=40, H=256)
+    with threadpool_limits(2):
+        got = _train_step(cls, xs, dys)
+    with threadpool_limits(1):
+        net = cls(xs.shape[2], dys.shape[2], dtype=np.float64, random_state=0)
+        ys, _ = net.forward(xs.astype(np.float64))
+        want = [ys, net.backward(dys.astype(np.float64))] + list(net.grads)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=2e-3, atol=2e-4)
 
 
 @pytest.mark.parametrize("cls", [rnnfast.LSTM, rnnfast.GRU, rnnfast.RNN])
