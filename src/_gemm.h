@@ -268,61 +268,78 @@ rf_pack_bt_panel(const float* src, long ldb, long K, float* dst)
     }
 }
 
+/* C[0, 0:nc] (+)= acc for one 16-column panel of one row. */
+__attribute__((target("avx2,fma"))) static inline void
+rf_store_row16(float* C, rf_v8 lo, rf_v8 hi, long nc, int accumulate)
+{
+    long j;
+    if (nc == RF_NR) {
+        if (accumulate) {
+            *(rf_v8*) C += lo;
+            *(rf_v8*) (C + 8) += hi;
+        } else {
+            *(rf_v8*) C = lo;
+            *(rf_v8*) (C + 8) = hi;
+        }
+        return;
+    }
+    for (j = 0; j < nc; j++) {
+        float v = j < 8 ? lo[j] : hi[j - 8];
+        C[j] = accumulate ? C[j] + v : v;
+    }
+}
+
 /* One MR x 16 tile: C[0:MR, 0:nc] (+)= A[0:MR, 0:K] @ panel.  MR is a
- * compile-time constant at every call, so the accumulators live in
- * registers.  nc < 16 only for the last panel of a ragged N. */
+ * compile-time constant at every call, and each row's two accumulators are
+ * variables of their own (an array of them, indexed in loops, was kept on
+ * the stack by GCC: 12 stores to zero it and 12 stores and loads around the
+ * C update, in every tile).  nc < 16 only for the last panel of a ragged N.
+ * A_IK(i) is A's element of row i at k; tile_rows is MR. */
+#define RF_ROW_INIT(i)                                                        \
+    rf_v8 c##i##0 = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0}, c##i##1 = c##i##0;       \
+    if (tile_rows > i) {                                                      \
+        /* C's rows are far apart (a cache line each): start fetching */      \
+        /* them now, so the update after the k loop does not wait.    */      \
+        __builtin_prefetch(C + i * ldc, 1, 3);                                \
+        __builtin_prefetch(C + i * ldc + RF_NR - 1, 1, 3);                    \
+    }
+#define RF_ROW_FMA(i, A_IK)                                                   \
+    if (tile_rows > i) {                                                             \
+        const float av = A_IK(i);                                             \
+        c##i##0 += av * b0;                                                   \
+        c##i##1 += av * b1;                                                   \
+    }
+#define RF_ROW_STORE(i)                                                       \
+    if (tile_rows > i)                                                               \
+        rf_store_row16(C + i * ldc, c##i##0, c##i##1, nc, accumulate);
 #define RF_TILE_BODY(MR, A_IK)                                                \
     {                                                                         \
-        rf_v8 acc[MR][2];                                                     \
-        long k, i, j;                                                         \
-        for (i = 0; i < MR; i++) {                                            \
-            acc[i][0] = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0};                      \
-            acc[i][1] = acc[i][0];                                            \
-            /* C's rows are far apart (a cache line each): start fetching */  \
-            /* them now, so the update after the k loop does not wait.    */  \
-            __builtin_prefetch(C + i * ldc, 1, 3);                            \
-            __builtin_prefetch(C + i * ldc + RF_NR - 1, 1, 3);                \
-        }                                                                     \
+        const long tile_rows = MR;                                            \
+        long k;                                                               \
+        RF_ROW_INIT(0) RF_ROW_INIT(1) RF_ROW_INIT(2)                          \
+        RF_ROW_INIT(3) RF_ROW_INIT(4) RF_ROW_INIT(5)                          \
         for (k = 0; k < K; k++) {                                             \
             const rf_v8 b0 = *(const rf_v8*) (panel + k * RF_NR);             \
             const rf_v8 b1 = *(const rf_v8*) (panel + k * RF_NR + 8);         \
-            for (i = 0; i < MR; i++) {                                        \
-                const float av = A_IK;                                        \
-                acc[i][0] += av * b0;                                         \
-                acc[i][1] += av * b1;                                         \
-            }                                                                 \
+            RF_ROW_FMA(0, A_IK) RF_ROW_FMA(1, A_IK) RF_ROW_FMA(2, A_IK)       \
+            RF_ROW_FMA(3, A_IK) RF_ROW_FMA(4, A_IK) RF_ROW_FMA(5, A_IK)       \
         }                                                                     \
-        if (nc == RF_NR) {                                                    \
-            for (i = 0; i < MR; i++) {                                        \
-                rf_v8* c0 = (rf_v8*) (C + i * ldc);                           \
-                rf_v8* c1 = (rf_v8*) (C + i * ldc + 8);                       \
-                if (accumulate) {                                             \
-                    *c0 += acc[i][0];                                         \
-                    *c1 += acc[i][1];                                         \
-                } else {                                                      \
-                    *c0 = acc[i][0];                                          \
-                    *c1 = acc[i][1];                                          \
-                }                                                             \
-            }                                                                 \
-        } else {                                                              \
-            for (i = 0; i < MR; i++)                                          \
-                for (j = 0; j < nc; j++) {                                    \
-                    float v = j < 8 ? acc[i][0][j] : acc[i][1][j - 8];        \
-                    C[i * ldc + j] = accumulate ? C[i * ldc + j] + v : v;     \
-                }                                                             \
-        }                                                                     \
+        RF_ROW_STORE(0) RF_ROW_STORE(1) RF_ROW_STORE(2)                       \
+        RF_ROW_STORE(3) RF_ROW_STORE(4) RF_ROW_STORE(5)                       \
     }
 
+#define RF_A_ROWS(i) A[(i) * lda + k]
+#define RF_A_PACKED(i) A[k * tile_rows + (i)]
 #define RF_DEFINE_TILE(MR)                                                    \
     __attribute__((target("avx2,fma"), noinline)) static void                 \
     rf_tile_##MR(long K, const float* A, long lda, const float* panel,        \
                  float* C, long ldc, long nc, int accumulate)                 \
-    RF_TILE_BODY(MR, A[i * lda + k])                                          \
+    RF_TILE_BODY(MR, RF_A_ROWS)                                               \
     /* The same with A packed tile-major: A[k * MR + i] (rf_gemm_tn_f). */    \
     __attribute__((target("avx2,fma"), noinline)) static void                 \
     rf_ptile_##MR(long K, const float* A, const float* panel,                 \
                   float* C, long ldc, long nc, int accumulate)                \
-    RF_TILE_BODY(MR, A[k * MR + i])
+    RF_TILE_BODY(MR, RF_A_PACKED)
 
 RF_DEFINE_TILE(1)
 RF_DEFINE_TILE(2)
@@ -343,27 +360,6 @@ static int rf_gemm_packed_supported(void)
               !(off && off[0] && off[0] != '0');
     }
     return cpu && rf_packed_switch;
-}
-
-/* C[0, 0:nc] (+)= acc for one 16-column panel of one row. */
-__attribute__((target("avx2,fma"))) static inline void
-rf_store_row16(float* C, rf_v8 lo, rf_v8 hi, long nc, int accumulate)
-{
-    long j;
-    if (nc == RF_NR) {
-        if (accumulate) {
-            *(rf_v8*) C += lo;
-            *(rf_v8*) (C + 8) += hi;
-        } else {
-            *(rf_v8*) C = lo;
-            *(rf_v8*) (C + 8) = hi;
-        }
-        return;
-    }
-    for (j = 0; j < nc; j++) {
-        float v = j < 8 ? lo[j] : hi[j - 8];
-        C[j] = accumulate ? C[j] + v : v;
-    }
 }
 
 /* One row (M = 1, a batch of one sequence): a GEMV.  A 6-row tile cut to

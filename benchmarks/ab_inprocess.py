@@ -1,0 +1,91 @@
+"""A/B of two builds of rnnfast's kernels in one process: the kernel
+modules (_rnn, _lstm, _gru) of OLD_TREE, built in place, are loaded beside
+this checkout's and swapped into rnnfast._core call by call; each round
+times both, interleaved, and the median of the per-round ratios old/new is
+printed.  Far less disturbed by a noisy machine than benchmarks/
+ab_builds.py's alternating processes (whose pairs here spread 0.6-1.9 on
+the same build), for changes inside the kernels; the Python layer is this
+checkout's for both.
+
+    git worktree add /tmp/old <commit> && (cd /tmp/old && python setup.py build_ext --inplace)
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
+        python benchmarks/ab_inprocess.py /tmp/old lstm:train:small gru:infer:medium [rounds]
+
+A case is cell:mode:config, config a name of rnnfast.bench.CONFIGS or
+N,T,D,H.  One thread, wall clock (THREADS=2 for two).
+"""
+import glob
+import importlib.util
+import os
+import statistics
+import sys
+
+import numpy as np  # noqa: F401
+import scipy.linalg  # noqa: F401  (loads the BLAS before threadpoolctl)
+from threadpoolctl import threadpool_limits
+
+from rnnfast import _core
+from rnnfast.bench import CONFIGS, make_case
+
+try:                                   # imported by asv (benchmarks.<name>)
+    from .common import median_wall_time
+except ImportError:                    # run as a script
+    from common import median_wall_time
+
+KERNELS = ("_rnn", "_lstm", "_gru")
+
+
+def load_kernels(tree):
+    """The kernel modules built in place in `tree`, as modules of their own
+    (a second copy of each extension, with its own statics)."""
+    mods = {}
+    for name in KERNELS:
+        found = glob.glob(os.path.join(tree, "rnnfast", f"{name}.cpython-*.so"))
+        if not found:
+            sys.exit(f"{tree}: no rnnfast/{name}.*.so; build it in place first")
+        spec = importlib.util.spec_from_file_location(f"rnnfast.{name}", found[0])
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        mods[name] = mod
+    return mods
+
+
+def use(mods):
+    for name, mod in mods.items():
+        setattr(_core, name, mod)
+
+
+def main(argv):
+    cases = [a for a in argv[2:] if ":" in a]
+    if len(argv) < 3 or not cases:
+        sys.exit(__doc__)
+    rounds = int(argv[-1]) if argv[-1].isdigit() else 11
+    new = {name: getattr(_core, name) for name in KERNELS}
+    old = load_kernels(argv[1])
+    assert all(old[n].__file__ != new[n].__file__ for n in KERNELS)
+    threads = int(os.environ.get("THREADS", "1"))
+    try:
+        with threadpool_limits(threads):
+            for case in cases:
+                cell, mode, cfg = case.split(":")
+                shape = CONFIGS[cfg] if cfg in CONFIGS else tuple(int(v) for v in cfg.split(","))
+                call = make_case("rnnfast", cell, mode, *shape)
+                times = {"old": [], "new": []}
+                for _ in range(rounds):
+                    for label, mods in (("old", old), ("new", new)):
+                        use(mods)
+                        call()
+                        times[label].append(median_wall_time(call))
+                ratios = [o / n for o, n in zip(times["old"], times["new"])]
+                q = statistics.quantiles(ratios)
+                print(f"{cell} {mode} {cfg} ({threads} thr): old "
+                      f"{1e3 * statistics.median(times['old']):.3f} ms, new "
+                      f"{1e3 * statistics.median(times['new']):.3f} ms, old/new "
+                      f"{statistics.median(ratios):.3f} (quartiles {q[0]:.2f}, {q[2]:.2f})",
+                      flush=True)
+    finally:
+        use(new)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
