@@ -268,10 +268,14 @@ rf_pack_bt_panel(const float* src, long ldb, long K, float* dst)
     }
 }
 
-/* C[0, 0:nc] (+)= acc for one 16-column panel of one row. */
+/* C[0, 0:nc] (+)= acc for one 16-column panel of one row.  The ragged
+ * path goes through a row buffer: indexing lo and hi themselves by a
+ * variable j made GCC store every accumulator of the caller to the stack
+ * after its k loop, ragged or not. */
 __attribute__((target("avx2,fma"))) static inline void
 rf_store_row16(float* C, rf_v8 lo, rf_v8 hi, long nc, int accumulate)
 {
+    float row[RF_NR];
     long j;
     if (nc == RF_NR) {
         if (accumulate) {
@@ -283,10 +287,10 @@ rf_store_row16(float* C, rf_v8 lo, rf_v8 hi, long nc, int accumulate)
         }
         return;
     }
-    for (j = 0; j < nc; j++) {
-        float v = j < 8 ? lo[j] : hi[j - 8];
-        C[j] = accumulate ? C[j] + v : v;
-    }
+    *(rf_v8*) row = lo;
+    *(rf_v8*) (row + 8) = hi;
+    for (j = 0; j < nc; j++)
+        C[j] = accumulate ? C[j] + row[j] : row[j];
 }
 
 /* One MR x 16 tile: C[0:MR, 0:nc] (+)= A[0:MR, 0:K] @ panel.  MR is a
@@ -379,27 +383,30 @@ rf_gemv_4panels(long N, long K, const float* a, const float* Bp, float* C,
 {
     const float* b = Bp + p * K * RF_NR;
     const long s = K * RF_NR;              /* panel to panel */
-    rf_v8 acc[8];
-    long k, q;
-    for (q = 0; q < 8; q++)
-        acc[q] = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0};
+    /* eight accumulators in variables of their own (see RF_TILE_BODY) */
+    rf_v8 a0 = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
+    rf_v8 a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    long k;
     for (k = 0; k < K; k++) {
         const float av = a[k];
         const float* bk = b + k * RF_NR;
-        acc[0] += av * *(const rf_v8*) (bk);
-        acc[1] += av * *(const rf_v8*) (bk + 8);
-        acc[2] += av * *(const rf_v8*) (bk + s);
-        acc[3] += av * *(const rf_v8*) (bk + s + 8);
-        acc[4] += av * *(const rf_v8*) (bk + 2 * s);
-        acc[5] += av * *(const rf_v8*) (bk + 2 * s + 8);
-        acc[6] += av * *(const rf_v8*) (bk + 3 * s);
-        acc[7] += av * *(const rf_v8*) (bk + 3 * s + 8);
+        a0 += av * *(const rf_v8*) (bk);
+        a1 += av * *(const rf_v8*) (bk + 8);
+        a2 += av * *(const rf_v8*) (bk + s);
+        a3 += av * *(const rf_v8*) (bk + s + 8);
+        a4 += av * *(const rf_v8*) (bk + 2 * s);
+        a5 += av * *(const rf_v8*) (bk + 2 * s + 8);
+        a6 += av * *(const rf_v8*) (bk + 3 * s);
+        a7 += av * *(const rf_v8*) (bk + 3 * s + 8);
     }
-    for (q = 0; q < 4; q++) {
-        long j0 = (p + q) * RF_NR;
-        rf_store_row16(C + j0, acc[2 * q], acc[2 * q + 1],
-                       N - j0 < RF_NR ? N - j0 : RF_NR, accumulate);
-    }
+#define RF_GEMV_STORE(q, lo, hi)                                              \
+    rf_store_row16(C + (p + q) * RF_NR, lo, hi,                               \
+                   N - (p + q) * RF_NR < RF_NR ? N - (p + q) * RF_NR : RF_NR, accumulate)
+    RF_GEMV_STORE(0, a0, a1);
+    RF_GEMV_STORE(1, a2, a3);
+    RF_GEMV_STORE(2, a4, a5);
+    RF_GEMV_STORE(3, a6, a7);
+#undef RF_GEMV_STORE
 }
 
 __attribute__((target("avx2,fma"))) static inline void
