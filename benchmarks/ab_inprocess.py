@@ -12,7 +12,9 @@ checkout's for both.
         python benchmarks/ab_inprocess.py /tmp/old lstm:train:small gru:infer:medium [rounds]
 
 A case is cell:mode:config, config a name of rnnfast.bench.CONFIGS or
-N,T,D,H.  One thread, wall clock (THREADS=2 for two).
+N,T,D,H; or kernel:M,K,N, the packed kernel alone (`_rnn.packed_matmul`:
+B packed once, then the product repeated, as in a step loop).  One thread,
+wall clock (THREADS=2 for two).
 """
 import glob
 import importlib.util
@@ -20,7 +22,7 @@ import os
 import statistics
 import sys
 
-import numpy as np  # noqa: F401
+import numpy as np
 import scipy.linalg  # noqa: F401  (loads the BLAS before threadpoolctl)
 from threadpoolctl import threadpool_limits
 
@@ -50,6 +52,21 @@ def load_kernels(tree):
     return mods
 
 
+def kernel_calls(old, new, M, K, N):
+    """packed_matmul of each build on the same operands, B packed once and
+    the product repeated ~10 ms worth, as in a step loop."""
+    rng = np.random.default_rng(0)
+    a = rng.random((M, K), dtype=np.float32)
+    b = rng.random((K, N), dtype=np.float32)
+    reps = max(1, int(1e9 / (2 * M * K * N)))
+    calls = {}
+    for label, mods in (("old", old), ("new", new)):
+        c = np.empty((M, N), np.float32)
+        calls[label] = (lambda mod=mods["_rnn"], c=c:
+                        mod.packed_matmul(a, b, c, False, False, reps))
+    return calls
+
+
 def use(mods):
     for name, mod in mods.items():
         setattr(_core, name, mod)
@@ -67,15 +84,21 @@ def main(argv):
     try:
         with threadpool_limits(threads):
             for case in cases:
-                cell, mode, cfg = case.split(":")
-                shape = CONFIGS[cfg] if cfg in CONFIGS else tuple(int(v) for v in cfg.split(","))
-                call = make_case("rnnfast", cell, mode, *shape)
+                cell, mode = case.split(":")[:2]
+                if cell == "kernel":
+                    calls = kernel_calls(old, new, *(int(v) for v in mode.split(",")))
+                    mode, cfg = "M,K,N =", mode
+                else:
+                    cfg = case.split(":")[2]
+                    shape = CONFIGS[cfg] if cfg in CONFIGS else tuple(int(v) for v in cfg.split(","))
+                    call = make_case("rnnfast", cell, mode, *shape)
+                    calls = {"old": call, "new": call}
                 times = {"old": [], "new": []}
                 for _ in range(rounds):
                     for label, mods in (("old", old), ("new", new)):
                         use(mods)
-                        call()
-                        times[label].append(median_wall_time(call))
+                        calls[label]()
+                        times[label].append(median_wall_time(calls[label]))
                 ratios = [o / n for o, n in zip(times["old"], times["new"])]
                 q = statistics.quantiles(ratios)
                 print(f"{cell} {mode} {cfg} ({threads} thr): old "

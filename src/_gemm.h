@@ -442,10 +442,16 @@ rf_gemv_packed_f(long N, long K, const float* a, const float* Bp, float* C,
     }
 }
 
-/* Rows of A per block: a block (RF_MC x K floats, <= 260 KB at K = 650)
- * stays in L2 while every panel of B passes over it, so a long A (the
- * hoisted products, N*T rows) is read from memory once, not once a panel. */
-#define RF_MC 96
+/* Rows of A per block: a block (RF_MC x K floats, <= 500 KB at K = 650)
+ * stays in L2 (1 MB here) while every panel of B passes over it, so a long
+ * A (the hoisted products, N*T rows) is read from memory once, not once a
+ * panel, and B once a block.  It was 96: `large`'s 128-row step products
+ * then streamed their 4 MB B from L3 twice a step (ab_inprocess.py against
+ * 96: lstm train large 1.05-1.12, infer large 1.03-1.07, the hoisted
+ * 6400 x 512 x 2048 product 1.12; docs/performance.md, item 32).  The
+ * parameter-gradient products keep 96 (RF_MC_TN: no gain measured). */
+#define RF_MC 192
+#define RF_MC_TN 96
 
 /* C (M, N), row stride ldc, = (accumulate ? C : 0) + A (M, K) @ B, with B
  * packed by rf_pack_b_f.  Row blocks of A outside, panels inside, row tiles
@@ -555,7 +561,7 @@ static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const lo
         return 1;
     }
     kc = K < RF_KC ? K : RF_KC;
-    mb = mmax < RF_MC ? mmax : RF_MC;
+    mb = mmax < RF_MC_TN ? mmax : RF_MC_TN;
     Bp = rf_buf_alloc(rf_packed_size(kc, N));
     At = rf_buf_alloc(mb * kc);
     if (Bp == NULL || At == NULL) {
@@ -568,7 +574,7 @@ static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const lo
         rf_pack_b_sum_f(B + k0 * ldb, ldb, 0, kc, N, Bp, colsum);
         for (s = 0; s < nsrc; s++) {
             for (m0 = 0; m0 < M[s]; m0 += mb) {
-                mb = M[s] - m0 < RF_MC ? M[s] - m0 : RF_MC;
+                mb = M[s] - m0 < RF_MC_TN ? M[s] - m0 : RF_MC_TN;
                 /* Row tiles of near-equal height, as in rf_gemm_packed_f. */
                 tiles = (mb + RF_MR - 1) / RF_MR;
                 base = mb / tiles;
