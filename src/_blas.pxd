@@ -155,7 +155,7 @@ cdef inline void gemm_packed(int m, int n, int k, const floating* a, int lda,
 # them again for each; otherwise BLAS.
 cdef extern from "_gemm.h" nogil:
     int rf_gemm_tn_f(int nsrc, const long* M, const float** A, const long* lda,
-                     float** C, long ldc, long N, long K, const float* B, long ldb,
+                     float** C, long ldc, const long* Ns, long K, const float* B, long ldb,
                      float* colsum)
     int rf_packed_dw_enabled()
     void rf_use_packed_dw(int on)
@@ -164,30 +164,34 @@ cdef extern from "_gemm.h" nogil:
 cdef inline void gemm_tn(int m1, const floating* a1, int lda1, floating* c1,
                          int m2, const floating* a2, int lda2, floating* c2,
                          int n, int k, const floating* b, int ldb, int ldc,
-                         floating* colsum=NULL) noexcept nogil:
-    """Row-major C1 (m1, n) = A1^T @ B and, when m2 > 0, C2 (m2, n) =
-    A2^T @ B, overwriting C1 and C2 (row stride ldc), with A_s row-major
-    (k, m_s) of row stride lda_s and B row-major (k, n) of row stride ldb.
-    colsum (n), unless NULL, gets B's column sums added (the bias gradient;
-    the packed path takes them while it packs B)."""
+                         floating* colsum=NULL, int n2=-1) noexcept nogil:
+    """Row-major C1 (m1, n) = A1^T @ B and, when m2 > 0, C2 (m2, n2) =
+    A2^T @ B[:, :n2] (n2 <= n; -1: n), overwriting C1 and C2 (row stride
+    ldc), with A_s row-major (k, m_s) of row stride lda_s and B row-major
+    (k, n) of row stride ldb.  colsum (n), unless NULL, gets B's column
+    sums added (the bias gradient; the packed path takes them while it
+    packs B, once for both products)."""
     cdef long M[2]
     cdef long lda[2]
+    cdef long N[2]
     cdef const float* A[2]
     cdef float* C[2]
     cdef int nsrc = 2 if m2 > 0 else 1
     cdef Py_ssize_t i, j
+    if n2 < 0:
+        n2 = n
     if floating is float:
         # Below ~32 rows BLAS is faster: the packed path writes all of C
         # per chunk whatever k (64 x 256 twice: k = 1 8 against 4 us, k = 8
         # 14 against 8, k = 32 38 against 26, k = 64 55 against 60).
         if rf_packed_dw_enabled() and k >= 32:
-            M[0], M[1], lda[0], lda[1] = m1, m2, lda1, lda2
+            M[0], M[1], lda[0], lda[1], N[0], N[1] = m1, m2, lda1, lda2, n, n2
             A[0], A[1], C[0], C[1] = a1, a2, c1, c2
-            if rf_gemm_tn_f(nsrc, M, A, lda, C, ldc, n, k, b, ldb, colsum):
+            if rf_gemm_tn_f(nsrc, M, A, lda, C, ldc, N, k, b, ldb, colsum):
                 return
     gemm(True, False, m1, n, k, <floating> 1, a1, lda1, b, ldb, <floating> 0, c1, ldc)
     if m2 > 0:
-        gemm(True, False, m2, n, k, <floating> 1, a2, lda2, b, ldb, <floating> 0, c2, ldc)
+        gemm(True, False, m2, n2, k, <floating> 1, a2, lda2, b, ldb, <floating> 0, c2, ldc)
     if colsum != NULL:
         for i in range(k):
             for j in range(n):

@@ -541,23 +541,27 @@ static void rf_pack_a_tile(const float* src, long lda, long kc, long mr, float* 
  * read; each chunk adds into C.  The C tile prefetch in RF_TILE_BODY
  * matters here: C's rows are far apart and come from memory at every
  * chunk (without it zaremba-medium's dW products ran 0.82x BLAS).
- * colsum (N), unless NULL, gets B's column sums added (the bias gradient).
- * Returns 0 when it could not allocate its buffers (nothing written: the
- * caller uses BLAS). */
+ * Source s uses B's first Ns[s] <= N columns only (GRU's dWh takes the
+ * z and r columns of the gate gradients that dWx takes whole: one packing
+ * of B serves both).  colsum (N), unless NULL, gets B's column sums added
+ * (the bias gradient).  Returns 0 when it could not allocate its buffers
+ * (nothing written: the caller uses BLAS). */
 static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const long* lda,
-                        float* const* C, long ldc, long N, long K, const float* B,
+                        float* const* C, long ldc, const long* Ns, long K, const float* B,
                         long ldb, float* colsum)
 {
-    long k0, kc, m0, mb, i, s, p, nc, mr, tiles, base, extra, t, mmax = 0;
+    long k0, kc, m0, mb, i, s, p, nc, mr, tiles, base, extra, t, mmax = 0, N = 0;
     float *Bp, *At, *dst;
-    for (s = 0; s < nsrc; s++)
+    for (s = 0; s < nsrc; s++) {
         mmax = M[s] > mmax ? M[s] : mmax;
+        N = Ns[s] > N ? Ns[s] : N;
+    }
     if (N <= 0 || mmax <= 0)
         return 1;
     if (K <= 0) {               /* no rows: the gradients are zero */
         for (s = 0; s < nsrc; s++)
             for (i = 0; i < M[s]; i++)
-                memset(C[s] + i * ldc, 0, N * sizeof(float));
+                memset(C[s] + i * ldc, 0, Ns[s] * sizeof(float));
         return 1;
     }
     kc = K < RF_KC ? K : RF_KC;
@@ -588,9 +592,9 @@ static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const lo
                     rf_pack_a_tile(A[s] + k0 * lda[s] + i, lda[s], kc, mr, dst);
                     dst += mr * kc;
                 }
-                for (p = 0; p * RF_NR < N; p++) {
+                for (p = 0; p * RF_NR < Ns[s]; p++) {
                     const float* panel = Bp + p * kc * RF_NR;
-                    nc = N - p * RF_NR < RF_NR ? N - p * RF_NR : RF_NR;
+                    nc = Ns[s] - p * RF_NR < RF_NR ? Ns[s] - p * RF_NR : RF_NR;
                     const float* a = At;
                     for (i = m0, t = 0; i < m0 + mb; i += mr, t++) {
                         float* c = C[s] + i * ldc + p * RF_NR;
@@ -631,7 +635,7 @@ static int rf_gemm_single_f(int trans_a, int trans_b, long M, long N, long K,
     if (trans_a) {
         if (accumulate || trans_b)
             return 0;
-        return rf_gemm_tn_f(1, &M, &A, &lda, &C, ldc, N, K, B, ldb, NULL);
+        return rf_gemm_tn_f(1, &M, &A, &lda, &C, ldc, &N, K, B, ldb, NULL);
     }
     if (K <= 0) {
         long i;
@@ -668,10 +672,10 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
     abort();   /* callers check rf_gemm_packed_supported() first */
 }
 static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const long* lda,
-                        float* const* C, long ldc, long N, long K, const float* B,
+                        float* const* C, long ldc, const long* Ns, long K, const float* B,
                         long ldb, float* colsum)
 {
-    (void) nsrc; (void) M; (void) A; (void) lda; (void) C; (void) ldc; (void) N;
+    (void) nsrc; (void) M; (void) A; (void) lda; (void) C; (void) ldc; (void) Ns;
     (void) K; (void) B; (void) ldb; (void) colsum;
     abort();   /* callers check rf_gemm_packed_supported() first */
 }

@@ -31,7 +31,7 @@ from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gem
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
                    rf_packed_dw_enabled)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
-from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, zero_padding, add_column_sums, input_grads,
+from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, zero_padding, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts, set_split_limits,
                   rf_use_thread_pool)
@@ -255,21 +255,20 @@ cdef void gru_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_
     cdef floating* dWh = grad_part(<floating*> a.dWh, scratch, part, D * G, stride)
     cdef floating* db = grad_part(<floating*> a.db, scratch, part, (D + H) * G, stride)
     cdef Py_ssize_t j
-    input_grads(<const floating*> a.xs + r0 * D, <const floating*> a.Wx,
-                <const floating*> a.WxT_packed, pg, dWx, <floating*> a.dxs + r0 * D,
-                a.accumulate_dx, <int> R, <int> D, <int> G)
-    # dWh[:, :2H] = Hprev^T dA_zr
-    gemm_tn(<int> H, phs, <int> H, dWh, 0, NULL, 0, NULL, <int> (2 * H), <int> R,
-            pg, <int> G, <int> G)
     for j in range(nb):
         db[j] = 0
-    add_column_sums(pg, R, G, G, db)
+    # dWx = X^T dA, dWh[:, :2H] = Hprev^T dA_zr and db[:G] = dA's column
+    # sums, with dA packed once for all three
+    input_grads(<const floating*> a.xs + r0 * D, <const floating*> a.Wx,
+                <const floating*> a.WxT_packed, pg, dWx, <floating*> a.dxs + r0 * D,
+                a.accumulate_dx, <int> R, <int> D, <int> G, phs, dWh, <int> H, db,
+                <int> (2 * H))
     if a.reset_after:
-        # dWh_h = Hprev^T dA_h,n; recurrent bias row gets dA_h
+        # dWh_h = Hprev^T dA_h,n; the recurrent bias gets dA_zr's sums (the
+        # same as the input bias's) and dA_h,n's
+        memcpy(db + G, db, 2 * H * sizeof(floating))
         gemm_tn(<int> H, phs, <int> H, dWh + 2 * H, 0, NULL, 0, NULL, <int> H, <int> R,
-                pex, <int> H, <int> G)
-        add_column_sums(pg, R, 2 * H, G, db + G)
-        add_column_sums(pex, R, H, H, db + G + 2 * H)
+                pex, <int> H, <int> G, db + G + 2 * H)
     else:
         # dWh_h = (r*h)^T da_h
         gemm_tn(<int> H, pex, <int> H, dWh + 2 * H, 0, NULL, 0, NULL, <int> H, <int> R,

@@ -365,22 +365,25 @@ def packed_matmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
 
 
 def packed_matmul_tn(const float[:, ::1] a1, const float[:, ::1] a2, const float[:, ::1] b,
-                     float[:, ::1] c1, float[:, ::1] c2):
-    """c1 = a1.T @ b and, when a2 has columns, c2 = a2.T @ b through gemm_tn,
-    the path of the parameter gradients (tests compare it with numpy).  c1
-    and c2 are overwritten; shapes are checked here.  Returns whether the
-    packed kernel was switched on (else BLAS ran)."""
+                     float[:, ::1] c1, float[:, ::1] c2, int n2=-1):
+    """c1 = a1.T @ b and, when a2 has columns, c2[:, :n2] = a2.T @ b[:, :n2]
+    (n2 = -1: all of b's columns) through gemm_tn, the path of the
+    parameter gradients (tests compare it with numpy).  c1 and c2[:, :n2]
+    are overwritten, c2's other columns left alone; shapes are checked
+    here.  Returns whether the packed kernel was switched on (else BLAS
+    ran)."""
     cdef int k = a1.shape[0], m1 = a1.shape[1], m2 = a2.shape[1], n = b.shape[1]
     if (a2.shape[0] != k or b.shape[0] != k or c1.shape[0] != m1 or c1.shape[1] != n
-            or c2.shape[0] != m2 or c2.shape[1] != n or m1 == 0 or n == 0):
+            or c2.shape[0] != m2 or c2.shape[1] != n or m1 == 0 or n == 0
+            or not -1 <= n2 <= n or n2 == 0):
         raise ValueError(f"packed_matmul_tn: shapes a1 {(a1.shape[0], a1.shape[1])}, "
                          f"a2 {(a2.shape[0], a2.shape[1])}, b {(b.shape[0], b.shape[1])}, "
-                         f"c1 {(c1.shape[0], c1.shape[1])}, c2 {(c2.shape[0], c2.shape[1])} "
-                         "do not agree")
+                         f"c1 {(c1.shape[0], c1.shape[1])}, c2 {(c2.shape[0], c2.shape[1])}, "
+                         f"n2 {n2} do not agree")
     with nogil:
         gemm_tn(m1, &a1[0, 0] if k else NULL, m1, &c1[0, 0],
                 m2, &a2[0, 0] if k and m2 else NULL, m2, &c2[0, 0] if m2 else NULL,
-                n, k, &b[0, 0] if k else NULL, n, n)
+                n, k, &b[0, 0] if k else NULL, n, n, NULL, n2)
     return bool(rf_gemm_packed_supported())
 
 

@@ -96,30 +96,19 @@ cdef inline void zero_padding(floating* buf, Py_ssize_t N, Py_ssize_t T,
                 row[j] = 0
 
 
-cdef inline void add_column_sums(const floating* a, Py_ssize_t rows,
-                                 Py_ssize_t cols, Py_ssize_t lda,
-                                 floating* out) noexcept nogil:
-    """out[j] += sum_i a[i, j]: the bias gradient as a reduction."""
-    cdef Py_ssize_t i, j
-    cdef const floating* row
-    for i in range(rows):
-        row = a + i * lda
-        for j in range(cols):
-            out[j] += row[j]
-
-
 cdef inline void input_grads(const floating* xs, const floating* Wx,
                              const floating* WxT_packed, floating* dG, floating* dWx,
                              floating* dxs, bint accumulate_dx, int NT, int D,
                              int GH, const floating* h_prev=NULL, floating* dWh=NULL,
-                             int H=0, floating* db=NULL) noexcept nogil:
+                             int H=0, floating* db=NULL, int GHh=-1) noexcept nogil:
     """After the step loop: dWx = X^T dG and, when H > 0, dWh = Hprev^T dG
-    (gemm_tn: dG packed once for both), db += dG's column sums when db is
+    (of dG's first GHh columns only when GHh >= 0: GRU's z and r; gemm_tn:
+    dG packed once for both), db += dG's column sums when db is
     not NULL (in the same pass), and dX (+)= dG Wx^T (the packed
     kernel when Wx^T is packed: it reads dG once, without BLAS's packing of
     it, which showed up in the profile of long sequences), one product each
     over all NT rows of the (NT, GH) gate-gradient buffer."""
-    gemm_tn(D, xs, D, dWx, H, h_prev, H, dWh, GH, NT, dG, GH, GH, db)
+    gemm_tn(D, xs, D, dWx, H, h_prev, H, dWh, GH, NT, dG, GH, GH, db, GHh)
     gemm_packed(NT, D, GH, dG, GH, WxT_packed, True, Wx, GH, accumulate_dx, dxs, D)
 
 

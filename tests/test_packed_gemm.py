@@ -75,11 +75,37 @@ def test_packed_matmul_tn_matches_numpy(k, m1, m2, n, packed):
     np.testing.assert_allclose(c2, a2.T.astype(np.float64) @ b, **tol)
 
 
+@pytest.mark.parametrize("k", [0, 5, 40, 700])
+@pytest.mark.parametrize("n,n2", [(48, 32), (30, 20), (51, 17), (16, 16)])
+@pytest.mark.parametrize("packed", [True, False])
+def test_packed_matmul_tn_second_product_on_leading_columns(k, n, n2, packed):
+    """GRU's dWh[:, :2H] = Hprev^T dA_zr shares the packing of dA with dWx:
+    the second product uses B's first n2 columns (ragged panels too) and
+    leaves C2's other columns alone."""
+    _core.use_packed_gemm(packed)
+    rng = np.random.default_rng(k + n + n2)
+    a1 = rng.standard_normal((k, 7)).astype(np.float32)
+    a2 = rng.standard_normal((k, 13)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    c1 = np.full((7, n), np.nan, np.float32)
+    c2 = np.full((13, n), 7.0, np.float32)
+    _rnn.packed_matmul_tn(a1, a2, b, c1, c2, n2)
+    tol = {"rtol": 1e-5, "atol": 1e-5 * np.sqrt(max(k, 1))}
+    np.testing.assert_allclose(c1, a1.T.astype(np.float64) @ b, **tol)
+    np.testing.assert_allclose(c2[:, :n2], a2.T.astype(np.float64) @ b[:, :n2], **tol)
+    np.testing.assert_array_equal(c2[:, n2:], 7.0)
+
+
 def test_packed_matmul_tn_refuses_disagreeing_shapes():
     a = np.ones((4, 3), np.float32)
     with pytest.raises(ValueError, match="do not agree"):
         _rnn.packed_matmul_tn(a, np.ones((5, 2), np.float32), np.ones((4, 6), np.float32),
                               np.zeros((3, 6), np.float32), np.zeros((2, 6), np.float32))
+    for n2 in (0, -2, 7):
+        with pytest.raises(ValueError, match="do not agree"):
+            _rnn.packed_matmul_tn(a, np.ones((4, 2), np.float32), np.ones((4, 6), np.float32),
+                                  np.zeros((3, 6), np.float32), np.zeros((2, 6), np.float32),
+                                  n2)
 
 
 @pytest.mark.parametrize("cls,kw", [(rnnfast.RNN, {}), (rnnfast.LSTM, {}),
