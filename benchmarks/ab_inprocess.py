@@ -52,6 +52,18 @@ def load_kernels(tree):
     return mods
 
 
+def valid_case(case):
+    """cell:mode:config or kernel:M,K,N, as the docstring says."""
+    def ints(text, n):
+        values = text.split(",")
+        return len(values) == n and all(v.isdigit() and int(v) > 0 for v in values)
+    parts = case.split(":")
+    if parts[0] == "kernel":
+        return len(parts) == 2 and ints(parts[1], 3)
+    return (len(parts) == 3 and parts[0] in ("rnn", "lstm", "gru")
+            and parts[1] in ("train", "infer") and (parts[2] in CONFIGS or ints(parts[2], 4)))
+
+
 def kernel_calls(old, new, M, K, N):
     """packed_matmul of each build on the same operands, B packed once and
     the product repeated ~10 ms worth, as in a step loop."""
@@ -77,6 +89,10 @@ def main(argv):
     if len(argv) < 3 or not cases:
         sys.exit(__doc__)
     rounds = int(argv[-1]) if argv[-1].isdigit() else 11
+    for case in cases:
+        if not valid_case(case):
+            sys.exit(f"case {case!r}: expected cell:mode:config (rnn|lstm|gru, train|infer, "
+                     f"one of {sorted(CONFIGS)} or N,T,D,H) or kernel:M,K,N")
     new = {name: getattr(_core, name) for name in KERNELS}
     old = load_kernels(argv[1])
     assert all(old[n].__file__ != new[n].__file__ for n in KERNELS)

@@ -243,17 +243,6 @@ def backward(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx, thre
     relu, reset_after = cache.options
     if threads is None:
         threads = step_loop_threads()
-    _backward_kernel(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx,
-                     relu, reset_after, threads)
-    # The kernel has consumed the cache (gates now hold their gradients);
-    # its buffers go back for the next call.
-    _SCRATCH.give(*cache.buffers)
-    cache.gates = cache.h_prev = cache.c_prev = cache.tanh_c = cache.extra = cache.work = None
-    cache.buffers = None
-
-
-def _backward_kernel(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_dx,
-                     relu, reset_after, threads):
     if cache.cell == "lstm":
         _lstm.lstm_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
                             dout, offset, dh, dc, cache.gates, cache.h_prev,
@@ -269,3 +258,8 @@ def _backward_kernel(cache, dout, offset, dh, dc, dWx, dWh, db, dxs, accumulate_
                           relu, dout, offset, dh, cache.gates, cache.h_prev,
                           dWx, dWh, db, dxs, accumulate_dx, cache.work,
                           threads)
+    # The kernel has consumed the cache (gates now hold their gradients);
+    # its buffers go back for the next call.
+    _SCRATCH.give(*cache.buffers)
+    cache.gates = cache.h_prev = cache.c_prev = cache.tanh_c = cache.extra = cache.work = None
+    cache.buffers = None
