@@ -113,3 +113,21 @@ def test_kernels_check_the_steps_of_the_gates_buffer(training):
                 else:
                     _gru.gru_forward(xs, Wx, Wh, np.zeros(G, f), h, lengths, False, False, out,
                                      0, gates, saved, saved, work, training)
+
+
+@pytest.mark.parametrize("cls,kw", NETS, ids=IDS)
+def test_training_forward_is_bitwise_chunked_inference(cls, kw, monkeypatch):
+    """A training forward projects all T steps of its rows in one product
+    and keeps them; inference through a 7-step chunk buffer projects 7 at
+    a time: on the packed kernel the outputs must be bitwise the same."""
+    if not _core._packed_in_use():
+        pytest.skip("bitwise only on the packed kernel (float32)")
+    rng = np.random.default_rng(2)
+    N, T, D, H = 5, 150, 6, 16
+    xs = rng.standard_normal((N, T, D)).astype(np.float32)
+    lengths = np.array([150, 64, 65, 1, 131])
+    net = cls(D, H, bidirectional=True, random_state=0, **kw)
+    ys_train, _ = net.forward(xs, lengths=lengths)
+    net.eval()
+    got = _infer(net, xs, lengths, 7, monkeypatch)
+    np.testing.assert_array_equal(ys_train, got[0])

@@ -12,12 +12,12 @@ CELLS = [("rnn", {}), ("rnn", {"nonlinearity": "relu"}), ("lstm", {}),
 IDS = ["rnn-tanh", "rnn-relu", "lstm", "gru-reset-before", "gru-reset-after"]
 
 
-def run_both(cell, opts, dtype, reverse, lengths, rng, N=4, T=6, D=5, H=3):
+def run_both(cell, opts, dtype, reverse, lengths, rng, N=4, T=6, D=5, H=3, scale=0.5):
     G = N_GATES[cell] * H
     reset_after = opts.get("reset_after", False)
     xs = rng.standard_normal((N, T, D)).astype(dtype)
-    Wx = (rng.standard_normal((D, G)) * 0.5).astype(dtype)
-    Wh = (rng.standard_normal((H, G)) * 0.5).astype(dtype)
+    Wx = (rng.standard_normal((D, G)) * scale).astype(dtype)
+    Wh = (rng.standard_normal((H, G)) * scale).astype(dtype)
     b = (rng.standard_normal(bias_shape(cell, H, reset_after)) * 0.5).astype(dtype)
     h0 = rng.standard_normal((N, H)).astype(dtype)
     c0 = rng.standard_normal((N, H)).astype(dtype) if cell == "lstm" else None
@@ -57,6 +57,19 @@ def run_both(cell, opts, dtype, reverse, lengths, rng, N=4, T=6, D=5, H=3):
 @pytest.mark.parametrize("cell,opts", CELLS, ids=IDS)
 def test_kernel_matches_reference(cell, opts, reverse, lengths, dtype, rng):
     run_both(cell, opts, dtype, reverse, lengths, rng)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lengths", [None, [150, 70, 129, 1, 64, 65]], ids=["full", "ragged"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell,opts", CELLS, ids=IDS)
+def test_kernel_matches_reference_on_long_sequences(cell, opts, reverse, lengths,
+                                                        dtype, rng):
+    """A long sequence: T = 150 (the packed kernel's row blocks of A are
+    192 rows, its K chunks 512; tiles see many steps), with rows ending
+    at, before and after T = 64.  Weights of scale 0.25 keep a ReLU state
+    of 150 steps from blowing up."""
+    run_both(cell, opts, dtype, reverse, lengths, rng, N=6, T=150, D=5, H=8, scale=0.25)
 
 
 @pytest.mark.parametrize("cell,opts", CELLS, ids=IDS)
