@@ -22,19 +22,24 @@ Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
                         reset_before: r*h_prev (needed for dWh_h)
     b       flat: 3H values, or 6H (input row then recurrent row)
 
-Each kernel is a def (checks, BLAS products) and a step loop over a range
-of batch rows (`*_steps`), as in src/_lstm.pyx.
+Each kernel is a def (checks), a fused `*_run` and a step loop over a
+range of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
+cimport numpy as cnp
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
 from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
                    rf_packed_dw_enabled)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
+from _arrays cimport Arr, take, kernel_dtype
 from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, zero_padding, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts, set_split_limits,
+                  run_steps, backward_steps_and_grads,
                   rf_use_thread_pool)
+
+cnp.import_array()
 
 
 cdef struct FwdArgs:
@@ -143,75 +148,85 @@ cdef void gru_forward_steps_f(void* a, long n0, long n1, int part) noexcept nogi
     gru_forward_steps(<float*> NULL, <FwdArgs*> a, n0, n1)
 
 
-def gru_forward(const floating[:, :, ::1] xs,
-                const floating[:, ::1] Wx,
-                const floating[:, ::1] Wh,
-                const floating[::1] b,
-                floating[:, ::1] h,
-                const Py_ssize_t[::1] lengths,
-                bint reverse,
-                bint reset_after,
-                floating[:, :, ::1] out,
-                Py_ssize_t out_offset,
-                floating[:, :, ::1] gates,
-                floating[:, :, ::1] h_prev,
-                floating[:, :, ::1] extra,
-                floating[:, ::1] work,
-                bint training,
+cdef void gru_forward_steps_d(void* a, long n0, long n1, int part) noexcept nogil:
+    gru_forward_steps(<double*> NULL, <FwdArgs*> a, n0, n1)
+
+
+def gru_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint reset_after, out,
+                Py_ssize_t out_offset, gates, h_prev, extra, work, bint training,
                 int threads=1):
-    cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
-    cdef Py_ssize_t H = Wh.shape[0], G = 3 * H, W = out.shape[2], Tc = gates.shape[1]
+    """Arrays (src/_arrays.pxd): xs (N, T, D), Wx (D, 3H), Wh (H, 3H), b
+    flat (3H or 6H), h (N, H) in/out, lengths (N,) intp, out (N, T, W),
+    gates (N, Tc, 3H), h_prev, extra (N, T, H) when training, work (N, 4H);
+    float32 or float64 as xs."""
+    cdef int ft = kernel_dtype(xs)
+    cdef Arr x, wx, wh, bias, hh, lens, o, g, hp, ex, wk
     cdef FwdArgs a
-    cdef int nt
-    cdef const floating* pWh = &Wh[0, 0]
-    cdef floating* wxp = NULL
-    cdef floating* wp1 = NULL
-    cdef floating* wp2 = NULL
-    expect_batch(lengths, N, T, out_offset, H, W)
+    take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
+    take(&wh, Wh, "Wh", 2, ft, False); take(&bias, b, "b", 1, ft, False)
+    take(&hh, h, "h", 2, ft, True); take(&lens, lengths, "lengths", 1, cnp.NPY_INTP, False)
+    take(&o, out, "out", 3, ft, True); take(&g, gates, "gates", 3, ft, True)
+    take(&hp, h_prev, "h_prev", 3, ft, True); take(&ex, extra, "extra", 3, ft, True)
+    take(&wk, work, "work", 2, ft, True)
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2]
+    cdef Py_ssize_t H = wh.shape[0], G = 3 * H, W = o.shape[2], Tc = g.shape[1]
+    expect_batch(&lens, N, T, out_offset, H, W)
     expect_chunk(Tc, T, training)
-    expect("Wx", &Wx.shape[0], 2, D, G, 0); expect("Wh", &Wh.shape[0], 2, H, G, 0)
-    expect("b", &b.shape[0], 1, 2 * G if reset_after else G, 0, 0)
-    expect("h", &h.shape[0], 2, N, H, 0); expect("out", &out.shape[0], 2, N, T, 0)
-    expect("gates", &gates.shape[0], 3, N, Tc, G); expect("work", &work.shape[0], 2, N, 4 * H, 0)
+    expect("Wx", wx.shape, 2, D, G, 0); expect("Wh", wh.shape, 2, H, G, 0)
+    expect("b", bias.shape, 1, 2 * G if reset_after else G, 0, 0)
+    expect("h", hh.shape, 2, N, H, 0); expect("out", o.shape, 2, N, T, 0)
+    expect("gates", g.shape, 3, N, Tc, G); expect("work", wk.shape, 2, N, 4 * H, 0)
     if training:
-        expect("h_prev", &h_prev.shape[0], 3, N, T, H)
-        expect("extra", &extra.shape[0], 3, N, T, H)
-    a.gates, a.h, a.out, a.work = &gates[0, 0, 0], &h[0, 0], &out[0, 0, 0], &work[0, 0]
+        expect("h_prev", hp.shape, 3, N, T, H)
+        expect("extra", ex.shape, 3, N, T, H)
+    a.gates, a.h, a.out, a.work = g.data, hh.data, o.data, wk.data
     a.h_prev = a.extra = NULL
     if training:
-        a.h_prev, a.extra = &h_prev[0, 0, 0], &extra[0, 0, 0]
-    a.b, a.Wh, a.lengths = &b[0], pWh, &lengths[0]
-    a.xs, a.T, a.D, a.H, a.W, a.out_offset = &xs[0, 0, 0], T, D, H, W, out_offset
-    a.Wx, a.Tc = &Wx[0, 0], Tc
+        a.h_prev, a.extra = hp.data, ex.data
+    a.b, a.Wh, a.lengths = bias.data, wh.data, <const Py_ssize_t*> lens.data
+    a.xs, a.T, a.D, a.H, a.W, a.out_offset = x.data, T, D, H, W, out_offset
+    a.Wx, a.Tc = wx.data, Tc
     a.reverse, a.training, a.reset_after = reverse, training, reset_after
     with nogil:
-        wxp = pack_b(pack_rows(N * T), False, <int> D, <int> G,
-                     &Wx[0, 0], <int> G)
-        a.Wx_packed = wxp
-        if wxp == NULL and Tc == T:
-            gemm(False, False, <int> (N * T), <int> G, <int> D, <floating> 1,
-                 &xs[0, 0, 0], <int> D, &Wx[0, 0], <int> G, <floating> 0,
-                 <floating*> a.gates, <int> G)
-        zero_padding(<floating*> a.out, N, T, W, out_offset, H, a.lengths)
-        if training:
-            zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
-            zero_padding(<floating*> a.extra, N, T, H, 0, H, a.lengths)
-        # The per-step products' right-hand matrices, packed once (or NULL:
-        # BLAS).  reset_after: Wh (H, 3H); else Wh_zr (H, 2H) and Wh_h (H, H).
-        if reset_after:
-            wp1 = pack_b(pack_rows(N * T), False, <int> H, <int> G, pWh, <int> G)
+        if ft == cnp.NPY_FLOAT:
+            gru_forward_run(<float*> NULL, &a, N, threads)
         else:
-            wp1 = pack_b(pack_rows(N * T), False, <int> H, <int> (2 * H), pWh, <int> G)
-            wp2 = pack_b(pack_rows(N * T), False, <int> H, <int> H, pWh + 2 * H, <int> G)
-        a.Wp1, a.Wp2 = wp1, wp2
-        nt = step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (reset_after or wp2 != NULL))
-        if floating is float and nt > 1:
-            rf_run_rows(gru_forward_steps_f, &a, N, nt)
-        else:
-            gru_forward_steps(<floating*> NULL, &a, 0, N)
-        free_packed(wp1)
-        free_packed(wp2)
-        free_packed(wxp)
+            gru_forward_run(<double*> NULL, &a, N, threads)
+
+
+cdef void gru_forward_run(floating* tag, FwdArgs* a, Py_ssize_t N,
+                          int threads) noexcept nogil:
+    """gru_forward after its checks: the input projection (BLAS, unless Wx
+    packs), the step loop on `threads` threads at most."""
+    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 3 * H, Tc = a.Tc
+    cdef const floating* pWx = <const floating*> a.Wx
+    cdef const floating* pWh = <const floating*> a.Wh
+    cdef floating* wxp
+    cdef floating* wp1
+    cdef floating* wp2 = NULL
+    wxp = pack_b(pack_rows(N * T), False, <int> D, <int> G, pWx, <int> G)
+    a.Wx_packed = wxp
+    if wxp == NULL and Tc == T:
+        gemm(False, False, <int> (N * T), <int> G, <int> D, <floating> 1,
+             <const floating*> a.xs, <int> D, pWx, <int> G, <floating> 0,
+             <floating*> a.gates, <int> G)
+    zero_padding(<floating*> a.out, N, T, a.W, a.out_offset, H, a.lengths)
+    if a.training:
+        zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
+        zero_padding(<floating*> a.extra, N, T, H, 0, H, a.lengths)
+    # The per-step products' right-hand matrices, packed once (or NULL:
+    # BLAS).  reset_after: Wh (H, 3H); else Wh_zr (H, 2H) and Wh_h (H, H).
+    if a.reset_after:
+        wp1 = pack_b(pack_rows(N * T), False, <int> H, <int> G, pWh, <int> G)
+    else:
+        wp1 = pack_b(pack_rows(N * T), False, <int> H, <int> (2 * H), pWh, <int> G)
+        wp2 = pack_b(pack_rows(N * T), False, <int> H, <int> H, pWh + 2 * H, <int> G)
+    a.Wp1, a.Wp2 = wp1, wp2
+    run_steps(tag, gru_forward_steps_f if floating is float else gru_forward_steps_d, a, N,
+              step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (a.reset_after or wp2 != NULL)))
+    free_packed(wp1)
+    free_packed(wp2)
+    free_packed(wxp)
 
 
 cdef struct BwdArgs:
@@ -327,107 +342,105 @@ cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                         pWh, <int> G, True, pdh + n0 * H, <int> H)
 
 
-cdef void gru_backward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
-    gru_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
-    if (<BwdArgs*> a).split:
-        gru_backward_grads(<float*> NULL, <BwdArgs*> a, n0 * (<BwdArgs*> a).T,
-                              n1 * (<BwdArgs*> a).T, part)
+cdef void gru_backward_rows(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
+                             int part) noexcept nogil:
+    """Batch rows n0..n1-1's steps, then, when each thread sums its own
+    rows' gradients (split), those into gradient part `part`."""
+    gru_backward_steps(tag, a, n0, n1)
+    if a.split:
+        gru_backward_grads(tag, a, n0 * a.T, n1 * a.T, part)
+
+
+# The row functions as src/_threads.h and src/_seq.pxd take them.
+cdef void gru_backward_rows_f(void* a, long n0, long n1, int part) noexcept nogil:
+    gru_backward_rows(<float*> NULL, <BwdArgs*> a, n0, n1, part)
+
+
+cdef void gru_backward_rows_d(void* a, long n0, long n1, int part) noexcept nogil:
+    gru_backward_rows(<double*> NULL, <BwdArgs*> a, n0, n1, part)
 
 
 cdef void gru_backward_grads_f(void* a, long r0, long r1, int part) noexcept nogil:
     gru_backward_grads(<float*> NULL, <BwdArgs*> a, r0, r1, part)
 
 
-def gru_backward(const floating[:, :, ::1] xs,
-                 const floating[:, ::1] Wx,
-                 const floating[:, ::1] Wh,
-                 const Py_ssize_t[::1] lengths,
-                 bint reverse,
-                 bint reset_after,
-                 const floating[:, :, ::1] dout,
-                 Py_ssize_t dout_offset,
-                 floating[:, ::1] dh,
-                 floating[:, :, ::1] gates,
-                 const floating[:, :, ::1] h_prev,
-                 floating[:, :, ::1] extra,
-                 floating[:, ::1] dWx,
-                 floating[:, ::1] dWh,
-                 floating[::1] db,
-                 floating[:, :, ::1] dxs,
-                 bint accumulate_dx,
-                 floating[:, ::1] work,
-                 int threads=1):
-    """BPTT; dh: in dL/d(final h), out dL/dh0.  db is flat like b."""
-    cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
-    cdef Py_ssize_t H = Wh.shape[0], G = 3 * H, W = dout.shape[2]
-    cdef Py_ssize_t j
+cdef void gru_backward_grads_d(void* a, long r0, long r1, int part) noexcept nogil:
+    gru_backward_grads(<double*> NULL, <BwdArgs*> a, r0, r1, part)
+
+
+def gru_backward(xs, Wx, Wh, lengths, bint reverse, bint reset_after, dout,
+                 Py_ssize_t dout_offset, dh, gates, h_prev, extra, dWx, dWh, db, dxs,
+                 bint accumulate_dx, work, int threads=1):
+    """BPTT; dh: in dL/d(final h), out dL/dh0.  db is flat like b.  Arrays
+    as in gru_forward, dout (N, T, W), dxs (N, T, D), the gradients shaped
+    as the parameters."""
+    cdef int ft = kernel_dtype(xs)
+    cdef Arr x, wx, wh, lens, do, dhh, g, hp, ex, dwx, dwh, dbb, dx, wk
     cdef BwdArgs a
-    cdef int nt
-    cdef floating* pg = &gates[0, 0, 0]
-    cdef floating* pex = &extra[0, 0, 0]
-    cdef const floating* phs = &h_prev[0, 0, 0]
-    cdef const floating* pWh = &Wh[0, 0]
-    cdef const Py_ssize_t* plen = &lengths[0]
-    cdef floating* wp1 = NULL
-    cdef floating* wp2 = NULL
-    cdef floating* wxtp = NULL
-    cdef floating* scratch = NULL
-    cdef Py_ssize_t nb, stride
-    expect_batch(lengths, N, T, dout_offset, H, W)
-    expect("Wx", &Wx.shape[0], 2, D, G, 0); expect("Wh", &Wh.shape[0], 2, H, G, 0)
-    expect("dout", &dout.shape[0], 2, N, T, 0); expect("dh", &dh.shape[0], 2, N, H, 0)
-    expect("gates", &gates.shape[0], 3, N, T, G)
-    expect("h_prev", &h_prev.shape[0], 3, N, T, H)
-    expect("extra", &extra.shape[0], 3, N, T, H)
-    expect("dWx", &dWx.shape[0], 2, D, G, 0); expect("dWh", &dWh.shape[0], 2, H, G, 0)
-    expect("db", &db.shape[0], 1, 2 * G if reset_after else G, 0, 0)
-    expect("dxs", &dxs.shape[0], 3, N, T, D); expect("work", &work.shape[0], 2, N, 4 * H, 0)
-    a.gates, a.dh, a.work, a.extra = pg, &dh[0, 0], &work[0, 0], pex
-    a.dout, a.h_prev, a.Wh, a.lengths = &dout[0, 0, 0], phs, pWh, plen
+    take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
+    take(&wh, Wh, "Wh", 2, ft, False)
+    take(&lens, lengths, "lengths", 1, cnp.NPY_INTP, False)
+    take(&do, dout, "dout", 3, ft, False); take(&dhh, dh, "dh", 2, ft, True)
+    take(&g, gates, "gates", 3, ft, True); take(&hp, h_prev, "h_prev", 3, ft, False)
+    take(&ex, extra, "extra", 3, ft, True)
+    take(&dwx, dWx, "dWx", 2, ft, True); take(&dwh, dWh, "dWh", 2, ft, True)
+    take(&dbb, db, "db", 1, ft, True); take(&dx, dxs, "dxs", 3, ft, True)
+    take(&wk, work, "work", 2, ft, True)
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2]
+    cdef Py_ssize_t H = wh.shape[0], G = 3 * H, W = do.shape[2]
+    expect_batch(&lens, N, T, dout_offset, H, W)
+    expect("Wx", wx.shape, 2, D, G, 0); expect("Wh", wh.shape, 2, H, G, 0)
+    expect("dout", do.shape, 2, N, T, 0); expect("dh", dhh.shape, 2, N, H, 0)
+    expect("gates", g.shape, 3, N, T, G)
+    expect("h_prev", hp.shape, 3, N, T, H)
+    expect("extra", ex.shape, 3, N, T, H)
+    expect("dWx", dwx.shape, 2, D, G, 0); expect("dWh", dwh.shape, 2, H, G, 0)
+    expect("db", dbb.shape, 1, 2 * G if reset_after else G, 0, 0)
+    expect("dxs", dx.shape, 3, N, T, D); expect("work", wk.shape, 2, N, 4 * H, 0)
+    a.gates, a.dh, a.work, a.extra = g.data, dhh.data, wk.data, ex.data
+    a.dout, a.h_prev, a.Wh, a.lengths = do.data, hp.data, wh.data, <const Py_ssize_t*> lens.data
     a.T, a.H, a.W, a.dout_offset = T, H, W, dout_offset
     a.reverse, a.reset_after = reverse, reset_after
-    a.xs, a.Wx, a.dxs, a.D, a.accumulate_dx = &xs[0, 0, 0], &Wx[0, 0], &dxs[0, 0, 0], D, accumulate_dx
-    a.dWx, a.dWh, a.db = &dWx[0, 0], &dWh[0, 0], &db[0]
-    nb = 2 * G if reset_after else G
-    stride = grad_stride(D, H, G, nb)
+    a.xs, a.Wx, a.dxs, a.D, a.accumulate_dx = x.data, wx.data, dx.data, D, accumulate_dx
+    a.dWx, a.dWh, a.db = dwx.data, dwh.data, dbb.data
     with nogil:
-        zero_padding(pg, N, T, G, 0, G, plen)
-        if reset_after:
-            zero_padding(pex, N, T, H, 0, H, plen)
-        if reset_after:
-            wp1 = pack_b(pack_rows(N * T), True, <int> G, <int> H, pWh, <int> G)
+        if ft == cnp.NPY_FLOAT:
+            gru_backward_run(<float*> NULL, &a, N, threads)
         else:
-            wp1 = pack_b(pack_rows(N * T), True, <int> (2 * H), <int> H, pWh, <int> G)
-            wp2 = pack_b(pack_rows(N * T), True, <int> H, <int> H, pWh + 2 * H, <int> G)
-        a.Wp1, a.Wp2 = wp1, wp2
-        wxtp = pack_b(pack_rows(N * T), True, <int> G, <int> D, &Wx[0, 0], <int> G)
-        a.WxT_packed = wxtp
-        nt = step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (reset_after or wp2 != NULL))
-        # The threads sum their rows' gradients on the packed kernel only:
-        # BLAS is never called from them (src/_blas.pxd, gemm).
-        if nt > 1 and rf_packed_dw_enabled() != 0:
-            scratch = <floating*> malloc((nt - 1) * stride * sizeof(floating))
-        a.scratch, a.split = scratch, scratch != NULL
-        if floating is float and nt > 1:
-            # Each thread: its rows' steps, then their share of the gradients.
-            rf_run_rows(gru_backward_steps_f, &a, N, nt)
-        else:
-            gru_backward_steps(<floating*> NULL, &a, 0, N)
-        free_packed(wp1)
-        free_packed(wp2)
-        if a.split:
-            add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, nt, D, H, G, nb)
-        else:
-            # The steps ran on one thread (too few batch rows to split):
-            # the gradients may split over the N*T rows instead.
-            if floating is double or not grads_on_threads(
-                    gru_backward_grads_f, &a, &a.scratch, threads, N * T, 2 * (2 * D + H) * G,
-                    wxtp != NULL and rf_packed_dw_enabled() != 0,
-                    &dWx[0, 0], &dWh[0, 0], &db[0], D, H, G, nb):
-                gru_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
-            scratch = <floating*> a.scratch
-        free_packed(wxtp)
-        free(scratch)
+            gru_backward_run(<double*> NULL, &a, N, threads)
+
+
+cdef void gru_backward_run(floating* tag, BwdArgs* a, Py_ssize_t N,
+                           int threads) noexcept nogil:
+    """gru_backward after its checks: the step loop, then the parameter and
+    input gradients (with the steps on each thread, or split over the N*T
+    rows, or on this thread)."""
+    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 3 * H
+    cdef Py_ssize_t nb = 2 * G if a.reset_after else G
+    cdef const floating* pWh = <const floating*> a.Wh
+    cdef floating* dWx = <floating*> a.dWx
+    cdef floating* dWh = <floating*> a.dWh
+    cdef floating* db = <floating*> a.db
+    cdef floating* wp1
+    cdef floating* wp2 = NULL
+    cdef floating* wxtp
+    zero_padding(<floating*> a.gates, N, T, G, 0, G, a.lengths)
+    if a.reset_after:
+        zero_padding(<floating*> a.extra, N, T, H, 0, H, a.lengths)
+        wp1 = pack_b(pack_rows(N * T), True, <int> G, <int> H, pWh, <int> G)
+    else:
+        wp1 = pack_b(pack_rows(N * T), True, <int> (2 * H), <int> H, pWh, <int> G)
+        wp2 = pack_b(pack_rows(N * T), True, <int> H, <int> H, pWh + 2 * H, <int> G)
+    a.Wp1, a.Wp2 = wp1, wp2
+    wxtp = pack_b(pack_rows(N * T), True, <int> G, <int> D, <const floating*> a.Wx, <int> G)
+    a.WxT_packed = wxtp
+    backward_steps_and_grads(
+        tag, a, gru_backward_rows_f if floating is float else gru_backward_rows_d,
+        gru_backward_grads_f if floating is float else gru_backward_grads_d,
+        &a.scratch, &a.split, N, T, step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (a.reset_after or wp2 != NULL)), threads,
+        2 * (2 * D + H) * G, wxtp != NULL and rf_packed_dw_enabled() != 0, wp1, wp2,
+        dWx, dWh, db, D, H, G, nb)
+    free_packed(wxtp)
 
 
 def use_packed_gemm(bint on, dw=None):

@@ -15,20 +15,26 @@ Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
     h, c    (N, H)      in: initial state; out: final state
 A cell's one step is the same kernel with T = 1.
 
-Each kernel is a def (checks, hoisted GEMMs on BLAS) and a step loop over
-a range of batch rows (`*_steps`), which runs on `threads` threads when
-the per-step products use the packed micro-kernel (src/_threads.h).
+Each kernel is a def (the checks of its arrays: src/_arrays.pxd), a fused
+`*_run` (hoisted GEMMs, threads) and a step loop over a range of batch
+rows (`*_steps`), which runs on `threads` threads when the per-step
+products use the packed micro-kernel (src/_threads.h).
 """
+cimport numpy as cnp
 from libc.string cimport memcpy
 from libc.stdlib cimport free, malloc
 from _blas cimport (floating, pack_rows, gemm, free_packed, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
                    rf_packed_dw_enabled)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
+from _arrays cimport Arr, take, kernel_dtype
 from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts, set_split_limits,
+                  run_steps, backward_steps_and_grads,
                   rf_use_thread_pool)
+
+cnp.import_array()
 
 
 cdef struct FwdArgs:
@@ -118,76 +124,83 @@ cdef void lstm_forward_steps_f(void* a, long n0, long n1, int part) noexcept nog
     lstm_forward_steps(<float*> NULL, <FwdArgs*> a, n0, n1)
 
 
-def lstm_forward(const floating[:, :, ::1] xs,
-                 const floating[:, ::1] Wx,
-                 const floating[:, ::1] Wh,
-                 const floating[::1] b,
-                 floating[:, ::1] h,
-                 floating[:, ::1] c,
-                 const Py_ssize_t[::1] lengths,
-                 bint reverse,
-                 floating[:, :, ::1] out,
-                 Py_ssize_t out_offset,
-                 floating[:, :, ::1] gates,
-                 floating[:, :, ::1] h_prev,
-                 floating[:, :, ::1] c_prev,
-                 floating[:, :, ::1] tanh_c,
-                 floating[:, ::1] work,
-                 bint training,
-                 int threads=1):
+cdef void lstm_forward_steps_d(void* a, long n0, long n1, int part) noexcept nogil:
+    lstm_forward_steps(<double*> NULL, <FwdArgs*> a, n0, n1)
+
+
+def lstm_forward(xs, Wx, Wh, b, h, c, lengths, bint reverse, out, Py_ssize_t out_offset,
+                 gates, h_prev, c_prev, tanh_c, work, bint training, int threads=1):
     """Run the LSTM over a whole batch of sequences without the GIL.
 
-    With training=False the saved activations (h_prev, c_prev, tanh_c) are
-    not written and may be empty arrays.  threads: at most this many
+    Arrays (src/_arrays.pxd): xs (N, T, D), Wx (D, 4H), Wh (H, 4H), b (4H,),
+    h, c (N, H) in/out, lengths (N,) intp, out (N, T, W), gates (N, Tc, 4H),
+    h_prev, c_prev, tanh_c (N, T, H), work (N, 4H); float32 or float64 as
+    xs.  With training=False the saved activations (h_prev, c_prev, tanh_c)
+    are not written and may be empty arrays.  threads: at most this many
     threads for the step loop (the caller passes its BLAS thread count)."""
-    cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
-    cdef Py_ssize_t H = Wh.shape[0], G = 4 * H, W = out.shape[2], Tc = gates.shape[1]
+    cdef int ft = kernel_dtype(xs)
+    cdef Arr x, wx, wh, bias, hh, cc, lens, o, g, hp, cp, tc, wk
     cdef FwdArgs a
-    cdef int nt
-    cdef floating* whp = NULL
-    cdef floating* wxp = NULL
-    expect_batch(lengths, N, T, out_offset, H, W)
+    take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
+    take(&wh, Wh, "Wh", 2, ft, False); take(&bias, b, "b", 1, ft, False)
+    take(&hh, h, "h", 2, ft, True); take(&cc, c, "c", 2, ft, True)
+    take(&lens, lengths, "lengths", 1, cnp.NPY_INTP, False)
+    take(&o, out, "out", 3, ft, True); take(&g, gates, "gates", 3, ft, True)
+    take(&hp, h_prev, "h_prev", 3, ft, True); take(&cp, c_prev, "c_prev", 3, ft, True)
+    take(&tc, tanh_c, "tanh_c", 3, ft, True); take(&wk, work, "work", 2, ft, True)
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2]
+    cdef Py_ssize_t H = wh.shape[0], G = 4 * H, W = o.shape[2], Tc = g.shape[1]
+    expect_batch(&lens, N, T, out_offset, H, W)
     expect_chunk(Tc, T, training)
-    expect("Wx", &Wx.shape[0], 2, D, G, 0); expect("Wh", &Wh.shape[0], 2, H, G, 0)
-    expect("b", &b.shape[0], 1, G, 0, 0); expect("h", &h.shape[0], 2, N, H, 0)
-    expect("c", &c.shape[0], 2, N, H, 0); expect("out", &out.shape[0], 2, N, T, 0)
-    expect("gates", &gates.shape[0], 3, N, Tc, G); expect("work", &work.shape[0], 2, N, G, 0)
+    expect("Wx", wx.shape, 2, D, G, 0); expect("Wh", wh.shape, 2, H, G, 0)
+    expect("b", bias.shape, 1, G, 0, 0); expect("h", hh.shape, 2, N, H, 0)
+    expect("c", cc.shape, 2, N, H, 0); expect("out", o.shape, 2, N, T, 0)
+    expect("gates", g.shape, 3, N, Tc, G); expect("work", wk.shape, 2, N, G, 0)
     if training:
-        expect("h_prev", &h_prev.shape[0], 3, N, T, H)
-        expect("c_prev", &c_prev.shape[0], 3, N, T, H)
-        expect("tanh_c", &tanh_c.shape[0], 3, N, T, H)
-    a.gates, a.h, a.c, a.out, a.work = &gates[0, 0, 0], &h[0, 0], &c[0, 0], &out[0, 0, 0], &work[0, 0]
+        expect("h_prev", hp.shape, 3, N, T, H)
+        expect("c_prev", cp.shape, 3, N, T, H)
+        expect("tanh_c", tc.shape, 3, N, T, H)
+    a.gates, a.h, a.c, a.out, a.work = g.data, hh.data, cc.data, o.data, wk.data
     a.h_prev = a.c_prev = a.tanh_c = NULL
     if training:
-        a.h_prev, a.c_prev, a.tanh_c = &h_prev[0, 0, 0], &c_prev[0, 0, 0], &tanh_c[0, 0, 0]
-    a.b, a.Wh, a.lengths = &b[0], &Wh[0, 0], &lengths[0]
-    a.xs, a.T, a.D, a.H, a.W, a.out_offset = &xs[0, 0, 0], T, D, H, W, out_offset
-    a.Wx, a.Tc = &Wx[0, 0], Tc
+        a.h_prev, a.c_prev, a.tanh_c = hp.data, cp.data, tc.data
+    a.b, a.Wh, a.lengths = bias.data, wh.data, <const Py_ssize_t*> lens.data
+    a.xs, a.T, a.D, a.H, a.W, a.out_offset = x.data, T, D, H, W, out_offset
+    a.Wx, a.Tc = wx.data, Tc
     a.reverse, a.training = reverse, training
     with nogil:
-        a.uniform = is_uniform(a.lengths, N, T, reverse)
-        # Hoisted input projection of all N*T rows: one GEMM, on BLAS or
-        # (Wx packed) per thread in the step loop's function.
-        wxp = pack_b(pack_rows(N * T), False, <int> D, <int> G,
-                     &Wx[0, 0], <int> G)
-        a.Wx_packed = wxp
-        if wxp == NULL and Tc == T:
-            gemm(False, False, <int> (N * T), <int> G, <int> D, <floating> 1,
-                 &xs[0, 0, 0], <int> D, &Wx[0, 0], <int> G, <floating> 0,
-                 <floating*> a.gates, <int> G)
-        zero_padding(<floating*> a.out, N, T, W, out_offset, H, a.lengths)
-        if training:
-            zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
-        whp = pack_b(pack_rows(N * T), False, <int> H, <int> G,
-                     &Wh[0, 0], <int> G)
-        a.Wh_packed = whp
-        nt = step_threads(threads, N, T, 2 * H * G, whp != NULL)
-        if floating is float and nt > 1:
-            rf_run_rows(lstm_forward_steps_f, &a, N, nt)
+        if ft == cnp.NPY_FLOAT:
+            lstm_forward_run(<float*> NULL, &a, N, threads)
         else:
-            lstm_forward_steps(<floating*> NULL, &a, 0, N)
-        free_packed(whp)
-        free_packed(wxp)
+            lstm_forward_run(<double*> NULL, &a, N, threads)
+
+
+cdef void lstm_forward_run(floating* tag, FwdArgs* a, Py_ssize_t N,
+                           int threads) noexcept nogil:
+    """lstm_forward after its checks: the input projection (BLAS, unless Wx
+    packs), the step loop on `threads` threads at most."""
+    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 4 * H, Tc = a.Tc
+    cdef const floating* pWx = <const floating*> a.Wx
+    cdef floating* whp
+    cdef floating* wxp
+    a.uniform = is_uniform(a.lengths, N, T, a.reverse)
+    # Hoisted input projection of all N*T rows: one GEMM, on BLAS or
+    # (Wx packed) per thread in the step loop's function.
+    wxp = pack_b(pack_rows(N * T), False, <int> D, <int> G, pWx, <int> G)
+    a.Wx_packed = wxp
+    if wxp == NULL and Tc == T:
+        gemm(False, False, <int> (N * T), <int> G, <int> D, <floating> 1,
+             <const floating*> a.xs, <int> D, pWx, <int> G, <floating> 0,
+             <floating*> a.gates, <int> G)
+    zero_padding(<floating*> a.out, N, T, a.W, a.out_offset, H, a.lengths)
+    if a.training:
+        zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
+    whp = pack_b(pack_rows(N * T), False, <int> H, <int> G, <const floating*> a.Wh, <int> G)
+    a.Wh_packed = whp
+    run_steps(tag, lstm_forward_steps_f if floating is float else lstm_forward_steps_d, a, N,
+              step_threads(threads, N, T, 2 * H * G, whp != NULL))
+    free_packed(whp)
+    free_packed(wxp)
 
 
 cdef struct BwdArgs:
@@ -280,100 +293,102 @@ cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                         whtp, True, Wh, <int> G, True, pdh + n0 * H, <int> H)
 
 
-cdef void lstm_backward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
-    lstm_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
-    if (<BwdArgs*> a).split:
-        lstm_backward_grads(<float*> NULL, <BwdArgs*> a, n0 * (<BwdArgs*> a).T,
-                              n1 * (<BwdArgs*> a).T, part)
+cdef void lstm_backward_rows(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
+                             int part) noexcept nogil:
+    """Batch rows n0..n1-1's steps, then, when each thread sums its own
+    rows' gradients (split), those into gradient part `part`."""
+    lstm_backward_steps(tag, a, n0, n1)
+    if a.split:
+        lstm_backward_grads(tag, a, n0 * a.T, n1 * a.T, part)
+
+
+# The row functions as src/_threads.h and src/_seq.pxd take them.
+cdef void lstm_backward_rows_f(void* a, long n0, long n1, int part) noexcept nogil:
+    lstm_backward_rows(<float*> NULL, <BwdArgs*> a, n0, n1, part)
+
+
+cdef void lstm_backward_rows_d(void* a, long n0, long n1, int part) noexcept nogil:
+    lstm_backward_rows(<double*> NULL, <BwdArgs*> a, n0, n1, part)
 
 
 cdef void lstm_backward_grads_f(void* a, long r0, long r1, int part) noexcept nogil:
     lstm_backward_grads(<float*> NULL, <BwdArgs*> a, r0, r1, part)
 
 
-def lstm_backward(const floating[:, :, ::1] xs,
-                  const floating[:, ::1] Wx,
-                  const floating[:, ::1] Wh,
-                  const Py_ssize_t[::1] lengths,
-                  bint reverse,
-                  const floating[:, :, ::1] dout,
-                  Py_ssize_t dout_offset,
-                  floating[:, ::1] dh,
-                  floating[:, ::1] dc,
-                  floating[:, :, ::1] gates,
-                  const floating[:, :, ::1] h_prev,
-                  const floating[:, :, ::1] c_prev,
-                  const floating[:, :, ::1] tanh_c,
-                  floating[:, ::1] dWx,
-                  floating[:, ::1] dWh,
-                  floating[::1] db,
-                  floating[:, :, ::1] dxs,
-                  bint accumulate_dx,
-                  floating[:, ::1] work,
-                  int threads=1):
+cdef void lstm_backward_grads_d(void* a, long r0, long r1, int part) noexcept nogil:
+    lstm_backward_grads(<double*> NULL, <BwdArgs*> a, r0, r1, part)
+
+
+def lstm_backward(xs, Wx, Wh, lengths, bint reverse, dout, Py_ssize_t dout_offset, dh, dc,
+                  gates, h_prev, c_prev, tanh_c, dWx, dWh, db, dxs, bint accumulate_dx,
+                  work, int threads=1):
     """BPTT through the saved forward.  dh, dc: in dL/d(final state), out
     dL/d(initial state).  Overwrites gates with dL/da and dWx, dWh, db;
     dxs is overwritten, or added to when accumulate_dx (the two directions
-    of a bidirectional layer share one input)."""
-    cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
-    cdef Py_ssize_t H = Wh.shape[0], G = 4 * H, W = dout.shape[2]
-    cdef Py_ssize_t j
+    of a bidirectional layer share one input).  Arrays as in lstm_forward,
+    dout (N, T, W), dxs (N, T, D), the gradients shaped as the parameters."""
+    cdef int ft = kernel_dtype(xs)
+    cdef Arr x, wx, wh, lens, do, dhh, dcc, g, hp, cp, tc, dwx, dwh, dbb, dx, wk
     cdef BwdArgs a
-    cdef int nt
-    cdef floating* pg = &gates[0, 0, 0]
-    cdef floating* whtp = NULL
-    cdef floating* wxtp = NULL
-    cdef floating* scratch = NULL
-    expect_batch(lengths, N, T, dout_offset, H, W)
-    expect("Wx", &Wx.shape[0], 2, D, G, 0); expect("Wh", &Wh.shape[0], 2, H, G, 0)
-    expect("dout", &dout.shape[0], 2, N, T, 0); expect("dh", &dh.shape[0], 2, N, H, 0)
-    expect("dc", &dc.shape[0], 2, N, H, 0); expect("gates", &gates.shape[0], 3, N, T, G)
-    expect("h_prev", &h_prev.shape[0], 3, N, T, H)
-    expect("c_prev", &c_prev.shape[0], 3, N, T, H)
-    expect("tanh_c", &tanh_c.shape[0], 3, N, T, H)
-    expect("dWx", &dWx.shape[0], 2, D, G, 0); expect("dWh", &dWh.shape[0], 2, H, G, 0)
-    expect("db", &db.shape[0], 1, G, 0, 0); expect("dxs", &dxs.shape[0], 3, N, T, D)
-    expect("work", &work.shape[0], 2, N, G, 0)
-    a.gates, a.dh, a.dc, a.work = pg, &dh[0, 0], &dc[0, 0], &work[0, 0]
-    a.dout, a.c_prev, a.tanh_c = &dout[0, 0, 0], &c_prev[0, 0, 0], &tanh_c[0, 0, 0]
-    a.Wh, a.lengths = &Wh[0, 0], &lengths[0]
+    take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
+    take(&wh, Wh, "Wh", 2, ft, False)
+    take(&lens, lengths, "lengths", 1, cnp.NPY_INTP, False)
+    take(&do, dout, "dout", 3, ft, False); take(&dhh, dh, "dh", 2, ft, True)
+    take(&dcc, dc, "dc", 2, ft, True); take(&g, gates, "gates", 3, ft, True)
+    take(&hp, h_prev, "h_prev", 3, ft, False); take(&cp, c_prev, "c_prev", 3, ft, False)
+    take(&tc, tanh_c, "tanh_c", 3, ft, False)
+    take(&dwx, dWx, "dWx", 2, ft, True); take(&dwh, dWh, "dWh", 2, ft, True)
+    take(&dbb, db, "db", 1, ft, True); take(&dx, dxs, "dxs", 3, ft, True)
+    take(&wk, work, "work", 2, ft, True)
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2]
+    cdef Py_ssize_t H = wh.shape[0], G = 4 * H, W = do.shape[2]
+    expect_batch(&lens, N, T, dout_offset, H, W)
+    expect("Wx", wx.shape, 2, D, G, 0); expect("Wh", wh.shape, 2, H, G, 0)
+    expect("dout", do.shape, 2, N, T, 0); expect("dh", dhh.shape, 2, N, H, 0)
+    expect("dc", dcc.shape, 2, N, H, 0); expect("gates", g.shape, 3, N, T, G)
+    expect("h_prev", hp.shape, 3, N, T, H)
+    expect("c_prev", cp.shape, 3, N, T, H)
+    expect("tanh_c", tc.shape, 3, N, T, H)
+    expect("dWx", dwx.shape, 2, D, G, 0); expect("dWh", dwh.shape, 2, H, G, 0)
+    expect("db", dbb.shape, 1, G, 0, 0); expect("dxs", dx.shape, 3, N, T, D)
+    expect("work", wk.shape, 2, N, G, 0)
+    a.gates, a.dh, a.dc, a.work = g.data, dhh.data, dcc.data, wk.data
+    a.dout, a.c_prev, a.tanh_c = do.data, cp.data, tc.data
+    a.Wh, a.lengths = wh.data, <const Py_ssize_t*> lens.data
     a.T, a.H, a.W, a.dout_offset, a.reverse = T, H, W, dout_offset, reverse
-    a.xs, a.Wx, a.h_prev, a.dxs = &xs[0, 0, 0], &Wx[0, 0], &h_prev[0, 0, 0], &dxs[0, 0, 0]
-    a.dWx, a.dWh, a.db, a.D, a.accumulate_dx = &dWx[0, 0], &dWh[0, 0], &db[0], D, accumulate_dx
+    a.xs, a.Wx, a.h_prev, a.dxs = x.data, wx.data, hp.data, dx.data
+    a.dWx, a.dWh, a.db, a.D, a.accumulate_dx = dwx.data, dwh.data, dbb.data, D, accumulate_dx
     with nogil:
-        a.uniform = is_uniform(a.lengths, N, T, reverse)
-        zero_padding(pg, N, T, G, 0, G, a.lengths)
-        whtp = pack_b(pack_rows(N * T), True, <int> G, <int> H,
-                      &Wh[0, 0], <int> G)
-        a.WhT_packed = whtp
-        wxtp = pack_b(pack_rows(N * T), True, <int> G, <int> D, &Wx[0, 0], <int> G)
-        a.WxT_packed = wxtp
-        nt = step_threads(threads, N, T, 2 * H * G, whtp != NULL)
-        # The threads sum their rows' gradients on the packed kernel only:
-        # BLAS is never called from them (src/_blas.pxd, gemm).
-        if nt > 1 and rf_packed_dw_enabled() != 0:
-            scratch = <floating*> malloc((nt - 1) * grad_stride(D, H, G, G)
-                                         * sizeof(floating))
-        a.scratch, a.split = scratch, scratch != NULL
-        if floating is float and nt > 1:
-            # Each thread: its rows' steps, then their share of the gradients.
-            rf_run_rows(lstm_backward_steps_f, &a, N, nt)
+        if ft == cnp.NPY_FLOAT:
+            lstm_backward_run(<float*> NULL, &a, N, threads)
         else:
-            lstm_backward_steps(<floating*> NULL, &a, 0, N)
-        free_packed(whtp)
-        if a.split:
-            add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, nt, D, H, G, G)
-        else:
-            # The steps ran on one thread (too few batch rows to split):
-            # the gradients may split over the N*T rows instead.
-            if floating is double or not grads_on_threads(
-                    lstm_backward_grads_f, &a, &a.scratch, threads, N * T, 2 * (2 * D + H) * G,
-                    wxtp != NULL and rf_packed_dw_enabled() != 0,
-                    &dWx[0, 0], &dWh[0, 0], &db[0], D, H, G, G):
-                lstm_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
-            scratch = <floating*> a.scratch
-        free_packed(wxtp)
-        free(scratch)
+            lstm_backward_run(<double*> NULL, &a, N, threads)
+
+
+cdef void lstm_backward_run(floating* tag, BwdArgs* a, Py_ssize_t N,
+                            int threads) noexcept nogil:
+    """lstm_backward after its checks: the step loop, then the parameter and
+    input gradients (with the steps on each thread, or split over the N*T
+    rows, or on this thread)."""
+    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 4 * H
+    cdef floating* dWx = <floating*> a.dWx
+    cdef floating* dWh = <floating*> a.dWh
+    cdef floating* db = <floating*> a.db
+    cdef floating* whtp
+    cdef floating* wxtp
+    a.uniform = is_uniform(a.lengths, N, T, a.reverse)
+    zero_padding(<floating*> a.gates, N, T, G, 0, G, a.lengths)
+    whtp = pack_b(pack_rows(N * T), True, <int> G, <int> H, <const floating*> a.Wh, <int> G)
+    a.WhT_packed = whtp
+    wxtp = pack_b(pack_rows(N * T), True, <int> G, <int> D, <const floating*> a.Wx, <int> G)
+    a.WxT_packed = wxtp
+    backward_steps_and_grads(
+        tag, a, lstm_backward_rows_f if floating is float else lstm_backward_rows_d,
+        lstm_backward_grads_f if floating is float else lstm_backward_grads_d,
+        &a.scratch, &a.split, N, T, step_threads(threads, N, T, 2 * H * G, whtp != NULL), threads,
+        2 * (2 * D + H) * G, wxtp != NULL and rf_packed_dw_enabled() != 0, whtp, NULL,
+        dWx, dWh, db, D, H, G, G)
+    free_packed(wxtp)
 
 
 def use_packed_gemm(bint on, dw=None):

@@ -11,8 +11,8 @@ Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
     h       (N, H)     in: initial state; out: final state
 A cell's one step is the same kernel with T = 1.
 
-Each kernel is a def (checks, BLAS products) and a step loop over a range
-of batch rows (`*_steps`), as in src/_lstm.pyx.
+Each kernel is a def (checks), a fused `*_run` and a step loop over a
+range of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 from libc.stdint cimport uint32_t, uint64_t
 cimport numpy as cnp
@@ -22,9 +22,11 @@ from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gem
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
                    rf_packed_dw_enabled)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
+from _arrays cimport Arr, take, kernel_dtype
 from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts, set_split_limits,
+                  run_steps, backward_steps_and_grads,
                   rf_use_thread_pool)
 
 cnp.import_array()
@@ -100,63 +102,71 @@ cdef void rnn_forward_steps_f(void* a, long n0, long n1, int part) noexcept nogi
     rnn_forward_steps(<float*> NULL, <FwdArgs*> a, n0, n1)
 
 
-def rnn_forward(const floating[:, :, ::1] xs,
-                const floating[:, ::1] Wx,
-                const floating[:, ::1] Wh,
-                const floating[::1] b,
-                floating[:, ::1] h,
-                const Py_ssize_t[::1] lengths,
-                bint reverse,
-                bint relu,
-                floating[:, :, ::1] out,
-                Py_ssize_t out_offset,
-                floating[:, :, ::1] gates,
-                floating[:, :, ::1] h_prev,
-                floating[:, ::1] work,
-                bint training,
-                int threads=1):
-    cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
-    cdef Py_ssize_t H = Wh.shape[0], W = out.shape[2], Tc = gates.shape[1]
+cdef void rnn_forward_steps_d(void* a, long n0, long n1, int part) noexcept nogil:
+    rnn_forward_steps(<double*> NULL, <FwdArgs*> a, n0, n1)
+
+
+def rnn_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint relu, out,
+                Py_ssize_t out_offset, gates, h_prev, work, bint training, int threads=1):
+    """Arrays (src/_arrays.pxd): xs (N, T, D), Wx (D, H), Wh (H, H), b (H,),
+    h (N, H) in/out, lengths (N,) intp, out (N, T, W), gates (N, Tc, H),
+    h_prev (N, T, H) when training, work (N, H); float32 or float64 as xs."""
+    cdef int ft = kernel_dtype(xs)
+    cdef Arr x, wx, wh, bias, hh, lens, o, g, hp, wk
     cdef FwdArgs a
-    cdef int nt
-    cdef floating* whp = NULL
-    cdef floating* wxp = NULL
-    expect_batch(lengths, N, T, out_offset, H, W)
+    take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
+    take(&wh, Wh, "Wh", 2, ft, False); take(&bias, b, "b", 1, ft, False)
+    take(&hh, h, "h", 2, ft, True); take(&lens, lengths, "lengths", 1, cnp.NPY_INTP, False)
+    take(&o, out, "out", 3, ft, True); take(&g, gates, "gates", 3, ft, True)
+    take(&hp, h_prev, "h_prev", 3, ft, True); take(&wk, work, "work", 2, ft, True)
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2]
+    cdef Py_ssize_t H = wh.shape[0], W = o.shape[2], Tc = g.shape[1]
+    expect_batch(&lens, N, T, out_offset, H, W)
     expect_chunk(Tc, T, training)
-    expect("Wx", &Wx.shape[0], 2, D, H, 0); expect("Wh", &Wh.shape[0], 2, H, H, 0)
-    expect("b", &b.shape[0], 1, H, 0, 0); expect("h", &h.shape[0], 2, N, H, 0)
-    expect("out", &out.shape[0], 2, N, T, 0)
-    expect("gates", &gates.shape[0], 3, N, Tc, H); expect("work", &work.shape[0], 2, N, H, 0)
+    expect("Wx", wx.shape, 2, D, H, 0); expect("Wh", wh.shape, 2, H, H, 0)
+    expect("b", bias.shape, 1, H, 0, 0); expect("h", hh.shape, 2, N, H, 0)
+    expect("out", o.shape, 2, N, T, 0)
+    expect("gates", g.shape, 3, N, Tc, H); expect("work", wk.shape, 2, N, H, 0)
     if training:
-        expect("h_prev", &h_prev.shape[0], 3, N, T, H)
-    a.gates, a.h, a.out, a.work = &gates[0, 0, 0], &h[0, 0], &out[0, 0, 0], &work[0, 0]
-    a.h_prev = &h_prev[0, 0, 0] if training else NULL
-    a.b, a.Wh, a.lengths = &b[0], &Wh[0, 0], &lengths[0]
-    a.xs, a.T, a.D, a.H, a.W, a.out_offset = &xs[0, 0, 0], T, D, H, W, out_offset
-    a.Wx, a.Tc = &Wx[0, 0], Tc
+        expect("h_prev", hp.shape, 3, N, T, H)
+    a.gates, a.h, a.out, a.work = g.data, hh.data, o.data, wk.data
+    a.h_prev = hp.data if training else NULL
+    a.b, a.Wh, a.lengths = bias.data, wh.data, <const Py_ssize_t*> lens.data
+    a.xs, a.T, a.D, a.H, a.W, a.out_offset = x.data, T, D, H, W, out_offset
+    a.Wx, a.Tc = wx.data, Tc
     a.reverse, a.training, a.relu = reverse, training, relu
     with nogil:
-        a.uniform = is_uniform(a.lengths, N, T, reverse)
-        wxp = pack_b(pack_rows(N * T), False, <int> D, <int> H,
-                     &Wx[0, 0], <int> H)
-        a.Wx_packed = wxp
-        if wxp == NULL and Tc == T:
-            gemm(False, False, <int> (N * T), <int> H, <int> D, <floating> 1,
-                 &xs[0, 0, 0], <int> D, &Wx[0, 0], <int> H, <floating> 0,
-                 <floating*> a.gates, <int> H)
-        zero_padding(<floating*> a.out, N, T, W, out_offset, H, a.lengths)
-        if training:
-            zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
-        whp = pack_b(pack_rows(N * T), False, <int> H, <int> H,
-                     &Wh[0, 0], <int> H)
-        a.Wh_packed = whp
-        nt = step_threads(threads, N, T, 2 * H * H, whp != NULL)
-        if floating is float and nt > 1:
-            rf_run_rows(rnn_forward_steps_f, &a, N, nt)
+        if ft == cnp.NPY_FLOAT:
+            rnn_forward_run(<float*> NULL, &a, N, threads)
         else:
-            rnn_forward_steps(<floating*> NULL, &a, 0, N)
-        free_packed(whp)
-        free_packed(wxp)
+            rnn_forward_run(<double*> NULL, &a, N, threads)
+
+
+cdef void rnn_forward_run(floating* tag, FwdArgs* a, Py_ssize_t N,
+                          int threads) noexcept nogil:
+    """rnn_forward after its checks: the input projection (BLAS, unless Wx
+    packs), the step loop on `threads` threads at most."""
+    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, Tc = a.Tc
+    cdef const floating* pWx = <const floating*> a.Wx
+    cdef const floating* pWh = <const floating*> a.Wh
+    cdef floating* whp
+    cdef floating* wxp
+    a.uniform = is_uniform(a.lengths, N, T, a.reverse)
+    wxp = pack_b(pack_rows(N * T), False, <int> D, <int> H, pWx, <int> H)
+    a.Wx_packed = wxp
+    if wxp == NULL and Tc == T:
+        gemm(False, False, <int> (N * T), <int> H, <int> D, <floating> 1,
+             <const floating*> a.xs, <int> D, pWx, <int> H, <floating> 0,
+             <floating*> a.gates, <int> H)
+    zero_padding(<floating*> a.out, N, T, a.W, a.out_offset, H, a.lengths)
+    if a.training:
+        zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
+    whp = pack_b(pack_rows(N * T), False, <int> H, <int> H, pWh, <int> H)
+    a.Wh_packed = whp
+    run_steps(tag, rnn_forward_steps_f if floating is float else rnn_forward_steps_d, a, N,
+              step_threads(threads, N, T, 2 * H * H, whp != NULL))
+    free_packed(whp)
+    free_packed(wxp)
 
 
 cdef struct BwdArgs:
@@ -240,92 +250,98 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                         whtp, True, Wh, <int> H, True, pdh + n0 * H, <int> H)
 
 
-cdef void rnn_backward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
-    rnn_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
-    if (<BwdArgs*> a).split:
-        rnn_backward_grads(<float*> NULL, <BwdArgs*> a, n0 * (<BwdArgs*> a).T,
-                              n1 * (<BwdArgs*> a).T, part)
+cdef void rnn_backward_rows(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
+                             int part) noexcept nogil:
+    """Batch rows n0..n1-1's steps, then, when each thread sums its own
+    rows' gradients (split), those into gradient part `part`."""
+    rnn_backward_steps(tag, a, n0, n1)
+    if a.split:
+        rnn_backward_grads(tag, a, n0 * a.T, n1 * a.T, part)
+
+
+# The row functions as src/_threads.h and src/_seq.pxd take them.
+cdef void rnn_backward_rows_f(void* a, long n0, long n1, int part) noexcept nogil:
+    rnn_backward_rows(<float*> NULL, <BwdArgs*> a, n0, n1, part)
+
+
+cdef void rnn_backward_rows_d(void* a, long n0, long n1, int part) noexcept nogil:
+    rnn_backward_rows(<double*> NULL, <BwdArgs*> a, n0, n1, part)
 
 
 cdef void rnn_backward_grads_f(void* a, long r0, long r1, int part) noexcept nogil:
     rnn_backward_grads(<float*> NULL, <BwdArgs*> a, r0, r1, part)
 
 
-def rnn_backward(const floating[:, :, ::1] xs,
-                 const floating[:, ::1] Wx,
-                 const floating[:, ::1] Wh,
-                 const Py_ssize_t[::1] lengths,
-                 bint reverse,
-                 bint relu,
-                 const floating[:, :, ::1] dout,
-                 Py_ssize_t dout_offset,
-                 floating[:, ::1] dh,
-                 floating[:, :, ::1] gates,
-                 const floating[:, :, ::1] h_prev,
-                 floating[:, ::1] dWx,
-                 floating[:, ::1] dWh,
-                 floating[::1] db,
-                 floating[:, :, ::1] dxs,
-                 bint accumulate_dx,
-                 floating[:, ::1] work,
-                 int threads=1):
-    cdef Py_ssize_t N = xs.shape[0], T = xs.shape[1], D = xs.shape[2]
-    cdef Py_ssize_t H = Wh.shape[0], W = dout.shape[2]
-    cdef Py_ssize_t j
+cdef void rnn_backward_grads_d(void* a, long r0, long r1, int part) noexcept nogil:
+    rnn_backward_grads(<double*> NULL, <BwdArgs*> a, r0, r1, part)
+
+
+def rnn_backward(xs, Wx, Wh, lengths, bint reverse, bint relu, dout,
+                 Py_ssize_t dout_offset, dh, gates, h_prev, dWx, dWh, db, dxs,
+                 bint accumulate_dx, work, int threads=1):
+    """BPTT.  Arrays (src/_arrays.pxd): xs (N, T, D), Wx (D, H), Wh (H, H),
+    lengths (N,) intp, dout (N, T, W), dh (N, H) in: dL/d(final h), out:
+    dL/dh0, gates (N, T, H) (overwritten with dL/da), h_prev (N, T, H), dWx,
+    dWh, db like the parameters, dxs (N, T, D), work (N, H); float32 or
+    float64 as xs."""
+    cdef int ft = kernel_dtype(xs)
+    cdef Arr x, wx, wh, lens, do, dhh, g, hp, dwx, dwh, dbb, dx, wk
     cdef BwdArgs a
-    cdef int nt
-    cdef floating* pg = &gates[0, 0, 0]
-    cdef floating* whtp = NULL
-    cdef floating* wxtp = NULL
-    cdef floating* scratch = NULL
-    expect_batch(lengths, N, T, dout_offset, H, W)
-    expect("Wx", &Wx.shape[0], 2, D, H, 0); expect("Wh", &Wh.shape[0], 2, H, H, 0)
-    expect("dout", &dout.shape[0], 2, N, T, 0); expect("dh", &dh.shape[0], 2, N, H, 0)
-    expect("gates", &gates.shape[0], 3, N, T, H)
-    expect("h_prev", &h_prev.shape[0], 3, N, T, H)
-    expect("dWx", &dWx.shape[0], 2, D, H, 0); expect("dWh", &dWh.shape[0], 2, H, H, 0)
-    expect("db", &db.shape[0], 1, H, 0, 0); expect("dxs", &dxs.shape[0], 3, N, T, D)
-    expect("work", &work.shape[0], 2, N, H, 0)
-    a.gates, a.dh, a.work, a.dout = pg, &dh[0, 0], &work[0, 0], &dout[0, 0, 0]
-    a.Wh, a.lengths = &Wh[0, 0], &lengths[0]
+    take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
+    take(&wh, Wh, "Wh", 2, ft, False)
+    take(&lens, lengths, "lengths", 1, cnp.NPY_INTP, False)
+    take(&do, dout, "dout", 3, ft, False); take(&dhh, dh, "dh", 2, ft, True)
+    take(&g, gates, "gates", 3, ft, True); take(&hp, h_prev, "h_prev", 3, ft, False)
+    take(&dwx, dWx, "dWx", 2, ft, True); take(&dwh, dWh, "dWh", 2, ft, True)
+    take(&dbb, db, "db", 1, ft, True); take(&dx, dxs, "dxs", 3, ft, True)
+    take(&wk, work, "work", 2, ft, True)
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2]
+    cdef Py_ssize_t H = wh.shape[0], W = do.shape[2]
+    expect_batch(&lens, N, T, dout_offset, H, W)
+    expect("Wx", wx.shape, 2, D, H, 0); expect("Wh", wh.shape, 2, H, H, 0)
+    expect("dout", do.shape, 2, N, T, 0); expect("dh", dhh.shape, 2, N, H, 0)
+    expect("gates", g.shape, 3, N, T, H)
+    expect("h_prev", hp.shape, 3, N, T, H)
+    expect("dWx", dwx.shape, 2, D, H, 0); expect("dWh", dwh.shape, 2, H, H, 0)
+    expect("db", dbb.shape, 1, H, 0, 0); expect("dxs", dx.shape, 3, N, T, D)
+    expect("work", wk.shape, 2, N, H, 0)
+    a.gates, a.dh, a.work, a.dout = g.data, dhh.data, wk.data, do.data
+    a.Wh, a.lengths = wh.data, <const Py_ssize_t*> lens.data
     a.T, a.H, a.W, a.dout_offset = T, H, W, dout_offset
     a.reverse, a.relu = reverse, relu
-    a.xs, a.Wx, a.h_prev, a.dxs = &xs[0, 0, 0], &Wx[0, 0], &h_prev[0, 0, 0], &dxs[0, 0, 0]
-    a.dWx, a.dWh, a.db, a.D, a.accumulate_dx = &dWx[0, 0], &dWh[0, 0], &db[0], D, accumulate_dx
+    a.xs, a.Wx, a.h_prev, a.dxs = x.data, wx.data, hp.data, dx.data
+    a.dWx, a.dWh, a.db, a.D, a.accumulate_dx = dwx.data, dwh.data, dbb.data, D, accumulate_dx
     with nogil:
-        a.uniform = is_uniform(a.lengths, N, T, reverse)
-        zero_padding(pg, N, T, H, 0, H, a.lengths)
-        whtp = pack_b(pack_rows(N * T), True, <int> H, <int> H,
-                      &Wh[0, 0], <int> H)
-        a.WhT_packed = whtp
-        wxtp = pack_b(pack_rows(N * T), True, <int> H, <int> D, &Wx[0, 0], <int> H)
-        a.WxT_packed = wxtp
-        nt = step_threads(threads, N, T, 2 * H * H, whtp != NULL)
-        # The threads sum their rows' gradients on the packed kernel only:
-        # BLAS is never called from them (src/_blas.pxd, gemm).
-        if nt > 1 and rf_packed_dw_enabled() != 0:
-            scratch = <floating*> malloc((nt - 1) * grad_stride(D, H, H, H)
-                                         * sizeof(floating))
-        a.scratch, a.split = scratch, scratch != NULL
-        if floating is float and nt > 1:
-            # Each thread: its rows' steps, then their share of the gradients.
-            rf_run_rows(rnn_backward_steps_f, &a, N, nt)
+        if ft == cnp.NPY_FLOAT:
+            rnn_backward_run(<float*> NULL, &a, N, threads)
         else:
-            rnn_backward_steps(<floating*> NULL, &a, 0, N)
-        free_packed(whtp)
-        if a.split:
-            add_grad_parts(&dWx[0, 0], &dWh[0, 0], &db[0], scratch, nt, D, H, H, H)
-        else:
-            # The steps ran on one thread (too few batch rows to split):
-            # the gradients may split over the N*T rows instead.
-            if floating is double or not grads_on_threads(
-                    rnn_backward_grads_f, &a, &a.scratch, threads, N * T, 2 * (2 * D + H) * H,
-                    wxtp != NULL and rf_packed_dw_enabled() != 0,
-                    &dWx[0, 0], &dWh[0, 0], &db[0], D, H, H, H):
-                rnn_backward_grads(<floating*> NULL, &a, 0, N * T, 0)
-            scratch = <floating*> a.scratch
-        free_packed(wxtp)
-        free(scratch)
+            rnn_backward_run(<double*> NULL, &a, N, threads)
+
+
+cdef void rnn_backward_run(floating* tag, BwdArgs* a, Py_ssize_t N,
+                           int threads) noexcept nogil:
+    """rnn_backward after its checks: the step loop, then the parameter and
+    input gradients (with the steps on each thread, or split over the N*T
+    rows, or on this thread)."""
+    cdef Py_ssize_t T = a.T, D = a.D, H = a.H
+    cdef floating* dWx = <floating*> a.dWx
+    cdef floating* dWh = <floating*> a.dWh
+    cdef floating* db = <floating*> a.db
+    cdef floating* whtp
+    cdef floating* wxtp
+    a.uniform = is_uniform(a.lengths, N, T, a.reverse)
+    zero_padding(<floating*> a.gates, N, T, H, 0, H, a.lengths)
+    whtp = pack_b(pack_rows(N * T), True, <int> H, <int> H, <const floating*> a.Wh, <int> H)
+    a.WhT_packed = whtp
+    wxtp = pack_b(pack_rows(N * T), True, <int> H, <int> D, <const floating*> a.Wx, <int> H)
+    a.WxT_packed = wxtp
+    backward_steps_and_grads(
+        tag, a, rnn_backward_rows_f if floating is float else rnn_backward_rows_d,
+        rnn_backward_grads_f if floating is float else rnn_backward_grads_d,
+        &a.scratch, &a.split, N, T, step_threads(threads, N, T, 2 * H * H, whtp != NULL), threads,
+        2 * (2 * D + H) * H, wxtp != NULL and rf_packed_dw_enabled() != 0, whtp, NULL,
+        dWx, dWh, db, D, H, H, H)
+    free_packed(wxtp)
 
 
 def use_packed_gemm(bint on, dw=None):

@@ -18,8 +18,9 @@
 # handles time t = k (forward) or t = L-1-k (reverse) of row n, and rows
 # with k >= L are idle: their state does not change.  Positions t >= L
 # are padding: outputs are 0 and they contribute nothing to gradients.
-from libc.stdlib cimport malloc
-from _blas cimport floating, gemm, gemm_packed, gemm_tn
+from libc.stdlib cimport free, malloc
+from _arrays cimport Arr
+from _blas cimport floating, gemm, gemm_packed, gemm_tn, free_packed, rf_packed_dw_enabled
 
 
 cdef inline Py_ssize_t step_time(Py_ssize_t k, Py_ssize_t length,
@@ -239,17 +240,18 @@ cdef inline int expect_chunk(Py_ssize_t Tc, Py_ssize_t T, bint training) except 
                      f"got {Tc}")
 
 
-cdef inline int expect_batch(const Py_ssize_t[::1] lengths, Py_ssize_t N, Py_ssize_t T,
+cdef inline int expect_batch(const Arr* lengths, Py_ssize_t N, Py_ssize_t T,
                              Py_ssize_t offset, Py_ssize_t H, Py_ssize_t W) except -1:
     """lengths (N,) each in 1..T, N, T >= 1, and a column offset with
     offset + H <= W (the output/gradient slice of this direction)."""
     cdef Py_ssize_t n
+    cdef const Py_ssize_t* plen = <const Py_ssize_t*> lengths.data
     if N < 1 or T < 1:
         raise ValueError(f"xs: expected N >= 1 and T >= 1, got N={N}, T={T}")
-    expect("lengths", &lengths.shape[0], 1, N, 0, 0)
+    expect("lengths", lengths.shape, 1, N, 0, 0)
     for n in range(N):
-        if lengths[n] < 1 or lengths[n] > T:
-            raise ValueError(f"lengths[{n}]: expected 1..{T}, got {lengths[n]}")
+        if plen[n] < 1 or plen[n] > T:
+            raise ValueError(f"lengths[{n}]: expected 1..{T}, got {plen[n]}")
     if offset < 0 or offset + H > W:
         raise ValueError(f"offset: expected 0..{W - H} (H={H}, width {W}), got {offset}")
     return 0
@@ -291,3 +293,51 @@ cdef inline bint grads_on_threads(rf_rows_fn fn, void* args, void** scratch, int
     rf_run_rows(fn, args, rows, ng)
     add_grad_parts(dWx, dWh, db, <const floating*> scratch[0], ng, D, H, G, nb)
     return True
+
+
+# ------------------------------------------------------ a call's skeleton
+# What every cell's *_run does around its own step loop and gradients.  A
+# cell hands its row functions over as rf_rows_fn pointers, the float or
+# double version (`*_f`, `*_d`) matching `floating`.
+cdef inline void run_steps(floating* tag, rf_rows_fn steps, void* args, Py_ssize_t N,
+                           int nt) noexcept nogil:
+    """steps over batch rows 0..N-1: split over nt threads (float: only the
+    packed path threads, see step_threads), else on this thread."""
+    if floating is float and nt > 1:
+        rf_run_rows(steps, args, N, nt)
+    else:
+        steps(args, 0, N, 0)
+
+
+cdef inline void backward_steps_and_grads(
+        floating* tag, void* args, rf_rows_fn steps, rf_rows_fn grads, void** scratch,
+        bint* split, Py_ssize_t N, Py_ssize_t T, int nt, int threads,
+        Py_ssize_t grad_flops_per_row, bint grads_packed, void* release1, void* release2,
+        floating* dWx, floating* dWh, floating* db, Py_ssize_t D, Py_ssize_t H,
+        Py_ssize_t G, Py_ssize_t nb) noexcept nogil:
+    """The step loop of a backward call on nt threads (step_threads), then
+    its parameter gradients.  With the steps on threads and packed dW
+    products, each thread also sums its rows' gradients into a part of its
+    own (steps must then call grads for its rows: *split is True), and the
+    parts are added here; else the gradients run over the N*T rows on the
+    threads grads_on_threads allows, or on this thread.  release1 and 2
+    (packed matrices of the step loop, or NULL) are freed after the steps,
+    so that the gradients' buffers can reuse them; *scratch too, at the end."""
+    cdef void* parts = NULL
+    if nt > 1 and rf_packed_dw_enabled() != 0:
+        # The threads sum their rows' gradients on the packed kernel only:
+        # BLAS is never called from them (src/_blas.pxd, gemm).
+        parts = malloc((nt - 1) * grad_stride(D, H, G, nb) * sizeof(floating))
+    scratch[0], split[0] = parts, parts != NULL
+    run_steps(tag, steps, args, N, nt)
+    free_packed(release1)
+    free_packed(release2)
+    if split[0]:
+        add_grad_parts(dWx, dWh, db, <const floating*> parts, nt, D, H, G, nb)
+    elif floating is double or not grads_on_threads(
+            grads, args, scratch, threads, N * T, grad_flops_per_row, grads_packed,
+            dWx, dWh, db, D, H, G, nb):
+        # The steps ran on one thread (too few batch rows to split) and the
+        # gradients are not worth threads either.
+        grads(args, 0, N * T, 0)
+    free(scratch[0])

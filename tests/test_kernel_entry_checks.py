@@ -65,3 +65,75 @@ def test_backward_refuses_a_wrong_gradient_buffer():
         _lstm.lstm_backward(z(N, T, D), z(D, G), z(H, G), np.full(N, T, np.intp), False,
                             z(N, T, H), 0, z(N, H), z(N, H), z(N, T, G), z(N, T, H), z(N, T, H),
                             z(N, T, H), z(D, G), z(H + 1, G), z(G), z(N, T, D), False, z(N, G))
+
+
+# The kernels take plain objects and check each array themselves
+# (src/_arrays.pxd): what a typed memoryview argument used to enforce must
+# still be refused, with the argument named.
+def _misaligned(shape):
+    raw = np.zeros(int(np.prod(shape)) * 4 + 1, np.uint8)
+    a = raw[1:].view(f32).reshape(shape)
+    assert not a.flags.aligned
+    return a
+
+
+@pytest.mark.parametrize("over,error,match", [
+    ({"Wx": np.zeros((D, 4 * H))}, TypeError, r"Wx: expected dtype float32"),
+    ({"xs": np.zeros((N, T, D), np.int32)}, TypeError, r"xs: expected a float32 or float64"),
+    ({"xs": np.zeros((N, T, D)).tolist()}, TypeError, r"xs: expected a numpy\.ndarray"),
+    ({"h": [[0.0] * H] * N}, TypeError, r"h: expected a numpy\.ndarray, got list"),
+    ({"lengths": np.full(N, T, np.int32)}, TypeError, r"lengths: expected dtype intp"),
+    ({"Wh": np.zeros((H, 4 * H), f32).astype(">f4")}, TypeError, r"Wh: expected dtype float32 "
+                                                                r"\(native byte order\)"),
+    ({"b": np.zeros((1, 4 * H), f32)}, ValueError, r"b: expected 1 dimensions"),
+    ({"gates": np.zeros((N, 2 * T, 4 * H), f32)[:, ::2]}, ValueError,
+     r"gates: expected a C-contiguous array"),
+    ({"Wx": np.asfortranarray(np.zeros((D, 4 * H), f32))}, ValueError,
+     r"Wx: expected a C-contiguous array"),
+    ({"c": _misaligned((N, H))}, ValueError, r"c: expected an aligned array"),
+])
+def test_lstm_forward_refuses_arrays_of_the_wrong_kind(over, error, match):
+    with pytest.raises(error, match=match):
+        _lstm.lstm_forward(*_lstm_fwd_args(**over))
+
+
+@pytest.mark.parametrize("name", ["h", "c", "out", "gates", "h_prev", "work"])
+def test_lstm_forward_refuses_a_read_only_output(name):
+    a = np.zeros(dict(zip(["h", "c", "out", "gates", "h_prev", "work"],
+                          [(N, H), (N, H), (N, T, H), (N, T, 4 * H), (N, T, H),
+                           (N, 4 * H)]))[name], f32)
+    a.flags.writeable = False
+    with pytest.raises(ValueError, match=rf"{name}: is read-only"):
+        _lstm.lstm_forward(*_lstm_fwd_args(**{name: a}))
+
+
+def test_read_only_inputs_are_taken():
+    """Inputs the kernels only read may be read-only (a typed memoryview
+    declared const accepted them too)."""
+    args = dict(zip(["xs", "Wx", "Wh", "b"], _lstm_fwd_args()[:4]))
+    for a in args.values():
+        a.flags.writeable = False
+    _lstm.lstm_forward(*_lstm_fwd_args(**args))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_kernel_refuses_a_mixed_precision_gradient(dtype):
+    """The version run is the one of xs's dtype; each other array must match."""
+    other = np.float64 if dtype == np.float32 else np.float32
+    z = lambda *s, t=dtype: np.zeros(s, t)  # noqa: E731
+    lens = np.full(N, T, np.intp)
+    with pytest.raises(TypeError, match="dWh: expected dtype"):
+        _rnn.rnn_backward(z(N, T, D), z(D, H), z(H, H), lens, False, False, z(N, T, H), 0,
+                          z(N, H), z(N, T, H), z(N, T, H), z(D, H), z(H, H, t=other), z(H),
+                          z(N, T, D), False, z(N, H))
+    G = 3 * H
+    with pytest.raises(TypeError, match="dxs: expected dtype"):
+        _gru.gru_backward(z(N, T, D), z(D, G), z(H, G), lens, False, True, z(N, T, H), 0,
+                          z(N, H), z(N, T, G), z(N, T, H), z(N, T, H), z(D, G), z(H, G),
+                          z(2 * G), z(N, T, D, t=other), False, z(N, 4 * H))
+    G = 4 * H
+    with pytest.raises(TypeError, match="tanh_c: expected dtype"):
+        _lstm.lstm_backward(z(N, T, D), z(D, G), z(H, G), lens, False, z(N, T, H), 0,
+                            z(N, H), z(N, H), z(N, T, G), z(N, T, H), z(N, T, H),
+                            z(N, T, H, t=other), z(D, G), z(H, G), z(G), z(N, T, D), False,
+                            z(N, G))
