@@ -32,11 +32,13 @@ from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gem
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
                    rf_packed_dw_enabled)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
-from _arrays cimport Arr, take, kernel_dtype
+from _arrays cimport Arr, take
+from numpy cimport NPY_FLOAT
 from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, zero_padding, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts, set_split_limits,
-                  run_steps, backward_steps_and_grads,
+                  run_steps, backward_steps_and_grads, FwdArrays, BwdArrays,
+                  take_forward, take_backward, forward_prologue,
                   rf_use_thread_pool)
 
 cnp.import_array()
@@ -155,43 +157,28 @@ cdef void gru_forward_steps_d(void* a, long n0, long n1, int part) noexcept nogi
 def gru_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint reset_after, out,
                 Py_ssize_t out_offset, gates, h_prev, extra, work, bint training,
                 int threads=1):
-    """Arrays (src/_arrays.pxd): xs (N, T, D), Wx (D, 3H), Wh (H, 3H), b
-    flat (3H or 6H), h (N, H) in/out, lengths (N,) intp, out (N, T, W),
-    gates (N, Tc, 3H), h_prev, extra (N, T, H) when training, work (N, 4H);
-    float32 or float64 as xs."""
-    cdef int ft = kernel_dtype(xs)
-    cdef Arr x, wx, wh, bias, hh, lens, o, g, hp, ex, wk
+    """Arrays as src/_seq.pxd's take_forward says, with G = 3H, b flat (3H,
+    or 6H when reset_after), work (N, 4H), and extra (N, T, H) when
+    training; float32 or float64 as xs."""
+    cdef FwdArrays f
     cdef FwdArgs a
-    take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
-    take(&wh, Wh, "Wh", 2, ft, False); take(&bias, b, "b", 1, ft, False)
-    take(&hh, h, "h", 2, ft, True); take(&lens, lengths, "lengths", 1, cnp.NPY_INTP, False)
-    take(&o, out, "out", 3, ft, True); take(&g, gates, "gates", 3, ft, True)
-    take(&hp, h_prev, "h_prev", 3, ft, True); take(&ex, extra, "extra", 3, ft, True)
-    take(&wk, work, "work", 2, ft, True)
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2]
-    cdef Py_ssize_t H = wh.shape[0], G = 3 * H, W = o.shape[2], Tc = g.shape[1]
-    expect_batch(&lens, N, T, out_offset, H, W)
-    expect_chunk(Tc, T, training)
-    expect("Wx", wx.shape, 2, D, G, 0); expect("Wh", wh.shape, 2, H, G, 0)
-    expect("b", bias.shape, 1, 2 * G if reset_after else G, 0, 0)
-    expect("h", hh.shape, 2, N, H, 0); expect("out", o.shape, 2, N, T, 0)
-    expect("gates", g.shape, 3, N, Tc, G); expect("work", wk.shape, 2, N, 4 * H, 0)
+    take_forward(&f, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 3, (6 if reset_after else 3), 4,
+                 out_offset, training)
+    cdef Arr ex
+    take(&ex, extra, "extra", 3, f.ft, True)
     if training:
-        expect("h_prev", hp.shape, 3, N, T, H)
-        expect("extra", ex.shape, 3, N, T, H)
-    a.gates, a.h, a.out, a.work = g.data, hh.data, o.data, wk.data
-    a.h_prev = a.extra = NULL
-    if training:
-        a.h_prev, a.extra = hp.data, ex.data
-    a.b, a.Wh, a.lengths = bias.data, wh.data, <const Py_ssize_t*> lens.data
-    a.xs, a.T, a.D, a.H, a.W, a.out_offset = x.data, T, D, H, W, out_offset
-    a.Wx, a.Tc = wx.data, Tc
+        expect("extra", ex.shape, 3, f.N, f.T, f.H)
+    a.xs, a.Wx, a.Wh, a.b, a.h, a.out = f.xs.data, f.Wx.data, f.Wh.data, f.b.data, f.h.data, f.out.data
+    a.gates, a.h_prev, a.work = f.gates.data, f.h_prev.data, f.work.data
+    a.lengths, a.out_offset = <const Py_ssize_t*> f.lengths.data, out_offset
+    a.T, a.D, a.H, a.W, a.Tc = f.T, f.D, f.H, f.W, f.Tc
+    a.extra = ex.data if training else NULL
     a.reverse, a.training, a.reset_after = reverse, training, reset_after
     with nogil:
-        if ft == cnp.NPY_FLOAT:
-            gru_forward_run(<float*> NULL, &a, N, threads)
+        if f.ft == NPY_FLOAT:
+            gru_forward_run(<float*> NULL, &a, f.N, threads)
         else:
-            gru_forward_run(<double*> NULL, &a, N, threads)
+            gru_forward_run(<double*> NULL, &a, f.N, threads)
 
 
 cdef void gru_forward_run(floating* tag, FwdArgs* a, Py_ssize_t N,
@@ -204,15 +191,11 @@ cdef void gru_forward_run(floating* tag, FwdArgs* a, Py_ssize_t N,
     cdef floating* wxp
     cdef floating* wp1
     cdef floating* wp2 = NULL
-    wxp = pack_b(pack_rows(N * T), False, <int> D, <int> G, pWx, <int> G)
+    wxp = forward_prologue(tag, <const floating*> a.xs, pWx, <floating*> a.gates,
+                           <floating*> a.out, <floating*> a.h_prev, a.lengths, N, T, D, G, H,
+                           a.W, a.out_offset, Tc)
     a.Wx_packed = wxp
-    if wxp == NULL and Tc == T:
-        gemm(False, False, <int> (N * T), <int> G, <int> D, <floating> 1,
-             <const floating*> a.xs, <int> D, pWx, <int> G, <floating> 0,
-             <floating*> a.gates, <int> G)
-    zero_padding(<floating*> a.out, N, T, a.W, a.out_offset, H, a.lengths)
     if a.training:
-        zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
         zero_padding(<floating*> a.extra, N, T, H, 0, H, a.lengths)
     # The per-step products' right-hand matrices, packed once (or NULL:
     # BLAS).  reset_after: Wh (H, 3H); else Wh_zr (H, 2H) and Wh_h (H, H).
@@ -252,7 +235,7 @@ cdef struct BwdArgs:
     void* db
     void* scratch            # parts 1.. of dWx, dWh, db (one stride each)
     Py_ssize_t D
-    bint accumulate_dx, split
+    bint accumulate_dx
 
 
 cdef void gru_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t r1,
@@ -342,22 +325,13 @@ cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                         pWh, <int> G, True, pdh + n0 * H, <int> H)
 
 
-cdef void gru_backward_rows(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
-                             int part) noexcept nogil:
-    """Batch rows n0..n1-1's steps, then, when each thread sums its own
-    rows' gradients (split), those into gradient part `part`."""
-    gru_backward_steps(tag, a, n0, n1)
-    if a.split:
-        gru_backward_grads(tag, a, n0 * a.T, n1 * a.T, part)
-
-
 # The row functions as src/_threads.h and src/_seq.pxd take them.
-cdef void gru_backward_rows_f(void* a, long n0, long n1, int part) noexcept nogil:
-    gru_backward_rows(<float*> NULL, <BwdArgs*> a, n0, n1, part)
+cdef void gru_backward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
+    gru_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
 
 
-cdef void gru_backward_rows_d(void* a, long n0, long n1, int part) noexcept nogil:
-    gru_backward_rows(<double*> NULL, <BwdArgs*> a, n0, n1, part)
+cdef void gru_backward_steps_d(void* a, long n0, long n1, int part) noexcept nogil:
+    gru_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1)
 
 
 cdef void gru_backward_grads_f(void* a, long r0, long r1, int part) noexcept nogil:
@@ -372,42 +346,24 @@ def gru_backward(xs, Wx, Wh, lengths, bint reverse, bint reset_after, dout,
                  Py_ssize_t dout_offset, dh, gates, h_prev, extra, dWx, dWh, db, dxs,
                  bint accumulate_dx, work, int threads=1):
     """BPTT; dh: in dL/d(final h), out dL/dh0.  db is flat like b.  Arrays
-    as in gru_forward, dout (N, T, W), dxs (N, T, D), the gradients shaped
-    as the parameters."""
-    cdef int ft = kernel_dtype(xs)
-    cdef Arr x, wx, wh, lens, do, dhh, g, hp, ex, dwx, dwh, dbb, dx, wk
+    as src/_seq.pxd's take_backward says, and extra (N, T, H)."""
+    cdef BwdArrays g
     cdef BwdArgs a
-    take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
-    take(&wh, Wh, "Wh", 2, ft, False)
-    take(&lens, lengths, "lengths", 1, cnp.NPY_INTP, False)
-    take(&do, dout, "dout", 3, ft, False); take(&dhh, dh, "dh", 2, ft, True)
-    take(&g, gates, "gates", 3, ft, True); take(&hp, h_prev, "h_prev", 3, ft, False)
-    take(&ex, extra, "extra", 3, ft, True)
-    take(&dwx, dWx, "dWx", 2, ft, True); take(&dwh, dWh, "dWh", 2, ft, True)
-    take(&dbb, db, "db", 1, ft, True); take(&dx, dxs, "dxs", 3, ft, True)
-    take(&wk, work, "work", 2, ft, True)
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2]
-    cdef Py_ssize_t H = wh.shape[0], G = 3 * H, W = do.shape[2]
-    expect_batch(&lens, N, T, dout_offset, H, W)
-    expect("Wx", wx.shape, 2, D, G, 0); expect("Wh", wh.shape, 2, H, G, 0)
-    expect("dout", do.shape, 2, N, T, 0); expect("dh", dhh.shape, 2, N, H, 0)
-    expect("gates", g.shape, 3, N, T, G)
-    expect("h_prev", hp.shape, 3, N, T, H)
-    expect("extra", ex.shape, 3, N, T, H)
-    expect("dWx", dwx.shape, 2, D, G, 0); expect("dWh", dwh.shape, 2, H, G, 0)
-    expect("db", dbb.shape, 1, 2 * G if reset_after else G, 0, 0)
-    expect("dxs", dx.shape, 3, N, T, D); expect("work", wk.shape, 2, N, 4 * H, 0)
-    a.gates, a.dh, a.work, a.extra = g.data, dhh.data, wk.data, ex.data
-    a.dout, a.h_prev, a.Wh, a.lengths = do.data, hp.data, wh.data, <const Py_ssize_t*> lens.data
-    a.T, a.H, a.W, a.dout_offset = T, H, W, dout_offset
+    take_backward(&g, xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work,
+                  3, (6 if reset_after else 3), 4, dout_offset)
+    cdef Arr ex
+    take(&ex, extra, "extra", 3, g.ft, True); expect("extra", ex.shape, 3, g.N, g.T, g.H)
+    a.xs, a.Wx, a.Wh, a.lengths = g.xs.data, g.Wx.data, g.Wh.data, <const Py_ssize_t*> g.lengths.data
+    a.dout, a.dh, a.gates, a.h_prev, a.work = g.dout.data, g.dh.data, g.gates.data, g.h_prev.data, g.work.data
+    a.dWx, a.dWh, a.db, a.dxs = g.dWx.data, g.dWh.data, g.db.data, g.dxs.data
+    a.T, a.D, a.H, a.W, a.dout_offset, a.accumulate_dx = g.T, g.D, g.H, g.W, dout_offset, accumulate_dx
+    a.extra = ex.data
     a.reverse, a.reset_after = reverse, reset_after
-    a.xs, a.Wx, a.dxs, a.D, a.accumulate_dx = x.data, wx.data, dx.data, D, accumulate_dx
-    a.dWx, a.dWh, a.db = dwx.data, dwh.data, dbb.data
     with nogil:
-        if ft == cnp.NPY_FLOAT:
-            gru_backward_run(<float*> NULL, &a, N, threads)
+        if g.ft == NPY_FLOAT:
+            gru_backward_run(<float*> NULL, &a, g.N, threads)
         else:
-            gru_backward_run(<double*> NULL, &a, N, threads)
+            gru_backward_run(<double*> NULL, &a, g.N, threads)
 
 
 cdef void gru_backward_run(floating* tag, BwdArgs* a, Py_ssize_t N,
@@ -435,9 +391,9 @@ cdef void gru_backward_run(floating* tag, BwdArgs* a, Py_ssize_t N,
     wxtp = pack_b(pack_rows(N * T), True, <int> G, <int> D, <const floating*> a.Wx, <int> G)
     a.WxT_packed = wxtp
     backward_steps_and_grads(
-        tag, a, gru_backward_rows_f if floating is float else gru_backward_rows_d,
+        tag, a, gru_backward_steps_f if floating is float else gru_backward_steps_d,
         gru_backward_grads_f if floating is float else gru_backward_grads_d,
-        &a.scratch, &a.split, N, T, step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (a.reset_after or wp2 != NULL)), threads,
+        &a.scratch, N, T, step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (a.reset_after or wp2 != NULL)), threads,
         2 * (2 * D + H) * G, wxtp != NULL and rf_packed_dw_enabled() != 0, wp1, wp2,
         dWx, dWh, db, D, H, G, nb)
     free_packed(wxtp)

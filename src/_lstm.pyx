@@ -27,11 +27,13 @@ from _blas cimport (floating, pack_rows, gemm, free_packed, pack_b, gemm_packed,
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
                    rf_packed_dw_enabled)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
-from _arrays cimport Arr, take, kernel_dtype
+from _arrays cimport Arr, take
+from numpy cimport NPY_FLOAT
 from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts, set_split_limits,
-                  run_steps, backward_steps_and_grads,
+                  run_steps, backward_steps_and_grads, FwdArrays, BwdArrays,
+                  take_forward, take_backward, forward_prologue,
                   rf_use_thread_pool)
 
 cnp.import_array()
@@ -132,47 +134,32 @@ def lstm_forward(xs, Wx, Wh, b, h, c, lengths, bint reverse, out, Py_ssize_t out
                  gates, h_prev, c_prev, tanh_c, work, bint training, int threads=1):
     """Run the LSTM over a whole batch of sequences without the GIL.
 
-    Arrays (src/_arrays.pxd): xs (N, T, D), Wx (D, 4H), Wh (H, 4H), b (4H,),
-    h, c (N, H) in/out, lengths (N,) intp, out (N, T, W), gates (N, Tc, 4H),
-    h_prev, c_prev, tanh_c (N, T, H), work (N, 4H); float32 or float64 as
-    xs.  With training=False the saved activations (h_prev, c_prev, tanh_c)
-    are not written and may be empty arrays.  threads: at most this many
-    threads for the step loop (the caller passes its BLAS thread count)."""
-    cdef int ft = kernel_dtype(xs)
-    cdef Arr x, wx, wh, bias, hh, cc, lens, o, g, hp, cp, tc, wk
+    Arrays as src/_seq.pxd's take_forward says, with G = 4H, b (4H,), work
+    (N, 4H), and c (N, H) in/out, c_prev and tanh_c (N, T, H) when
+    training; float32 or float64 as xs.  With training=False the saved
+    activations (h_prev, c_prev, tanh_c) are not written and may be empty
+    arrays.  threads: at most this many threads for the step loop (the
+    caller passes its BLAS thread count)."""
+    cdef FwdArrays f
     cdef FwdArgs a
-    take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
-    take(&wh, Wh, "Wh", 2, ft, False); take(&bias, b, "b", 1, ft, False)
-    take(&hh, h, "h", 2, ft, True); take(&cc, c, "c", 2, ft, True)
-    take(&lens, lengths, "lengths", 1, cnp.NPY_INTP, False)
-    take(&o, out, "out", 3, ft, True); take(&g, gates, "gates", 3, ft, True)
-    take(&hp, h_prev, "h_prev", 3, ft, True); take(&cp, c_prev, "c_prev", 3, ft, True)
-    take(&tc, tanh_c, "tanh_c", 3, ft, True); take(&wk, work, "work", 2, ft, True)
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2]
-    cdef Py_ssize_t H = wh.shape[0], G = 4 * H, W = o.shape[2], Tc = g.shape[1]
-    expect_batch(&lens, N, T, out_offset, H, W)
-    expect_chunk(Tc, T, training)
-    expect("Wx", wx.shape, 2, D, G, 0); expect("Wh", wh.shape, 2, H, G, 0)
-    expect("b", bias.shape, 1, G, 0, 0); expect("h", hh.shape, 2, N, H, 0)
-    expect("c", cc.shape, 2, N, H, 0); expect("out", o.shape, 2, N, T, 0)
-    expect("gates", g.shape, 3, N, Tc, G); expect("work", wk.shape, 2, N, G, 0)
+    take_forward(&f, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 4, 4, 4,
+                 out_offset, training)
+    cdef Arr cc, cp, tc
+    take(&cc, c, "c", 2, f.ft, True); expect("c", cc.shape, 2, f.N, f.H, 0)
+    take(&cp, c_prev, "c_prev", 3, f.ft, True); take(&tc, tanh_c, "tanh_c", 3, f.ft, True)
     if training:
-        expect("h_prev", hp.shape, 3, N, T, H)
-        expect("c_prev", cp.shape, 3, N, T, H)
-        expect("tanh_c", tc.shape, 3, N, T, H)
-    a.gates, a.h, a.c, a.out, a.work = g.data, hh.data, cc.data, o.data, wk.data
-    a.h_prev = a.c_prev = a.tanh_c = NULL
-    if training:
-        a.h_prev, a.c_prev, a.tanh_c = hp.data, cp.data, tc.data
-    a.b, a.Wh, a.lengths = bias.data, wh.data, <const Py_ssize_t*> lens.data
-    a.xs, a.T, a.D, a.H, a.W, a.out_offset = x.data, T, D, H, W, out_offset
-    a.Wx, a.Tc = wx.data, Tc
+        expect("c_prev", cp.shape, 3, f.N, f.T, f.H); expect("tanh_c", tc.shape, 3, f.N, f.T, f.H)
+    a.xs, a.Wx, a.Wh, a.b, a.h, a.out = f.xs.data, f.Wx.data, f.Wh.data, f.b.data, f.h.data, f.out.data
+    a.gates, a.h_prev, a.work = f.gates.data, f.h_prev.data, f.work.data
+    a.lengths, a.out_offset = <const Py_ssize_t*> f.lengths.data, out_offset
+    a.T, a.D, a.H, a.W, a.Tc = f.T, f.D, f.H, f.W, f.Tc
+    a.c, a.c_prev, a.tanh_c = cc.data, (cp.data if training else NULL), (tc.data if training else NULL)
     a.reverse, a.training = reverse, training
     with nogil:
-        if ft == cnp.NPY_FLOAT:
-            lstm_forward_run(<float*> NULL, &a, N, threads)
+        if f.ft == NPY_FLOAT:
+            lstm_forward_run(<float*> NULL, &a, f.N, threads)
         else:
-            lstm_forward_run(<double*> NULL, &a, N, threads)
+            lstm_forward_run(<double*> NULL, &a, f.N, threads)
 
 
 cdef void lstm_forward_run(floating* tag, FwdArgs* a, Py_ssize_t N,
@@ -184,17 +171,10 @@ cdef void lstm_forward_run(floating* tag, FwdArgs* a, Py_ssize_t N,
     cdef floating* whp
     cdef floating* wxp
     a.uniform = is_uniform(a.lengths, N, T, a.reverse)
-    # Hoisted input projection of all N*T rows: one GEMM, on BLAS or
-    # (Wx packed) per thread in the step loop's function.
-    wxp = pack_b(pack_rows(N * T), False, <int> D, <int> G, pWx, <int> G)
+    wxp = forward_prologue(tag, <const floating*> a.xs, pWx, <floating*> a.gates,
+                           <floating*> a.out, <floating*> a.h_prev, a.lengths, N, T, D, G, H,
+                           a.W, a.out_offset, Tc)
     a.Wx_packed = wxp
-    if wxp == NULL and Tc == T:
-        gemm(False, False, <int> (N * T), <int> G, <int> D, <floating> 1,
-             <const floating*> a.xs, <int> D, pWx, <int> G, <floating> 0,
-             <floating*> a.gates, <int> G)
-    zero_padding(<floating*> a.out, N, T, a.W, a.out_offset, H, a.lengths)
-    if a.training:
-        zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
     whp = pack_b(pack_rows(N * T), False, <int> H, <int> G, <const floating*> a.Wh, <int> G)
     a.Wh_packed = whp
     run_steps(tag, lstm_forward_steps_f if floating is float else lstm_forward_steps_d, a, N,
@@ -227,7 +207,7 @@ cdef struct BwdArgs:
     void* db
     void* scratch            # parts 1.. of dWx, dWh, db (one stride each)
     Py_ssize_t D
-    bint accumulate_dx, split
+    bint accumulate_dx
 
 
 cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t r1,
@@ -293,22 +273,13 @@ cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                         whtp, True, Wh, <int> G, True, pdh + n0 * H, <int> H)
 
 
-cdef void lstm_backward_rows(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
-                             int part) noexcept nogil:
-    """Batch rows n0..n1-1's steps, then, when each thread sums its own
-    rows' gradients (split), those into gradient part `part`."""
-    lstm_backward_steps(tag, a, n0, n1)
-    if a.split:
-        lstm_backward_grads(tag, a, n0 * a.T, n1 * a.T, part)
-
-
 # The row functions as src/_threads.h and src/_seq.pxd take them.
-cdef void lstm_backward_rows_f(void* a, long n0, long n1, int part) noexcept nogil:
-    lstm_backward_rows(<float*> NULL, <BwdArgs*> a, n0, n1, part)
+cdef void lstm_backward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
+    lstm_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
 
 
-cdef void lstm_backward_rows_d(void* a, long n0, long n1, int part) noexcept nogil:
-    lstm_backward_rows(<double*> NULL, <BwdArgs*> a, n0, n1, part)
+cdef void lstm_backward_steps_d(void* a, long n0, long n1, int part) noexcept nogil:
+    lstm_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1)
 
 
 cdef void lstm_backward_grads_f(void* a, long r0, long r1, int part) noexcept nogil:
@@ -325,44 +296,27 @@ def lstm_backward(xs, Wx, Wh, lengths, bint reverse, dout, Py_ssize_t dout_offse
     """BPTT through the saved forward.  dh, dc: in dL/d(final state), out
     dL/d(initial state).  Overwrites gates with dL/da and dWx, dWh, db;
     dxs is overwritten, or added to when accumulate_dx (the two directions
-    of a bidirectional layer share one input).  Arrays as in lstm_forward,
-    dout (N, T, W), dxs (N, T, D), the gradients shaped as the parameters."""
-    cdef int ft = kernel_dtype(xs)
-    cdef Arr x, wx, wh, lens, do, dhh, dcc, g, hp, cp, tc, dwx, dwh, dbb, dx, wk
+    of a bidirectional layer share one input).  Arrays as src/_seq.pxd's
+    take_backward says, and dc (N, H), c_prev, tanh_c (N, T, H)."""
+    cdef BwdArrays g
     cdef BwdArgs a
-    take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
-    take(&wh, Wh, "Wh", 2, ft, False)
-    take(&lens, lengths, "lengths", 1, cnp.NPY_INTP, False)
-    take(&do, dout, "dout", 3, ft, False); take(&dhh, dh, "dh", 2, ft, True)
-    take(&dcc, dc, "dc", 2, ft, True); take(&g, gates, "gates", 3, ft, True)
-    take(&hp, h_prev, "h_prev", 3, ft, False); take(&cp, c_prev, "c_prev", 3, ft, False)
-    take(&tc, tanh_c, "tanh_c", 3, ft, False)
-    take(&dwx, dWx, "dWx", 2, ft, True); take(&dwh, dWh, "dWh", 2, ft, True)
-    take(&dbb, db, "db", 1, ft, True); take(&dx, dxs, "dxs", 3, ft, True)
-    take(&wk, work, "work", 2, ft, True)
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2]
-    cdef Py_ssize_t H = wh.shape[0], G = 4 * H, W = do.shape[2]
-    expect_batch(&lens, N, T, dout_offset, H, W)
-    expect("Wx", wx.shape, 2, D, G, 0); expect("Wh", wh.shape, 2, H, G, 0)
-    expect("dout", do.shape, 2, N, T, 0); expect("dh", dhh.shape, 2, N, H, 0)
-    expect("dc", dcc.shape, 2, N, H, 0); expect("gates", g.shape, 3, N, T, G)
-    expect("h_prev", hp.shape, 3, N, T, H)
-    expect("c_prev", cp.shape, 3, N, T, H)
-    expect("tanh_c", tc.shape, 3, N, T, H)
-    expect("dWx", dwx.shape, 2, D, G, 0); expect("dWh", dwh.shape, 2, H, G, 0)
-    expect("db", dbb.shape, 1, G, 0, 0); expect("dxs", dx.shape, 3, N, T, D)
-    expect("work", wk.shape, 2, N, G, 0)
-    a.gates, a.dh, a.dc, a.work = g.data, dhh.data, dcc.data, wk.data
-    a.dout, a.c_prev, a.tanh_c = do.data, cp.data, tc.data
-    a.Wh, a.lengths = wh.data, <const Py_ssize_t*> lens.data
-    a.T, a.H, a.W, a.dout_offset, a.reverse = T, H, W, dout_offset, reverse
-    a.xs, a.Wx, a.h_prev, a.dxs = x.data, wx.data, hp.data, dx.data
-    a.dWx, a.dWh, a.db, a.D, a.accumulate_dx = dwx.data, dwh.data, dbb.data, D, accumulate_dx
+    take_backward(&g, xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work,
+                  4, 4, 4, dout_offset)
+    cdef Arr dcc, cp, tc
+    take(&dcc, dc, "dc", 2, g.ft, True); expect("dc", dcc.shape, 2, g.N, g.H, 0)
+    take(&cp, c_prev, "c_prev", 3, g.ft, False); expect("c_prev", cp.shape, 3, g.N, g.T, g.H)
+    take(&tc, tanh_c, "tanh_c", 3, g.ft, False); expect("tanh_c", tc.shape, 3, g.N, g.T, g.H)
+    a.xs, a.Wx, a.Wh, a.lengths = g.xs.data, g.Wx.data, g.Wh.data, <const Py_ssize_t*> g.lengths.data
+    a.dout, a.dh, a.gates, a.h_prev, a.work = g.dout.data, g.dh.data, g.gates.data, g.h_prev.data, g.work.data
+    a.dWx, a.dWh, a.db, a.dxs = g.dWx.data, g.dWh.data, g.db.data, g.dxs.data
+    a.T, a.D, a.H, a.W, a.dout_offset, a.accumulate_dx = g.T, g.D, g.H, g.W, dout_offset, accumulate_dx
+    a.dc, a.c_prev, a.tanh_c = dcc.data, cp.data, tc.data
+    a.reverse = reverse
     with nogil:
-        if ft == cnp.NPY_FLOAT:
-            lstm_backward_run(<float*> NULL, &a, N, threads)
+        if g.ft == NPY_FLOAT:
+            lstm_backward_run(<float*> NULL, &a, g.N, threads)
         else:
-            lstm_backward_run(<double*> NULL, &a, N, threads)
+            lstm_backward_run(<double*> NULL, &a, g.N, threads)
 
 
 cdef void lstm_backward_run(floating* tag, BwdArgs* a, Py_ssize_t N,
@@ -383,9 +337,9 @@ cdef void lstm_backward_run(floating* tag, BwdArgs* a, Py_ssize_t N,
     wxtp = pack_b(pack_rows(N * T), True, <int> G, <int> D, <const floating*> a.Wx, <int> G)
     a.WxT_packed = wxtp
     backward_steps_and_grads(
-        tag, a, lstm_backward_rows_f if floating is float else lstm_backward_rows_d,
+        tag, a, lstm_backward_steps_f if floating is float else lstm_backward_steps_d,
         lstm_backward_grads_f if floating is float else lstm_backward_grads_d,
-        &a.scratch, &a.split, N, T, step_threads(threads, N, T, 2 * H * G, whtp != NULL), threads,
+        &a.scratch, N, T, step_threads(threads, N, T, 2 * H * G, whtp != NULL), threads,
         2 * (2 * D + H) * G, wxtp != NULL and rf_packed_dw_enabled() != 0, whtp, NULL,
         dWx, dWh, db, D, H, G, G)
     free_packed(wxtp)

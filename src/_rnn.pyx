@@ -22,11 +22,13 @@ from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gem
                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
                    rf_packed_dw_enabled)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
-from _arrays cimport Arr, take, kernel_dtype
+from _arrays cimport Arr, take
+from numpy cimport NPY_FLOAT
 from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, is_uniform, zero_padding, input_grads,
                   rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
                   grad_part, grad_stride, add_grad_parts, set_split_limits,
-                  run_steps, backward_steps_and_grads,
+                  run_steps, backward_steps_and_grads, FwdArrays, BwdArrays,
+                  take_forward, take_backward, forward_prologue,
                   rf_use_thread_pool)
 
 cnp.import_array()
@@ -108,38 +110,22 @@ cdef void rnn_forward_steps_d(void* a, long n0, long n1, int part) noexcept nogi
 
 def rnn_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint relu, out,
                 Py_ssize_t out_offset, gates, h_prev, work, bint training, int threads=1):
-    """Arrays (src/_arrays.pxd): xs (N, T, D), Wx (D, H), Wh (H, H), b (H,),
-    h (N, H) in/out, lengths (N,) intp, out (N, T, W), gates (N, Tc, H),
-    h_prev (N, T, H) when training, work (N, H); float32 or float64 as xs."""
-    cdef int ft = kernel_dtype(xs)
-    cdef Arr x, wx, wh, bias, hh, lens, o, g, hp, wk
+    """Arrays as src/_seq.pxd's take_forward says, with G = H, b (H,),
+    work (N, H); float32 or float64 as xs."""
+    cdef FwdArrays f
     cdef FwdArgs a
-    take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
-    take(&wh, Wh, "Wh", 2, ft, False); take(&bias, b, "b", 1, ft, False)
-    take(&hh, h, "h", 2, ft, True); take(&lens, lengths, "lengths", 1, cnp.NPY_INTP, False)
-    take(&o, out, "out", 3, ft, True); take(&g, gates, "gates", 3, ft, True)
-    take(&hp, h_prev, "h_prev", 3, ft, True); take(&wk, work, "work", 2, ft, True)
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2]
-    cdef Py_ssize_t H = wh.shape[0], W = o.shape[2], Tc = g.shape[1]
-    expect_batch(&lens, N, T, out_offset, H, W)
-    expect_chunk(Tc, T, training)
-    expect("Wx", wx.shape, 2, D, H, 0); expect("Wh", wh.shape, 2, H, H, 0)
-    expect("b", bias.shape, 1, H, 0, 0); expect("h", hh.shape, 2, N, H, 0)
-    expect("out", o.shape, 2, N, T, 0)
-    expect("gates", g.shape, 3, N, Tc, H); expect("work", wk.shape, 2, N, H, 0)
-    if training:
-        expect("h_prev", hp.shape, 3, N, T, H)
-    a.gates, a.h, a.out, a.work = g.data, hh.data, o.data, wk.data
-    a.h_prev = hp.data if training else NULL
-    a.b, a.Wh, a.lengths = bias.data, wh.data, <const Py_ssize_t*> lens.data
-    a.xs, a.T, a.D, a.H, a.W, a.out_offset = x.data, T, D, H, W, out_offset
-    a.Wx, a.Tc = wx.data, Tc
+    take_forward(&f, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 1, 1, 1,
+                 out_offset, training)
+    a.xs, a.Wx, a.Wh, a.b, a.h, a.out = f.xs.data, f.Wx.data, f.Wh.data, f.b.data, f.h.data, f.out.data
+    a.gates, a.h_prev, a.work = f.gates.data, f.h_prev.data, f.work.data
+    a.lengths, a.out_offset = <const Py_ssize_t*> f.lengths.data, out_offset
+    a.T, a.D, a.H, a.W, a.Tc = f.T, f.D, f.H, f.W, f.Tc
     a.reverse, a.training, a.relu = reverse, training, relu
     with nogil:
-        if ft == cnp.NPY_FLOAT:
-            rnn_forward_run(<float*> NULL, &a, N, threads)
+        if f.ft == NPY_FLOAT:
+            rnn_forward_run(<float*> NULL, &a, f.N, threads)
         else:
-            rnn_forward_run(<double*> NULL, &a, N, threads)
+            rnn_forward_run(<double*> NULL, &a, f.N, threads)
 
 
 cdef void rnn_forward_run(floating* tag, FwdArgs* a, Py_ssize_t N,
@@ -152,15 +138,10 @@ cdef void rnn_forward_run(floating* tag, FwdArgs* a, Py_ssize_t N,
     cdef floating* whp
     cdef floating* wxp
     a.uniform = is_uniform(a.lengths, N, T, a.reverse)
-    wxp = pack_b(pack_rows(N * T), False, <int> D, <int> H, pWx, <int> H)
+    wxp = forward_prologue(tag, <const floating*> a.xs, pWx, <floating*> a.gates,
+                           <floating*> a.out, <floating*> a.h_prev, a.lengths, N, T, D, H, H,
+                           a.W, a.out_offset, Tc)
     a.Wx_packed = wxp
-    if wxp == NULL and Tc == T:
-        gemm(False, False, <int> (N * T), <int> H, <int> D, <floating> 1,
-             <const floating*> a.xs, <int> D, pWx, <int> H, <floating> 0,
-             <floating*> a.gates, <int> H)
-    zero_padding(<floating*> a.out, N, T, a.W, a.out_offset, H, a.lengths)
-    if a.training:
-        zero_padding(<floating*> a.h_prev, N, T, H, 0, H, a.lengths)
     whp = pack_b(pack_rows(N * T), False, <int> H, <int> H, pWh, <int> H)
     a.Wh_packed = whp
     run_steps(tag, rnn_forward_steps_f if floating is float else rnn_forward_steps_d, a, N,
@@ -190,7 +171,7 @@ cdef struct BwdArgs:
     void* db
     void* scratch            # parts 1.. of dWx, dWh, db (one stride each)
     Py_ssize_t D
-    bint accumulate_dx, split
+    bint accumulate_dx
 
 
 cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t r1,
@@ -250,22 +231,13 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                         whtp, True, Wh, <int> H, True, pdh + n0 * H, <int> H)
 
 
-cdef void rnn_backward_rows(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
-                             int part) noexcept nogil:
-    """Batch rows n0..n1-1's steps, then, when each thread sums its own
-    rows' gradients (split), those into gradient part `part`."""
-    rnn_backward_steps(tag, a, n0, n1)
-    if a.split:
-        rnn_backward_grads(tag, a, n0 * a.T, n1 * a.T, part)
-
-
 # The row functions as src/_threads.h and src/_seq.pxd take them.
-cdef void rnn_backward_rows_f(void* a, long n0, long n1, int part) noexcept nogil:
-    rnn_backward_rows(<float*> NULL, <BwdArgs*> a, n0, n1, part)
+cdef void rnn_backward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
+    rnn_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
 
 
-cdef void rnn_backward_rows_d(void* a, long n0, long n1, int part) noexcept nogil:
-    rnn_backward_rows(<double*> NULL, <BwdArgs*> a, n0, n1, part)
+cdef void rnn_backward_steps_d(void* a, long n0, long n1, int part) noexcept nogil:
+    rnn_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1)
 
 
 cdef void rnn_backward_grads_f(void* a, long r0, long r1, int part) noexcept nogil:
@@ -279,43 +251,22 @@ cdef void rnn_backward_grads_d(void* a, long r0, long r1, int part) noexcept nog
 def rnn_backward(xs, Wx, Wh, lengths, bint reverse, bint relu, dout,
                  Py_ssize_t dout_offset, dh, gates, h_prev, dWx, dWh, db, dxs,
                  bint accumulate_dx, work, int threads=1):
-    """BPTT.  Arrays (src/_arrays.pxd): xs (N, T, D), Wx (D, H), Wh (H, H),
-    lengths (N,) intp, dout (N, T, W), dh (N, H) in: dL/d(final h), out:
-    dL/dh0, gates (N, T, H) (overwritten with dL/da), h_prev (N, T, H), dWx,
-    dWh, db like the parameters, dxs (N, T, D), work (N, H); float32 or
-    float64 as xs."""
-    cdef int ft = kernel_dtype(xs)
-    cdef Arr x, wx, wh, lens, do, dhh, g, hp, dwx, dwh, dbb, dx, wk
+    """BPTT.  Arrays as src/_seq.pxd's take_backward says; gates is
+    overwritten with dL/da, dh: in dL/d(final h), out dL/dh0."""
+    cdef BwdArrays g
     cdef BwdArgs a
-    take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
-    take(&wh, Wh, "Wh", 2, ft, False)
-    take(&lens, lengths, "lengths", 1, cnp.NPY_INTP, False)
-    take(&do, dout, "dout", 3, ft, False); take(&dhh, dh, "dh", 2, ft, True)
-    take(&g, gates, "gates", 3, ft, True); take(&hp, h_prev, "h_prev", 3, ft, False)
-    take(&dwx, dWx, "dWx", 2, ft, True); take(&dwh, dWh, "dWh", 2, ft, True)
-    take(&dbb, db, "db", 1, ft, True); take(&dx, dxs, "dxs", 3, ft, True)
-    take(&wk, work, "work", 2, ft, True)
-    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2]
-    cdef Py_ssize_t H = wh.shape[0], W = do.shape[2]
-    expect_batch(&lens, N, T, dout_offset, H, W)
-    expect("Wx", wx.shape, 2, D, H, 0); expect("Wh", wh.shape, 2, H, H, 0)
-    expect("dout", do.shape, 2, N, T, 0); expect("dh", dhh.shape, 2, N, H, 0)
-    expect("gates", g.shape, 3, N, T, H)
-    expect("h_prev", hp.shape, 3, N, T, H)
-    expect("dWx", dwx.shape, 2, D, H, 0); expect("dWh", dwh.shape, 2, H, H, 0)
-    expect("db", dbb.shape, 1, H, 0, 0); expect("dxs", dx.shape, 3, N, T, D)
-    expect("work", wk.shape, 2, N, H, 0)
-    a.gates, a.dh, a.work, a.dout = g.data, dhh.data, wk.data, do.data
-    a.Wh, a.lengths = wh.data, <const Py_ssize_t*> lens.data
-    a.T, a.H, a.W, a.dout_offset = T, H, W, dout_offset
+    take_backward(&g, xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work,
+                  1, 1, 1, dout_offset)
+    a.xs, a.Wx, a.Wh, a.lengths = g.xs.data, g.Wx.data, g.Wh.data, <const Py_ssize_t*> g.lengths.data
+    a.dout, a.dh, a.gates, a.h_prev, a.work = g.dout.data, g.dh.data, g.gates.data, g.h_prev.data, g.work.data
+    a.dWx, a.dWh, a.db, a.dxs = g.dWx.data, g.dWh.data, g.db.data, g.dxs.data
+    a.T, a.D, a.H, a.W, a.dout_offset, a.accumulate_dx = g.T, g.D, g.H, g.W, dout_offset, accumulate_dx
     a.reverse, a.relu = reverse, relu
-    a.xs, a.Wx, a.h_prev, a.dxs = x.data, wx.data, hp.data, dx.data
-    a.dWx, a.dWh, a.db, a.D, a.accumulate_dx = dwx.data, dwh.data, dbb.data, D, accumulate_dx
     with nogil:
-        if ft == cnp.NPY_FLOAT:
-            rnn_backward_run(<float*> NULL, &a, N, threads)
+        if g.ft == NPY_FLOAT:
+            rnn_backward_run(<float*> NULL, &a, g.N, threads)
         else:
-            rnn_backward_run(<double*> NULL, &a, N, threads)
+            rnn_backward_run(<double*> NULL, &a, g.N, threads)
 
 
 cdef void rnn_backward_run(floating* tag, BwdArgs* a, Py_ssize_t N,
@@ -336,9 +287,9 @@ cdef void rnn_backward_run(floating* tag, BwdArgs* a, Py_ssize_t N,
     wxtp = pack_b(pack_rows(N * T), True, <int> H, <int> D, <const floating*> a.Wx, <int> H)
     a.WxT_packed = wxtp
     backward_steps_and_grads(
-        tag, a, rnn_backward_rows_f if floating is float else rnn_backward_rows_d,
+        tag, a, rnn_backward_steps_f if floating is float else rnn_backward_steps_d,
         rnn_backward_grads_f if floating is float else rnn_backward_grads_d,
-        &a.scratch, &a.split, N, T, step_threads(threads, N, T, 2 * H * H, whtp != NULL), threads,
+        &a.scratch, N, T, step_threads(threads, N, T, 2 * H * H, whtp != NULL), threads,
         2 * (2 * D + H) * H, wxtp != NULL and rf_packed_dw_enabled() != 0, whtp, NULL,
         dWx, dWh, db, D, H, H, H)
     free_packed(wxtp)

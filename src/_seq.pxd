@@ -19,8 +19,10 @@
 # with k >= L are idle: their state does not change.  Positions t >= L
 # are padding: outputs are 0 and they contribute nothing to gradients.
 from libc.stdlib cimport free, malloc
-from _arrays cimport Arr
-from _blas cimport floating, gemm, gemm_packed, gemm_tn, free_packed, rf_packed_dw_enabled
+from _arrays cimport Arr, take, kernel_dtype
+from numpy cimport NPY_INTP
+from _blas cimport (floating, gemm, gemm_packed, gemm_tn, free_packed, pack_b, pack_rows,
+                   rf_packed_dw_enabled)
 
 
 cdef inline Py_ssize_t step_time(Py_ssize_t k, Py_ssize_t length,
@@ -258,6 +260,80 @@ cdef inline int expect_batch(const Arr* lengths, Py_ssize_t N, Py_ssize_t T,
 
 
 
+# The arrays every cell's kernels take, checked once for all three: kind
+# (src/_arrays.pxd), then shapes.  Sizes are given per hidden unit: a
+# cell's gates are kG*H wide (RNN 1, GRU 3, LSTM 4), its flat bias kb*H,
+# its work rows kw*H.
+cdef struct FwdArrays:
+    Arr xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work
+    Py_ssize_t N, T, D, H, W, Tc
+    int ft                   # NPY_FLOAT or NPY_DOUBLE: the version to run
+
+
+cdef inline int take_forward(FwdArrays* f, xs, Wx, Wh, b, h, lengths, out, gates, h_prev,
+                             work, Py_ssize_t kG, Py_ssize_t kb, Py_ssize_t kw,
+                             Py_ssize_t out_offset, bint training) except -1:
+    """xs (N, T, D), Wx (D, G), Wh (H, G), b (kb*H,), h (N, H) in/out,
+    lengths (N,) intp, out (N, T, W), gates (N, Tc, G), h_prev (N, T, H)
+    when training (else ignored), work (N, kw*H); G = kG*H."""
+    cdef int ft = kernel_dtype(xs)
+    f.ft = ft
+    take(&f.xs, xs, "xs", 3, ft, False); take(&f.Wx, Wx, "Wx", 2, ft, False)
+    take(&f.Wh, Wh, "Wh", 2, ft, False); take(&f.b, b, "b", 1, ft, False)
+    take(&f.h, h, "h", 2, ft, True); take(&f.lengths, lengths, "lengths", 1, NPY_INTP, False)
+    take(&f.out, out, "out", 3, ft, True); take(&f.gates, gates, "gates", 3, ft, True)
+    take(&f.h_prev, h_prev, "h_prev", 3, ft, True); take(&f.work, work, "work", 2, ft, True)
+    f.N, f.T, f.D = f.xs.shape[0], f.xs.shape[1], f.xs.shape[2]
+    f.H, f.W, f.Tc = f.Wh.shape[0], f.out.shape[2], f.gates.shape[1]
+    cdef Py_ssize_t N = f.N, T = f.T, H = f.H, G = kG * f.H
+    expect_batch(&f.lengths, N, T, out_offset, H, f.W)
+    expect_chunk(f.Tc, T, training)
+    expect("Wx", f.Wx.shape, 2, f.D, G, 0); expect("Wh", f.Wh.shape, 2, H, G, 0)
+    expect("b", f.b.shape, 1, kb * H, 0, 0); expect("h", f.h.shape, 2, N, H, 0)
+    expect("out", f.out.shape, 2, N, T, 0)
+    expect("gates", f.gates.shape, 3, N, f.Tc, G); expect("work", f.work.shape, 2, N, kw * H, 0)
+    if training:
+        expect("h_prev", f.h_prev.shape, 3, N, T, H)
+    else:
+        f.h_prev.data = NULL
+    return 0
+
+
+cdef struct BwdArrays:
+    Arr xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work
+    Py_ssize_t N, T, D, H, W
+    int ft
+
+
+cdef inline int take_backward(BwdArrays* g, xs, Wx, Wh, lengths, dout, dh, gates, h_prev,
+                              dWx, dWh, db, dxs, work, Py_ssize_t kG, Py_ssize_t kb,
+                              Py_ssize_t kw, Py_ssize_t dout_offset) except -1:
+    """xs, Wx, Wh, lengths, work as for take_forward; dout (N, T, W), dh (N, H)
+    in/out, gates (N, T, G) (overwritten), h_prev (N, T, H), dWx, dWh, db
+    shaped as Wx, Wh and b, dxs (N, T, D)."""
+    cdef int ft = kernel_dtype(xs)
+    g.ft = ft
+    take(&g.xs, xs, "xs", 3, ft, False); take(&g.Wx, Wx, "Wx", 2, ft, False)
+    take(&g.Wh, Wh, "Wh", 2, ft, False)
+    take(&g.lengths, lengths, "lengths", 1, NPY_INTP, False)
+    take(&g.dout, dout, "dout", 3, ft, False); take(&g.dh, dh, "dh", 2, ft, True)
+    take(&g.gates, gates, "gates", 3, ft, True); take(&g.h_prev, h_prev, "h_prev", 3, ft, False)
+    take(&g.dWx, dWx, "dWx", 2, ft, True); take(&g.dWh, dWh, "dWh", 2, ft, True)
+    take(&g.db, db, "db", 1, ft, True); take(&g.dxs, dxs, "dxs", 3, ft, True)
+    take(&g.work, work, "work", 2, ft, True)
+    g.N, g.T, g.D = g.xs.shape[0], g.xs.shape[1], g.xs.shape[2]
+    g.H, g.W = g.Wh.shape[0], g.dout.shape[2]
+    cdef Py_ssize_t N = g.N, T = g.T, D = g.D, H = g.H, G = kG * g.H
+    expect_batch(&g.lengths, N, T, dout_offset, H, g.W)
+    expect("Wx", g.Wx.shape, 2, D, G, 0); expect("Wh", g.Wh.shape, 2, H, G, 0)
+    expect("dout", g.dout.shape, 2, N, T, 0); expect("dh", g.dh.shape, 2, N, H, 0)
+    expect("gates", g.gates.shape, 3, N, T, G); expect("h_prev", g.h_prev.shape, 3, N, T, H)
+    expect("dWx", g.dWx.shape, 2, D, G, 0); expect("dWh", g.dWh.shape, 2, H, G, 0)
+    expect("db", g.db.shape, 1, kb * H, 0, 0); expect("dxs", g.dxs.shape, 3, N, T, D)
+    expect("work", g.work.shape, 2, N, kw * H, 0)
+    return 0
+
+
 cdef inline Py_ssize_t grad_stride(Py_ssize_t D, Py_ssize_t H, Py_ssize_t G,
                                    Py_ssize_t nb) noexcept nogil:
     return (D + H) * G + nb
@@ -295,6 +371,27 @@ cdef inline bint grads_on_threads(rf_rows_fn fn, void* args, void** scratch, int
     return True
 
 
+cdef inline floating* forward_prologue(floating* tag, const floating* xs, const floating* Wx,
+                                      floating* gates, floating* out, floating* h_prev,
+                                      const Py_ssize_t* lengths, Py_ssize_t N, Py_ssize_t T,
+                                      Py_ssize_t D, Py_ssize_t G, Py_ssize_t H,
+                                      Py_ssize_t W, Py_ssize_t out_offset,
+                                      Py_ssize_t Tc) noexcept nogil:
+    """Before a forward step loop: Wx packed for the loop's own input
+    projection (project_inputs), returned (free_packed), or NULL, and then
+    the projection of all N*T rows is done here on BLAS (or chunk by chunk
+    in the loop when gates holds Tc < T steps); the padding of out's
+    columns out_offset..+H and of h_prev (NULL: inference) zeroed."""
+    cdef floating* wxp = pack_b(pack_rows(N * T), False, <int> D, <int> G, Wx, <int> G)
+    if wxp == NULL and Tc == T:
+        gemm(False, False, <int> (N * T), <int> G, <int> D, <floating> 1, xs, <int> D,
+             Wx, <int> G, <floating> 0, gates, <int> G)
+    zero_padding(out, N, T, W, out_offset, H, lengths)
+    if h_prev != NULL:
+        zero_padding(h_prev, N, T, H, 0, H, lengths)
+    return wxp
+
+
 # ------------------------------------------------------ a call's skeleton
 # What every cell's *_run does around its own step loop and gradients.  A
 # cell hands its row functions over as rf_rows_fn pointers, the float or
@@ -309,35 +406,55 @@ cdef inline void run_steps(floating* tag, rf_rows_fn steps, void* args, Py_ssize
         steps(args, 0, N, 0)
 
 
+cdef struct StepsThenGrads:
+    rf_rows_fn steps
+    rf_rows_fn grads
+    void* args
+    Py_ssize_t T
+
+
+cdef inline void steps_then_grads(void* job, long n0, long n1, int part) noexcept nogil:
+    """A thread's share of a split backward: its batch rows' steps, then
+    their N*T rows' gradients into gradient part `part`."""
+    cdef StepsThenGrads* j = <StepsThenGrads*> job
+    j.steps(j.args, n0, n1, part)
+    j.grads(j.args, n0 * j.T, n1 * j.T, part)
+
+
 cdef inline void backward_steps_and_grads(
         floating* tag, void* args, rf_rows_fn steps, rf_rows_fn grads, void** scratch,
-        bint* split, Py_ssize_t N, Py_ssize_t T, int nt, int threads,
-        Py_ssize_t grad_flops_per_row, bint grads_packed, void* release1, void* release2,
-        floating* dWx, floating* dWh, floating* db, Py_ssize_t D, Py_ssize_t H,
-        Py_ssize_t G, Py_ssize_t nb) noexcept nogil:
+        Py_ssize_t N, Py_ssize_t T, int nt, int threads, Py_ssize_t grad_flops_per_row,
+        bint grads_packed, void* release1, void* release2, floating* dWx, floating* dWh,
+        floating* db, Py_ssize_t D, Py_ssize_t H, Py_ssize_t G, Py_ssize_t nb) noexcept nogil:
     """The step loop of a backward call on nt threads (step_threads), then
-    its parameter gradients.  With the steps on threads and packed dW
-    products, each thread also sums its rows' gradients into a part of its
-    own (steps must then call grads for its rows: *split is True), and the
-    parts are added here; else the gradients run over the N*T rows on the
-    threads grads_on_threads allows, or on this thread.  release1 and 2
-    (packed matrices of the step loop, or NULL) are freed after the steps,
-    so that the gradients' buffers can reuse them; *scratch too, at the end."""
-    cdef void* parts = NULL
-    if nt > 1 and rf_packed_dw_enabled() != 0:
+    its parameter and input gradients (grads over a range of the N*T rows,
+    into a gradient part: grad_part with *scratch).  With the steps on
+    threads and packed dW products, each thread goes on to its own rows'
+    gradients, into a part of its own, and the parts are added here; else
+    the gradients run over the N*T rows on the threads grads_on_threads
+    allows, or on this thread.  release1 and 2 (packed matrices of the step
+    loop, or NULL) are freed after the steps, so that the gradients' buffers
+    can reuse them; *scratch too, at the end."""
+    cdef StepsThenGrads job
+    scratch[0] = NULL
+    if floating is float and nt > 1 and rf_packed_dw_enabled() != 0:
         # The threads sum their rows' gradients on the packed kernel only:
         # BLAS is never called from them (src/_blas.pxd, gemm).
-        parts = malloc((nt - 1) * grad_stride(D, H, G, nb) * sizeof(floating))
-    scratch[0], split[0] = parts, parts != NULL
-    run_steps(tag, steps, args, N, nt)
-    free_packed(release1)
-    free_packed(release2)
-    if split[0]:
-        add_grad_parts(dWx, dWh, db, <const floating*> parts, nt, D, H, G, nb)
-    elif floating is double or not grads_on_threads(
-            grads, args, scratch, threads, N * T, grad_flops_per_row, grads_packed,
-            dWx, dWh, db, D, H, G, nb):
-        # The steps ran on one thread (too few batch rows to split) and the
-        # gradients are not worth threads either.
-        grads(args, 0, N * T, 0)
+        scratch[0] = malloc((nt - 1) * grad_stride(D, H, G, nb) * sizeof(floating))
+    if scratch[0] != NULL:
+        job.steps, job.grads, job.args, job.T = steps, grads, args, T
+        rf_run_rows(steps_then_grads, &job, N, nt)
+        free_packed(release1)
+        free_packed(release2)
+        add_grad_parts(dWx, dWh, db, <const floating*> scratch[0], nt, D, H, G, nb)
+    else:
+        run_steps(tag, steps, args, N, nt)
+        free_packed(release1)
+        free_packed(release2)
+        if floating is double or not grads_on_threads(
+                grads, args, scratch, threads, N * T, grad_flops_per_row, grads_packed,
+                dWx, dWh, db, D, H, G, nb):
+            # The steps ran on one thread (too few batch rows to split) and
+            # the gradients are not worth threads either.
+            grads(args, 0, N * T, 0)
     free(scratch[0])
