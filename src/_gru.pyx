@@ -162,13 +162,14 @@ def gru_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint reset_after, out,
     training; float32 or float64 as xs."""
     cdef FwdArrays f
     cdef FwdArgs a
-    take_forward(&f, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 3, (6 if reset_after else 3), 4,
-                 out_offset, training)
+    take_forward(&f, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 3,
+                 6 if reset_after else 3, 4, out_offset, training)
     cdef Arr ex
     take(&ex, extra, "extra", 3, f.ft, True)
     if training:
         expect("extra", ex.shape, 3, f.N, f.T, f.H)
-    a.xs, a.Wx, a.Wh, a.b, a.h, a.out = f.xs.data, f.Wx.data, f.Wh.data, f.b.data, f.h.data, f.out.data
+    a.xs, a.Wx, a.Wh, a.b = f.xs.data, f.Wx.data, f.Wh.data, f.b.data
+    a.h, a.out = f.h.data, f.out.data
     a.gates, a.h_prev, a.work = f.gates.data, f.h_prev.data, f.work.data
     a.lengths, a.out_offset = <const Py_ssize_t*> f.lengths.data, out_offset
     a.T, a.D, a.H, a.W, a.Tc = f.T, f.D, f.H, f.W, f.Tc
@@ -206,7 +207,8 @@ cdef void gru_forward_run(floating* tag, FwdArgs* a, Py_ssize_t N,
         wp2 = pack_b(pack_rows(N * T), False, <int> H, <int> H, pWh + 2 * H, <int> G)
     a.Wp1, a.Wp2 = wp1, wp2
     run_steps(tag, gru_forward_steps_f if floating is float else gru_forward_steps_d, a, N,
-              step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (a.reset_after or wp2 != NULL)))
+              step_threads(threads, N, T, 2 * H * G,
+                           wp1 != NULL and (a.reset_after or wp2 != NULL)))
     free_packed(wp1)
     free_packed(wp2)
     free_packed(wxp)
@@ -353,10 +355,13 @@ def gru_backward(xs, Wx, Wh, lengths, bint reverse, bint reset_after, dout,
                   3, (6 if reset_after else 3), 4, dout_offset)
     cdef Arr ex
     take(&ex, extra, "extra", 3, g.ft, True); expect("extra", ex.shape, 3, g.N, g.T, g.H)
-    a.xs, a.Wx, a.Wh, a.lengths = g.xs.data, g.Wx.data, g.Wh.data, <const Py_ssize_t*> g.lengths.data
-    a.dout, a.dh, a.gates, a.h_prev, a.work = g.dout.data, g.dh.data, g.gates.data, g.h_prev.data, g.work.data
+    a.xs, a.Wx, a.Wh = g.xs.data, g.Wx.data, g.Wh.data
+    a.lengths = <const Py_ssize_t*> g.lengths.data
+    a.dout, a.dh, a.gates = g.dout.data, g.dh.data, g.gates.data
+    a.h_prev, a.work = g.h_prev.data, g.work.data
     a.dWx, a.dWh, a.db, a.dxs = g.dWx.data, g.dWh.data, g.db.data, g.dxs.data
-    a.T, a.D, a.H, a.W, a.dout_offset, a.accumulate_dx = g.T, g.D, g.H, g.W, dout_offset, accumulate_dx
+    a.T, a.D, a.H, a.W = g.T, g.D, g.H, g.W
+    a.dout_offset, a.accumulate_dx = dout_offset, accumulate_dx
     a.extra = ex.data
     a.reverse, a.reset_after = reverse, reset_after
     with nogil:
@@ -393,8 +398,9 @@ cdef void gru_backward_run(floating* tag, BwdArgs* a, Py_ssize_t N,
     backward_steps_and_grads(
         tag, a, gru_backward_steps_f if floating is float else gru_backward_steps_d,
         gru_backward_grads_f if floating is float else gru_backward_grads_d,
-        &a.scratch, N, T, step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (a.reset_after or wp2 != NULL)), threads,
-        2 * (2 * D + H) * G, wxtp != NULL and rf_packed_dw_enabled() != 0, wp1, wp2,
+        &a.scratch, N, T,
+        step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (a.reset_after or wp2 != NULL)),
+        threads, 2 * (2 * D + H) * G, wxtp != NULL and rf_packed_dw_enabled() != 0, wp1, wp2,
         dWx, dWh, db, D, H, G, nb)
     free_packed(wxtp)
 

@@ -148,12 +148,16 @@ def lstm_forward(xs, Wx, Wh, b, h, c, lengths, bint reverse, out, Py_ssize_t out
     take(&cc, c, "c", 2, f.ft, True); expect("c", cc.shape, 2, f.N, f.H, 0)
     take(&cp, c_prev, "c_prev", 3, f.ft, True); take(&tc, tanh_c, "tanh_c", 3, f.ft, True)
     if training:
-        expect("c_prev", cp.shape, 3, f.N, f.T, f.H); expect("tanh_c", tc.shape, 3, f.N, f.T, f.H)
-    a.xs, a.Wx, a.Wh, a.b, a.h, a.out = f.xs.data, f.Wx.data, f.Wh.data, f.b.data, f.h.data, f.out.data
+        expect("c_prev", cp.shape, 3, f.N, f.T, f.H)
+        expect("tanh_c", tc.shape, 3, f.N, f.T, f.H)
+    a.xs, a.Wx, a.Wh, a.b = f.xs.data, f.Wx.data, f.Wh.data, f.b.data
+    a.h, a.out = f.h.data, f.out.data
     a.gates, a.h_prev, a.work = f.gates.data, f.h_prev.data, f.work.data
     a.lengths, a.out_offset = <const Py_ssize_t*> f.lengths.data, out_offset
     a.T, a.D, a.H, a.W, a.Tc = f.T, f.D, f.H, f.W, f.Tc
-    a.c, a.c_prev, a.tanh_c = cc.data, (cp.data if training else NULL), (tc.data if training else NULL)
+    a.c = cc.data
+    a.c_prev = cp.data if training else NULL
+    a.tanh_c = tc.data if training else NULL
     a.reverse, a.training = reverse, training
     with nogil:
         if f.ft == NPY_FLOAT:
@@ -306,10 +310,13 @@ def lstm_backward(xs, Wx, Wh, lengths, bint reverse, dout, Py_ssize_t dout_offse
     take(&dcc, dc, "dc", 2, g.ft, True); expect("dc", dcc.shape, 2, g.N, g.H, 0)
     take(&cp, c_prev, "c_prev", 3, g.ft, False); expect("c_prev", cp.shape, 3, g.N, g.T, g.H)
     take(&tc, tanh_c, "tanh_c", 3, g.ft, False); expect("tanh_c", tc.shape, 3, g.N, g.T, g.H)
-    a.xs, a.Wx, a.Wh, a.lengths = g.xs.data, g.Wx.data, g.Wh.data, <const Py_ssize_t*> g.lengths.data
-    a.dout, a.dh, a.gates, a.h_prev, a.work = g.dout.data, g.dh.data, g.gates.data, g.h_prev.data, g.work.data
+    a.xs, a.Wx, a.Wh = g.xs.data, g.Wx.data, g.Wh.data
+    a.lengths = <const Py_ssize_t*> g.lengths.data
+    a.dout, a.dh, a.gates = g.dout.data, g.dh.data, g.gates.data
+    a.h_prev, a.work = g.h_prev.data, g.work.data
     a.dWx, a.dWh, a.db, a.dxs = g.dWx.data, g.dWh.data, g.db.data, g.dxs.data
-    a.T, a.D, a.H, a.W, a.dout_offset, a.accumulate_dx = g.T, g.D, g.H, g.W, dout_offset, accumulate_dx
+    a.T, a.D, a.H, a.W = g.T, g.D, g.H, g.W
+    a.dout_offset, a.accumulate_dx = dout_offset, accumulate_dx
     a.dc, a.c_prev, a.tanh_c = dcc.data, cp.data, tc.data
     a.reverse = reverse
     with nogil:

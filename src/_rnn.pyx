@@ -116,7 +116,8 @@ def rnn_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint relu, out,
     cdef FwdArgs a
     take_forward(&f, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 1, 1, 1,
                  out_offset, training)
-    a.xs, a.Wx, a.Wh, a.b, a.h, a.out = f.xs.data, f.Wx.data, f.Wh.data, f.b.data, f.h.data, f.out.data
+    a.xs, a.Wx, a.Wh, a.b = f.xs.data, f.Wx.data, f.Wh.data, f.b.data
+    a.h, a.out = f.h.data, f.out.data
     a.gates, a.h_prev, a.work = f.gates.data, f.h_prev.data, f.work.data
     a.lengths, a.out_offset = <const Py_ssize_t*> f.lengths.data, out_offset
     a.T, a.D, a.H, a.W, a.Tc = f.T, f.D, f.H, f.W, f.Tc
@@ -257,10 +258,13 @@ def rnn_backward(xs, Wx, Wh, lengths, bint reverse, bint relu, dout,
     cdef BwdArgs a
     take_backward(&g, xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work,
                   1, 1, 1, dout_offset)
-    a.xs, a.Wx, a.Wh, a.lengths = g.xs.data, g.Wx.data, g.Wh.data, <const Py_ssize_t*> g.lengths.data
-    a.dout, a.dh, a.gates, a.h_prev, a.work = g.dout.data, g.dh.data, g.gates.data, g.h_prev.data, g.work.data
+    a.xs, a.Wx, a.Wh = g.xs.data, g.Wx.data, g.Wh.data
+    a.lengths = <const Py_ssize_t*> g.lengths.data
+    a.dout, a.dh, a.gates = g.dout.data, g.dh.data, g.gates.data
+    a.h_prev, a.work = g.h_prev.data, g.work.data
     a.dWx, a.dWh, a.db, a.dxs = g.dWx.data, g.dWh.data, g.db.data, g.dxs.data
-    a.T, a.D, a.H, a.W, a.dout_offset, a.accumulate_dx = g.T, g.D, g.H, g.W, dout_offset, accumulate_dx
+    a.T, a.D, a.H, a.W = g.T, g.D, g.H, g.W
+    a.dout_offset, a.accumulate_dx = dout_offset, accumulate_dx
     a.reverse, a.relu = reverse, relu
     with nogil:
         if g.ft == NPY_FLOAT:
