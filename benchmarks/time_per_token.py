@@ -7,7 +7,9 @@ ratio of the slowest to the fastest length.
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
         python benchmarks/time_per_token.py lstm,gru,rnn [train|infer]
 
-NDH=N,D,H sets the batch and sizes (default 8,64,64); ROUNDS the rounds (7).
+NDH=N,D,H sets the batch and sizes (default 8,64,64); ROUNDS the rounds (7);
+LENGTHS the lengths (default 10,100,1000,10000), e.g. LENGTHS=100,200,400,
+1000,1024,2000 for how the time grows with the working set.
 """
 import os
 import statistics
@@ -19,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 import rnnfast
 
-LENGTHS = (10, 100, 1000, 10000)
+LENGTHS = tuple(int(v) for v in os.environ.get("LENGTHS", "10,100,1000,10000").split(","))
 
 
 def main(argv):
