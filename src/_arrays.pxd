@@ -6,7 +6,7 @@
 # its specialisation by the arguments' types.  With 15-19 arrays a call,
 # that was most of a kernel call at N = 1, T = 1 (perf: the memoryview
 # machinery and the fused dispatch ~2 us of a 3.3 us rnn_forward call;
-# docs/performance.md, item 35).  Here a def takes plain objects, picks
+# docs/performance.md, item 36).  Here a def takes plain objects, picks
 # the float or double version by xs's dtype (kernel_dtype), and `take`
 # checks each array with a handful of flag tests and returns its data
 # pointer and shape: what the memoryview declaration checked (an ndarray

@@ -454,7 +454,7 @@ cdef inline void backward_steps_and_grads(
         if floating is double or not grads_on_threads(
                 grads, args, scratch, threads, N * T, grad_flops_per_row, grads_packed,
                 dWx, dWh, db, D, H, G, nb):
-            # The steps ran on one thread (too few batch rows to split) and
-            # the gradients are not worth threads either.
+            # Not worth threads (or, with the steps on threads, the dW
+            # products are on BLAS, which threads them itself): here.
             grads(args, 0, N * T, 0)
     free(scratch[0])
