@@ -27,41 +27,25 @@ range of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 cimport numpy as cnp
 from libc.string cimport memcpy
-from libc.stdlib cimport free, malloc
-from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
-                   rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
-                   rf_packed_dw_enabled)
+from _blas cimport (floating, pack_rows, free_packed, gemm_tn, pack_b, gemm_packed,
+                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
-from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, zero_padding, input_grads,
-                  rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
-                  grad_part, grad_stride, add_grad_parts, set_split_limits,
-                  run_steps, backward_steps_and_grads, FwdArrays, BwdArrays,
-                  take_forward, take_backward, forward_prologue,
-                  rf_use_thread_pool)
+from _seq cimport (step_time, chunk_start, project_inputs, zero_padding, input_grads,
+                   step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
+                   backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
+                   forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool)
 
 cnp.import_array()
 
 
 cdef struct FwdArgs:
-    const void* xs
-    const void* Wx
-    const void* Wx_packed
-    void* gates
-    void* h
-    void* out
-    void* work
-    void* h_prev
-    void* extra
-    const void* b
-    const void* Wh
+    SeqFwd s                 # the arrays and sizes every cell has (src/_seq.pxd)
+    void* extra              # (N, T, H) when training, else NULL
     const void* Wp1          # reset_after: Wh packed; else Wh_zr packed
     const void* Wp2          # reset_before: Wh_h packed
-    const Py_ssize_t* lengths
-    Py_ssize_t T, D, H, W, out_offset
-    Py_ssize_t Tc            # steps of gates: T, or a chunk (inference)
-    bint reverse, training, reset_after
+    bint reset_after
 
 
 cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
@@ -69,21 +53,21 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     """Steps 0..T-1 for batch rows n0..n1-1, after their input projection
     when Wx is packed (else the caller did it on BLAS), or chunk by chunk
     of Tc steps when gates holds only Tc (src/_seq.pxd)."""
-    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 3 * H, WK = 4 * H
-    cdef Py_ssize_t Tc = a.Tc, k0, k1
-    cdef Py_ssize_t W = a.W, off = a.out_offset
-    cdef floating* pg = <floating*> a.gates
-    cdef floating* ph = <floating*> a.h
-    cdef floating* pout = <floating*> a.out
-    cdef floating* pw = <floating*> a.work
-    cdef floating* phs = <floating*> a.h_prev
+    cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H, G = 3 * H, WK = 4 * H
+    cdef Py_ssize_t Tc = a.s.Tc, k0, k1
+    cdef Py_ssize_t W = a.s.W, off = a.s.out_offset
+    cdef floating* pg = <floating*> a.s.gates
+    cdef floating* ph = <floating*> a.s.h
+    cdef floating* pout = <floating*> a.s.out
+    cdef floating* pw = <floating*> a.s.work
+    cdef floating* phs = <floating*> a.s.h_prev
     cdef floating* pex = <floating*> a.extra
-    cdef const floating* bx = <const floating*> a.b
+    cdef const floating* bx = <const floating*> a.s.b
     cdef const floating* bh = bx + G
-    cdef const floating* pWh = <const floating*> a.Wh
+    cdef const floating* pWh = <const floating*> a.s.Wh
     cdef const floating* wp1 = <const floating*> a.Wp1
     cdef const floating* wp2 = <const floating*> a.Wp2
-    cdef const Py_ssize_t* plen = a.lengths
+    cdef const Py_ssize_t* plen = a.s.lengths
     cdef int rows = <int> (n1 - n0)
     cdef Py_ssize_t k, n, t, j, L, r
     cdef floating* g
@@ -93,8 +77,8 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     k0 = 0
     while k0 < T:                   # the chunks of Tc steps (one when Tc = T)
         k1 = k0 + Tc if k0 + Tc < T else T
-        project_inputs(<const floating*> a.xs, <const floating*> a.Wx_packed,
-                       <const floating*> a.Wx, plen, a.reverse, T, D, G, n0, n1, k0, k1,
+        project_inputs(<const floating*> a.s.xs, <const floating*> a.s.Wx_packed,
+                       <const floating*> a.s.Wx, plen, a.s.reverse, T, D, G, n0, n1, k0, k1,
                        pg, Tc)
         for k in range(k0, k1):
             # r: row (n, t) of the (N, T, .) buffers; g: its gates, slot t -
@@ -106,12 +90,12 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                     L = plen[n]
                     if k >= L:
                         continue
-                    t = step_time(k, L, a.reverse)
+                    t = step_time(k, L, a.s.reverse)
                     r = n * T + t
-                    g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.reverse)) * G
+                    g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.s.reverse)) * G
                     w = pw + n * WK
                     orow = pout + r * W + off
-                    if a.training:
+                    if a.s.training:
                         memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
                         hsave = pex + r * H
                     gru_ra_fwd_row(g, w, bx, bh, ph + n * H, orow, hsave, H)
@@ -125,8 +109,8 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                         for j in range(H):
                             w[2 * H + j] = 0
                         continue
-                    t = step_time(k, L, a.reverse)
-                    g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.reverse)) * G
+                    t = step_time(k, L, a.s.reverse)
+                    g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.s.reverse)) * G
                     gru_rb_fwd_zr(g, w, bx, ph + n * H, H)
                 gemm_packed(rows, <int> H, <int> H, pw + n0 * WK + 2 * H, <int> WK, wp2, False,
                             pWh + 2 * H, <int> G, False, pw + n0 * WK + 3 * H, <int> WK)
@@ -134,12 +118,12 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                     L = plen[n]
                     if k >= L:
                         continue
-                    t = step_time(k, L, a.reverse)
+                    t = step_time(k, L, a.s.reverse)
                     r = n * T + t
-                    g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.reverse)) * G
+                    g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.s.reverse)) * G
                     w = pw + n * WK
                     orow = pout + r * W + off
-                    if a.training:
+                    if a.s.training:
                         memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
                         memcpy(pex + r * H, w + 2 * H, H * sizeof(floating))
                     gru_rb_fwd_h(g, w, bx, ph + n * H, orow, H)
@@ -157,111 +141,79 @@ cdef void gru_forward_steps_d(void* a, long n0, long n1, int part) noexcept nogi
 def gru_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint reset_after, out,
                 Py_ssize_t out_offset, gates, h_prev, extra, work, bint training,
                 int threads=1):
-    """Arrays as src/_seq.pxd's take_forward says, with G = 3H, b flat (3H,
-    or 6H when reset_after), work (N, 4H), and extra (N, T, H) when
-    training; float32 or float64 as xs."""
-    cdef FwdArrays f
+    """Arrays as src/_seq.pxd's SeqFwd says, with G = 3H, b flat (3H, or 6H
+    when reset_after), work (N, 4H), and extra (N, T, H) when training;
+    float32 or float64 as xs."""
     cdef FwdArgs a
-    take_forward(&f, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 3,
-                 6 if reset_after else 3, 4, out_offset, training)
     cdef Arr ex
-    take(&ex, extra, "extra", 3, f.ft, True)
+    take_forward(&a.s, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 3,
+                 6 if reset_after else 3, 4, out_offset, reverse, training)
+    take(&ex, extra, "extra", 3, a.s.ft, True)
     if training:
-        expect("extra", ex.shape, 3, f.N, f.T, f.H)
-    a.xs, a.Wx, a.Wh, a.b = f.xs.data, f.Wx.data, f.Wh.data, f.b.data
-    a.h, a.out = f.h.data, f.out.data
-    a.gates, a.h_prev, a.work = f.gates.data, f.h_prev.data, f.work.data
-    a.lengths, a.out_offset = <const Py_ssize_t*> f.lengths.data, out_offset
-    a.T, a.D, a.H, a.W, a.Tc = f.T, f.D, f.H, f.W, f.Tc
+        expect("extra", ex.shape, 3, a.s.N, a.s.T, a.s.H)
     a.extra = ex.data if training else NULL
-    a.reverse, a.training, a.reset_after = reverse, training, reset_after
+    a.reset_after = reset_after
     with nogil:
-        if f.ft == NPY_FLOAT:
-            gru_forward_run(<float*> NULL, &a, f.N, threads)
+        if a.s.ft == NPY_FLOAT:
+            gru_forward_run(<float*> NULL, &a, threads)
         else:
-            gru_forward_run(<double*> NULL, &a, f.N, threads)
+            gru_forward_run(<double*> NULL, &a, threads)
 
 
-cdef void gru_forward_run(floating* tag, FwdArgs* a, Py_ssize_t N,
-                          int threads) noexcept nogil:
+cdef void gru_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil:
     """gru_forward after its checks: the input projection (BLAS, unless Wx
     packs), the step loop on `threads` threads at most."""
-    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 3 * H, Tc = a.Tc
-    cdef const floating* pWx = <const floating*> a.Wx
-    cdef const floating* pWh = <const floating*> a.Wh
-    cdef floating* wxp
-    cdef floating* wp1
-    cdef floating* wp2 = NULL
-    wxp = forward_prologue(tag, <const floating*> a.xs, pWx, <floating*> a.gates,
-                           <floating*> a.out, <floating*> a.h_prev, a.lengths, N, T, D, G, H,
-                           a.W, a.out_offset, Tc)
-    a.Wx_packed = wxp
-    if a.training:
-        zero_padding(<floating*> a.extra, N, T, H, 0, H, a.lengths)
+    cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H, G = 3 * H
+    cdef const floating* pWh = <const floating*> a.s.Wh
+    forward_prologue(tag, &a.s, G)
+    if a.s.training:
+        zero_padding(<floating*> a.extra, N, T, H, 0, H, a.s.lengths)
     # The per-step products' right-hand matrices, packed once (or NULL:
     # BLAS).  reset_after: Wh (H, 3H); else Wh_zr (H, 2H) and Wh_h (H, H).
+    a.Wp2 = NULL
     if a.reset_after:
-        wp1 = pack_b(pack_rows(N * T), False, <int> H, <int> G, pWh, <int> G)
+        a.Wp1 = pack_b(pack_rows(N * T), False, <int> H, <int> G, pWh, <int> G)
     else:
-        wp1 = pack_b(pack_rows(N * T), False, <int> H, <int> (2 * H), pWh, <int> G)
-        wp2 = pack_b(pack_rows(N * T), False, <int> H, <int> H, pWh + 2 * H, <int> G)
-    a.Wp1, a.Wp2 = wp1, wp2
+        a.Wp1 = pack_b(pack_rows(N * T), False, <int> H, <int> (2 * H), pWh, <int> G)
+        a.Wp2 = pack_b(pack_rows(N * T), False, <int> H, <int> H, pWh + 2 * H, <int> G)
     run_steps(tag, gru_forward_steps_f if floating is float else gru_forward_steps_d, a, N,
               step_threads(threads, N, T, 2 * H * G,
-                           wp1 != NULL and (a.reset_after or wp2 != NULL)))
-    free_packed(wp1)
-    free_packed(wp2)
-    free_packed(wxp)
+                           a.Wp1 != NULL and (a.reset_after or a.Wp2 != NULL)))
+    free_packed(<void*> a.Wp1)
+    free_packed(<void*> a.Wp2)
+    forward_epilogue(&a.s)
 
 
 cdef struct BwdArgs:
-    void* gates
-    void* dh
-    void* work
+    SeqBwd s                 # the arrays and sizes every cell has (src/_seq.pxd)
     void* extra
-    const void* dout
-    const void* h_prev
-    const void* Wh
     const void* Wp1          # reset_after: Wh^T packed; else Wh_zr^T packed
     const void* Wp2          # reset_before: Wh_h^T packed
-    const Py_ssize_t* lengths
-    Py_ssize_t T, H, W, dout_offset
-    bint reverse, reset_after
-    const void* WxT_packed   # Wx^T packed for dX, or NULL (BLAS)
-    # the parameter and input gradients (gru_backward_grads)
-    const void* xs
-    const void* Wx
-    void* dxs
-    void* dWx
-    void* dWh
-    void* db
-    void* scratch            # parts 1.. of dWx, dWh, db (one stride each)
-    Py_ssize_t D
-    bint accumulate_dx
+    bint reset_after
 
 
 cdef void gru_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t r1,
                              int part) noexcept nogil:
     """dX rows, and the rows' share of dWx, dWh and db, into gradient part
     `part` (0: the gradients themselves); one GEMM each over all steps."""
-    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 3 * H
+    cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H, G = 3 * H
     cdef Py_ssize_t nb = 2 * G if a.reset_after else G
     cdef Py_ssize_t R = r1 - r0, stride = grad_stride(D, H, G, nb)
-    cdef floating* pg = <floating*> a.gates + r0 * G
+    cdef floating* pg = <floating*> a.s.gates + r0 * G
     cdef floating* pex = <floating*> a.extra + r0 * H
-    cdef const floating* phs = <const floating*> a.h_prev + r0 * H
-    cdef floating* scratch = <floating*> a.scratch
-    cdef floating* dWx = grad_part(<floating*> a.dWx, scratch, part, 0, stride)
-    cdef floating* dWh = grad_part(<floating*> a.dWh, scratch, part, D * G, stride)
-    cdef floating* db = grad_part(<floating*> a.db, scratch, part, (D + H) * G, stride)
+    cdef const floating* phs = <const floating*> a.s.h_prev + r0 * H
+    cdef floating* scratch = <floating*> a.s.scratch
+    cdef floating* dWx = grad_part(<floating*> a.s.dWx, scratch, part, 0, stride)
+    cdef floating* dWh = grad_part(<floating*> a.s.dWh, scratch, part, D * G, stride)
+    cdef floating* db = grad_part(<floating*> a.s.db, scratch, part, (D + H) * G, stride)
     cdef Py_ssize_t j
     for j in range(nb):
         db[j] = 0
     # dWx = X^T dA, dWh[:, :2H] = Hprev^T dA_zr and db[:G] = dA's column
     # sums, with dA packed once for all three
-    input_grads(<const floating*> a.xs + r0 * D, <const floating*> a.Wx,
-                <const floating*> a.WxT_packed, pg, dWx, <floating*> a.dxs + r0 * D,
-                a.accumulate_dx, <int> R, <int> D, <int> G, phs, dWh, <int> H, db,
+    input_grads(<const floating*> a.s.xs + r0 * D, <const floating*> a.s.Wx,
+                <const floating*> a.s.WxT_packed, pg, dWx, <floating*> a.s.dxs + r0 * D,
+                a.s.accumulate_dx, <int> R, <int> D, <int> G, phs, dWh, <int> H, db,
                 <int> (2 * H))
     if a.reset_after:
         # dWh_h = Hprev^T dA_h,n; the recurrent bias gets dA_zr's sums (the
@@ -278,18 +230,18 @@ cdef void gru_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_
 cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                              Py_ssize_t n1) noexcept nogil:
     """BPTT steps T-1..0 for batch rows n0..n1-1."""
-    cdef Py_ssize_t T = a.T, H = a.H, G = 3 * H, WK = 4 * H
-    cdef Py_ssize_t W = a.W, off = a.dout_offset
-    cdef floating* pg = <floating*> a.gates
-    cdef floating* pdh = <floating*> a.dh
-    cdef floating* pw = <floating*> a.work
+    cdef Py_ssize_t T = a.s.T, H = a.s.H, G = 3 * H, WK = 4 * H
+    cdef Py_ssize_t W = a.s.W, off = a.s.dout_offset
+    cdef floating* pg = <floating*> a.s.gates
+    cdef floating* pdh = <floating*> a.s.dh
+    cdef floating* pw = <floating*> a.s.work
     cdef floating* pex = <floating*> a.extra
-    cdef const floating* pdo = <const floating*> a.dout
-    cdef const floating* phs = <const floating*> a.h_prev
-    cdef const floating* pWh = <const floating*> a.Wh
+    cdef const floating* pdo = <const floating*> a.s.dout
+    cdef const floating* phs = <const floating*> a.s.h_prev
+    cdef const floating* pWh = <const floating*> a.s.Wh
     cdef const floating* wp1 = <const floating*> a.Wp1
     cdef const floating* wp2 = <const floating*> a.Wp2
-    cdef const Py_ssize_t* plen = a.lengths
+    cdef const Py_ssize_t* plen = a.s.lengths
     cdef int rows = <int> (n1 - n0)
     cdef Py_ssize_t k, n, t, j, L, r
     cdef floating* g
@@ -302,7 +254,7 @@ cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                 for j in range(G):
                     w[j] = 0
                 continue
-            t = step_time(k, L, a.reverse)
+            t = step_time(k, L, a.s.reverse)
             r = n * T + t
             g = pg + r * G
             gru_bwd_row(g, w, phs + r * H, pdo + r * W + off, pdh + n * H,
@@ -318,7 +270,7 @@ cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                 L = plen[n]
                 if k >= L:
                     continue
-                t = step_time(k, L, a.reverse)
+                t = step_time(k, L, a.s.reverse)
                 r = n * T + t
                 g = pg + r * G
                 w = pw + n * WK
@@ -348,61 +300,40 @@ def gru_backward(xs, Wx, Wh, lengths, bint reverse, bint reset_after, dout,
                  Py_ssize_t dout_offset, dh, gates, h_prev, extra, dWx, dWh, db, dxs,
                  bint accumulate_dx, work, int threads=1):
     """BPTT; dh: in dL/d(final h), out dL/dh0.  db is flat like b.  Arrays
-    as src/_seq.pxd's take_backward says, and extra (N, T, H)."""
-    cdef BwdArrays g
+    as src/_seq.pxd's SeqBwd says, and extra (N, T, H)."""
     cdef BwdArgs a
-    take_backward(&g, xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work,
-                  3, (6 if reset_after else 3), 4, dout_offset)
     cdef Arr ex
-    take(&ex, extra, "extra", 3, g.ft, True); expect("extra", ex.shape, 3, g.N, g.T, g.H)
-    a.xs, a.Wx, a.Wh = g.xs.data, g.Wx.data, g.Wh.data
-    a.lengths = <const Py_ssize_t*> g.lengths.data
-    a.dout, a.dh, a.gates = g.dout.data, g.dh.data, g.gates.data
-    a.h_prev, a.work = g.h_prev.data, g.work.data
-    a.dWx, a.dWh, a.db, a.dxs = g.dWx.data, g.dWh.data, g.db.data, g.dxs.data
-    a.T, a.D, a.H, a.W = g.T, g.D, g.H, g.W
-    a.dout_offset, a.accumulate_dx = dout_offset, accumulate_dx
+    take_backward(&a.s, xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work,
+                  3, 6 if reset_after else 3, 4, dout_offset, reverse, accumulate_dx)
+    take(&ex, extra, "extra", 3, a.s.ft, True); expect("extra", ex.shape, 3, a.s.N, a.s.T, a.s.H)
     a.extra = ex.data
-    a.reverse, a.reset_after = reverse, reset_after
+    a.reset_after = reset_after
     with nogil:
-        if g.ft == NPY_FLOAT:
-            gru_backward_run(<float*> NULL, &a, g.N, threads)
+        if a.s.ft == NPY_FLOAT:
+            gru_backward_run(<float*> NULL, &a, threads)
         else:
-            gru_backward_run(<double*> NULL, &a, g.N, threads)
+            gru_backward_run(<double*> NULL, &a, threads)
 
 
-cdef void gru_backward_run(floating* tag, BwdArgs* a, Py_ssize_t N,
-                           int threads) noexcept nogil:
+cdef void gru_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogil:
     """gru_backward after its checks: the step loop, then the parameter and
-    input gradients (with the steps on each thread, or split over the N*T
-    rows, or on this thread)."""
-    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 3 * H
-    cdef Py_ssize_t nb = 2 * G if a.reset_after else G
-    cdef const floating* pWh = <const floating*> a.Wh
-    cdef floating* dWx = <floating*> a.dWx
-    cdef floating* dWh = <floating*> a.dWh
-    cdef floating* db = <floating*> a.db
-    cdef floating* wp1
-    cdef floating* wp2 = NULL
-    cdef floating* wxtp
-    zero_padding(<floating*> a.gates, N, T, G, 0, G, a.lengths)
+    input gradients (src/_seq.pxd, backward_steps_and_grads)."""
+    cdef Py_ssize_t N = a.s.N, T = a.s.T, D = a.s.D, H = a.s.H, G = 3 * H
+    cdef const floating* pWh = <const floating*> a.s.Wh
+    backward_prologue(tag, &a.s, G)
+    a.Wp2 = NULL
     if a.reset_after:
-        zero_padding(<floating*> a.extra, N, T, H, 0, H, a.lengths)
-        wp1 = pack_b(pack_rows(N * T), True, <int> G, <int> H, pWh, <int> G)
+        zero_padding(<floating*> a.extra, N, T, H, 0, H, a.s.lengths)
+        a.Wp1 = pack_b(pack_rows(N * T), True, <int> G, <int> H, pWh, <int> G)
     else:
-        wp1 = pack_b(pack_rows(N * T), True, <int> (2 * H), <int> H, pWh, <int> G)
-        wp2 = pack_b(pack_rows(N * T), True, <int> H, <int> H, pWh + 2 * H, <int> G)
-    a.Wp1, a.Wp2 = wp1, wp2
-    wxtp = pack_b(pack_rows(N * T), True, <int> G, <int> D, <const floating*> a.Wx, <int> G)
-    a.WxT_packed = wxtp
+        a.Wp1 = pack_b(pack_rows(N * T), True, <int> (2 * H), <int> H, pWh, <int> G)
+        a.Wp2 = pack_b(pack_rows(N * T), True, <int> H, <int> H, pWh + 2 * H, <int> G)
     backward_steps_and_grads(
-        tag, a, gru_backward_steps_f if floating is float else gru_backward_steps_d,
+        tag, &a.s, a, gru_backward_steps_f if floating is float else gru_backward_steps_d,
         gru_backward_grads_f if floating is float else gru_backward_grads_d,
-        &a.scratch, N, T,
-        step_threads(threads, N, T, 2 * H * G, wp1 != NULL and (a.reset_after or wp2 != NULL)),
-        threads, 2 * (2 * D + H) * G, wxtp != NULL and rf_packed_dw_enabled() != 0, wp1, wp2,
-        dWx, dWh, db, D, H, G, nb)
-    free_packed(wxtp)
+        step_threads(threads, N, T, 2 * H * G, a.Wp1 != NULL and (a.reset_after or a.Wp2 != NULL)),
+        threads, 2 * (2 * D + H) * G, <void*> a.Wp1, <void*> a.Wp2, G,
+        2 * G if a.reset_after else G)
 
 
 def use_packed_gemm(bint on, dw=None):

@@ -22,44 +22,26 @@ products use the packed micro-kernel (src/_threads.h).
 """
 cimport numpy as cnp
 from libc.string cimport memcpy
-from libc.stdlib cimport free, malloc
-from _blas cimport (floating, pack_rows, gemm, free_packed, pack_b, gemm_packed,
-                   rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
-                   rf_packed_dw_enabled)
+from _blas cimport (floating, pack_rows, free_packed, pack_b, gemm_packed, rf_use_packed_gemm,
+                    rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
-from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, is_uniform, zero_padding, input_grads,
-                  rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
-                  grad_part, grad_stride, add_grad_parts, set_split_limits,
-                  run_steps, backward_steps_and_grads, FwdArrays, BwdArrays,
-                  take_forward, take_backward, forward_prologue,
-                  rf_use_thread_pool)
+from _seq cimport (step_time, chunk_start, project_inputs, is_uniform, input_grads,
+                   step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
+                   backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
+                   forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool)
 
 cnp.import_array()
 
 
 cdef struct FwdArgs:
-    # Everything the forward step loop reads, as untyped pointers so that
-    # one struct serves float and double (the loop casts them back).
-    const void* xs
-    const void* Wx
-    const void* Wx_packed
-    void* gates
-    void* h
-    void* c
-    void* out
-    void* work
-    void* h_prev
-    void* c_prev
-    void* tanh_c
-    const void* b
-    const void* Wh
+    SeqFwd s                 # the arrays and sizes every cell has (src/_seq.pxd)
+    void* c                  # (N, H) in/out
+    void* c_prev             # (N, T, H) when training, else NULL
+    void* tanh_c             # (N, T, H) when training, else NULL
     const void* Wh_packed
-    const Py_ssize_t* lengths
-    Py_ssize_t T, D, H, W, out_offset
-    Py_ssize_t Tc            # steps of gates: T, or a chunk (inference)
-    bint reverse, uniform, training
+    bint uniform
 
 
 cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
@@ -68,20 +50,20 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     after their input projection when Wx is packed (else the caller did it
     for all rows on BLAS), or chunk by chunk of Tc steps when gates holds
     only Tc (src/_seq.pxd)."""
-    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 4 * H, W = a.W, off = a.out_offset
-    cdef Py_ssize_t Tc = a.Tc, k0, k1
-    cdef floating* pg = <floating*> a.gates
-    cdef floating* ph = <floating*> a.h
+    cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H, G = 4 * H, W = a.s.W, off = a.s.out_offset
+    cdef Py_ssize_t Tc = a.s.Tc, k0, k1
+    cdef floating* pg = <floating*> a.s.gates
+    cdef floating* ph = <floating*> a.s.h
     cdef floating* pc = <floating*> a.c
-    cdef floating* pout = <floating*> a.out
-    cdef floating* pw = <floating*> a.work
-    cdef floating* phs = <floating*> a.h_prev
+    cdef floating* pout = <floating*> a.s.out
+    cdef floating* pw = <floating*> a.s.work
+    cdef floating* phs = <floating*> a.s.h_prev
     cdef floating* pcs = <floating*> a.c_prev
     cdef floating* pts = <floating*> a.tanh_c
-    cdef const floating* pb = <const floating*> a.b
-    cdef const floating* Wh = <const floating*> a.Wh
+    cdef const floating* pb = <const floating*> a.s.b
+    cdef const floating* Wh = <const floating*> a.s.Wh
     cdef const floating* whp = <const floating*> a.Wh_packed
-    cdef const Py_ssize_t* plen = a.lengths
+    cdef const Py_ssize_t* plen = a.s.lengths
     cdef int rows = <int> (n1 - n0)
     cdef Py_ssize_t k, n, t, j, L
     cdef floating* g
@@ -89,14 +71,14 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     k0 = 0
     while k0 < T:                   # the chunks of Tc steps (one when Tc = T)
         k1 = k0 + Tc if k0 + Tc < T else T
-        project_inputs(<const floating*> a.xs, <const floating*> a.Wx_packed,
-                       <const floating*> a.Wx, plen, a.reverse, T, D, G, n0, n1, k0, k1,
+        project_inputs(<const floating*> a.s.xs, <const floating*> a.s.Wx_packed,
+                       <const floating*> a.s.Wx, plen, a.s.reverse, T, D, G, n0, n1, k0, k1,
                        pg, Tc)
         for k in range(k0, k1):
             if a.uniform:
                 # Recurrent GEMM accumulates straight into the step-t rows
                 # of the projected gates (row stride Tc*4H, no copy).
-                t = step_time(k, T, a.reverse) - chunk_start(T, k0, k1, a.reverse)
+                t = step_time(k, T, a.s.reverse) - chunk_start(T, k0, k1, a.s.reverse)
                 gemm_packed(rows, <int> G, <int> H, ph + n0 * H, <int> H, whp, False,
                             Wh, <int> G, True, pg + (n0 * Tc + t) * G, <int> (Tc * G))
             else:
@@ -108,12 +90,12 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                 L = plen[n]
                 if k >= L:
                     continue
-                t = step_time(k, L, a.reverse)
-                g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.reverse)) * G
+                t = step_time(k, L, a.s.reverse)
+                g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.s.reverse)) * G
                 if not a.uniform:
                     for j in range(G):
                         g[j] += pw[n * G + j]
-                if a.training:
+                if a.s.training:
                     memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
                     memcpy(pcs + (n * T + t) * H, pc + n * H, H * sizeof(floating))
                     tsave = pts + (n * T + t) * H
@@ -134,84 +116,52 @@ def lstm_forward(xs, Wx, Wh, b, h, c, lengths, bint reverse, out, Py_ssize_t out
                  gates, h_prev, c_prev, tanh_c, work, bint training, int threads=1):
     """Run the LSTM over a whole batch of sequences without the GIL.
 
-    Arrays as src/_seq.pxd's take_forward says, with G = 4H, b (4H,), work
+    Arrays as src/_seq.pxd's SeqFwd says, with G = 4H, b (4H,), work
     (N, 4H), and c (N, H) in/out, c_prev and tanh_c (N, T, H) when
     training; float32 or float64 as xs.  With training=False the saved
     activations (h_prev, c_prev, tanh_c) are not written and may be empty
     arrays.  threads: at most this many threads for the step loop (the
     caller passes its BLAS thread count)."""
-    cdef FwdArrays f
     cdef FwdArgs a
-    take_forward(&f, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 4, 4, 4,
-                 out_offset, training)
     cdef Arr cc, cp, tc
-    take(&cc, c, "c", 2, f.ft, True); expect("c", cc.shape, 2, f.N, f.H, 0)
-    take(&cp, c_prev, "c_prev", 3, f.ft, True); take(&tc, tanh_c, "tanh_c", 3, f.ft, True)
+    take_forward(&a.s, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 4, 4, 4,
+                 out_offset, reverse, training)
+    take(&cc, c, "c", 2, a.s.ft, True); expect("c", cc.shape, 2, a.s.N, a.s.H, 0)
+    take(&cp, c_prev, "c_prev", 3, a.s.ft, True); take(&tc, tanh_c, "tanh_c", 3, a.s.ft, True)
     if training:
-        expect("c_prev", cp.shape, 3, f.N, f.T, f.H)
-        expect("tanh_c", tc.shape, 3, f.N, f.T, f.H)
-    a.xs, a.Wx, a.Wh, a.b = f.xs.data, f.Wx.data, f.Wh.data, f.b.data
-    a.h, a.out = f.h.data, f.out.data
-    a.gates, a.h_prev, a.work = f.gates.data, f.h_prev.data, f.work.data
-    a.lengths, a.out_offset = <const Py_ssize_t*> f.lengths.data, out_offset
-    a.T, a.D, a.H, a.W, a.Tc = f.T, f.D, f.H, f.W, f.Tc
+        expect("c_prev", cp.shape, 3, a.s.N, a.s.T, a.s.H)
+        expect("tanh_c", tc.shape, 3, a.s.N, a.s.T, a.s.H)
     a.c = cc.data
     a.c_prev = cp.data if training else NULL
     a.tanh_c = tc.data if training else NULL
-    a.reverse, a.training = reverse, training
     with nogil:
-        if f.ft == NPY_FLOAT:
-            lstm_forward_run(<float*> NULL, &a, f.N, threads)
+        if a.s.ft == NPY_FLOAT:
+            lstm_forward_run(<float*> NULL, &a, threads)
         else:
-            lstm_forward_run(<double*> NULL, &a, f.N, threads)
+            lstm_forward_run(<double*> NULL, &a, threads)
 
 
-cdef void lstm_forward_run(floating* tag, FwdArgs* a, Py_ssize_t N,
-                           int threads) noexcept nogil:
+cdef void lstm_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil:
     """lstm_forward after its checks: the input projection (BLAS, unless Wx
     packs), the step loop on `threads` threads at most."""
-    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 4 * H, Tc = a.Tc
-    cdef const floating* pWx = <const floating*> a.Wx
-    cdef floating* whp
-    cdef floating* wxp
-    a.uniform = is_uniform(a.lengths, N, T, a.reverse)
-    wxp = forward_prologue(tag, <const floating*> a.xs, pWx, <floating*> a.gates,
-                           <floating*> a.out, <floating*> a.h_prev, a.lengths, N, T, D, G, H,
-                           a.W, a.out_offset, Tc)
-    a.Wx_packed = wxp
-    whp = pack_b(pack_rows(N * T), False, <int> H, <int> G, <const floating*> a.Wh, <int> G)
-    a.Wh_packed = whp
+    cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H, G = 4 * H
+    a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
+    forward_prologue(tag, &a.s, G)
+    a.Wh_packed = pack_b(pack_rows(N * T), False, <int> H, <int> G,
+                         <const floating*> a.s.Wh, <int> G)
     run_steps(tag, lstm_forward_steps_f if floating is float else lstm_forward_steps_d, a, N,
-              step_threads(threads, N, T, 2 * H * G, whp != NULL))
-    free_packed(whp)
-    free_packed(wxp)
+              step_threads(threads, N, T, 2 * H * G, a.Wh_packed != NULL))
+    free_packed(<void*> a.Wh_packed)
+    forward_epilogue(&a.s)
 
 
 cdef struct BwdArgs:
-    void* gates
-    void* dh
-    void* dc
-    void* work
-    const void* dout
+    SeqBwd s                 # the arrays and sizes every cell has (src/_seq.pxd)
+    void* dc                 # (N, H): in dL/d(final c), out dL/dc0
     const void* c_prev
     const void* tanh_c
-    const void* Wh
     const void* WhT_packed
-    const Py_ssize_t* lengths
-    Py_ssize_t T, H, W, dout_offset
-    bint reverse, uniform
-    const void* WxT_packed   # Wx^T packed for dX, or NULL (BLAS)
-    # the parameter and input gradients (lstm_backward_grads)
-    const void* xs
-    const void* Wx
-    const void* h_prev
-    void* dxs
-    void* dWx
-    void* dWh
-    void* db
-    void* scratch            # parts 1.. of dWx, dWh, db (one stride each)
-    Py_ssize_t D
-    bint accumulate_dx
+    bint uniform
 
 
 cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t r1,
@@ -219,36 +169,36 @@ cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize
     """dX rows, and the rows' share of dWx = X^T dA, dWh = Hprev^T dA and
     db = column sums of dA, into gradient part `part` (0: the gradients
     themselves).  One GEMM each over the rows' n*T..: all steps at once."""
-    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 4 * H
+    cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H, G = 4 * H
     cdef Py_ssize_t R = r1 - r0, stride = grad_stride(D, H, G, G)
-    cdef floating* pg = <floating*> a.gates + r0 * G
-    cdef floating* scratch = <floating*> a.scratch
-    cdef floating* dWx = grad_part(<floating*> a.dWx, scratch, part, 0, stride)
-    cdef floating* dWh = grad_part(<floating*> a.dWh, scratch, part, D * G, stride)
-    cdef floating* db = grad_part(<floating*> a.db, scratch, part, (D + H) * G, stride)
+    cdef floating* pg = <floating*> a.s.gates + r0 * G
+    cdef floating* scratch = <floating*> a.s.scratch
+    cdef floating* dWx = grad_part(<floating*> a.s.dWx, scratch, part, 0, stride)
+    cdef floating* dWh = grad_part(<floating*> a.s.dWh, scratch, part, D * G, stride)
+    cdef floating* db = grad_part(<floating*> a.s.db, scratch, part, (D + H) * G, stride)
     cdef Py_ssize_t j
     for j in range(G):
         db[j] = 0
-    input_grads(<const floating*> a.xs + r0 * D, <const floating*> a.Wx,
-                <const floating*> a.WxT_packed, pg, dWx, <floating*> a.dxs + r0 * D,
-                a.accumulate_dx, <int> R, <int> D, <int> G,
-                <const floating*> a.h_prev + r0 * H, dWh, <int> H, db)
+    input_grads(<const floating*> a.s.xs + r0 * D, <const floating*> a.s.Wx,
+                <const floating*> a.s.WxT_packed, pg, dWx, <floating*> a.s.dxs + r0 * D,
+                a.s.accumulate_dx, <int> R, <int> D, <int> G,
+                <const floating*> a.s.h_prev + r0 * H, dWh, <int> H, db)
 
 
 cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                               Py_ssize_t n1) noexcept nogil:
     """BPTT steps T-1..0 for batch rows n0..n1-1."""
-    cdef Py_ssize_t T = a.T, H = a.H, G = 4 * H, W = a.W, off = a.dout_offset
-    cdef floating* pg = <floating*> a.gates
-    cdef floating* pdh = <floating*> a.dh
+    cdef Py_ssize_t T = a.s.T, H = a.s.H, G = 4 * H, W = a.s.W, off = a.s.dout_offset
+    cdef floating* pg = <floating*> a.s.gates
+    cdef floating* pdh = <floating*> a.s.dh
     cdef floating* pdc = <floating*> a.dc
-    cdef floating* pw = <floating*> a.work
-    cdef const floating* pdo = <const floating*> a.dout
+    cdef floating* pw = <floating*> a.s.work
+    cdef const floating* pdo = <const floating*> a.s.dout
     cdef const floating* pcs = <const floating*> a.c_prev
     cdef const floating* pts = <const floating*> a.tanh_c
-    cdef const floating* Wh = <const floating*> a.Wh
+    cdef const floating* Wh = <const floating*> a.s.Wh
     cdef const floating* whtp = <const floating*> a.WhT_packed
-    cdef const Py_ssize_t* plen = a.lengths
+    cdef const Py_ssize_t* plen = a.s.lengths
     cdef int rows = <int> (n1 - n0)
     cdef Py_ssize_t k, n, t, j, L, r
     cdef floating* g
@@ -260,7 +210,7 @@ cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                     for j in range(G):
                         pw[n * G + j] = 0
                 continue
-            t = step_time(k, L, a.reverse)
+            t = step_time(k, L, a.s.reverse)
             r = n * T + t
             g = pg + r * G
             lstm_bwd_row(g, pts + r * H, pcs + r * H, pdo + r * W + off,
@@ -269,7 +219,7 @@ cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                 memcpy(pw + n * G, g, G * sizeof(floating))
         # dh_prev (+)= dA_t Wh^T; idle rows keep their carried dh.
         if a.uniform:
-            t = step_time(k, T, a.reverse)
+            t = step_time(k, T, a.s.reverse)
             gemm_packed(rows, <int> H, <int> G, pg + (n0 * T + t) * G, <int> (T * G),
                         whtp, True, Wh, <int> G, True, pdh + n0 * H, <int> H)
         else:
@@ -301,55 +251,37 @@ def lstm_backward(xs, Wx, Wh, lengths, bint reverse, dout, Py_ssize_t dout_offse
     dL/d(initial state).  Overwrites gates with dL/da and dWx, dWh, db;
     dxs is overwritten, or added to when accumulate_dx (the two directions
     of a bidirectional layer share one input).  Arrays as src/_seq.pxd's
-    take_backward says, and dc (N, H), c_prev, tanh_c (N, T, H)."""
-    cdef BwdArrays g
+    SeqBwd says, and dc (N, H), c_prev, tanh_c (N, T, H)."""
     cdef BwdArgs a
-    take_backward(&g, xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work,
-                  4, 4, 4, dout_offset)
     cdef Arr dcc, cp, tc
-    take(&dcc, dc, "dc", 2, g.ft, True); expect("dc", dcc.shape, 2, g.N, g.H, 0)
-    take(&cp, c_prev, "c_prev", 3, g.ft, False); expect("c_prev", cp.shape, 3, g.N, g.T, g.H)
-    take(&tc, tanh_c, "tanh_c", 3, g.ft, False); expect("tanh_c", tc.shape, 3, g.N, g.T, g.H)
-    a.xs, a.Wx, a.Wh = g.xs.data, g.Wx.data, g.Wh.data
-    a.lengths = <const Py_ssize_t*> g.lengths.data
-    a.dout, a.dh, a.gates = g.dout.data, g.dh.data, g.gates.data
-    a.h_prev, a.work = g.h_prev.data, g.work.data
-    a.dWx, a.dWh, a.db, a.dxs = g.dWx.data, g.dWh.data, g.db.data, g.dxs.data
-    a.T, a.D, a.H, a.W = g.T, g.D, g.H, g.W
-    a.dout_offset, a.accumulate_dx = dout_offset, accumulate_dx
+    take_backward(&a.s, xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work,
+                  4, 4, 4, dout_offset, reverse, accumulate_dx)
+    take(&dcc, dc, "dc", 2, a.s.ft, True); expect("dc", dcc.shape, 2, a.s.N, a.s.H, 0)
+    take(&cp, c_prev, "c_prev", 3, a.s.ft, False)
+    expect("c_prev", cp.shape, 3, a.s.N, a.s.T, a.s.H)
+    take(&tc, tanh_c, "tanh_c", 3, a.s.ft, False)
+    expect("tanh_c", tc.shape, 3, a.s.N, a.s.T, a.s.H)
     a.dc, a.c_prev, a.tanh_c = dcc.data, cp.data, tc.data
-    a.reverse = reverse
     with nogil:
-        if g.ft == NPY_FLOAT:
-            lstm_backward_run(<float*> NULL, &a, g.N, threads)
+        if a.s.ft == NPY_FLOAT:
+            lstm_backward_run(<float*> NULL, &a, threads)
         else:
-            lstm_backward_run(<double*> NULL, &a, g.N, threads)
+            lstm_backward_run(<double*> NULL, &a, threads)
 
 
-cdef void lstm_backward_run(floating* tag, BwdArgs* a, Py_ssize_t N,
-                            int threads) noexcept nogil:
+cdef void lstm_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogil:
     """lstm_backward after its checks: the step loop, then the parameter and
-    input gradients (with the steps on each thread, or split over the N*T
-    rows, or on this thread)."""
-    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, G = 4 * H
-    cdef floating* dWx = <floating*> a.dWx
-    cdef floating* dWh = <floating*> a.dWh
-    cdef floating* db = <floating*> a.db
-    cdef floating* whtp
-    cdef floating* wxtp
-    a.uniform = is_uniform(a.lengths, N, T, a.reverse)
-    zero_padding(<floating*> a.gates, N, T, G, 0, G, a.lengths)
-    whtp = pack_b(pack_rows(N * T), True, <int> G, <int> H, <const floating*> a.Wh, <int> G)
-    a.WhT_packed = whtp
-    wxtp = pack_b(pack_rows(N * T), True, <int> G, <int> D, <const floating*> a.Wx, <int> G)
-    a.WxT_packed = wxtp
+    input gradients (src/_seq.pxd, backward_steps_and_grads)."""
+    cdef Py_ssize_t N = a.s.N, T = a.s.T, D = a.s.D, H = a.s.H, G = 4 * H
+    a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
+    backward_prologue(tag, &a.s, G)
+    a.WhT_packed = pack_b(pack_rows(N * T), True, <int> G, <int> H,
+                          <const floating*> a.s.Wh, <int> G)
     backward_steps_and_grads(
-        tag, a, lstm_backward_steps_f if floating is float else lstm_backward_steps_d,
+        tag, &a.s, a, lstm_backward_steps_f if floating is float else lstm_backward_steps_d,
         lstm_backward_grads_f if floating is float else lstm_backward_grads_d,
-        &a.scratch, N, T, step_threads(threads, N, T, 2 * H * G, whtp != NULL), threads,
-        2 * (2 * D + H) * G, wxtp != NULL and rf_packed_dw_enabled() != 0, whtp, NULL,
-        dWx, dWh, db, D, H, G, G)
-    free_packed(wxtp)
+        step_threads(threads, N, T, 2 * H * G, a.WhT_packed != NULL), threads,
+        2 * (2 * D + H) * G, <void*> a.WhT_packed, NULL, G, G)
 
 
 def use_packed_gemm(bint on, dw=None):

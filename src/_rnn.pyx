@@ -17,39 +17,23 @@ range of batch rows (`*_steps`), as in src/_lstm.pyx.
 from libc.stdint cimport uint32_t, uint64_t
 cimport numpy as cnp
 from libc.string cimport memcpy
-from libc.stdlib cimport free, malloc
 from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
-                   rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
-                   rf_packed_dw_enabled)
+                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
-from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
-from _seq cimport (step_time, chunk_start, project_inputs, expect_chunk, is_uniform, zero_padding, input_grads,
-                  rf_run_rows, step_threads, grads_on_threads, expect, expect_batch,
-                  grad_part, grad_stride, add_grad_parts, set_split_limits,
-                  run_steps, backward_steps_and_grads, FwdArrays, BwdArrays,
-                  take_forward, take_backward, forward_prologue,
-                  rf_use_thread_pool)
+from _seq cimport (step_time, chunk_start, project_inputs, is_uniform, input_grads,
+                   rf_run_rows, step_threads, grad_part, grad_stride, set_split_limits,
+                   run_steps, backward_steps_and_grads, SeqFwd, SeqBwd, take_forward,
+                   take_backward, forward_prologue, forward_epilogue, backward_prologue,
+                   rf_use_thread_pool)
 
 cnp.import_array()
 
 
 cdef struct FwdArgs:
-    const void* xs
-    const void* Wx
-    const void* Wx_packed
-    void* gates
-    void* h
-    void* out
-    void* work
-    void* h_prev
-    const void* b
-    const void* Wh
+    SeqFwd s                 # the arrays and sizes every cell has (src/_seq.pxd)
     const void* Wh_packed
-    const Py_ssize_t* lengths
-    Py_ssize_t T, D, H, W, out_offset
-    Py_ssize_t Tc            # steps of gates: T, or a chunk (inference)
-    bint reverse, uniform, training, relu
+    bint uniform, relu
 
 
 cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
@@ -57,29 +41,29 @@ cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     """Steps 0..T-1 for batch rows n0..n1-1, after their input projection
     when Wx is packed (else the caller did it on BLAS), or chunk by chunk
     of Tc steps when gates holds only Tc (src/_seq.pxd)."""
-    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, W = a.W, off = a.out_offset
-    cdef Py_ssize_t Tc = a.Tc, k0, k1
-    cdef floating* pg = <floating*> a.gates
-    cdef floating* ph = <floating*> a.h
-    cdef floating* pout = <floating*> a.out
-    cdef floating* pw = <floating*> a.work
-    cdef floating* phs = <floating*> a.h_prev
-    cdef const floating* pb = <const floating*> a.b
-    cdef const floating* Wh = <const floating*> a.Wh
+    cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H, W = a.s.W, off = a.s.out_offset
+    cdef Py_ssize_t Tc = a.s.Tc, k0, k1
+    cdef floating* pg = <floating*> a.s.gates
+    cdef floating* ph = <floating*> a.s.h
+    cdef floating* pout = <floating*> a.s.out
+    cdef floating* pw = <floating*> a.s.work
+    cdef floating* phs = <floating*> a.s.h_prev
+    cdef const floating* pb = <const floating*> a.s.b
+    cdef const floating* Wh = <const floating*> a.s.Wh
     cdef const floating* whp = <const floating*> a.Wh_packed
-    cdef const Py_ssize_t* plen = a.lengths
+    cdef const Py_ssize_t* plen = a.s.lengths
     cdef int rows = <int> (n1 - n0)
     cdef Py_ssize_t k, n, t, j, L
     cdef floating* g
     k0 = 0
     while k0 < T:                   # the chunks of Tc steps (one when Tc = T)
         k1 = k0 + Tc if k0 + Tc < T else T
-        project_inputs(<const floating*> a.xs, <const floating*> a.Wx_packed,
-                       <const floating*> a.Wx, plen, a.reverse, T, D, H, n0, n1, k0, k1,
+        project_inputs(<const floating*> a.s.xs, <const floating*> a.s.Wx_packed,
+                       <const floating*> a.s.Wx, plen, a.s.reverse, T, D, H, n0, n1, k0, k1,
                        pg, Tc)
         for k in range(k0, k1):
             if a.uniform:
-                t = step_time(k, T, a.reverse) - chunk_start(T, k0, k1, a.reverse)
+                t = step_time(k, T, a.s.reverse) - chunk_start(T, k0, k1, a.s.reverse)
                 gemm_packed(rows, <int> H, <int> H, ph + n0 * H, <int> H, whp, False,
                             Wh, <int> H, True, pg + (n0 * Tc + t) * H, <int> (Tc * H))
             else:
@@ -89,12 +73,12 @@ cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                 L = plen[n]
                 if k >= L:
                     continue
-                t = step_time(k, L, a.reverse)
-                g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.reverse)) * H
+                t = step_time(k, L, a.s.reverse)
+                g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.s.reverse)) * H
                 if not a.uniform:
                     for j in range(H):
                         g[j] += pw[n * H + j]
-                if a.training:
+                if a.s.training:
                     memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
                 rnn_fwd_row(g, pb, ph + n * H, pout + (n * T + t) * W + off, H, a.relu)
         k0 = k1
@@ -110,102 +94,70 @@ cdef void rnn_forward_steps_d(void* a, long n0, long n1, int part) noexcept nogi
 
 def rnn_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint relu, out,
                 Py_ssize_t out_offset, gates, h_prev, work, bint training, int threads=1):
-    """Arrays as src/_seq.pxd's take_forward says, with G = H, b (H,),
-    work (N, H); float32 or float64 as xs."""
-    cdef FwdArrays f
+    """Arrays as src/_seq.pxd's SeqFwd says, with G = H, b (H,), work
+    (N, H); float32 or float64 as xs."""
     cdef FwdArgs a
-    take_forward(&f, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 1, 1, 1,
-                 out_offset, training)
-    a.xs, a.Wx, a.Wh, a.b = f.xs.data, f.Wx.data, f.Wh.data, f.b.data
-    a.h, a.out = f.h.data, f.out.data
-    a.gates, a.h_prev, a.work = f.gates.data, f.h_prev.data, f.work.data
-    a.lengths, a.out_offset = <const Py_ssize_t*> f.lengths.data, out_offset
-    a.T, a.D, a.H, a.W, a.Tc = f.T, f.D, f.H, f.W, f.Tc
-    a.reverse, a.training, a.relu = reverse, training, relu
+    take_forward(&a.s, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 1, 1, 1,
+                 out_offset, reverse, training)
+    a.relu = relu
     with nogil:
-        if f.ft == NPY_FLOAT:
-            rnn_forward_run(<float*> NULL, &a, f.N, threads)
+        if a.s.ft == NPY_FLOAT:
+            rnn_forward_run(<float*> NULL, &a, threads)
         else:
-            rnn_forward_run(<double*> NULL, &a, f.N, threads)
+            rnn_forward_run(<double*> NULL, &a, threads)
 
 
-cdef void rnn_forward_run(floating* tag, FwdArgs* a, Py_ssize_t N,
-                          int threads) noexcept nogil:
+cdef void rnn_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil:
     """rnn_forward after its checks: the input projection (BLAS, unless Wx
     packs), the step loop on `threads` threads at most."""
-    cdef Py_ssize_t T = a.T, D = a.D, H = a.H, Tc = a.Tc
-    cdef const floating* pWx = <const floating*> a.Wx
-    cdef const floating* pWh = <const floating*> a.Wh
-    cdef floating* whp
-    cdef floating* wxp
-    a.uniform = is_uniform(a.lengths, N, T, a.reverse)
-    wxp = forward_prologue(tag, <const floating*> a.xs, pWx, <floating*> a.gates,
-                           <floating*> a.out, <floating*> a.h_prev, a.lengths, N, T, D, H, H,
-                           a.W, a.out_offset, Tc)
-    a.Wx_packed = wxp
-    whp = pack_b(pack_rows(N * T), False, <int> H, <int> H, pWh, <int> H)
-    a.Wh_packed = whp
+    cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H
+    a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
+    forward_prologue(tag, &a.s, H)
+    a.Wh_packed = pack_b(pack_rows(N * T), False, <int> H, <int> H,
+                         <const floating*> a.s.Wh, <int> H)
     run_steps(tag, rnn_forward_steps_f if floating is float else rnn_forward_steps_d, a, N,
-              step_threads(threads, N, T, 2 * H * H, whp != NULL))
-    free_packed(whp)
-    free_packed(wxp)
+              step_threads(threads, N, T, 2 * H * H, a.Wh_packed != NULL))
+    free_packed(<void*> a.Wh_packed)
+    forward_epilogue(&a.s)
 
 
 cdef struct BwdArgs:
-    void* gates
-    void* dh
-    void* work
-    const void* dout
-    const void* Wh
+    SeqBwd s                 # the arrays and sizes every cell has (src/_seq.pxd)
     const void* WhT_packed
-    const Py_ssize_t* lengths
-    Py_ssize_t T, H, W, dout_offset
-    bint reverse, uniform, relu
-    const void* WxT_packed   # Wx^T packed for dX, or NULL (BLAS)
-    # the parameter and input gradients (rnn_backward_grads)
-    const void* xs
-    const void* Wx
-    const void* h_prev
-    void* dxs
-    void* dWx
-    void* dWh
-    void* db
-    void* scratch            # parts 1.. of dWx, dWh, db (one stride each)
-    Py_ssize_t D
-    bint accumulate_dx
+    bint uniform, relu
 
 
 cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t r1,
                              int part) noexcept nogil:
     """dX rows, and the rows' share of dWx, dWh and db, into gradient part
     `part` (0: the gradients themselves); one GEMM each over all steps."""
-    cdef Py_ssize_t T = a.T, D = a.D, H = a.H
+    cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H
     cdef Py_ssize_t R = r1 - r0, stride = grad_stride(D, H, H, H)
-    cdef floating* pg = <floating*> a.gates + r0 * H
-    cdef floating* scratch = <floating*> a.scratch
-    cdef floating* dWx = grad_part(<floating*> a.dWx, scratch, part, 0, stride)
-    cdef floating* dWh = grad_part(<floating*> a.dWh, scratch, part, D * H, stride)
-    cdef floating* db = grad_part(<floating*> a.db, scratch, part, (D + H) * H, stride)
+    cdef floating* pg = <floating*> a.s.gates + r0 * H
+    cdef floating* scratch = <floating*> a.s.scratch
+    cdef floating* dWx = grad_part(<floating*> a.s.dWx, scratch, part, 0, stride)
+    cdef floating* dWh = grad_part(<floating*> a.s.dWh, scratch, part, D * H, stride)
+    cdef floating* db = grad_part(<floating*> a.s.db, scratch, part, (D + H) * H, stride)
     cdef Py_ssize_t j
     for j in range(H):
         db[j] = 0
-    input_grads(<const floating*> a.xs + r0 * D, <const floating*> a.Wx,
-                <const floating*> a.WxT_packed, pg, dWx, <floating*> a.dxs + r0 * D,
-                a.accumulate_dx, <int> R, <int> D, <int> H,
-                <const floating*> a.h_prev + r0 * H, dWh, <int> H, db)
+    input_grads(<const floating*> a.s.xs + r0 * D, <const floating*> a.s.Wx,
+                <const floating*> a.s.WxT_packed, pg, dWx, <floating*> a.s.dxs + r0 * D,
+                a.s.accumulate_dx, <int> R, <int> D, <int> H,
+                <const floating*> a.s.h_prev + r0 * H, dWh, <int> H, db)
 
 
 cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                              Py_ssize_t n1) noexcept nogil:
     """BPTT steps T-1..0 for batch rows n0..n1-1."""
-    cdef Py_ssize_t T = a.T, H = a.H, W = a.W, off = a.dout_offset
-    cdef floating* pg = <floating*> a.gates
-    cdef floating* pdh = <floating*> a.dh
-    cdef floating* pw = <floating*> a.work
-    cdef const floating* pdo = <const floating*> a.dout
-    cdef const floating* Wh = <const floating*> a.Wh
+    cdef Py_ssize_t T = a.s.T, H = a.s.H, W = a.s.W, off = a.s.dout_offset
+    cdef floating* pg = <floating*> a.s.gates
+    cdef floating* pdh = <floating*> a.s.dh
+    cdef floating* pw = <floating*> a.s.work
+    cdef const floating* pdo = <const floating*> a.s.dout
+    cdef const floating* Wh = <const floating*> a.s.Wh
     cdef const floating* whtp = <const floating*> a.WhT_packed
-    cdef const Py_ssize_t* plen = a.lengths
+    cdef const Py_ssize_t* plen = a.s.lengths
     cdef int rows = <int> (n1 - n0)
     cdef Py_ssize_t k, n, t, j, L, r
     cdef floating* g
@@ -217,14 +169,14 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                     for j in range(H):
                         pw[n * H + j] = 0
                 continue
-            t = step_time(k, L, a.reverse)
+            t = step_time(k, L, a.s.reverse)
             r = n * T + t
             g = pg + r * H
             rnn_bwd_row(g, pdo + r * W + off, pdh + n * H, H, a.relu)
             if not a.uniform:
                 memcpy(pw + n * H, g, H * sizeof(floating))
         if a.uniform:
-            t = step_time(k, T, a.reverse)
+            t = step_time(k, T, a.s.reverse)
             gemm_packed(rows, <int> H, <int> H, pg + (n0 * T + t) * H, <int> (T * H),
                         whtp, True, Wh, <int> H, True, pdh + n0 * H, <int> H)
         else:
@@ -252,51 +204,32 @@ cdef void rnn_backward_grads_d(void* a, long r0, long r1, int part) noexcept nog
 def rnn_backward(xs, Wx, Wh, lengths, bint reverse, bint relu, dout,
                  Py_ssize_t dout_offset, dh, gates, h_prev, dWx, dWh, db, dxs,
                  bint accumulate_dx, work, int threads=1):
-    """BPTT.  Arrays as src/_seq.pxd's take_backward says; gates is
-    overwritten with dL/da, dh: in dL/d(final h), out dL/dh0."""
-    cdef BwdArrays g
+    """BPTT.  Arrays as src/_seq.pxd's SeqBwd says; gates is overwritten
+    with dL/da, dh: in dL/d(final h), out dL/dh0."""
     cdef BwdArgs a
-    take_backward(&g, xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work,
-                  1, 1, 1, dout_offset)
-    a.xs, a.Wx, a.Wh = g.xs.data, g.Wx.data, g.Wh.data
-    a.lengths = <const Py_ssize_t*> g.lengths.data
-    a.dout, a.dh, a.gates = g.dout.data, g.dh.data, g.gates.data
-    a.h_prev, a.work = g.h_prev.data, g.work.data
-    a.dWx, a.dWh, a.db, a.dxs = g.dWx.data, g.dWh.data, g.db.data, g.dxs.data
-    a.T, a.D, a.H, a.W = g.T, g.D, g.H, g.W
-    a.dout_offset, a.accumulate_dx = dout_offset, accumulate_dx
-    a.reverse, a.relu = reverse, relu
+    take_backward(&a.s, xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work,
+                  1, 1, 1, dout_offset, reverse, accumulate_dx)
+    a.relu = relu
     with nogil:
-        if g.ft == NPY_FLOAT:
-            rnn_backward_run(<float*> NULL, &a, g.N, threads)
+        if a.s.ft == NPY_FLOAT:
+            rnn_backward_run(<float*> NULL, &a, threads)
         else:
-            rnn_backward_run(<double*> NULL, &a, g.N, threads)
+            rnn_backward_run(<double*> NULL, &a, threads)
 
 
-cdef void rnn_backward_run(floating* tag, BwdArgs* a, Py_ssize_t N,
-                           int threads) noexcept nogil:
+cdef void rnn_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogil:
     """rnn_backward after its checks: the step loop, then the parameter and
-    input gradients (with the steps on each thread, or split over the N*T
-    rows, or on this thread)."""
-    cdef Py_ssize_t T = a.T, D = a.D, H = a.H
-    cdef floating* dWx = <floating*> a.dWx
-    cdef floating* dWh = <floating*> a.dWh
-    cdef floating* db = <floating*> a.db
-    cdef floating* whtp
-    cdef floating* wxtp
-    a.uniform = is_uniform(a.lengths, N, T, a.reverse)
-    zero_padding(<floating*> a.gates, N, T, H, 0, H, a.lengths)
-    whtp = pack_b(pack_rows(N * T), True, <int> H, <int> H, <const floating*> a.Wh, <int> H)
-    a.WhT_packed = whtp
-    wxtp = pack_b(pack_rows(N * T), True, <int> H, <int> D, <const floating*> a.Wx, <int> H)
-    a.WxT_packed = wxtp
+    input gradients (src/_seq.pxd, backward_steps_and_grads)."""
+    cdef Py_ssize_t N = a.s.N, T = a.s.T, D = a.s.D, H = a.s.H
+    a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
+    backward_prologue(tag, &a.s, H)
+    a.WhT_packed = pack_b(pack_rows(N * T), True, <int> H, <int> H,
+                          <const floating*> a.s.Wh, <int> H)
     backward_steps_and_grads(
-        tag, a, rnn_backward_steps_f if floating is float else rnn_backward_steps_d,
+        tag, &a.s, a, rnn_backward_steps_f if floating is float else rnn_backward_steps_d,
         rnn_backward_grads_f if floating is float else rnn_backward_grads_d,
-        &a.scratch, N, T, step_threads(threads, N, T, 2 * H * H, whtp != NULL), threads,
-        2 * (2 * D + H) * H, wxtp != NULL and rf_packed_dw_enabled() != 0, whtp, NULL,
-        dWx, dWh, db, D, H, H, H)
-    free_packed(wxtp)
+        step_threads(threads, N, T, 2 * H * H, a.WhT_packed != NULL), threads,
+        2 * (2 * D + H) * H, <void*> a.WhT_packed, NULL, H, H)
 
 
 def use_packed_gemm(bint on, dw=None):

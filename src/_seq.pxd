@@ -260,77 +260,112 @@ cdef inline int expect_batch(const Arr* lengths, Py_ssize_t N, Py_ssize_t T,
 
 
 
-# The arrays every cell's kernels take, checked once for all three: kind
-# (src/_arrays.pxd), then shapes.  Sizes are given per hidden unit: a
-# cell's gates are kG*H wide (RNN 1, GRU 3, LSTM 4), its flat bias kb*H,
-# its work rows kw*H.
-cdef struct FwdArrays:
-    Arr xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work
-    Py_ssize_t N, T, D, H, W, Tc
+# What every cell's kernels share, checked once for all three: the kind of
+# each array (src/_arrays.pxd), then the shapes; a cell's own Fwd/BwdArgs
+# struct holds one of these as its field `s`, beside its own arrays.
+# Pointers are untyped so that one struct serves float and double (the
+# loops cast them back).  Sizes are given per hidden unit: a cell's gates
+# are kG*H wide (RNN 1, GRU 3, LSTM 4), its flat bias kb*H, its work rows
+# kw*H.
+cdef struct SeqFwd:
+    const void* xs           # (N, T, D)
+    const void* Wx           # (D, G)
+    const void* Wx_packed    # for the step loop's projection, or NULL
+    const void* Wh           # (H, G)
+    const void* b            # (kb*H,)
+    void* h                  # (N, H): in the initial, out the final state
+    void* out                # (N, T, W), columns out_offset..+H
+    void* gates              # (N, Tc, G)
+    void* h_prev             # (N, T, H) when training, else NULL
+    void* work               # (N, kw*H)
+    const Py_ssize_t* lengths
+    Py_ssize_t N, T, D, H, W, out_offset
+    Py_ssize_t Tc            # steps of gates: T, or a chunk (inference)
+    bint reverse, training
     int ft                   # NPY_FLOAT or NPY_DOUBLE: the version to run
 
 
-cdef inline int take_forward(FwdArrays* f, xs, Wx, Wh, b, h, lengths, out, gates, h_prev,
+cdef inline int take_forward(SeqFwd* s, xs, Wx, Wh, b, h, lengths, out, gates, h_prev,
                              work, Py_ssize_t kG, Py_ssize_t kb, Py_ssize_t kw,
-                             Py_ssize_t out_offset, bint training) except -1:
-    """xs (N, T, D), Wx (D, G), Wh (H, G), b (kb*H,), h (N, H) in/out,
-    lengths (N,) intp, out (N, T, W), gates (N, Tc, G), h_prev (N, T, H)
-    when training (else ignored), work (N, kw*H); G = kG*H."""
+                             Py_ssize_t out_offset, bint reverse, bint training) except -1:
+    """s <- the forward's arrays and sizes, checked (see SeqFwd)."""
+    cdef Arr x, wx, wh, bias, hh, lens, o, g, hp, wk
     cdef int ft = kernel_dtype(xs)
-    f.ft = ft
-    take(&f.xs, xs, "xs", 3, ft, False); take(&f.Wx, Wx, "Wx", 2, ft, False)
-    take(&f.Wh, Wh, "Wh", 2, ft, False); take(&f.b, b, "b", 1, ft, False)
-    take(&f.h, h, "h", 2, ft, True); take(&f.lengths, lengths, "lengths", 1, NPY_INTP, False)
-    take(&f.out, out, "out", 3, ft, True); take(&f.gates, gates, "gates", 3, ft, True)
-    take(&f.h_prev, h_prev, "h_prev", 3, ft, True); take(&f.work, work, "work", 2, ft, True)
-    f.N, f.T, f.D = f.xs.shape[0], f.xs.shape[1], f.xs.shape[2]
-    f.H, f.W, f.Tc = f.Wh.shape[0], f.out.shape[2], f.gates.shape[1]
-    cdef Py_ssize_t N = f.N, T = f.T, H = f.H, G = kG * f.H
-    expect_batch(&f.lengths, N, T, out_offset, H, f.W)
-    expect_chunk(f.Tc, T, training)
-    expect("Wx", f.Wx.shape, 2, f.D, G, 0); expect("Wh", f.Wh.shape, 2, H, G, 0)
-    expect("b", f.b.shape, 1, kb * H, 0, 0); expect("h", f.h.shape, 2, N, H, 0)
-    expect("out", f.out.shape, 2, N, T, 0)
-    expect("gates", f.gates.shape, 3, N, f.Tc, G); expect("work", f.work.shape, 2, N, kw * H, 0)
+    take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
+    take(&wh, Wh, "Wh", 2, ft, False); take(&bias, b, "b", 1, ft, False)
+    take(&hh, h, "h", 2, ft, True); take(&lens, lengths, "lengths", 1, NPY_INTP, False)
+    take(&o, out, "out", 3, ft, True); take(&g, gates, "gates", 3, ft, True)
+    take(&hp, h_prev, "h_prev", 3, ft, True); take(&wk, work, "work", 2, ft, True)
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = wh.shape[0]
+    cdef Py_ssize_t G = kG * H, Tc = g.shape[1]
+    expect_batch(&lens, N, T, out_offset, H, o.shape[2])
+    expect_chunk(Tc, T, training)
+    expect("Wx", wx.shape, 2, D, G, 0); expect("Wh", wh.shape, 2, H, G, 0)
+    expect("b", bias.shape, 1, kb * H, 0, 0); expect("h", hh.shape, 2, N, H, 0)
+    expect("out", o.shape, 2, N, T, 0)
+    expect("gates", g.shape, 3, N, Tc, G); expect("work", wk.shape, 2, N, kw * H, 0)
     if training:
-        expect("h_prev", f.h_prev.shape, 3, N, T, H)
-    else:
-        f.h_prev.data = NULL
+        expect("h_prev", hp.shape, 3, N, T, H)
+    s.xs, s.Wx, s.Wx_packed, s.Wh, s.b = x.data, wx.data, NULL, wh.data, bias.data
+    s.h, s.out, s.gates, s.work = hh.data, o.data, g.data, wk.data
+    s.h_prev = hp.data if training else NULL
+    s.lengths = <const Py_ssize_t*> lens.data
+    s.N, s.T, s.D, s.H, s.W, s.out_offset, s.Tc = N, T, D, H, o.shape[2], out_offset, Tc
+    s.reverse, s.training, s.ft = reverse, training, ft
     return 0
 
 
-cdef struct BwdArrays:
-    Arr xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work
-    Py_ssize_t N, T, D, H, W
+cdef struct SeqBwd:
+    const void* xs           # (N, T, D)
+    const void* Wx           # (D, G)
+    const void* WxT_packed   # Wx^T packed for dX, or NULL (BLAS)
+    const void* Wh           # (H, G)
+    const void* h_prev       # (N, T, H)
+    const void* dout         # (N, T, W), columns dout_offset..+H
+    const Py_ssize_t* lengths
+    void* gates              # (N, T, G): in the activations, out dL/da
+    void* dh                 # (N, H): in dL/d(final h), out dL/dh0
+    void* work               # (N, kw*H)
+    void* dWx                # shaped as Wx, Wh and b (flat)
+    void* dWh
+    void* db
+    void* dxs                # (N, T, D): overwritten, or added to
+    void* scratch            # parts 1.. of dWx, dWh, db (one stride each)
+    Py_ssize_t N, T, D, H, W, dout_offset
+    bint reverse, accumulate_dx
     int ft
 
 
-cdef inline int take_backward(BwdArrays* g, xs, Wx, Wh, lengths, dout, dh, gates, h_prev,
+cdef inline int take_backward(SeqBwd* s, xs, Wx, Wh, lengths, dout, dh, gates, h_prev,
                               dWx, dWh, db, dxs, work, Py_ssize_t kG, Py_ssize_t kb,
-                              Py_ssize_t kw, Py_ssize_t dout_offset) except -1:
-    """xs, Wx, Wh, lengths, work as for take_forward; dout (N, T, W), dh (N, H)
-    in/out, gates (N, T, G) (overwritten), h_prev (N, T, H), dWx, dWh, db
-    shaped as Wx, Wh and b, dxs (N, T, D)."""
+                              Py_ssize_t kw, Py_ssize_t dout_offset, bint reverse,
+                              bint accumulate_dx) except -1:
+    """s <- the backward's arrays and sizes, checked (see SeqBwd)."""
+    cdef Arr x, wx, wh, lens, do, dhh, g, hp, dwx, dwh, dbb, dx, wk
     cdef int ft = kernel_dtype(xs)
-    g.ft = ft
-    take(&g.xs, xs, "xs", 3, ft, False); take(&g.Wx, Wx, "Wx", 2, ft, False)
-    take(&g.Wh, Wh, "Wh", 2, ft, False)
-    take(&g.lengths, lengths, "lengths", 1, NPY_INTP, False)
-    take(&g.dout, dout, "dout", 3, ft, False); take(&g.dh, dh, "dh", 2, ft, True)
-    take(&g.gates, gates, "gates", 3, ft, True); take(&g.h_prev, h_prev, "h_prev", 3, ft, False)
-    take(&g.dWx, dWx, "dWx", 2, ft, True); take(&g.dWh, dWh, "dWh", 2, ft, True)
-    take(&g.db, db, "db", 1, ft, True); take(&g.dxs, dxs, "dxs", 3, ft, True)
-    take(&g.work, work, "work", 2, ft, True)
-    g.N, g.T, g.D = g.xs.shape[0], g.xs.shape[1], g.xs.shape[2]
-    g.H, g.W = g.Wh.shape[0], g.dout.shape[2]
-    cdef Py_ssize_t N = g.N, T = g.T, D = g.D, H = g.H, G = kG * g.H
-    expect_batch(&g.lengths, N, T, dout_offset, H, g.W)
-    expect("Wx", g.Wx.shape, 2, D, G, 0); expect("Wh", g.Wh.shape, 2, H, G, 0)
-    expect("dout", g.dout.shape, 2, N, T, 0); expect("dh", g.dh.shape, 2, N, H, 0)
-    expect("gates", g.gates.shape, 3, N, T, G); expect("h_prev", g.h_prev.shape, 3, N, T, H)
-    expect("dWx", g.dWx.shape, 2, D, G, 0); expect("dWh", g.dWh.shape, 2, H, G, 0)
-    expect("db", g.db.shape, 1, kb * H, 0, 0); expect("dxs", g.dxs.shape, 3, N, T, D)
-    expect("work", g.work.shape, 2, N, kw * H, 0)
+    take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
+    take(&wh, Wh, "Wh", 2, ft, False)
+    take(&lens, lengths, "lengths", 1, NPY_INTP, False)
+    take(&do, dout, "dout", 3, ft, False); take(&dhh, dh, "dh", 2, ft, True)
+    take(&g, gates, "gates", 3, ft, True); take(&hp, h_prev, "h_prev", 3, ft, False)
+    take(&dwx, dWx, "dWx", 2, ft, True); take(&dwh, dWh, "dWh", 2, ft, True)
+    take(&dbb, db, "db", 1, ft, True); take(&dx, dxs, "dxs", 3, ft, True)
+    take(&wk, work, "work", 2, ft, True)
+    cdef Py_ssize_t N = x.shape[0], T = x.shape[1], D = x.shape[2], H = wh.shape[0]
+    cdef Py_ssize_t G = kG * H
+    expect_batch(&lens, N, T, dout_offset, H, do.shape[2])
+    expect("Wx", wx.shape, 2, D, G, 0); expect("Wh", wh.shape, 2, H, G, 0)
+    expect("dout", do.shape, 2, N, T, 0); expect("dh", dhh.shape, 2, N, H, 0)
+    expect("gates", g.shape, 3, N, T, G); expect("h_prev", hp.shape, 3, N, T, H)
+    expect("dWx", dwx.shape, 2, D, G, 0); expect("dWh", dwh.shape, 2, H, G, 0)
+    expect("db", dbb.shape, 1, kb * H, 0, 0); expect("dxs", dx.shape, 3, N, T, D)
+    expect("work", wk.shape, 2, N, kw * H, 0)
+    s.xs, s.Wx, s.WxT_packed, s.Wh, s.h_prev = x.data, wx.data, NULL, wh.data, hp.data
+    s.dout, s.lengths = do.data, <const Py_ssize_t*> lens.data
+    s.gates, s.dh, s.work, s.dxs, s.scratch = g.data, dhh.data, wk.data, dx.data, NULL
+    s.dWx, s.dWh, s.db = dwx.data, dwh.data, dbb.data
+    s.N, s.T, s.D, s.H, s.W, s.dout_offset = N, T, D, H, do.shape[2], dout_offset
+    s.reverse, s.accumulate_dx, s.ft = reverse, accumulate_dx, ft
     return 0
 
 
@@ -371,25 +406,36 @@ cdef inline bint grads_on_threads(rf_rows_fn fn, void* args, void** scratch, int
     return True
 
 
-cdef inline floating* forward_prologue(floating* tag, const floating* xs, const floating* Wx,
-                                      floating* gates, floating* out, floating* h_prev,
-                                      const Py_ssize_t* lengths, Py_ssize_t N, Py_ssize_t T,
-                                      Py_ssize_t D, Py_ssize_t G, Py_ssize_t H,
-                                      Py_ssize_t W, Py_ssize_t out_offset,
-                                      Py_ssize_t Tc) noexcept nogil:
+cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G) noexcept nogil:
     """Before a forward step loop: Wx packed for the loop's own input
-    projection (project_inputs), returned (free_packed), or NULL, and then
-    the projection of all N*T rows is done here on BLAS (or chunk by chunk
-    in the loop when gates holds Tc < T steps); the padding of out's
-    columns out_offset..+H and of h_prev (NULL: inference) zeroed."""
-    cdef floating* wxp = pack_b(pack_rows(N * T), False, <int> D, <int> G, Wx, <int> G)
-    if wxp == NULL and Tc == T:
-        gemm(False, False, <int> (N * T), <int> G, <int> D, <floating> 1, xs, <int> D,
-             Wx, <int> G, <floating> 0, gates, <int> G)
-    zero_padding(out, N, T, W, out_offset, H, lengths)
-    if h_prev != NULL:
-        zero_padding(h_prev, N, T, H, 0, H, lengths)
-    return wxp
+    projection (project_inputs) into s.Wx_packed (forward_epilogue frees
+    it), or NULL, and then the projection of all N*T rows is done here on
+    BLAS (or chunk by chunk in the loop when gates holds Tc < T steps); the
+    padding of out's columns out_offset..+H and of h_prev (training) zeroed."""
+    cdef Py_ssize_t N = s.N, T = s.T, H = s.H
+    s.Wx_packed = pack_b(pack_rows(N * T), False, <int> s.D, <int> G,
+                         <const floating*> s.Wx, <int> G)
+    if s.Wx_packed == NULL and s.Tc == T:
+        gemm(False, False, <int> (N * T), <int> G, <int> s.D, <floating> 1,
+             <const floating*> s.xs, <int> s.D, <const floating*> s.Wx, <int> G,
+             <floating> 0, <floating*> s.gates, <int> G)
+    zero_padding(<floating*> s.out, N, T, s.W, s.out_offset, H, s.lengths)
+    if s.h_prev != NULL:
+        zero_padding(<floating*> s.h_prev, N, T, H, 0, H, s.lengths)
+
+
+cdef inline void forward_epilogue(SeqFwd* s) noexcept nogil:
+    free_packed(<void*> s.Wx_packed)
+    s.Wx_packed = NULL
+
+
+cdef inline void backward_prologue(floating* tag, SeqBwd* s, Py_ssize_t G) noexcept nogil:
+    """Before a backward step loop: the padding of gates zeroed (its
+    gradients there stay 0), and Wx^T packed for dX into s.WxT_packed
+    (backward_steps_and_grads frees it), or NULL: BLAS."""
+    zero_padding(<floating*> s.gates, s.N, s.T, G, 0, G, s.lengths)
+    s.WxT_packed = pack_b(pack_rows(s.N * s.T), True, <int> G, <int> s.D,
+                          <const floating*> s.Wx, <int> G)
 
 
 # ------------------------------------------------------ a call's skeleton
@@ -422,39 +468,46 @@ cdef inline void steps_then_grads(void* job, long n0, long n1, int part) noexcep
 
 
 cdef inline void backward_steps_and_grads(
-        floating* tag, void* args, rf_rows_fn steps, rf_rows_fn grads, void** scratch,
-        Py_ssize_t N, Py_ssize_t T, int nt, int threads, Py_ssize_t grad_flops_per_row,
-        bint grads_packed, void* release1, void* release2, floating* dWx, floating* dWh,
-        floating* db, Py_ssize_t D, Py_ssize_t H, Py_ssize_t G, Py_ssize_t nb) noexcept nogil:
+        floating* tag, SeqBwd* s, void* args, rf_rows_fn steps, rf_rows_fn grads, int nt,
+        int threads, Py_ssize_t grad_flops_per_row, void* release1, void* release2,
+        Py_ssize_t G, Py_ssize_t nb) noexcept nogil:
     """The step loop of a backward call on nt threads (step_threads), then
     its parameter and input gradients (grads over a range of the N*T rows,
-    into a gradient part: grad_part with *scratch).  With the steps on
+    into a gradient part: grad_part with s.scratch).  With the steps on
     threads and packed dW products, each thread goes on to its own rows'
     gradients, into a part of its own, and the parts are added here; else
     the gradients run over the N*T rows on the threads grads_on_threads
     allows, or on this thread.  release1 and 2 (packed matrices of the step
     loop, or NULL) are freed after the steps, so that the gradients' buffers
-    can reuse them; *scratch too, at the end."""
+    can reuse them; s.WxT_packed and s.scratch at the end."""
     cdef StepsThenGrads job
-    scratch[0] = NULL
+    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H
+    cdef floating* dWx = <floating*> s.dWx
+    cdef floating* dWh = <floating*> s.dWh
+    cdef floating* db = <floating*> s.db
+    s.scratch = NULL
     if floating is float and nt > 1 and rf_packed_dw_enabled() != 0:
         # The threads sum their rows' gradients on the packed kernel only:
         # BLAS is never called from them (src/_blas.pxd, gemm).
-        scratch[0] = malloc((nt - 1) * grad_stride(D, H, G, nb) * sizeof(floating))
-    if scratch[0] != NULL:
+        s.scratch = malloc((nt - 1) * grad_stride(D, H, G, nb) * sizeof(floating))
+    if s.scratch != NULL:
         job.steps, job.grads, job.args, job.T = steps, grads, args, T
         rf_run_rows(steps_then_grads, &job, N, nt)
         free_packed(release1)
         free_packed(release2)
-        add_grad_parts(dWx, dWh, db, <const floating*> scratch[0], nt, D, H, G, nb)
+        add_grad_parts(dWx, dWh, db, <const floating*> s.scratch, nt, D, H, G, nb)
     else:
         run_steps(tag, steps, args, N, nt)
         free_packed(release1)
         free_packed(release2)
         if floating is double or not grads_on_threads(
-                grads, args, scratch, threads, N * T, grad_flops_per_row, grads_packed,
+                grads, args, &s.scratch, threads, N * T, grad_flops_per_row,
+                s.WxT_packed != NULL and rf_packed_dw_enabled() != 0,
                 dWx, dWh, db, D, H, G, nb):
             # Not worth threads (or, with the steps on threads, the dW
             # products are on BLAS, which threads them itself): here.
             grads(args, 0, N * T, 0)
-    free(scratch[0])
+    free(s.scratch)
+    s.scratch = NULL
+    free_packed(<void*> s.WxT_packed)
+    s.WxT_packed = NULL
