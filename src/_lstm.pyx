@@ -15,10 +15,11 @@ Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
     h, c    (N, H)      in: initial state; out: final state
 A cell's one step is the same kernel with T = 1.
 
-Each kernel is a def (the checks of its arrays: src/_arrays.pxd), a fused
-`*_run` (hoisted GEMMs, threads) and a step loop over a range of batch
-rows (`*_steps`), which runs on `threads` threads when the per-step
-products use the packed micro-kernel (src/_threads.h).
+Each kernel is a def (the checks of its arrays: take_forward/take_backward
+in src/_seq.pxd, and its own arrays), a fused `*_run` (hoisted GEMMs,
+threads) and a step loop over a range of batch rows (`*_steps`), which
+runs on `threads` threads when the per-step products use the packed
+micro-kernel (src/_threads.h).
 """
 cimport numpy as cnp
 from libc.string cimport memcpy

@@ -1,4 +1,8 @@
-# Helpers shared by the whole-sequence kernels of every cell.
+# Helpers shared by the whole-sequence kernels of every cell: the
+# arguments every cell takes (SeqFwd, SeqBwd: checked by take_forward and
+# take_backward), the input projection, the padding, the per-thread
+# gradient parts, and the skeleton of a call (run_steps,
+# backward_steps_and_grads).  A cell brings its step loops and gradients.
 #
 # Layouts (all C order, batch-major, as the Python layer allocates them):
 #   xs      (N, T, D)        inputs
