@@ -21,14 +21,31 @@ from threadpoolctl import threadpool_limits
 
 import rnnfast
 
-LENGTHS = tuple(int(v) for v in os.environ.get("LENGTHS", "10,100,1000,10000").split(","))
+
+
+def positive_ints(name, default, count=None):
+    """The environment variable `name` (else `default`) as comma-separated
+    integers >= 1, `count` of them when given; else exit naming it."""
+    text = os.environ.get(name, default)
+    values = text.split(",")
+    if (not all(v.strip().isdigit() and int(v) > 0 for v in values)
+            or (count is not None and len(values) != count)):
+        want = f"{count} " if count else ""
+        sys.exit(f"{name}: expected {want}comma-separated integers >= 1, got {text!r}")
+    return tuple(int(v) for v in values)
+
+
+LENGTHS = positive_ints("LENGTHS", "10,100,1000,10000")
 
 
 def main(argv):
     cells = argv[1].split(",") if len(argv) > 1 else ["lstm", "gru", "rnn"]
     mode = argv[2] if len(argv) > 2 else "train"
-    N, D, H = (int(v) for v in os.environ.get("NDH", "8,64,64").split(","))
-    rounds = int(os.environ.get("ROUNDS", "7"))
+    if not set(cells) <= {"rnn", "lstm", "gru"} or mode not in ("train", "infer"):
+        sys.exit(f"expected cells among rnn,lstm,gru and a mode train|infer, got "
+                 f"{argv[1:3]}")
+    N, D, H = positive_ints("NDH", "8,64,64", 3)
+    rounds, = positive_ints("ROUNDS", "7", 1)
     with threadpool_limits(1):
         for cell in cells:
             cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[cell]
