@@ -150,6 +150,15 @@ def use_packed_gemm(on=True, dw=None):
 _PACKED_CPU = use_packed_gemm(True)
 
 
+def use_wide_tiles(on=True):
+    """Run the packed products on the AVX-512 tiles, two 16-column panels a
+    tile (the default where the CPU has AVX-512F and RNNFAST_NO_AVX512 is
+    unset), or on the AVX2 tiles (on=False).  The two give bitwise the same
+    results.  For A/B timings and tests; returns whether the wide tiles
+    run."""
+    return all([mod.use_wide_tiles(on) for mod in (_rnn, _lstm, _gru)])
+
+
 def use_thread_pool(on=True):
     """Split kernel calls over threads kept between calls (src/_threads.h;
     the default on Linux) or over threads created per call (on=False).  For

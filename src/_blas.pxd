@@ -96,6 +96,7 @@ cdef extern from "_gemm.h" nogil:
                           const float* Bp, float* C, long ldc, int accumulate)
     int rf_gemm_packed_supported()
     void rf_use_packed_gemm(int on)
+    int rf_use_wide_tiles(int on)
     float* rf_buf_alloc(size_t nfloats)
     void rf_buf_free(float* p)
 

@@ -28,7 +28,8 @@ range of batch rows (`*_steps`), as in src/_lstm.pyx.
 cimport numpy as cnp
 from libc.string cimport memcpy
 from _blas cimport (floating, pack_rows, free_packed, gemm_tn, pack_b, gemm_packed,
-                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
+                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
+                    rf_use_wide_tiles)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
@@ -343,6 +344,13 @@ def use_packed_gemm(bint on, dw=None):
     rf_use_packed_gemm(on)
     rf_use_packed_dw(on if dw is None else dw)
     return bool(rf_gemm_packed_supported())
+
+
+def use_wide_tiles(bint on):
+    """AVX-512 tiles (two panels a tile, where the CPU has AVX-512F) or the
+    AVX2 ones for this module's packed products.  Returns whether the wide
+    tiles now run."""
+    return bool(rf_use_wide_tiles(on))
 
 
 # Each kernel module has its own split limits and pool (src/_threads.h is

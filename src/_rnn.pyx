@@ -18,7 +18,8 @@ from libc.stdint cimport uint32_t, uint64_t
 cimport numpy as cnp
 from libc.string cimport memcpy
 from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
-                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported)
+                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
+                    rf_use_wide_tiles)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from numpy cimport NPY_FLOAT
 from _seq cimport (step_time, chunk_start, project_inputs, is_uniform, input_grads,
@@ -239,6 +240,13 @@ def use_packed_gemm(bint on, dw=None):
     rf_use_packed_gemm(on)
     rf_use_packed_dw(on if dw is None else dw)
     return bool(rf_gemm_packed_supported())
+
+
+def use_wide_tiles(bint on):
+    """AVX-512 tiles (two panels a tile, where the CPU has AVX-512F) or the
+    AVX2 ones for this module's packed products.  Returns whether the wide
+    tiles now run."""
+    return bool(rf_use_wide_tiles(on))
 
 
 def packed_matmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,

@@ -16,6 +16,15 @@ from rnnfast import _core, _rnn
 def _packed_on():
     yield
     _core.use_packed_gemm(True)
+    _core.use_wide_tiles(True)
+
+
+def _cpu_has_avx512f():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return " avx512f" in fh.read()
+    except OSError:
+        return None
 
 
 def test_packed_kernel_is_used_where_the_cpu_has_it():
@@ -42,6 +51,60 @@ def test_packed_matmul_matches_numpy(m, n, k, trans_b, accumulate):
     if accumulate:
         expected += c0
     np.testing.assert_allclose(c, expected, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+
+
+def test_wide_tiles_run_where_the_cpu_has_avx512():
+    has = _cpu_has_avx512f()
+    wide = _core.use_wide_tiles(True)
+    if has is not None and os.environ.get("RNNFAST_NO_AVX512", "0") in ("", "0"):
+        assert wide == (has and _core.use_packed_gemm(True))
+    assert _core.use_wide_tiles(False) is False
+
+
+# The AVX-512 tiles (two 16-column panels a tile) do the AVX2 tiles' FMAs in
+# the same order: bitwise the same results, over ragged rows and columns
+# (an odd number of panels leaves one panel to the AVX2 tile).
+@pytest.mark.parametrize("m", [1, 2, 5, 6, 7, 13, 64, 200])
+@pytest.mark.parametrize("n,k", [(1, 1), (16, 8), (17, 3), (31, 64), (32, 5), (33, 33),
+                                 (48, 7), (79, 130), (256, 64)])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_wide_tiles_are_bitwise_the_avx2_tiles(m, n, k, trans_b, accumulate):
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    out = []
+    for wide in (False, True):
+        _core.use_wide_tiles(wide)
+        c = c0.copy()
+        _rnn.packed_matmul(a, b, c, trans_b, accumulate)
+        out.append(c)
+    np.testing.assert_array_equal(out[0], out[1])
+    expected = a.astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    np.testing.assert_allclose(out[1], expected + (c0 if accumulate else 0), rtol=1e-5,
+                               atol=1e-5 * np.sqrt(k))
+
+
+@pytest.mark.parametrize("k", [1, 33, 513, 1100])
+@pytest.mark.parametrize("m1,m2", [(5, 3), (96, 97)])
+@pytest.mark.parametrize("n,n2", [(17, -1), (48, 32), (51, 17), (100, -1)])
+def test_wide_tiles_are_bitwise_the_avx2_tiles_for_dw(k, m1, m2, n, n2):
+    rng = np.random.default_rng(k + m1 + n)
+    a1 = rng.standard_normal((k, m1)).astype(np.float32)
+    a2 = rng.standard_normal((k, m2)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    out = []
+    for wide in (False, True):
+        _core.use_wide_tiles(wide)
+        c1 = np.full((m1, n), np.nan, np.float32)
+        c2 = np.full((m2, n), 7.0, np.float32)
+        _rnn.packed_matmul_tn(a1, a2, b, c1, c2, n2)
+        out.append((c1, c2))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+    np.testing.assert_allclose(out[1][0], a1.T.astype(np.float64) @ b, rtol=1e-5,
+                               atol=1e-5 * np.sqrt(k))
 
 
 def test_packed_matmul_refuses_disagreeing_shapes():
@@ -131,6 +194,29 @@ def test_layer_same_with_packed_kernel_and_blas(cls, kw):
     np.testing.assert_allclose(dx1, dx2, rtol=1e-4, atol=1e-5)
     for a, b in zip(g1, g2):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("cls,kw", [(rnnfast.RNN, {}), (rnnfast.LSTM, {}),
+                                    (rnnfast.GRU, {}), (rnnfast.GRU, {"reset_after": False})])
+@pytest.mark.parametrize("H", [21, 40])
+def test_layer_bitwise_the_same_with_wide_and_avx2_tiles(cls, kw, H):
+    """A training step of a bidirectional layer with ragged lengths: outputs,
+    input gradients and parameter gradients bit for bit the same whether
+    the products run on the AVX-512 or the AVX2 tiles."""
+    rng = np.random.default_rng(4)
+    N, T, D = 13, 11, 37
+    xs = rng.standard_normal((N, T, D)).astype(np.float32)
+    dys = rng.standard_normal((N, T, 2 * H)).astype(np.float32)
+    lengths = rng.integers(1, T + 1, N)
+    results = []
+    for wide in (True, False):
+        _core.use_wide_tiles(wide)
+        net = cls(D, H, bidirectional=True, dtype=np.float32, random_state=0, **kw)
+        ys, _ = net.forward(xs, lengths=lengths)
+        dxs = net.backward(dys)
+        results.append([ys, dxs] + [g.copy() for g in net.grads])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
 
 
 def _two_cpus_and_threadpoolctl():
