@@ -27,6 +27,9 @@
 
 #define RF_NR 16
 #define RF_MR 6
+#ifndef RF_WMR
+#define RF_WMR 8     /* rows of a wide tile in rf_gemm_packed_f (<= 8) */
+#endif
 
 static inline long rf_packed_size(long K, long N)
 {
@@ -325,14 +328,17 @@ rf_store_row16(float* C, rf_v8 lo, rf_v8 hi, long nc, int accumulate)
         long k;                                                               \
         RF_ROW_INIT(0, V) RF_ROW_INIT(1, V) RF_ROW_INIT(2, V)                 \
         RF_ROW_INIT(3, V) RF_ROW_INIT(4, V) RF_ROW_INIT(5, V)                 \
+        RF_ROW_INIT(6, V) RF_ROW_INIT(7, V)                                   \
         for (k = 0; k < K; k++) {                                             \
             const V b0 = B0;                                                  \
             const V b1 = B1;                                                  \
             RF_ROW_FMA(0, A_IK) RF_ROW_FMA(1, A_IK) RF_ROW_FMA(2, A_IK)       \
             RF_ROW_FMA(3, A_IK) RF_ROW_FMA(4, A_IK) RF_ROW_FMA(5, A_IK)       \
+            RF_ROW_FMA(6, A_IK) RF_ROW_FMA(7, A_IK)                           \
         }                                                                     \
         RF_ROW_STORE(0, STORE) RF_ROW_STORE(1, STORE) RF_ROW_STORE(2, STORE)  \
         RF_ROW_STORE(3, STORE) RF_ROW_STORE(4, STORE) RF_ROW_STORE(5, STORE)  \
+        RF_ROW_STORE(6, STORE) RF_ROW_STORE(7, STORE)                         \
     }
 /* One 16-column panel: the two halves of a panel row in two 8-float
  * vectors. */
@@ -411,13 +417,16 @@ RF_DEFINE_WIDE_TILE(3)
 RF_DEFINE_WIDE_TILE(4)
 RF_DEFINE_WIDE_TILE(5)
 RF_DEFINE_WIDE_TILE(6)
+RF_DEFINE_WIDE_TILE(7)
+RF_DEFINE_WIDE_TILE(8)
 
 typedef void (*rf_tile_fn)(long, const float*, long, const float*, float*, long, long, int);
 typedef void (*rf_ptile_fn)(long, const float*, const float*, float*, long, long, int);
 /* [wide][rows]: the tile for a tile of `rows` rows, one panel or two. */
-static const rf_tile_fn rf_tiles[2][RF_MR + 1] = {
-    {NULL, rf_tile_1, rf_tile_2, rf_tile_3, rf_tile_4, rf_tile_5, rf_tile_6},
-    {NULL, rf_wtile_1, rf_wtile_2, rf_wtile_3, rf_wtile_4, rf_wtile_5, rf_wtile_6}};
+static const rf_tile_fn rf_tiles[2][RF_WMR + 1] = {
+    {NULL, rf_tile_1, rf_tile_2, rf_tile_3, rf_tile_4, rf_tile_5, rf_tile_6, NULL, NULL},
+    {NULL, rf_wtile_1, rf_wtile_2, rf_wtile_3, rf_wtile_4, rf_wtile_5, rf_wtile_6,
+     rf_wtile_7, rf_wtile_8}};
 static const rf_ptile_fn rf_ptiles[2][RF_MR + 1] = {
     {NULL, rf_ptile_1, rf_ptile_2, rf_ptile_3, rf_ptile_4, rf_ptile_5, rf_ptile_6},
     {NULL, rf_wptile_1, rf_wptile_2, rf_wptile_3, rf_wptile_4, rf_wptile_5, rf_wptile_6}};
@@ -566,11 +575,12 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
         /* Rows split into tiles of as equal height as possible (32 = 6+6+5+
          * 5+5+5, not 6*5+2): a 2-row tile does 4 FMAs per 4 loads, a 5-row
          * one 10. */
-        tiles = (mb + RF_MR - 1) / RF_MR;
-        base = mb / tiles;                  /* <= RF_MR; the first `extra` */
-        extra = mb % tiles;                 /* tiles get one row more   */
         for (p = 0; p * RF_NR < N; p += np) {
             np = rf_tile_panels(wide, p, N);
+            mr = np == 2 ? RF_WMR : RF_MR;
+            tiles = (mb + mr - 1) / mr;
+            base = mb / tiles;              /* <= mr; the first `extra` */
+            extra = mb % tiles;             /* tiles get one row more   */
             nc = N - p * RF_NR < np * RF_NR ? N - p * RF_NR : np * RF_NR;
             panel = Bp + p * K * RF_NR;
             for (i = m0, r = 0; i < m0 + mb; i += mr, r++) {
