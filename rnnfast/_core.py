@@ -73,22 +73,29 @@ class _Scratch:
 
 _SCRATCH = _Scratch()
 
-# Inference projects the inputs chunk by chunk of INFER_CHUNK_STEPS steps,
-# just before they run, when the whole sequence's gates would take more
-# than INFER_WHOLE_MAX_BYTES (the L3 cache here) and T is over twice the
-# chunk: the gates buffer is then (N, INFER_CHUNK_STEPS, G) whatever T
-# (src/_seq.pxd).  Below that one product over all N*T rows is as fast or
-# faster (benchmarks/infer_chunks.py, docs/performance.md item 24).
+# Inference projects the inputs chunk by chunk, each chunk's steps just
+# before they run, when the whole sequence's gates would take more than
+# INFER_WHOLE_MAX_BYTES: chunks of INFER_CHUNK_STEPS steps for a long
+# sequence (T over twice that), else of INFER_SHORT_CHUNK_STEPS (when T is
+# over twice that); the gates buffer is then (N, chunk, G) whatever T
+# (src/_seq.pxd).  Long sequences: chunks save memory at the same speed
+# (benchmarks/infer_chunks.py, docs/performance.md item 24).  Shorter ones
+# of more than 16 MB: 16-step chunks keep the projected gates in cache
+# until their step reads them, where the whole sequence's went out to
+# memory and back (LSTM `medium`, N = 64, T = 100, 26 MB: ~10 % faster on
+# AVX-512, item 41); below that one product over all N*T rows is as fast or
+# faster (LSTM N = 32, T = 35, D = H = 128: 16-step chunks ~6 % slower).
 # Training keeps all T steps (backward needs them).
 INFER_CHUNK_STEPS = 256
-INFER_WHOLE_MAX_BYTES = 32 << 20
+INFER_SHORT_CHUNK_STEPS = 16
+INFER_WHOLE_MAX_BYTES = 16 << 20
 
 
 def _gates_steps(N, T, G, itemsize, training):
-    if (training or T <= 2 * INFER_CHUNK_STEPS
-            or N * T * G * itemsize <= INFER_WHOLE_MAX_BYTES):
+    if training or N * T * G * itemsize <= INFER_WHOLE_MAX_BYTES:
         return T
-    return INFER_CHUNK_STEPS
+    chunk = INFER_CHUNK_STEPS if T > 2 * INFER_CHUNK_STEPS else INFER_SHORT_CHUNK_STEPS
+    return chunk if T > 2 * chunk else T
 
 
 class DirectionCache:

@@ -131,3 +131,25 @@ def test_training_forward_is_bitwise_chunked_inference(cls, kw, monkeypatch):
     net.eval()
     got = _infer(net, xs, lengths, 7, monkeypatch)
     np.testing.assert_array_equal(ys_train, got[0])
+
+
+def test_shorter_inference_over_the_limit_takes_short_chunks(monkeypatch):
+    """Sequences of at most 2 * INFER_CHUNK_STEPS steps whose gates exceed
+    the limit are projected INFER_SHORT_CHUNK_STEPS steps at a time (when T
+    is over twice that); long ones keep INFER_CHUNK_STEPS."""
+    monkeypatch.setattr(_core, "INFER_CHUNK_STEPS", 256)
+    monkeypatch.setattr(_core, "INFER_SHORT_CHUNK_STEPS", 16)
+    monkeypatch.setattr(_core, "INFER_WHOLE_MAX_BYTES", 1 << 20)
+    N, G = 64, 1024                                # 256 KB a step in float32
+    assert _core._gates_steps(N, 4, G, 4, False) == 4            # 1 MB: whole
+    assert _core._gates_steps(N, 32, G, 4, False) == 32          # T <= 2 short chunks
+    assert _core._gates_steps(N, 33, G, 4, False) == 16
+    assert _core._gates_steps(N, 100, G, 4, False) == 16         # `medium`
+    assert _core._gates_steps(N, 512, G, 4, False) == 16
+    assert _core._gates_steps(N, 513, G, 4, False) == 256
+    assert _core._gates_steps(N, 100, G, 4, True) == 100         # training: all T
+    # the default limit leaves the smaller configurations whole
+    monkeypatch.undo()
+    assert _core._gates_steps(32, 35, 512, 4, False) == 35       # `small` LSTM
+    assert _core._gates_steps(20, 35, 2600, 4, False) == 35      # `zaremba-medium`
+    assert _core._gates_steps(64, 100, 1024, 4, False) == 16     # `medium` LSTM
