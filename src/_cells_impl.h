@@ -47,7 +47,9 @@ RF_PASS void RF_FN(rf_rnn_bwd_row)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF_RES
 
 /* LSTM forward, gates f, g, i, o: a (4H) pre-activations without bias ->
  * activations; c updated; h = out = o * tanh(c'); tcs (may be NULL) saves
- * tanh(c'). */
+ * tanh(c').  Inference (tcs NULL) leaves a as it was: nothing reads the
+ * activations then, and their four stores were a fifth of the pass's
+ * memory traffic. */
 RF_INLINE void RF_FN(rf_lstm_fwd_body)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF_RESTRICT b,
                                        RF_REAL* RF_RESTRICT c, RF_REAL* RF_RESTRICT h,
                                        RF_REAL* RF_RESTRICT out, RF_REAL* RF_RESTRICT tcs,
@@ -63,10 +65,11 @@ RF_INLINE void RF_FN(rf_lstm_fwd_body)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF
         cn = f * c[j] + g * i;
         tc = RF_TANH(cn);
         hv = o * tc;
-        a[j] = f; a[H + j] = g; a[2 * H + j] = i; a[3 * H + j] = o;
         c[j] = cn; h[j] = hv; out[j] = hv;
-        if (save)
+        if (save) {         /* training: backward reads the activations */
+            a[j] = f; a[H + j] = g; a[2 * H + j] = i; a[3 * H + j] = o;
             tcs[j] = tc;
+        }
     }
 }
 
@@ -105,7 +108,9 @@ RF_PASS void RF_FN(rf_lstm_bwd_row)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF_RE
     }
 }
 
-/* GRU reset_after forward: a (3H) input projection, w (3H) = h Wh. */
+/* GRU reset_after forward: a (3H) input projection, w (3H) = h Wh; a
+ * becomes the activations z, r, h~ when training (hns not NULL), else is
+ * left as it was (nothing reads it in inference). */
 RF_INLINE void RF_FN(rf_gru_ra_fwd_body)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF_RESTRICT w,
                                          const RF_REAL* RF_RESTRICT bx,
                                          const RF_REAL* RF_RESTRICT bh,
@@ -120,9 +125,10 @@ RF_INLINE void RF_FN(rf_gru_ra_fwd_body)(RF_REAL* RF_RESTRICT a, const RF_REAL* 
         hn = w[2 * H + j] + bh[2 * H + j];
         nn = RF_TANH(a[2 * H + j] + bx[2 * H + j] + r * hn);
         hnew = (1 - z) * h[j] + z * nn;
-        a[j] = z; a[H + j] = r; a[2 * H + j] = nn;
-        if (save)
+        if (save) {         /* training: backward reads the activations */
+            a[j] = z; a[H + j] = r; a[2 * H + j] = nn;
             hns[j] = hn;
+        }
         h[j] = hnew; out[j] = hnew;
     }
 }
