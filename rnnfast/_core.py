@@ -166,6 +166,15 @@ def use_wide_tiles(on=True):
     return all([mod.use_wide_tiles(on) for mod in (_rnn, _lstm, _gru)])
 
 
+def kernel_name():
+    """The products' kernel as it stands in this process: "AVX-512 tiles",
+    "AVX2 tiles" (rnnfast's packed float32 kernel, src/_gemm.h) or "BLAS"
+    (float64 always uses BLAS)."""
+    if not _packed_in_use():
+        return "BLAS"
+    return "AVX-512 tiles" if _rnn.wide_tiles_in_use() else "AVX2 tiles"
+
+
 def use_thread_pool(on=True):
     """Split kernel calls over threads kept between calls (src/_threads.h;
     the default on Linux) or over threads created per call (on=False).  For

@@ -51,6 +51,12 @@ def gemm_flops(cell, mode, N, T, D, H):
 
 
 # ------------------------------------------------------------ environment
+def _rnnfast_kernel(dtype):
+    """What runs rnnfast's products at this dtype (float64: BLAS)."""
+    from . import _core
+    return _core.kernel_name() if np.dtype(dtype) == np.float32 else "BLAS"
+
+
 def blas_kernel():
     """(internal_api, version, architecture) of the BLAS scipy's cython_blas
     (and so rnnfast's kernels) uses, from threadpoolctl; None if unknown."""
@@ -261,6 +267,7 @@ def run(cells=CELLS, modes=MODES, configs=tuple(CONFIGS), threads=(1, 2),
     call takes longer than reference_max_ms."""
     dtype = np.dtype(dtype)
     header = {"blas": blas_kernel(), "warnings": environment_warnings(),
+              "rnnfast_kernel": _rnnfast_kernel(dtype),
               "torch": getattr(_torch(), "__version__", None),
               "dtype": dtype.name, "load": _load(), "peak_gflops": {},
               "clock": {n: ("cpu" if clock == "cpu" and n == 1 else "wall") for n in threads},
@@ -368,6 +375,8 @@ def format_header(header):
                      f"kernel {blas[2]}")
     else:
         lines.append("BLAS: unknown (install threadpoolctl to see the kernel)")
+    if "rnnfast_kernel" in header:
+        lines.append(f"rnnfast's products: {header['rnnfast_kernel']}")
     lines.append(f"torch: {header['torch'] or 'not installed'}   dtype: {header['dtype']}   "
                  f"load average: {header['load']}   clock: " + ", ".join(
                      f"{n} thr {c}" for n, c in header.get("clock", {}).items())

@@ -97,6 +97,7 @@ cdef extern from "_gemm.h" nogil:
     int rf_gemm_packed_supported()
     void rf_use_packed_gemm(int on)
     int rf_use_wide_tiles(int on)
+    int rf_wide_in_use()
     float* rf_buf_alloc(size_t nfloats)
     void rf_buf_free(float* p)
 

@@ -19,7 +19,7 @@ cimport numpy as cnp
 from libc.string cimport memcpy
 from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                     rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
-                    rf_use_wide_tiles)
+                    rf_use_wide_tiles, rf_wide_in_use)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from numpy cimport NPY_FLOAT
 from _seq cimport (step_time, chunk_start, project_inputs, is_uniform, input_grads,
@@ -240,6 +240,12 @@ def use_packed_gemm(bint on, dw=None):
     rf_use_packed_gemm(on)
     rf_use_packed_dw(on if dw is None else dw)
     return bool(rf_gemm_packed_supported())
+
+
+def wide_tiles_in_use():
+    """Whether this module's packed products run on the AVX-512 tiles now
+    (the CPU has AVX-512F, nothing turned them off)."""
+    return bool(rf_wide_in_use())
 
 
 def use_wide_tiles(bint on):

@@ -61,6 +61,19 @@ def test_wide_tiles_run_where_the_cpu_has_avx512():
     assert _core.use_wide_tiles(False) is False
 
 
+def test_kernel_name_follows_the_switches():
+    packed = _core.use_packed_gemm(True)
+    wide = _core.use_wide_tiles(True)
+    assert _core.kernel_name() == ("AVX-512 tiles" if wide else
+                                   "AVX2 tiles" if packed else "BLAS")
+    _core.use_wide_tiles(False)
+    assert _core.kernel_name() == ("AVX2 tiles" if packed else "BLAS")
+    _core.use_packed_gemm(False)
+    assert _core.kernel_name() == "BLAS"
+    from rnnfast import _info
+    assert _info.config()["float32_kernel"] == "BLAS"
+
+
 # The AVX-512 tiles (two 16-column panels a tile) do the AVX2 tiles' FMAs in
 # the same order: bitwise the same results, over ragged rows and columns
 # (an odd number of panels leaves one panel to the AVX2 tile).
