@@ -76,10 +76,12 @@ def test_kernel_name_follows_the_switches():
 
 # The AVX-512 tiles (two 16-column panels a tile) do the AVX2 tiles' FMAs in
 # the same order: bitwise the same results, over ragged rows and columns
-# (an odd number of panels leaves one panel to the AVX2 tile).
+# (an odd number of panels leaves one panel to the AVX2 tile); m = 1 is the
+# GEMV (groups of 8 panels, then 4, then single panels: 200 columns are
+# 13 panels, 8 + 4 + 1; 400 are 25, 3 x 8 + 1).
 @pytest.mark.parametrize("m", [1, 2, 5, 6, 7, 13, 64, 200])
 @pytest.mark.parametrize("n,k", [(1, 1), (16, 8), (17, 3), (31, 64), (32, 5), (33, 33),
-                                 (48, 7), (79, 130), (256, 64)])
+                                 (48, 7), (79, 130), (256, 64), (200, 64), (400, 9)])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_wide_tiles_are_bitwise_the_avx2_tiles(m, n, k, trans_b, accumulate):
