@@ -271,30 +271,35 @@ rf_pack_bt_panel(const float* src, long ldb, long K, float* dst)
     }
 }
 
-/* C[0, 0:nc] (+)= acc for one 16-column panel of one row.  The ragged
- * path goes through a row buffer: indexing lo and hi themselves by a
- * variable j made GCC store every accumulator of the caller to the stack
- * after its k loop, ragged or not. */
-__attribute__((target("avx2,fma"))) static inline void
-rf_store_row16(float* C, rf_v8 lo, rf_v8 hi, long nc, int accumulate)
-{
-    float row[RF_NR];
-    long j;
-    if (nc == RF_NR) {
-        if (accumulate) {
-            *(rf_v8*) C += lo;
-            *(rf_v8*) (C + 8) += hi;
-        } else {
-            *(rf_v8*) C = lo;
-            *(rf_v8*) (C + 8) = hi;
-        }
-        return;
+/* C[0, 0:W] (+)= (lo, hi), W = 2 * (floats in V), or only C[0, 0:nc] for a
+ * ragged last panel.  The ragged path goes through a row buffer: indexing
+ * lo and hi themselves by a variable j made GCC store every accumulator of
+ * the caller to the stack after its k loop, ragged or not. */
+#define RF_DEFINE_STORE_ROW(NAME, V, TARGET)                                  \
+    __attribute__((target(TARGET))) static inline void                        \
+    NAME(float* C, V lo, V hi, long nc, int accumulate)                       \
+    {                                                                         \
+        const long half = (long) (sizeof(V) / sizeof(float));                 \
+        float row[2 * sizeof(V) / sizeof(float)];                             \
+        long j;                                                               \
+        if (nc == 2 * half) {                                                 \
+            if (accumulate) {                                                 \
+                *(V*) C += lo;                                                \
+                *(V*) (C + half) += hi;                                       \
+            } else {                                                          \
+                *(V*) C = lo;                                                 \
+                *(V*) (C + half) = hi;                                        \
+            }                                                                 \
+            return;                                                           \
+        }                                                                     \
+        *(V*) row = lo;                                                       \
+        *(V*) (row + half) = hi;                                              \
+        for (j = 0; j < nc; j++)                                              \
+            C[j] = accumulate ? C[j] + row[j] : row[j];                       \
     }
-    *(rf_v8*) row = lo;
-    *(rf_v8*) (row + 8) = hi;
-    for (j = 0; j < nc; j++)
-        C[j] = accumulate ? C[j] + row[j] : row[j];
-}
+
+/* One 16-column panel of one row (AVX2). */
+RF_DEFINE_STORE_ROW(rf_store_row16, rf_v8, "avx2,fma")
 
 /* One MR x 16 tile: C[0:MR, 0:nc] (+)= A[0:MR, 0:K] @ panel.  MR is a
  * compile-time constant at every call, and each row's two accumulators are
@@ -348,16 +353,22 @@ rf_store_row16(float* C, rf_v8 lo, rf_v8 hi, long nc, int accumulate)
 
 #define RF_A_ROWS(i) A[(i) * lda + k]
 #define RF_A_PACKED(i) A[k * tile_rows + (i)]
+/* rf_<P>tile_<MR>: A's rows at stride lda; rf_<P>ptile_<MR>: A packed
+ * tile-major, A[k * MR + i] (rf_gemm_tn_f).  P is empty (AVX2) or w
+ * (AVX-512, below); BODY is RF_TILE_BODY or RF_WIDE_BODY. */
+#define RF_DEFINE_ROW_TILE(P, TARGET, BODY, MR)                               \
+    __attribute__((target(TARGET), noinline)) static void                     \
+    rf_##P##tile_##MR(long K, const float* A, long lda, const float* panel,   \
+                      float* C, long ldc, long nc, int accumulate)            \
+    BODY(MR, RF_A_ROWS)
+#define RF_DEFINE_PACKED_TILE(P, TARGET, BODY, MR)                            \
+    __attribute__((target(TARGET), noinline)) static void                     \
+    rf_##P##ptile_##MR(long K, const float* A, const float* panel,            \
+                       float* C, long ldc, long nc, int accumulate)           \
+    BODY(MR, RF_A_PACKED)
 #define RF_DEFINE_TILE(MR)                                                    \
-    __attribute__((target("avx2,fma"), noinline)) static void                 \
-    rf_tile_##MR(long K, const float* A, long lda, const float* panel,        \
-                 float* C, long ldc, long nc, int accumulate)                 \
-    RF_TILE_BODY(MR, RF_A_ROWS)                                               \
-    /* The same with A packed tile-major: A[k * MR + i] (rf_gemm_tn_f). */    \
-    __attribute__((target("avx2,fma"), noinline)) static void                 \
-    rf_ptile_##MR(long K, const float* A, const float* panel,                 \
-                  float* C, long ldc, long nc, int accumulate)                \
-    RF_TILE_BODY(MR, RF_A_PACKED)
+    RF_DEFINE_ROW_TILE(, "avx2,fma", RF_TILE_BODY, MR)                        \
+    RF_DEFINE_PACKED_TILE(, "avx2,fma", RF_TILE_BODY, MR)
 
 RF_DEFINE_TILE(1)
 RF_DEFINE_TILE(2)
@@ -371,45 +382,21 @@ RF_DEFINE_TILE(6)
  * 8-float one, which doubles the peak (OpenBLAS's sgemm: 209 GFLOP/s on
  * one Zen 5 core, where the AVX2 tiles above top out near 105).  A wide
  * tile is MR rows x 32 columns: panels p and p + 1 (the second starts K
- * rows after the first), one 16-float vector of each per k, twelve
- * accumulators at MR = 6.  The sums are the same FMAs in the same order
+ * rows after the first), one 16-float vector of each per k: sixteen
+ * accumulators at MR = 8 (rf_gemm_packed_f), twelve at the dW products'
+ * MR = 6.  The sums are the same FMAs in the same order
  * as the AVX2 tiles', so the results are bitwise the same. */
 typedef float rf_v16 __attribute__((vector_size(64), aligned(4)));
 
-/* C[0, 0:nc] (+)= (lo, hi), nc <= 32 (as rf_store_row16). */
-__attribute__((target("avx512f"))) static inline void
-rf_store_row32(float* C, rf_v16 lo, rf_v16 hi, long nc, int accumulate)
-{
-    float row[2 * RF_NR];
-    long j;
-    if (nc == 2 * RF_NR) {
-        if (accumulate) {
-            *(rf_v16*) C += lo;
-            *(rf_v16*) (C + RF_NR) += hi;
-        } else {
-            *(rf_v16*) C = lo;
-            *(rf_v16*) (C + RF_NR) = hi;
-        }
-        return;
-    }
-    *(rf_v16*) row = lo;
-    *(rf_v16*) (row + RF_NR) = hi;
-    for (j = 0; j < nc; j++)
-        C[j] = accumulate ? C[j] + row[j] : row[j];
-}
+/* Two 16-column panels of one row (AVX-512). */
+RF_DEFINE_STORE_ROW(rf_store_row32, rf_v16, "avx512f")
 
 #define RF_WIDE_BODY(MR, A_IK)                                                \
     RF_TILE_BODY_V(MR, A_IK, rf_v16, *(const rf_v16*) (panel + k * RF_NR),    \
                    *(const rf_v16*) (panel + (K + k) * RF_NR), rf_store_row32)
 #define RF_DEFINE_WIDE_TILE(MR)                                               \
-    __attribute__((target("avx512f"), noinline)) static void                  \
-    rf_wtile_##MR(long K, const float* A, long lda, const float* panel,       \
-                  float* C, long ldc, long nc, int accumulate)                \
-    RF_WIDE_BODY(MR, RF_A_ROWS)                                               \
-    __attribute__((target("avx512f"), noinline)) static void                  \
-    rf_wptile_##MR(long K, const float* A, const float* panel,                \
-                   float* C, long ldc, long nc, int accumulate)               \
-    RF_WIDE_BODY(MR, RF_A_PACKED)
+    RF_DEFINE_ROW_TILE(w, "avx512f", RF_WIDE_BODY, MR)                        \
+    RF_DEFINE_PACKED_TILE(w, "avx512f", RF_WIDE_BODY, MR)
 
 RF_DEFINE_WIDE_TILE(1)
 RF_DEFINE_WIDE_TILE(2)
@@ -417,8 +404,9 @@ RF_DEFINE_WIDE_TILE(3)
 RF_DEFINE_WIDE_TILE(4)
 RF_DEFINE_WIDE_TILE(5)
 RF_DEFINE_WIDE_TILE(6)
-RF_DEFINE_WIDE_TILE(7)
-RF_DEFINE_WIDE_TILE(8)
+/* 7 and 8 rows: rf_gemm_packed_f only (rf_gemm_tn_f tiles at <= 6) */
+RF_DEFINE_ROW_TILE(w, "avx512f", RF_WIDE_BODY, 7)
+RF_DEFINE_ROW_TILE(w, "avx512f", RF_WIDE_BODY, 8)
 
 typedef void (*rf_tile_fn)(long, const float*, long, const float*, float*, long, long, int);
 typedef void (*rf_ptile_fn)(long, const float*, const float*, float*, long, long, int);

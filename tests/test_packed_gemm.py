@@ -35,16 +35,22 @@ def test_packed_kernel_is_used_where_the_cpu_has_it():
                               False, False) is active
 
 
+def _product_case(m, n, k, trans_b):
+    """a (m, k), b (k, n) or, with trans_b, (n, k), and c0 (m, n): float32,
+    seeded by the shape."""
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    return a, b, rng.standard_normal((m, n)).astype(np.float32)
+
+
 @pytest.mark.parametrize("m", [1, 2, 3, 5, 6, 7, 12, 13, 32, 41, 97, 200])
 @pytest.mark.parametrize("n,k", [(1, 1), (16, 8), (17, 3), (31, 64), (48, 33), (64, 7),
                                  (79, 5), (200, 130)])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_packed_matmul_matches_numpy(m, n, k, trans_b, accumulate):
-    rng = np.random.default_rng(m * 1000 + n * 10 + k)
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
-    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    a, b, c0 = _product_case(m, n, k, trans_b)
     c = c0.copy()
     _rnn.packed_matmul(a, b, c, trans_b, accumulate)
     expected = a.astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
@@ -85,10 +91,7 @@ def test_kernel_name_follows_the_switches():
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_wide_tiles_are_bitwise_the_avx2_tiles(m, n, k, trans_b, accumulate):
-    rng = np.random.default_rng(m * 1000 + n * 10 + k)
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
-    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    a, b, c0 = _product_case(m, n, k, trans_b)
     out = []
     for wide in (False, True):
         _core.use_wide_tiles(wide)
