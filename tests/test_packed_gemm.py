@@ -189,6 +189,16 @@ def test_packed_matmul_tn_refuses_disagreeing_shapes():
                                   n2)
 
 
+def _bidirectional_step(cls, kw, xs, dys, lengths):
+    """[outputs, input gradients, *parameter gradients] of a training step of
+    a fresh bidirectional float32 network (seed 0) on xs (N, T, D)."""
+    net = cls(xs.shape[2], dys.shape[2] // 2, bidirectional=True, dtype=np.float32,
+              random_state=0, **kw)
+    ys, _ = net.forward(xs, lengths=lengths)
+    dxs = net.backward(dys)
+    return [ys, dxs] + [g.copy() for g in net.grads]
+
+
 @pytest.mark.parametrize("cls,kw", [(rnnfast.RNN, {}), (rnnfast.LSTM, {}),
                                     (rnnfast.GRU, {}), (rnnfast.GRU, {"reset_after": False})])
 def test_layer_same_with_packed_kernel_and_blas(cls, kw):
@@ -203,10 +213,8 @@ def test_layer_same_with_packed_kernel_and_blas(cls, kw):
     results = []
     for on in (True, False):
         _core.use_packed_gemm(on)
-        net = cls(D, H, bidirectional=True, dtype=np.float32, random_state=0, **kw)
-        ys, _ = net.forward(xs, lengths=lengths)
-        dxs = net.backward(dys)
-        results.append((ys, dxs, [g.copy() for g in net.grads]))
+        ys, dxs, *grads = _bidirectional_step(cls, kw, xs, dys, lengths)
+        results.append((ys, dxs, grads))
     (y1, dx1, g1), (y2, dx2, g2) = results
     np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(dx1, dx2, rtol=1e-4, atol=1e-5)
@@ -229,10 +237,7 @@ def test_layer_bitwise_the_same_with_wide_and_avx2_tiles(cls, kw, H):
     results = []
     for wide in (True, False):
         _core.use_wide_tiles(wide)
-        net = cls(D, H, bidirectional=True, dtype=np.float32, random_state=0, **kw)
-        ys, _ = net.forward(xs, lengths=lengths)
-        dxs = net.backward(dys)
-        results.append([ys, dxs] + [g.copy() for g in net.grads])
+        results.append(_bidirectional_step(cls, kw, xs, dys, lengths))
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
 
