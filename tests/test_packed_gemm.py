@@ -67,6 +67,26 @@ def test_wide_tiles_run_where_the_cpu_has_avx512():
     assert _core.use_wide_tiles(False) is False
 
 
+def test_no_avx512_environment_variable_keeps_the_avx2_tiles():
+    """RNNFAST_NO_AVX512=1 (read once, at the first product) keeps the AVX2
+    tiles in a fresh process; 0 or unset leaves the choice to the CPU."""
+    import subprocess
+    import sys
+    code = ("import numpy as np; from rnnfast import _core, _rnn; a = np.ones((3, 4), "
+            "np.float32); _rnn.packed_matmul(a, np.ones((4, 40), np.float32), "
+            "np.zeros((3, 40), np.float32), False, False); print(_core.kernel_name())")
+    names = {}
+    for value in ("1", "0"):
+        env = dict(os.environ, RNNFAST_NO_AVX512=value)
+        names[value] = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                      capture_output=True, text=True).stdout.strip()
+    packed = _core.use_packed_gemm(True)
+    assert names["1"] == ("AVX2 tiles" if packed else "BLAS")
+    has = _cpu_has_avx512f()
+    if has is not None:
+        assert names["0"] == ("AVX-512 tiles" if has and packed else names["1"])
+
+
 def test_kernel_name_follows_the_switches():
     packed = _core.use_packed_gemm(True)
     wide = _core.use_wide_tiles(True)
