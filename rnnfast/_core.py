@@ -83,8 +83,9 @@ _SCRATCH = _Scratch()
 # of more than 16 MB: 16-step chunks keep the projected gates in cache
 # until their step reads them, where the whole sequence's went out to
 # memory and back (LSTM `medium`, N = 64, T = 100, 26 MB: ~10 % faster on
-# AVX-512, docs/performance.md item 40); below that one product over all N*T rows is as fast or
-# faster (LSTM N = 32, T = 35, D = H = 128: 16-step chunks ~6 % slower).
+# AVX-512, docs/performance.md item 40); below that one product over all
+# N*T rows is as fast or faster (LSTM N = 32, T = 35, D = H = 128: 16-step
+# chunks ~6 % slower).
 # Training keeps all T steps (backward needs them).
 INFER_CHUNK_STEPS = 256
 INFER_SHORT_CHUNK_STEPS = 16
