@@ -31,15 +31,25 @@ def gflops(a, b, c, repeat):
     return 2 * a.shape[0] * a.shape[1] * b.shape[1] * repeat / (time.perf_counter() - t0) / 1e9
 
 
+def parse_shape(text):
+    """"M,K,N" as three integers >= 1, else exit naming the argument."""
+    values = text.split(",")
+    if len(values) != 3 or not all(v.strip().isdigit() and int(v) > 0 for v in values):
+        sys.exit(f"shape: expected M,K,N (three integers >= 1), got {text!r}")
+    return tuple(int(v) for v in values)
+
+
 def main(argv):
-    shapes = argv[1:] or DEFAULT
-    rounds = int(os.environ.get("ROUNDS", "7"))
+    shapes = [parse_shape(text) for text in argv[1:] or DEFAULT]
+    rounds = os.environ.get("ROUNDS", "7")
+    if not rounds.isdigit() or int(rounds) < 1:
+        sys.exit(f"ROUNDS: expected an integer >= 1, got {rounds!r}")
+    rounds = int(rounds)
     rng = np.random.default_rng(0)
     print(f"wide tiles available: {_core.use_wide_tiles(True)}")
     try:
         with threadpool_limits(1):
-            for shape in shapes:
-                m, k, n = (int(v) for v in shape.split(","))
+            for m, k, n in shapes:
                 a = rng.standard_normal((m, k)).astype(np.float32)
                 b = rng.standard_normal((k, n)).astype(np.float32)
                 c = np.zeros((m, n), np.float32)
