@@ -27,9 +27,7 @@
 
 #define RF_NR 16
 #define RF_MR 6
-#ifndef RF_WMR
-#define RF_WMR 8     /* rows of a wide tile in rf_gemm_packed_f (<= 8) */
-#endif
+#define RF_WMR 8     /* rows of a wide tile in rf_gemm_packed_f (rf_tiles) */
 
 static inline long rf_packed_size(long K, long N)
 {
@@ -842,6 +840,7 @@ static int rf_use_wide_tiles(int on)
     return rf_wide_in_use();
 }
 #else
+static int rf_wide_in_use(void) { return 0; }
 static int rf_use_wide_tiles(int on) { (void) on; return 0; }
 #endif
 

@@ -42,8 +42,9 @@ def test_chunked_inference_is_bitwise_the_whole_sequence(cls, kw, dtype, monkeyp
             for a, b in zip(whole, got):
                 if dtype == np.float32 and _core._packed_in_use():
                     np.testing.assert_array_equal(a, b, err_msg=f"chunk {chunk}")
-                else:
-                    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14,
+                else:       # BLAS: its rounding depends on a product's row count
+                    tol = 1e-12 if dtype == np.float64 else 1e-5
+                    np.testing.assert_allclose(a, b, rtol=tol, atol=tol / 100,
                                                err_msg=f"chunk {chunk}")
 
 
@@ -52,6 +53,8 @@ def test_chunked_inference_at_two_threads(cls, kw, monkeypatch):
     """Split over batch rows, each thread projects its own rows' chunks."""
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs 2 CPUs")
+    if not _core.use_packed_gemm(True):
+        pytest.skip("the step loop splits over threads with the packed kernel only")
     rng = np.random.default_rng(1)
     N, T, D, H = 24, 300, 16, 128
     xs = rng.standard_normal((N, T, D)).astype(np.float32)

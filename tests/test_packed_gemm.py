@@ -263,6 +263,9 @@ def test_layer_bitwise_the_same_with_wide_and_avx2_tiles(cls, kw, H):
 
 
 def _two_cpus_and_threadpoolctl():
+    if not _core.use_packed_gemm(True):
+        pytest.skip("rnnfast's threads run with its packed kernel only (this CPU or "
+                    "build lacks it: BLAS threads the products itself)")
     threadpoolctl = pytest.importorskip("threadpoolctl")
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs 2 CPUs")
