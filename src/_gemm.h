@@ -9,7 +9,13 @@
  *
  * Packed layout: column panels of RF_NR = 16 columns; panel p holds
  * B[k, 16p : 16p + 16] for k = 0..K-1 contiguously (K x 16, zero-padded
- * past the last column).  Micro-kernel: 6 rows x 16 columns of C in twelve
+ * past the last column), and panels start rf_panel_stride(K) = (K + 1) x 16
+ * floats apart: one spare 64-byte line after each.  Without it, for K a
+ * multiple of 64 (H = 64, 256, 512; the dW products' 512-row chunks) every
+ * panel started at the same offset modulo 4 KB, so the packing, which
+ * writes row k of B into all panels in turn, sent all its stores to one
+ * L1 set (K = 256, N = 1024: 94 us a pack, 20 us with the spare line;
+ * K = 64, N = 256: 2.4 -> 1.1 us; docs/performance.md item 45).  Micro-kernel: 6 rows x 16 columns of C in twelve
  * 8-float accumulators (AVX2 + FMA, the widest path Zen 4 executes at full
  * rate), A broadcast from its rows, C updated once per tile.
  *
@@ -29,9 +35,15 @@
 #define RF_MR 6
 #define RF_WMR 8     /* rows of a wide tile in rf_gemm_packed_f (rf_tiles) */
 
+/* Floats from the start of one packed panel to the next. */
+static inline long rf_panel_stride(long K)
+{
+    return (K + 1) * RF_NR;
+}
+
 static inline long rf_packed_size(long K, long N)
 {
-    return K * ((N + RF_NR - 1) / RF_NR) * RF_NR;
+    return rf_panel_stride(K) * ((N + RF_NR - 1) / RF_NR);
 }
 
 /* Buffers for packed matrices, kept between calls.  A packed Wh or a
@@ -194,7 +206,7 @@ static void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N,
         for (k = 0; k < K; k++) {
             const float* src = B + k * ldb;
             for (p = 0; p < full; p++)
-                rf_copy_row16(Bp + (p * K + k) * RF_NR, src + p * RF_NR);
+                rf_copy_row16(Bp + p * rf_panel_stride(K) + k * RF_NR, src + p * RF_NR);
             if (colsum != NULL)
                 for (j = 0; j < N; j++)
                     colsum[j] += src[j];
@@ -203,7 +215,7 @@ static void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N,
     for (p = trans ? 0 : full; p * RF_NR < N; p++) {
         j0 = p * RF_NR;
         w = N - j0 < RF_NR ? N - j0 : RF_NR;
-        dst = Bp + p * K * RF_NR;
+        dst = Bp + p * rf_panel_stride(K);
         if (w == RF_NR) {
             rf_pack_bt_panel(B + j0 * ldb, ldb, K, dst);
         } else {
@@ -379,8 +391,8 @@ RF_DEFINE_TILE(6)
  * units (Zen 5, Intel server parts) run a 16-float FMA at the rate of an
  * 8-float one, which doubles the peak (OpenBLAS's sgemm: 209 GFLOP/s on
  * one Zen 5 core, where the AVX2 tiles above top out near 105).  A wide
- * tile is MR rows x 32 columns: panels p and p + 1 (the second starts K
- * rows after the first), one 16-float vector of each per k: sixteen
+ * tile is MR rows x 32 columns: panels p and p + 1 (the second starts
+ * rf_panel_stride(K) floats after the first), one 16-float vector of each per k: sixteen
  * accumulators at MR = 8 (rf_gemm_packed_f), twelve at the dW products'
  * MR = 6.  The sums are the same FMAs in the same order
  * as the AVX2 tiles', so the results are bitwise the same. */
@@ -391,7 +403,8 @@ RF_DEFINE_STORE_ROW(rf_store_row32, rf_v16, "avx512f")
 
 #define RF_WIDE_BODY(MR, A_IK)                                                \
     RF_TILE_BODY_V(MR, A_IK, rf_v16, *(const rf_v16*) (panel + k * RF_NR),    \
-                   *(const rf_v16*) (panel + (K + k) * RF_NR), rf_store_row32)
+                   *(const rf_v16*) (panel + rf_panel_stride(K) + k * RF_NR),       \
+                   rf_store_row32)
 #define RF_DEFINE_WIDE_TILE(MR)                                               \
     RF_DEFINE_ROW_TILE(w, "avx512f", RF_WIDE_BODY, MR)                        \
     RF_DEFINE_PACKED_TILE(w, "avx512f", RF_WIDE_BODY, MR)
@@ -468,8 +481,8 @@ __attribute__((target("avx2,fma"))) static inline void
 rf_gemv_4panels(long N, long K, const float* a, const float* Bp, float* C,
                 int accumulate, long p)
 {
-    const float* b = Bp + p * K * RF_NR;
-    const long s = K * RF_NR;              /* panel to panel */
+    const long s = rf_panel_stride(K);     /* panel to panel */
+    const float* b = Bp + p * s;
     /* eight accumulators in variables of their own (see RF_TILE_BODY) */
     rf_v8 a0 = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
     rf_v8 a4 = a0, a5 = a0, a6 = a0, a7 = a0;
@@ -500,7 +513,7 @@ __attribute__((target("avx2,fma"))) static inline void
 rf_gemv_1panel(long N, long K, const float* a, const float* Bp, float* C,
                int accumulate, long p)
 {
-    const float* b = Bp + p * K * RF_NR;
+    const float* b = Bp + p * rf_panel_stride(K);
     rf_v8 lo = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0}, hi = lo;
     long k;
     for (k = 0; k < K; k++) {
@@ -517,8 +530,8 @@ __attribute__((target("avx512f"))) static inline void
 rf_wgemv_8panels(long N, long K, const float* a, const float* Bp, float* C,
                  int accumulate, long p)
 {
-    const float* b = Bp + p * K * RF_NR;
-    const long s = K * RF_NR;              /* panel to panel */
+    const long s = rf_panel_stride(K);     /* panel to panel */
+    const float* b = Bp + p * s;
     rf_v16 a0 = (rf_v16){0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     long k;
     for (k = 0; k < K; k++) {
@@ -633,7 +646,7 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
             base = mb / tiles;              /* <= mr; the first `extra` */
             extra = mb % tiles;             /* tiles get one row more   */
             nc = N - p * RF_NR < np * RF_NR ? N - p * RF_NR : np * RF_NR;
-            panel = Bp + p * K * RF_NR;
+            panel = Bp + p * rf_panel_stride(K);
             for (i = m0, r = 0; i < m0 + mb; i += mr, r++) {
                 mr = r < extra ? base + 1 : base;
                 rf_tiles[np - 1][mr](K, A + i * lda, lda, panel, C + i * ldc + p * RF_NR,
@@ -741,7 +754,7 @@ static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const lo
                     dst += mr * kc;
                 }
                 for (p = 0; p * RF_NR < Ns[s]; p += np) {
-                    const float* panel = Bp + p * kc * RF_NR;
+                    const float* panel = Bp + p * rf_panel_stride(kc);
                     np = rf_tile_panels(wide, p, Ns[s]);
                     nc = Ns[s] - p * RF_NR < np * RF_NR ? Ns[s] - p * RF_NR : np * RF_NR;
                     const float* a = At;
