@@ -12,6 +12,8 @@
  *   - tanh: Eigen's rational (odd degree 13 / even degree 6) on
  *     [-7.9053, 7.9053], where it saturates to +-1 in float.  Max abs
  *     error 3.3e-7, relative 3.3e-7 (docs/performance.md).
+ *   - the LSTM unit shares the denominators of its five quotients
+ *     (rf_lstm_unit_f): two divisions a unit.
  * Selects (clamps) vectorise only when GCC may ignore floating-point
  * exception flags: setup.py compiles with -fno-trapping-math (as PyTorch
  * does); results do not depend on it.
@@ -75,10 +77,12 @@ RF_INLINE float rf_sigmoid_f(float x)
     return 1.0f / (1.0f + rf_exp_f(-x));
 }
 
-RF_INLINE float rf_tanh_f(float x)
+/* tanh(x) = p / q, the two halves of the rational apart (the LSTM pass
+ * folds several quotients into one division, rf_lstm_unit_f). */
+RF_INLINE void rf_tanh_pq_f(float x, float* p_out, float* q_out)
 {
     const float clamp = 7.90531110763549805f;
-    float xc, x2, p, q, y;
+    float xc, x2, p, q;
     xc = x > clamp ? clamp : x;
     xc = xc < -clamp ? -clamp : xc;
     x2 = xc * xc;
@@ -94,8 +98,55 @@ RF_INLINE float rf_tanh_f(float x)
     q = q * x2 + 1.18534705686654e-04f;
     q = q * x2 + 2.26843463243900e-03f;
     q = q * x2 + 4.89352518554385e-03f;
-    y = p / q;
-    return y;  /* near 0, p/q = x * (1 - 1.3e-7): no special case needed */
+    *p_out = p;
+    *q_out = q;   /* in [4.9e-3, 0.9] */
+}
+
+RF_INLINE float rf_tanh_f(float x)
+{
+    float p, q;
+    rf_tanh_pq_f(x, &p, &q);
+    return p / q;  /* near 0, p/q = x * (1 - 1.3e-7): no special case needed */
+}
+
+/* One LSTM unit in float: gate pre-activations (with bias) xf, xg, xi, xo
+ * and the previous cell c -> the activations f, g, i, o, the new cell cn
+ * and tc = tanh(cn).
+ *
+ * Two divisions, not five.  perf put most of the LSTM pass's time on its
+ * five vdivps (each waits ~18 cycles on a 16-float vector here), so the
+ * quotients share denominators: with ef = 1 + exp(-xf), ei, eo alike and
+ * tanh(xg) = pg / qg,
+ *     r1 = 1 / (ef * ei * qg):  f = ei qg r1,  i = ef qg r1,  g = pg ef ei r1
+ *     r2 = 1 / (eo * qc):       o = qc r2,     tc = pc eo r2
+ * (cn needs f, g and i before tanh(cn) = pc / qc exists, hence two).  The
+ * exponents are clamped to +-40 so that ef * ei * qg (< 5.6e34) stays
+ * finite: sigmoid(x) for x < -40 comes out as 4.2e-18, not smaller.  Each
+ * activation carries a few more roundings than its own quotient: relative
+ * error 2.2e-7 against 1.4e-7 (docs/performance.md item 46).  Training and
+ * inference run this same function, so their outputs are bitwise equal. */
+RF_INLINE void rf_lstm_unit_f(float xf, float xg, float xi, float xo, float c,
+                              float* f, float* g, float* i, float* o, float* cn,
+                              float* tc)
+{
+    float ef, ei, eo, pg, qg, pc, qc, eiqg, r1, r2;
+    xf = xf < -40.0f ? -40.0f : (xf > 40.0f ? 40.0f : xf);
+    xi = xi < -40.0f ? -40.0f : (xi > 40.0f ? 40.0f : xi);
+    xo = xo < -40.0f ? -40.0f : (xo > 40.0f ? 40.0f : xo);
+    ef = 1.0f + rf_exp_f(-xf);
+    ei = 1.0f + rf_exp_f(-xi);
+    eo = 1.0f + rf_exp_f(-xo);
+    rf_tanh_pq_f(xg, &pg, &qg);
+    eiqg = ei * qg;
+    r1 = 1.0f / (ef * eiqg);
+    *f = eiqg * r1;
+    *i = ef * qg * r1;
+    *g = pg * ef * ei * r1;
+    *cn = *f * c + *g * *i;
+    rf_tanh_pq_f(*cn, &pc, &qc);
+    r2 = 1.0f / (eo * qc);
+    *o = qc * r2;
+    *tc = pc * eo * r2;
 }
 
 RF_INLINE double rf_sigmoid_d(double x)
@@ -110,6 +161,19 @@ RF_INLINE double rf_sigmoid_d(double x)
 RF_INLINE double rf_tanh_d(double x)
 {
     return tanh(x);
+}
+
+/* The same in double: each activation its own quotient (accuracy first). */
+RF_INLINE void rf_lstm_unit_d(double xf, double xg, double xi, double xo, double c,
+                              double* f, double* g, double* i, double* o, double* cn,
+                              double* tc)
+{
+    *f = rf_sigmoid_d(xf);
+    *g = rf_tanh_d(xg);
+    *i = rf_sigmoid_d(xi);
+    *o = rf_sigmoid_d(xo);
+    *cn = *f * c + *g * *i;
+    *tc = rf_tanh_d(*cn);
 }
 
 /* ---------------------------------------------- the passes, per precision */

@@ -58,12 +58,8 @@ RF_INLINE void RF_FN(rf_lstm_fwd_body)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF
     long j;
     RF_REAL f, g, i, o, cn, tc, hv;
     for (j = 0; j < H; j++) {
-        f = RF_SIG(a[j] + b[j]);
-        g = RF_TANH(a[H + j] + b[H + j]);
-        i = RF_SIG(a[2 * H + j] + b[2 * H + j]);
-        o = RF_SIG(a[3 * H + j] + b[3 * H + j]);
-        cn = f * c[j] + g * i;
-        tc = RF_TANH(cn);
+        RF_FN(rf_lstm_unit)(a[j] + b[j], a[H + j] + b[H + j], a[2 * H + j] + b[2 * H + j],
+                            a[3 * H + j] + b[3 * H + j], c[j], &f, &g, &i, &o, &cn, &tc);
         hv = o * tc;
         c[j] = cn; h[j] = hv; out[j] = hv;
         if (save) {         /* training: backward reads the activations */

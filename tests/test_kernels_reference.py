@@ -108,3 +108,33 @@ def test_bidirectional_offset_and_accumulate(rng):
                                                  np.zeros((N, H)), np.zeros((N, H)),
                                                  refs[d][3])[0]
     np.testing.assert_allclose(dxs, expected, atol=1e-12)
+
+
+def test_float32_lstm_unit_accuracy(rng):
+    """The float LSTM pass (src/_cells.h, rf_lstm_unit_f: polynomial exp and
+    tanh, five quotients folded into two divisions) against float64 math,
+    on pre-activations from -45 to 45 (past the clamps) and cells up to
+    +-10.  Wx is four permutation matrices, so each gate's pre-activation
+    is exactly one input value."""
+    N, H = 64, 256
+    xs = rng.uniform(-45, 45, (N, 1, H)).astype(np.float32)
+    xs[0, 0, :8] = [-45, -40, -8, -1e-3, 0, 1e-3, 8, 45]
+    perms = [rng.permutation(H) for _ in range(4)]
+    eye = np.eye(H, dtype=np.float32)
+    Wx = np.ascontiguousarray(np.concatenate([eye[:, p] for p in perms], axis=1))
+    Wh = np.zeros((H, 4 * H), np.float32)
+    b = np.zeros(4 * H, np.float32)
+    c0 = rng.uniform(-10, 10, (N, H)).astype(np.float32)
+    for training in (False, True):
+        h, c = np.zeros((N, H), np.float32), c0.copy()
+        out = np.empty((N, 1, H), np.float32)
+        _core.forward("lstm", xs, Wx, Wh, b, h, c, np.ones(N, np.intp), False, out, 0,
+                      training)
+        x = xs[:, 0, :].astype(np.float64)
+        f, g, i, o = (x[:, p] for p in perms)
+        sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+        c_ref = sig(f) * c0 + np.tanh(g) * sig(i)
+        h_ref = sig(o) * np.tanh(c_ref)
+        assert (np.abs(c - c_ref) <= 5e-7 * (1 + np.abs(c_ref))).all(), training
+        assert np.abs(h - h_ref).max() <= 1e-6, training
+        np.testing.assert_array_equal(out[:, 0, :], h)
