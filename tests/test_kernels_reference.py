@@ -138,3 +138,31 @@ def test_float32_lstm_unit_accuracy(rng):
         assert (np.abs(c - c_ref) <= 5e-7 * (1 + np.abs(c_ref))).all(), training
         assert np.abs(h - h_ref).max() <= 1e-6, training
         np.testing.assert_array_equal(out[:, 0, :], h)
+
+
+@pytest.mark.parametrize("reset_after", [False, True])
+def test_float32_gru_unit_accuracy(reset_after, rng):
+    """The float GRU pass (z and r share one division, rf_sigmoid2_f)
+    against float64 math, pre-activations from -45 to 45.  As above, Wx is
+    three permutation matrices; Wh is zero but for an identity in the
+    candidate's block and the biases are zero, so with either reset
+    h' = (1 - z) h + z tanh(x_h + r h)."""
+    N, H = 64, 256
+    xs = rng.uniform(-45, 45, (N, 1, H)).astype(np.float32)
+    perms = [rng.permutation(H) for _ in range(3)]
+    eye = np.eye(H, dtype=np.float32)
+    Wx = np.ascontiguousarray(np.concatenate([eye[:, p] for p in perms], axis=1))
+    Wh = np.zeros((H, 3 * H), np.float32)
+    Wh[:, 2 * H:] = eye
+    b = np.zeros(bias_shape("gru", H, reset_after), np.float32)
+    h0 = rng.uniform(-1, 1, (N, H)).astype(np.float32)
+    for training in (False, True):
+        h = h0.copy()
+        out = np.empty((N, 1, H), np.float32)
+        _core.forward("gru", xs, Wx, Wh, b, h, None, np.ones(N, np.intp), False, out, 0,
+                      training, reset_after=reset_after)
+        x = xs[:, 0, :].astype(np.float64)
+        z, r = (1 / (1 + np.exp(-x[:, p])) for p in perms[:2])
+        h_ref = (1 - z) * h0 + z * np.tanh(x[:, perms[2]] + r * h0)
+        assert np.abs(h - h_ref).max() <= 1e-6, training
+        np.testing.assert_array_equal(out[:, 0, :], h)
