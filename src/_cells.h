@@ -50,12 +50,11 @@
 #endif
 
 /* ------------------------------------------------------------ activations */
-RF_INLINE float rf_exp_f(float x)
+/* exp(x) for x in [-87, 88] (the caller clamps). */
+RF_INLINE float rf_exp_in_range_f(float x)
 {
     float k, r, p, scale;
     int32_t bits;
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
     /* k = round(x / ln 2) with the 1.5 * 2^23 trick (exact without -ffast-math) */
     k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     r = x - k * 0.693359375f;
@@ -70,6 +69,13 @@ RF_INLINE float rf_exp_f(float x)
     bits = ((int32_t) k + 127) << 23;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
+}
+
+RF_INLINE float rf_exp_f(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    return rf_exp_in_range_f(x);
 }
 
 RF_INLINE float rf_sigmoid_f(float x)
@@ -133,9 +139,9 @@ RF_INLINE void rf_lstm_unit_f(float xf, float xg, float xi, float xo, float c,
     xf = xf < -40.0f ? -40.0f : (xf > 40.0f ? 40.0f : xf);
     xi = xi < -40.0f ? -40.0f : (xi > 40.0f ? 40.0f : xi);
     xo = xo < -40.0f ? -40.0f : (xo > 40.0f ? 40.0f : xo);
-    ef = 1.0f + rf_exp_f(-xf);
-    ei = 1.0f + rf_exp_f(-xi);
-    eo = 1.0f + rf_exp_f(-xo);
+    ef = 1.0f + rf_exp_in_range_f(-xf);
+    ei = 1.0f + rf_exp_in_range_f(-xi);
+    eo = 1.0f + rf_exp_in_range_f(-xo);
     rf_tanh_pq_f(xg, &pg, &qg);
     eiqg = ei * qg;
     r1 = 1.0f / (ef * eiqg);
