@@ -119,10 +119,9 @@ RF_INLINE float rf_tanh_f(float x)
  * and the previous cell c -> the activations f, g, i, o, the new cell cn
  * and tc = tanh(cn).
  *
- * Two divisions, not five.  perf put most of the LSTM pass's time on its
- * five vdivps (each waits ~18 cycles on a 16-float vector here), so the
- * quotients share denominators: with ef = 1 + exp(-xf), ei, eo alike and
- * tanh(xg) = pg / qg,
+ * Two divisions, not five.  perf put most of the LSTM pass's samples
+ * right after its five vdivps, so the quotients share denominators:
+ * with ef = 1 + exp(-xf), ei, eo alike and tanh(xg) = pg / qg,
  *     r1 = 1 / (ef * ei * qg):  f = ei qg r1,  i = ef qg r1,  g = pg ef ei r1
  *     r2 = 1 / (eo * qc):       o = qc r2,     tc = pc eo r2
  * (cn needs f, g and i before tanh(cn) = pc / qc exists, hence two).  The

@@ -15,9 +15,10 @@
  * panel started at the same offset modulo 4 KB, so the packing, which
  * writes row k of B into all panels in turn, sent all its stores to one
  * L1 set (K = 256, N = 1024: 94 us a pack, 20 us with the spare line;
- * K = 64, N = 256: 2.4 -> 1.1 us; docs/performance.md item 45).  Micro-kernel: 6 rows x 16 columns of C in twelve
- * 8-float accumulators (AVX2 + FMA, the widest path Zen 4 executes at full
- * rate), A broadcast from its rows, C updated once per tile.
+ * K = 64, N = 256: 2.4 -> 1.1 us; docs/performance.md item 45).
+ * Micro-kernel: 6 rows x 16 columns of C in twelve 8-float accumulators
+ * (AVX2 + FMA, the widest path Zen 4 executes at full rate), A broadcast
+ * from its rows, C updated once per tile.
  *
  * The kernel needs AVX2 and FMA; rf_gemm_packed_supported() says whether
  * this CPU has them (and this build was made with GCC/clang on x86-64).
@@ -392,9 +393,9 @@ RF_DEFINE_TILE(6)
  * 8-float one, which doubles the peak (OpenBLAS's sgemm: 209 GFLOP/s on
  * one Zen 5 core, where the AVX2 tiles above top out near 105).  A wide
  * tile is MR rows x 32 columns: panels p and p + 1 (the second starts
- * rf_panel_stride(K) floats after the first), one 16-float vector of each per k: sixteen
- * accumulators at MR = 8 (rf_gemm_packed_f), twelve at the dW products'
- * MR = 6.  The sums are the same FMAs in the same order
+ * rf_panel_stride(K) floats after the first), one 16-float vector of each
+ * per k: sixteen accumulators at MR = 8 (rf_gemm_packed_f), twelve at the
+ * dW products' MR = 6.  The sums are the same FMAs in the same order
  * as the AVX2 tiles', so the results are bitwise the same. */
 typedef float rf_v16 __attribute__((vector_size(64), aligned(4)));
 
@@ -403,7 +404,7 @@ RF_DEFINE_STORE_ROW(rf_store_row32, rf_v16, "avx512f")
 
 #define RF_WIDE_BODY(MR, A_IK)                                                \
     RF_TILE_BODY_V(MR, A_IK, rf_v16, *(const rf_v16*) (panel + k * RF_NR),    \
-                   *(const rf_v16*) (panel + rf_panel_stride(K) + k * RF_NR),       \
+                   *(const rf_v16*) (panel + rf_panel_stride(K) + k * RF_NR), \
                    rf_store_row32)
 #define RF_DEFINE_WIDE_TILE(MR)                                               \
     RF_DEFINE_ROW_TILE(w, "avx512f", RF_WIDE_BODY, MR)                        \
