@@ -115,6 +115,13 @@ RF_INLINE float rf_tanh_f(float x)
     return p / q;  /* near 0, p/q = x * (1 - 1.3e-7): no special case needed */
 }
 
+/* 1 + exp(-x), x clamped to [-40, 40] (rf_lstm_unit_f says why). */
+RF_INLINE float rf_sigmoid_denom_f(float x)
+{
+    x = x < -40.0f ? -40.0f : (x > 40.0f ? 40.0f : x);
+    return 1.0f + rf_exp_in_range_f(-x);
+}
+
 /* One LSTM unit in float: gate pre-activations (with bias) xf, xg, xi, xo
  * and the previous cell c -> the activations f, g, i, o, the new cell cn
  * and tc = tanh(cn).
@@ -135,12 +142,9 @@ RF_INLINE void rf_lstm_unit_f(float xf, float xg, float xi, float xo, float c,
                               float* tc)
 {
     float ef, ei, eo, pg, qg, pc, qc, eiqg, r1, r2;
-    xf = xf < -40.0f ? -40.0f : (xf > 40.0f ? 40.0f : xf);
-    xi = xi < -40.0f ? -40.0f : (xi > 40.0f ? 40.0f : xi);
-    xo = xo < -40.0f ? -40.0f : (xo > 40.0f ? 40.0f : xo);
-    ef = 1.0f + rf_exp_in_range_f(-xf);
-    ei = 1.0f + rf_exp_in_range_f(-xi);
-    eo = 1.0f + rf_exp_in_range_f(-xo);
+    ef = rf_sigmoid_denom_f(xf);
+    ei = rf_sigmoid_denom_f(xi);
+    eo = rf_sigmoid_denom_f(xo);
     rf_tanh_pq_f(xg, &pg, &qg);
     eiqg = ei * qg;
     r1 = 1.0f / (ef * eiqg);
