@@ -26,7 +26,8 @@ directives = {
 # passes; it only drops floating-point exception-flag semantics.
 compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-trapping-math"]
 
-KERNELS = ["rnn", "lstm", "gru"]
+# The three kernels, and the compiled dispatcher that calls them (_dispatch).
+KERNELS = ["rnn", "lstm", "gru", "dispatch"]
 extensions = [
     Extension(
         f"rnnfast._{name}",

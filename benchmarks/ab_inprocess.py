@@ -1,6 +1,7 @@
 """A/B of two builds of rnnfast's kernels in one process: the kernel
 modules (_rnn, _lstm, _gru) of OLD_TREE, built in place, are loaded beside
-this checkout's and swapped into rnnfast._core call by call; each round
+this checkout's and swapped into rnnfast._core and its compiled dispatcher
+(_dispatch.use_kernels) call by call; each round
 times both, interleaved, and the median of the per-round ratios old/new is
 printed.  Far less disturbed by a noisy machine than benchmarks/
 ab_builds.py's alternating processes (whose pairs here spread 0.6-1.9 on
@@ -26,7 +27,7 @@ import numpy as np
 import scipy.linalg  # noqa: F401  (loads the BLAS before threadpoolctl)
 from threadpoolctl import threadpool_limits
 
-from rnnfast import _core
+from rnnfast import _core, _dispatch
 from rnnfast.bench import CONFIGS, make_case
 
 try:                                   # imported by asv (benchmarks.<name>)
@@ -82,6 +83,7 @@ def kernel_calls(old, new, M, K, N):
 def use(mods):
     for name, mod in mods.items():
         setattr(_core, name, mod)
+    _dispatch.use_kernels(mods["_rnn"], mods["_lstm"], mods["_gru"])
 
 
 def main(argv):

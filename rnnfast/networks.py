@@ -14,7 +14,7 @@ import numbers
 
 import numpy as np
 
-from . import _core
+from ._core import network_backward, network_forward, zero_state
 from ._layout import N_GATES, bias_shape
 from ._rnn import arrays_ready
 from ._validation import (check_array, check_int, check_lengths, check_live_arrays,
@@ -106,9 +106,8 @@ class _Network:
         return check_array(state, name, self.dtype, shape)
 
     def _zero_state(self, N):
-        shape = (self.num_layers * self.num_directions, N, self.hidden_size)
-        z = np.zeros(shape, self.dtype)
-        return (z, z.copy()) if self._has_c else z
+        return zero_state(self.num_layers * self.num_directions, N, self.hidden_size,
+                          self.dtype, self._has_c)
 
     # ------------------------------------------------------------ forward
     def forward(self, xs, state=None, lengths=None):
@@ -137,31 +136,22 @@ class _Network:
             state = self._check_state(state, N)
             state = (state[0].copy(), state[1].copy()) if self._has_c else state.copy()
         h_n, c_n = state if self._has_c else (state, None)
-        H, D = self.hidden_size, self.num_directions
-        training, cell = self.training, self.cell
-        threads = _core.step_loop_threads()       # once a call, not once a direction
-        caches, masks = [], []
-        x = xs
-        for layer in range(self.num_layers):
-            mask = None
-            if layer > 0 and training and self.dropout > 0:
-                keep = 1.0 - self.dropout
-                mask = (self._dropout_rng.random(x.shape) < keep).astype(dtype) / keep
-                x = x * mask
-            masks.append(mask)
-            out = np.empty((N, T, D * H), dtype)
-            for d in range(D):
-                k = layer * D + d
-                caches.append(_core.forward(
-                    cell, x, params[3 * k], params[3 * k + 1], params[3 * k + 2], h_n[k],
-                    None if c_n is None else c_n[k], lengths, d == 1, out, d * H, training,
-                    self._relu, self._reset_after, threads))
-            x = out
+        training = self.training
+        mask = self._dropout_mask if training and self.dropout > 0 else None
+        x, caches, masks = network_forward(self.cell, xs, params, h_n, c_n, lengths,
+                                           self.num_layers, self.num_directions,
+                                           self.hidden_size, training, self._relu,
+                                           self._reset_after, mask)
         final = (h_n, c_n) if self._has_c else h_n
         if self.stateful:
             self.state = final
         self._caches = (caches, masks, xs.shape) if training else None
         return x, final
+
+    def _dropout_mask(self, x):
+        """The inverted-dropout mask of a layer's input x (training)."""
+        keep = 1.0 - self.dropout
+        return (self._dropout_rng.random(x.shape) < keep).astype(self.dtype) / keep
 
     @staticmethod
     def _state_batch(state):
@@ -187,21 +177,10 @@ class _Network:
             dstate = (dstate[0].copy(), dstate[1].copy()) if self._has_c else dstate.copy()
         dh0, dc0 = dstate if self._has_c else (dstate, None)
         self._caches = None
-        threads = _core.step_loop_threads()       # once a call, not once a direction
-        for layer in range(self.num_layers - 1, -1, -1):
-            d_in = self.input_size if layer == 0 else D * H
-            dxs = np.empty((N, T, d_in), dtype)
-            for d in range(D):
-                k = layer * D + d
-                _core.backward(caches[k], dout, d * H, dh0[k],
-                               None if dc0 is None else dc0[k],
-                               grads[3 * k], grads[3 * k + 1], grads[3 * k + 2], dxs, d == 1,
-                               threads)
-            if masks[layer] is not None:
-                dxs *= masks[layer]
-            dout = dxs
+        dxs = network_backward(caches, masks, dout, dh0, dc0, grads, self.input_size,
+                               self.num_layers, D, H)
         self.dstate = (dh0, dc0) if self._has_c else dh0
-        return dout
+        return dxs
 
     __call__ = forward
 

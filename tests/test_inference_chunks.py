@@ -1,9 +1,10 @@
 """Inference of a long sequence projects its inputs chunk by chunk of steps
-into a gates buffer of INFER_CHUNK_STEPS steps (src/_seq.pxd,
-rnnfast._core._gates_steps).  On the packed kernel (float32) every step's
-arithmetic is the one of the whole-sequence buffer, so outputs and final
-states must be bitwise those of a buffer of all T steps, for every chunk
-size, direction, ragged lengths, cell and thread count.  On BLAS (float64)
+into a gates buffer of chunk_steps steps (src/_seq.pxd,
+rnnfast._core._gates_steps, infer_chunking).  On the packed kernel
+(float32) every step's arithmetic is the one of the whole-sequence buffer,
+so outputs and final states must be bitwise those of a buffer of all T
+steps, for every chunk size, direction, ragged lengths, cell and thread
+count.  On BLAS (float64)
 a product's rounding may depend on its number of rows: equal to rounding."""
 import os
 
@@ -19,16 +20,23 @@ NETS = [(rnnfast.RNN, {}), (rnnfast.RNN, {"nonlinearity": "relu"}), (rnnfast.LST
 IDS = ["rnn", "rnn-relu", "lstm", "gru", "gru-reset-before"]
 
 
-def _infer(net, xs, lengths, chunk, monkeypatch):
-    monkeypatch.setattr(_core, "INFER_CHUNK_STEPS", chunk)
-    monkeypatch.setattr(_core, "INFER_WHOLE_MAX_BYTES", 0)      # chunks at any size
+@pytest.fixture
+def chunking():
+    """_core.infer_chunking, with the limits restored after the test."""
+    saved = _core.infer_chunking()
+    yield _core.infer_chunking
+    _core.infer_chunking(*saved)
+
+
+def _infer(net, xs, lengths, chunk, chunking):
+    chunking(chunk_steps=chunk, whole_max_bytes=0)      # chunks at any size
     ys, state = net.forward(xs, lengths=lengths)
     return [ys] + [np.asarray(s) for s in (state if isinstance(state, tuple) else (state,))]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cls,kw", NETS, ids=IDS)
-def test_chunked_inference_is_bitwise_the_whole_sequence(cls, kw, dtype, monkeypatch):
+def test_chunked_inference_is_bitwise_the_whole_sequence(cls, kw, dtype, chunking):
     rng = np.random.default_rng(0)
     N, T, D, H = 9, 23, 5, 16
     xs = rng.standard_normal((N, T, D)).astype(dtype)
@@ -36,9 +44,9 @@ def test_chunked_inference_is_bitwise_the_whole_sequence(cls, kw, dtype, monkeyp
     lengths[0] = T
     net = cls(D, H, bidirectional=True, dtype=dtype, random_state=0, **kw).eval()
     for lens in (None, lengths):
-        whole = _infer(net, xs, lens, T, monkeypatch)        # T <= 2 * chunk: one buffer
+        whole = _infer(net, xs, lens, T, chunking)        # T <= 2 * chunk: one buffer
         for chunk in (1, 2, 3, 7, 11):
-            got = _infer(net, xs, lens, chunk, monkeypatch)
+            got = _infer(net, xs, lens, chunk, chunking)
             for a, b in zip(whole, got):
                 if dtype == np.float32 and _core._packed_in_use():
                     np.testing.assert_array_equal(a, b, err_msg=f"chunk {chunk}")
@@ -49,7 +57,7 @@ def test_chunked_inference_is_bitwise_the_whole_sequence(cls, kw, dtype, monkeyp
 
 
 @pytest.mark.parametrize("cls,kw", NETS, ids=IDS)
-def test_chunked_inference_at_two_threads(cls, kw, monkeypatch):
+def test_chunked_inference_at_two_threads(cls, kw, chunking):
     """Split over batch rows, each thread projects its own rows' chunks."""
     if (os.cpu_count() or 1) < 2:
         pytest.skip("needs 2 CPUs")
@@ -62,19 +70,18 @@ def test_chunked_inference_at_two_threads(cls, kw, monkeypatch):
     lengths[0] = T
     net = cls(D, H, bidirectional=True, random_state=0, **kw).eval()
     with threadpool_limits(1):
-        whole = _infer(net, xs, lengths, T, monkeypatch)
+        whole = _infer(net, xs, lengths, T, chunking)
     with threadpool_limits(2):
         assert _core.step_loop_threads() == 2
-        got = _infer(net, xs, lengths, 32, monkeypatch)
+        got = _infer(net, xs, lengths, 32, chunking)
     for a, b in zip(whole, got):
         np.testing.assert_array_equal(a, b)
 
 
-def test_long_inference_keeps_only_a_chunk_of_gates(monkeypatch):
+def test_long_inference_keeps_only_a_chunk_of_gates(chunking):
     """The point of it: the gates buffer of inference does not grow with T,
     while training keeps all T steps for backward."""
-    monkeypatch.setattr(_core, "INFER_CHUNK_STEPS", 16)
-    monkeypatch.setattr(_core, "INFER_WHOLE_MAX_BYTES", 1 << 20)
+    chunking(chunk_steps=16, whole_max_bytes=1 << 20)
     N, G = 4, 256                                  # 4 KB a step in float32
     assert _core._gates_steps(N, 32, G, 4, False) == 32          # T <= 2 chunks
     assert _core._gates_steps(N, 256, G, 4, False) == 256        # 1 MB: whole
@@ -119,7 +126,7 @@ def test_kernels_check_the_steps_of_the_gates_buffer(training):
 
 
 @pytest.mark.parametrize("cls,kw", NETS, ids=IDS)
-def test_training_forward_is_bitwise_chunked_inference(cls, kw, monkeypatch):
+def test_training_forward_is_bitwise_chunked_inference(cls, kw, chunking):
     """A training forward projects all T steps of its rows in one product
     and keeps them; inference through a 7-step chunk buffer projects 7 at
     a time: on the packed kernel the outputs must be bitwise the same."""
@@ -132,17 +139,16 @@ def test_training_forward_is_bitwise_chunked_inference(cls, kw, monkeypatch):
     net = cls(D, H, bidirectional=True, random_state=0, **kw)
     ys_train, _ = net.forward(xs, lengths=lengths)
     net.eval()
-    got = _infer(net, xs, lengths, 7, monkeypatch)
+    got = _infer(net, xs, lengths, 7, chunking)
     np.testing.assert_array_equal(ys_train, got[0])
 
 
-def test_shorter_inference_over_the_limit_takes_short_chunks(monkeypatch):
-    """Sequences of at most 2 * INFER_CHUNK_STEPS steps whose gates exceed
-    the limit are projected INFER_SHORT_CHUNK_STEPS steps at a time (when T
-    is over twice that); long ones keep INFER_CHUNK_STEPS."""
-    monkeypatch.setattr(_core, "INFER_CHUNK_STEPS", 256)
-    monkeypatch.setattr(_core, "INFER_SHORT_CHUNK_STEPS", 16)
-    monkeypatch.setattr(_core, "INFER_WHOLE_MAX_BYTES", 1 << 20)
+def test_shorter_inference_over_the_limit_takes_short_chunks(chunking):
+    """Sequences of at most 2 * chunk_steps steps whose gates exceed
+    the limit are projected short_chunk_steps steps at a time (when T
+    is over twice that); long ones keep chunk_steps."""
+    defaults = chunking()
+    chunking(chunk_steps=256, short_chunk_steps=16, whole_max_bytes=1 << 20)
     N, G = 64, 1024                                # 256 KB a step in float32
     assert _core._gates_steps(N, 4, G, 4, False) == 4            # 1 MB: whole
     assert _core._gates_steps(N, 32, G, 4, False) == 32          # T <= 2 short chunks
@@ -152,7 +158,7 @@ def test_shorter_inference_over_the_limit_takes_short_chunks(monkeypatch):
     assert _core._gates_steps(N, 513, G, 4, False) == 256
     assert _core._gates_steps(N, 100, G, 4, True) == 100         # training: all T
     # the default limit leaves the smaller configurations whole
-    monkeypatch.undo()
+    chunking(*defaults)
     assert _core._gates_steps(32, 35, 512, 4, False) == 35       # `small` LSTM
     assert _core._gates_steps(20, 35, 2600, 4, False) == 35      # `zaremba-medium`
     assert _core._gates_steps(64, 100, 1024, 4, False) == 16     # `medium` LSTM

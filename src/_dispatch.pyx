@@ -1,0 +1,369 @@
+# One direction of one recurrent layer over a whole sequence, compiled:
+# the bridge between the Python layers and the three kernels' defs.
+#
+# `forward` takes a call's internal buffers from the scratch cache (their
+# shapes: buffer_shapes below, src/_seq.pxd and each src/_<cell>.pyx), runs
+# the cell's kernel once and, when training, returns what backward needs;
+# `backward` runs the matching BPTT kernel once and gives the buffers back.
+# Everything here works on arrays that the caller has already checked
+# (rnnfast._validation).  rnnfast._core re-exports both.
+#
+# Why compiled: this is the fixed cost of every call.  As Python it was
+# ~1.2 us of a one-step RNN inference call of 4.4 us at N = 8, D = H = 64
+# (the scratch's take and give, the key, the dispatch; docs/performance.md
+# item 50), which is what kept T = 10 slower a token than longer sequences.
+cimport numpy as cnp
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
+
+import numpy as np
+
+from rnnfast import _gru, _lstm, _rnn
+
+cnp.import_array()
+
+# The kernels' defs, looked up once (use_kernels).
+cdef object _rnn_forward, _rnn_backward, _lstm_forward, _lstm_backward
+cdef object _gru_forward, _gru_backward
+cdef object _step_loop_threads = _rnn.blas_threads
+
+
+def use_kernels(rnn, lstm, gru):
+    """Call the kernel defs of these three modules from now on (another
+    build's, for benchmarks/ab_inprocess.py; rnnfast's own at import)."""
+    global _rnn_forward, _rnn_backward, _lstm_forward, _lstm_backward
+    global _gru_forward, _gru_backward
+    _rnn_forward, _rnn_backward = rnn.rnn_forward, rnn.rnn_backward
+    _lstm_forward, _lstm_backward = lstm.lstm_forward, lstm.lstm_backward
+    _gru_forward, _gru_backward = gru.gru_forward, gru.gru_backward
+
+
+use_kernels(_rnn, _lstm, _gru)
+
+cdef enum:
+    RNN = 0
+    LSTM = 1
+    GRU = 2
+cdef dict _CELL_CODE = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+cdef int[3] _N_GATES = [1, 4, 3]
+
+# Inference projects the inputs chunk by chunk, each chunk's steps just
+# before they run, when the whole sequence's gates would take more than
+# infer_whole_max_bytes: chunks of infer_chunk_steps steps for a long
+# sequence (T over twice that), else of infer_short_chunk_steps (when T is
+# over twice that); the gates buffer is then (N, chunk, G) whatever T
+# (src/_seq.pxd).  Long sequences: chunks save memory at the same speed
+# (benchmarks/infer_chunks.py, docs/performance.md item 24).  Shorter ones
+# of more than 16 MB: 16-step chunks keep the projected gates in cache
+# until their step reads them, where the whole sequence's went out to
+# memory and back (LSTM `medium`, N = 64, T = 100, 26 MB: ~10 % faster on
+# AVX-512, docs/performance.md item 40); below that one product over all
+# N*T rows is as fast or faster (LSTM N = 32, T = 35, D = H = 128: 16-step
+# chunks ~6 % slower).  Training keeps all T steps (backward needs them).
+cdef Py_ssize_t infer_chunk_steps = 256
+cdef Py_ssize_t infer_short_chunk_steps = 16
+cdef Py_ssize_t infer_whole_max_bytes = 16 << 20
+
+
+def infer_chunking(chunk_steps=None, short_chunk_steps=None, whole_max_bytes=None):
+    """Set those given (not None) of the three limits above; return all
+    three as (chunk_steps, short_chunk_steps, whole_max_bytes).  For
+    benchmarks and tests."""
+    global infer_chunk_steps, infer_short_chunk_steps, infer_whole_max_bytes
+    for name, value, least in (("chunk_steps", chunk_steps, 1),
+                               ("short_chunk_steps", short_chunk_steps, 1),
+                               ("whole_max_bytes", whole_max_bytes, 0)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not least <= value <= 2 ** 62):
+            raise ValueError(f"{name}: expected an integer >= {least} or None, got {value!r}")
+    if chunk_steps is not None:
+        infer_chunk_steps = chunk_steps
+    if short_chunk_steps is not None:
+        infer_short_chunk_steps = short_chunk_steps
+    if whole_max_bytes is not None:
+        infer_whole_max_bytes = whole_max_bytes
+    return (infer_chunk_steps, infer_short_chunk_steps, infer_whole_max_bytes)
+
+
+cpdef Py_ssize_t gates_steps(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t itemsize,
+                             bint training):
+    """How many steps of gates a call keeps: T, or a chunk (see above)."""
+    cdef Py_ssize_t chunk
+    if training or N * T * G * itemsize <= infer_whole_max_bytes:
+        return T
+    chunk = infer_chunk_steps if T > 2 * infer_chunk_steps else infer_short_chunk_steps
+    return chunk if T > 2 * chunk else T
+
+
+def buffer_shapes(cell, Py_ssize_t N, Py_ssize_t T, Py_ssize_t Tg, Py_ssize_t H,
+                  Py_ssize_t G, bint training):
+    """Shapes of a call's internal buffers: gates (N, Tg, G), Tg = T or in
+    inference of a long sequence a chunk (gates_steps); work; then what
+    training saves for backward, each (N, T, H): h_prev, c_prev and tanh_c
+    (LSTM), h_prev and extra (GRU), h_prev (RNN)."""
+    cdef int code = _CELL_CODE[cell]
+    shapes = [(N, Tg, G), (N, 4 * H if code == GRU else G)]
+    if training:
+        shapes += [(N, T, H)] * (3 if code == LSTM else 2 if code == GRU else 1)
+    return shapes
+
+
+cdef class Scratch:
+    """The kernels' internal buffers (gates, saved states, work), kept
+    between calls for reuse, a call's whole set at a time.
+
+    A fresh multi-megabyte np.empty is a new mapping whose pages fault in on
+    first touch: 5-8 % of an LSTM training step at the `small`
+    configuration went to exc_page_fault and clear_page (perf,
+    docs/performance.md).  A set comes back here once nothing can read it
+    any more: after an inference forward, or when backward has consumed a
+    cache (whose fields are then cleared).  Sets are keyed by what decides
+    their shapes, so a call takes its set with one lookup.  At most
+    `max_bytes` are kept; beyond that the oldest go back to the allocator.
+    Every method runs under the GIL without calling back into Python, so
+    no two callers get the same set."""
+    cdef public Py_ssize_t max_bytes
+    cdef readonly dict _free          # key -> [(bytes, arrays)], oldest key first
+    cdef Py_ssize_t _bytes
+
+    def __init__(self, Py_ssize_t max_bytes=1 << 30):
+        self.max_bytes = max_bytes
+        self._free = {}
+        self._bytes = 0
+
+    cpdef tuple take(self, key):
+        """(nbytes, arrays) kept under `key`, or None: the caller then makes
+        a set (`new_set`)."""
+        cdef PyObject* found = PyDict_GetItem(self._free, key)
+        cdef list stack
+        if found == NULL:
+            return None
+        stack = <list> found
+        if not stack:
+            return None
+        entry = stack.pop()
+        self._bytes -= <Py_ssize_t> (<tuple> entry)[0]
+        return entry
+
+    @staticmethod
+    def new_set(shapes, dtype):
+        bufs = tuple([np.empty(shape, dtype) for shape in shapes])
+        return (sum([buf.nbytes for buf in bufs]), bufs)
+
+    cpdef give(self, key, Py_ssize_t nbytes, tuple bufs):
+        """Keep `bufs` (nbytes in all, as `take` or `new_set` said) for reuse."""
+        cdef PyObject* found
+        if nbytes > self.max_bytes:
+            return
+        while self._bytes + nbytes > self.max_bytes and self._free:
+            for old, _ in self._free.pop(next(iter(self._free))):
+                self._bytes -= <Py_ssize_t> old
+        found = PyDict_GetItem(self._free, key)
+        if found == NULL:
+            self._free[key] = [(nbytes, bufs)]
+        else:
+            (<list> found).append((nbytes, bufs))
+        self._bytes += nbytes
+
+    def clear(self):
+        self._free.clear()
+        self._bytes = 0
+
+
+SCRATCH = Scratch()
+cdef Scratch _scratch = SCRATCH
+
+cdef dict _EMPTY = {np.dtype(np.float32): np.empty((0, 0, 0), np.float32),
+                    np.dtype(np.float64): np.empty((0, 0, 0), np.float64)}
+
+
+cdef class DirectionCache:
+    """What backward needs from one forward of one direction."""
+    cdef public object cell, xs, Wx, Wh, lengths, gates, h_prev, c_prev, tanh_c
+    cdef public object extra, work, buffers
+    cdef public bint reverse, relu, reset_after, empty
+
+
+cpdef forward(cell, cnp.ndarray xs, Wx, cnp.ndarray Wh, b, h, c, lengths, bint reverse,
+            out, Py_ssize_t offset, bint training, bint relu=False, bint reset_after=False,
+            threads=None):
+    """Run `cell` over xs (N, T, D) starting from h (and c), both (N, H),
+    which are overwritten with the final state.  Writes out[:, :, offset:
+    offset+H].  Returns a DirectionCache when training, else None.
+    threads: step_loop_threads() of this call (asked here when None)."""
+    cdef int code = _CELL_CODE[cell]
+    cdef Py_ssize_t N = cnp.PyArray_DIM(xs, 0), T = cnp.PyArray_DIM(xs, 1)
+    cdef Py_ssize_t D = cnp.PyArray_DIM(xs, 2), H = cnp.PyArray_DIM(Wh, 0)
+    cdef Py_ssize_t G = _N_GATES[code] * H, Tg
+    cdef DirectionCache cache
+    if N * T * G > 2 ** 31 - 1 or N * T * D > 2 ** 31 - 1:
+        from rnnfast._validation import check_blas_size
+        check_blas_size("xs", **{"N*T*G*H": N * T * G, "N*T*D": N * T * D})
+    if N == 0 or T == 0:
+        out[:, :, offset:offset + H] = 0
+        return _empty_cache(cell, xs, Wx, Wh, lengths, reverse) if training else None
+    dt = <object> cnp.PyArray_DESCR(xs)
+    Tg = gates_steps(N, T, G, cnp.PyArray_ITEMSIZE(xs), training)
+    key = (code, N, T, Tg, G, training, dt)
+    entry = _scratch.take(key)
+    if entry is None:
+        entry = Scratch.new_set(buffer_shapes(cell, N, T, Tg, H, G, training), dt)
+    cdef tuple bufs = (<tuple> entry)[1]
+    gates, work = bufs[0], bufs[1]
+    if threads is None:
+        threads = _step_loop_threads()
+    # Inference writes no saved activations: the kernels take empty arrays.
+    empty = _EMPTY[dt]
+    h_prev = c_prev = tanh_c = extra = None
+    if code == LSTM:
+        if training:
+            h_prev, c_prev, tanh_c = bufs[2], bufs[3], bufs[4]
+        _lstm_forward(xs, Wx, Wh, b, h, c, lengths, reverse, out, offset, gates,
+                      h_prev if training else empty, c_prev if training else empty,
+                      tanh_c if training else empty, work, training, threads)
+    elif code == GRU:
+        if training:
+            h_prev, extra = bufs[2], bufs[3]
+        _gru_forward(xs, Wx, Wh, b.reshape(-1), h, lengths, reverse, reset_after, out,
+                     offset, gates, h_prev if training else empty,
+                     extra if training else empty, work, training, threads)
+    else:
+        if training:
+            h_prev = bufs[2]
+        _rnn_forward(xs, Wx, Wh, b, h, lengths, reverse, relu, out, offset, gates,
+                     h_prev if training else empty, work, training, threads)
+    if not training:
+        _scratch.give(key, (<tuple> entry)[0], bufs)
+        return None
+    cache = DirectionCache()
+    cache.cell, cache.xs, cache.Wx, cache.Wh = cell, xs, Wx, Wh
+    cache.lengths, cache.reverse = lengths, reverse
+    cache.relu, cache.reset_after = relu, reset_after
+    cache.gates, cache.h_prev, cache.c_prev, cache.tanh_c = gates, h_prev, c_prev, tanh_c
+    cache.extra, cache.work, cache.empty = extra, work, False
+    cache.buffers = (key, (<tuple> entry)[0], bufs)
+    return cache
+
+
+cdef DirectionCache _empty_cache(cell, xs, Wx, Wh, lengths, bint reverse):
+    cdef DirectionCache cache = DirectionCache()
+    cache.cell, cache.xs, cache.Wx, cache.Wh = cell, xs, Wx, Wh
+    cache.lengths, cache.reverse, cache.empty = lengths, reverse, True
+    return cache
+
+
+cpdef backward(DirectionCache cache, dout, Py_ssize_t offset, dh, dc, dWx, dWh, db, dxs,
+             bint accumulate_dx, threads=None):
+    """BPTT of one `forward`.  dh (and dc) hold dL/d(final state) on entry
+    and dL/d(initial state) on return.  Overwrites dWx, dWh, db; writes dxs,
+    or adds to it when accumulate_dx.  Consumes the cache (the kernel
+    overwrites the saved gates with their gradients).  threads: as for
+    `forward`."""
+    if cache.empty:                   # empty batch or T = 0
+        dWx[...] = 0
+        dWh[...] = 0
+        db[...] = 0
+        if not accumulate_dx:
+            dxs[...] = 0
+        return
+    if cache.buffers is None:
+        raise RuntimeError("backward: this forward's cache was already consumed "
+                           "(one backward per forward)")
+    if threads is None:
+        threads = _step_loop_threads()
+    cdef int code = _CELL_CODE[cache.cell]
+    if code == LSTM:
+        _lstm_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
+                       dout, offset, dh, dc, cache.gates, cache.h_prev, cache.c_prev,
+                       cache.tanh_c, dWx, dWh, db, dxs, accumulate_dx, cache.work, threads)
+    elif code == GRU:
+        _gru_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
+                      cache.reset_after, dout, offset, dh, cache.gates, cache.h_prev,
+                      cache.extra, dWx, dWh, db.reshape(-1), dxs, accumulate_dx,
+                      cache.work, threads)
+    else:
+        _rnn_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
+                      cache.relu, dout, offset, dh, cache.gates, cache.h_prev,
+                      dWx, dWh, db, dxs, accumulate_dx, cache.work, threads)
+    # The kernel has consumed the cache (gates now hold their gradients);
+    # its buffers go back for the next call.
+    key, nbytes, bufs = cache.buffers
+    _scratch.give(key, nbytes, bufs)
+    cache.gates = cache.h_prev = cache.c_prev = cache.tanh_c = cache.extra = None
+    cache.work = cache.buffers = None
+
+
+# ------------------------------------------------------------ networks
+# The layer loops of rnnfast.networks (a stack of layers, one or two
+# directions each), compiled for the same reason: the network's Python
+# checks its arguments and carries its state; these run the layers.
+
+cdef cnp.ndarray _empty3(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, int typenum):
+    cdef cnp.npy_intp dims[3]
+    dims[0], dims[1], dims[2] = a, b, c
+    return cnp.PyArray_EMPTY(3, dims, typenum, 0)
+
+
+def zero_state(Py_ssize_t layers, Py_ssize_t N, Py_ssize_t H, dtype, bint pair):
+    """Zeros of shape (layers, N, H), or a pair of them (an LSTM's h, c)."""
+    cdef int typenum = (<cnp.dtype> dtype).type_num
+    cdef cnp.npy_intp dims[3]
+    dims[0], dims[1], dims[2] = layers, N, H
+    h = cnp.PyArray_ZEROS(3, dims, typenum, 0)
+    return (h, cnp.PyArray_ZEROS(3, dims, typenum, 0)) if pair else h
+
+
+def network_forward(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
+                    Py_ssize_t num_layers, Py_ssize_t num_dirs, Py_ssize_t H,
+                    bint training, bint relu, bint reset_after, dropout_mask):
+    """Run the layers over xs (N, T, D): layer l's directions k = l*num_dirs
+    + d take params[3k:3k+3] and the states h_n[k] (c_n[k]), which they
+    overwrite with their final ones, and write their halves of one output
+    (N, T, num_dirs*H).  dropout_mask(x): None, or the mask to multiply a
+    layer's input by (layers after the first).  Returns (last output,
+    [DirectionCache] when training, [mask or None per layer])."""
+    cdef Py_ssize_t N = cnp.PyArray_DIM(xs, 0), T = cnp.PyArray_DIM(xs, 1)
+    cdef int typenum = cnp.PyArray_TYPE(xs)
+    cdef Py_ssize_t layer, d, k
+    cdef list caches = [], masks = []
+    threads = _step_loop_threads()        # once a call, not once a direction
+    x = xs
+    for layer in range(num_layers):
+        mask = None
+        if layer > 0 and dropout_mask is not None:
+            mask = dropout_mask(x)
+            if mask is not None:
+                x = x * mask
+        masks.append(mask)
+        out = _empty3(N, T, num_dirs * H, typenum)
+        for d in range(num_dirs):
+            k = layer * num_dirs + d
+            cache = forward(cell, x, params[3 * k], params[3 * k + 1], params[3 * k + 2],
+                            h_n[k], None if c_n is None else c_n[k], lengths, d == 1, out,
+                            d * H, training, relu, reset_after, threads)
+            if training:
+                caches.append(cache)
+        x = out
+    return x, caches, masks
+
+
+def network_backward(list caches, list masks, dout, dh0, dc0, list grads,
+                     Py_ssize_t input_size, Py_ssize_t num_layers, Py_ssize_t num_dirs,
+                     Py_ssize_t H):
+    """BPTT through network_forward's layers, last first: fills grads (as
+    params), dh0 (dc0) with dL/d(initial state) (they hold dL/d(final
+    state) on entry), and returns dL/dxs."""
+    cdef Py_ssize_t N = cnp.PyArray_DIM(dout, 0), T = cnp.PyArray_DIM(dout, 1)
+    cdef int typenum = cnp.PyArray_TYPE(dout)
+    cdef Py_ssize_t layer, d, k
+    threads = _step_loop_threads()
+    for layer in range(num_layers - 1, -1, -1):
+        dxs = _empty3(N, T, input_size if layer == 0 else num_dirs * H, typenum)
+        for d in range(num_dirs):
+            k = layer * num_dirs + d
+            backward(caches[k], dout, d * H, dh0[k], None if dc0 is None else dc0[k],
+                     grads[3 * k], grads[3 * k + 1], grads[3 * k + 2], dxs, d == 1, threads)
+        if masks[layer] is not None:
+            dxs *= masks[layer]
+        dout = dxs
+    return dout
