@@ -350,18 +350,17 @@ ctypedef fused bits_t:
     uint64_t     # of a double
 
 
-cdef bint finite_bits(const bits_t* p, Py_ssize_t n) noexcept nogil:
+cdef extern from "_cells.h" nogil:
+    int rf_all_finite_32(const uint32_t* p, long n)
+    int rf_all_finite_64(const uint64_t* p, long n)
+
+
+cdef inline bint finite_bits(const bits_t* p, Py_ssize_t n) noexcept nogil:
     """No NaN or Inf among the n floats (uint32_t) or doubles (uint64_t) at p
-    (see all_finite)."""
-    cdef Py_ssize_t i
-    cdef bits_t acc = 0, exponent, low_bit
+    (src/_cells.h, rf_all_finite_32/64; see all_finite)."""
     if bits_t is uint32_t:
-        exponent, low_bit = 0x7f800000u, 0x00800000u
-    else:
-        exponent, low_bit = 0x7ff0000000000000u, 0x0010000000000000u
-    for i in range(n):
-        acc |= (p[i] & exponent) + low_bit
-    return (acc >> (8 * sizeof(bits_t) - 1)) == 0
+        return rf_all_finite_32(p, n)
+    return rf_all_finite_64(p, n)
 
 
 def all_finite(const floating[::1] x):

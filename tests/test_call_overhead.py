@@ -15,10 +15,12 @@ def test_all_finite_agrees_with_isfinite(dtype):
              # the largest finite values, next to the all-ones exponent
              np.full((2, 5), big, dtype), np.array([big, -big, 1.0], dtype)]
     for bad in (np.nan, np.inf, -np.inf):
-        for where in (0, 7, 19):
-            a = np.ones(20, dtype)
-            a[where] = bad
-            cases.append(a)
+        # lengths past the AVX-512 loop's 16 / 8 values a vector, and tails
+        for n in (20, 67, 1000):
+            for where in (0, 7, 19, n // 2 + 1, n - 1):
+                a = np.ones(n, dtype)
+                a[where] = bad
+                cases.append(a)
         a = np.full(20, big, dtype)        # overflow and a NaN together
         a[3] = bad
         cases.append(a)
