@@ -213,7 +213,7 @@ RF_INLINE void rf_lstm_unit_d(double xf, double xg, double xi, double xo, double
  * + lowest exponent bit over all values sets the sign bit iff one is NaN or
  * Inf.  A pass like the cells' (RF_PASS): as Cython code it ran at SSE2
  * width, 0.6 us of a 5120-value input check (RNN, N = 8, T = 10, D = 64). */
-RF_PASS int rf_all_finite_32(const uint32_t* RF_RESTRICT p, long n)
+RF_PASS __attribute__((unused)) int rf_all_finite_32(const uint32_t* RF_RESTRICT p, long n)
 {
     uint32_t acc = 0;
     for (long i = 0; i < n; i++)
@@ -221,7 +221,7 @@ RF_PASS int rf_all_finite_32(const uint32_t* RF_RESTRICT p, long n)
     return (acc >> 31) == 0;
 }
 
-RF_PASS int rf_all_finite_64(const uint64_t* RF_RESTRICT p, long n)
+RF_PASS __attribute__((unused)) int rf_all_finite_64(const uint64_t* RF_RESTRICT p, long n)
 {
     uint64_t acc = 0;
     for (long i = 0; i < n; i++)

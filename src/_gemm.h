@@ -162,6 +162,19 @@ static void rf_buf_free(float* p)
 #endif
 }
 
+/* The packing and the driver of the parameter-gradient products are
+ * plain C copies and sums: compiled three times (SSE2, AVX2, AVX-512) like
+ * the cells' passes (src/_cells.h, RF_PASS), the loader picking the
+ * widest the CPU runs.  As SSE2 alone, rf_gemm_tn_f's own copies were
+ * 4.4 % of an LSTM training step at `small` (perf, docs/performance.md
+ * item 51). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    defined(__linux__) && __GNUC__ >= 8 && !defined(RNNFAST_NO_CLONES)
+#define RF_CLONED static __attribute__((target_clones("default", "avx2", "avx512f")))
+#else
+#define RF_CLONED static
+#endif
+
 /* One full panel from B^T: dst[k * 16 + j] = src[j * ldb + k], j < 16. */
 static void rf_pack_bt_panel(const float* src, long ldb, long K, float* dst);
 
@@ -178,13 +191,10 @@ static void rf_pack_bt_panel(const float* src, long ldb, long K, float* dst);
 static inline void rf_copy_row16(float* dst, const float* src)
 {
 #if defined(__GNUC__) || defined(__clang__)
-    typedef float v4 __attribute__((vector_size(16), aligned(4)));
-    v4 a = *(const v4*) (src + 0), b = *(const v4*) (src + 4);
-    v4 c = *(const v4*) (src + 8), d = *(const v4*) (src + 12);
-    *(v4*) (dst + 0) = a;
-    *(v4*) (dst + 4) = b;
-    *(v4*) (dst + 8) = c;
-    *(v4*) (dst + 12) = d;
+    /* One 64-byte vector: GCC splits it into what the function's target
+     * has (four SSE2 moves, two AVX2 ones, one AVX-512 one: RF_CLONED). */
+    typedef float v16 __attribute__((vector_size(64), aligned(4)));
+    *(v16*) dst = *(const v16*) src;
 #else
     int j;
     for (j = 0; j < RF_NR; j++)
@@ -192,8 +202,8 @@ static inline void rf_copy_row16(float* dst, const float* src)
 #endif
 }
 
-static void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N, float* Bp,
-                            float* colsum)
+RF_CLONED void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N,
+                               float* Bp, float* colsum)
 {
     long p, k, j, j0, w, full = N / RF_NR;
     float* dst;
@@ -707,9 +717,9 @@ static void rf_pack_a_tile(const float* src, long lda, long kc, long mr, float* 
  * of B serves both).  colsum (N), unless NULL, gets B's column sums added
  * (the bias gradient).  Returns 0 when it could not allocate its buffers
  * (nothing written: the caller uses BLAS). */
-static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const long* lda,
-                        float* const* C, long ldc, const long* Ns, long K, const float* B,
-                        long ldb, float* colsum)
+RF_CLONED int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A,
+                           const long* lda, float* const* C, long ldc, const long* Ns,
+                           long K, const float* B, long ldb, float* colsum)
 {
     long k0, kc, m0, mb, i, s, p, nc, mr, tiles, base, extra, t, np, mmax = 0, N = 0;
     float *Bp, *At, *dst;
@@ -827,9 +837,9 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
     (void) ldc; (void) accumulate;
     abort();   /* callers check rf_gemm_packed_supported() first */
 }
-static int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A, const long* lda,
-                        float* const* C, long ldc, const long* Ns, long K, const float* B,
-                        long ldb, float* colsum)
+RF_CLONED int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A,
+                           const long* lda, float* const* C, long ldc, const long* Ns,
+                           long K, const float* B, long ldb, float* colsum)
 {
     (void) nsrc; (void) M; (void) A; (void) lda; (void) C; (void) ldc; (void) Ns;
     (void) K; (void) B; (void) ldb; (void) colsum;
