@@ -6,11 +6,11 @@ for each chunk size, at each T, 1 thread.
         python benchmarks/infer_chunks.py lstm 32,128,128 100,1000,10000 0,16,64,256
 
 Arguments: cell, N,D,H, the lengths T, the chunk sizes (0: the whole
-sequence, i.e. no chunks; rnnfast._core's defaults are INFER_CHUNK_STEPS
-for long sequences and INFER_SHORT_CHUNK_STEPS for shorter ones; here
-both are set to the size measured).
+sequence, i.e. no chunks; rnnfast's defaults, `_core.infer_chunking()`,
+are chunk_steps for long sequences and short_chunk_steps for shorter ones;
+here both are set to the size measured).
 A chunk size only applies when T > 2 * chunk; the size limit below which
-rnnfast keeps the whole sequence (INFER_WHOLE_MAX_BYTES) is off here.
+rnnfast keeps the whole sequence (whole_max_bytes) is off here.
 ROUNDS in the environment sets the rounds (5).
 """
 import os
@@ -36,9 +36,8 @@ def main(argv):
     cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[cell]
     net = cls(D, H, random_state=0).eval()
     rng = np.random.default_rng(0)
-    default = (_core.INFER_CHUNK_STEPS, _core.INFER_SHORT_CHUNK_STEPS,
-               _core.INFER_WHOLE_MAX_BYTES)
-    _core.INFER_WHOLE_MAX_BYTES = 0
+    default = _core.infer_chunking()
+    _core.infer_chunking(whole_max_bytes=0)
     try:
         with threadpool_limits(1):
             for T in lengths:
@@ -47,8 +46,7 @@ def main(argv):
                 per_token = {c: [] for c in chunks}
                 for _ in range(rounds):
                     for c in chunks:
-                        _core.INFER_CHUNK_STEPS = c if c > 0 else T
-                        _core.INFER_SHORT_CHUNK_STEPS = c if c > 0 else T
+                        _core.infer_chunking(c if c > 0 else T, c if c > 0 else T)
                         net.forward(xs)
                         t0 = time.perf_counter()
                         for _ in range(calls):
@@ -58,8 +56,7 @@ def main(argv):
                     f"{'whole' if c == 0 else f'chunk {c}'} {statistics.median(per_token[c]):.3f}"
                     for c in chunks), flush=True)
     finally:
-        (_core.INFER_CHUNK_STEPS, _core.INFER_SHORT_CHUNK_STEPS,
-         _core.INFER_WHOLE_MAX_BYTES) = default
+        _core.infer_chunking(*default)
 
 
 if __name__ == "__main__":
