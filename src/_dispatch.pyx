@@ -73,9 +73,12 @@ def infer_chunking(chunk_steps=None, short_chunk_steps=None, whole_max_bytes=Non
     for name, value, least in (("chunk_steps", chunk_steps, 1),
                                ("short_chunk_steps", short_chunk_steps, 1),
                                ("whole_max_bytes", whole_max_bytes, 0)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or not least <= value <= 2 ** 62):
-            raise ValueError(f"{name}: expected an integer >= {least} or None, got {value!r}")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name}: expected an integer >= {least} or None, got {value!r}")
+        if not least <= value <= 2 ** 62:
+            raise ValueError(f"{name}: expected an integer >= {least} or None, got {value}")
     if chunk_steps is not None:
         infer_chunk_steps = chunk_steps
     if short_chunk_steps is not None:

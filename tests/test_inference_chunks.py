@@ -162,3 +162,13 @@ def test_shorter_inference_over_the_limit_takes_short_chunks(chunking):
     assert _core._gates_steps(32, 35, 512, 4, False) == 35       # `small` LSTM
     assert _core._gates_steps(20, 35, 2600, 4, False) == 35      # `zaremba-medium`
     assert _core._gates_steps(64, 100, 1024, 4, False) == 16     # `medium` LSTM
+
+
+def test_infer_chunking_refuses_bad_limits(chunking):
+    with pytest.raises(TypeError, match="chunk_steps: expected an integer >= 1"):
+        chunking(chunk_steps=2.5)
+    with pytest.raises(ValueError, match="short_chunk_steps: expected an integer >= 1"):
+        chunking(short_chunk_steps=0)
+    with pytest.raises(ValueError, match="whole_max_bytes: expected an integer >= 0"):
+        chunking(whole_max_bytes=-1)
+    assert chunking(whole_max_bytes=0)[2] == 0
