@@ -360,7 +360,8 @@ cdef inline bint finite_bits(const bits_t* p, Py_ssize_t n) noexcept nogil:
     (src/_cells.h, rf_all_finite_32/64; see all_finite)."""
     if bits_t is uint32_t:
         return rf_all_finite_32(p, n)
-    return rf_all_finite_64(p, n)
+    else:
+        return rf_all_finite_64(p, n)
 
 
 def all_finite(const floating[::1] x):
