@@ -134,6 +134,34 @@ class Network:
         self.call()
 
 
+class CallOverhead:
+    """The fixed cost of a call: a network (one layer) on a batch of 8,
+    D = H = 64, for T = 1 (one step, as in generation and decoding) and
+    T = 10, inference and a training step.  At these sizes the products
+    take ~1 us, so what is timed is mostly what each call pays besides
+    them (checks, buffers, dispatch, packing; docs/performance.md items
+    36, 50-51)."""
+    params = [CELLS, [1, 10], ["infer", "train"]]
+    param_names = ["cell", "T", "mode"]
+
+    def setup(self, cell, T, mode):
+        self._limit = limit_threads(1)
+        self.net = network(cell, 64, 64, "float32").train(mode == "train")
+        self.xs = data((8, T, 64), "float32", 1)
+        self.dhs = data((8, T, 64), "float32", 2)
+        self.training = mode == "train"
+        self.time_call(cell, T, mode)      # the buffers of the first call
+
+    def teardown(self, *params):
+        if self._limit is not None:
+            self._limit.unregister()
+
+    def time_call(self, cell, T, mode):
+        self.net.forward(self.xs)
+        if self.training:
+            self.net.backward(self.dhs)
+
+
 class SequenceLength:
     """Time per token and memory as T grows (N=8, D=H=64, LSTM, float32):
     full BPTT keeps activations for every step (memory linear in T); a
