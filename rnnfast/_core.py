@@ -82,6 +82,15 @@ def use_wide_tiles(on=True):
     return all([mod.use_wide_tiles(on) for mod in (_rnn, _lstm, _gru)])
 
 
+def use_unpacked_b(on=True):
+    """Let the AVX-512 tiles read a small Wx or Wh of a forward call as it
+    lies (the default) instead of packing it first (on=False); see
+    src/_gemm.h, rf_unpacked_ok.  The two give bitwise the same results.
+    For A/B timings and tests."""
+    for mod in (_rnn, _lstm, _gru):
+        mod.use_unpacked_b(on)
+
+
 def kernel_name():
     """The products' kernel as it stands in this process: "AVX-512 tiles",
     "AVX2 tiles" (rnnfast's packed float32 kernel, src/_gemm.h) or "BLAS"

@@ -100,6 +100,11 @@ cdef extern from "_gemm.h" nogil:
     int rf_wide_in_use()
     float* rf_buf_alloc(size_t nfloats)
     void rf_buf_free(float* p)
+    float* rf_unpacked_b()
+    void rf_use_unpacked_b(int on)
+    int rf_unpacked_ok(long rows, long min_rows, long K, long N)
+    void rf_gemm_unpacked_f(long M, long N, long K, const float* A, long lda,
+                            const float* B, long ldb, float* C, long ldc, int accumulate)
 
 
 cdef inline int pack_rows(Py_ssize_t rows) noexcept nogil:
@@ -127,9 +132,21 @@ cdef inline floating* pack_b(int m, bint trans_b, int k, int n, const floating* 
     return <floating*> bp
 
 
+cdef inline floating* pack_b_or_read(Py_ssize_t rows, Py_ssize_t min_rows, int k, int n,
+                                     const floating* b, int ldb) noexcept nogil:
+    """B (k, n), row-major, for gemm_packed with left operands of `rows`
+    rows in all and at least min_rows rows a product: rf_unpacked_b(), the
+    mark that the wide tiles read B as it lies (a small B: src/_gemm.h),
+    else pack_b(pack_rows(rows), False, ...)."""
+    if floating is float and rf_unpacked_ok(rows, min_rows, k, n):
+        return <floating*> rf_unpacked_b()
+    return pack_b(pack_rows(rows), False, k, n, b, ldb)
+
+
 cdef inline void free_packed(void* bp) noexcept nogil:
-    """Release what pack_b returned (NULL is fine)."""
-    rf_buf_free(<float*> bp)
+    """Release what pack_b or pack_b_or_read returned (NULL is fine)."""
+    if bp != <void*> rf_unpacked_b():
+        rf_buf_free(<float*> bp)
 
 
 cdef inline void gemm_packed(int m, int n, int k, const floating* a, int lda,
@@ -137,13 +154,17 @@ cdef inline void gemm_packed(int m, int n, int k, const floating* a, int lda,
                              int ldb, bint accumulate, floating* c,
                              int ldc) noexcept nogil:
     """Row-major C[m, n] = (accumulate ? C : 0) + A @ op(B), with op(B)
-    either packed in bp (from pack_b) or, when bp is NULL, read from b by
-    BLAS."""
+    either packed in bp (from pack_b), or read from b as it lies by the
+    wide tiles (bp is rf_unpacked_b(): pack_b_or_read), or, when bp is
+    NULL, read from b by BLAS."""
     if m <= 0 or n <= 0:
         return
     if bp != NULL:
         if floating is float:
-            rf_gemm_packed_f(m, n, k, a, lda, bp, c, ldc, accumulate)
+            if <const void*> bp == <const void*> rf_unpacked_b():
+                rf_gemm_unpacked_f(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
+            else:
+                rf_gemm_packed_f(m, n, k, a, lda, bp, c, ldc, accumulate)
         return
     gemm(False, trans_b, m, n, k, <floating> 1, a, lda, b, ldb,
          <floating> (1 if accumulate else 0), c, ldc)

@@ -667,6 +667,99 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
     }
 }
 
+/* ------------------------------------------------------------ unpacked B
+ * A product whose B is small enough to stay in cache, read as it lies
+ * (row-major K x N, row stride ldb) by wide tiles, without packing it.
+ * Packing pays when a large B streams past many tiles; a small one is in
+ * L1 or L2 either way, and its packing was the largest fixed cost of short
+ * calls (rf_pack_b_sum_f 5-14 % of an RNN call at N = 8, T = 1-10, D = H =
+ * 64; docs/performance.md item 58).  B's loads are masked to the tile's
+ * columns, so a ragged last tile reads nothing past a row's end.  Each
+ * element is the same FMA chain over k as in the packed tiles: bitwise
+ * the same results. */
+static int rf_unpacked_switch = 1;      /* rf_use_unpacked_b(0) turns it off */
+static float rf_unpacked_tag;           /* its address marks "B unpacked" */
+#ifndef RF_UNPACKED_MAX_FLOATS
+#define RF_UNPACKED_MAX_FLOATS (16 * 1024)
+#endif
+#define RF_UNPACKED_L1_FLOATS (4 * 1024)
+
+static float* rf_unpacked_b(void) { return &rf_unpacked_tag; }
+
+static void rf_use_unpacked_b(int on) { rf_unpacked_switch = on != 0; }
+
+/* Whether a K x N B that multiplies `rows` rows in all, at least min_rows
+ * a product, goes unpacked: the wide tiles run; one-row products keep the
+ * packed GEMV's eight chains; and B, of at most RF_UNPACKED_MAX_FLOATS
+ * values, is read at most twice (rows <= 16: two 8-row passes), or fits
+ * in L1 (16 KB) and is read at most 16 times (rows <= 128).  Read more
+ * often, B came faster from the packed panels.  In one process against
+ * packing (docs/performance.md item 58): one step at N = 8, D = H = 64
+ * 1.17-1.35; RNN N = 8, T = 10 (B 16 KB) 1.02-1.05, T = 100 0.99; B read
+ * at every step of longer calls, 64 KB: RNN N = 32, T = 35, D = H = 128
+ * 0.94, LSTM N = 8, T = 100, D = H = 64 0.98. */
+static int rf_unpacked_ok(long rows, long min_rows, long K, long N)
+{
+    return rf_unpacked_switch && min_rows >= 2 && K * N <= RF_UNPACKED_MAX_FLOATS &&
+           (rows <= 16 || (K * N <= RF_UNPACKED_L1_FLOATS && rows <= 128)) &&
+           rf_gemm_packed_supported() && rf_wide_in_use();
+}
+
+#define RF_WIDE_BODY_UNPACKED(MR, A_IK)                                       \
+    RF_TILE_BODY_V(MR, A_IK, rf_v16,                                          \
+                   (rf_v16) _mm512_maskz_loadu_ps(m0, bu + k * ldb),          \
+                   (rf_v16) _mm512_maskz_loadu_ps(m1, bu + k * ldb + RF_NR),  \
+                   rf_store_row32)
+#define RF_DEFINE_UNPACKED_TILE(MR)                                           \
+    __attribute__((target("avx512f"), noinline)) static void                  \
+    rf_utile_##MR(long K, const float* A, long lda, const float* bu, long ldb,\
+                  float* C, long ldc, long nc, int accumulate)                \
+    {                                                                         \
+        const __mmask16 m0 = nc >= RF_NR ? 0xFFFF : (__mmask16) ((1u << nc) - 1); \
+        const __mmask16 m1 = nc >= 2 * RF_NR ? 0xFFFF                         \
+            : nc <= RF_NR ? 0 : (__mmask16) ((1u << (nc - RF_NR)) - 1);       \
+        RF_WIDE_BODY_UNPACKED(MR, RF_A_ROWS)                                  \
+    }
+RF_DEFINE_UNPACKED_TILE(1)
+RF_DEFINE_UNPACKED_TILE(2)
+RF_DEFINE_UNPACKED_TILE(3)
+RF_DEFINE_UNPACKED_TILE(4)
+RF_DEFINE_UNPACKED_TILE(5)
+RF_DEFINE_UNPACKED_TILE(6)
+RF_DEFINE_UNPACKED_TILE(7)
+RF_DEFINE_UNPACKED_TILE(8)
+
+typedef void (*rf_utile_fn)(long, const float*, long, const float*, long, float*, long,
+                            long, int);
+static const rf_utile_fn rf_utiles[RF_WMR + 1] = {
+    NULL, rf_utile_1, rf_utile_2, rf_utile_3, rf_utile_4, rf_utile_5, rf_utile_6,
+    rf_utile_7, rf_utile_8};
+
+/* C (M, N) = (accumulate ? C : 0) + A (M, K) @ B (K, N), B row-major with
+ * row stride ldb, unpacked (rf_unpacked_ok said so).  Row blocks and tiles
+ * of near-equal height as in rf_gemm_packed_f; 32 columns a tile. */
+static void rf_gemm_unpacked_f(long M, long N, long K, const float* A, long lda,
+                               const float* B, long ldb, float* C, long ldc, int accumulate)
+{
+    long m0, mb, j, i, r, mr, tiles, base, extra, nc;
+    if (M <= 0 || N <= 0)
+        return;
+    for (m0 = 0; m0 < M; m0 += mb) {
+        mb = M - m0 < RF_MC ? M - m0 : RF_MC;
+        tiles = (mb + RF_WMR - 1) / RF_WMR;
+        base = mb / tiles;
+        extra = mb % tiles;
+        for (j = 0; j < N; j += 2 * RF_NR) {
+            nc = N - j < 2 * RF_NR ? N - j : 2 * RF_NR;
+            for (i = m0, r = 0; i < m0 + mb; i += mr, r++) {
+                mr = r < extra ? base + 1 : base;
+                rf_utiles[mr](K, A + i * lda, lda, B + j, ldb, C + i * ldc + j, ldc, nc,
+                              accumulate);
+            }
+        }
+    }
+}
+
 /* Steps (rows of the sequence buffers) per chunk of the parameter-gradient
  * products: a chunk's panel (RF_KC x 16 floats, 32 KB) streams from L2
  * while the k-major tile of A (6 x RF_KC) stays in L1; C's tiles are
@@ -852,6 +945,21 @@ static int rf_gemm_single_f(int trans_a, int trans_b, long M, long N, long K,
     (void) trans_a; (void) trans_b; (void) M; (void) N; (void) K; (void) A; (void) lda;
     (void) B; (void) ldb; (void) accumulate; (void) C; (void) ldc;
     return 0;   /* no packed kernel: BLAS (nothing runs on threads then) */
+}
+static float rf_unpacked_tag;
+static float* rf_unpacked_b(void) { return &rf_unpacked_tag; }
+static void rf_use_unpacked_b(int on) { (void) on; }
+static int rf_unpacked_ok(long rows, long min_rows, long K, long N)
+{
+    (void) rows; (void) min_rows; (void) K; (void) N;
+    return 0;
+}
+static void rf_gemm_unpacked_f(long M, long N, long K, const float* A, long lda,
+                               const float* B, long ldb, float* C, long ldc, int accumulate)
+{
+    (void) M; (void) N; (void) K; (void) A; (void) lda; (void) B; (void) ldb; (void) C;
+    (void) ldc; (void) accumulate;
+    abort();   /* rf_unpacked_ok() said no */
 }
 #endif
 

@@ -27,7 +27,7 @@ range of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 cimport numpy as cnp
 from libc.string cimport memcpy
-from _blas cimport (floating, pack_rows, free_packed, gemm_tn, pack_b, gemm_packed,
+from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, free_packed, gemm_tn, pack_b, gemm_packed,
                     rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
                     rf_use_wide_tiles)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
@@ -173,10 +173,10 @@ cdef void gru_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil
     # BLAS).  reset_after: Wh (H, 3H); else Wh_zr (H, 2H) and Wh_h (H, H).
     a.Wp2 = NULL
     if a.reset_after:
-        a.Wp1 = pack_b(pack_rows(N * T), False, <int> H, <int> G, pWh, <int> G)
+        a.Wp1 = pack_b_or_read(N * T, N, <int> H, <int> G, pWh, <int> G)
     else:
-        a.Wp1 = pack_b(pack_rows(N * T), False, <int> H, <int> (2 * H), pWh, <int> G)
-        a.Wp2 = pack_b(pack_rows(N * T), False, <int> H, <int> H, pWh + 2 * H, <int> G)
+        a.Wp1 = pack_b_or_read(N * T, N, <int> H, <int> (2 * H), pWh, <int> G)
+        a.Wp2 = pack_b_or_read(N * T, N, <int> H, <int> H, pWh + 2 * H, <int> G)
     run_steps(tag, gru_forward_steps_f if floating is float else gru_forward_steps_d, a, N,
               step_threads(threads, N, T, 2 * H * G,
                            a.Wp1 != NULL and (a.reset_after or a.Wp2 != NULL)))
@@ -351,6 +351,13 @@ def use_wide_tiles(bint on):
     AVX2 ones for this module's packed products.  Returns whether the wide
     tiles now run."""
     return bool(rf_use_wide_tiles(on))
+
+
+def use_unpacked_b(bint on):
+    """Let the wide tiles read a small B (Wx, Wh of a forward) as it lies
+    instead of packing it (src/_gemm.h, rf_unpacked_ok), or always pack.
+    The results are bitwise the same.  For A/B timings and tests."""
+    rf_use_unpacked_b(on)
 
 
 # Each kernel module has its own split limits and pool (src/_threads.h is

@@ -23,7 +23,7 @@ micro-kernel (src/_threads.h).
 """
 cimport numpy as cnp
 from libc.string cimport memcpy
-from _blas cimport (floating, pack_rows, free_packed, pack_b, gemm_packed, rf_use_packed_gemm,
+from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, free_packed, pack_b, gemm_packed, rf_use_packed_gemm,
                     rf_use_packed_dw, rf_gemm_packed_supported, rf_use_wide_tiles)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _arrays cimport Arr, take
@@ -148,8 +148,8 @@ cdef void lstm_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogi
     cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H, G = 4 * H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
     forward_prologue(tag, &a.s, G)
-    a.Wh_packed = pack_b(pack_rows(N * T), False, <int> H, <int> G,
-                         <const floating*> a.s.Wh, <int> G)
+    a.Wh_packed = pack_b_or_read(N * T, N, <int> H, <int> G, <const floating*> a.s.Wh,
+                                 <int> G)
     run_steps(tag, lstm_forward_steps_f if floating is float else lstm_forward_steps_d, a, N,
               step_threads(threads, N, T, 2 * H * G, a.Wh_packed != NULL))
     free_packed(<void*> a.Wh_packed)
@@ -299,6 +299,13 @@ def use_wide_tiles(bint on):
     AVX2 ones for this module's packed products.  Returns whether the wide
     tiles now run."""
     return bool(rf_use_wide_tiles(on))
+
+
+def use_unpacked_b(bint on):
+    """Let the wide tiles read a small B (Wx, Wh of a forward) as it lies
+    instead of packing it (src/_gemm.h, rf_unpacked_ok), or always pack.
+    The results are bitwise the same.  For A/B timings and tests."""
+    rf_use_unpacked_b(on)
 
 
 # Each kernel module has its own split limits and pool (src/_threads.h is

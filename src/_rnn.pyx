@@ -17,7 +17,8 @@ range of batch rows (`*_steps`), as in src/_lstm.pyx.
 from libc.stdint cimport uint32_t, uint64_t
 cimport numpy as cnp
 from libc.string cimport memcpy
-from _blas cimport (floating, pack_rows, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
+from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, rf_unpacked_ok,
+                    rf_unpacked_b, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                     rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
                     rf_use_wide_tiles, rf_wide_in_use)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
@@ -114,8 +115,8 @@ cdef void rnn_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil
     cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
     forward_prologue(tag, &a.s, H)
-    a.Wh_packed = pack_b(pack_rows(N * T), False, <int> H, <int> H,
-                         <const floating*> a.s.Wh, <int> H)
+    a.Wh_packed = pack_b_or_read(N * T, N, <int> H, <int> H, <const floating*> a.s.Wh,
+                                 <int> H)
     run_steps(tag, rnn_forward_steps_f if floating is float else rnn_forward_steps_d, a, N,
               step_threads(threads, N, T, 2 * H * H, a.Wh_packed != NULL))
     free_packed(<void*> a.Wh_packed)
@@ -255,13 +256,28 @@ def use_wide_tiles(bint on):
     return bool(rf_use_wide_tiles(on))
 
 
+def unpacked_b_applies(long rows, long min_rows, long k, long n):
+    """Whether a forward's k x n Wx or Wh, multiplied by `rows` rows in all
+    and at least min_rows a product, is read as it lies (pack_b_or_read)."""
+    return bool(rf_unpacked_ok(rows, min_rows, k, n))
+
+
+def use_unpacked_b(bint on):
+    """Let the wide tiles read a small B (Wx, Wh of a forward) as it lies
+    instead of packing it (src/_gemm.h, rf_unpacked_ok), or always pack.
+    The results are bitwise the same.  For A/B timings and tests."""
+    rf_use_unpacked_b(on)
+
+
 def packed_matmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
-                  bint trans_b, bint accumulate, int repeat=1):
+                  bint trans_b, bint accumulate, int repeat=1, bint unpacked=False):
     """c (=|+=) a @ (b.T if trans_b else b) through pack_b + gemm_packed,
     the path of the per-step products (tests compare it with numpy).  With
     repeat > 1 the product runs that many times after one packing, as in a
-    step loop (for timing the kernel alone).  Shapes are checked here;
-    returns whether the packed kernel ran."""
+    step loop (for timing the kernel alone).  unpacked (trans_b False):
+    b read as it lies where unpacked_b_applies(m * repeat, m, k, n) (else
+    packed).  Shapes are checked here; returns
+    whether rnnfast's kernel ran (packed or unpacked; else BLAS)."""
     cdef int m = a.shape[0], k = a.shape[1], r
     cdef int n = b.shape[0] if trans_b else b.shape[1]
     cdef int kb = b.shape[1] if trans_b else b.shape[0]
@@ -273,7 +289,10 @@ def packed_matmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
                          f"b {(b.shape[0], b.shape[1])} (trans_b={trans_b}), "
                          f"c {(c.shape[0], c.shape[1])} do not agree")
     with nogil:
-        bp = pack_b(m, trans_b, k, n, &b[0, 0], <int> b.shape[1])
+        if unpacked and not trans_b and rf_unpacked_ok(m * repeat, m, k, n):
+            bp = rf_unpacked_b()
+        else:
+            bp = pack_b(m, trans_b, k, n, &b[0, 0], <int> b.shape[1])
         for r in range(repeat):
             gemm_packed(m, n, k, &a[0, 0], k, bp, trans_b, &b[0, 0], <int> b.shape[1],
                         accumulate, &c[0, 0], n)

@@ -26,6 +26,7 @@ from libc.stdlib cimport free, malloc
 from _arrays cimport Arr, take, kernel_dtype
 from numpy cimport NPY_INTP
 from _blas cimport (floating, gemm, gemm_packed, gemm_tn, free_packed, pack_b, pack_rows,
+                   pack_b_or_read,
                    rf_packed_dw_enabled)
 
 
@@ -74,7 +75,7 @@ cdef inline void project_inputs(const floating* xs, const floating* Wx_packed,
         project_chunk(xs, Wx_packed, Wx, lengths, reverse, T, D, G, n0, n1, k0, k1, gates, Tc)
     elif Wx_packed != NULL:
         gemm_packed(<int> ((n1 - n0) * T), <int> G, <int> D, xs + n0 * T * D, <int> D,
-                    Wx_packed, False, NULL, 0, False, gates + n0 * T * G, <int> G)
+                    Wx_packed, False, Wx, <int> G, False, gates + n0 * T * G, <int> G)
 
 
 cdef inline bint is_uniform(const Py_ssize_t* lengths, Py_ssize_t N,
@@ -417,8 +418,9 @@ cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G) noexce
     BLAS (or chunk by chunk in the loop when gates holds Tc < T steps); the
     padding of out's columns out_offset..+H and of h_prev (training) zeroed."""
     cdef Py_ssize_t N = s.N, T = s.T, H = s.H
-    s.Wx_packed = pack_b(pack_rows(N * T), False, <int> s.D, <int> G,
-                         <const floating*> s.Wx, <int> G)
+    # Rows a product: all N*T at once, or a row's steps of a chunk.
+    s.Wx_packed = pack_b_or_read(N * T, s.Tc if s.Tc < T else N * T, <int> s.D, <int> G,
+                                 <const floating*> s.Wx, <int> G)
     if s.Wx_packed == NULL and s.Tc == T:
         gemm(False, False, <int> (N * T), <int> G, <int> s.D, <floating> 1,
              <const floating*> s.xs, <int> s.D, <const floating*> s.Wx, <int> G,

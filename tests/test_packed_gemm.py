@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 import rnnfast
 from rnnfast import _core, _rnn
@@ -361,3 +362,57 @@ def test_few_sequences_split_their_gradients_over_threads(cls, kw):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     if _core._packed_in_use():
         assert any(not np.array_equal(a, b) for a, b in zip(g1, g2))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 7, 8, 9, 13, 64, 200])
+@pytest.mark.parametrize("n,k", [(1, 1), (16, 8), (17, 3), (31, 64), (32, 5), (48, 33),
+                                 (80, 20), (79, 5), (256, 64), (200, 81)])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_unpacked_b_is_bitwise_the_packed_product(m, n, k, accumulate):
+    """A small B read as it lies by the wide tiles (masked to a ragged last
+    tile's columns) gives bitwise the packed tiles' product."""
+    a, b, c0 = _product_case(m, n, k, False)
+    got, want = c0.copy(), c0.copy()
+    _rnn.packed_matmul(a, b, got, False, accumulate, unpacked=True)
+    _rnn.packed_matmul(a, b, want, False, accumulate)
+    np.testing.assert_array_equal(got, want)
+    if _cpu_has_avx512f() and _core.use_packed_gemm(True) and \
+            os.environ.get("RNNFAST_NO_AVX512", "0") in ("", "0"):
+        assert _rnn.unpacked_b_applies(m, m, k, n) == (
+            m >= 2 and k * n <= 16 * 1024 and (m <= 16 or (k * n <= 4096 and m <= 128)))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "gru-reset-before"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_networks_with_unpacked_weights_are_bitwise_the_packed(cell, threads):
+    """Forward (training and inference) and backward of networks whose Wx
+    and Wh are small enough to go unpacked: bitwise the same as with them
+    packed, ragged and reversed, one and two threads, one-step calls too."""
+    cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU,
+           "gru-reset-before": rnnfast.GRU}[cell]
+    kw = {"reset_after": False} if cell == "gru-reset-before" else {}
+    rng = np.random.default_rng(5)
+    runs = []
+    for unpacked in (True, False):
+        _core.use_unpacked_b(unpacked)
+        try:
+            out = []
+            for N, T, D, H in ((9, 7, 5, 20), (3, 1, 6, 36), (12, 40, 8, 16)):
+                net = cls(D, H, num_layers=2, bidirectional=True, random_state=1, **kw)
+                xs = np.random.default_rng(N * T).standard_normal((N, T, D)).astype(np.float32)
+                lengths = np.random.default_rng(T).integers(1, T + 1, N)
+                lengths[0] = T
+                with threadpool_limits(threads):
+                    ys, _ = net.forward(xs, lengths=lengths)
+                    out += [ys, net.backward(np.ones_like(ys)), *net.grads]
+                    out.append(net.eval().forward(xs, lengths=lengths)[0])
+            runs.append(out)
+        finally:
+            _core.use_unpacked_b(True)
+    for i, (a, b) in enumerate(zip(*runs)):
+        np.testing.assert_array_equal(a, b, err_msg=f"array {i}")
+    if _cpu_has_avx512f() and _core.use_packed_gemm(True) and \
+            os.environ.get("RNNFAST_NO_AVX512", "0") in ("", "0"):
+        # the cases above do take the unpacked path: N*T = 63 rows, 9 a step
+        assert _rnn.unpacked_b_applies(9 * 7, 9, 20, 4 * 20)
+        assert _rnn.unpacked_b_applies(3, 3, 36, 4 * 36)
