@@ -28,8 +28,8 @@ range of batch rows (`*_steps`), as in src/_lstm.pyx.
 cimport numpy as cnp
 from libc.string cimport memcpy
 from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, free_packed,
-                    gemm_tn, pack_b, gemm_packed, rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
-                    rf_use_wide_tiles)
+                    gemm_tn, pack_b, gemm_packed, rf_use_packed_gemm, rf_use_packed_dw,
+                    rf_gemm_packed_supported, rf_use_wide_tiles)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
