@@ -14,6 +14,7 @@
 # item 50), which is what kept T = 10 slower a token than longer sequences.
 cimport numpy as cnp
 from cpython.dict cimport PyDict_GetItem
+from _settings cimport check_setting
 from cpython.object cimport PyObject
 
 import numpy as np
@@ -70,15 +71,9 @@ def infer_chunking(chunk_steps=None, short_chunk_steps=None, whole_max_bytes=Non
     three as (chunk_steps, short_chunk_steps, whole_max_bytes).  For
     benchmarks and tests."""
     global infer_chunk_steps, infer_short_chunk_steps, infer_whole_max_bytes
-    for name, value, least in (("chunk_steps", chunk_steps, 1),
-                               ("short_chunk_steps", short_chunk_steps, 1),
-                               ("whole_max_bytes", whole_max_bytes, 0)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name}: expected an integer >= {least} or None, got {value!r}")
-        if not least <= value <= 2 ** 62:
-            raise ValueError(f"{name}: expected an integer >= {least} or None, got {value}")
+    check_setting("chunk_steps", chunk_steps, 1)
+    check_setting("short_chunk_steps", short_chunk_steps, 1)
+    check_setting("whole_max_bytes", whole_max_bytes, 0)
     if chunk_steps is not None:
         infer_chunk_steps = chunk_steps
     if short_chunk_steps is not None:

@@ -24,6 +24,7 @@
 # are padding: outputs are 0 and they contribute nothing to gradients.
 from libc.stdlib cimport free, malloc
 from _arrays cimport Arr, take, kernel_dtype
+from _settings cimport check_setting
 from numpy cimport NPY_INTP
 from _blas cimport (floating, gemm, gemm_packed, gemm_tn, free_packed, pack_b, pack_rows,
                    pack_b_or_read,
@@ -135,14 +136,9 @@ cdef inline tuple set_split_limits(step_flops, grad_flops, grad_rows):
     """Set those given (not None) of the least work worth a thread; return
     all three as they now are.  For benchmarks and tests."""
     global rf_split_step_flops, rf_split_grad_flops, rf_split_grad_rows
-    for name, value in (("step_flops", step_flops), ("grad_flops", grad_flops),
-                        ("grad_rows", grad_rows)):
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name}: expected an integer >= 1 or None, got {value!r}")
-        if not 1 <= value <= 2 ** 62:
-            raise ValueError(f"{name}: expected an integer >= 1 or None, got {value}")
+    check_setting("step_flops", step_flops, 1)
+    check_setting("grad_flops", grad_flops, 1)
+    check_setting("grad_rows", grad_rows, 1)
     if step_flops is not None:
         rf_split_step_flops = step_flops
     if grad_flops is not None:
