@@ -83,9 +83,9 @@ def use_wide_tiles(on=True):
 
 
 def use_unpacked_b(on=True):
-    """Let the AVX-512 tiles read a small Wx or Wh of a forward call as it
-    lies (the default) instead of packing it first (on=False); see
-    src/_gemm.h, rf_unpacked_ok.  The two give bitwise the same results.
+    """Let the AVX-512 tiles read a forward's Wx or Wh as it lies where it
+    meets one product of a few rows, or is small (the default), instead of
+    packing it first (on=False); see src/_gemm.h, rf_unpacked_ok.  The two give bitwise the same results.
     For A/B timings and tests."""
     for mod in (_rnn, _lstm, _gru):
         mod.use_unpacked_b(on)

@@ -136,7 +136,8 @@ cdef inline floating* pack_b_or_read(Py_ssize_t rows, Py_ssize_t min_rows, int k
                                      const floating* b, int ldb) noexcept nogil:
     """B (k, n), row-major, for gemm_packed with left operands of `rows`
     rows in all and at least min_rows rows a product: rf_unpacked_b(), the
-    mark that the wide tiles read B as it lies (a small B: src/_gemm.h),
+    mark that the wide tiles read B as it lies (one product of a few rows,
+    or a small B: src/_gemm.h, rf_unpacked_ok),
     else pack_b(pack_rows(rows), False, ...)."""
     if floating is float and rf_unpacked_ok(rows, min_rows, k, n):
         return <floating*> rf_unpacked_b()

@@ -668,20 +668,17 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
 }
 
 /* ------------------------------------------------------------ unpacked B
- * A product whose B is small enough to stay in cache, read as it lies
- * (row-major K x N, row stride ldb) by wide tiles, without packing it.
- * Packing pays when a large B streams past many tiles; a small one is in
- * L1 or L2 either way, and its packing was the largest fixed cost of short
- * calls (rf_pack_b_sum_f 5-14 % of an RNN call at N = 8, T = 1-10, D = H =
+ * A product whose B is read once, or is small and read a few times, read
+ * as it lies (row-major K x N, row stride ldb) by wide
+ * tiles, without packing it.  Packing pays when B streams past many
+ * tiles; read once, the packed copy is pure cost, and packing was the
+ * largest fixed cost of short calls (rf_pack_b_sum_f 5-14 % of an RNN call at N = 8, T = 1-10, D = H =
  * 64; docs/performance.md item 58).  B's loads are masked to the tile's
  * columns, so a ragged last tile reads nothing past a row's end.  Each
  * element is the same FMA chain over k as in the packed tiles: bitwise
  * the same results. */
 static int rf_unpacked_switch = 1;      /* rf_use_unpacked_b(0) turns it off */
 static float rf_unpacked_tag;           /* its address marks "B unpacked" */
-#ifndef RF_UNPACKED_MAX_FLOATS
-#define RF_UNPACKED_MAX_FLOATS (16 * 1024)
-#endif
 #define RF_UNPACKED_L1_FLOATS (4 * 1024)
 
 static float* rf_unpacked_b(void) { return &rf_unpacked_tag; }
@@ -690,18 +687,22 @@ static void rf_use_unpacked_b(int on) { rf_unpacked_switch = on != 0; }
 
 /* Whether a K x N B that multiplies `rows` rows in all, at least min_rows
  * a product, goes unpacked: the wide tiles run; one-row products keep the
- * packed GEMV's eight chains; and B, of at most RF_UNPACKED_MAX_FLOATS
- * values, is read at most twice (rows <= 16: two 8-row passes), or fits
- * in L1 (16 KB) and is read at most 16 times (rows <= 128).  Read more
- * often, B came faster from the packed panels.  In one process against
- * packing (docs/performance.md item 58): one step at N = 8, D = H = 64
- * 1.17-1.35; RNN N = 8, T = 10 (B 16 KB) 1.02-1.05, T = 100 0.99; B read
- * at every step of longer calls, 64 KB: RNN N = 32, T = 35, D = H = 128
- * 0.94, LSTM N = 8, T = 100, D = H = 64 0.98. */
+ * packed GEMV's eight chains; and either B, of any size, meets one product
+ * of at most 16 rows (each 32-column block read by two row tiles in a
+ * row, the second from cache; packing would read and write all of B once
+ * more), or B fits in L1 (16 KB) and is read at most 16 times (rows <=
+ * 128).  Read more often, B came faster from the packed panels.  In one
+ * process against packing (docs/performance.md item 58): one step at N =
+ * 8, D = H = 64 1.17-1.35, D = H = 128-512 1.27-2.00, N = 16 1.07; but N
+ * = 32-128 at D = H = 256 0.84-0.86, two steps at N = 8 0.986; RNN N = 8,
+ * T = 10 (B 16 KB) 1.02-1.05, T = 100 0.99; a B of 64 KB read at every
+ * step: RNN N = 32, T = 35, D = H = 128 0.94, LSTM N = 8, T = 100, D = H =
+ * 64 0.98. */
 static int rf_unpacked_ok(long rows, long min_rows, long K, long N)
 {
-    return rf_unpacked_switch && min_rows >= 2 && K * N <= RF_UNPACKED_MAX_FLOATS &&
-           (rows <= 16 || (K * N <= RF_UNPACKED_L1_FLOATS && rows <= 128)) &&
+    return rf_unpacked_switch && min_rows >= 2 &&
+           ((rows == min_rows && rows <= 16) ||
+            (K * N <= RF_UNPACKED_L1_FLOATS && rows <= 128)) &&
            rf_gemm_packed_supported() && rf_wide_in_use();
 }
 

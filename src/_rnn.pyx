@@ -263,8 +263,8 @@ def unpacked_b_applies(long rows, long min_rows, long k, long n):
 
 
 def use_unpacked_b(bint on):
-    """Let the wide tiles read a small B (Wx, Wh of a forward) as it lies
-    instead of packing it (src/_gemm.h, rf_unpacked_ok), or always pack.
+    """Let the wide tiles read a forward's Wx or Wh as it lies where that
+    is faster than packing it (src/_gemm.h, rf_unpacked_ok), or always pack.
     The results are bitwise the same.  For A/B timings and tests."""
     rf_use_unpacked_b(on)
 

@@ -369,8 +369,8 @@ def test_few_sequences_split_their_gradients_over_threads(cls, kw):
                                  (80, 20), (79, 5), (256, 64), (200, 81)])
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_unpacked_b_is_bitwise_the_packed_product(m, n, k, accumulate):
-    """A small B read as it lies by the wide tiles (masked to a ragged last
-    tile's columns) gives bitwise the packed tiles' product."""
+    """B read as it lies by the wide tiles (masked to a ragged last tile's
+    columns) gives bitwise the packed tiles' product."""
     a, b, c0 = _product_case(m, n, k, False)
     got, want = c0.copy(), c0.copy()
     _rnn.packed_matmul(a, b, got, False, accumulate, unpacked=True)
@@ -379,7 +379,10 @@ def test_unpacked_b_is_bitwise_the_packed_product(m, n, k, accumulate):
     if _cpu_has_avx512f() and _core.use_packed_gemm(True) and \
             os.environ.get("RNNFAST_NO_AVX512", "0") in ("", "0"):
         assert _rnn.unpacked_b_applies(m, m, k, n) == (
-            m >= 2 and k * n <= 16 * 1024 and (m <= 16 or (k * n <= 4096 and m <= 128)))
+            m >= 2 and (m <= 16 or (k * n <= 4096 and m <= 128)))
+        # B met by several products (steps) of a few rows: only when small
+        assert _rnn.unpacked_b_applies(2 * m, m, k, n) == (
+            m >= 2 and k * n <= 4096 and 2 * m <= 128)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "gru-reset-before"])
