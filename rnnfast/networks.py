@@ -129,20 +129,22 @@ class _Network:
                                  f"{xs.shape}; call reset_state() first")
             state = self.state
         # h_n, c_n: the kernels overwrite them with the final state, so they
-        # are fresh arrays (a zero state needs no copy).
+        # are fresh arrays (a zero state needs no copy).  The property
+        # num_directions is not read here: a call each, on every call.
+        directions, has_c = 2 if self.bidirectional else 1, self._has_c
         if state is None:
-            state = self._zero_state(N)
+            state = zero_state(self.num_layers * directions, N, self.hidden_size, dtype, has_c)
         else:
             state = self._check_state(state, N)
-            state = (state[0].copy(), state[1].copy()) if self._has_c else state.copy()
-        h_n, c_n = state if self._has_c else (state, None)
+            state = (state[0].copy(), state[1].copy()) if has_c else state.copy()
+        h_n, c_n = state if has_c else (state, None)
         training = self.training
         mask = self._dropout_mask if training and self.dropout > 0 else None
         x, caches, masks = network_forward(self.cell, xs, params, h_n, c_n, lengths,
-                                           self.num_layers, self.num_directions,
+                                           self.num_layers, directions,
                                            self.hidden_size, training, self._relu,
                                            self._reset_after, mask)
-        final = (h_n, c_n) if self._has_c else h_n
+        final = (h_n, c_n) if has_c else h_n
         if self.stateful:
             self.state = final
         self._caches = (caches, masks, xs.shape) if training else None
