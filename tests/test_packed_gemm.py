@@ -400,7 +400,9 @@ def test_networks_with_unpacked_weights_are_bitwise_the_packed(cell, threads):
         _core.use_unpacked_b(unpacked)
         try:
             out = []
-            for N, T, D, H in ((9, 7, 5, 20), (3, 1, 6, 36), (12, 40, 8, 16)):
+            # the last: one step whose loop splits over 2 threads, B large
+            for N, T, D, H in ((9, 7, 5, 20), (3, 1, 6, 36), (12, 40, 8, 16),
+                               (16, 1, 40, 200)):
                 net = cls(D, H, num_layers=2, bidirectional=True, random_state=1, **kw)
                 xs = np.random.default_rng(N * T).standard_normal((N, T, D)).astype(np.float32)
                 lengths = np.random.default_rng(T).integers(1, T + 1, N)
@@ -419,3 +421,4 @@ def test_networks_with_unpacked_weights_are_bitwise_the_packed(cell, threads):
         # the cases above do take the unpacked path: N*T = 63 rows, 9 a step
         assert _rnn.unpacked_b_applies(9 * 7, 9, 20, 4 * 20)
         assert _rnn.unpacked_b_applies(3, 3, 36, 4 * 36)
+        assert _rnn.unpacked_b_applies(16, 16, 200, 4 * 200)
