@@ -309,3 +309,23 @@ def test_large_inputs_are_tested_for_nan_without_the_gil_too(dtype):
         b[where] = bad
         with pytest.raises(ValueError, match=r"xs: contains NaN or Inf"):
             check_array(b, "xs", np.dtype(dtype), ("N", "T", 100))
+
+
+def test_a_consumed_direction_cache_is_refused():
+    """_core.backward consumes a forward's cache (its buffers go back for
+    reuse); a second backward on it is refused by name, not run on freed
+    buffers."""
+    rng = np.random.default_rng(0)
+    N, T, D, H = 2, 3, 4, 5
+    Wx, Wh, b = (rng.standard_normal(s).astype(np.float32) for s in ((D, H), (H, H), (H,)))
+    xs = rng.standard_normal((N, T, D)).astype(np.float32)
+    out = np.empty((N, T, H), np.float32)
+    cache = _core.forward("rnn", xs, Wx, Wh, b, np.zeros((N, H), np.float32), None,
+                          check_lengths(None, N, T), False, out, 0, True)
+    grads = [np.empty_like(a) for a in (Wx, Wh, b)]
+    dxs = np.empty_like(xs)
+    _core.backward(cache, np.ones_like(out), 0, np.zeros((N, H), np.float32), None,
+                   *grads, dxs, False)
+    with pytest.raises(RuntimeError, match="already consumed"):
+        _core.backward(cache, np.ones_like(out), 0, np.zeros((N, H), np.float32), None,
+                       *grads, dxs, False)
