@@ -91,6 +91,15 @@ def use_unpacked_b(on=True):
         mod.use_unpacked_b(on)
 
 
+def use_prefetch(on=True):
+    """Prefetch each batch row's next step in the step loops where their
+    buffers are large (the default), or never (on=False); see src/_seq.pxd,
+    worth_prefetching.  Results are the same either way.  For A/B timings
+    and tests."""
+    for mod in (_rnn, _lstm, _gru):
+        mod.use_prefetch(on)
+
+
 def kernel_name():
     """The products' kernel as it stands in this process: "AVX-512 tiles",
     "AVX2 tiles" (rnnfast's packed float32 kernel, src/_gemm.h) or "BLAS"

@@ -229,4 +229,33 @@ RF_PASS __attribute__((unused)) int rf_all_finite_64(const uint64_t* RF_RESTRICT
     return (acc >> 63) == 0;
 }
 
+/* ------------------------------------------------------------ prefetch */
+/* 0: the step loops never prefetch (src/_seq.pxd, use_prefetch; A/B). */
+static __attribute__((unused)) int rf_prefetch_switch = 1;
+
+/* Ask for the cache lines of [p, p + bytes) into L2 (write: about to be
+ * written).  The step loops call it for a row's next step while this one
+ * computes: at long T each step's rows of gates, saved states, out and
+ * dout sit in 8 (N) separate runs far apart, which the hardware
+ * prefetchers did not keep up with (docs/performance.md, item 60). */
+RF_INLINE void rf_prefetch_span(const void* p, long bytes, int write)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    const char* c = (const char*) p - ((uintptr_t) p & 63);
+    long i, lines = ((long) ((uintptr_t) p & 63) + bytes + 63) / 64;
+    if (write)
+        for (i = 0; i < lines; i++)
+            __builtin_prefetch(c + 64 * i, 1, 2);
+    else
+        for (i = 0; i < lines; i++)
+            __builtin_prefetch(c + 64 * i, 0, 2);
+    /* GCC counts a prefetch as no effect: a function of prefetches alone
+     * became `const` and its calls were dropped.  An empty volatile asm
+     * is an effect, and costs nothing. */
+    __asm__ __volatile__("");
+#else
+    (void) p; (void) bytes; (void) write;
+#endif
+}
+
 #endif

@@ -33,7 +33,8 @@ from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, free
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
-from _seq cimport (step_time, chunk_start, project_inputs, zero_padding, input_grads,
+from _seq cimport (set_prefetch, prefetch_forward_row, prefetch_backward_row,
+                   step_time, chunk_start, project_inputs, zero_padding, input_grads,
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool)
@@ -96,6 +97,8 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                     g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.s.reverse)) * G
                     w = pw + n * WK
                     orow = pout + r * W + off
+                    if a.s.prefetch:
+                        prefetch_forward_row(tag, &a.s, g, G, n, k, k1, L, t, pex)
                     if a.s.training:
                         memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
                         hsave = pex + r * H
@@ -124,6 +127,8 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                     g = pg + (n * Tc + t - chunk_start(L, k0, k1, a.s.reverse)) * G
                     w = pw + n * WK
                     orow = pout + r * W + off
+                    if a.s.prefetch:
+                        prefetch_forward_row(tag, &a.s, g, G, n, k, k1, L, t, pex)
                     if a.s.training:
                         memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
                         memcpy(pex + r * H, w + 2 * H, H * sizeof(floating))
@@ -258,6 +263,8 @@ cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
             t = step_time(k, L, a.s.reverse)
             r = n * T + t
             g = pg + r * G
+            if a.s.prefetch:
+                prefetch_backward_row(tag, &a.s, G, n, k, L, True, pex)
             gru_bwd_row(g, w, phs + r * H, pdo + r * W + off, pdh + n * H,
                         pex + r * H, H, a.reset_after)
         if a.reset_after:
@@ -358,6 +365,13 @@ def use_unpacked_b(bint on):
     is faster than packing it (src/_gemm.h, rf_unpacked_ok), or always pack.
     The results are bitwise the same.  For A/B timings and tests."""
     rf_use_unpacked_b(on)
+
+
+def use_prefetch(bint on):
+    """Prefetch the step loops' rows one step ahead where the buffers are
+    large (on, the default; src/_seq.pxd, worth_prefetching), or never.
+    For A/B timings and tests."""
+    set_prefetch(on)
 
 
 # Each kernel module has its own split limits and pool (src/_threads.h is

@@ -29,7 +29,8 @@ from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, free
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
-from _seq cimport (step_time, chunk_start, project_inputs, is_uniform, input_grads,
+from _seq cimport (set_prefetch, prefetch_forward_row, prefetch_backward_row, step_time,
+                   chunk_start, project_inputs, is_uniform, input_grads,
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool)
@@ -97,6 +98,8 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                 if not a.uniform:
                     for j in range(G):
                         g[j] += pw[n * G + j]
+                if a.s.prefetch:
+                    prefetch_forward_row(tag, &a.s, g, G, n, k, k1, L, t, pcs, pts)
                 if a.s.training:
                     memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
                     memcpy(pcs + (n * T + t) * H, pc + n * H, H * sizeof(floating))
@@ -215,6 +218,8 @@ cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
             t = step_time(k, L, a.s.reverse)
             r = n * T + t
             g = pg + r * G
+            if a.s.prefetch:
+                prefetch_backward_row(tag, &a.s, G, n, k, L, False, pts, pcs)
             lstm_bwd_row(g, pts + r * H, pcs + r * H, pdo + r * W + off,
                          pdh + n * H, pdc + n * H, H)
             if not a.uniform:
@@ -307,6 +312,13 @@ def use_unpacked_b(bint on):
     is faster than packing it (src/_gemm.h, rf_unpacked_ok), or always pack.
     The results are bitwise the same.  For A/B timings and tests."""
     rf_use_unpacked_b(on)
+
+
+def use_prefetch(bint on):
+    """Prefetch the step loops' rows one step ahead where the buffers are
+    large (on, the default; src/_seq.pxd, worth_prefetching), or never.
+    For A/B timings and tests."""
+    set_prefetch(on)
 
 
 # Each kernel module has its own split limits and pool (src/_threads.h is

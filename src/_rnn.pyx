@@ -23,7 +23,8 @@ from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, rf_u
                     rf_use_wide_tiles, rf_wide_in_use)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from numpy cimport NPY_FLOAT
-from _seq cimport (step_time, chunk_start, project_inputs, is_uniform, input_grads,
+from _seq cimport (set_prefetch, worth_prefetching, prefetch_forward_row, prefetch_backward_row,
+                   step_time, chunk_start, project_inputs, is_uniform, input_grads,
                    rf_run_rows, step_threads, grad_part, grad_stride, set_split_limits,
                    run_steps, backward_steps_and_grads, SeqFwd, SeqBwd, take_forward,
                    take_backward, forward_prologue, forward_epilogue, backward_prologue,
@@ -80,6 +81,8 @@ cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                 if not a.uniform:
                     for j in range(H):
                         g[j] += pw[n * H + j]
+                if a.s.prefetch:
+                    prefetch_forward_row(tag, &a.s, g, H, n, k, k1, L, t)
                 if a.s.training:
                     memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
                 rnn_fwd_row(g, pb, ph + n * H, pout + (n * T + t) * W + off, H, a.relu)
@@ -174,6 +177,8 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
             t = step_time(k, L, a.s.reverse)
             r = n * T + t
             g = pg + r * H
+            if a.s.prefetch:
+                prefetch_backward_row(tag, &a.s, H, n, k, L, False)
             rnn_bwd_row(g, pdo + r * W + off, pdh + n * H, H, a.relu)
             if not a.uniform:
                 memcpy(pw + n * H, g, H * sizeof(floating))
@@ -260,6 +265,13 @@ def unpacked_b_applies(long rows, long min_rows, long k, long n):
     """Whether a forward's k x n Wx or Wh, multiplied by `rows` rows in all
     and at least min_rows a product, is read as it lies (pack_b_or_read)."""
     return bool(rf_unpacked_ok(rows, min_rows, k, n))
+
+
+def prefetch_applies(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
+                     Py_ssize_t itemsize=4):
+    """Whether a training call over N*T rows of G gate columns and H-wide
+    states prefetches each row's next step (src/_seq.pxd)."""
+    return bool(worth_prefetching(N, T, G, H, itemsize))
 
 
 def use_unpacked_b(bint on):
@@ -512,6 +524,13 @@ def blas_threads():
     if _blas_get_threads != NULL:
         n = _blas_get_threads()
     return n if n > 1 else 1
+
+
+def use_prefetch(bint on):
+    """Prefetch the step loops' rows one step ahead where the buffers are
+    large (on, the default; src/_seq.pxd, worth_prefetching), or never.
+    For A/B timings and tests."""
+    set_prefetch(on)
 
 
 # Each kernel module has its own split limits and pool (src/_threads.h is

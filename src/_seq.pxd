@@ -31,6 +31,42 @@ from _blas cimport (floating, gemm, gemm_packed, gemm_tn, free_packed, pack_b, p
                    rf_packed_dw_enabled)
 
 
+cdef extern from "_cells.h" nogil:
+    void rf_prefetch_span(const void* p, long nbytes, int write)
+    int rf_prefetch_switch          # use_prefetch(False) sets it to 0
+
+
+# A call prefetches its step loop's rows one step ahead (rf_prefetch_span)
+# when the buffers it walks hold at least this many bytes: beyond the
+# caches they come from memory, and below it the prefetches only cost (LSTM
+# training, N = 8, D = H = 64: T = 1000 and 10,000 gained, T = 100 and 300
+# lost ~2 %; docs/performance.md, item 60).
+cdef enum:
+    PREFETCH_MIN_BYTES = 4 << 20
+
+
+cdef inline bint worth_prefetching(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
+                                   Py_ssize_t itemsize) noexcept nogil:
+    """Whether a loop over N*T rows of gates (G wide) and of H-wide
+    states walks PREFETCH_MIN_BYTES or more."""
+    return rf_prefetch_switch != 0 and N * T * (G + H) * itemsize >= PREFETCH_MIN_BYTES
+
+
+cdef inline void set_prefetch(bint on) noexcept nogil:
+    global rf_prefetch_switch
+    rf_prefetch_switch = on
+
+
+cdef inline void prefetch(const void* p, Py_ssize_t nbytes) noexcept nogil:
+    """The lines of [p, p + nbytes) into L2, to be read."""
+    rf_prefetch_span(p, nbytes, 0)
+
+
+cdef inline void prefetch_w(const void* p, Py_ssize_t nbytes) noexcept nogil:
+    """The lines of [p, p + nbytes) into L2, to be written."""
+    rf_prefetch_span(p, nbytes, 1)
+
+
 cdef inline Py_ssize_t step_time(Py_ssize_t k, Py_ssize_t length,
                                  bint reverse) noexcept nogil:
     return length - 1 - k if reverse else k
@@ -120,6 +156,50 @@ cdef inline void input_grads(const floating* xs, const floating* Wx,
     gemm_tn(D, xs, D, dWx, H, h_prev, H, dWh, GH, NT, dG, GH, GH, db, GHh)
     gemm_packed(NT, D, GH, dG, GH, WxT_packed, True, Wx, GH, accumulate_dx, dxs, D)
 
+
+cdef inline void prefetch_forward_row(floating* tag, SeqFwd* s, floating* g, Py_ssize_t G,
+                                      Py_ssize_t n, Py_ssize_t k, Py_ssize_t k1,
+                                      Py_ssize_t L, Py_ssize_t t, void* saved1=NULL,
+                                      void* saved2=NULL) noexcept nogil:
+    """While row n (length L) of a training forward runs step k (time t,
+    gates g, in the chunk of steps ..k1-1), fetch what its step k + 1
+    writes: its gates (when in this chunk), its out and h_prev rows and its
+    rows of the cell's saved (N, T, H) buffers saved1, saved2 (or NULL)."""
+    cdef Py_ssize_t tn, r, row = s.H * sizeof(floating)
+    if k + 1 >= L:
+        return
+    tn = step_time(k + 1, L, s.reverse)
+    r = n * s.T + tn
+    if k + 1 < k1:
+        prefetch_w(g + (tn - t) * G, G * sizeof(floating))
+    prefetch_w(<floating*> s.out + r * s.W + s.out_offset, row)
+    prefetch_w(<floating*> s.h_prev + r * s.H, row)
+    if saved1 != NULL:
+        prefetch_w(<floating*> saved1 + r * s.H, row)
+    if saved2 != NULL:
+        prefetch_w(<floating*> saved2 + r * s.H, row)
+
+
+cdef inline void prefetch_backward_row(floating* tag, SeqBwd* s, Py_ssize_t G, Py_ssize_t n,
+                                       Py_ssize_t k, Py_ssize_t L, bint h_prev,
+                                       const void* saved1=NULL,
+                                       const void* saved2=NULL) noexcept nogil:
+    """While row n (length L) runs backward step k, fetch what its step
+    k - 1 reads: its gates (overwritten with their gradients), its dout
+    row, its h_prev row when the cell's pass reads it, and its rows of the
+    cell's saved (N, T, H) buffers saved1, saved2 (or NULL)."""
+    cdef Py_ssize_t r, row = s.H * sizeof(floating)
+    if k == 0:
+        return
+    r = n * s.T + step_time(k - 1, L, s.reverse)
+    prefetch_w(<floating*> s.gates + r * G, G * sizeof(floating))
+    prefetch(<const floating*> s.dout + r * s.W + s.dout_offset, row)
+    if h_prev:
+        prefetch(<const floating*> s.h_prev + r * s.H, row)
+    if saved1 != NULL:
+        prefetch(<const floating*> saved1 + r * s.H, row)
+    if saved2 != NULL:
+        prefetch(<const floating*> saved2 + r * s.H, row)
 
 # ------------------------------------------------------ rows over threads
 # See src/_threads.h: the step loop of a kernel splits over batch rows with
@@ -283,6 +363,7 @@ cdef struct SeqFwd:
     Py_ssize_t N, T, D, H, W, out_offset
     Py_ssize_t Tc            # steps of gates: T, or a chunk (inference)
     bint reverse, training
+    bint prefetch            # training: prefetch each row's next step
     int ft                   # NPY_FLOAT or NPY_DOUBLE: the version to run
 
 
@@ -334,6 +415,7 @@ cdef struct SeqBwd:
     void* scratch            # parts 1.. of dWx, dWh, db (one stride each)
     Py_ssize_t N, T, D, H, W, dout_offset
     bint reverse, accumulate_dx
+    bint prefetch            # prefetch each row's next step (worth_prefetching)
     int ft
 
 
@@ -424,6 +506,9 @@ cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G) noexce
     zero_padding(<floating*> s.out, N, T, s.W, s.out_offset, H, s.lengths)
     if s.h_prev != NULL:
         zero_padding(<floating*> s.h_prev, N, T, H, 0, H, s.lengths)
+    # Training only: an inference loop's gates are a chunk in cache, and
+    # prefetching its out rows alone measured 0.975-1.02 (item 60).
+    s.prefetch = s.training and worth_prefetching(N, T, G, H, sizeof(floating))
 
 
 cdef inline void forward_epilogue(SeqFwd* s) noexcept nogil:
@@ -436,6 +521,7 @@ cdef inline void backward_prologue(floating* tag, SeqBwd* s, Py_ssize_t G) noexc
     gradients there stay 0), and Wx^T packed for dX into s.WxT_packed
     (backward_steps_and_grads frees it), or NULL: BLAS."""
     zero_padding(<floating*> s.gates, s.N, s.T, G, 0, G, s.lengths)
+    s.prefetch = worth_prefetching(s.N, s.T, G, s.H, sizeof(floating))
     s.WxT_packed = pack_b(pack_rows(s.N * s.T), True, <int> G, <int> s.D,
                           <const floating*> s.Wx, <int> G)
 
