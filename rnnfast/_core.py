@@ -100,6 +100,16 @@ def use_prefetch(on=True):
         mod.use_prefetch(on)
 
 
+def use_grad_chunks(on=True):
+    """Interleave a long backward's steps and its input and parameter
+    gradients chunk by chunk of steps, while the chunk's gate gradients are
+    in cache (the default), or run the gradients after all steps
+    (on=False); see src/_seq.pxd, chunk_steps.  The sums then run in
+    another order (float rounding).  For A/B timings and tests."""
+    for mod in (_rnn, _lstm, _gru):
+        mod.use_grad_chunks(on)
+
+
 def kernel_name():
     """The products' kernel as it stands in this process: "AVX-512 tiles",
     "AVX2 tiles" (rnnfast's packed float32 kernel, src/_gemm.h) or "BLAS"

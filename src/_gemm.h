@@ -178,7 +178,9 @@ static void rf_buf_free(float* p)
 /* One full panel from B^T: dst[k * 16 + j] = src[j * ldb + k], j < 16. */
 static void rf_pack_bt_panel(const float* src, long ldb, long K, float* dst);
 
-/* Bp <- B (K, N) in panels.  trans = 0: B is row-major (K, N) with row
+/* Bp <- B (K, N) in panels pstride floats apart (rf_panel_stride(K) for
+ * a whole B; a larger one packs B's rows into rows 0..K-1 of the panels
+ * of a taller matrix).  trans = 0: B is row-major (K, N) with row
  * stride ldb; trans = 1: B^T is given, i.e. row-major (N, K) with row
  * stride ldb.  Runs once per kernel call, so it matters at small sizes
  * (N = 1, H = 64: two packs were half of a one-step call): full panels
@@ -203,7 +205,7 @@ static inline void rf_copy_row16(float* dst, const float* src)
 }
 
 RF_CLONED void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N,
-                               float* Bp, float* colsum)
+                               float* Bp, long pstride, float* colsum)
 {
     long p, k, j, j0, w, full = N / RF_NR;
     float* dst;
@@ -217,7 +219,7 @@ RF_CLONED void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long
         for (k = 0; k < K; k++) {
             const float* src = B + k * ldb;
             for (p = 0; p < full; p++)
-                rf_copy_row16(Bp + p * rf_panel_stride(K) + k * RF_NR, src + p * RF_NR);
+                rf_copy_row16(Bp + p * pstride + k * RF_NR, src + p * RF_NR);
             if (colsum != NULL)
                 for (j = 0; j < N; j++)
                     colsum[j] += src[j];
@@ -226,7 +228,7 @@ RF_CLONED void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long
     for (p = trans ? 0 : full; p * RF_NR < N; p++) {
         j0 = p * RF_NR;
         w = N - j0 < RF_NR ? N - j0 : RF_NR;
-        dst = Bp + p * rf_panel_stride(K);
+        dst = Bp + p * pstride;
         if (w == RF_NR) {
             rf_pack_bt_panel(B + j0 * ldb, ldb, K, dst);
         } else {
@@ -242,7 +244,7 @@ RF_CLONED void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long
 
 static void rf_pack_b_f(const float* B, long ldb, int trans, long K, long N, float* Bp)
 {
-    rf_pack_b_sum_f(B, ldb, trans, K, N, Bp, NULL);
+    rf_pack_b_sum_f(B, ldb, trans, K, N, Bp, rf_panel_stride(K), NULL);
 }
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && \
@@ -795,6 +797,16 @@ static void rf_pack_a_tile(const float* src, long lda, long kc, long mr, float* 
 #undef RF_PACK_A_ROWS
 }
 
+/* Rows k.. (before `end`) of a matrix whose rows lie in runs of run_len,
+ * run r from row r * run_stride on: *row <- where row k lies, returns how
+ * many follow it in the same run. */
+static inline long rf_run_segment(long k, long end, long run_len, long run_stride, long* row)
+{
+    long in_run = k % run_len, seg = run_len - in_run;
+    *row = k / run_len * run_stride + in_run;
+    return seg < end - k ? seg : end - k;
+}
+
 /* C[s] (M[s], N) = A[s]^T @ B for the sources s = 0..nsrc-1 (nsrc <= 2),
  * where A[s] is row-major (K, M[s]) with row stride lda[s] and B is
  * row-major (K, N) with row stride ldb; C[s] has row stride ldc.  This is
@@ -809,13 +821,18 @@ static void rf_pack_a_tile(const float* src, long lda, long kc, long mr, float* 
  * Source s uses B's first Ns[s] <= N columns only (GRU's dWh takes the
  * z and r columns of the gate gradients that dWx takes whole: one packing
  * of B serves both).  colsum (N), unless NULL, gets B's column sums added
- * (the bias gradient).  Returns 0 when it could not allocate its buffers
- * (nothing written: the caller uses BLAS). */
+ * (the bias gradient).  The K rows lie in runs of run_len rows, run r
+ * from row r * run_stride of A[s] and B on (run_len = run_stride = K: one
+ * run; a chunk of steps of every batch row is N runs).  accumulate: C[s]
+ * += the products instead of =.  Returns 0 when it could not allocate its
+ * buffers (nothing written: the caller uses BLAS). */
 RF_CLONED int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A,
                            const long* lda, float* const* C, long ldc, const long* Ns,
-                           long K, const float* B, long ldb, float* colsum)
+                           long K, const float* B, long ldb, float* colsum, long run_len,
+                           long run_stride, int accumulate)
 {
     long k0, kc, m0, mb, i, s, p, nc, mr, tiles, base, extra, t, np, mmax = 0, N = 0;
+    long k, seg, row;
     float *Bp, *At, *dst;
     const int wide = rf_wide_in_use();
     for (s = 0; s < nsrc; s++) {
@@ -825,6 +842,8 @@ RF_CLONED int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A,
     if (N <= 0 || mmax <= 0)
         return 1;
     if (K <= 0) {               /* no rows: the gradients are zero */
+        if (accumulate)
+            return 1;
         for (s = 0; s < nsrc; s++)
             for (i = 0; i < M[s]; i++)
                 memset(C[s] + i * ldc, 0, Ns[s] * sizeof(float));
@@ -839,9 +858,16 @@ RF_CLONED int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A,
         rf_buf_free(At);
         return 0;
     }
+    if (run_len <= 0 || run_len > K)
+        run_len = K;
     for (k0 = 0; k0 < K; k0 += kc) {
         kc = K - k0 < RF_KC ? K - k0 : RF_KC;
-        rf_pack_b_sum_f(B + k0 * ldb, ldb, 0, kc, N, Bp, colsum);
+        /* the chunk's rows run by run, each run's part into its rows */
+        for (k = k0; k < k0 + kc; k += seg) {
+            seg = rf_run_segment(k, k0 + kc, run_len, run_stride, &row);
+            rf_pack_b_sum_f(B + row * ldb, ldb, 0, seg, N, Bp + (k - k0) * RF_NR,
+                            rf_panel_stride(kc), colsum);
+        }
         for (s = 0; s < nsrc; s++) {
             for (m0 = 0; m0 < M[s]; m0 += mb) {
                 mb = M[s] - m0 < RF_MC_TN ? M[s] - m0 : RF_MC_TN;
@@ -855,7 +881,11 @@ RF_CLONED int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A,
                 dst = At;
                 for (i = m0, t = 0; i < m0 + mb; i += mr, t++) {
                     mr = t < extra ? base + 1 : base;
-                    rf_pack_a_tile(A[s] + k0 * lda[s] + i, lda[s], kc, mr, dst);
+                    for (k = k0; k < k0 + kc; k += seg) {
+                        seg = rf_run_segment(k, k0 + kc, run_len, run_stride, &row);
+                        rf_pack_a_tile(A[s] + row * lda[s] + i, lda[s], seg, mr,
+                                       dst + (k - k0) * mr);
+                    }
                     dst += mr * kc;
                 }
                 for (p = 0; p * RF_NR < Ns[s]; p += np) {
@@ -866,7 +896,7 @@ RF_CLONED int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A,
                     for (i = m0, t = 0; i < m0 + mb; i += mr, t++) {
                         mr = t < extra ? base + 1 : base;
                         rf_ptiles[np - 1][mr](kc, a, panel, C[s] + i * ldc + p * RF_NR, ldc,
-                                              nc, k0 > 0);
+                                              nc, k0 > 0 || accumulate);
                         a += mr * kc;
                     }
                 }
@@ -895,7 +925,7 @@ static int rf_gemm_single_f(int trans_a, int trans_b, long M, long N, long K,
     if (trans_a) {
         if (accumulate || trans_b)
             return 0;
-        return rf_gemm_tn_f(1, &M, &A, &lda, &C, ldc, &N, K, B, ldb, NULL);
+        return rf_gemm_tn_f(1, &M, &A, &lda, &C, ldc, &N, K, B, ldb, NULL, K, K, 0);
     }
     if (K <= 0) {
         long i;
@@ -933,10 +963,12 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
 }
 RF_CLONED int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A,
                            const long* lda, float* const* C, long ldc, const long* Ns,
-                           long K, const float* B, long ldb, float* colsum)
+                           long K, const float* B, long ldb, float* colsum, long run_len,
+                           long run_stride, int accumulate)
 {
     (void) nsrc; (void) M; (void) A; (void) lda; (void) C; (void) ldc; (void) Ns;
-    (void) K; (void) B; (void) ldb; (void) colsum;
+    (void) K; (void) B; (void) ldb; (void) colsum; (void) run_len; (void) run_stride;
+    (void) accumulate;
     abort();   /* callers check rf_gemm_packed_supported() first */
 }
 static int rf_gemm_single_f(int trans_a, int trans_b, long M, long N, long K,

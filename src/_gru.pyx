@@ -33,7 +33,7 @@ from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, free
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
-from _seq cimport (set_prefetch, prefetch_forward_row, prefetch_backward_row,
+from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch_backward_row,
                    step_time, chunk_start, project_inputs, zero_padding, input_grads,
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
@@ -198,13 +198,17 @@ cdef struct BwdArgs:
     bint reset_after
 
 
-cdef void gru_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t r1,
-                             int part) noexcept nogil:
+cdef void gru_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t run_len,
+                             Py_ssize_t runs, int part) noexcept nogil:
     """dX rows, and the rows' share of dWx, dWh and db, into gradient part
-    `part` (0: the gradients themselves); one GEMM each over all steps."""
+    `part` (0: the gradients themselves; added to when a.s.dw_accumulate),
+    over `runs` runs of run_len rows from r0 on (src/_seq.pxd, grads_fn);
+    one GEMM each over all of them."""
     cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H, G = 3 * H
     cdef Py_ssize_t nb = 2 * G if a.reset_after else G
-    cdef Py_ssize_t R = r1 - r0, stride = grad_stride(D, H, G, nb)
+    cdef Py_ssize_t R = run_len * runs, stride = grad_stride(D, H, G, nb)
+    cdef int rl = <int> run_len if runs > 1 else 0
+    cdef bint acc = a.s.dw_accumulate
     cdef floating* pg = <floating*> a.s.gates + r0 * G
     cdef floating* pex = <floating*> a.extra + r0 * H
     cdef const floating* phs = <const floating*> a.s.h_prev + r0 * H
@@ -213,29 +217,30 @@ cdef void gru_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_
     cdef floating* dWh = grad_part(<floating*> a.s.dWh, scratch, part, D * G, stride)
     cdef floating* db = grad_part(<floating*> a.s.db, scratch, part, (D + H) * G, stride)
     cdef Py_ssize_t j
-    for j in range(nb):
-        db[j] = 0
+    if not acc:
+        for j in range(nb):
+            db[j] = 0
     # dWx = X^T dA, dWh[:, :2H] = Hprev^T dA_zr and db[:G] = dA's column
     # sums, with dA packed once for all three
     input_grads(<const floating*> a.s.xs + r0 * D, <const floating*> a.s.Wx,
                 <const floating*> a.s.WxT_packed, pg, dWx, <floating*> a.s.dxs + r0 * D,
-                a.s.accumulate_dx, <int> R, <int> D, <int> G, phs, dWh, <int> H, db,
-                <int> (2 * H))
+                a.s.accumulate_dx, <int> run_len, <int> D, <int> G, phs, dWh, <int> H, db,
+                <int> (2 * H), <int> runs, T, acc)
     if a.reset_after:
         # dWh_h = Hprev^T dA_h,n; the recurrent bias gets dA_zr's sums (the
-        # same as the input bias's) and dA_h,n's
+        # same as the input bias's, summed so far) and dA_h,n's
         memcpy(db + G, db, 2 * H * sizeof(floating))
         gemm_tn(<int> H, phs, <int> H, dWh + 2 * H, 0, NULL, 0, NULL, <int> H, <int> R,
-                pex, <int> H, <int> G, db + G + 2 * H)
+                pex, <int> H, <int> G, db + G + 2 * H, -1, rl, T, acc)
     else:
         # dWh_h = (r*h)^T da_h
         gemm_tn(<int> H, pex, <int> H, dWh + 2 * H, 0, NULL, 0, NULL, <int> H, <int> R,
-                pg + 2 * H, <int> G, <int> G)
+                pg + 2 * H, <int> G, <int> G, NULL, -1, rl, T, acc)
 
 
-cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
-                             Py_ssize_t n1) noexcept nogil:
-    """BPTT steps T-1..0 for batch rows n0..n1-1."""
+cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
+                             Py_ssize_t k_lo, Py_ssize_t k_hi) noexcept nogil:
+    """BPTT steps k_hi-1..k_lo for batch rows n0..n1-1."""
     cdef Py_ssize_t T = a.s.T, H = a.s.H, G = 3 * H, WK = 4 * H
     cdef Py_ssize_t W = a.s.W, off = a.s.dout_offset
     cdef floating* pg = <floating*> a.s.gates
@@ -252,7 +257,7 @@ cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
     cdef Py_ssize_t k, n, t, j, L, r
     cdef floating* g
     cdef floating* w
-    for k in range(T - 1, -1, -1):
+    for k in range(k_hi - 1, k_lo - 1, -1):
         for n in range(n0, n1):
             L = plen[n]
             w = pw + n * WK
@@ -288,20 +293,22 @@ cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
 
 
 # The row functions as src/_threads.h and src/_seq.pxd take them.
-cdef void gru_backward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
-    gru_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
+cdef void gru_backward_steps_f(void* a, long n0, long n1, long k_lo, long k_hi) noexcept nogil:
+    gru_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi)
 
 
-cdef void gru_backward_steps_d(void* a, long n0, long n1, int part) noexcept nogil:
-    gru_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1)
+cdef void gru_backward_steps_d(void* a, long n0, long n1, long k_lo, long k_hi) noexcept nogil:
+    gru_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi)
 
 
-cdef void gru_backward_grads_f(void* a, long r0, long r1, int part) noexcept nogil:
-    gru_backward_grads(<float*> NULL, <BwdArgs*> a, r0, r1, part)
+cdef void gru_backward_grads_f(void* a, long r0, long run_len, long runs,
+                               int part) noexcept nogil:
+    gru_backward_grads(<float*> NULL, <BwdArgs*> a, r0, run_len, runs, part)
 
 
-cdef void gru_backward_grads_d(void* a, long r0, long r1, int part) noexcept nogil:
-    gru_backward_grads(<double*> NULL, <BwdArgs*> a, r0, r1, part)
+cdef void gru_backward_grads_d(void* a, long r0, long run_len, long runs,
+                               int part) noexcept nogil:
+    gru_backward_grads(<double*> NULL, <BwdArgs*> a, r0, run_len, runs, part)
 
 
 def gru_backward(xs, Wx, Wh, lengths, bint reverse, bint reset_after, dout,
@@ -372,6 +379,14 @@ def use_prefetch(bint on):
     large (on, the default; src/_seq.pxd, worth_prefetching), or never.
     For A/B timings and tests."""
     set_prefetch(on)
+
+
+
+def use_grad_chunks(bint on):
+    """Interleave a long backward's steps and gradients chunk by chunk of
+    steps (on, the default; src/_seq.pxd, chunk_steps), or run the
+    gradients after all steps.  For A/B timings and tests."""
+    set_grad_chunks(on)
 
 
 # Each kernel module has its own split limits and pool (src/_threads.h is

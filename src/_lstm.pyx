@@ -29,7 +29,7 @@ from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, free
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
-from _seq cimport (set_prefetch, prefetch_forward_row, prefetch_backward_row, step_time,
+from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch_backward_row, step_time,
                    chunk_start, project_inputs, is_uniform, input_grads,
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
@@ -169,30 +169,34 @@ cdef struct BwdArgs:
     bint uniform
 
 
-cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t r1,
-                              int part) noexcept nogil:
+cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t run_len,
+                              Py_ssize_t runs, int part) noexcept nogil:
     """dX rows, and the rows' share of dWx = X^T dA, dWh = Hprev^T dA and
     db = column sums of dA, into gradient part `part` (0: the gradients
-    themselves).  One GEMM each over the rows' n*T..: all steps at once."""
+    themselves; added to when a.s.dw_accumulate).  The rows: `runs` runs
+    of run_len of the N*T rows, T apart, from row r0 on (src/_seq.pxd,
+    grads_fn); one GEMM each over all of them."""
     cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H, G = 4 * H
-    cdef Py_ssize_t R = r1 - r0, stride = grad_stride(D, H, G, G)
+    cdef Py_ssize_t stride = grad_stride(D, H, G, G)
     cdef floating* pg = <floating*> a.s.gates + r0 * G
     cdef floating* scratch = <floating*> a.s.scratch
     cdef floating* dWx = grad_part(<floating*> a.s.dWx, scratch, part, 0, stride)
     cdef floating* dWh = grad_part(<floating*> a.s.dWh, scratch, part, D * G, stride)
     cdef floating* db = grad_part(<floating*> a.s.db, scratch, part, (D + H) * G, stride)
     cdef Py_ssize_t j
-    for j in range(G):
-        db[j] = 0
+    if not a.s.dw_accumulate:
+        for j in range(G):
+            db[j] = 0
     input_grads(<const floating*> a.s.xs + r0 * D, <const floating*> a.s.Wx,
                 <const floating*> a.s.WxT_packed, pg, dWx, <floating*> a.s.dxs + r0 * D,
-                a.s.accumulate_dx, <int> R, <int> D, <int> G,
-                <const floating*> a.s.h_prev + r0 * H, dWh, <int> H, db)
+                a.s.accumulate_dx, <int> run_len, <int> D, <int> G,
+                <const floating*> a.s.h_prev + r0 * H, dWh, <int> H, db, -1, <int> runs, T,
+                a.s.dw_accumulate)
 
 
-cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
-                              Py_ssize_t n1) noexcept nogil:
-    """BPTT steps T-1..0 for batch rows n0..n1-1."""
+cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
+                              Py_ssize_t k_lo, Py_ssize_t k_hi) noexcept nogil:
+    """BPTT steps k_hi-1..k_lo for batch rows n0..n1-1."""
     cdef Py_ssize_t T = a.s.T, H = a.s.H, G = 4 * H, W = a.s.W, off = a.s.dout_offset
     cdef floating* pg = <floating*> a.s.gates
     cdef floating* pdh = <floating*> a.s.dh
@@ -207,7 +211,7 @@ cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
     cdef int rows = <int> (n1 - n0)
     cdef Py_ssize_t k, n, t, j, L, r
     cdef floating* g
-    for k in range(T - 1, -1, -1):
+    for k in range(k_hi - 1, k_lo - 1, -1):
         for n in range(n0, n1):
             L = plen[n]
             if k >= L:
@@ -234,21 +238,23 @@ cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                         whtp, True, Wh, <int> G, True, pdh + n0 * H, <int> H)
 
 
-# The row functions as src/_threads.h and src/_seq.pxd take them.
-cdef void lstm_backward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
-    lstm_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
+# The step and gradient functions as src/_seq.pxd takes them.
+cdef void lstm_backward_steps_f(void* a, long n0, long n1, long k_lo, long k_hi) noexcept nogil:
+    lstm_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi)
 
 
-cdef void lstm_backward_steps_d(void* a, long n0, long n1, int part) noexcept nogil:
-    lstm_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1)
+cdef void lstm_backward_steps_d(void* a, long n0, long n1, long k_lo, long k_hi) noexcept nogil:
+    lstm_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi)
 
 
-cdef void lstm_backward_grads_f(void* a, long r0, long r1, int part) noexcept nogil:
-    lstm_backward_grads(<float*> NULL, <BwdArgs*> a, r0, r1, part)
+cdef void lstm_backward_grads_f(void* a, long r0, long run_len, long runs,
+                                int part) noexcept nogil:
+    lstm_backward_grads(<float*> NULL, <BwdArgs*> a, r0, run_len, runs, part)
 
 
-cdef void lstm_backward_grads_d(void* a, long r0, long r1, int part) noexcept nogil:
-    lstm_backward_grads(<double*> NULL, <BwdArgs*> a, r0, r1, part)
+cdef void lstm_backward_grads_d(void* a, long r0, long run_len, long runs,
+                                int part) noexcept nogil:
+    lstm_backward_grads(<double*> NULL, <BwdArgs*> a, r0, run_len, runs, part)
 
 
 def lstm_backward(xs, Wx, Wh, lengths, bint reverse, dout, Py_ssize_t dout_offset, dh, dc,
@@ -319,6 +325,14 @@ def use_prefetch(bint on):
     large (on, the default; src/_seq.pxd, worth_prefetching), or never.
     For A/B timings and tests."""
     set_prefetch(on)
+
+
+
+def use_grad_chunks(bint on):
+    """Interleave a long backward's steps and gradients chunk by chunk of
+    steps (on, the default; src/_seq.pxd, chunk_steps), or run the
+    gradients after all steps.  For A/B timings and tests."""
+    set_grad_chunks(on)
 
 
 # Each kernel module has its own split limits and pool (src/_threads.h is

@@ -23,7 +23,7 @@ from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, rf_u
                     rf_use_wide_tiles, rf_wide_in_use)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from numpy cimport NPY_FLOAT
-from _seq cimport (set_prefetch, worth_prefetching, prefetch_forward_row, prefetch_backward_row,
+from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching, prefetch_forward_row, prefetch_backward_row,
                    step_time, chunk_start, project_inputs, is_uniform, input_grads,
                    rf_run_rows, step_threads, grad_part, grad_stride, set_split_limits,
                    run_steps, backward_steps_and_grads, SeqFwd, SeqBwd, take_forward,
@@ -132,29 +132,33 @@ cdef struct BwdArgs:
     bint uniform, relu
 
 
-cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t r1,
-                             int part) noexcept nogil:
+cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t run_len,
+                             Py_ssize_t runs, int part) noexcept nogil:
     """dX rows, and the rows' share of dWx, dWh and db, into gradient part
-    `part` (0: the gradients themselves); one GEMM each over all steps."""
+    `part` (0: the gradients themselves; added to when a.s.dw_accumulate),
+    over `runs` runs of run_len rows from r0 on (src/_seq.pxd, grads_fn);
+    one GEMM each over all of them."""
     cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H
-    cdef Py_ssize_t R = r1 - r0, stride = grad_stride(D, H, H, H)
+    cdef Py_ssize_t stride = grad_stride(D, H, H, H)
     cdef floating* pg = <floating*> a.s.gates + r0 * H
     cdef floating* scratch = <floating*> a.s.scratch
     cdef floating* dWx = grad_part(<floating*> a.s.dWx, scratch, part, 0, stride)
     cdef floating* dWh = grad_part(<floating*> a.s.dWh, scratch, part, D * H, stride)
     cdef floating* db = grad_part(<floating*> a.s.db, scratch, part, (D + H) * H, stride)
     cdef Py_ssize_t j
-    for j in range(H):
-        db[j] = 0
+    if not a.s.dw_accumulate:
+        for j in range(H):
+            db[j] = 0
     input_grads(<const floating*> a.s.xs + r0 * D, <const floating*> a.s.Wx,
                 <const floating*> a.s.WxT_packed, pg, dWx, <floating*> a.s.dxs + r0 * D,
-                a.s.accumulate_dx, <int> R, <int> D, <int> H,
-                <const floating*> a.s.h_prev + r0 * H, dWh, <int> H, db)
+                a.s.accumulate_dx, <int> run_len, <int> D, <int> H,
+                <const floating*> a.s.h_prev + r0 * H, dWh, <int> H, db, -1, <int> runs, T,
+                a.s.dw_accumulate)
 
 
-cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
-                             Py_ssize_t n1) noexcept nogil:
-    """BPTT steps T-1..0 for batch rows n0..n1-1."""
+cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
+                             Py_ssize_t k_lo, Py_ssize_t k_hi) noexcept nogil:
+    """BPTT steps k_hi-1..k_lo for batch rows n0..n1-1."""
     cdef Py_ssize_t T = a.s.T, H = a.s.H, W = a.s.W, off = a.s.dout_offset
     cdef floating* pg = <floating*> a.s.gates
     cdef floating* pdh = <floating*> a.s.dh
@@ -166,7 +170,7 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
     cdef int rows = <int> (n1 - n0)
     cdef Py_ssize_t k, n, t, j, L, r
     cdef floating* g
-    for k in range(T - 1, -1, -1):
+    for k in range(k_hi - 1, k_lo - 1, -1):
         for n in range(n0, n1):
             L = plen[n]
             if k >= L:
@@ -191,21 +195,23 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0,
                         whtp, True, Wh, <int> H, True, pdh + n0 * H, <int> H)
 
 
-# The row functions as src/_threads.h and src/_seq.pxd take them.
-cdef void rnn_backward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
-    rnn_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1)
+# The step and gradient functions as src/_seq.pxd takes them.
+cdef void rnn_backward_steps_f(void* a, long n0, long n1, long k_lo, long k_hi) noexcept nogil:
+    rnn_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi)
 
 
-cdef void rnn_backward_steps_d(void* a, long n0, long n1, int part) noexcept nogil:
-    rnn_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1)
+cdef void rnn_backward_steps_d(void* a, long n0, long n1, long k_lo, long k_hi) noexcept nogil:
+    rnn_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi)
 
 
-cdef void rnn_backward_grads_f(void* a, long r0, long r1, int part) noexcept nogil:
-    rnn_backward_grads(<float*> NULL, <BwdArgs*> a, r0, r1, part)
+cdef void rnn_backward_grads_f(void* a, long r0, long run_len, long runs,
+                               int part) noexcept nogil:
+    rnn_backward_grads(<float*> NULL, <BwdArgs*> a, r0, run_len, runs, part)
 
 
-cdef void rnn_backward_grads_d(void* a, long r0, long r1, int part) noexcept nogil:
-    rnn_backward_grads(<double*> NULL, <BwdArgs*> a, r0, r1, part)
+cdef void rnn_backward_grads_d(void* a, long r0, long run_len, long runs,
+                               int part) noexcept nogil:
+    rnn_backward_grads(<double*> NULL, <BwdArgs*> a, r0, run_len, runs, part)
 
 
 def rnn_backward(xs, Wx, Wh, lengths, bint reverse, bint relu, dout,
@@ -274,6 +280,14 @@ def prefetch_applies(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
     return bool(worth_prefetching(N, T, G, H, itemsize))
 
 
+def grad_chunk_steps(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
+                     Py_ssize_t rows=0, Py_ssize_t itemsize=4, bint uniform=True):
+    """Steps a chunk of a backward over N*T rows of G gate columns and
+    H-wide states whose thread runs `rows` batch rows (0: all N), or 0:
+    the gradients after all steps (src/_seq.pxd, chunk_steps)."""
+    return chunk_steps(N, T, G, H, rows if rows > 0 else N, itemsize, uniform)
+
+
 def use_unpacked_b(bint on):
     """Let the wide tiles read a forward's Wx or Wh as it lies where that
     is faster than packing it (src/_gemm.h, rf_unpacked_ok), or always pack.
@@ -314,25 +328,32 @@ def packed_matmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
 
 
 def packed_matmul_tn(const float[:, ::1] a1, const float[:, ::1] a2, const float[:, ::1] b,
-                     float[:, ::1] c1, float[:, ::1] c2, int n2=-1):
+                     float[:, ::1] c1, float[:, ::1] c2, int n2=-1, int runs=1,
+                     int run_len=0, bint accumulate=False):
     """c1 = a1.T @ b and, when a2 has columns, c2[:, :n2] = a2.T @ b[:, :n2]
     (n2 = -1: all of b's columns) through gemm_tn, the path of the
     parameter gradients (tests compare it with numpy).  c1 and c2[:, :n2]
-    are overwritten, c2's other columns left alone; shapes are checked
-    here.  Returns whether the packed kernel was switched on (else BLAS
-    ran)."""
-    cdef int k = a1.shape[0], m1 = a1.shape[1], m2 = a2.shape[1], n = b.shape[1]
-    if (a2.shape[0] != k or b.shape[0] != k or c1.shape[0] != m1 or c1.shape[1] != n
+    are overwritten (added to when accumulate), c2's other columns left
+    alone.  With runs > 1 the products take only the rows of `runs` runs
+    of run_len rows each, run r from row r * (rows // runs) on (a chunk of
+    steps of every batch row).  Shapes are checked here.  Returns whether
+    the packed kernel was switched on (else BLAS ran)."""
+    cdef int rows = a1.shape[0], m1 = a1.shape[1], m2 = a2.shape[1], n = b.shape[1]
+    cdef int stride = rows // runs if runs > 0 else 0
+    cdef int k = runs * run_len if runs > 1 else rows
+    if (a2.shape[0] != rows or b.shape[0] != rows or c1.shape[0] != m1 or c1.shape[1] != n
             or c2.shape[0] != m2 or c2.shape[1] != n or m1 == 0 or n == 0
-            or not -1 <= n2 <= n or n2 == 0):
+            or not -1 <= n2 <= n or n2 == 0 or runs < 1
+            or (runs > 1 and not 0 < run_len <= stride)):
         raise ValueError(f"packed_matmul_tn: shapes a1 {(a1.shape[0], a1.shape[1])}, "
                          f"a2 {(a2.shape[0], a2.shape[1])}, b {(b.shape[0], b.shape[1])}, "
                          f"c1 {(c1.shape[0], c1.shape[1])}, c2 {(c2.shape[0], c2.shape[1])}, "
-                         f"n2 {n2} do not agree")
+                         f"n2 {n2}, runs {runs} of {run_len} do not agree")
     with nogil:
         gemm_tn(m1, &a1[0, 0] if k else NULL, m1, &c1[0, 0],
                 m2, &a2[0, 0] if k and m2 else NULL, m2, &c2[0, 0] if m2 else NULL,
-                n, k, &b[0, 0] if k else NULL, n, n, NULL, n2)
+                n, k, &b[0, 0] if k else NULL, n, n, NULL, n2,
+                run_len if runs > 1 else 0, stride, accumulate)
     return bool(rf_gemm_packed_supported())
 
 
@@ -531,6 +552,14 @@ def use_prefetch(bint on):
     large (on, the default; src/_seq.pxd, worth_prefetching), or never.
     For A/B timings and tests."""
     set_prefetch(on)
+
+
+
+def use_grad_chunks(bint on):
+    """Interleave a long backward's steps and gradients chunk by chunk of
+    steps (on, the default; src/_seq.pxd, chunk_steps), or run the
+    gradients after all steps.  For A/B timings and tests."""
+    set_grad_chunks(on)
 
 
 # Each kernel module has its own split limits and pool (src/_threads.h is

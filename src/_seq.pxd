@@ -23,6 +23,7 @@
 # with k >= L are idle: their state does not change.  Positions t >= L
 # are padding: outputs are 0 and they contribute nothing to gradients.
 from libc.stdlib cimport free, malloc
+from libc.string cimport memset
 from _arrays cimport Arr, take, kernel_dtype
 from _settings cimport check_setting
 from numpy cimport NPY_INTP
@@ -36,25 +37,43 @@ cdef extern from "_cells.h" nogil:
     int rf_prefetch_switch          # use_prefetch(False) sets it to 0
 
 
-# A call prefetches its step loop's rows one step ahead (rf_prefetch_span)
-# when the buffers it walks hold at least this many bytes: beyond the
-# caches they come from memory, and below it the prefetches only cost (LSTM
-# training, N = 8, D = H = 64: T = 1000 and 10,000 gained, T = 100 and 300
-# lost ~2 %; docs/performance.md, item 60).
+# A long call: its step loop walks at least LONG_CALL_BYTES of buffers,
+# which then come from memory, not the caches.  Such a call prefetches its
+# step loops' rows one step ahead (rf_prefetch_span) and interleaves its
+# backward's steps and gradients (chunk_steps); below it the prefetches only
+# cost (LSTM training, N = 8, D = H = 64: T = 1000 and 10,000 gained, T =
+# 100 and 300 lost ~2 %; docs/performance.md, item 60).
 cdef enum:
-    PREFETCH_MIN_BYTES = 4 << 20
+    LONG_CALL_BYTES = 4 << 20
+
+
+cdef inline bint long_call(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
+                           Py_ssize_t itemsize) noexcept nogil:
+    """Whether a loop over N*T rows of gates (G wide) and of H-wide states
+    walks LONG_CALL_BYTES or more."""
+    return N * T * (G + H) * itemsize >= LONG_CALL_BYTES
 
 
 cdef inline bint worth_prefetching(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
                                    Py_ssize_t itemsize) noexcept nogil:
-    """Whether a loop over N*T rows of gates (G wide) and of H-wide
-    states walks PREFETCH_MIN_BYTES or more."""
-    return rf_prefetch_switch != 0 and N * T * (G + H) * itemsize >= PREFETCH_MIN_BYTES
+    return rf_prefetch_switch != 0 and long_call(N, T, G, H, itemsize)
 
 
 cdef inline void set_prefetch(bint on) noexcept nogil:
     global rf_prefetch_switch
     rf_prefetch_switch = on
+
+
+cdef extern from *:
+    """
+    static int rf_grad_chunks_switch = 1;   /* 0: gradients after all steps */
+    """
+    int rf_grad_chunks_switch
+
+
+cdef inline void set_grad_chunks(bint on) noexcept nogil:
+    global rf_grad_chunks_switch
+    rf_grad_chunks_switch = on
 
 
 cdef inline void prefetch(const void* p, Py_ssize_t nbytes) noexcept nogil:
@@ -143,18 +162,25 @@ cdef inline void zero_padding(floating* buf, Py_ssize_t N, Py_ssize_t T,
 
 cdef inline void input_grads(const floating* xs, const floating* Wx,
                              const floating* WxT_packed, floating* dG, floating* dWx,
-                             floating* dxs, bint accumulate_dx, int NT, int D,
+                             floating* dxs, bint accumulate_dx, int rows, int D,
                              int GH, const floating* h_prev=NULL, floating* dWh=NULL,
-                             int H=0, floating* db=NULL, int GHh=-1) noexcept nogil:
+                             int H=0, floating* db=NULL, int GHh=-1, int runs=1,
+                             Py_ssize_t run_stride=0, bint dw_accumulate=False) noexcept nogil:
     """After the step loop: dWx = X^T dG and, when H > 0, dWh = Hprev^T dG
     (of dG's first GHh columns only when GHh >= 0: GRU's z and r; gemm_tn:
     dG packed once for both), db += dG's column sums when db is
     not NULL (in the same pass), and dX (+)= dG Wx^T (the packed
     kernel when Wx^T is packed: it reads dG once, without BLAS's packing of
     it, which showed up in the profile of long sequences), one product each
-    over all NT rows of the (NT, GH) gate-gradient buffer."""
-    gemm_tn(D, xs, D, dWx, H, h_prev, H, dWh, GH, NT, dG, GH, GH, db, GHh)
-    gemm_packed(NT, D, GH, dG, GH, WxT_packed, True, Wx, GH, accumulate_dx, dxs, D)
+    over `runs` runs of `rows` rows of the gate-gradient buffer (GH wide),
+    run r from row r * run_stride on (one run: all N*T rows; a chunk of
+    steps: a run per batch row).  dw_accumulate: dWx, dWh += instead of =."""
+    cdef int r
+    gemm_tn(D, xs, D, dWx, H, h_prev, H, dWh, GH, rows * runs, dG, GH, GH, db, GHh,
+            rows if runs > 1 else 0, run_stride, dw_accumulate)
+    for r in range(runs):
+        gemm_packed(rows, D, GH, dG + r * run_stride * GH, GH, WxT_packed, True, Wx, GH,
+                    accumulate_dx, dxs + r * run_stride * D, D)
 
 
 cdef inline void prefetch_forward_row(floating* tag, SeqFwd* s, floating* g, Py_ssize_t G,
@@ -416,6 +442,7 @@ cdef struct SeqBwd:
     Py_ssize_t N, T, D, H, W, dout_offset
     bint reverse, accumulate_dx
     bint prefetch            # prefetch each row's next step (worth_prefetching)
+    bint dw_accumulate       # the gradients add to dWx, dWh, db (chunks)
     int ft
 
 
@@ -455,6 +482,13 @@ cdef inline int take_backward(SeqBwd* s, xs, Wx, Wh, lengths, dout, dh, gates, h
 cdef inline Py_ssize_t grad_stride(Py_ssize_t D, Py_ssize_t H, Py_ssize_t G,
                                    Py_ssize_t nb) noexcept nogil:
     return (D + H) * G + nb
+
+
+cdef inline void zero_grads(floating* dWx, floating* dWh, floating* db, Py_ssize_t D,
+                            Py_ssize_t H, Py_ssize_t G, Py_ssize_t nb) noexcept nogil:
+    memset(dWx, 0, D * G * sizeof(floating))
+    memset(dWh, 0, H * G * sizeof(floating))
+    memset(db, 0, nb * sizeof(floating))
 
 
 cdef inline void add_grad_parts(floating* dWx, floating* dWh, floating* db,
@@ -540,61 +574,137 @@ cdef inline void run_steps(floating* tag, rf_rows_fn steps, void* args, Py_ssize
         steps(args, 0, N, 0)
 
 
-cdef struct StepsThenGrads:
-    rf_rows_fn steps
-    rf_rows_fn grads
+# A backward's step loop over steps k_hi-1..k_lo of batch rows n0..n1-1,
+# and its gradients over the rows of `runs` runs of run_len rows, run r
+# from row r0 + r * T of the (N*T)-row buffers on, into gradient part
+# `part`: each cell brings both (its *_steps_f/_d and *_grads_f/_d).
+ctypedef void (*steps_fn)(void* args, long n0, long n1, long k_lo, long k_hi) noexcept nogil
+ctypedef void (*grads_fn)(void* args, long r0, long run_len, long runs, int part) noexcept nogil
+
+
+cdef struct BwdJob:
+    steps_fn steps
+    grads_fn grads
     void* args
     Py_ssize_t T
+    Py_ssize_t chunk         # steps a chunk (chunk_steps), or 0: all at once
+    bint reverse
 
 
-cdef inline void steps_then_grads(void* job, long n0, long n1, int part) noexcept nogil:
-    """A thread's share of a split backward: its batch rows' steps, then
-    their N*T rows' gradients into gradient part `part`."""
-    cdef StepsThenGrads* j = <StepsThenGrads*> job
-    j.steps(j.args, n0, n1, part)
-    j.grads(j.args, n0 * j.T, n1 * j.T, part)
+# A long backward interleaves its step loop with its gradients, chunk by
+# chunk of steps (in reverse, as BPTT runs), so that the dX and dW
+# products read each chunk's gate gradients from L2 instead of memory.  A
+# chunk's gate gradients (rows x steps x G) fill about CHUNK_BYTES, but
+# a chunk has at least 16 steps.  At N = 8, D = H = 64, T = 10,000 (item
+# 61) 128 KB beat 512 KB and 2 MB for RNN (1.06 against 0.90-0.97 over no
+# chunks) and matched them for LSTM and GRU.
+cdef enum:
+    CHUNK_BYTES = 128 << 10
+
+
+cdef inline Py_ssize_t chunk_steps(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
+                                   Py_ssize_t rows, Py_ssize_t itemsize,
+                                   bint uniform) noexcept nogil:
+    """Steps a chunk for a backward whose thread runs `rows` of the N batch
+    rows, or 0 (the step loop, then the gradients over all steps): only for
+    a long call (long_call) in which every row visits the same time at each
+    step (uniform: a chunk's rows then lie in one run per batch row)."""
+    cdef Py_ssize_t c
+    if rf_grad_chunks_switch == 0 or not uniform or not long_call(N, T, G, H, itemsize):
+        return 0
+    c = CHUNK_BYTES // (rows * G * itemsize)
+    c = c if c > 16 else 16
+    return c if c < T else 0
+
+
+cdef inline void job_steps(void* job, long n0, long n1, int part) noexcept nogil:
+    """rf_rows_fn: all steps of batch rows n0..n1-1."""
+    cdef BwdJob* j = <BwdJob*> job
+    j.steps(j.args, n0, n1, 0, j.T)
+
+
+cdef inline void job_grads(void* job, long r0, long r1, int part) noexcept nogil:
+    """rf_rows_fn: the gradients over rows r0..r1-1 of the N*T rows."""
+    cdef BwdJob* j = <BwdJob*> job
+    j.grads(j.args, r0, r1 - r0, 1, part)
+
+
+cdef inline void job_steps_then_grads(void* job, long n0, long n1, int part) noexcept nogil:
+    """Batch rows n0..n1-1's steps, then their gradients into part `part`:
+    all steps at once, or chunk by chunk of j.chunk steps (the gradients
+    then add up: the caller zeroed the part and set s.dw_accumulate)."""
+    cdef BwdJob* j = <BwdJob*> job
+    cdef Py_ssize_t T = j.T, k_lo, k_hi = T
+    if j.chunk == 0:
+        j.steps(j.args, n0, n1, 0, T)
+        j.grads(j.args, n0 * T, T, n1 - n0, part)
+        return
+    while k_hi > 0:
+        k_lo = k_hi - j.chunk if k_hi > j.chunk else 0
+        j.steps(j.args, n0, n1, k_lo, k_hi)
+        # steps k_lo..k_hi-1 visit times k_lo.. (forward) or T-k_hi.. (reverse)
+        j.grads(j.args, n0 * T + (T - k_hi if j.reverse else k_lo), k_hi - k_lo, n1 - n0,
+                part)
+        k_hi = k_lo
 
 
 cdef inline void backward_steps_and_grads(
-        floating* tag, SeqBwd* s, void* args, rf_rows_fn steps, rf_rows_fn grads, int nt,
+        floating* tag, SeqBwd* s, void* args, steps_fn steps, grads_fn grads, int nt,
         int threads, Py_ssize_t grad_flops_per_row, void* release1, void* release2,
         Py_ssize_t G, Py_ssize_t nb) noexcept nogil:
     """The step loop of a backward call on nt threads (step_threads), then
-    its parameter and input gradients (grads over a range of the N*T rows,
-    into a gradient part: grad_part with s.scratch).  With the steps on
-    threads and packed dW products, each thread goes on to its own rows'
-    gradients, into a part of its own, and the parts are added here; else
-    the gradients run over the N*T rows on the threads grads_on_threads
-    allows, or on this thread.  release1 and 2 (packed matrices of the step
-    loop, or NULL) are freed after the steps, so that the gradients' buffers
-    can reuse them; s.WxT_packed and s.scratch at the end."""
-    cdef StepsThenGrads job
+    its parameter and input gradients (into a gradient part: grad_part with
+    s.scratch).  With the steps on threads and packed dW products, each
+    thread goes on to its own rows' gradients, into a part of its own, and
+    the parts are added here; else the gradients run over the N*T rows on
+    the threads grads_on_threads allows, or on this thread.  A long call
+    on one thread, or split so, interleaves steps and gradients chunk by
+    chunk (chunk_steps).  release1 and 2 (packed matrices of the step loop,
+    or NULL) are freed after the steps, so that the gradients' buffers can
+    reuse them; s.WxT_packed and s.scratch at the end."""
+    cdef BwdJob job
     cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H
+    cdef Py_ssize_t stride = grad_stride(D, H, G, nb)
     cdef floating* dWx = <floating*> s.dWx
     cdef floating* dWh = <floating*> s.dWh
     cdef floating* db = <floating*> s.db
+    job.steps, job.grads, job.args, job.T, job.reverse = steps, grads, args, T, s.reverse
+    job.chunk = 0
     s.scratch = NULL
+    s.dw_accumulate = False
     if floating is float and nt > 1 and rf_packed_dw_enabled() != 0:
         # The threads sum their rows' gradients on the packed kernel only:
         # BLAS is never called from them (src/_blas.pxd, gemm).
-        s.scratch = malloc((nt - 1) * grad_stride(D, H, G, nb) * sizeof(floating))
-    if s.scratch != NULL:
-        job.steps, job.grads, job.args, job.T = steps, grads, args, T
-        rf_run_rows(steps_then_grads, &job, N, nt)
+        s.scratch = malloc((nt - 1) * stride * sizeof(floating))
+    if s.scratch != NULL or (nt == 1 and (floating is double or grad_threads(
+            threads, N * T, grad_flops_per_row,
+            s.WxT_packed != NULL and rf_packed_dw_enabled() != 0) < 2)):
+        # Each thread's rows (or all rows here) go on to their gradients.
+        job.chunk = chunk_steps(N, T, G, H, (N + nt - 1) // nt, sizeof(floating),
+                                is_uniform(s.lengths, N, T, s.reverse))
+        if job.chunk:
+            s.dw_accumulate = True
+            zero_grads(dWx, dWh, db, D, H, G, nb)
+            if s.scratch != NULL:
+                memset(s.scratch, 0, (nt - 1) * stride * sizeof(floating))
+        if s.scratch != NULL:
+            rf_run_rows(job_steps_then_grads, &job, N, nt)
+            add_grad_parts(dWx, dWh, db, <const floating*> s.scratch, nt, D, H, G, nb)
+        else:
+            job_steps_then_grads(&job, 0, N, 0)
         free_packed(release1)
         free_packed(release2)
-        add_grad_parts(dWx, dWh, db, <const floating*> s.scratch, nt, D, H, G, nb)
     else:
-        run_steps(tag, steps, args, N, nt)
+        run_steps(tag, job_steps, &job, N, nt)
         free_packed(release1)
         free_packed(release2)
         if floating is double or not grads_on_threads(
-                grads, args, &s.scratch, threads, N * T, grad_flops_per_row,
+                job_grads, &job, &s.scratch, threads, N * T, grad_flops_per_row,
                 s.WxT_packed != NULL and rf_packed_dw_enabled() != 0,
                 dWx, dWh, db, D, H, G, nb):
             # Not worth threads (or, with the steps on threads, the dW
             # products are on BLAS, which threads them itself): here.
-            grads(args, 0, N * T, 0)
+            job_grads(&job, 0, N * T, 0)
     free(s.scratch)
     s.scratch = NULL
     free_packed(<void*> s.WxT_packed)

@@ -198,6 +198,32 @@ def test_packed_matmul_tn_second_product_on_leading_columns(k, n, n2, packed):
     np.testing.assert_array_equal(c2[:, n2:], 7.0)
 
 
+@pytest.mark.parametrize("runs,run_len,stride", [(8, 64, 100), (8, 40, 40), (3, 200, 900),
+                                                  (5, 7, 9), (2, 600, 601), (4, 1, 3)])
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("packed", [True, False])
+def test_packed_matmul_tn_over_runs_of_rows(runs, run_len, stride, accumulate, packed):
+    """The products over a chunk of steps of every batch row: only the rows
+    of `runs` runs of run_len, `stride` apart (packing chunks of 512 rows
+    that cross runs, and runs longer than a chunk), overwriting C or added
+    to it; bias sums as numpy's."""
+    _core.use_packed_gemm(packed)
+    rng = np.random.default_rng(runs * run_len + stride)
+    a1 = rng.standard_normal((runs * stride, 19)).astype(np.float32)
+    a2 = rng.standard_normal((runs * stride, 40)).astype(np.float32)
+    b = rng.standard_normal((runs * stride, 48)).astype(np.float32)
+    rows = np.concatenate([np.arange(r * stride, r * stride + run_len) for r in range(runs)])
+    c1 = rng.standard_normal((19, 48)).astype(np.float32)
+    c2 = rng.standard_normal((40, 48)).astype(np.float32)
+    want1 = a1[rows].T.astype(np.float64) @ b[rows] + (c1 if accumulate else 0)
+    want2 = a2[rows].T.astype(np.float64) @ b[rows] + (c2 if accumulate else 0)
+    _rnn.packed_matmul_tn(a1, a2, b, c1, c2, runs=runs, run_len=run_len,
+                          accumulate=accumulate)
+    tol = {"rtol": 1e-5, "atol": 1e-5 * np.sqrt(len(rows))}
+    np.testing.assert_allclose(c1, want1, **tol)
+    np.testing.assert_allclose(c2, want2, **tol)
+
+
 def test_packed_matmul_tn_refuses_disagreeing_shapes():
     a = np.ones((4, 3), np.float32)
     with pytest.raises(ValueError, match="do not agree"):

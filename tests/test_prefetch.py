@@ -52,3 +52,42 @@ def test_short_calls_do_not_prefetch():
         assert not _rnn.prefetch_applies(8, 10_000, 4 * 64, 64)
     finally:
         _core.use_prefetch(True)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "gru-reset-before"])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("ragged", [False, True])
+def test_gradients_by_chunks_of_steps_match_all_at_once(cell, threads, ragged):
+    """A long backward interleaves its steps with the gradients of each
+    chunk of steps (src/_seq.pxd, chunk_steps; the reverse direction of a
+    ragged batch does not).  Its input and parameter gradients match those
+    computed after all steps: float64 to rounding, float32 within the
+    reordered sums' rounding; outputs are untouched."""
+    cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU,
+           "gru-reset-before": rnnfast.GRU}[cell]
+    kw = {"reset_after": False} if cell == "gru-reset-before" else {}
+    gates = {"rnn": 1, "lstm": 4}.get(cell, 3) * H
+    rows = N // threads
+    assert 0 < _rnn.grad_chunk_steps(N, T, gates, H, rows, 4) < T
+    assert 0 < _rnn.grad_chunk_steps(N, T, gates, H, rows, 8) < T
+    assert _rnn.grad_chunk_steps(N, T, gates, H, rows, 4, uniform=False) == 0
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 2e-4)):
+        xs = np.random.default_rng(0).standard_normal((N, T, D)).astype(dtype)
+        lengths = np.random.default_rng(1).integers(T // 2, T + 1, N) if ragged else None
+        if ragged:
+            lengths[0] = T
+        runs = []
+        for chunks in (True, False):
+            _core.use_grad_chunks(chunks)
+            try:
+                net = cls(D, H, bidirectional=True, dtype=dtype, random_state=3, **kw)
+                with threadpool_limits(threads):
+                    ys, _ = net.forward(xs, lengths=lengths)
+                    dys = np.random.default_rng(2).standard_normal(ys.shape).astype(dtype)
+                    runs.append([ys, net.backward(dys), *net.grads])
+            finally:
+                _core.use_grad_chunks(True)
+        np.testing.assert_array_equal(runs[0][0], runs[1][0])
+        for i, (a, b) in enumerate(zip(runs[0][1:], runs[1][1:])):
+            scale = np.abs(b).max()
+            np.testing.assert_allclose(a, b, rtol=0, atol=tol * scale, err_msg=f"array {i + 1}")
