@@ -594,8 +594,8 @@ cdef struct BwdJob:
 # A long backward interleaves its step loop with its gradients, chunk by
 # chunk of steps (in reverse, as BPTT runs), so that the dX and dW
 # products read each chunk's gate gradients from L2 instead of memory.  A
-# chunk's gate gradients (rows x steps x G) fill about CHUNK_BYTES, but
-# a chunk has at least 16 steps.  At N = 8, D = H = 64, T = 10,000 (item
+# chunk's gate gradients (rows x steps x G) fill about CHUNK_BYTES, and a
+# chunk has at least 16 steps, else no chunks.  At N = 8, D = H = 64, T = 10,000 (item
 # 61) 128 KB beat 512 KB and 2 MB for RNN (1.06 against 0.90-0.97 over no
 # chunks) and matched them for LSTM and GRU.
 cdef enum:
@@ -613,7 +613,10 @@ cdef inline Py_ssize_t chunk_steps(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_
     if rf_grad_chunks_switch == 0 or not uniform or not long_call(N, T, G, H, itemsize):
         return 0
     c = CHUNK_BYTES // (rows * G * itemsize)
-    c = c if c > 16 else 16
+    if c < 16:
+        # A chunk of 16 steps would not stay in cache (N = 64, H = 256:
+        # 4 MB), and each chunk reads and writes dW once more.
+        return 0
     return c if c < T else 0
 
 

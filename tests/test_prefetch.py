@@ -62,10 +62,14 @@ def test_gradients_by_chunks_of_steps_match_all_at_once(cell, threads, ragged):
     chunk of steps (src/_seq.pxd, chunk_steps; the reverse direction of a
     ragged batch does not).  Its input and parameter gradients match those
     computed after all steps: float64 to rounding, float32 within the
-    reordered sums' rounding; outputs are untouched."""
+    reordered sums' rounding; outputs are untouched.  Large batches of
+    wide gates (a chunk of 16 steps beyond the cache) do not chunk."""
+    assert _rnn.grad_chunk_steps(64, 100, 4 * 256, 256) == 0
     cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU,
            "gru-reset-before": rnnfast.GRU}[cell]
     kw = {"reset_after": False} if cell == "gru-reset-before" else {}
+    # sizes at which every cell chunks, in float32 and float64
+    N, T, D, H = 8, 2200, 16, 32
     gates = {"rnn": 1, "lstm": 4}.get(cell, 3) * H
     rows = N // threads
     assert 0 < _rnn.grad_chunk_steps(N, T, gates, H, rows, 4) < T
