@@ -207,7 +207,7 @@ cdef inline void gemm_tn(int m1, const floating* a1, int lda1, floating* c1,
     cdef Py_ssize_t i, j, r, row
     if n2 < 0:
         n2 = n
-    if run_len <= 0 or run_len > k:
+    if run_len <= 0 or run_len >= k or run_len == run_stride:     # one run
         run_len, run_stride = k, k
     if floating is float:
         # Below ~32 rows BLAS is faster: the packed path writes all of C

@@ -176,6 +176,8 @@ cdef inline void input_grads(const floating* xs, const floating* Wx,
     run r from row r * run_stride on (one run: all N*T rows; a chunk of
     steps: a run per batch row).  dw_accumulate: dWx, dWh += instead of =."""
     cdef int r
+    if runs > 1 and run_stride == rows:         # runs that touch: one run
+        rows, runs = rows * runs, 1
     gemm_tn(D, xs, D, dWx, H, h_prev, H, dWh, GH, rows * runs, dG, GH, GH, db, GHh,
             rows if runs > 1 else 0, run_stride, dw_accumulate)
     for r in range(runs):
@@ -640,7 +642,7 @@ cdef inline void job_steps_then_grads(void* job, long n0, long n1, int part) noe
     cdef Py_ssize_t T = j.T, k_lo, k_hi = T
     if j.chunk == 0:
         j.steps(j.args, n0, n1, 0, T)
-        j.grads(j.args, n0 * T, T, n1 - n0, part)
+        j.grads(j.args, n0 * T, (n1 - n0) * T, 1, part)    # one run: all their rows
         return
     while k_hi > 0:
         k_lo = k_hi - j.chunk if k_hi > j.chunk else 0
