@@ -95,3 +95,26 @@ def test_gradients_by_chunks_of_steps_match_all_at_once(cell, threads, ragged):
         for i, (a, b) in enumerate(zip(runs[0][1:], runs[1][1:])):
             scale = np.abs(b).max()
             np.testing.assert_allclose(a, b, rtol=0, atol=tol * scale, err_msg=f"array {i + 1}")
+
+
+def test_two_layer_network_with_dropout_by_chunks_matches_all_at_once():
+    """Chunks in a stacked network: the second layer's input is the first
+    layer's output (with a dropout mask between them), its input gradient
+    the first layer's output gradient."""
+    N, T, D, H = 8, 2200, 16, 32
+    xs = np.random.default_rng(0).standard_normal((N, T, D))
+    runs = []
+    for chunks in (True, False):
+        _core.use_grad_chunks(chunks)
+        try:
+            net = rnnfast.LSTM(D, H, num_layers=2, dropout=0.3, bidirectional=True,
+                               dtype=np.float64, random_state=3)
+            ys, _ = net.forward(xs)
+            runs.append([ys, net.backward(np.ones_like(ys)), *net.grads])
+        finally:
+            _core.use_grad_chunks(True)
+    assert _rnn.grad_chunk_steps(N, T, 4 * H, H, N, 8) > 0
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    for i, (a, b) in enumerate(zip(runs[0][1:], runs[1][1:])):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * np.abs(b).max(),
+                                   err_msg=f"array {i + 1}")
