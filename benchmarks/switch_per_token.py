@@ -15,14 +15,13 @@ import statistics
 import sys
 import time
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 
 import rnnfast
 from rnnfast import _core
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from time_per_token import positive_ints  # noqa: E402
+from time_per_token import make_cases, positive_ints  # noqa: E402
 
 
 def main(argv):
@@ -39,25 +38,7 @@ def main(argv):
     with threadpool_limits(1):
         for cell in cells:
             cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[cell]
-            cases = {}
-            for T in lengths:
-                net = cls(D, H, dtype=np.float32, random_state=0)
-                rng = np.random.default_rng(0)
-                xs = rng.standard_normal((N, T, D)).astype(np.float32)
-                dhs = rng.standard_normal((N, T, H)).astype(np.float32)
-                if mode == "train":
-                    def call(net=net, xs=xs, dhs=dhs):
-                        net.forward(xs)
-                        net.backward(dhs)
-                else:
-                    net.eval()
-
-                    def call(net=net, xs=xs):
-                        net.forward(xs)
-                call()
-                t0 = time.perf_counter()
-                call()
-                cases[T] = (call, max(1, int(0.05 / (time.perf_counter() - t0))))
+            cases = make_cases(cls, mode, N, D, H, lengths)
             times = {(T, on): [] for T in lengths for on in (False, True)}
             try:
                 for _ in range(rounds):

@@ -38,6 +38,33 @@ def positive_ints(name, default, count=None):
 LENGTHS = positive_ints("LENGTHS", "10,100,1000,10000")
 
 
+def make_cases(cls, mode, N, D, H, lengths):
+    """{T: (call, n)} for each length: a float32 network of class cls and
+    its fixed-seed data, `call` one training step (mode "train") or
+    inference forward, n the calls that take about 50 ms (after two
+    calls: the buffers' first use)."""
+    cases = {}
+    for T in lengths:
+        net = cls(D, H, dtype=np.float32, random_state=0)
+        rng = np.random.default_rng(0)
+        xs = rng.standard_normal((N, T, D)).astype(np.float32)
+        dhs = rng.standard_normal((N, T, H)).astype(np.float32)
+        if mode == "train":
+            def call(net=net, xs=xs, dhs=dhs):
+                net.forward(xs)
+                net.backward(dhs)
+        else:
+            net.eval()
+
+            def call(net=net, xs=xs):
+                net.forward(xs)
+        call()
+        t0 = time.perf_counter()
+        call()
+        cases[T] = (call, max(1, int(0.05 / (time.perf_counter() - t0))))
+    return cases
+
+
 def main(argv):
     cells = argv[1].split(",") if len(argv) > 1 else ["lstm", "gru", "rnn"]
     mode = argv[2] if len(argv) > 2 else "train"
@@ -49,25 +76,7 @@ def main(argv):
     with threadpool_limits(1):
         for cell in cells:
             cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[cell]
-            cases = {}
-            for T in LENGTHS:
-                net = cls(D, H, dtype=np.float32, random_state=0)
-                rng = np.random.default_rng(0)
-                xs = rng.standard_normal((N, T, D)).astype(np.float32)
-                dhs = rng.standard_normal((N, T, H)).astype(np.float32)
-                if mode == "train":
-                    def call(net=net, xs=xs, dhs=dhs):
-                        net.forward(xs)
-                        net.backward(dhs)
-                else:
-                    net.eval()
-
-                    def call(net=net, xs=xs):
-                        net.forward(xs)
-                call()
-                t0 = time.perf_counter()
-                call()
-                cases[T] = (call, max(1, int(0.05 / (time.perf_counter() - t0))))
+            cases = make_cases(cls, mode, N, D, H, LENGTHS)
             per_token = {T: [] for T in LENGTHS}
             for _ in range(rounds):
                 for T in LENGTHS:

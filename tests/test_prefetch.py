@@ -12,31 +12,42 @@ from rnnfast import _core, _rnn
 # Long enough that every cell prefetches (checked below): 8 rows of 1100
 # steps at H = 64 walk 4.5 MB (RNN) and more.
 N, T, D, H = 8, 1100, 16, 64
+CELLS = {"rnn": (rnnfast.RNN, {}), "lstm": (rnnfast.LSTM, {}), "gru": (rnnfast.GRU, {}),
+         "gru-reset-before": (rnnfast.GRU, {"reset_after": False})}
+
+
+def _steps_switched(switch, make_net, xs, lengths=None, threads=1):
+    """[outputs, input gradients, *parameter gradients] of a training step
+    of make_net() on xs, with `switch` (a _core.use_* function) on and then
+    off; the switch is left on."""
+    runs = []
+    for on in (True, False):
+        switch(on)
+        try:
+            net = make_net()
+            with threadpool_limits(threads):
+                ys, _ = net.forward(xs, lengths=lengths)
+                dys = np.random.default_rng(2).standard_normal(ys.shape).astype(xs.dtype)
+                runs.append([ys, net.backward(dys), *net.grads])
+        finally:
+            switch(True)
+    return runs
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "gru-reset-before"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_networks_are_bitwise_the_same_with_and_without_prefetch(cell, threads, dtype):
-    cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU,
-           "gru-reset-before": rnnfast.GRU}[cell]
-    kw = {"reset_after": False} if cell == "gru-reset-before" else {}
+    cls, kw = CELLS[cell]
     gates = {"rnn": 1, "lstm": 4}.get(cell, 3) * H
     assert _rnn.prefetch_applies(N, T, gates, H, np.dtype(dtype).itemsize)
     xs = np.random.default_rng(0).standard_normal((N, T, D)).astype(dtype)
     lengths = np.random.default_rng(1).integers(T // 2, T + 1, N)
     lengths[0] = T
-    runs = []
-    for on in (True, False):
-        _core.use_prefetch(on)
-        try:
-            net = cls(D, H, bidirectional=True, dtype=dtype, random_state=3, **kw)
-            with threadpool_limits(threads):
-                ys, _ = net.forward(xs, lengths=lengths)
-                dys = np.random.default_rng(2).standard_normal(ys.shape).astype(dtype)
-                runs.append([ys, net.backward(dys), *net.grads])
-        finally:
-            _core.use_prefetch(True)
+    runs = _steps_switched(
+        _core.use_prefetch,
+        lambda: cls(D, H, bidirectional=True, dtype=dtype, random_state=3, **kw),
+        xs, lengths, threads)
     for i, (a, b) in enumerate(zip(*runs)):
         np.testing.assert_array_equal(a, b, err_msg=f"array {i}")
 
@@ -65,9 +76,7 @@ def test_gradients_by_chunks_of_steps_match_all_at_once(cell, threads, ragged):
     reordered sums' rounding; outputs are untouched.  Large batches of
     wide gates (a chunk of 16 steps beyond the cache) do not chunk."""
     assert _rnn.grad_chunk_steps(64, 100, 4 * 256, 256) == 0
-    cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU,
-           "gru-reset-before": rnnfast.GRU}[cell]
-    kw = {"reset_after": False} if cell == "gru-reset-before" else {}
+    cls, kw = CELLS[cell]
     # sizes at which every cell chunks, in float32 and float64
     N, T, D, H = 8, 2200, 16, 32
     gates = {"rnn": 1, "lstm": 4}.get(cell, 3) * H
@@ -80,17 +89,10 @@ def test_gradients_by_chunks_of_steps_match_all_at_once(cell, threads, ragged):
         lengths = np.random.default_rng(1).integers(T // 2, T + 1, N) if ragged else None
         if ragged:
             lengths[0] = T
-        runs = []
-        for chunks in (True, False):
-            _core.use_grad_chunks(chunks)
-            try:
-                net = cls(D, H, bidirectional=True, dtype=dtype, random_state=3, **kw)
-                with threadpool_limits(threads):
-                    ys, _ = net.forward(xs, lengths=lengths)
-                    dys = np.random.default_rng(2).standard_normal(ys.shape).astype(dtype)
-                    runs.append([ys, net.backward(dys), *net.grads])
-            finally:
-                _core.use_grad_chunks(True)
+        runs = _steps_switched(
+            _core.use_grad_chunks,
+            lambda: cls(D, H, bidirectional=True, dtype=dtype, random_state=3, **kw),
+            xs, lengths, threads)
         np.testing.assert_array_equal(runs[0][0], runs[1][0])
         for i, (a, b) in enumerate(zip(runs[0][1:], runs[1][1:])):
             scale = np.abs(b).max()
@@ -103,16 +105,10 @@ def test_two_layer_network_with_dropout_by_chunks_matches_all_at_once():
     the first layer's output gradient."""
     N, T, D, H = 8, 2200, 16, 32
     xs = np.random.default_rng(0).standard_normal((N, T, D))
-    runs = []
-    for chunks in (True, False):
-        _core.use_grad_chunks(chunks)
-        try:
-            net = rnnfast.LSTM(D, H, num_layers=2, dropout=0.3, bidirectional=True,
-                               dtype=np.float64, random_state=3)
-            ys, _ = net.forward(xs)
-            runs.append([ys, net.backward(np.ones_like(ys)), *net.grads])
-        finally:
-            _core.use_grad_chunks(True)
+    runs = _steps_switched(
+        _core.use_grad_chunks,
+        lambda: rnnfast.LSTM(D, H, num_layers=2, dropout=0.3, bidirectional=True,
+                             dtype=np.float64, random_state=3), xs)
     assert _rnn.grad_chunk_steps(N, T, 4 * H, H, N, 8) > 0
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     for i, (a, b) in enumerate(zip(runs[0][1:], runs[1][1:])):
