@@ -1,13 +1,14 @@
 """One of rnnfast._core's switches off against on, interleaved in one
-process, 1 thread: us a token (median over rounds) of a network's training
+process (1 thread unless THREADS says): us a token (median over rounds) of a network's training
 step (forward + backward) or inference forward, at several lengths.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/switch_per_token.py prefetch lstm,gru,rnn [train|infer]
 
-SWITCH is the name after `use_` in rnnfast._core (prefetch, unpacked_b,
-wide_tiles, ...).  NDH=N,D,H sets the sizes (8,64,64), LENGTHS the lengths
-(100,1000,10000), ROUNDS the rounds (7).  Each round times every length
+SWITCH is the name after `use_` in rnnfast._core (prefetch, grad_chunks,
+unpacked_b, wide_tiles, ...).  NDH=N,D,H sets the sizes (8,64,64), LENGTHS
+the lengths (100,1000,10000), ROUNDS the rounds (7), THREADS the threads
+(1).  Each round times every length
 with the switch off, then on (about 50 ms of calls each); the ratio off/on
 above 1 means the switch's default (on) is faster.
 """
@@ -35,7 +36,8 @@ def main(argv):
     N, D, H = positive_ints("NDH", "8,64,64", 3)
     lengths = positive_ints("LENGTHS", "100,1000,10000")
     rounds, = positive_ints("ROUNDS", "7", 1)
-    with threadpool_limits(1):
+    threads, = positive_ints("THREADS", "1", 1)
+    with threadpool_limits(threads):
         for cell in cells:
             cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[cell]
             cases = make_cases(cls, mode, N, D, H, lengths)
