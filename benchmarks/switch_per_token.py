@@ -1,6 +1,7 @@
 """One of rnnfast._core's switches off against on, interleaved in one
-process (1 thread unless THREADS says): us a token (median over rounds) of a network's training
-step (forward + backward) or inference forward, at several lengths.
+process (1 thread unless THREADS says): us a token (median over rounds)
+of a network's training step (forward + backward) or inference forward,
+at several lengths.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/switch_per_token.py prefetch lstm,gru,rnn [train|infer]
