@@ -23,12 +23,12 @@ from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, rf_u
                     rf_use_wide_tiles, rf_wide_in_use)
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from numpy cimport NPY_FLOAT
-from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching, prefetch_forward_row, prefetch_backward_row,
-                   step_time, chunk_start, project_inputs, is_uniform, input_grads,
-                   rf_run_rows, step_threads, grad_part, grad_stride, set_split_limits,
-                   run_steps, backward_steps_and_grads, SeqFwd, SeqBwd, take_forward,
-                   take_backward, forward_prologue, forward_epilogue, backward_prologue,
-                   rf_use_thread_pool)
+from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching,
+                   prefetch_forward_row, prefetch_backward_row, step_time, chunk_start,
+                   project_inputs, is_uniform, input_grads, rf_run_rows, step_threads,
+                   grad_part, grad_stride, set_split_limits, run_steps,
+                   backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
+                   forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool)
 
 cnp.import_array()
 
