@@ -597,9 +597,9 @@ cdef struct BwdJob:
 # chunk of steps (in reverse, as BPTT runs), so that the dX and dW
 # products read each chunk's gate gradients from L2 instead of memory.  A
 # chunk's gate gradients (rows x steps x G) fill about CHUNK_BYTES, and a
-# chunk has at least 16 steps, else no chunks.  At N = 8, D = H = 64, T = 10,000 (item
-# 61) 128 KB beat 512 KB and 2 MB for RNN (1.06 against 0.90-0.97 over no
-# chunks) and matched them for LSTM and GRU.
+# chunk has at least 16 steps, else no chunks.  At N = 8, D = H = 64,
+# T = 10,000 (item 61) 128 KB beat 512 KB and 2 MB for RNN (1.06 against
+# 0.90-0.97 over no chunks) and matched them for LSTM and GRU.
 cdef enum:
     CHUNK_BYTES = 128 << 10
 
@@ -665,8 +665,9 @@ cdef inline void backward_steps_and_grads(
     the threads grads_on_threads allows, or on this thread.  A long call
     on one thread, or split so, interleaves steps and gradients chunk by
     chunk (chunk_steps).  release1 and 2 (packed matrices of the step loop,
-    or NULL) are freed after the steps, so that the gradients' buffers can
-    reuse them; s.WxT_packed and s.scratch at the end."""
+    or NULL) are freed after the steps (when the gradients follow them on
+    this thread), so that the gradients' buffers can reuse them;
+    s.WxT_packed and s.scratch at the end."""
     cdef BwdJob job
     cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H
     cdef Py_ssize_t stride = grad_stride(D, H, G, nb)
@@ -684,9 +685,11 @@ cdef inline void backward_steps_and_grads(
     if s.scratch != NULL or (nt == 1 and (floating is double or grad_threads(
             threads, N * T, grad_flops_per_row,
             s.WxT_packed != NULL and rf_packed_dw_enabled() != 0) < 2)):
-        # Each thread's rows (or all rows here) go on to their gradients.
+        # Each thread's rows (or all rows here) go on to their gradients:
+        # chunk by chunk when the call is long.
         job.chunk = chunk_steps(N, T, G, H, (N + nt - 1) // nt, sizeof(floating),
                                 is_uniform(s.lengths, N, T, s.reverse))
+    if s.scratch != NULL or job.chunk:
         if job.chunk:
             s.dw_accumulate = True
             zero_grads(dWx, dWh, db, D, H, G, nb)
