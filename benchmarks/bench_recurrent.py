@@ -211,6 +211,42 @@ class SequenceLength:
     track_us_per_token.unit = "us/token"
 
 
+class LongSequence:
+    """A network's training step on long sequences, each cell (N=8,
+    D=H=64, float32): T = 100 against T = 10,000, where the step loops
+    prefetch each row's next step and the backward's gradients run chunk
+    by chunk of steps (docs/performance.md items 60-61).  The ratio of the
+    two us/token tracks is the time-per-token flatness."""
+    params = [CELLS, [100, 10000]]
+    param_names = ["cell", "T"]
+    timeout = 300
+
+    def setup(self, cell, T):
+        self._limit = limit_threads(1)
+        self.net = network(cell, 64, 64, "float32")
+        self.xs = data((8, T, 64), "float32", 1)
+        self.dhs = data((8, T, 64), "float32", 2)
+        self.time_train(cell, T)          # the buffers of the first call
+
+    def teardown(self, *params):
+        if self._limit is not None:
+            self._limit.unregister()
+
+    def time_train(self, cell, T):
+        self.net.forward(self.xs)
+        self.net.backward(self.dhs)
+
+    def track_us_per_token(self, cell, T):
+        """Microseconds of a training step per token (8 T), best of 3."""
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            self.time_train(cell, T)
+            best = min(best, time.perf_counter() - t0)
+        return 1e6 * best / (8 * T)
+    track_us_per_token.unit = "us/token"
+
+
 class Estimator:
     """scikit-learn estimators' fit on a small synthetic task (skipped until
     rnnfast.sklearn exists)."""
