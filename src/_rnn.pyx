@@ -277,7 +277,19 @@ def prefetch_applies(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
                      Py_ssize_t itemsize=4):
     """Whether a training call over N*T rows of G gate columns and H-wide
     states prefetches each row's next step (src/_seq.pxd)."""
+    check_call_sizes("prefetch_applies", N, T, G, H, itemsize)
     return bool(worth_prefetching(N, T, G, H, itemsize))
+
+
+cdef check_call_sizes(str fn, Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
+                      Py_ssize_t itemsize):
+    """ValueError naming the first of N, T, G, H below 1, or itemsize not 4
+    or 8 (float32, float64)."""
+    for name, value in (("N", N), ("T", T), ("G", G), ("H", H)):
+        if value < 1:
+            raise ValueError(f"{fn}: {name}: expected an integer >= 1, got {value}")
+    if itemsize not in (4, 8):
+        raise ValueError(f"{fn}: itemsize: expected 4 or 8, got {itemsize}")
 
 
 def grad_chunk_steps(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
@@ -285,6 +297,9 @@ def grad_chunk_steps(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
     """Steps a chunk of a backward over N*T rows of G gate columns and
     H-wide states whose thread runs `rows` batch rows (0: all N), or 0:
     the gradients after all steps (src/_seq.pxd, chunk_steps)."""
+    check_call_sizes("grad_chunk_steps", N, T, G, H, itemsize)
+    if not 0 <= rows <= N:
+        raise ValueError(f"grad_chunk_steps: rows: expected 0..N={N}, got {rows}")
     return chunk_steps(N, T, G, H, rows if rows > 0 else N, itemsize, uniform)
 
 

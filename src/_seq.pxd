@@ -612,7 +612,8 @@ cdef inline Py_ssize_t chunk_steps(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_
     a long call (long_call) in which every row visits the same time at each
     step (uniform: a chunk's rows then lie in one run per batch row)."""
     cdef Py_ssize_t c
-    if rf_grad_chunks_switch == 0 or not uniform or not long_call(N, T, G, H, itemsize):
+    if (rf_grad_chunks_switch == 0 or not uniform or rows < 1 or G < 1 or itemsize < 1
+            or not long_call(N, T, G, H, itemsize)):
         return 0
     c = CHUNK_BYTES // (rows * G * itemsize)
     if c < 16:

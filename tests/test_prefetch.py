@@ -114,3 +114,26 @@ def test_two_layer_network_with_dropout_by_chunks_matches_all_at_once():
     for i, (a, b) in enumerate(zip(runs[0][1:], runs[1][1:])):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * np.abs(b).max(),
                                    err_msg=f"array {i + 1}")
+
+
+@pytest.mark.parametrize("args,name", [((8, 100, 0, 64), "G"), ((0, 100, 4, 4), "N"),
+                                       ((8, 0, 4, 4), "T"), ((8, 100, 4, -1), "H"),
+                                       ((8, 100, 4, 4, 2, 3), "itemsize")])
+def test_the_size_helpers_refuse_bad_sizes(args, name):
+    """The two inspection helpers name the bad size instead of dividing by
+    it (G = 0 once crashed the interpreter with a floating-point trap)."""
+    for fn in (_rnn.grad_chunk_steps, _rnn.prefetch_applies):
+        full = args if fn is _rnn.grad_chunk_steps or len(args) == 4 else args[:4] + args[5:]
+        with pytest.raises(ValueError, match=f"{name}: expected"):
+            fn(*full)
+    with pytest.raises(ValueError, match="rows: expected 0..N=8"):
+        _rnn.grad_chunk_steps(8, 100, 4, 4, 9)
+
+
+def test_product_over_runs_refuses_runs_that_do_not_fit():
+    a = np.ones((12, 3), np.float32)
+    b, c1, c2 = np.ones((12, 4), np.float32), np.zeros((3, 4), np.float32), \
+        np.zeros((3, 4), np.float32)
+    for runs, run_len in ((0, 1), (3, 5), (3, 0), (5, 3)):
+        with pytest.raises(ValueError, match="do not agree"):
+            _rnn.packed_matmul_tn(a, a, b, c1, c2, runs=runs, run_len=run_len)
