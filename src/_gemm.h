@@ -432,16 +432,85 @@ RF_DEFINE_WIDE_TILE(6)
 RF_DEFINE_ROW_TILE(w, "avx512f", RF_WIDE_BODY, 7)
 RF_DEFINE_ROW_TILE(w, "avx512f", RF_WIDE_BODY, 8)
 
+/* AVX-512, one panel: the last panel of an N that is not a multiple of 32
+ * (N = 200: 6 wide tiles and one panel of 8 columns).  On the AVX2 tile
+ * that panel ran at a quarter of the wide tiles' rate a column (2 x 8
+ * floats an FMA over 6 rows, half of them padding): 2.2 % of an LSTM
+ * training step at `zaremba-small` in its dX product and 2.2 % in the
+ * backward's step products (docs/performance.md item 68).  Here one
+ * 16-float vector a row, up to 8 rows.  Each element is the same FMA chain
+ * over k as in the AVX2 tile: bitwise the same results. */
+__attribute__((target("avx512f"))) static inline void
+rf_store_row16w(float* C, rf_v16 v, long nc, int accumulate)
+{
+    float row[16];
+    long j;
+    if (nc == 16) {
+        if (accumulate)
+            *(rf_v16*) C += v;
+        else
+            *(rf_v16*) C = v;
+        return;
+    }
+    *(rf_v16*) row = v;     /* through a buffer, as in RF_DEFINE_STORE_ROW */
+    for (j = 0; j < nc; j++)
+        C[j] = accumulate ? C[j] + row[j] : row[j];
+}
+#define RF_ROW1_INIT(i)                                                       \
+    rf_v16 c##i = (rf_v16){0};                                                \
+    if (tile_rows > i) {                                                      \
+        __builtin_prefetch(C + i * ldc, 1, 3);                                \
+        __builtin_prefetch(C + i * ldc + 15, 1, 3);                           \
+    }
+#define RF_ROW1_FMA(i, A_IK)                                                  \
+    if (tile_rows > i)                                                        \
+        c##i += A_IK(i) * b0;
+#define RF_ROW1_STORE(i)                                                      \
+    if (tile_rows > i)                                                        \
+        rf_store_row16w(C + i * ldc, c##i, nc, accumulate);
+#define RF_WIDE1_BODY(MR, A_IK)                                               \
+    {                                                                         \
+        const long tile_rows = MR;                                            \
+        long k;                                                               \
+        RF_ROW1_INIT(0) RF_ROW1_INIT(1) RF_ROW1_INIT(2) RF_ROW1_INIT(3)       \
+        RF_ROW1_INIT(4) RF_ROW1_INIT(5) RF_ROW1_INIT(6) RF_ROW1_INIT(7)       \
+        for (k = 0; k < K; k++) {                                             \
+            const rf_v16 b0 = *(const rf_v16*) (panel + k * RF_NR);           \
+            RF_ROW1_FMA(0, A_IK) RF_ROW1_FMA(1, A_IK) RF_ROW1_FMA(2, A_IK)    \
+            RF_ROW1_FMA(3, A_IK) RF_ROW1_FMA(4, A_IK) RF_ROW1_FMA(5, A_IK)    \
+            RF_ROW1_FMA(6, A_IK) RF_ROW1_FMA(7, A_IK)                         \
+        }                                                                     \
+        RF_ROW1_STORE(0) RF_ROW1_STORE(1) RF_ROW1_STORE(2) RF_ROW1_STORE(3)   \
+        RF_ROW1_STORE(4) RF_ROW1_STORE(5) RF_ROW1_STORE(6) RF_ROW1_STORE(7)   \
+    }
+#define RF_DEFINE_WIDE1_TILE(MR)                                              \
+    RF_DEFINE_ROW_TILE(w1, "avx512f", RF_WIDE1_BODY, MR)                      \
+    RF_DEFINE_PACKED_TILE(w1, "avx512f", RF_WIDE1_BODY, MR)
+
+RF_DEFINE_WIDE1_TILE(1)
+RF_DEFINE_WIDE1_TILE(2)
+RF_DEFINE_WIDE1_TILE(3)
+RF_DEFINE_WIDE1_TILE(4)
+RF_DEFINE_WIDE1_TILE(5)
+RF_DEFINE_WIDE1_TILE(6)
+RF_DEFINE_ROW_TILE(w1, "avx512f", RF_WIDE1_BODY, 7)
+RF_DEFINE_ROW_TILE(w1, "avx512f", RF_WIDE1_BODY, 8)
+
 typedef void (*rf_tile_fn)(long, const float*, long, const float*, float*, long, long, int);
 typedef void (*rf_ptile_fn)(long, const float*, const float*, float*, long, long, int);
-/* [wide][rows]: the tile for a tile of `rows` rows, one panel or two. */
-static const rf_tile_fn rf_tiles[2][RF_WMR + 1] = {
+/* [kind][rows]: the tile for a tile of `rows` rows; kind (rf_tile_kind)
+ * 0: one panel, AVX2; 1: two panels, AVX-512; 2: one panel, AVX-512. */
+static const rf_tile_fn rf_tiles[3][RF_WMR + 1] = {
     {NULL, rf_tile_1, rf_tile_2, rf_tile_3, rf_tile_4, rf_tile_5, rf_tile_6, NULL, NULL},
     {NULL, rf_wtile_1, rf_wtile_2, rf_wtile_3, rf_wtile_4, rf_wtile_5, rf_wtile_6,
-     rf_wtile_7, rf_wtile_8}};
-static const rf_ptile_fn rf_ptiles[2][RF_MR + 1] = {
+     rf_wtile_7, rf_wtile_8},
+    {NULL, rf_w1tile_1, rf_w1tile_2, rf_w1tile_3, rf_w1tile_4, rf_w1tile_5, rf_w1tile_6,
+     rf_w1tile_7, rf_w1tile_8}};
+static const rf_ptile_fn rf_ptiles[3][RF_MR + 1] = {
     {NULL, rf_ptile_1, rf_ptile_2, rf_ptile_3, rf_ptile_4, rf_ptile_5, rf_ptile_6},
-    {NULL, rf_wptile_1, rf_wptile_2, rf_wptile_3, rf_wptile_4, rf_wptile_5, rf_wptile_6}};
+    {NULL, rf_wptile_1, rf_wptile_2, rf_wptile_3, rf_wptile_4, rf_wptile_5, rf_wptile_6},
+    {NULL, rf_w1ptile_1, rf_w1ptile_2, rf_w1ptile_3, rf_w1ptile_4, rf_w1ptile_5,
+     rf_w1ptile_6}};
 
 static int rf_wide_switch = 1;     /* rf_use_wide_tiles(0) turns them off */
 
@@ -463,6 +532,12 @@ static int rf_wide_in_use(void)
 static inline long rf_tile_panels(int wide, long p, long N)
 {
     return wide && (p + 1) * RF_NR < N ? 2 : 1;
+}
+
+/* The row of rf_tiles / rf_ptiles for a tile of np panels. */
+static inline int rf_tile_kind(int wide, long np)
+{
+    return np == 2 ? 1 : (wide ? 2 : 0);
 }
 
 static int rf_packed_switch = 1;   /* rf_use_packed_gemm(0) turns it off */
@@ -636,6 +711,7 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
                              const float* Bp, float* C, long ldc, int accumulate)
 {
     long m0, mb, p, i, nc, mr, tiles, base, extra, r, np;
+    int kind;
     const float* panel;
     const int wide = rf_wide_in_use();
     if (M <= 0 || N <= 0)
@@ -654,7 +730,8 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
          * one 10. */
         for (p = 0; p * RF_NR < N; p += np) {
             np = rf_tile_panels(wide, p, N);
-            mr = np == 2 ? RF_WMR : RF_MR;
+            kind = rf_tile_kind(wide, np);
+            mr = kind == 0 ? RF_MR : RF_WMR;
             tiles = (mb + mr - 1) / mr;
             base = mb / tiles;              /* <= mr; the first `extra` */
             extra = mb % tiles;             /* tiles get one row more   */
@@ -662,7 +739,7 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
             panel = Bp + p * rf_panel_stride(K);
             for (i = m0, r = 0; i < m0 + mb; i += mr, r++) {
                 mr = r < extra ? base + 1 : base;
-                rf_tiles[np - 1][mr](K, A + i * lda, lda, panel, C + i * ldc + p * RF_NR,
+                rf_tiles[kind][mr](K, A + i * lda, lda, panel, C + i * ldc + p * RF_NR,
                                      ldc, nc, accumulate);
             }
         }
@@ -895,7 +972,8 @@ RF_CLONED int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A,
                     const float* a = At;
                     for (i = m0, t = 0; i < m0 + mb; i += mr, t++) {
                         mr = t < extra ? base + 1 : base;
-                        rf_ptiles[np - 1][mr](kc, a, panel, C[s] + i * ldc + p * RF_NR, ldc,
+                        rf_ptiles[rf_tile_kind(wide, np)][mr](kc, a, panel,
+                                                              C[s] + i * ldc + p * RF_NR, ldc,
                                               nc, k0 > 0 || accumulate);
                         a += mr * kc;
                     }
