@@ -53,11 +53,12 @@ def phase_times(cell, N, T, D, H, rounds):
 def main(argv):
     cells = argv[1].split(",") if len(argv) > 1 else ["lstm"]
     configs = argv[2].split(",") if len(argv) > 2 else ["small", "zaremba-small"]
-    rounds = int(argv[3]) if len(argv) > 3 else 7
+    rounds = argv[3] if len(argv) > 3 else "7"
     unknown = [c for c in cells if c not in CLASSES] + [c for c in configs if c not in CONFIGS]
-    if unknown or rounds < 1:
+    if unknown or not rounds.isdigit() or int(rounds) < 1:
         sys.exit(f"expected cells among {sorted(CLASSES)}, configurations among "
                  f"{sorted(CONFIGS)} and rounds >= 1; got {argv[1:4]}")
+    rounds = int(rounds)
     with threadpool_limits(1):
         peak = sgemm_peak(1)
         print(f"sgemm peak, 1 thread: {peak:.1f} GFLOP/s")

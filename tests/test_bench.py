@@ -1,4 +1,8 @@
 """rnnfast.bench: how a measured row is judged against the issue's targets."""
+import importlib
+import pathlib
+import sys
+
 import pytest
 
 
@@ -36,3 +40,19 @@ def test_every_benchmark_script_imports_as_asv_imports_it():
             importlib.import_module(f"benchmarks.{path.stem}")
     finally:
         sys.path.remove(str(root))
+
+
+@pytest.mark.parametrize("argv", [["x", "lstm", "small", "0"], ["x", "lstm", "small", "two"],
+                                  ["x", "cnn", "small"], ["x", "lstm", "huge"]])
+def test_step_phases_refuses_bad_arguments_naming_them(argv):
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "__init__.py").exists():
+        pytest.skip("no benchmarks/ beside the tests (installed package)")
+    sys.path.insert(0, str(root))
+    try:
+        step_phases = importlib.import_module("benchmarks.step_phases")
+    finally:
+        sys.path.remove(str(root))
+    with pytest.raises(SystemExit) as exc:
+        step_phases.main(argv)
+    assert "expected cells among" in str(exc.value) and argv[-1] in str(exc.value)
