@@ -18,7 +18,9 @@ from . import _gru, _lstm, _rnn
 from ._dispatch import (SCRATCH as _SCRATCH, DirectionCache, backward,  # noqa: F401
                         buffer_shapes as _buffer_shapes, forward,
                         gates_steps as _gates_steps, infer_chunking, network_backward,
-                        network_forward, zero_state)
+                        network_forward, zero_state, output_pool_stats, clear_output_pool,
+                        empty_output)
+from ._dispatch import use_output_pool as _use_output_pool
 
 
 def _blas_thread_getter():
@@ -108,6 +110,15 @@ def use_grad_chunks(on=True):
     another order (float rounding).  For A/B timings and tests."""
     for mod in (_rnn, _lstm, _gru):
         mod.use_grad_chunks(on)
+
+
+def use_output_pool(on=True):
+    """Take the large outputs of a call (a layer's outputs, dL/dxs, 1 MB
+    and more) from rnnfast's pool, which gets their memory back when the
+    caller drops them (the default; src/_outpool.h), or from numpy's
+    allocator (on=False).  Results are the same either way.  For A/B
+    timings and tests."""
+    _use_output_pool(on)
 
 
 def kernel_name():

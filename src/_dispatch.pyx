@@ -296,10 +296,70 @@ cpdef backward(DirectionCache cache, dout, Py_ssize_t offset, dh, dc, dWx, dWh, 
 # directions each), compiled for the same reason: the network's Python
 # checks its arguments and carries its state; these run the layers.
 
+# ------------------------------------------------------------ output pool
+# The large outputs of a call (a layer's out, dL/dxs) are numpy arrays the
+# caller owns; from OUTPUT_POOL_MIN_BYTES on they take their memory from
+# the pool of src/_outpool.h, which gets it back when the caller drops them
+# and hands it to the next call's outputs already mapped (why: the
+# header).  The handler is numpy's (NEP 49): each array keeps it, so an
+# array outlives any switch of it, and behaves as any other.
+cdef extern from "_outpool.h":
+    object rf_outpool_capsule()
+    void rf_outpool_clear()
+    void rf_outpool_stats(long* hits, long* misses, long* count, size_t* nbytes)
+
+cdef extern from "numpy/arrayobject.h":
+    object PyDataMem_SetHandler(object handler)
+
+cdef object _OUTPUT_POOL = rf_outpool_capsule()
+cdef bint _output_pool_on = True
+OUTPUT_POOL_MIN_BYTES = 1 << 20
+cdef Py_ssize_t _output_pool_min = OUTPUT_POOL_MIN_BYTES
+
+
+def use_output_pool(bint on):
+    """Outputs of OUTPUT_POOL_MIN_BYTES and more from the pool (the
+    default) or from numpy's own allocator (on=False; arrays already made
+    keep their allocator).  For A/B timings and tests."""
+    global _output_pool_on
+    _output_pool_on = on
+
+
+def output_pool_stats():
+    """{"hits", "misses": allocations from the pool so far, "blocks",
+    "bytes": what it keeps now}."""
+    cdef long hits, misses, count
+    cdef size_t nbytes
+    rf_outpool_stats(&hits, &misses, &count, &nbytes)
+    return {"hits": hits, "misses": misses, "blocks": count, "bytes": nbytes}
+
+
+def clear_output_pool():
+    """Give the memory the pool keeps back to the allocator."""
+    rf_outpool_clear()
+
+
+def empty_output(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, dtype):
+    """np.empty((a, b, c), dtype) for a call's output (dtype float32 or
+    float64), from the output pool when large: the Time layers' out and
+    dL/dxs."""
+    return _empty3(a, b, c, (<cnp.dtype> np.dtype(dtype)).type_num)
+
+
 cdef cnp.ndarray _empty3(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, int typenum):
+    """np.empty((a, b, c)) of typenum (float32 or float64), from the
+    output pool when large."""
     cdef cnp.npy_intp dims[3]
+    cdef cnp.ndarray arr
     dims[0], dims[1], dims[2] = a, b, c
-    return cnp.PyArray_EMPTY(3, dims, typenum, 0)
+    if not _output_pool_on or a * b * c * (4 if typenum == cnp.NPY_FLOAT else 8) < _output_pool_min:
+        return cnp.PyArray_EMPTY(3, dims, typenum, 0)
+    old = PyDataMem_SetHandler(_OUTPUT_POOL)
+    try:
+        arr = cnp.PyArray_EMPTY(3, dims, typenum, 0)
+    finally:
+        PyDataMem_SetHandler(old)
+    return arr
 
 
 def zero_state(Py_ssize_t layers, Py_ssize_t N, Py_ssize_t H, dtype, bint pair):

@@ -86,7 +86,7 @@ class _Recurrent:
     def _run_forward(self, xs, h, c):
         N, T, _ = xs.shape
         dtype, shapes, params = self._dtype, self._shapes, self.params
-        out = np.empty((N, T, shapes[1][0]), dtype)
+        out = _core.empty_output(N, T, shapes[1][0], dtype)
         # The compiled test first: the owner's name is only needed to word an error.
         if not arrays_ready(params, shapes, dtype):
             check_live_arrays(params, ("[0] (Wx)", "[1] (Wh)", "[2] (b)"), shapes, dtype,
@@ -106,7 +106,7 @@ class _Recurrent:
                               f"{type(self).__name__}.grads", writable=True)
         cache, self._cache = self._cache, None
         N, T, _ = cache.xs.shape
-        dxs = np.empty((N, T, shapes[0][0]), dtype)
+        dxs = _core.empty_output(N, T, shapes[0][0], dtype)
         dWx, dWh, db = grads
         _core.backward(cache, dout, 0, dh, dc, dWx, dWh, db, dxs, False)
         return dxs
