@@ -56,3 +56,18 @@ def test_step_phases_refuses_bad_arguments_naming_them(argv):
     with pytest.raises(SystemExit) as exc:
         step_phases.main(argv)
     assert "expected cells among" in str(exc.value) and argv[-1] in str(exc.value)
+
+
+@pytest.mark.parametrize("argv", [["x", "0"], ["x", "64", "two"], ["x", "k"]])
+def test_blas_streaming_refuses_bad_arguments_naming_them(argv):
+    root = pathlib.Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "__init__.py").exists():
+        pytest.skip("no benchmarks/ beside the tests (installed package)")
+    sys.path.insert(0, str(root))
+    try:
+        blas_streaming = importlib.import_module("benchmarks.blas_streaming")
+    finally:
+        sys.path.remove(str(root))
+    with pytest.raises(SystemExit) as exc:
+        blas_streaming.main(argv)
+    assert "expected [K] [rounds]" in str(exc.value) and argv[-1] in str(exc.value)
