@@ -28,9 +28,6 @@ def test_every_benchmark_script_imports_as_asv_imports_it():
     """asv imports every module of benchmarks/ as a package module
     (benchmarks.<name>), so a script that only works when run directly
     breaks the whole suite's discovery."""
-    import importlib
-    import pathlib
-    import sys
     root = pathlib.Path(__file__).resolve().parent.parent
     if not (root / "benchmarks" / "__init__.py").exists():
         pytest.skip("no benchmarks/ beside the tests (installed package)")
@@ -42,32 +39,29 @@ def test_every_benchmark_script_imports_as_asv_imports_it():
         sys.path.remove(str(root))
 
 
-@pytest.mark.parametrize("argv", [["x", "lstm", "small", "0"], ["x", "lstm", "small", "two"],
-                                  ["x", "cnn", "small"], ["x", "lstm", "huge"]])
-def test_step_phases_refuses_bad_arguments_naming_them(argv):
+def _benchmark_module(name):
+    """benchmarks.<name> as asv imports it, or skip when the tests run
+    without the repository's benchmarks/ beside them."""
     root = pathlib.Path(__file__).resolve().parents[1]
     if not (root / "benchmarks" / "__init__.py").exists():
         pytest.skip("no benchmarks/ beside the tests (installed package)")
     sys.path.insert(0, str(root))
     try:
-        step_phases = importlib.import_module("benchmarks.step_phases")
+        return importlib.import_module(f"benchmarks.{name}")
     finally:
         sys.path.remove(str(root))
+
+
+@pytest.mark.parametrize("argv", [["x", "lstm", "small", "0"], ["x", "lstm", "small", "two"],
+                                  ["x", "cnn", "small"], ["x", "lstm", "huge"]])
+def test_step_phases_refuses_bad_arguments_naming_them(argv):
     with pytest.raises(SystemExit) as exc:
-        step_phases.main(argv)
+        _benchmark_module("step_phases").main(argv)
     assert "expected cells among" in str(exc.value) and argv[-1] in str(exc.value)
 
 
 @pytest.mark.parametrize("argv", [["x", "0"], ["x", "64", "two"], ["x", "k"]])
 def test_blas_streaming_refuses_bad_arguments_naming_them(argv):
-    root = pathlib.Path(__file__).resolve().parents[1]
-    if not (root / "benchmarks" / "__init__.py").exists():
-        pytest.skip("no benchmarks/ beside the tests (installed package)")
-    sys.path.insert(0, str(root))
-    try:
-        blas_streaming = importlib.import_module("benchmarks.blas_streaming")
-    finally:
-        sys.path.remove(str(root))
     with pytest.raises(SystemExit) as exc:
-        blas_streaming.main(argv)
+        _benchmark_module("blas_streaming").main(argv)
     assert "expected [K] [rounds]" in str(exc.value) and argv[-1] in str(exc.value)
