@@ -291,11 +291,6 @@ cpdef backward(DirectionCache cache, dout, Py_ssize_t offset, dh, dc, dWx, dWh, 
     cache.work = cache.buffers = None
 
 
-# ------------------------------------------------------------ networks
-# The layer loops of rnnfast.networks (a stack of layers, one or two
-# directions each), compiled for the same reason: the network's Python
-# checks its arguments and carries its state; these run the layers.
-
 # ------------------------------------------------------------ output pool
 # The large outputs of a call (a layer's out, dL/dxs) are numpy arrays the
 # caller owns; from OUTPUT_POOL_MIN_BYTES on they take their memory from
@@ -352,7 +347,8 @@ cdef cnp.ndarray _empty3(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, int typenum):
     cdef cnp.npy_intp dims[3]
     cdef cnp.ndarray arr
     dims[0], dims[1], dims[2] = a, b, c
-    if not _output_pool_on or a * b * c * (4 if typenum == cnp.NPY_FLOAT else 8) < _output_pool_min:
+    cdef Py_ssize_t itemsize = 4 if typenum == cnp.NPY_FLOAT else 8
+    if not _output_pool_on or a * b * c * itemsize < _output_pool_min:
         return cnp.PyArray_EMPTY(3, dims, typenum, 0)
     old = PyDataMem_SetHandler(_OUTPUT_POOL)
     try:
@@ -361,6 +357,11 @@ cdef cnp.ndarray _empty3(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, int typenum):
         PyDataMem_SetHandler(old)
     return arr
 
+
+# ------------------------------------------------------------ networks
+# The layer loops of rnnfast.networks (a stack of layers, one or two
+# directions each), compiled for the same reason: the network's Python
+# checks its arguments and carries its state; these run the layers.
 
 def zero_state(Py_ssize_t layers, Py_ssize_t N, Py_ssize_t H, dtype, bint pair):
     """Zeros of shape (layers, N, H), or a pair of them (an LSTM's h, c)."""
