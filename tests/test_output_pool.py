@@ -120,3 +120,45 @@ def test_pooled_arrays_resize_pickle_and_clear_like_any_other():
     assert _core.output_pool_stats()["blocks"] >= 1
     _core.clear_output_pool()
     assert _core.output_pool_stats() == {**_core.output_pool_stats(), "blocks": 0, "bytes": 0}
+
+
+def test_pool_is_safe_across_threads_and_fork():
+    """Python threads dropping and taking pooled outputs at once get the
+    results one thread gets, and a forked child (the pool's lock released
+    for it) can use the pool too."""
+    import multiprocessing
+    import threading
+    xs, dys = _data()
+    net = rnnfast.GRU(D, H, dtype=np.float32, random_state=0)
+    net.eval()
+    want = net.forward(xs)[0].copy()
+    errors = []
+
+    def work():
+        try:
+            own = rnnfast.GRU(D, H, dtype=np.float32, random_state=0)
+            own.eval()
+            for _ in range(10):
+                ys, _ = own.forward(xs)
+                if not np.array_equal(ys, want):
+                    errors.append("different outputs")
+        except Exception as exc:  # noqa: BLE001  (reported below)
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert _core.output_pool_stats()["hits"] > 0
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        sums = pool.apply(_forward_sum_twice, (xs,))
+    assert sums[0] == sums[1] == float(want.sum(dtype=np.float64))
+
+
+def _forward_sum_twice(xs):
+    net = rnnfast.GRU(D, H, dtype=np.float32, random_state=0)
+    net.eval()
+    return [float(net.forward(xs)[0].sum(dtype=np.float64)) for _ in range(2)]
