@@ -37,7 +37,8 @@ from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch
                    step_time, chunk_start, project_inputs, zero_padding, input_grads,
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
-                   forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool)
+                   forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
+                   all_zero, state_product)
 
 cnp.import_array()
 
@@ -76,6 +77,7 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     cdef floating* w
     cdef floating* orow
     cdef floating* hsave = NULL
+    cdef bint h0_zero = all_zero(ph + n0 * H, rows * H)
     k0 = 0
     while k0 < T:                   # the chunks of Tc steps (one when Tc = T)
         k1 = k0 + Tc if k0 + Tc < T else T
@@ -86,8 +88,8 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
             # r: row (n, t) of the (N, T, .) buffers; g: its gates, slot t -
             # chunk_start of the chunk buffer (the same when Tc = T).
             if a.reset_after:
-                gemm_packed(rows, <int> G, <int> H, ph + n0 * H, <int> H, wp1, False,
-                            pWh, <int> G, False, pw + n0 * WK, <int> WK)
+                state_product(ph + n0 * H, rows, <int> G, <int> H, wp1, pWh, <int> G, False,
+                              pw + n0 * WK, <int> WK, k == 0 and h0_zero)
                 for n in range(n0, n1):
                     L = plen[n]
                     if k >= L:
@@ -104,8 +106,8 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                         hsave = pex + r * H
                     gru_ra_fwd_row(g, w, bx, bh, ph + n * H, orow, hsave, H)
             else:
-                gemm_packed(rows, <int> (2 * H), <int> H, ph + n0 * H, <int> H, wp1, False,
-                            pWh, <int> G, False, pw + n0 * WK, <int> WK)
+                state_product(ph + n0 * H, rows, <int> (2 * H), <int> H, wp1, pWh, <int> G,
+                              False, pw + n0 * WK, <int> WK, k == 0 and h0_zero)
                 for n in range(n0, n1):
                     L = plen[n]
                     w = pw + n * WK

@@ -33,7 +33,8 @@ from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch
                    step_time, chunk_start, project_inputs, is_uniform, input_grads,
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
-                   forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool)
+                   forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
+                   all_zero, state_product)
 
 cnp.import_array()
 
@@ -71,6 +72,7 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     cdef Py_ssize_t k, n, t, j, L
     cdef floating* g
     cdef floating* tsave = NULL
+    cdef bint h0_zero = all_zero(ph + n0 * H, rows * H)
     k0 = 0
     while k0 < T:                   # the chunks of Tc steps (one when Tc = T)
         k1 = k0 + Tc if k0 + Tc < T else T
@@ -82,13 +84,13 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                 # Recurrent GEMM accumulates straight into the step-t rows
                 # of the projected gates (row stride Tc*4H, no copy).
                 t = step_time(k, T, a.s.reverse) - chunk_start(T, k0, k1, a.s.reverse)
-                gemm_packed(rows, <int> G, <int> H, ph + n0 * H, <int> H, whp, False,
-                            Wh, <int> G, True, pg + (n0 * Tc + t) * G, <int> (Tc * G))
+                state_product(ph + n0 * H, rows, <int> G, <int> H, whp, Wh, <int> G, True,
+                              pg + (n0 * Tc + t) * G, <int> (Tc * G), k == 0 and h0_zero)
             else:
                 # Ragged reverse run: each row is at its own t, so the
                 # recurrent term goes to scratch and is added per row.
-                gemm_packed(rows, <int> G, <int> H, ph + n0 * H, <int> H, whp, False,
-                            Wh, <int> G, False, pw + n0 * G, <int> G)
+                state_product(ph + n0 * H, rows, <int> G, <int> H, whp, Wh, <int> G, False,
+                              pw + n0 * G, <int> G, k == 0 and h0_zero)
             for n in range(n0, n1):
                 L = plen[n]
                 if k >= L:

@@ -28,7 +28,8 @@ from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching
                    project_inputs, is_uniform, input_grads, rf_run_rows, step_threads,
                    grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
-                   forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool)
+                   forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
+                   all_zero, state_product)
 
 cnp.import_array()
 
@@ -58,6 +59,7 @@ cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     cdef int rows = <int> (n1 - n0)
     cdef Py_ssize_t k, n, t, j, L
     cdef floating* g
+    cdef bint h0_zero = all_zero(ph + n0 * H, rows * H)
     k0 = 0
     while k0 < T:                   # the chunks of Tc steps (one when Tc = T)
         k1 = k0 + Tc if k0 + Tc < T else T
@@ -67,11 +69,11 @@ cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
         for k in range(k0, k1):
             if a.uniform:
                 t = step_time(k, T, a.s.reverse) - chunk_start(T, k0, k1, a.s.reverse)
-                gemm_packed(rows, <int> H, <int> H, ph + n0 * H, <int> H, whp, False,
-                            Wh, <int> H, True, pg + (n0 * Tc + t) * H, <int> (Tc * H))
+                state_product(ph + n0 * H, rows, <int> H, <int> H, whp, Wh, <int> H, True,
+                              pg + (n0 * Tc + t) * H, <int> (Tc * H), k == 0 and h0_zero)
             else:
-                gemm_packed(rows, <int> H, <int> H, ph + n0 * H, <int> H, whp, False,
-                            Wh, <int> H, False, pw + n0 * H, <int> H)
+                state_product(ph + n0 * H, rows, <int> H, <int> H, whp, Wh, <int> H, False,
+                              pw + n0 * H, <int> H, k == 0 and h0_zero)
             for n in range(n0, n1):
                 L = plen[n]
                 if k >= L:

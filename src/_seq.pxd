@@ -134,6 +134,36 @@ cdef inline void project_inputs(const floating* xs, const floating* Wx_packed,
                     Wx_packed, False, Wx, <int> G, False, gates + n0 * T * G, <int> G)
 
 
+cdef inline bint all_zero(const floating* x, Py_ssize_t n) noexcept nogil:
+    """Whether x[0:n] are all +-0."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if x[i] != 0:
+            return False
+    return True
+
+
+cdef inline void state_product(const floating* h, int rows, int ncols, int H,
+                               const floating* Wh_packed, const floating* Wh, int ldw,
+                               bint accumulate, floating* C, int ldc,
+                               bint h_zero) noexcept nogil:
+    """C[0:rows, 0:ncols] (+)= h (rows, H) @ Wh, the recurrent product of a
+    forward step; h_zero: h is known to be all zero (the first step from
+    a zero initial state, the common case: every layer of a network
+    called without a state), and then the product is skipped (C left as
+    it is, or zeroed when not accumulating): 1/T of the step products,
+    1/(2T) of an inference call's FLOPs.  Only signs of zero can differ
+    from running the product."""
+    cdef int r, j
+    if h_zero:
+        if not accumulate:
+            for r in range(rows):
+                for j in range(ncols):
+                    C[r * ldc + j] = 0
+        return
+    gemm_packed(rows, ncols, H, h, H, Wh_packed, False, Wh, ldw, accumulate, C, ldc)
+
+
 cdef inline bint is_uniform(const Py_ssize_t* lengths, Py_ssize_t N,
                             Py_ssize_t T, bint reverse) noexcept nogil:
     """True when every row visits the same t at step k, so the step-t rows

@@ -12,7 +12,11 @@ CELLS = [("rnn", {}), ("rnn", {"nonlinearity": "relu"}), ("lstm", {}),
 IDS = ["rnn-tanh", "rnn-relu", "lstm", "gru-reset-before", "gru-reset-after"]
 
 
-def run_both(cell, opts, dtype, reverse, lengths, rng, N=4, T=6, D=5, H=3, scale=0.5):
+def run_both(cell, opts, dtype, reverse, lengths, rng, N=4, T=6, D=5, H=3, scale=0.5,
+             state="random"):
+    """state: the initial h is "random", all "zero" (the forward kernels then
+    skip the first step's recurrent product) or zero but for "one-unit"
+    (the last unit of the last row)."""
     G = N_GATES[cell] * H
     reset_after = opts.get("reset_after", False)
     xs = rng.standard_normal((N, T, D)).astype(dtype)
@@ -20,6 +24,9 @@ def run_both(cell, opts, dtype, reverse, lengths, rng, N=4, T=6, D=5, H=3, scale
     Wh = (rng.standard_normal((H, G)) * scale).astype(dtype)
     b = (rng.standard_normal(bias_shape(cell, H, reset_after)) * 0.5).astype(dtype)
     h0 = rng.standard_normal((N, H)).astype(dtype)
+    if state != "random":
+        h0[...] = 0
+        h0[-1, -1] = 1 if state == "one-unit" else 0
     c0 = rng.standard_normal((N, H)).astype(dtype) if cell == "lstm" else None
     lengths = np.full(N, T, np.intp) if lengths is None else np.asarray(lengths, np.intp)
     hs_ref, h_ref, c_ref, caches = _reference.sequence_forward(
@@ -166,3 +173,15 @@ def test_float32_gru_unit_accuracy(reset_after, rng):
         h_ref = (1 - z) * h0 + z * np.tanh(x[:, perms[2]] + r * h0)
         assert np.abs(h - h_ref).max() <= 1e-6, training
         np.testing.assert_array_equal(out[:, 0, :], h)
+
+
+@pytest.mark.parametrize("state", ["zero", "one-unit"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lengths", [None, [6, 2, 5, 1]], ids=["full", "ragged"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("cell,opts", CELLS, ids=IDS)
+def test_kernel_matches_reference_from_a_zero_state(cell, opts, reverse, lengths, dtype, state,
+                                                    rng):
+    """A zero initial state skips the first step's recurrent product
+    (src/_seq.pxd, state_product); a state zero but for one unit must not."""
+    run_both(cell, opts, dtype, reverse, lengths, rng, state=state)
