@@ -418,19 +418,25 @@ RF_DEFINE_STORE_ROW(rf_store_row32, rf_v16, "avx512f")
     RF_TILE_BODY_V(MR, A_IK, rf_v16, *(const rf_v16*) (panel + k * RF_NR),    \
                    *(const rf_v16*) (panel + rf_panel_stride(K) + k * RF_NR), \
                    rf_store_row32)
-#define RF_DEFINE_WIDE_TILE(MR)                                               \
-    RF_DEFINE_ROW_TILE(w, "avx512f", RF_WIDE_BODY, MR)                        \
-    RF_DEFINE_PACKED_TILE(w, "avx512f", RF_WIDE_BODY, MR)
+/* A family of AVX-512 tiles rf_<P>tile_1..8 (rf_gemm_packed_f) and
+ * rf_<P>ptile_1..6 (rf_gemm_tn_f tiles at <= 6 rows) with one body. */
+#define RF_DEFINE_WIDE_FAMILY(P, BODY)                                        \
+    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 1)                                 \
+    RF_DEFINE_PACKED_TILE(P, "avx512f", BODY, 1)                              \
+    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 2)                                 \
+    RF_DEFINE_PACKED_TILE(P, "avx512f", BODY, 2)                              \
+    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 3)                                 \
+    RF_DEFINE_PACKED_TILE(P, "avx512f", BODY, 3)                              \
+    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 4)                                 \
+    RF_DEFINE_PACKED_TILE(P, "avx512f", BODY, 4)                              \
+    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 5)                                 \
+    RF_DEFINE_PACKED_TILE(P, "avx512f", BODY, 5)                              \
+    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 6)                                 \
+    RF_DEFINE_PACKED_TILE(P, "avx512f", BODY, 6)                              \
+    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 7)                                 \
+    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 8)
 
-RF_DEFINE_WIDE_TILE(1)
-RF_DEFINE_WIDE_TILE(2)
-RF_DEFINE_WIDE_TILE(3)
-RF_DEFINE_WIDE_TILE(4)
-RF_DEFINE_WIDE_TILE(5)
-RF_DEFINE_WIDE_TILE(6)
-/* 7 and 8 rows: rf_gemm_packed_f only (rf_gemm_tn_f tiles at <= 6) */
-RF_DEFINE_ROW_TILE(w, "avx512f", RF_WIDE_BODY, 7)
-RF_DEFINE_ROW_TILE(w, "avx512f", RF_WIDE_BODY, 8)
+RF_DEFINE_WIDE_FAMILY(w, RF_WIDE_BODY)
 
 /* AVX-512, one panel: the last panel of an N that is not a multiple of 32
  * (N = 200: 6 wide tiles and one panel of 8 columns).  On the AVX2 tile
@@ -483,18 +489,7 @@ rf_store_row16w(float* C, rf_v16 v, long nc, int accumulate)
         RF_ROW1_STORE(0) RF_ROW1_STORE(1) RF_ROW1_STORE(2) RF_ROW1_STORE(3)   \
         RF_ROW1_STORE(4) RF_ROW1_STORE(5) RF_ROW1_STORE(6) RF_ROW1_STORE(7)   \
     }
-#define RF_DEFINE_WIDE1_TILE(MR)                                              \
-    RF_DEFINE_ROW_TILE(w1, "avx512f", RF_WIDE1_BODY, MR)                      \
-    RF_DEFINE_PACKED_TILE(w1, "avx512f", RF_WIDE1_BODY, MR)
-
-RF_DEFINE_WIDE1_TILE(1)
-RF_DEFINE_WIDE1_TILE(2)
-RF_DEFINE_WIDE1_TILE(3)
-RF_DEFINE_WIDE1_TILE(4)
-RF_DEFINE_WIDE1_TILE(5)
-RF_DEFINE_WIDE1_TILE(6)
-RF_DEFINE_ROW_TILE(w1, "avx512f", RF_WIDE1_BODY, 7)
-RF_DEFINE_ROW_TILE(w1, "avx512f", RF_WIDE1_BODY, 8)
+RF_DEFINE_WIDE_FAMILY(w1, RF_WIDE1_BODY)
 
 typedef void (*rf_tile_fn)(long, const float*, long, const float*, float*, long, long, int);
 typedef void (*rf_ptile_fn)(long, const float*, const float*, float*, long, long, int);
