@@ -338,7 +338,12 @@ def empty_output(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, dtype):
     """np.empty((a, b, c), dtype) for a call's output (dtype float32 or
     float64), from the output pool when large: the Time layers' out and
     dL/dxs."""
-    return _empty3(a, b, c, (<cnp.dtype> np.dtype(dtype)).type_num)
+    dt = np.dtype(dtype)
+    if dt != np.float32 and dt != np.float64:
+        raise TypeError(f"empty_output: dtype: expected float32 or float64, got {dt}")
+    if a < 0 or b < 0 or c < 0:
+        raise ValueError(f"empty_output: expected sizes >= 0, got shape {(a, b, c)}")
+    return _empty3(a, b, c, (<cnp.dtype> dt).type_num)
 
 
 cdef cnp.ndarray _empty3(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, int typenum):

@@ -162,3 +162,19 @@ def _forward_sum_twice(xs):
     net = rnnfast.GRU(D, H, dtype=np.float32, random_state=0)
     net.eval()
     return [float(net.forward(xs)[0].sum(dtype=np.float64)) for _ in range(2)]
+
+
+@pytest.mark.parametrize("args,error,match", [
+    ((2, 3, 4, np.int32), TypeError, "dtype: expected float32 or float64, got int32"),
+    ((2, -3, 4, np.float32), ValueError, r"sizes >= 0, got shape \(2, -3, 4\)"),
+])
+def test_empty_output_refuses_bad_arguments_naming_them(args, error, match):
+    with pytest.raises(error, match=match):
+        _core.empty_output(*args)
+
+
+def test_empty_output_gives_the_shape_and_dtype_asked():
+    for dtype in (np.float32, np.float64):
+        for shape in ((0, 3, 4), (2, 3, 4), (8, 600, 64)):
+            arr = _core.empty_output(*shape, dtype)
+            assert arr.shape == shape and arr.dtype == dtype and arr.flags.c_contiguous
