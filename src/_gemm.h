@@ -420,19 +420,13 @@ RF_DEFINE_STORE_ROW(rf_store_row32, rf_v16, "avx512f")
                    rf_store_row32)
 /* A family of AVX-512 tiles rf_<P>tile_1..8 (rf_gemm_packed_f) and
  * rf_<P>ptile_1..6 (rf_gemm_tn_f tiles at <= 6 rows) with one body. */
+#define RF_DEFINE_WIDE_PAIR(P, BODY, MR)                                      \
+    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, MR)                                \
+    RF_DEFINE_PACKED_TILE(P, "avx512f", BODY, MR)
 #define RF_DEFINE_WIDE_FAMILY(P, BODY)                                        \
-    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 1)                                 \
-    RF_DEFINE_PACKED_TILE(P, "avx512f", BODY, 1)                              \
-    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 2)                                 \
-    RF_DEFINE_PACKED_TILE(P, "avx512f", BODY, 2)                              \
-    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 3)                                 \
-    RF_DEFINE_PACKED_TILE(P, "avx512f", BODY, 3)                              \
-    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 4)                                 \
-    RF_DEFINE_PACKED_TILE(P, "avx512f", BODY, 4)                              \
-    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 5)                                 \
-    RF_DEFINE_PACKED_TILE(P, "avx512f", BODY, 5)                              \
-    RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 6)                                 \
-    RF_DEFINE_PACKED_TILE(P, "avx512f", BODY, 6)                              \
+    RF_DEFINE_WIDE_PAIR(P, BODY, 1) RF_DEFINE_WIDE_PAIR(P, BODY, 2)           \
+    RF_DEFINE_WIDE_PAIR(P, BODY, 3) RF_DEFINE_WIDE_PAIR(P, BODY, 4)           \
+    RF_DEFINE_WIDE_PAIR(P, BODY, 5) RF_DEFINE_WIDE_PAIR(P, BODY, 6)           \
     RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 7)                                 \
     RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 8)
 
