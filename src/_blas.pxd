@@ -180,7 +180,8 @@ cdef inline void gemm_packed(int m, int n, int k, const floating* a, int lda,
 cdef extern from "_gemm.h" nogil:
     int rf_gemm_tn_f(int nsrc, const long* M, const float** A, const long* lda,
                      float** C, long ldc, const long* Ns, long K, const float* B, long ldb,
-                     float* colsum, long run_len, long run_stride, int accumulate)
+                     float* colsum, long run_len, long run_stride, const long* a_stride,
+                     int accumulate)
     int rf_packed_dw_enabled()
     void rf_use_packed_dw(int on)
 
@@ -189,26 +190,32 @@ cdef inline void gemm_tn(int m1, const floating* a1, int lda1, floating* c1,
                          int m2, const floating* a2, int lda2, floating* c2,
                          int n, int k, const floating* b, int ldb, int ldc,
                          floating* colsum=NULL, int n2=-1, int run_len=0,
-                         Py_ssize_t run_stride=0, bint accumulate=False) noexcept nogil:
+                         Py_ssize_t run_stride=0, bint accumulate=False,
+                         Py_ssize_t run_stride2=-1) noexcept nogil:
     """Row-major C1 (m1, n) = A1^T @ B and, when m2 > 0, C2 (m2, n2) =
     A2^T @ B[:, :n2] (n2 <= n; -1: n), overwriting C1 and C2 (row stride
     ldc), or adding to them when accumulate, with A_s row-major (k, m_s) of
     row stride lda_s and B row-major (k, n) of row stride ldb.  The k rows
     may lie in runs of run_len (dividing k; 0: one run), run r from row r *
-    run_stride on (a chunk of steps of each batch row).  colsum (n), unless
+    run_stride on (a chunk of steps of each batch row), A2's from row r *
+    run_stride2 on (-1: run_stride; RNN's chunk of h_prev).  colsum (n), unless
     NULL, gets B's column sums added (the bias gradient; the packed path
     takes them while it packs B, once for both products)."""
     cdef long M[2]
     cdef long lda[2]
     cdef long N[2]
+    cdef long a_stride[2]
     cdef const float* A[2]
     cdef float* C[2]
     cdef int nsrc = 2 if m2 > 0 else 1
     cdef Py_ssize_t i, j, r, row
     if n2 < 0:
         n2 = n
-    if run_len <= 0 or run_len >= k or run_len == run_stride:     # one run
-        run_len, run_stride = k, k
+    if run_stride2 < 0:
+        run_stride2 = run_stride
+    if (run_len <= 0 or run_len >= k
+            or (run_len == run_stride and run_len == run_stride2)):     # one run
+        run_len, run_stride, run_stride2 = k, k, k
     if floating is float:
         # Below ~32 rows BLAS is faster: the packed path writes all of C
         # per chunk whatever k (64 x 256 twice: k = 1 8 against 4 us, k = 8
@@ -216,15 +223,16 @@ cdef inline void gemm_tn(int m1, const floating* a1, int lda1, floating* c1,
         if rf_packed_dw_enabled() and k >= 32:
             M[0], M[1], lda[0], lda[1], N[0], N[1] = m1, m2, lda1, lda2, n, n2
             A[0], A[1], C[0], C[1] = a1, a2, c1, c2
+            a_stride[0], a_stride[1] = run_stride, run_stride2
             if rf_gemm_tn_f(nsrc, M, A, lda, C, ldc, N, k, b, ldb, colsum, run_len,
-                            run_stride, accumulate):
+                            run_stride, a_stride, accumulate):
                 return
     for r in range(k // run_len if run_len > 0 else 1):
         row = r * run_stride
         gemm(True, False, m1, n, run_len, <floating> 1, a1 + row * lda1, lda1, b + row * ldb,
              ldb, <floating> (1 if accumulate or r > 0 else 0), c1, ldc)
         if m2 > 0:
-            gemm(True, False, m2, n2, run_len, <floating> 1, a2 + row * lda2, lda2,
+            gemm(True, False, m2, n2, run_len, <floating> 1, a2 + r * run_stride2 * lda2, lda2,
                  b + row * ldb, ldb, <floating> (1 if accumulate or r > 0 else 0), c2, ldc)
         if colsum != NULL:
             for i in range(row, row + run_len):

@@ -888,14 +888,16 @@ static inline long rf_run_segment(long k, long end, long run_len, long run_strid
  * z and r columns of the gate gradients that dWx takes whole: one packing
  * of B serves both).  colsum (N), unless NULL, gets B's column sums added
  * (the bias gradient).  The K rows lie in runs of run_len rows, run r
- * from row r * run_stride of A[s] and B on (run_len = run_stride = K: one
- * run; a chunk of steps of every batch row is N runs).  accumulate: C[s]
- * += the products instead of =.  Returns 0 when it could not allocate its
+ * from row r * run_stride of B on, and of A[s] from row r * a_stride[s]
+ * on (a_stride NULL: run_stride for every source; run_len = run_stride =
+ * K: one run; a chunk of steps of every batch row is N runs, and RNN's
+ * h_prev of a chunk lies in a buffer of the chunk's own).  accumulate:
+ * C[s] += the products instead of =.  Returns 0 when it could not allocate its
  * buffers (nothing written: the caller uses BLAS). */
 RF_CLONED int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A,
                            const long* lda, float* const* C, long ldc, const long* Ns,
                            long K, const float* B, long ldb, float* colsum, long run_len,
-                           long run_stride, int accumulate)
+                           long run_stride, const long* a_stride, int accumulate)
 {
     long k0, kc, m0, mb, i, s, p, nc, mr, tiles, base, extra, t, np, mmax = 0, N = 0;
     long k, seg, row;
@@ -948,7 +950,8 @@ RF_CLONED int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A,
                 for (i = m0, t = 0; i < m0 + mb; i += mr, t++) {
                     mr = t < extra ? base + 1 : base;
                     for (k = k0; k < k0 + kc; k += seg) {
-                        seg = rf_run_segment(k, k0 + kc, run_len, run_stride, &row);
+                        seg = rf_run_segment(k, k0 + kc, run_len,
+                                             a_stride ? a_stride[s] : run_stride, &row);
                         rf_pack_a_tile(A[s] + row * lda[s] + i, lda[s], seg, mr,
                                        dst + (k - k0) * mr);
                     }
@@ -992,7 +995,7 @@ static int rf_gemm_single_f(int trans_a, int trans_b, long M, long N, long K,
     if (trans_a) {
         if (accumulate || trans_b)
             return 0;
-        return rf_gemm_tn_f(1, &M, &A, &lda, &C, ldc, &N, K, B, ldb, NULL, K, K, 0);
+        return rf_gemm_tn_f(1, &M, &A, &lda, &C, ldc, &N, K, B, ldb, NULL, K, K, NULL, 0);
     }
     if (K <= 0) {
         long i;
@@ -1031,9 +1034,9 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
 RF_CLONED int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A,
                            const long* lda, float* const* C, long ldc, const long* Ns,
                            long K, const float* B, long ldb, float* colsum, long run_len,
-                           long run_stride, int accumulate)
+                           long run_stride, const long* a_stride, int accumulate)
 {
-    (void) nsrc; (void) M; (void) A; (void) lda; (void) C; (void) ldc; (void) Ns;
+    (void) nsrc; (void) a_stride; (void) M; (void) A; (void) lda; (void) C; (void) ldc; (void) Ns;
     (void) K; (void) B; (void) ldb; (void) colsum; (void) run_len; (void) run_stride;
     (void) accumulate;
     abort();   /* callers check rf_gemm_packed_supported() first */

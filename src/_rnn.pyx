@@ -6,7 +6,10 @@ Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
     gates   (N, T, H)  h' of each step (activation kept before padding is
                        zeroed); backward overwrites it with dL/da
                        (inference may pass Tc < T steps: a chunk, src/_seq.pxd)
-    h_prev  (N, T, H)  state before each step
+    h_prev  (N, T, H)  state before each step: the forward saves the first
+                       step's only; each later step's is the activation of
+                       the step before (gates), which the backward copies
+                       out before it overwrites it (rnn_backward_steps)
     work    (N, H)     scratch for ragged reverse runs
     h       (N, H)     in: initial state; out: final state
 A cell's one step is the same kernel with T = 1.
@@ -16,7 +19,7 @@ range of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 from libc.stdint cimport uint32_t, uint64_t
 cimport numpy as cnp
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, rf_unpacked_ok,
                     rf_unpacked_b, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                     rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
@@ -29,7 +32,7 @@ from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching
                    grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
-                   all_zero, state_product)
+                   all_zero, state_product, set_poison_chunk_h)
 
 cnp.import_array()
 
@@ -84,8 +87,11 @@ cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                     for j in range(H):
                         g[j] += pw[n * H + j]
                 if a.s.prefetch:
-                    prefetch_forward_row(tag, &a.s, g, H, n, k, k1, L, t)
-                if a.s.training:
+                    prefetch_forward_row(tag, &a.s, g, H, n, k, k1, L, t, NULL, NULL, False)
+                if a.s.training and k == 0:
+                    # The later states are the activations gates keeps: not
+                    # written twice (RNN N = 8, D = H = 64, T = 10,000: the
+                    # saved states' traffic ~8 % of a step; docs item 75).
                     memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
                 rnn_fwd_row(g, pb, ph + n * H, pout + (n * T + t) * W + off, H, a.relu)
         k0 = k1
@@ -143,6 +149,13 @@ cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_
     cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H
     cdef Py_ssize_t stride = grad_stride(D, H, H, H)
     cdef floating* pg = <floating*> a.s.gates + r0 * H
+    # h_prev of these rows: the chunk's own buffer (rnn_backward_steps), a
+    # run of a.s.chunk rows a batch row, or the (N, T, H) buffer.
+    cdef const floating* hp = <const floating*> a.s.h_prev + r0 * H
+    cdef Py_ssize_t hp_stride = T
+    if a.s.chunk_h != NULL:
+        hp = <const floating*> a.s.chunk_h + (r0 // T) * a.s.chunk * H
+        hp_stride = a.s.chunk
     cdef floating* scratch = <floating*> a.s.scratch
     cdef floating* dWx = grad_part(<floating*> a.s.dWx, scratch, part, 0, stride)
     cdef floating* dWh = grad_part(<floating*> a.s.dWh, scratch, part, D * H, stride)
@@ -154,14 +167,20 @@ cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_
     input_grads(<const floating*> a.s.xs + r0 * D, <const floating*> a.s.Wx,
                 <const floating*> a.s.WxT_packed, pg, dWx, <floating*> a.s.dxs + r0 * D,
                 a.s.accumulate_dx, <int> run_len, <int> D, <int> H,
-                <const floating*> a.s.h_prev + r0 * H, dWh, <int> H, db, -1, <int> runs, T,
-                a.s.dw_accumulate)
+                hp, dWh, <int> H, db, -1, <int> runs, T, a.s.dw_accumulate, hp_stride)
 
 
 cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
                              Py_ssize_t k_lo, Py_ssize_t k_hi) noexcept nogil:
-    """BPTT steps k_hi-1..k_lo for batch rows n0..n1-1."""
+    """BPTT steps k_hi-1..k_lo for batch rows n0..n1-1.  Each step first
+    copies its activation (gates row) out as the next step's h_prev, which
+    the forward did not save: into the chunk's buffer a.s.chunk_h (in
+    cache for the chunk's dWh; chunked calls) or into h_prev."""
     cdef Py_ssize_t T = a.s.T, H = a.s.H, W = a.s.W, off = a.s.dout_offset
+    cdef Py_ssize_t C = a.s.chunk, t0 = 0, k_next
+    cdef floating* hp = <floating*> a.s.h_prev
+    cdef floating* ch = <floating*> a.s.chunk_h
+    cdef const floating* src
     cdef floating* pg = <floating*> a.s.gates
     cdef floating* pdh = <floating*> a.s.dh
     cdef floating* pw = <floating*> a.s.work
@@ -172,6 +191,23 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
     cdef int rows = <int> (n1 - n0)
     cdef Py_ssize_t k, n, t, j, L, r
     cdef floating* g
+    if C > 0:
+        # A chunk (rows visit time k at step k, or all have length T): its
+        # first step's h_prev is the activation of step k_lo - 1, not yet
+        # overwritten, or the saved first state.
+        t0 = chunk_start(T, k_lo, k_hi, a.s.reverse)
+        t = step_time(k_lo, T, a.s.reverse)
+        for n in range(n0, n1):
+            if k_lo >= plen[n]:
+                continue                    # padding: zeroed below
+            if k_lo > 0:
+                src = pg + (n * T + step_time(k_lo - 1, T, a.s.reverse)) * H
+            elif ch != NULL:
+                src = hp + (n * T + t) * H
+            else:
+                continue                    # already in place
+            memcpy(ch + (n * C + t - t0) * H if ch != NULL else hp + (n * T + t) * H, src,
+                   H * sizeof(floating))
     for k in range(k_hi - 1, k_lo - 1, -1):
         for n in range(n0, n1):
             L = plen[n]
@@ -179,12 +215,20 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
                 if not a.uniform:
                     for j in range(H):
                         pw[n * H + j] = 0
+                if ch != NULL:
+                    # its dL/da there is 0: a 0 state, not stale memory (NaN)
+                    memset(ch + (n * C + step_time(k, T, a.s.reverse) - t0) * H, 0,
+                           H * sizeof(floating))
                 continue
             t = step_time(k, L, a.s.reverse)
             r = n * T + t
             g = pg + r * H
             if a.s.prefetch:
                 prefetch_backward_row(tag, &a.s, H, n, k, L, False)
+            if k + 1 < L and (C == 0 or k + 1 < k_hi):
+                k_next = step_time(k + 1, L, a.s.reverse)
+                memcpy(ch + (n * C + k_next - t0) * H if ch != NULL else hp + (n * T + k_next) * H,
+                       g, H * sizeof(floating))
             rnn_bwd_row(g, pdo + r * W + off, pdh + n * H, H, a.relu)
             if not a.uniform:
                 memcpy(pw + n * H, g, H * sizeof(floating))
@@ -244,7 +288,7 @@ cdef void rnn_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogi
         tag, &a.s, a, rnn_backward_steps_f if floating is float else rnn_backward_steps_d,
         rnn_backward_grads_f if floating is float else rnn_backward_grads_d,
         step_threads(threads, N, T, 2 * H * H, a.WhT_packed != NULL), threads,
-        2 * (2 * D + H) * H, <void*> a.WhT_packed, NULL, H, H)
+        2 * (2 * D + H) * H, <void*> a.WhT_packed, NULL, H, H, H)
 
 
 def use_packed_gemm(bint on, dw=None):
@@ -352,16 +396,20 @@ def packed_matmul_tn(const float[:, ::1] a1, const float[:, ::1] a2, const float
     parameter gradients (tests compare it with numpy).  c1 and c2[:, :n2]
     are overwritten (added to when accumulate), c2's other columns left
     alone.  With runs > 1 the products take only the rows of `runs` runs
-    of run_len rows each, run r from row r * (rows // runs) on (a chunk of
-    steps of every batch row).  Shapes are checked here.  Returns whether
-    the packed kernel was switched on (else BLAS ran)."""
+    of run_len rows each, run r from row r * (rows // runs) on of a1 and b
+    (a chunk of steps of every batch row), and from row r * (rows2 //
+    runs) on of a2, whose rows2 may differ (RNN's h_prev of a chunk, in a
+    buffer of its own).  Shapes are checked here.  Returns whether the
+    packed kernel was switched on (else BLAS ran)."""
     cdef int rows = a1.shape[0], m1 = a1.shape[1], m2 = a2.shape[1], n = b.shape[1]
     cdef int stride = rows // runs if runs > 0 else 0
+    cdef int stride2 = a2.shape[0] // runs if runs > 0 else 0
     cdef int k = runs * run_len if runs > 1 else rows
-    if (a2.shape[0] != rows or b.shape[0] != rows or c1.shape[0] != m1 or c1.shape[1] != n
+    if ((a2.shape[0] != rows and (runs == 1 or m2 == 0)) or b.shape[0] != rows
+            or c1.shape[0] != m1 or c1.shape[1] != n
             or c2.shape[0] != m2 or c2.shape[1] != n or m1 == 0 or n == 0
             or not -1 <= n2 <= n or n2 == 0 or runs < 1
-            or (runs > 1 and not 0 < run_len <= stride)):
+            or (runs > 1 and not 0 < run_len <= min(stride, stride2))):
         raise ValueError(f"packed_matmul_tn: shapes a1 {(a1.shape[0], a1.shape[1])}, "
                          f"a2 {(a2.shape[0], a2.shape[1])}, b {(b.shape[0], b.shape[1])}, "
                          f"c1 {(c1.shape[0], c1.shape[1])}, c2 {(c2.shape[0], c2.shape[1])}, "
@@ -370,7 +418,7 @@ def packed_matmul_tn(const float[:, ::1] a1, const float[:, ::1] a2, const float
         gemm_tn(m1, &a1[0, 0] if k else NULL, m1, &c1[0, 0],
                 m2, &a2[0, 0] if k and m2 else NULL, m2, &c2[0, 0] if m2 else NULL,
                 n, k, &b[0, 0] if k else NULL, n, n, NULL, n2,
-                run_len if runs > 1 else 0, stride, accumulate)
+                run_len if runs > 1 else 0, stride, accumulate, stride2)
     return bool(rf_gemm_packed_supported())
 
 
@@ -577,6 +625,14 @@ def use_grad_chunks(bint on):
     steps (on, the default; src/_seq.pxd, chunk_steps), or run the
     gradients after all steps.  For A/B timings and tests."""
     set_grad_chunks(on)
+
+
+def poison_chunk_buffers(bint on):
+    """Tests: fill the buffer a chunked RNN backward allocates for its
+    chunks' h_prev (SeqBwd.chunk_h) with NaN bytes as it is allocated, so
+    that a row read before it was written shows in the gradients; off by
+    default."""
+    set_poison_chunk_h(on)
 
 
 # Each kernel module has its own split limits and pool (src/_threads.h is

@@ -76,6 +76,18 @@ cdef inline void set_grad_chunks(bint on) noexcept nogil:
     rf_grad_chunks_switch = on
 
 
+cdef extern from *:
+    """
+    static int rf_poison_chunk_h = 0;   /* tests: chunk_h starts as NaN bytes */
+    """
+    int rf_poison_chunk_h
+
+
+cdef inline void set_poison_chunk_h(bint on) noexcept nogil:
+    global rf_poison_chunk_h
+    rf_poison_chunk_h = on
+
+
 cdef inline void prefetch(const void* p, Py_ssize_t nbytes) noexcept nogil:
     """The lines of [p, p + nbytes) into L2, to be read."""
     rf_prefetch_span(p, nbytes, 0)
@@ -195,7 +207,8 @@ cdef inline void input_grads(const floating* xs, const floating* Wx,
                              floating* dxs, bint accumulate_dx, int rows, int D,
                              int GH, const floating* h_prev=NULL, floating* dWh=NULL,
                              int H=0, floating* db=NULL, int GHh=-1, int runs=1,
-                             Py_ssize_t run_stride=0, bint dw_accumulate=False) noexcept nogil:
+                             Py_ssize_t run_stride=0, bint dw_accumulate=False,
+                             Py_ssize_t h_run_stride=-1) noexcept nogil:
     """After the step loop: dWx = X^T dG and, when H > 0, dWh = Hprev^T dG
     (of dG's first GHh columns only when GHh >= 0: GRU's z and r; gemm_tn:
     dG packed once for both), db += dG's column sums when db is
@@ -204,12 +217,15 @@ cdef inline void input_grads(const floating* xs, const floating* Wx,
     it, which showed up in the profile of long sequences), one product each
     over `runs` runs of `rows` rows of the gate-gradient buffer (GH wide),
     run r from row r * run_stride on (one run: all N*T rows; a chunk of
-    steps: a run per batch row).  dw_accumulate: dWx, dWh += instead of =."""
+    steps: a run per batch row); h_prev's runs h_run_stride rows apart (-1:
+    run_stride).  dw_accumulate: dWx, dWh += instead of =."""
     cdef int r
-    if runs > 1 and run_stride == rows:         # runs that touch: one run
+    if h_run_stride < 0:
+        h_run_stride = run_stride
+    if runs > 1 and run_stride == rows and h_run_stride == rows:  # runs that touch: one
         rows, runs = rows * runs, 1
     gemm_tn(D, xs, D, dWx, H, h_prev, H, dWh, GH, rows * runs, dG, GH, GH, db, GHh,
-            rows if runs > 1 else 0, run_stride, dw_accumulate)
+            rows if runs > 1 else 0, run_stride, dw_accumulate, h_run_stride)
     for r in range(runs):
         gemm_packed(rows, D, GH, dG + r * run_stride * GH, GH, WxT_packed, True, Wx, GH,
                     accumulate_dx, dxs + r * run_stride * D, D)
@@ -218,11 +234,12 @@ cdef inline void input_grads(const floating* xs, const floating* Wx,
 cdef inline void prefetch_forward_row(floating* tag, SeqFwd* s, floating* g, Py_ssize_t G,
                                       Py_ssize_t n, Py_ssize_t k, Py_ssize_t k1,
                                       Py_ssize_t L, Py_ssize_t t, void* saved1=NULL,
-                                      void* saved2=NULL) noexcept nogil:
+                                      void* saved2=NULL, bint h_prev=True) noexcept nogil:
     """While row n (length L) of a training forward runs step k (time t,
     gates g, in the chunk of steps ..k1-1), fetch what its step k + 1
-    writes: its gates (when in this chunk), its out and h_prev rows and its
-    rows of the cell's saved (N, T, H) buffers saved1, saved2 (or NULL)."""
+    writes: its gates (when in this chunk), its out row, its h_prev row
+    (unless not h_prev: RNN saves only the first) and its rows of the
+    cell's saved (N, T, H) buffers saved1, saved2 (or NULL)."""
     cdef Py_ssize_t tn, r, row = s.H * sizeof(floating)
     if k + 1 >= L:
         return
@@ -231,7 +248,8 @@ cdef inline void prefetch_forward_row(floating* tag, SeqFwd* s, floating* g, Py_
     if k + 1 < k1:
         prefetch_w(g + (tn - t) * G, G * sizeof(floating))
     prefetch_w(<floating*> s.out + r * s.W + s.out_offset, row)
-    prefetch_w(<floating*> s.h_prev + r * s.H, row)
+    if h_prev:
+        prefetch_w(<floating*> s.h_prev + r * s.H, row)
     if saved1 != NULL:
         prefetch_w(<floating*> saved1 + r * s.H, row)
     if saved2 != NULL:
@@ -460,7 +478,7 @@ cdef struct SeqBwd:
     const void* Wx           # (D, G)
     const void* WxT_packed   # Wx^T packed for dX, or NULL (BLAS)
     const void* Wh           # (H, G)
-    const void* h_prev       # (N, T, H)
+    void* h_prev             # (N, T, H); RNN's backward writes its rows (_rnn.pyx)
     const void* dout         # (N, T, W), columns dout_offset..+H
     const Py_ssize_t* lengths
     void* gates              # (N, T, G): in the activations, out dL/da
@@ -475,6 +493,8 @@ cdef struct SeqBwd:
     bint reverse, accumulate_dx
     bint prefetch            # prefetch each row's next step (worth_prefetching)
     bint dw_accumulate       # the gradients add to dWx, dWh, db (chunks)
+    Py_ssize_t chunk         # steps a chunk (chunk_steps), 0: steps, then gradients
+    void* chunk_h            # (N, chunk, chunk_h_width) for the cell's chunks, or NULL
     int ft
 
 
@@ -489,7 +509,7 @@ cdef inline int take_backward(SeqBwd* s, xs, Wx, Wh, lengths, dout, dh, gates, h
     take(&wh, Wh, "Wh", 2, ft, False)
     take(&lens, lengths, "lengths", 1, NPY_INTP, False)
     take(&do, dout, "dout", 3, ft, False); take(&dhh, dh, "dh", 2, ft, True)
-    take(&g, gates, "gates", 3, ft, True); take(&hp, h_prev, "h_prev", 3, ft, False)
+    take(&g, gates, "gates", 3, ft, True); take(&hp, h_prev, "h_prev", 3, ft, True)
     take(&dwx, dWx, "dWx", 2, ft, True); take(&dwh, dWh, "dWh", 2, ft, True)
     take(&dbb, db, "db", 1, ft, True); take(&dx, dxs, "dxs", 3, ft, True)
     take(&wk, work, "work", 2, ft, True)
@@ -505,6 +525,7 @@ cdef inline int take_backward(SeqBwd* s, xs, Wx, Wh, lengths, dout, dh, gates, h
     s.xs, s.Wx, s.WxT_packed, s.Wh, s.h_prev = x.data, wx.data, NULL, wh.data, hp.data
     s.dout, s.lengths = do.data, <const Py_ssize_t*> lens.data
     s.gates, s.dh, s.work, s.dxs, s.scratch = g.data, dhh.data, wk.data, dx.data, NULL
+    s.chunk, s.chunk_h = 0, NULL
     s.dWx, s.dWh, s.db = dwx.data, dwh.data, dbb.data
     s.N, s.T, s.D, s.H, s.W, s.dout_offset = N, T, D, H, do.shape[2], dout_offset
     s.reverse, s.accumulate_dx, s.ft = reverse, accumulate_dx, ft
@@ -687,7 +708,7 @@ cdef inline void job_steps_then_grads(void* job, long n0, long n1, int part) noe
 cdef inline void backward_steps_and_grads(
         floating* tag, SeqBwd* s, void* args, steps_fn steps, grads_fn grads, int nt,
         int threads, Py_ssize_t grad_flops_per_row, void* release1, void* release2,
-        Py_ssize_t G, Py_ssize_t nb) noexcept nogil:
+        Py_ssize_t G, Py_ssize_t nb, Py_ssize_t chunk_h_width=0) noexcept nogil:
     """The step loop of a backward call on nt threads (step_threads), then
     its parameter and input gradients (into a gradient part: grad_part with
     s.scratch).  With the steps on threads and packed dW products, each
@@ -698,7 +719,10 @@ cdef inline void backward_steps_and_grads(
     chunk (chunk_steps).  release1 and 2 (packed matrices of the step loop,
     or NULL) are freed after the steps (when the gradients follow them on
     this thread), so that the gradients' buffers can reuse them;
-    s.WxT_packed and s.scratch at the end."""
+    s.WxT_packed and s.scratch at the end.  A chunked call sets s.chunk and,
+    when chunk_h_width > 0, s.chunk_h: N x s.chunk rows of chunk_h_width for
+    the cell's step loop to fill and its gradients to read (NULL if not to
+    be had; the cell then does without)."""
     cdef BwdJob job
     cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H
     cdef Py_ssize_t stride = grad_stride(D, H, G, nb)
@@ -720,6 +744,12 @@ cdef inline void backward_steps_and_grads(
         # chunk by chunk when the call is long.
         job.chunk = chunk_steps(N, T, G, H, (N + nt - 1) // nt, sizeof(floating),
                                 is_uniform(s.lengths, N, T, s.reverse))
+    s.chunk = job.chunk
+    s.chunk_h = NULL
+    if job.chunk and chunk_h_width > 0:
+        s.chunk_h = malloc(N * job.chunk * chunk_h_width * sizeof(floating))
+        if s.chunk_h != NULL and rf_poison_chunk_h:
+            memset(s.chunk_h, 0xff, N * job.chunk * chunk_h_width * sizeof(floating))
     if s.scratch != NULL or job.chunk:
         if job.chunk:
             s.dw_accumulate = True
@@ -746,5 +776,8 @@ cdef inline void backward_steps_and_grads(
             job_grads(&job, 0, N * T, 0)
     free(s.scratch)
     s.scratch = NULL
+    free(s.chunk_h)
+    s.chunk_h = NULL
+    s.chunk = 0
     free_packed(<void*> s.WxT_packed)
     s.WxT_packed = NULL

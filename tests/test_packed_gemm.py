@@ -202,21 +202,27 @@ def test_packed_matmul_tn_second_product_on_leading_columns(k, n, n2, packed):
                                                   (5, 7, 9), (2, 600, 601), (4, 1, 3)])
 @pytest.mark.parametrize("accumulate", [False, True])
 @pytest.mark.parametrize("packed", [True, False])
-def test_packed_matmul_tn_over_runs_of_rows(runs, run_len, stride, accumulate, packed):
+@pytest.mark.parametrize("a2_runs", ["same", "packed", "wider"])
+def test_packed_matmul_tn_over_runs_of_rows(runs, run_len, stride, accumulate, packed, a2_runs):
     """The products over a chunk of steps of every batch row: only the rows
     of `runs` runs of run_len, `stride` apart (packing chunks of 512 rows
     that cross runs, and runs longer than a chunk), overwriting C or added
-    to it; bias sums as numpy's."""
+    to it; bias sums as numpy's.  The second source's runs may lie apart
+    by a stride of their own: run_len (touching: RNN's chunk buffer of
+    h_prev) or more."""
     _core.use_packed_gemm(packed)
+    stride2 = {"same": stride, "packed": run_len, "wider": stride + 3}[a2_runs]
     rng = np.random.default_rng(runs * run_len + stride)
     a1 = rng.standard_normal((runs * stride, 19)).astype(np.float32)
-    a2 = rng.standard_normal((runs * stride, 40)).astype(np.float32)
+    a2 = rng.standard_normal((runs * stride2, 40)).astype(np.float32)
     b = rng.standard_normal((runs * stride, 48)).astype(np.float32)
     rows = np.concatenate([np.arange(r * stride, r * stride + run_len) for r in range(runs)])
+    rows2 = np.concatenate([np.arange(r * stride2, r * stride2 + run_len)
+                            for r in range(runs)])
     c1 = rng.standard_normal((19, 48)).astype(np.float32)
     c2 = rng.standard_normal((40, 48)).astype(np.float32)
     want1 = a1[rows].T.astype(np.float64) @ b[rows] + (c1 if accumulate else 0)
-    want2 = a2[rows].T.astype(np.float64) @ b[rows] + (c2 if accumulate else 0)
+    want2 = a2[rows2].T.astype(np.float64) @ b[rows] + (c2 if accumulate else 0)
     _rnn.packed_matmul_tn(a1, a2, b, c1, c2, runs=runs, run_len=run_len,
                           accumulate=accumulate)
     tol = {"rtol": 1e-5, "atol": 1e-5 * np.sqrt(len(rows))}
@@ -234,6 +240,11 @@ def test_packed_matmul_tn_refuses_disagreeing_shapes():
             _rnn.packed_matmul_tn(a, np.ones((4, 2), np.float32), np.ones((4, 6), np.float32),
                                   np.zeros((3, 6), np.float32), np.zeros((2, 6), np.float32),
                                   n2)
+    # over runs, a2's own runs must hold run_len rows
+    with pytest.raises(ValueError, match="do not agree"):
+        _rnn.packed_matmul_tn(np.ones((8, 3), np.float32), np.ones((6, 2), np.float32),
+                              np.ones((8, 6), np.float32), np.zeros((3, 6), np.float32),
+                              np.zeros((2, 6), np.float32), runs=2, run_len=4)
 
 
 def _bidirectional_step(cls, kw, xs, dys, lengths):

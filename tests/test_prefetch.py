@@ -137,3 +137,54 @@ def test_product_over_runs_refuses_runs_that_do_not_fit():
     for runs, run_len in ((0, 1), (3, 5), (3, 0), (5, 3)):
         with pytest.raises(ValueError, match="do not agree"):
             _rnn.packed_matmul_tn(a, a, b, c1, c2, runs=runs, run_len=run_len)
+
+
+def _poison_kept_buffers():
+    """Every internal buffer kept for reuse (_core._SCRATCH) filled with
+    NaN, as if an earlier call had left garbage in it, and the chunk
+    buffers RNN's backward allocates filled so from now on."""
+    for stack in _core._SCRATCH._free.values():
+        for _, bufs in stack:
+            for buf in bufs:
+                buf.fill(np.nan)
+    _rnn.poison_chunk_buffers(True)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("chunks", [True, False])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("ragged", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rnn_training_reads_no_state_it_did_not_write(dtype, ragged, threads, chunks,
+                                                      nonlinearity):
+    """RNN's forward saves the first step's state only; its backward copies
+    each later step's from the activation it is about to overwrite, into
+    the chunk's own buffer or into h_prev (src/_rnn.pyx).  Whatever the
+    reused buffers held before must not reach the results: a training step
+    after every kept buffer was filled with NaN equals, bitwise, the same
+    step on fresh buffers, bidirectional (the reverse direction of a
+    ragged batch does not chunk), with the backward by chunks or not."""
+    N, T, D, H = 8, 1100, 16, 64
+    assert 0 < _rnn.grad_chunk_steps(N, T, H, H, N // threads, np.dtype(dtype).itemsize) < T
+    xs = np.random.default_rng(0).standard_normal((N, T, D)).astype(dtype)
+    lengths = None
+    if ragged:
+        lengths = np.random.default_rng(1).integers(T // 2, T + 1, N)
+        lengths[0] = T
+    results = []
+    _core.use_grad_chunks(chunks)
+    try:
+        for poison in (False, True):
+            _core._SCRATCH.clear()
+            make = lambda: rnnfast.RNN(D, H, bidirectional=True, dtype=dtype,  # noqa: E731
+                                       nonlinearity=nonlinearity, random_state=3)
+            _steps_switched(_core.use_prefetch, make, xs, lengths, threads)  # fills the cache
+            if poison:
+                _poison_kept_buffers()
+            results.append(_steps_switched(_core.use_prefetch, make, xs, lengths, threads)[0])
+    finally:
+        _core.use_grad_chunks(True)
+        _rnn.poison_chunk_buffers(False)
+    for i, (fresh, poisoned) in enumerate(zip(*results)):
+        assert np.isfinite(fresh).all()
+        np.testing.assert_array_equal(poisoned, fresh, err_msg=f"array {i}")
