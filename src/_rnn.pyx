@@ -6,10 +6,11 @@ Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
     gates   (N, T, H)  h' of each step (activation kept before padding is
                        zeroed); backward overwrites it with dL/da
                        (inference may pass Tc < T steps: a chunk, src/_seq.pxd)
-    h_prev  (N, T, H)  state before each step: the forward saves the first
-                       step's only; each later step's is the activation of
-                       the step before (gates), which the backward copies
-                       out before it overwrites it (rnn_backward_steps)
+    h_prev  (N, T, H)  state before each step; of a long call
+                       (states_rebuilt) the forward saves the first step's
+                       only, and the backward copies each later one from
+                       the activation of the step before (gates) before it
+                       overwrites it (rnn_backward_steps)
     work    (N, H)     scratch for ragged reverse runs
     h       (N, H)     in: initial state; out: final state
 A cell's one step is the same kernel with T = 1.
@@ -32,7 +33,8 @@ from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching
                    grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
-                   all_zero, state_product, set_poison_chunk_h)
+                   all_zero, state_product, set_poison_chunk_h, prefetch_w,
+                   chunk_steps_by_size)
 
 cnp.import_array()
 
@@ -41,6 +43,20 @@ cdef struct FwdArgs:
     SeqFwd s                 # the arrays and sizes every cell has (src/_seq.pxd)
     const void* Wh_packed
     bint uniform, relu
+    bint save_all            # training: h_prev of every step (not states_rebuilt)
+
+
+cdef inline bint states_rebuilt(Py_ssize_t N, Py_ssize_t T, Py_ssize_t H,
+                                Py_ssize_t itemsize, bint uniform) noexcept nogil:
+    """Whether a training forward saves the first step's state only and the
+    backward copies the others from the activations, as it meets them:
+    where a one-thread backward goes chunk by chunk by its sizes (whatever
+    use_grad_chunks says, so that forward and backward agree), the copies
+    then stay in cache for the chunk's dWh, and the saved states' round
+    trip to memory goes (RNN N = 8, D = H = 64, T = 10,000: ~4 %; docs item
+    75).  Elsewhere the forward saves every state: at `medium` (which does
+    not chunk) moving the copy into the backward measured 0.97-0.98."""
+    return chunk_steps_by_size(N, T, H, H, N, itemsize, uniform) > 0
 
 
 cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
@@ -87,11 +103,9 @@ cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                     for j in range(H):
                         g[j] += pw[n * H + j]
                 if a.s.prefetch:
-                    prefetch_forward_row(tag, &a.s, g, H, n, k, k1, L, t, NULL, NULL, False)
-                if a.s.training and k == 0:
-                    # The later states are the activations gates keeps: not
-                    # written twice (RNN N = 8, D = H = 64, T = 10,000: the
-                    # saved states' traffic ~8 % of a step; docs item 75).
+                    prefetch_forward_row(tag, &a.s, g, H, n, k, k1, L, t, NULL, NULL,
+                                         a.save_all)
+                if a.s.training and (k == 0 or a.save_all):
                     memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
                 rnn_fwd_row(g, pb, ph + n * H, pout + (n * T + t) * W + off, H, a.relu)
         k0 = k1
@@ -125,6 +139,7 @@ cdef void rnn_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil
     packs), the step loop on `threads` threads at most."""
     cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
+    a.save_all = not states_rebuilt(N, T, H, sizeof(floating), a.uniform)
     forward_prologue(tag, &a.s, H)
     a.Wh_packed = pack_b_or_read(N * T, N, <int> H, <int> H, <const floating*> a.s.Wh,
                                  <int> H)
@@ -138,6 +153,7 @@ cdef struct BwdArgs:
     SeqBwd s                 # the arrays and sizes every cell has (src/_seq.pxd)
     const void* WhT_packed
     bint uniform, relu
+    bint rebuild             # h_prev past the first step is to be copied (states_rebuilt)
 
 
 cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t run_len,
@@ -172,10 +188,11 @@ cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_
 
 cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
                              Py_ssize_t k_lo, Py_ssize_t k_hi) noexcept nogil:
-    """BPTT steps k_hi-1..k_lo for batch rows n0..n1-1.  Each step first
-    copies its activation (gates row) out as the next step's h_prev, which
-    the forward did not save: into the chunk's buffer a.s.chunk_h (in
-    cache for the chunk's dWh; chunked calls) or into h_prev."""
+    """BPTT steps k_hi-1..k_lo for batch rows n0..n1-1.  When a.rebuild,
+    each step first copies its activation (gates row) out as the next
+    step's h_prev, which the forward did not save: into the chunk's buffer
+    a.s.chunk_h (in cache for the chunk's dWh; chunked calls) or into
+    h_prev."""
     cdef Py_ssize_t T = a.s.T, H = a.s.H, W = a.s.W, off = a.s.dout_offset
     cdef Py_ssize_t C = a.s.chunk, t0 = 0, k_next
     cdef floating* hp = <floating*> a.s.h_prev
@@ -191,7 +208,7 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
     cdef int rows = <int> (n1 - n0)
     cdef Py_ssize_t k, n, t, j, L, r
     cdef floating* g
-    if C > 0:
+    if C > 0 and a.rebuild:
         # A chunk (rows visit time k at step k, or all have length T): its
         # first step's h_prev is the activation of step k_lo - 1, not yet
         # overwritten, or the saved first state.
@@ -225,7 +242,10 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
             g = pg + r * H
             if a.s.prefetch:
                 prefetch_backward_row(tag, &a.s, H, n, k, L, False)
-            if k + 1 < L and (C == 0 or k + 1 < k_hi):
+                if a.rebuild and ch == NULL and k > 0:
+                    # this step's h_prev row, which the next step writes
+                    prefetch_w(hp + r * H, H * sizeof(floating))
+            if a.rebuild and k + 1 < L and (C == 0 or k + 1 < k_hi):
                 k_next = step_time(k + 1, L, a.s.reverse)
                 memcpy(ch + (n * C + k_next - t0) * H if ch != NULL else hp + (n * T + k_next) * H,
                        g, H * sizeof(floating))
@@ -281,6 +301,7 @@ cdef void rnn_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogi
     input gradients (src/_seq.pxd, backward_steps_and_grads)."""
     cdef Py_ssize_t N = a.s.N, T = a.s.T, D = a.s.D, H = a.s.H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
+    a.rebuild = states_rebuilt(N, T, H, sizeof(floating), a.uniform)
     backward_prologue(tag, &a.s, H)
     a.WhT_packed = pack_b(pack_rows(N * T), True, <int> H, <int> H,
                           <const floating*> a.s.Wh, <int> H)
@@ -288,7 +309,7 @@ cdef void rnn_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogi
         tag, &a.s, a, rnn_backward_steps_f if floating is float else rnn_backward_steps_d,
         rnn_backward_grads_f if floating is float else rnn_backward_grads_d,
         step_threads(threads, N, T, 2 * H * H, a.WhT_packed != NULL), threads,
-        2 * (2 * D + H) * H, <void*> a.WhT_packed, NULL, H, H, H)
+        2 * (2 * D + H) * H, <void*> a.WhT_packed, NULL, H, H, H if a.rebuild else 0)
 
 
 def use_packed_gemm(bint on, dw=None):
@@ -347,6 +368,14 @@ def grad_chunk_steps(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
     if not 0 <= rows <= N:
         raise ValueError(f"grad_chunk_steps: rows: expected 0..N={N}, got {rows}")
     return chunk_steps(N, T, G, H, rows if rows > 0 else N, itemsize, uniform)
+
+
+def rnn_states_rebuilt(Py_ssize_t N, Py_ssize_t T, Py_ssize_t H, Py_ssize_t itemsize=4,
+                       bint uniform=True):
+    """Whether an RNN training call of these sizes saves the first step's
+    state only and its backward rebuilds the others (states_rebuilt)."""
+    check_call_sizes("rnn_states_rebuilt", N, T, H, H, itemsize)
+    return states_rebuilt(N, T, H, itemsize, uniform)
 
 
 def use_unpacked_b(bint on):

@@ -662,8 +662,17 @@ cdef inline Py_ssize_t chunk_steps(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_
     rows, or 0 (the step loop, then the gradients over all steps): only for
     a long call (long_call) in which every row visits the same time at each
     step (uniform: a chunk's rows then lie in one run per batch row)."""
+    if rf_grad_chunks_switch == 0:
+        return 0
+    return chunk_steps_by_size(N, T, G, H, rows, itemsize, uniform)
+
+
+cdef inline Py_ssize_t chunk_steps_by_size(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G,
+                                           Py_ssize_t H, Py_ssize_t rows,
+                                           Py_ssize_t itemsize, bint uniform) noexcept nogil:
+    """chunk_steps whatever use_grad_chunks says."""
     cdef Py_ssize_t c
-    if (rf_grad_chunks_switch == 0 or not uniform or rows < 1 or G < 1 or itemsize < 1
+    if (not uniform or rows < 1 or G < 1 or itemsize < 1
             or not long_call(N, T, G, H, itemsize)):
         return 0
     c = CHUNK_BYTES // (rows * G * itemsize)

@@ -3,7 +3,7 @@ float64, for every cell, both directions, full and ragged batches."""
 import numpy as np
 import pytest
 
-from rnnfast import _core, _reference
+from rnnfast import _core, _reference, _rnn
 from rnnfast._layout import N_GATES, bias_shape
 
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
@@ -13,10 +13,10 @@ IDS = ["rnn-tanh", "rnn-relu", "lstm", "gru-reset-before", "gru-reset-after"]
 
 
 def run_both(cell, opts, dtype, reverse, lengths, rng, N=4, T=6, D=5, H=3, scale=0.5,
-             state="random"):
+             state="random", tol=None):
     """state: the initial h is "random", all "zero" (the forward kernels then
     skip the first step's recurrent product) or zero but for "one-unit"
-    (the last unit of the last row)."""
+    (the last unit of the last row).  tol: assert_allclose's, else TOL's."""
     G = N_GATES[cell] * H
     reset_after = opts.get("reset_after", False)
     xs = rng.standard_normal((N, T, D)).astype(dtype)
@@ -36,7 +36,7 @@ def run_both(cell, opts, dtype, reverse, lengths, rng, N=4, T=6, D=5, H=3, scale
     c = None if c0 is None else c0.copy()
     cache = _core.forward(cell, xs, Wx, Wh, b, h, c, lengths, reverse, out, 0, True,
                           relu=opts.get("nonlinearity") == "relu", reset_after=reset_after)
-    tol = TOL[dtype]
+    tol = tol or TOL[dtype]
     np.testing.assert_allclose(out, hs_ref, **tol, err_msg="hs")
     np.testing.assert_allclose(h, h_ref, **tol, err_msg="h_n")
     if cell == "lstm":
@@ -77,6 +77,30 @@ def test_kernel_matches_reference_on_long_sequences(cell, opts, reverse, lengths
     at, before and after T = 64.  Weights of scale 0.25 keep a ReLU state
     of 150 steps from blowing up."""
     run_both(cell, opts, dtype, reverse, lengths, rng, N=6, T=150, D=5, H=8, scale=0.25)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ragged", [False, True])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("opts", [{}, {"nonlinearity": "relu"}], ids=["tanh", "relu"])
+def test_rnn_with_rebuilt_states_matches_reference(opts, reverse, ragged, dtype):
+    """A long RNN call saves only the first step's state, and its backward
+    copies the others from the activations (src/_rnn.pyx, states_rebuilt),
+    chunk by chunk where it chunks (the reverse direction of a ragged
+    batch does not): against the numpy reference, which keeps them all."""
+    N, T, D, H = 8, 1100, 4, 64
+    assert _rnn.rnn_states_rebuilt(N, T, H, np.dtype(dtype).itemsize)
+    rng = np.random.default_rng(5)
+    lengths = None
+    if ragged:
+        lengths = rng.integers(T // 2, T + 1, N)
+        lengths[0] = T
+    # Wh scaled to a spectral radius ~0.5: rounding does not grow over the
+    # steps; the parameter gradients sum 8800 rows (float32: ~1e-4 apart at
+    # values ~50), where a wrong saved state moves them by ~0.1.
+    tol = dict(rtol=2e-4, atol=1e-3) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    run_both("rnn", opts, dtype, reverse, lengths, rng, N=N, T=T, D=D, H=H, scale=0.06,
+             tol=tol)
 
 
 @pytest.mark.parametrize("cell,opts", CELLS, ids=IDS)

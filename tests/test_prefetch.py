@@ -165,7 +165,10 @@ def test_rnn_training_reads_no_state_it_did_not_write(dtype, ragged, threads, ch
     step on fresh buffers, bidirectional (the reverse direction of a
     ragged batch does not chunk), with the backward by chunks or not."""
     N, T, D, H = 8, 1100, 16, 64
-    assert 0 < _rnn.grad_chunk_steps(N, T, H, H, N // threads, np.dtype(dtype).itemsize) < T
+    itemsize = np.dtype(dtype).itemsize
+    assert 0 < _rnn.grad_chunk_steps(N, T, H, H, N // threads, itemsize) < T
+    assert _rnn.rnn_states_rebuilt(N, T, H, itemsize)
+    assert not _rnn.rnn_states_rebuilt(64, 100, 256)      # `medium`: every state saved
     xs = np.random.default_rng(0).standard_normal((N, T, D)).astype(dtype)
     lengths = None
     if ragged:
