@@ -8,7 +8,10 @@ Buffers (caller-allocated, C order; see _seq.pxd for the shared ones):
     gates   (N, T, 4H)  activated f, g, i, o; backward overwrites them with
                         dL/da
                         (inference may pass Tc < T steps: a chunk, src/_seq.pxd)
-    h_prev  (N, T, H)   state h before each step
+    h_prev  (N, T, H)   state h before each step; of a long call the forward
+                        saves the first step's only, and the backward
+                        rebuilds the others as o * tanh(c') of the step
+                        before (src/_seq.pxd, states_rebuilt)
     c_prev  (N, T, H)   state c before each step
     tanh_c  (N, T, H)   tanh(c') after each step
     work    (N, 4H)     scratch for ragged reverse runs
@@ -34,7 +37,9 @@ from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
-                   all_zero, state_product)
+                   all_zero, state_product, states_rebuilt, state_rows, prefetch_w,
+                   set_poison_chunk_h, rebuild_chunk_start, rebuild_next_state,
+                   rebuild_padding)
 
 cnp.import_array()
 
@@ -46,6 +51,7 @@ cdef struct FwdArgs:
     void* tanh_c             # (N, T, H) when training, else NULL
     const void* Wh_packed
     bint uniform
+    bint save_all            # training: h_prev of every step (not states_rebuilt)
 
 
 cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
@@ -101,9 +107,11 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                     for j in range(G):
                         g[j] += pw[n * G + j]
                 if a.s.prefetch:
-                    prefetch_forward_row(tag, &a.s, g, G, n, k, k1, L, t, pcs, pts)
+                    prefetch_forward_row(tag, &a.s, g, G, n, k, k1, L, t, pcs, pts,
+                                         a.save_all)
                 if a.s.training:
-                    memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
+                    if k == 0 or a.save_all:
+                        memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
                     memcpy(pcs + (n * T + t) * H, pc + n * H, H * sizeof(floating))
                     tsave = pts + (n * T + t) * H
                 lstm_fwd_row(g, pb, pc + n * H, ph + n * H, pout + (n * T + t) * W + off,
@@ -153,6 +161,7 @@ cdef void lstm_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogi
     packs), the step loop on `threads` threads at most."""
     cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H, G = 4 * H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
+    a.save_all = not states_rebuilt(N, T, G, H, sizeof(floating), a.uniform)
     forward_prologue(tag, &a.s, G)
     a.Wh_packed = pack_b_or_read(N * T, N, <int> H, <int> G, <const floating*> a.s.Wh,
                                  <int> G)
@@ -169,6 +178,7 @@ cdef struct BwdArgs:
     const void* tanh_c
     const void* WhT_packed
     bint uniform
+    bint rebuild             # h_prev past the first step is to be rebuilt (states_rebuilt)
 
 
 cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_t run_len,
@@ -181,6 +191,8 @@ cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize
     cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H, G = 4 * H
     cdef Py_ssize_t stride = grad_stride(D, H, G, G)
     cdef floating* pg = <floating*> a.s.gates + r0 * G
+    cdef Py_ssize_t hp_stride
+    cdef const floating* hp = state_rows(tag, &a.s, r0, &hp_stride)
     cdef floating* scratch = <floating*> a.s.scratch
     cdef floating* dWx = grad_part(<floating*> a.s.dWx, scratch, part, 0, stride)
     cdef floating* dWh = grad_part(<floating*> a.s.dWh, scratch, part, D * G, stride)
@@ -192,14 +204,16 @@ cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize
     input_grads(<const floating*> a.s.xs + r0 * D, <const floating*> a.s.Wx,
                 <const floating*> a.s.WxT_packed, pg, dWx, <floating*> a.s.dxs + r0 * D,
                 a.s.accumulate_dx, <int> run_len, <int> D, <int> G,
-                <const floating*> a.s.h_prev + r0 * H, dWh, <int> H, db, -1, <int> runs, T,
-                a.s.dw_accumulate)
+                hp, dWh, <int> H, db, -1, <int> runs, T, a.s.dw_accumulate, hp_stride)
 
 
 cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
                               Py_ssize_t k_lo, Py_ssize_t k_hi) noexcept nogil:
-    """BPTT steps k_hi-1..k_lo for batch rows n0..n1-1."""
+    """BPTT steps k_hi-1..k_lo for batch rows n0..n1-1.  When a.rebuild,
+    each step first writes its h (o * tanh(c')) as the next step's h_prev,
+    which the forward did not save (src/_seq.pxd, rebuilt_state)."""
     cdef Py_ssize_t T = a.s.T, H = a.s.H, G = 4 * H, W = a.s.W, off = a.s.dout_offset
+    cdef Py_ssize_t t0 = 0
     cdef floating* pg = <floating*> a.s.gates
     cdef floating* pdh = <floating*> a.s.dh
     cdef floating* pdc = <floating*> a.dc
@@ -213,6 +227,8 @@ cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize
     cdef int rows = <int> (n1 - n0)
     cdef Py_ssize_t k, n, t, j, L, r
     cdef floating* g
+    if a.s.chunk > 0 and a.rebuild:
+        t0 = rebuild_chunk_start(tag, &a.s, n0, n1, k_lo, k_hi, G, pts)
     for k in range(k_hi - 1, k_lo - 1, -1):
         for n in range(n0, n1):
             L = plen[n]
@@ -220,12 +236,19 @@ cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize
                 if not a.uniform:
                     for j in range(G):
                         pw[n * G + j] = 0
+                if a.rebuild:
+                    rebuild_padding(tag, &a.s, n, k, t0)
                 continue
             t = step_time(k, L, a.s.reverse)
             r = n * T + t
             g = pg + r * G
             if a.s.prefetch:
                 prefetch_backward_row(tag, &a.s, G, n, k, L, False, pts, pcs)
+                if a.rebuild and a.s.chunk_h == NULL and k > 0:
+                    # this step's h_prev row, which the next step writes
+                    prefetch_w(<floating*> a.s.h_prev + r * H, H * sizeof(floating))
+            if a.rebuild:
+                rebuild_next_state(tag, &a.s, n, k, L, k_hi, t0, g, pts + r * H)
             lstm_bwd_row(g, pts + r * H, pcs + r * H, pdo + r * W + off,
                          pdh + n * H, pdc + n * H, H)
             if not a.uniform:
@@ -289,6 +312,7 @@ cdef void lstm_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nog
     input gradients (src/_seq.pxd, backward_steps_and_grads)."""
     cdef Py_ssize_t N = a.s.N, T = a.s.T, D = a.s.D, H = a.s.H, G = 4 * H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
+    a.rebuild = states_rebuilt(N, T, G, H, sizeof(floating), a.uniform)
     backward_prologue(tag, &a.s, G)
     a.WhT_packed = pack_b(pack_rows(N * T), True, <int> G, <int> H,
                           <const floating*> a.s.Wh, <int> G)
@@ -296,7 +320,12 @@ cdef void lstm_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nog
         tag, &a.s, a, lstm_backward_steps_f if floating is float else lstm_backward_steps_d,
         lstm_backward_grads_f if floating is float else lstm_backward_grads_d,
         step_threads(threads, N, T, 2 * H * G, a.WhT_packed != NULL), threads,
-        2 * (2 * D + H) * G, <void*> a.WhT_packed, NULL, G, G)
+        2 * (2 * D + H) * G, <void*> a.WhT_packed, NULL, G, G, H if a.rebuild else 0)
+
+
+def poison_chunk_buffers(bint on):
+    """Tests: as rnnfast._rnn.poison_chunk_buffers, for this module."""
+    set_poison_chunk_h(on)
 
 
 def use_packed_gemm(bint on, dw=None):

@@ -20,7 +20,7 @@ range of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 from libc.stdint cimport uint32_t, uint64_t
 cimport numpy as cnp
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, rf_unpacked_ok,
                     rf_unpacked_b, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                     rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
@@ -34,7 +34,8 @@ from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
                    all_zero, state_product, set_poison_chunk_h, prefetch_w,
-                   chunk_steps_by_size)
+                   states_rebuilt, state_rows, rebuild_chunk_start, rebuild_next_state,
+                   rebuild_padding)
 
 cnp.import_array()
 
@@ -44,19 +45,6 @@ cdef struct FwdArgs:
     const void* Wh_packed
     bint uniform, relu
     bint save_all            # training: h_prev of every step (not states_rebuilt)
-
-
-cdef inline bint states_rebuilt(Py_ssize_t N, Py_ssize_t T, Py_ssize_t H,
-                                Py_ssize_t itemsize, bint uniform) noexcept nogil:
-    """Whether a training forward saves the first step's state only and the
-    backward copies the others from the activations, as it meets them:
-    where a one-thread backward goes chunk by chunk by its sizes (whatever
-    use_grad_chunks says, so that forward and backward agree), the copies
-    then stay in cache for the chunk's dWh, and the saved states' round
-    trip to memory goes (RNN N = 8, D = H = 64, T = 10,000: ~4 %; docs item
-    75).  Elsewhere the forward saves every state: at `medium` (which does
-    not chunk) moving the copy into the backward measured 0.97-0.98."""
-    return chunk_steps_by_size(N, T, H, H, N, itemsize, uniform) > 0
 
 
 cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
@@ -139,7 +127,7 @@ cdef void rnn_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil
     packs), the step loop on `threads` threads at most."""
     cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
-    a.save_all = not states_rebuilt(N, T, H, sizeof(floating), a.uniform)
+    a.save_all = not states_rebuilt(N, T, H, H, sizeof(floating), a.uniform)
     forward_prologue(tag, &a.s, H)
     a.Wh_packed = pack_b_or_read(N * T, N, <int> H, <int> H, <const floating*> a.s.Wh,
                                  <int> H)
@@ -165,13 +153,8 @@ cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_
     cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H
     cdef Py_ssize_t stride = grad_stride(D, H, H, H)
     cdef floating* pg = <floating*> a.s.gates + r0 * H
-    # h_prev of these rows: the chunk's own buffer (rnn_backward_steps), a
-    # run of a.s.chunk rows a batch row, or the (N, T, H) buffer.
-    cdef const floating* hp = <const floating*> a.s.h_prev + r0 * H
-    cdef Py_ssize_t hp_stride = T
-    if a.s.chunk_h != NULL:
-        hp = <const floating*> a.s.chunk_h + (r0 // T) * a.s.chunk * H
-        hp_stride = a.s.chunk
+    cdef Py_ssize_t hp_stride
+    cdef const floating* hp = state_rows(tag, &a.s, r0, &hp_stride)
     cdef floating* scratch = <floating*> a.s.scratch
     cdef floating* dWx = grad_part(<floating*> a.s.dWx, scratch, part, 0, stride)
     cdef floating* dWh = grad_part(<floating*> a.s.dWh, scratch, part, D * H, stride)
@@ -194,10 +177,8 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
     a.s.chunk_h (in cache for the chunk's dWh; chunked calls) or into
     h_prev."""
     cdef Py_ssize_t T = a.s.T, H = a.s.H, W = a.s.W, off = a.s.dout_offset
-    cdef Py_ssize_t C = a.s.chunk, t0 = 0, k_next
+    cdef Py_ssize_t t0 = 0
     cdef floating* hp = <floating*> a.s.h_prev
-    cdef floating* ch = <floating*> a.s.chunk_h
-    cdef const floating* src
     cdef floating* pg = <floating*> a.s.gates
     cdef floating* pdh = <floating*> a.s.dh
     cdef floating* pw = <floating*> a.s.work
@@ -208,23 +189,8 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
     cdef int rows = <int> (n1 - n0)
     cdef Py_ssize_t k, n, t, j, L, r
     cdef floating* g
-    if C > 0 and a.rebuild:
-        # A chunk (rows visit time k at step k, or all have length T): its
-        # first step's h_prev is the activation of step k_lo - 1, not yet
-        # overwritten, or the saved first state.
-        t0 = chunk_start(T, k_lo, k_hi, a.s.reverse)
-        t = step_time(k_lo, T, a.s.reverse)
-        for n in range(n0, n1):
-            if k_lo >= plen[n]:
-                continue                    # padding: zeroed below
-            if k_lo > 0:
-                src = pg + (n * T + step_time(k_lo - 1, T, a.s.reverse)) * H
-            elif ch != NULL:
-                src = hp + (n * T + t) * H
-            else:
-                continue                    # already in place
-            memcpy(ch + (n * C + t - t0) * H if ch != NULL else hp + (n * T + t) * H, src,
-                   H * sizeof(floating))
+    if a.s.chunk > 0 and a.rebuild:
+        t0 = rebuild_chunk_start(tag, &a.s, n0, n1, k_lo, k_hi, H, NULL)
     for k in range(k_hi - 1, k_lo - 1, -1):
         for n in range(n0, n1):
             L = plen[n]
@@ -232,23 +198,19 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
                 if not a.uniform:
                     for j in range(H):
                         pw[n * H + j] = 0
-                if ch != NULL:
-                    # its dL/da there is 0: a 0 state, not stale memory (NaN)
-                    memset(ch + (n * C + step_time(k, T, a.s.reverse) - t0) * H, 0,
-                           H * sizeof(floating))
+                if a.rebuild:
+                    rebuild_padding(tag, &a.s, n, k, t0)
                 continue
             t = step_time(k, L, a.s.reverse)
             r = n * T + t
             g = pg + r * H
             if a.s.prefetch:
                 prefetch_backward_row(tag, &a.s, H, n, k, L, False)
-                if a.rebuild and ch == NULL and k > 0:
+                if a.rebuild and a.s.chunk_h == NULL and k > 0:
                     # this step's h_prev row, which the next step writes
                     prefetch_w(hp + r * H, H * sizeof(floating))
-            if a.rebuild and k + 1 < L and (C == 0 or k + 1 < k_hi):
-                k_next = step_time(k + 1, L, a.s.reverse)
-                memcpy(ch + (n * C + k_next - t0) * H if ch != NULL else hp + (n * T + k_next) * H,
-                       g, H * sizeof(floating))
+            if a.rebuild:
+                rebuild_next_state(tag, &a.s, n, k, L, k_hi, t0, g, NULL)
             rnn_bwd_row(g, pdo + r * W + off, pdh + n * H, H, a.relu)
             if not a.uniform:
                 memcpy(pw + n * H, g, H * sizeof(floating))
@@ -301,7 +263,7 @@ cdef void rnn_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogi
     input gradients (src/_seq.pxd, backward_steps_and_grads)."""
     cdef Py_ssize_t N = a.s.N, T = a.s.T, D = a.s.D, H = a.s.H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
-    a.rebuild = states_rebuilt(N, T, H, sizeof(floating), a.uniform)
+    a.rebuild = states_rebuilt(N, T, H, H, sizeof(floating), a.uniform)
     backward_prologue(tag, &a.s, H)
     a.WhT_packed = pack_b(pack_rows(N * T), True, <int> H, <int> H,
                           <const floating*> a.s.Wh, <int> H)
@@ -370,12 +332,13 @@ def grad_chunk_steps(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
     return chunk_steps(N, T, G, H, rows if rows > 0 else N, itemsize, uniform)
 
 
-def rnn_states_rebuilt(Py_ssize_t N, Py_ssize_t T, Py_ssize_t H, Py_ssize_t itemsize=4,
-                       bint uniform=True):
-    """Whether an RNN training call of these sizes saves the first step's
-    state only and its backward rebuilds the others (states_rebuilt)."""
-    check_call_sizes("rnn_states_rebuilt", N, T, H, H, itemsize)
-    return states_rebuilt(N, T, H, itemsize, uniform)
+def states_rebuilt_applies(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
+                           Py_ssize_t itemsize=4, bint uniform=True):
+    """Whether an RNN (G = H) or LSTM (G = 4H) training call of these sizes
+    saves the first step's state only and its backward rebuilds the others
+    (src/_seq.pxd, states_rebuilt)."""
+    check_call_sizes("states_rebuilt_applies", N, T, G, H, itemsize)
+    return states_rebuilt(N, T, G, H, itemsize, uniform)
 
 
 def use_unpacked_b(bint on):

@@ -23,7 +23,7 @@
 # with k >= L are idle: their state does not change.  Positions t >= L
 # are padding: outputs are 0 and they contribute nothing to gradients.
 from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from _arrays cimport Arr, take, kernel_dtype
 from _settings cimport check_setting
 from numpy cimport NPY_INTP
@@ -681,6 +681,105 @@ cdef inline Py_ssize_t chunk_steps_by_size(Py_ssize_t N, Py_ssize_t T, Py_ssize_
         # 4 MB), and each chunk reads and writes dW once more.
         return 0
     return c if c < T else 0
+
+
+# Saved states rebuilt in the backward (RNN, LSTM).  A training forward
+# saves h_prev, the state each step starts from, for the dWh product.  For
+# RNN and LSTM the backward can have it without: the state step k starts
+# from is the h step k - 1 made, and that step's activations, which the
+# backward reads anyway (RNN: the gates row itself; LSTM: o * tanh(c')),
+# give it bitwise.  Where the call is long enough to go chunk by chunk,
+# the forward then saves the first step's state only and the backward
+# writes each later one, as it meets step k - 1 before overwriting its
+# activations, into a buffer of the chunk's rows (s.chunk_h), which stays
+# in cache for the chunk's dWh: the saved states' round trip to memory
+# goes.
+cdef inline bint states_rebuilt(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,
+                                Py_ssize_t itemsize, bint uniform) noexcept nogil:
+    """Whether a training call of these sizes rebuilds its saved states:
+    where a one-thread backward goes chunk by chunk by its sizes (whatever
+    use_grad_chunks says, so that forward and backward agree).  Elsewhere
+    the forward saves every state: at `medium` (which does not chunk)
+    moving the RNN's copies into the backward measured 0.97-0.98."""
+    return chunk_steps_by_size(N, T, G, H, N, itemsize, uniform) > 0
+
+
+cdef inline floating* rebuilt_state(floating* tag, SeqBwd* s, Py_ssize_t n, Py_ssize_t t,
+                                    Py_ssize_t t0) noexcept nogil:
+    """Where the backward writes row n's h_prev of time t: the chunk's
+    buffer (its times from t0 on) of a chunked call, else h_prev."""
+    if s.chunk_h != NULL:
+        return <floating*> s.chunk_h + (n * s.chunk + t - t0) * s.H
+    return <floating*> s.h_prev + (n * s.T + t) * s.H
+
+
+cdef inline void step_state(floating* h, const floating* acts, const floating* tanh_c,
+                            Py_ssize_t H) noexcept nogil:
+    """The state h a step made, from its activations (RNN, tanh_c NULL: h
+    itself) or, for LSTM, from o (acts[3H:4H]) and its tanh(c'): o *
+    tanh(c'), bitwise the forward's."""
+    cdef Py_ssize_t j
+    if tanh_c == NULL:
+        memcpy(h, acts, H * sizeof(floating))
+    else:
+        for j in range(H):
+            h[j] = acts[3 * H + j] * tanh_c[j]
+
+
+cdef inline Py_ssize_t rebuild_chunk_start(floating* tag, SeqBwd* s, Py_ssize_t n0,
+                                           Py_ssize_t n1, Py_ssize_t k_lo, Py_ssize_t k_hi,
+                                           Py_ssize_t G, const floating* tanh_c) noexcept nogil:
+    """Before a chunk's steps k_hi-1..k_lo (rows visiting time k at step
+    k, or all of length T): each row's h_prev of step k_lo, the state step
+    k_lo - 1 made (its activations are not yet overwritten; tanh_c NULL
+    for RNN), or the saved first state.  A row whose step k_lo is padding
+    gets its zeroed by rebuild_padding.  Returns the chunk's first time t0
+    (rebuilt_state's)."""
+    cdef Py_ssize_t T = s.T, H = s.H, n, tp
+    cdef Py_ssize_t t0 = chunk_start(T, k_lo, k_hi, s.reverse), t = step_time(k_lo, T, s.reverse)
+    for n in range(n0, n1):
+        if k_lo >= s.lengths[n]:
+            continue
+        if k_lo > 0:
+            tp = step_time(k_lo - 1, T, s.reverse)
+            step_state(rebuilt_state(tag, s, n, t, t0), <floating*> s.gates + (n * T + tp) * G,
+                       tanh_c + (n * T + tp) * H if tanh_c != NULL else NULL, H)
+        elif s.chunk_h != NULL:
+            memcpy(rebuilt_state(tag, s, n, t, t0), <floating*> s.h_prev + (n * T + t) * H,
+                   H * sizeof(floating))
+    return t0
+
+
+cdef inline void rebuild_next_state(floating* tag, SeqBwd* s, Py_ssize_t n, Py_ssize_t k,
+                                    Py_ssize_t L, Py_ssize_t k_hi, Py_ssize_t t0,
+                                    const floating* acts, const floating* tanh_c) noexcept nogil:
+    """During step k of row n (length L), before its activations acts (and
+    tanh_c, LSTM's row of tanh(c'), or NULL) are overwritten: the state it
+    made, as the h_prev of step k + 1 when that step's gradients are still
+    to come (in this chunk of steps ..k_hi-1)."""
+    if k + 1 < L and (s.chunk == 0 or k + 1 < k_hi):
+        step_state(rebuilt_state(tag, s, n, step_time(k + 1, L, s.reverse), t0), acts, tanh_c,
+                   s.H)
+
+
+cdef inline void rebuild_padding(floating* tag, SeqBwd* s, Py_ssize_t n, Py_ssize_t k,
+                                 Py_ssize_t t0) noexcept nogil:
+    """Step k of row n is padding: its dL/da is 0, and its slot of the
+    chunk's buffer a 0 state, not stale memory (NaN * 0 is NaN)."""
+    if s.chunk_h != NULL:
+        memset(rebuilt_state(tag, s, n, step_time(k, s.T, s.reverse), t0), 0,
+               s.H * sizeof(floating))
+
+
+cdef inline const floating* state_rows(floating* tag, SeqBwd* s, Py_ssize_t r0,
+                                       Py_ssize_t* run_stride) noexcept nogil:
+    """The h_prev rows the gradients read from row r0 (of the N*T) on, and
+    (run_stride) how many rows apart a chunk's runs lie there."""
+    if s.chunk_h != NULL:
+        run_stride[0] = s.chunk
+        return <const floating*> s.chunk_h + (r0 // s.T) * s.chunk * s.H
+    run_stride[0] = s.T
+    return <const floating*> s.h_prev + r0 * s.H
 
 
 cdef inline void job_steps(void* job, long n0, long n1, int part) noexcept nogil:

@@ -82,14 +82,17 @@ def test_kernel_matches_reference_on_long_sequences(cell, opts, reverse, lengths
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-@pytest.mark.parametrize("opts", [{}, {"nonlinearity": "relu"}], ids=["tanh", "relu"])
-def test_rnn_with_rebuilt_states_matches_reference(opts, reverse, ragged, dtype):
-    """A long RNN call saves only the first step's state, and its backward
-    copies the others from the activations (src/_rnn.pyx, states_rebuilt),
-    chunk by chunk where it chunks (the reverse direction of a ragged
-    batch does not): against the numpy reference, which keeps them all."""
-    N, T, D, H = 8, 1100, 4, 64
-    assert _rnn.rnn_states_rebuilt(N, T, H, np.dtype(dtype).itemsize)
+@pytest.mark.parametrize("cell,opts,H", [("rnn", {}, 64), ("rnn", {"nonlinearity": "relu"}, 64),
+                                         ("lstm", {}, 32)], ids=["rnn-tanh", "rnn-relu", "lstm"])
+def test_long_calls_with_rebuilt_states_match_reference(cell, opts, H, reverse, ragged, dtype):
+    """A long RNN or LSTM call saves only the first step's state, and its
+    backward rebuilds the others from the activations (src/_seq.pxd,
+    states_rebuilt), chunk by chunk where it chunks (the reverse direction
+    of a ragged batch does not): against the numpy reference, which keeps
+    them all."""
+    N, T, D = 8, 1100, 4
+    G = N_GATES[cell] * H
+    assert _rnn.states_rebuilt_applies(N, T, G, H, np.dtype(dtype).itemsize)
     rng = np.random.default_rng(5)
     lengths = None
     if ragged:
@@ -99,7 +102,7 @@ def test_rnn_with_rebuilt_states_matches_reference(opts, reverse, ragged, dtype)
     # steps; the parameter gradients sum 8800 rows (float32: ~1e-4 apart at
     # values ~50), where a wrong saved state moves them by ~0.1.
     tol = dict(rtol=2e-4, atol=1e-3) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
-    run_both("rnn", opts, dtype, reverse, lengths, rng, N=N, T=T, D=D, H=H, scale=0.06,
+    run_both(cell, opts, dtype, reverse, lengths, rng, N=N, T=T, D=D, H=H, scale=0.06,
              tol=tol)
 
 

@@ -7,7 +7,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import rnnfast
-from rnnfast import _core, _rnn
+from rnnfast import _core, _lstm, _rnn
 
 # Long enough that every cell prefetches (checked below): 8 rows of 1100
 # steps at H = 64 walk 4.5 MB (RNN) and more.
@@ -148,39 +148,46 @@ def _poison_kept_buffers():
             for buf in bufs:
                 buf.fill(np.nan)
     _rnn.poison_chunk_buffers(True)
+    _lstm.poison_chunk_buffers(True)
 
 
-@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("cell", ["rnn-tanh", "rnn-relu", "lstm"])
 @pytest.mark.parametrize("chunks", [True, False])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_rnn_training_reads_no_state_it_did_not_write(dtype, ragged, threads, chunks,
-                                                      nonlinearity):
-    """RNN's forward saves the first step's state only; its backward copies
-    each later step's from the activation it is about to overwrite, into
-    the chunk's own buffer or into h_prev (src/_rnn.pyx).  Whatever the
-    reused buffers held before must not reach the results: a training step
-    after every kept buffer was filled with NaN equals, bitwise, the same
-    step on fresh buffers, bidirectional (the reverse direction of a
-    ragged batch does not chunk), with the backward by chunks or not."""
-    N, T, D, H = 8, 1100, 16, 64
+def test_training_reads_no_state_it_did_not_write(dtype, ragged, threads, chunks, cell):
+    """A long RNN or LSTM call's forward saves the first step's state only;
+    its backward rebuilds each later one from the activations it is about
+    to overwrite, into the chunk's own buffer or into h_prev (src/_seq.pxd,
+    states_rebuilt).  Whatever the reused buffers held before must not
+    reach the results: a training step after every kept buffer (and each
+    chunk buffer) was filled with NaN equals, bitwise, the same step on
+    clean buffers, bidirectional (the reverse direction of a ragged batch
+    does not chunk), with the backward by chunks or not."""
+    N, T, D = 8, 1100, 16
+    H = 32 if cell == "lstm" else 64
+    G = 4 * H if cell == "lstm" else H
     itemsize = np.dtype(dtype).itemsize
-    assert 0 < _rnn.grad_chunk_steps(N, T, H, H, N // threads, itemsize) < T
-    assert _rnn.rnn_states_rebuilt(N, T, H, itemsize)
-    assert not _rnn.rnn_states_rebuilt(64, 100, 256)      # `medium`: every state saved
+    assert 0 < _rnn.grad_chunk_steps(N, T, G, H, N // threads, itemsize) < T
+    assert _rnn.states_rebuilt_applies(N, T, G, H, itemsize)
+    assert not _rnn.states_rebuilt_applies(64, 100, 256, 256)    # `medium`: every state saved
     xs = np.random.default_rng(0).standard_normal((N, T, D)).astype(dtype)
     lengths = None
     if ragged:
         lengths = np.random.default_rng(1).integers(T // 2, T + 1, N)
         lengths[0] = T
+    if cell == "lstm":
+        make = lambda: rnnfast.LSTM(D, H, bidirectional=True, dtype=dtype,  # noqa: E731
+                                    random_state=3)
+    else:
+        make = lambda: rnnfast.RNN(D, H, bidirectional=True, dtype=dtype,  # noqa: E731
+                                   nonlinearity=cell[4:], random_state=3)
     results = []
     _core.use_grad_chunks(chunks)
     try:
         for poison in (False, True):
             _core._SCRATCH.clear()
-            make = lambda: rnnfast.RNN(D, H, bidirectional=True, dtype=dtype,  # noqa: E731
-                                       nonlinearity=nonlinearity, random_state=3)
             _steps_switched(_core.use_prefetch, make, xs, lengths, threads)  # fills the cache
             if poison:
                 _poison_kept_buffers()
@@ -188,6 +195,7 @@ def test_rnn_training_reads_no_state_it_did_not_write(dtype, ragged, threads, ch
     finally:
         _core.use_grad_chunks(True)
         _rnn.poison_chunk_buffers(False)
-    for i, (fresh, poisoned) in enumerate(zip(*results)):
-        assert np.isfinite(fresh).all()
-        np.testing.assert_array_equal(poisoned, fresh, err_msg=f"array {i}")
+        _lstm.poison_chunk_buffers(False)
+    for i, (clean, poisoned) in enumerate(zip(*results)):
+        assert np.isfinite(clean).all()
+        np.testing.assert_array_equal(poisoned, clean, err_msg=f"array {i}")
