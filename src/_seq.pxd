@@ -10,7 +10,9 @@
 #                            (W = H, or 2H for a bidirectional layer)
 #   gates   (N, T, G*H)      pre-activations, then activations (forward),
 #                            then their gradients (backward)
-#   h_prev  (N, T, H)        the state each step started from (for dWh)
+#   h_prev  (N, T, H)        the state each step started from (for dWh); RNN
+#                            and LSTM may save the first step's only and
+#                            rebuild the rest (states_rebuilt)
 #
 # Inference may pass a gates buffer of Tc < T steps (N, Tc, G*H): the
 # forward kernels then project the inputs chunk by chunk of Tc steps, just
@@ -478,7 +480,7 @@ cdef struct SeqBwd:
     const void* Wx           # (D, G)
     const void* WxT_packed   # Wx^T packed for dX, or NULL (BLAS)
     const void* Wh           # (H, G)
-    void* h_prev             # (N, T, H); RNN's backward writes its rows (_rnn.pyx)
+    void* h_prev             # (N, T, H); a backward may write it (states_rebuilt)
     const void* dout         # (N, T, W), columns dout_offset..+H
     const Py_ssize_t* lengths
     void* gates              # (N, T, G): in the activations, out dL/da
