@@ -240,9 +240,9 @@ cdef inline void prefetch_forward_row(floating* tag, SeqFwd* s, floating* g, Py_
     """While row n (length L) of a training forward runs step k (time t,
     gates g, in the chunk of steps ..k1-1), fetch what its step k + 1
     writes: its gates (when in this chunk), its out row, its h_prev row
-    (unless not h_prev: a call whose
-    states are rebuilt saves the first only, states_rebuilt) and its rows of the
-    cell's saved (N, T, H) buffers saved1, saved2 (or NULL)."""
+    (unless not h_prev: a call whose states are rebuilt saves the first
+    only, states_rebuilt) and its rows of the cell's saved (N, T, H)
+    buffers saved1, saved2 (or NULL)."""
     cdef Py_ssize_t tn, r, row = s.H * sizeof(floating)
     if k + 1 >= L:
         return
