@@ -37,7 +37,7 @@ from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
-                   all_zero, state_product, states_rebuilt, state_rows, prefetch_w,
+                   all_zero, state_product, states_rebuilt, state_rows,
                    set_poison_chunk_h, rebuild_chunk_start, rebuild_next_state,
                    rebuild_padding)
 
@@ -244,9 +244,6 @@ cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize
             g = pg + r * G
             if a.s.prefetch:
                 prefetch_backward_row(tag, &a.s, G, n, k, L, False, pts, pcs)
-                if a.rebuild and a.s.chunk_h == NULL and k > 0:
-                    # this step's h_prev row, which the next step writes
-                    prefetch_w(<floating*> a.s.h_prev + r * H, H * sizeof(floating))
             if a.rebuild:
                 rebuild_next_state(tag, &a.s, n, k, L, k_hi, t0, g, pts + r * H)
             lstm_bwd_row(g, pts + r * H, pcs + r * H, pdo + r * W + off,

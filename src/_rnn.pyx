@@ -33,7 +33,7 @@ from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching
                    grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
-                   all_zero, state_product, set_poison_chunk_h, prefetch_w,
+                   all_zero, state_product, set_poison_chunk_h,
                    states_rebuilt, state_rows, rebuild_chunk_start, rebuild_next_state,
                    rebuild_padding)
 
@@ -178,7 +178,6 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
     h_prev."""
     cdef Py_ssize_t T = a.s.T, H = a.s.H, W = a.s.W, off = a.s.dout_offset
     cdef Py_ssize_t t0 = 0
-    cdef floating* hp = <floating*> a.s.h_prev
     cdef floating* pg = <floating*> a.s.gates
     cdef floating* pdh = <floating*> a.s.dh
     cdef floating* pw = <floating*> a.s.work
@@ -206,9 +205,6 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
             g = pg + r * H
             if a.s.prefetch:
                 prefetch_backward_row(tag, &a.s, H, n, k, L, False)
-                if a.rebuild and a.s.chunk_h == NULL and k > 0:
-                    # this step's h_prev row, which the next step writes
-                    prefetch_w(hp + r * H, H * sizeof(floating))
             if a.rebuild:
                 rebuild_next_state(tag, &a.s, n, k, L, k_hi, t0, g, NULL)
             rnn_bwd_row(g, pdo + r * W + off, pdh + n * H, H, a.relu)

@@ -759,7 +759,12 @@ cdef inline void rebuild_next_state(floating* tag, SeqBwd* s, Py_ssize_t n, Py_s
     """During step k of row n (length L), before its activations acts (and
     tanh_c, LSTM's row of tanh(c'), or NULL) are overwritten: the state it
     made, as the h_prev of step k + 1 when that step's gradients are still
-    to come (in this chunk of steps ..k_hi-1)."""
+    to come (in this chunk of steps ..k_hi-1).  Into h_prev (no chunk
+    buffer), a long call also prefetches step k's row there, which step k
+    - 1 writes next (as the forward did when it saved the states)."""
+    if s.prefetch and s.chunk_h == NULL and k > 0:
+        prefetch_w(<floating*> s.h_prev + (n * s.T + step_time(k, L, s.reverse)) * s.H,
+                   s.H * sizeof(floating))
     if k + 1 < L and (s.chunk == 0 or k + 1 < k_hi):
         step_state(rebuilt_state(tag, s, n, step_time(k + 1, L, s.reverse), t0), acts, tanh_c,
                    s.H)

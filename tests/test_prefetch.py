@@ -120,9 +120,9 @@ def test_two_layer_network_with_dropout_by_chunks_matches_all_at_once():
                                        ((8, 0, 4, 4), "T"), ((8, 100, 4, -1), "H"),
                                        ((8, 100, 4, 4, 2, 3), "itemsize")])
 def test_the_size_helpers_refuse_bad_sizes(args, name):
-    """The two inspection helpers name the bad size instead of dividing by
+    """The inspection helpers name the bad size instead of dividing by
     it (G = 0 once crashed the interpreter with a floating-point trap)."""
-    for fn in (_rnn.grad_chunk_steps, _rnn.prefetch_applies):
+    for fn in (_rnn.grad_chunk_steps, _rnn.prefetch_applies, _rnn.states_rebuilt_applies):
         full = args if fn is _rnn.grad_chunk_steps or len(args) == 4 else args[:4] + args[5:]
         with pytest.raises(ValueError, match=f"{name}: expected"):
             fn(*full)
