@@ -44,9 +44,13 @@ cdef extern from "_cells.h" nogil:
 # step loops' rows one step ahead (rf_prefetch_span) and interleaves its
 # backward's steps and gradients (chunk_steps); below it the prefetches only
 # cost (LSTM training, N = 8, D = H = 64: T = 1000 and 10,000 gained, T =
-# 100 and 300 lost ~2 %; docs/performance.md, item 60).
+# 100 and 300 lost ~2 %; docs/performance.md, item 60).  At 4 MB an RNN
+# of N = 8, D = H = 64 at T = 1000 (4.1e6 bytes) fell just short and ran
+# 1.07-1.09 slower than on the long path (item 78); at 3 MB it takes it,
+# and LSTM (T = 300) and GRU (T = 500), which now take it too, measured
+# the same either way.
 cdef enum:
-    LONG_CALL_BYTES = 4 << 20
+    LONG_CALL_BYTES = 3 << 20
 
 
 cdef inline bint long_call(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t H,

@@ -53,10 +53,14 @@ def test_networks_are_bitwise_the_same_with_and_without_prefetch(cell, threads, 
 
 
 def test_short_calls_do_not_prefetch():
-    """Below the limit (N*T rows of gates and a state: 4 MB) the rows are
+    """Below the limit (N*T rows of gates and a state: 3 MB) the rows are
     in cache and a call does not prefetch; use_prefetch(False) turns it
     off everywhere."""
     assert not _rnn.prefetch_applies(8, 100, 4 * 64, 64)
+    assert not _rnn.prefetch_applies(8, 700, 64, 64)          # RNN: 2.9e6 bytes
+    # RNN at T = 1000 (4.1e6 bytes) takes the long path, rebuilt states too.
+    assert _rnn.prefetch_applies(8, 1000, 64, 64)
+    assert _rnn.states_rebuilt_applies(8, 1000, 64, 64)
     assert _rnn.prefetch_applies(8, 10_000, 4 * 64, 64)
     _core.use_prefetch(False)
     try:
