@@ -2,7 +2,12 @@
 
 The four lengths run interleaved in rounds (each round times every T once,
 about 50 ms of calls each), and the median over rounds is printed, with the
-ratio of the slowest to the fastest length.
+ratio of the slowest to the fastest length ("max/min").  Beside it, "per
+round": each round's times divided by the same round's time at the length
+with the lowest median, the median of those ratios over rounds for each
+length, and their max/min: the issue's way of comparing (medians of ratios
+measured side by side), which the machine's drift between rounds moves
+less than a ratio of medians taken minutes apart.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
         python benchmarks/time_per_token.py lstm,gru,rnn [train|infer]
@@ -86,9 +91,14 @@ def main(argv):
                         call()
                     per_token[T].append((time.perf_counter() - t0) / n / (N * T) * 1e6)
             med = [statistics.median(per_token[T]) for T in LENGTHS]
+            ref = per_token[LENGTHS[med.index(min(med))]]
+            paired = [statistics.median(a / b for a, b in zip(per_token[T], ref))
+                      for T in LENGTHS]
             print(f"{mode} {cell} N={N} D={D} H={H} us/token: "
                   + " ".join(f"T={T}: {m:.3f}" for T, m in zip(LENGTHS, med))
-                  + f"  max/min {max(med) / min(med):.2f}", flush=True)
+                  + f"  max/min {max(med) / min(med):.2f}"
+                  + f"  per round {max(paired) / min(paired):.2f} ("
+                  + " ".join(f"{r:.3f}" for r in paired) + ")", flush=True)
 
 
 if __name__ == "__main__":
