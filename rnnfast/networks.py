@@ -113,7 +113,10 @@ class _Network:
     def forward(self, xs, state=None, lengths=None):
         """xs (N, T, input_size) -> (hs (N, T, num_directions*H), final state)."""
         dtype = self.dtype
-        xs = check_array(xs, "xs", dtype, ("N", "T", self.input_size))
+        # NaN and Inf in xs are refused by the kernel, which tests xs as it
+        # projects it (so that a long xs is read from memory once): the
+        # same ValueError, raised before anything of the call is kept.
+        xs = check_array(xs, "xs", dtype, ("N", "T", self.input_size), allow_nonfinite=True)
         N, T, _ = xs.shape
         lengths = check_lengths(lengths, N, T)
         params = self.params
@@ -143,7 +146,7 @@ class _Network:
         x, caches, masks = network_forward(self.cell, xs, params, h_n, c_n, lengths,
                                            self.num_layers, directions,
                                            self.hidden_size, training, self._relu,
-                                           self._reset_after, mask)
+                                           self._reset_after, mask, True)
         final = (h_n, c_n) if has_c else h_n
         if self.stateful:
             self.state = final

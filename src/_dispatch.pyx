@@ -27,16 +27,30 @@ cnp.import_array()
 cdef object _rnn_forward, _rnn_backward, _lstm_forward, _lstm_backward
 cdef object _gru_forward, _gru_backward
 cdef object _step_loop_threads = _rnn.blas_threads
+# Whether the forward defs take check_xs (xs tested as it is projected);
+# an older build's (benchmarks/ab_inprocess.py) does not: xs is then
+# tested here, before the call, as it was.
+cdef bint _kernels_test_xs = True
+cdef dict _NO_KWARGS = {}
+cdef dict _TEST_XS = {"check_xs": True}
+
+
+cdef inline dict _test_xs(bint check_xs):
+    """The kernel forward's keyword arguments: check_xs only when set (an
+    older build's defs are then never given it)."""
+    return _TEST_XS if check_xs else _NO_KWARGS
 
 
 def use_kernels(rnn, lstm, gru):
     """Call the kernel defs of these three modules from now on (another
     build's, for benchmarks/ab_inprocess.py; rnnfast's own at import)."""
     global _rnn_forward, _rnn_backward, _lstm_forward, _lstm_backward
-    global _gru_forward, _gru_backward
+    global _gru_forward, _gru_backward, _kernels_test_xs
     _rnn_forward, _rnn_backward = rnn.rnn_forward, rnn.rnn_backward
     _lstm_forward, _lstm_backward = lstm.lstm_forward, lstm.lstm_backward
     _gru_forward, _gru_backward = gru.gru_forward, gru.gru_backward
+    _kernels_test_xs = all("check_xs" in f.__code__.co_varnames[:f.__code__.co_argcount]
+                           for f in (_rnn_forward, _lstm_forward, _gru_forward))
 
 
 use_kernels(_rnn, _lstm, _gru)
@@ -184,11 +198,13 @@ cdef class DirectionCache:
 
 cpdef forward(cell, cnp.ndarray xs, Wx, cnp.ndarray Wh, b, h, c, lengths, bint reverse,
             out, Py_ssize_t offset, bint training, bint relu=False, bint reset_after=False,
-            threads=None):
+            threads=None, bint check_xs=False):
     """Run `cell` over xs (N, T, D) starting from h (and c), both (N, H),
     which are overwritten with the final state.  Writes out[:, :, offset:
     offset+H].  Returns a DirectionCache when training, else None.
-    threads: step_loop_threads() of this call (asked here when None)."""
+    threads: step_loop_threads() of this call (asked here when None).
+    check_xs: refuse xs with a NaN or Inf (ValueError, as check_array
+    words it), tested by the kernel as it projects xs."""
     cdef int code = _CELL_CODE[cell]
     cdef Py_ssize_t N = cnp.PyArray_DIM(xs, 0), T = cnp.PyArray_DIM(xs, 1)
     cdef Py_ssize_t D = cnp.PyArray_DIM(xs, 2), H = cnp.PyArray_DIM(Wh, 0)
@@ -197,6 +213,10 @@ cpdef forward(cell, cnp.ndarray xs, Wx, cnp.ndarray Wh, b, h, c, lengths, bint r
     if N * T * G > 2 ** 31 - 1 or N * T * D > 2 ** 31 - 1:
         from rnnfast._validation import check_blas_size
         check_blas_size("xs", **{"N*T*G*H": N * T * G, "N*T*D": N * T * D})
+    if check_xs and not _kernels_test_xs:
+        from rnnfast._validation import check_array
+        check_array(xs, "xs", xs.dtype, (N, T, D))
+        check_xs = False
     if N == 0 or T == 0:
         out[:, :, offset:offset + H] = 0
         return _empty_cache(cell, xs, Wx, Wh, lengths, reverse) if training else None
@@ -218,18 +238,21 @@ cpdef forward(cell, cnp.ndarray xs, Wx, cnp.ndarray Wh, b, h, c, lengths, bint r
             h_prev, c_prev, tanh_c = bufs[2], bufs[3], bufs[4]
         _lstm_forward(xs, Wx, Wh, b, h, c, lengths, reverse, out, offset, gates,
                       h_prev if training else empty, c_prev if training else empty,
-                      tanh_c if training else empty, work, training, threads)
+                      tanh_c if training else empty, work, training, threads,
+                      **_test_xs(check_xs))
     elif code == GRU:
         if training:
             h_prev, extra = bufs[2], bufs[3]
         _gru_forward(xs, Wx, Wh, b.reshape(-1), h, lengths, reverse, reset_after, out,
                      offset, gates, h_prev if training else empty,
-                     extra if training else empty, work, training, threads)
+                     extra if training else empty, work, training, threads,
+                     **_test_xs(check_xs))
     else:
         if training:
             h_prev = bufs[2]
         _rnn_forward(xs, Wx, Wh, b, h, lengths, reverse, relu, out, offset, gates,
-                     h_prev if training else empty, work, training, threads)
+                     h_prev if training else empty, work, training, threads,
+                     **_test_xs(check_xs))
     if not training:
         _scratch.give(key, (<tuple> entry)[0], bufs)
         return None
@@ -379,13 +402,16 @@ def zero_state(Py_ssize_t layers, Py_ssize_t N, Py_ssize_t H, dtype, bint pair):
 
 def network_forward(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
                     Py_ssize_t num_layers, Py_ssize_t num_dirs, Py_ssize_t H,
-                    bint training, bint relu, bint reset_after, dropout_mask):
+                    bint training, bint relu, bint reset_after, dropout_mask,
+                    bint check_xs=False):
     """Run the layers over xs (N, T, D): layer l's directions k = l*num_dirs
     + d take params[3k:3k+3] and the states h_n[k] (c_n[k]), which they
     overwrite with their final ones, and write their halves of one output
     (N, T, num_dirs*H).  dropout_mask(x): None, or the mask to multiply a
-    layer's input by (layers after the first).  Returns (last output,
-    [DirectionCache] when training, [mask or None per layer])."""
+    layer's input by (layers after the first).  check_xs: the first
+    layer's first direction refuses xs with a NaN or Inf (see forward).
+    Returns (last output, [DirectionCache] when training, [mask or None per
+    layer])."""
     cdef Py_ssize_t N = cnp.PyArray_DIM(xs, 0), T = cnp.PyArray_DIM(xs, 1)
     cdef int typenum = cnp.PyArray_TYPE(xs)
     cdef Py_ssize_t layer, d, k
@@ -404,7 +430,7 @@ def network_forward(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
             k = layer * num_dirs + d
             cache = forward(cell, x, params[3 * k], params[3 * k + 1], params[3 * k + 2],
                             h_n[k], None if c_n is None else c_n[k], lengths, d == 1, out,
-                            d * H, training, relu, reset_after, threads)
+                            d * H, training, relu, reset_after, threads, check_xs and k == 0)
             if training:
                 caches.append(cache)
         x = out

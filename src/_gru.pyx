@@ -38,7 +38,7 @@ from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
-                   all_zero, state_product)
+                   all_zero, state_product, xs_check, raise_if_nonfinite)
 
 cnp.import_array()
 
@@ -83,7 +83,7 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
         k1 = k0 + Tc if k0 + Tc < T else T
         project_inputs(<const floating*> a.s.xs, <const floating*> a.s.Wx_packed,
                        <const floating*> a.s.Wx, plen, a.s.reverse, T, D, G, n0, n1, k0, k1,
-                       pg, Tc)
+                       pg, Tc, xs_check(&a.s))
         for k in range(k0, k1):
             # r: row (n, t) of the (N, T, .) buffers; g: its gates, slot t -
             # chunk_start of the chunk buffer (the same when Tc = T).
@@ -148,14 +148,15 @@ cdef void gru_forward_steps_d(void* a, long n0, long n1, int part) noexcept nogi
 
 def gru_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint reset_after, out,
                 Py_ssize_t out_offset, gates, h_prev, extra, work, bint training,
-                int threads=1):
+                int threads=1, bint check_xs=False):
     """Arrays as src/_seq.pxd's SeqFwd says, with G = 3H, b flat (3H, or 6H
     when reset_after), work (N, 4H), and extra (N, T, H) when training;
-    float32 or float64 as xs."""
+    float32 or float64 as xs.  check_xs: xs is tested for NaN and Inf as it is projected, and a
+    ValueError raised after the run if it holds one (src/_seq.pxd)."""
     cdef FwdArgs a
     cdef Arr ex
     take_forward(&a.s, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 3,
-                 6 if reset_after else 3, 4, out_offset, reverse, training)
+                 6 if reset_after else 3, 4, out_offset, reverse, training, check_xs)
     take(&ex, extra, "extra", 3, a.s.ft, True)
     if training:
         expect("extra", ex.shape, 3, a.s.N, a.s.T, a.s.H)
@@ -166,6 +167,7 @@ def gru_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint reset_after, out,
             gru_forward_run(<float*> NULL, &a, threads)
         else:
             gru_forward_run(<double*> NULL, &a, threads)
+    raise_if_nonfinite(&a.s, xs)
 
 
 cdef void gru_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil:

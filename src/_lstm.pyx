@@ -39,7 +39,7 @@ from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
                    all_zero, state_product, states_rebuilt, state_rows,
                    set_poison_chunk_h, rebuild_chunk_start, rebuild_next_state,
-                   rebuild_padding)
+                   rebuild_padding, xs_check, raise_if_nonfinite)
 
 cnp.import_array()
 
@@ -84,7 +84,7 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
         k1 = k0 + Tc if k0 + Tc < T else T
         project_inputs(<const floating*> a.s.xs, <const floating*> a.s.Wx_packed,
                        <const floating*> a.s.Wx, plen, a.s.reverse, T, D, G, n0, n1, k0, k1,
-                       pg, Tc)
+                       pg, Tc, xs_check(&a.s))
         for k in range(k0, k1):
             if a.uniform:
                 # Recurrent GEMM accumulates straight into the step-t rows
@@ -128,7 +128,8 @@ cdef void lstm_forward_steps_d(void* a, long n0, long n1, int part) noexcept nog
 
 
 def lstm_forward(xs, Wx, Wh, b, h, c, lengths, bint reverse, out, Py_ssize_t out_offset,
-                 gates, h_prev, c_prev, tanh_c, work, bint training, int threads=1):
+                 gates, h_prev, c_prev, tanh_c, work, bint training, int threads=1,
+                 bint check_xs=False):
     """Run the LSTM over a whole batch of sequences without the GIL.
 
     Arrays as src/_seq.pxd's SeqFwd says, with G = 4H, b (4H,), work
@@ -136,11 +137,12 @@ def lstm_forward(xs, Wx, Wh, b, h, c, lengths, bint reverse, out, Py_ssize_t out
     training; float32 or float64 as xs.  With training=False the saved
     activations (h_prev, c_prev, tanh_c) are not written and may be empty
     arrays.  threads: at most this many threads for the step loop (the
-    caller passes its BLAS thread count)."""
+    caller passes its BLAS thread count).  check_xs: xs is tested for NaN and Inf as it is projected, and a
+    ValueError raised after the run if it holds one (src/_seq.pxd)."""
     cdef FwdArgs a
     cdef Arr cc, cp, tc
     take_forward(&a.s, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 4, 4, 4,
-                 out_offset, reverse, training)
+                 out_offset, reverse, training, check_xs)
     take(&cc, c, "c", 2, a.s.ft, True); expect("c", cc.shape, 2, a.s.N, a.s.H, 0)
     take(&cp, c_prev, "c_prev", 3, a.s.ft, True); take(&tc, tanh_c, "tanh_c", 3, a.s.ft, True)
     if training:
@@ -154,6 +156,7 @@ def lstm_forward(xs, Wx, Wh, b, h, c, lengths, bint reverse, out, Py_ssize_t out
             lstm_forward_run(<float*> NULL, &a, threads)
         else:
             lstm_forward_run(<double*> NULL, &a, threads)
+    raise_if_nonfinite(&a.s, xs)
 
 
 cdef void lstm_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil:

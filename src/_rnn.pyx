@@ -18,7 +18,6 @@ A cell's one step is the same kernel with T = 1.
 Each kernel is a def (checks), a fused `*_run` and a step loop over a
 range of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
-from libc.stdint cimport uint32_t, uint64_t
 cimport numpy as cnp
 from libc.string cimport memcpy
 from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, rf_unpacked_ok,
@@ -35,7 +34,7 @@ from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
                    all_zero, state_product, set_poison_chunk_h,
                    states_rebuilt, state_rows, rebuild_chunk_start, rebuild_next_state,
-                   rebuild_padding)
+                   rebuild_padding, xs_check, raise_if_nonfinite, finite_values)
 
 cnp.import_array()
 
@@ -72,7 +71,7 @@ cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
         k1 = k0 + Tc if k0 + Tc < T else T
         project_inputs(<const floating*> a.s.xs, <const floating*> a.s.Wx_packed,
                        <const floating*> a.s.Wx, plen, a.s.reverse, T, D, H, n0, n1, k0, k1,
-                       pg, Tc)
+                       pg, Tc, xs_check(&a.s))
         for k in range(k0, k1):
             if a.uniform:
                 t = step_time(k, T, a.s.reverse) - chunk_start(T, k0, k1, a.s.reverse)
@@ -108,18 +107,21 @@ cdef void rnn_forward_steps_d(void* a, long n0, long n1, int part) noexcept nogi
 
 
 def rnn_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint relu, out,
-                Py_ssize_t out_offset, gates, h_prev, work, bint training, int threads=1):
+                Py_ssize_t out_offset, gates, h_prev, work, bint training, int threads=1,
+                bint check_xs=False):
     """Arrays as src/_seq.pxd's SeqFwd says, with G = H, b (H,), work
-    (N, H); float32 or float64 as xs."""
+    (N, H); float32 or float64 as xs.  check_xs: xs is tested for NaN and Inf as it is projected, and a
+    ValueError raised after the run if it holds one (src/_seq.pxd)."""
     cdef FwdArgs a
     take_forward(&a.s, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 1, 1, 1,
-                 out_offset, reverse, training)
+                 out_offset, reverse, training, check_xs)
     a.relu = relu
     with nogil:
         if a.s.ft == NPY_FLOAT:
             rnn_forward_run(<float*> NULL, &a, threads)
         else:
             rnn_forward_run(<double*> NULL, &a, threads)
+    raise_if_nonfinite(&a.s, xs)
 
 
 cdef void rnn_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil:
@@ -450,25 +452,6 @@ def threaded_matmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] 
         rf_run_rows(matmul_rows_f, &m, rows, 2)
 
 
-ctypedef fused bits_t:
-    uint32_t     # the bits of a float
-    uint64_t     # of a double
-
-
-cdef extern from "_cells.h" nogil:
-    int rf_all_finite_32(const uint32_t* p, long n)
-    int rf_all_finite_64(const uint64_t* p, long n)
-
-
-cdef inline bint finite_bits(const bits_t* p, Py_ssize_t n) noexcept nogil:
-    """No NaN or Inf among the n floats (uint32_t) or doubles (uint64_t) at p
-    (src/_cells.h, rf_all_finite_32/64; see all_finite)."""
-    if bits_t is uint32_t:
-        return rf_all_finite_32(p, n)
-    else:
-        return rf_all_finite_64(p, n)
-
-
 def all_finite(const floating[::1] x):
     """Whether x holds no NaN and no Inf, tested on the bits: adding one to
     an all-ones exponent carries into the sign bit, so OR-ing
@@ -481,10 +464,7 @@ def all_finite(const floating[::1] x):
     if n == 0:
         return True
     with nogil:
-        if floating is float:
-            finite = finite_bits(<const uint32_t*> &x[0], n)
-        else:
-            finite = finite_bits(<const uint64_t*> &x[0], n)
+        finite = finite_values(&x[0], n)
     return finite
 
 
@@ -526,11 +506,11 @@ def array_ready(value, dtype, expected, bint allow_nonfinite=False):
     cdef bint f32 = dtype is _F32
     cdef bint finite
     if size < 65536:                 # short: not worth giving up the GIL
-        return finite_bits(<const uint32_t*> data, size) if f32 else \
-            finite_bits(<const uint64_t*> data, size)
+        return finite_values(<const float*> data, size) if f32 else \
+            finite_values(<const double*> data, size)
     with nogil:                      # a whole input: others may run meanwhile
-        finite = (finite_bits(<const uint32_t*> data, size) if f32
-                  else finite_bits(<const uint64_t*> data, size))
+        finite = (finite_values(<const float*> data, size) if f32
+                  else finite_values(<const double*> data, size))
     return finite
 
 

@@ -24,6 +24,7 @@
 # handles time t = k (forward) or t = L-1-k (reverse) of row n, and rows
 # with k >= L are idle: their state does not change.  Positions t >= L
 # are padding: outputs are 0 and they contribute nothing to gradients.
+from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from _arrays cimport Arr, take, kernel_dtype
@@ -37,6 +38,8 @@ from _blas cimport (floating, gemm, gemm_packed, gemm_tn, free_packed, pack_b, p
 cdef extern from "_cells.h" nogil:
     void rf_prefetch_span(const void* p, long nbytes, int write)
     int rf_prefetch_switch          # use_prefetch(False) sets it to 0
+    int rf_all_finite_32(const uint32_t* p, long n)
+    int rf_all_finite_64(const uint64_t* p, long n)
 
 
 # A long call: its step loop walks at least LONG_CALL_BYTES of buffers,
@@ -118,38 +121,89 @@ cdef inline Py_ssize_t chunk_start(Py_ssize_t length, Py_ssize_t k0, Py_ssize_t 
     return length - (k1 if k1 < length else length) if reverse else k0
 
 
+# The input check folded into the projection.  A NaN or Inf in xs would
+# poison every later step, so a network's first layer refuses it.  Tested
+# apart, before the call, xs came from memory twice in a long call: once
+# for the test, once for the projection.  A forward given check_xs
+# (take_forward) tests each block of xs rows just before projecting it,
+# so that the projection reads them from cache, and sets s.nonfinite;
+# its def then raises (raise_if_nonfinite), before the caller has kept
+# anything of the call.  Blocks of XS_CHECK_BYTES; every row of xs is
+# tested once: the projected ones here, the padding of a chunked
+# projection (which never projects it) in forward_prologue.
+cdef enum:
+    XS_CHECK_BYTES = 32 << 10
+
+
+cdef inline bint finite_values(const floating* x, Py_ssize_t n) noexcept nogil:
+    """No NaN or Inf among x[0:n] (src/_cells.h, rf_all_finite_32/64: a
+    test of the bits)."""
+    if floating is float:
+        return rf_all_finite_32(<const uint32_t*> x, n) != 0
+    else:
+        return rf_all_finite_64(<const uint64_t*> x, n) != 0
+
+
+cdef inline void check_rows(const floating* x, Py_ssize_t n, int* nonfinite) noexcept nogil:
+    """*nonfinite = 1 when x[0:n] holds a NaN or Inf (nonfinite NULL: no test)."""
+    if nonfinite != NULL and not finite_values(x, n):
+        nonfinite[0] = 1
+
+
 cdef inline void project_chunk(const floating* xs, const floating* Wx_packed,
                                const floating* Wx, const Py_ssize_t* lengths,
                                bint reverse, Py_ssize_t T, Py_ssize_t D, Py_ssize_t G,
                                Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t k0, Py_ssize_t k1,
-                               floating* gates, Py_ssize_t Tc) noexcept nogil:
+                               floating* gates, Py_ssize_t Tc,
+                               int* nonfinite=NULL) noexcept nogil:
     """gates[n, 0:m] = xs[n, t0:t0+m] Wx for rows n0..n1-1, the m <= Tc
     times t0.. (t0 = chunk_start) their steps k0..k1-1 visit: one product
-    per row, on the packed kernel or BLAS (Wx_packed NULL)."""
+    per row, on the packed kernel or BLAS (Wx_packed NULL); each row's xs
+    rows tested first when nonfinite is given (check_rows)."""
     cdef Py_ssize_t n, L, m
+    cdef const floating* x
     for n in range(n0, n1):
         L = lengths[n]
         if k0 >= L:
             continue
         m = (k1 if k1 < L else L) - k0
-        gemm_packed(<int> m, <int> G, <int> D, xs + (n * T + chunk_start(L, k0, k1, reverse)) * D,
-                    <int> D, Wx_packed, False, Wx, <int> G, False, gates + n * Tc * G, <int> G)
+        x = xs + (n * T + chunk_start(L, k0, k1, reverse)) * D
+        check_rows(x, m * D, nonfinite)
+        gemm_packed(<int> m, <int> G, <int> D, x, <int> D, Wx_packed, False, Wx, <int> G,
+                    False, gates + n * Tc * G, <int> G)
 
 cdef inline void project_inputs(const floating* xs, const floating* Wx_packed,
                                 const floating* Wx, const Py_ssize_t* lengths,
                                 bint reverse, Py_ssize_t T, Py_ssize_t D, Py_ssize_t G,
                                 Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t k0, Py_ssize_t k1,
-                                floating* gates, Py_ssize_t Tc) noexcept nogil:
+                                floating* gates, Py_ssize_t Tc,
+                                int* nonfinite=NULL) noexcept nogil:
     """The input projection x Wx of rows n0..n1-1 for the chunk of steps
     k0..k1-1, just before a forward step loop runs them.  With the whole
-    sequence in gates (Tc = T): all T steps of the rows in one product, on
-    the packed kernel, or nothing when Wx is not packed (the kernel's def
-    did all rows on BLAS).  Else project_chunk."""
+    sequence in gates (Tc = T): all T steps of the rows, on the packed
+    kernel, or nothing when Wx is not packed (the kernel's def did all rows
+    on BLAS); in one product, or, when xs is to be tested (nonfinite not
+    NULL), block by block of XS_CHECK_BYTES, each tested just before its
+    product (a row's product does not depend on the rows beside it).
+    Else project_chunk."""
+    cdef Py_ssize_t rows = (n1 - n0) * T, r0, m
+    cdef Py_ssize_t block = XS_CHECK_BYTES // (48 * D * sizeof(floating)) * 48
     if Tc < T:
-        project_chunk(xs, Wx_packed, Wx, lengths, reverse, T, D, G, n0, n1, k0, k1, gates, Tc)
+        project_chunk(xs, Wx_packed, Wx, lengths, reverse, T, D, G, n0, n1, k0, k1, gates, Tc,
+                      nonfinite)
     elif Wx_packed != NULL:
-        gemm_packed(<int> ((n1 - n0) * T), <int> G, <int> D, xs + n0 * T * D, <int> D,
-                    Wx_packed, False, Wx, <int> G, False, gates + n0 * T * G, <int> G)
+        if nonfinite == NULL:
+            block = rows
+        elif block < 48:
+            block = 48              # whole tiles' rows (6 and 8 high)
+        r0 = 0
+        while r0 < rows:
+            m = rows - r0 if rows - r0 < block else block
+            check_rows(xs + (n0 * T + r0) * D, m * D, nonfinite)
+            gemm_packed(<int> m, <int> G, <int> D, xs + (n0 * T + r0) * D, <int> D,
+                        Wx_packed, False, Wx, <int> G, False, gates + (n0 * T + r0) * G,
+                        <int> G)
+            r0 += m
 
 
 cdef inline bint all_zero(const floating* x, Py_ssize_t n) noexcept nogil:
@@ -447,13 +501,18 @@ cdef struct SeqFwd:
     Py_ssize_t Tc            # steps of gates: T, or a chunk (inference)
     bint reverse, training
     bint prefetch            # training: prefetch each row's next step
+    bint check_xs            # test xs for NaN and Inf as it is projected
+    int nonfinite            # set to 1 when that test found one
     int ft                   # NPY_FLOAT or NPY_DOUBLE: the version to run
 
 
 cdef inline int take_forward(SeqFwd* s, xs, Wx, Wh, b, h, lengths, out, gates, h_prev,
                              work, Py_ssize_t kG, Py_ssize_t kb, Py_ssize_t kw,
-                             Py_ssize_t out_offset, bint reverse, bint training) except -1:
-    """s <- the forward's arrays and sizes, checked (see SeqFwd)."""
+                             Py_ssize_t out_offset, bint reverse, bint training,
+                             bint check_xs=False) except -1:
+    """s <- the forward's arrays and sizes, checked (see SeqFwd); check_xs:
+    xs is to be tested for NaN and Inf as it is projected (the def then
+    calls raise_if_nonfinite after the run)."""
     cdef Arr x, wx, wh, bias, hh, lens, o, g, hp, wk
     cdef int ft = kernel_dtype(xs)
     take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
@@ -476,7 +535,23 @@ cdef inline int take_forward(SeqFwd* s, xs, Wx, Wh, b, h, lengths, out, gates, h
     s.h_prev = hp.data if training else NULL
     s.lengths = <const Py_ssize_t*> lens.data
     s.N, s.T, s.D, s.H, s.W, s.out_offset, s.Tc = N, T, D, H, o.shape[2], out_offset, Tc
+    s.check_xs, s.nonfinite = check_xs, 0
     s.reverse, s.training, s.ft = reverse, training, ft
+    return 0
+
+
+cdef inline int* xs_check(SeqFwd* s) noexcept nogil:
+    """What project_inputs takes: where to report a NaN or Inf in xs, or
+    NULL when xs is not to be tested."""
+    return &s.nonfinite if s.check_xs else NULL
+
+
+cdef inline int raise_if_nonfinite(SeqFwd* s, xs) except -1:
+    """After a forward run with check_xs: the error check_array gives for
+    xs with a NaN or Inf (rnnfast._validation), if the run found one."""
+    if s.nonfinite:
+        raise ValueError(f"xs: contains NaN or Inf (shape {tuple(xs.shape)}); "
+                         "they would poison every later step")
     return 0
 
 
@@ -588,11 +663,22 @@ cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G) noexce
     projection (project_inputs) into s.Wx_packed (forward_epilogue frees
     it), or NULL, and then the projection of all N*T rows is done here on
     BLAS (or chunk by chunk in the loop when gates holds Tc < T steps); the
-    padding of out's columns out_offset..+H and of h_prev (training) zeroed."""
-    cdef Py_ssize_t N = s.N, T = s.T, H = s.H
+    padding of out's columns out_offset..+H and of h_prev (training) zeroed.
+    With s.check_xs, the rows of xs the loop's projection does not test
+    are tested here."""
+    cdef Py_ssize_t N = s.N, T = s.T, H = s.H, D = s.D, n
     # Rows a product: all N*T at once, or a row's steps of a chunk.
     s.Wx_packed = pack_b_or_read(N * T, s.Tc if s.Tc < T else N * T, <int> s.D, <int> G,
                                  <const floating*> s.Wx, <int> G)
+    if s.check_xs:
+        if s.Wx_packed == NULL and s.Tc == T:
+            # One product on BLAS, here: xs is tested all at once before it.
+            check_rows(<const floating*> s.xs, N * T * D, &s.nonfinite)
+        elif s.Tc < T:
+            # project_chunk tests the rows it projects; the padding here.
+            for n in range(N):
+                check_rows(<const floating*> s.xs + (n * T + s.lengths[n]) * D,
+                           (T - s.lengths[n]) * D, &s.nonfinite)
     if s.Wx_packed == NULL and s.Tc == T:
         gemm(False, False, <int> (N * T), <int> G, <int> s.D, <floating> 1,
              <const floating*> s.xs, <int> s.D, <const floating*> s.Wx, <int> G,

@@ -83,7 +83,9 @@ class _Recurrent:
     def _state(self, value, name, N):
         return check_array(value, name, self._dtype, (N, self._shapes[1][0])).copy()
 
-    def _run_forward(self, xs, h, c):
+    def _run_forward(self, xs, h, c, check_xs=False):
+        """check_xs: the kernel refuses xs with a NaN or Inf as it projects
+        it (rnnfast.networks, forward)."""
         N, T, _ = xs.shape
         dtype, shapes, params = self._dtype, self._shapes, self.params
         out = _core.empty_output(N, T, shapes[1][0], dtype)
@@ -93,7 +95,8 @@ class _Recurrent:
                               f"{type(self).__name__}.params")
         Wx, Wh, b = params
         self._cache = _core.forward(self.cell, xs, Wx, Wh, b, h, c, check_lengths(None, N, T),
-                                    False, out, 0, True, self._relu, self._reset_after)
+                                    False, out, 0, True, self._relu, self._reset_after,
+                                    check_xs=check_xs)
         return out
 
     def _run_backward(self, dout, dh, dc):
@@ -210,7 +213,8 @@ class _TimeLayer(_Recurrent):
 
     def forward(self, xs):
         dtype, H = self._dtype, self._shapes[1][0]
-        xs = check_array(xs, "xs", dtype, ("N", "T", self._shapes[0][0]))
+        # NaN and Inf: the kernel's test (_run_forward), as a network's.
+        xs = check_array(xs, "xs", dtype, ("N", "T", self._shapes[0][0]), allow_nonfinite=True)
         N = xs.shape[0]
         if not self.stateful or self.h is None:
             h = np.zeros((N, H), dtype)
@@ -222,7 +226,7 @@ class _TimeLayer(_Recurrent):
                                  "reset_state() to start a new batch size")
             h = self.h.copy()
             c = self.c.copy() if self._has_c else None
-        hs = self._run_forward(xs, h, c)
+        hs = self._run_forward(xs, h, c, check_xs=True)
         self.h, self.c = h, c
         return hs
 
