@@ -16,7 +16,7 @@ import numpy as np
 
 from ._core import network_backward, network_forward, zero_state
 from ._layout import N_GATES, bias_shape
-from ._rnn import arrays_ready
+from ._rnn import array_ready, arrays_ready
 from ._validation import (check_array, check_int, check_lengths, check_live_arrays,
                           float_dtype)
 
@@ -105,10 +105,6 @@ class _Network:
                     check_array(state[1], f"{name}[1] (c)", self.dtype, shape))
         return check_array(state, name, self.dtype, shape)
 
-    def _zero_state(self, N):
-        return zero_state(self.num_layers * self.num_directions, N, self.hidden_size,
-                          self.dtype, self._has_c)
-
     # ------------------------------------------------------------ forward
     def forward(self, xs, state=None, lengths=None):
         """xs (N, T, input_size) -> (hs (N, T, num_directions*H), final state)."""
@@ -116,7 +112,9 @@ class _Network:
         # NaN and Inf in xs are refused by the kernel, which tests xs as it
         # projects it (so that a long xs is read from memory once): the
         # same ValueError, raised before anything of the call is kept.
-        xs = check_array(xs, "xs", dtype, ("N", "T", self.input_size), allow_nonfinite=True)
+        expected = ("N", "T", self.input_size)
+        if not array_ready(xs, dtype, expected, True):      # check_array's compiled test
+            xs = check_array(xs, "xs", dtype, expected, allow_nonfinite=True)
         N, T, _ = xs.shape
         lengths = check_lengths(lengths, N, T)
         params = self.params
@@ -170,21 +168,26 @@ class _Network:
             raise RuntimeError(f"{type(self).__name__}.backward needs a forward in "
                                "training mode first (and one backward per forward)")
         caches, masks, (N, T, _) = self._caches
-        H, D, dtype, grads = self.hidden_size, self.num_directions, self.dtype, self.grads
+        # Attributes, not the num_directions property: a call more on every
+        # call (as in forward).
+        H, dtype, grads, has_c = self.hidden_size, self.dtype, self.grads, self._has_c
+        D = 2 if self.bidirectional else 1
         if not arrays_ready(grads, self._shapes, dtype, True):      # as in forward
             check_live_arrays(grads, lambda: self._param_names("d"), self._shapes, dtype,
                               f"{type(self).__name__}.grads", writable=True)
-        dout = check_array(dhs, "dhs", dtype, (N, T, D * H))
+        expected = (N, T, D * H)
+        dout = dhs if array_ready(dhs, dtype, expected) else check_array(dhs, "dhs", dtype,
+                                                                         expected)
         if dstate is None:
-            dstate = self._zero_state(N)
+            dstate = zero_state(self.num_layers * D, N, H, dtype, has_c)
         else:
             dstate = self._check_state(dstate, N, "dstate")
-            dstate = (dstate[0].copy(), dstate[1].copy()) if self._has_c else dstate.copy()
-        dh0, dc0 = dstate if self._has_c else (dstate, None)
+            dstate = (dstate[0].copy(), dstate[1].copy()) if has_c else dstate.copy()
+        dh0, dc0 = dstate if has_c else (dstate, None)
         self._caches = None
         dxs = network_backward(caches, masks, dout, dh0, dc0, grads, self.input_size,
                                self.num_layers, D, H)
-        self.dstate = (dh0, dc0) if self._has_c else dh0
+        self.dstate = (dh0, dc0) if has_c else dh0
         return dxs
 
     __call__ = forward
