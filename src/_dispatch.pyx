@@ -49,8 +49,15 @@ def use_kernels(rnn, lstm, gru):
     _rnn_forward, _rnn_backward = rnn.rnn_forward, rnn.rnn_backward
     _lstm_forward, _lstm_backward = lstm.lstm_forward, lstm.lstm_backward
     _gru_forward, _gru_backward = gru.gru_forward, gru.gru_backward
-    _kernels_test_xs = all("check_xs" in f.__code__.co_varnames[:f.__code__.co_argcount]
-                           for f in (_rnn_forward, _lstm_forward, _gru_forward))
+    _kernels_test_xs = all(_takes_check_xs(f) for f in (_rnn_forward, _lstm_forward,
+                                                        _gru_forward))
+
+
+def _takes_check_xs(f):
+    """Whether the def f has a check_xs argument (False when that cannot be
+    read: xs is then tested before the call, which is always right)."""
+    code = getattr(f, "__code__", None)
+    return code is not None and "check_xs" in code.co_varnames[:code.co_argcount]
 
 
 use_kernels(_rnn, _lstm, _gru)

@@ -139,3 +139,37 @@ def test_time_layers_refuse_it_the_same_way(name):
             layer.forward(bad)
     for a, b in zip(before, [s for s in (layer.h, layer.c) if s is not None]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_kernels_without_the_test_get_xs_tested_before_the_call():
+    """benchmarks/ab_inprocess.py runs an older build's kernel defs, which
+    take no check_xs: the dispatcher then tests xs itself, before the call
+    (the same error), and never passes them the argument."""
+    from rnnfast import _dispatch, _gru, _lstm, _rnn
+    seen = []
+
+    class OlderRNN:                      # an older build's _rnn: no check_xs
+        rnn_backward = staticmethod(_rnn.rnn_backward)
+
+        @staticmethod
+        def rnn_forward(xs, Wx, Wh, b, h, lengths, reverse, relu, out, out_offset, gates,
+                        h_prev, work, training, threads=1):
+            seen.append(xs.shape)
+            return _rnn.rnn_forward(xs, Wx, Wh, b, h, lengths, reverse, relu, out,
+                                    out_offset, gates, h_prev, work, training, threads)
+
+    xs = _xs(np.float32)
+    bad = xs.copy()
+    bad[2, 139, 63] = np.nan
+    _dispatch.use_kernels(OlderRNN, _lstm, _gru)
+    try:
+        for cls in (rnnfast.RNN, rnnfast.LSTM):
+            net = cls(64, 32, random_state=0)
+            net.forward(xs)
+            with pytest.raises(ValueError, match=MESSAGE):
+                net.forward(bad)
+    finally:
+        _dispatch.use_kernels(_rnn, _lstm, _gru)
+    assert seen == [xs.shape]            # the RNN's good call only
+    with pytest.raises(ValueError, match=MESSAGE):
+        rnnfast.RNN(64, 32, random_state=0).forward(bad)
