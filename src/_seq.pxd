@@ -145,7 +145,9 @@ cdef inline bint finite_values(const floating* x, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline void check_rows(const floating* x, Py_ssize_t n, int* nonfinite) noexcept nogil:
-    """*nonfinite = 1 when x[0:n] holds a NaN or Inf (nonfinite NULL: no test)."""
+    """*nonfinite = 1 when x[0:n] holds a NaN or Inf (nonfinite NULL: no
+    test).  The threads of a split step loop may set it at once, to the
+    same value; the def reads it after they have joined."""
     if nonfinite != NULL and not finite_values(x, n):
         nonfinite[0] = 1
 
