@@ -151,8 +151,9 @@ def gru_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint reset_after, out,
                 int threads=1, bint check_xs=False):
     """Arrays as src/_seq.pxd's SeqFwd says, with G = 3H, b flat (3H, or 6H
     when reset_after), work (N, 4H), and extra (N, T, H) when training;
-    float32 or float64 as xs.  check_xs: xs is tested for NaN and Inf as it is projected, and a
-    ValueError raised after the run if it holds one (src/_seq.pxd)."""
+    float32 or float64 as xs.  check_xs: xs is tested for NaN and Inf as
+    it is projected, and a ValueError raised after the run if it holds one
+    (src/_seq.pxd)."""
     cdef FwdArgs a
     cdef Arr ex
     take_forward(&a.s, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 3,

@@ -137,8 +137,9 @@ def lstm_forward(xs, Wx, Wh, b, h, c, lengths, bint reverse, out, Py_ssize_t out
     training; float32 or float64 as xs.  With training=False the saved
     activations (h_prev, c_prev, tanh_c) are not written and may be empty
     arrays.  threads: at most this many threads for the step loop (the
-    caller passes its BLAS thread count).  check_xs: xs is tested for NaN and Inf as it is projected, and a
-    ValueError raised after the run if it holds one (src/_seq.pxd)."""
+    caller passes its BLAS thread count).  check_xs: xs is tested for NaN
+    and Inf as it is projected, and a ValueError raised after the run if it
+    holds one (src/_seq.pxd)."""
     cdef FwdArgs a
     cdef Arr cc, cp, tc
     take_forward(&a.s, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 4, 4, 4,

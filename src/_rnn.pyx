@@ -110,8 +110,9 @@ def rnn_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint relu, out,
                 Py_ssize_t out_offset, gates, h_prev, work, bint training, int threads=1,
                 bint check_xs=False):
     """Arrays as src/_seq.pxd's SeqFwd says, with G = H, b (H,), work
-    (N, H); float32 or float64 as xs.  check_xs: xs is tested for NaN and Inf as it is projected, and a
-    ValueError raised after the run if it holds one (src/_seq.pxd)."""
+    (N, H); float32 or float64 as xs.  check_xs: xs is tested for NaN and
+    Inf as it is projected, and a ValueError raised after the run if it
+    holds one (src/_seq.pxd)."""
     cdef FwdArgs a
     take_forward(&a.s, xs, Wx, Wh, b, h, lengths, out, gates, h_prev, work, 1, 1, 1,
                  out_offset, reverse, training, check_xs)
