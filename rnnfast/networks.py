@@ -163,7 +163,10 @@ class _Network:
     # ----------------------------------------------------------- backward
     def backward(self, dhs, dstate=None):
         """dhs (N, T, num_directions*H) -> dxs (N, T, input_size); fills
-        grads and sets .dstate to dL/d(initial state) in the state's layout."""
+        grads and sets .dstate to dL/d(initial state) in the state's layout.
+        A dhs with a NaN or Inf is refused (ValueError) as the kernel reads
+        it: grads and .dstate are then left as they were, and the forward
+        is spent, as after any backward."""
         if self._caches is None:
             raise RuntimeError(f"{type(self).__name__}.backward needs a forward in "
                                "training mode first (and one backward per forward)")
@@ -176,8 +179,9 @@ class _Network:
             check_live_arrays(grads, lambda: self._param_names("d"), self._shapes, dtype,
                               f"{type(self).__name__}.grads", writable=True)
         expected = (N, T, D * H)
-        dout = dhs if array_ready(dhs, dtype, expected) else check_array(dhs, "dhs", dtype,
-                                                                         expected)
+        # NaN and Inf: the kernel tests dhs as it reads it (check_dhs below).
+        dout = dhs if array_ready(dhs, dtype, expected, True) else check_array(
+            dhs, "dhs", dtype, expected, allow_nonfinite=True)
         if dstate is None:
             dstate = zero_state(self.num_layers * D, N, H, dtype, has_c)
         else:
@@ -186,7 +190,7 @@ class _Network:
         dh0, dc0 = dstate if has_c else (dstate, None)
         self._caches = None
         dxs = network_backward(caches, masks, dout, dh0, dc0, grads, self.input_size,
-                               self.num_layers, D, H)
+                               self.num_layers, D, H, True)
         self.dstate = (dh0, dc0) if has_c else dh0
         return dxs
 

@@ -27,10 +27,12 @@ cnp.import_array()
 cdef object _rnn_forward, _rnn_backward, _lstm_forward, _lstm_backward
 cdef object _gru_forward, _gru_backward
 cdef object _step_loop_threads = _rnn.blas_threads
-# Whether the forward defs take check_xs (xs tested as it is projected);
-# an older build's (benchmarks/ab_inprocess.py) does not: xs is then
-# tested here, before the call, as it was.
+# Whether the forward defs take check_xs (xs tested as it is projected)
+# and the backward defs dout_name (dout tested as it is read); an older
+# build's (benchmarks/ab_inprocess.py) does not: the array is then tested
+# here, before the call, as it was.
 cdef bint _kernels_test_xs = True
+cdef bint _kernels_test_dout = True
 cdef dict _NO_KWARGS = {}
 cdef dict _TEST_XS = {"check_xs": True}
 
@@ -41,23 +43,31 @@ cdef inline dict _test_xs(bint check_xs):
     return _TEST_XS if check_xs else _NO_KWARGS
 
 
+cdef inline dict _test_dout(dout_name):
+    """The kernel backward's keyword arguments, as _test_xs."""
+    return _NO_KWARGS if dout_name is None else {"dout_name": dout_name}
+
+
 def use_kernels(rnn, lstm, gru):
     """Call the kernel defs of these three modules from now on (another
     build's, for benchmarks/ab_inprocess.py; rnnfast's own at import)."""
     global _rnn_forward, _rnn_backward, _lstm_forward, _lstm_backward
-    global _gru_forward, _gru_backward, _kernels_test_xs
+    global _gru_forward, _gru_backward, _kernels_test_xs, _kernels_test_dout
     _rnn_forward, _rnn_backward = rnn.rnn_forward, rnn.rnn_backward
     _lstm_forward, _lstm_backward = lstm.lstm_forward, lstm.lstm_backward
     _gru_forward, _gru_backward = gru.gru_forward, gru.gru_backward
-    _kernels_test_xs = all(_takes_check_xs(f) for f in (_rnn_forward, _lstm_forward,
-                                                        _gru_forward))
+    _kernels_test_xs = all(_takes(f, "check_xs") for f in (_rnn_forward, _lstm_forward,
+                                                           _gru_forward))
+    _kernels_test_dout = all(_takes(f, "dout_name") for f in (_rnn_backward, _lstm_backward,
+                                                              _gru_backward))
 
 
-def _takes_check_xs(f):
-    """Whether the def f has a check_xs argument (False when that cannot be
-    read: xs is then tested before the call, which is always right)."""
+def _takes(f, name):
+    """Whether the def f has an argument `name` (False when that cannot be
+    read: the array is then tested before the call, which is always
+    right)."""
     code = getattr(f, "__code__", None)
-    return code is not None and "check_xs" in code.co_varnames[:code.co_argcount]
+    return code is not None and name in code.co_varnames[:code.co_argcount]
 
 
 use_kernels(_rnn, _lstm, _gru)
@@ -281,12 +291,15 @@ cdef DirectionCache _empty_cache(cell, xs, Wx, Wh, lengths, bint reverse):
 
 
 cpdef backward(DirectionCache cache, dout, Py_ssize_t offset, dh, dc, dWx, dWh, db, dxs,
-             bint accumulate_dx, threads=None):
+             bint accumulate_dx, threads=None, dout_name=None):
     """BPTT of one `forward`.  dh (and dc) hold dL/d(final state) on entry
     and dL/d(initial state) on return.  Overwrites dWx, dWh, db; writes dxs,
     or adds to it when accumulate_dx.  Consumes the cache (the kernel
     overwrites the saved gates with their gradients).  threads: as for
-    `forward`."""
+    `forward`.  dout_name: refuse a dout (all its columns) with a NaN or
+    Inf, by a ValueError naming it so, as check_array words it; the kernel
+    tests it as it reads it, and leaves dWx, dWh, db as they were (the
+    cache is consumed all the same)."""
     if cache.empty:                   # empty batch or T = 0
         dWx[...] = 0
         dWh[...] = 0
@@ -299,22 +312,35 @@ cpdef backward(DirectionCache cache, dout, Py_ssize_t offset, dh, dc, dWx, dWh, 
                            "(one backward per forward)")
     if threads is None:
         threads = _step_loop_threads()
+    if dout_name is not None and not _kernels_test_dout:
+        from rnnfast._validation import check_array
+        check_array(dout, dout_name, dout.dtype, dout.shape)
+        dout_name = None
     cdef int code = _CELL_CODE[cache.cell]
-    if code == LSTM:
-        _lstm_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
-                       dout, offset, dh, dc, cache.gates, cache.h_prev, cache.c_prev,
-                       cache.tanh_c, dWx, dWh, db, dxs, accumulate_dx, cache.work, threads)
-    elif code == GRU:
-        _gru_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
-                      cache.reset_after, dout, offset, dh, cache.gates, cache.h_prev,
-                      cache.extra, dWx, dWh, db.reshape(-1), dxs, accumulate_dx,
-                      cache.work, threads)
-    else:
-        _rnn_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
-                      cache.relu, dout, offset, dh, cache.gates, cache.h_prev,
-                      dWx, dWh, db, dxs, accumulate_dx, cache.work, threads)
-    # The kernel has consumed the cache (gates now hold their gradients);
-    # its buffers go back for the next call.
+    try:
+        if code == LSTM:
+            _lstm_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
+                           dout, offset, dh, dc, cache.gates, cache.h_prev, cache.c_prev,
+                           cache.tanh_c, dWx, dWh, db, dxs, accumulate_dx, cache.work,
+                           threads, **_test_dout(dout_name))
+        elif code == GRU:
+            _gru_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
+                          cache.reset_after, dout, offset, dh, cache.gates, cache.h_prev,
+                          cache.extra, dWx, dWh, db.reshape(-1), dxs, accumulate_dx,
+                          cache.work, threads, **_test_dout(dout_name))
+        else:
+            _rnn_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
+                          cache.relu, dout, offset, dh, cache.gates, cache.h_prev,
+                          dWx, dWh, db, dxs, accumulate_dx, cache.work, threads,
+                          **_test_dout(dout_name))
+    finally:
+        _consume(cache)
+
+
+cdef _consume(DirectionCache cache):
+    """After the kernel has run (or refused dout, perhaps chunks into the
+    call): the cache is spent, its gates overwritten with their gradients;
+    its buffers go back for the next call."""
     key, nbytes, bufs = cache.buffers
     _scratch.give(key, nbytes, bufs)
     cache.gates = cache.h_prev = cache.c_prev = cache.tanh_c = cache.extra = None
@@ -446,10 +472,13 @@ def network_forward(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
 
 def network_backward(list caches, list masks, dout, dh0, dc0, list grads,
                      Py_ssize_t input_size, Py_ssize_t num_layers, Py_ssize_t num_dirs,
-                     Py_ssize_t H):
+                     Py_ssize_t H, bint check_dhs=False):
     """BPTT through network_forward's layers, last first: fills grads (as
     params), dh0 (dc0) with dL/d(initial state) (they hold dL/d(final
-    state) on entry), and returns dL/dxs."""
+    state) on entry), and returns dL/dxs.  check_dhs: dout, the caller's
+    dhs, is refused if it holds a NaN or Inf (`backward`'s dout_name): the
+    last layer's first direction tests all its columns as it reads them,
+    and the grads are then left as they were."""
     cdef Py_ssize_t N = cnp.PyArray_DIM(dout, 0), T = cnp.PyArray_DIM(dout, 1)
     cdef int typenum = cnp.PyArray_TYPE(dout)
     cdef Py_ssize_t layer, d, k
@@ -459,7 +488,8 @@ def network_backward(list caches, list masks, dout, dh0, dc0, list grads,
         for d in range(num_dirs):
             k = layer * num_dirs + d
             backward(caches[k], dout, d * H, dh0[k], None if dc0 is None else dc0[k],
-                     grads[3 * k], grads[3 * k + 1], grads[3 * k + 2], dxs, d == 1, threads)
+                     grads[3 * k], grads[3 * k + 1], grads[3 * k + 2], dxs, d == 1, threads,
+                     "dhs" if check_dhs and layer == num_layers - 1 and d == 0 else None)
         if masks[layer] is not None:
             dxs *= masks[layer]
         dout = dxs

@@ -168,7 +168,7 @@ def gru_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint reset_after, out,
             gru_forward_run(<float*> NULL, &a, threads)
         else:
             gru_forward_run(<double*> NULL, &a, threads)
-    raise_if_nonfinite(&a.s, xs)
+    raise_if_nonfinite(a.s.nonfinite, "xs", xs)
 
 
 cdef void gru_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil:
@@ -318,13 +318,15 @@ cdef void gru_backward_grads_d(void* a, long r0, long run_len, long runs,
 
 def gru_backward(xs, Wx, Wh, lengths, bint reverse, bint reset_after, dout,
                  Py_ssize_t dout_offset, dh, gates, h_prev, extra, dWx, dWh, db, dxs,
-                 bint accumulate_dx, work, int threads=1):
+                 bint accumulate_dx, work, int threads=1, dout_name=None):
     """BPTT; dh: in dL/d(final h), out dL/dh0.  db is flat like b.  Arrays
-    as src/_seq.pxd's SeqBwd says, and extra (N, T, H)."""
+    as src/_seq.pxd's SeqBwd says, and extra (N, T, H).  dout_name: as
+    rnnfast._rnn.rnn_backward's."""
     cdef BwdArgs a
     cdef Arr ex
     take_backward(&a.s, xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work,
-                  3, 6 if reset_after else 3, 4, dout_offset, reverse, accumulate_dx)
+                  3, 6 if reset_after else 3, 4, dout_offset, reverse, accumulate_dx,
+                  dout_name is not None)
     take(&ex, extra, "extra", 3, a.s.ft, True); expect("extra", ex.shape, 3, a.s.N, a.s.T, a.s.H)
     a.extra = ex.data
     a.reset_after = reset_after
@@ -333,6 +335,7 @@ def gru_backward(xs, Wx, Wh, lengths, bint reverse, bint reset_after, dout,
             gru_backward_run(<float*> NULL, &a, threads)
         else:
             gru_backward_run(<double*> NULL, &a, threads)
+    raise_if_nonfinite(a.s.nonfinite, dout_name, dout)
 
 
 cdef void gru_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogil:

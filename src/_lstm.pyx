@@ -157,7 +157,7 @@ def lstm_forward(xs, Wx, Wh, b, h, c, lengths, bint reverse, out, Py_ssize_t out
             lstm_forward_run(<float*> NULL, &a, threads)
         else:
             lstm_forward_run(<double*> NULL, &a, threads)
-    raise_if_nonfinite(&a.s, xs)
+    raise_if_nonfinite(a.s.nonfinite, "xs", xs)
 
 
 cdef void lstm_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil:
@@ -285,16 +285,17 @@ cdef void lstm_backward_grads_d(void* a, long r0, long run_len, long runs,
 
 def lstm_backward(xs, Wx, Wh, lengths, bint reverse, dout, Py_ssize_t dout_offset, dh, dc,
                   gates, h_prev, c_prev, tanh_c, dWx, dWh, db, dxs, bint accumulate_dx,
-                  work, int threads=1):
+                  work, int threads=1, dout_name=None):
     """BPTT through the saved forward.  dh, dc: in dL/d(final state), out
     dL/d(initial state).  Overwrites gates with dL/da and dWx, dWh, db;
     dxs is overwritten, or added to when accumulate_dx (the two directions
     of a bidirectional layer share one input).  Arrays as src/_seq.pxd's
-    SeqBwd says, and dc (N, H), c_prev, tanh_c (N, T, H)."""
+    SeqBwd says, and dc (N, H), c_prev, tanh_c (N, T, H).  dout_name: as
+    rnnfast._rnn.rnn_backward's."""
     cdef BwdArgs a
     cdef Arr dcc, cp, tc
     take_backward(&a.s, xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work,
-                  4, 4, 4, dout_offset, reverse, accumulate_dx)
+                  4, 4, 4, dout_offset, reverse, accumulate_dx, dout_name is not None)
     take(&dcc, dc, "dc", 2, a.s.ft, True); expect("dc", dcc.shape, 2, a.s.N, a.s.H, 0)
     take(&cp, c_prev, "c_prev", 3, a.s.ft, False)
     expect("c_prev", cp.shape, 3, a.s.N, a.s.T, a.s.H)
@@ -306,6 +307,7 @@ def lstm_backward(xs, Wx, Wh, lengths, bint reverse, dout, Py_ssize_t dout_offse
             lstm_backward_run(<float*> NULL, &a, threads)
         else:
             lstm_backward_run(<double*> NULL, &a, threads)
+    raise_if_nonfinite(a.s.nonfinite, dout_name, dout)
 
 
 cdef void lstm_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogil:

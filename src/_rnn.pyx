@@ -122,7 +122,7 @@ def rnn_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint relu, out,
             rnn_forward_run(<float*> NULL, &a, threads)
         else:
             rnn_forward_run(<double*> NULL, &a, threads)
-    raise_if_nonfinite(&a.s, xs)
+    raise_if_nonfinite(a.s.nonfinite, "xs", xs)
 
 
 cdef void rnn_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil:
@@ -243,18 +243,22 @@ cdef void rnn_backward_grads_d(void* a, long r0, long run_len, long runs,
 
 def rnn_backward(xs, Wx, Wh, lengths, bint reverse, bint relu, dout,
                  Py_ssize_t dout_offset, dh, gates, h_prev, dWx, dWh, db, dxs,
-                 bint accumulate_dx, work, int threads=1):
+                 bint accumulate_dx, work, int threads=1, dout_name=None):
     """BPTT.  Arrays as src/_seq.pxd's SeqBwd says; gates is overwritten
-    with dL/da, dh: in dL/d(final h), out dL/dh0."""
+    with dL/da, dh: in dL/d(final h), out dL/dh0.  dout_name: dout (all its
+    columns) is tested for NaN and Inf, and a ValueError naming it so
+    raised after the run if it holds one; dWx, dWh, db are then as they
+    were, the other outputs undefined (src/_seq.pxd, chunk_dout_finite)."""
     cdef BwdArgs a
     take_backward(&a.s, xs, Wx, Wh, lengths, dout, dh, gates, h_prev, dWx, dWh, db, dxs, work,
-                  1, 1, 1, dout_offset, reverse, accumulate_dx)
+                  1, 1, 1, dout_offset, reverse, accumulate_dx, dout_name is not None)
     a.relu = relu
     with nogil:
         if a.s.ft == NPY_FLOAT:
             rnn_backward_run(<float*> NULL, &a, threads)
         else:
             rnn_backward_run(<double*> NULL, &a, threads)
+    raise_if_nonfinite(a.s.nonfinite, dout_name, dout)
 
 
 cdef void rnn_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogil:

@@ -29,7 +29,7 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from _arrays cimport Arr, take, kernel_dtype
 from _settings cimport check_setting
-from numpy cimport NPY_INTP
+from numpy cimport NPY_FLOAT, NPY_INTP
 from _blas cimport (floating, gemm, gemm_packed, gemm_tn, free_packed, pack_b, pack_rows,
                    pack_b_or_read,
                    rf_packed_dw_enabled)
@@ -548,11 +548,12 @@ cdef inline int* xs_check(SeqFwd* s) noexcept nogil:
     return &s.nonfinite if s.check_xs else NULL
 
 
-cdef inline int raise_if_nonfinite(SeqFwd* s, xs) except -1:
-    """After a forward run with check_xs: the error check_array gives for
-    xs with a NaN or Inf (rnnfast._validation), if the run found one."""
-    if s.nonfinite:
-        raise ValueError(f"xs: contains NaN or Inf (shape {tuple(xs.shape)}); "
+cdef inline int raise_if_nonfinite(int nonfinite, str name, arr) except -1:
+    """After a run that tested arr (a forward's xs, check_xs; a backward's
+    dout, check_dout): the error check_array gives for an array `name`
+    with a NaN or Inf (rnnfast._validation), if the run found one."""
+    if nonfinite:
+        raise ValueError(f"{name}: contains NaN or Inf (shape {tuple(arr.shape)}); "
                          "they would poison every later step")
     return 0
 
@@ -579,14 +580,18 @@ cdef struct SeqBwd:
     bint dw_accumulate       # the gradients add to dWx, dWh, db (chunks)
     Py_ssize_t chunk         # steps a chunk (chunk_steps), 0: steps, then gradients
     void* chunk_h            # (N, chunk, chunk_h_width) for the cell's chunks, or NULL
+    bint check_dout          # test dout (all W columns) for NaN and Inf as it is read
+    int nonfinite            # set to 1 when that test found one
     int ft
 
 
 cdef inline int take_backward(SeqBwd* s, xs, Wx, Wh, lengths, dout, dh, gates, h_prev,
                               dWx, dWh, db, dxs, work, Py_ssize_t kG, Py_ssize_t kb,
                               Py_ssize_t kw, Py_ssize_t dout_offset, bint reverse,
-                              bint accumulate_dx) except -1:
-    """s <- the backward's arrays and sizes, checked (see SeqBwd)."""
+                              bint accumulate_dx, bint check_dout=False) except -1:
+    """s <- the backward's arrays and sizes, checked (see SeqBwd);
+    check_dout: dout is to be tested for NaN and Inf (the def then calls
+    raise_if_nonfinite after the run; backward_steps_and_grads)."""
     cdef Arr x, wx, wh, lens, do, dhh, g, hp, dwx, dwh, dbb, dx, wk
     cdef int ft = kernel_dtype(xs)
     take(&x, xs, "xs", 3, ft, False); take(&wx, Wx, "Wx", 2, ft, False)
@@ -613,6 +618,7 @@ cdef inline int take_backward(SeqBwd* s, xs, Wx, Wh, lengths, dout, dh, gates, h
     s.dWx, s.dWh, s.db = dwx.data, dwh.data, dbb.data
     s.N, s.T, s.D, s.H, s.W, s.dout_offset = N, T, D, H, do.shape[2], dout_offset
     s.reverse, s.accumulate_dx, s.ft = reverse, accumulate_dx, ft
+    s.check_dout, s.nonfinite = check_dout, 0
     return 0
 
 
@@ -737,6 +743,8 @@ cdef struct BwdJob:
     Py_ssize_t T
     Py_ssize_t chunk         # steps a chunk (chunk_steps), or 0: all at once
     bint reverse
+    SeqBwd* s                # for the test of dout chunk by chunk
+    bint test_chunks         # test each chunk's dout rows before its steps
 
 
 # A long backward interleaves its step loop with its gradients, chunk by
@@ -882,6 +890,57 @@ cdef inline const floating* state_rows(floating* tag, SeqBwd* s, Py_ssize_t r0,
     return <const floating*> s.h_prev + r0 * s.H
 
 
+# The backward's dout test (check_dout), as the forward's of xs (above,
+# check_rows): a network's first backward refuses a dhs with a NaN or Inf.
+# Tested apart, before the call, dout came from memory twice in a long
+# call.  A call that does not go chunk by chunk tests all of dout before
+# its steps, so a refusal writes nothing; a chunked one tests each chunk's
+# rows just before its steps read them (job_steps_then_grads), so that
+# they read them from cache.  A refusal there comes after some chunks:
+# backward_steps_and_grads then puts the gradients back as they were, and
+# the rest of what the backward writes (gates, h_prev, dh, dxs) is left
+# undefined: the caller's forward is spent, as after any backward.
+cdef inline bint chunk_dout_finite(SeqBwd* s, Py_ssize_t n0, Py_ssize_t n1,
+                                   Py_ssize_t k_lo, Py_ssize_t k_hi) noexcept nogil:
+    """Whether the dout rows that steps k_lo..k_hi-1 of batch rows
+    n0..n1-1 read hold no NaN or Inf (all W columns, padding included),
+    else s.nonfinite = 1.  A chunked call's rows visit the same times
+    (is_uniform): each row's are one run."""
+    cdef Py_ssize_t n, t0 = chunk_start(s.T, k_lo, k_hi, s.reverse)
+    cdef Py_ssize_t count = (k_hi - k_lo) * s.W
+    cdef bint ok
+    for n in range(n0, n1):
+        if s.ft == NPY_FLOAT:
+            ok = finite_values(<const float*> s.dout + (n * s.T + t0) * s.W, count)
+        else:
+            ok = finite_values(<const double*> s.dout + (n * s.T + t0) * s.W, count)
+        if not ok:
+            # Threads test their own rows and set the flag to the same
+            # value; the def reads it after they have joined.
+            s.nonfinite = 1
+            return False
+    return True
+
+
+cdef inline void copy_grads(floating* dst, floating* dWx, floating* dWh, floating* db,
+                            Py_ssize_t D, Py_ssize_t H, Py_ssize_t G, Py_ssize_t nb,
+                            bint back) noexcept nogil:
+    """dst (one grad_stride block, laid out as a gradient part) <- dWx,
+    dWh, db; or, when back, the other way."""
+    cdef floating* part[3]
+    cdef floating* own[3]
+    cdef Py_ssize_t size[3]
+    cdef int i
+    part[0], part[1], part[2] = dst, dst + D * G, dst + (D + H) * G
+    own[0], own[1], own[2] = dWx, dWh, db
+    size[0], size[1], size[2] = D * G, H * G, nb
+    for i in range(3):
+        if back:
+            memcpy(own[i], part[i], size[i] * sizeof(floating))
+        else:
+            memcpy(part[i], own[i], size[i] * sizeof(floating))
+
+
 cdef inline void job_steps(void* job, long n0, long n1, int part) noexcept nogil:
     """rf_rows_fn: all steps of batch rows n0..n1-1."""
     cdef BwdJob* j = <BwdJob*> job
@@ -906,6 +965,8 @@ cdef inline void job_steps_then_grads(void* job, long n0, long n1, int part) noe
         return
     while k_hi > 0:
         k_lo = k_hi - j.chunk if k_hi > j.chunk else 0
+        if j.test_chunks and not chunk_dout_finite(j.s, n0, n1, k_lo, k_hi):
+            return
         j.steps(j.args, n0, n1, k_lo, k_hi)
         # steps k_lo..k_hi-1 visit times k_lo.. (forward) or T-k_hi.. (reverse)
         j.grads(j.args, n0 * T + (T - k_hi if j.reverse else k_lo), k_hi - k_lo, n1 - n0,
@@ -930,15 +991,19 @@ cdef inline void backward_steps_and_grads(
     s.WxT_packed and s.scratch at the end.  A chunked call sets s.chunk and,
     when chunk_h_width > 0, s.chunk_h: N x s.chunk rows of chunk_h_width for
     the cell's step loop to fill and its gradients to read (NULL if not to
-    be had; the cell then does without)."""
+    be had; the cell then does without).  With s.check_dout, dout is tested
+    first, or chunk by chunk (chunk_dout_finite); when it holds a NaN or
+    Inf, s.nonfinite is set and dWx, dWh, db are left as they were."""
     cdef BwdJob job
     cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H
     cdef Py_ssize_t stride = grad_stride(D, H, G, nb)
     cdef floating* dWx = <floating*> s.dWx
     cdef floating* dWh = <floating*> s.dWh
     cdef floating* db = <floating*> s.db
+    cdef floating* grads_before = NULL
     job.steps, job.grads, job.args, job.T, job.reverse = steps, grads, args, T, s.reverse
     job.chunk = 0
+    job.s, job.test_chunks = s, False
     s.scratch = NULL
     s.dw_accumulate = False
     if floating is float and nt > 1 and rf_packed_dw_enabled() != 0:
@@ -954,11 +1019,24 @@ cdef inline void backward_steps_and_grads(
                                 is_uniform(s.lengths, N, T, s.reverse))
     s.chunk = job.chunk
     s.chunk_h = NULL
-    if job.chunk and chunk_h_width > 0:
+    if s.check_dout and job.chunk:
+        # Chunk by chunk: a refusal may come after some chunks have added
+        # to the gradients, which are then put back from this copy.
+        grads_before = <floating*> malloc(stride * sizeof(floating))
+        if grads_before != NULL:
+            copy_grads(grads_before, dWx, dWh, db, D, H, G, nb, False)
+            job.test_chunks = True
+    if s.check_dout and not job.test_chunks:
+        # All of dout first: a refusal then writes nothing.
+        check_rows(<const floating*> s.dout, N * T * s.W, &s.nonfinite)
+    if job.chunk and chunk_h_width > 0 and not s.nonfinite:
         s.chunk_h = malloc(N * job.chunk * chunk_h_width * sizeof(floating))
         if s.chunk_h != NULL and rf_poison_chunk_h:
             memset(s.chunk_h, 0xff, N * job.chunk * chunk_h_width * sizeof(floating))
-    if s.scratch != NULL or job.chunk:
+    if s.nonfinite:
+        free_packed(release1)
+        free_packed(release2)
+    elif s.scratch != NULL or job.chunk:
         if job.chunk:
             s.dw_accumulate = True
             zero_grads(dWx, dWh, db, D, H, G, nb)
@@ -982,6 +1060,10 @@ cdef inline void backward_steps_and_grads(
             # Not worth threads (or, with the steps on threads, the dW
             # products are on BLAS, which threads them itself): here.
             job_grads(&job, 0, N * T, 0)
+    if grads_before != NULL:
+        if s.nonfinite:
+            copy_grads(grads_before, dWx, dWh, db, D, H, G, nb, True)
+        free(grads_before)
     free(s.scratch)
     s.scratch = NULL
     free(s.chunk_h)

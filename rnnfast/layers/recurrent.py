@@ -99,7 +99,9 @@ class _Recurrent:
                                     check_xs=check_xs)
         return out
 
-    def _run_backward(self, dout, dh, dc):
+    def _run_backward(self, dout, dh, dc, dout_name=None):
+        """dout_name: the kernel refuses a dout with a NaN or Inf as it
+        reads it, by that name (rnnfast.networks, backward)."""
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward "
                                "(or twice for one forward)")
@@ -111,7 +113,7 @@ class _Recurrent:
         N, T, _ = cache.xs.shape
         dxs = _core.empty_output(N, T, shapes[0][0], dtype)
         dWx, dWh, db = grads
-        _core.backward(cache, dout, 0, dh, dc, dWx, dWh, db, dxs, False)
+        _core.backward(cache, dout, 0, dh, dc, dWx, dWh, db, dxs, False, dout_name=dout_name)
         return dxs
 
 
@@ -236,10 +238,10 @@ class _TimeLayer(_Recurrent):
                                "(or twice for one forward)")
         N, T, _ = self._cache.xs.shape
         H = self._shapes[1][0]
-        dhs = check_array(dhs, "dhs", self._dtype, (N, T, H))
+        dhs = check_array(dhs, "dhs", self._dtype, (N, T, H), allow_nonfinite=True)
         dh = np.zeros((N, H), self._dtype)
         dc = np.zeros_like(dh) if self._has_c else None
-        dxs = self._run_backward(dhs, dh, dc)
+        dxs = self._run_backward(dhs, dh, dc, dout_name="dhs")
         self.dh, self.dc = dh, dc
         return dxs
 
