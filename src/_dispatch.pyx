@@ -425,8 +425,10 @@ cdef cnp.ndarray _empty3(Py_ssize_t a, Py_ssize_t b, Py_ssize_t c, int typenum):
 # checks its arguments and carries its state; these run the layers.
 
 def zero_state(Py_ssize_t layers, Py_ssize_t N, Py_ssize_t H, dtype, bint pair):
-    """Zeros of shape (layers, N, H), or a pair of them (an LSTM's h, c)."""
-    cdef int typenum = (<cnp.dtype> dtype).type_num
+    """Zeros of shape (layers, N, H), or a pair of them (an LSTM's h, c).
+    dtype: a numpy dtype (a checked cast: a type such as np.float32 is
+    refused, TypeError, not read as one)."""
+    cdef int typenum = (<cnp.dtype?> dtype).type_num
     cdef cnp.npy_intp dims[3]
     dims[0], dims[1], dims[2] = layers, N, H
     h = cnp.PyArray_ZEROS(3, dims, typenum, 0)

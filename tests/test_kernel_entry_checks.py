@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rnnfast import _gru, _lstm, _rnn
+from rnnfast import _core, _gru, _lstm, _rnn
 
 N, T, D, H = 3, 4, 5, 6
 f32 = np.float32
@@ -137,3 +137,13 @@ def test_every_kernel_refuses_a_mixed_precision_gradient(dtype):
                             z(N, H), z(N, H), z(N, T, G), z(N, T, H), z(N, T, H),
                             z(N, T, H, t=other), z(D, G), z(H, G), z(G), z(N, T, D), False,
                             z(N, G))
+
+
+def test_zero_state_refuses_a_type_for_a_dtype():
+    """zero_state reads the dtype's type number: a type object (np.float32
+    rather than np.dtype(np.float32)) was read as one, and the call failed
+    with a SystemError."""
+    with pytest.raises(TypeError):
+        _core.zero_state(1, 2, 3, np.float32, False)
+    h, c = _core.zero_state(1, 2, 3, np.dtype(np.float32), True)
+    assert h.shape == c.shape == (1, 2, 3) and not h.any() and not c.any()
