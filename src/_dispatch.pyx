@@ -27,39 +27,58 @@ cnp.import_array()
 cdef object _rnn_forward, _rnn_backward, _lstm_forward, _lstm_backward
 cdef object _gru_forward, _gru_backward
 cdef object _step_loop_threads = _rnn.blas_threads
-# Whether the forward defs take check_xs (xs tested as it is projected)
-# and the backward defs dout_name (dout tested as it is read); an older
-# build's (benchmarks/ab_inprocess.py) does not: the array is then tested
-# here, before the call, as it was.
-cdef bint _kernels_test_xs = True
-cdef bint _kernels_test_dout = True
-cdef dict _NO_KWARGS = {}
-cdef dict _TEST_XS = {"check_xs": True}
-
-
-cdef inline dict _test_xs(bint check_xs):
-    """The kernel forward's keyword arguments: check_xs only when set (an
-    older build's defs are then never given it)."""
-    return _TEST_XS if check_xs else _NO_KWARGS
-
-
-cdef inline dict _test_dout(dout_name):
-    """The kernel backward's keyword arguments, as _test_xs."""
-    return _NO_KWARGS if dout_name is None else {"dout_name": dout_name}
 
 
 def use_kernels(rnn, lstm, gru):
     """Call the kernel defs of these three modules from now on (another
-    build's, for benchmarks/ab_inprocess.py; rnnfast's own at import)."""
+    build's, for benchmarks/ab_inprocess.py; rnnfast's own at import).
+    The calls pass check_xs and dout_name by position: a keyword dict
+    measured 0.19 us a call more."""
     global _rnn_forward, _rnn_backward, _lstm_forward, _lstm_backward
-    global _gru_forward, _gru_backward, _kernels_test_xs, _kernels_test_dout
-    _rnn_forward, _rnn_backward = rnn.rnn_forward, rnn.rnn_backward
-    _lstm_forward, _lstm_backward = lstm.lstm_forward, lstm.lstm_backward
-    _gru_forward, _gru_backward = gru.gru_forward, gru.gru_backward
-    _kernels_test_xs = all(_takes(f, "check_xs") for f in (_rnn_forward, _lstm_forward,
-                                                           _gru_forward))
-    _kernels_test_dout = all(_takes(f, "dout_name") for f in (_rnn_backward, _lstm_backward,
-                                                              _gru_backward))
+    global _gru_forward, _gru_backward
+    _rnn_forward = _with_xs_check(rnn.rnn_forward)
+    _lstm_forward = _with_xs_check(lstm.lstm_forward)
+    _gru_forward = _with_xs_check(gru.gru_forward)
+    # dout's place among each backward def's arguments
+    _rnn_backward = _with_dout_check(rnn.rnn_backward, 6)
+    _lstm_backward = _with_dout_check(lstm.lstm_backward, 5)
+    _gru_backward = _with_dout_check(gru.gru_backward, 6)
+
+
+def _with_xs_check(f):
+    """f when it takes check_xs (xs tested as it is projected).  An older
+    build's def does not: then a def that takes it and tests xs itself,
+    before it calls f without it, as the dispatcher did before the kernels
+    tested xs (so that A/B timings against such a build stay fair)."""
+    if _takes(f, "check_xs"):
+        return f
+
+    def forward_testing_xs(*args):
+        # No negative indices: this module is compiled with wraparound off.
+        cdef Py_ssize_t last = len(args) - 1
+        if args[last]:
+            _refuse_nonfinite(args[0], "xs")
+        return f(*args[:last])
+    return forward_testing_xs
+
+
+def _with_dout_check(f, Py_ssize_t dout_at):
+    """As _with_xs_check, for a backward def's dout_name (dout is its
+    argument dout_at)."""
+    if _takes(f, "dout_name"):
+        return f
+
+    def backward_testing_dout(*args):
+        cdef Py_ssize_t last = len(args) - 1       # as in _with_xs_check
+        if args[last] is not None:
+            _refuse_nonfinite(args[dout_at], args[last])
+        return f(*args[:last])
+    return backward_testing_dout
+
+
+def _refuse_nonfinite(arr, name):
+    from rnnfast._validation import check_array
+    check_array(arr, name, arr.dtype, arr.shape)
 
 
 def _takes(f, name):
@@ -230,10 +249,6 @@ cpdef forward(cell, cnp.ndarray xs, Wx, cnp.ndarray Wh, b, h, c, lengths, bint r
     if N * T * G > 2 ** 31 - 1 or N * T * D > 2 ** 31 - 1:
         from rnnfast._validation import check_blas_size
         check_blas_size("xs", **{"N*T*G*H": N * T * G, "N*T*D": N * T * D})
-    if check_xs and not _kernels_test_xs:
-        from rnnfast._validation import check_array
-        check_array(xs, "xs", xs.dtype, (N, T, D))
-        check_xs = False
     if N == 0 or T == 0:
         out[:, :, offset:offset + H] = 0
         return _empty_cache(cell, xs, Wx, Wh, lengths, reverse) if training else None
@@ -255,21 +270,18 @@ cpdef forward(cell, cnp.ndarray xs, Wx, cnp.ndarray Wh, b, h, c, lengths, bint r
             h_prev, c_prev, tanh_c = bufs[2], bufs[3], bufs[4]
         _lstm_forward(xs, Wx, Wh, b, h, c, lengths, reverse, out, offset, gates,
                       h_prev if training else empty, c_prev if training else empty,
-                      tanh_c if training else empty, work, training, threads,
-                      **_test_xs(check_xs))
+                      tanh_c if training else empty, work, training, threads, check_xs)
     elif code == GRU:
         if training:
             h_prev, extra = bufs[2], bufs[3]
         _gru_forward(xs, Wx, Wh, b.reshape(-1), h, lengths, reverse, reset_after, out,
                      offset, gates, h_prev if training else empty,
-                     extra if training else empty, work, training, threads,
-                     **_test_xs(check_xs))
+                     extra if training else empty, work, training, threads, check_xs)
     else:
         if training:
             h_prev = bufs[2]
         _rnn_forward(xs, Wx, Wh, b, h, lengths, reverse, relu, out, offset, gates,
-                     h_prev if training else empty, work, training, threads,
-                     **_test_xs(check_xs))
+                     h_prev if training else empty, work, training, threads, check_xs)
     if not training:
         _scratch.give(key, (<tuple> entry)[0], bufs)
         return None
@@ -312,27 +324,22 @@ cpdef backward(DirectionCache cache, dout, Py_ssize_t offset, dh, dc, dWx, dWh, 
                            "(one backward per forward)")
     if threads is None:
         threads = _step_loop_threads()
-    if dout_name is not None and not _kernels_test_dout:
-        from rnnfast._validation import check_array
-        check_array(dout, dout_name, dout.dtype, dout.shape)
-        dout_name = None
     cdef int code = _CELL_CODE[cache.cell]
     try:
         if code == LSTM:
             _lstm_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
                            dout, offset, dh, dc, cache.gates, cache.h_prev, cache.c_prev,
                            cache.tanh_c, dWx, dWh, db, dxs, accumulate_dx, cache.work,
-                           threads, **_test_dout(dout_name))
+                           threads, dout_name)
         elif code == GRU:
             _gru_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
                           cache.reset_after, dout, offset, dh, cache.gates, cache.h_prev,
                           cache.extra, dWx, dWh, db.reshape(-1), dxs, accumulate_dx,
-                          cache.work, threads, **_test_dout(dout_name))
+                          cache.work, threads, dout_name)
         else:
             _rnn_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
                           cache.relu, dout, offset, dh, cache.gates, cache.h_prev,
-                          dWx, dWh, db, dxs, accumulate_dx, cache.work, threads,
-                          **_test_dout(dout_name))
+                          dWx, dWh, db, dxs, accumulate_dx, cache.work, threads, dout_name)
     finally:
         _consume(cache)
 
