@@ -25,3 +25,16 @@ def torch():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def split_anything():
+    """Every step loop split over the threads BLAS has, however small
+    (the split limits put back after the test)."""
+    from rnnfast import _gru, _lstm, _rnn
+    saved = [(mod, mod.split_limits()) for mod in (_rnn, _lstm, _gru)]
+    for mod, _ in saved:
+        mod.split_limits(step_flops=1)
+    yield
+    for mod, limits in saved:
+        mod.split_limits(*limits)

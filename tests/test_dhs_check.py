@@ -91,17 +91,6 @@ def _refuse_everywhere(net, xs, dhs, T, lengths):
         _assert_same(good, _snapshot(net))
 
 
-@pytest.fixture
-def split_anything():
-    """Every step loop split over the threads BLAS has, however small."""
-    saved = [(mod, mod.split_limits()) for mod in (_rnn, _lstm, _gru)]
-    for mod, _ in saved:
-        mod.split_limits(step_flops=1)
-    yield
-    for mod, limits in saved:
-        mod.split_limits(*limits)
-
-
 @pytest.mark.parametrize("name", NETS)
 def test_refused_on_two_threads(name, split_anything):
     """Each thread tests its own rows' chunks; the gradients (summed from

@@ -20,18 +20,6 @@ MESSAGE = r"xs: contains NaN or Inf \(shape \(3, 140, 64\)\); they would poison"
 
 
 @pytest.fixture
-def split_anything():
-    """Every step loop split over the threads BLAS has, however small."""
-    from rnnfast import _gru, _lstm, _rnn
-    saved = [(mod, mod.split_limits()) for mod in (_rnn, _lstm, _gru)]
-    for mod, _ in saved:
-        mod.split_limits(step_flops=1)
-    yield
-    for mod, limits in saved:
-        mod.split_limits(*limits)
-
-
-@pytest.fixture
 def chunking():
     """_core.infer_chunking, with the limits restored after the test."""
     saved = _core.infer_chunking()
