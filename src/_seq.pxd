@@ -744,7 +744,7 @@ cdef struct BwdJob:
     Py_ssize_t chunk         # steps a chunk (chunk_steps), or 0: all at once
     bint reverse
     SeqBwd* s                # for the test of dout chunk by chunk
-    bint test_chunks         # test each chunk's dout rows before its steps
+    bint test_chunks         # test each chunk's dout rows after its steps
 
 
 # A long backward interleaves its step loop with its gradients, chunk by

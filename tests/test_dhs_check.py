@@ -210,3 +210,42 @@ def test_kernels_without_the_test_get_dout_tested_before_the_call():
     net.forward(xs)
     with pytest.raises(ValueError, match=message):
         net.backward(bad)
+
+
+def test_this_builds_defs_are_called_as_they_are():
+    """Only an older build's defs are wrapped (a Python call more a kernel
+    call): this build's take check_xs and dout_name themselves."""
+    from rnnfast import _dispatch
+    for f in (_rnn.rnn_forward, _lstm.lstm_forward, _gru.gru_forward):
+        assert _dispatch._with_xs_check(f) is f
+    for f, at in ((_rnn.rnn_backward, 6), (_lstm.lstm_backward, 5), (_gru.gru_backward, 6)):
+        assert _dispatch._with_dout_check(f, at) is f
+
+
+def test_older_backward_defs_of_every_cell_get_dout_tested():
+    """The wrapper finds dout at its place in each cell's backward def."""
+    from types import SimpleNamespace
+
+    from rnnfast import _dispatch
+
+    def older(mod, name):                  # its backward without dout_name
+        real = getattr(mod, f"{name}_backward")
+        return SimpleNamespace(**{f"{name}_forward": getattr(mod, f"{name}_forward"),
+                                  f"{name}_backward": lambda *args: real(*args)})
+
+    T = SIZES["short"]
+    xs, dhs = _data(T, np.float32)
+    dhs = np.ascontiguousarray(dhs[:, :, :H])
+    bad = dhs.copy()
+    bad[1, 3, 2] = np.inf
+    _dispatch.use_kernels(older(_rnn, "rnn"), older(_lstm, "lstm"), older(_gru, "gru"))
+    try:
+        for cls in (rnnfast.RNN, rnnfast.LSTM, rnnfast.GRU):
+            net = cls(D, H, random_state=0)
+            net.forward(xs)
+            net.backward(dhs)
+            net.forward(xs)
+            with pytest.raises(ValueError, match=r"dhs: contains NaN or Inf \(shape "):
+                net.backward(bad)
+    finally:
+        _dispatch.use_kernels(_rnn, _lstm, _gru)
