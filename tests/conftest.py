@@ -38,3 +38,13 @@ def split_anything():
     yield
     for mod, limits in saved:
         mod.split_limits(*limits)
+
+
+@pytest.fixture
+def kernels_in_use():
+    """use(rnn, lstm, gru): the dispatcher calls these modules' kernel defs
+    (an older build's, as benchmarks/ab_inprocess.py does) until rnnfast's
+    own are put back, at the latest when the test ends."""
+    from rnnfast import _dispatch, _gru, _lstm, _rnn
+    yield _dispatch.use_kernels
+    _dispatch.use_kernels(_rnn, _lstm, _gru)

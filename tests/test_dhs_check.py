@@ -170,23 +170,22 @@ def test_finite_dhs_gives_bitwise_what_the_untested_backward_gives():
     _assert_same(*runs)
 
 
-def test_kernels_without_the_test_get_dout_tested_before_the_call():
+def test_kernels_without_the_test_get_dout_tested_before_the_call(kernels_in_use):
     """benchmarks/ab_inprocess.py runs an older build's kernel defs, which
     take no dout_name: the dispatcher then tests dout itself, before the
-    call (the same error), and never passes them the argument."""
-    from rnnfast import _dispatch
+    call (the same error), finding it at its place in each cell's backward
+    def, and never passes them the argument."""
+    from types import SimpleNamespace
     seen = []
 
-    class OlderRNN:                      # an older build's _rnn: no dout_name
-        rnn_forward = staticmethod(_rnn.rnn_forward)
+    def older(mod, name):                  # its backward without dout_name
+        real = getattr(mod, f"{name}_backward")
 
-        @staticmethod
-        def rnn_backward(xs, Wx, Wh, lengths, reverse, relu, dout, dout_offset, dh, gates,
-                         h_prev, dWx, dWh, db, dxs, accumulate_dx, work, threads=1):
-            seen.append(dout.shape)
-            return _rnn.rnn_backward(xs, Wx, Wh, lengths, reverse, relu, dout, dout_offset,
-                                     dh, gates, h_prev, dWx, dWh, db, dxs, accumulate_dx,
-                                     work, threads)
+        def backward(*args):
+            seen.append(name)
+            return real(*args)
+        return SimpleNamespace(**{f"{name}_forward": getattr(mod, f"{name}_forward"),
+                                  f"{name}_backward": backward})
 
     T = SIZES["short"]
     xs, dhs = _data(T, np.float32)
@@ -194,18 +193,16 @@ def test_kernels_without_the_test_get_dout_tested_before_the_call():
     bad = dhs.copy()
     bad[2, T - 1, H - 1] = np.nan
     message = rf"dhs: contains NaN or Inf \(shape \({N}, {T}, {H}\)\)"
-    _dispatch.use_kernels(OlderRNN, _lstm, _gru)
-    try:
-        for cls in (rnnfast.RNN, rnnfast.LSTM):
-            net = cls(D, H, random_state=0)
-            net.forward(xs)
-            net.backward(dhs)
-            net.forward(xs)
-            with pytest.raises(ValueError, match=message):
-                net.backward(bad)
-    finally:
-        _dispatch.use_kernels(_rnn, _lstm, _gru)
-    assert seen == [dhs.shape]           # the RNN's good call only
+    kernels_in_use(older(_rnn, "rnn"), older(_lstm, "lstm"), older(_gru, "gru"))
+    for cls in (rnnfast.RNN, rnnfast.LSTM, rnnfast.GRU):
+        net = cls(D, H, random_state=0)
+        net.forward(xs)
+        net.backward(dhs)
+        net.forward(xs)
+        with pytest.raises(ValueError, match=message):
+            net.backward(bad)
+    assert seen == ["rnn", "lstm", "gru"]      # the good calls only
+    kernels_in_use(_rnn, _lstm, _gru)
     net = rnnfast.RNN(D, H, random_state=0)
     net.forward(xs)
     with pytest.raises(ValueError, match=message):
@@ -220,32 +217,3 @@ def test_this_builds_defs_are_called_as_they_are():
         assert _dispatch._with_xs_check(f) is f
     for f, at in ((_rnn.rnn_backward, 6), (_lstm.lstm_backward, 5), (_gru.gru_backward, 6)):
         assert _dispatch._with_dout_check(f, at) is f
-
-
-def test_older_backward_defs_of_every_cell_get_dout_tested():
-    """The wrapper finds dout at its place in each cell's backward def."""
-    from types import SimpleNamespace
-
-    from rnnfast import _dispatch
-
-    def older(mod, name):                  # its backward without dout_name
-        real = getattr(mod, f"{name}_backward")
-        return SimpleNamespace(**{f"{name}_forward": getattr(mod, f"{name}_forward"),
-                                  f"{name}_backward": lambda *args: real(*args)})
-
-    T = SIZES["short"]
-    xs, dhs = _data(T, np.float32)
-    dhs = np.ascontiguousarray(dhs[:, :, :H])
-    bad = dhs.copy()
-    bad[1, 3, 2] = np.inf
-    _dispatch.use_kernels(older(_rnn, "rnn"), older(_lstm, "lstm"), older(_gru, "gru"))
-    try:
-        for cls in (rnnfast.RNN, rnnfast.LSTM, rnnfast.GRU):
-            net = cls(D, H, random_state=0)
-            net.forward(xs)
-            net.backward(dhs)
-            net.forward(xs)
-            with pytest.raises(ValueError, match=r"dhs: contains NaN or Inf \(shape "):
-                net.backward(bad)
-    finally:
-        _dispatch.use_kernels(_rnn, _lstm, _gru)

@@ -129,11 +129,11 @@ def test_time_layers_refuse_it_the_same_way(name):
         np.testing.assert_array_equal(a, b)
 
 
-def test_kernels_without_the_test_get_xs_tested_before_the_call():
+def test_kernels_without_the_test_get_xs_tested_before_the_call(kernels_in_use):
     """benchmarks/ab_inprocess.py runs an older build's kernel defs, which
     take no check_xs: the dispatcher then tests xs itself, before the call
     (the same error), and never passes them the argument."""
-    from rnnfast import _dispatch, _gru, _lstm, _rnn
+    from rnnfast import _gru, _lstm, _rnn
     seen = []
 
     class OlderRNN:                      # an older build's _rnn: no check_xs
@@ -149,15 +149,13 @@ def test_kernels_without_the_test_get_xs_tested_before_the_call():
     xs = _xs(np.float32)
     bad = xs.copy()
     bad[2, 139, 63] = np.nan
-    _dispatch.use_kernels(OlderRNN, _lstm, _gru)
-    try:
-        for cls in (rnnfast.RNN, rnnfast.LSTM):
-            net = cls(64, 32, random_state=0)
-            net.forward(xs)
-            with pytest.raises(ValueError, match=MESSAGE):
-                net.forward(bad)
-    finally:
-        _dispatch.use_kernels(_rnn, _lstm, _gru)
+    kernels_in_use(OlderRNN, _lstm, _gru)
+    for cls in (rnnfast.RNN, rnnfast.LSTM):
+        net = cls(64, 32, random_state=0)
+        net.forward(xs)
+        with pytest.raises(ValueError, match=MESSAGE):
+            net.forward(bad)
+    kernels_in_use(_rnn, _lstm, _gru)
     assert seen == [xs.shape]            # the RNN's good call only
     with pytest.raises(ValueError, match=MESSAGE):
         rnnfast.RNN(64, 32, random_state=0).forward(bad)
