@@ -65,3 +65,36 @@ def test_blas_streaming_refuses_bad_arguments_naming_them(argv):
     with pytest.raises(SystemExit) as exc:
         _benchmark_module("blas_streaming").main(argv)
     assert "expected [K] [rounds]" in str(exc.value) and argv[-1] in str(exc.value)
+
+
+def test_fma_bound_reads_the_bench_table_and_bounds_by_the_fma_peak(tmp_path, capsys):
+    """benchmarks/fma_bound.py reads rnnfast bench's own Markdown table and
+    bounds each row by PyTorch's time over the flops at the FMA peak."""
+    from rnnfast.bench import _against_peak, format_table
+    fma_bound = _benchmark_module("fma_bound")
+    rows = []
+    for config, ms_torch, ratio in (("small", 12.0, 1.2), ("medium", 30.0, 3.0)):
+        row = {"cell": "lstm", "mode": "train", "config": config, "threads": 1,
+               "ms_rnnfast": 10.0, "ms_torch": ms_torch, "ratio_torch": ratio,
+               "flops": 1e9, "gflops": 100.0}           # 1 GFLOP in 10 ms
+        _against_peak(row, 100.0)
+        rows.append(row)
+    path = tmp_path / "run.md"
+    path.write_text("header line\n" + format_table(rows, markdown=True) + "\n")
+    read = fma_bound.read_rows(path)
+    # At the sgemm peak (100) the GFLOP takes 10 ms: bound 1.2 < 1.3.
+    assert read[("lstm", "train", "small", 1)] == (1.2, 12.0, pytest.approx(1.0), 1.3,
+                                                   "out of reach")
+    fma_bound.main(["x", "125", "250", str(path)])
+    out = capsys.readouterr().out
+    # At an FMA peak of 125 it takes 8 ms: 12 / 8 = 1.50, within reach of
+    # faster products than OpenBLAS's.  The met row is left out.
+    assert "| lstm | train | small | 1 | 1.20 | 1.50 | 1.3 | out of reach |" in out
+    assert "medium" not in out
+
+
+@pytest.mark.parametrize("argv", [["x"], ["x", "116", "two", "f.md"]])
+def test_fma_bound_refuses_bad_arguments(argv):
+    with pytest.raises(SystemExit) as exc:
+        _benchmark_module("fma_bound").main(argv)
+    assert "FMA" in str(exc.value)
