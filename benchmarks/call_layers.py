@@ -1,6 +1,7 @@
 """Where a short call's fixed cost sits, layer by layer: us a call of an
 inference forward at T = 1, 10 and 100 (N = 8, D = H = 64, float32, 1
-thread) through `_dispatch.forward` (its buffers given), `network_forward`
+thread) through the cell's kernel def (every buffer given), through
+`_dispatch.forward` (its buffers from the scratch cache), `network_forward`
 (its zero state and output made, as `net.forward` makes them) and
 `net.forward`, and T = 10's rate a token over T = 100's at each layer.
 Best of 3 blocks of calls, median over ROUNDS rounds (7).
@@ -16,7 +17,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import rnnfast
-from rnnfast._dispatch import forward, network_forward, zero_state
+from rnnfast import _gru, _lstm, _rnn
+from rnnfast._dispatch import buffer_shapes, forward, network_forward, zero_state
 from rnnfast._validation import check_lengths
 
 N, D, H = 8, 64, 64
@@ -28,17 +30,34 @@ def layer_calls(cell, T):
     cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[cell]
     net = cls(D, H, random_state=0).eval()
     xs = np.random.default_rng(0).standard_normal((N, T, D)).astype(np.float32)
-    p, lengths, dt, pair = net.params, check_lengths(None, N, T), np.dtype(np.float32), cell == "lstm"
+    p, lengths, dt = net.params, check_lengths(None, N, T), np.dtype(np.float32)
+    pair = cell == "lstm"
     h = np.zeros((N, H), np.float32)
     c = np.zeros((N, H), np.float32) if pair else None
     out = np.empty((N, T, H), np.float32)
+    gates, work = (np.empty(shape, np.float32)     # G = Wh's columns
+                   for shape in buffer_shapes(cell, N, T, T, H, p[1].shape[1], False))
+    none = np.empty((0, 0, 0), np.float32)      # what inference saves: nothing
+    if cell == "rnn":
+        def kernel():
+            _rnn.rnn_forward(xs, p[0], p[1], p[2], h, lengths, False, False, out, 0, gates,
+                             none, work, False, 1, False)
+    elif cell == "lstm":
+        def kernel():
+            _lstm.lstm_forward(xs, p[0], p[1], p[2], h, c, lengths, False, out, 0, gates,
+                               none, none, none, work, False, 1, False)
+    else:
+        def kernel():
+            _gru.gru_forward(xs, p[0], p[1], p[2].reshape(-1), h, lengths, False, True, out, 0,
+                             gates, none, none, work, False, 1, False)
 
     def network():
         state = zero_state(1, N, H, dt, pair)
         h_n, c_n = state if pair else (state, None)
         return network_forward(cell, xs, p, h_n, c_n, lengths, 1, 1, H, False, False, False,
                                None, True)
-    return {"_dispatch.forward": lambda: forward(cell, xs, p[0], p[1], p[2], h, c, lengths,
+    return {"kernel def": kernel,
+            "_dispatch.forward": lambda: forward(cell, xs, p[0], p[1], p[2], h, c, lengths,
                                                  False, out, 0, False),
             "network_forward": network,
             "net.forward": lambda: net.forward(xs)}
