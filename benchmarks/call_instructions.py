@@ -1,4 +1,5 @@
-"""Instructions a training call (forward + backward) executes, counted by
+"""Instructions a training call (forward + backward) executes, or with
+MODE=infer an inference forward (the network in eval mode), counted by
 valgrind's callgrind: the fixed cost of a call in Python, the kernel entry
 and packing, without the machine's timing noise (the count is the same
 whatever else runs).  Two runs of the same script, `few` and `many` calls,
@@ -31,17 +32,20 @@ xs = rng.standard_normal((N, T, D)).astype(np.float32)
 dhs = rng.standard_normal((N, T, H)).astype(np.float32)
 net = {"lstm": rnnfast.LSTM, "gru": rnnfast.GRU, "rnn": rnnfast.RNN}[cell](
     D, H, random_state=0)
+train = sys.argv[5] == "train"
+net.train(train)
 for _ in range(calls):
     net.forward(xs)
-    net.backward(dhs)
+    if train:
+        net.backward(dhs)
 """
 
 
-def instructions(tree, cell, shape, calls):
+def instructions(tree, cell, shape, calls, mode):
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-         sys.executable, "-c", CHILD, os.path.abspath(tree), cell, shape, str(calls)],
+         sys.executable, "-c", CHILD, os.path.abspath(tree), cell, shape, str(calls), mode],
         capture_output=True, text=True, env=env, check=True).stderr
     match = re.search(r"Collected : ([\d,]+)", out)
     if match is None:
@@ -56,9 +60,12 @@ def main(argv):
     few, many = (int(v) for v in argv[3:5]) if len(argv) == 5 else (200, 1200)
     if not 0 <= few < many:
         raise SystemExit(f"few, many: expected 0 <= few < many, got {few}, {many}")
-    a = instructions(tree, cell, shape, few)
-    b = instructions(tree, cell, shape, many)
-    print(f"{tree} {cell} {shape}: {(b - a) / (many - few):,.0f} instructions a call")
+    mode = os.environ.get("MODE", "train")
+    if mode not in ("train", "infer"):
+        raise SystemExit(f"MODE: expected train or infer, got {mode!r}")
+    a = instructions(tree, cell, shape, few, mode)
+    b = instructions(tree, cell, shape, many, mode)
+    print(f"{tree} {cell} {shape} {mode}: {(b - a) / (many - few):,.0f} instructions a call")
 
 
 if __name__ == "__main__":

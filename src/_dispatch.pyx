@@ -221,8 +221,8 @@ cdef class Scratch:
 SCRATCH = Scratch()
 cdef Scratch _scratch = SCRATCH
 
-cdef dict _EMPTY = {np.dtype(np.float32): np.empty((0, 0, 0), np.float32),
-                    np.dtype(np.float64): np.empty((0, 0, 0), np.float64)}
+cdef object _EMPTY_F32 = np.empty((0, 0, 0), np.float32)
+cdef object _EMPTY_F64 = np.empty((0, 0, 0), np.float64)
 
 
 cdef class DirectionCache:
@@ -252,18 +252,21 @@ cpdef forward(cell, cnp.ndarray xs, Wx, cnp.ndarray Wh, b, h, c, lengths, bint r
     if N == 0 or T == 0:
         out[:, :, offset:offset + H] = 0
         return _empty_cache(cell, xs, Wx, Wh, lengths, reverse) if training else None
-    dt = <object> cnp.PyArray_DESCR(xs)
+    cdef int typenum = cnp.PyArray_TYPE(xs)
     Tg = gates_steps(N, T, G, cnp.PyArray_ITEMSIZE(xs), training)
-    key = (code, N, T, Tg, G, training, dt)
+    # The dtype in the key as its type number: hashing and comparing a
+    # numpy dtype took ~0.3 us of a call (docs/performance.md item 91).
+    key = (code, N, T, Tg, G, training, typenum)
     entry = _scratch.take(key)
     if entry is None:
-        entry = Scratch.new_set(buffer_shapes(cell, N, T, Tg, H, G, training), dt)
+        entry = Scratch.new_set(buffer_shapes(cell, N, T, Tg, H, G, training),
+                                <object> cnp.PyArray_DESCR(xs))
     cdef tuple bufs = (<tuple> entry)[1]
     gates, work = bufs[0], bufs[1]
     if threads is None:
         threads = _step_loop_threads()
     # Inference writes no saved activations: the kernels take empty arrays.
-    empty = _EMPTY[dt]
+    empty = _EMPTY_F32 if typenum == cnp.NPY_FLOAT else _EMPTY_F64
     h_prev = c_prev = tanh_c = extra = None
     if code == LSTM:
         if training:
