@@ -18,8 +18,8 @@ from . import _gru, _lstm, _rnn
 from ._dispatch import (SCRATCH as _SCRATCH, DirectionCache, backward,  # noqa: F401
                         buffer_shapes as _buffer_shapes, forward,
                         gates_steps as _gates_steps, infer_chunking, network_backward,
-                        network_forward, zero_state, output_pool_stats, clear_output_pool,
-                        empty_output)
+                        network_forward, network_forward_common, zero_state,
+                        output_pool_stats, clear_output_pool, empty_output)
 from ._dispatch import use_output_pool as _use_output_pool
 
 

@@ -14,7 +14,7 @@ import numbers
 
 import numpy as np
 
-from ._core import network_backward, network_forward, zero_state
+from ._core import network_backward, network_forward, network_forward_common, zero_state
 from ._layout import N_GATES, bias_shape
 from ._rnn import array_ready, arrays_ready
 from ._validation import (check_array, check_int, check_lengths, check_live_arrays,
@@ -108,6 +108,20 @@ class _Network:
     # ------------------------------------------------------------ forward
     def forward(self, xs, state=None, lengths=None):
         """xs (N, T, input_size) -> (hs (N, T, num_directions*H), final state)."""
+        training = self.training
+        if (state is None and lengths is None and not self.stateful
+                and not (training and self.dropout > 0)):
+            # The common call: its checks, zero state and layers in one
+            # compiled call; None when xs or params need the checks below
+            # (a conversion, or the error's wording).
+            done = network_forward_common(
+                self.cell, xs, self.params, self._shapes, self.dtype, self.input_size,
+                self.num_layers, 2 if self.bidirectional else 1, self.hidden_size,
+                training, self._relu, self._reset_after, self._has_c)
+            if done is not None:
+                x, final, caches, masks = done
+                self._caches = (caches, masks, xs.shape) if training else None
+                return x, final
         dtype = self.dtype
         # NaN and Inf in xs are refused by the kernel, which tests xs as it
         # projects it (so that a long xs is read from memory once): the
@@ -139,7 +153,6 @@ class _Network:
             state = self._check_state(state, N)
             state = (state[0].copy(), state[1].copy()) if has_c else state.copy()
         h_n, c_n = state if has_c else (state, None)
-        training = self.training
         mask = self._dropout_mask if training and self.dropout > 0 else None
         x, caches, masks = network_forward(self.cell, xs, params, h_n, c_n, lengths,
                                            self.num_layers, directions,

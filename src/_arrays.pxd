@@ -82,3 +82,37 @@ cdef inline int refuse(object a, str name, int ndim, int typenum,
     if not a.flags.aligned:
         raise ValueError(f"{name}: expected an aligned array (shape {shape})")
     raise ValueError(f"{name}: is read-only (shape {shape})")
+
+
+cdef inline bint arrays_match(object arrays, list shapes, object dtype, bint writable):
+    """Whether `arrays` is a list of as many arrays as `shapes` (tuples of
+    ints), each an ndarray (not a subclass) whose dtype is `dtype` itself,
+    of its shape, C-contiguous and, if writable, writeable: the test of
+    _rnn.arrays_ready (rnnfast._validation's fast path) and of the
+    dispatcher's network_forward_common.  Read afresh at every call: an
+    array reshaped in place or made read-only is seen."""
+    cdef cnp.ndarray arr
+    cdef cnp.npy_intp* dims
+    cdef Py_ssize_t k, n
+    cdef int i
+    if type(arrays) is not list:
+        return False
+    n = len(shapes)
+    if len(<list> arrays) != n:
+        return False
+    for k in range(n):
+        a = (<list> arrays)[k]
+        shape = shapes[k]
+        if not cnp.PyArray_CheckExact(a) or type(shape) is not tuple:
+            return False
+        arr = <cnp.ndarray> a
+        if (<object> cnp.PyArray_DESCR(arr) is not dtype
+                or cnp.PyArray_NDIM(arr) != len(<tuple> shape)
+                or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+                or (writable and not cnp.PyArray_ISWRITEABLE(arr))):
+            return False
+        dims = cnp.PyArray_DIMS(arr)
+        for i in range(cnp.PyArray_NDIM(arr)):
+            if dims[i] != (<tuple> shape)[i]:          # Python's comparison, as the check
+                return False
+    return True

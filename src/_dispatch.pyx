@@ -14,6 +14,7 @@
 # item 50), which is what kept T = 10 slower a token than longer sequences.
 cimport numpy as cnp
 from cpython.dict cimport PyDict_GetItem
+from _arrays cimport arrays_match
 from _settings cimport check_setting
 from cpython.object cimport PyObject
 
@@ -457,6 +458,15 @@ def network_forward(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
     layer's first direction refuses xs with a NaN or Inf (see forward).
     Returns (last output, [DirectionCache] when training, [mask or None per
     layer])."""
+    return _run_layers(cell, xs, params, h_n, c_n, lengths, num_layers, num_dirs, H,
+                       training, relu, reset_after, dropout_mask, check_xs)
+
+
+cdef tuple _run_layers(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
+                       Py_ssize_t num_layers, Py_ssize_t num_dirs, Py_ssize_t H,
+                       bint training, bint relu, bint reset_after, dropout_mask,
+                       bint check_xs):
+    """network_forward's layers (both of its entries share them)."""
     cdef Py_ssize_t N = cnp.PyArray_DIM(xs, 0), T = cnp.PyArray_DIM(xs, 1)
     cdef int typenum = cnp.PyArray_TYPE(xs)
     cdef Py_ssize_t layer, d, k
@@ -480,6 +490,59 @@ def network_forward(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
                 caches.append(cache)
         x = out
     return x, caches, masks
+
+
+# The lengths of a batch without lengths (all T), as
+# rnnfast._validation.check_lengths(None, N, T) gives them: a shared,
+# read-only intp array; the last one is kept here, the rest come from
+# check_lengths' own cache.
+cdef object _full_lengths_last = None
+cdef Py_ssize_t _full_lengths_N = -1, _full_lengths_T = -1
+cdef object _F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT32)
+cdef object _F64 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT64)
+
+
+cdef object _full_lengths(Py_ssize_t N, Py_ssize_t T):
+    global _full_lengths_last, _full_lengths_N, _full_lengths_T
+    if N != _full_lengths_N or T != _full_lengths_T:
+        from rnnfast._validation import check_lengths
+        _full_lengths_last = check_lengths(None, N, T)
+        _full_lengths_N, _full_lengths_T = N, T
+    return _full_lengths_last
+
+
+def network_forward_common(cell, xs, list params, list shapes, dtype,
+                           Py_ssize_t input_size, Py_ssize_t num_layers,
+                           Py_ssize_t num_dirs, Py_ssize_t H, bint training, bint relu,
+                           bint reset_after, bint has_c):
+    """A network's forward in its common case, checks included: no state
+    given or carried, no lengths, no dropout mask.  Returns (last output,
+    final state (h_n, or (h_n, c_n) when has_c), caches, masks) as
+    network_forward with a zero state, or None, with nothing run, when xs
+    is not an ndarray of exactly `dtype`, C-contiguous, of shape (N, T,
+    input_size), or params do not pass arrays_ready(params, shapes,
+    dtype): the caller's own checks then convert or word the error.  A NaN
+    or Inf in xs is refused by the kernel (check_xs).  One compiled call
+    instead of the network's five (the checks, the lengths, the zero
+    state, the layers): docs/performance.md item 92."""
+    cdef cnp.ndarray arr
+    cdef cnp.npy_intp dims[3]
+    if (not cnp.PyArray_CheckExact(xs) or (dtype is not _F32 and dtype is not _F64)
+            or <object> cnp.PyArray_DESCR(<cnp.ndarray> xs) is not dtype):
+        return None
+    arr = <cnp.ndarray> xs
+    if (cnp.PyArray_NDIM(arr) != 3 or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+            or cnp.PyArray_DIM(arr, 2) != input_size
+            or not arrays_match(params, shapes, dtype, False)):
+        return None
+    dims[0], dims[1], dims[2] = num_layers * num_dirs, cnp.PyArray_DIM(arr, 0), H
+    h_n = cnp.PyArray_ZEROS(3, dims, cnp.PyArray_TYPE(arr), 0)
+    c_n = cnp.PyArray_ZEROS(3, dims, cnp.PyArray_TYPE(arr), 0) if has_c else None
+    x, caches, masks = _run_layers(cell, arr, params, h_n, c_n,
+                                   _full_lengths(dims[1], cnp.PyArray_DIM(arr, 1)),
+                                   num_layers, num_dirs, H, training, relu, reset_after,
+                                   None, True)
+    return x, ((h_n, c_n) if has_c else h_n), caches, masks
 
 
 def network_backward(list caches, list masks, dout, dh0, dc0, list grads,

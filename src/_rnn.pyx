@@ -24,6 +24,7 @@ from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, rf_u
                     rf_unpacked_b, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                     rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
                     rf_use_wide_tiles, rf_wide_in_use)
+from _arrays cimport arrays_match
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from numpy cimport NPY_FLOAT
 from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching,
@@ -523,33 +524,9 @@ def arrays_ready(arrays, list shapes, dtype, bint writable=False):
     """Whether check_live_arrays(arrays, ..., shapes, dtype, ..., writable)
     would pass: `arrays` a list of as many arrays as `shapes` (tuples of
     ints), each an ndarray (not a subclass) whose dtype is `dtype` itself,
-    of its shape, C-contiguous and, if writable, writeable.  Read afresh at
-    every call: an array reshaped in place or made read-only is seen."""
-    cdef cnp.ndarray arr
-    cdef cnp.npy_intp* dims
-    cdef Py_ssize_t k, n
-    cdef int i
-    if type(arrays) is not list:
-        return False
-    n = len(shapes)
-    if len(<list> arrays) != n:
-        return False
-    for k in range(n):
-        a = (<list> arrays)[k]
-        shape = shapes[k]
-        if not cnp.PyArray_CheckExact(a) or type(shape) is not tuple:
-            return False
-        arr = <cnp.ndarray> a
-        if (<object> cnp.PyArray_DESCR(arr) is not dtype
-                or cnp.PyArray_NDIM(arr) != len(<tuple> shape)
-                or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
-                or (writable and not cnp.PyArray_ISWRITEABLE(arr))):
-            return False
-        dims = cnp.PyArray_DIMS(arr)
-        for i in range(cnp.PyArray_NDIM(arr)):
-            if dims[i] != (<tuple> shape)[i]:          # Python's comparison, as the check
-                return False
-    return True
+    of its shape, C-contiguous and, if writable, writeable (src/_arrays.pxd,
+    arrays_match)."""
+    return arrays_match(arrays, shapes, dtype, writable)
 
 
 # BLAS's thread count, asked at every kernel call (rnnfast._core.
