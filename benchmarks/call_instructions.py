@@ -42,7 +42,9 @@ for _ in range(calls):
 
 
 def instructions(tree, cell, shape, calls, mode):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    # A fixed hash seed: with random ones, the dicts' layouts and probes
+    # moved the count by +-3 k instructions a call from run to run.
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONHASHSEED="0")
     out = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
          sys.executable, "-c", CHILD, os.path.abspath(tree), cell, shape, str(calls), mode],
