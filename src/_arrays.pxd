@@ -84,6 +84,22 @@ cdef inline int refuse(object a, str name, int ndim, int typenum,
     raise ValueError(f"{name}: is read-only (shape {shape})")
 
 
+cdef inline bint float_array_match(object value, object dtype, int ndim):
+    """Whether `value` is an ndarray (not a subclass) of `ndim` dimensions,
+    C-contiguous, whose dtype is `dtype` itself, numpy's own float32 or
+    float64 descriptor: the test _rnn.array_ready and the dispatcher's
+    network_forward_common share (each then checks the sizes it needs)."""
+    cdef cnp.ndarray arr
+    if not cnp.PyArray_CheckExact(value):
+        return False
+    arr = <cnp.ndarray> value
+    if (<object> cnp.PyArray_DESCR(arr) is not dtype or cnp.PyArray_NDIM(arr) != ndim
+            or not cnp.PyArray_IS_C_CONTIGUOUS(arr)):
+        return False
+    return (dtype is <object> cnp.PyArray_DescrFromType(cnp.NPY_FLOAT32)
+            or dtype is <object> cnp.PyArray_DescrFromType(cnp.NPY_FLOAT64))
+
+
 cdef inline bint arrays_match(object arrays, list shapes, object dtype, bint writable):
     """Whether `arrays` is a list of as many arrays as `shapes` (tuples of
     ints), each an ndarray (not a subclass) whose dtype is `dtype` itself,

@@ -14,7 +14,7 @@
 # item 50), which is what kept T = 10 slower a token than longer sequences.
 cimport numpy as cnp
 from cpython.dict cimport PyDict_GetItem
-from _arrays cimport arrays_match
+from _arrays cimport arrays_match, float_array_match
 from _settings cimport check_setting
 from cpython.object cimport PyObject
 
@@ -255,8 +255,8 @@ cpdef forward(cell, cnp.ndarray xs, Wx, cnp.ndarray Wh, b, h, c, lengths, bint r
         return _empty_cache(cell, xs, Wx, Wh, lengths, reverse) if training else None
     cdef int typenum = cnp.PyArray_TYPE(xs)
     Tg = gates_steps(N, T, G, cnp.PyArray_ITEMSIZE(xs), training)
-    # The dtype in the key as its type number: hashing and comparing a
-    # numpy dtype took ~0.3 us of a call (docs/performance.md item 91).
+    # The dtype in the key as its type number (measured: no cheaper than
+    # the dtype itself, docs/performance.md item 91; kept as the simpler key).
     key = (code, N, T, Tg, G, training, typenum)
     entry = _scratch.take(key)
     if entry is None:
@@ -498,8 +498,6 @@ cdef tuple _run_layers(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
 # check_lengths' own cache.
 cdef object _full_lengths_last = None
 cdef Py_ssize_t _full_lengths_N = -1, _full_lengths_T = -1
-cdef object _F32 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT32)
-cdef object _F64 = cnp.PyArray_DescrFromType(cnp.NPY_FLOAT64)
 
 
 cdef object _full_lengths(Py_ssize_t N, Py_ssize_t T):
@@ -527,12 +525,10 @@ def network_forward_common(cell, xs, list params, list shapes, dtype,
     state, the layers): docs/performance.md item 92."""
     cdef cnp.ndarray arr
     cdef cnp.npy_intp dims[3]
-    if (not cnp.PyArray_CheckExact(xs) or (dtype is not _F32 and dtype is not _F64)
-            or <object> cnp.PyArray_DESCR(<cnp.ndarray> xs) is not dtype):
+    if not float_array_match(xs, dtype, 3):
         return None
     arr = <cnp.ndarray> xs
-    if (cnp.PyArray_NDIM(arr) != 3 or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
-            or cnp.PyArray_DIM(arr, 2) != input_size
+    if (cnp.PyArray_DIM(arr, 2) != input_size
             or not arrays_match(params, shapes, dtype, False)):
         return None
     dims[0], dims[1], dims[2] = num_layers * num_dirs, cnp.PyArray_DIM(arr, 0), H

@@ -24,7 +24,7 @@ from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, rf_u
                     rf_unpacked_b, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                     rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
                     rf_use_wide_tiles, rf_wide_in_use)
-from _arrays cimport arrays_match
+from _arrays cimport arrays_match, float_array_match
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from numpy cimport NPY_FLOAT
 from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching,
@@ -492,14 +492,11 @@ def array_ready(value, dtype, expected, bint allow_nonfinite=False):
     cdef cnp.ndarray arr
     cdef cnp.npy_intp* dims
     cdef int i, ndim
-    if not cnp.PyArray_CheckExact(value) or type(expected) is not tuple:
+    if (type(expected) is not tuple
+            or not float_array_match(value, dtype, <int> len(<tuple> expected))):
         return False
     arr = <cnp.ndarray> value
-    if <object> cnp.PyArray_DESCR(arr) is not dtype or (dtype is not _F32 and dtype is not _F64):
-        return False
     ndim = cnp.PyArray_NDIM(arr)
-    if ndim != len(<tuple> expected) or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-        return False
     dims = cnp.PyArray_DIMS(arr)
     for i in range(ndim):
         e = (<tuple> expected)[i]
