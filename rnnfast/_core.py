@@ -20,6 +20,7 @@ from ._dispatch import (SCRATCH as _SCRATCH, DirectionCache, backward,  # noqa: 
                         gates_steps as _gates_steps, infer_chunking, network_backward,
                         network_forward, network_forward_common, zero_state,
                         output_pool_stats, clear_output_pool, empty_output)
+from ._dispatch import use_direct_infer as _use_direct_infer
 from ._dispatch import use_output_pool as _use_output_pool
 
 
@@ -119,6 +120,15 @@ def use_output_pool(on=True):
     allocator (on=False).  Results are the same either way.  For A/B
     timings and tests."""
     _use_output_pool(on)
+
+
+def use_direct_infer(on=True):
+    """Run a network's common inference forward (no state, lengths or
+    dropout) straight into each kernel's compiled entry (the default;
+    src/_dispatch.pyx, _infer_layers) or through `forward` and the kernel
+    defs, as training does (on=False).  Results are bitwise the same
+    either way.  For A/B timings and tests."""
+    _use_direct_infer(on)
 
 
 def kernel_name():

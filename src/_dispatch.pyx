@@ -14,7 +14,10 @@
 # item 50), which is what kept T = 10 slower a token than longer sequences.
 cimport numpy as cnp
 from cpython.dict cimport PyDict_GetItem
+from cpython.pycapsule cimport PyCapsule_GetPointer
+from libc.stdlib cimport free
 from _arrays cimport arrays_match, float_array_match
+from _seqfwd cimport SeqFwd, infer_fn, INFER_CAPSULE, raise_if_nonfinite
 from _settings cimport check_setting
 from cpython.object cimport PyObject
 
@@ -24,9 +27,16 @@ from rnnfast import _gru, _lstm, _rnn
 
 cnp.import_array()
 
+cdef extern from "stdlib.h" nogil:
+    int posix_memalign(void** p, size_t alignment, size_t size)
+
 # The kernels' defs, looked up once (use_kernels).
 cdef object _rnn_forward, _rnn_backward, _lstm_forward, _lstm_backward
 cdef object _gru_forward, _gru_backward
+# Their compiled inference entries (src/_seqfwd.pxd), by cell code; NULL
+# for another build's modules, whose calls then go through the defs.
+cdef infer_fn _infer_entries[3]
+cdef bint _direct_infer_on = True
 cdef object _step_loop_threads = _rnn.blas_threads
 
 
@@ -44,6 +54,20 @@ def use_kernels(rnn, lstm, gru):
     _rnn_backward = _with_dout_check(rnn.rnn_backward, 6)
     _lstm_backward = _with_dout_check(lstm.lstm_backward, 5)
     _gru_backward = _with_dout_check(gru.gru_backward, 6)
+    own = rnn is _rnn and lstm is _lstm and gru is _gru
+    for code, module in enumerate((rnn, lstm, gru)):
+        _infer_entries[code] = (<infer_fn> PyCapsule_GetPointer(module.INFER_ENTRY,
+                                                                INFER_CAPSULE)
+                                if own else NULL)
+
+
+def use_direct_infer(bint on):
+    """Run a network's common inference forward through the kernels'
+    compiled entries (on, the default; _infer_layers) or through the
+    layers' path with the kernels' defs, as training does.  For A/B
+    timings and tests."""
+    global _direct_infer_on
+    _direct_infer_on = on
 
 
 def _with_xs_check(f):
@@ -170,15 +194,60 @@ cdef class Scratch:
     their shapes, so a call takes its set with one lookup.  At most
     `max_bytes` are kept; beyond that the oldest go back to the allocator.
     Every method runs under the GIL without calling back into Python, so
-    no two callers get the same set."""
+    no two callers get the same set.
+
+    Beside the sets, one raw block of memory (take_block, give_block) for
+    the direct inference path (_infer_layers), whose gates and work are
+    pointers, not arrays: no key to build and hash, no arrays to make.  It
+    is kept while of at most `max_block_bytes`, apart from `max_bytes`."""
     cdef public Py_ssize_t max_bytes
     cdef readonly dict _free          # key -> [(bytes, arrays)], oldest key first
     cdef Py_ssize_t _bytes
+    cdef public Py_ssize_t max_block_bytes
+    cdef void* _block                 # NULL while a call holds it (or none yet)
+    cdef Py_ssize_t _block_bytes
 
-    def __init__(self, Py_ssize_t max_bytes=1 << 30):
+    def __init__(self, Py_ssize_t max_bytes=1 << 30, Py_ssize_t max_block_bytes=32 << 20):
         self.max_bytes = max_bytes
         self._free = {}
         self._bytes = 0
+        self.max_block_bytes = max_block_bytes
+        self._block = NULL
+        self._block_bytes = 0
+
+    def __dealloc__(self):
+        free(self._block)
+
+    cdef void* take_block(self, Py_ssize_t nbytes, Py_ssize_t* got) noexcept:
+        """The kept block if it has nbytes, else a new one of nbytes (64-byte
+        aligned, as the kernels' packed buffers); NULL when out of memory.
+        *got: the block's size, for give_block."""
+        cdef void* p = self._block
+        if p != NULL and self._block_bytes >= nbytes:
+            self._block = NULL
+            got[0] = self._block_bytes
+            return p
+        p = NULL
+        if posix_memalign(&p, 64, nbytes if nbytes > 0 else 64) != 0:
+            return NULL
+        got[0] = nbytes
+        return p
+
+    cdef void give_block(self, void* p, Py_ssize_t nbytes) noexcept:
+        """Keep p (of nbytes, as take_block said) for the next call, unless
+        over max_block_bytes or smaller than the block kept already (two
+        callers at once each had one)."""
+        if nbytes > self.max_block_bytes or (self._block != NULL
+                                             and self._block_bytes >= nbytes):
+            free(p)
+            return
+        free(self._block)
+        self._block, self._block_bytes = p, nbytes
+
+    @property
+    def block_bytes(self):
+        """The size of the block kept now (0: none)."""
+        return self._block_bytes if self._block != NULL else 0
 
     cpdef tuple take(self, key):
         """(nbytes, arrays) kept under `key`, or None: the caller then makes
@@ -217,6 +286,8 @@ cdef class Scratch:
     def clear(self):
         self._free.clear()
         self._bytes = 0
+        free(self._block)
+        self._block, self._block_bytes = NULL, 0
 
 
 SCRATCH = Scratch()
@@ -534,11 +605,82 @@ def network_forward_common(cell, xs, list params, list shapes, dtype,
     dims[0], dims[1], dims[2] = num_layers * num_dirs, cnp.PyArray_DIM(arr, 0), H
     h_n = cnp.PyArray_ZEROS(3, dims, cnp.PyArray_TYPE(arr), 0)
     c_n = cnp.PyArray_ZEROS(3, dims, cnp.PyArray_TYPE(arr), 0) if has_c else None
+    final = (h_n, c_n) if has_c else h_n
+    if not training and _direct_infer_on:
+        x = _infer_layers(cell, arr, params, h_n, c_n, num_layers, num_dirs, H,
+                          reset_after if cell == "gru" else relu)
+        if x is not None:
+            return x, final, None, None
     x, caches, masks = _run_layers(cell, arr, params, h_n, c_n,
                                    _full_lengths(dims[1], cnp.PyArray_DIM(arr, 1)),
                                    num_layers, num_dirs, H, training, relu, reset_after,
                                    None, True)
-    return x, ((h_n, c_n) if has_c else h_n), caches, masks
+    return x, final, caches, masks
+
+
+cdef object _infer_layers(cell, cnp.ndarray xs, list params, cnp.ndarray h_n, c_n,
+                          Py_ssize_t num_layers, Py_ssize_t num_dirs, Py_ssize_t H,
+                          bint flag):
+    """_run_layers' inference, for network_forward_common's arrays (xs and
+    params checked there, h_n and c_n its fresh zeros): each direction's
+    kernel run straight through its module's compiled entry, on pointers,
+    with gates and work in the scratch's block, instead of through
+    `forward` and the kernel def (a buffer set under a hashed key, 13
+    arrays checked again).  The first layer's first direction refuses xs
+    with a NaN or Inf, as the def would.  Returns the last layer's output,
+    or None, with nothing run, when the call is not for this path (the
+    kernels of another build; an empty batch or sequence; sizes near
+    BLAS's 32-bit limit; a block over the scratch's max_block_bytes):
+    _run_layers then runs it.  docs/performance.md item 93."""
+    cdef int code = _CELL_CODE[cell]
+    cdef infer_fn entry = _infer_entries[code]
+    cdef Py_ssize_t N = cnp.PyArray_DIM(xs, 0), T = cnp.PyArray_DIM(xs, 1)
+    cdef Py_ssize_t D = cnp.PyArray_DIM(xs, 2), W = num_dirs * H
+    cdef Py_ssize_t G = _N_GATES[code] * H, itemsize = cnp.PyArray_ITEMSIZE(xs)
+    cdef Py_ssize_t limit = 2 ** 31 - 1
+    if (entry == NULL or N == 0 or T == 0
+            or N * T * G > limit or N * T * D > limit or N * T * W > limit):
+        return None
+    cdef Py_ssize_t Tg = gates_steps(N, T, G, itemsize, False)
+    cdef Py_ssize_t gates_bytes = (N * Tg * G * itemsize + 63) // 64 * 64
+    cdef Py_ssize_t need = gates_bytes + N * (4 * H if code == GRU else G) * itemsize
+    if need > _scratch.max_block_bytes:
+        return None
+    cdef int typenum = cnp.PyArray_TYPE(xs)
+    cdef Py_ssize_t state_bytes = N * H * itemsize, layer, d, k, got
+    cdef SeqFwd s
+    cdef char* block
+    cdef int threads = _step_loop_threads()
+    lengths = _full_lengths(N, T)
+    s.lengths = <const Py_ssize_t*> cnp.PyArray_DATA(<cnp.ndarray> lengths)
+    s.N, s.T, s.H, s.W, s.Tc = N, T, H, W, Tg
+    s.training, s.h_prev, s.Wx_packed, s.ft = False, NULL, NULL, typenum
+    block = <char*> _scratch.take_block(need, &got)
+    if block == NULL:
+        raise MemoryError(f"{cell}: no memory for the {need} bytes of a call's gates")
+    s.gates, s.work = block, block + gates_bytes
+    cdef cnp.ndarray x = xs, out
+    try:
+        for layer in range(num_layers):
+            out = _empty3(N, T, W, typenum)
+            s.xs, s.D, s.out = cnp.PyArray_DATA(x), cnp.PyArray_DIM(x, 2), cnp.PyArray_DATA(out)
+            for d in range(num_dirs):
+                k = layer * num_dirs + d
+                s.Wx = cnp.PyArray_DATA(<cnp.ndarray> params[3 * k])
+                s.Wh = cnp.PyArray_DATA(<cnp.ndarray> params[3 * k + 1])
+                s.b = cnp.PyArray_DATA(<cnp.ndarray> params[3 * k + 2])
+                s.h = <char*> cnp.PyArray_DATA(h_n) + k * state_bytes
+                c = (NULL if c_n is None
+                     else <char*> cnp.PyArray_DATA(<cnp.ndarray> c_n) + k * state_bytes)
+                s.out_offset, s.reverse = d * H, d == 1
+                s.check_xs, s.nonfinite = k == 0, 0
+                with nogil:
+                    entry(&s, c, flag, threads)
+                raise_if_nonfinite(s.nonfinite, "xs", xs)
+            x = out
+    finally:
+        _scratch.give_block(block, got)
+    return x
 
 
 def network_backward(list caches, list masks, dout, dh0, dc0, list grads,

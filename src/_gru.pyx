@@ -26,6 +26,7 @@ Each kernel is a def (checks), a fused `*_run` and a step loop over a
 range of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
 from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, free_packed,
                     gemm_tn, pack_b, gemm_packed, rf_use_packed_gemm, rf_use_packed_dw,
@@ -33,6 +34,7 @@ from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, free
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
+from _seqfwd cimport infer_fn, INFER_CAPSULE
 from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch_backward_row,
                    step_time, chunk_start, project_inputs, zero_padding, input_grads,
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
@@ -193,6 +195,24 @@ cdef void gru_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil
     free_packed(<void*> a.Wp1)
     free_packed(<void*> a.Wp2)
     forward_epilogue(&a.s)
+
+
+cdef void gru_infer(SeqFwd* s, void* c, bint flag, int threads) noexcept nogil:
+    """The inference forward of arrays its caller has checked (src/_seqfwd.pxd,
+    infer_fn: c unused, flag: reset_after)."""
+    cdef FwdArgs a
+    a.s = s[0]
+    a.extra, a.reset_after = NULL, flag
+    if s.ft == NPY_FLOAT:
+        gru_forward_run(<float*> NULL, &a, threads)
+    else:
+        gru_forward_run(<double*> NULL, &a, threads)
+    s.nonfinite = a.s.nonfinite
+
+
+# gru_infer for the dispatcher: a capsule, as the modules are separate
+# extensions (and another build's, benchmarks/ab_inprocess.py, may lack it).
+INFER_ENTRY = PyCapsule_New(<void*> <infer_fn> gru_infer, INFER_CAPSULE, NULL)
 
 
 cdef struct BwdArgs:

@@ -25,6 +25,7 @@ runs on `threads` threads when the per-step products use the packed
 micro-kernel (src/_threads.h).
 """
 cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
 from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, free_packed,
                     pack_b, gemm_packed, rf_use_packed_gemm, rf_use_packed_dw,
@@ -32,6 +33,7 @@ from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, free
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
+from _seqfwd cimport infer_fn, INFER_CAPSULE
 from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch_backward_row,
                    step_time, chunk_start, project_inputs, is_uniform, input_grads,
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
@@ -173,6 +175,24 @@ cdef void lstm_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogi
               step_threads(threads, N, T, 2 * H * G, a.Wh_packed != NULL))
     free_packed(<void*> a.Wh_packed)
     forward_epilogue(&a.s)
+
+
+cdef void lstm_infer(SeqFwd* s, void* c, bint flag, int threads) noexcept nogil:
+    """The inference forward of arrays its caller has checked (src/_seqfwd.pxd,
+    infer_fn: c the cell state, flag unused)."""
+    cdef FwdArgs a
+    a.s = s[0]
+    a.c, a.c_prev, a.tanh_c = c, NULL, NULL
+    if s.ft == NPY_FLOAT:
+        lstm_forward_run(<float*> NULL, &a, threads)
+    else:
+        lstm_forward_run(<double*> NULL, &a, threads)
+    s.nonfinite = a.s.nonfinite
+
+
+# lstm_infer for the dispatcher: a capsule, as the modules are separate
+# extensions (and another build's, benchmarks/ab_inprocess.py, may lack it).
+INFER_ENTRY = PyCapsule_New(<void*> <infer_fn> lstm_infer, INFER_CAPSULE, NULL)
 
 
 cdef struct BwdArgs:

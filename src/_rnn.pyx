@@ -19,6 +19,7 @@ Each kernel is a def (checks), a fused `*_run` and a step loop over a
 range of batch rows (`*_steps`), as in src/_lstm.pyx.
 """
 cimport numpy as cnp
+from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
 from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, rf_unpacked_ok,
                     rf_unpacked_b, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
@@ -27,6 +28,7 @@ from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, rf_u
 from _arrays cimport arrays_match, float_array_match
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from numpy cimport NPY_FLOAT
+from _seqfwd cimport infer_fn, INFER_CAPSULE
 from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching,
                    prefetch_forward_row, prefetch_backward_row, step_time, chunk_start,
                    project_inputs, is_uniform, input_grads, rf_run_rows, step_threads,
@@ -139,6 +141,24 @@ cdef void rnn_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil
               step_threads(threads, N, T, 2 * H * H, a.Wh_packed != NULL))
     free_packed(<void*> a.Wh_packed)
     forward_epilogue(&a.s)
+
+
+cdef void rnn_infer(SeqFwd* s, void* c, bint flag, int threads) noexcept nogil:
+    """The inference forward of arrays its caller has checked (src/_seqfwd.pxd,
+    infer_fn: c unused, flag: relu)."""
+    cdef FwdArgs a
+    a.s = s[0]
+    a.relu = flag
+    if s.ft == NPY_FLOAT:
+        rnn_forward_run(<float*> NULL, &a, threads)
+    else:
+        rnn_forward_run(<double*> NULL, &a, threads)
+    s.nonfinite = a.s.nonfinite
+
+
+# rnn_infer for the dispatcher: a capsule, as the modules are separate
+# extensions (and another build's, benchmarks/ab_inprocess.py, may lack it).
+INFER_ENTRY = PyCapsule_New(<void*> <infer_fn> rnn_infer, INFER_CAPSULE, NULL)
 
 
 cdef struct BwdArgs:

@@ -28,6 +28,7 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from _arrays cimport Arr, take, kernel_dtype
+from _seqfwd cimport SeqFwd, raise_if_nonfinite
 from _settings cimport check_setting
 from numpy cimport NPY_FLOAT, NPY_INTP
 from _blas cimport (floating, gemm, gemm_packed, gemm_tn, free_packed, pack_b, pack_rows,
@@ -479,33 +480,14 @@ cdef inline int expect_batch(const Arr* lengths, Py_ssize_t N, Py_ssize_t T,
     return 0
 
 
-
 # What every cell's kernels share, checked once for all three: the kind of
 # each array (src/_arrays.pxd), then the shapes; a cell's own Fwd/BwdArgs
-# struct holds one of these as its field `s`, beside its own arrays.
-# Pointers are untyped so that one struct serves float and double (the
-# loops cast them back).  Sizes are given per hidden unit: a cell's gates
-# are kG*H wide (RNN 1, GRU 3, LSTM 4), its flat bias kb*H, its work rows
-# kw*H.
-cdef struct SeqFwd:
-    const void* xs           # (N, T, D)
-    const void* Wx           # (D, G)
-    const void* Wx_packed    # for the step loop's projection, or NULL
-    const void* Wh           # (H, G)
-    const void* b            # (kb*H,)
-    void* h                  # (N, H): in the initial, out the final state
-    void* out                # (N, T, W), columns out_offset..+H
-    void* gates              # (N, Tc, G)
-    void* h_prev             # (N, T, H) when training, else NULL
-    void* work               # (N, kw*H)
-    const Py_ssize_t* lengths
-    Py_ssize_t N, T, D, H, W, out_offset
-    Py_ssize_t Tc            # steps of gates: T, or a chunk (inference)
-    bint reverse, training
-    bint prefetch            # training: prefetch each row's next step
-    bint check_xs            # test xs for NaN and Inf as it is projected
-    int nonfinite            # set to 1 when that test found one
-    int ft                   # NPY_FLOAT or NPY_DOUBLE: the version to run
+# struct holds one of these as its field `s`, beside its own arrays:
+# SeqFwd (src/_seqfwd.pxd, where the dispatcher's direct inference path
+# fills one too) and SeqBwd (below).  Pointers are untyped so that one
+# struct serves float and double (the loops cast them back).  Sizes are
+# given per hidden unit: a cell's gates are kG*H wide (RNN 1, GRU 3, LSTM
+# 4), its flat bias kb*H, its work rows kw*H.
 
 
 cdef inline int take_forward(SeqFwd* s, xs, Wx, Wh, b, h, lengths, out, gates, h_prev,
@@ -546,16 +528,6 @@ cdef inline int* xs_check(SeqFwd* s) noexcept nogil:
     """What project_inputs takes: where to report a NaN or Inf in xs, or
     NULL when xs is not to be tested."""
     return &s.nonfinite if s.check_xs else NULL
-
-
-cdef inline int raise_if_nonfinite(int nonfinite, str name, arr) except -1:
-    """After a run that tested arr (a forward's xs, check_xs; a backward's
-    dout, check_dout): the error check_array gives for an array `name`
-    with a NaN or Inf (rnnfast._validation), if the run found one."""
-    if nonfinite:
-        raise ValueError(f"{name}: contains NaN or Inf (shape {tuple(arr.shape)}); "
-                         "they would poison every later step")
-    return 0
 
 
 cdef struct SeqBwd:

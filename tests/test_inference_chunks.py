@@ -89,12 +89,24 @@ def test_long_inference_keeps_only_a_chunk_of_gates(chunking):
     assert _core._gates_steps(N, 5000, G, 4, False) == 16
     assert _core._gates_steps(N, 5000, G, 4, True) == 5000       # training: all T
     assert _core._buffer_shapes("lstm", N, 5000, 16, 64, G, False)[0] == (N, 16, G)
-    # through the public API: a long inference keeps only a chunk
+    # through the public API: a long inference keeps only a chunk, as a
+    # buffer set (the layers' path) or in the scratch's block (the direct
+    # path: a chunk's gates, then the work rows (N, G))
     net = rnnfast.LSTM(3, 64, random_state=0).eval()
-    _core._SCRATCH.clear()
-    net.forward(np.zeros((N, 5000, 3), np.float32))
-    kept = [bufs for stack in _core._SCRATCH._free.values() for _, bufs in stack]
-    assert [b[0].shape for b in kept] == [(N, 16, G)]
+    try:
+        for direct in (False, True):
+            _core.use_direct_infer(direct)
+            _core._SCRATCH.clear()
+            net.forward(np.zeros((N, 5000, 3), np.float32))
+            kept = [bufs for stack in _core._SCRATCH._free.values() for _, bufs in stack]
+            if direct:
+                assert kept == []
+                assert _core._SCRATCH.block_bytes == (N * 16 * G + N * G) * 4
+            else:
+                assert [b[0].shape for b in kept] == [(N, 16, G)]
+                assert _core._SCRATCH.block_bytes == 0
+    finally:
+        _core.use_direct_infer(True)
 
 
 @pytest.mark.parametrize("training", [False, True])

@@ -1,0 +1,152 @@
+"""A network's common inference forward runs each direction straight
+through its kernel module's compiled entry (_dispatch._infer_layers, with
+gates and work in the scratch's block) instead of through `forward` and
+the kernel defs.  It must give bitwise what the layers' path gives, refuse
+what the defs refuse, give its block back whatever happens, and step aside
+(the layers' path runs) where it does not apply."""
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import rnnfast
+from rnnfast import _core, _dispatch, _gru, _lstm, _rnn
+
+CELLS = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}
+
+
+@pytest.fixture
+def direct_switch():
+    """use(on): the direct path on or off, on again after the test."""
+    yield _core.use_direct_infer
+    _core.use_direct_infer(True)
+
+
+def both_paths(net, xs, use):
+    """(output, final state) of the direct path and of the layers' path,
+    and whether each ran as it should (the block is the direct path's)."""
+    results, blocks = [], []
+    for on in (True, False):
+        use(on)
+        _core._SCRATCH.clear()
+        out, state = net.forward(xs)
+        results.append((out, state if isinstance(state, tuple) else (state,)))
+        blocks.append(_core._SCRATCH.block_bytes)
+    use(True)
+    return results, blocks
+
+
+def assert_same(a, b):
+    np.testing.assert_array_equal(a[0], b[0])
+    assert len(a[1]) == len(b[1])
+    for x, y in zip(a[1], b[1]):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("make", [
+    lambda dt: rnnfast.RNN(5, 7, dtype=dt, random_state=0),
+    lambda dt: rnnfast.RNN(5, 7, nonlinearity="relu", num_layers=3, dtype=dt, random_state=0),
+    lambda dt: rnnfast.LSTM(5, 7, num_layers=2, bidirectional=True, dtype=dt, random_state=0),
+    lambda dt: rnnfast.GRU(5, 7, bidirectional=True, dtype=dt, random_state=0),
+    lambda dt: rnnfast.GRU(5, 7, num_layers=2, reset_after=False, dtype=dt, random_state=0),
+], ids=["rnn", "rnn-relu-3-layers", "lstm-2-bidir", "gru-bidir", "gru-reset-before-2"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N,T", [(1, 1), (4, 6), (9, 40)])
+def test_direct_path_matches_the_layers_path_bitwise(make, dtype, N, T, direct_switch):
+    net = make(dtype).eval()
+    xs = np.random.default_rng(N * T).standard_normal((N, T, 5)).astype(dtype)
+    (direct, layers), blocks = both_paths(net, xs, direct_switch)
+    assert blocks[0] > 0 and blocks[1] == 0          # each path ran as asked
+    assert_same(direct, layers)
+
+
+def test_long_chunked_inference_matches(direct_switch):
+    """Gates in chunks of 16 steps in the block (whole_max_bytes small)."""
+    saved = _dispatch.infer_chunking()
+    try:
+        _dispatch.infer_chunking(whole_max_bytes=1 << 12)
+        net = rnnfast.LSTM(3, 16, bidirectional=True, random_state=0).eval()
+        xs = np.random.default_rng(0).standard_normal((3, 300, 3)).astype(np.float32)
+        (direct, layers), blocks = both_paths(net, xs, direct_switch)
+        assert blocks[0] == (3 * 16 * 64 + 3 * 64) * 4    # a chunk's gates, then work
+        assert_same(direct, layers)
+    finally:
+        _dispatch.infer_chunking(*saved)
+
+
+def test_nonfinite_xs_is_refused_and_the_block_given_back():
+    net = rnnfast.GRU(4, 5, num_layers=2, random_state=0).eval()
+    xs = np.ones((2, 3, 4), np.float32)
+    xs[1, 2, 0] = np.inf
+    _core._SCRATCH.clear()
+    with pytest.raises(ValueError, match=r"^xs: contains NaN or Inf \(shape \(2, 3, 4\)\); "
+                                         r"they would poison every later step$"):
+        net.forward(xs)
+    assert _core._SCRATCH.block_bytes > 0            # given back by the finally
+    xs[1, 2, 0] = 0                                  # and the next call runs
+    out, _ = net.forward(xs)
+    assert np.isfinite(out).all()
+
+
+def test_steps_aside_where_it_does_not_apply(direct_switch):
+    """An empty batch or sequence, and a block over max_block_bytes, take
+    the layers' path, with the same results."""
+    net = rnnfast.LSTM(3, 4, random_state=0).eval()
+    for shape in ((0, 5, 3), (2, 0, 3)):
+        (direct, layers), blocks = both_paths(net, np.zeros(shape, np.float32), direct_switch)
+        assert blocks == [0, 0]
+        assert_same(direct, layers)
+    scratch = _core._SCRATCH
+    saved = scratch.max_block_bytes
+    try:
+        scratch.max_block_bytes = 100
+        xs = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+        (direct, layers), blocks = both_paths(net, xs, direct_switch)
+        assert blocks == [0, 0] and scratch._free     # a buffer set instead
+        assert_same(direct, layers)
+    finally:
+        scratch.max_block_bytes = saved
+
+
+def test_another_builds_kernels_go_through_their_defs(kernels_in_use):
+    """Modules other than rnnfast's own (benchmarks/ab_inprocess.py) have no
+    entry the dispatcher may trust: their defs run."""
+    called = []
+
+    def spy(module, name):
+        real = getattr(module, name)
+
+        def wrapped(*args):
+            called.append(name)
+            return real(*args)
+        return wrapped
+    mods = [SimpleNamespace(**{n: getattr(m, n) for n in dir(m) if not n.startswith("__")})
+            for m in (_rnn, _lstm, _gru)]
+    mods[0].rnn_forward = spy(_rnn, "rnn_forward")
+    kernels_in_use(*mods)
+    net = rnnfast.RNN(3, 4, random_state=0).eval()
+    _core._SCRATCH.clear()
+    net.forward(np.ones((2, 3, 3), np.float32))
+    assert called == ["rnn_forward"] and _core._SCRATCH.block_bytes == 0
+
+
+def test_concurrent_calls_each_get_their_own_block():
+    """Threads call at once (the kernels run without the GIL): each call
+    takes the block or a block of its own, never one in use."""
+    nets = [CELLS[c](6, 32, random_state=i).eval() for i, c in enumerate(["rnn", "gru"] * 2)]
+    xss = [np.random.default_rng(i).standard_normal((5 + i, 50, 6)).astype(np.float32)
+           for i in range(4)]
+    expected = [net.forward(xs)[0] for net, xs in zip(nets, xss)]
+    failures = []
+
+    def run(i):
+        for _ in range(30):
+            if not np.array_equal(nets[i].forward(xss[i])[0], expected[i]):
+                failures.append(i)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
