@@ -15,7 +15,9 @@ checkout's for both.
 A case is cell:mode:config, config a name of rnnfast.bench.CONFIGS or
 N,T,D,H; or kernel:M,K,N, the packed kernel alone (`_rnn.packed_matmul`:
 B packed once, then the product repeated, as in a step loop).  One thread,
-wall clock (THREADS=2 for two).
+wall clock (THREADS=2 for two).  Both builds' inference goes through the
+kernel defs (_core.use_direct_infer(False)): the direct path takes
+rnnfast's own kernels only, and would time the dispatcher with them.
 """
 import glob
 import importlib.util
@@ -99,6 +101,7 @@ def main(argv):
     old = load_kernels(argv[1])
     assert all(old[n].__file__ != new[n].__file__ for n in KERNELS)
     threads = int(os.environ.get("THREADS", "1"))
+    _core.use_direct_infer(False)
     try:
         with threadpool_limits(threads):
             for case in cases:
@@ -126,6 +129,7 @@ def main(argv):
                       flush=True)
     finally:
         use(new)
+        _core.use_direct_infer(True)
 
 
 if __name__ == "__main__":

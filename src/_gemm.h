@@ -779,15 +779,28 @@ static int rf_unpacked_ok(long rows, long min_rows, long K, long N)
                    (rf_v16) _mm512_maskz_loadu_ps(m0, bu + k * ldb),          \
                    (rf_v16) _mm512_maskz_loadu_ps(m1, bu + k * ldb + RF_NR),  \
                    rf_store_row32)
+/* A whole 32-column tile reads B without masks: on a Zen 4 the masked
+ * loads made these tiles ~7 % slower a step than the packed ones (RNN N =
+ * 8, D = H = 64, T = 16 against 17; docs/performance.md item 94). */
+#define RF_WIDE_BODY_UNPACKED_FULL(MR, A_IK)                                  \
+    RF_TILE_BODY_V(MR, A_IK, rf_v16,                                          \
+                   (rf_v16) _mm512_loadu_ps(bu + k * ldb),                    \
+                   (rf_v16) _mm512_loadu_ps(bu + k * ldb + RF_NR),            \
+                   rf_store_row32)
 #define RF_DEFINE_UNPACKED_TILE(MR)                                           \
     __attribute__((target("avx512f"), noinline)) static void                  \
     rf_utile_##MR(long K, const float* A, long lda, const float* bu, long ldb,\
                   float* C, long ldc, long nc, int accumulate)                \
     {                                                                         \
-        const __mmask16 m0 = nc >= RF_NR ? 0xFFFF : (__mmask16) ((1u << nc) - 1); \
-        const __mmask16 m1 = nc >= 2 * RF_NR ? 0xFFFF                         \
-            : nc <= RF_NR ? 0 : (__mmask16) ((1u << (nc - RF_NR)) - 1);       \
-        RF_WIDE_BODY_UNPACKED(MR, RF_A_ROWS)                                  \
+        if (nc >= 2 * RF_NR) {                                                \
+            RF_WIDE_BODY_UNPACKED_FULL(MR, RF_A_ROWS)                         \
+        } else {                                                              \
+            const __mmask16 m0 = nc >= RF_NR ? 0xFFFF                         \
+                : (__mmask16) ((1u << nc) - 1);                               \
+            const __mmask16 m1 = nc <= RF_NR ? 0                              \
+                : (__mmask16) ((1u << (nc - RF_NR)) - 1);                     \
+            RF_WIDE_BODY_UNPACKED(MR, RF_A_ROWS)                              \
+        }                                                                     \
     }
 RF_DEFINE_UNPACKED_TILE(1)
 RF_DEFINE_UNPACKED_TILE(2)
