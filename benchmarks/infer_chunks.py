@@ -10,7 +10,8 @@ sequence, i.e. no chunks; rnnfast's defaults, `_core.infer_chunking()`,
 are chunk_steps for long sequences and short_chunk_steps for shorter ones;
 here both are set to the size measured).
 A chunk size only applies when T > 2 * chunk; the size limit below which
-rnnfast keeps the whole sequence (whole_max_bytes) is off here.
+rnnfast keeps the whole sequence (whole_max_bytes, long_whole_max_bytes)
+is off here.
 ROUNDS in the environment sets the rounds (5).
 """
 import os
@@ -37,7 +38,7 @@ def main(argv):
     net = cls(D, H, random_state=0).eval()
     rng = np.random.default_rng(0)
     default = _core.infer_chunking()
-    _core.infer_chunking(whole_max_bytes=0)
+    _core.infer_chunking(whole_max_bytes=0, long_whole_max_bytes=0)
     try:
         with threadpool_limits(1):
             for T in lengths:

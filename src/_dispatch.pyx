@@ -124,48 +124,62 @@ cdef dict _CELL_CODE = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 cdef int[3] _N_GATES = [1, 4, 3]
 
 # Inference projects the inputs chunk by chunk, each chunk's steps just
-# before they run, when the whole sequence's gates would take more than
-# infer_whole_max_bytes: chunks of infer_chunk_steps steps for a long
-# sequence (T over twice that), else of infer_short_chunk_steps (when T is
-# over twice that); the gates buffer is then (N, chunk, G) whatever T
-# (src/_seq.pxd).  Long sequences: chunks save memory at the same speed
-# (benchmarks/infer_chunks.py, docs/performance.md item 24).  Shorter ones
-# of more than 16 MB: 16-step chunks keep the projected gates in cache
-# until their step reads them, where the whole sequence's went out to
-# memory and back (LSTM `medium`, N = 64, T = 100, 26 MB: ~10 % faster on
-# AVX-512, docs/performance.md item 40); below that one product over all
-# N*T rows is as fast or faster (LSTM N = 32, T = 35, D = H = 128: 16-step
-# chunks ~6 % slower).  Training keeps all T steps (backward needs them).
+# before they run, when the whole sequence's gates would take more than a
+# limit: for a long sequence (T over twice infer_chunk_steps), chunks of
+# infer_chunk_steps steps over infer_long_whole_max_bytes; for a shorter
+# one, chunks of infer_short_chunk_steps (when T is over twice that) over
+# infer_whole_max_bytes.  The gates buffer is then (N, chunk, G) whatever
+# T (src/_seq.pxd).  Long sequences: chunks save memory at the same speed
+# or faster (benchmarks/infer_chunks.py, docs/performance.md item 24); from
+# 1 MB of gates on, GRU N = 8, D = H = 64, T = 1000 (6 MB) ran 1.15x and
+# N = 32, D = H = 32 1.30x faster in 256-step chunks than whole, LSTM
+# 1.00-1.10x, RNN as fast (item 95).  Shorter ones of more than 16 MB:
+# 16-step chunks keep the projected gates in cache until their step reads
+# them, where the whole sequence's went out to memory and back (LSTM
+# `medium`, N = 64, T = 100, 26 MB: ~10 % faster on AVX-512, item 40);
+# below that one product over all N*T rows is as fast or faster (LSTM N =
+# 32, T = 35, D = H = 128: 16-step chunks ~6 % slower).  Training keeps
+# all T steps (backward needs them).
 cdef Py_ssize_t infer_chunk_steps = 256
 cdef Py_ssize_t infer_short_chunk_steps = 16
 cdef Py_ssize_t infer_whole_max_bytes = 16 << 20
+cdef Py_ssize_t infer_long_whole_max_bytes = 1 << 20
 
 
-def infer_chunking(chunk_steps=None, short_chunk_steps=None, whole_max_bytes=None):
-    """Set those given (not None) of the three limits above; return all
-    three as (chunk_steps, short_chunk_steps, whole_max_bytes).  For
-    benchmarks and tests."""
+def infer_chunking(chunk_steps=None, short_chunk_steps=None, whole_max_bytes=None,
+                   long_whole_max_bytes=None):
+    """Set those given (not None) of the four limits above; return all
+    four as (chunk_steps, short_chunk_steps, whole_max_bytes,
+    long_whole_max_bytes).  For benchmarks and tests."""
     global infer_chunk_steps, infer_short_chunk_steps, infer_whole_max_bytes
+    global infer_long_whole_max_bytes
     check_setting("chunk_steps", chunk_steps, 1)
     check_setting("short_chunk_steps", short_chunk_steps, 1)
     check_setting("whole_max_bytes", whole_max_bytes, 0)
+    check_setting("long_whole_max_bytes", long_whole_max_bytes, 0)
     if chunk_steps is not None:
         infer_chunk_steps = chunk_steps
     if short_chunk_steps is not None:
         infer_short_chunk_steps = short_chunk_steps
     if whole_max_bytes is not None:
         infer_whole_max_bytes = whole_max_bytes
-    return (infer_chunk_steps, infer_short_chunk_steps, infer_whole_max_bytes)
+    if long_whole_max_bytes is not None:
+        infer_long_whole_max_bytes = long_whole_max_bytes
+    return (infer_chunk_steps, infer_short_chunk_steps, infer_whole_max_bytes,
+            infer_long_whole_max_bytes)
 
 
 cpdef Py_ssize_t gates_steps(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t itemsize,
                              bint training):
     """How many steps of gates a call keeps: T, or a chunk (see above)."""
-    cdef Py_ssize_t chunk
-    if training or N * T * G * itemsize <= infer_whole_max_bytes:
+    cdef Py_ssize_t nbytes = N * T * G * itemsize
+    if training:
         return T
-    chunk = infer_chunk_steps if T > 2 * infer_chunk_steps else infer_short_chunk_steps
-    return chunk if T > 2 * chunk else T
+    if T > 2 * infer_chunk_steps:
+        return infer_chunk_steps if nbytes > infer_long_whole_max_bytes else T
+    if nbytes > infer_whole_max_bytes and T > 2 * infer_short_chunk_steps:
+        return infer_short_chunk_steps
+    return T
 
 
 def buffer_shapes(cell, Py_ssize_t N, Py_ssize_t T, Py_ssize_t Tg, Py_ssize_t H,

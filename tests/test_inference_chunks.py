@@ -176,11 +176,27 @@ def test_shorter_inference_over_the_limit_takes_short_chunks(chunking):
     assert _core._gates_steps(64, 100, 1024, 4, False) == 16     # `medium` LSTM
 
 
+def test_long_inference_over_its_own_limit_takes_chunks(chunking):
+    """Sequences of more than 2 * chunk_steps steps are chunked from
+    long_whole_max_bytes (1 MB) of gates on, not from whole_max_bytes."""
+    assert chunking()[3] == 1 << 20                              # the default
+    assert _core._gates_steps(8, 1000, 192, 4, False) == 256     # GRU, 6 MB
+    assert _core._gates_steps(8, 513, 64, 4, False) == 256       # 1.002 MB
+    assert _core._gates_steps(8, 512, 64, 4, False) == 512       # not long: 1 MB whole
+    assert _core._gates_steps(2, 1000, 64, 4, False) == 1000     # 512 KB: whole
+    assert _core._gates_steps(8, 1000, 192, 4, True) == 1000     # training: all T
+    chunking(long_whole_max_bytes=8 << 20)
+    assert _core._gates_steps(8, 1000, 192, 4, False) == 1000
+    assert _core._gates_steps(8, 2000, 192, 4, False) == 256     # 12 MB
+
+
 def test_infer_chunking_refuses_bad_limits(chunking):
     with pytest.raises(TypeError, match="chunk_steps: expected an integer >= 1"):
         chunking(chunk_steps=2.5)
     with pytest.raises(ValueError, match="short_chunk_steps: expected an integer >= 1"):
         chunking(short_chunk_steps=0)
-    with pytest.raises(ValueError, match="whole_max_bytes: expected an integer >= 0"):
+    with pytest.raises(ValueError, match="^whole_max_bytes: expected an integer >= 0"):
         chunking(whole_max_bytes=-1)
+    with pytest.raises(ValueError, match="long_whole_max_bytes: expected an integer >= 0"):
+        chunking(long_whole_max_bytes=-3)
     assert chunking(whole_max_bytes=0)[2] == 0
