@@ -68,6 +68,8 @@ def check_array(value, name, dtype, expected, allow_nonfinite=False):
         # check below reports it as a ValueError, not as a RuntimeWarning.
         with np.errstate(over="ignore"):
             arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not arr.flags.aligned:           # e.g. np.frombuffer at an odd offset
+        arr = arr.copy()
     if not allow_nonfinite and arr.dtype.kind == "f" and not _all_finite(arr):
         raise ValueError(f"{name}: contains NaN or Inf (shape {arr.shape}); "
                          "they would poison every later step")

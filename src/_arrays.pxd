@@ -86,15 +86,16 @@ cdef inline int refuse(object a, str name, int ndim, int typenum,
 
 cdef inline bint float_array_match(object value, object dtype, int ndim):
     """Whether `value` is an ndarray (not a subclass) of `ndim` dimensions,
-    C-contiguous, whose dtype is `dtype` itself, numpy's own float32 or
-    float64 descriptor: the test _rnn.array_ready and the dispatcher's
-    network_forward_common share (each then checks the sizes it needs)."""
+    C-contiguous and aligned, whose dtype is `dtype` itself, numpy's own
+    float32 or float64 descriptor: the test _rnn.array_ready and the
+    dispatcher's network_forward_common share (each then checks the sizes
+    it needs)."""
     cdef cnp.ndarray arr
     if not cnp.PyArray_CheckExact(value):
         return False
     arr = <cnp.ndarray> value
     if (<object> cnp.PyArray_DESCR(arr) is not dtype or cnp.PyArray_NDIM(arr) != ndim
-            or not cnp.PyArray_IS_C_CONTIGUOUS(arr)):
+            or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr)):
         return False
     return (dtype is <object> cnp.PyArray_DescrFromType(cnp.NPY_FLOAT32)
             or dtype is <object> cnp.PyArray_DescrFromType(cnp.NPY_FLOAT64))
@@ -103,7 +104,7 @@ cdef inline bint float_array_match(object value, object dtype, int ndim):
 cdef inline bint arrays_match(object arrays, list shapes, object dtype, bint writable):
     """Whether `arrays` is a list of as many arrays as `shapes` (tuples of
     ints), each an ndarray (not a subclass) whose dtype is `dtype` itself,
-    of its shape, C-contiguous and, if writable, writeable: the test of
+    of its shape, C-contiguous, aligned and, if writable, writeable: the test of
     _rnn.arrays_ready (rnnfast._validation's fast path) and of the
     dispatcher's network_forward_common.  Read afresh at every call: an
     array reshaped in place or made read-only is seen."""
@@ -124,7 +125,7 @@ cdef inline bint arrays_match(object arrays, list shapes, object dtype, bint wri
         arr = <cnp.ndarray> a
         if (<object> cnp.PyArray_DESCR(arr) is not dtype
                 or cnp.PyArray_NDIM(arr) != len(<tuple> shape)
-                or not cnp.PyArray_IS_C_CONTIGUOUS(arr)
+                or not cnp.PyArray_IS_C_CONTIGUOUS(arr) or not cnp.PyArray_ISALIGNED(arr)
                 or (writable and not cnp.PyArray_ISWRITEABLE(arr))):
             return False
         dims = cnp.PyArray_DIMS(arr)

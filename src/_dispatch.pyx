@@ -6,7 +6,10 @@
 # the cell's kernel once and, when training, returns what backward needs;
 # `backward` runs the matching BPTT kernel once and gives the buffers back.
 # Everything here works on arrays that the caller has already checked
-# (rnnfast._validation).  rnnfast._core re-exports both.
+# (rnnfast._validation).  rnnfast._core re-exports both.  A network's
+# common inference forward skips both and the defs: network_forward_common
+# checks its arrays once and `_infer_layers` calls each kernel module's
+# compiled entry on pointers (src/_seqfwd.pxd).
 #
 # Why compiled: this is the fixed cost of every call.  As Python it was
 # ~1.2 us of a one-step RNN inference call of 4.4 us at N = 8, D = H = 64

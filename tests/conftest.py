@@ -48,3 +48,18 @@ def kernels_in_use():
     from rnnfast import _dispatch, _gru, _lstm, _rnn
     yield _dispatch.use_kernels
     _dispatch.use_kernels(_rnn, _lstm, _gru)
+
+
+@pytest.fixture
+def general_path_calls(monkeypatch):
+    """How many network forwards took the checked Python path (its
+    network_forward), not the compiled common call."""
+    from rnnfast import networks
+    calls = []
+    real = networks.network_forward
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(networks, "network_forward", counted)
+    return calls

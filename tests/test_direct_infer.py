@@ -150,3 +150,32 @@ def test_concurrent_calls_each_get_their_own_block():
     for t in threads:
         t.join()
     assert failures == []
+
+
+
+def unaligned_copy(a):
+    """A writable copy of `a` whose data sits one byte past an aligned
+    address."""
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    out = buf[1:].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    assert not out.flags.aligned and out.flags.c_contiguous
+    return out
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_unaligned_xs_is_copied_and_unaligned_params_refused(training, general_path_calls):
+    """The kernels read aligned arrays only: an unaligned xs is not taken
+    by the compiled call (its pointers would reach the kernel unchecked)
+    but copied by the checked path; an unaligned parameter is refused
+    there, as the kernel's def words it."""
+    net = rnnfast.LSTM(4, 3, random_state=0).train(training)
+    xs = np.random.default_rng(0).standard_normal((2, 5, 4)).astype(np.float32)
+    want = net.forward(xs)[0]
+    assert general_path_calls == []
+    got = net.forward(unaligned_copy(xs))[0]
+    assert general_path_calls == [1]
+    np.testing.assert_array_equal(got, want)
+    net.params[0] = unaligned_copy(net.params[0])
+    with pytest.raises(ValueError, match=r"^Wx: expected an aligned array \(shape \(4, 12\)\)$"):
+        net.forward(xs)

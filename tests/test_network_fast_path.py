@@ -7,22 +7,8 @@ import numpy as np
 import pytest
 
 import rnnfast
-from rnnfast import networks
 
 CELLS = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}
-
-
-@pytest.fixture
-def general_path_calls(monkeypatch):
-    """How many forwards took the checked Python path (its network_forward)."""
-    calls = []
-    real = networks.network_forward
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-    monkeypatch.setattr(networks, "network_forward", counted)
-    return calls
 
 
 def zeros_like_state(net, N):
