@@ -545,7 +545,13 @@ def network_forward(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
     layer's input by (layers after the first).  check_xs: the first
     layer's first direction refuses xs with a NaN or Inf (see forward).
     Returns (last output, [DirectionCache] when training, [mask or None per
-    layer])."""
+    layer]).  Inference without a dropout mask runs through _infer_layers
+    when it takes the call."""
+    if not training and dropout_mask is None and _direct_infer_on:
+        x = _infer_layers(cell, xs, params, h_n, c_n, lengths, num_layers, num_dirs, H,
+                          reset_after if cell == "gru" else relu, check_xs)
+        if x is not None:
+            return x, [], [None] * num_layers
     return _run_layers(cell, xs, params, h_n, c_n, lengths, num_layers, num_dirs, H,
                        training, relu, reset_after, dropout_mask, check_xs)
 
@@ -624,8 +630,9 @@ def network_forward_common(cell, xs, list params, list shapes, dtype,
     c_n = cnp.PyArray_ZEROS(3, dims, cnp.PyArray_TYPE(arr), 0) if has_c else None
     final = (h_n, c_n) if has_c else h_n
     if not training and _direct_infer_on:
-        x = _infer_layers(cell, arr, params, h_n, c_n, num_layers, num_dirs, H,
-                          reset_after if cell == "gru" else relu)
+        x = _infer_layers(cell, arr, params, h_n, c_n,
+                          _full_lengths(dims[1], cnp.PyArray_DIM(arr, 1)), num_layers,
+                          num_dirs, H, reset_after if cell == "gru" else relu, True)
         if x is not None:
             return x, final, None, None
     x, caches, masks = _run_layers(cell, arr, params, h_n, c_n,
@@ -635,20 +642,24 @@ def network_forward_common(cell, xs, list params, list shapes, dtype,
     return x, final, caches, masks
 
 
-cdef object _infer_layers(cell, cnp.ndarray xs, list params, cnp.ndarray h_n, c_n,
+cdef object _infer_layers(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
                           Py_ssize_t num_layers, Py_ssize_t num_dirs, Py_ssize_t H,
-                          bint flag):
-    """_run_layers' inference, for network_forward_common's arrays (xs and
-    params checked there, h_n and c_n its fresh zeros): each direction's
-    kernel run straight through its module's compiled entry, on pointers,
-    with gates and work in the scratch's block, instead of through
-    `forward` and the kernel def (a buffer set under a hashed key, 13
-    arrays checked again).  The first layer's first direction refuses xs
-    with a NaN or Inf, as the def would.  Returns the last layer's output,
-    or None, with nothing run, when the call is not for this path (the
-    kernels of another build; an empty batch or sequence; sizes near
-    BLAS's 32-bit limit; a block over the scratch's max_block_bytes):
-    _run_layers then runs it.  docs/performance.md item 93."""
+                          bint flag, bint check_xs):
+    """_run_layers' inference, on arrays its callers have checked (xs and
+    params: network_forward_common's tests, or the network's checked
+    path): each direction's kernel run straight through its module's
+    compiled entry, on pointers, with gates and work in the scratch's
+    block, instead of through `forward` and the kernel def (a buffer set
+    under a hashed key, 13 arrays checked again).  h_n, c_n (the states,
+    overwritten with the final ones) and lengths are tested here, as the
+    pointers go to the kernel unchecked.  check_xs: the first layer's
+    first direction refuses xs with a NaN or Inf, as the def would.
+    Returns the last layer's output, or None, with nothing run, when the
+    call is not for this path (the kernels of another build; an empty
+    batch or sequence; sizes near BLAS's 32-bit limit; a block over the
+    scratch's max_block_bytes; states or lengths not as the kernel reads
+    them): _run_layers then runs it, with the defs' checks.
+    docs/performance.md items 93, 96."""
     cdef int code = _CELL_CODE[cell]
     cdef infer_fn entry = _infer_entries[code]
     cdef Py_ssize_t N = cnp.PyArray_DIM(xs, 0), T = cnp.PyArray_DIM(xs, 1)
@@ -664,11 +675,17 @@ cdef object _infer_layers(cell, cnp.ndarray xs, list params, cnp.ndarray h_n, c_
     if need > _scratch.max_block_bytes:
         return None
     cdef int typenum = cnp.PyArray_TYPE(xs)
+    cdef Py_ssize_t K = num_layers * num_dirs
+    if (not _array_as_read(h_n, typenum, 3, K, N, H, True)
+            or (c_n is not None and not _array_as_read(c_n, typenum, 3, K, N, H, True))
+            or not _array_as_read(lengths, cnp.NPY_INTP, 1, N, 0, 0, False)
+            or not _params_as_read(params, typenum, K, num_dirs, D, H, G,
+                                   2 * G if code == GRU and flag else G)):
+        return None
     cdef Py_ssize_t state_bytes = N * H * itemsize, layer, d, k, got
     cdef SeqFwd s
     cdef char* block
     cdef int threads = _step_loop_threads()
-    lengths = _full_lengths(N, T)
     s.lengths = <const Py_ssize_t*> cnp.PyArray_DATA(<cnp.ndarray> lengths)
     s.N, s.T, s.H, s.W, s.Tc = N, T, H, W, Tg
     s.training, s.h_prev, s.Wx_packed, s.ft = False, NULL, NULL, typenum
@@ -686,11 +703,11 @@ cdef object _infer_layers(cell, cnp.ndarray xs, list params, cnp.ndarray h_n, c_
                 s.Wx = cnp.PyArray_DATA(<cnp.ndarray> params[3 * k])
                 s.Wh = cnp.PyArray_DATA(<cnp.ndarray> params[3 * k + 1])
                 s.b = cnp.PyArray_DATA(<cnp.ndarray> params[3 * k + 2])
-                s.h = <char*> cnp.PyArray_DATA(h_n) + k * state_bytes
+                s.h = <char*> cnp.PyArray_DATA(<cnp.ndarray> h_n) + k * state_bytes
                 c = (NULL if c_n is None
                      else <char*> cnp.PyArray_DATA(<cnp.ndarray> c_n) + k * state_bytes)
                 s.out_offset, s.reverse = d * H, d == 1
-                s.check_xs, s.nonfinite = k == 0, 0
+                s.check_xs, s.nonfinite = check_xs and k == 0, 0
                 with nogil:
                     entry(&s, c, flag, threads)
                 raise_if_nonfinite(s.nonfinite, "xs", xs)
@@ -698,6 +715,50 @@ cdef object _infer_layers(cell, cnp.ndarray xs, list params, cnp.ndarray h_n, c_
     finally:
         _scratch.give_block(block, got)
     return x
+
+
+cdef bint _params_as_read(list params, int typenum, Py_ssize_t K, Py_ssize_t num_dirs,
+                          Py_ssize_t D, Py_ssize_t H, Py_ssize_t G, Py_ssize_t b_size):
+    """Whether params holds K directions' Wx, Wh and b as _array_as_read
+    says (any shape of their sizes: D*G for the first layer's Wx, then
+    num_dirs*H*G; H*G; b_size), so that a kernel reads them in bounds.
+    The network's checks leave alignment to the kernel defs."""
+    cdef Py_ssize_t k, sizes[3]
+    cdef int i
+    if len(params) != 3 * K:
+        return False
+    sizes[1], sizes[2] = H * G, b_size
+    for k in range(K):
+        sizes[0] = (D if k < num_dirs else num_dirs * H) * G
+        for i in range(3):
+            a = params[3 * k + i]
+            if (not _array_as_read(a, typenum, -1, 0, 0, 0, False)
+                    or cnp.PyArray_SIZE(<cnp.ndarray> a) != sizes[i]):
+                return False
+    return True
+
+
+cdef bint _array_as_read(a, int typenum, int ndim, Py_ssize_t d0, Py_ssize_t d1,
+                         Py_ssize_t d2, bint writable):
+    """Whether `a` is an ndarray of numpy type `typenum` and shape (d0,),
+    or (d0, d1, d2) when ndim is 3 (any shape when ndim is -1),
+    C-contiguous, aligned, in native byte order and, if writable,
+    writeable (a state the kernel overwrites): what _infer_layers hands to
+    a kernel unchecked."""
+    cdef cnp.ndarray arr
+    cdef cnp.npy_intp* dims
+    if not cnp.PyArray_Check(a):
+        return False
+    arr = <cnp.ndarray> a
+    if (cnp.PyArray_TYPE(arr) != typenum
+            or (ndim >= 0 and cnp.PyArray_NDIM(arr) != ndim)
+            or not cnp.PyArray_ISCARRAY_RO(arr) or not cnp.PyArray_ISNOTSWAPPED(arr)
+            or (writable and not cnp.PyArray_ISWRITEABLE(arr))):
+        return False
+    if ndim < 0:
+        return True
+    dims = cnp.PyArray_DIMS(arr)
+    return dims[0] == d0 and (ndim == 1 or (dims[1] == d1 and dims[2] == d2))
 
 
 def network_backward(list caches, list masks, dout, dh0, dc0, list grads,

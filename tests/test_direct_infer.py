@@ -23,14 +23,15 @@ def direct_switch():
     _core.use_direct_infer(True)
 
 
-def both_paths(net, xs, use):
-    """(output, final state) of the direct path and of the layers' path,
-    and whether each ran as it should (the block is the direct path's)."""
+def both_paths(net, xs, use, **kwargs):
+    """(output, final state) of net.forward(xs, **kwargs) by the direct
+    path and by the layers' path, and the scratch's block after each (the
+    direct path's: whether each ran as it should)."""
     results, blocks = [], []
     for on in (True, False):
         use(on)
         _core._SCRATCH.clear()
-        out, state = net.forward(xs)
+        out, state = net.forward(xs, **kwargs)
         results.append((out, state if isinstance(state, tuple) else (state,)))
         blocks.append(_core._SCRATCH.block_bytes)
     use(True)
@@ -59,6 +60,61 @@ def test_direct_path_matches_the_layers_path_bitwise(make, dtype, N, T, direct_s
     (direct, layers), blocks = both_paths(net, xs, direct_switch)
     assert blocks[0] > 0 and blocks[1] == 0          # each path ran as asked
     assert_same(direct, layers)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_checked_path_inference_goes_direct_too(cell, dtype, direct_switch):
+    """A given state, ragged lengths, a stateful network: the network's
+    checked path (network_forward) takes the direct path as well."""
+    kw = dict(nonlinearity="relu") if cell == "rnn" else {}
+    net = CELLS[cell](5, 6, num_layers=2, bidirectional=True, dtype=dtype, random_state=0,
+                      **kw).eval()
+    rng = np.random.default_rng(4)
+    xs = rng.standard_normal((4, 7, 5)).astype(dtype)
+    h = rng.standard_normal((4, 4, 6)).astype(dtype)
+    state = (h, 2 * h) if cell == "lstm" else h
+    for kwargs in (dict(state=state), dict(lengths=[7, 1, 4, 6]),
+                   dict(state=state, lengths=[2, 7, 7, 5])):
+        (direct, layers), blocks = both_paths(net, xs, direct_switch, **kwargs)
+        assert blocks[0] > 0 and blocks[1] == 0
+        assert_same(direct, layers)
+    stateful = [CELLS[cell](5, 6, stateful=True, dtype=dtype, random_state=0).eval()
+                for _ in range(2)]
+    outs = []
+    for net, on in zip(stateful, (True, False)):
+        direct_switch(on)
+        outs.append([net.forward(xs)[0] for _ in range(3)])   # the state carried
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_states_and_lengths_not_as_the_kernel_reads_them_step_aside(direct_switch):
+    """network_forward is an internal entry: a state or lengths that a
+    caller did not make as the kernel reads them take the layers' path
+    (with the defs' checks), never the kernel unchecked."""
+    from rnnfast._dispatch import network_forward
+    net = rnnfast.LSTM(3, 4, random_state=0).eval()
+    xs = np.ones((2, 5, 3), np.float32)
+    full = np.full(2, 5, np.intp)
+    h, c = np.zeros((1, 2, 4), np.float32), np.zeros((1, 2, 4), np.float32)
+    for bad_h, bad_c, lengths in ((h[:, :1], c, full),                  # wrong shape
+                                  (np.zeros((1, 4, 2), np.float32).transpose(0, 2, 1), c,
+                                   full),                               # not contiguous
+                                  (h.astype(np.float64), c, full),      # wrong type
+                                  (h, c, full.astype(np.int32))):       # lengths' type
+        _core._SCRATCH.clear()
+        with pytest.raises((ValueError, TypeError)):
+            network_forward("lstm", xs, net.params, bad_h, bad_c, lengths, 1, 1, 4, False,
+                            False, False, None, True)
+        assert _core._SCRATCH.block_bytes == 0
+    read_only = h.copy()
+    read_only.flags.writeable = False
+    _core._SCRATCH.clear()
+    with pytest.raises(ValueError, match="h: is read-only"):
+        network_forward("lstm", xs, net.params, read_only, c, full, 1, 1, 4, False, False,
+                        False, None, True)
+    assert _core._SCRATCH.block_bytes == 0
 
 
 def test_long_chunked_inference_matches(direct_switch):
