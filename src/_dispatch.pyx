@@ -650,9 +650,11 @@ cdef object _infer_layers(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
     path): each direction's kernel run straight through its module's
     compiled entry, on pointers, with gates and work in the scratch's
     block, instead of through `forward` and the kernel def (a buffer set
-    under a hashed key, 13 arrays checked again).  h_n, c_n (the states,
-    overwritten with the final ones) and lengths are tested here, as the
-    pointers go to the kernel unchecked.  check_xs: the first layer's
+    under a hashed key, 13 arrays checked again).  What the pointers are
+    taken from is tested here all the same, as they go to the kernel
+    unchecked: xs (float32 or float64, C order, aligned), h_n, c_n (the
+    states, overwritten with the final ones), lengths and each parameter
+    (_array_as_read, _params_as_read).  check_xs: the first layer's
     first direction refuses xs with a NaN or Inf, as the def would.
     Returns the last layer's output, or None, with nothing run, when the
     call is not for this path (the kernels of another build; an empty
@@ -676,7 +678,9 @@ cdef object _infer_layers(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
         return None
     cdef int typenum = cnp.PyArray_TYPE(xs)
     cdef Py_ssize_t K = num_layers * num_dirs
-    if (not _array_as_read(h_n, typenum, 3, K, N, H, True)
+    if ((typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE)
+            or not _array_as_read(xs, typenum, 3, N, T, D, False)
+            or not _array_as_read(h_n, typenum, 3, K, N, H, True)
             or (c_n is not None and not _array_as_read(c_n, typenum, 3, K, N, H, True))
             or not _array_as_read(lengths, cnp.NPY_INTP, 1, N, 0, 0, False)
             or not _params_as_read(params, typenum, K, num_dirs, D, H, G,

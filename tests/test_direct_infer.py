@@ -90,8 +90,8 @@ def test_checked_path_inference_goes_direct_too(cell, dtype, direct_switch):
 
 
 def test_states_and_lengths_not_as_the_kernel_reads_them_step_aside(direct_switch):
-    """network_forward is an internal entry: a state or lengths that a
-    caller did not make as the kernel reads them take the layers' path
+    """network_forward is an internal entry: an xs, a state or lengths that
+    a caller did not make as the kernel reads them take the layers' path
     (with the defs' checks), never the kernel unchecked."""
     from rnnfast._dispatch import network_forward
     net = rnnfast.LSTM(3, 4, random_state=0).eval()
@@ -106,6 +106,13 @@ def test_states_and_lengths_not_as_the_kernel_reads_them_step_aside(direct_switc
         _core._SCRATCH.clear()
         with pytest.raises((ValueError, TypeError)):
             network_forward("lstm", xs, net.params, bad_h, bad_c, lengths, 1, 1, 4, False,
+                            False, False, None, True)
+        assert _core._SCRATCH.block_bytes == 0
+    for bad_xs in (xs.astype(np.float64), np.asfortranarray(np.ones((2, 5, 3), np.float32)),
+                   np.ones((2, 5, 3), np.int32)):
+        _core._SCRATCH.clear()
+        with pytest.raises((ValueError, TypeError), match="^(xs|Wx): expected"):
+            network_forward("lstm", bad_xs, net.params, h, c, full, 1, 1, 4, False,
                             False, False, None, True)
         assert _core._SCRATCH.block_bytes == 0
     read_only = h.copy()
