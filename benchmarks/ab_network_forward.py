@@ -17,13 +17,15 @@ must still exist there).
 import ast
 import statistics
 import sys
-import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 import rnnfast
 from rnnfast import networks
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from common import best_us_a_call  # noqa: E402
 
 CLASSES = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}
 
@@ -58,13 +60,7 @@ def main(argv):
             for T, (net, xs, n) in cases.items():
                 for name, call in (("old", lambda: old(net, xs)),
                                    ("new", lambda: net.forward(xs))):
-                    best = float("inf")
-                    for _ in range(3):
-                        t0 = time.perf_counter()
-                        for _ in range(n):
-                            call()
-                        best = min(best, (time.perf_counter() - t0) / n * 1e6)
-                    times.setdefault((T, name), []).append(best)
+                    times.setdefault((T, name), []).append(best_us_a_call(call, n))
     for T in lengths:
         o, n = times[T, "old"], times[T, "new"]
         print(f"{argv[2]} infer T={T}: old {statistics.median(o):.3f} us, new "

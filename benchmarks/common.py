@@ -58,3 +58,16 @@ def median_wall_time(call, seconds=0.3):
         call()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def best_us_a_call(call, n, blocks=3):
+    """us a call of `call`: the best of `blocks` blocks of n calls (the
+    interleaved A/B scripts of short calls, where the best block is the
+    least disturbed by the machine)."""
+    best = float("inf")
+    for _ in range(blocks):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            call()
+        best = min(best, (time.perf_counter() - t0) / n * 1e6)
+    return best

@@ -10,13 +10,16 @@ rounds (11), and the median of the per-round ratios off/on.
 """
 import os
 import statistics
-import time
+import sys
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 import rnnfast
 from rnnfast import _core
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from common import best_us_a_call  # noqa: E402
 
 N, D, H = 8, 64, 64
 LENGTHS = [10, 9, 8, 7, 10, 5, 10, 3]
@@ -37,16 +40,6 @@ def cases():
     return found
 
 
-def best_of_3(call, n=5000):
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            call()
-        best = min(best, (time.perf_counter() - t0) / n * 1e6)
-    return best
-
-
 def main():
     rounds = int(os.environ.get("ROUNDS", "11"))
     calls = cases()
@@ -57,7 +50,7 @@ def main():
                 for name, call in calls.items():
                     for on in (False, True):
                         _core.use_direct_infer(on)
-                        times.setdefault((name, on), []).append(best_of_3(call))
+                        times.setdefault((name, on), []).append(best_us_a_call(call, 5000))
     finally:
         _core.use_direct_infer(True)
     for name in calls:
