@@ -549,7 +549,7 @@ def network_forward(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
     when it takes the call."""
     if not training and dropout_mask is None and _direct_infer_on:
         x = _infer_layers(cell, xs, params, h_n, c_n, lengths, num_layers, num_dirs, H,
-                          reset_after if cell == "gru" else relu, check_xs)
+                          relu, reset_after, check_xs)
         if x is not None:
             return x, [], [None] * num_layers
     return _run_layers(cell, xs, params, h_n, c_n, lengths, num_layers, num_dirs, H,
@@ -616,7 +616,9 @@ def network_forward_common(cell, xs, list params, list shapes, dtype,
     dtype): the caller's own checks then convert or word the error.  A NaN
     or Inf in xs is refused by the kernel (check_xs).  One compiled call
     instead of the network's five (the checks, the lengths, the zero
-    state, the layers): docs/performance.md item 92."""
+    state, the layers): docs/performance.md item 92.  Inference then runs
+    through _infer_layers when it takes the call (caches and masks are
+    then None; item 93)."""
     cdef cnp.ndarray arr
     cdef cnp.npy_intp dims[3]
     if not float_array_match(xs, dtype, 3):
@@ -629,22 +631,20 @@ def network_forward_common(cell, xs, list params, list shapes, dtype,
     h_n = cnp.PyArray_ZEROS(3, dims, cnp.PyArray_TYPE(arr), 0)
     c_n = cnp.PyArray_ZEROS(3, dims, cnp.PyArray_TYPE(arr), 0) if has_c else None
     final = (h_n, c_n) if has_c else h_n
+    lengths = _full_lengths(dims[1], cnp.PyArray_DIM(arr, 1))
     if not training and _direct_infer_on:
-        x = _infer_layers(cell, arr, params, h_n, c_n,
-                          _full_lengths(dims[1], cnp.PyArray_DIM(arr, 1)), num_layers,
-                          num_dirs, H, reset_after if cell == "gru" else relu, True)
+        x = _infer_layers(cell, arr, params, h_n, c_n, lengths, num_layers, num_dirs, H,
+                          relu, reset_after, True)
         if x is not None:
             return x, final, None, None
-    x, caches, masks = _run_layers(cell, arr, params, h_n, c_n,
-                                   _full_lengths(dims[1], cnp.PyArray_DIM(arr, 1)),
-                                   num_layers, num_dirs, H, training, relu, reset_after,
-                                   None, True)
+    x, caches, masks = _run_layers(cell, arr, params, h_n, c_n, lengths, num_layers,
+                                   num_dirs, H, training, relu, reset_after, None, True)
     return x, final, caches, masks
 
 
 cdef object _infer_layers(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
                           Py_ssize_t num_layers, Py_ssize_t num_dirs, Py_ssize_t H,
-                          bint flag, bint check_xs):
+                          bint relu, bint reset_after, bint check_xs):
     """_run_layers' inference, on arrays its callers have checked (xs and
     params: network_forward_common's tests, or the network's checked
     path): each direction's kernel run straight through its module's
@@ -664,6 +664,7 @@ cdef object _infer_layers(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
     docs/performance.md items 93, 96."""
     cdef int code = _CELL_CODE[cell]
     cdef infer_fn entry = _infer_entries[code]
+    cdef bint flag = reset_after if code == GRU else relu     # the entry's flag
     cdef Py_ssize_t N = cnp.PyArray_DIM(xs, 0), T = cnp.PyArray_DIM(xs, 1)
     cdef Py_ssize_t D = cnp.PyArray_DIM(xs, 2), W = num_dirs * H
     cdef Py_ssize_t G = _N_GATES[code] * H, itemsize = cnp.PyArray_ITEMSIZE(xs)
