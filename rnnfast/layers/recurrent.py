@@ -11,6 +11,7 @@ from .. import _core
 from .._layout import N_GATES, bias_shape
 from .._rnn import arrays_ready
 from .._validation import check_array, check_lengths, check_live_arrays
+from ._common import no_forward
 
 
 def _weights_dtype(**arrays):
@@ -65,6 +66,29 @@ class _Recurrent:
         self._relu = relu
         self._reset_after = reset_after
         self._cache = None
+        self.training = True
+
+    # As a network's (rnnfast.networks): in evaluation mode forward saves
+    # nothing for a backward and runs the kernels' inference, straight from
+    # the layer into the kernel's run (docs/performance.md item 98).
+    def train(self, mode=True):
+        """Training mode (mode=True, the default of a new layer): forward
+        saves what backward needs.  Returns self."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode: forward runs inference and saves nothing, so
+        backward raises until a forward in training mode.  Returns self."""
+        return self.train(False)
+
+    def _no_forward(self):
+        """The error of a backward with no forward's activations to read."""
+        if not self.training:
+            return RuntimeError(f"{type(self).__name__}.backward: the layer is in evaluation "
+                                "mode, whose forward saves nothing for a backward; call "
+                                "train() before the forward")
+        return no_forward(self)
 
     @property
     def dtype(self):
@@ -88,23 +112,30 @@ class _Recurrent:
         it (rnnfast.networks, forward)."""
         N, T, _ = xs.shape
         dtype, shapes, params = self._dtype, self._shapes, self.params
-        out = _core.empty_output(N, T, shapes[1][0], dtype)
         # The compiled test first: the owner's name is only needed to word an error.
         if not arrays_ready(params, shapes, dtype):
             check_live_arrays(params, ("[0] (Wx)", "[1] (Wh)", "[2] (b)"), shapes, dtype,
                               f"{type(self).__name__}.params")
+        lengths = check_lengths(None, N, T)
+        if not self.training:
+            self._cache = None      # a backward never reads an older forward's
+            # A network of one layer and direction: h[None] (1, N, H) is a
+            # view, so the final state is written into h (and c) as below.
+            out, _, _ = _core.network_forward(
+                self.cell, xs, params, h[None], None if c is None else c[None], lengths, 1, 1,
+                shapes[1][0], False, self._relu, self._reset_after, None, check_xs)
+            return out
+        out = _core.empty_output(N, T, shapes[1][0], dtype)
         Wx, Wh, b = params
-        self._cache = _core.forward(self.cell, xs, Wx, Wh, b, h, c, check_lengths(None, N, T),
-                                    False, out, 0, True, self._relu, self._reset_after,
-                                    check_xs=check_xs)
+        self._cache = _core.forward(self.cell, xs, Wx, Wh, b, h, c, lengths, False, out, 0,
+                                    True, self._relu, self._reset_after, check_xs=check_xs)
         return out
 
     def _run_backward(self, dout, dh, dc, dout_name=None):
         """dout_name: the kernel refuses a dout with a NaN or Inf as it
         reads it, by that name (rnnfast.networks, backward)."""
         if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward "
-                               "(or twice for one forward)")
+            raise self._no_forward()
         dtype, shapes, grads = self._dtype, self._shapes, self.grads
         if not arrays_ready(grads, shapes, dtype, True):         # as in _run_forward
             check_live_arrays(grads, ("[0] (dWx)", "[1] (dWh)", "[2] (db)"), shapes, dtype,
@@ -126,8 +157,7 @@ class _Cell(_Recurrent):
 
     def _check_dh(self, dh_next, name="dh_next"):
         if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward "
-                               "(or twice for one forward)")
+            raise self._no_forward()
         N = self._cache.xs.shape[0]
         return check_array(dh_next, name, self._dtype, (N, self._shapes[1][0]))
 
@@ -234,8 +264,7 @@ class _TimeLayer(_Recurrent):
 
     def backward(self, dhs):
         if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward "
-                               "(or twice for one forward)")
+            raise self._no_forward()
         N, T, _ = self._cache.xs.shape
         H = self._shapes[1][0]
         dhs = check_array(dhs, "dhs", self._dtype, (N, T, H), allow_nonfinite=True)

@@ -204,7 +204,9 @@ class Seq2seq(Model):
         self.encoder = self._encoder(V, D, H, rng, self.dtype)
         self.decoder = self._decoder(V, D, H, rng, self.dtype)
         self.loss_layer = TimeSoftmaxWithLoss(ignore_label=ignore_label)
-        self.layers = []                 # no dropout: one mode only
+        # No dropout; the LSTMs' eval() makes their forward inference
+        # (nothing saved for a backward), as generate uses them.
+        self.layers = [self.encoder.lstm, self.decoder.lstm]
         self._collect(self.encoder.params + self.decoder.params,
                       self.encoder.grads + self.decoder.grads)
 
@@ -244,8 +246,11 @@ class Seq2seq(Model):
         xs = self._check(xs.reshape(1, -1) if single else xs)
         check_ids([start_id], "start_id", self.vocab_size, (1,))
         sample_size = check_int(sample_size, "sample_size", minimum=0)
-        out = self.decoder.generate(self.encoder.forward(xs), start_id, sample_size)
+        out = self._in_eval(self._generate, xs, start_id, sample_size)
         return out[0] if single else out
+
+    def _generate(self, xs, start_id, sample_size):
+        return self.decoder.generate(self.encoder.forward(xs), start_id, sample_size)
 
 
 class PeekySeq2seq(Seq2seq):
