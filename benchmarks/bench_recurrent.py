@@ -17,7 +17,7 @@ DTYPES = ["float32", "float64"]
 
 class Cell:
     """One time step of RNNCell / LSTMCell / GRUCell (batch and sizes of a
-    configuration)."""
+    configuration): forward in training and in eval mode, training step."""
     params = [CELLS, list(CONFIGS), DTYPES]
     param_names = ["cell", "config", "dtype"]
 
@@ -28,6 +28,7 @@ class Cell:
         Wx, Wh, b = weights(cell, D, H, dtype)
         cls = {"rnn": rnnfast.RNNCell, "lstm": rnnfast.LSTMCell, "gru": rnnfast.GRUCell}
         self.layer = cls[cell](Wx, Wh, b)
+        self.eval_layer = cls[cell](Wx, Wh, b).eval()
         self.x = data((N, D), dtype, 1)
         self.h = data((N, H), dtype, 2)
         self.dh = data((N, H), dtype, 3)
@@ -41,14 +42,18 @@ class Cell:
     def time_forward(self, *params):
         self.layer.forward(*self.args)
 
+    def time_infer(self, *params):
+        self.eval_layer.forward(*self.args)
+
     def time_train_step(self, *params):
         self.layer.forward(*self.args)
         self.layer.backward(*self.dargs)
 
 
 class TimeLayer:
-    """A whole sequence through TimeRNN / TimeLSTM / TimeGRU: forward, and
-    the training step (forward + BPTT)."""
+    """A whole sequence through TimeRNN / TimeLSTM / TimeGRU: forward (in
+    training mode), inference (eval mode), and the training step (forward
+    + BPTT)."""
     params = [CELLS, list(CONFIGS), DTYPES]
     param_names = ["cell", "config", "dtype"]
     timeout = 180
@@ -60,6 +65,7 @@ class TimeLayer:
         Wx, Wh, b = weights(cell, D, H, dtype)
         cls = {"rnn": rnnfast.TimeRNN, "lstm": rnnfast.TimeLSTM, "gru": rnnfast.TimeGRU}
         self.layer = cls[cell](Wx, Wh, b)
+        self.eval_layer = cls[cell](Wx, Wh, b).eval()
         self.xs = data((N, T, D), dtype, 1)
         self.dhs = data((N, T, H), dtype, 2)
         self.flops = gemm_flops(cell, True, N, T, D, H)
@@ -70,6 +76,9 @@ class TimeLayer:
 
     def time_forward(self, *params):
         self.layer.forward(self.xs)
+
+    def time_infer(self, *params):
+        self.eval_layer.forward(self.xs)
 
     def time_train_step(self, *params):
         self.layer.forward(self.xs)
