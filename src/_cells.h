@@ -17,7 +17,8 @@
  * Selects (clamps) vectorise only when GCC may ignore floating-point
  * exception flags: setup.py compiles with -fno-trapping-math (as PyTorch
  * does); results do not depend on it.
- * The double versions call libm's exp and tanh (accuracy first).
+ * The double activations are branch-free too (rf_exp_in_range_d, rf_tanh_d:
+ * ~1e-16 relative, each activation its own quotient: accuracy first).
  *
  * The passes are those of the Cython kernels; see src/_rnn.pyx,
  * src/_lstm.pyx, src/_gru.pyx for the meaning of each buffer.  Every
@@ -158,18 +159,80 @@ RF_INLINE void rf_lstm_unit_f(float xf, float xg, float xi, float xo, float c,
     *tc = pc * eo * r2;
 }
 
-RF_INLINE double rf_sigmoid_d(double x)
+/* exp(x) in double for x in [-708, 709] (the caller clamps), branch-free
+ * so that the passes vectorise (libm's exp is a call per value: 43 % of an
+ * LSTM inference at `medium` in float64, docs/performance.md item 99):
+ *   - k = round(x / ln 2) by adding 1.5 * 2^52: k is then in the low bits of
+ *     t's mantissa, and 2^k is built from them with integer adds and shifts
+ *     (AVX2 has no double -> int64 conversion);
+ *   - r = x - k ln 2 in two parts (fdlibm's ln2_hi has 32 significant bits,
+ *     so k * ln2_hi is exact), |r| <= ln 2 / 2;
+ *   - exp(r) by its Taylor polynomial to degree 13 (truncation < 5e-18
+ *     relative), Horner;
+ *   - k + 1023 in [1, 2046] over the range: 2^k is a normal double. */
+RF_INLINE double rf_exp_in_range_d(double x)
 {
-    double e;
-    if (x >= 0)
-        return 1.0 / (1.0 + exp(-x));
-    e = exp(x);
-    return e / (1.0 + e);
+    const double shifter = 6755399441055744.0;       /* 1.5 * 2^52 */
+    double t, k, r, p, scale;
+    uint64_t bits;
+    t = x * 1.44269504088896338700 + shifter;
+    k = t - shifter;
+    r = x - k * 6.93147180369123816490e-01;          /* ln2_hi */
+    r = r - k * 1.90821492927058770002e-10;          /* ln2_lo */
+    p = 1.0 / 6227020800.0;                           /* 1/13! */
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits + 1023) << 52;     /* the low 12 bits of t's are k mod 4096 */
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
 }
 
+/* sigmoid in double: e = exp(-|x|) <= 1, 1 / (1 + e) for x >= 0 and e / (1
+ * + e) below (no cancellation either side).  |x| is clamped to 708: below
+ * -708 the result is 3.3e-308 instead of smaller or 0. */
+RF_INLINE double rf_sigmoid_d(double x)
+{
+    double a, e, s;
+    a = x < 0 ? -x : x;
+    a = a > 708.0 ? 708.0 : a;
+    e = rf_exp_in_range_d(-a);
+    s = 1.0 / (1.0 + e);
+    return x >= 0 ? s : e * s;
+}
+
+/* tanh in double, as Cephes' tanh (relative error ~2.5e-16) but
+ * branch-free and with one division: for |x| <= 0.625 the rational x + x
+ * z P(z) / Q(z), z = x^2, as one quotient (x Q + x z P) / Q; above, (s - 1)
+ * / (s + 1) with s = exp(2 |x|), |x| clamped to 20 (tanh is 1.0 in double
+ * from 19.1).  Both are computed and one is taken; odd in x, tanh(-0) = -0,
+ * NaN gives NaN. */
 RF_INLINE double rf_tanh_d(double x)
 {
-    return tanh(x);
+    double a, ac, z, P, Q, s, num, den, t;
+    a = x < 0 ? -x : x;
+    ac = a > 20.0 ? 20.0 : a;
+    s = rf_exp_in_range_d(2.0 * ac);
+    z = a * a;
+    P = (-9.64399179425052238628e-1 * z + -9.92877231001918586564e1) * z
+        + -1.61468768441708447952e3;
+    Q = ((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z
+        + 4.84406305325125486048e3;
+    num = a <= 0.625 ? a * Q + a * z * P : s - 1.0;
+    den = a <= 0.625 ? Q : s + 1.0;
+    t = num / den;
+    return x < 0 ? -t : t;
 }
 
 /* The same in double: each activation its own quotient (accuracy first). */

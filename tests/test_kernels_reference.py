@@ -176,8 +176,7 @@ def test_float32_lstm_unit_accuracy(rng):
 
 @pytest.mark.parametrize("reset_after", [False, True])
 def test_float32_gru_unit_accuracy(reset_after, rng):
-    """The float GRU pass (z and r share one division, rf_sigmoid2_f)
-    against float64 math, pre-activations from -45 to 45.  As above, Wx is
+    """The float GRU pass against float64 math, pre-activations from -45 to 45.  As above, Wx is
     three permutation matrices; Wh is zero but for an identity in the
     candidate's block and the biases are zero, so with either reset
     h' = (1 - z) h + z tanh(x_h + r h)."""
@@ -200,6 +199,74 @@ def test_float32_gru_unit_accuracy(reset_after, rng):
         h_ref = (1 - z) * h0 + z * np.tanh(x[:, perms[2]] + r * h0)
         assert np.abs(h - h_ref).max() <= 1e-6, training
         np.testing.assert_array_equal(out[:, 0, :], h)
+
+
+def float64_activations(x, training):
+    """(tanh(x), sigmoid(x)) as the float64 kernels compute them, x (N, H):
+    tanh is an RNN's output from an identity Wx; sigmoid is an LSTM's new
+    cell from an identity forget-gate block, c = 1 and g = tanh(0) = 0, so
+    c' = sigmoid(x) * 1 + 0 exactly."""
+    N, H = x.shape
+    xs = np.ascontiguousarray(x[:, None, :])
+    eye, zero = np.eye(H), np.zeros((H, H))
+    lengths = np.ones(N, np.intp)
+    h, out = np.zeros((N, H)), np.empty((N, 1, H))
+    _core.forward("rnn", xs, eye, zero, np.zeros(H), h, None, lengths, False, out, 0, training)
+    tanh = out[:, 0].copy()
+    Wx = np.ascontiguousarray(np.concatenate([eye, zero, zero, zero], axis=1))
+    h, c = np.zeros((N, H)), np.ones((N, H))
+    _core.forward("lstm", xs, Wx, np.zeros((H, 4 * H)), np.zeros(4 * H), h, c, lengths, False,
+                  out, 0, training)
+    return tanh, c
+
+
+def ulps(got, x, fn):
+    """|got - fn(x)| in units in the last place of fn(x), with fn in long
+    double (80-bit on x86-64: 11 more bits than double), where
+    |fn(x)| > 1e-300."""
+    with np.errstate(over="ignore"):
+        ref = fn(x.astype(np.longdouble))
+    ok = np.abs(ref) > 1e-300
+    err = np.abs(got.astype(np.longdouble) - ref)[ok]
+    return (err / np.spacing(np.abs(ref[ok]).astype(np.float64))).astype(np.float64)
+
+
+def test_float64_activations_are_accurate(rng):
+    """The float64 passes' branch-free exp, sigmoid and tanh (src/_cells.h,
+    rf_exp_in_range_d, rf_sigmoid_d, rf_tanh_d), against long double, over
+    both of tanh's branches (|x| <= 0.625 and above, and the switch between
+    them), tiny and large values: within 4 ulp (measured: 2.25 for each,
+    where libm's tanh and exp-based sigmoid are within 1.2 and 2.0).
+    Training and inference run the same functions."""
+    H = 256
+    x = np.concatenate([rng.uniform(-1, 1, (32, H)), rng.uniform(-30, 30, (32, H)),
+                        rng.standard_normal((16, H)) * 1e-4,
+                        rng.uniform(0.6, 0.65, (16, H)) * rng.choice([-1, 1], (16, H)),
+                        rng.uniform(-800, 800, (16, H))])
+    tanh, sig = float64_activations(x, False)
+    assert ulps(tanh, x, np.tanh).max() <= 4
+    assert ulps(sig, x, lambda v: 1 / (1 + np.exp(-v))).max() <= 4
+    for a, b in zip((tanh, sig), float64_activations(x, True)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_float64_activations_at_the_extremes():
+    """Saturation, and the clamps: sigmoid below -708 gives exp(-708) =
+    3.3e-308 instead of smaller (absolute error < 3.4e-308) and is 1.0 from
+    40 on, tanh is +-1 exactly past 19.1, both are exact around 0, and NaN
+    stays NaN."""
+    x = np.array([[-1e308, -800, -708, -40, -20, -1e-300, 0, 1e-300, 20, 40, 708, 800, 1e308],
+                  [np.nan] * 13])      # (a NaN row: the projection spreads it over the row)
+    tanh, sig = float64_activations(x, False)
+    np.testing.assert_array_equal(tanh[0], [-1, -1, -1, -1, -1, -1e-300, 0, 1e-300,
+                                            1, 1, 1, 1, 1])
+    with np.errstate(over="ignore"):
+        exact = 1 / (1 + np.exp(-x[0, 2:].astype(np.longdouble)))
+    np.testing.assert_allclose(sig[0, 2:], exact.astype(np.float64), rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(sig[0, 5:8], 0.5)
+    np.testing.assert_array_equal(sig[0, 9:], 1.0)
+    assert (sig[0, :2] > 0).all() and (sig[0, :2] < 3.4e-308).all()
+    assert np.isnan(tanh[1]).all() and np.isnan(sig[1]).all()
 
 
 @pytest.mark.parametrize("state", ["zero", "one-unit"])
