@@ -10,7 +10,8 @@ old/new is printed with every pair.
 
 The configuration is a name of rnnfast.bench.CONFIGS or "N,T,D,H".  One
 thread, timed on the CPU clock; THREADS=2 in the environment runs at 2
-threads, timed on the wall clock (CPU time would add the threads up).
+threads, timed on the wall clock (CPU time would add the threads up);
+DTYPE=float64 times the calls in double.
 A worktree of an older commit serves as OLD_TREE:
     git worktree add /tmp/old <commit> && (cd /tmp/old && python setup.py build_ext --inplace)
 """
@@ -33,7 +34,7 @@ threadpool_limits(threads)
 clock = time.process_time if threads == 1 else time.perf_counter
 cell, mode, cfg = sys.argv[2:5]
 shape = CONFIGS[cfg] if cfg in CONFIGS else tuple(int(v) for v in cfg.split(","))
-call = make_case("rnnfast", cell, mode, *shape)
+call = make_case("rnnfast", cell, mode, *shape, dtype=np.dtype(sys.argv[6]))
 for _ in range(3):
     call()
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -49,7 +50,8 @@ print(sorted(times)[len(times) // 2], faults)
 
 def run(tree, cell, mode, cfg):
     threads = os.environ.get("THREADS", "1")
-    out = subprocess.run([sys.executable, "-c", CHILD, tree, cell, mode, cfg, threads],
+    out = subprocess.run([sys.executable, "-c", CHILD, tree, cell, mode, cfg, threads,
+                          os.environ.get("DTYPE", "float32")],
                          check=True, capture_output=True, text=True).stdout.split()
     return float(out[0]), float(out[1])
 

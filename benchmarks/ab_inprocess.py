@@ -15,7 +15,8 @@ checkout's for both.
 A case is cell:mode:config, config a name of rnnfast.bench.CONFIGS or
 N,T,D,H; or kernel:M,K,N, the packed kernel alone (`_rnn.packed_matmul`:
 B packed once, then the product repeated, as in a step loop).  One thread,
-wall clock (THREADS=2 for two).  Both builds' inference goes through the
+wall clock (THREADS=2 for two); float32 (DTYPE=float64 for the cases'
+calls in double).  Both builds' inference goes through the
 kernel defs (_core.use_direct_infer(False)): the direct path takes
 rnnfast's own kernels only, and would time the dispatcher with them.
 """
@@ -101,6 +102,9 @@ def main(argv):
     old = load_kernels(argv[1])
     assert all(old[n].__file__ != new[n].__file__ for n in KERNELS)
     threads = int(os.environ.get("THREADS", "1"))
+    dtype = np.dtype(os.environ.get("DTYPE", "float32"))
+    if dtype not in (np.float32, np.float64):
+        sys.exit(f"DTYPE: expected float32 or float64, got {dtype}")
     _core.use_direct_infer(False)
     try:
         with threadpool_limits(threads):
@@ -112,7 +116,7 @@ def main(argv):
                 else:
                     cfg = case.split(":")[2]
                     shape = CONFIGS[cfg] if cfg in CONFIGS else tuple(int(v) for v in cfg.split(","))
-                    call = make_case("rnnfast", cell, mode, *shape)
+                    call = make_case("rnnfast", cell, mode, *shape, dtype=dtype)
                     calls = {"old": call, "new": call}
                 times = {"old": [], "new": []}
                 for _ in range(rounds):
@@ -122,7 +126,7 @@ def main(argv):
                         times[label].append(median_wall_time(calls[label]))
                 ratios = [o / n for o, n in zip(times["old"], times["new"])]
                 q = statistics.quantiles(ratios)
-                print(f"{cell} {mode} {cfg} ({threads} thr): old "
+                print(f"{cell} {mode} {cfg} ({threads} thr{'' if cell == 'kernel' else ', ' + dtype.name}): old "
                       f"{1e3 * statistics.median(times['old']):.3f} ms, new "
                       f"{1e3 * statistics.median(times['new']):.3f} ms, old/new "
                       f"{statistics.median(ratios):.3f} (quartiles {q[0]:.2f}, {q[2]:.2f})",

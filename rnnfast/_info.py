@@ -18,15 +18,16 @@ def config():
     info = {"rnnfast": __version__, "python": sys.version.split()[0],
             "numpy": np.__version__, "scipy": scipy.__version__, "build": flags,
             "blas": blas_info(), "float32_kernel": _kernel_name(),
+            "float64_kernel": _kernel_name("float64"),
             "env": {k: os.environ.get(k) for k in
                     ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                      "OMP_NUM_THREADS") if os.environ.get(k) is not None}}
     return info
 
 
-def _kernel_name():
+def _kernel_name(dtype="float32"):
     from . import _core
-    return _core.kernel_name()
+    return _core.kernel_name() if dtype == "float32" else _core.float64_kernel_name()
 
 
 def blas_info():
@@ -54,6 +55,7 @@ def show_config(file=None):
     for k, v in info["build"].items():
         print(f"  {k}: {v}", file=out)
     print(f"float32 products: {info['float32_kernel']}", file=out)
+    print(f"float64 products: {info['float64_kernel']}", file=out)
     print("BLAS (threadpoolctl; the kernels use scipy's):", file=out)
     for lib in info["blas"]:
         print("  " + ", ".join(f"{k}={v}" for k, v in lib.items()), file=out)

@@ -84,9 +84,9 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
 
 # ---------------------------------------------------------------- packed B
 # The per-step recurrent products multiply by the same matrix (Wh or Wh^T)
-# at every step.  In float32 on a CPU with AVX2+FMA, that matrix is packed
+# at every step.  On a CPU with AVX2+FMA, that matrix is packed
 # once per sequence and the steps run rnnfast's own micro-kernel
-# (src/_gemm.h); otherwise (float64, other CPUs) they call BLAS as before.
+# (src/_gemm.h, src/_gemm_d.h for float64); on other CPUs they call BLAS.
 from libc.stdlib cimport malloc, free
 
 cdef extern from "_gemm.h" nogil:
@@ -105,6 +105,10 @@ cdef extern from "_gemm.h" nogil:
     int rf_unpacked_ok(long rows, long min_rows, long K, long N)
     void rf_gemm_unpacked_f(long M, long N, long K, const float* A, long lda,
                             const float* B, long ldb, float* C, long ldc, int accumulate)
+    long rf_packed_size_d(long K, long N)
+    void rf_pack_b_d(const double* B, long ldb, int trans, long K, long N, double* Bp)
+    void rf_gemm_packed_d(long M, long N, long K, const double* A, long lda,
+                          const double* Bp, double* C, long ldc, int accumulate)
 
 
 cdef inline int pack_rows(Py_ssize_t rows) noexcept nogil:
@@ -120,15 +124,20 @@ cdef inline floating* pack_b(int m, bint trans_b, int k, int n, const floating* 
                              int ldb) noexcept nogil:
     """op(B) (k, n) packed for gemm_packed with m-row left operands, or NULL
     when the packed path does not apply (the caller then passes NULL on and
-    BLAS runs).  m = 0 asks for BLAS (see pack_rows).  Release the result
-    with free_packed() (it may be kept for the next call)."""
+    BLAS runs).  m = 0 asks for BLAS (see pack_rows).  float: src/_gemm.h's
+    layout; double: src/_gemm_d.h's.  Release the result with
+    free_packed() (it may be kept for the next call)."""
     cdef float* bp
-    if (floating is double or not rf_gemm_packed_supported() or m < 1
-            or k <= 0 or n <= 0):
+    if not rf_gemm_packed_supported() or m < 1 or k <= 0 or n <= 0:
         return NULL
-    bp = rf_buf_alloc(rf_packed_size(k, n))
-    if bp != NULL:
-        rf_pack_b_f(<const float*> b, ldb, trans_b, k, n, bp)
+    if floating is float:
+        bp = rf_buf_alloc(rf_packed_size(k, n))
+        if bp != NULL:
+            rf_pack_b_f(<const float*> b, ldb, trans_b, k, n, bp)
+    else:
+        bp = rf_buf_alloc(2 * rf_packed_size_d(k, n))      # in floats
+        if bp != NULL:
+            rf_pack_b_d(<const double*> b, ldb, trans_b, k, n, <double*> bp)
     return <floating*> bp
 
 
@@ -156,8 +165,8 @@ cdef inline void gemm_packed(int m, int n, int k, const floating* a, int lda,
                              int ldc) noexcept nogil:
     """Row-major C[m, n] = (accumulate ? C : 0) + A @ op(B), with op(B)
     either packed in bp (from pack_b), or read from b as it lies by the
-    wide tiles (bp is rf_unpacked_b(): pack_b_or_read), or, when bp is
-    NULL, read from b by BLAS."""
+    wide tiles (float; bp is rf_unpacked_b(): pack_b_or_read), or, when bp
+    is NULL, read from b by BLAS."""
     if m <= 0 or n <= 0:
         return
     if bp != NULL:
@@ -166,6 +175,8 @@ cdef inline void gemm_packed(int m, int n, int k, const floating* a, int lda,
                 rf_gemm_unpacked_f(m, n, k, a, lda, b, ldb, c, ldc, accumulate)
             else:
                 rf_gemm_packed_f(m, n, k, a, lda, bp, c, ldc, accumulate)
+        else:
+            rf_gemm_packed_d(m, n, k, a, lda, bp, c, ldc, accumulate)
         return
     gemm(False, trans_b, m, n, k, <floating> 1, a, lda, b, ldb,
          <floating> (1 if accumulate else 0), c, ldc)

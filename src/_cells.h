@@ -259,6 +259,16 @@ RF_INLINE void rf_lstm_unit_d(double xf, double xg, double xi, double xo, double
 #undef RF_SIG
 #undef RF_TANH
 
+/* The double passes without FMA contraction.  GCC fuses a * b + c into
+ * an FMA where it sees fit, and with the branch-free activations inlined
+ * it fused differently in a pass's training and inference versions (the
+ * LSTM's and GRU's `save`), whose results then differed in the last bit;
+ * contracted or not per statement as written, they are bitwise the same,
+ * as the float passes are (docs/performance.md item 99). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
 #define RF_REAL double
 #define RF_FN(name) name##_d
 #define RF_SIG rf_sigmoid_d
@@ -268,6 +278,9 @@ RF_INLINE void rf_lstm_unit_d(double xf, double xg, double xi, double xo, double
 #undef RF_FN
 #undef RF_SIG
 #undef RF_TANH
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 /* ------------------------------------------------------------ finiteness */
 /* Whether the n floats (32-bit words) or doubles (64-bit) at p hold no NaN

@@ -294,16 +294,16 @@ rf_pack_bt_panel(const float* src, long ldb, long K, float* dst)
     }
 }
 
-/* C[0, 0:W] (+)= (lo, hi), W = 2 * (floats in V), or only C[0, 0:nc] for a
+/* C[0, 0:W] (+)= (lo, hi), W = 2 * (T's in V), or only C[0, 0:nc] for a
  * ragged last panel.  The ragged path goes through a row buffer: indexing
  * lo and hi themselves by a variable j made GCC store every accumulator of
  * the caller to the stack after its k loop, ragged or not. */
-#define RF_DEFINE_STORE_ROW(NAME, V, TARGET)                                  \
+#define RF_DEFINE_STORE_ROW_T(NAME, T, V, TARGET)                             \
     __attribute__((target(TARGET))) static inline void                        \
-    NAME(float* C, V lo, V hi, long nc, int accumulate)                       \
+    NAME(T* C, V lo, V hi, long nc, int accumulate)                           \
     {                                                                         \
-        const long half = (long) (sizeof(V) / sizeof(float));                 \
-        float row[2 * sizeof(V) / sizeof(float)];                             \
+        const long half = (long) (sizeof(V) / sizeof(T));                     \
+        T row[2 * sizeof(V) / sizeof(T)];                                     \
         long j;                                                               \
         if (nc == 2 * half) {                                                 \
             if (accumulate) {                                                 \
@@ -321,6 +321,8 @@ rf_pack_bt_panel(const float* src, long ldb, long K, float* dst)
             C[j] = accumulate ? C[j] + row[j] : row[j];                       \
     }
 
+#define RF_DEFINE_STORE_ROW(NAME, V, TARGET) RF_DEFINE_STORE_ROW_T(NAME, float, V, TARGET)
+
 /* One 16-column panel of one row (AVX2). */
 RF_DEFINE_STORE_ROW(rf_store_row16, rf_v8, "avx2,fma")
 
@@ -336,12 +338,14 @@ RF_DEFINE_STORE_ROW(rf_store_row16, rf_v8, "avx2,fma")
         /* C's rows are far apart (a cache line each): start fetching */      \
         /* them now, so the update after the k loop does not wait.    */      \
         __builtin_prefetch(C + i * ldc, 1, 3);                                \
-        __builtin_prefetch(C + i * ldc + (long) sizeof(V) / 4 - 1, 1, 3);     \
-        __builtin_prefetch(C + i * ldc + 2 * (long) sizeof(V) / 4 - 1, 1, 3); \
+        __builtin_prefetch(C + i * ldc + (long) (sizeof(V) / sizeof(*C)) - 1, \
+                           1, 3);                                             \
+        __builtin_prefetch(C + i * ldc + 2 * (long) (sizeof(V) / sizeof(*C)) \
+                           - 1, 1, 3);                                        \
     }
 #define RF_ROW_FMA(i, A_IK)                                                   \
     if (tile_rows > i) {                                                      \
-        const float av = A_IK(i);                                             \
+        const __typeof__(*C) av = A_IK(i);    /* float or double */          \
         c##i##0 += av * b0;                                                   \
         c##i##1 += av * b1;                                                   \
     }
@@ -1026,8 +1030,24 @@ static int rf_gemm_single_f(int trans_a, int trans_b, long M, long N, long K,
     return 1;
 }
 
+/* The same products in double (float64 calls). */
+#include "_gemm_d.h"
+
 #else
 #define RF_HAVE_PACKED 0
+static long rf_packed_size_d(long K, long N) { (void) K; (void) N; return 0; }
+static void rf_pack_b_d(const double* B, long ldb, int trans, long K, long N, double* Bp)
+{
+    (void) B; (void) ldb; (void) trans; (void) K; (void) N; (void) Bp;
+    abort();   /* callers check rf_gemm_packed_supported() first */
+}
+static void rf_gemm_packed_d(long M, long N, long K, const double* A, long lda,
+                             const double* Bp, double* C, long ldc, int accumulate)
+{
+    (void) M; (void) N; (void) K; (void) A; (void) lda; (void) Bp; (void) C;
+    (void) ldc; (void) accumulate;
+    abort();   /* callers check rf_gemm_packed_supported() first */
+}
 static void rf_pack_bt_panel(const float* src, long ldb, long K, float* dst)
 {
     long k, j;

@@ -29,7 +29,7 @@ from _arrays cimport arrays_match, float_array_match
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from numpy cimport NPY_FLOAT
 from _seqfwd cimport infer_fn, INFER_CAPSULE
-from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching,
+from _seq cimport (backward_pack_rows, packed_rows, set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching,
                    prefetch_forward_row, prefetch_backward_row, step_time, chunk_start,
                    project_inputs, is_uniform, input_grads, rf_run_rows, step_threads,
                    grad_part, grad_stride, set_split_limits, run_steps,
@@ -134,8 +134,9 @@ cdef void rnn_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil
     cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
     a.save_all = not states_rebuilt(N, T, H, H, sizeof(floating), a.uniform)
-    forward_prologue(tag, &a.s, H)
-    a.Wh_packed = pack_b_or_read(N * T, N, <int> H, <int> H, <const floating*> a.s.Wh,
+    forward_prologue(tag, &a.s, H, threads)
+    a.Wh_packed = pack_b_or_read(packed_rows(tag, N * T, a.s.training, threads), N,
+                                 <int> H, <int> H, <const floating*> a.s.Wh,
                                  <int> H)
     run_steps(tag, rnn_forward_steps_f if floating is float else rnn_forward_steps_d, a, N,
               step_threads(threads, N, T, 2 * H * H, a.Wh_packed != NULL))
@@ -288,8 +289,8 @@ cdef void rnn_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogi
     cdef Py_ssize_t N = a.s.N, T = a.s.T, D = a.s.D, H = a.s.H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
     a.rebuild = states_rebuilt(N, T, H, H, sizeof(floating), a.uniform)
-    backward_prologue(tag, &a.s, H)
-    a.WhT_packed = pack_b(pack_rows(N * T), True, <int> H, <int> H,
+    backward_prologue(tag, &a.s, H, threads)
+    a.WhT_packed = pack_b(backward_pack_rows(tag, N * T, threads), True, <int> H, <int> H,
                           <const floating*> a.s.Wh, <int> H)
     backward_steps_and_grads(
         tag, &a.s, a, rnn_backward_steps_f if floating is float else rnn_backward_steps_d,
@@ -372,19 +373,20 @@ def use_unpacked_b(bint on):
     rf_use_unpacked_b(on)
 
 
-def packed_matmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
+def packed_matmul(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] c,
                   bint trans_b, bint accumulate, int repeat=1, bint unpacked=False):
     """c (=|+=) a @ (b.T if trans_b else b) through pack_b + gemm_packed,
-    the path of the per-step products (tests compare it with numpy).  With
+    the path of the per-step products (tests compare it with numpy);
+    float32 or float64 (src/_gemm_d.h), a, b and c alike.  With
     repeat > 1 the product runs that many times after one packing, as in a
-    step loop (for timing the kernel alone).  unpacked (trans_b False):
-    b read as it lies where unpacked_b_applies(m * repeat, m, k, n) (else
-    packed).  Shapes are checked here; returns
-    whether rnnfast's kernel ran (packed or unpacked; else BLAS)."""
+    step loop (for timing the kernel alone).  unpacked (float32, trans_b
+    False): b read as it lies where unpacked_b_applies(m * repeat, m, k,
+    n) (else packed).  Shapes are checked here; returns whether rnnfast's
+    kernel ran (packed or unpacked; else BLAS)."""
     cdef int m = a.shape[0], k = a.shape[1], r
     cdef int n = b.shape[0] if trans_b else b.shape[1]
     cdef int kb = b.shape[1] if trans_b else b.shape[0]
-    cdef float* bp
+    cdef floating* bp
     if repeat < 1:
         raise ValueError(f"packed_matmul: repeat: expected an integer >= 1, got {repeat}")
     if kb != k or c.shape[0] != m or c.shape[1] != n or m == 0 or n == 0 or k == 0:
@@ -392,8 +394,9 @@ def packed_matmul(const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] c,
                          f"b {(b.shape[0], b.shape[1])} (trans_b={trans_b}), "
                          f"c {(c.shape[0], c.shape[1])} do not agree")
     with nogil:
-        if unpacked and not trans_b and rf_unpacked_ok(m * repeat, m, k, n):
-            bp = rf_unpacked_b()
+        if (floating is float and unpacked and not trans_b
+                and rf_unpacked_ok(m * repeat, m, k, n)):
+            bp = <floating*> rf_unpacked_b()
         else:
             bp = pack_b(m, trans_b, k, n, &b[0, 0], <int> b.shape[1])
         for r in range(repeat):

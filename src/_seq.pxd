@@ -638,7 +638,8 @@ cdef inline bint grads_on_threads(rf_rows_fn fn, void* args, void** scratch, int
     return True
 
 
-cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G) noexcept nogil:
+cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G,
+                                  int threads) noexcept nogil:
     """Before a forward step loop: Wx packed for the loop's own input
     projection (project_inputs) into s.Wx_packed (forward_epilogue frees
     it), or NULL, and then the projection of all N*T rows is done here on
@@ -648,7 +649,8 @@ cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G) noexce
     are tested here."""
     cdef Py_ssize_t N = s.N, T = s.T, H = s.H, D = s.D, n
     # Rows a product: all N*T at once, or a row's steps of a chunk.
-    s.Wx_packed = pack_b_or_read(N * T, s.Tc if s.Tc < T else N * T, <int> s.D, <int> G,
+    s.Wx_packed = pack_b_or_read(packed_rows(tag, N * T, s.training, threads),
+                                 s.Tc if s.Tc < T else N * T, <int> s.D, <int> G,
                                  <const floating*> s.Wx, <int> G)
     if s.check_xs:
         if s.Wx_packed == NULL and s.Tc == T:
@@ -676,14 +678,33 @@ cdef inline void forward_epilogue(SeqFwd* s) noexcept nogil:
     s.Wx_packed = NULL
 
 
-cdef inline void backward_prologue(floating* tag, SeqBwd* s, Py_ssize_t G) noexcept nogil:
+cdef inline Py_ssize_t packed_rows(floating* tag, Py_ssize_t rows, bint training,
+                                   int threads) noexcept nogil:
+    """The rows a call's packed products are sized by (pack_b_or_read,
+    pack_rows): `rows`, or 0 (BLAS, nothing packed) for a float64
+    training call on more than one thread.  Its dW products are on BLAS,
+    and its steps on rnnfast's threads between BLAS calls measured slower
+    than all on BLAS (docs/performance.md item 100); float64 inference,
+    which calls no BLAS, takes the packed products and threads."""
+    if floating is double and training and threads > 1:
+        return 0
+    return rows
+
+
+cdef inline int backward_pack_rows(floating* tag, Py_ssize_t rows, int threads) noexcept nogil:
+    """pack_rows for a backward's products (packed_rows)."""
+    return pack_rows(packed_rows(tag, rows, True, threads))
+
+
+cdef inline void backward_prologue(floating* tag, SeqBwd* s, Py_ssize_t G,
+                                   int threads) noexcept nogil:
     """Before a backward step loop: the padding of gates zeroed (its
     gradients there stay 0), and Wx^T packed for dX into s.WxT_packed
     (backward_steps_and_grads frees it), or NULL: BLAS."""
     zero_padding(<floating*> s.gates, s.N, s.T, G, 0, G, s.lengths)
     s.prefetch = worth_prefetching(s.N, s.T, G, s.H, sizeof(floating))
-    s.WxT_packed = pack_b(pack_rows(s.N * s.T), True, <int> G, <int> s.D,
-                          <const floating*> s.Wx, <int> G)
+    s.WxT_packed = pack_b(backward_pack_rows(tag, s.N * s.T, threads), True, <int> G,
+                          <int> s.D, <const floating*> s.Wx, <int> G)
 
 
 # ------------------------------------------------------ a call's skeleton
@@ -692,9 +713,9 @@ cdef inline void backward_prologue(floating* tag, SeqBwd* s, Py_ssize_t G) noexc
 # double version (`*_f`, `*_d`) matching `floating`.
 cdef inline void run_steps(floating* tag, rf_rows_fn steps, void* args, Py_ssize_t N,
                            int nt) noexcept nogil:
-    """steps over batch rows 0..N-1: split over nt threads (float: only the
-    packed path threads, see step_threads), else on this thread."""
-    if floating is float and nt > 1:
+    """steps over batch rows 0..N-1: split over nt threads (only the packed
+    path threads, see step_threads), else on this thread."""
+    if nt > 1:
         rf_run_rows(steps, args, N, nt)
     else:
         steps(args, 0, N, 0)

@@ -1,0 +1,141 @@
+/* The packed products of src/_gemm.h in double, for float64 calls: the
+ * per-step recurrent products (forward h @ Wh, backward dA @ Wh^T), the
+ * input projection and dX.  On BLAS, float64 repacked Wh at every step
+ * (OpenBLAS's dgemm_itcopy: 12 % of an LSTM inference at `medium`) and
+ * its small-M products ran at ~35 GFLOP/s on a Zen 4 where dgemm peaks
+ * near 53 (docs/performance.md item 100).  The parameter gradients (dWx,
+ * dWh: large products, packed once) stay on BLAS.
+ *
+ * Included by src/_gemm.h inside its RF_HAVE_PACKED section; uses its
+ * RF_TILE_BODY_V, RF_A_ROWS, RF_DEFINE_STORE_ROW_T, rf_wide_in_use and
+ * RF_MC.
+ *
+ * Packed layout: panels of RF_NRD = 8 doubles (one 64-byte line a k),
+ * rf_panel_stride_d(K) = (K + 1) x 8 doubles apart (the spare line of
+ * src/_gemm.h), zero-padded past the last column.  Tiles:
+ *   - AVX2: MR <= 6 rows x one panel, each row's 8 doubles in two 4-double
+ *     accumulators (twelve, as the float tiles);
+ *   - AVX-512: MR <= 8 rows x two panels, two 8-double accumulators a row
+ *     (sixteen, as the float wide tiles); an odd last panel takes the AVX2
+ *     tile.
+ * Every element of C is one FMA chain over k in order in every tile, so
+ * results do not depend on the tile, the row block, the batch's size or
+ * the thread a row runs on (BLAS's did, by its blocking). */
+#ifndef RNNFAST_GEMM_D_H
+#define RNNFAST_GEMM_D_H
+
+#define RF_NRD 8
+
+typedef double rf_d4 __attribute__((vector_size(32), aligned(8)));
+typedef double rf_d8 __attribute__((vector_size(64), aligned(8)));
+
+/* Doubles from the start of one packed panel to the next. */
+static inline long rf_panel_stride_d(long K)
+{
+    return (K + 1) * RF_NRD;
+}
+
+static inline long rf_packed_size_d(long K, long N)
+{
+    return rf_panel_stride_d(K) * ((N + RF_NRD - 1) / RF_NRD);
+}
+
+/* Bp <- B (K, N) packed, as rf_pack_b_f: trans = 0, B row-major (K, N)
+ * with row stride ldb, copied row by row (B read in order, each row's 8
+ * doubles a panel one vector); trans = 1, B^T given as row-major (N, K),
+ * each panel's 8 rows of B^T walked in step. */
+RF_CLONED void rf_pack_b_d(const double* B, long ldb, int trans, long K, long N, double* Bp)
+{
+    const long ps = rf_panel_stride_d(K), full = N / RF_NRD;
+    long p, k, j, j0, w;
+    double* dst;
+    if (!trans) {
+        for (k = 0; k < K; k++) {
+            const double* src = B + k * ldb;
+            for (p = 0; p < full; p++)
+                *(rf_d8*) (Bp + p * ps + k * RF_NRD) = *(const rf_d8*) (src + p * RF_NRD);
+        }
+    }
+    for (p = trans ? 0 : full; p * RF_NRD < N; p++) {
+        j0 = p * RF_NRD;
+        w = N - j0 < RF_NRD ? N - j0 : RF_NRD;
+        dst = Bp + p * ps;
+        for (k = 0; k < K; k++) {
+            for (j = 0; j < w; j++)
+                dst[k * RF_NRD + j] = trans ? B[(j0 + j) * ldb + k] : B[k * ldb + j0 + j];
+            for (; j < RF_NRD; j++)
+                dst[k * RF_NRD + j] = 0.0;
+        }
+    }
+}
+
+/* A row's 8 doubles (AVX2, two halves) or 16 (AVX-512, two panels). */
+RF_DEFINE_STORE_ROW_T(rf_store_row8d, double, rf_d4, "avx2,fma")
+RF_DEFINE_STORE_ROW_T(rf_store_row16d, double, rf_d8, "avx512f")
+
+#define RF_DTILE_BODY(MR, A_IK)                                               \
+    RF_TILE_BODY_V(MR, A_IK, rf_d4, *(const rf_d4*) (panel + k * RF_NRD),    \
+                   *(const rf_d4*) (panel + k * RF_NRD + 4), rf_store_row8d)
+#define RF_WDTILE_BODY(MR, A_IK)                                              \
+    RF_TILE_BODY_V(MR, A_IK, rf_d8, *(const rf_d8*) (panel + k * RF_NRD),    \
+                   *(const rf_d8*) (panel + rf_panel_stride_d(K) + k * RF_NRD), \
+                   rf_store_row16d)
+/* rf_<P>dtile_<MR>: C[0:MR, 0:nc] (+)= A[0:MR, 0:K] (rows lda apart) @ the
+ * panel(s) from `panel` on. */
+#define RF_DEFINE_DTILE(P, TARGET, BODY, MR)                                  \
+    __attribute__((target(TARGET), noinline)) static void                     \
+    rf_##P##dtile_##MR(long K, const double* A, long lda, const double* panel, \
+                       double* C, long ldc, long nc, int accumulate)          \
+    BODY(MR, RF_A_ROWS)
+
+RF_DEFINE_DTILE(, "avx2,fma", RF_DTILE_BODY, 1)
+RF_DEFINE_DTILE(, "avx2,fma", RF_DTILE_BODY, 2)
+RF_DEFINE_DTILE(, "avx2,fma", RF_DTILE_BODY, 3)
+RF_DEFINE_DTILE(, "avx2,fma", RF_DTILE_BODY, 4)
+RF_DEFINE_DTILE(, "avx2,fma", RF_DTILE_BODY, 5)
+RF_DEFINE_DTILE(, "avx2,fma", RF_DTILE_BODY, 6)
+RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 1)
+RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 2)
+RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 3)
+RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 4)
+RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 5)
+RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 6)
+RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 7)
+RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 8)
+
+typedef void (*rf_dtile_fn)(long, const double*, long, const double*, double*, long, long,
+                            int);
+/* [wide][rows]: 0, one panel (AVX2); 1, two panels (AVX-512). */
+static const rf_dtile_fn rf_dtiles[2][RF_WMR + 1] = {
+    {NULL, rf_dtile_1, rf_dtile_2, rf_dtile_3, rf_dtile_4, rf_dtile_5, rf_dtile_6, NULL, NULL},
+    {NULL, rf_wdtile_1, rf_wdtile_2, rf_wdtile_3, rf_wdtile_4, rf_wdtile_5, rf_wdtile_6,
+     rf_wdtile_7, rf_wdtile_8}};
+
+/* C (M, N), row stride ldc, = (accumulate ? C : 0) + A (M, K) @ B, with B
+ * packed by rf_pack_b_d: rf_gemm_packed_f's loops (row blocks of RF_MC
+ * outside, panels inside, tiles of as equal height as possible
+ * innermost). */
+static void rf_gemm_packed_d(long M, long N, long K, const double* A, long lda,
+                             const double* Bp, double* C, long ldc, int accumulate)
+{
+    long m0, mb, p, i, nc, mr, tiles, base, extra, r, np;
+    const int wide = rf_wide_in_use();
+    for (m0 = 0; m0 < M; m0 += mb) {
+        mb = M - m0 < RF_MC ? M - m0 : RF_MC;
+        for (p = 0; p * RF_NRD < N; p += np) {
+            np = wide && (p + 1) * RF_NRD < N ? 2 : 1;
+            mr = np == 2 ? RF_WMR : RF_MR;
+            tiles = (mb + mr - 1) / mr;
+            base = mb / tiles;
+            extra = mb % tiles;
+            nc = N - p * RF_NRD < np * RF_NRD ? N - p * RF_NRD : np * RF_NRD;
+            for (i = m0, r = 0; i < m0 + mb; i += mr, r++) {
+                mr = r < extra ? base + 1 : base;
+                rf_dtiles[np - 1][mr](K, A + i * lda, lda, Bp + p * rf_panel_stride_d(K),
+                                      C + i * ldc + p * RF_NRD, ldc, nc, accumulate);
+            }
+        }
+    }
+}
+
+#endif

@@ -1,0 +1,156 @@
+"""The packed products in float64 (src/_gemm_d.h) against numpy, over the
+edge cases of their tiling (rows not a multiple of the 6- or 8-row tiles,
+columns not a multiple of the 8-double panel, both layouts of B, overwrite
+and accumulate), and the networks on them: the same results as on BLAS to
+float64 rounding, bitwise the same on the AVX-512 and AVX2 tiles, on one
+thread and two, and for any batch around a row.  A float64 training call
+on more than one thread keeps BLAS (src/_seq.pxd, packed_rows)."""
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import rnnfast
+from rnnfast import _core, _rnn
+
+CELLS = [(rnnfast.RNN, {}), (rnnfast.LSTM, {}), (rnnfast.GRU, {}),
+         (rnnfast.GRU, {"reset_after": False})]
+CELL_IDS = ["rnn", "lstm", "gru", "gru-reset-before"]
+
+
+@pytest.fixture(autouse=True)
+def _switches_on():
+    yield
+    _core.use_packed_gemm(True)
+    _core.use_wide_tiles(True)
+
+
+@pytest.fixture
+def packed():
+    if not _core.use_packed_gemm(True):
+        pytest.skip("this CPU or build has no packed kernel: float64 runs on BLAS")
+
+
+def product_case(m, n, k, trans_b):
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    a = rng.standard_normal((m, k))
+    b = rng.standard_normal((n, k) if trans_b else (k, n))
+    return a, b, rng.standard_normal((m, n))
+
+
+@pytest.mark.parametrize("m", [1, 2, 5, 6, 7, 8, 9, 13, 64, 200, 385])
+@pytest.mark.parametrize("n,k", [(1, 1), (8, 8), (9, 3), (16, 64), (17, 5), (24, 33),
+                                 (40, 7), (79, 130), (256, 64)])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_float64_packed_matmul_matches_numpy_on_both_tiles(m, n, k, trans_b, accumulate,
+                                                           packed):
+    """m = 385: more than two row blocks of 192; n = 24, 40, 79: an odd
+    number of panels, whose last one the AVX2 tile takes beside wide ones."""
+    a, b, c0 = product_case(m, n, k, trans_b)
+    expected = a @ (b.T if trans_b else b) + (c0 if accumulate else 0)
+    out = []
+    for wide in (True, False):
+        _core.use_wide_tiles(wide)
+        c = c0.copy()
+        assert _rnn.packed_matmul(a, b, c, trans_b, accumulate)
+        out.append(c)
+    np.testing.assert_array_equal(out[0], out[1])
+    np.testing.assert_allclose(out[0], expected, rtol=1e-13, atol=1e-13 * np.sqrt(k))
+
+
+def test_float64_packed_matmul_rows_do_not_depend_on_the_batch(packed):
+    """Each row is one FMA chain over k whatever the tile it falls in: any
+    slice of rows gives bitwise the whole product's rows."""
+    a, b, _ = product_case(50, 40, 70, False)
+    whole = np.empty((50, 40))
+    _rnn.packed_matmul(a, b, whole, False, False)
+    for lo, hi in ((0, 1), (3, 10), (7, 8), (13, 50), (1, 49)):
+        part = np.empty((hi - lo, 40))
+        _rnn.packed_matmul(np.ascontiguousarray(a[lo:hi]), b, part, False, False)
+        np.testing.assert_array_equal(part, whole[lo:hi])
+
+
+def test_float64_packed_matmul_refuses_mixed_types():
+    with pytest.raises((TypeError, ValueError)):
+        _rnn.packed_matmul(np.ones((2, 3)), np.ones((3, 4), np.float32),
+                           np.zeros((2, 4)), False, False)
+
+
+def bidirectional_step(cls, kw, seed, N=9, T=11, D=13, H=21, threads=1):
+    """[outputs, input gradients, *parameter gradients, inference outputs]
+    of a float64 bidirectional network's training step with ragged lengths
+    (4H = 84: a ragged last panel)."""
+    rng = np.random.default_rng(seed)
+    xs = rng.standard_normal((N, T, D))
+    dys = rng.standard_normal((N, T, 2 * H))
+    lengths = rng.integers(1, T + 1, N)
+    lengths[0] = T
+    net = cls(D, H, bidirectional=True, dtype=np.float64, random_state=0, **kw)
+    with threadpool_limits(threads):
+        ys, _ = net.forward(xs, lengths=lengths)
+        dxs = net.backward(dys)
+        grads = [g.copy() for g in net.grads]
+        infer, _ = net.eval().forward(xs, lengths=lengths)
+    return [ys, dxs] + grads + [infer]
+
+
+@pytest.mark.parametrize("cls,kw", CELLS, ids=CELL_IDS)
+def test_float64_networks_same_on_the_packed_kernel_and_blas(cls, kw, packed):
+    runs = []
+    for on in (True, False):
+        _core.use_packed_gemm(on)
+        runs.append(bidirectional_step(cls, kw, 1))
+    for i, (a, b) in enumerate(zip(*runs)):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12, err_msg=f"array {i}")
+
+
+@pytest.mark.parametrize("cls,kw", CELLS, ids=CELL_IDS)
+def test_float64_networks_bitwise_on_wide_and_avx2_tiles(cls, kw, packed):
+    runs = []
+    for wide in (True, False):
+        _core.use_wide_tiles(wide)
+        runs.append(bidirectional_step(cls, kw, 2))
+    for i, (a, b) in enumerate(zip(*runs)):
+        np.testing.assert_array_equal(a, b, err_msg=f"array {i}")
+
+
+@pytest.mark.parametrize("cls,kw", CELLS, ids=CELL_IDS)
+def test_float64_inference_on_two_threads_is_bitwise_one_threads(cls, kw, packed):
+    """Inference splits its step loop over batch rows on rnnfast's threads
+    in float64 too (as in float32): every row's arithmetic is the same."""
+    runs = [bidirectional_step(cls, kw, 3, N=24, T=30, D=16, H=128, threads=t)[-1]
+            for t in (1, 2)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("cls,kw", CELLS, ids=CELL_IDS)
+def test_float64_training_on_two_threads_matches_one(cls, kw):
+    """On two threads a float64 training call runs on BLAS (packed_rows),
+    on one the packed kernel: the same to float64 rounding."""
+    one, two = (bidirectional_step(cls, kw, 4, N=24, T=30, D=16, H=64, threads=t)
+                for t in (1, 2))
+    for i, (a, b) in enumerate(zip(one, two)):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-12, err_msg=f"array {i}")
+
+
+@pytest.mark.parametrize("cls,kw", CELLS, ids=CELL_IDS)
+def test_float64_predictions_of_a_subset_are_the_whole_batchs(cls, kw, packed):
+    """What scikit-learn's subset and sample-order checks ask of an
+    estimator, at the network: a row's output does not depend on the rows
+    beside it (BLAS's blocking made it, at float64 rounding)."""
+    net = cls(7, 40, num_layers=2, dtype=np.float64, random_state=0, **kw).eval()
+    xs = np.random.default_rng(5).standard_normal((37, 12, 7))
+    whole, _ = net.forward(xs)
+    for rows in (slice(0, 1), slice(5, 17), slice(30, 37), [36, 2, 11]):
+        part, _ = net.forward(np.ascontiguousarray(xs[rows]))
+        np.testing.assert_array_equal(part, whole[rows])
+
+
+def test_float64_kernel_name():
+    name = _core.float64_kernel_name()
+    if _core.use_packed_gemm(True):
+        assert name == f"{_core.kernel_name()} (training on 2+ threads: BLAS)"
+    _core.use_packed_gemm(False)
+    assert _core.float64_kernel_name() == "BLAS"
+    from rnnfast import _info
+    assert _info.config()["float64_kernel"] == "BLAS"
