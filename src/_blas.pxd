@@ -34,10 +34,14 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
     A single row (m == 1, e.g. a batch of one sequence) goes to GEMV, whose
     call overhead is a fraction of GEMM's at these sizes.
 
-    In a part of a threaded region (float32 only: only the packed kernel
-    splits calls over threads) the product runs on the packed kernel in
-    this thread instead: BLAS would start threads of its own, or need its
+    In a part of a threaded region (only the packed kernel splits calls
+    over threads) a float32 product runs on the packed kernel in this
+    thread instead: BLAS would start threads of its own, or need its
     process-wide thread count set to 1 around the call (src/_threads.h).
+    A float64 one has no such net: the threaded float64 loops (inference)
+    hand every product to the packed kernel, and reach BLAS here only when
+    a packed matrix could not be allocated (correct then, if
+    oversubscribed).
     """
     cdef char ta = b'T' if trans_b else b'N'
     cdef char tb = b'T' if trans_a else b'N'
