@@ -133,18 +133,11 @@ def use_direct_infer(on=True):
 
 def kernel_name():
     """The products' kernel as it stands in this process: "AVX-512 tiles",
-    "AVX2 tiles" (rnnfast's packed kernel, src/_gemm.h, and in float64
-    src/_gemm_d.h) or "BLAS".  A float64 training call on more than one
-    thread uses BLAS whatever this says (float64_kernel_name)."""
+    "AVX2 tiles" (rnnfast's packed kernel, src/_gemm.h; in float64
+    src/_gemm_d.h) or "BLAS"."""
     if not _packed_in_use():
         return "BLAS"
     return "AVX-512 tiles" if _rnn.wide_tiles_in_use() else "AVX2 tiles"
-
-
-def float64_kernel_name():
-    """kernel_name() as it applies to float64 calls."""
-    name = kernel_name()
-    return name if name == "BLAS" else f"{name} (training on 2+ threads: BLAS)"
 
 
 def use_thread_pool(on=True):

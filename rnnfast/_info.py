@@ -18,16 +18,16 @@ def config():
     info = {"rnnfast": __version__, "python": sys.version.split()[0],
             "numpy": np.__version__, "scipy": scipy.__version__, "build": flags,
             "blas": blas_info(), "float32_kernel": _kernel_name(),
-            "float64_kernel": _kernel_name("float64"),
+            "float64_kernel": _kernel_name(),
             "env": {k: os.environ.get(k) for k in
                     ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                      "OMP_NUM_THREADS") if os.environ.get(k) is not None}}
     return info
 
 
-def _kernel_name(dtype="float32"):
+def _kernel_name():
     from . import _core
-    return _core.kernel_name() if dtype == "float32" else _core.float64_kernel_name()
+    return _core.kernel_name()
 
 
 def blas_info():

@@ -188,15 +188,19 @@ cdef inline void gemm_packed(int m, int n, int k, const floating* a, int lda,
 
 # ------------------------------------------------- transposed-A products
 # The parameter gradients dWx = X^T dA and dWh = Hprev^T dA, summed over
-# all N*T rows of the sequence buffers.  In float32 with the packed kernel
-# they run rf_gemm_tn_f (src/_gemm.h): the gate gradients dA are packed
-# once per chunk of rows and shared by both products, where BLAS packs
-# them again for each; otherwise BLAS.
+# all N*T rows of the sequence buffers.  With the packed kernel they run
+# rf_gemm_tn_f / rf_gemm_tn_d (src/_gemm_tn_impl.h): the gate gradients dA
+# are packed once per chunk of rows and shared by both products, where
+# BLAS packs them again for each; otherwise BLAS.
 cdef extern from "_gemm.h" nogil:
     int rf_gemm_tn_f(int nsrc, const long* M, const float** A, const long* lda,
                      float** C, long ldc, const long* Ns, long K, const float* B, long ldb,
                      float* colsum, long run_len, long run_stride, const long* a_stride,
                      int accumulate)
+    int rf_gemm_tn_d(int nsrc, const long* M, const double** A, const long* lda,
+                     double** C, long ldc, const long* Ns, long K, const double* B,
+                     long ldb, double* colsum, long run_len, long run_stride,
+                     const long* a_stride, int accumulate)
     int rf_packed_dw_enabled()
     void rf_use_packed_dw(int on)
 
@@ -220,8 +224,9 @@ cdef inline void gemm_tn(int m1, const floating* a1, int lda1, floating* c1,
     cdef long lda[2]
     cdef long N[2]
     cdef long a_stride[2]
-    cdef const float* A[2]
-    cdef float* C[2]
+    cdef const floating* A[2]
+    cdef floating* C[2]
+    cdef int done
     cdef int nsrc = 2 if m2 > 0 else 1
     cdef Py_ssize_t i, j, r, row
     if n2 < 0:
@@ -231,17 +236,21 @@ cdef inline void gemm_tn(int m1, const floating* a1, int lda1, floating* c1,
     if (run_len <= 0 or run_len >= k
             or (run_len == run_stride and run_len == run_stride2)):     # one run
         run_len, run_stride, run_stride2 = k, k, k
-    if floating is float:
-        # Below ~32 rows BLAS is faster: the packed path writes all of C
-        # per chunk whatever k (64 x 256 twice: k = 1 8 against 4 us, k = 8
-        # 14 against 8, k = 32 38 against 26, k = 64 55 against 60).
-        if rf_packed_dw_enabled() and k >= 32:
-            M[0], M[1], lda[0], lda[1], N[0], N[1] = m1, m2, lda1, lda2, n, n2
-            A[0], A[1], C[0], C[1] = a1, a2, c1, c2
-            a_stride[0], a_stride[1] = run_stride, run_stride2
-            if rf_gemm_tn_f(nsrc, M, A, lda, C, ldc, N, k, b, ldb, colsum, run_len,
-                            run_stride, a_stride, accumulate):
-                return
+    # Below ~32 rows BLAS is faster: the packed path writes all of C per
+    # chunk whatever k (float, 64 x 256 twice: k = 1 8 against 4 us, k = 8
+    # 14 against 8, k = 32 38 against 26, k = 64 55 against 60).
+    if rf_packed_dw_enabled() and k >= 32:
+        M[0], M[1], lda[0], lda[1], N[0], N[1] = m1, m2, lda1, lda2, n, n2
+        A[0], A[1], C[0], C[1] = a1, a2, c1, c2
+        a_stride[0], a_stride[1] = run_stride, run_stride2
+        if floating is float:
+            done = rf_gemm_tn_f(nsrc, M, A, lda, C, ldc, N, k, b, ldb, colsum, run_len,
+                                run_stride, a_stride, accumulate)
+        else:
+            done = rf_gemm_tn_d(nsrc, M, A, lda, C, ldc, N, k, b, ldb, colsum, run_len,
+                                run_stride, a_stride, accumulate)
+        if done:
+            return
     for r in range(k // run_len if run_len > 0 else 1):
         row = r * run_stride
         gemm(True, False, m1, n, run_len, <floating> 1, a1 + row * lda1, lda1, b + row * ldb,

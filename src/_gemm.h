@@ -858,28 +858,6 @@ static void rf_gemm_unpacked_f(long M, long N, long K, const float* A, long lda,
 #define RF_KC 512
 #endif
 
-/* dst (kc, mr) row-major <- the mr contiguous floats src[k * lda :] for
- * k < kc.  mr is a constant in each branch: a loop of variable length
- * became a call to memcpy per k (18 % of the product at tiny sizes). */
-static void rf_pack_a_tile(const float* src, long lda, long kc, long mr, float* dst)
-{
-    long k, r;
-#define RF_PACK_A_ROWS(MR)                                                    \
-    for (k = 0; k < kc; k++)                                                  \
-        for (r = 0; r < MR; r++)                                              \
-            dst[k * MR + r] = src[k * lda + r];                               \
-    break;
-    switch (mr) {
-    case 6: RF_PACK_A_ROWS(6)
-    case 5: RF_PACK_A_ROWS(5)
-    case 4: RF_PACK_A_ROWS(4)
-    case 3: RF_PACK_A_ROWS(3)
-    case 2: RF_PACK_A_ROWS(2)
-    default: RF_PACK_A_ROWS(1)
-    }
-#undef RF_PACK_A_ROWS
-}
-
 /* Rows k.. (before `end`) of a matrix whose rows lie in runs of run_len,
  * run r from row r * run_stride on: *row <- where row k lies, returns how
  * many follow it in the same run. */
@@ -890,110 +868,22 @@ static inline long rf_run_segment(long k, long end, long run_len, long run_strid
     return seg < end - k ? seg : end - k;
 }
 
-/* C[s] (M[s], N) = A[s]^T @ B for the sources s = 0..nsrc-1 (nsrc <= 2),
- * where A[s] is row-major (K, M[s]) with row stride lda[s] and B is
- * row-major (K, N) with row stride ldb; C[s] has row stride ldc.  This is
- * the shape of the parameter gradients, dWx = X^T dA and dWh = Hprev^T dA,
- * summed over all K = N*T rows of the sequence buffers: B (the gate
- * gradients) is packed once per chunk of RF_KC rows and shared by the
- * sources; A's chunk is transposed block by block into tiles of mr
- * rows stored k-major (rf_pack_a_tile), which the rf_ptile_* kernels
- * read; each chunk adds into C.  The C tile prefetch in RF_TILE_BODY
- * matters here: C's rows are far apart and come from memory at every
- * chunk (without it zaremba-medium's dW products ran 0.82x BLAS).
- * Source s uses B's first Ns[s] <= N columns only (GRU's dWh takes the
- * z and r columns of the gate gradients that dWx takes whole: one packing
- * of B serves both).  colsum (N), unless NULL, gets B's column sums added
- * (the bias gradient).  The K rows lie in runs of run_len rows, run r
- * from row r * run_stride of B on, and of A[s] from row r * a_stride[s]
- * on (a_stride NULL: run_stride for every source; run_len = run_stride =
- * K: one run; a chunk of steps of every batch row is N runs, and RNN's
- * h_prev of a chunk lies in a buffer of the chunk's own).  accumulate:
- * C[s] += the products instead of =.  Returns 0 when it could not allocate its
- * buffers (nothing written: the caller uses BLAS). */
-RF_CLONED int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A,
-                           const long* lda, float* const* C, long ldc, const long* Ns,
-                           long K, const float* B, long ldb, float* colsum, long run_len,
-                           long run_stride, const long* a_stride, int accumulate)
-{
-    long k0, kc, m0, mb, i, s, p, nc, mr, tiles, base, extra, t, np, mmax = 0, N = 0;
-    long k, seg, row;
-    float *Bp, *At, *dst;
-    const int wide = rf_wide_in_use();
-    for (s = 0; s < nsrc; s++) {
-        mmax = M[s] > mmax ? M[s] : mmax;
-        N = Ns[s] > N ? Ns[s] : N;
-    }
-    if (N <= 0 || mmax <= 0)
-        return 1;
-    if (K <= 0) {               /* no rows: the gradients are zero */
-        if (accumulate)
-            return 1;
-        for (s = 0; s < nsrc; s++)
-            for (i = 0; i < M[s]; i++)
-                memset(C[s] + i * ldc, 0, Ns[s] * sizeof(float));
-        return 1;
-    }
-    kc = K < RF_KC ? K : RF_KC;
-    mb = mmax < RF_MC_TN ? mmax : RF_MC_TN;
-    Bp = rf_buf_alloc(rf_packed_size(kc, N));
-    At = rf_buf_alloc(mb * kc);
-    if (Bp == NULL || At == NULL) {
-        rf_buf_free(Bp);
-        rf_buf_free(At);
-        return 0;
-    }
-    if (run_len <= 0 || run_len > K)
-        run_len = K;
-    for (k0 = 0; k0 < K; k0 += kc) {
-        kc = K - k0 < RF_KC ? K - k0 : RF_KC;
-        /* the chunk's rows run by run, each run's part into its rows */
-        for (k = k0; k < k0 + kc; k += seg) {
-            seg = rf_run_segment(k, k0 + kc, run_len, run_stride, &row);
-            rf_pack_b_sum_f(B + row * ldb, ldb, 0, seg, N, Bp + (k - k0) * RF_NR,
-                            rf_panel_stride(kc), colsum);
-        }
-        for (s = 0; s < nsrc; s++) {
-            for (m0 = 0; m0 < M[s]; m0 += mb) {
-                mb = M[s] - m0 < RF_MC_TN ? M[s] - m0 : RF_MC_TN;
-                /* Row tiles of near-equal height, as in rf_gemm_packed_f. */
-                tiles = (mb + RF_MR - 1) / RF_MR;
-                base = mb / tiles;
-                extra = mb % tiles;
-                /* At: A[k0:k0+kc, m0:m0+mb]^T tile by tile, each tile
-                 * (kc, mr) row-major: a tile's rows at step k are the mr
-                 * contiguous floats A[k0+k, i:i+mr], copied as they lie. */
-                dst = At;
-                for (i = m0, t = 0; i < m0 + mb; i += mr, t++) {
-                    mr = t < extra ? base + 1 : base;
-                    for (k = k0; k < k0 + kc; k += seg) {
-                        seg = rf_run_segment(k, k0 + kc, run_len,
-                                             a_stride ? a_stride[s] : run_stride, &row);
-                        rf_pack_a_tile(A[s] + row * lda[s] + i, lda[s], seg, mr,
-                                       dst + (k - k0) * mr);
-                    }
-                    dst += mr * kc;
-                }
-                for (p = 0; p * RF_NR < Ns[s]; p += np) {
-                    const float* panel = Bp + p * rf_panel_stride(kc);
-                    np = rf_tile_panels(wide, p, Ns[s]);
-                    nc = Ns[s] - p * RF_NR < np * RF_NR ? Ns[s] - p * RF_NR : np * RF_NR;
-                    const float* a = At;
-                    for (i = m0, t = 0; i < m0 + mb; i += mr, t++) {
-                        mr = t < extra ? base + 1 : base;
-                        rf_ptiles[rf_tile_kind(wide, np)][mr](kc, a, panel,
-                                                              C[s] + i * ldc + p * RF_NR, ldc,
-                                              nc, k0 > 0 || accumulate);
-                        a += mr * kc;
-                    }
-                }
-            }
-        }
-    }
-    rf_buf_free(Bp);
-    rf_buf_free(At);
-    return 1;
-}
+/* rf_pack_a_tile_f and rf_gemm_tn_f (src/_gemm_tn_impl.h). */
+#define RF_TN_T float
+#define RF_TN_FN(name) name##_f
+#define RF_TN_NR RF_NR
+#define RF_TN_PSTRIDE rf_panel_stride
+#define RF_TN_PACKED_SIZE rf_packed_size
+#define RF_TN_FLOATS(n) (n)
+#define RF_TN_PTILE(wide, np, mr) rf_ptiles[rf_tile_kind(wide, np)][mr]
+#include "_gemm_tn_impl.h"
+#undef RF_TN_T
+#undef RF_TN_FN
+#undef RF_TN_NR
+#undef RF_TN_PSTRIDE
+#undef RF_TN_PACKED_SIZE
+#undef RF_TN_FLOATS
+#undef RF_TN_PTILE
 
 /* Row-major C (M, N) = (accumulate ? C : 0) + op(A) @ op(B) on this
  * thread alone, for a product that would otherwise go to BLAS from a part
@@ -1046,6 +936,16 @@ static void rf_gemm_packed_d(long M, long N, long K, const double* A, long lda,
 {
     (void) M; (void) N; (void) K; (void) A; (void) lda; (void) Bp; (void) C;
     (void) ldc; (void) accumulate;
+    abort();   /* callers check rf_gemm_packed_supported() first */
+}
+static int rf_gemm_tn_d(int nsrc, const long* M, const double* const* A, const long* lda,
+                        double* const* C, long ldc, const long* Ns, long K, const double* B,
+                        long ldb, double* colsum, long run_len, long run_stride,
+                        const long* a_stride, int accumulate)
+{
+    (void) nsrc; (void) a_stride; (void) M; (void) A; (void) lda; (void) C; (void) ldc; (void) Ns;
+    (void) K; (void) B; (void) ldb; (void) colsum; (void) run_len; (void) run_stride;
+    (void) accumulate;
     abort();   /* callers check rf_gemm_packed_supported() first */
 }
 static void rf_pack_bt_panel(const float* src, long ldb, long K, float* dst)

@@ -3,8 +3,8 @@
  * input projection and dX.  On BLAS, float64 repacked Wh at every step
  * (OpenBLAS's dgemm_itcopy: 12 % of an LSTM inference at `medium`) and
  * its small-M products ran at ~35 GFLOP/s on a Zen 4 where dgemm peaks
- * near 53 (docs/performance.md item 100).  The parameter gradients (dWx,
- * dWh: large products, packed once) stay on BLAS.
+ * near 53 (docs/performance.md item 100).  The parameter gradients
+ * (dWx, dWh: rf_gemm_tn_d, src/_gemm_tn_impl.h) too (item 101).
  *
  * Included by src/_gemm.h inside its RF_HAVE_PACKED section; uses its
  * RF_TILE_BODY_V, RF_A_ROWS, RF_DEFINE_STORE_ROW_T, rf_wide_in_use and
@@ -40,26 +40,32 @@ static inline long rf_packed_size_d(long K, long N)
     return rf_panel_stride_d(K) * ((N + RF_NRD - 1) / RF_NRD);
 }
 
-/* Bp <- B (K, N) packed, as rf_pack_b_f: trans = 0, B row-major (K, N)
- * with row stride ldb, copied row by row (B read in order, each row's 8
- * doubles a panel one vector); trans = 1, B^T given as row-major (N, K),
- * each panel's 8 rows of B^T walked in step. */
-RF_CLONED void rf_pack_b_d(const double* B, long ldb, int trans, long K, long N, double* Bp)
+/* Bp <- B (K, N) packed, as rf_pack_b_sum_f: panels pstride doubles apart
+ * (rf_panel_stride_d(K) for a whole B, more for rows 0..K-1 of a taller
+ * one's); trans = 0, B row-major (K, N) with row stride ldb, copied row
+ * by row (B read in order, each row's 8 doubles a panel one vector), and
+ * colsum (N), unless NULL, gets B's column sums added; trans = 1, B^T
+ * given as row-major (N, K), each panel's 8 rows of B^T walked in step. */
+RF_CLONED void rf_pack_b_sum_d(const double* B, long ldb, int trans, long K, long N,
+                               double* Bp, long pstride, double* colsum)
 {
-    const long ps = rf_panel_stride_d(K), full = N / RF_NRD;
+    const long full = N / RF_NRD;
     long p, k, j, j0, w;
     double* dst;
     if (!trans) {
         for (k = 0; k < K; k++) {
             const double* src = B + k * ldb;
             for (p = 0; p < full; p++)
-                *(rf_d8*) (Bp + p * ps + k * RF_NRD) = *(const rf_d8*) (src + p * RF_NRD);
+                *(rf_d8*) (Bp + p * pstride + k * RF_NRD) = *(const rf_d8*) (src + p * RF_NRD);
+            if (colsum != NULL)
+                for (j = 0; j < N; j++)
+                    colsum[j] += src[j];
         }
     }
     for (p = trans ? 0 : full; p * RF_NRD < N; p++) {
         j0 = p * RF_NRD;
         w = N - j0 < RF_NRD ? N - j0 : RF_NRD;
-        dst = Bp + p * ps;
+        dst = Bp + p * pstride;
         for (k = 0; k < K; k++) {
             for (j = 0; j < w; j++)
                 dst[k * RF_NRD + j] = trans ? B[(j0 + j) * ldb + k] : B[k * ldb + j0 + j];
@@ -67,6 +73,11 @@ RF_CLONED void rf_pack_b_d(const double* B, long ldb, int trans, long K, long N,
                 dst[k * RF_NRD + j] = 0.0;
         }
     }
+}
+
+static void rf_pack_b_d(const double* B, long ldb, int trans, long K, long N, double* Bp)
+{
+    rf_pack_b_sum_d(B, ldb, trans, K, N, Bp, rf_panel_stride_d(K), NULL);
 }
 
 /* A row's 8 doubles (AVX2, two halves) or 16 (AVX-512, two panels). */
@@ -103,8 +114,35 @@ RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 6)
 RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 7)
 RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 8)
 
+/* rf_<P>dptile_<MR>: the same with A packed tile-major, A[k * MR + i]
+ * (the parameter gradients, rf_gemm_tn_d), up to 6 rows. */
+#define RF_DEFINE_DPTILE(P, TARGET, BODY, MR)                                 \
+    __attribute__((target(TARGET), noinline)) static void                     \
+    rf_##P##dptile_##MR(long K, const double* A, const double* panel,         \
+                        double* C, long ldc, long nc, int accumulate)         \
+    BODY(MR, RF_A_PACKED)
+
+RF_DEFINE_DPTILE(, "avx2,fma", RF_DTILE_BODY, 1)
+RF_DEFINE_DPTILE(, "avx2,fma", RF_DTILE_BODY, 2)
+RF_DEFINE_DPTILE(, "avx2,fma", RF_DTILE_BODY, 3)
+RF_DEFINE_DPTILE(, "avx2,fma", RF_DTILE_BODY, 4)
+RF_DEFINE_DPTILE(, "avx2,fma", RF_DTILE_BODY, 5)
+RF_DEFINE_DPTILE(, "avx2,fma", RF_DTILE_BODY, 6)
+RF_DEFINE_DPTILE(w, "avx512f", RF_WDTILE_BODY, 1)
+RF_DEFINE_DPTILE(w, "avx512f", RF_WDTILE_BODY, 2)
+RF_DEFINE_DPTILE(w, "avx512f", RF_WDTILE_BODY, 3)
+RF_DEFINE_DPTILE(w, "avx512f", RF_WDTILE_BODY, 4)
+RF_DEFINE_DPTILE(w, "avx512f", RF_WDTILE_BODY, 5)
+RF_DEFINE_DPTILE(w, "avx512f", RF_WDTILE_BODY, 6)
+
 typedef void (*rf_dtile_fn)(long, const double*, long, const double*, double*, long, long,
                             int);
+typedef void (*rf_dptile_fn)(long, const double*, const double*, double*, long, long, int);
+/* [np - 1][rows]: one panel (AVX2) or two (AVX-512). */
+static const rf_dptile_fn rf_dptiles[2][RF_MR + 1] = {
+    {NULL, rf_dptile_1, rf_dptile_2, rf_dptile_3, rf_dptile_4, rf_dptile_5, rf_dptile_6},
+    {NULL, rf_wdptile_1, rf_wdptile_2, rf_wdptile_3, rf_wdptile_4, rf_wdptile_5,
+     rf_wdptile_6}};
 /* [wide][rows]: 0, one panel (AVX2); 1, two panels (AVX-512). */
 static const rf_dtile_fn rf_dtiles[2][RF_WMR + 1] = {
     {NULL, rf_dtile_1, rf_dtile_2, rf_dtile_3, rf_dtile_4, rf_dtile_5, rf_dtile_6, NULL, NULL},
@@ -137,5 +175,23 @@ static void rf_gemm_packed_d(long M, long N, long K, const double* A, long lda,
         }
     }
 }
+
+/* rf_pack_a_tile_d and rf_gemm_tn_d: the parameter gradients in double
+ * (src/_gemm_tn_impl.h), as rf_gemm_tn_f. */
+#define RF_TN_T double
+#define RF_TN_FN(name) name##_d
+#define RF_TN_NR RF_NRD
+#define RF_TN_PSTRIDE rf_panel_stride_d
+#define RF_TN_PACKED_SIZE rf_packed_size_d
+#define RF_TN_FLOATS(n) (2 * (n))
+#define RF_TN_PTILE(wide, np, mr) rf_dptiles[(np) - 1][mr]
+#include "_gemm_tn_impl.h"
+#undef RF_TN_T
+#undef RF_TN_FN
+#undef RF_TN_NR
+#undef RF_TN_PSTRIDE
+#undef RF_TN_PACKED_SIZE
+#undef RF_TN_FLOATS
+#undef RF_TN_PTILE
 
 #endif

@@ -35,7 +35,7 @@ from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gr
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
 from _seqfwd cimport infer_fn, INFER_CAPSULE
-from _seq cimport (backward_pack_rows, packed_rows, set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch_backward_row,
+from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch_backward_row,
                    step_time, chunk_start, project_inputs, zero_padding, input_grads,
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
@@ -176,20 +176,19 @@ def gru_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint reset_after, out,
 cdef void gru_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil:
     """gru_forward after its checks: the input projection (BLAS, unless Wx
     packs), the step loop on `threads` threads at most."""
-    cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H, G = 3 * H, rows
+    cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H, G = 3 * H
     cdef const floating* pWh = <const floating*> a.s.Wh
-    forward_prologue(tag, &a.s, G, threads)
+    forward_prologue(tag, &a.s, G)
     if a.s.training:
         zero_padding(<floating*> a.extra, N, T, H, 0, H, a.s.lengths)
     # The per-step products' right-hand matrices, packed once (or NULL:
     # BLAS).  reset_after: Wh (H, 3H); else Wh_zr (H, 2H) and Wh_h (H, H).
     a.Wp2 = NULL
-    rows = packed_rows(tag, N * T, a.s.training, threads)
     if a.reset_after:
-        a.Wp1 = pack_b_or_read(rows, N, <int> H, <int> G, pWh, <int> G)
+        a.Wp1 = pack_b_or_read(N * T, N, <int> H, <int> G, pWh, <int> G)
     else:
-        a.Wp1 = pack_b_or_read(rows, N, <int> H, <int> (2 * H), pWh, <int> G)
-        a.Wp2 = pack_b_or_read(rows, N, <int> H, <int> H, pWh + 2 * H, <int> G)
+        a.Wp1 = pack_b_or_read(N * T, N, <int> H, <int> (2 * H), pWh, <int> G)
+        a.Wp2 = pack_b_or_read(N * T, N, <int> H, <int> H, pWh + 2 * H, <int> G)
     run_steps(tag, gru_forward_steps_f if floating is float else gru_forward_steps_d, a, N,
               step_threads(threads, N, T, 2 * H * G,
                            a.Wp1 != NULL and (a.reset_after or a.Wp2 != NULL)))
@@ -364,17 +363,14 @@ cdef void gru_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogi
     input gradients (src/_seq.pxd, backward_steps_and_grads)."""
     cdef Py_ssize_t N = a.s.N, T = a.s.T, D = a.s.D, H = a.s.H, G = 3 * H
     cdef const floating* pWh = <const floating*> a.s.Wh
-    backward_prologue(tag, &a.s, G, threads)
+    backward_prologue(tag, &a.s, G)
     a.Wp2 = NULL
     if a.reset_after:
         zero_padding(<floating*> a.extra, N, T, H, 0, H, a.s.lengths)
-        a.Wp1 = pack_b(backward_pack_rows(tag, N * T, threads), True, <int> G, <int> H, pWh,
-                       <int> G)
+        a.Wp1 = pack_b(pack_rows(N * T), True, <int> G, <int> H, pWh, <int> G)
     else:
-        a.Wp1 = pack_b(backward_pack_rows(tag, N * T, threads), True, <int> (2 * H), <int> H,
-                       pWh, <int> G)
-        a.Wp2 = pack_b(backward_pack_rows(tag, N * T, threads), True, <int> H, <int> H,
-                       pWh + 2 * H, <int> G)
+        a.Wp1 = pack_b(pack_rows(N * T), True, <int> (2 * H), <int> H, pWh, <int> G)
+        a.Wp2 = pack_b(pack_rows(N * T), True, <int> H, <int> H, pWh + 2 * H, <int> G)
     backward_steps_and_grads(
         tag, &a.s, a, gru_backward_steps_f if floating is float else gru_backward_steps_d,
         gru_backward_grads_f if floating is float else gru_backward_grads_d,

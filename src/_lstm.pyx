@@ -34,7 +34,7 @@ from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
 from _seqfwd cimport infer_fn, INFER_CAPSULE
-from _seq cimport (backward_pack_rows, packed_rows, set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch_backward_row,
+from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch_backward_row,
                    step_time, chunk_start, project_inputs, is_uniform, input_grads,
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
@@ -168,9 +168,8 @@ cdef void lstm_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogi
     cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H, G = 4 * H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
     a.save_all = not states_rebuilt(N, T, G, H, sizeof(floating), a.uniform)
-    forward_prologue(tag, &a.s, G, threads)
-    a.Wh_packed = pack_b_or_read(packed_rows(tag, N * T, a.s.training, threads), N,
-                                 <int> H, <int> G, <const floating*> a.s.Wh,
+    forward_prologue(tag, &a.s, G)
+    a.Wh_packed = pack_b_or_read(N * T, N, <int> H, <int> G, <const floating*> a.s.Wh,
                                  <int> G)
     run_steps(tag, lstm_forward_steps_f if floating is float else lstm_forward_steps_d, a, N,
               step_threads(threads, N, T, 2 * H * G, a.Wh_packed != NULL))
@@ -337,8 +336,8 @@ cdef void lstm_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nog
     cdef Py_ssize_t N = a.s.N, T = a.s.T, D = a.s.D, H = a.s.H, G = 4 * H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
     a.rebuild = states_rebuilt(N, T, G, H, sizeof(floating), a.uniform)
-    backward_prologue(tag, &a.s, G, threads)
-    a.WhT_packed = pack_b(backward_pack_rows(tag, N * T, threads), True, <int> G, <int> H,
+    backward_prologue(tag, &a.s, G)
+    a.WhT_packed = pack_b(pack_rows(N * T), True, <int> G, <int> H,
                           <const floating*> a.s.Wh, <int> G)
     backward_steps_and_grads(
         tag, &a.s, a, lstm_backward_steps_f if floating is float else lstm_backward_steps_d,

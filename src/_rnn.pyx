@@ -29,7 +29,7 @@ from _arrays cimport arrays_match, float_array_match
 from _cells cimport rnn_fwd_row, rnn_bwd_row
 from numpy cimport NPY_FLOAT
 from _seqfwd cimport infer_fn, INFER_CAPSULE
-from _seq cimport (backward_pack_rows, packed_rows, set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching,
+from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching,
                    prefetch_forward_row, prefetch_backward_row, step_time, chunk_start,
                    project_inputs, is_uniform, input_grads, rf_run_rows, step_threads,
                    grad_part, grad_stride, set_split_limits, run_steps,
@@ -134,9 +134,8 @@ cdef void rnn_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil
     cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
     a.save_all = not states_rebuilt(N, T, H, H, sizeof(floating), a.uniform)
-    forward_prologue(tag, &a.s, H, threads)
-    a.Wh_packed = pack_b_or_read(packed_rows(tag, N * T, a.s.training, threads), N,
-                                 <int> H, <int> H, <const floating*> a.s.Wh,
+    forward_prologue(tag, &a.s, H)
+    a.Wh_packed = pack_b_or_read(N * T, N, <int> H, <int> H, <const floating*> a.s.Wh,
                                  <int> H)
     run_steps(tag, rnn_forward_steps_f if floating is float else rnn_forward_steps_d, a, N,
               step_threads(threads, N, T, 2 * H * H, a.Wh_packed != NULL))
@@ -289,8 +288,8 @@ cdef void rnn_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogi
     cdef Py_ssize_t N = a.s.N, T = a.s.T, D = a.s.D, H = a.s.H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
     a.rebuild = states_rebuilt(N, T, H, H, sizeof(floating), a.uniform)
-    backward_prologue(tag, &a.s, H, threads)
-    a.WhT_packed = pack_b(backward_pack_rows(tag, N * T, threads), True, <int> H, <int> H,
+    backward_prologue(tag, &a.s, H)
+    a.WhT_packed = pack_b(pack_rows(N * T), True, <int> H, <int> H,
                           <const floating*> a.s.Wh, <int> H)
     backward_steps_and_grads(
         tag, &a.s, a, rnn_backward_steps_f if floating is float else rnn_backward_steps_d,
@@ -407,9 +406,9 @@ def packed_matmul(const floating[:, ::1] a, const floating[:, ::1] b, floating[:
     return ran
 
 
-def packed_matmul_tn(const float[:, ::1] a1, const float[:, ::1] a2, const float[:, ::1] b,
-                     float[:, ::1] c1, float[:, ::1] c2, int n2=-1, int runs=1,
-                     int run_len=0, bint accumulate=False):
+def packed_matmul_tn(const floating[:, ::1] a1, const floating[:, ::1] a2,
+                     const floating[:, ::1] b, floating[:, ::1] c1, floating[:, ::1] c2,
+                     int n2=-1, int runs=1, int run_len=0, bint accumulate=False):
     """c1 = a1.T @ b and, when a2 has columns, c2[:, :n2] = a2.T @ b[:, :n2]
     (n2 = -1: all of b's columns) through gemm_tn, the path of the
     parameter gradients (tests compare it with numpy).  c1 and c2[:, :n2]
@@ -418,8 +417,9 @@ def packed_matmul_tn(const float[:, ::1] a1, const float[:, ::1] a2, const float
     of run_len rows each, run r from row r * (rows // runs) on of a1 and b
     (a chunk of steps of every batch row), and from row r * (rows2 //
     runs) on of a2, whose rows2 may differ (RNN's h_prev of a chunk, in a
-    buffer of its own).  Shapes are checked here.  Returns whether the
-    packed kernel was switched on (else BLAS ran)."""
+    buffer of its own).  float32 or float64, all alike.  Shapes are
+    checked here.  Returns whether the packed kernel was switched on (else
+    BLAS ran)."""
     cdef int rows = a1.shape[0], m1 = a1.shape[1], m2 = a2.shape[1], n = b.shape[1]
     cdef int stride = rows // runs if runs > 0 else 0
     cdef int stride2 = a2.shape[0] // runs if runs > 0 else 0

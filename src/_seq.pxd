@@ -638,8 +638,7 @@ cdef inline bint grads_on_threads(rf_rows_fn fn, void* args, void** scratch, int
     return True
 
 
-cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G,
-                                  int threads) noexcept nogil:
+cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G) noexcept nogil:
     """Before a forward step loop: Wx packed for the loop's own input
     projection (project_inputs) into s.Wx_packed (forward_epilogue frees
     it), or NULL, and then the projection of all N*T rows is done here on
@@ -649,8 +648,7 @@ cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G,
     are tested here."""
     cdef Py_ssize_t N = s.N, T = s.T, H = s.H, D = s.D, n
     # Rows a product: all N*T at once, or a row's steps of a chunk.
-    s.Wx_packed = pack_b_or_read(packed_rows(tag, N * T, s.training, threads),
-                                 s.Tc if s.Tc < T else N * T, <int> s.D, <int> G,
+    s.Wx_packed = pack_b_or_read(N * T, s.Tc if s.Tc < T else N * T, <int> s.D, <int> G,
                                  <const floating*> s.Wx, <int> G)
     if s.check_xs:
         if s.Wx_packed == NULL and s.Tc == T:
@@ -678,33 +676,14 @@ cdef inline void forward_epilogue(SeqFwd* s) noexcept nogil:
     s.Wx_packed = NULL
 
 
-cdef inline Py_ssize_t packed_rows(floating* tag, Py_ssize_t rows, bint training,
-                                   int threads) noexcept nogil:
-    """The rows a call's packed products are sized by (pack_b_or_read,
-    pack_rows): `rows`, or 0 (BLAS, nothing packed) for a float64
-    training call on more than one thread.  Its dW products are on BLAS,
-    and its steps on rnnfast's threads between BLAS calls measured slower
-    than all on BLAS (docs/performance.md item 100); float64 inference,
-    which calls no BLAS, takes the packed products and threads."""
-    if floating is double and training and threads > 1:
-        return 0
-    return rows
-
-
-cdef inline int backward_pack_rows(floating* tag, Py_ssize_t rows, int threads) noexcept nogil:
-    """pack_rows for a backward's products (packed_rows)."""
-    return pack_rows(packed_rows(tag, rows, True, threads))
-
-
-cdef inline void backward_prologue(floating* tag, SeqBwd* s, Py_ssize_t G,
-                                   int threads) noexcept nogil:
+cdef inline void backward_prologue(floating* tag, SeqBwd* s, Py_ssize_t G) noexcept nogil:
     """Before a backward step loop: the padding of gates zeroed (its
     gradients there stay 0), and Wx^T packed for dX into s.WxT_packed
     (backward_steps_and_grads frees it), or NULL: BLAS."""
     zero_padding(<floating*> s.gates, s.N, s.T, G, 0, G, s.lengths)
     s.prefetch = worth_prefetching(s.N, s.T, G, s.H, sizeof(floating))
-    s.WxT_packed = pack_b(backward_pack_rows(tag, s.N * s.T, threads), True, <int> G,
-                          <int> s.D, <const floating*> s.Wx, <int> G)
+    s.WxT_packed = pack_b(pack_rows(s.N * s.T), True, <int> G, <int> s.D,
+                          <const floating*> s.Wx, <int> G)
 
 
 # ------------------------------------------------------ a call's skeleton
@@ -1003,13 +982,13 @@ cdef inline void backward_steps_and_grads(
     job.s, job.test_chunks = s, False
     s.scratch = NULL
     s.dw_accumulate = False
-    if floating is float and nt > 1 and rf_packed_dw_enabled() != 0:
+    if nt > 1 and rf_packed_dw_enabled() != 0:
         # The threads sum their rows' gradients on the packed kernel only:
         # BLAS is never called from them (src/_blas.pxd, gemm).
         s.scratch = malloc((nt - 1) * stride * sizeof(floating))
-    if s.scratch != NULL or (nt == 1 and (floating is double or grad_threads(
+    if s.scratch != NULL or (nt == 1 and grad_threads(
             threads, N * T, grad_flops_per_row,
-            s.WxT_packed != NULL and rf_packed_dw_enabled() != 0) < 2)):
+            s.WxT_packed != NULL and rf_packed_dw_enabled() != 0) < 2):
         # Each thread's rows (or all rows here) go on to their gradients:
         # chunk by chunk when the call is long.
         job.chunk = chunk_steps(N, T, G, H, (N + nt - 1) // nt, sizeof(floating),
@@ -1050,7 +1029,7 @@ cdef inline void backward_steps_and_grads(
         run_steps(tag, job_steps, &job, N, nt)
         free_packed(release1)
         free_packed(release2)
-        if floating is double or not grads_on_threads(
+        if not grads_on_threads(
                 job_grads, &job, &s.scratch, threads, N * T, grad_flops_per_row,
                 s.WxT_packed != NULL and rf_packed_dw_enabled() != 0,
                 dWx, dWh, db, D, H, G, nb):

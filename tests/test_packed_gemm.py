@@ -156,6 +156,13 @@ def test_packed_matmul_refuses_disagreeing_shapes():
                            False, False, 0)
 
 
+def tn_tol(dtype, k):
+    """assert_allclose's tolerances for a sum of k products (float32 on
+    src/_gemm.h's tiles, float64 on src/_gemm_d.h's, or BLAS)."""
+    eps = 1e-5 if dtype == np.float32 else 1e-13
+    return {"rtol": eps, "atol": eps * np.sqrt(max(k, 1))}
+
+
 # The parameter-gradient products dW = A^T @ B: rows (k) cut into chunks of
 # 512 (RF_KC) and columns of A (m) into blocks of 96 (RF_MC), so the cases
 # straddle both; two sources share one packing of B.
@@ -163,16 +170,17 @@ def test_packed_matmul_refuses_disagreeing_shapes():
 @pytest.mark.parametrize("m1,m2", [(1, 0), (5, 3), (96, 97), (200, 0), (64, 256)])
 @pytest.mark.parametrize("n", [1, 16, 17, 100])
 @pytest.mark.parametrize("packed", [True, False])
-def test_packed_matmul_tn_matches_numpy(k, m1, m2, n, packed):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packed_matmul_tn_matches_numpy(k, m1, m2, n, packed, dtype):
     _core.use_packed_gemm(packed)
     rng = np.random.default_rng(k * 7 + m1 * 11 + m2 * 13 + n)
-    a1 = rng.standard_normal((k, m1)).astype(np.float32)
-    a2 = rng.standard_normal((k, m2)).astype(np.float32)
-    b = rng.standard_normal((k, n)).astype(np.float32)
-    c1 = np.full((m1, n), np.nan, np.float32)      # overwritten, never read
-    c2 = np.full((m2, n), np.nan, np.float32)
+    a1 = rng.standard_normal((k, m1)).astype(dtype)
+    a2 = rng.standard_normal((k, m2)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    c1 = np.full((m1, n), np.nan, dtype)      # overwritten, never read
+    c2 = np.full((m2, n), np.nan, dtype)
     _rnn.packed_matmul_tn(a1, a2, b, c1, c2)
-    tol = {"rtol": 1e-5, "atol": 1e-5 * np.sqrt(max(k, 1))}
+    tol = tn_tol(dtype, k)
     np.testing.assert_allclose(c1, a1.T.astype(np.float64) @ b, **tol)
     np.testing.assert_allclose(c2, a2.T.astype(np.float64) @ b, **tol)
 
@@ -180,19 +188,20 @@ def test_packed_matmul_tn_matches_numpy(k, m1, m2, n, packed):
 @pytest.mark.parametrize("k", [0, 5, 40, 700])
 @pytest.mark.parametrize("n,n2", [(48, 32), (30, 20), (51, 17), (16, 16)])
 @pytest.mark.parametrize("packed", [True, False])
-def test_packed_matmul_tn_second_product_on_leading_columns(k, n, n2, packed):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packed_matmul_tn_second_product_on_leading_columns(k, n, n2, packed, dtype):
     """GRU's dWh[:, :2H] = Hprev^T dA_zr shares the packing of dA with dWx:
     the second product uses B's first n2 columns (ragged panels too) and
     leaves C2's other columns alone."""
     _core.use_packed_gemm(packed)
     rng = np.random.default_rng(k + n + n2)
-    a1 = rng.standard_normal((k, 7)).astype(np.float32)
-    a2 = rng.standard_normal((k, 13)).astype(np.float32)
-    b = rng.standard_normal((k, n)).astype(np.float32)
-    c1 = np.full((7, n), np.nan, np.float32)
-    c2 = np.full((13, n), 7.0, np.float32)
+    a1 = rng.standard_normal((k, 7)).astype(dtype)
+    a2 = rng.standard_normal((k, 13)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    c1 = np.full((7, n), np.nan, dtype)
+    c2 = np.full((13, n), 7.0, dtype)
     _rnn.packed_matmul_tn(a1, a2, b, c1, c2, n2)
-    tol = {"rtol": 1e-5, "atol": 1e-5 * np.sqrt(max(k, 1))}
+    tol = tn_tol(dtype, k)
     np.testing.assert_allclose(c1, a1.T.astype(np.float64) @ b, **tol)
     np.testing.assert_allclose(c2[:, :n2], a2.T.astype(np.float64) @ b[:, :n2], **tol)
     np.testing.assert_array_equal(c2[:, n2:], 7.0)
@@ -202,8 +211,10 @@ def test_packed_matmul_tn_second_product_on_leading_columns(k, n, n2, packed):
                                                   (5, 7, 9), (2, 600, 601), (4, 1, 3)])
 @pytest.mark.parametrize("accumulate", [False, True])
 @pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("a2_runs", ["same", "packed", "wider"])
-def test_packed_matmul_tn_over_runs_of_rows(runs, run_len, stride, accumulate, packed, a2_runs):
+def test_packed_matmul_tn_over_runs_of_rows(runs, run_len, stride, accumulate, packed, a2_runs,
+                                           dtype):
     """The products over a chunk of steps of every batch row: only the rows
     of `runs` runs of run_len, `stride` apart (packing chunks of 512 rows
     that cross runs, and runs longer than a chunk), overwriting C or added
@@ -213,19 +224,19 @@ def test_packed_matmul_tn_over_runs_of_rows(runs, run_len, stride, accumulate, p
     _core.use_packed_gemm(packed)
     stride2 = {"same": stride, "packed": run_len, "wider": stride + 3}[a2_runs]
     rng = np.random.default_rng(runs * run_len + stride)
-    a1 = rng.standard_normal((runs * stride, 19)).astype(np.float32)
-    a2 = rng.standard_normal((runs * stride2, 40)).astype(np.float32)
-    b = rng.standard_normal((runs * stride, 48)).astype(np.float32)
+    a1 = rng.standard_normal((runs * stride, 19)).astype(dtype)
+    a2 = rng.standard_normal((runs * stride2, 40)).astype(dtype)
+    b = rng.standard_normal((runs * stride, 48)).astype(dtype)
     rows = np.concatenate([np.arange(r * stride, r * stride + run_len) for r in range(runs)])
     rows2 = np.concatenate([np.arange(r * stride2, r * stride2 + run_len)
                             for r in range(runs)])
-    c1 = rng.standard_normal((19, 48)).astype(np.float32)
-    c2 = rng.standard_normal((40, 48)).astype(np.float32)
+    c1 = rng.standard_normal((19, 48)).astype(dtype)
+    c2 = rng.standard_normal((40, 48)).astype(dtype)
     want1 = a1[rows].T.astype(np.float64) @ b[rows] + (c1 if accumulate else 0)
     want2 = a2[rows2].T.astype(np.float64) @ b[rows] + (c2 if accumulate else 0)
     _rnn.packed_matmul_tn(a1, a2, b, c1, c2, runs=runs, run_len=run_len,
                           accumulate=accumulate)
-    tol = {"rtol": 1e-5, "atol": 1e-5 * np.sqrt(len(rows))}
+    tol = tn_tol(dtype, len(rows))
     np.testing.assert_allclose(c1, want1, **tol)
     np.testing.assert_allclose(c2, want2, **tol)
 
