@@ -38,9 +38,9 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
     over threads) a float32 product runs on the packed kernel in this
     thread instead: BLAS would start threads of its own, or need its
     process-wide thread count set to 1 around the call (src/_threads.h).
-    A float64 one has no such net: the threaded float64 loops (inference)
-    hand every product to the packed kernel, and reach BLAS here only when
-    a packed matrix could not be allocated (correct then, if
+    A float64 one has no such net: the threaded float64 loops hand every
+    product to the packed kernel (src/_gemm_d.h), and reach BLAS here only
+    when a packed matrix could not be allocated (correct then, if
     oversubscribed).
     """
     cdef char ta = b'T' if trans_b else b'N'
