@@ -92,48 +92,32 @@ RF_DEFINE_STORE_ROW_T(rf_store_row16d, double, rf_d8, "avx512f")
                    *(const rf_d8*) (panel + rf_panel_stride_d(K) + k * RF_NRD), \
                    rf_store_row16d)
 /* rf_<P>dtile_<MR>: C[0:MR, 0:nc] (+)= A[0:MR, 0:K] (rows lda apart) @ the
- * panel(s) from `panel` on. */
+ * panel(s) from `panel` on; rf_<P>dptile_<MR>: the same with A packed
+ * tile-major, A[k * MR + i] (the parameter gradients, rf_gemm_tn_d, up to
+ * 6 rows). */
 #define RF_DEFINE_DTILE(P, TARGET, BODY, MR)                                  \
     __attribute__((target(TARGET), noinline)) static void                     \
     rf_##P##dtile_##MR(long K, const double* A, long lda, const double* panel, \
                        double* C, long ldc, long nc, int accumulate)          \
     BODY(MR, RF_A_ROWS)
-
-RF_DEFINE_DTILE(, "avx2,fma", RF_DTILE_BODY, 1)
-RF_DEFINE_DTILE(, "avx2,fma", RF_DTILE_BODY, 2)
-RF_DEFINE_DTILE(, "avx2,fma", RF_DTILE_BODY, 3)
-RF_DEFINE_DTILE(, "avx2,fma", RF_DTILE_BODY, 4)
-RF_DEFINE_DTILE(, "avx2,fma", RF_DTILE_BODY, 5)
-RF_DEFINE_DTILE(, "avx2,fma", RF_DTILE_BODY, 6)
-RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 1)
-RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 2)
-RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 3)
-RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 4)
-RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 5)
-RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 6)
-RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 7)
-RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 8)
-
-/* rf_<P>dptile_<MR>: the same with A packed tile-major, A[k * MR + i]
- * (the parameter gradients, rf_gemm_tn_d), up to 6 rows. */
-#define RF_DEFINE_DPTILE(P, TARGET, BODY, MR)                                 \
+#define RF_DEFINE_DTILE_PAIR(P, TARGET, BODY, MR)                             \
+    RF_DEFINE_DTILE(P, TARGET, BODY, MR)                                      \
     __attribute__((target(TARGET), noinline)) static void                     \
     rf_##P##dptile_##MR(long K, const double* A, const double* panel,         \
                         double* C, long ldc, long nc, int accumulate)         \
     BODY(MR, RF_A_PACKED)
+#define RF_DEFINE_DTILE_FAMILY(P, TARGET, BODY)                               \
+    RF_DEFINE_DTILE_PAIR(P, TARGET, BODY, 1)                                  \
+    RF_DEFINE_DTILE_PAIR(P, TARGET, BODY, 2)                                  \
+    RF_DEFINE_DTILE_PAIR(P, TARGET, BODY, 3)                                  \
+    RF_DEFINE_DTILE_PAIR(P, TARGET, BODY, 4)                                  \
+    RF_DEFINE_DTILE_PAIR(P, TARGET, BODY, 5)                                  \
+    RF_DEFINE_DTILE_PAIR(P, TARGET, BODY, 6)
 
-RF_DEFINE_DPTILE(, "avx2,fma", RF_DTILE_BODY, 1)
-RF_DEFINE_DPTILE(, "avx2,fma", RF_DTILE_BODY, 2)
-RF_DEFINE_DPTILE(, "avx2,fma", RF_DTILE_BODY, 3)
-RF_DEFINE_DPTILE(, "avx2,fma", RF_DTILE_BODY, 4)
-RF_DEFINE_DPTILE(, "avx2,fma", RF_DTILE_BODY, 5)
-RF_DEFINE_DPTILE(, "avx2,fma", RF_DTILE_BODY, 6)
-RF_DEFINE_DPTILE(w, "avx512f", RF_WDTILE_BODY, 1)
-RF_DEFINE_DPTILE(w, "avx512f", RF_WDTILE_BODY, 2)
-RF_DEFINE_DPTILE(w, "avx512f", RF_WDTILE_BODY, 3)
-RF_DEFINE_DPTILE(w, "avx512f", RF_WDTILE_BODY, 4)
-RF_DEFINE_DPTILE(w, "avx512f", RF_WDTILE_BODY, 5)
-RF_DEFINE_DPTILE(w, "avx512f", RF_WDTILE_BODY, 6)
+RF_DEFINE_DTILE_FAMILY(, "avx2,fma", RF_DTILE_BODY)
+RF_DEFINE_DTILE_FAMILY(w, "avx512f", RF_WDTILE_BODY)
+RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 7)
+RF_DEFINE_DTILE(w, "avx512f", RF_WDTILE_BODY, 8)
 
 typedef void (*rf_dtile_fn)(long, const double*, long, const double*, double*, long, long,
                             int);
