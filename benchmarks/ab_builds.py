@@ -61,9 +61,11 @@ def main(argv):
         sys.exit(__doc__)
     old, new, cell, mode, cfg = argv[1:6]
     rounds = int(argv[6]) if len(argv) > 6 else 5
+    if os.environ.get("DTYPE", "float32") not in ("float32", "float64"):
+        sys.exit(f"DTYPE: expected float32 or float64, got {os.environ['DTYPE']!r}")
     pairs = [(run(old, cell, mode, cfg), run(new, cell, mode, cfg)) for _ in range(rounds)]
     ratios = [o[0] / n[0] for o, n in pairs]
-    print(f"{cell} {mode} {cfg}: old {1e3 * statistics.median(o[0] for o, _ in pairs):.3f} ms, "
+    print(f"{cell} {mode} {cfg} ({os.environ.get('DTYPE', 'float32')}): old {1e3 * statistics.median(o[0] for o, _ in pairs):.3f} ms, "
           f"new {1e3 * statistics.median(n[0] for _, n in pairs):.3f} ms, "
           f"old/new {statistics.median(ratios):.3f} (pairs {[round(r, 2) for r in ratios]}); "
           f"minor page faults a call: old {statistics.median(o[1] for o, _ in pairs):.0f}, "
