@@ -122,23 +122,31 @@ def thread_limit(n):
     return limit()
 
 
-def sgemm_peak(threads=1, size=1536, repeats=12, clock=time.perf_counter):
-    """Best GFLOP/s of scipy's sgemm (the BLAS the kernels call) on a square
-    product of `size`, at `threads` threads (best of `repeats`: a disturbed
-    run can only make a product slower, so the best is the peak)."""
-    from scipy.linalg.blas import sgemm
+def gemm_peak(threads=1, size=1536, repeats=12, clock=time.perf_counter, dtype=np.float32):
+    """Best GFLOP/s of scipy's sgemm, or dgemm for dtype float64 (the BLAS
+    the kernels call) on a square product of `size`, at `threads` threads
+    (best of `repeats`: a disturbed run can only make a product slower, so
+    the best is the peak)."""
+    from scipy.linalg.blas import dgemm, sgemm
+    dtype = np.dtype(dtype)
+    gemm = sgemm if dtype == np.float32 else dgemm
     rng = np.random.default_rng(0)
-    a = np.asfortranarray(rng.standard_normal((size, size), dtype=np.float32))
-    b = np.asfortranarray(rng.standard_normal((size, size), dtype=np.float32))
-    c = np.zeros((size, size), np.float32, order="F")
+    a = np.asfortranarray(rng.standard_normal((size, size)).astype(dtype))
+    b = np.asfortranarray(rng.standard_normal((size, size)).astype(dtype))
+    c = np.zeros((size, size), dtype, order="F")
     best = float("inf")
     with thread_limit(threads):
-        sgemm(1.0, a, b, c=c, overwrite_c=True)
+        gemm(1.0, a, b, c=c, overwrite_c=True)
         for _ in range(repeats):
             t0 = clock()
-            sgemm(1.0, a, b, c=c, overwrite_c=True)
+            gemm(1.0, a, b, c=c, overwrite_c=True)
             best = min(best, clock() - t0)
     return 2.0 * size ** 3 / best / 1e9
+
+
+def sgemm_peak(threads=1, size=1536, repeats=12, clock=time.perf_counter):
+    """gemm_peak in float32."""
+    return gemm_peak(threads, size, repeats, clock)
 
 
 def _torch():
@@ -263,8 +271,8 @@ def run(cells=CELLS, modes=MODES, configs=tuple(CONFIGS), threads=(1, 2),
 
     A row: cell, mode, config, threads, N, T, D, H, ms_<impl> (median),
     ratio_<impl> (median over rounds of impl time / rnnfast time), gflops
-    (rnnfast, GEMM flops only) and peak_fraction (of the sgemm peak at that
-    thread count).  The reference is skipped (None) for a case whose first
+    (rnnfast, GEMM flops only) and peak_fraction (of the GEMM peak at that
+    thread count and dtype: sgemm's, dgemm's for float64).  The reference is skipped (None) for a case whose first
     call takes longer than reference_max_ms."""
     dtype = np.dtype(dtype)
     header = {"blas": blas_kernel(), "warnings": environment_warnings(),
@@ -274,9 +282,9 @@ def run(cells=CELLS, modes=MODES, configs=tuple(CONFIGS), threads=(1, 2),
               "clock": {n: ("cpu" if clock == "cpu" and n == 1 else "wall") for n in threads},
               "settle": settle}
     for n in threads:
-        header["peak_gflops"][n] = sgemm_peak(
+        header["peak_gflops"][n] = gemm_peak(
             n, peak_size, clock=time.process_time if header["clock"][n] == "cpu"
-            else time.perf_counter)
+            else time.perf_counter, dtype=dtype)
     rows = []
     for n in threads:
         with thread_limit(n):
@@ -315,8 +323,8 @@ def run(cells=CELLS, modes=MODES, configs=tuple(CONFIGS), threads=(1, 2),
     # The peak once more at the end: a disturbed measurement can only be too
     # low, so the higher of the two stands, and the rows are judged against it.
     for n in threads:
-        again = sgemm_peak(n, peak_size, clock=time.process_time if header["clock"][n] == "cpu"
-                           else time.perf_counter)
+        again = gemm_peak(n, peak_size, clock=time.process_time if header["clock"][n] == "cpu"
+                          else time.perf_counter, dtype=dtype)
         if again > header["peak_gflops"][n]:
             header["peak_gflops"][n] = again
             for row in rows:
@@ -333,7 +341,7 @@ def _against_peak(row, peak_gflops):
 def _judge(row, ms_at_peak):
     """Against the issue's target: `bound` is the largest torch/rnnfast
     ratio physically possible, PyTorch's time over the time of rnnfast's
-    GEMM flops alone at 100 % of the measured sgemm peak (everything else
+    GEMM flops alone at 100 % of the measured GEMM peak (everything else
     taken as free, so a true upper bound); `need_peak` the fraction of the
     peak at which those flops would have to run to meet the target (above 1:
     impossible); `verdict` is met, not met, or out of reach (target above
@@ -382,7 +390,8 @@ def format_header(header):
                  f"load average: {header['load']}   clock: " + ", ".join(
                      f"{n} thr {c}" for n, c in header.get("clock", {}).items())
                  + f"   settle: {header.get('settle', 0) * 1e3:.0f} ms")
-    lines.append("measured sgemm peak: " + ", ".join(
+    gemm = "dgemm" if header.get("dtype") == "float64" else "sgemm"
+    lines.append(f"measured {gemm} peak: " + ", ".join(
         f"{n} thread{'s' if n > 1 else ''} {g:.0f} GFLOP/s"
         for n, g in header["peak_gflops"].items()))
     for w in header["warnings"]:

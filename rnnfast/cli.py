@@ -397,7 +397,8 @@ def build_parser():
     p.add_argument("--min-time", type=float, default=0.02,
                    help="seconds per round per implementation (small calls repeat)")
     p.add_argument("--peak-size", type=int, default=1536,
-                   help="matrix size of the sgemm peak measurement")
+                   help="matrix size of the GEMM peak measurement (sgemm; dgemm with "
+                        "--dtype float64)")
     p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                    help="cpu: time 1-thread runs by process CPU time (robust on a "
                    "loaded machine); more threads always use wall time")

@@ -3,6 +3,7 @@ import importlib
 import pathlib
 import sys
 
+import numpy as np
 import pytest
 
 
@@ -98,3 +99,17 @@ def test_fma_bound_refuses_bad_arguments(argv):
     with pytest.raises(SystemExit) as exc:
         _benchmark_module("fma_bound").main(argv)
     assert "FMA" in str(exc.value)
+
+
+def test_gemm_peak_follows_the_dtype_and_the_header_names_it():
+    """A float64 bench is judged against dgemm's peak, not sgemm's (which
+    is about twice it): the header says which one it measured."""
+    from rnnfast.bench import format_header, gemm_peak, sgemm_peak
+    single = gemm_peak(1, 256, repeats=3)
+    double = gemm_peak(1, 256, repeats=3, dtype=np.float64)
+    assert single > 0 and double > 0
+    assert sgemm_peak(1, 256, repeats=3) > 0
+    header = {"blas": None, "torch": None, "load": (0, 0, 0), "clock": {1: "wall"},
+              "settle": 0, "warnings": [], "peak_gflops": {1: double}}
+    assert "measured dgemm peak: 1 thread" in format_header(dict(header, dtype="float64"))
+    assert "measured sgemm peak: 1 thread" in format_header(dict(header, dtype="float32"))
