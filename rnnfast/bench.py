@@ -129,6 +129,8 @@ def gemm_peak(threads=1, size=1536, repeats=12, clock=time.perf_counter, dtype=n
     the best is the peak)."""
     from scipy.linalg.blas import dgemm, sgemm
     dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype: expected float32 or float64, got {dtype}")
     gemm = sgemm if dtype == np.float32 else dgemm
     rng = np.random.default_rng(0)
     a = np.asfortranarray(rng.standard_normal((size, size)).astype(dtype))

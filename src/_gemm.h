@@ -877,13 +877,6 @@ static inline long rf_run_segment(long k, long end, long run_len, long run_strid
 #define RF_TN_FLOATS(n) (n)
 #define RF_TN_PTILE(wide, np, mr) rf_ptiles[rf_tile_kind(wide, np)][mr]
 #include "_gemm_tn_impl.h"
-#undef RF_TN_T
-#undef RF_TN_FN
-#undef RF_TN_NR
-#undef RF_TN_PSTRIDE
-#undef RF_TN_PACKED_SIZE
-#undef RF_TN_FLOATS
-#undef RF_TN_PTILE
 
 /* Row-major C (M, N) = (accumulate ? C : 0) + op(A) @ op(B) on this
  * thread alone, for a product that would otherwise go to BLAS from a part

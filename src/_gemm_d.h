@@ -170,12 +170,5 @@ static void rf_gemm_packed_d(long M, long N, long K, const double* A, long lda,
 #define RF_TN_FLOATS(n) (2 * (n))
 #define RF_TN_PTILE(wide, np, mr) rf_dptiles[(np) - 1][mr]
 #include "_gemm_tn_impl.h"
-#undef RF_TN_T
-#undef RF_TN_FN
-#undef RF_TN_NR
-#undef RF_TN_PSTRIDE
-#undef RF_TN_PACKED_SIZE
-#undef RF_TN_FLOATS
-#undef RF_TN_PTILE
 
 #endif

@@ -4,7 +4,8 @@
  * panel width), RF_TN_PSTRIDE(K) and RF_TN_PACKED_SIZE(K, N) (the packed
  * layout's), RF_TN_FLOATS(n) (n elements in rf_buf_alloc's floats) and
  * RF_TN_PTILE(wide, np, mr) (the packed-A tile of mr rows over np panels).
- * No include guard on purpose. */
+ * It undefines them at its end, ready for the next instantiation.  No
+ * include guard on purpose. */
 
 /* dst (kc, mr) row-major <- the mr contiguous elements src[k * lda :] for
  * k < kc.  mr is a constant in each branch: a loop of variable length
@@ -135,3 +136,10 @@ RF_CLONED int RF_TN_FN(rf_gemm_tn)(int nsrc, const long* M, const RF_TN_T* const
     return 1;
 }
 
+#undef RF_TN_T
+#undef RF_TN_FN
+#undef RF_TN_NR
+#undef RF_TN_PSTRIDE
+#undef RF_TN_PACKED_SIZE
+#undef RF_TN_FLOATS
+#undef RF_TN_PTILE

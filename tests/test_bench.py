@@ -113,3 +113,5 @@ def test_gemm_peak_follows_the_dtype_and_the_header_names_it():
               "settle": 0, "warnings": [], "peak_gflops": {1: double}}
     assert "measured dgemm peak: 1 thread" in format_header(dict(header, dtype="float64"))
     assert "measured sgemm peak: 1 thread" in format_header(dict(header, dtype="float32"))
+    with pytest.raises(ValueError, match="dtype: expected float32 or float64, got float16"):
+        gemm_peak(1, 64, dtype=np.float16)
