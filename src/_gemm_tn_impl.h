@@ -80,8 +80,8 @@ RF_CLONED int RF_TN_FN(rf_gemm_tn)(int nsrc, const long* M, const RF_TN_T* const
     Bp = (RF_TN_T*) rf_buf_alloc(RF_TN_FLOATS(RF_TN_PACKED_SIZE(kc, N)));
     At = (RF_TN_T*) rf_buf_alloc(RF_TN_FLOATS(mb * kc));
     if (Bp == NULL || At == NULL) {
-        rf_buf_free(Bp);
-        rf_buf_free(At);
+        rf_buf_free((float*) Bp);     /* the buffers are counted in floats */
+        rf_buf_free((float*) At);
         return 0;
     }
     if (run_len <= 0 || run_len > K)
