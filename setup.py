@@ -47,6 +47,7 @@ with open(os.path.join("rnnfast", "_build_info.py"), "w") as fh:
     fh.write("# Written by setup.py at build time.\n")
     fh.write(f"DEBUG_CYTHON = {DEBUG!r}\n")
     fh.write(f"COMPILE_ARGS = {compile_args!r}\n")
+    fh.write(f"CFLAGS = {os.environ.get('CFLAGS', '')!r}\n")   # e.g. -DRNNFAST_PASS_NO_AVX512
     fh.write(f"CYTHON_DIRECTIVES = {directives!r}\n")
 
 setup(

@@ -12,13 +12,13 @@ def config():
     try:
         from . import _build_info as build
         flags = {"debug_cython": build.DEBUG_CYTHON, "compile_args": build.COMPILE_ARGS,
-                 "directives": build.CYTHON_DIRECTIVES}
+                 "cflags": getattr(build, "CFLAGS", ""), "directives": build.CYTHON_DIRECTIVES}
     except ImportError:
         flags = {"debug_cython": "unknown (no _build_info)"}
     info = {"rnnfast": __version__, "python": sys.version.split()[0],
             "numpy": np.__version__, "scipy": scipy.__version__, "build": flags,
             "blas": blas_info(), "float32_kernel": _kernel_name(),
-            "float64_kernel": _kernel_name(),
+            "float64_kernel": _kernel_name(), "passes": _pass_clone(),
             "env": {k: os.environ.get(k) for k in
                     ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                      "OMP_NUM_THREADS") if os.environ.get(k) is not None}}
@@ -28,6 +28,11 @@ def config():
 def _kernel_name():
     from . import _core
     return _core.kernel_name()
+
+
+def _pass_clone():
+    from . import _rnn
+    return _rnn.pass_clone()
 
 
 def blas_info():
@@ -56,6 +61,7 @@ def show_config(file=None):
         print(f"  {k}: {v}", file=out)
     print(f"float32 products: {info['float32_kernel']}", file=out)
     print(f"float64 products: {info['float64_kernel']}", file=out)
+    print(f"element-wise passes: the {info['passes']} clone", file=out)
     print("BLAS (threadpoolctl; the kernels use scipy's):", file=out)
     for lib in info["blas"]:
         print("  " + ", ".join(f"{k}={v}" for k, v in lib.items()), file=out)

@@ -42,13 +42,55 @@
 
 /* On x86-64 with GCC and glibc, each pass is compiled three times (SSE2,
  * AVX2, AVX-512) and the loader picks the widest the CPU runs (ifunc);
- * elsewhere it is plain C.  RNNFAST_NO_CLONES=1 at build time turns it off. */
+ * elsewhere it is plain C.  -DRNNFAST_NO_CLONES at build time turns it off;
+ * -DRNNFAST_PASS_NO_AVX512 leaves the AVX-512 clone out, so that the tests
+ * can run the AVX2 one on an AVX-512 CPU (tests/test_pass_clones.py).
+ *
+ * The AVX2 clone is GCC 12's x86-64-v3 (AVX2, FMA, BMI...: what every AVX2
+ * CPU has), not "avx2" alone, which has no FMA: its polynomials then
+ * contract to FMAs as the AVX-512 clone's do (float LSTM inference at
+ * `medium` on that clone 1.04x faster, GRU 1.05x, docs/performance.md
+ * item 103), and fma() is an instruction there, not a libm call. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
     defined(__linux__) && __GNUC__ >= 8 && !defined(RNNFAST_NO_CLONES)
-#define RF_PASS static __attribute__((target_clones("default", "avx2", "avx512f")))
+#if __GNUC__ >= 12
+#define RF_CLONE_AVX2 "arch=x86-64-v3"
+#else
+#define RF_CLONE_AVX2 "avx2"
+#endif
+#ifdef RNNFAST_PASS_NO_AVX512
+#define RF_PASS static __attribute__((target_clones("default", RF_CLONE_AVX2)))
+#else
+#define RF_PASS static __attribute__((target_clones("default", RF_CLONE_AVX2, "avx512f")))
+#endif
 #else
 #define RF_PASS static
 #endif
+
+/* The clone of the passes this CPU runs, as the loader's resolver picks
+ * it (the widest the CPU supports): "avx512f", "x86-64-v3" (or "avx2"
+ * before GCC 12), "default" (SSE2); "none" where the passes are not
+ * cloned.  For `rnnfast info` and the tests of the AVX2 clone. */
+static __attribute__((unused)) const char* rf_pass_clone(void)
+{
+#ifdef RF_CLONE_AVX2
+    __builtin_cpu_init();
+#ifndef RNNFAST_PASS_NO_AVX512
+    if (__builtin_cpu_supports("avx512f"))
+        return "avx512f";
+#endif
+#if __GNUC__ >= 12
+    if (__builtin_cpu_supports("x86-64-v3"))
+        return "x86-64-v3";
+#else
+    if (__builtin_cpu_supports("avx2"))
+        return "avx2";
+#endif
+    return "default";
+#else
+    return "none";
+#endif
+}
 
 /* ------------------------------------------------------------ activations */
 /* exp(x) for x in [-87, 88] (the caller clamps). */
@@ -159,6 +201,13 @@ RF_INLINE void rf_lstm_unit_f(float xf, float xg, float xi, float xo, float c,
     *tc = pc * eo * r2;
 }
 
+/* a * b + c with one rounding, in the double activations' polynomials.
+ * Written out, not left to contraction: the double passes are compiled
+ * without it (see below), and an explicit FMA is the same in every clone
+ * and in both versions of a pass.  Where the clone has no FMA (the SSE2
+ * fallback only), fma() is libm's, exact too. */
+#define RF_FMA_D(a, b, c) fma((a), (b), (c))
+
 /* exp(x) in double for x in [-708, 709] (the caller clamps), branch-free
  * so that the passes vectorise (libm's exp is a call per value: 43 % of an
  * LSTM inference at `medium` in float64, docs/performance.md item 99):
@@ -168,7 +217,7 @@ RF_INLINE void rf_lstm_unit_f(float xf, float xg, float xi, float xo, float c,
  *   - r = x - k ln 2 in two parts (fdlibm's ln2_hi has 32 significant bits,
  *     so k * ln2_hi is exact), |r| <= ln 2 / 2;
  *   - exp(r) by its Taylor polynomial to degree 13 (truncation < 5e-18
- *     relative), Horner;
+ *     relative), Horner with FMAs;
  *   - k + 1023 in [1, 2046] over the range: 2^k is a normal double. */
 RF_INLINE double rf_exp_in_range_d(double x)
 {
@@ -180,19 +229,19 @@ RF_INLINE double rf_exp_in_range_d(double x)
     r = x - k * 6.93147180369123816490e-01;          /* ln2_hi */
     r = r - k * 1.90821492927058770002e-10;          /* ln2_lo */
     p = 1.0 / 6227020800.0;                           /* 1/13! */
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    p = RF_FMA_D(p, r, 1.0 / 479001600.0);
+    p = RF_FMA_D(p, r, 1.0 / 39916800.0);
+    p = RF_FMA_D(p, r, 1.0 / 3628800.0);
+    p = RF_FMA_D(p, r, 1.0 / 362880.0);
+    p = RF_FMA_D(p, r, 1.0 / 40320.0);
+    p = RF_FMA_D(p, r, 1.0 / 5040.0);
+    p = RF_FMA_D(p, r, 1.0 / 720.0);
+    p = RF_FMA_D(p, r, 1.0 / 120.0);
+    p = RF_FMA_D(p, r, 1.0 / 24.0);
+    p = RF_FMA_D(p, r, 1.0 / 6.0);
+    p = RF_FMA_D(p, r, 0.5);
+    p = RF_FMA_D(p, r, 1.0);
+    p = RF_FMA_D(p, r, 1.0);
     memcpy(&bits, &t, sizeof bits);
     bits = (bits + 1023) << 52;     /* the low 12 bits of t's are k mod 4096 */
     memcpy(&scale, &bits, sizeof scale);
@@ -225,11 +274,11 @@ RF_INLINE double rf_tanh_d(double x)
     ac = a > 20.0 ? 20.0 : a;
     s = rf_exp_in_range_d(2.0 * ac);
     z = a * a;
-    P = (-9.64399179425052238628e-1 * z + -9.92877231001918586564e1) * z
-        + -1.61468768441708447952e3;
-    Q = ((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z
-        + 4.84406305325125486048e3;
-    num = a <= 0.625 ? a * Q + a * z * P : s - 1.0;
+    P = RF_FMA_D(RF_FMA_D(-9.64399179425052238628e-1, z, -9.92877231001918586564e1), z,
+                 -1.61468768441708447952e3);
+    Q = RF_FMA_D(RF_FMA_D(z + 1.12811678491632931402e2, z, 2.23548839060100448583e3), z,
+                 4.84406305325125486048e3);
+    num = a <= 0.625 ? RF_FMA_D(a * z, P, a * Q) : s - 1.0;
     den = a <= 0.625 ? Q : s + 1.0;
     t = num / den;
     return x < 0 ? -t : t;
@@ -264,7 +313,9 @@ RF_INLINE void rf_lstm_unit_d(double xf, double xg, double xi, double xo, double
  * it fused differently in a pass's training and inference versions (the
  * LSTM's and GRU's `save`), whose results then differed in the last bit;
  * contracted or not per statement as written, they are bitwise the same,
- * as the float passes are (docs/performance.md item 99). */
+ * as the float passes are (docs/performance.md item 99).  The
+ * activations' polynomials keep their FMAs: those are written out
+ * (RF_FMA_D, item 103). */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")

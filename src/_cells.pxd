@@ -5,6 +5,7 @@
 from _blas cimport floating
 
 cdef extern from "_cells.h" nogil:
+    const char* rf_pass_clone()
     void rf_rnn_fwd_row_f(float* a, const float* b, float* h, float* out, long H, int relu)
     void rf_rnn_fwd_row_d(double* a, const double* b, double* h, double* out, long H, int relu)
     void rf_rnn_bwd_row_f(float* a, const float* dout, float* dh, long H, int relu)

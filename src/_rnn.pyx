@@ -26,7 +26,7 @@ from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, rf_u
                     rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
                     rf_use_wide_tiles, rf_wide_in_use)
 from _arrays cimport arrays_match, float_array_match
-from _cells cimport rnn_fwd_row, rnn_bwd_row
+from _cells cimport rnn_fwd_row, rnn_bwd_row, rf_pass_clone
 from numpy cimport NPY_FLOAT
 from _seqfwd cimport infer_fn, INFER_CAPSULE
 from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching,
@@ -311,6 +311,13 @@ def wide_tiles_in_use():
     """Whether this module's packed products run on the AVX-512 tiles now
     (the CPU has AVX-512F, nothing turned them off)."""
     return bool(rf_wide_in_use())
+
+
+def pass_clone():
+    """The clone of the element-wise passes (src/_cells.h) this CPU runs:
+    "avx512f", "x86-64-v3", "avx2" (built by GCC < 12), "default" (SSE2),
+    or "none" (a build without clones)."""
+    return rf_pass_clone().decode()
 
 
 def use_wide_tiles(bint on):

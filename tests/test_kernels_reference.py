@@ -279,3 +279,27 @@ def test_kernel_matches_reference_from_a_zero_state(cell, opts, reverse, lengths
     """A zero initial state skips the first step's recurrent product
     (src/_seq.pxd, state_product); a state zero but for one unit must not."""
     run_both(cell, opts, dtype, reverse, lengths, rng, state=state)
+
+
+def test_pass_clone_is_named_and_shown_by_info():
+    """`rnnfast info` names the clone of the element-wise passes in use
+    (src/_cells.h, rf_pass_clone): on an x86-64 CPU with AVX-512F the
+    default build runs the AVX-512 clone; .ci/variant_build.sh avx2-passes
+    runs the rest of this file on the AVX2 (x86-64-v3) one."""
+    import io
+    import platform
+
+    from rnnfast import _info, _rnn
+    clone = _rnn.pass_clone()
+    assert clone in ("avx512f", "x86-64-v3", "avx2", "default", "none")
+    out = io.StringIO()
+    _info.show_config(out)
+    assert f"element-wise passes: the {clone} clone" in out.getvalue()
+    if platform.machine() == "x86_64" and clone != "none":
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line.split() for line in fh if line.startswith("flags")), [])
+        from rnnfast import _build_info
+        expected = ("x86-64-v3", "avx2") if "avx2" in flags and "fma" in flags else ("default",)
+        if "avx512f" in flags and "RNNFAST_PASS_NO_AVX512" not in _build_info.CFLAGS:
+            expected = ("avx512f",)
+        assert clone in expected, (clone, expected, _build_info.CFLAGS)
