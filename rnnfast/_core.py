@@ -113,6 +113,16 @@ def use_grad_chunks(on=True):
         mod.use_grad_chunks(on)
 
 
+def use_split_packing(on=True):
+    """Pack a call's large weight matrices (512 KB and more) on the threads
+    its step loop will use, each a share of B's rows or panels (the
+    default), or on the calling thread alone (on=False); see src/_seq.pxd,
+    pack_b_split.  Results are bitwise the same either way.  For A/B
+    timings and tests."""
+    for mod in (_rnn, _lstm, _gru):
+        mod.use_split_packing(on)
+
+
 def use_output_pool(on=True):
     """Take the large outputs of a call (a layer's outputs, dL/dxs, 1 MB
     and more) from rnnfast's pool, which gets their memory back when the

@@ -124,6 +124,17 @@ cdef inline int pack_rows(Py_ssize_t rows) noexcept nogil:
     return <int> rows if rows > 1 else 0
 
 
+cdef inline floating* packed_buffer(int m, int k, int n, const floating* b) noexcept nogil:
+    """Room for op(B) (k, n) packed (b only picks the type), as pack_b
+    allocates it, or NULL when the packed path does not apply."""
+    if not rf_gemm_packed_supported() or m < 1 or k <= 0 or n <= 0:
+        return NULL
+    if floating is float:
+        return <floating*> rf_buf_alloc(rf_packed_size(k, n))
+    else:
+        return <floating*> rf_buf_alloc(2 * rf_packed_size_d(k, n))      # in floats
+
+
 cdef inline floating* pack_b(int m, bint trans_b, int k, int n, const floating* b,
                              int ldb) noexcept nogil:
     """op(B) (k, n) packed for gemm_packed with m-row left operands, or NULL
@@ -131,18 +142,13 @@ cdef inline floating* pack_b(int m, bint trans_b, int k, int n, const floating* 
     BLAS runs).  m = 0 asks for BLAS (see pack_rows).  float: src/_gemm.h's
     layout; double: src/_gemm_d.h's.  Release the result with
     free_packed() (it may be kept for the next call)."""
-    cdef float* bp
-    if not rf_gemm_packed_supported() or m < 1 or k <= 0 or n <= 0:
-        return NULL
-    if floating is float:
-        bp = rf_buf_alloc(rf_packed_size(k, n))
-        if bp != NULL:
-            rf_pack_b_f(<const float*> b, ldb, trans_b, k, n, bp)
-    else:
-        bp = rf_buf_alloc(2 * rf_packed_size_d(k, n))      # in floats
-        if bp != NULL:
+    cdef floating* bp = packed_buffer(m, k, n, b)
+    if bp != NULL:
+        if floating is float:
+            rf_pack_b_f(<const float*> b, ldb, trans_b, k, n, <float*> bp)
+        else:
             rf_pack_b_d(<const double*> b, ldb, trans_b, k, n, <double*> bp)
-    return <floating*> bp
+    return bp
 
 
 cdef inline floating* pack_b_or_read(Py_ssize_t rows, Py_ssize_t min_rows, int k, int n,

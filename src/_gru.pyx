@@ -40,6 +40,7 @@ from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
+                   pack_b_split, pack_b_or_read_split, set_pack_split,
                    all_zero, state_product, xs_check, raise_if_nonfinite)
 
 cnp.import_array()
@@ -178,17 +179,20 @@ cdef void gru_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil
     packs), the step loop on `threads` threads at most."""
     cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H, G = 3 * H
     cdef const floating* pWh = <const floating*> a.s.Wh
-    forward_prologue(tag, &a.s, G)
+    cdef int pack_nt = step_threads(threads, N, T, 2 * H * G, True)
+    forward_prologue(tag, &a.s, G, pack_nt)
     if a.s.training:
         zero_padding(<floating*> a.extra, N, T, H, 0, H, a.s.lengths)
     # The per-step products' right-hand matrices, packed once (or NULL:
     # BLAS).  reset_after: Wh (H, 3H); else Wh_zr (H, 2H) and Wh_h (H, H).
     a.Wp2 = NULL
     if a.reset_after:
-        a.Wp1 = pack_b_or_read(N * T, N, <int> H, <int> G, pWh, <int> G)
+        a.Wp1 = pack_b_or_read_split(N * T, N, <int> H, <int> G, pWh, <int> G, pack_nt)
     else:
-        a.Wp1 = pack_b_or_read(N * T, N, <int> H, <int> (2 * H), pWh, <int> G)
-        a.Wp2 = pack_b_or_read(N * T, N, <int> H, <int> H, pWh + 2 * H, <int> G)
+        a.Wp1 = pack_b_or_read_split(N * T, N, <int> H, <int> (2 * H), pWh, <int> G,
+                                     pack_nt)
+        a.Wp2 = pack_b_or_read_split(N * T, N, <int> H, <int> H, pWh + 2 * H, <int> G,
+                                     pack_nt)
     run_steps(tag, gru_forward_steps_f if floating is float else gru_forward_steps_d, a, N,
               step_threads(threads, N, T, 2 * H * G,
                            a.Wp1 != NULL and (a.reset_after or a.Wp2 != NULL)))
@@ -363,14 +367,17 @@ cdef void gru_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogi
     input gradients (src/_seq.pxd, backward_steps_and_grads)."""
     cdef Py_ssize_t N = a.s.N, T = a.s.T, D = a.s.D, H = a.s.H, G = 3 * H
     cdef const floating* pWh = <const floating*> a.s.Wh
-    backward_prologue(tag, &a.s, G)
+    cdef int pack_nt = step_threads(threads, N, T, 2 * H * G, True)
+    backward_prologue(tag, &a.s, G, pack_nt)
     a.Wp2 = NULL
     if a.reset_after:
         zero_padding(<floating*> a.extra, N, T, H, 0, H, a.s.lengths)
-        a.Wp1 = pack_b(pack_rows(N * T), True, <int> G, <int> H, pWh, <int> G)
+        a.Wp1 = pack_b_split(pack_rows(N * T), True, <int> G, <int> H, pWh, <int> G, pack_nt)
     else:
-        a.Wp1 = pack_b(pack_rows(N * T), True, <int> (2 * H), <int> H, pWh, <int> G)
-        a.Wp2 = pack_b(pack_rows(N * T), True, <int> H, <int> H, pWh + 2 * H, <int> G)
+        a.Wp1 = pack_b_split(pack_rows(N * T), True, <int> (2 * H), <int> H, pWh, <int> G,
+                             pack_nt)
+        a.Wp2 = pack_b_split(pack_rows(N * T), True, <int> H, <int> H, pWh + 2 * H, <int> G,
+                             pack_nt)
     backward_steps_and_grads(
         tag, &a.s, a, gru_backward_steps_f if floating is float else gru_backward_steps_d,
         gru_backward_grads_f if floating is float else gru_backward_grads_d,
@@ -415,6 +422,14 @@ def use_grad_chunks(bint on):
     steps (on, the default; src/_seq.pxd, chunk_steps), or run the
     gradients after all steps.  For A/B timings and tests."""
     set_grad_chunks(on)
+
+
+def use_split_packing(bint on):
+    """Pack a call's weights on the threads of its step loop when they are
+    large (on, the default; src/_seq.pxd, pack_b_split), or on the calling
+    thread alone.  The packed bytes are the same.  For A/B timings and
+    tests."""
+    set_pack_split(on)
 
 
 # Each kernel module has its own split limits and pool (src/_threads.h is

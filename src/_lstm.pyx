@@ -39,6 +39,7 @@ from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
+                   pack_b_split, pack_b_or_read_split, set_pack_split,
                    all_zero, state_product, states_rebuilt, state_rows,
                    set_poison_chunk_h, rebuild_chunk_start, rebuild_next_state,
                    rebuild_padding, xs_check, raise_if_nonfinite)
@@ -168,9 +169,10 @@ cdef void lstm_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogi
     cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H, G = 4 * H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
     a.save_all = not states_rebuilt(N, T, G, H, sizeof(floating), a.uniform)
-    forward_prologue(tag, &a.s, G)
-    a.Wh_packed = pack_b_or_read(N * T, N, <int> H, <int> G, <const floating*> a.s.Wh,
-                                 <int> G)
+    cdef int pack_nt = step_threads(threads, N, T, 2 * H * G, True)
+    forward_prologue(tag, &a.s, G, pack_nt)
+    a.Wh_packed = pack_b_or_read_split(N * T, N, <int> H, <int> G,
+                                       <const floating*> a.s.Wh, <int> G, pack_nt)
     run_steps(tag, lstm_forward_steps_f if floating is float else lstm_forward_steps_d, a, N,
               step_threads(threads, N, T, 2 * H * G, a.Wh_packed != NULL))
     free_packed(<void*> a.Wh_packed)
@@ -336,9 +338,10 @@ cdef void lstm_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nog
     cdef Py_ssize_t N = a.s.N, T = a.s.T, D = a.s.D, H = a.s.H, G = 4 * H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
     a.rebuild = states_rebuilt(N, T, G, H, sizeof(floating), a.uniform)
-    backward_prologue(tag, &a.s, G)
-    a.WhT_packed = pack_b(pack_rows(N * T), True, <int> G, <int> H,
-                          <const floating*> a.s.Wh, <int> G)
+    cdef int pack_nt = step_threads(threads, N, T, 2 * H * G, True)
+    backward_prologue(tag, &a.s, G, pack_nt)
+    a.WhT_packed = pack_b_split(pack_rows(N * T), True, <int> G, <int> H,
+                                <const floating*> a.s.Wh, <int> G, pack_nt)
     backward_steps_and_grads(
         tag, &a.s, a, lstm_backward_steps_f if floating is float else lstm_backward_steps_d,
         lstm_backward_grads_f if floating is float else lstm_backward_grads_d,
@@ -387,6 +390,14 @@ def use_grad_chunks(bint on):
     steps (on, the default; src/_seq.pxd, chunk_steps), or run the
     gradients after all steps.  For A/B timings and tests."""
     set_grad_chunks(on)
+
+
+def use_split_packing(bint on):
+    """Pack a call's weights on the threads of its step loop when they are
+    large (on, the default; src/_seq.pxd, pack_b_split), or on the calling
+    thread alone.  The packed bytes are the same.  For A/B timings and
+    tests."""
+    set_pack_split(on)
 
 
 # Each kernel module has its own split limits and pool (src/_threads.h is

@@ -35,6 +35,7 @@ from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching
                    grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
+                   pack_b_split, pack_b_or_read_split, set_pack_split, packing_threads,
                    all_zero, state_product, set_poison_chunk_h,
                    states_rebuilt, state_rows, rebuild_chunk_start, rebuild_next_state,
                    rebuild_padding, xs_check, raise_if_nonfinite, finite_values)
@@ -134,9 +135,10 @@ cdef void rnn_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil
     cdef Py_ssize_t N = a.s.N, T = a.s.T, H = a.s.H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
     a.save_all = not states_rebuilt(N, T, H, H, sizeof(floating), a.uniform)
-    forward_prologue(tag, &a.s, H)
-    a.Wh_packed = pack_b_or_read(N * T, N, <int> H, <int> H, <const floating*> a.s.Wh,
-                                 <int> H)
+    cdef int pack_nt = step_threads(threads, N, T, 2 * H * H, True)
+    forward_prologue(tag, &a.s, H, pack_nt)
+    a.Wh_packed = pack_b_or_read_split(N * T, N, <int> H, <int> H,
+                                       <const floating*> a.s.Wh, <int> H, pack_nt)
     run_steps(tag, rnn_forward_steps_f if floating is float else rnn_forward_steps_d, a, N,
               step_threads(threads, N, T, 2 * H * H, a.Wh_packed != NULL))
     free_packed(<void*> a.Wh_packed)
@@ -288,9 +290,10 @@ cdef void rnn_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogi
     cdef Py_ssize_t N = a.s.N, T = a.s.T, D = a.s.D, H = a.s.H
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
     a.rebuild = states_rebuilt(N, T, H, H, sizeof(floating), a.uniform)
-    backward_prologue(tag, &a.s, H)
-    a.WhT_packed = pack_b(pack_rows(N * T), True, <int> H, <int> H,
-                          <const floating*> a.s.Wh, <int> H)
+    cdef int pack_nt = step_threads(threads, N, T, 2 * H * H, True)
+    backward_prologue(tag, &a.s, H, pack_nt)
+    a.WhT_packed = pack_b_split(pack_rows(N * T), True, <int> H, <int> H,
+                                <const floating*> a.s.Wh, <int> H, pack_nt)
     backward_steps_and_grads(
         tag, &a.s, a, rnn_backward_steps_f if floating is float else rnn_backward_steps_d,
         rnn_backward_grads_f if floating is float else rnn_backward_grads_d,
@@ -602,6 +605,23 @@ def use_grad_chunks(bint on):
     steps (on, the default; src/_seq.pxd, chunk_steps), or run the
     gradients after all steps.  For A/B timings and tests."""
     set_grad_chunks(on)
+
+
+def split_packing_threads(int threads, Py_ssize_t N, Py_ssize_t T, Py_ssize_t flops_per_row_step,
+                          Py_ssize_t k, Py_ssize_t n, Py_ssize_t itemsize=4):
+    """Tests: the threads a call on `threads` threads (its BLAS count), whose
+    step loop does flops_per_row_step a row and step, packs a (k, n) weight
+    matrix on (src/_seq.pxd, packing_threads)."""
+    return packing_threads(step_threads(threads, N, T, flops_per_row_step, True), k, n,
+                           itemsize)
+
+
+def use_split_packing(bint on):
+    """Pack a call's weights on the threads of its step loop when they are
+    large (on, the default; src/_seq.pxd, pack_b_split), or on the calling
+    thread alone.  The packed bytes are the same.  For A/B timings and
+    tests."""
+    set_pack_split(on)
 
 
 def poison_chunk_buffers(bint on):

@@ -32,8 +32,8 @@ from _seqfwd cimport SeqFwd, raise_if_nonfinite
 from _settings cimport check_setting
 from numpy cimport NPY_FLOAT, NPY_INTP
 from _blas cimport (floating, gemm, gemm_packed, gemm_tn, free_packed, pack_b, pack_rows,
-                   pack_b_or_read,
-                   rf_packed_dw_enabled)
+                   pack_b_or_read, packed_buffer, rf_in_threads, rf_unpacked_b,
+                   rf_unpacked_ok, rf_packed_dw_enabled)
 
 
 cdef extern from "_cells.h" nogil:
@@ -388,6 +388,116 @@ cdef inline int step_threads(int threads, Py_ssize_t N, Py_ssize_t T,
     return <int> (t if t > 1 else 1)
 
 
+# ------------------------------------------------- packing over threads
+# A call packs its weights (Wx and Wh forward, their transposes backward)
+# before its step loop.  At 2 threads that copy ran on the calling thread
+# alone while the other waited: 6 % of an RNN inference at
+# `zaremba-medium` (N = 20, D = H = 650: two 1.7 MB packs at ~9 GB/s, the
+# weights and the packed copy coming from memory; docs/performance.md item
+# 108).  From PACK_SPLIT_BYTES on, the packing splits over the threads the
+# step loop will use: B's rows (trans = 0) or its panels (trans = 1), each
+# part written where the whole packing would write it, so the packed
+# matrix is the same bytes.  Each split packing is a region of its own, and
+# below 1 MB the wake-up of the other thread (~20 us) costs about what the
+# split saves: at 512 KB, LSTM training at `zaremba-small` (640 KB
+# matrices) ran 0.979-0.984 as fast at 2 threads, its inference 1.045-1.09
+# faster (benchmarks/switch_per_token.py split_packing).
+cdef extern from "_gemm.h" nogil:
+    enum: RF_NR
+    enum: RF_NRD
+    long rf_panel_stride(long K)
+    long rf_panel_stride_d(long K)
+    void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N, float* Bp,
+                         long pstride, float* colsum)
+    void rf_pack_b_sum_d(const double* B, long ldb, int trans, long K, long N, double* Bp,
+                         long pstride, double* colsum)
+
+cdef extern from *:
+    """
+    static int rf_pack_split_switch = 1;   /* 0: every packing on one thread */
+    """
+    int rf_pack_split_switch
+
+cdef enum:
+    PACK_SPLIT_BYTES = 1 << 20
+
+
+cdef inline void set_pack_split(bint on) noexcept nogil:
+    global rf_pack_split_switch
+    rf_pack_split_switch = on
+
+
+cdef struct PackJob:
+    const void* b
+    void* bp
+    int ldb, k, n
+    bint trans, dbl
+
+
+cdef inline void pack_part(void* ctx, long r0, long r1, int part) noexcept nogil:
+    """B's rows r0..r1-1 (trans = 0) or panels r0..r1-1 (trans = 1) of a
+    PackJob into their places in the packed matrix."""
+    cdef PackJob* j = <PackJob*> ctx
+    cdef long nr = RF_NRD if j.dbl else RF_NR
+    cdef long stride = rf_panel_stride_d(j.k) if j.dbl else rf_panel_stride(j.k)
+    cdef long c0 = r0 * nr, c1 = r1 * nr if r1 * nr < j.n else j.n
+    if j.dbl:
+        if j.trans:     # panels r0..: columns c0..c1-1 of op(B), rows of B^T
+            rf_pack_b_sum_d(<const double*> j.b + c0 * j.ldb, j.ldb, 1, j.k, c1 - c0,
+                            <double*> j.bp + r0 * stride, stride, NULL)
+        else:           # rows r0..r1-1 into rows r0..r1-1 of every panel
+            rf_pack_b_sum_d(<const double*> j.b + r0 * j.ldb, j.ldb, 0, r1 - r0, j.n,
+                            <double*> j.bp + r0 * nr, stride, NULL)
+    else:
+        if j.trans:
+            rf_pack_b_sum_f(<const float*> j.b + c0 * j.ldb, j.ldb, 1, j.k, c1 - c0,
+                            <float*> j.bp + r0 * stride, stride, NULL)
+        else:
+            rf_pack_b_sum_f(<const float*> j.b + r0 * j.ldb, j.ldb, 0, r1 - r0, j.n,
+                            <float*> j.bp + r0 * nr, stride, NULL)
+
+
+cdef inline int packing_threads(int nt, Py_ssize_t k, Py_ssize_t n,
+                                Py_ssize_t itemsize) noexcept nogil:
+    """The threads pack_b_split packs a (k, n) matrix on, for a step loop
+    on nt threads: 1 (this thread alone) below PACK_SPLIT_BYTES, inside
+    another threaded region, or with the switch off."""
+    if (nt < 2 or not rf_pack_split_switch or rf_in_threads()
+            or k * n * itemsize < PACK_SPLIT_BYTES):
+        return 1
+    return nt
+
+
+cdef inline floating* pack_b_split(int m, bint trans_b, int k, int n, const floating* b,
+                                   int ldb, int nt) noexcept nogil:
+    """pack_b, the packing split over nt threads when op(B) (k, n) takes
+    PACK_SPLIT_BYTES or more (nt: the step loop's threads, step_threads)."""
+    cdef PackJob job
+    cdef floating* bp
+    cdef long parts
+    nt = packing_threads(nt, k, n, sizeof(floating))
+    if nt < 2:
+        return pack_b(m, trans_b, k, n, b, ldb)
+    bp = packed_buffer(m, k, n, b)
+    if bp == NULL:
+        return NULL
+    job.b, job.bp, job.ldb, job.k, job.n = <const void*> b, <void*> bp, ldb, k, n
+    job.trans, job.dbl = trans_b, floating is double
+    parts = (n + (RF_NRD if floating is double else RF_NR) - 1) // (
+        RF_NRD if floating is double else RF_NR) if trans_b else k
+    rf_run_rows(pack_part, &job, parts, nt if nt < parts else <int> parts)
+    return bp
+
+
+cdef inline floating* pack_b_or_read_split(Py_ssize_t rows, Py_ssize_t min_rows, int k,
+                                           int n, const floating* b, int ldb,
+                                           int nt) noexcept nogil:
+    """pack_b_or_read, the packing split as pack_b_split does."""
+    if floating is float and rf_unpacked_ok(rows, min_rows, k, n):
+        return <floating*> rf_unpacked_b()
+    return pack_b_split(pack_rows(rows), False, k, n, b, ldb, nt)
+
+
 cdef inline int grad_threads(int threads, Py_ssize_t R, Py_ssize_t flops_per_row,
                              bint packed) noexcept nogil:
     """How many threads the parameter and input gradients of one call get
@@ -638,18 +748,20 @@ cdef inline bint grads_on_threads(rf_rows_fn fn, void* args, void** scratch, int
     return True
 
 
-cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G) noexcept nogil:
+cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G,
+                                  int nt) noexcept nogil:
     """Before a forward step loop: Wx packed for the loop's own input
     projection (project_inputs) into s.Wx_packed (forward_epilogue frees
-    it), or NULL, and then the projection of all N*T rows is done here on
+    it; packed on nt threads, pack_b_split), or NULL, and then the
+    projection of all N*T rows is done here on
     BLAS (or chunk by chunk in the loop when gates holds Tc < T steps); the
     padding of out's columns out_offset..+H and of h_prev (training) zeroed.
     With s.check_xs, the rows of xs the loop's projection does not test
     are tested here."""
     cdef Py_ssize_t N = s.N, T = s.T, H = s.H, D = s.D, n
     # Rows a product: all N*T at once, or a row's steps of a chunk.
-    s.Wx_packed = pack_b_or_read(N * T, s.Tc if s.Tc < T else N * T, <int> s.D, <int> G,
-                                 <const floating*> s.Wx, <int> G)
+    s.Wx_packed = pack_b_or_read_split(N * T, s.Tc if s.Tc < T else N * T, <int> s.D,
+                                       <int> G, <const floating*> s.Wx, <int> G, nt)
     if s.check_xs:
         if s.Wx_packed == NULL and s.Tc == T:
             # One product on BLAS, here: xs is tested all at once before it.
@@ -676,14 +788,16 @@ cdef inline void forward_epilogue(SeqFwd* s) noexcept nogil:
     s.Wx_packed = NULL
 
 
-cdef inline void backward_prologue(floating* tag, SeqBwd* s, Py_ssize_t G) noexcept nogil:
+cdef inline void backward_prologue(floating* tag, SeqBwd* s, Py_ssize_t G,
+                                   int nt) noexcept nogil:
     """Before a backward step loop: the padding of gates zeroed (its
     gradients there stay 0), and Wx^T packed for dX into s.WxT_packed
-    (backward_steps_and_grads frees it), or NULL: BLAS."""
+    (backward_steps_and_grads frees it; packed on nt threads,
+    pack_b_split), or NULL: BLAS."""
     zero_padding(<floating*> s.gates, s.N, s.T, G, 0, G, s.lengths)
     s.prefetch = worth_prefetching(s.N, s.T, G, s.H, sizeof(floating))
-    s.WxT_packed = pack_b(pack_rows(s.N * s.T), True, <int> G, <int> s.D,
-                          <const floating*> s.Wx, <int> G)
+    s.WxT_packed = pack_b_split(pack_rows(s.N * s.T), True, <int> G, <int> s.D,
+                                <const floating*> s.Wx, <int> G, nt)
 
 
 # ------------------------------------------------------ a call's skeleton
