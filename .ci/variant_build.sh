@@ -10,14 +10,20 @@
 #                                       # their AVX-512 clone, so that an
 #                                       # AVX-512 CPU runs the AVX2 one
 #                                       # (x86-64-v3, src/_cells.h)
+#   .ci/variant_build.sh blas-only      # RNNFAST_NO_PACKED_GEMM: no packed
+#                                       # kernel, every product on BLAS, as
+#                                       # on a CPU without AVX2 and FMA or
+#                                       # a compiler without GCC's vectors
 #   .ci/variant_build.sh debug tests/test_x.py   # or any pytest arguments
 set -euo pipefail
-variant="${1:?usage: .ci/variant_build.sh debug|avx2-passes [pytest arguments]}"
+variant="${1:?usage: .ci/variant_build.sh debug|avx2-passes|blas-only [pytest arguments]}"
 shift
 case "$variant" in
     debug) build_env=(RNNFAST_DEBUG_CYTHON=1) ;;
     avx2-passes) build_env=(CFLAGS="${CFLAGS:-} -DRNNFAST_PASS_NO_AVX512") ;;
-    *) echo "unknown variant '$variant': expected debug or avx2-passes" >&2; exit 2 ;;
+    blas-only) build_env=(CFLAGS="${CFLAGS:-} -DRNNFAST_NO_PACKED_GEMM") ;;
+    *) echo "unknown variant '$variant': expected debug, avx2-passes or blas-only" >&2
+       exit 2 ;;
 esac
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/rnnfast-$variant.XXXXXX")"
@@ -39,6 +45,9 @@ assert rnnfast.__file__.startswith(here), f"imported {rnnfast.__file__}, not the
 assert k.__file__.startswith(here), f"kernel {k.__file__} is not the {variant} build"
 if variant == "debug":
     assert b.DEBUG_CYTHON and b.CYTHON_DIRECTIVES["boundscheck"], "not a debug build"
+elif variant == "blas-only":
+    import rnnfast._core as c
+    assert not c.use_packed_gemm(True), "the packed kernel is still built in"
 else:
     assert r.pass_clone() != "avx512f", "the passes still have their AVX-512 clone"
 print(f"{variant} build in {here}: {b.COMPILE_ARGS} {b.CYTHON_DIRECTIVES}; "

@@ -918,6 +918,17 @@ static int rf_gemm_single_f(int trans_a, int trans_b, long M, long N, long K,
 
 #else
 #define RF_HAVE_PACKED 0
+/* The double layout's names, for code that compiles against them (src/_seq.pxd,
+ * pack_part) but never runs here: rf_gemm_packed_supported() is 0. */
+#define RF_NRD 8
+static long rf_panel_stride_d(long K) { return (K + 1) * RF_NRD; }
+static void rf_pack_b_sum_d(const double* B, long ldb, int trans, long K, long N,
+                            double* Bp, long pstride, double* colsum)
+{
+    (void) B; (void) ldb; (void) trans; (void) K; (void) N; (void) Bp; (void) pstride;
+    (void) colsum;
+    abort();   /* callers check rf_gemm_packed_supported() first */
+}
 static long rf_packed_size_d(long K, long N) { (void) K; (void) N; return 0; }
 static void rf_pack_b_d(const double* B, long ldb, int trans, long K, long N, double* Bp)
 {
