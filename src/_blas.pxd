@@ -151,20 +151,9 @@ cdef inline floating* pack_b(int m, bint trans_b, int k, int n, const floating* 
     return bp
 
 
-cdef inline floating* pack_b_or_read(Py_ssize_t rows, Py_ssize_t min_rows, int k, int n,
-                                     const floating* b, int ldb) noexcept nogil:
-    """B (k, n), row-major, for gemm_packed with left operands of `rows`
-    rows in all and at least min_rows rows a product: rf_unpacked_b(), the
-    mark that the wide tiles read B as it lies (one product of a few rows,
-    or a small B: src/_gemm.h, rf_unpacked_ok),
-    else pack_b(pack_rows(rows), False, ...)."""
-    if floating is float and rf_unpacked_ok(rows, min_rows, k, n):
-        return <floating*> rf_unpacked_b()
-    return pack_b(pack_rows(rows), False, k, n, b, ldb)
-
-
 cdef inline void free_packed(void* bp) noexcept nogil:
-    """Release what pack_b or pack_b_or_read returned (NULL is fine)."""
+    """Release what pack_b (or src/_seq.pxd's pack_b_split,
+    pack_b_or_read_split) returned (NULL is fine)."""
     if bp != <void*> rf_unpacked_b():
         rf_buf_free(<float*> bp)
 
@@ -175,7 +164,7 @@ cdef inline void gemm_packed(int m, int n, int k, const floating* a, int lda,
                              int ldc) noexcept nogil:
     """Row-major C[m, n] = (accumulate ? C : 0) + A @ op(B), with op(B)
     either packed in bp (from pack_b), or read from b as it lies by the
-    wide tiles (float; bp is rf_unpacked_b(): pack_b_or_read), or, when bp
+    wide tiles (float; bp is rf_unpacked_b(): pack_b_or_read_split), or, when bp
     is NULL, read from b by BLAS."""
     if m <= 0 or n <= 0:
         return

@@ -28,7 +28,7 @@ range of batch rows (`*_steps`), as in src/_lstm.pyx.
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
-from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, free_packed,
+from _blas cimport (floating, pack_rows, rf_use_unpacked_b, free_packed,
                     gemm_tn, pack_b, gemm_packed, rf_use_packed_gemm, rf_use_packed_dw,
                     rf_gemm_packed_supported, rf_use_wide_tiles)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r

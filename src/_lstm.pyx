@@ -27,7 +27,7 @@ micro-kernel (src/_threads.h).
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
-from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, free_packed,
+from _blas cimport (floating, pack_rows, rf_use_unpacked_b, free_packed,
                     pack_b, gemm_packed, rf_use_packed_gemm, rf_use_packed_dw,
                     rf_gemm_packed_supported, rf_use_wide_tiles)
 from _cells cimport lstm_fwd_row, lstm_bwd_row

@@ -21,7 +21,7 @@ range of batch rows (`*_steps`), as in src/_lstm.pyx.
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
-from _blas cimport (floating, pack_rows, pack_b_or_read, rf_use_unpacked_b, rf_unpacked_ok,
+from _blas cimport (floating, pack_rows, rf_use_unpacked_b, rf_unpacked_ok,
                     rf_unpacked_b, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
                     rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
                     rf_use_wide_tiles, rf_wide_in_use)
@@ -332,7 +332,7 @@ def use_wide_tiles(bint on):
 
 def unpacked_b_applies(long rows, long min_rows, long k, long n):
     """Whether a forward's k x n Wx or Wh, multiplied by `rows` rows in all
-    and at least min_rows a product, is read as it lies (pack_b_or_read)."""
+    and at least min_rows a product, is read as it lies (pack_b_or_read_split)."""
     return bool(rf_unpacked_ok(rows, min_rows, k, n))
 
 

@@ -32,7 +32,7 @@ from _seqfwd cimport SeqFwd, raise_if_nonfinite
 from _settings cimport check_setting
 from numpy cimport NPY_FLOAT, NPY_INTP
 from _blas cimport (floating, gemm, gemm_packed, gemm_tn, free_packed, pack_b, pack_rows,
-                   pack_b_or_read, packed_buffer, rf_in_threads, rf_unpacked_b,
+                   packed_buffer, rf_in_threads, rf_unpacked_b,
                    rf_unpacked_ok, rf_packed_dw_enabled)
 
 
@@ -492,7 +492,11 @@ cdef inline floating* pack_b_split(int m, bint trans_b, int k, int n, const floa
 cdef inline floating* pack_b_or_read_split(Py_ssize_t rows, Py_ssize_t min_rows, int k,
                                            int n, const floating* b, int ldb,
                                            int nt) noexcept nogil:
-    """pack_b_or_read, the packing split as pack_b_split does."""
+    """B (k, n), row-major, for gemm_packed with left operands of `rows`
+    rows in all and at least min_rows rows a product: rf_unpacked_b(), the
+    mark that the wide tiles read B as it lies (one product of a few rows,
+    or a small B: src/_gemm.h, rf_unpacked_ok), else B packed
+    (pack_b_split(pack_rows(rows), False, ..., nt))."""
     if floating is float and rf_unpacked_ok(rows, min_rows, k, n):
         return <floating*> rf_unpacked_b()
     return pack_b_split(pack_rows(rows), False, k, n, b, ldb, nt)
