@@ -126,6 +126,16 @@ cdef enum:
 cdef dict _CELL_CODE = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 cdef int[3] _N_GATES = [1, 4, 3]
 
+
+cdef inline int _cell_code(cell) except -1:
+    """RNN, LSTM or GRU for a cell's name; a ValueError naming it otherwise.
+    (The range check also shows the compiler that the codes index the
+    three-entry tables in bounds.)"""
+    cdef int code = _CELL_CODE.get(cell, -1)
+    if code < RNN or code > GRU:
+        raise ValueError(f"cell must be one of {sorted(_CELL_CODE)}, got {cell!r}")
+    return code
+
 # Inference projects the inputs chunk by chunk, each chunk's steps just
 # before they run, when the whole sequence's gates would take more than a
 # limit: for a long sequence (T over twice infer_chunk_steps), chunks of
@@ -191,7 +201,7 @@ def buffer_shapes(cell, Py_ssize_t N, Py_ssize_t T, Py_ssize_t Tg, Py_ssize_t H,
     inference of a long sequence a chunk (gates_steps); work; then what
     training saves for backward, each (N, T, H): h_prev, c_prev and tanh_c
     (LSTM), h_prev and extra (GRU), h_prev (RNN)."""
-    cdef int code = _CELL_CODE[cell]
+    cdef int code = _cell_code(cell)
     shapes = [(N, Tg, G), (N, 4 * H if code == GRU else G)]
     if training:
         shapes += [(N, T, H)] * (3 if code == LSTM else 2 if code == GRU else 1)
@@ -330,7 +340,7 @@ cpdef forward(cell, cnp.ndarray xs, Wx, cnp.ndarray Wh, b, h, c, lengths, bint r
     threads: step_loop_threads() of this call (asked here when None).
     check_xs: refuse xs with a NaN or Inf (ValueError, as check_array
     words it), tested by the kernel as it projects xs."""
-    cdef int code = _CELL_CODE[cell]
+    cdef int code = _cell_code(cell)
     cdef Py_ssize_t N = cnp.PyArray_DIM(xs, 0), T = cnp.PyArray_DIM(xs, 1)
     cdef Py_ssize_t D = cnp.PyArray_DIM(xs, 2), H = cnp.PyArray_DIM(Wh, 0)
     cdef Py_ssize_t G = _N_GATES[code] * H, Tg
@@ -416,7 +426,7 @@ cpdef backward(DirectionCache cache, dout, Py_ssize_t offset, dh, dc, dWx, dWh, 
                            "(one backward per forward)")
     if threads is None:
         threads = _step_loop_threads()
-    cdef int code = _CELL_CODE[cache.cell]
+    cdef int code = _cell_code(cache.cell)
     try:
         if code == LSTM:
             _lstm_backward(cache.xs, cache.Wx, cache.Wh, cache.lengths, cache.reverse,
@@ -662,7 +672,7 @@ cdef object _infer_layers(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
     scratch's max_block_bytes; states or lengths not as the kernel reads
     them): _run_layers then runs it, with the defs' checks.
     docs/performance.md items 93, 96."""
-    cdef int code = _CELL_CODE[cell]
+    cdef int code = _cell_code(cell)
     cdef infer_fn entry = _infer_entries[code]
     cdef bint flag = reset_after if code == GRU else relu     # the entry's flag
     cdef Py_ssize_t N = cnp.PyArray_DIM(xs, 0), T = cnp.PyArray_DIM(xs, 1)
@@ -728,7 +738,8 @@ cdef bint _params_as_read(list params, int typenum, Py_ssize_t K, Py_ssize_t num
     says (any shape of their sizes: D*G for the first layer's Wx, then
     num_dirs*H*G; H*G; b_size), so that a kernel reads them in bounds.
     The network's checks leave alignment to the kernel defs."""
-    cdef Py_ssize_t k, sizes[3]
+    cdef Py_ssize_t k
+    cdef Py_ssize_t sizes[3]
     cdef int i
     if len(params) != 3 * K:
         return False

@@ -32,6 +32,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Helpers each header defines for all the modules that include it; a
+ * module that uses none of them should not warn about it. */
+#ifndef RF_MAYBE_UNUSED
+#if defined(__GNUC__) || defined(__clang__)
+#define RF_MAYBE_UNUSED __attribute__((unused))
+#else
+#define RF_MAYBE_UNUSED
+#endif
+#endif
+
 #define RF_NR 16
 #define RF_MR 6
 #define RF_WMR 8     /* rows of a wide tile in rf_gemm_packed_f (rf_tiles) */
@@ -755,7 +765,7 @@ static float rf_unpacked_tag;           /* its address marks "B unpacked" */
 
 static float* rf_unpacked_b(void) { return &rf_unpacked_tag; }
 
-static void rf_use_unpacked_b(int on) { rf_unpacked_switch = on != 0; }
+static void RF_MAYBE_UNUSED rf_use_unpacked_b(int on) { rf_unpacked_switch = on != 0; }
 
 /* Whether a K x N B that multiplies `rows` rows in all, at least min_rows
  * a product, goes unpacked: the wide tiles run; one-row products keep the
@@ -770,7 +780,7 @@ static void rf_use_unpacked_b(int on) { rf_unpacked_switch = on != 0; }
  * T = 10 (B 16 KB) 1.02-1.05, T = 100 0.99; a B of 64 KB read at every
  * step: RNN N = 32, T = 35, D = H = 128 0.94, LSTM N = 8, T = 100, D = H =
  * 64 0.98. */
-static int rf_unpacked_ok(long rows, long min_rows, long K, long N)
+static int RF_MAYBE_UNUSED rf_unpacked_ok(long rows, long min_rows, long K, long N)
 {
     return rf_unpacked_switch && min_rows >= 2 &&
            ((rows == min_rows && rows <= 16) ||
@@ -988,8 +998,8 @@ static int rf_gemm_single_f(int trans_a, int trans_b, long M, long N, long K,
 }
 static float rf_unpacked_tag;
 static float* rf_unpacked_b(void) { return &rf_unpacked_tag; }
-static void rf_use_unpacked_b(int on) { (void) on; }
-static int rf_unpacked_ok(long rows, long min_rows, long K, long N)
+static void RF_MAYBE_UNUSED rf_use_unpacked_b(int on) { (void) on; }
+static int RF_MAYBE_UNUSED rf_unpacked_ok(long rows, long min_rows, long K, long N)
 {
     (void) rows; (void) min_rows; (void) K; (void) N;
     return 0;
@@ -1006,22 +1016,22 @@ static void rf_gemm_unpacked_f(long M, long N, long K, const float* A, long lda,
 #if RF_HAVE_PACKED
 /* For A/B timings and tests: 0 keeps the packed products on the AVX2
  * tiles where the CPU has AVX-512.  Returns whether wide tiles now run. */
-static int rf_use_wide_tiles(int on)
+static int RF_MAYBE_UNUSED rf_use_wide_tiles(int on)
 {
     rf_wide_switch = on != 0;
     return rf_wide_in_use();
 }
 #else
 static int rf_wide_in_use(void) { return 0; }
-static int rf_use_wide_tiles(int on) { (void) on; return 0; }
+static int RF_MAYBE_UNUSED rf_use_wide_tiles(int on) { (void) on; return 0; }
 #endif
 
 /* For A/B timings and tests: 0 sends the per-step products to BLAS. */
-static void rf_use_packed_gemm(int on) { rf_packed_switch = on != 0; }
+static void RF_MAYBE_UNUSED rf_use_packed_gemm(int on) { rf_packed_switch = on != 0; }
 
 /* The same for the parameter-gradient products (rf_gemm_tn_f) alone. */
 static int rf_packed_dw_switch = 1;
-static void rf_use_packed_dw(int on) { rf_packed_dw_switch = on != 0; }
+static void RF_MAYBE_UNUSED rf_use_packed_dw(int on) { rf_packed_dw_switch = on != 0; }
 static int rf_packed_dw_enabled(void) { return rf_packed_dw_switch && rf_gemm_packed_supported(); }
 
 #endif /* RNNFAST_GEMM_H */

@@ -41,13 +41,23 @@
 
 #define RF_MAX_THREADS 64
 
+/* Helpers each header defines for all the modules that include it; a
+ * module that uses none of them should not warn about it. */
+#ifndef RF_MAYBE_UNUSED
+#if defined(__GNUC__) || defined(__clang__)
+#define RF_MAYBE_UNUSED __attribute__((unused))
+#else
+#define RF_MAYBE_UNUSED
+#endif
+#endif
+
 /* The least work worth a thread (src/_seq.pxd, step_threads and
  * grad_threads): FLOP of a step loop, FLOP and rows of the gradient
  * products.  Variables, not constants, so that benchmarks can sweep them
  * (each kernel module's split_limits()). */
-static long rf_split_step_flops = 2000000;
-static long rf_split_grad_flops = 20000000;
-static long rf_split_grad_rows = 128;
+static long RF_MAYBE_UNUSED rf_split_step_flops = 2000000;
+static long RF_MAYBE_UNUSED rf_split_grad_flops = 20000000;
+static long RF_MAYBE_UNUSED rf_split_grad_rows = 128;
 
 /* part: 0 for the calling thread's range, 1.. for the others, so that a
  * function can keep per-thread partial sums. */
@@ -81,9 +91,9 @@ static void rf_call_part(rf_rows_fn fn, void* ctx, long n0, long n1, int part)
 #endif
 
 #ifdef RF_NO_PTHREADS
-static int rf_use_thread_pool(int on) { (void) on; return 0; }
+static int RF_MAYBE_UNUSED rf_use_thread_pool(int on) { (void) on; return 0; }
 
-static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
+static void RF_MAYBE_UNUSED rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
 {
     /* the same ranges and parts as below, one after the other */
     int i;
@@ -299,7 +309,7 @@ static void rf_pool_wait_spin(void)
     }
 }
 
-static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
+static void RF_MAYBE_UNUSED rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
 {
     int i, on_workers;
     unsigned int left;
@@ -339,7 +349,7 @@ static void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
     pthread_mutex_unlock(&rf_pool.lock);
 }
 
-static int rf_use_thread_pool(int on)
+static int RF_MAYBE_UNUSED rf_use_thread_pool(int on)
 {
     rf_pool_switch = on != 0;
     return rf_pool_switch;
@@ -347,7 +357,7 @@ static int rf_use_thread_pool(int on)
 
 #else  /* no futex: threads created per call */
 #define rf_run_rows rf_run_rows_spawned
-static int rf_use_thread_pool(int on) { (void) on; return 0; }
+static int RF_MAYBE_UNUSED rf_use_thread_pool(int on) { (void) on; return 0; }
 #endif
 
 #endif /* RF_NO_PTHREADS */

@@ -147,3 +147,12 @@ def test_zero_state_refuses_a_type_for_a_dtype():
         _core.zero_state(1, 2, 3, np.float32, False)
     h, c = _core.zero_state(1, 2, 3, np.dtype(np.float32), True)
     assert h.shape == c.shape == (1, 2, 3) and not h.any() and not c.any()
+
+
+def test_dispatcher_refuses_an_unknown_cell_by_name():
+    """The dispatcher's cell codes index three-entry tables of kernels: a
+    name outside them is a ValueError naming it, not an index."""
+    from rnnfast import _dispatch
+    assert _dispatch.buffer_shapes("gru", N, T, T, H, 3 * H, False)[1] == (N, 4 * H)
+    with pytest.raises(ValueError, match="'bogus'"):
+        _dispatch.buffer_shapes("bogus", N, T, T, H, H, False)
