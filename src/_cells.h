@@ -50,39 +50,53 @@
  * CPU has), not "avx2" alone, which has no FMA: its polynomials then
  * contract to FMAs as the AVX-512 clone's do (float LSTM inference at
  * `medium` on that clone 1.04x faster, GRU 1.05x, docs/performance.md
- * item 103), and fma() is an instruction there, not a libm call. */
+ * item 103), and fma() is an instruction there, not a libm call.
+ *
+ * The AVX-512 clone is x86-64-v4 (AVX-512 F, VL, BW, DQ, CD on top of
+ * x86-64-v3), not "avx512f" alone, for the same reason: AVX-512F has FMA
+ * for 512-bit vectors only, so a row's 16-wide part contracted and its
+ * 8-wide and scalar tails did not, and a float pass's training and
+ * inference versions, which vectorise a row of 8 to 15 units in their own
+ * ways, differed in the last bit (item 111).  With FMA for every width
+ * they agree at every H (tests/test_layer_eval.py). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
     defined(__linux__) && __GNUC__ >= 8 && !defined(RNNFAST_NO_CLONES)
 #if __GNUC__ >= 12
 #define RF_CLONE_AVX2 "arch=x86-64-v3"
+#define RF_CLONE_AVX512 "arch=x86-64-v4"
 #else
 #define RF_CLONE_AVX2 "avx2"
+#define RF_CLONE_AVX512 "avx512f"
 #endif
 #ifdef RNNFAST_PASS_NO_AVX512
 #define RF_PASS static __attribute__((target_clones("default", RF_CLONE_AVX2)))
 #else
-#define RF_PASS static __attribute__((target_clones("default", RF_CLONE_AVX2, "avx512f")))
+#define RF_PASS static __attribute__((target_clones("default", RF_CLONE_AVX2, RF_CLONE_AVX512)))
 #endif
 #else
 #define RF_PASS static
 #endif
 
 /* The clone of the passes this CPU runs, as the loader's resolver picks
- * it (the widest the CPU supports): "avx512f", "x86-64-v3" (or "avx2"
- * before GCC 12), "default" (SSE2); "none" where the passes are not
+ * it (the widest the CPU supports): "x86-64-v4", "x86-64-v3" (or
+ * "avx512f", "avx2" before GCC 12), "default" (SSE2); "none" where the passes are not
  * cloned.  For `rnnfast info` and the tests of the AVX2 clone. */
 static __attribute__((unused)) const char* rf_pass_clone(void)
 {
 #ifdef RF_CLONE_AVX2
     __builtin_cpu_init();
+#if __GNUC__ >= 12
+#ifndef RNNFAST_PASS_NO_AVX512
+    if (__builtin_cpu_supports("x86-64-v4"))
+        return "x86-64-v4";
+#endif
+    if (__builtin_cpu_supports("x86-64-v3"))
+        return "x86-64-v3";
+#else
 #ifndef RNNFAST_PASS_NO_AVX512
     if (__builtin_cpu_supports("avx512f"))
         return "avx512f";
 #endif
-#if __GNUC__ >= 12
-    if (__builtin_cpu_supports("x86-64-v3"))
-        return "x86-64-v3";
-#else
     if (__builtin_cpu_supports("avx2"))
         return "avx2";
 #endif

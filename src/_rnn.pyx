@@ -318,7 +318,8 @@ def wide_tiles_in_use():
 
 def pass_clone():
     """The clone of the element-wise passes (src/_cells.h) this CPU runs:
-    "avx512f", "x86-64-v3", "avx2" (built by GCC < 12), "default" (SSE2),
+    "x86-64-v4", "x86-64-v3", "avx512f" and "avx2" (built by GCC < 12),
+    "default" (SSE2),
     or "none" (a build without clones)."""
     return rf_pass_clone().decode()
 
