@@ -18,8 +18,12 @@ The metadata::
      "metadata": {...},                    # the caller's (e.g. a vocabulary)
      "checkpoint": {...}}                  # checkpoints only
 
-``save`` writes a temporary file in the target's directory and renames it
-over the target (``os.replace``), so a crash mid-save leaves the old file.
+``save`` first makes the checks ``load`` will make (see ``_check_loadable``),
+so it never writes a file that ``load`` refuses.  It writes a temporary file in
+the target's directory and renames it over the target (``os.replace``), so a
+crash mid-save leaves the old file; the new file gets the mode ``open(path,
+'wb')`` would give it (an overwritten file keeps its mode), and a symlink is
+written through, so it stays a link to the updated file.
 ``load`` never unpickles and never executes anything from the file: it reads
 with ``allow_pickle=False``, checks the format version, looks the class up
 in a registry of rnnfast classes, checks every member's header (dtype, and
@@ -27,10 +31,12 @@ that the claimed shape matches the bytes present) before reading it, rebuilds
 the object from its config and checks every array's shape and dtype against
 it.  A truncated, corrupted, foreign or hostile file raises ValueError.
 """
+import collections
 import json
 import math
 import os
-import tempfile
+import secrets
+import stat
 import zipfile
 
 import numpy as np
@@ -46,6 +52,13 @@ _FLOAT_KINDS = ("float32", "float64")
 _ARRAY_DTYPES = ("float32", "float64", "int64", "int32", "uint8", "bool")
 
 _REGISTRY = {}
+# What `load` rebuilds for a (class, config): the params' shapes and dtypes,
+# so that repeated saves (a checkpoint every epoch) build the object once.
+_REBUILT_SPECS = {}
+_MAX_REBUILT_SPECS = 64
+_ParamSpec = collections.namedtuple("_ParamSpec", "shape dtype")
+# what a class's constructor may raise when it refuses a config
+_REBUILD_ERRORS = (TypeError, ValueError, MemoryError, OverflowError, KeyError)
 
 
 # ----------------------------------------------------------------- registry
@@ -129,13 +142,81 @@ def _write_member(zf, name, array):
         np.lib.format.write_array(f, array, allow_pickle=False)
 
 
+def _fspath(path):
+    """A path given as str, bytes or os.PathLike (as np.save takes it), as str."""
+    try:
+        return os.fsdecode(path)
+    except TypeError:
+        raise TypeError(f"path: expected str, bytes or os.PathLike, got "
+                        f"{type(path).__name__}") from None
+
+
+def check_writable_path(path):
+    """Check, writing nothing, that `save` can write a file at `path` (str,
+    bytes or os.PathLike), e.g. before hours of training that end in a save.
+    Returns the file a save replaces: the absolute path, through symlinks.
+
+    Raises ValueError for an empty path, IsADirectoryError for a directory,
+    FileNotFoundError or NotADirectoryError when the parent directory is
+    missing, PermissionError when no file can be created in it; each names
+    `path` as given.  `save` makes the same checks."""
+    path = _fspath(path)
+    if path == "":
+        raise ValueError("path: got an empty path ''; give a file name such as 'model.npz'")
+    if path.endswith(tuple(s for s in (os.sep, os.altsep) if s)):
+        raise IsADirectoryError(f"path: {path!r} names a directory (it ends with a "
+                                f"separator); give a file name")
+    # a symlink is written through: the file replaced is the one it points to
+    target = os.path.realpath(path)
+    if os.path.isdir(target):
+        raise IsADirectoryError(f"path: {path!r} is a directory; give a file name "
+                                f"(such as {os.path.join(path, 'model.npz')!r})")
+    parent = os.path.dirname(target)
+    if not os.path.exists(parent):
+        raise FileNotFoundError(f"path: the directory of {path!r} does not exist: {parent!r}")
+    if not os.path.isdir(parent):
+        raise NotADirectoryError(f"path: the directory of {path!r} is not a directory: "
+                                 f"{parent!r}")
+    if not os.access(parent, os.W_OK | os.X_OK,
+                     effective_ids=os.access in os.supports_effective_ids):
+        raise PermissionError(f"path: cannot create files in the directory of {path!r}: "
+                              f"{parent!r}")
+    return target
+
+
+def _open_temp(directory, name):
+    """(fd, path) of a new file ``.<name>.<random>.tmp`` in `directory`.
+
+    Created by os.open with mode 0o666, not tempfile.mkstemp (always 0600): the
+    kernel then applies the umask (and a directory's default ACL) exactly as
+    for ``open(path, 'wb')``.  Reading the umask instead would mean setting it
+    (os.umask has no getter), which races with other threads creating files."""
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+             | getattr(os, "O_BINARY", 0))
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {directory!r}")
+
+
 def _atomic_write(path, arrays, meta):
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
+    target = check_writable_path(path)
+    try:
+        keep_mode = stat.S_IMODE(os.stat(target).st_mode)     # overwriting keeps the mode
+    except FileNotFoundError:
+        keep_mode = None
+    # the temporary file sits beside the target (not the link) so os.replace is a rename
+    fd, tmp = _open_temp(os.path.dirname(target), os.path.basename(target))
     try:
         with os.fdopen(fd, "wb") as raw:
+            if keep_mode is not None:
+                if hasattr(os, "fchmod"):
+                    os.fchmod(raw.fileno(), keep_mode)
+                else:
+                    os.chmod(tmp, keep_mode)
             with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as zf:
                 blob = json.dumps(meta, allow_nan=False).encode("utf-8")
                 _write_member(zf, META_KEY, np.frombuffer(blob, dtype=np.uint8))
@@ -143,7 +224,7 @@ def _atomic_write(path, arrays, meta):
                     _write_member(zf, name, arr)
             raw.flush()
             os.fsync(raw.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -164,6 +245,7 @@ def _object_payload(obj):
     for i, p in enumerate(params):
         if p.dtype.name not in _FLOAT_KINDS:
             raise TypeError(f"obj.params[{i}]: expected float32 or float64, got {p.dtype}")
+    _check_loadable(name, config, params)
     arrays = dict(zip(_param_names(len(params)), params))
     dtype = params[0].dtype.name if params else "float32"
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
@@ -175,6 +257,44 @@ def _object_payload(obj):
     return arrays, meta
 
 
+def _check_loadable(name, config, params):
+    """Refuse, before anything is written, an object whose file `load` would
+    refuse: the same checks, by the same functions (`_config_size_problem`,
+    `_params_problem` against the params of the object `load` would rebuild
+    from `config`).  A save must never replace a good file with a bad one."""
+    why = _config_size_problem(config, sum(p.size for p in params))
+    if why is None:
+        try:
+            expected = _rebuilt_param_specs(_registry()[name], config)
+        except _REBUILD_ERRORS as exc:
+            why = f"{name} refuses its own config {config}: {exc}"
+        else:
+            why = _params_problem(params, [f"params[{i}]" for i in range(len(params))],
+                                  expected, name)
+    if why is not None:
+        raise ValueError(f"obj: {why} (load would refuse the file, so nothing was written)")
+
+
+def _rebuilt_param_specs(cls, config):
+    """Shapes and dtypes of the params of ``_instantiate(cls, config)``."""
+    key = (cls, json.dumps(config, sort_keys=True))
+    specs = _REBUILT_SPECS.get(key)
+    if specs is None:
+        specs = [_ParamSpec(p.shape, p.dtype) for p in _instantiate(cls, config).params]
+        if len(_REBUILT_SPECS) >= _MAX_REBUILT_SPECS:
+            _REBUILT_SPECS.clear()
+        _REBUILT_SPECS[key] = specs
+    return specs
+
+
+def _user_metadata(metadata):
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):          # load refuses anything but a dict
+        raise TypeError(f"metadata: expected a dict, got {type(metadata).__name__}")
+    return _jsonable(metadata, "metadata")
+
+
 def _version():
     from . import __version__
     return __version__
@@ -183,16 +303,27 @@ def _version():
 def save(obj, path, metadata=None):
     """Write a network or model (its class, config and params) to `path`,
     atomically.  `metadata`: a JSON-able dict stored beside it (read it back
-    with `read_metadata`), e.g. ``{"vocab": vocab.to_dict()}``."""
+    with `read_metadata`), e.g. ``{"vocab": vocab.to_dict()}``.  Raises
+    ValueError, writing nothing, for params `load` would refuse (NaN or Inf,
+    a dtype or shape its class does not build), and the errors of
+    `check_writable_path` for a bad `path`."""
     arrays, meta = _object_payload(obj)
-    meta["metadata"] = _jsonable(metadata or {}, "metadata")
+    meta["metadata"] = _user_metadata(metadata)
     meta["arrays"] = _describe_arrays(arrays)
     _atomic_write(path, arrays, meta)
 
 
 # -------------------------------------------------------------------- read
 def _bad(path, why):
-    return ValueError(f"path: {os.fspath(path)!r} is not a valid rnnfast file: {why}")
+    return ValueError(f"path: {_fspath(path)!r} is not a valid rnnfast file: {why}")
+
+
+def _dtype_problem(dtype):
+    """Why `load` refuses an array member of this dtype, or None."""
+    if dtype.hasobject or dtype.name not in _ARRAY_DTYPES or dtype.byteorder == ">":
+        return (f"holds dtype {dtype}; only {', '.join(_ARRAY_DTYPES)} (little-endian) "
+                f"are allowed")
+    return None
 
 
 def _member_header(zf, info, path):
@@ -206,9 +337,9 @@ def _member_header(zf, info, path):
         else:
             raise _bad(path, f"member {info.filename!r} has .npy version {version}")
         offset = f.tell()
-    if dtype.hasobject or dtype.name not in _ARRAY_DTYPES or dtype.byteorder == ">":
-        raise _bad(path, f"member {info.filename!r} holds dtype {dtype}; only "
-                   f"{', '.join(_ARRAY_DTYPES)} (little-endian) are allowed")
+    why = _dtype_problem(dtype)
+    if why is not None:
+        raise _bad(path, f"member {info.filename!r} {why}")
     if any(not isinstance(s, int) or s < 0 for s in shape):
         raise _bad(path, f"member {info.filename!r} claims shape {shape}")
     nbytes = math.prod(shape) * dtype.itemsize
@@ -220,7 +351,9 @@ def _member_header(zf, info, path):
 
 def _read(path):
     """(meta, arrays) from a file, every check made; raises ValueError."""
-    path = os.fspath(path)
+    path = _fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"path: {path!r} is a directory, not an rnnfast file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path: no such file: {path!r}")
     if not zipfile.is_zipfile(path):
@@ -290,22 +423,33 @@ def _parse_meta(blob, path):
     return meta
 
 
-def _check_config_sizes(config, arrays, path):
+def _config_size_problem(config, total):
     """Sanity guard before any constructor allocates: a size in the config
-    cannot exceed the number of values stored in the file."""
-    total = sum(a.size for a in arrays.values())
-
+    cannot exceed the `total` number of values stored.  Returns why, or None."""
     def walk(value, key):
         if isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, k)
+            items = value.items()
         elif isinstance(value, list):
-            for v in value:
-                walk(v, key)
-        elif isinstance(value, int) and not isinstance(value, bool) and \
-                ("size" in key or key.startswith("num_")) and value > max(total, 1):
-            raise _bad(path, f"config {key}={value} exceeds the {total} values it stores")
-    walk(config, "")
+            items = ((key, v) for v in value)
+        else:
+            if isinstance(value, int) and not isinstance(value, bool) and \
+                    ("size" in key or key.startswith("num_")) and value > max(total, 1):
+                return f"config {key}={value} exceeds the {total} values it stores"
+            return None
+        for k, v in items:
+            why = walk(v, k)
+            if why is not None:
+                return why
+        return None
+    return walk(config, "")
+
+
+def _instantiate(cls, config):
+    """How `load` rebuilds an object: ``cls.from_config(config)`` when the
+    class has one, else ``cls(**config)``."""
+    if hasattr(cls, "from_config"):
+        return cls.from_config(config)
+    return cls(**config)
 
 
 def _build(meta, arrays, path):
@@ -314,16 +458,32 @@ def _build(meta, arrays, path):
     if cls is None:
         raise _bad(path, f"unknown class {meta['class']!r}; known: {', '.join(sorted(reg))}")
     config = meta["config"]
-    _check_config_sizes(config, arrays, path)
+    why = _config_size_problem(config, sum(a.size for a in arrays.values()))
+    if why is not None:
+        raise _bad(path, why)
     try:
-        if hasattr(cls, "from_config"):
-            obj = cls.from_config(config)
-        else:
-            obj = cls(**config)
-    except (TypeError, ValueError, MemoryError, OverflowError, KeyError) as exc:
+        obj = _instantiate(cls, config)
+    except _REBUILD_ERRORS as exc:
         raise _bad(path, f"{meta['class']} refused its config {config}: {exc}") from exc
     _copy_params(obj, meta, arrays, path)
     return obj
+
+
+def _params_problem(arrays, labels, expected, class_name):
+    """Why the parameter `arrays` (named by `labels`) cannot be the params of
+    a `class_name` whose rebuilt params are `expected` (anything with .shape
+    and .dtype), or None.  The one check of parameters: `load` makes it
+    before copying a file's arrays, `save` before writing an object's."""
+    if len(arrays) != len(expected):
+        return (f"params has {len(arrays)} arrays; a {class_name} with this config "
+                f"has {len(expected)}")
+    for i, (label, arr, p) in enumerate(zip(labels, arrays, expected)):
+        if arr.shape != p.shape or arr.dtype != p.dtype:
+            return (f"{label} has shape {arr.shape} and dtype {arr.dtype}; params[{i}] of "
+                    f"the rebuilt {class_name} has shape {p.shape} and dtype {p.dtype}")
+        if not np.isfinite(arr).all():
+            return f"{label} contains NaN or Inf"
+    return None
 
 
 def _copy_params(obj, meta, arrays, path):
@@ -332,14 +492,9 @@ def _copy_params(obj, meta, arrays, path):
     if names != _param_names(len(params)):
         raise _bad(path, f"it stores {len(names)} parameter arrays; a {meta['class']} with "
                    f"this config has {len(params)}")
-    for i, (name, p) in enumerate(zip(names, params)):
-        arr = arrays[name]
-        if arr.shape != p.shape or arr.dtype != p.dtype:
-            raise _bad(path, f"{name} has shape {arr.shape} and dtype {arr.dtype}; "
-                       f"params[{i}] of the rebuilt {meta['class']} has shape {p.shape} "
-                       f"and dtype {p.dtype}")
-        if not np.isfinite(arr).all():
-            raise _bad(path, f"{name} contains NaN or Inf")
+    why = _params_problem([arrays[n] for n in names], names, params, meta["class"])
+    if why is not None:
+        raise _bad(path, why)
     for name, p in zip(names, params):
         p[...] = arrays[name]
 
@@ -371,7 +526,11 @@ def _optimizer_payload(optimizer):
             entry = tuple(entry)
             layout.append(len(entry))
             for k, a in enumerate(entry):
-                arrays[f"optimizer.{i:03d}.{k}"] = np.ascontiguousarray(a)
+                a = np.ascontiguousarray(a)
+                why = _dtype_problem(a.dtype)
+                if why is not None:             # load would refuse the file
+                    raise ValueError(f"optimizer: state[{i}][{k}] {why}")
+                arrays[f"optimizer.{i:03d}.{k}"] = a
     return arrays, {"class": type(optimizer).__name__, "scalars": scalars, "layout": layout}
 
 
@@ -398,13 +557,13 @@ def _restore_optimizer(optimizer, info, arrays, path):
 def save_checkpoint(path, model, optimizer=None, state=None, metadata=None):
     """Atomically write `model` (as `save` does, so `load` reads it back as a
     model), the optimizer's state and a JSON-able training `state` (epoch,
-    RNG state, history, ...)."""
+    RNG state, history, ...).  Refuses, writing nothing, what `save` refuses."""
     arrays, meta = _object_payload(model)
     opt_info = None
     if optimizer is not None:
         opt_arrays, opt_info = _optimizer_payload(optimizer)
         arrays.update(opt_arrays)
-    meta["metadata"] = _jsonable(metadata or {}, "metadata")
+    meta["metadata"] = _user_metadata(metadata)
     meta["checkpoint"] = {"optimizer": opt_info, "state": _jsonable(state or {}, "state")}
     meta["arrays"] = _describe_arrays(arrays)
     _atomic_write(path, arrays, meta)

@@ -8,6 +8,8 @@
 - every single-byte corruption of a saved file is refused or harmless;
 - a process killed with SIGKILL in the middle of a large save leaves the
   previous file intact and loadable, bit for bit;
+- a saved file gets the mode ``open(path, 'wb')`` gives (the umask's), an
+  overwritten file keeps its mode, and a symlink stays a link to the new model;
 - round trips are bit-exact in float32 and float64, over arbitrary bit
   patterns (subnormals, -0.0, the extremes).
 """
@@ -16,6 +18,7 @@ import json
 import os
 import pickle
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -334,6 +337,94 @@ def test_sigkill_at_random_moments_leaves_old_or_new_file(tmp_path):
             seen["new"] += 1
     print(f"save of ~15 MB took {duration:.2f} s (child start {t_start - t0:.2f} s); "
           f"after kills: {seen}")
+
+
+# ---------------------------------------------------- modes and symlinks
+posix_only = pytest.mark.skipif(os.name != "posix", reason="POSIX modes and symlinks")
+
+
+def _mode(path):
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def _saves(net):
+    """Both writers, as (name, function of a path)."""
+    return [("save", lambda p: rio.save(net, p)),
+            ("save_checkpoint", lambda p: rio.save_checkpoint(p, net, state={"epoch": 1}))]
+
+
+@posix_only
+def test_a_new_file_gets_the_mode_open_would_give_it(tmp_path):
+    net = rnnfast.GRU(2, 3, random_state=0)
+    for mask in (0o022, 0o027, 0o002):
+        old = os.umask(mask)
+        try:
+            with open(tmp_path / f"plain-{mask:o}", "wb"):
+                pass
+            for name, write in _saves(net):
+                write(tmp_path / f"{name}-{mask:o}.npz")
+        finally:
+            os.umask(old)
+        want = _mode(tmp_path / f"plain-{mask:o}")
+        assert want == 0o666 & ~mask
+        for name, _ in _saves(net):
+            assert _mode(tmp_path / f"{name}-{mask:o}.npz") == want, (name, oct(mask))
+
+
+@posix_only
+def test_overwriting_a_file_keeps_its_mode(tmp_path):
+    net = rnnfast.GRU(2, 3, random_state=0)
+    old = os.umask(0o077)                 # a new file would be 0600
+    try:
+        for mode in (0o644, 0o664, 0o640, 0o604):
+            for name, write in _saves(net):
+                path = tmp_path / f"{name}.npz"
+                write(path)
+                os.chmod(path, mode)
+                write(path)
+                assert _mode(path) == mode, (name, oct(mode))
+                assert same_bits(rio.load(path), net)
+    finally:
+        os.umask(old)
+
+
+@posix_only
+def test_a_symlink_is_written_through_and_stays_a_link(tmp_path, monkeypatch):
+    store, links = tmp_path / "store", tmp_path / "links"
+    store.mkdir()
+    links.mkdir()
+    old = rnnfast.LSTM(3, 4, random_state=1)
+    new = rnnfast.LSTM(3, 4, random_state=2)
+    real = store / "v1.npz"
+    rio.save(old, real)
+    os.chmod(real, 0o640)
+    link = links / "latest.npz"
+    relative = os.path.relpath(real, links)         # ../store/v1.npz
+    os.symlink(relative, link)
+    during = []
+    write_member = rio._write_member
+
+    def watching(zf, name, array):                  # where is the temporary file?
+        if not during:
+            during.append((sorted(os.listdir(store)), sorted(os.listdir(links))))
+        write_member(zf, name, array)
+    monkeypatch.setattr(rio, "_write_member", watching)
+    for name, write in _saves(new):
+        during.clear()
+        rio.save(old, real)
+        write(link)
+        assert os.path.islink(link) and os.readlink(link) == relative, name
+        assert same_bits(rio.load(real), new), f"{name}: the link's target was not updated"
+        assert _mode(real) == 0o640
+        # the temporary file sat beside the target, so os.replace was a rename there
+        in_store, in_links = during[0]
+        assert len(in_store) == 2 and in_store[0].startswith(".v1.npz."), in_store
+        assert in_links == ["latest.npz"]
+        assert os.listdir(store) == ["v1.npz"] and os.listdir(links) == ["latest.npz"]
+    # a dangling link: the save creates the file it points to, as open() would
+    os.symlink(store / "v2.npz", links / "next.npz")
+    rio.save(new, links / "next.npz")
+    assert os.path.islink(links / "next.npz") and same_bits(rio.load(store / "v2.npz"), new)
 
 
 # ------------------------------------------------------------- round trips

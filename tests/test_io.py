@@ -3,6 +3,7 @@ import io as _io
 import json
 import os
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -272,3 +273,157 @@ def test_checkpoint_round_trip_with_optimizer(tmp_path):
         rio.load_checkpoint(tmp_path / "c.npz", rnnfast.LSTM(2, 4))
     with pytest.raises(ValueError, match="Adam"):
         rio.load_checkpoint(tmp_path / "c.npz", net2, optim.SGD())
+
+
+# ------------------------------------------- save refuses what load refuses
+SPOILED = {
+    "nan-weight": (lambda net: net.params[0].__setitem__((0, 0), np.nan),
+                   r"params\[0\] contains NaN or Inf"),
+    "inf-bias": (lambda net: net.params[2].__setitem__(0, -np.inf),
+                 r"params\[2\] contains NaN or Inf"),
+    "float64-copy": (lambda net: net.params.__setitem__(1, net.params[1].astype(np.float64)),
+                     r"params\[1\] has shape \(4, 16\) and dtype float64; params\[1\] of "
+                     r"the rebuilt rnnfast.LSTM has shape \(4, 16\) and dtype float32"),
+    "wrong-shape": (lambda net: net.params.__setitem__(1, np.zeros((5, 16), np.float32)),
+                    r"params\[1\] has shape \(5, 16\) and dtype float32; params\[1\] of "
+                    r"the rebuilt rnnfast.LSTM has shape \(4, 16\)"),
+    "extra-param": (lambda net: net.params.append(np.zeros(3, np.float32)),
+                    r"params has 4 arrays; a rnnfast.LSTM with this config has 3"),
+}
+
+
+@pytest.mark.parametrize("saver", ["save", "save_checkpoint"])
+@pytest.mark.parametrize("kind", sorted(SPOILED))
+def test_save_refuses_params_load_would_refuse_and_keeps_the_old_file(tmp_path, kind, saver):
+    from rnnfast import optim
+    path = tmp_path / "m.npz"
+
+    def write(net):
+        if saver == "save":
+            rio.save(net, path)
+        else:
+            rio.save_checkpoint(path, net, optim.SGD(), state={"epoch": 1})
+    net = rnnfast.LSTM(3, 4, random_state=0)
+    write(net)
+    before = path.read_bytes()
+    spoil, message = SPOILED[kind]
+    spoil(net)
+    with pytest.raises(ValueError, match=f"^obj: {message}.*nothing was written"):
+        write(net)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.npz"]            # no temporary file either
+    rio.load(path)
+
+
+def test_save_refuses_configs_and_metadata_load_would_refuse(tmp_path):
+    from rnnfast import optim
+    m = Standin(2, 1)
+    m.config["num_rows"] = 10 ** 6                      # load's guard on config sizes
+    with pytest.raises(ValueError, match=r"obj: config num_rows=1000000 exceeds the 3 values"):
+        rio.save(m, tmp_path / "a.npz")
+    m = Standin(2, 1)
+    m.config["colour"] = "red"                          # Standin(**config) refuses it
+    refused = r"obj: tests.Standin refuses its own config .*colour"
+    with pytest.raises(ValueError, match=refused):
+        rio.save(m, tmp_path / "b.npz")
+    net = rnnfast.GRU(2, 3, random_state=0)
+    with pytest.raises(TypeError, match="metadata: expected a dict, got list"):
+        rio.save(net, tmp_path / "c.npz", metadata=["not", "a", "dict"])
+    opt = optim.Adam()
+    opt.update(net.params, [np.zeros_like(p) for p in net.params])
+    opt.state[1] = tuple(a.astype(np.float16) for a in opt.state[1])
+    with pytest.raises(ValueError, match=r"optimizer: state\[1\]\[0\] holds dtype float16"):
+        rio.save_checkpoint(tmp_path / "d.npz", net, opt)
+    assert os.listdir(tmp_path) == []
+
+
+def test_repeated_saves_rebuild_the_class_once(tmp_path, monkeypatch):
+    """The params are checked against the object load would rebuild; a
+    checkpoint every epoch must not build that object every time."""
+    built = []
+    real = rio._instantiate
+    monkeypatch.setattr(rio, "_instantiate", lambda cls, config: built.append(cls) or
+                        real(cls, config))
+    monkeypatch.setattr(rio, "_REBUILT_SPECS", {})
+    net = rnnfast.LSTM(3, 5, random_state=0)
+    for epoch in range(3):
+        net.params[0][0, 0] = epoch
+        rio.save_checkpoint(tmp_path / "c.npz", net, state={"epoch": epoch})
+    assert built == [rnnfast.LSTM]
+    assert_same_params(rio.load(tmp_path / "c.npz"), net)   # load always rebuilds
+    assert built == [rnnfast.LSTM, rnnfast.LSTM]
+
+
+# ------------------------------------------------------------------ paths
+def test_paths_may_be_str_bytes_or_pathlike(tmp_path):
+    net = rnnfast.LSTM(2, 3, random_state=0)
+    as_bytes = os.fsencode(tmp_path / "b.npz")
+    rio.save(net, as_bytes)
+    assert_same_params(rio.load(as_bytes), net)
+    assert_same_params(rio.load(tmp_path / "b.npz"), net)
+    rio.save_checkpoint(as_bytes, net, state={"epoch": 2})
+    assert rio.load_checkpoint(as_bytes)["state"] == {"epoch": 2}
+    assert rio.read_metadata(as_bytes)["class"] == "rnnfast.LSTM"
+    with pytest.raises(TypeError, match="path: expected str, bytes or os.PathLike, got int"):
+        rio.save(net, 3)
+    with pytest.raises(TypeError, match="path: expected str, bytes .* got BytesIO"):
+        rio.save(net, _io.BytesIO())
+    assert os.listdir(tmp_path) == ["b.npz"]
+
+
+def _bad_paths(tmp_path):
+    """(path, exception type, message) a save must refuse before writing."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "a-file").write_bytes(b"x")
+    models = str(tmp_path / "models")
+    is_dir = re.escape(f"path: {models!r} is a directory")
+    missing = str(tmp_path / "missing" / "m.npz")
+    return [
+        (tmp_path / "models", IsADirectoryError, is_dir),
+        (os.fsencode(models), IsADirectoryError, is_dir),
+        (str(tmp_path / "new") + os.sep, IsADirectoryError, "ends with a separator"),
+        ("", ValueError, "path: got an empty path ''"),
+        (missing, FileNotFoundError, re.escape(f"the directory of {missing!r} does not exist")),
+        (tmp_path / "a-file" / "m.npz", NotADirectoryError, "is not a directory"),
+    ]
+
+
+def test_save_refuses_bad_paths_naming_them_and_writes_nothing(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)               # the empty path once wrote beside the cwd
+    net = rnnfast.LSTM(2, 3, random_state=0)
+    for path, error, message in _bad_paths(tmp_path):
+        for save in (lambda: rio.save(net, path), lambda: rio.save_checkpoint(path, net)):
+            with pytest.raises(error, match=message) as info:
+                save()
+            assert ".tmp" not in str(info.value)
+    assert sorted(os.listdir(tmp_path)) == ["a-file", "models", "work"]
+    assert os.listdir(tmp_path / "models") == [] and os.listdir(work) == []
+
+
+def test_check_writable_path_raises_what_save_would_and_writes_nothing(tmp_path):
+    for path, error, message in _bad_paths(tmp_path):
+        with pytest.raises(error, match=message):
+            rio.check_writable_path(path)
+    assert sorted(os.listdir(tmp_path)) == ["a-file", "models"]
+    target = tmp_path / "models" / "m.npz"
+    assert rio.check_writable_path(target) == os.path.realpath(target)
+    assert not target.exists()
+    if hasattr(os, "symlink"):
+        os.symlink(target, tmp_path / "latest.npz")
+        assert rio.check_writable_path(tmp_path / "latest.npz") == os.path.realpath(target)
+    if os.name == "posix" and os.geteuid() != 0:        # root may write anywhere
+        os.chmod(tmp_path / "models", 0o500)
+        try:
+            with pytest.raises(PermissionError, match="cannot create files"):
+                rio.check_writable_path(target)
+        finally:
+            os.chmod(tmp_path / "models", 0o700)
+
+
+def test_loading_a_directory_says_it_is_a_directory(tmp_path):
+    for read in (rio.load, rio.read_metadata, rio.load_checkpoint):
+        with pytest.raises(IsADirectoryError,
+                           match=re.escape(f"path: {str(tmp_path)!r} is a directory")):
+            read(tmp_path)
