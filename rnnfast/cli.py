@@ -74,12 +74,37 @@ def _optimizer(name, lr):
     return classes[name](lr=lr)
 
 
+def _at_least_one(text):
+    """argparse type of counts (--epochs, --max-train, ...): 0 or a negative
+    number would silently mean "all rows" or "all but N" when slicing."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _check_output(path, option="--output"):
+    """Refuse, before any training, a path the model could not be saved to
+    (rnnfast.io.check_writable_path: a directory, a missing folder, an empty
+    name), as a ValueError naming the option (main: exit code 2)."""
+    from . import io as rio
+    try:
+        rio.check_writable_path(path)
+    except (ValueError, OSError) as exc:
+        reason = str(exc).removeprefix("path: ")
+        raise ValueError(f"{option}: {reason}") from exc
+
+
 def _report(history, keys):
-    """One printed line per epoch from a trainer history."""
-    for i, epoch in enumerate(history["epoch"]):
+    """One printed line per epoch from a trainer history (None: an epoch
+    without that metric)."""
+    for i, epoch in enumerate(history.get("epoch", [])):
         parts = [f"epoch {epoch}", f"train loss {history['loss'][i]:.4f}"]
         parts += [f"{name} {fmt.format(history[key][i])}" for key, name, fmt in keys
-                  if key in history]
+                  if key in history and history[key][i] is not None]
         parts += [f"{history['seconds'][i]:.1f} s", f"{history['tokens_per_sec'][i]:,.0f} tok/s"]
         print(" | ".join(parts))
 
@@ -100,9 +125,15 @@ def cmd_train_lm(args):
     from .optim import StepDecay
     from .trainer import Trainer
 
+    _check_output(args.output)
     corpus = _lm_data(args)
     print(f"data: {len(corpus.vocab)} {corpus.vocab.level}s in the vocabulary, "
           f"{corpus.train.size:,} training tokens, {corpus.valid.size:,} validation tokens")
+    if corpus.valid.size <= args.batch_size:
+        # nothing here needs the validation metric (no early stopping, an
+        # epoch-based schedule), so train and save without it
+        print(f"no validation perplexity: it needs more than --batch-size "
+              f"{args.batch_size} validation tokens")
     model = RnnLM(len(corpus.vocab), args.embed_size, args.hidden_size, args.num_layers,
                   cell=args.cell, dropout=args.dropout, init_scale=args.init_scale,
                   random_state=args.seed)
@@ -183,19 +214,23 @@ def cmd_train_seq2seq(args):
     from .data import load_seq2seq
     from .trainer import Trainer
 
+    if args.output:
+        _check_output(args.output)
     data = load_seq2seq(args.data, reverse_input=args.reverse)
     x, t = data.x_train, data.t_train
-    if args.max_train:
+    if args.max_train is not None:
         x, t = x[:args.max_train], t[:args.max_train]
     xt, tt = data.x_test[:args.max_test], data.t_test[:args.max_test]
     print(f"data: {len(x):,} training and {len(xt):,} test rows, {len(data.vocab)} characters")
+    if not len(xt):
+        print("no test accuracy: the file is too short to hold test rows")
     model = _seq2seq_model(args, len(data.vocab))
     trainer = Trainer(model, _optimizer(args.optimizer, args.lr), clip_norm=args.clip or None,
                       random_state=args.seed, verbose=not args.quiet)
     with _threads(args.threads or None):
         history = trainer.fit((x, t), args.epochs, args.batch_size,
-                              eval_fn=lambda m: {"accuracy": _exact_match(m, xt, tt,
-                                                                          data.start_id)},
+                              eval_fn=lambda m: {"accuracy": _exact_match(
+                                  m, xt, tt, data.start_id)} if len(xt) else {},
                               max_batches=args.max_batches)
         _report(history, [("accuracy", "test exact match", "{:.2%}")])
         _show_examples(model, data, range(min(5, len(data.x_test))), args.reverse)
@@ -300,7 +335,7 @@ def cmd_demo(args):
 
 
 def _add_common_training(p, epochs, batch_size, lr, optimizer, clip):
-    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--epochs", type=_at_least_one, default=epochs)
     p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "rmsprop", "adagrad"],
                    default=optimizer)
@@ -356,15 +391,17 @@ def _add_training_commands(sub):
     kind.add_argument("--attention", action="store_true", help="attention decoder")
     p.add_argument("--embed-size", type=int, default=16)
     p.add_argument("--hidden-size", type=int, default=128)
-    p.add_argument("--max-train", type=int, default=None, help="use the first N rows")
-    p.add_argument("--max-test", type=int, default=None, help="evaluate on the first N")
+    p.add_argument("--max-train", type=_at_least_one, default=None,
+                   help="use the first N rows")
+    p.add_argument("--max-test", type=_at_least_one, default=None,
+                   help="evaluate on the first N")
     p.add_argument("--output", "-o", default=None, help="save the model there")
     _add_common_training(p, epochs=10, batch_size=128, lr=1e-3, optimizer="adam", clip=5.0)
     p.set_defaults(func=cmd_train_seq2seq)
 
     p = sub.add_parser("demo", help="learn 3-digit addition in about a minute, no "
                        "download (then compare one step with the NumPy reference)")
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=_at_least_one, default=5)
     p.add_argument("--train-size", type=int, default=20000)
     p.add_argument("--hidden-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.01)

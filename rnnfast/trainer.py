@@ -255,12 +255,16 @@ class Trainer:
         lists, one item per epoch ("epoch", "loss" (mean training loss),
         "grad_norm" (mean, before clipping), "lr", "seconds",
         "tokens_per_sec", and what eval_fn returns: a number as "valid", a
-        dict under its keys).
+        dict under its keys; None in the epochs whose dict lacks a key, so an
+        eval_fn may return {} when it has nothing to measure).
 
         monitor: the history key early stopping and plateau schedules watch
             (default: "valid", or eval_fn's first key); mode "min" or "max".
-        patience: stop after this many epochs without a better value.
-        restore_best: at the end, put back the weights of the best epoch.
+        patience: stop after this many epochs without a better value
+            (without eval_fn: of the training loss; with eval_fn, an epoch
+            without the monitored value is a ValueError).
+        restore_best: at the end, put back the weights of the best epoch
+            (among the epochs that have the monitored value).
         max_batches: at most this many batches per epoch (quick runs).
         """
         epochs = check_int(epochs, "epochs", minimum=0)
@@ -323,18 +327,24 @@ class Trainer:
                       "grad_norm": norm_sum / max(done, 1),
                       "lr": float(getattr(self.optimizer, "lr", float("nan"))),
                       "seconds": seconds, "tokens_per_sec": tokens / max(seconds, 1e-9)}
-            if eval_fn is not None:
-                record.update(self._evaluate(eval_fn))
+            metrics = {} if eval_fn is None else self._evaluate(eval_fn)
+            record.update(metrics)
             self.epoch = epoch
-            for key, value in record.items():
-                self.history.setdefault(key, []).append(value)
+            self._append_history(record)
+            # an eval_fn may return {} (e.g. no validation data): a normal epoch
+            # without a metric; only what needs one (patience, plateau) refuses it
             key = monitor or ("valid" if "valid" in record or eval_fn is None else
-                              next(k for k in record if k not in _TRAIN_KEYS))
+                              next((k for k in record if k not in _TRAIN_KEYS), None))
             value = record.get(key)
-            if monitor is not None and value is None:
+            if monitor is not None and value is None and (eval_fn is None or metrics):
                 raise ValueError(f"monitor: {monitor!r} is not in the history keys "
                                  f"{sorted(record)}")
             if value is None and patience is not None:
+                if eval_fn is not None:
+                    wanted = "metric" if monitor is None else repr(monitor)
+                    raise ValueError(
+                        f"eval_fn: returned no {wanted} at epoch {epoch} (got {metrics}); "
+                        f"early stopping (patience={patience}) needs one every epoch")
                 value = record["loss"]
             self._schedule_after(value)
             stop = self._early_stopping(value, mode, patience, restore_best)
@@ -349,6 +359,16 @@ class Trainer:
             for p, best in zip(self.model.params, self._best_params):
                 p[...] = best
         return self.history
+
+    def _append_history(self, record):
+        """One item per epoch in every list: None for a key this epoch's
+        record lacks (a metric eval_fn returned only some epochs)."""
+        done = len(self.history.get("epoch", []))
+        for key, value in record.items():
+            self.history.setdefault(key, [None] * done).append(value)
+        for values in self.history.values():
+            if len(values) == done:
+                values.append(None)
 
     def _evaluate(self, eval_fn):
         model = self.model

@@ -462,7 +462,7 @@ CASES = [
     ("cli-generate-missing-file", lambda: cli_fails_cleanly(
         ["generate", "/nonexistent/model.npz"], r"no such file"), None, None),
     ("cli-demo-negative-epochs", lambda: cli_fails_cleanly(
-        ["demo", "--epochs", "-3"], r"epochs: expected an integer >= 0, got -3"), None, None),
+        ["demo", "--epochs", "-3"], r"--epochs: expected an integer >= 1, got -3"), None, None),
 ]
 
 NEEDS_TORCH = {"from-torch-proj-size", "from-torch-bfloat16", "from-torch-nan-weights"}

@@ -89,3 +89,83 @@ def test_bench_refuses_a_negative_settle(capsys):
         main(["bench", "--settle", "-1", "--cells", "rnn", "--configs", "tiny"])
     assert exc.value.code == 2
     assert "--settle: expected seconds >= 0, got -1.0" in capsys.readouterr().err
+
+
+def test_train_lm_without_a_validation_part_saves_the_model(tmp_path, capsys):
+    path = tmp_path / "t.txt"
+    path.write_text(TEXT)
+    for fraction in ("0", "0.001"):                     # no or too few validation tokens
+        out = tmp_path / f"lm{fraction}.npz"
+        assert main(["train-lm", str(path), "--valid-fraction", fraction, "--epochs", "1",
+                     "--hidden-size", "8", "--num-layers", "1", "--batch-size", "4",
+                     "--time-size", "5", "--max-batches", "2", "--quiet",
+                     "-o", str(out)]) == 0
+        printed = capsys.readouterr().out
+        assert "no validation perplexity" in printed and "epoch 1 | train loss" in printed
+        assert "valid ppl" not in printed and "saved" in printed and out.exists()
+
+
+@pytest.mark.parametrize("command, option, value", [
+    ("train-seq2seq", "--max-train", "0"), ("train-seq2seq", "--max-train", "-5"),
+    ("train-seq2seq", "--max-test", "0"), ("train-seq2seq", "--max-test", "-1"),
+    ("train-seq2seq", "--epochs", "0"), ("train-lm", "--epochs", "0"),
+    ("demo", "--epochs", "0")])
+def test_counts_must_be_at_least_one(tmp_path, capsys, command, option, value):
+    data = [] if command == "demo" else [str(tmp_path / "never-read.txt")]
+    with pytest.raises(SystemExit) as exc:
+        main([command, *data, option, value])
+    assert exc.value.code == 2
+    assert f"argument {option}: expected an integer >= 1, got {value}" in \
+        capsys.readouterr().err
+
+
+def test_report_of_an_empty_history(capsys):
+    from rnnfast.cli import _report
+    _report({}, [("valid_ppl", "valid ppl", "{:.2f}")])
+    assert capsys.readouterr().out == ""
+
+
+def test_generate_refuses_a_non_finite_temperature(tmp_path, capsys):
+    from rnnfast.data import Vocab
+    from rnnfast.models import RnnLM
+    vocab = Vocab("char", unk_token=None)
+    vocab.fit("abc \n")
+    path = tmp_path / "lm.npz"
+    rio.save(RnnLM(len(vocab), hidden_size=4), path, metadata={"vocab": vocab.to_dict()})
+    for value in ("inf", "nan"):
+        with pytest.raises(SystemExit) as exc:
+            main(["generate", str(path), "--temperature", value, "--top-k", "3"])
+        assert exc.value.code == 2
+        assert "temperature: expected a finite number >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train-lm", "train-seq2seq"])
+@pytest.mark.parametrize("where", ["a directory", "a missing folder"])
+def test_training_refuses_an_unusable_output_before_training(tmp_path, capsys, command,
+                                                             where):
+    path = tmp_path / "data.txt"
+    if command == "train-lm":
+        path.write_text(TEXT)
+        sizes = ["--batch-size", "4", "--time-size", "5"]
+    else:
+        addition_file(path)
+        sizes = ["--batch-size", "32"]
+    out = tmp_path if where == "a directory" else tmp_path / "missing" / "m.npz"
+    with pytest.raises(SystemExit) as exc:
+        main([command, str(path), *sizes, "--epochs", "1", "--hidden-size", "8",
+              "--max-batches", "2", "--quiet", "-o", str(out)])
+    assert exc.value.code == 2
+    captured = capsys.readouterr()
+    assert "--output: " in captured.err and repr(str(out)) in captured.err
+    assert ("is a directory" if where == "a directory" else "does not exist") in captured.err
+    assert "epoch" not in captured.out                  # refused before training
+
+
+def test_train_seq2seq_on_a_file_too_short_for_test_rows(tmp_path, capsys):
+    path = tmp_path / "add.txt"
+    addition_file(path, n=5)                             # 5 // 10 = 0 test rows
+    assert main(["train-seq2seq", str(path), "--epochs", "1", "--hidden-size", "8",
+                 "--batch-size", "2", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "no test accuracy" in printed and "epoch 1 | train loss" in printed
+    assert "nan" not in printed and "test exact match" not in printed

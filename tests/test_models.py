@@ -343,3 +343,23 @@ def test_rnnlm_learns_a_cycle():
     assert before > 9 and perplexity(model, corpus, 5, 10) < 1.5
     np.testing.assert_array_equal(model.generate([3], 12, temperature=0),
                                   (np.arange(3, 16)) % 10)
+
+
+def test_rnnlm_generate_temperature_extremes():
+    import warnings
+    model = RnnLM(20, hidden_size=8, random_state=0)
+    for bad in (float("inf"), float("-inf"), float("nan")):
+        with pytest.raises(ValueError, match="temperature: expected a finite number"):
+            model.generate([1, 2], 3, temperature=bad)
+    greedy = model.generate([1, 2], 12, temperature=0)
+    skip = [int(greedy[2])]
+    greedy_skip = model.generate([1, 2], 12, temperature=0, skip_ids=skip)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # no RuntimeWarning either
+        for tiny in (1e-320, 1e-300, 1e-30):               # the limit of sampling: greedy
+            np.testing.assert_array_equal(
+                model.generate([1, 2], 12, temperature=tiny, random_state=0), greedy)
+            out = model.generate([1, 2], 12, temperature=tiny, skip_ids=skip,
+                                 top_k=3, random_state=0)
+            np.testing.assert_array_equal(out, greedy_skip)
+            assert skip[0] not in out[2:]

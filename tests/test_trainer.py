@@ -243,3 +243,41 @@ def test_minibatches_with_lengths_reach_the_model():
         (X, y, lengths), epochs=15, batch_size=20)
     assert all(s is not None and s.shape == (20,) for s in seen)
     assert h["loss"][-1] < 0.5 * h["loss"][0]
+
+
+def test_an_epoch_without_a_metric_is_a_normal_epoch():
+    X, y = regression()
+    buf = io.StringIO()
+    t = Trainer(Linear(), SGD(lr=0.1), random_state=0, verbose=True, stream=buf)
+    h = t.fit((X, y), epochs=2, batch_size=16, eval_fn=lambda m: {}, restore_best=True)
+    assert h["epoch"] == [1, 2] and "epoch 2/2" in buf.getvalue()
+    assert set(h) == {"epoch", "loss", "grad_norm", "lr", "seconds", "tokens_per_sec"}
+    # a metric some epochs only: None where it is missing, one item per epoch
+    # everywhere; the best epoch is chosen among the epochs that have one
+    values = iter([{}, {"score": 2.0}, {}, {"score": 1.0}, {"score": 3.0}])
+    snapshots = []
+
+    def eval_fn(model):
+        snapshots.append([p.copy() for p in model.params])
+        return next(values)
+    m = Linear()
+    h = Trainer(m, SGD(lr=0.05), random_state=0, verbose=False).fit(
+        (X, y), epochs=5, batch_size=16, eval_fn=eval_fn, restore_best=True)
+    assert h["score"] == [None, 2.0, None, 1.0, 3.0]
+    assert all(len(v) == 5 for v in h.values())
+    for p, best in zip(m.params, snapshots[3]):
+        np.testing.assert_array_equal(p, best)
+
+
+def test_early_stopping_needs_a_metric_from_eval_fn():
+    X, y = regression()
+    for monitor in (None, "score"):
+        t = Trainer(Linear(), SGD(lr=0.1), verbose=False)
+        with pytest.raises(ValueError, match="eval_fn.*epoch 1.*patience"):
+            t.fit((X, y), epochs=3, batch_size=16, eval_fn=lambda m: {}, patience=2,
+                  monitor=monitor)
+    # a misspelt monitor is still named as such
+    t = Trainer(Linear(), SGD(lr=0.1), verbose=False)
+    with pytest.raises(ValueError, match="monitor: 'scor'"):
+        t.fit((X, y), epochs=1, batch_size=16, eval_fn=lambda m: {"score": 1.0},
+              monitor="scor")

@@ -6,6 +6,7 @@
 
 the textbook's Rnnlm/BetterRnnlm (DLFS2 ch06) and Zaremba et al. (2014).
 """
+import math
 import numbers
 
 import numpy as np
@@ -123,7 +124,7 @@ class RnnLM(Model):
         """Sample `length` tokens after the prompt `start_ids`.
 
         start_ids: an id, a prompt (T0,) or a batch of prompts (N, T0).
-        temperature: divides the logits; 0 means greedy (argmax).
+        temperature: divides the logits; finite, 0 means greedy (argmax).
         top_k: sample among the k most likely tokens only.
         skip_ids: ids never produced (e.g. <unk>).
         random_state: None, an int seed or a Generator.
@@ -137,9 +138,12 @@ class RnnLM(Model):
         ids = check_ids(ids.reshape(1, -1) if single else ids, "start_ids",
                         self.vocab_size, ("N", "T0"))
         length = check_int(length, "length", minimum=0)
+        # inf would turn the masked -inf logits into NaN (inf / inf) and
+        # "sample" id 0 every step, skipped or not
         if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
-                or not temperature >= 0:
-            raise ValueError(f"temperature: expected a number >= 0, got {temperature!r}")
+                or not (temperature >= 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature: expected a finite number >= 0, "
+                             f"got {temperature!r}")
         if top_k is not None:
             top_k = min(check_int(top_k, "top_k"), self.vocab_size)
         skip = np.zeros(0, np.intp) if skip_ids is None else \
@@ -175,8 +179,12 @@ def _sample(logits, temperature, top_k, skip, rng):
         z[z < kth] = -np.inf
     if temperature == 0:
         return z.argmax(axis=1)
-    z = z / temperature
-    p = np.exp(z - z.max(axis=1, keepdims=True))
+    # the max subtracted before dividing: a tiny temperature then sends the
+    # others to -inf (greedy in the limit) instead of overflowing the max to
+    # inf and making inf - inf = NaN
+    with np.errstate(over="ignore"):
+        z = (z - z.max(axis=1, keepdims=True)) / temperature
+    p = np.exp(z)
     cdf = np.cumsum(p, axis=1)
     # inverse CDF: the first index whose cumulative mass exceeds u
     u = rng.random((z.shape[0], 1)) * cdf[:, -1:]
