@@ -117,7 +117,10 @@ def check_lengths(lengths, N, T):
     if N and (arr.min() < 1 or arr.max() > T):
         raise ValueError(f"lengths: each length must lie in 1..T={T}, got min {arr.min()} "
                          f"and max {arr.max()}")
-    return np.ascontiguousarray(arr, dtype=np.intp)
+    # A copy, always: a training forward keeps it for the backward, and a
+    # caller that reuses its lengths buffer in between must not change it
+    # (torch's pack_padded_sequence copies too).
+    return np.array(arr, dtype=np.intp, order="C")
 
 
 def check_live_arrays(arrays, names, shapes, dtype, owner, writable=False):

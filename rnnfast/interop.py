@@ -54,6 +54,17 @@ def from_torch(module):
             sfx = _torch_name("", layer, d)[1:]
             G = net.layer_params(layer, d)[0].shape[1]
             zeros = np.zeros(G, dtype)
+            for name, H_in in (("weight_ih", net.layer_params(layer, d)[0].shape[0]),
+                               ("weight_hh", net.hidden_size)):
+                got = state[f"{name}_{sfx}"].shape
+                if got != (G, H_in):      # a module whose tensors were replaced
+                    raise ValueError(f"module.{name}_{sfx}: expected shape {(G, H_in)} for "
+                                     f"a {kind}(input_size={module.input_size}, hidden_size="
+                                     f"{module.hidden_size}), got {got}")
+            for name in ("bias_ih", "bias_hh"):
+                got = state.get(f"{name}_{sfx}", zeros).shape
+                if got != (G,):
+                    raise ValueError(f"module.{name}_{sfx}: expected shape {(G,)}, got {got}")
             Wx, Wh, b = from_torch_weights(
                 cell, state[f"weight_ih_{sfx}"], state[f"weight_hh_{sfx}"],
                 state.get(f"bias_ih_{sfx}", zeros), state.get(f"bias_hh_{sfx}", zeros),

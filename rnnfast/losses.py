@@ -88,6 +88,9 @@ class _SoftmaxLoss:
         dt = _float_dtype(xs)
         xs = check_array(xs, "xs", dt, self._lead + ("V",))
         lead, V = xs.shape[:-1], xs.shape[-1]
+        if V == 0:
+            raise ValueError(f"xs: a softmax needs at least one class (V >= 1), got "
+                             f"shape {xs.shape}")
         ts = _check_int_targets(ts, "ts", lead, V, self.ignore_label)
         valid = ts != self.ignore_label
         m = _check_mask(mask, lead)

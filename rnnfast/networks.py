@@ -107,7 +107,12 @@ class _Network:
 
     # ------------------------------------------------------------ forward
     def forward(self, xs, state=None, lengths=None):
-        """xs (N, T, input_size) -> (hs (N, T, num_directions*H), final state)."""
+        """xs (N, T, input_size) -> (hs (N, T, num_directions*H), final state).
+
+        In training the backward reads xs again (for dL/dWx): xs is kept
+        by reference, not copied, so it must not be changed in place before
+        `backward` (a float32 C-order xs is the caller's own array).
+        lengths is copied."""
         training = self.training
         if (state is None and lengths is None and not self.stateful
                 and not (training and self.dropout > 0)):

@@ -142,6 +142,8 @@ def _pad_sequences(items, dtype, estimator):
         for i, a in enumerate(arrays):
             if a.min() < 0:
                 raise ValueError(f"X[{i}]: token ids must be >= 0, got {a.min()}")
+            if a.max() > np.iinfo(np.int64).max:      # before the cast wraps it
+                raise ValueError(f"X[{i}]: token ids must be < 2**63, got {a.max()}")
             data[i, :a.shape[0]] = a
         return _Batch("tokens", data, lengths, 1)
     F = arrays[0].shape[1] if arrays[0].ndim == 2 else 1
@@ -293,11 +295,21 @@ class _BaseRNN(BaseEstimator):
             inputs = dict(vocab_size=self.vocab_size_, embedding_size=self.embedding_size)
         else:
             inputs = dict(input_size=batch.data.shape[2])
-        return self._model_class(
-            n_outputs, **inputs, cell=self.cell, hidden_size=self.hidden_size,
-            num_layers=self.num_layers, bidirectional=bool(self.bidirectional),
-            dropout=float(self.dropout), dtype=dtype,
-            random_state=int(rng.randint(np.iinfo(np.int32).max)))
+        try:
+            return self._model_class(
+                n_outputs, **inputs, cell=self.cell, hidden_size=self.hidden_size,
+                num_layers=self.num_layers, bidirectional=bool(self.bidirectional),
+                dropout=float(self.dropout), dtype=dtype,
+                random_state=int(rng.randint(np.iinfo(np.int32).max)))
+        except MemoryError as exc:
+            if batch.kind != "tokens":
+                raise
+            # The embedding has a row for every id up to the largest: one
+            # stray huge id asks for terabytes.
+            raise MemoryError(
+                f"X: the largest token id is {self.vocab_size_ - 1}, so the embedding "
+                f"would need {self.vocab_size_} rows, more memory than there is; token "
+                "ids must number a vocabulary densely from 0 (TextTokenizer does)") from exc
 
     def _new_optimizer(self):
         lr = float(self.learning_rate_init)
@@ -336,8 +348,11 @@ class _BaseRNN(BaseEstimator):
             self.model_ = self._new_model(batch, self._n_outputs(), dtype,
                                           self._random_state)
             self.loss_curve_ = []
-            self._no_improvement_count = 0
             self.t_ = 0
+        # What the stopping rule tracks: new on a first pass, and when a warm
+        # start turns early_stopping on or off (its records would not fit).
+        if first_pass or bool(self.early_stopping) != (self.validation_scores_ is not None):
+            self._no_improvement_count = 0
             if self.early_stopping:
                 self.validation_scores_ = []
                 self.best_validation_score_ = -np.inf

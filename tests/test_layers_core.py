@@ -81,6 +81,28 @@ def test_stateful_chunks_equal_the_whole_sequence(cls, rng):
     np.testing.assert_allclose(fresh.forward(xs[:, 5:9]), cls(*W).forward(xs[:, 5:9]))
 
 
+def test_a_stateful_layers_public_state_is_checked_like_set_state(rng):
+    """.h and .c are attributes a user may assign: a state set by hand is
+    checked as set_state checks it, and a list works as an array."""
+    H, D = 4, 3
+    W = [rng.standard_normal(s) * 0.5 for s in ((D, 4 * H), (H, 4 * H), (4 * H,))]
+    xs = rng.standard_normal((2, 5, D))
+    layer = rnnfast.TimeLSTM(*W, stateful=True)
+    layer.forward(xs)
+    h, c = layer.h.copy(), layer.c.copy()
+    expected = layer.forward(xs)
+    layer.h, layer.c = h.tolist(), c
+    np.testing.assert_array_equal(layer.forward(xs), expected)
+    layer.c = None
+    with pytest.raises(ValueError, match="c: a stateful LSTM carries h and c"):
+        layer.forward(xs)
+    layer.h, layer.c = np.zeros((2, H + 1)), c
+    with pytest.raises(ValueError, match=r"h: expected shape \(N, 4\)"):
+        layer.forward(xs)
+    layer.reset_state()
+    layer.forward(xs)
+
+
 @pytest.mark.parametrize("cls", [rnnfast.TimeRNN, rnnfast.TimeLSTM, rnnfast.TimeGRU])
 def test_stateful_gradients_stop_at_the_chunk_boundary(cls, rng):
     """Backward of chunk 2 equals the backward of a fresh layer started from the

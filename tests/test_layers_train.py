@@ -45,9 +45,22 @@ def test_embedding_dtype_and_errors(rng):
         layer.forward([0, 1])
     with pytest.raises(RuntimeError):
         TimeEmbedding(np.zeros((2, 2))).backward(np.zeros((1, 1, 2)))
+    # a huge unsigned id is reported as it is, not wrapped to -1 by the cast
+    with pytest.raises(ValueError, match="got min 18446744073709551615"):
+        layer.forward(np.array([[2 ** 64 - 1]], np.uint64))
 
 
 # ------------------------------------------------------------------- affine
+@pytest.mark.parametrize("D,M", [(0, 3), (4, 0)])
+def test_affine_of_zero_inputs_or_outputs_works_as_torchs_linear(D, M):
+    """torch.nn.Linear(0, 3) gives its bias for every row; reshape(-1, 0)
+    could not infer the rows."""
+    layer = TimeAffine(np.zeros((D, M), np.float32), np.arange(M, dtype=np.float32))
+    y = layer.forward(np.ones((2, 3, D), np.float32))
+    np.testing.assert_array_equal(y, np.broadcast_to(np.arange(M, dtype=np.float32), (2, 3, M)))
+    assert layer.backward(np.ones((2, 3, M))).shape == (2, 3, D)
+    np.testing.assert_array_equal(layer.grads[1], np.full(M, 6.0))
+
 @pytest.mark.parametrize("cls, xshape", [(Affine, (4, 3)), (TimeAffine, (2, 5, 3))])
 def test_affine_gradients(cls, xshape, rng):
     W, b = rng.standard_normal((3, 4)), rng.standard_normal(4)
@@ -120,6 +133,20 @@ def test_dropout_backward_and_eval(rng):
         TimeDropout(0.5, random_state="seed")
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_dropout_backward_refuses_a_dout_of_another_shape(training):
+    """A dout that only broadcasts against the mask, or (in evaluation)
+    any array at all, came back as a gradient of the wrong shape."""
+    layer = TimeDropout(0.5, random_state=0).train(training)
+    layer.forward(np.ones((2, 3, 4), np.float32))
+    for bad in (np.ones((1, 3, 1)), np.ones(4), np.ones((2, 3, 5))):
+        with pytest.raises(ValueError, match=r"dout: expected shape \(2, 3, 4\)"):
+            layer.backward(bad)
+        layer.forward(np.ones((2, 3, 4), np.float32))
+    dx = layer.backward(np.ones((2, 3, 4)))
+    assert dx.shape == (2, 3, 4) and dx.dtype == np.float32
+
+
 # ---------------------------------------------------------------- attention
 def _attention_loop(hs_enc, hs_dec):
     """The textbook's per-step attention (DLFS2 AttentionWeight + WeightSum)."""
@@ -130,6 +157,11 @@ def _attention_loop(hs_enc, hs_dec):
         a /= a.sum(axis=1, keepdims=True)
         out[:, t] = (hs_enc * a[:, :, None]).sum(axis=1)
     return out
+
+
+def test_attention_over_no_encoder_steps_is_refused():
+    with pytest.raises(ValueError, match=r"hs_enc: attention needs at least one encoder step"):
+        TimeAttention().forward(np.ones((2, 0, 4)), np.ones((2, 3, 4)))
 
 
 def test_attention_matches_per_step_and_gradients(rng):

@@ -73,6 +73,9 @@ def test_softmax_errors():
         layer.forward(np.zeros((2, 3, 5)), np.zeros((2, 3), int), mask=np.ones(3))
     with pytest.raises(ValueError, match=r"xs: expected shape \(N, T, V\)"):
         layer.forward(np.zeros((2, 5)), np.zeros((2,), int))
+    for loss, xs in ((layer, np.zeros((2, 3, 0))), (SoftmaxWithLoss(), np.zeros((2, 0)))):
+        with pytest.raises(ValueError, match=r"xs: a softmax needs at least one class"):
+            loss.forward(xs, np.full(xs.shape[:-1], -1))
     with pytest.raises(ValueError, match="reduction"):
         TimeSoftmaxWithLoss(reduction="avg")
     with pytest.raises(ValueError, match="reduction"):

@@ -121,3 +121,12 @@ def test_reset_before_gru_has_no_torch_equivalent():
 def test_from_torch_refuses_other_modules(torch):
     with pytest.raises(TypeError, match="module"):
         from_torch(torch.nn.Linear(3, 4))
+
+
+@pytest.mark.parametrize("name,shape", [("weight_ih_l0", (12, 5)), ("weight_hh_l1_reverse", (12, 3)),
+                                        ("bias_ih_l1", (11,))])
+def test_from_torch_names_a_replaced_tensor_of_another_shape(torch, name, shape):
+    module = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True)
+    setattr(module, name, torch.nn.Parameter(torch.zeros(shape)))
+    with pytest.raises(ValueError, match=rf"module\.{name}: expected shape"):
+        from_torch(module)

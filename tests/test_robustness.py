@@ -170,3 +170,22 @@ def test_kernels_release_the_gil():
     print(f"kernel call {span[0]:.3f} s, longest stall of the other thread {longest:.4f} s")
     assert span[0] > 0.1
     assert longest < 0.5 * span[0], (longest, span[0])
+
+
+@pytest.mark.parametrize("cls", [rnnfast.RNN, rnnfast.LSTM, rnnfast.GRU])
+def test_lengths_changed_between_forward_and_backward_do_not_change_the_gradients(cls):
+    """A caller that reuses its lengths buffer for the next batch before
+    the backward: the backward still runs the forward's lengths."""
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((3, 6, 4)).astype(np.float32)
+    lengths = np.array([6, 4, 5], np.intp)
+    net = cls(4, 5, bidirectional=True, random_state=0)
+    hs, _ = net.forward(xs, lengths=lengths.copy())
+    expected = net.backward(np.ones_like(hs)), [g.copy() for g in net.grads]
+    reused = lengths.copy()
+    hs, _ = net.forward(xs, lengths=reused)
+    reused[:] = [2, 3, 1]
+    got = net.backward(np.ones_like(hs)), net.grads
+    np.testing.assert_array_equal(got[0], expected[0])
+    for a, b in zip(got[1], expected[1]):
+        np.testing.assert_array_equal(a, b)

@@ -347,3 +347,27 @@ def test_pipeline_gridsearch_clone_pickle_joblib():
 
 # The real-data checks (digits CV >= 0.97, sunspots vs persistence) run the
 # examples of docs/sklearn.md as written: tests/test_sklearn_docs.py.
+
+
+def test_token_ids_that_would_wrap_or_exhaust_memory_are_named():
+    y = np.array([0, 1] * 5)
+    huge = [np.array([1, 2 ** 64 - 1], np.uint64), np.array([2, 3], np.uint64)] * 5
+    with pytest.raises(ValueError, match=r"X\[0\]: token ids must be < 2\*\*63"):
+        RNNClassifier(max_iter=1, hidden_size=4).fit(huge, y)
+    # 2**45 rows of 8-byte floats: more than a 47-bit address space, so the
+    # allocation fails whatever the machine's overcommit setting
+    stray = [np.array([1, 2 ** 45]), np.array([2, 3])] * 5
+    with pytest.raises(MemoryError, match=f"largest token id is {2 ** 45}"):
+        RNNClassifier(max_iter=1, hidden_size=4).fit(stray, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("first,then", [(False, True), (True, False)])
+def test_warm_start_may_turn_early_stopping_on_or_off(first, then):
+    X = np.random.default_rng(0).standard_normal((40, 4, 2))
+    y = np.arange(40) % 2
+    clf = RNNClassifier(max_iter=2, hidden_size=4, warm_start=True, early_stopping=first,
+                        random_state=0).fit(X, y)
+    clf.set_params(early_stopping=then).fit(X, y)
+    assert (clf.validation_scores_ is not None) == then
+    assert len(clf.loss_curve_) == 4          # the warm start went on from the first fit

@@ -7,10 +7,18 @@ W (D, M) is kept as given when it is a float array of the layer's dtype in
 any memory order: a model ties its output layer to an embedding E (V, D) by
 passing W = E.T, a view, so an optimizer's in-place update of E is seen here.
 """
+import math
+
 import numpy as np
 
 from .._validation import check_array
 from ._common import as_param, no_forward, weight_dtype
+
+
+def _rows(x):
+    """The rows of x's leading axes: the count reshape(-1, D) cannot infer
+    when D = 0 (as torch's Linear, a layer of 0 inputs or outputs works)."""
+    return math.prod(x.shape[:-1])
 
 
 class Affine:
@@ -34,7 +42,7 @@ class Affine:
         x = check_array(x, "x", self.dtype, self._lead + (W.shape[0],))
         self._x = x
         D, M = W.shape
-        return (x.reshape(-1, D) @ W + b).reshape(x.shape[:-1] + (M,))
+        return (x.reshape(_rows(x), D) @ W + b).reshape(x.shape[:-1] + (M,))
 
     def backward(self, dout):
         if self._x is None:
@@ -43,7 +51,7 @@ class Affine:
         W, _ = self.params
         D, M = W.shape
         dout = check_array(dout, "dout", self.dtype, x.shape[:-1] + (M,))
-        x2, d2 = x.reshape(-1, D), dout.reshape(-1, M)
+        x2, d2 = x.reshape(_rows(x), D), dout.reshape(_rows(x), M)
         self.grads[0][...] = x2.T @ d2
         self.grads[1][...] = d2.sum(axis=0)
         return (d2 @ W.T).reshape(x.shape)

@@ -29,6 +29,9 @@ class TimeAttention:
         dt = hs_enc.dtype if hs_enc.dtype in (np.float32, np.float64) else np.float64
         hs_enc = check_array(hs_enc, "hs_enc", dt, ("N", "S", "H"))
         N, S, H = hs_enc.shape
+        if S == 0:
+            raise ValueError(f"hs_enc: attention needs at least one encoder step, got "
+                             f"shape {hs_enc.shape}")
         hs_dec = check_array(hs_dec, "hs_dec", dt, (N, "T", H))
         s = hs_dec @ hs_enc.transpose(0, 2, 1)
         s -= s.max(axis=-1, keepdims=True)

@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from .._validation import check_array
 from ._common import no_forward
 
 
@@ -36,6 +37,8 @@ class TimeDropout:
         self.params, self.grads = [], []
         self.mask = None
         self._ready = False
+        self._shape = None          # forward's input shape: what backward takes
+        self._dtype = None          # the dtype of the gradient it gives back
 
     def train(self, mode=True):
         self.training = bool(mode)
@@ -47,11 +50,12 @@ class TimeDropout:
     def forward(self, xs):
         xs = np.asarray(xs)
         self._ready = True
+        dt = xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)
+        self._shape, self._dtype = xs.shape, dt
         if not self.training or self.ratio == 0:
             self.mask = None
             return xs
         keep = 1.0 - self.ratio
-        dt = xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)
         self.mask = (self.rng.random(xs.shape) < keep).astype(dt) / dt.type(keep)
         return xs * self.mask
 
@@ -59,4 +63,7 @@ class TimeDropout:
         if not self._ready:
             raise no_forward(self)
         self._ready = False
+        # The shape forward saw, not one that merely broadcasts against the
+        # mask (a (1, T, 1) dout would otherwise come back as (N, T, D)).
+        dout = check_array(dout, "dout", self._dtype, self._shape)
         return dout if self.mask is None else dout * self.mask

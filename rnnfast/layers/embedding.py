@@ -19,11 +19,12 @@ def check_ids(ids, name, vocab_size, expected):
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integer ids of shape {expected}, "
                         f"got dtype {arr.dtype}")
-    arr = check_array(arr, name, np.intp, expected)
+    # The range before the cast to intp, so that a huge unsigned id is
+    # neither wrapped to a negative one nor reported as one.
     if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
         raise ValueError(f"{name}: ids must lie in 0..{vocab_size - 1} (vocab_size="
                          f"{vocab_size}), got min {arr.min()} and max {arr.max()}")
-    return arr
+    return check_array(arr, name, np.intp, expected)
 
 
 class Embedding:

@@ -252,12 +252,19 @@ class _TimeLayer(_Recurrent):
             h = np.zeros((N, H), dtype)
             c = np.zeros((N, H), dtype) if self._has_c else None
         else:
-            if self.h.shape[0] != N:
+            # .h and .c are public: checked as set_state checks them.
+            h = check_array(self.h, "h", dtype, ("N", H))
+            if h.shape[0] != N:
                 raise ValueError(f"xs: a stateful layer carries a state of batch size "
-                                 f"{self.h.shape[0]}, got xs of shape {xs.shape}; call "
+                                 f"{h.shape[0]}, got xs of shape {xs.shape}; call "
                                  "reset_state() to start a new batch size")
-            h = self.h.copy()
-            c = self.c.copy() if self._has_c else None
+            h = h.copy()
+            c = None
+            if self._has_c:
+                if self.c is None:
+                    raise ValueError("c: a stateful LSTM carries h and c, and c is None; "
+                                     "set both with set_state(h, c) or call reset_state()")
+                c = check_array(self.c, "c", dtype, h.shape).copy()
         hs = self._run_forward(xs, h, c, check_xs=True)
         self.h, self.c = h, c
         return hs
