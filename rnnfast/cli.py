@@ -28,9 +28,11 @@ def cmd_bench(args):
     configs = split(args.configs, tuple(bench.CONFIGS), "--configs")
     impls = ["rnnfast"] + [i for i in split(args.impls, bench.IMPLS, "--impls")
                            if i != "rnnfast"]
-    threads = [int(t) for t in args.threads.split(",") if t]
-    if args.settle < 0:
-        raise ValueError(f"--settle: expected seconds >= 0, got {args.settle}")
+    threads = args.threads
+    for name in ("settle", "min_time"):
+        if not getattr(args, name) >= 0:            # NaN too
+            raise ValueError(f"--{name.replace('_', '-')}: expected seconds >= 0, "
+                             f"got {getattr(args, name)}")
     header = {}
 
     def progress(row):
@@ -84,6 +86,16 @@ def _at_least_one(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
     return value
+
+
+def _thread_counts(text):
+    """argparse type of --threads: comma-separated integers >= 1."""
+    counts = []
+    for item in (t for t in text.split(",") if t.strip()):
+        counts.append(_at_least_one(item.strip()))
+    if not counts:
+        raise argparse.ArgumentTypeError(f"expected thread counts such as 1,2, got {text!r}")
+    return counts
 
 
 def _check_output(path, option="--output"):
@@ -170,12 +182,20 @@ def cmd_generate(args):
         raise SystemExit(f"rnnfast generate: {args.model} is not a language model saved "
                          "by `rnnfast train-lm` (no vocabulary in its metadata)")
     vocab = Vocab.from_dict(meta["vocab"])
-    if vocab.level == "char":
-        prime = args.prime if args.prime else "\n"
-        ids = vocab.encode(prime)
-    else:
-        words = args.prime.split()
-        ids = vocab.encode(words if words else [vocab.eos_token or vocab.id_to_token[0]])
+    if len(vocab) != model.vocab_size:
+        raise SystemExit(f"rnnfast generate: {args.model}'s vocabulary has {len(vocab)} "
+                         f"tokens and its model {model.vocab_size}: not a pair train-lm saved")
+    try:
+        if vocab.level == "char":
+            # without --prime: a newline, as at the start of a line, if the
+            # training text had one; else its first token
+            default = "\n" if "\n" in vocab else vocab.id_to_token[0]
+            ids = vocab.encode(args.prime if args.prime else default)
+        else:
+            words = args.prime.split()
+            ids = vocab.encode(words if words else [vocab.eos_token or vocab.id_to_token[0]])
+    except ValueError as exc:
+        raise ValueError(f"--prime: {str(exc).removeprefix('data: ')}") from exc
     skip = [vocab.unk_id] if vocab.unk_id is not None and len(vocab) > 1 else None
     out = model.generate(ids, args.length, temperature=args.temperature, top_k=args.top_k,
                          random_state=args.seed, skip_ids=skip)
@@ -423,17 +443,18 @@ def build_parser():
     p.add_argument("--modes", default="train,infer", help="comma-separated: train,infer")
     p.add_argument("--configs", default="tiny,small,zaremba-small,medium,zaremba-medium,"
                    "large", help="comma-separated configuration names")
-    p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    p.add_argument("--threads", type=_thread_counts, default="1,2",
+                   help="comma-separated thread counts")
     p.add_argument("--impls", default="rnnfast,torch,reference",
                    help="comma-separated: rnnfast,torch,reference")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--repeats", type=int, default=7, help="interleaved rounds")
+    p.add_argument("--repeats", type=_at_least_one, default=7, help="interleaved rounds")
     p.add_argument("--settle", type=float, default=0.02,
                    help="untimed pause (s) before each library's turn, so the thread pool "
                         "of the one before is idle again (0: none)")
     p.add_argument("--min-time", type=float, default=0.02,
                    help="seconds per round per implementation (small calls repeat)")
-    p.add_argument("--peak-size", type=int, default=1536,
+    p.add_argument("--peak-size", type=_at_least_one, default=1536,
                    help="matrix size of the GEMM peak measurement (sgemm; dgemm with "
                         "--dtype float64)")
     p.add_argument("--clock", default="wall", choices=["wall", "cpu"],

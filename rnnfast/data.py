@@ -142,7 +142,13 @@ class Vocab:
         if self.level == "char":
             return list(text)
         tokens = []
-        for line in text.splitlines():
+        # Lines end at "\n", "\r\n" or "\r" only, as a file read in text mode
+        # has them: str.splitlines would also end one at a form feed, "\x1c"
+        # or "\u2028" and add an end-of-line token there.
+        lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        if lines[-1] == "":
+            lines.pop()         # the text's final newline ends a line, starts none
+        for line in lines:
             tokens.extend(line.split())
             if self.eos_token is not None:
                 tokens.append(self.eos_token)
@@ -213,6 +219,8 @@ class Vocab:
     def decode(self, ids, skip_pad=True):
         """ids -> text (words joined by spaces, characters by nothing)."""
         arr = np.asarray(ids)
+        if arr.size == 0:
+            return ""               # np.asarray([]) is float64: nothing to decode
         if arr.dtype.kind not in "iu":
             raise TypeError(f"ids: expected integers, got dtype {arr.dtype}")
         flat = arr.ravel()

@@ -749,6 +749,10 @@ class TextTokenizer(TransformerMixin, BaseEstimator):
             check_scalar(self.max_features, "max_features", numbers.Integral, min_val=1)
         check_scalar(self.min_frequency, "min_frequency", numbers.Integral, min_val=1)
         self._pattern = re.compile(self.token_pattern)
+        if self.level == "word" and self._pattern.groups > 1:
+            # findall would give tuples of groups as tokens (CountVectorizer refuses too)
+            raise ValueError(f"token_pattern: expected at most one capturing group, got "
+                             f"{self._pattern.groups} in {self.token_pattern!r}")
         docs = self._docs(X)
         if not docs:
             raise ValueError("X: expected at least one document, got none")

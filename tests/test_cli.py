@@ -169,3 +169,45 @@ def test_train_seq2seq_on_a_file_too_short_for_test_rows(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "no test accuracy" in printed and "epoch 1 | train loss" in printed
     assert "nan" not in printed and "test exact match" not in printed
+
+
+def _tiny_char_lm(tmp_path, text):
+    path = tmp_path / "t.txt"
+    path.write_text(text)
+    out = tmp_path / "lm.npz"
+    assert main(["train-lm", str(path), "--epochs", "1", "--hidden-size", "4",
+                 "--num-layers", "1", "--batch-size", "2", "--time-size", "5",
+                 "--quiet", "-o", str(out)]) == 0
+    return out
+
+
+def test_generate_without_prime_on_a_text_without_newlines(tmp_path, capsys):
+    """The default prime is a newline only where the vocabulary has one."""
+    out = _tiny_char_lm(tmp_path, "abc" * 30)
+    capsys.readouterr()
+    assert main(["generate", str(out), "--length", "10", "--seed", "0"]) == 0
+    printed = capsys.readouterr().out.rstrip("\n")
+    assert len(printed) == 10 and set(printed) <= set("abc")
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", str(out), "--prime", "xyz"])
+    assert exc.value.code == 2
+    assert "--prime: token 'x' is not in the vocabulary" in capsys.readouterr().err
+
+
+def test_generate_refuses_a_vocabulary_that_does_not_match_its_model(tmp_path):
+    out = _tiny_char_lm(tmp_path, "abc" * 30)
+    model, meta = rio.load(out), rio.read_metadata(out)["metadata"]
+    meta["vocab"]["tokens"] = meta["vocab"]["tokens"][:-1]
+    rio.save(model, tmp_path / "mismatch.npz", metadata=meta)
+    with pytest.raises(SystemExit, match="vocabulary has 2 tokens and its model 3"):
+        main(["generate", str(tmp_path / "mismatch.npz")])
+
+
+@pytest.mark.parametrize("option,value", [("--threads", "0"), ("--threads", "1,-1"),
+                                          ("--repeats", "0"), ("--peak-size", "0"),
+                                          ("--min-time", "-1")])
+def test_bench_refuses_counts_below_one_by_name(capsys, option, value):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--cells", "rnn", "--configs", "tiny", "--impls", "rnnfast",
+              option, value])
+    assert exc.value.code == 2 and option in capsys.readouterr().err

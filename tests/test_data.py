@@ -95,6 +95,17 @@ def test_word_vocab_round_trip_and_unknown():
     np.testing.assert_array_equal(v2.encode("cat dog bird"), v.encode("cat dog bird"))
 
 
+def test_word_lines_end_at_newlines_only():
+    """As DLFS2's PTB loader (and a file read in text mode): a form feed,
+    "\x85" or "\u2028" inside a line is whitespace, not an end of line."""
+    v = Vocab("word")
+    for text in ("a b\x0cc\n", "a\x85b c\n", "a\u2028b c\n", "a b c"):
+        assert v.tokenize(text) == ["a", "b", "c", "<eos>"], repr(text)
+    assert v.tokenize("a\r\nb\rc\n\n") == ["a", "<eos>", "b", "<eos>", "c", "<eos>",
+                                           "<eos>"]
+    assert Vocab("word").fit("a b").decode([]) == ""       # [] is float64 to numpy
+
+
 def test_specials_come_first_when_absent_and_max_size_keeps_frequent():
     v = Vocab("word", pad_token="<pad>", eos_token=None).fit("a b b c c c", max_size=4)
     assert v.id_to_token == ["<pad>", "<unk>", "b", "c"]

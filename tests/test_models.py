@@ -363,3 +363,9 @@ def test_rnnlm_generate_temperature_extremes():
                                  top_k=3, random_state=0)
             np.testing.assert_array_equal(out, greedy_skip)
             assert skip[0] not in out[2:]
+
+
+@pytest.mark.parametrize("prompt", [np.zeros((2, 0), np.int64), np.zeros(0, np.int64), []])
+def test_rnnlm_generate_refuses_an_empty_prompt_by_name(prompt):
+    with pytest.raises(ValueError, match=r"start_ids: expected a prompt of at least one id"):
+        RnnLM(20, hidden_size=8, random_state=0).generate(prompt, 3)

@@ -371,3 +371,10 @@ def test_warm_start_may_turn_early_stopping_on_or_off(first, then):
     clf.set_params(early_stopping=then).fit(X, y)
     assert (clf.validation_scores_ is not None) == then
     assert len(clf.loss_curve_) == 4          # the warm start went on from the first fit
+
+
+def test_text_tokenizer_refuses_a_pattern_of_several_groups():
+    with pytest.raises(ValueError, match="token_pattern: expected at most one capturing group"):
+        TextTokenizer(level="word", token_pattern=r"(\w)(\w+)").fit(["ab cd"])
+    vocab = TextTokenizer(level="word", token_pattern=r"(\w+)").fit(["ab cd"]).vocabulary_
+    assert set(vocab) == {"ab", "cd"}

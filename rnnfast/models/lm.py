@@ -135,6 +135,10 @@ class RnnLM(Model):
         """
         ids = np.asarray(start_ids)
         single = ids.ndim < 2
+        if ids.size == 0 or (ids.ndim and ids.shape[-1] == 0):
+            # the next token is sampled from the prompt's last one: it needs one
+            raise ValueError(f"start_ids: expected a prompt of at least one id, got shape "
+                             f"{ids.shape}")
         ids = check_ids(ids.reshape(1, -1) if single else ids, "start_ids",
                         self.vocab_size, ("N", "T0"))
         length = check_int(length, "length", minimum=0)
