@@ -2,28 +2,78 @@
 
 Every optimizer's ``update(params, grads)`` changes the arrays of `params`
 in place (so views and tied weights stay shared) and never changes `grads`.
-Per-parameter state (velocities, moment estimates) is keyed by position in
-the list, so pass the same list in the same order each time.
+Every param must be a writable floating-point numpy array; all params and
+grads are checked before anything is changed, so a refused update leaves no
+partial step.
+
+An array listed more than once in `params` (a tied weight, listed once per
+use with that use's gradient, as in DLFS2) is one parameter, as in PyTorch:
+it is updated once, with the sum of its gradients, and has one state.  "The
+same array" is the same object or another view of exactly the same memory
+(same data pointer, shape, strides and dtype: ``W.reshape(W.shape)``), since
+updating either updates both; views that only partly overlap (``W`` and
+``W.T``) are separate parameters.  Per-parameter state (velocities, moment
+estimates) is kept per distinct array in order of first appearance, so pass
+the same list in the same order each time.
 
 weight_decay adds ``weight_decay * param`` to the gradient before the
 update (coupled L2, PyTorch's ``weight_decay``).
 """
+import math
 import numbers
 
 import numpy as np
 
 
 def _check_rate(value, name, allow_zero=False, below_one=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
-            not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero) or \
-            (below_one and value >= 1):
-        rng = "[0, 1)" if below_one else (">= 0" if allow_zero else "> 0")
-        raise ValueError(f"{name}: expected a number {rng}, got {value!r}")
-    return float(value)
+    rng = "in [0, 1)" if below_one else (">= 0" if allow_zero else "> 0")
+    number = math.nan
+    if not isinstance(value, bool) and isinstance(value, numbers.Real):
+        try:                            # Fraction, Decimal-like, ints beyond float
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero) or \
+            (below_one and number >= 1):
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise ValueError(f"{name}: expected a number {rng}, got {shown}")
+    return number
+
+
+def _type_name(obj):
+    t = type(obj)
+    return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__name__}"
+
+
+def _distinct(params):
+    """None when every array of `params` is distinct; otherwise (firsts,
+    repeats): the position of each distinct array's first listing and the
+    positions of its later listings (the same object, or a view of exactly
+    the same memory)."""
+    where, firsts, repeats = {}, [], []
+    for i, p in enumerate(params):
+        if p.size:
+            key = (p.__array_interface__["data"][0], p.shape, p.strides, p.dtype.str)
+        else:                           # empty arrays may share a pointer
+            key = id(p)
+        k = where.setdefault(key, len(firsts))
+        if k == len(firsts):
+            firsts.append(i)
+            repeats.append([])
+        else:
+            repeats[k].append(i)
+    return None if len(firsts) == len(params) else (firsts, repeats)
 
 
 class Optimizer:
-    """Base class: lr, weight_decay, position-keyed state."""
+    """Base class: lr, weight_decay, state per distinct parameter."""
+
+    # The grouping of the last params list, reused while the list holds the
+    # same arrays with the same shapes (the common case: every batch).
+    _layout_key = None          # ids and shapes of that list
+    _layout_params = None       # its arrays, kept alive so that their ids stay theirs
+    _layout = None              # _distinct() of it
 
     def __init__(self, lr, weight_decay=0.0):
         self.lr = _check_rate(lr, "lr")
@@ -32,26 +82,65 @@ class Optimizer:
         self.t = 0                 # number of updates done
 
     def _grads(self, params, grads):
+        """Check every param and grad (nothing is changed yet); return the
+        distinct params and, for each, the sum of its grads (+ weight decay)."""
         if len(params) != len(grads):
             raise ValueError(f"grads: expected {len(params)} arrays (one per param), "
                              f"got {len(grads)}")
+        key = []
         for i, (p, g) in enumerate(zip(params, grads)):
-            if np.shape(p) != np.shape(g):
-                raise ValueError(f"grads[{i}]: expected shape {np.shape(p)} like "
-                                 f"params[{i}], got shape {np.shape(g)}")
-        if self.state is not None and len(self.state) != len(params):
-            raise ValueError(f"params: this optimizer holds state for {len(self.state)} "
-                             f"arrays, got {len(params)}; use a new optimizer")
+            # `p -= step` on anything but a writable array would rebind a local
+            if not isinstance(p, np.ndarray):
+                raise TypeError(f"params[{i}]: expected a numpy array (updated in place), "
+                                f"got {_type_name(p)}")
+            if p.dtype.kind != "f":
+                raise TypeError(f"params[{i}]: expected a floating-point array, got "
+                                f"dtype {p.dtype}")
+            if not p.flags.writeable:
+                raise ValueError(f"params[{i}]: the array is read-only; the optimizer "
+                                 f"updates params in place")
+            if not isinstance(g, np.ndarray) or g.dtype.kind not in "fiu":
+                raise TypeError(f"grads[{i}]: expected a numpy array of real numbers, got "
+                                f"{_type_name(g) if not isinstance(g, np.ndarray) else g.dtype}")
+            if p.shape != g.shape:
+                raise ValueError(f"grads[{i}]: expected shape {p.shape} like "
+                                 f"params[{i}], got shape {g.shape}")
+            key.append(id(p))
+            key.append(p.shape)
+        key = tuple(key)
+        if key != self._layout_key:
+            self._layout = _distinct(params)
+            self._layout_key, self._layout_params = key, tuple(params)
+        firsts = range(len(params))
+        if self._layout is not None:
+            firsts, repeats = self._layout
+            summed = []
+            for i, later in zip(firsts, repeats):
+                g = grads[i]
+                for j in later:
+                    g = g + grads[j]            # a new array: grads are left alone
+                summed.append(g)
+            params, grads = [params[i] for i in firsts], summed
+        if self.state is not None:
+            if len(self.state) != len(params):
+                raise ValueError(f"params: this optimizer holds state for {len(self.state)} "
+                                 f"arrays, got {len(params)} distinct arrays; use a new "
+                                 f"optimizer")
+            for i, p, entry in zip(firsts, params, self.state):
+                if entry and entry[0].shape != p.shape:
+                    raise ValueError(f"params[{i}]: shape {entry[0].shape} when this "
+                                     f"optimizer's state was built, now {p.shape}; use a "
+                                     f"new optimizer")
         if self.weight_decay:
-            return [g + self.weight_decay * p for p, g in zip(params, grads)]
-        return grads
+            grads = [g + self.weight_decay * p for p, g in zip(params, grads)]
+        return params, grads
 
     def _init_state(self, params, n):
         if self.state is None:
             self.state = [tuple(np.zeros_like(p) for _ in range(n)) for p in params]
 
     def update(self, params, grads):
-        grads = self._grads(params, grads)
+        params, grads = self._grads(params, grads)
         self.t += 1
         self._update(params, grads)
 
@@ -71,7 +160,16 @@ class SGD(Optimizer):
 
 
 class Momentum(Optimizer):
-    """v = momentum * v - lr * g;  p += v   (the textbook's form)."""
+    """v = momentum * v - lr * g;  p += v   (the textbook's form).
+
+    This equals torch.optim.SGD(momentum=...) only while lr is constant:
+    torch keeps the velocity in gradient units (b = momentum * b + g) and
+    steps by the current lr * b, so when lr changes its whole velocity is
+    rescaled at once, whereas here v keeps the old lr's steps (they fade at
+    the rate `momentum`).  To follow torch, rescale the velocities whenever
+    you change lr: ``for (v,) in opt.state: v *= new_lr / opt.lr`` before
+    setting ``opt.lr = new_lr``.
+    """
 
     def __init__(self, lr=0.01, momentum=0.9, weight_decay=0.0):
         super().__init__(lr, weight_decay)
@@ -87,7 +185,13 @@ class Momentum(Optimizer):
 
 class Nesterov(Momentum):
     """Nesterov's accelerated gradient (Sutskever et al. 2013, in the form of
-    Bengio et al. 2012): v = momentum * v - lr * g;  p += momentum * v - lr * g."""
+    Bengio et al. 2012): v = momentum * v - lr * g;  p += momentum * v - lr * g.
+
+    Like Momentum, this equals torch.optim.SGD(momentum=..., nesterov=True)
+    only while lr is constant (torch's velocity is in gradient units and is
+    multiplied by the current lr); rescale ``opt.state``'s velocities by
+    new_lr / old_lr when changing lr to follow torch.
+    """
 
     def _update(self, params, grads):
         self._init_state(params, 1)
@@ -195,7 +299,13 @@ class StepDecay:
 class ReduceOnPlateau:
     """The textbook's schedule: when the monitored value (e.g. validation
     perplexity, lower is better) does not improve on the best so far,
-    multiply lr by `factor` (0.25 is the textbook's ``lr /= 4``).
+    multiply lr by `factor` (0.25 is the textbook's ``lr /= 4``), but not
+    below `min_lr`; lr is never raised (a min_lr above the current lr
+    leaves it alone), as in PyTorch's ReduceLROnPlateau.
+
+    As in PyTorch the first value is compared with +inf, so NaN and inf are
+    bad epochs and never the best.  ``best`` is None until a value improves
+    (None rather than inf, so that checkpoints stay plain JSON).
 
     ``step(value)`` returns True when `value` is a new best.
     """
@@ -208,8 +318,11 @@ class ReduceOnPlateau:
 
     def step(self, value):
         value = float(value)
-        if self.best is None or value < self.best:
+        if value < (math.inf if self.best is None else self.best):    # False for NaN
             self.best = value
             return True
-        self.optimizer.lr = max(self.optimizer.lr * self.factor, self.min_lr)
+        lr = self.optimizer.lr
+        new_lr = max(lr * self.factor, self.min_lr)
+        if new_lr < lr:
+            self.optimizer.lr = new_lr
         return False

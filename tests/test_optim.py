@@ -114,3 +114,141 @@ def test_reduce_on_plateau_textbook():
     assert improved == [True, True, False, True, False]
     assert opt.lr == 20.0 / 4 / 4
     assert sched.best == 130.0
+
+
+# ------------------------------------------------ tied (shared) parameters
+TORCH_TWINS = {            # rnnfast optimizer -> the torch.optim one with the same rule
+    "sgd": (lambda: SGD(lr=0.1), lambda t, p: t.optim.SGD(p, lr=0.1)),
+    "momentum": (lambda: Momentum(lr=0.1, momentum=0.9),
+                 lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.9)),
+    "nesterov": (lambda: Nesterov(lr=0.1, momentum=0.9),
+                 lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True)),
+    "adagrad": (lambda: AdaGrad(lr=0.1, eps=1e-10),
+                lambda t, p: t.optim.Adagrad(p, lr=0.1, eps=1e-10)),
+    "rmsprop": (lambda: RMSprop(lr=0.01, decay_rate=0.99, eps=1e-8),
+                lambda t, p: t.optim.RMSprop(p, lr=0.01, alpha=0.99, eps=1e-8)),
+    "adam": (lambda: Adam(lr=0.1, eps=1e-8, weight_decay=0.01),
+             lambda t, p: t.optim.Adam(p, lr=0.1, eps=1e-8, weight_decay=0.01)),
+}
+
+
+@pytest.mark.parametrize("name", list(TORCH_TWINS))
+def test_tied_param_listed_twice_steps_once_on_the_summed_gradient(torch, name):
+    make, make_torch = TORCH_TWINS[name]
+    rng = np.random.default_rng(7)
+    p0 = rng.standard_normal((3, 4))
+    W, other = p0.copy(), np.ones(5)
+    alias = W.reshape(3, 4)              # another view of exactly W's memory: also W
+    opt = make()
+    tw = torch.tensor(p0, requires_grad=True)
+    topt = make_torch(torch, [tw])
+    for _ in range(3):
+        g1, g2, g3 = (rng.standard_normal((3, 4)) for _ in range(3))
+        grads = [g1, np.zeros(5), g2, g3]
+        saved = [g.copy() for g in grads]
+        opt.update([W, other, W, alias], grads)       # W used three times (DLFS2 style)
+        for g, s in zip(grads, saved):
+            np.testing.assert_array_equal(g, s)        # grads are left alone
+        tw.grad = torch.tensor(g1 + g2 + g3)
+        topt.step()
+        np.testing.assert_allclose(W, tw.detach().numpy(), rtol=1e-10, atol=1e-12)
+    if opt.state is not None:
+        assert len(opt.state) == 2                     # one state per distinct array
+
+
+@pytest.mark.parametrize("cls", [SGD, Adam])
+@pytest.mark.parametrize("bad, shown", [([1.0, 2.0], "list"), (np.float64(1.0), "float64"),
+                                        (1.0, "float"), (np.array([1, 2]), "int64")])
+def test_params_that_cannot_be_updated_in_place_are_refused(cls, bad, shown):
+    good = np.zeros(2)
+    opt = cls(lr=0.5)
+    with pytest.raises(TypeError, match=rf"params\[1\]: .*{shown}"):
+        opt.update([good, bad], [np.ones(2), np.ones(np.shape(bad))])
+    np.testing.assert_array_equal(good, 0.0)           # nothing half done
+    assert opt.t == 0 and opt.state is None
+
+
+@pytest.mark.parametrize("cls", [SGD, Momentum, Adam])
+def test_a_refused_update_leaves_no_partial_step(cls):
+    a, b = np.zeros(2), np.zeros(2)
+    b.setflags(write=False)
+    opt = cls(lr=0.1)
+    with pytest.raises(ValueError, match=r"params\[1\]: .*read-only"):
+        opt.update([a, b], [np.ones(2), np.ones(2)])
+    np.testing.assert_array_equal(a, 0.0)
+    assert opt.t == 0
+    with pytest.raises(TypeError, match=r"grads\[1\]: .*list"):
+        opt.update([a, np.zeros(2)], [np.ones(2), [1.0, 1.0]])
+    np.testing.assert_array_equal(a, 0.0)
+    assert opt.t == 0
+
+
+def test_params_whose_shapes_change_under_state_are_named():
+    opt = Adam()
+    p = np.zeros((2, 3))
+    opt.update([np.zeros(4), p], [np.ones(4), np.ones((2, 3))])
+    with pytest.raises(ValueError, match=r"params\[1\]: shape \(2, 3\) .* now \(3, 2\).*"
+                                         r"new optimizer"):
+        opt.update([np.zeros(4), np.zeros((3, 2))], [np.ones(4), np.ones((3, 2))])
+    p.shape = (6,)                                     # the same array, reshaped in place
+    with pytest.raises(ValueError, match=r"params\[1\]: shape \(2, 3\) .* now \(6,\)"):
+        opt.update([np.zeros(4), p], [np.ones(4), np.ones(6)])
+
+
+def test_rates_are_converted_with_float_and_named():
+    from fractions import Fraction
+    assert SGD(lr=Fraction(1, 10)).lr == 0.1
+    for bad in (10 ** 400, -(10 ** 400), "0.1", None, True):
+        with pytest.raises(ValueError, match="^lr: expected a number > 0"):
+            SGD(lr=bad)
+    with pytest.raises(ValueError, match="^momentum: expected a number in"):
+        Momentum(momentum=Fraction(1))
+
+
+def test_reduce_on_plateau_nan_is_a_bad_epoch_never_the_best():
+    opt = SGD(lr=1.0)
+    sched = ReduceOnPlateau(opt, factor=0.5)
+    improved = [sched.step(v) for v in (float("nan"), 5.0, 4.0, float("nan"), 3.0)]
+    assert improved == [False, True, True, False, True]    # torch: best = inf at first
+    assert opt.lr == 0.25 and sched.best == 3.0
+    sched = ReduceOnPlateau(SGD(lr=1.0), factor=0.5)
+    assert sched.step(float("inf")) is False               # inf is no improvement on inf
+    assert sched.optimizer.lr == 0.5
+
+
+def test_reduce_on_plateau_never_raises_the_lr():
+    opt = SGD(lr=0.01)
+    sched = ReduceOnPlateau(opt, factor=0.5, min_lr=0.1)
+    sched.step(1.0)
+    sched.step(2.0)
+    assert opt.lr == 0.01
+    opt.lr = 0.3
+    sched.step(2.0)
+    assert opt.lr == 0.15
+    sched.step(2.0)
+    assert opt.lr == 0.1                                   # floored at min_lr
+
+
+@pytest.mark.parametrize("cls, nesterov", [(Momentum, False), (Nesterov, True)])
+def test_momentum_matches_torch_after_lr_change_only_with_rescaled_velocity(torch, cls,
+                                                                           nesterov):
+    """The documented difference and its documented workaround."""
+    rng = np.random.default_rng(3)
+    p0 = rng.standard_normal(4)
+    grads = [rng.standard_normal(4) for _ in range(6)]
+    for rescale in (False, True):
+        p, opt = p0.copy(), cls(lr=0.1, momentum=0.9)
+        t = torch.tensor(p0, requires_grad=True)
+        topt = torch.optim.SGD([t], lr=0.1, momentum=0.9, nesterov=nesterov)
+        for i, g in enumerate(grads):
+            if i == 3:                                   # a schedule cuts lr
+                if rescale:
+                    for (v,) in opt.state:
+                        v *= 0.01 / opt.lr
+                opt.lr = topt.param_groups[0]["lr"] = 0.01
+            opt.update([p], [g])
+            t.grad = torch.tensor(g)
+            topt.step()
+        close = np.allclose(p, t.detach().numpy(), rtol=1e-12, atol=1e-14)
+        assert close == rescale
+    assert "torch" in cls.__doc__ and "lr" in cls.__doc__
