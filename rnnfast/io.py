@@ -52,6 +52,7 @@ _FLOAT_KINDS = ("float32", "float64")
 _ARRAY_DTYPES = ("float32", "float64", "int64", "int32", "uint8", "bool")
 
 _REGISTRY = {}
+_EXTRA_PREFIX = "extra."       # save_checkpoint's extra_arrays members
 # What `load` rebuilds for a (class, config): the params' shapes and dtypes,
 # so that repeated saves (a checkpoint every epoch) build the object once.
 _REBUILT_SPECS = {}
@@ -554,15 +555,23 @@ def _restore_optimizer(optimizer, info, arrays, path):
                            for i, n in enumerate(layout)]
 
 
-def save_checkpoint(path, model, optimizer=None, state=None, metadata=None):
+def save_checkpoint(path, model, optimizer=None, state=None, metadata=None,
+                    extra_arrays=None):
     """Atomically write `model` (as `save` does, so `load` reads it back as a
-    model), the optimizer's state and a JSON-able training `state` (epoch,
-    RNG state, history, ...).  Refuses, writing nothing, what `save` refuses."""
+    model), the optimizer's state, a JSON-able training `state` (epoch,
+    RNG state, history, ...) and `extra_arrays`, a list of float arrays kept
+    beside them (a trainer's best weights).  Refuses, writing nothing, what
+    `save` refuses."""
     arrays, meta = _object_payload(model)
     opt_info = None
     if optimizer is not None:
         opt_arrays, opt_info = _optimizer_payload(optimizer)
         arrays.update(opt_arrays)
+    for i, a in enumerate(extra_arrays or ()):
+        a = np.ascontiguousarray(a)
+        if a.dtype.name not in _FLOAT_KINDS:     # what load_checkpoint gives back
+            raise TypeError(f"extra_arrays[{i}]: expected float32 or float64, got {a.dtype}")
+        arrays[f"{_EXTRA_PREFIX}{i:03d}"] = a
     meta["metadata"] = _user_metadata(metadata)
     meta["checkpoint"] = {"optimizer": opt_info, "state": _jsonable(state or {}, "state")}
     meta["arrays"] = _describe_arrays(arrays)
@@ -573,7 +582,8 @@ def load_checkpoint(path, model=None, optimizer=None):
     """Read a checkpoint.  With `model`, its params are overwritten in place
     (the checkpoint's class and config must match it); without, the model is
     rebuilt.  With `optimizer`, its state is restored.  Returns a dict with
-    "model", "state" (the training state saved) and "metadata"."""
+    "model", "state" (the training state saved), "metadata" and
+    "extra_arrays" (save_checkpoint's, [] if none)."""
     meta, arrays = _read(path)
     ckpt = meta.get("checkpoint")
     if not isinstance(ckpt, dict):
@@ -588,5 +598,8 @@ def load_checkpoint(path, model=None, optimizer=None):
         _copy_params(model, meta, arrays, path)
     if optimizer is not None:
         _restore_optimizer(optimizer, ckpt.get("optimizer"), arrays, path)
+    extra = [arrays[k] for k in sorted(arrays) if k.startswith(_EXTRA_PREFIX)]
+    if any(a.dtype.name not in _FLOAT_KINDS for a in extra):
+        raise _bad(path, "its extra arrays are not float32 or float64")
     return {"model": model, "state": ckpt.get("state", {}),
-            "metadata": meta.get("metadata", {})}
+            "metadata": meta.get("metadata", {}), "extra_arrays": extra}

@@ -27,7 +27,9 @@ gradient stops training with ``TrainingDivergedError`` before any update is
 applied, so the model keeps the weights of the last good step.  The
 progress bar goes to stderr and only when ``verbose``.
 """
+import itertools
 import math
+import numbers
 import sys
 import time
 import types
@@ -36,6 +38,8 @@ import numpy as np
 
 from . import io as rio
 from .data import StreamBatcher
+from .layers.dropout import as_generator
+from .optim import _check_rate
 from ._validation import check_int
 
 
@@ -96,6 +100,28 @@ def _finite_or_none(value):
     return value
 
 
+def _best_weights(arrays, like):
+    """A checkpoint's saved best weights, checked against the model's params."""
+    if len(arrays) != len(like):
+        raise ValueError(f"the checkpoint holds {len(arrays)} best weights, the model has "
+                         f"{len(like)} params")
+    for a, p in zip(arrays, like):
+        if a.shape != p.shape:
+            raise ValueError(f"a best weight of shape {a.shape} where the model has {p.shape}")
+    return [a.astype(p.dtype, copy=True) for a, p in zip(arrays, like)]
+
+
+def _metric(value, name, epoch):
+    """A number returned by eval_fn, as a float; anything else names eval_fn."""
+    if value is None or isinstance(value, (bool, np.bool_, str, bytes)) or np.ndim(value):
+        raise TypeError(f"eval_fn: expected a number{name} at epoch {epoch}, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"eval_fn: expected a number{name} at epoch {epoch}, got "
+                        f"{value!r}") from None
+
+
 class _Progress:
     """One carriage-return line per epoch on a text stream."""
 
@@ -146,7 +172,9 @@ class Trainer:
         if not hasattr(optimizer, "update"):
             raise TypeError(f"optimizer: expected an object with update(params, grads), got "
                             f"{type(optimizer).__name__}")
-        if clip_norm is not None and not (isinstance(clip_norm, (int, float))
+        # any real number (numpy scalars too), but not a bool: True is no norm
+        if clip_norm is not None and not (isinstance(clip_norm, numbers.Real)
+                                          and not isinstance(clip_norm, (bool, np.bool_))
                                           and clip_norm > 0):
             raise ValueError(f"clip_norm: expected a positive number or None, got {clip_norm!r}")
         self.model, self.optimizer = model, optimizer
@@ -154,16 +182,13 @@ class Trainer:
         self.lr_schedule = lr_schedule
         self.checkpoint = checkpoint
         self.checkpoint_every = check_int(checkpoint_every, "checkpoint_every")
-        if isinstance(random_state, np.random.Generator):
-            self.rng = random_state
-        else:
-            self.rng = np.random.default_rng(random_state)
+        self.rng = as_generator(random_state)
         self.verbose = bool(verbose)
         self.stream = stream
         self.epoch = 0
         self.history = {}
         self.batcher = None
-        self._corpus_key = None
+        self._batcher_sizes = None
         self._early = {"best": None, "best_epoch": None, "bad_epochs": 0}
         self._best_params = None
 
@@ -186,11 +211,17 @@ class Trainer:
             return "minibatch", arrays
         arr = np.asarray(train)
         if arr.ndim == 1:
-            # the same corpus and sizes again: keep the batcher and its position
-            key = (id(train), arr.size, batch_size, time_size)
-            if self.batcher is None or self._corpus_key != key:
+            # the same ids and sizes again: keep the batcher and its position.
+            # Compared by content, not id(): a freed corpus's id is reused by
+            # new arrays, and an array edited in place keeps its id
+            sizes = (batch_size, time_size)
+            b = self.batcher
+            same = (b is not None and self._batcher_sizes == sizes and arr.dtype.kind in "iu"
+                    and arr.size == b.data_size + 1 and np.array_equal(arr[:-1], b.xs)
+                    and arr[-1] == b.ts[-1])
+            if not same:
                 self.batcher = StreamBatcher(arr, batch_size, time_size)
-                self._corpus_key = key
+                self._batcher_sizes = sizes
             return "stream", self.batcher
         raise ValueError(f"train: expected a 1-D corpus of token ids (L,), a StreamBatcher "
                          f"or a tuple (X, Y), got an array of shape {arr.shape}")
@@ -236,8 +267,16 @@ class Trainer:
             return
         if hasattr(s, "step"):
             s.step(epoch)
-        else:
-            self.optimizer.lr = float(s(epoch))
+            return
+        lr = s(epoch)
+        # checked as the optimizers check lr, before any batch of the epoch:
+        # a negative lr trains uphill, a NaN one poisons every weight
+        try:
+            lr = _check_rate(lr, "lr")
+        except (TypeError, ValueError):
+            raise ValueError(f"lr_schedule: for epoch {epoch} returned lr {lr!r}; expected "
+                             f"a finite number > 0") from None
+        self.optimizer.lr = lr
 
     def _schedule_after(self, value):
         if self.lr_schedule is not None and _is_plateau(self.lr_schedule):
@@ -290,20 +329,21 @@ class Trainer:
                 if hasattr(model, "reset_state"):
                     model.reset_state()
                 total = len(data)
-                batches = (data.next_batch() for _ in range(total))
+                batches = (data.next_batch() for _ in itertools.count())
             else:
                 n = data[0].shape[0]
                 total = n // batch_size if drop_last and n >= batch_size else -(-n // batch_size)
                 batches = self._minibatches(data, batch_size, shuffle, drop_last)
             if max_batches is not None:
                 total = min(total, max_batches)
+            # draw exactly `total` batches: one more would move the stream past
+            # text that is never trained on
+            batches = itertools.islice(batches, total)
             bar = _Progress(stream, epoch, epochs, total, "tok") if self.verbose else None
             start = time.perf_counter()
             loss_sum = norm_sum = 0.0
             tokens = done = 0
             for batch in batches:
-                if done == total:
-                    break
                 try:
                     loss, norm = self.train_step(batch)
                 except TrainingDivergedError as exc:
@@ -379,9 +419,10 @@ class Trainer:
         finally:
             if hasattr(model, "train"):
                 model.train()
+        epoch = self.epoch + 1
         if isinstance(result, dict):
-            return {str(k): float(v) for k, v in result.items()}
-        return {"valid": float(result)}
+            return {str(k): _metric(v, f" for {k!r}", epoch) for k, v in result.items()}
+        return {"valid": _metric(result, " or a dict of numbers", epoch)}
 
     def _early_stopping(self, value, mode, patience, restore_best):
         if value is None:
@@ -406,10 +447,15 @@ class Trainer:
 
     # ---------------------------------------------------- checkpoints
     def _state(self):
-        schedule = None
+        schedule = nonfinite = None
         if self.lr_schedule is not None and hasattr(self.lr_schedule, "__dict__"):
             schedule = {k: v for k, v in vars(self.lr_schedule).items()
                         if v is None or isinstance(v, (bool, int, float, str))}
+            # JSON has no inf/NaN, but a plateau's best may be one: None in
+            # "schedule", the value itself (as text) in "schedule_nonfinite"
+            nonfinite = {k: repr(v) for k, v in schedule.items()
+                         if isinstance(v, float) and not math.isfinite(v)}
+            schedule = {k: _finite_or_none(v) for k, v in schedule.items()}
         return {
             "epoch": self.epoch,
             "rng": self.rng.bit_generator.state,
@@ -418,16 +464,22 @@ class Trainer:
             "history": {k: [_finite_or_none(v) for v in vs] for k, vs in self.history.items()},
             "schedule": schedule,
             "early": {k: _finite_or_none(v) for k, v in self._early.items()},
+            "schedule_nonfinite": nonfinite or None,
+            "has_best_params": self._best_params is not None,
         }
 
     def save_checkpoint(self, path):
         """Model, optimizer state, epoch, RNG states and history, atomically."""
-        rio.save_checkpoint(path, self.model, self.optimizer, state=self._state())
+        # restore_best's weights go too: without them a resumed run could not
+        # go back to a best epoch that came before the checkpoint
+        rio.save_checkpoint(path, self.model, self.optimizer, state=self._state(),
+                            extra_arrays=self._best_params)
 
     def resume(self, path):
         """Load a checkpoint written by `save_checkpoint` into this trainer's
         model and optimizer and continue from its epoch."""
-        state = rio.load_checkpoint(path, self.model, self.optimizer)["state"]
+        loaded = rio.load_checkpoint(path, self.model, self.optimizer)
+        state = loaded["state"]
         try:
             self.epoch = check_int(state["epoch"], "epoch", minimum=0)
             self.rng.bit_generator.state = state["rng"]
@@ -442,10 +494,17 @@ class Trainer:
                 self.batcher.load_state_dict(state["batcher"])
             self.history = {k: list(v) for k, v in state["history"].items()}
             if state.get("schedule") and self.lr_schedule is not None:
+                nonfinite = state.get("schedule_nonfinite") or {}
                 for k, v in state["schedule"].items():
                     if hasattr(self.lr_schedule, k):
-                        setattr(self.lr_schedule, k, v)
+                        setattr(self.lr_schedule, k,
+                                float(nonfinite[k]) if k in nonfinite else v)
             self._early.update(state.get("early", {}))
+            # older checkpoints have no best weights (restore_best then keeps
+            # the best epoch seen after the resume, as before)
+            if state.get("has_best_params"):
+                self._best_params = _best_weights(loaded["extra_arrays"],
+                                                  list(self.model.params))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"path: {path!r} holds no usable trainer state ({exc})") from exc
         return self

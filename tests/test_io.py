@@ -427,3 +427,21 @@ def test_loading_a_directory_says_it_is_a_directory(tmp_path):
         with pytest.raises(IsADirectoryError,
                            match=re.escape(f"path: {str(tmp_path)!r} is a directory")):
             read(tmp_path)
+
+
+def test_checkpoint_extra_arrays_round_trip_and_dtype_check(tmp_path):
+    net = rnnfast.LSTM(3, 4, random_state=0)
+    extra = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(4, np.float64)]
+    path = tmp_path / "ck.npz"
+    rio.save_checkpoint(path, net, state={"epoch": 1}, extra_arrays=extra)
+    back = rio.load_checkpoint(path)["extra_arrays"]
+    assert [a.dtype for a in back] == [np.float32, np.float64]
+    for a, b in zip(extra, back):
+        np.testing.assert_array_equal(a, b)
+    assert rio.load_checkpoint(path)["model"].params[0].shape == net.params[0].shape
+    assert rio.load(path).params[0].tobytes() == net.params[0].tobytes()   # still a model
+    rio.save_checkpoint(tmp_path / "none.npz", net)
+    assert rio.load_checkpoint(tmp_path / "none.npz")["extra_arrays"] == []
+    with pytest.raises(TypeError, match=r"extra_arrays\[0\]: expected float32 or float64"):
+        rio.save_checkpoint(tmp_path / "bad.npz", net, extra_arrays=[np.zeros(2, np.int64)])
+    assert not (tmp_path / "bad.npz").exists()

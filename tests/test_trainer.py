@@ -1,6 +1,7 @@
 """rnnfast.trainer: history, TBPTT carry, early stopping, schedules,
 checkpoints and exact resume, divergence handling."""
 import io
+import re
 
 import numpy as np
 import pytest
@@ -281,3 +282,120 @@ def test_early_stopping_needs_a_metric_from_eval_fn():
     with pytest.raises(ValueError, match="monitor: 'scor'"):
         t.fit((X, y), epochs=1, batch_size=16, eval_fn=lambda m: {"score": 1.0},
               monitor="scor")
+
+
+def test_restore_best_after_resume_gives_the_uninterrupted_weights(tmp_path):
+    X, y = regression()
+    values = [1.0, 5.0, 6.0, 7.0]                      # epoch 1 is the best
+
+    def run(epochs, ckpt=None, resume=None):
+        m = Linear()
+        t = Trainer(m, SGD(lr=0.05), checkpoint=ckpt, random_state=0, verbose=False)
+        t.fit((X, y), epochs=epochs, batch_size=16, eval_fn=lambda _: values[t.epoch],
+              restore_best=True, resume_from=resume)
+        return m
+    full = run(4)
+    ck = tmp_path / "ck.npz"
+    run(2, ckpt=ck)                                    # the best epoch is in the checkpoint
+    resumed = run(4, ckpt=tmp_path / "ck2.npz", resume=ck)
+    for p, q in zip(full.params, resumed.params):
+        assert p.tobytes() == q.tobytes()
+    # a checkpoint written before the best weights were saved still resumes
+    ckpt = rio.load_checkpoint(ck)
+    state = {k: v for k, v in ckpt["state"].items() if k != "has_best_params"}
+    assert len(ckpt["extra_arrays"]) == len(full.params)     # the best weights, as arrays
+    old = tmp_path / "old.npz"
+    rio.save_checkpoint(old, ckpt["model"], SGD(lr=0.05), state=state)
+    h = Trainer(Linear(), SGD(lr=0.05), verbose=False).fit(
+        (X, y), epochs=3, batch_size=16, eval_fn=lambda _: 2.0, restore_best=True,
+        resume_from=old)
+    assert h["epoch"] == [1, 2, 3]
+
+
+def test_a_new_corpus_is_never_mistaken_for_the_last_one():
+    m = RecordingLM()
+    t = Trainer(m, SGD(lr=0.1), verbose=False)
+    corpus = np.array([1, 2] * 50, np.int32)           # copied by the batcher (not int64)
+    t.fit(corpus, epochs=1, batch_size=2, time_size=5)
+    corpus[:] = np.array([7, 8] * 50)                  # same object, same size, new ids
+    t.fit(corpus, epochs=2, batch_size=2, time_size=5)
+    assert set(np.unique(m.events[-1][0])) == {7, 8}
+    a = np.array([1, 2] * 50, np.int32)
+    t.fit(a, epochs=3, batch_size=2, time_size=5)
+    del a                                              # its id() may be reused by b
+    b = np.array([3, 4] * 50, np.int32)
+    t.fit(b, epochs=4, batch_size=2, time_size=5)
+    assert set(np.unique(m.events[-1][0])) == {3, 4}
+    # the same ids again (even as another array): the stream continues
+    position = t.batcher.position
+    t.fit(b.copy(), epochs=5, batch_size=2, time_size=5)
+    assert t.batcher.position == (position + 5 * len(t.batcher)) % t.batcher.data_size
+
+
+@pytest.mark.parametrize("first", [float("inf"), float("nan")])
+def test_plateau_schedule_with_a_non_finite_best_checkpoints_and_resumes(tmp_path, first):
+    X, y = regression()
+
+    def run(epochs, ckpt, resume=None):
+        opt = SGD(lr=0.01)
+        vals = [first, 3.0, 2.0, 2.5]
+        t = Trainer(Linear(), opt, lr_schedule=ReduceOnPlateau(opt, factor=0.5),
+                    checkpoint=ckpt, verbose=False)
+        h = t.fit((X, y), epochs=epochs, batch_size=64, eval_fn=lambda _: vals[t.epoch],
+                  resume_from=resume)
+        return h, opt
+    full, full_opt = run(4, tmp_path / "full.npz")
+    ck = tmp_path / "ck.npz"
+    run(1, ck)                                         # the schedule's best is non-finite
+    resumed, resumed_opt = run(4, tmp_path / "ck2.npz", resume=ck)
+    assert resumed["lr"] == full["lr"] and resumed_opt.lr == full_opt.lr
+
+
+@pytest.mark.parametrize("bad", [-0.5, 0.0, float("nan"), float("inf"), "0.1", None])
+def test_an_lr_schedule_returning_a_bad_lr_is_refused_before_the_epoch(bad):
+    X, y = regression()
+    m = Linear()
+    t = Trainer(m, SGD(lr=0.1), lr_schedule=lambda e: 0.1 if e == 1 else bad,
+                verbose=False)
+    with pytest.raises(ValueError, match=r"lr_schedule: .*epoch 2.*" + re.escape(repr(bad))):
+        t.fit((X, y), epochs=3, batch_size=16)
+    assert m.calls == 4                                # no batch of epoch 2 ran
+    assert t.optimizer.lr == 0.1 and np.isfinite(m.params[0]).all()
+
+
+def test_max_batches_draws_exactly_that_many_batches():
+    corpus = np.arange(201) % 10
+    m = RecordingLM()
+    t = Trainer(m, SGD(lr=0.1), verbose=False)
+    t.fit(corpus, epochs=2, batch_size=2, time_size=5, max_batches=2)
+    oracle = StreamBatcher(corpus, 2, 5)
+    batches = [e for e in m.events if e != "reset"]
+    assert len(batches) == 4 and t.batcher.position == 20
+    for got in batches:
+        np.testing.assert_array_equal(got[0], oracle.next_batch()[0])
+    # minibatches: k batches an epoch, and the shuffle is unchanged by the cut
+    X, y = regression()
+    t = Trainer(Linear(), SGD(lr=0.1), random_state=3, verbose=False)
+    t.fit((X, y), epochs=2, batch_size=16, max_batches=2)
+    assert t.model.calls == 4
+    rng = np.random.default_rng(3)
+    rng.permutation(64), rng.permutation(64)
+    assert t.rng.bit_generator.state == rng.bit_generator.state
+
+
+def test_argument_checks_name_the_argument():
+    assert Trainer(Linear(), SGD(lr=0.1), clip_norm=np.float32(1.5)).clip_norm == 1.5
+    assert Trainer(Linear(), SGD(lr=0.1), clip_norm=np.int64(2)).clip_norm == 2.0
+    for bad in (True, 0, -1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="clip_norm"):
+            Trainer(Linear(), SGD(lr=0.1), clip_norm=bad)
+    X, y = regression()
+    for bad in (None, np.array([1.0, 2.0]), "abc", {"score": None}):
+        with pytest.raises(TypeError, match="eval_fn: .*epoch 1"):
+            Trainer(Linear(), SGD(lr=0.1), verbose=False).fit(
+                (X, y), epochs=1, batch_size=16, eval_fn=lambda _: bad)
+    h = Trainer(Linear(), SGD(lr=0.1), verbose=False).fit(
+        (X, y), epochs=1, batch_size=16, eval_fn=lambda _: {"a": np.float32(2), "b": 3})
+    assert h["a"] == [2.0] and h["b"] == [3.0]
+    with pytest.raises(TypeError, match="random_state"):
+        Trainer(Linear(), SGD(lr=0.1), random_state="a")
