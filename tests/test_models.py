@@ -369,3 +369,39 @@ def test_rnnlm_generate_temperature_extremes():
 def test_rnnlm_generate_refuses_an_empty_prompt_by_name(prompt):
     with pytest.raises(ValueError, match=r"start_ids: expected a prompt of at least one id"):
         RnnLM(20, hidden_size=8, random_state=0).generate(prompt, 3)
+
+
+@pytest.mark.parametrize("cls", [Seq2seq, PeekySeq2seq, AttentionSeq2seq])
+def test_seq2seq_targets_padded_with_ignore_label(cls):
+    """A row shorter than the others, padded with ignore_label: its loss and
+    gradients are those of the row alone (the loss a mean over the targets
+    that count), and ignore_label before a target is refused by name."""
+    xs = np.array([[1, 2, 3], [4, 5, 6]])
+    ts = np.array([[0, 3, 4, 5, 6], [0, 7, 8, -1, -1]])
+    model = cls(9, 4, 5, dtype=np.float64, random_state=0)
+    loss = model.forward(xs, ts)
+    model.backward()
+    grads = [g.copy() for g in model.grads]
+    parts = []
+    for x, t in ((xs[:1], ts[:1]), (xs[1:], ts[1:, :3])):
+        parts.append((model.forward(x, t), [g.copy() for g in (model.backward() or model.grads)],
+                      t.shape[1] - 1))
+    n = sum(k for _, _, k in parts)
+    np.testing.assert_allclose(loss, sum(l * k for l, _, k in parts) / n, rtol=1e-12)
+    for i, g in enumerate(grads):
+        np.testing.assert_allclose(g, sum(gs[i] * k for _, gs, k in parts) / n,
+                                   rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match=r"ts: ignore_label \(-1\) may only pad the end"):
+        model.forward(xs, np.array([[0, 3, -1, 5, 6], [0, 7, 8, 1, 2]]))
+
+
+def test_sequence_tagger_names_y_in_its_errors():
+    from rnnfast.models import SequenceTagger
+    X = np.zeros((2, 3, 2), np.float32)
+    tagger = SequenceTagger(3, input_size=2, hidden_size=4, random_state=0)
+    with pytest.raises(TypeError, match=r"y: expected integer tag ids of shape \(2, 3\)"):
+        tagger.forward(X, np.zeros((2, 3)), [3, 1])
+    with pytest.raises(ValueError, match=r"y: tag ids must lie in 0\.\.2"):
+        tagger.forward(X, np.array([[0, 1, 3], [0, 0, 0]]), [3, 1])
+    # past a row's length anything goes: padding is never checked
+    tagger.forward(X, np.array([[0, 1, 2], [0, 9, 9]]), [3, 1])

@@ -190,7 +190,9 @@ class Seq2seq(Model):
 
     vocab_size V (shared by source and target), wordvec_size D (16 in the
     textbook), hidden_size H (128 in the textbook).
-    ignore_label: targets ts[:, 1:] equal to it do not count in the loss.
+    ignore_label: targets ts[:, 1:] equal to it do not count in the loss;
+        it pads the end of a row shorter than the others (the decoder then
+        reads id 0 at those steps, whose predictions do not count).
     """
     _encoder, _decoder = Encoder, Decoder
 
@@ -230,8 +232,25 @@ class Seq2seq(Model):
     def forward(self, xs, ts):
         xs, ts = self._check(xs, ts)
         state = self.encoder.forward(xs)
-        score = self.decoder.forward(ts[:, :-1], state)
+        score = self.decoder.forward(self._decoder_inputs(ts), state)
         return self.loss_layer.forward(score, ts[:, 1:])
+
+    def _decoder_inputs(self, ts):
+        """ts[:, :-1], the teacher-forced inputs, with the padding of rows
+        shorter than the others (ignore_label) read as id 0: a step whose
+        input is padding predicts padding, which the loss ignores, and a
+        recurrent step's input never reaches an earlier step."""
+        inputs = ts[:, :-1]
+        pad = inputs == self.loss_layer.ignore_label
+        if not pad.any():
+            return inputs
+        after = ts[:, 1:] != self.loss_layer.ignore_label
+        if (pad & after).any():
+            row = int(np.argmax((pad & after).any(axis=1)))
+            raise ValueError(f"ts: ignore_label ({self.loss_layer.ignore_label}) may only pad "
+                             f"the end of a row, got it before a target in row {row}: "
+                             f"{ts[row].tolist()}")
+        return np.where(pad, 0, inputs)
 
     def backward(self, dout=1.0):
         self.encoder.backward(self.decoder.backward(self.loss_layer.backward(dout)))

@@ -213,9 +213,16 @@ class SequenceTagger(_SequenceModel):
         y = np.asarray(y)
         if y.shape != (N, T):
             raise ValueError(f"y: expected shape ({N}, {T}), got shape {y.shape}")
+        if y.dtype.kind not in "iu":
+            raise TypeError(f"y: expected integer tag ids of shape ({N}, {T}), got dtype "
+                            f"{y.dtype}")
         lengths = self._cache[1]
         mask = np.arange(T) < lengths[:, None]
-        if y.dtype.kind in "iu":
-            # labels past a sequence's length are padding: never range-checked
-            y = np.where(mask, y, self.loss_layer.ignore_label)
+        # labels past a sequence's length are padding: never range-checked
+        y = np.where(mask, y, self.loss_layer.ignore_label)
+        bad = mask & (y != self.loss_layer.ignore_label) & ((y < 0) | (y >= self.n_tags))
+        if bad.any():
+            raise ValueError(f"y: tag ids must lie in 0..{self.n_tags - 1} (or equal "
+                             f"ignore_label={self.loss_layer.ignore_label}), got "
+                             f"{y[bad][0]}")
         return self.loss_layer.forward(scores, y, mask)
