@@ -35,7 +35,7 @@ extensions = [
         include_dirs=[np.get_include(), "src"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=compile_args,
-        depends=["src/_cells.h", "src/_cells_impl.h", "src/_gemm.h", "src/_gemm_d.h", "src/_gemm_tn_impl.h", "src/_threads.h",
+        depends=["src/_compiler.h", "src/_cells.h", "src/_cells_impl.h", "src/_gemm.h", "src/_gemm_d.h", "src/_gemm_tn_impl.h", "src/_threads.h",
                  "src/_outpool.h", "src/_cells.pxd", "src/_blas.pxd", "src/_seq.pxd",
                  "src/_seqfwd.pxd", "src/_settings.pxd", "src/_arrays.pxd"],
     )

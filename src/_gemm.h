@@ -32,15 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Helpers each header defines for all the modules that include it; a
- * module that uses none of them should not warn about it. */
-#ifndef RF_MAYBE_UNUSED
-#if defined(__GNUC__) || defined(__clang__)
-#define RF_MAYBE_UNUSED __attribute__((unused))
-#else
-#define RF_MAYBE_UNUSED
-#endif
-#endif
+#include "_compiler.h"
 
 #define RF_NR 16
 #define RF_MR 6

@@ -41,15 +41,7 @@
 
 #define RF_MAX_THREADS 64
 
-/* Helpers each header defines for all the modules that include it; a
- * module that uses none of them should not warn about it. */
-#ifndef RF_MAYBE_UNUSED
-#if defined(__GNUC__) || defined(__clang__)
-#define RF_MAYBE_UNUSED __attribute__((unused))
-#else
-#define RF_MAYBE_UNUSED
-#endif
-#endif
+#include "_compiler.h"
 
 /* The least work worth a thread (src/_seq.pxd, step_threads and
  * grad_threads): FLOP of a step loop, FLOP and rows of the gradient
