@@ -8,13 +8,19 @@ from rnnfast.cli import main
 TEXT = "the quick brown fox jumps over the lazy dog.\n" * 30
 
 
-def test_train_lm_on_a_text_file_then_generate(tmp_path, capsys):
+def _train_char_lm(tmp_path, text, epochs=1, hidden_size=4, batch_size=2):
+    """`rnnfast train-lm` on `text` (a char model, 1 layer); the model's path."""
     path = tmp_path / "t.txt"
-    path.write_text(TEXT)
+    path.write_text(text)
     out = tmp_path / "lm.npz"
-    assert main(["train-lm", str(path), "--epochs", "2", "--hidden-size", "8",
-                 "--num-layers", "1", "--batch-size", "4", "--time-size", "5",
-                 "--quiet", "-o", str(out)]) == 0
+    assert main(["train-lm", str(path), "--epochs", str(epochs), "--hidden-size",
+                 str(hidden_size), "--num-layers", "1", "--batch-size", str(batch_size),
+                 "--time-size", "5", "--quiet", "-o", str(out)]) == 0
+    return out
+
+
+def test_train_lm_on_a_text_file_then_generate(tmp_path, capsys):
+    out = _train_char_lm(tmp_path, TEXT, epochs=2, hidden_size=8, batch_size=4)
     printed = capsys.readouterr().out
     assert "epoch 2" in printed and "valid ppl" in printed and "saved" in printed
     meta = rio.read_metadata(out)
@@ -171,19 +177,9 @@ def test_train_seq2seq_on_a_file_too_short_for_test_rows(tmp_path, capsys):
     assert "nan" not in printed and "test exact match" not in printed
 
 
-def _tiny_char_lm(tmp_path, text):
-    path = tmp_path / "t.txt"
-    path.write_text(text)
-    out = tmp_path / "lm.npz"
-    assert main(["train-lm", str(path), "--epochs", "1", "--hidden-size", "4",
-                 "--num-layers", "1", "--batch-size", "2", "--time-size", "5",
-                 "--quiet", "-o", str(out)]) == 0
-    return out
-
-
 def test_generate_without_prime_on_a_text_without_newlines(tmp_path, capsys):
     """The default prime is a newline only where the vocabulary has one."""
-    out = _tiny_char_lm(tmp_path, "abc" * 30)
+    out = _train_char_lm(tmp_path, "abc" * 30)
     capsys.readouterr()
     assert main(["generate", str(out), "--length", "10", "--seed", "0"]) == 0
     printed = capsys.readouterr().out.rstrip("\n")
@@ -195,7 +191,7 @@ def test_generate_without_prime_on_a_text_without_newlines(tmp_path, capsys):
 
 
 def test_generate_refuses_a_vocabulary_that_does_not_match_its_model(tmp_path):
-    out = _tiny_char_lm(tmp_path, "abc" * 30)
+    out = _train_char_lm(tmp_path, "abc" * 30)
     model, meta = rio.load(out), rio.read_metadata(out)["metadata"]
     meta["vocab"]["tokens"] = meta["vocab"]["tokens"][:-1]
     rio.save(model, tmp_path / "mismatch.npz", metadata=meta)
