@@ -567,6 +567,9 @@ def save_checkpoint(path, model, optimizer=None, state=None, metadata=None,
     if optimizer is not None:
         opt_arrays, opt_info = _optimizer_payload(optimizer)
         arrays.update(opt_arrays)
+    if extra_arrays is not None and not isinstance(extra_arrays, (list, tuple)):
+        raise TypeError(f"extra_arrays: expected a list of arrays, got "
+                        f"{type(extra_arrays).__name__}")
     for i, a in enumerate(extra_arrays or ()):
         a = np.ascontiguousarray(a)
         if a.dtype.name not in _FLOAT_KINDS:     # what load_checkpoint gives back

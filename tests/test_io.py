@@ -444,4 +444,7 @@ def test_checkpoint_extra_arrays_round_trip_and_dtype_check(tmp_path):
     assert rio.load_checkpoint(tmp_path / "none.npz")["extra_arrays"] == []
     with pytest.raises(TypeError, match=r"extra_arrays\[0\]: expected float32 or float64"):
         rio.save_checkpoint(tmp_path / "bad.npz", net, extra_arrays=[np.zeros(2, np.int64)])
+    for bad in (5, np.zeros(3)):                        # one array is not a list of them
+        with pytest.raises(TypeError, match="extra_arrays: expected a list of arrays"):
+            rio.save_checkpoint(tmp_path / "bad.npz", net, extra_arrays=bad)
     assert not (tmp_path / "bad.npz").exists()
