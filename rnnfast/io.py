@@ -32,6 +32,7 @@ the object from its config and checks every array's shape and dtype against
 it.  A truncated, corrupted, foreign or hostile file raises ValueError.
 """
 import collections
+import io
 import json
 import math
 import os
@@ -203,8 +204,36 @@ def _open_temp(directory, name):
     raise FileExistsError(f"no free temporary file name in {directory!r}")
 
 
+def _member_bytes(array):
+    """The size of `array` as a .npy member, header and data, which is what
+    `_read` sums (write_array uses format 1.0 unless the header is too long)."""
+    header = io.BytesIO()
+    d = np.lib.format.header_data_from_array_1_0(array)
+    try:
+        np.lib.format.write_array_header_1_0(header, d)
+    except ValueError:
+        header = io.BytesIO()
+        np.lib.format.write_array_header_2_0(header, d)
+    return header.tell() + array.nbytes
+
+
+def _check_sizes(blob, arrays):
+    """Refuse, before anything is written, a file `_read` would refuse for
+    its size: metadata over MAX_META_BYTES, or members over MAX_TOTAL_BYTES."""
+    if len(blob) > MAX_META_BYTES:
+        raise ValueError(f"metadata: its JSON takes {len(blob)} bytes, more than the "
+                         f"{MAX_META_BYTES} load accepts (nothing was written)")
+    total = _member_bytes(np.frombuffer(blob, np.uint8)) + sum(
+        _member_bytes(a) for a in arrays.values())
+    if total > MAX_TOTAL_BYTES:
+        raise ValueError(f"obj: the file would hold {total} bytes of arrays, more than the "
+                         f"{MAX_TOTAL_BYTES} load accepts (nothing was written)")
+
+
 def _atomic_write(path, arrays, meta):
     target = check_writable_path(path)
+    blob = json.dumps(meta, allow_nan=False).encode("utf-8")
+    _check_sizes(blob, arrays)
     try:
         keep_mode = stat.S_IMODE(os.stat(target).st_mode)     # overwriting keeps the mode
     except FileNotFoundError:
@@ -219,7 +248,6 @@ def _atomic_write(path, arrays, meta):
                 else:
                     os.chmod(tmp, keep_mode)
             with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as zf:
-                blob = json.dumps(meta, allow_nan=False).encode("utf-8")
                 _write_member(zf, META_KEY, np.frombuffer(blob, dtype=np.uint8))
                 for name, arr in arrays.items():
                     _write_member(zf, name, arr)

@@ -337,6 +337,59 @@ def test_save_refuses_configs_and_metadata_load_would_refuse(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("saver", ["save", "save_checkpoint"])
+def test_save_refuses_files_over_the_size_limits_load_applies(tmp_path, monkeypatch, saver):
+    """At the exact size limits `load` applies, `save` accepts what load
+    accepts and refuses, writing nothing, what load refuses."""
+    from rnnfast import optim
+    path = tmp_path / "m.npz"
+    net = rnnfast.LSTM(3, 4, random_state=0)
+    opt = optim.Adam()
+    opt.update(net.params, [np.ones_like(p) for p in net.params])
+
+    def write(**meta):
+        if saver == "save":
+            rio.save(net, path, metadata=meta)
+        else:
+            rio.save_checkpoint(path, net, opt, state={"epoch": 1}, metadata=meta,
+                                extra_arrays=[np.ones(5)])
+    write(note="x" * 1000)
+    before = path.read_bytes()
+    with zipfile.ZipFile(path) as zf:
+        sizes = {i.filename: i.file_size for i in zf.infolist()}
+    total, meta_bytes = sum(sizes.values()), sizes[rio.META_KEY + ".npy"]
+    for limit, accepted in ((total, True), (total - 1, False)):
+        monkeypatch.setattr(rio, "MAX_TOTAL_BYTES", limit)
+        if accepted:
+            write(note="x" * 1000)
+            rio.load(path)
+            assert path.read_bytes() == before
+        else:
+            with pytest.raises(ValueError, match="claim more than"):
+                rio.load(path)
+            with pytest.raises(ValueError, match=rf"^obj: the file would hold {total} bytes"
+                               r".*nothing was written"):
+                write(note="x" * 1000)
+            assert path.read_bytes() == before
+    monkeypatch.setattr(rio, "MAX_TOTAL_BYTES", 2 ** 35)
+    with np.load(path) as npz:
+        blob_bytes = len(npz[rio.META_KEY])             # the JSON alone, without its header
+    assert blob_bytes < meta_bytes
+    for limit, accepted in ((blob_bytes, True), (blob_bytes - 1, False)):
+        monkeypatch.setattr(rio, "MAX_META_BYTES", limit)
+        if accepted:
+            write(note="x" * 1000)
+            rio.load(path)
+        else:
+            with pytest.raises(ValueError, match="metadata member has"):
+                rio.load(path)
+            with pytest.raises(ValueError, match=rf"^metadata: its JSON takes {blob_bytes} "
+                               r"bytes.*nothing was written"):
+                write(note="x" * 1000)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["m.npz"]
+
+
 def test_repeated_saves_rebuild_the_class_once(tmp_path, monkeypatch):
     """The params are checked against the object load would rebuild; a
     checkpoint every epoch must not build that object every time."""
