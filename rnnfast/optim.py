@@ -256,14 +256,34 @@ class Adam(Optimizer):
             p -= (self.lr / c1) * m / (np.sqrt(v / c2) + self.eps)
 
 
+def _distinct_arrays(arrays):
+    """`arrays` without later listings of an array (the same object, or a
+    view of exactly the same memory; see `_distinct`)."""
+    layout = _distinct(arrays)
+    return list(arrays) if layout is None else [arrays[i] for i in layout[0]]
+
+
+def global_norm(grads):
+    """The L2 norm of all `grads` together, each distinct array counted
+    once (BLAS dots, no temporary arrays for contiguous grads)."""
+    total = 0.0
+    for g in _distinct_arrays(grads):
+        v = g.reshape(-1)
+        total += float(np.dot(v, v))
+    return math.sqrt(total)
+
+
 def clip_grads(grads, max_norm):
     """Scale all `grads` in place so that their global L2 norm is at most
-    `max_norm`; returns the norm before clipping.  Arrays listed twice
-    (shared) are counted once."""
+    `max_norm` (Pascanu et al.; ``torch.nn.utils.clip_grad_norm_``); returns
+    the norm before clipping.  Arrays listed twice (shared) are counted and
+    scaled once.  A non-finite norm leaves the grads as they are (scaling
+    by max_norm/inf would turn inf entries into NaN): check the returned
+    norm."""
     max_norm = _check_rate(max_norm, "max_norm")
-    unique = list({id(g): g for g in grads}.values())
-    total = float(np.sqrt(sum(float(np.square(g, dtype=np.float64).sum()) for g in unique)))
-    if total > max_norm:
+    unique = _distinct_arrays(grads)
+    total = global_norm(unique)
+    if math.isfinite(total) and total > max_norm:
         rate = max_norm / (total + 1e-6)
         for g in unique:
             g *= rate

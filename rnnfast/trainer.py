@@ -39,7 +39,7 @@ import numpy as np
 from . import io as rio
 from .data import StreamBatcher
 from .layers.dropout import as_generator
-from .optim import _check_rate
+from .optim import _check_rate, clip_grads, global_norm
 from ._validation import check_int
 
 
@@ -49,25 +49,6 @@ class TrainingDivergedError(FloatingPointError):
     def __init__(self, message, history=None):
         super().__init__(message)
         self.history = history
-
-
-def _global_norm(grads):
-    """sqrt of the sum of squares of all (distinct) arrays, via BLAS dots."""
-    total = 0.0
-    for g in {id(g): g for g in grads}.values():
-        v = g.reshape(-1)
-        total += float(np.dot(v, v))
-    return math.sqrt(total)
-
-
-def _clip(grads, max_norm):
-    """Global-norm clipping in place; returns the norm before clipping."""
-    norm = _global_norm(grads)
-    if math.isfinite(norm) and norm > max_norm:
-        rate = max_norm / (norm + 1e-6)
-        for g in {id(g): g for g in grads}.values():
-            g *= rate
-    return norm
 
 
 def _generators(obj, path="model", seen=None, depth=0):
@@ -252,9 +233,9 @@ class Trainer:
         self.model.backward()
         params, grads = self._params_grads()
         if self.clip_norm is None:
-            norm = _global_norm(grads)
+            norm = global_norm(grads)
         else:
-            norm = _clip(grads, self.clip_norm)
+            norm = clip_grads(grads, self.clip_norm)
         if not math.isfinite(norm):
             raise TrainingDivergedError(f"the gradient norm is {norm}", self.history)
         self.optimizer.update(params, grads)

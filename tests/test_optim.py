@@ -97,6 +97,19 @@ def test_clip_grads():
     np.testing.assert_array_equal(c, np.array([0.3, 0.4], np.float32))   # untouched
     shared = np.array([3.0, 4.0])
     assert clip_grads([shared, shared], 10.0) == pytest.approx(5.0)      # counted once
+    assert clip_grads([shared, shared[:]], 1.0) == pytest.approx(5.0)    # a view of it too
+    np.testing.assert_allclose(shared, [0.6, 0.8], rtol=1e-5)            # and scaled once
+
+
+def test_clip_grads_leaves_non_finite_grads_alone():
+    """As the Trainer does: a non-finite norm is returned for the caller to
+    see, and the grads are not scaled (max_norm/inf would make inf entries NaN)."""
+    for bad in (np.inf, np.nan):
+        g, h = np.array([bad, 1.0]), np.array([2.0])
+        norm = clip_grads([g, h], 1.0)
+        assert not math.isfinite(norm)
+        np.testing.assert_array_equal(g, [bad, 1.0])
+        np.testing.assert_array_equal(h, [2.0])
 
 
 def test_step_decay_zaremba():
