@@ -230,23 +230,36 @@ def _check_sizes(blob, arrays):
                          f"{MAX_TOTAL_BYTES} load accepts (nothing was written)")
 
 
+def _keep_mode_and_owner(fd, tmp, old):
+    """Give the temporary file that replaces a file the old one's mode and,
+    where this process may (root saving a user's file), its owner and group."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, stat.S_IMODE(old.st_mode))
+    else:
+        os.chmod(tmp, stat.S_IMODE(old.st_mode))
+    if hasattr(os, "fchown"):
+        new = os.fstat(fd)
+        if (new.st_uid, new.st_gid) != (old.st_uid, old.st_gid):
+            try:
+                os.fchown(fd, old.st_uid, old.st_gid)
+            except PermissionError:         # an ordinary user cannot give files away
+                pass
+
+
 def _atomic_write(path, arrays, meta):
     target = check_writable_path(path)
     blob = json.dumps(meta, allow_nan=False).encode("utf-8")
     _check_sizes(blob, arrays)
     try:
-        keep_mode = stat.S_IMODE(os.stat(target).st_mode)     # overwriting keeps the mode
+        old = os.stat(target)               # overwriting keeps the mode (and the owner)
     except FileNotFoundError:
-        keep_mode = None
+        old = None
     # the temporary file sits beside the target (not the link) so os.replace is a rename
     fd, tmp = _open_temp(os.path.dirname(target), os.path.basename(target))
     try:
         with os.fdopen(fd, "wb") as raw:
-            if keep_mode is not None:
-                if hasattr(os, "fchmod"):
-                    os.fchmod(raw.fileno(), keep_mode)
-                else:
-                    os.chmod(tmp, keep_mode)
+            if old is not None:
+                _keep_mode_and_owner(raw.fileno(), tmp, old)
             with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as zf:
                 _write_member(zf, META_KEY, np.frombuffer(blob, dtype=np.uint8))
                 for name, arr in arrays.items():

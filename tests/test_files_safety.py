@@ -388,6 +388,24 @@ def test_overwriting_a_file_keeps_its_mode(tmp_path):
         os.umask(old)
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="only root can give a file to another owner")
+def test_root_overwriting_a_users_file_keeps_its_owner(tmp_path):
+    """A save replaces the file with a new one; run as root (a container, a
+    cron job) on a user's model it must not leave the user a root-owned file."""
+    net = rnnfast.GRU(2, 3, random_state=0)
+    for (name, write), owner in zip(_saves(net), [(12345, 23456), (4321, 0)]):
+        path = tmp_path / f"{name}.npz"
+        write(path)
+        os.chown(path, *owner)
+        os.chmod(path, 0o600)
+        write(path)
+        st = os.stat(path)
+        assert (st.st_uid, st.st_gid) == owner, name
+        assert _mode(path) == 0o600
+        assert same_bits(rio.load(path), net)
+
+
 @posix_only
 def test_a_symlink_is_written_through_and_stays_a_link(tmp_path, monkeypatch):
     store, links = tmp_path / "store", tmp_path / "links"
