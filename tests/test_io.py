@@ -462,6 +462,43 @@ def test_check_writable_path_raises_what_save_would_and_writes_nothing(tmp_path)
             os.chmod(tmp_path / "models", 0o700)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork") or os.geteuid() != 0,
+                    reason="needs root to drop to another user in a child")
+def test_unwritable_directory_is_refused_for_an_ordinary_user():
+    """Root may write anywhere, so the test above cannot see the permission
+    check when run as root: a forked child drops to user nobody and tries a
+    directory it may enter but not write (0755, owned by root)."""
+    import tempfile
+    directory = tempfile.mkdtemp(prefix="rnnfast-ro-", dir="/tmp")
+    os.chmod(directory, 0o755)
+    target = os.path.join(directory, "m.npz")
+    net = rnnfast.GRU(2, 3, random_state=0)
+    try:
+        pid = os.fork()
+        if pid == 0:                                    # the child: exit 0 on success
+            code = 1
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                for attempt in (lambda: rio.check_writable_path(target),
+                                lambda: rio.save(net, target)):
+                    try:
+                        attempt()
+                    except PermissionError as exc:
+                        assert "cannot create files in the directory of" in str(exc), exc
+                        assert repr(target) in str(exc), exc
+                    else:
+                        raise AssertionError("no PermissionError")
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert os.listdir(directory) == []
+    finally:
+        os.rmdir(directory)
+
+
 def test_loading_a_directory_says_it_is_a_directory(tmp_path):
     for read in (rio.load, rio.read_metadata, rio.load_checkpoint):
         with pytest.raises(IsADirectoryError,
