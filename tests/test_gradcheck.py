@@ -92,9 +92,12 @@ NET_OPTIONS = [
     dict(num_layers=2),
     dict(bidirectional=True),
     dict(bidirectional=True, num_layers=2, lengths=[1, 4, 3]),
+    dict(num_layers=3),
+    dict(lengths=[2, 2, 2]),
+    dict(num_layers=2, lengths=[3, 1, 4]),
 ]
 NET_IDS = ["plain", "full-lengths", "lengths", "2-layers", "bidirectional",
-           "bi-2-layers-lengths"]
+           "bi-2-layers-lengths", "3-layers", "equal-short-lengths", "2-layers-lengths"]
 
 
 def _network(cell, opts, net_opts):
@@ -143,3 +146,128 @@ def test_network_gradients(cell, opts, net_opts, rng):
         assert_grad_close(dstate, numerical_grad(loss, h0), "h0")
     for i, (p, gr) in enumerate(zip(net.params, grads)):
         assert_grad_close(gr, numerical_grad(loss, p), f"params[{i}]")
+
+
+def _check_network(net, cell, xs, state, lengths, g, gh, gc, replay=lambda: None):
+    """Every gradient of sum(hs*g) + sum(h_n*gh) (+ sum(c_n*gc)) against central
+    differences: xs, the initial state (h0, c0) and every parameter.  replay()
+    runs before each forward (e.g. to fix the dropout masks)."""
+    def loss():
+        replay()
+        hs, fin = net.forward(xs, state, lengths)
+        if cell == "lstm":
+            return np.sum(hs * g) + np.sum(fin[0] * gh) + np.sum(fin[1] * gc)
+        return np.sum(hs * g) + np.sum(fin * gh)
+
+    loss()
+    dxs = net.backward(g, (gh, gc) if cell == "lstm" else gh)
+    grads = [p.copy() for p in net.grads]
+    dstate = net.dstate
+    assert_grad_close(dxs, numerical_grad(loss, xs), "xs")
+    if cell == "lstm":
+        assert_grad_close(dstate[0], numerical_grad(loss, state[0]), "h0")
+        assert_grad_close(dstate[1], numerical_grad(loss, state[1]), "c0")
+    else:
+        assert_grad_close(dstate, numerical_grad(loss, state), "h0")
+    for i, (p, gr) in enumerate(zip(net.params, grads)):
+        assert_grad_close(gr, numerical_grad(loss, p), f"params[{i}]")
+
+
+def _random_problem(rng, net, cell, n=N, t=T):
+    nd, L = net.num_directions, net.num_layers * net.num_directions
+    xs = rng.standard_normal((n, t, D))
+    h0, c0 = rng.standard_normal((L, n, H)), rng.standard_normal((L, n, H))
+    state = (h0, c0) if cell == "lstm" else h0
+    return (xs, state, rng.standard_normal((n, t, nd * H)), rng.standard_normal((L, n, H)),
+            rng.standard_normal((L, n, H)))
+
+
+# Dropout between layers in training: with the masks fixed (the network's
+# dropout generator replayed before each forward) the network is one function.
+@pytest.mark.parametrize("net_opts", [dict(num_layers=2),
+                                      dict(num_layers=3, bidirectional=True, lengths=[4, 1, 3])],
+                         ids=["2-layers", "bi-3-layers-lengths"])
+@pytest.mark.parametrize("cell,opts", CELL_OPTIONS, ids=IDS)
+def test_network_gradients_with_dropout(cell, opts, net_opts, rng):
+    net = _network(cell, opts, net_opts)
+    net.dropout = 0.4
+    start = net._dropout_rng.bit_generator.state
+
+    def replay():
+        net._dropout_rng.bit_generator.state = start
+
+    xs, state, g, gh, gc = _random_problem(rng, net, cell)
+    replay()
+    hs, _ = net.forward(xs, state, net_opts.get("lengths"))
+    replay()
+    assert not np.array_equal(hs, _network(cell, opts, net_opts).forward(
+        xs, state, net_opts.get("lengths"))[0]), "the dropout masks changed nothing"
+    _check_network(net, cell, xs, state, net_opts.get("lengths"), g, gh, gc, replay)
+
+
+# Stateful networks (truncated BPTT): the second chunk starts from the state
+# the first left behind; its dstate is dL/d(that carried state).
+@pytest.mark.parametrize("net_opts", [dict(), dict(num_layers=2, bidirectional=True)],
+                         ids=["plain", "bi-2-layers"])
+@pytest.mark.parametrize("cell,opts", CELL_OPTIONS, ids=IDS)
+def test_stateful_network_gradients(cell, opts, net_opts, rng):
+    net = _network(cell, opts, net_opts)
+    net.stateful = True
+    lengths = [2, 4, 3] if net_opts else None
+    xs, _, g, gh, gc = _random_problem(rng, net, cell)
+    net.forward(rng.standard_normal((N, 3, D)), lengths=[3, 1, 2] if lengths else None)
+    carried = (net.state[0].copy(), net.state[1].copy()) if cell == "lstm" else net.state.copy()
+
+    def loss():
+        net.state = carried       # the carried state, perturbed in place by the check
+        hs, fin = net.forward(xs, lengths=lengths)
+        if cell == "lstm":
+            return np.sum(hs * g) + np.sum(fin[0] * gh) + np.sum(fin[1] * gc)
+        return np.sum(hs * g) + np.sum(fin * gh)
+
+    loss()
+    dxs = net.backward(g, (gh, gc) if cell == "lstm" else gh)
+    grads = [p.copy() for p in net.grads]
+    dstate = net.dstate
+    assert_grad_close(dxs, numerical_grad(loss, xs), "xs")
+    if cell == "lstm":
+        assert_grad_close(dstate[0], numerical_grad(loss, carried[0]), "carried h")
+        assert_grad_close(dstate[1], numerical_grad(loss, carried[1]), "carried c")
+    else:
+        assert_grad_close(dstate, numerical_grad(loss, carried), "carried h")
+    for i, (p, gr) in enumerate(zip(net.params, grads)):
+        assert_grad_close(gr, numerical_grad(loss, p), f"params[{i}]")
+
+
+# Batch of one row and sequences of one step.
+@pytest.mark.parametrize("n,t,lengths", [(1, 1, None), (1, 3, [2]), (3, 1, [1, 1, 1])],
+                         ids=["N1-T1", "N1-ragged", "T1-lengths"])
+@pytest.mark.parametrize("cell,opts", CELL_OPTIONS, ids=IDS)
+def test_network_gradients_tiny_shapes(cell, opts, n, t, lengths, rng):
+    net = _network(cell, opts, dict(num_layers=2, bidirectional=True))
+    xs, state, g, gh, gc = _random_problem(rng, net, cell, n, t)
+    _check_network(net, cell, xs, state, lengths, g, gh, gc)
+
+
+@pytest.mark.parametrize("cell,opts", CELL_OPTIONS, ids=IDS)
+def test_cell_and_time_layer_gradients_one_row(cell, opts, rng):
+    """N = 1 (and T = 1 for the Time layer), from a given state."""
+    tcls = {"rnn": rnnfast.TimeRNN, "lstm": rnnfast.TimeLSTM, "gru": rnnfast.TimeGRU}[cell]
+    layer = tcls(*_weights(rng, cell, opts), stateful=True, **opts)
+    xs, h0, c0 = (rng.standard_normal(s) for s in ((1, 1, D), (1, H), (1, H)))
+    g = rng.standard_normal((1, 1, H))
+
+    def loss():
+        layer.set_state(h0, c0 if cell == "lstm" else None)
+        return np.sum(layer.forward(xs) * g)
+
+    loss()
+    dxs = layer.backward(g)
+    grads = [p.copy() for p in layer.grads]
+    dh0, dc0 = layer.dh.copy(), None if layer.dc is None else layer.dc.copy()
+    assert_grad_close(dxs, numerical_grad(loss, xs), "xs")
+    assert_grad_close(dh0, numerical_grad(loss, h0), "h0")
+    if cell == "lstm":
+        assert_grad_close(dc0, numerical_grad(loss, c0), "c0")
+    for name, p, gr in zip(("Wx", "Wh", "b"), layer.params, grads):
+        assert_grad_close(gr, numerical_grad(loss, p), name)
