@@ -185,3 +185,46 @@ def test_seq2seq_generate_runs_its_lstms_in_eval_and_gives_the_same_ids(model_cl
     model.train()
     model.forward(xs, ts)
     model.backward()
+
+
+NETS = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}
+NET_VARIANTS = VARIANTS[:3] + [("gru", dict(reset_after=False)), ("gru", {})]
+NET_IDS = ["rnn", "rnn-relu", "lstm", "gru-reset-before", "gru-reset-after"]
+
+
+@pytest.mark.parametrize("layers,bidirectional,lengths,given_state,stateful", [
+    (2, True, [5, 1, 3], True, False),
+    (3, False, None, True, False),
+    (1, True, [1, 1, 1], True, False),
+    (2, True, [5, 2, 4], False, True),
+    (1, False, None, False, True),
+], ids=["2-bi-lengths-state", "3-uni-state", "bi-T1-lengths", "2-bi-lengths-stateful",
+        "stateful"])
+@pytest.mark.parametrize("cell,options", NET_VARIANTS, ids=NET_IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_network_eval_matches_training_bitwise(cell, options, dtype, layers, bidirectional,
+                                               lengths, given_state, stateful):
+    """A network's evaluation forward (dropout set, but off in eval) gives
+    bitwise the outputs and final states of a training forward without
+    dropout, with a given state, ragged lengths, 3 layers, and over two
+    chunks of a stateful network (the state carried)."""
+    rng = np.random.default_rng(6)
+    nets = [NETS[cell](4, 5, num_layers=layers, bidirectional=bidirectional, dropout=d,
+                       stateful=stateful, dtype=dtype, random_state=1, **options)
+            for d in (0.0, 0.5)]
+    nets[1].eval()
+    nd = 2 if bidirectional else 1
+    xs = rng.standard_normal((3, 5, 4)).astype(dtype)
+    h = rng.standard_normal((layers * nd, 3, 5)).astype(dtype)
+    state = ((h, h / 2) if cell == "lstm" else h) if given_state else None
+    runs = []
+    for net in nets:
+        out = []
+        for _ in range(2 if stateful else 1):
+            hs, final = net.forward(xs, state, lengths)
+            out += [hs] + list(final if cell == "lstm" else (final,))
+        runs.append(out)
+    assert nets[0].training and not nets[1].training
+    for a, b in zip(*runs):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_array_equal(a, b)
