@@ -115,43 +115,21 @@ def _network(cell, opts, net_opts):
 @pytest.mark.parametrize("cell,opts", CELL_OPTIONS, ids=IDS)
 def test_network_gradients(cell, opts, net_opts, rng):
     net = _network(cell, opts, net_opts)
-    nd = net.num_directions
-    L = net.num_layers * nd
     lengths = net_opts.get("lengths")
     if net_opts.get("reverse_lengths"):
         lengths = [T] * N
-    xs = rng.standard_normal((N, T, D))
-    h0 = rng.standard_normal((L, N, H))
-    c0 = rng.standard_normal((L, N, H))
-    g = rng.standard_normal((N, T, nd * H))
-    gh = rng.standard_normal((L, N, H))
-    gc = rng.standard_normal((L, N, H))
-    state = (h0, c0) if cell == "lstm" else h0
-
-    def loss():
-        hs, fin = net.forward(xs, state, lengths)
-        if cell == "lstm":
-            return np.sum(hs * g) + np.sum(fin[0] * gh) + np.sum(fin[1] * gc)
-        return np.sum(hs * g) + np.sum(fin * gh)
-
-    loss()
-    dxs = net.backward(g, (gh, gc) if cell == "lstm" else gh)
-    grads = [p.copy() for p in net.grads]
-    dstate = net.dstate
-    assert_grad_close(dxs, numerical_grad(loss, xs), "xs")
-    if cell == "lstm":
-        assert_grad_close(dstate[0], numerical_grad(loss, h0), "h0")
-        assert_grad_close(dstate[1], numerical_grad(loss, c0), "c0")
-    else:
-        assert_grad_close(dstate, numerical_grad(loss, h0), "h0")
-    for i, (p, gr) in enumerate(zip(net.params, grads)):
-        assert_grad_close(gr, numerical_grad(loss, p), f"params[{i}]")
+    xs, state, g, gh, gc = _random_problem(rng, net, cell)
+    _check_network(net, cell, xs, state, lengths, g, gh, gc)
 
 
-def _check_network(net, cell, xs, state, lengths, g, gh, gc, replay=lambda: None):
+def _check_network(net, cell, xs, state, lengths, g, gh, gc, replay=lambda: None,
+                   initial=None):
     """Every gradient of sum(hs*g) + sum(h_n*gh) (+ sum(c_n*gc)) against central
     differences: xs, the initial state (h0, c0) and every parameter.  replay()
-    runs before each forward (e.g. to fix the dropout masks)."""
+    runs before each forward (e.g. to fix the dropout masks, or to set a
+    stateful network's carried state); `initial` is the state the forward
+    starts from when it is not `state` (a carried one: forward gets None)."""
+    initial = state if initial is None else initial
     def loss():
         replay()
         hs, fin = net.forward(xs, state, lengths)
@@ -165,10 +143,10 @@ def _check_network(net, cell, xs, state, lengths, g, gh, gc, replay=lambda: None
     dstate = net.dstate
     assert_grad_close(dxs, numerical_grad(loss, xs), "xs")
     if cell == "lstm":
-        assert_grad_close(dstate[0], numerical_grad(loss, state[0]), "h0")
-        assert_grad_close(dstate[1], numerical_grad(loss, state[1]), "c0")
+        assert_grad_close(dstate[0], numerical_grad(loss, initial[0]), "h0")
+        assert_grad_close(dstate[1], numerical_grad(loss, initial[1]), "c0")
     else:
-        assert_grad_close(dstate, numerical_grad(loss, state), "h0")
+        assert_grad_close(dstate, numerical_grad(loss, initial), "h0")
     for i, (p, gr) in enumerate(zip(net.params, grads)):
         assert_grad_close(gr, numerical_grad(loss, p), f"params[{i}]")
 
@@ -218,25 +196,9 @@ def test_stateful_network_gradients(cell, opts, net_opts, rng):
     net.forward(rng.standard_normal((N, 3, D)), lengths=[3, 1, 2] if lengths else None)
     carried = (net.state[0].copy(), net.state[1].copy()) if cell == "lstm" else net.state.copy()
 
-    def loss():
+    def replay():
         net.state = carried       # the carried state, perturbed in place by the check
-        hs, fin = net.forward(xs, lengths=lengths)
-        if cell == "lstm":
-            return np.sum(hs * g) + np.sum(fin[0] * gh) + np.sum(fin[1] * gc)
-        return np.sum(hs * g) + np.sum(fin * gh)
-
-    loss()
-    dxs = net.backward(g, (gh, gc) if cell == "lstm" else gh)
-    grads = [p.copy() for p in net.grads]
-    dstate = net.dstate
-    assert_grad_close(dxs, numerical_grad(loss, xs), "xs")
-    if cell == "lstm":
-        assert_grad_close(dstate[0], numerical_grad(loss, carried[0]), "carried h")
-        assert_grad_close(dstate[1], numerical_grad(loss, carried[1]), "carried c")
-    else:
-        assert_grad_close(dstate, numerical_grad(loss, carried), "carried h")
-    for i, (p, gr) in enumerate(zip(net.params, grads)):
-        assert_grad_close(gr, numerical_grad(loss, p), f"params[{i}]")
+    _check_network(net, cell, xs, None, lengths, g, gh, gc, replay, initial=carried)
 
 
 # Batch of one row and sequences of one step.
