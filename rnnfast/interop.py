@@ -7,7 +7,7 @@ The gate reordering and GRU's flipped z are in rnnfast._layout.
 """
 import numpy as np
 
-from ._layout import from_torch_weights, to_torch_weights
+from ._layout import bias_shape, from_torch_weights, to_torch_weights
 from .networks import GRU, LSTM, RNN
 
 _CELLS = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
@@ -40,7 +40,7 @@ def from_torch(module):
             raise ValueError(f"module: {name} (shape {value.shape}) contains NaN or Inf")
     dtype = state["weight_ih_l0"].dtype
     common = dict(num_layers=module.num_layers, bidirectional=module.bidirectional,
-                  dropout=module.dropout, dtype=dtype)
+                  dropout=module.dropout, dtype=dtype, bias=bool(module.bias))
     if kind == "RNN":
         net = RNN(module.input_size, module.hidden_size,
                   nonlinearity=module.nonlinearity, **common)
@@ -69,13 +69,15 @@ def from_torch(module):
                 cell, state[f"weight_ih_{sfx}"], state[f"weight_hh_{sfx}"],
                 state.get(f"bias_ih_{sfx}", zeros), state.get(f"bias_hh_{sfx}", zeros),
                 reset_after=True, dtype=dtype)
+            # zip: without biases layer_params is [Wx, Wh] (b is then zero)
             for target, value in zip(net.layer_params(layer, d), (Wx, Wh, b)):
                 target[...] = value
     return net
 
 
 def to_torch_state_dict(net):
-    """{name: numpy array} under PyTorch's parameter names for `net`."""
+    """{name: numpy array} under PyTorch's parameter names for `net` (no
+    bias_* entries for a network built with bias=False, as in PyTorch)."""
     if not all(hasattr(net, a) for a in ("cell", "num_layers", "num_directions",
                                          "layer_params")):
         raise TypeError(f"net: expected an rnnfast.RNN, LSTM or GRU network, "
@@ -84,9 +86,15 @@ def to_torch_state_dict(net):
     for layer in range(net.num_layers):
         for d in range(net.num_directions):
             sfx = _torch_name("", layer, d)[1:]
-            w_ih, w_hh, b_ih, b_hh = to_torch_weights(net.cell, *net.layer_params(layer, d))
+            Wx, Wh, *b = net.layer_params(layer, d)
+            has_bias = bool(b)
+            if not has_bias:        # bias=False: the zeros the kernels run with
+                b = [np.zeros(bias_shape(net.cell, Wh.shape[0],
+                                         getattr(net, "reset_after", True)), Wh.dtype)]
+            w_ih, w_hh, b_ih, b_hh = to_torch_weights(net.cell, Wx, Wh, *b)
             out[f"weight_ih_{sfx}"] = w_ih
             out[f"weight_hh_{sfx}"] = w_hh
-            out[f"bias_ih_{sfx}"] = b_ih
-            out[f"bias_hh_{sfx}"] = b_hh
+            if has_bias:
+                out[f"bias_ih_{sfx}"] = b_ih
+                out[f"bias_hh_{sfx}"] = b_hh
     return out

@@ -111,6 +111,8 @@ def get_config(obj):
                   "num_layers": obj.num_layers, "bidirectional": obj.bidirectional,
                   "dropout": obj.dropout, "stateful": obj.stateful,
                   "dtype": np.dtype(obj.dtype).name}
+        if not obj.bias:        # only then: files of networks with biases stay as they were
+            config["bias"] = False
         if obj.cell == "rnn":
             config["nonlinearity"] = obj.nonlinearity
         if obj.cell == "gru":

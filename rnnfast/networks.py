@@ -6,9 +6,10 @@ per direction (the reverse one with reverse=True, which handles each
 sequence's own length inside the kernel), both writing into one (N, T, 2H)
 output, forward half first; dropout sits between layers in training mode.
 
-Parameters are [Wx, Wh, b] per layer and direction, in the order
-layer 0 forward, layer 0 reverse, layer 1 forward, ...  States follow
-PyTorch: h_n (num_layers * num_directions, N, H), and (h_n, c_n) for LSTM.
+Parameters are [Wx, Wh, b] per layer and direction ([Wx, Wh] with
+bias=False), in the order layer 0 forward, layer 0 reverse, layer 1
+forward, ...  States follow PyTorch: h_n (num_layers * num_directions, N,
+H), and (h_n, c_n) for LSTM.
 """
 import numbers
 
@@ -38,7 +39,7 @@ class _Network:
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
                  dropout=0.0, stateful=False, dtype=np.float32, random_state=None,
-                 _relu=False, _reset_after=False):
+                 bias=True, _relu=False, _reset_after=False):
         self.input_size = check_int(input_size, "input_size")
         self.hidden_size = check_int(hidden_size, "hidden_size")
         self.num_layers = check_int(num_layers, "num_layers")
@@ -47,22 +48,31 @@ class _Network:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
         self.dropout = float(dropout)
         self.stateful = bool(stateful)
+        self.bias = bool(bias)
         self.dtype = float_dtype(dtype)
         self._relu, self._reset_after = _relu, _reset_after
         rng = _rng(random_state)
         # PyTorch's default: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H)).
         bound = 1.0 / np.sqrt(self.hidden_size)
         G = N_GATES[self.cell] * self.hidden_size
+        b_shape = bias_shape(self.cell, self.hidden_size, _reset_after)
         self.params = []
         for layer in range(self.num_layers):
             d_in = self.input_size if layer == 0 else self.hidden_size * self.num_directions
             for _ in range(self.num_directions):
-                for shape in ((d_in, G), (self.hidden_size, G),
-                              bias_shape(self.cell, self.hidden_size, _reset_after)):
+                for shape in ((d_in, G), (self.hidden_size, G), b_shape)[:self._per_direction]:
                     self.params.append(rng.uniform(-bound, bound, shape).astype(self.dtype))
         self.grads = [np.zeros_like(p) for p in self.params]
         # params and grads are public lists: kept to check them before each kernel.
         self._shapes = [p.shape for p in self.params]
+        # Without biases the kernels still take one per direction: zeros,
+        # read-only, stand in for it, and a scratch array takes its gradient.
+        directions = self.num_layers * self.num_directions
+        self._zero_biases = [np.zeros(b_shape, self.dtype) for _ in range(directions)]
+        for b in self._zero_biases:
+            b.flags.writeable = False
+        self._bias_grad_scratch = [np.zeros(b_shape, self.dtype) for _ in range(directions)]
+        self._kernel_shapes = self._with_biases(self._shapes, [b_shape] * directions)
         self._dropout_rng = np.random.default_rng(rng.integers(2 ** 63))
         self.training = True
         self.state = None          # carried between forwards when stateful
@@ -85,14 +95,36 @@ class _Network:
         self.state = None
 
     def layer_params(self, layer, direction=0):
-        """[Wx, Wh, b] of one layer and direction (views into .params)."""
-        i = 3 * (layer * self.num_directions + direction)
-        return self.params[i:i + 3]
+        """[Wx, Wh, b] of one layer and direction ([Wx, Wh] with bias=False):
+        the arrays of .params."""
+        per = self._per_direction
+        i = per * (layer * self.num_directions + direction)
+        return self.params[i:i + per]
+
+    @property
+    def _per_direction(self):
+        return 3 if self.bias else 2
+
+    def _with_biases(self, arrays, biases):
+        """The kernels' list, [Wx, Wh, b] per direction, from params or
+        grads: `arrays` itself with biases, else with `biases` put in.  For
+        a list of the wrong length, [None], which no check passes (so the
+        forward's own checks then name the problem)."""
+        if self.bias:
+            return arrays
+        if len(arrays) != 2 * len(biases):
+            return [None]
+        out = []
+        for k, b in enumerate(biases):
+            out += [arrays[2 * k], arrays[2 * k + 1], b]
+        return out
 
     # -------------------------------------------------------------- checks
     def _param_names(self, prefix):
-        return [f"[{i}] ({prefix}{('Wx', 'Wh', 'b')[i % 3]} of layer {i // 3 // self.num_directions}"
-                f"{', reverse' if (i // 3) % self.num_directions else ''})"
+        per = self._per_direction
+        return [f"[{i}] ({prefix}{('Wx', 'Wh', 'b')[i % per]} of layer "
+                f"{i // per // self.num_directions}"
+                f"{', reverse' if (i // per) % self.num_directions else ''})"
                 for i in range(len(self._shapes))]
 
     def _check_state(self, state, N, name="state"):
@@ -120,7 +152,8 @@ class _Network:
             # compiled call; None when xs or params need the checks below
             # (a conversion, or the error's wording).
             done = network_forward_common(
-                self.cell, xs, self.params, self._shapes, self.dtype, self.input_size,
+                self.cell, xs, self._with_biases(self.params, self._zero_biases),
+                self._kernel_shapes, self.dtype, self.input_size,
                 self.num_layers, 2 if self.bidirectional else 1, self.hidden_size,
                 training, self._relu, self._reset_after, self._has_c)
             if done is not None:
@@ -142,6 +175,7 @@ class _Network:
         if not arrays_ready(params, self._shapes, dtype):
             check_live_arrays(params, lambda: self._param_names(""), self._shapes, dtype,
                               f"{type(self).__name__}.params")
+        params = self._with_biases(params, self._zero_biases)
         if state is None and self.stateful and self.state is not None:
             if self._state_batch(self.state) != N:
                 raise ValueError(f"xs: this stateful network carries a state of batch "
@@ -207,6 +241,7 @@ class _Network:
             dstate = (dstate[0].copy(), dstate[1].copy()) if has_c else dstate.copy()
         dh0, dc0 = dstate if has_c else (dstate, None)
         self._caches = None
+        grads = self._with_biases(grads, self._bias_grad_scratch)
         dxs = network_backward(caches, masks, dout, dh0, dc0, grads, self.input_size,
                                self.num_layers, D, H, True)
         self.dstate = (dh0, dc0) if has_c else dh0
@@ -215,7 +250,8 @@ class _Network:
     __call__ = forward
 
     def __repr__(self):
-        extra = ", bidirectional=True" if self.bidirectional else ""
+        extra = (", bidirectional=True" if self.bidirectional else "") + (
+            "" if self.bias else ", bias=False")
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
                 f"num_layers={self.num_layers}{extra}, dtype={self.dtype.name})")
 
@@ -225,12 +261,12 @@ class RNN(_Network):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
                  dropout=0.0, nonlinearity="tanh", stateful=False, dtype=np.float32,
-                 random_state=None):
+                 random_state=None, bias=True):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout,
-                         stateful, dtype, random_state, _relu=nonlinearity == "relu")
+                         stateful, dtype, random_state, bias, _relu=nonlinearity == "relu")
 
 
 class LSTM(_Network):
@@ -238,9 +274,10 @@ class LSTM(_Network):
     _has_c = True
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 dropout=0.0, stateful=False, dtype=np.float32, random_state=None):
+                 dropout=0.0, stateful=False, dtype=np.float32, random_state=None,
+                 bias=True):
         super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout,
-                         stateful, dtype, random_state)
+                         stateful, dtype, random_state, bias)
 
 
 class GRU(_Network):
@@ -248,7 +285,8 @@ class GRU(_Network):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
                  dropout=0.0, stateful=False, dtype=np.float32, random_state=None,
-                 reset_after=True):
+                 reset_after=True, bias=True):
         self.reset_after = bool(reset_after)
         super().__init__(input_size, hidden_size, num_layers, bidirectional, dropout,
-                         stateful, dtype, random_state, _reset_after=self.reset_after)
+                         stateful, dtype, random_state, bias,
+                         _reset_after=self.reset_after)

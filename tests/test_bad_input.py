@@ -361,6 +361,19 @@ CASES = [
     ("net-params-replaced-bias", lambda: replaced(
         (net := rnnfast.GRU(3, 4)).params, 2, np.zeros(1, f32)) and net.forward(xs3()),
      V, r"GRU\.params\[2\] \(b of layer 0\): expected shape \(2, 12\), got shape \(1,\)"),
+    ("net-no-bias-params-replaced", lambda: replaced(
+        (net := rnnfast.GRU(3, 4, bidirectional=True, bias=False)).params, 3,
+        np.zeros((4, 5), f32)) and net.forward(xs3()),
+     V, r"GRU\.params\[3\] \(Wh of layer 0, reverse\): expected shape \(4, 12\), "
+        r"got shape \(4, 5\)"),
+    # a bias appended to a bias=False network's params must not be used quietly
+    ("net-no-bias-params-bias-appended", lambda: (net := rnnfast.GRU(
+        3, 4, reset_after=False, bias=False)).params.append(np.zeros(12, f32))
+        or net.forward(xs3()),
+     V, r"GRU\.params: expected 2 arrays, got 3"),
+    ("net-no-bias-grads-appended", lambda: (net := net_forwarded(rnnfast.LSTM(
+        3, 4, bias=False))).grads.append(np.zeros(16, f32)) or net.backward(np.ones((2, 5, 4))),
+     V, r"LSTM\.grads: expected 2 arrays, got 3"),
     ("net-params-replaced-dtype", lambda: replaced(
         (net := rnnfast.RNN(3, 4)).params, 0, np.zeros((3, 4))) and net.forward(xs3()),
      T, r"RNN\.params\[0\] \(Wx of layer 0\): expected dtype float32 \(shape \(3, 4\)\), "

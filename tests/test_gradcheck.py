@@ -95,16 +95,18 @@ NET_OPTIONS = [
     dict(num_layers=3),
     dict(lengths=[2, 2, 2]),
     dict(num_layers=2, lengths=[3, 1, 4]),
+    dict(bias=False, bidirectional=True, num_layers=2, lengths=[2, 4, 3]),
 ]
 NET_IDS = ["plain", "full-lengths", "lengths", "2-layers", "bidirectional",
-           "bi-2-layers-lengths", "3-layers", "equal-short-lengths", "2-layers-lengths"]
+           "bi-2-layers-lengths", "3-layers", "equal-short-lengths", "2-layers-lengths",
+           "no-bias-bi-2-layers-lengths"]
 
 
 def _network(cell, opts, net_opts):
     cls = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[cell]
     kwargs = dict(num_layers=net_opts.get("num_layers", 1),
                   bidirectional=net_opts.get("bidirectional", False),
-                  dtype=np.float64, random_state=3)
+                  bias=net_opts.get("bias", True), dtype=np.float64, random_state=3)
     net = cls(D, H, **kwargs, **opts)
     for p in net.params:     # larger than the default init, to exercise the gates
         p *= 1.5 * np.sqrt(H)

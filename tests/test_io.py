@@ -21,7 +21,8 @@ def assert_same_params(a, b):
 
 
 NETWORKS = [(rnnfast.RNN, dict(nonlinearity="relu")), (rnnfast.LSTM, {}),
-            (rnnfast.GRU, dict(reset_after=False)), (rnnfast.GRU, {})]
+            (rnnfast.GRU, dict(reset_after=False)), (rnnfast.GRU, {}),
+            (rnnfast.LSTM, dict(bias=False)), (rnnfast.GRU, dict(bias=False))]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -34,6 +35,7 @@ def test_network_round_trip_is_bit_exact(tmp_path, cls, extra, dtype):
     back = rio.load(path)
     assert type(back) is cls and back.dtype == np.dtype(dtype)
     assert rio.get_config(back) == rio.get_config(net)
+    assert back.bias == extra.get("bias", True)
     assert_same_params(net, back)
     xs = np.random.default_rng(0).standard_normal((2, 4, 3))
     net.eval(), back.eval()

@@ -188,8 +188,9 @@ def test_seq2seq_generate_runs_its_lstms_in_eval_and_gives_the_same_ids(model_cl
 
 
 NETS = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}
-NET_VARIANTS = VARIANTS[:3] + [("gru", dict(reset_after=False)), ("gru", {})]
-NET_IDS = ["rnn", "rnn-relu", "lstm", "gru-reset-before", "gru-reset-after"]
+NET_VARIANTS = VARIANTS[:3] + [("gru", dict(reset_after=False)), ("gru", {}),
+                               ("lstm", dict(bias=False))]
+NET_IDS = ["rnn", "rnn-relu", "lstm", "gru-reset-before", "gru-reset-after", "lstm-no-bias"]
 
 
 @pytest.mark.parametrize("layers,bidirectional,lengths,given_state,stateful", [

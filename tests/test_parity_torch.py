@@ -22,8 +22,9 @@ def _grads_by_torch_name(net):
 
         @staticmethod
         def layer_params(layer, d):
-            i = 3 * (layer * net.num_directions + d)
-            return net.grads[i:i + 3]
+            per = 3 if net.bias else 2
+            i = per * (layer * net.num_directions + d)
+            return net.grads[i:i + per]
     return to_torch_state_dict(_GradView)
 
 
@@ -156,6 +157,39 @@ def test_state_dict_round_trip(torch, kind):
     x = torch.randn(N, T, D)
     with torch.no_grad():
         np.testing.assert_allclose(other(x)[0].numpy(), module(x)[0].numpy(),
+                                   rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+def test_bias_false_moves_both_ways_and_trains_no_bias(torch, kind):
+    """A torch module built with bias=False becomes a network without
+    biases (none in params, none learned), whose state dict loads strictly
+    back into such a module; a bias=False network built here does too."""
+    import rnnfast
+    from rnnfast.optim import SGD
+    torch.manual_seed(0)
+    module = getattr(torch.nn, kind)(D, H, 2, bidirectional=True, bias=False,
+                                     batch_first=True)
+    net = from_torch(module)
+    assert net.bias is False and len(net.params) == 2 * 2 * 2      # Wx, Wh per direction
+    assert [p.shape for p in net.layer_params(1, 1)] == [
+        (2 * H, net.params[0].shape[1]), (H, net.params[0].shape[1])]
+    x = torch.randn(N, T, D)
+    hs, _ = net.forward(x.numpy())
+    net.backward(np.ones_like(hs))
+    SGD(lr=0.1).update(net.params, net.grads)       # a training step: Wx and Wh only
+    exported = to_torch_state_dict(net)
+    assert not any(k.startswith("bias") for k in exported)
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in exported.items()})  # strict
+    with torch.no_grad():
+        np.testing.assert_allclose(net.forward(x.numpy())[0], module(x)[0].numpy(),
+                                   rtol=RTOL, atol=ATOL)
+    ours = getattr(rnnfast, kind)(D, H, num_layers=2, bias=False, random_state=1)
+    other = getattr(torch.nn, kind)(D, H, 2, bias=False, batch_first=True)
+    other.load_state_dict({k: torch.from_numpy(v)
+                           for k, v in to_torch_state_dict(ours).items()})
+    with torch.no_grad():
+        np.testing.assert_allclose(ours.forward(x.numpy())[0], other(x)[0].numpy(),
                                    rtol=RTOL, atol=ATOL)
 
 
