@@ -257,8 +257,8 @@ class LongSequence:
 
 
 class Estimator:
-    """scikit-learn estimators' fit on a small synthetic task (skipped until
-    rnnfast.sklearn exists)."""
+    """scikit-learn estimators' fit on a small synthetic task (skipped where
+    rnnfast.sklearn cannot be imported, e.g. without scikit-learn)."""
     params = [["lstm", "gru"]]
     param_names = ["cell"]
     timeout = 300
