@@ -419,7 +419,7 @@ def _add_training_commands(sub):
     _add_common_training(p, epochs=10, batch_size=128, lr=1e-3, optimizer="adam", clip=5.0)
     p.set_defaults(func=cmd_train_seq2seq)
 
-    p = sub.add_parser("demo", help="learn 3-digit addition in about a minute, no "
+    p = sub.add_parser("demo", help="learn 3-digit addition in seconds, no "
                        "download (then compare one step with the NumPy reference)")
     p.add_argument("--epochs", type=_at_least_one, default=5)
     p.add_argument("--train-size", type=int, default=20000)
