@@ -12,6 +12,8 @@ checkout's for both.
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/ab_inprocess.py /tmp/old lstm:train:small gru:infer:medium [rounds]
 
+rounds: at least 2 (default 11).
+
 A case is cell:mode:config, config a name of rnnfast.bench.CONFIGS or
 N,T,D,H; or kernel:M,K,N, the packed kernel alone (`_rnn.packed_matmul`:
 B packed once, then the product repeated, as in a step loop).  One thread,
@@ -94,6 +96,9 @@ def main(argv):
     if len(argv) < 3 or not cases:
         sys.exit(__doc__)
     rounds = int(argv[-1]) if argv[-1].isdigit() else 11
+    if rounds < 2:
+        sys.exit(f"rounds: expected an integer >= 2 (the quartiles of the per-round "
+                 f"ratios need two rounds), got {rounds}")
     for case in cases:
         if not valid_case(case):
             sys.exit(f"case {case!r}: expected cell:mode:config (rnn|lstm|gru, train|infer, "

@@ -61,6 +61,16 @@ def test_step_phases_refuses_bad_arguments_naming_them(argv):
     assert "expected cells among" in str(exc.value) and argv[-1] in str(exc.value)
 
 
+@pytest.mark.parametrize("rounds", ["0", "1"])
+def test_ab_inprocess_refuses_fewer_than_two_rounds_before_loading_anything(rounds):
+    """The per-round ratios' quartiles need two rounds: one round ended,
+    after timing every case, in statistics.StatisticsError."""
+    with pytest.raises(SystemExit) as exc:
+        _benchmark_module("ab_inprocess").main(["x", "/nonexistent/old-tree",
+                                                "lstm:train:tiny", rounds])
+    assert "rounds: expected an integer >= 2" in str(exc.value) and rounds in str(exc.value)
+
+
 @pytest.mark.parametrize("argv", [["x", "0"], ["x", "64", "two"], ["x", "k"]])
 def test_blas_streaming_refuses_bad_arguments_naming_them(argv):
     with pytest.raises(SystemExit) as exc:
