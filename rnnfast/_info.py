@@ -52,6 +52,9 @@ def blas_info():
 
 
 def show_config(file=None):
+    """Print the version, the build flags, the products' kernels, the
+    element-wise passes' clone and the BLAS libraries in use to `file`
+    (sys.stdout by default); `rnnfast info` prints the same."""
     info = config()
     out = file or sys.stdout
     print(f"rnnfast {info['rnnfast']}  (python {info['python']}, numpy {info['numpy']}, "

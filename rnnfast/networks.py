@@ -34,6 +34,28 @@ def _rng(random_state):
 
 
 class _Network:
+    """What RNN, LSTM and GRU share (the module doc has the layout).
+
+    forward(xs (N, T, input_size), state=None, lengths=None) -> (hs, final)
+        hs (N, T, num_directions * hidden_size), forward half first;
+        final h_n (num_layers * num_directions, N, hidden_size), or the
+        pair (h_n, c_n) for LSTM.  state: the initial state in that layout
+        (None: zeros, or the carried state when stateful).  lengths (N,):
+        ints in 1..T; steps past a sequence's length leave its state as it
+        was and output zeros.
+    backward(dhs, dstate=None) -> dxs (N, T, input_size); fills grads and
+        sets .dstate to dL/d(initial state).  One backward per training
+        forward.
+    params / grads: [Wx, Wh, b] per layer and direction (layer_params),
+        every array ~ U(-1/sqrt(H), 1/sqrt(H)) at first, as PyTorch's.
+    dropout: on the inputs of layers 2.. in training mode only.
+    stateful: each forward starts from the previous one's final state
+        (truncated BPTT) until reset_state().
+    train() / eval(): evaluation mode applies no dropout and saves nothing
+        for a backward.  dtype: np.float32 (default) or np.float64.
+    random_state: None, an int, a numpy Generator or RandomState (weights
+        and dropout masks; never numpy's global state).
+    """
     cell = None
     _has_c = False          # an LSTM's state is a pair (h, c)
 
@@ -82,16 +104,23 @@ class _Network:
     # -------------------------------------------------------------- modes
     @property
     def num_directions(self):
+        """2 when bidirectional, else 1."""
         return 2 if self.bidirectional else 1
 
     def train(self, mode=True):
+        """Training mode (mode=True, the default of a new network): dropout
+        on, forward saves what backward needs.  Returns self."""
         self.training = bool(mode)
         return self
 
     def eval(self):
+        """Evaluation mode: no dropout, nothing saved for a backward.
+        Returns self."""
         return self.train(False)
 
     def reset_state(self):
+        """Forget the state a stateful network carries: the next forward
+        starts from zeros."""
         self.state = None
 
     def layer_params(self, layer, direction=0):
@@ -257,6 +286,11 @@ class _Network:
 
 
 class RNN(_Network):
+    """RNN(input_size, hidden_size, num_layers=1, bidirectional=False,
+    dropout=0.0, nonlinearity="tanh", stateful=False, dtype=np.float32,
+    random_state=None): Elman network, h' = tanh(x Wx + h Wh + b) ("relu":
+    ReLU); torch.nn.RNN's arguments.  Forward, backward and the other
+    arguments: see _Network (help(rnnfast.networks._Network))."""
     cell = "rnn"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
@@ -270,6 +304,11 @@ class RNN(_Network):
 
 
 class LSTM(_Network):
+    """LSTM(input_size, hidden_size, num_layers=1, bidirectional=False,
+    dropout=0.0, stateful=False, dtype=np.float32, random_state=None):
+    gates f, g, i, o (rnnfast._layout); states are pairs (h_n, c_n).
+    Forward, backward and the arguments: see _Network
+    (help(rnnfast.networks._Network))."""
     cell = "lstm"
     _has_c = True
 
@@ -281,6 +320,12 @@ class LSTM(_Network):
 
 
 class GRU(_Network):
+    """GRU(input_size, hidden_size, num_layers=1, bidirectional=False,
+    dropout=0.0, stateful=False, dtype=np.float32, random_state=None,
+    reset_after=True): gates z, r, h~.  reset_after=True is PyTorch's and
+    cuDNN's variant (b (2, 3H): input row, recurrent row); False the
+    textbook's (b (3H,)).  Forward, backward and the other arguments: see
+    _Network (help(rnnfast.networks._Network))."""
     cell = "gru"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,

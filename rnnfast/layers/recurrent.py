@@ -173,10 +173,12 @@ class RNNCell(_Cell):
         super().__init__(Wx, Wh, b, relu=nonlinearity == "relu")
 
     def forward(self, x, h_prev):
+        """x (N, D), h_prev (N, H) -> h_next (N, H)."""
         x, h = self._check_step(x, h_prev)
         return self._run_forward(x[:, None, :], h, None)[:, 0]
 
     def backward(self, dh_next):
+        """dh_next (N, H) -> (dx (N, D), dh_prev (N, H)); fills grads."""
         dh_next = self._check_dh(dh_next)
         dh = np.zeros_like(dh_next)
         dx = self._run_backward(dh_next[:, None, :], dh, None)[:, 0]
@@ -188,12 +190,15 @@ class LSTMCell(_Cell):
     cell = "lstm"
 
     def forward(self, x, h_prev, c_prev):
+        """x (N, D), h_prev, c_prev (N, H) -> (h_next, c_next) (N, H)."""
         x, h = self._check_step(x, h_prev)
         c = self._state(c_prev, "c_prev", x.shape[0])
         h_next = self._run_forward(x[:, None, :], h, c)[:, 0]
         return h_next, c
 
     def backward(self, dh_next, dc_next):
+        """dh_next, dc_next (N, H) -> (dx (N, D), dh_prev, dc_prev (N, H));
+        fills grads."""
         dh_next = self._check_dh(dh_next)
         dc = self._check_dh(dc_next, "dc_next").copy()
         dh = np.zeros_like(dh_next)
@@ -230,6 +235,8 @@ class _TimeLayer(_Recurrent):
         self.dh = self.dc = None
 
     def set_state(self, h, c=None):
+        """Set the state a stateful layer starts its next forward from:
+        h (N, H), and c (N, H) for an LSTM (copied)."""
         h = check_array(h, "h", self.dtype, ("N", self.hidden_size))
         if self._has_c:
             if c is None:
@@ -241,9 +248,12 @@ class _TimeLayer(_Recurrent):
         self.h = h.copy()
 
     def reset_state(self):
+        """Forget the carried state: the next forward starts from zeros."""
         self.h = self.c = None
 
     def forward(self, xs):
+        """xs (N, T, D) -> hs (N, T, H); .h (and .c) become the last
+        state."""
         dtype, H = self._dtype, self._shapes[1][0]
         # NaN and Inf: the kernel's test (_run_forward), as a network's.
         xs = check_array(xs, "xs", dtype, ("N", "T", self._shapes[0][0]), allow_nonfinite=True)
@@ -270,6 +280,8 @@ class _TimeLayer(_Recurrent):
         return hs
 
     def backward(self, dhs):
+        """dhs (N, T, H) -> dxs (N, T, D); fills grads, sets .dh (and .dc),
+        dL/d(initial state).  One backward per training forward."""
         if self._cache is None:
             raise self._no_forward()
         N, T, _ = self._cache.xs.shape
@@ -283,6 +295,9 @@ class _TimeLayer(_Recurrent):
 
 
 class TimeRNN(_TimeLayer):
+    """TimeRNN(Wx (D, H), Wh (H, H), b (H,), stateful=False,
+    nonlinearity="tanh"): h_t = tanh(x_t Wx + h_{t-1} Wh + b) ("relu":
+    ReLU) over a whole sequence.  Protocol: see _TimeLayer."""
     cell = "rnn"
 
     def __init__(self, Wx, Wh, b, stateful=False, nonlinearity="tanh"):
@@ -293,11 +308,18 @@ class TimeRNN(_TimeLayer):
 
 
 class TimeLSTM(_TimeLayer):
+    """TimeLSTM(Wx (D, 4H), Wh (H, 4H), b (4H,), stateful=False): gates f,
+    g, i, o over a whole sequence; .c and .dc beside .h and .dh.
+    Protocol: see _TimeLayer."""
     cell = "lstm"
     _has_c = True
 
 
 class TimeGRU(_TimeLayer):
+    """TimeGRU(Wx (D, 3H), Wh (H, 3H), b, stateful=False, reset_after=False):
+    gates z, r, h~ over a whole sequence; b (3H,) for the textbook's
+    variant (the default), (2, 3H) with reset_after=True (PyTorch's).
+    Protocol: see _TimeLayer."""
     cell = "gru"
 
     def __init__(self, Wx, Wh, b, stateful=False, reset_after=False):
