@@ -292,6 +292,9 @@ def load_ptb(folder, vocab_size=10000):
 
     Tokenisation ``line.split() + ['<eos>']``; ids in order of first
     appearance in train (as DLFS2's cache); the vocabulary has 10,000 words.
+    ``vocab_size``: the size the training file's vocabulary must have
+    (ValueError otherwise, a check that the folder is Mikolov's PTB); None
+    accepts any (``rnnfast train-lm`` passes None).
     Returns LMData(train, valid, test, vocab)."""
     folder = os.fspath(folder)
     texts = {}
@@ -341,9 +344,10 @@ def load_seq2seq(path, reverse_input=False, seed=1984, test_fraction=0.1):
     from the ``_`` on (the decoder's start symbol).  Character ids follow the
     order of first appearance (question, then answer, line by line).  Rows are
     shuffled as ``numpy.random.seed(seed); numpy.random.shuffle(indices)``
-    (with a private RandomState, not the global one) and the last
-    ``len // 10`` rows are the test set: 45,000 / 5,000 for 50,000 lines.
-    ``reverse_input`` flips each question (Sutskever et al.'s trick)."""
+    (with a private RandomState, not the global one; ``seed=None`` keeps the
+    file's order) and the last ``int(test_fraction * len)`` rows (``len //
+    10`` at the default 0.1) are the test set: 45,000 / 5,000 for 50,000
+    lines.  ``reverse_input`` flips each question (Sutskever et al.'s trick)."""
     text = _read_text(path)
     questions, answers = [], []
     for lineno, line in enumerate(text.split("\n"), 1):
