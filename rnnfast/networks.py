@@ -48,6 +48,8 @@ class _Network:
         forward.
     params / grads: [Wx, Wh, b] per layer and direction (layer_params),
         every array ~ U(-1/sqrt(H), 1/sqrt(H)) at first, as PyTorch's.
+    bias: False builds no biases, as torch's bias=False: params are then
+        [Wx, Wh] per layer and direction, and the gates have no b.
     dropout: on the inputs of layers 2.. in training mode only.
     stateful: each forward starts from the previous one's final state
         (truncated BPTT) until reset_state().
@@ -288,7 +290,7 @@ class _Network:
 class RNN(_Network):
     """RNN(input_size, hidden_size, num_layers=1, bidirectional=False,
     dropout=0.0, nonlinearity="tanh", stateful=False, dtype=np.float32,
-    random_state=None): Elman network, h' = tanh(x Wx + h Wh + b) ("relu":
+    random_state=None, bias=True): Elman network, h' = tanh(x Wx + h Wh + b) ("relu":
     ReLU); torch.nn.RNN's arguments.  Forward, backward and the other
     arguments: see _Network (help(rnnfast.networks._Network))."""
     cell = "rnn"
@@ -305,8 +307,8 @@ class RNN(_Network):
 
 class LSTM(_Network):
     """LSTM(input_size, hidden_size, num_layers=1, bidirectional=False,
-    dropout=0.0, stateful=False, dtype=np.float32, random_state=None):
-    gates f, g, i, o (rnnfast._layout); states are pairs (h_n, c_n).
+    dropout=0.0, stateful=False, dtype=np.float32, random_state=None,
+    bias=True): gates f, g, i, o (rnnfast._layout); states are pairs (h_n, c_n).
     Forward, backward and the arguments: see _Network
     (help(rnnfast.networks._Network))."""
     cell = "lstm"
@@ -322,7 +324,7 @@ class LSTM(_Network):
 class GRU(_Network):
     """GRU(input_size, hidden_size, num_layers=1, bidirectional=False,
     dropout=0.0, stateful=False, dtype=np.float32, random_state=None,
-    reset_after=True): gates z, r, h~.  reset_after=True is PyTorch's and
+    reset_after=True, bias=True): gates z, r, h~.  reset_after=True is PyTorch's and
     cuDNN's variant (b (2, 3H): input row, recurrent row); False the
     textbook's (b (3H,)).  Forward, backward and the other arguments: see
     _Network (help(rnnfast.networks._Network))."""
