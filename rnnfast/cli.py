@@ -177,14 +177,21 @@ def cmd_generate(args):
     from .data import Vocab
 
     model = rio.load(args.model)
-    meta = rio.read_metadata(args.model)["metadata"]
-    if "vocab" not in meta or not hasattr(model, "generate") or not hasattr(model, "reset_state"):
-        raise SystemExit(f"rnnfast generate: {args.model} is not a language model saved "
-                         "by `rnnfast train-lm` (no vocabulary in its metadata)")
+    info = rio.read_metadata(args.model)
+    meta = info["metadata"]
+    # ValueErrors: main() prints them and exits with status 2, as for other user errors
+    if not hasattr(model, "generate") or not hasattr(model, "reset_state"):
+        raise ValueError(f"{args.model} holds a {info['class']}, "
+                         "not a language model (`rnnfast train-lm` saves those; a seq2seq "
+                         "model answers questions in `rnnfast train-seq2seq`)")
+    if "vocab" not in meta:
+        raise ValueError(f"{args.model} is a language model without a vocabulary in its "
+                         "metadata (`rnnfast train-lm` saves one; io.save(model, path, "
+                         "metadata={'vocab': vocab.to_dict()}) does too)")
     vocab = Vocab.from_dict(meta["vocab"])
     if len(vocab) != model.vocab_size:
-        raise SystemExit(f"rnnfast generate: {args.model}'s vocabulary has {len(vocab)} "
-                         f"tokens and its model {model.vocab_size}: not a pair train-lm saved")
+        raise ValueError(f"{args.model}'s vocabulary has {len(vocab)} tokens and its model "
+                         f"{model.vocab_size}: not a pair train-lm saved")
     try:
         if vocab.level == "char":
             # without --prime: a newline, as at the start of a line, if the

@@ -83,11 +83,21 @@ def test_demo_on_tiny_settings(capsys):
     assert len(examples) == 8 and all("+" in line for line in examples)
 
 
-def test_generate_refuses_a_model_without_vocabulary(tmp_path):
+def test_generate_refuses_what_is_not_a_language_model_with_its_vocabulary(
+        tmp_path, capsys):
+    """Each refusal says what the file holds, with exit status 2 (a user error)."""
     import rnnfast
+    from rnnfast.models import RnnLM, Seq2seq
     rio.save(rnnfast.LSTM(2, 3), tmp_path / "net.npz")
-    with pytest.raises(SystemExit, match="not a language model"):
-        main(["generate", str(tmp_path / "net.npz")])
+    rio.save(Seq2seq(5, 3, 4), tmp_path / "s2s.npz", metadata={"vocab": {"tokens": []}})
+    rio.save(RnnLM(5, 4), tmp_path / "lm.npz")
+    for name, message in (("net", "holds a rnnfast.LSTM, not a language model"),
+                          ("s2s", "holds a rnnfast.models.Seq2seq, not a language model"),
+                          ("lm", "is a language model without a vocabulary")):
+        with pytest.raises(SystemExit) as exc:
+            main(["generate", str(tmp_path / f"{name}.npz")])
+        assert exc.value.code == 2
+        assert message in capsys.readouterr().err, name
 
 
 def test_bench_refuses_a_negative_settle(capsys):
@@ -190,13 +200,15 @@ def test_generate_without_prime_on_a_text_without_newlines(tmp_path, capsys):
     assert "--prime: token 'x' is not in the vocabulary" in capsys.readouterr().err
 
 
-def test_generate_refuses_a_vocabulary_that_does_not_match_its_model(tmp_path):
+def test_generate_refuses_a_vocabulary_that_does_not_match_its_model(tmp_path, capsys):
     out = _train_char_lm(tmp_path, "abc" * 30)
     model, meta = rio.load(out), rio.read_metadata(out)["metadata"]
     meta["vocab"]["tokens"] = meta["vocab"]["tokens"][:-1]
     rio.save(model, tmp_path / "mismatch.npz", metadata=meta)
-    with pytest.raises(SystemExit, match="vocabulary has 2 tokens and its model 3"):
+    with pytest.raises(SystemExit) as exc:
         main(["generate", str(tmp_path / "mismatch.npz")])
+    assert exc.value.code == 2
+    assert "vocabulary has 2 tokens and its model 3" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option,value", [("--threads", "0"), ("--threads", "1,-1"),
