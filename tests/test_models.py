@@ -89,6 +89,27 @@ def test_rnnlm_tied_weights_are_declared_and_summed(rng):
         RnnLM(9, wordvec_size=3, hidden_size=4, tie_weights=True)
 
 
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_rnnlm_tie_survives_deepcopy_and_pickle(rng, how):
+    """Pickle and deepcopy store the output layer's W = E.T as an array of
+    its own; the copy must tie it to its embedding again, or training
+    updates E alone and the copy's output layer keeps the old W."""
+    import copy
+    import pickle
+    model = RnnLM(9, hidden_size=4, tie_weights=True, random_state=1)
+    xs, ts = rng.integers(0, 9, (2, 6)), rng.integers(0, 9, (2, 6))
+    twin = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+    assert twin.affine.params[0].base is twin.embed.params[0]
+    assert not np.shares_memory(twin.embed.params[0], model.embed.params[0])
+    for m in (model, twin):
+        for _ in range(2):
+            m.forward(xs, ts)
+            m.backward()
+            SGD(lr=0.5).update(m.params, m.grads)
+    np.testing.assert_array_equal(twin.affine.params[0], twin.embed.params[0].T)
+    assert twin.forward(xs, ts) == model.forward(xs, ts)
+
+
 def test_rnnlm_truncated_bptt_carries_state(rng):
     model = RnnLM(8, hidden_size=5, num_layers=2, random_state=2, dtype=F64)
     xs = rng.integers(0, 8, (3, 7))

@@ -93,6 +93,14 @@ class RnnLM(Model):
     def vocab_size(self):
         return self.embed.vocab_size
 
+    def __setstate__(self, state):
+        # pickle and deepcopy store the output layer's W = E.T as an array
+        # of its own (numpy keeps no view across a copy): tie it to the
+        # copy's embedding again, or the optimizer would update E alone.
+        self.__dict__.update(state)
+        if self.tie_weights:
+            self.affine.params[0] = self.embed.params[0].T
+
     def reset_state(self):
         self.network.reset_state()
 
