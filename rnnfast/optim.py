@@ -81,6 +81,15 @@ class Optimizer:
         self.state = None          # list of per-parameter state, built on first update
         self.t = 0                 # number of updates done
 
+    def __getstate__(self):
+        # The grouping cache is not state: its arrays would make a copy of
+        # every parameter in a pickle or deepcopy of the optimizer alone,
+        # and its ids mean nothing in the copy.  Rebuilt on the next update.
+        state = self.__dict__.copy()
+        for name in ("_layout_key", "_layout_params", "_layout"):
+            state.pop(name, None)
+        return state
+
     def _grads(self, params, grads):
         """Check every param and grad (nothing is changed yet); return the
         distinct params and, for each, the sum of its grads (+ weight decay)."""

@@ -265,3 +265,31 @@ def test_momentum_matches_torch_after_lr_change_only_with_rescaled_velocity(torc
         close = np.allclose(p, t.detach().numpy(), rtol=1e-12, atol=1e-14)
         assert close == rescale
     assert "torch" in cls.__doc__ and "lr" in cls.__doc__
+
+
+
+@pytest.mark.parametrize("cls", [SGD, Adam])
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_pickled_or_copied_optimizer_holds_its_state_not_the_params(cls, how):
+    """The grouping cache of the last params list (arrays kept alive by
+    reference) is not part of an optimizer's state: a copy made alone
+    would otherwise carry a copy of every parameter (an SGD as large as
+    the model) and ids that mean nothing in the copy.  The copy steps a
+    copy of the params as the original steps them."""
+    import copy
+    import pickle
+    rng = np.random.default_rng(0)
+    W, b = rng.standard_normal((100, 100)), rng.standard_normal(100)
+    params = [W, b, W]                            # W tied: listed twice
+    grads = [rng.standard_normal(p.shape) for p in params]
+    opt = cls(lr=0.1)
+    opt.update(params, grads)
+    state_bytes = 0 if opt.state is None else sum(a.nbytes for s in opt.state for a in s)
+    assert len(pickle.dumps(opt)) < state_bytes + 4096
+    twin = copy.deepcopy(opt) if how == "deepcopy" else pickle.loads(pickle.dumps(opt))
+    assert twin._layout_params is None
+    W2, b2 = W.copy(), b.copy()
+    twin.update([W2, b2, W2], grads)
+    opt.update(params, grads)
+    np.testing.assert_array_equal(W2, W)
+    np.testing.assert_array_equal(b2, b)
