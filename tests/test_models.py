@@ -426,3 +426,43 @@ def test_sequence_tagger_names_y_in_its_errors():
         tagger.forward(X, np.array([[0, 1, 3], [0, 0, 0]]), [3, 1])
     # past a row's length anything goes: padding is never checked
     tagger.forward(X, np.array([[0, 1, 2], [0, 9, 9]]), [3, 1])
+
+
+def test_predict_scores_from_two_threads_keeps_the_training_mode(rng):
+    """Two threads in predict_scores of one model at once, the first
+    leaving first: each runs in evaluation mode to its end, and the model
+    is back in training mode after both (the second used to take the
+    first's evaluation mode for the one to restore, and leave it)."""
+    import threading
+    model = SequenceClassifier(2, input_size=3, hidden_size=4, dropout=0.5, random_state=0)
+    X = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    inside = [threading.Event(), threading.Event()]
+    first_out = threading.Event()
+    modes = []
+    real = model._scores
+
+    def scores(X, lengths):
+        me = int(threading.current_thread().name)
+        inside[me].set()
+        if me == 0:
+            inside[1].wait(5)
+        else:
+            first_out.wait(5)
+        modes.append((me, model.training, model.network.training))
+        return real(X, lengths)
+
+    model._scores = scores
+
+    def run(me):
+        model.predict_scores(X)
+        if me == 0:
+            first_out.set()
+
+    threads = [threading.Thread(target=run, args=(i,), name=str(i)) for i in (0, 1)]
+    threads[0].start()
+    inside[0].wait(5)
+    threads[1].start()
+    for t in threads:
+        t.join(10)
+    assert sorted(modes) == [(0, False, False), (1, False, False)]
+    assert model.training and model.network.training and model.head_dropout.training

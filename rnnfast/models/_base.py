@@ -1,12 +1,16 @@
 """What every model shares: the parameter lists, training/evaluation
 mode, get_config, and the helpers that build networks and weights."""
 import numbers
+import threading
 
 import numpy as np
 
 from .. import networks
 from .._validation import float_dtype
 from ..layers.dropout import as_generator
+
+# Guards the mode switches of _in_eval (held for the switch, not the call).
+_EVAL_LOCK = threading.Lock()
 
 CELLS = {"rnn": networks.RNN, "lstm": networks.LSTM, "gru": networks.GRU}
 
@@ -71,14 +75,36 @@ class Model:
         rebuilds the model (then copy params in order)."""
         return dict(self._config)
 
+    def __getstate__(self):
+        # A copy made while a thread predicts: the copy has no such thread
+        # (its mode is the evaluation mode of that moment).
+        state = self.__dict__.copy()
+        state.pop("_eval_users", None)
+        state.pop("_eval_restore", None)
+        return state
+
     def _in_eval(self, fn, *args, **kwargs):
-        """Run fn in evaluation mode and restore the mode afterwards."""
-        was_training = self.training
-        self.eval()
+        """Run fn in evaluation mode and restore the mode afterwards.
+
+        Threads predicting with one model at once: the first to enter
+        switches to evaluation mode and the last to leave restores the
+        mode it found (not one thread restoring training mode while
+        another still predicts, nor the later one restoring the earlier
+        one's evaluation mode).  Training in another thread meanwhile is
+        still a race."""
+        with _EVAL_LOCK:
+            users = self.__dict__.get("_eval_users", 0)
+            if users == 0:
+                self._eval_restore = self.training
+                self.eval()
+            self._eval_users = users + 1
         try:
             return fn(*args, **kwargs)
         finally:
-            self.train(was_training)
+            with _EVAL_LOCK:
+                self._eval_users -= 1
+                if self._eval_users == 0:
+                    self.train(self._eval_restore)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self._config.items())
