@@ -75,6 +75,20 @@ def log_softmax(x, axis=-1):
     return s - np.log(np.exp(s).sum(axis=axis, keepdims=True))
 
 
+def picked_log_softmax(x, cls, rows=None):
+    """log softmax(x)[r, cls] for the rows r of x (R, V) (`rows`, or all),
+    in float64, with the parts a softmax gradient needs: returns (log p,
+    e, z), e = exp(x - rowmax) in a new array (all rows) and z (R, 1) its
+    row sums, so softmax = e / z.  One exp and one array of x's size:
+    log p = (x - max)[r, cls] - log z, gathered before the exp."""
+    e = np.subtract(x, x.max(axis=1, keepdims=True))
+    rows = np.arange(x.shape[0]) if rows is None else rows
+    picked = e[rows, cls].astype(np.float64)
+    np.exp(e, out=e)
+    z = e.sum(axis=1, keepdims=True)
+    return picked - np.log(z[rows, 0].astype(np.float64)), e, z
+
+
 class _SoftmaxLoss:
     _lead = None                       # ("N",) or ("N", "T")
 
@@ -96,25 +110,28 @@ class _SoftmaxLoss:
         m = _check_mask(mask, lead)
         if m is not None:
             valid &= m
-        logp = log_softmax(xs.reshape(-1, V))
         rows = np.flatnonzero(valid.reshape(-1))
-        picked = logp[rows, ts.reshape(-1)[rows]]
+        cls = ts.reshape(-1)[rows]
+        # the output layer of a language model makes xs the largest array of
+        # a training step: one exp over it and one new array of its size
+        logp_t, e, z = picked_log_softmax(xs.reshape(-1, V), cls, rows)
         denom = _denominator(self.reduction, rows.size, lead[0])
-        self._cache = (logp, rows, ts.reshape(-1)[rows], denom, xs.shape)
-        return float(-picked.sum(dtype=np.float64) / denom)
+        self._cache = (e, z, rows, cls, denom, xs.shape)
+        return float(-logp_t.sum() / denom)
 
     def backward(self, dout=1.0):
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        logp, rows, cls, denom, shape = self._cache
+        e, z, rows, cls, denom, shape = self._cache
         # d(-log p_t)/dx = softmax(x) - onehot(t), on the rows that count only
-        if rows.size == logp.shape[0]:          # the common case: no gather/scatter
-            dx = np.exp(logp)
+        k = e.dtype.type(dout / denom)
+        scale = k / z                                    # (rows, 1): softmax's 1/z, times k
+        if rows.size == e.shape[0]:             # the common case: no gather/scatter
+            dx = e * scale
         else:
-            dx = np.zeros_like(logp)
-            dx[rows] = np.exp(logp[rows])
-        dx[rows, cls] -= 1
-        dx *= logp.dtype.type(dout / denom)
+            dx = np.zeros_like(e)
+            dx[rows] = e[rows] * scale[rows]
+        dx[rows, cls] -= k
         return dx.reshape(shape)
 
 

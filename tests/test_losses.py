@@ -129,3 +129,25 @@ def test_mse_and_huber(rng):
         mse.forward(y, t[:, 0])
     with pytest.raises(ValueError, match="delta"):
         HuberLoss(0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_picked_log_softmax_is_log_softmax_at_the_targets(dtype):
+    """The one-exp form the loss and perplexity use: log p at the picked
+    entries and the softmax e / z, against log_softmax, with rows whose
+    scores are huge (1e4) and tiny (-1e4), so only the shift keeps it finite."""
+    from rnnfast.losses import log_softmax, picked_log_softmax
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((6, 9)) * 3).astype(dtype)
+    x[1] += 1e4
+    x[2] -= 1e4
+    cls = rng.integers(0, 9, 6)
+    want = log_softmax(x.astype(np.float64))
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    logp, e, z = picked_log_softmax(x, cls)
+    assert logp.dtype == np.float64 and e.dtype == dtype and z.shape == (6, 1)
+    np.testing.assert_allclose(logp, want[np.arange(6), cls], **tol)
+    np.testing.assert_allclose(e / z, np.exp(want), **tol)
+    rows = np.array([4, 1])
+    logp, _, _ = picked_log_softmax(x, cls[rows], rows)
+    np.testing.assert_allclose(logp, want[rows, cls[rows]], **tol)

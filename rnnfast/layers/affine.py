@@ -42,7 +42,9 @@ class Affine:
         x = check_array(x, "x", self.dtype, self._lead + (W.shape[0],))
         self._x = x
         D, M = W.shape
-        return (x.reshape(_rows(x), D) @ W + b).reshape(x.shape[:-1] + (M,))
+        y = x.reshape(_rows(x), D) @ W
+        y += b                          # in place: y can be a language model's largest array
+        return y.reshape(x.shape[:-1] + (M,))
 
     def backward(self, dout):
         if self._x is None:
@@ -52,8 +54,12 @@ class Affine:
         D, M = W.shape
         dout = check_array(dout, "dout", self.dtype, x.shape[:-1] + (M,))
         x2, d2 = x.reshape(_rows(x), D), dout.reshape(_rows(x), M)
-        self.grads[0][...] = x2.T @ d2
-        self.grads[1][...] = d2.sum(axis=0)
+        dW, db = self.grads
+        if dW.flags.c_contiguous and dW.shape == (D, M) and dW.dtype == x2.dtype:
+            np.matmul(x2.T, d2, out=dW)         # straight into the gradient, no temporary
+        else:                                   # a replaced grad: as any assignment
+            dW[...] = x2.T @ d2
+        db[...] = d2.sum(axis=0)
         return (d2 @ W.T).reshape(x.shape)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from ..layers import TimeAffine, TimeDropout, TimeEmbedding
 from ..layers.dropout import as_generator
 from ..layers.embedding import check_ids
-from ..losses import TimeSoftmaxWithLoss, log_softmax
+from ..losses import TimeSoftmaxWithLoss, picked_log_softmax
 from .._validation import check_int
 from ._base import CELLS, Model, check_cell, check_probability, child_rng, uniform_
 
@@ -226,9 +226,10 @@ def perplexity(model, corpus, batch_size=10, time_size=35):
     total = 0.0
     try:
         for s in range(0, L, T):           # chunks of T steps, not single steps
-            logp = log_softmax(model._scores(xs[:, s:s + T]))
-            t = ts[:, s:s + T]
-            total -= np.take_along_axis(logp, t[..., None], axis=-1).sum(dtype=np.float64)
+            scores = model._scores(xs[:, s:s + T])
+            logp_t, _, _ = picked_log_softmax(scores.reshape(-1, scores.shape[-1]),
+                                              ts[:, s:s + T].reshape(-1))
+            total -= logp_t.sum()
     finally:
         model.network.state = saved
         model.train(was_training)
