@@ -36,33 +36,39 @@ def old_affine_fb(x, W, b, dout, gW):
     d2 @ W.T
     return y
 
-rng = np.random.default_rng(0)
-N, T, H, V = 20, 35, 200, 10000
-xs = rng.standard_normal((N, T, V)).astype(np.float32)
-ts = rng.integers(0, V, (N, T))
-h = rng.standard_normal((N, T, H)).astype(np.float32)
-W = (rng.standard_normal((H, V)) * 0.05).astype(np.float32)
-b = np.zeros(V, np.float32)
-layer, aff, gW = TimeSoftmaxWithLoss(), TimeAffine(W, b), np.zeros_like(W)
-l0, d0 = old_loss_fb(xs, ts)
-l1, d1 = new_loss_fb(layer, xs, ts)
-print("loss diff", abs(l0 - l1), "dx max diff", np.abs(d0 - d1).max())
-res = {k: [] for k in ("loss_old", "loss_new", "aff_old", "aff_new")}
-for r in range(int(sys.argv[1]) if len(sys.argv) > 1 else 15):
-    t = time.perf_counter()
-    old_loss_fb(xs, ts)
-    res["loss_old"].append(time.perf_counter() - t)
-    t = time.perf_counter()
-    new_loss_fb(layer, xs, ts)
-    res["loss_new"].append(time.perf_counter() - t)
-    t = time.perf_counter()
-    old_affine_fb(h, W, b, xs, gW)
-    res["aff_old"].append(time.perf_counter() - t)
-    t = time.perf_counter()
-    aff.forward(h)
-    aff.backward(xs)
-    res["aff_new"].append(time.perf_counter() - t)
-for k, v in res.items():
-    print(f"{k}: median {1e3*statistics.median(v):.2f} ms  min {1e3*min(v):.2f}")
-print("loss old/new median ratio", statistics.median([a / b for a, b in zip(res["loss_old"], res["loss_new"])]))
-print("affine old/new median ratio", statistics.median([a / b for a, b in zip(res["aff_old"], res["aff_new"])]))
+def main(rounds):
+    rng = np.random.default_rng(0)
+    N, T, H, V = 20, 35, 200, 10000
+    xs = rng.standard_normal((N, T, V)).astype(np.float32)
+    ts = rng.integers(0, V, (N, T))
+    h = rng.standard_normal((N, T, H)).astype(np.float32)
+    W = (rng.standard_normal((H, V)) * 0.05).astype(np.float32)
+    b = np.zeros(V, np.float32)
+    layer, aff, gW = TimeSoftmaxWithLoss(), TimeAffine(W, b), np.zeros_like(W)
+    l0, d0 = old_loss_fb(xs, ts)
+    l1, d1 = new_loss_fb(layer, xs, ts)
+    print("loss diff", abs(l0 - l1), "dx max diff", np.abs(d0 - d1).max())
+    res = {k: [] for k in ("loss_old", "loss_new", "aff_old", "aff_new")}
+    for r in range(rounds):
+        t = time.perf_counter()
+        old_loss_fb(xs, ts)
+        res["loss_old"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        new_loss_fb(layer, xs, ts)
+        res["loss_new"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        old_affine_fb(h, W, b, xs, gW)
+        res["aff_old"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        aff.forward(h)
+        aff.backward(xs)
+        res["aff_new"].append(time.perf_counter() - t)
+    for k, v in res.items():
+        print(f"{k}: median {1e3*statistics.median(v):.2f} ms  min {1e3*min(v):.2f}")
+    for part in ("loss", "aff"):
+        ratios = [a / b for a, b in zip(res[f"{part}_old"], res[f"{part}_new"])]
+        print(f"{part} old/new median ratio {statistics.median(ratios):.3f}")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 15)
