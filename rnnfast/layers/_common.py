@@ -29,5 +29,7 @@ def as_param(W, name, dtype, expected):
 
 
 def no_forward(layer):
+    """The RuntimeError (returned, not raised) of a backward with no
+    forward's activations to read."""
     return RuntimeError(f"{type(layer).__name__}.backward called before forward "
                         "(or twice for one forward)")

@@ -35,9 +35,14 @@ class Affine:
 
     @property
     def dtype(self):
+        """float32 or float64, from W (float64 for integer or bool W)."""
         return self.params[0].dtype
 
     def forward(self, x):
+        """x (N, D) -> y (N, M) (TimeAffine: (N, T, D) -> (N, T, M)).
+        x is converted to the layer's dtype; a wrong shape or a NaN or Inf
+        raises ValueError.  Keeps x for backward (not a copy: the caller's
+        array itself when it needed no conversion)."""
         W, b = self.params
         x = check_array(x, "x", self.dtype, self._lead + (W.shape[0],))
         self._x = x
@@ -47,6 +52,9 @@ class Affine:
         return y.reshape(x.shape[:-1] + (M,))
 
     def backward(self, dout):
+        """dL/dy -> dL/dx of x's shape; overwrites grads (dW, db).  dout
+        must have y's shape.  One backward per forward (RuntimeError
+        otherwise)."""
         if self._x is None:
             raise no_forward(self)
         x, self._x = self._x, None

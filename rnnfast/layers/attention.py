@@ -25,6 +25,10 @@ class TimeAttention:
         self._cache = None
 
     def forward(self, hs_enc, hs_dec):
+        """hs_enc (N, S, H), hs_dec (N, T, H) -> c (N, T, H), in hs_enc's
+        dtype (float64 unless float32 or float64).  S == 0, mismatched N or
+        H, or a NaN or Inf raise ValueError.  Sets .attention_weights;
+        keeps hs_enc, hs_dec and the weights for backward."""
         hs_enc = np.asarray(hs_enc)
         dt = hs_enc.dtype if hs_enc.dtype in (np.float32, np.float64) else np.float64
         hs_enc = check_array(hs_enc, "hs_enc", dt, ("N", "S", "H"))
@@ -42,6 +46,8 @@ class TimeAttention:
         return a @ hs_enc
 
     def backward(self, dc):
+        """dc (N, T, H) -> (dhs_enc (N, S, H), dhs_dec (N, T, H)).  One
+        backward per forward (RuntimeError otherwise)."""
         if self._cache is None:
             raise no_forward(self)
         (hs_enc, hs_dec, a), self._cache = self._cache, None

@@ -41,13 +41,20 @@ class TimeDropout:
         self._dtype = None          # the dtype of the gradient it gives back
 
     def train(self, mode=True):
+        """Training mode (mode=True, the default of a new layer): forward
+        drops elements.  Returns self."""
         self.training = bool(mode)
         return self
 
     def eval(self):
+        """Evaluation mode: forward is the identity.  Returns self."""
         return self.train(False)
 
     def forward(self, xs):
+        """xs (any shape) -> xs * mask in training (a new mask of 0 and
+        1 / (1 - ratio), drawn from self.rng, kept in .mask for backward);
+        in evaluation mode or with ratio 0, xs itself (np.asarray(xs), not
+        a copy).  xs is not checked (no dtype or NaN test)."""
         xs = np.asarray(xs)
         self._ready = True
         dt = xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)
@@ -60,6 +67,10 @@ class TimeDropout:
         return xs * self.mask
 
     def backward(self, dout):
+        """dL/dy -> dL/dx = dout * mask, or dout as it is (converted to
+        forward's float dtype) when forward applied no mask, evaluation
+        mode included.  dout must have forward's input shape and be finite
+        (ValueError); one backward per forward (RuntimeError otherwise)."""
         if not self._ready:
             raise no_forward(self)
         self._ready = False

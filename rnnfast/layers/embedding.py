@@ -39,18 +39,26 @@ class Embedding:
 
     @property
     def dtype(self):
+        """float32 or float64, from W (float64 for integer or bool W)."""
         return self.params[0].dtype
 
     @property
     def vocab_size(self):
+        """V, the number of rows of W."""
         return self.params[0].shape[0]
 
     def forward(self, ids):
+        """ids (N,) -> W[ids] (N, D), a copy (TimeEmbedding: (N, T) ->
+        (N, T, D)).  Non-integer ids raise TypeError, a wrong shape or ids
+        outside 0..V-1 ValueError.  Keeps the ids for backward."""
         ids = check_ids(ids, "ids", self.vocab_size, self._id_shape)
         self._ids = ids
         return self.params[0][ids]
 
     def backward(self, dout):
+        """dL/d(output) (ids' shape + (D,)) -> None (ids have no
+        gradient); overwrites grads[0] (V, D) with dout's rows summed per
+        id.  One backward per forward (RuntimeError otherwise)."""
         if self._ids is None:
             raise no_forward(self)
         ids, self._ids = self._ids, None

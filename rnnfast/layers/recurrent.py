@@ -92,14 +92,18 @@ class _Recurrent:
 
     @property
     def dtype(self):
+        """float32 or float64, from the weights given (float64 unless all
+        are floats of at most 4 bytes)."""
         return self._dtype
 
     @property
     def input_size(self):
+        """D, the rows of Wx."""
         return self._shapes[0][0]
 
     @property
     def hidden_size(self):
+        """H, the rows of Wh."""
         return self._shapes[1][0]
 
     # The per-call paths below read _dtype and _shapes rather than the
