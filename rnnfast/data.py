@@ -68,6 +68,8 @@ class StreamBatcher:
         return self.data_size // (self.batch_size * self.time_size)
 
     def next_batch(self):
+        """The next (xs, ts), each int64 (N, T) and a new array: row k reads
+        from offsets[k] + position (mod L); then position += T (mod L)."""
         idx = (self.offsets[:, None] + (self.position + self._steps)[None, :]) % self.data_size
         self.position = (self.position + self.time_size) % self.data_size
         return self.xs[idx], self.ts[idx]
@@ -77,12 +79,16 @@ class StreamBatcher:
             yield self.next_batch()
 
     def reset(self):
+        """Back to the start: position 0."""
         self.position = 0
 
     def state_dict(self):
+        """{"position": int}, the read position (plain JSON)."""
         return {"position": int(self.position)}
 
     def load_state_dict(self, state):
+        """Restore state_dict()'s position.  A missing key raises KeyError,
+        a non-integer TypeError, a position outside 0..L-1 ValueError."""
         position = check_int(state["position"], "position", minimum=0)
         if position >= self.data_size:
             raise ValueError(f"position: expected 0..{self.data_size - 1}, got {position}")
@@ -139,6 +145,11 @@ class Vocab:
 
     # ---------------------------------------------------------- tokens
     def tokenize(self, text):
+        """A str -> a list of tokens.  "char": list(text), newlines
+        included.  "word": line.split() for each line, each followed by
+        eos_token (unless None), even an empty line; lines end at LF, CRLF
+        or CR only (not at str.splitlines' other breaks), and a final
+        newline starts no empty line."""
         if self.level == "char":
             return list(text)
         tokens = []
@@ -196,10 +207,14 @@ class Vocab:
 
     @property
     def unk_id(self):
+        """The id of unk_token; None when there is none or it is not in
+        the vocabulary (e.g. before fit)."""
         return self.token_to_id.get(self.unk_token) if self.unk_token is not None else None
 
     @property
     def pad_id(self):
+        """The id of pad_token; None when there is none or it is not in
+        the vocabulary."""
         return self.token_to_id.get(self.pad_token) if self.pad_token is not None else None
 
     # ------------------------------------------------------ conversions
@@ -240,6 +255,10 @@ class Vocab:
 
     @classmethod
     def from_dict(cls, d):
+        """The Vocab of a to_dict() dict, tokens in their ids' order.  A
+        missing key means level "word" or a special token of None (not the
+        constructor's defaults).  A malformed dict, an unknown level or a
+        token listed twice raises ValueError."""
         if not isinstance(d, dict) or not isinstance(d.get("tokens"), list) or not all(
                 isinstance(t, str) for t in d["tokens"]):
             raise ValueError("vocab: expected a dict with a list of string 'tokens'")
