@@ -149,6 +149,10 @@ class Optimizer:
             self.state = [tuple(np.zeros_like(p) for _ in range(n)) for p in params]
 
     def update(self, params, grads):
+        """One step (t += 1): changes `params` in place from `grads`, one
+        per param, of its shape; an array listed twice is updated once,
+        with the sum of its grads.  Everything is checked first (TypeError,
+        ValueError), so a refused update changes nothing."""
         params, grads = self._grads(params, grads)
         self.t += 1
         self._update(params, grads)
@@ -318,9 +322,12 @@ class StepDecay:
         self.lr0 = optimizer.lr if lr0 is None else _check_rate(lr0, "lr0")
 
     def lr_at(self, epoch):
+        """lr0 * decay ** max(0, epoch - start_epoch); changes nothing."""
         return self.lr0 * self.decay ** max(0, epoch - self.start_epoch)
 
     def step(self, epoch):
+        """Set optimizer.lr to lr_at(epoch) (epoch counts from 1) and
+        return it."""
         self.optimizer.lr = self.lr_at(epoch)
         return self.optimizer.lr
 
@@ -346,6 +353,10 @@ class ReduceOnPlateau:
         self.best = None
 
     def step(self, value):
+        """Record one epoch's monitored value: True when it beats the best
+        so far (then .best = value); otherwise lr *= factor, floored at
+        min_lr and never raised, and False (NaN is never a best).  A value
+        float() refuses raises TypeError or ValueError."""
         value = float(value)
         if value < (math.inf if self.best is None else self.best):    # False for NaN
             self.best = value
