@@ -91,6 +91,7 @@ class RnnLM(Model):
 
     @property
     def vocab_size(self):
+        """V, the rows of the embedding."""
         return self.embed.vocab_size
 
     def __setstate__(self, state):
@@ -102,6 +103,8 @@ class RnnLM(Model):
             self.affine.params[0] = self.embed.params[0].T
 
     def reset_state(self):
+        """Forget the network's carried state: the next forward starts
+        from zeros (at a new text, or before evaluation)."""
         self.network.reset_state()
 
     def _scores(self, xs):
@@ -119,6 +122,10 @@ class RnnLM(Model):
         return self.loss_layer.forward(self._scores(xs), ts, mask)
 
     def backward(self, dout=1.0):
+        """Fills grads from the last forward (dL/dloss = dout); returns
+        None.  With tie_weights, E's gradient is the sum of both uses.
+        RuntimeError unless a training forward came since the last
+        backward."""
         d = self.loss_layer.backward(dout)
         d = self.output_dropout.backward(self.affine.backward(d))
         d = self.embed_dropout.backward(self.network.backward(d))

@@ -57,11 +57,14 @@ class Encoder(_Part):
         self._shape = None
 
     def forward(self, xs):
+        """ids xs (N, S) -> h (N, H), the LSTM's last hidden state."""
         hs = self.lstm.forward(self.embed.forward(xs))
         self._shape = hs.shape
         return hs[:, -1, :]
 
     def backward(self, dh):
+        """dh (N, H), an ndarray, -> None; fills grads (the gradient enters
+        at the last step only)."""
         dhs = np.zeros(self._shape, dh.dtype)
         dhs[:, -1, :] = dh
         self.embed.backward(self.lstm.backward(dhs))
@@ -71,9 +74,11 @@ class AttentionEncoder(Encoder):
     """ids (N, S) -> all hidden states (N, S, H)."""
 
     def forward(self, xs):
+        """ids xs (N, S) -> hs (N, S, H), every hidden state."""
         return self.lstm.forward(self.embed.forward(xs))
 
     def backward(self, dhs):
+        """dhs (N, S, H) -> None; fills grads."""
         self.embed.backward(self.lstm.backward(dhs))
 
 
@@ -100,6 +105,9 @@ class Decoder(_Part):
         self.lstm.set_state(h, np.zeros_like(h))
 
     def forward(self, xs, h):
+        """ids xs (N, T) -> logits (N, T, V), the LSTM started from (h,
+        zeros).  AttentionDecoder: h is the encoder's hs (N, S, H), and the
+        LSTM starts from its last step."""
         self._start(h)
         return self._step(xs, h)
 
@@ -143,6 +151,8 @@ class PeekyDecoder(Decoder):
         return self.affine.forward(np.concatenate([hs, out], axis=2))
 
     def backward(self, dscore):
+        """-> dL/dh (N, H) of the encoder's state: through the initial
+        state and every step's peek."""
         H = self.lstm.hidden_size
         dout = self.affine.backward(dscore)
         dpeek = dout[:, :, :H].sum(axis=1)
@@ -214,6 +224,7 @@ class Seq2seq(Model):
 
     @property
     def vocab_size(self):
+        """V, shared by source and target."""
         return self.encoder.embed.vocab_size
 
     def _check(self, xs, ts=None):
@@ -230,6 +241,10 @@ class Seq2seq(Model):
         return xs, ts
 
     def forward(self, xs, ts):
+        """Loss (float) for source ids xs (N, S) and targets ts (N, T+1)
+        that start with the start id (teacher forcing).  Ids out of range,
+        S == 0, T == 0 or ignore_label before a target in a row raise
+        ValueError."""
         xs, ts = self._check(xs, ts)
         state = self.encoder.forward(xs)
         score = self.decoder.forward(self._decoder_inputs(ts), state)
@@ -253,6 +268,9 @@ class Seq2seq(Model):
         return np.where(pad, 0, inputs)
 
     def backward(self, dout=1.0):
+        """Fills grads from the last forward (dL/dloss = dout); returns
+        None.  RuntimeError unless a training forward came since the last
+        backward."""
         self.encoder.backward(self.decoder.backward(self.loss_layer.backward(dout)))
 
     def generate(self, xs, start_id, sample_size):
