@@ -379,6 +379,9 @@ def _load():
 
 # -------------------------------------------------------------- formatting
 def format_header(header):
+    """The header dict of `run` -> text, one line each: BLAS, rnnfast's
+    kernel, torch, dtype, load, clocks and settle, the GEMM peak per thread
+    count, then one "WARNING: ..." line per warning."""
     lines = []
     blas = header["blas"]
     if blas:
@@ -407,6 +410,8 @@ COLUMNS = ("cell", "mode", "config", "thr", "rnnfast ms", "torch ms", "ref ms",
 
 
 def format_row(row):
+    """A row dict of `run` -> a tuple of strings, one per COLUMNS ("-"
+    where an optional value is None or missing)."""
     def ms(v):
         return "-" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
 
@@ -422,6 +427,9 @@ def format_row(row):
 
 
 def format_table(rows, markdown=False):
+    """Rows of `run` -> a table with a COLUMNS header: aligned plain text
+    (the first three columns left-aligned, the others right-aligned), or
+    with markdown=True a Markdown table."""
     cells = [COLUMNS] + [format_row(r) for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
     if markdown:

@@ -5,6 +5,7 @@ import sys
 
 
 def cmd_info(args):
+    """Print rnnfast.show_config(): version, BLAS, build flags.  Returns 0."""
     from ._info import show_config
     show_config()
     return 0
@@ -440,6 +441,8 @@ def _add_training_commands(sub):
 
 
 def build_parser():
+    """The argparse parser of `rnnfast`: one subcommand (info, bench,
+    train-lm, generate, train-seq2seq, demo) each, its function in `func`."""
     parser = argparse.ArgumentParser(prog="rnnfast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="version, BLAS library and kernel, build flags")
@@ -475,6 +478,10 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run `rnnfast <command>` on argv (None: sys.argv[1:]); returns the
+    command's exit status.  A ValueError, TypeError or OSError (a missing
+    file included) exits with status 2 and a one-line message rather than
+    a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
