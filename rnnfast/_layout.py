@@ -30,6 +30,7 @@ _TORCH_SIGN = {"rnn": [1], "lstm": [1, 1, 1, 1], "gru": [-1, 1, 1]}
 
 
 def bias_shape(cell, hidden_size, reset_after=False):
+    """The shape of b: (G*H,), or (2, G*H) for a GRU with reset_after."""
     G = N_GATES[cell] * hidden_size
     return (2, G) if (cell == "gru" and reset_after) else (G,)
 

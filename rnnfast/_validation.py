@@ -24,6 +24,8 @@ def _describe(expected):
 
 
 def float_dtype(dtype, name="dtype"):
+    """np.dtype(dtype) when it is float32 or float64 (None gives float64,
+    as np.dtype(None)); TypeError otherwise."""
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
@@ -86,6 +88,8 @@ def _all_finite(arr):
 
 
 def check_int(value, name, minimum=1):
+    """`value` as an int >= minimum.  A bool or a non-integer (a float
+    such as 2.0 included) raises TypeError, a smaller integer ValueError."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     if value < minimum:
