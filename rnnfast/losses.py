@@ -16,6 +16,12 @@ finite for any finite logits.  Reductions:
 A target counts unless it equals `ignore_label` or `mask` (N, T) is false
 there.  With no target counting the loss is 0 and the gradient zero.
 The scores' dtype (float32 or float64) is kept; other inputs become float64.
+
+sample_weight (N,), weights >= 0 of the samples (scikit-learn's, as in
+MLPClassifier): each counted target's loss is multiplied by its sample's
+weight, and "mean" divides by the sum of the counted targets' weights
+("sum_time" by the sum of the batch's weights) instead of their number.
+All weights 1 is the unweighted loss; weights summing to 0 give loss 0.
 """
 import numbers
 
@@ -48,6 +54,33 @@ def _check_int_targets(ts, name, expected, num_classes, ignore_label):
         raise ValueError(f"{name}: class ids must lie in 0..{num_classes - 1} (or equal "
                          f"ignore_label={ignore_label}), got {arr[bad][0]}")
     return arr
+
+
+def _check_sample_weight(sample_weight, n):
+    """None, or the weights as float64 (n,), each finite and >= 0."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight: expected numbers of shape ({n},), got dtype "
+                        f"{w.dtype}")
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight: expected shape ({n},), one weight a sample, got "
+                         f"shape {w.shape}")
+    w = w.astype(np.float64)
+    if not (np.isfinite(w).all() and (w >= 0).all()):
+        raise ValueError("sample_weight: weights must be finite and >= 0, got "
+                         f"min {w.min()} and max {w.max()}")
+    return w
+
+
+def _weighted_denominator(reduction, counted_weight, batch_weight):
+    """_denominator's weighted twin (a zero sum divides by 1: loss 0)."""
+    if reduction == "mean":
+        return counted_weight if counted_weight > 0 else 1.0
+    if reduction == "sum_time":
+        return batch_weight if batch_weight > 0 else 1.0
+    return 1.0
 
 
 def _check_mask(mask, shape):
@@ -98,7 +131,7 @@ class _SoftmaxLoss:
         self.params, self.grads = [], []
         self._cache = None
 
-    def forward(self, xs, ts, mask=None):
+    def forward(self, xs, ts, mask=None, sample_weight=None):
         dt = _float_dtype(xs)
         xs = check_array(xs, "xs", dt, self._lead + ("V",))
         lead, V = xs.shape[:-1], xs.shape[-1]
@@ -110,28 +143,34 @@ class _SoftmaxLoss:
         m = _check_mask(mask, lead)
         if m is not None:
             valid &= m
+        w = _check_sample_weight(sample_weight, lead[0])
         rows = np.flatnonzero(valid.reshape(-1))
         cls = ts.reshape(-1)[rows]
         # the output layer of a language model makes xs the largest array of
         # a training step: one exp over it and one new array of its size
         logp_t, e, z = picked_log_softmax(xs.reshape(-1, V), cls, rows)
-        denom = _denominator(self.reduction, rows.size, lead[0])
-        self._cache = (e, z, rows, cls, denom, xs.shape)
+        # each row's share of the gradient, before dout/denom: 1 (or its
+        # sample's weight) where its target counts, 0 elsewhere
+        share = np.zeros((e.shape[0], 1), dt)
+        if w is None:
+            share[rows] = 1
+            denom = _denominator(self.reduction, rows.size, lead[0])
+        else:
+            w_rows = w[rows // (e.shape[0] // max(lead[0], 1))] if rows.size else w[:0]
+            share[rows, 0] = w_rows
+            logp_t = logp_t * w_rows
+            denom = _weighted_denominator(self.reduction, w_rows.sum(), w.sum())
+        self._cache = (e, z, share, rows, cls, denom, xs.shape)
         return float(-logp_t.sum() / denom)
 
     def backward(self, dout=1.0):
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        e, z, rows, cls, denom, shape = self._cache
-        # d(-log p_t)/dx = softmax(x) - onehot(t), on the rows that count only
-        k = e.dtype.type(dout / denom)
-        scale = k / z                                    # (rows, 1): softmax's 1/z, times k
-        if rows.size == e.shape[0]:             # the common case: no gather/scatter
-            dx = e * scale
-        else:
-            dx = np.zeros_like(e)
-            dx[rows] = e[rows] * scale[rows]
-        dx[rows, cls] -= k
+        e, z, share, rows, cls, denom, shape = self._cache
+        # d(-log p_t)/dx = softmax(x) - onehot(t), times the row's share
+        f = share * e.dtype.type(dout / denom)          # (R, 1)
+        dx = e * (f / z)
+        dx[rows, cls] -= f[rows, 0]
         return dx.reshape(shape)
 
 
@@ -215,6 +254,23 @@ class _RegressionLoss:
         t = check_array(t, "t", dt, y.shape)
         return y, t
 
+    def _reduce(self, loss, grad, sample_weight):
+        """The mean of the element losses (weighted by their sample's
+        weight along axis 0), keeping the element gradients for backward."""
+        if sample_weight is None:
+            self._cache = (grad, loss.size)
+            return float(loss.sum(dtype=np.float64) / max(loss.size, 1))
+        if loss.ndim == 0:
+            raise ValueError("sample_weight: needs predictions with a sample axis, got a "
+                             "scalar")
+        w = _check_sample_weight(sample_weight, loss.shape[0])
+        per_sample = loss.size // max(loss.shape[0], 1)
+        denom = w.sum() * per_sample
+        denom = denom if denom > 0 else 1.0
+        wb = w.reshape((-1,) + (1,) * (loss.ndim - 1))
+        self._cache = (grad * wb.astype(grad.dtype), denom)
+        return float((loss * wb).sum() / denom)
+
     def backward(self, dout=1.0):
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
@@ -225,11 +281,10 @@ class _RegressionLoss:
 class MSELoss(_RegressionLoss):
     """mean((y - t)^2) over all elements (PyTorch's MSELoss); y, t same shape."""
 
-    def forward(self, y, t):
+    def forward(self, y, t, sample_weight=None):
         y, t = self._check(y, t)
         d = y - t
-        self._cache = (2 * d, d.size)
-        return float(np.square(d).sum(dtype=np.float64) / max(d.size, 1))
+        return self._reduce(np.square(d, dtype=np.float64), 2 * d, sample_weight)
 
 
 class HuberLoss(_RegressionLoss):
@@ -242,10 +297,10 @@ class HuberLoss(_RegressionLoss):
         self.delta = float(delta)
         super().__init__()
 
-    def forward(self, y, t):
+    def forward(self, y, t, sample_weight=None):
         y, t = self._check(y, t)
         d = y - t
         small = np.abs(d) <= self.delta
         loss = np.where(small, 0.5 * d * d, self.delta * (np.abs(d) - 0.5 * self.delta))
-        self._cache = (np.where(small, d, self.delta * np.sign(d)).astype(d.dtype), d.size)
-        return float(loss.sum(dtype=np.float64) / max(d.size, 1))
+        grad = np.where(small, d, self.delta * np.sign(d)).astype(d.dtype)
+        return self._reduce(loss.astype(np.float64), grad, sample_weight)

@@ -40,7 +40,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import (check_array, check_consistent_length,
+from sklearn.utils.validation import (_check_sample_weight, check_array,
+                                      check_consistent_length,
                                       check_is_fitted, check_scalar, column_or_1d,
                                       validate_data)
 
@@ -329,7 +330,7 @@ class _BaseRNN(BaseEstimator):
         return np.concatenate(out, axis=0)
 
     # ------------------------------------------------------------- fit
-    def _fit(self, X, y, incremental):
+    def _fit(self, X, y, incremental, sample_weight=None):
         dtype = self._check_hyperparameters()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -340,7 +341,11 @@ class _BaseRNN(BaseEstimator):
         batch = _check_X(self, X, dtype, reset=first_pass)
         if first_pass:
             self._input_kind = batch.kind
-        y = self._check_y(y, len(batch), first_pass, incremental, dtype)
+        if sample_weight is not None:
+            # MLP's check, plus weights >= 0 (rnnfast.losses refuses others)
+            sample_weight = _check_sample_weight(sample_weight, np.empty((len(batch), 0)),
+                                                 dtype=np.float64, ensure_non_negative=True)
+        y = self._check_y(y, len(batch), first_pass, incremental, dtype, sample_weight)
         self._random_state = check_random_state(self.random_state)
         if first_pass or not incremental:
             self.n_iter_ = 0          # epochs of this fit (summed over partial_fit calls)
@@ -364,7 +369,7 @@ class _BaseRNN(BaseEstimator):
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = self._new_optimizer()
         try:
-            self._fit_stochastic(batch, y, incremental)
+            self._fit_stochastic(batch, y, incremental, sample_weight)
         except ValueError as exc:
             # the inputs were checked finite: NaN/Inf met inside the model (it
             # refuses them) means training diverged
@@ -378,10 +383,11 @@ class _BaseRNN(BaseEstimator):
     def _weights_finite(self):
         return all(np.isfinite(p).all() for p in self.model_.params)
 
-    def _fit_stochastic(self, batch, y, incremental):
+    def _fit_stochastic(self, batch, y, incremental, sample_weight):
         model, opt, rng = self.model_, self._optimizer, self._random_state
         n = len(batch)
         train_idx, val = np.arange(n), None
+        sw = sample_weight
         if self.early_stopping:
             stratify = y if self._is_classifier else None
             train_idx, val_idx = train_test_split(
@@ -392,7 +398,8 @@ class _BaseRNN(BaseEstimator):
                                  "'validation_fraction' or the size of your dataset.")
             val = (_Batch(batch.kind, batch.data[val_idx],
                           None if batch.lengths is None else batch.lengths[val_idx],
-                          batch.n_features), y[val_idx])
+                          batch.n_features), y[val_idx],
+                   None if sw is None else sw[val_idx])
         n_train = train_idx.shape[0]
         if self.batch_size == "auto":
             batch_size = min(self._auto_batch, n_train)
@@ -410,15 +417,22 @@ class _BaseRNN(BaseEstimator):
                 rows = order[sl]
                 data, lengths = batch.take(rows)
                 nb = rows.shape[0]
-                total += model.forward(data, y[rows], lengths) * nb
+                # MLP's weighting: the batch's loss is the weighted mean, and
+                # its size (for the L2 term) the sum of its weights
+                w = None if sw is None else sw[rows]
+                size = nb if w is None else float(w.sum())
+                if size == 0:           # only weights 0: a batch of no samples
+                    continue
+                total += model.forward(data, y[rows], lengths, sample_weight=w) * nb
                 model.backward()
                 if self.alpha:
                     # MLP's L2: 0.5 * alpha * ||w||^2 / batch size added to the loss
-                    decay = self.alpha / nb
+                    decay = self.alpha / size
                     for p, g in zip(model.params, model.grads):
                         g += p.dtype.type(decay) * p
                     total += 0.5 * self.alpha * sum(
-                        float(np.square(p, dtype=np.float64).sum()) for p in model.params)
+                        float(np.square(p, dtype=np.float64).sum())
+                        for p in model.params) * nb / size
                 if self.clip_norm is not None:
                     clip_grads(model.grads, self.clip_norm)
                 opt.update(model.params, model.grads)
@@ -470,7 +484,7 @@ class _BaseRNN(BaseEstimator):
             if self.loss_curve_[-1] < self.best_loss_:
                 self.best_loss_ = self.loss_curve_[-1]
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the model to sequences X and targets y.
 
         Parameters
@@ -480,12 +494,16 @@ class _BaseRNN(BaseEstimator):
             arrays of token ids.
         y : array-like of shape (n_samples,) (or (n_samples, n_outputs) for
             the regressor).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights >= 0, as MLPClassifier's: each minibatch's loss is the
+            weighted mean, the L2 term is divided by the batch's weight, and
+            the early-stopping score is weighted.  None: all 1.
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     def _validate_for_predict(self, X):
         check_is_fitted(self, "model_")
@@ -555,7 +573,7 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
     def _n_outputs(self):
         return len(self.classes_)
 
-    def _check_y(self, y, n, first_pass, incremental, dtype):
+    def _check_y(self, y, n, first_pass, incremental, dtype, sample_weight=None):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
                              "target y is None")
@@ -581,9 +599,10 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
                              f"{unique_labels(y)}.")
         return self._label_encoder.transform(y)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y).  `classes` (all the classes, e.g.
-        ``np.unique(y_all)``) is required on the first call."""
+        ``np.unique(y_all)``) is required on the first call; sample_weight
+        as in fit.  (The order of the arguments is MLPClassifier's.)"""
         first = not hasattr(self, "classes_")
         if first:
             if classes is None:
@@ -598,10 +617,11 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
                 self.classes_, np.unique(np.asarray(classes))):
             raise ValueError(f"`classes={np.asarray(classes)}` is not the same as on last "
                              f"call to partial_fit, was: {self.classes_}")
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
-    def _score_batch(self, batch, y_enc):
-        return accuracy_score(y_enc, self._scores(batch).argmax(axis=1))
+    def _score_batch(self, batch, y_enc, sample_weight):
+        return accuracy_score(y_enc, self._scores(batch).argmax(axis=1),
+                              sample_weight=sample_weight)
 
     def predict_proba(self, X):
         """Class probabilities (n_samples, n_classes), columns in classes_ order."""
@@ -645,7 +665,7 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
     def _n_outputs(self):
         return self.n_outputs_
 
-    def _check_y(self, y, n, first_pass, incremental, dtype):
+    def _check_y(self, y, n, first_pass, incremental, dtype, sample_weight=None):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the "
                              "target y is None")
@@ -660,20 +680,22 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
         if first_pass:
             self.n_outputs_ = y2.shape[1]
             self._y_1d = y.ndim == 1
-            self._y_mean = y2.mean(axis=0)
-            scale = y2.std(axis=0)
+            # weighted as the loss is, so that integer weights are repeats
+            self._y_mean = np.average(y2, axis=0, weights=sample_weight)
+            scale = np.sqrt(np.average((y2 - self._y_mean) ** 2, axis=0,
+                                       weights=sample_weight))
             self._y_scale = np.where(scale > 0, scale, 1.0)
         elif y2.shape[1] != self.n_outputs_:
             raise ValueError(f"y: expected {self.n_outputs_} outputs as in fit, got "
                              f"shape {y.shape}")
         return ((y2 - self._y_mean) / self._y_scale).astype(dtype)
 
-    def partial_fit(self, X, y):
-        """One epoch over (X, y)."""
-        return self._fit(X, y, incremental=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y); sample_weight as in fit."""
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
-    def _score_batch(self, batch, y_std):
-        return r2_score(y_std, self._scores(batch))
+    def _score_batch(self, batch, y_std, sample_weight):
+        return r2_score(y_std, self._scores(batch), sample_weight=sample_weight)
 
     def predict(self, X):
         """Predicted values, (n_samples,) or (n_samples, n_outputs), float64."""

@@ -151,3 +151,77 @@ def test_picked_log_softmax_is_log_softmax_at_the_targets(dtype):
     rows = np.array([4, 1])
     logp, _, _ = picked_log_softmax(x, cls[rows], rows)
     np.testing.assert_allclose(logp, want[rows, cls[rows]], **tol)
+
+
+# ------------------------------------------------------- sample weights
+@pytest.mark.parametrize("reduction", ["mean", "sum_time", "sum"])
+def test_time_softmax_sample_weight_value_gradient_and_repeats(reduction, rng):
+    """Each counted target's loss times its sample's weight; "mean" divides
+    by the counted targets' weight, "sum_time" by the batch's.  Integer
+    weights equal repeating the samples (loss and summed gradients)."""
+    x = rng.standard_normal((3, 4, 5))
+    t = rng.integers(0, 5, (3, 4))
+    t[0, 1] = -1
+    mask = np.ones((3, 4), bool)
+    mask[2, 3] = False
+    w = np.array([2.0, 0.0, 3.0])
+    counted = (t != -1) & mask
+    nll = np.where(counted, _nll(x, np.where(t < 0, 0, t)), 0.0) * w[:, None]
+    denom = {"mean": (counted * w[:, None]).sum(), "sum_time": w.sum(), "sum": 1}[reduction]
+    layer = TimeSoftmaxWithLoss(reduction=reduction)
+    assert layer.forward(x, t, mask, sample_weight=w) == pytest.approx(nll.sum() / denom,
+                                                                       rel=1e-12)
+    dx = layer.backward()
+    np.testing.assert_array_equal(dx[1], 0)                     # weight 0
+    check_grad(lambda: TimeSoftmaxWithLoss(reduction=reduction).forward(
+        x, t, mask, sample_weight=w), x, dx, "logits", n=40)
+    rep = np.repeat(np.arange(3), w.astype(int))
+    layer2 = TimeSoftmaxWithLoss(reduction=reduction)
+    assert layer2.forward(x[rep], t[rep], mask[rep]) == pytest.approx(
+        nll.sum() / denom, rel=1e-12)
+    dx2 = layer2.backward()
+    for i in (0, 2):
+        np.testing.assert_allclose(dx2[rep == i].sum(axis=0), dx[i], rtol=1e-12, atol=1e-15)
+
+
+def test_sample_weight_of_ones_is_the_unweighted_loss_bitwise(rng):
+    x = rng.standard_normal((5, 7)).astype(np.float32)
+    t = rng.integers(0, 7, 5)
+    a, b = SoftmaxWithLoss(), SoftmaxWithLoss()
+    assert a.forward(x, t) == b.forward(x, t, sample_weight=np.ones(5))
+    np.testing.assert_array_equal(a.backward(), b.backward())
+    y, target = rng.standard_normal((5, 2)), rng.standard_normal((5, 2))
+    for cls in (MSELoss, lambda: HuberLoss(0.5)):
+        a, b = cls(), cls()
+        assert a.forward(y, target) == b.forward(y, target, sample_weight=np.ones(5))
+        np.testing.assert_array_equal(a.backward(), b.backward())
+
+
+@pytest.mark.parametrize("make", [MSELoss, lambda: HuberLoss(0.8)], ids=["mse", "huber"])
+def test_regression_sample_weight_is_a_weighted_mean(make, rng):
+    y, t = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    w = np.array([1.0, 0.0, 2.5, 0.5])
+    loss = make()
+    value = loss.forward(y, t, sample_weight=w)
+    rows = [make().forward(y[i:i + 1], t[i:i + 1]) for i in range(4)]   # mean of a row
+    assert value == pytest.approx(np.dot(w, rows) / w.sum(), rel=1e-12)
+    dy = loss.backward()
+    np.testing.assert_array_equal(dy[1], 0)
+    check_grad(lambda: make().forward(y, t, sample_weight=w), y, dy, "y")
+    assert make().forward(y, t, sample_weight=np.zeros(4)) == 0
+
+
+@pytest.mark.parametrize("weights,error,message", [
+    ([1.0, 2.0], ValueError, r"sample_weight: expected shape \(3,\), one weight a sample, "
+                             r"got shape \(2,\)"),
+    ([1.0, -1.0, 2.0], ValueError, r"sample_weight: weights must be finite and >= 0, got "
+                                   r"min -1.0"),
+    ([1.0, np.nan, 2.0], ValueError, r"sample_weight: weights must be finite"),
+    (["a", "b", "c"], TypeError, r"sample_weight: expected numbers of shape \(3,\)"),
+])
+def test_bad_sample_weight_is_refused_by_name(weights, error, message, rng):
+    x, t = rng.standard_normal((3, 4)), rng.integers(0, 4, 3)
+    with pytest.raises(error, match=message):
+        SoftmaxWithLoss().forward(x, t, sample_weight=np.array(weights))
+    with pytest.raises(error, match=message):
+        MSELoss().forward(x, x + 1, sample_weight=np.array(weights))

@@ -4,6 +4,7 @@ test_sklearn_checks.py, Dask in test_sklearn_dask.py, the documented
 examples and the real data sets (digits, sunspots) in test_sklearn_docs.py."""
 import io
 import pickle
+import re
 import warnings
 
 import joblib
@@ -378,3 +379,55 @@ def test_text_tokenizer_refuses_a_pattern_of_several_groups():
         TextTokenizer(level="word", token_pattern=r"(\w)(\w+)").fit(["ab cd"])
     vocab = TextTokenizer(level="word", token_pattern=r"(\w+)").fit(["ab cd"]).vocabulary_
     assert set(vocab) == {"ab", "cd"}
+
+
+# ------------------------------------------------------- sample_weight
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore:Got `batch_size` larger")
+@pytest.mark.parametrize("cls", [RNNClassifier, RNNRegressor])
+def test_integer_sample_weights_are_repeated_samples_on_one_full_batch(cls):
+    """With one batch a step and no shuffling (so repeating samples does not
+    regroup them), weights 0, 1, 2, 3 train exactly as removing, keeping,
+    doubling and tripling the samples: MLPClassifier's semantics (and the
+    regressor's target scaling is weighted too)."""
+    X, y = fixed_last_step(n=24, T=4)
+    if cls is RNNRegressor:
+        y = X[:, -1, 0] + 0.5 * X[:, 0, 1]
+    w = np.tile([0, 1, 2, 3], 6)
+    rep = np.repeat(np.arange(24), w)
+    common = dict(hidden_size=6, max_iter=15, batch_size=200, shuffle=False, alpha=1e-3,
+                  dtype=np.float64, random_state=0)
+    weighted = cls(**common).fit(X, y, sample_weight=w)
+    repeated = cls(**common).fit(X[rep], y[rep])
+    assert_allclose(weighted.loss_curve_, repeated.loss_curve_, rtol=1e-9)
+    get = "predict_proba" if cls is RNNClassifier else "predict"
+    assert_allclose(getattr(weighted, get)(X), getattr(repeated, get)(X), rtol=1e-8,
+                    atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_sample_weight_steers_the_fit_and_reaches_every_path():
+    """Weighting one class up moves the predictions its way; partial_fit,
+    early stopping (a weighted validation score) and GridSearchCV's fit
+    parameters take the weights; bad weights are refused by name."""
+    X, y = fixed_last_step(n=120)
+    y = np.where(np.arange(120) % 3 == 0, 1, y)                  # some label noise
+    common = dict(hidden_size=8, max_iter=25, random_state=0)
+    plain = RNNClassifier(**common).fit(X, y)
+    heavy = RNNClassifier(**common).fit(X, y, sample_weight=np.where(y == 1, 20.0, 1.0))
+    assert heavy.predict_proba(X)[:, 1].mean() > plain.predict_proba(X)[:, 1].mean() + 0.05
+    w = np.linspace(0.5, 2.0, 120)
+    inc = RNNClassifier(**common)
+    inc.partial_fit(X, y, sample_weight=w, classes=[0, 1])
+    inc.partial_fit(X, y, w)                                     # MLP's order of arguments
+    assert inc.n_iter_ == 2
+    RNNClassifier(**common, early_stopping=True).fit(X, y, sample_weight=w)
+    RNNRegressor(**common, early_stopping=True).fit(X, X[:, -1, 0], sample_weight=w)
+    search = GridSearchCV(RNNClassifier(**common), {"hidden_size": [4, 8]}, cv=2)
+    search.fit(X, y, sample_weight=w)
+    assert search.best_params_["hidden_size"] in (4, 8)
+    for bad, message in (([1.0] * 3, "sample_weight.shape == (3,), expected (120,)"),
+                         (-w, "Negative values in data passed to `sample_weight`"),
+                         (0 * w, "Sample weights must contain at least one non-zero")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            RNNClassifier(**common).fit(X, y, sample_weight=np.asarray(bad))

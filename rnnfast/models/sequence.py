@@ -129,9 +129,11 @@ class _SequenceModel(Model):
         """Raw scores in evaluation mode (see the subclass for the shape)."""
         return self._in_eval(self._scores, X, lengths)
 
-    def forward(self, X, y, lengths=None):
+    def forward(self, X, y, lengths=None, sample_weight=None):
+        """The loss of a batch (training mode).  sample_weight (N,): each
+        sample's weight in the mean (rnnfast.losses; None: all 1)."""
         scores = self._scores(X, lengths)
-        return self._loss(scores, y)
+        return self._loss(scores, y, sample_weight)
 
     def backward(self, dout=1.0):
         self._backward_features(self.affine.backward(self.loss_layer.backward(dout)))
@@ -150,7 +152,7 @@ class SequenceClassifier(_SequenceModel):
                          random_state, n_classes=self.n_classes)
         self.loss_layer = SoftmaxWithLoss()
 
-    def _loss(self, scores, y):
+    def _loss(self, scores, y, sample_weight=None):
         y = np.asarray(y)
         if y.shape != scores.shape[:1]:
             raise ValueError(f"y: expected shape ({scores.shape[0]},), got shape {y.shape}")
@@ -160,7 +162,7 @@ class SequenceClassifier(_SequenceModel):
             # every sample counts here: no ignore_label in a many-to-one classifier
             raise ValueError(f"y: class ids must lie in 0..{self.n_classes - 1}, got min "
                              f"{y.min()} and max {y.max()} (shape {y.shape})")
-        return self.loss_layer.forward(scores, y)
+        return self.loss_layer.forward(scores, y, sample_weight=sample_weight)
 
     def predict_proba(self, X, lengths=None):
         """Class probabilities (N, n_classes)."""
@@ -185,12 +187,12 @@ class SequenceRegressor(_SequenceModel):
                          huber_delta=huber_delta)
         self.loss_layer = MSELoss() if loss == "squared_error" else HuberLoss(huber_delta)
 
-    def _loss(self, scores, y):
+    def _loss(self, scores, y, sample_weight=None):
         y = np.asarray(y)
         if y.ndim == 1 and self.n_outputs == 1:
             y = y[:, None]
         y = check_array(y, "y", self.dtype, (scores.shape[0], self.n_outputs))
-        return self.loss_layer.forward(scores, y)
+        return self.loss_layer.forward(scores, y, sample_weight=sample_weight)
 
 
 class SequenceTagger(_SequenceModel):
@@ -208,7 +210,7 @@ class SequenceTagger(_SequenceModel):
                          random_state, n_tags=self.n_tags, ignore_label=ignore_label)
         self.loss_layer = TimeSoftmaxWithLoss(ignore_label=ignore_label)
 
-    def _loss(self, scores, y):
+    def _loss(self, scores, y, sample_weight=None):
         N, T, _ = scores.shape
         y = np.asarray(y)
         if y.shape != (N, T):
@@ -225,4 +227,4 @@ class SequenceTagger(_SequenceModel):
             raise ValueError(f"y: tag ids must lie in 0..{self.n_tags - 1} (or equal "
                              f"ignore_label={self.loss_layer.ignore_label}), got "
                              f"{y[bad][0]}")
-        return self.loss_layer.forward(scores, y, mask)
+        return self.loss_layer.forward(scores, y, mask, sample_weight=sample_weight)
