@@ -322,8 +322,12 @@ class StepDecay:
         self.lr0 = optimizer.lr if lr0 is None else _check_rate(lr0, "lr0")
 
     def lr_at(self, epoch):
-        """lr0 * decay ** max(0, epoch - start_epoch); changes nothing."""
-        return self.lr0 * self.decay ** max(0, epoch - self.start_epoch)
+        """lr0 * decay ** max(0, epoch - start_epoch); changes nothing.
+        epoch: an integer >= 1."""
+        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral) or epoch < 1:
+            raise ValueError(f"epoch: expected an integer >= 1 (epochs count from 1), "
+                             f"got {epoch!r}")
+        return self.lr0 * self.decay ** max(0, int(epoch) - self.start_epoch)
 
     def step(self, epoch):
         """Set optimizer.lr to lr_at(epoch) (epoch counts from 1) and

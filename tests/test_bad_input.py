@@ -407,7 +407,7 @@ CASES = [
      V, r"ids must lie in 0\.\.9 \(vocab_size=10\), got min 1 and max 10"),
     ("lm-ids-float", lambda: models.RnnLM(10, hidden_size=4).forward(
         np.array([[1.5, 2]]), np.array([[1, 2]])),
-     T, r"ids: expected integer ids.*float64"),
+     T, r"ids: expected integer ids of shape \(N, T\), got dtype float64"),
     ("lm-targets-wrong-shape", lambda: models.RnnLM(10, hidden_size=4).forward(
         np.array([[1, 2]]), np.array([[1, 2, 3]])),
      V, r"ts: expected shape \(1, 2\), got shape \(1, 3\)"),
@@ -416,6 +416,9 @@ CASES = [
     ("lm-too-large-to-allocate", lambda: models.RnnLM(10 ** 7, hidden_size=10 ** 6),
      M, r"allocate"),
     ("lm-T0-works", works_lm_empty, None, None),
+    ("seq2seq-encoder-backward-first", lambda: models.seq2seq.Encoder(
+        10, 4, 5, np.random.default_rng(0), np.float32).backward(np.zeros((2, 5), f32)),
+     R, r"Encoder\.backward needs a forward first"),
     ("seq2seq-start-id", lambda: models.Seq2seq(10, 4, 5).generate(np.array([[1, 2]]), 99, 3),
      V, r"start_id: ids must lie in 0\.\.9"),
     ("seq2seq-empty-source", lambda: models.Seq2seq(10, 4, 5).forward(

@@ -118,6 +118,10 @@ def test_step_decay_zaremba():
     lrs = [sched.step(epoch) for epoch in range(1, 8)]
     assert lrs == [1.0, 1.0, 1.0, 1.0, 0.5, 0.25, 0.125]
     assert opt.lr == 0.125
+    for bad in (0, -3, 2.5, True, "5"):                 # epochs count from 1
+        with pytest.raises(ValueError, match=r"epoch: expected an integer >= 1"):
+            sched.step(bad)
+    assert opt.lr == 0.125
 
 
 def test_reduce_on_plateau_textbook():

@@ -9,7 +9,7 @@ N*T ids.
 """
 import numpy as np
 
-from .._validation import check_array
+from .._validation import _describe, check_array
 from ._common import as_param, no_forward, weight_dtype
 
 
@@ -17,7 +17,7 @@ def check_ids(ids, name, vocab_size, expected):
     """Integer ids of shape `expected`, each in 0..vocab_size-1, as intp."""
     arr = np.asarray(ids)
     if arr.dtype.kind not in "iu":
-        raise TypeError(f"{name}: expected integer ids of shape {expected}, "
+        raise TypeError(f"{name}: expected integer ids of shape {_describe(expected)}, "
                         f"got dtype {arr.dtype}")
     # The range before the cast to intp, so that a huge unsigned id is
     # neither wrapped to a negative one nor reported as one.

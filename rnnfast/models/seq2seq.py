@@ -65,6 +65,9 @@ class Encoder(_Part):
     def backward(self, dh):
         """dh (N, H), an ndarray, -> None; fills grads (the gradient enters
         at the last step only)."""
+        if self._shape is None:
+            raise RuntimeError(f"{type(self).__name__}.backward needs a forward first")
+        dh = np.asarray(dh)
         dhs = np.zeros(self._shape, dh.dtype)
         dhs[:, -1, :] = dh
         self.embed.backward(self.lstm.backward(dhs))
