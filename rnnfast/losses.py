@@ -132,6 +132,9 @@ class _SoftmaxLoss:
         self._cache = None
 
     def forward(self, xs, ts, mask=None, sample_weight=None):
+        """The loss (a float) of logits xs and int targets ts (see the
+        subclass for the shapes); mask and sample_weight as in the module
+        doc.  Keeps the softmax for backward."""
         dt = _float_dtype(xs)
         xs = check_array(xs, "xs", dt, self._lead + ("V",))
         lead, V = xs.shape[:-1], xs.shape[-1]
@@ -164,6 +167,7 @@ class _SoftmaxLoss:
         return float(-logp_t.sum() / denom)
 
     def backward(self, dout=1.0):
+        """d(loss * dout)/d(xs), of xs's shape and dtype."""
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         e, z, share, rows, cls, denom, shape = self._cache
@@ -214,6 +218,7 @@ class TimeSigmoidWithLoss:
         self._cache = None
 
     def forward(self, xs, ts, mask=None):
+        """The loss (a float); keeps sigmoid(xs) for backward."""
         dt = _float_dtype(xs)
         xs = np.asarray(xs)
         if xs.ndim not in (2, 3):
@@ -236,6 +241,7 @@ class TimeSigmoidWithLoss:
         return float((loss * w).sum(dtype=np.float64) / denom)
 
     def backward(self, dout=1.0):
+        """d(loss * dout)/d(xs), of xs's shape and dtype."""
         if self._cache is None:
             raise RuntimeError("TimeSigmoidWithLoss.backward called before forward")
         sig, ts, w, denom = self._cache
@@ -272,6 +278,7 @@ class _RegressionLoss:
         return float((loss * wb).sum() / denom)
 
     def backward(self, dout=1.0):
+        """d(loss * dout)/d(y), of y's shape and dtype."""
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         g, n = self._cache
@@ -282,6 +289,8 @@ class MSELoss(_RegressionLoss):
     """mean((y - t)^2) over all elements (PyTorch's MSELoss); y, t same shape."""
 
     def forward(self, y, t, sample_weight=None):
+        """The mean squared error (a float); sample_weight (N,) weighs the
+        rows (module doc)."""
         y, t = self._check(y, t)
         d = y - t
         return self._reduce(np.square(d, dtype=np.float64), 2 * d, sample_weight)
@@ -298,6 +307,8 @@ class HuberLoss(_RegressionLoss):
         super().__init__()
 
     def forward(self, y, t, sample_weight=None):
+        """The mean Huber loss (a float); sample_weight (N,) weighs the rows
+        (module doc)."""
         y, t = self._check(y, t)
         d = y - t
         small = np.abs(d) <= self.delta

@@ -16,12 +16,15 @@ CELLS = {"rnn": networks.RNN, "lstm": networks.LSTM, "gru": networks.GRU}
 
 
 def check_cell(cell):
+    """`cell` if it is 'rnn', 'lstm' or 'gru', else a ValueError naming it."""
     if cell not in CELLS:
         raise ValueError(f"cell: expected one of {tuple(CELLS)}, got {cell!r}")
     return cell
 
 
 def check_probability(value, name):
+    """`value` as a float in [0, 1) (a dropout rate), else a ValueError
+    naming `name`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
         raise ValueError(f"{name}: expected a probability in [0, 1), got {value!r}")
     return float(value)
@@ -61,6 +64,9 @@ class Model:
         self.params, self.grads = list(params), list(grads)
 
     def train(self, mode=True):
+        """Training mode (mode=True) or evaluation mode (False) for the
+        model and every layer that has modes (dropout on or off; the
+        networks save what backward needs only in training).  Returns self."""
         self.training = bool(mode)
         for layer in self.layers:
             if hasattr(layer, "train"):
@@ -68,6 +74,7 @@ class Model:
         return self
 
     def eval(self):
+        """Evaluation mode: train(False).  Returns self."""
         return self.train(False)
 
     def get_config(self):

@@ -136,6 +136,7 @@ class _SequenceModel(Model):
         return self._loss(scores, y, sample_weight)
 
     def backward(self, dout=1.0):
+        """Backpropagate the last forward's loss (times dout): fills grads."""
         self._backward_features(self.affine.backward(self.loss_layer.backward(dout)))
 
 
