@@ -466,3 +466,47 @@ def test_predict_scores_from_two_threads_keeps_the_training_mode(rng):
         t.join(10)
     assert sorted(modes) == [(0, False, False), (1, False, False)]
     assert model.training and model.network.training and model.head_dropout.training
+
+
+@pytest.mark.parametrize("make", [
+    lambda: RnnLM(13, hidden_size=6, num_layers=2, random_state=0),
+    lambda: Seq2seq(13, 5, 6, random_state=0),
+    lambda: AttentionSeq2seq(13, 5, 6, random_state=0)], ids=["RnnLM", "Seq2seq",
+                                                               "AttentionSeq2seq"])
+def test_threads_decoding_with_one_model_get_their_own_results(make):
+    """Decoding keeps its state on the model's layers, and the kernels
+    release the GIL: threads sharing one model take turns (a lock a model),
+    so each gets what it would alone.  A pause after every recurrent call
+    hands the GIL over mid-decoding, where the states would mix."""
+    import threading
+    import time
+    model = make()
+    rng = np.random.default_rng(1)
+    prompts = [rng.integers(0, 13, (2, 4)) for _ in range(4)]
+
+    def decode(x):
+        if isinstance(model, RnnLM):
+            return model.generate(x, 6, temperature=0)
+        return model.generate(x, 1, 6)
+    alone = [decode(x) for x in prompts]
+    recurrent = model.network if isinstance(model, RnnLM) else model.decoder.lstm
+    real = recurrent.forward
+
+    def forward_then_pause(*args, **kwargs):
+        out = real(*args, **kwargs)
+        time.sleep(0.001)
+        return out
+    recurrent.forward = forward_then_pause
+    got = [None] * 4
+
+    def run(i):
+        got[i] = [decode(prompts[i]) for _ in range(3)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for i in range(4):
+        for result in got[i]:
+            np.testing.assert_array_equal(result, alone[i])
+    assert model.training

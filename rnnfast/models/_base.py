@@ -88,7 +88,21 @@ class Model:
         state = self.__dict__.copy()
         state.pop("_eval_users", None)
         state.pop("_eval_restore", None)
+        state.pop("_decode_lock", None)         # a lock cannot be pickled; made anew
         return state
+
+    def _decoding(self):
+        """The lock of the calls that keep a decoding state on the model's
+        layers (generate, RnnLM.predict, perplexity): one at a time per
+        model.  The kernels release the GIL, so two threads decoding with
+        one model would otherwise interleave their states and get wrong
+        ids.  (Other predictions need no lock: a network's evaluation
+        forward keeps no state.)  Made on first use."""
+        lock = self.__dict__.get("_decode_lock")
+        if lock is None:
+            with _EVAL_LOCK:
+                lock = self.__dict__.setdefault("_decode_lock", threading.RLock())
+        return lock
 
     def _in_eval(self, fn, *args, **kwargs):
         """Run fn in evaluation mode and restore the mode afterwards.

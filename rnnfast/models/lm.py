@@ -115,7 +115,8 @@ class RnnLM(Model):
     def predict(self, xs):
         """Logits (N, T, V) for ids xs (N, T), in evaluation mode (no
         dropout).  Advances the carried state like forward."""
-        return self._in_eval(self._scores, xs)
+        with self._decoding():
+            return self._in_eval(self._scores, xs)
 
     def forward(self, xs, ts, mask=None):
         """Loss for ids xs and next-token targets ts, both (N, T)."""
@@ -170,6 +171,10 @@ class RnnLM(Model):
         if np.unique(skip).size >= self.vocab_size:
             raise ValueError("skip_ids: would exclude every token of the vocabulary")
         rng = as_generator(random_state)
+        with self._decoding():
+            return self._generate(ids, length, temperature, top_k, skip, rng, single)
+
+    def _generate(self, ids, length, temperature, top_k, skip, rng, single):
         saved = self.network.state
         was_training = self.training
         self.eval()
@@ -226,18 +231,19 @@ def perplexity(model, corpus, batch_size=10, time_size=35):
         raise ValueError(f"corpus: needs more than batch_size={N} ids, got {corpus.size}")
     xs = corpus[:N * L].reshape(N, L)
     ts = corpus[1:N * L + 1].reshape(N, L)
-    saved = model.network.state
-    was_training = model.training
-    model.eval()
-    model.reset_state()
-    total = 0.0
-    try:
-        for s in range(0, L, T):           # chunks of T steps, not single steps
-            scores = model._scores(xs[:, s:s + T])
-            logp_t, _, _ = picked_log_softmax(scores.reshape(-1, scores.shape[-1]),
-                                              ts[:, s:s + T].reshape(-1))
-            total -= logp_t.sum()
-    finally:
-        model.network.state = saved
-        model.train(was_training)
+    with model._decoding():                 # it carries the state across chunks
+        saved = model.network.state
+        was_training = model.training
+        model.eval()
+        model.reset_state()
+        total = 0.0
+        try:
+            for s in range(0, L, T):           # chunks of T steps, not single steps
+                scores = model._scores(xs[:, s:s + T])
+                logp_t, _, _ = picked_log_softmax(scores.reshape(-1, scores.shape[-1]),
+                                                  ts[:, s:s + T].reshape(-1))
+                total -= logp_t.sum()
+        finally:
+            model.network.state = saved
+            model.train(was_training)
     return float(np.exp(total / (N * L)))

@@ -286,7 +286,8 @@ class Seq2seq(Model):
         xs = self._check(xs.reshape(1, -1) if single else xs)
         check_ids([start_id], "start_id", self.vocab_size, (1,))
         sample_size = check_int(sample_size, "sample_size", minimum=0)
-        out = self._in_eval(self._generate, xs, start_id, sample_size)
+        with self._decoding():          # the decoder's LSTM carries the state
+            out = self._in_eval(self._generate, xs, start_id, sample_size)
         return out[0] if single else out
 
     def _generate(self, xs, start_id, sample_size):
