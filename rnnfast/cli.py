@@ -443,7 +443,9 @@ def _add_training_commands(sub):
 def build_parser():
     """The argparse parser of `rnnfast`: one subcommand (info, bench,
     train-lm, generate, train-seq2seq, demo) each, its function in `func`."""
+    from . import __version__
     parser = argparse.ArgumentParser(prog="rnnfast", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"rnnfast {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("info", help="version, BLAS library and kernel, build flags")
     p.set_defaults(func=cmd_info)

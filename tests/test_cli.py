@@ -219,3 +219,11 @@ def test_bench_refuses_counts_below_one_by_name(capsys, option, value):
         main(["bench", "--cells", "rnn", "--configs", "tiny", "--impls", "rnnfast",
               option, value])
     assert exc.value.code == 2 and option in capsys.readouterr().err
+
+
+def test_version(capsys):
+    import rnnfast
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"rnnfast {rnnfast.__version__}"
