@@ -17,7 +17,8 @@ estimates) is kept per distinct array in order of first appearance, so pass
 the same list in the same order each time.
 
 weight_decay adds ``weight_decay * param`` to the gradient before the
-update (coupled L2, PyTorch's ``weight_decay``).
+update (coupled L2, PyTorch's ``weight_decay``), except in AdamW, which
+shrinks the param itself (decoupled, Loshchilov & Hutter 2019).
 """
 import math
 import numbers
@@ -74,6 +75,7 @@ class Optimizer:
     _layout_key = None          # ids and shapes of that list
     _layout_params = None       # its arrays, kept alive so that their ids stay theirs
     _layout = None              # _distinct() of it
+    _decoupled_decay = False    # AdamW: weight_decay shrinks params, not added to grads
 
     def __init__(self, lr, weight_decay=0.0):
         self.lr = _check_rate(lr, "lr")
@@ -140,7 +142,7 @@ class Optimizer:
                     raise ValueError(f"params[{i}]: shape {entry[0].shape} when this "
                                      f"optimizer's state was built, now {p.shape}; use a "
                                      f"new optimizer")
-        if self.weight_decay:
+        if self.weight_decay and not self._decoupled_decay:
             grads = [g + self.weight_decay * p for p, g in zip(params, grads)]
         return params, grads
 
@@ -267,6 +269,23 @@ class Adam(Optimizer):
             v *= b2
             v += (1 - b2) * g * g
             p -= (self.lr / c1) * m / (np.sqrt(v / c2) + self.eps)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019), as
+    ``torch.optim.AdamW``: p *= 1 - lr * weight_decay, then Adam's step on
+    the gradient alone.  Default weight_decay 0.01, PyTorch's."""
+    _decoupled_decay = True
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+        super().__init__(lr, beta1, beta2, eps, weight_decay)
+
+    def _update(self, params, grads):
+        if self.weight_decay:
+            shrink = 1 - self.lr * self.weight_decay
+            for p in params:
+                p *= shrink
+        super()._update(params, grads)
 
 
 def _distinct_arrays(arrays):

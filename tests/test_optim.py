@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from rnnfast.optim import (SGD, AdaGrad, Adam, Momentum, Nesterov, ReduceOnPlateau,
+from rnnfast.optim import (SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, ReduceOnPlateau,
                            RMSprop, StepDecay, clip_grads)
 
 G1, G2 = 0.5, 0.2          # the gradients of step 1 and step 2; p starts at 1.0
@@ -146,6 +146,8 @@ TORCH_TWINS = {            # rnnfast optimizer -> the torch.optim one with the s
                 lambda t, p: t.optim.RMSprop(p, lr=0.01, alpha=0.99, eps=1e-8)),
     "adam": (lambda: Adam(lr=0.1, eps=1e-8, weight_decay=0.01),
              lambda t, p: t.optim.Adam(p, lr=0.1, eps=1e-8, weight_decay=0.01)),
+    "adamw": (lambda: AdamW(lr=0.1, eps=1e-8, weight_decay=0.05),
+              lambda t, p: t.optim.AdamW(p, lr=0.1, eps=1e-8, weight_decay=0.05)),
 }
 
 
@@ -297,3 +299,26 @@ def test_pickled_or_copied_optimizer_holds_its_state_not_the_params(cls, how):
     opt.update(params, grads)
     np.testing.assert_array_equal(W2, W)
     np.testing.assert_array_equal(b2, b)
+
+
+def test_adamw_decays_the_params_not_the_gradient_as_torch(torch):
+    """AdamW's weight decay shrinks the params (decoupled), unlike Adam's
+    (added to the gradient); against torch.optim.AdamW over 6 steps with an
+    lr change, and its state through a checkpoint."""
+    rng = np.random.default_rng(3)
+    p0 = rng.standard_normal((3, 4))
+    p, q = p0.copy(), p0.copy()
+    opt, coupled = AdamW(lr=0.1, weight_decay=0.05), Adam(lr=0.1, weight_decay=0.05)
+    tp = torch.tensor(p0, requires_grad=True)
+    topt = torch.optim.AdamW([tp], lr=0.1, weight_decay=0.05)
+    for k in range(6):
+        g = rng.standard_normal((3, 4))
+        if k == 3:
+            opt.lr = topt.param_groups[0]["lr"] = 0.02
+        opt.update([p], [g])
+        coupled.update([q], [g])
+        tp.grad = torch.tensor(g)
+        topt.step()
+        np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+    assert np.abs(p - q).max() > 1e-3                  # not Adam's coupled L2
+    assert AdamW().weight_decay == 0.01 == torch.optim.AdamW([tp]).defaults["weight_decay"]
