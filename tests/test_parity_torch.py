@@ -94,19 +94,27 @@ def _check_parity(torch, kind, num_layers, bidirectional, lengths, dtype=None, n
     state = (h0.detach().numpy(), c0.detach().numpy()) if is_lstm else h0.detach().numpy()
     hs, our_fin = net.forward(x.detach().numpy(), state, lengths)
     assert hs.dtype == out.detach().numpy().dtype
+    _compare_and_backward(net, close, is_lstm, (hs, our_fin), out,
+                          fin if is_lstm else (fin, None), (g_out, g_h, g_c), (x, h0, c0))
+    _assert_param_grads(net, module, kind, close)
+
+
+def _compare_and_backward(net, close, is_lstm, ours, out, fins, douts, leaves):
+    """Our outputs and final states against torch's, then our backward of
+    the same dL/d(outputs, h_n, c_n) against torch's grads of x, h0 (c0)."""
+    (hs, our_fin), (h_n, c_n), (g, g_h, g_c), (x, h0, c0) = ours, fins, douts, leaves
     close(hs, out.detach().numpy(), "outputs")
     if is_lstm:
-        close(our_fin[0], fin[0].detach().numpy(), "h_n")
-        close(our_fin[1], fin[1].detach().numpy(), "c_n")
-        dxs = net.backward(g_out.numpy(), (g_h.numpy(), g_c.numpy()))
+        close(our_fin[0], h_n.detach().numpy(), "h_n")
+        close(our_fin[1], c_n.detach().numpy(), "c_n")
+        dxs = net.backward(g.numpy(), (g_h.numpy(), g_c.numpy()))
         close(net.dstate[0], h0.grad.numpy(), "dh0")
         close(net.dstate[1], c0.grad.numpy(), "dc0")
     else:
-        close(our_fin, fin.detach().numpy(), "h_n")
-        dxs = net.backward(g_out.numpy(), g_h.numpy())
+        close(our_fin, h_n.detach().numpy(), "h_n")
+        dxs = net.backward(g.numpy(), g_h.numpy())
         close(net.dstate, h0.grad.numpy(), "dh0")
     close(dxs, x.grad.numpy(), "dx")
-    _assert_param_grads(net, module, kind, close)
 
 
 def _close64(ours, theirs, what):
@@ -435,18 +443,8 @@ def test_dropout_parity(torch, kind, num_layers, bidirectional, ragged, dtype):
     if is_lstm:
         loss = loss + (c_n * g_c).sum()
     loss.backward()
-    close(hs, inp.detach().numpy(), "outputs")
-    if is_lstm:
-        close(our_fin[0], h_n.detach().numpy(), "h_n")
-        close(our_fin[1], c_n.detach().numpy(), "c_n")
-        dxs = net.backward(g.numpy(), (g_h.numpy(), g_c.numpy()))
-        close(net.dstate[0], h0.grad.numpy(), "dh0")
-        close(net.dstate[1], c0.grad.numpy(), "dc0")
-    else:
-        close(our_fin, h_n.detach().numpy(), "h_n")
-        dxs = net.backward(g.numpy(), g_h.numpy())
-        close(net.dstate, h0.grad.numpy(), "dh0")
-    close(dxs, x.grad.numpy(), "dxs")
+    _compare_and_backward(net, close, is_lstm, (hs, our_fin), inp, (h_n, c_n),
+                          (g, g_h, g_c), (x, h0, c0))
     for layer, one in enumerate(layers):
         _assert_param_grads(net, one, kind, close, layer_map=layer)
 
