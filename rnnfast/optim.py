@@ -301,7 +301,14 @@ def global_norm(grads):
     total = 0.0
     for g in _distinct_arrays(grads):
         v = g.reshape(-1)
-        total += float(np.dot(v, v))
+        with np.errstate(over="ignore"):
+            sq = float(np.dot(v, v))
+        if not math.isfinite(sq) and v.dtype.itemsize < 8:
+            # float32 squares can overflow where the norm is finite (|g| ~
+            # 1e19, the very gradients clipping is for): again in float64
+            v = v.astype(np.float64)
+            sq = float(np.dot(v, v))
+        total += sq
     return math.sqrt(total)
 
 

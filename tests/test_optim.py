@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rnnfast.optim import (SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, ReduceOnPlateau,
-                           RMSprop, StepDecay, clip_grads)
+                           RMSprop, StepDecay, clip_grads, global_norm)
 
 G1, G2 = 0.5, 0.2          # the gradients of step 1 and step 2; p starts at 1.0
 
@@ -110,6 +110,20 @@ def test_clip_grads_leaves_non_finite_grads_alone():
         assert not math.isfinite(norm)
         np.testing.assert_array_equal(g, [bad, 1.0])
         np.testing.assert_array_equal(h, [2.0])
+
+
+def test_clip_grads_float32_norm_past_float32_range():
+    """A float32 gradient whose squares overflow float32 (entries ~1e20) has
+    a finite norm: clip_grads scales it (as before global_norm, which summed
+    the squares in float64), and the Trainer's global_norm says it is finite."""
+    g = np.full(10, 1e20, np.float32)
+    expected = math.sqrt(10) * 1e20
+    assert global_norm([g]) == pytest.approx(expected, rel=1e-6)
+    norm = clip_grads([g], 1.0)
+    assert norm == pytest.approx(expected, rel=1e-6)
+    assert float(np.sqrt(np.square(g, dtype=np.float64).sum())) == pytest.approx(1.0, rel=1e-5)
+    many = np.full(10 ** 6, 1e17, np.float32)        # each square fits, their sum does not
+    assert global_norm([many]) == pytest.approx(1e20, rel=1e-5)
 
 
 def test_step_decay_zaremba():
