@@ -89,19 +89,32 @@ class _Network:
         self.grads = [np.zeros_like(p) for p in self.params]
         # params and grads are public lists: kept to check them before each kernel.
         self._shapes = [p.shape for p in self.params]
-        # Without biases the kernels still take one per direction: zeros,
-        # read-only, stand in for it, and a scratch array takes its gradient.
+        self._make_bias_stand_ins()
+        self._dropout_rng = np.random.default_rng(rng.integers(2 ** 63))
+        self.training = True
+        self.state = None          # carried between forwards when stateful
+        self.dstate = None
+        self._caches = None
+
+    def _make_bias_stand_ins(self):
+        """Without biases the kernels still take one per direction: zeros,
+        read-only, stand in for it, and a scratch array takes its gradient."""
+        b_shape = bias_shape(self.cell, self.hidden_size, self._reset_after)
         directions = self.num_layers * self.num_directions
         self._zero_biases = [np.zeros(b_shape, self.dtype) for _ in range(directions)]
         for b in self._zero_biases:
             b.flags.writeable = False
         self._bias_grad_scratch = [np.zeros(b_shape, self.dtype) for _ in range(directions)]
         self._kernel_shapes = self._with_biases(self._shapes, [b_shape] * directions)
-        self._dropout_rng = np.random.default_rng(rng.integers(2 ** 63))
-        self.training = True
-        self.state = None          # carried between forwards when stateful
-        self.dstate = None
-        self._caches = None
+
+    def __setstate__(self, state):
+        # pickle and deepcopy give writable copies of the read-only zero
+        # biases (numpy keeps no writeable flag), and a network pickled
+        # before bias=False existed has neither `bias` nor the stand-ins:
+        # made anew here (they hold nothing but zeros).
+        self.__dict__.update(state)
+        self.__dict__.setdefault("bias", True)
+        self._make_bias_stand_ins()
 
     # -------------------------------------------------------------- modes
     @property

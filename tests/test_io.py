@@ -25,6 +25,37 @@ NETWORKS = [(rnnfast.RNN, dict(nonlinearity="relu")), (rnnfast.LSTM, {}),
             (rnnfast.LSTM, dict(bias=False)), (rnnfast.GRU, dict(bias=False))]
 
 
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_network_copy_keeps_zero_biases_read_only(how):
+    """A bias=False network runs its kernels with read-only zero biases;
+    numpy's copies are writable, so a copy makes its own read-only ones."""
+    import copy
+    net = rnnfast.GRU(3, 4, num_layers=2, bidirectional=True, bias=False, random_state=0)
+    twin = copy.deepcopy(net) if how == "deepcopy" else pickle.loads(pickle.dumps(net))
+    assert len(twin._zero_biases) == 4
+    assert all(not b.flags.writeable and not b.any() for b in twin._zero_biases)
+    xs = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(twin.forward(xs)[0], net.forward(xs)[0])
+
+
+def test_network_pickled_before_bias_false_still_runs():
+    """A network pickled before bias=False existed (no `bias`, no zero
+    biases in its state, e.g. in an estimator's joblib file) unpickles as a
+    network with biases that runs as before."""
+    net = rnnfast.LSTM(3, 4, num_layers=2, random_state=0)
+    state = dict(net.__dict__)
+    for name in ("bias", "_zero_biases", "_bias_grad_scratch", "_kernel_shapes"):
+        del state[name]
+    net.__getstate__ = lambda: state            # what the old version pickled
+    old = pickle.loads(pickle.dumps(net))
+    del net.__getstate__
+    assert old.bias is True and "bias=False" not in repr(old)
+    xs = np.random.default_rng(0).standard_normal((2, 5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(old.forward(xs)[0], net.forward(xs)[0])
+    np.testing.assert_array_equal(old.forward(xs, lengths=[5, 2])[0],
+                                  net.forward(xs, lengths=[5, 2])[0])
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cls,extra", NETWORKS)
 def test_network_round_trip_is_bit_exact(tmp_path, cls, extra, dtype):
