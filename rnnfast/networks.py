@@ -164,6 +164,19 @@ class _Network:
         return out
 
     # -------------------------------------------------------------- checks
+    def _check_layout(self, arrays, name):
+        """The kernels index `arrays` ([Wx, Wh, b] per layer and direction)
+        by num_layers and directions without a check: a list that does not
+        fit (bias, num_layers or bidirectional set after construction) is
+        refused here, not read out of bounds."""
+        directions = 2 if self.bidirectional else 1
+        if len(arrays) != 3 * self.num_layers * directions:
+            raise ValueError(
+                f"{type(self).__name__}.{name}: {len(self._shapes)} arrays do not fit "
+                f"bias={self.bias}, num_layers={self.num_layers}, bidirectional="
+                f"{self.bidirectional}; these are fixed when the network is built "
+                f"(changed since?): build a new network")
+
     def _param_names(self, prefix):
         per = self._per_direction
         return [f"[{i}] ({prefix}{('Wx', 'Wh', 'b')[i % per]} of layer "
@@ -220,6 +233,7 @@ class _Network:
             check_live_arrays(params, lambda: self._param_names(""), self._shapes, dtype,
                               f"{type(self).__name__}.params")
         params = self._with_biases(params, self._zero_biases)
+        self._check_layout(params, "params")
         if state is None and self.stateful and self.state is not None:
             if self._state_batch(self.state) != N:
                 raise ValueError(f"xs: this stateful network carries a state of batch "
@@ -286,6 +300,7 @@ class _Network:
         dh0, dc0 = dstate if has_c else (dstate, None)
         self._caches = None
         grads = self._with_biases(grads, self._bias_grad_scratch)
+        self._check_layout(grads, "grads")
         dxs = network_backward(caches, masks, dout, dh0, dc0, grads, self.input_size,
                                self.num_layers, D, H, True)
         self.dstate = (dh0, dc0) if has_c else dh0

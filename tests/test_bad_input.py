@@ -374,6 +374,18 @@ CASES = [
     ("net-no-bias-grads-appended", lambda: (net := net_forwarded(rnnfast.LSTM(
         3, 4, bias=False))).grads.append(np.zeros(16, f32)) or net.backward(np.ones((2, 5, 4))),
      V, r"LSTM\.grads: expected 2 arrays, got 3"),
+    # bias is fixed at construction: changed afterwards, the kernels were
+    # given a list that did not fit their layers (a segfault)
+    ("net-bias-set-false-after-construction", lambda: setattr(
+        net := rnnfast.LSTM(3, 4, num_layers=2), "bias", False) or net.forward(xs3()),
+     V, r"LSTM\.params: 6 arrays do not fit bias=False, num_layers=2, bidirectional=False"),
+    ("net-bias-set-true-after-construction", lambda: setattr(
+        net := rnnfast.GRU(3, 4, bias=False), "bias", True) or net.forward(xs3()),
+     V, r"GRU\.params: 2 arrays do not fit bias=True, num_layers=1"),
+    ("net-bias-set-false-before-backward", lambda: setattr(
+        net := net_forwarded(rnnfast.RNN(3, 4, num_layers=2)), "bias", False)
+        or net.backward(np.ones((2, 5, 4), f32)),
+     V, r"RNN\.grads: 6 arrays do not fit bias=False"),
     ("net-params-replaced-dtype", lambda: replaced(
         (net := rnnfast.RNN(3, 4)).params, 0, np.zeros((3, 4))) and net.forward(xs3()),
      T, r"RNN\.params\[0\] \(Wx of layer 0\): expected dtype float32 \(shape \(3, 4\)\), "
