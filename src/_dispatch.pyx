@@ -544,6 +544,18 @@ def zero_state(Py_ssize_t layers, Py_ssize_t N, Py_ssize_t H, dtype, bint pair):
     return (h, cnp.PyArray_ZEROS(3, dims, typenum, 0)) if pair else h
 
 
+cdef inline _check_param_count(list arrays, str name, Py_ssize_t num_layers,
+                               Py_ssize_t num_dirs):
+    """The layers index arrays[3k..3k+2] for k < num_layers * num_dirs,
+    unchecked: a list of another length (a network's num_layers or
+    bidirectional changed after it was built) is refused, not read past
+    its end."""
+    if len(arrays) != 3 * num_layers * num_dirs:
+        raise ValueError(f"{name}: {len(arrays)} arrays for {num_layers} layers of "
+                         f"{num_dirs} directions ([Wx, Wh, b] each); the network's sizes "
+                         f"are fixed when it is built")
+
+
 def network_forward(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
                     Py_ssize_t num_layers, Py_ssize_t num_dirs, Py_ssize_t H,
                     bint training, bint relu, bint reset_after, dropout_mask,
@@ -557,6 +569,7 @@ def network_forward(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
     Returns (last output, [DirectionCache] when training, [mask or None per
     layer]).  Inference without a dropout mask runs through _infer_layers
     when it takes the call."""
+    _check_param_count(params, "params", num_layers, num_dirs)
     if not training and dropout_mask is None and _direct_infer_on:
         x = _infer_layers(cell, xs, params, h_n, c_n, lengths, num_layers, num_dirs, H,
                           relu, reset_after, check_xs)
@@ -631,7 +644,7 @@ def network_forward_common(cell, xs, list params, list shapes, dtype,
     then None; item 93)."""
     cdef cnp.ndarray arr
     cdef cnp.npy_intp dims[3]
-    if not float_array_match(xs, dtype, 3):
+    if not float_array_match(xs, dtype, 3) or len(params) != 3 * num_layers * num_dirs:
         return None
     arr = <cnp.ndarray> xs
     if (cnp.PyArray_DIM(arr, 2) != input_size
@@ -789,6 +802,10 @@ def network_backward(list caches, list masks, dout, dh0, dc0, list grads,
     cdef Py_ssize_t N = cnp.PyArray_DIM(dout, 0), T = cnp.PyArray_DIM(dout, 1)
     cdef int typenum = cnp.PyArray_TYPE(dout)
     cdef Py_ssize_t layer, d, k
+    _check_param_count(grads, "grads", num_layers, num_dirs)
+    if len(caches) != num_layers * num_dirs or len(masks) != num_layers:
+        raise ValueError(f"caches: {len(caches)} for {num_layers} layers of {num_dirs} "
+                         f"directions (and {len(masks)} masks): not this network's forward")
     threads = _step_loop_threads()
     for layer in range(num_layers - 1, -1, -1):
         dxs = _empty3(N, T, input_size if layer == 0 else num_dirs * H, typenum)

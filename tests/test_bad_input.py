@@ -386,6 +386,17 @@ CASES = [
         net := net_forwarded(rnnfast.RNN(3, 4, num_layers=2)), "bias", False)
         or net.backward(np.ones((2, 5, 4), f32)),
      V, r"RNN\.grads: 6 arrays do not fit bias=False"),
+    # so are num_layers and bidirectional (the fast path, training and
+    # evaluation, read the params list past its end: a segfault)
+    ("net-num-layers-raised", lambda: setattr(
+        net := rnnfast.LSTM(3, 4, num_layers=2), "num_layers", 3) or net.forward(xs3()),
+     V, r"LSTM\.params: 6 arrays do not fit bias=True, num_layers=3"),
+    ("net-num-layers-raised-eval", lambda: setattr(
+        net := rnnfast.GRU(3, 4, num_layers=2).eval(), "num_layers", 3) or net.forward(xs3()),
+     V, r"GRU\.params: 6 arrays do not fit bias=True, num_layers=3"),
+    ("net-bidirectional-set", lambda: setattr(
+        net := rnnfast.RNN(3, 4).eval(), "bidirectional", True) or net.forward(xs3()),
+     V, r"RNN\.params: 3 arrays do not fit .*bidirectional=True"),
     ("net-params-replaced-dtype", lambda: replaced(
         (net := rnnfast.RNN(3, 4)).params, 0, np.zeros((3, 4))) and net.forward(xs3()),
      T, r"RNN\.params\[0\] \(Wx of layer 0\): expected dtype float32 \(shape \(3, 4\)\), "
