@@ -599,10 +599,12 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
                              f"{unique_labels(y)}.")
         return self._label_encoder.transform(y)
 
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self, X, y, *, sample_weight=None, classes=None):
         """One epoch over (X, y).  `classes` (all the classes, e.g.
         ``np.unique(y_all)``) is required on the first call; sample_weight
-        as in fit.  (The order of the arguments is MLPClassifier's.)"""
+        as in fit.  Both by keyword: before sample_weight, `classes` came
+        third, and a list of classes passed there must not be read as
+        weights."""
         first = not hasattr(self, "classes_")
         if first:
             if classes is None:

@@ -419,8 +419,10 @@ def test_sample_weight_steers_the_fit_and_reaches_every_path():
     w = np.linspace(0.5, 2.0, 120)
     inc = RNNClassifier(**common)
     inc.partial_fit(X, y, sample_weight=w, classes=[0, 1])
-    inc.partial_fit(X, y, w)                                     # MLP's order of arguments
+    inc.partial_fit(X, y, sample_weight=w)
     assert inc.n_iter_ == 2
+    with pytest.raises(TypeError):              # classes (or weights) by keyword only
+        inc.partial_fit(X, y, w)
     RNNClassifier(**common, early_stopping=True).fit(X, y, sample_weight=w)
     RNNRegressor(**common, early_stopping=True).fit(X, X[:, -1, 0], sample_weight=w)
     search = GridSearchCV(RNNClassifier(**common), {"hidden_size": [4, 8]}, cv=2)
