@@ -2,6 +2,7 @@
 declared weight tying, truncated BPTT, seeded generation, perplexity,
 ragged batches, get_config round trips, dtypes and bad input."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -510,3 +511,40 @@ def test_threads_decoding_with_one_model_get_their_own_results(make):
         for result in got[i]:
             np.testing.assert_array_equal(result, alone[i])
     assert model.training
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_fork_while_another_thread_decodes_leaves_the_child_free_to_decode():
+    """A fork copies the locks a thread holds as held, for good: the child
+    (which has only the forking thread) must get free ones, not hang."""
+    import signal
+    import threading
+    model = RnnLM(13, hidden_size=6, random_state=0)
+    want = model.generate([1, 2, 3], 4, temperature=0)
+    inside, release = threading.Event(), threading.Event()
+    real = model.network.forward
+
+    def held(*args, **kwargs):
+        inside.set()
+        release.wait(30)
+        return real(*args, **kwargs)
+    model.network.forward = held
+    thread = threading.Thread(target=model.generate, args=([4, 5], 3))
+    thread.start()
+    try:
+        assert inside.wait(30)                      # the thread holds the decoding lock
+        pid = os.fork()
+        if pid == 0:                                # the child: exit 0 when it decodes
+            code = 1
+            try:
+                signal.alarm(20)                    # a hang ends the child
+                model.network.forward = real
+                got = model.generate([1, 2, 3], 4, temperature=0)
+                code = 0 if np.array_equal(got, want) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    finally:
+        release.set()
+        thread.join(30)

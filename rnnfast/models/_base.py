@@ -1,6 +1,7 @@
 """What every model shares: the parameter lists, training/evaluation
 mode, get_config, and the helpers that build networks and weights."""
 import numbers
+import os
 import threading
 
 import numpy as np
@@ -11,6 +12,17 @@ from ..layers.dropout import as_generator
 
 # Guards the mode switches of _in_eval (held for the switch, not the call).
 _EVAL_LOCK = threading.Lock()
+
+
+def _new_locks_in_child():
+    # A fork copies a lock held by another thread as held, for good: the
+    # child (which has only the forking thread) starts with a free one.
+    global _EVAL_LOCK
+    _EVAL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_locks_in_child)
 
 CELLS = {"rnn": networks.RNN, "lstm": networks.LSTM, "gru": networks.GRU}
 
@@ -98,10 +110,13 @@ class Model:
         one model would otherwise interleave their states and get wrong
         ids.  (Other predictions need no lock: a network's evaluation
         forward keeps no state.)  Made on first use."""
-        lock = self.__dict__.get("_decode_lock")
-        if lock is None:
+        pid, lock = self.__dict__.get("_decode_lock", (None, None))
+        if pid != os.getpid():              # none yet, or the parent's before a fork
             with _EVAL_LOCK:
-                lock = self.__dict__.setdefault("_decode_lock", threading.RLock())
+                pid, lock = self.__dict__.get("_decode_lock", (None, None))
+                if pid != os.getpid():
+                    lock = threading.RLock()
+                    self._decode_lock = (os.getpid(), lock)
         return lock
 
     def _in_eval(self, fn, *args, **kwargs):
