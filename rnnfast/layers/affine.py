@@ -63,8 +63,10 @@ class Affine:
         dout = check_array(dout, "dout", self.dtype, x.shape[:-1] + (M,))
         x2, d2 = x.reshape(_rows(x), D), dout.reshape(_rows(x), M)
         dW, db = self.grads
-        if dW.flags.c_contiguous and dW.shape == (D, M) and dW.dtype == x2.dtype:
+        if dW.shape == (D, M) and dW.dtype == x2.dtype and dW.flags.c_contiguous:
             np.matmul(x2.T, d2, out=dW)         # straight into the gradient, no temporary
+        elif dW.shape == (D, M) and dW.dtype == x2.dtype and dW.flags.f_contiguous:
+            np.matmul(d2.T, x2, out=dW.T)       # a tied W = E.T's gradient: (E's layout)
         else:                                   # a replaced grad: as any assignment
             dW[...] = x2.T @ d2
         db[...] = d2.sum(axis=0)
