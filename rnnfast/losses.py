@@ -164,7 +164,7 @@ class _SoftmaxLoss:
             logp_t = logp_t * w_rows
             denom = _weighted_denominator(self.reduction, w_rows.sum(), w.sum())
         self._cache = (e, z, share, rows, cls, denom, xs.shape)
-        return float(-logp_t.sum() / denom)
+        return float(-logp_t.sum() / denom) + 0.0      # + 0.0: no -0.0 when none counts
 
     def backward(self, dout=1.0):
         """d(loss * dout)/d(xs), of xs's shape and dtype."""
@@ -208,7 +208,8 @@ class TimeSigmoidWithLoss:
     """Binary cross-entropy of sigmoid(xs) for xs (N, T) or (N, T, K) and
     targets ts of the same shape in [0, 1] (soft labels allowed).
 
-    forward(xs, ts, mask=None): mask (N, T) drops steps (all K outputs).
+    forward(xs, ts, mask=None, sample_weight=None): mask (N, T) drops
+    steps (all K outputs); sample_weight (N,) as in the module doc.
     reduction: "mean" over counted elements, "sum_time" or "sum".
     """
 
@@ -217,7 +218,7 @@ class TimeSigmoidWithLoss:
         self.params, self.grads = [], []
         self._cache = None
 
-    def forward(self, xs, ts, mask=None):
+    def forward(self, xs, ts, mask=None, sample_weight=None):
         """The loss (a float); keeps sigmoid(xs) for backward."""
         dt = _float_dtype(xs)
         xs = np.asarray(xs)
@@ -229,12 +230,22 @@ class TimeSigmoidWithLoss:
             raise ValueError(f"ts: targets must lie in [0, 1], got min {ts.min()} "
                              f"and max {ts.max()}")
         m = _check_mask(mask, xs.shape[:2])
+        sw = _check_sample_weight(sample_weight, xs.shape[0])
         w = np.ones(xs.shape[:2], dt) if m is None else m.astype(dt)
+        if sw is None:
+            denom_w = None
+        else:
+            w = w * sw[:, None].astype(dt)
+            denom_w = (w.sum(dtype=np.float64) * (xs.shape[2] if xs.ndim == 3 else 1),
+                       sw.sum())
         if xs.ndim == 3:
             w = np.broadcast_to(w[:, :, None], xs.shape)
         # BCE with logits: max(x, 0) - x t + log(1 + exp(-|x|))
         loss = np.maximum(xs, 0) - xs * ts + np.log1p(np.exp(-np.abs(xs)))
-        denom = _denominator(self.reduction, int(np.count_nonzero(w)), xs.shape[0])
+        if denom_w is None:
+            denom = _denominator(self.reduction, int(np.count_nonzero(w)), xs.shape[0])
+        else:
+            denom = _weighted_denominator(self.reduction, *denom_w)
         e = np.exp(-np.abs(xs))
         sig = np.where(xs >= 0, 1 / (1 + e), e / (1 + e)).astype(dt)
         self._cache = (sig, ts, w, denom)

@@ -50,7 +50,8 @@ def test_time_softmax_stable_and_float32():
 
 def test_time_softmax_nothing_counts():
     layer = TimeSoftmaxWithLoss(ignore_label=9)
-    assert layer.forward(np.ones((1, 2, 3)), np.array([[9, 9]])) == 0
+    loss = layer.forward(np.ones((1, 2, 3)), np.array([[9, 9]]))
+    assert loss == 0 and np.copysign(1, loss) == 1            # 0.0, not -0.0
     np.testing.assert_array_equal(layer.backward(), 0)
 
 
@@ -225,3 +226,26 @@ def test_bad_sample_weight_is_refused_by_name(weights, error, message, rng):
         SoftmaxWithLoss().forward(x, t, sample_weight=np.array(weights))
     with pytest.raises(error, match=message):
         MSELoss().forward(x, x + 1, sample_weight=np.array(weights))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum_time", "sum"])
+@pytest.mark.parametrize("K", [None, 3])
+def test_sigmoid_sample_weight_is_repeats_and_its_gradient(reduction, K, rng):
+    shape = (3, 4) if K is None else (3, 4, K)
+    x, t = rng.standard_normal(shape), rng.uniform(0, 1, shape)
+    mask = np.ones((3, 4), bool)
+    mask[2, 1] = False
+    w = np.array([2.0, 0.0, 1.0])
+    layer = TimeSigmoidWithLoss(reduction)
+    value = layer.forward(x, t, mask, sample_weight=w)
+    dx = layer.backward()
+    np.testing.assert_array_equal(dx[1], 0)
+    check_grad(lambda: TimeSigmoidWithLoss(reduction).forward(x, t, mask, sample_weight=w),
+               x, dx, "logits", n=30)
+    rep = np.repeat(np.arange(3), w.astype(int))
+    again = TimeSigmoidWithLoss(reduction)
+    assert again.forward(x[rep], t[rep], mask[rep]) == pytest.approx(value, rel=1e-12)
+    ones = TimeSigmoidWithLoss(reduction)
+    plain = TimeSigmoidWithLoss(reduction)
+    assert ones.forward(x, t, mask, sample_weight=np.ones(3)) == pytest.approx(
+        plain.forward(x, t, mask), rel=1e-15)
