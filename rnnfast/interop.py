@@ -2,7 +2,8 @@
 
 PyTorch is not a dependency: `from_torch` reads a module's tensors through
 numpy and `to_torch_state_dict` returns numpy arrays under PyTorch's names,
-ready for `module.load_state_dict({k: torch.from_numpy(v) for k, v in d.items()})`.
+ready for `module.load_state_dict({k: torch.from_numpy(v) for k, v in d.items()})`;
+`to_torch` builds that module (it imports torch when called).
 The gate reordering and GRU's flipped z are in rnnfast._layout.
 """
 import numpy as np
@@ -98,3 +99,24 @@ def to_torch_state_dict(net):
                 out[f"bias_ih_{sfx}"] = b_ih
                 out[f"bias_hh_{sfx}"] = b_hh
     return out
+
+
+def to_torch(net):
+    """A new torch.nn.RNN, LSTM or GRU (batch_first=True, `net`'s sizes,
+    dtype, dropout and bias) holding `net`'s weights: from_torch's inverse.
+    Needs PyTorch (imported here only).  A GRU with reset_after=False has
+    no PyTorch equivalent (ValueError, as to_torch_state_dict)."""
+    state = to_torch_state_dict(net)            # checks net, refuses what torch lacks
+    import torch
+    kind = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[net.cell]
+    extra = {"nonlinearity": net.nonlinearity} if net.cell == "rnn" else {}
+    module = kind(net.input_size, net.hidden_size, num_layers=net.num_layers,
+                  bias=getattr(net, "bias", True), batch_first=True,
+                  dropout=net.dropout if net.num_layers > 1 else 0.0,
+                  bidirectional=net.bidirectional, **extra)
+    module = module.to({"float32": torch.float32, "float64": torch.float64}[
+        np.dtype(net.dtype).name])
+    module.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))
+                            for k, v in state.items()})
+    module.train(net.training)
+    return module

@@ -4,7 +4,8 @@ Ragged batches are compared with pack_padded_sequence(enforce_sorted=False)."""
 import numpy as np
 import pytest
 
-from rnnfast.interop import from_torch, to_torch_state_dict
+import rnnfast
+from rnnfast.interop import from_torch, to_torch, to_torch_state_dict
 
 RTOL, ATOL = 1e-4, 1e-5
 N, T, D, H = 5, 7, 4, 6
@@ -173,7 +174,6 @@ def test_bias_false_moves_both_ways_and_trains_no_bias(torch, kind):
     """A torch module built with bias=False becomes a network without
     biases (none in params, none learned), whose state dict loads strictly
     back into such a module; a bias=False network built here does too."""
-    import rnnfast
     from rnnfast.optim import SGD
     torch.manual_seed(0)
     module = getattr(torch.nn, kind)(D, H, 2, bidirectional=True, bias=False,
@@ -213,7 +213,6 @@ def test_float64_module(torch):
 
 
 def test_reset_before_gru_has_no_torch_equivalent():
-    import rnnfast
     net = rnnfast.GRU(D, H, reset_after=False)
     with pytest.raises(ValueError, match="reset_after=False"):
         to_torch_state_dict(net)
@@ -277,7 +276,6 @@ def _our_options(kind):
 def test_cell_parity(torch, kind, dtype, bias):
     """RNNCell / LSTMCell / GRUCell (reset_after=True) against torch's cells:
     h' (c'), dx, dh (dc) and every parameter gradient."""
-    import rnnfast
     torch.manual_seed(7)
     cell = kind.split("-")[0].lower()
     tdt = getattr(torch, dtype)
@@ -319,7 +317,6 @@ def test_time_layer_parity_stateful_chunks(torch, kind, dtype):
     between chunks (truncated BPTT): hs, last states, dxs, .dh (.dc) and
     every parameter gradient of each chunk; the first chunk from a given
     state (set_state), the second from the carried one."""
-    import rnnfast
     torch.manual_seed(11)
     cell = kind.split("-")[0].lower()
     tdt = getattr(torch, dtype)
@@ -456,3 +453,26 @@ def test_dropout_parity(torch, kind, num_layers, bidirectional, ragged, dtype):
     close(hs, ref.numpy(), "eval outputs")
     close(our_fin[0] if is_lstm else our_fin, (ref_fin[0] if is_lstm else ref_fin).numpy(),
           "eval h_n")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: rnnfast.LSTM(D, H, num_layers=2, bidirectional=True, dropout=0.25,
+                         random_state=0),
+    lambda: rnnfast.RNN(D, H, nonlinearity="relu", dtype=np.float64, random_state=1),
+    lambda: rnnfast.GRU(D, H, num_layers=2, bias=False, random_state=2)],
+    ids=["lstm-bi-dropout", "rnn-relu-float64", "gru-no-bias"])
+def test_to_torch_builds_the_module_from_torch_reads_back(torch, make):
+    net = make()
+    module = to_torch(net)
+    assert isinstance(module, getattr(torch.nn, type(net).__name__)) and module.batch_first
+    assert module.training and module.bias == net.bias
+    assert module.dropout == net.dropout and module.num_layers == net.num_layers
+    back = from_torch(module)
+    for ours, again in zip(net.params, back.params):
+        np.testing.assert_array_equal(ours, again)          # the same weights, bit for bit
+    net.eval(), module.eval()
+    x = np.random.default_rng(0).standard_normal((N, T, D)).astype(net.dtype)
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x))[0].numpy()
+    close = _close64 if net.dtype == np.float64 else _assert_close
+    close(net.forward(x)[0], ref, "outputs")
