@@ -29,7 +29,17 @@ def chunking():
 
 
 def _infer(net, xs, lengths, chunk, chunking):
-    chunking(chunk_steps=chunk, whole_max_bytes=0)      # chunks at any size
+    """Inference with a gates buffer of `chunk` steps (chunk = T: the whole
+    sequence), checked to be what the call really keeps."""
+    # A chunk at any size, the whole sequence at any size: with a byte limit
+    # left at its default (whole_max_bytes for T <= 2 * chunk,
+    # long_whole_max_bytes beyond) these small calls keep all T steps, and
+    # the "chunked" run is the whole-sequence path again.
+    limit = 1 << 40 if chunk == xs.shape[1] else 0
+    chunking(chunk_steps=chunk, whole_max_bytes=limit, long_whole_max_bytes=limit)
+    N, T = xs.shape[:2]
+    G = net.params[0].shape[1]                          # Wx of layer 0: (D, G)
+    assert _core._gates_steps(N, T, G, np.dtype(net.dtype).itemsize, False) == chunk
     ys, state = net.forward(xs, lengths=lengths)
     return [ys] + [np.asarray(s) for s in (state if isinstance(state, tuple) else (state,))]
 
