@@ -48,9 +48,13 @@ def test_nan_or_inf_anywhere_in_xs_is_refused(name, mode, dtype, chunking):
     net = cls(64, 32, num_layers=2, bidirectional=True, dtype=dtype, random_state=0, **kw)
     if mode != "train":
         net.eval()
-    if mode == "infer-chunked":
-        chunking(chunk_steps=16, whole_max_bytes=0)     # project 16 steps at a time
     xs = _xs(dtype)
+    if mode == "infer-chunked":                         # project 16 steps at a time
+        # both byte limits at 0: at the default long_whole_max_bytes (1 MB)
+        # these gates (<= 430 KB) would be projected whole, as in "infer"
+        chunking(chunk_steps=16, whole_max_bytes=0, long_whole_max_bytes=0)
+        G = net.params[0].shape[1]                      # Wx of layer 0: (64, G)
+        assert _core._gates_steps(3, 140, G, np.dtype(dtype).itemsize, False) == 16
     for lengths in (None, LENGTHS):
         for place in PLACES:
             for bad in (np.nan, np.inf, -np.inf):
