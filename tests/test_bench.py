@@ -111,14 +111,32 @@ def test_fma_bound_refuses_bad_arguments(argv):
     assert "FMA" in str(exc.value)
 
 
-def test_gemm_peak_follows_the_dtype_and_the_header_names_it():
+def test_gemm_peak_follows_the_dtype_and_the_header_names_it(monkeypatch):
     """A float64 bench is judged against dgemm's peak, not sgemm's (which
     is about twice it): the header says which one it measured."""
+    import scipy.linalg.blas as blas
     from rnnfast.bench import format_header, gemm_peak, sgemm_peak
+    calls = []
+
+    def spy(name):
+        real = getattr(blas, name)
+
+        def gemm(alpha, a, b, **kwargs):
+            calls.append((name, a.dtype, b.dtype, kwargs["c"].dtype))
+            return real(alpha, a, b, **kwargs)
+        monkeypatch.setattr(blas, name, gemm)
+    spy("sgemm")
+    spy("dgemm")
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
     single = gemm_peak(1, 256, repeats=3)
+    assert calls and set(calls) == {("sgemm", f32, f32, f32)}
+    calls.clear()
     double = gemm_peak(1, 256, repeats=3, dtype=np.float64)
+    assert calls and set(calls) == {("dgemm", f64, f64, f64)}
+    calls.clear()
     assert single > 0 and double > 0
     assert sgemm_peak(1, 256, repeats=3) > 0
+    assert calls and set(calls) == {("sgemm", f32, f32, f32)}
     header = {"blas": None, "torch": None, "load": (0, 0, 0), "clock": {1: "wall"},
               "settle": 0, "warnings": [], "peak_gflops": {1: double}}
     assert "measured dgemm peak: 1 thread" in format_header(dict(header, dtype="float64"))
