@@ -315,10 +315,12 @@ def test_pickled_or_copied_optimizer_holds_its_state_not_the_params(cls, how):
     np.testing.assert_array_equal(b2, b)
 
 
-def test_adamw_decays_the_params_not_the_gradient_as_torch(torch):
+def test_adamw_decays_the_params_not_the_gradient_as_torch(torch, tmp_path):
     """AdamW's weight decay shrinks the params (decoupled), unlike Adam's
     (added to the gradient); against torch.optim.AdamW over 6 steps with an
     lr change, and its state through a checkpoint."""
+    import rnnfast
+    import rnnfast.io as rio
     rng = np.random.default_rng(3)
     p0 = rng.standard_normal((3, 4))
     p, q = p0.copy(), p0.copy()
@@ -335,4 +337,21 @@ def test_adamw_decays_the_params_not_the_gradient_as_torch(torch):
         topt.step()
         np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
     assert np.abs(p - q).max() > 1e-3                  # not Adam's coupled L2
+    # through a checkpoint: a fresh AdamW (other lr and weight decay, no
+    # state) given the saved one's state steps on exactly as torch's does
+    net = rnnfast.RNN(3, 4, dtype=np.float64, random_state=0)     # params[0]: (3, 4)
+    net.params[0][...] = p
+    rio.save_checkpoint(tmp_path / "adamw.npz", net, opt)
+    back = rnnfast.RNN(3, 4, dtype=np.float64, random_state=1)
+    resumed = AdamW(lr=0.5, weight_decay=0.3)
+    rio.load_checkpoint(tmp_path / "adamw.npz", back, resumed)
+    assert (resumed.lr, resumed.weight_decay, resumed.t) == (0.02, 0.05, 6)
+    p = back.params[0]
+    np.testing.assert_array_equal(p, net.params[0])
+    for k in range(3):
+        g = rng.standard_normal((3, 4))
+        resumed.update([p], [g])
+        tp.grad = torch.tensor(g)
+        topt.step()
+        np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
     assert AdamW().weight_decay == 0.01 == torch.optim.AdamW([tp]).defaults["weight_decay"]
