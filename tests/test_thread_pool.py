@@ -147,7 +147,8 @@ def test_products_a_kernel_thread_would_send_to_blas_run_on_the_packed_kernel():
     if not _core.use_packed_gemm(True):
         pytest.skip("needs rnnfast's packed kernel (AVX2+FMA), which this CPU or build lacks")
     rng = np.random.default_rng(6)
-    for m, k, n in [(10, 37, 50), (24, 5, 33), (7, 64, 16)]:
+    # m: the rows of A^T B's sum; (40, ...) takes the packed_matmul_tn check below
+    for m, k, n in [(10, 37, 50), (24, 5, 33), (7, 64, 16), (40, 37, 50)]:
         a = rng.standard_normal((m, k)).astype(np.float32)
         b = rng.standard_normal((k, n)).astype(np.float32)
         for accumulate in (False, True):
