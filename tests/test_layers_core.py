@@ -42,7 +42,7 @@ def test_dtype_follows_weights(dtype, rng):
     lambda a: np.asfortranarray(a),
     lambda a: (lambda buf: (buf.__setitem__((Ellipsis, slice(None, None, 2)), a), buf)[1])(
         np.zeros(a.shape[:2] + (2 * a.shape[2],)))[:, :, ::2],
-    lambda a: a[::-1][::-1],
+    lambda a: np.ascontiguousarray(a[::-1])[::-1],
     lambda a: np.ascontiguousarray(a[:, ::-1])[:, ::-1],
     lambda a: (lambda v: (v.setflags(write=False), v)[1])(a.copy()),
     lambda a: a.astype(np.float32),
@@ -50,7 +50,10 @@ def test_dtype_follows_weights(dtype, rng):
 def test_memory_orders_give_the_same_result(make, rng):
     net = rnnfast.LSTM(3, 4, dtype=np.float64, random_state=0)
     xs = rng.standard_normal((2, 5, 3))
-    if make(xs).dtype == np.float32:
+    made = make(xs)
+    # each case is another memory layout, dtype or flag than xs's own
+    assert (made.strides, made.dtype, made.flags.writeable) != (xs.strides, xs.dtype, True)
+    if made.dtype == np.float32:
         xs = xs.astype(np.float32).astype(np.float64)
     ref, _ = net.forward(xs)
     got, _ = net.forward(make(xs))
