@@ -408,8 +408,9 @@ def test_integer_sample_weights_are_repeated_samples_on_one_full_batch(cls):
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_sample_weight_steers_the_fit_and_reaches_every_path():
     """Weighting one class up moves the predictions its way; partial_fit,
-    early stopping (a weighted validation score) and GridSearchCV's fit
-    parameters take the weights; bad weights are refused by name."""
+    early stopping (the held-out rows scored with their weights) and
+    GridSearchCV's fit parameters take the weights; bad weights are refused
+    by name."""
     X, y = fixed_last_step(n=120)
     y = np.where(np.arange(120) % 3 == 0, 1, y)                  # some label noise
     common = dict(hidden_size=8, max_iter=25, random_state=0)
@@ -423,8 +424,22 @@ def test_sample_weight_steers_the_fit_and_reaches_every_path():
     assert inc.n_iter_ == 2
     with pytest.raises(TypeError):              # classes (or weights) by keyword only
         inc.partial_fit(X, y, w)
-    RNNClassifier(**common, early_stopping=True).fit(X, y, sample_weight=w)
-    RNNRegressor(**common, early_stopping=True).fit(X, X[:, -1, 0], sample_weight=w)
+    for est, target in ((RNNClassifier(**common, early_stopping=True), y),
+                        (RNNRegressor(**common, early_stopping=True), X[:, -1, 0])):
+        seen, score = [], est._score_batch
+
+        def weighted_score(batch, y_val, sample_weight, seen=seen, score=score):
+            seen.append((batch.data, sample_weight))
+            return score(batch, y_val, sample_weight)
+        est._score_batch = weighted_score
+        est.fit(X, target, sample_weight=w)
+        # each epoch scores the held-out rows with their own weights
+        assert len(seen) == est.n_iter_ and len(est.validation_scores_) == est.n_iter_
+        for data, sample_weight in seen:
+            X32 = X.astype(data.dtype)
+            rows = [int(np.flatnonzero((X32 == d).all(axis=(1, 2)))[0]) for d in data]
+            assert len(rows) == 12 and sample_weight is not None
+            assert_array_equal(sample_weight, w[rows])
     search = GridSearchCV(RNNClassifier(**common), {"hidden_size": [4, 8]}, cv=2)
     search.fit(X, y, sample_weight=w)
     assert search.best_params_["hidden_size"] in (4, 8)
