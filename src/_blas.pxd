@@ -246,6 +246,16 @@ cdef inline void gemm_tn(int m1, const floating* a1, int lda1, floating* c1,
                                 run_stride, a_stride, accumulate)
         if done:
             return
+    # colsum as the packed path sums it: the call's rows by chunks of 512,
+    # each chunk's sums added to colsum (a chunked backward calls this once
+    # per chunk of steps; one float32 sequence over all N*T rows lost ~10x
+    # more); few rows, or no memory: in one sequence
+    cdef floating* part = NULL
+    cdef Py_ssize_t pending = 0
+    if colsum != NULL and k >= 32:
+        part = <floating*> malloc(n * sizeof(floating))
+        if part != NULL:
+            memset(part, 0, n * sizeof(floating))
     for r in range(k // run_len if run_len > 0 else 1):
         row = r * run_stride
         gemm(True, False, m1, n, run_len, <floating> 1, a1 + row * lda1, lda1, b + row * ldb,
@@ -255,5 +265,19 @@ cdef inline void gemm_tn(int m1, const floating* a1, int lda1, floating* c1,
                  b + row * ldb, ldb, <floating> (1 if accumulate or r > 0 else 0), c2, ldc)
         if colsum != NULL:
             for i in range(row, row + run_len):
-                for j in range(n):
-                    colsum[j] += b[i * ldb + j]
+                if part != NULL:
+                    for j in range(n):
+                        part[j] += b[i * ldb + j]
+                    pending += 1
+                    if pending == 512:
+                        for j in range(n):
+                            colsum[j] += part[j]
+                        memset(part, 0, n * sizeof(floating))
+                        pending = 0
+                else:
+                    for j in range(n):
+                        colsum[j] += b[i * ldb + j]
+    if part != NULL:
+        for j in range(n):
+            colsum[j] += part[j]
+        free(part)
