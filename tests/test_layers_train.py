@@ -179,3 +179,19 @@ def test_attention_matches_per_step_and_gradients(rng):
     check_grad(loss, hs_dec, ddec, "hs_dec", n=24)
     with pytest.raises(ValueError, match=r"hs_dec: expected shape \(2, T, 3\)"):
         layer.forward(hs_enc, np.zeros((2, 4, 2)))
+
+
+def test_dropout_refuses_non_numbers_and_keeps_its_last_mask():
+    """A refused forward (strings) names xs and changes nothing: the mask
+    and shape a pending backward needs are the last good forward's."""
+    drop = TimeDropout(0.5, random_state=0)
+    x = np.ones((4, 3))
+    y = drop.forward(x)
+    mask = drop.mask.copy()
+    with pytest.raises(TypeError, match=r"xs: expected an array of real numbers, got "
+                                        r"dtype <U1 \(shape \(2,\)\)"):
+        drop.forward(np.array(["a", "b"]))
+    np.testing.assert_array_equal(drop.mask, mask)
+    np.testing.assert_array_equal(drop.backward(np.ones((4, 3))), y)
+    nan = np.full((2, 2), np.nan)
+    assert np.isnan(TimeDropout(0.5, random_state=0).eval().forward(nan)).all()

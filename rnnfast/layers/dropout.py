@@ -54,17 +54,21 @@ class TimeDropout:
         """xs (any shape) -> xs * mask in training (a new mask of 0 and
         1 / (1 - ratio), drawn from self.rng, kept in .mask for backward);
         in evaluation mode or with ratio 0, xs itself (np.asarray(xs), not
-        a copy).  xs is not checked (no dtype or NaN test)."""
+        a copy).  xs must hold real numbers (TypeError naming it; NaN and Inf
+        pass through); a refused call leaves the layer as it was."""
         xs = np.asarray(xs)
-        self._ready = True
+        if xs.dtype.kind not in "biuf":
+            raise TypeError(f"xs: expected an array of real numbers, got dtype {xs.dtype} "
+                            f"(shape {xs.shape})")
         dt = xs.dtype if xs.dtype.kind == "f" else np.dtype(np.float64)
-        self._shape, self._dtype = xs.shape, dt
         if not self.training or self.ratio == 0:
-            self.mask = None
-            return xs
-        keep = 1.0 - self.ratio
-        self.mask = (self.rng.random(xs.shape) < keep).astype(dt) / dt.type(keep)
-        return xs * self.mask
+            mask, out = None, xs
+        else:
+            keep = 1.0 - self.ratio
+            mask = (self.rng.random(xs.shape) < keep).astype(dt) / dt.type(keep)
+            out = xs * mask
+        self.mask, self._shape, self._dtype, self._ready = mask, xs.shape, dt, True
+        return out
 
     def backward(self, dout):
         """dL/dy -> dL/dx = dout * mask, or dout as it is (converted to
