@@ -208,8 +208,10 @@ class _Network:
             # The common call: its checks, zero state and layers in one
             # compiled call; None when xs or params need the checks below
             # (a conversion, or the error's wording).
+            # (the bias test inline: this call's fixed cost is ~2 us)
             done = network_forward_common(
-                self.cell, xs, self._with_biases(self.params, self._zero_biases),
+                self.cell, xs, self.params if self.bias else
+                self._with_biases(self.params, self._zero_biases),
                 self._kernel_shapes, self.dtype, self.input_size,
                 self.num_layers, 2 if self.bidirectional else 1, self.hidden_size,
                 training, self._relu, self._reset_after, self._has_c)
@@ -232,7 +234,8 @@ class _Network:
         if not arrays_ready(params, self._shapes, dtype):
             check_live_arrays(params, lambda: self._param_names(""), self._shapes, dtype,
                               f"{type(self).__name__}.params")
-        params = self._with_biases(params, self._zero_biases)
+        if not self.bias:
+            params = self._with_biases(params, self._zero_biases)
         self._check_layout(params, "params")
         if state is None and self.stateful and self.state is not None:
             if self._state_batch(self.state) != N:
@@ -299,7 +302,8 @@ class _Network:
             dstate = (dstate[0].copy(), dstate[1].copy()) if has_c else dstate.copy()
         dh0, dc0 = dstate if has_c else (dstate, None)
         self._caches = None
-        grads = self._with_biases(grads, self._bias_grad_scratch)
+        if not self.bias:
+            grads = self._with_biases(grads, self._bias_grad_scratch)
         self._check_layout(grads, "grads")
         dxs = network_backward(caches, masks, dout, dh0, dc0, grads, self.input_size,
                                self.num_layers, D, H, True)
