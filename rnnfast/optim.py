@@ -288,18 +288,24 @@ class AdamW(Adam):
         super()._update(params, grads)
 
 
-def _distinct_arrays(arrays):
+def _distinct_arrays(arrays, name="grads"):
     """`arrays` without later listings of an array (the same object, or a
-    view of exactly the same memory; see `_distinct`)."""
+    view of exactly the same memory; see `_distinct`), each checked to be a
+    float ndarray (TypeError naming it)."""
+    arrays = list(arrays)
+    for i, g in enumerate(arrays):
+        if not isinstance(g, np.ndarray) or g.dtype.kind != "f":
+            what = f"dtype {g.dtype}" if isinstance(g, np.ndarray) else _type_name(g)
+            raise TypeError(f"{name}[{i}]: expected a floating-point numpy array, got {what}")
     layout = _distinct(arrays)
-    return list(arrays) if layout is None else [arrays[i] for i in layout[0]]
+    return arrays if layout is None else [arrays[i] for i in layout[0]]
 
 
-def global_norm(grads):
-    """The L2 norm of all `grads` together, each distinct array counted
-    once (BLAS dots, no temporary arrays for contiguous grads)."""
+def _norm_of_distinct(arrays):
+    """The L2 norm of distinct float arrays, by BLAS dots (no temporary
+    arrays for contiguous ones)."""
     total = 0.0
-    for g in _distinct_arrays(grads):
+    for g in arrays:
         v = g.reshape(-1)
         with np.errstate(over="ignore"):
             sq = float(np.dot(v, v))
@@ -312,6 +318,12 @@ def global_norm(grads):
     return math.sqrt(total)
 
 
+def global_norm(grads):
+    """The L2 norm of all `grads` (float arrays) together, each distinct
+    array counted once."""
+    return _norm_of_distinct(_distinct_arrays(grads))
+
+
 def clip_grads(grads, max_norm):
     """Scale all `grads` in place so that their global L2 norm is at most
     `max_norm` (Pascanu et al.; ``torch.nn.utils.clip_grad_norm_``); returns
@@ -321,7 +333,7 @@ def clip_grads(grads, max_norm):
     norm."""
     max_norm = _check_rate(max_norm, "max_norm")
     unique = _distinct_arrays(grads)
-    total = global_norm(unique)
+    total = _norm_of_distinct(unique)
     if math.isfinite(total) and total > max_norm:
         rate = max_norm / (total + 1e-6)
         for g in unique:

@@ -355,3 +355,15 @@ def test_adamw_decays_the_params_not_the_gradient_as_torch(torch, tmp_path):
         topt.step()
         np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
     assert AdamW().weight_decay == 0.01 == torch.optim.AdamW([tp]).defaults["weight_decay"]
+
+
+@pytest.mark.parametrize("bad, shown", [([1.0, 2.0], "list"), (np.array([1, 2]), "dtype int64"),
+                                        (3.0, "float")])
+def test_global_norm_and_clip_grads_refuse_what_is_not_a_float_array(bad, shown):
+    from rnnfast.optim import global_norm
+    good = np.ones(3)
+    for fn in (global_norm, lambda g: clip_grads(g, 1.0)):
+        with pytest.raises(TypeError, match=rf"grads\[1\]: expected a floating-point numpy "
+                                            rf"array, got {shown}"):
+            fn([good, bad])
+    np.testing.assert_array_equal(good, 1.0)            # nothing scaled
