@@ -74,15 +74,6 @@ def _check_sample_weight(sample_weight, n):
     return w
 
 
-def _weighted_denominator(reduction, counted_weight, batch_weight):
-    """_denominator's weighted twin (a zero sum divides by 1: loss 0)."""
-    if reduction == "mean":
-        return counted_weight if counted_weight > 0 else 1.0
-    if reduction == "sum_time":
-        return batch_weight if batch_weight > 0 else 1.0
-    return 1.0
-
-
 def _check_mask(mask, shape):
     if mask is None:
         return None
@@ -95,10 +86,13 @@ def _check_mask(mask, shape):
 
 
 def _denominator(reduction, count, batch):
+    """What the summed loss is divided by: the counted targets (their
+    weight, with sample_weight) for "mean", the batch (its weight) for
+    "sum_time", 1 for "sum"; a zero divides by 1 (loss 0)."""
     if reduction == "mean":
-        return max(count, 1)
+        return count if count > 0 else 1
     if reduction == "sum_time":
-        return max(batch, 1)
+        return batch if batch > 0 else 1
     return 1
 
 
@@ -162,7 +156,7 @@ class _SoftmaxLoss:
             w_rows = w[rows // (e.shape[0] // max(lead[0], 1))] if rows.size else w[:0]
             share[rows, 0] = w_rows
             logp_t = logp_t * w_rows
-            denom = _weighted_denominator(self.reduction, w_rows.sum(), w.sum())
+            denom = _denominator(self.reduction, w_rows.sum(), w.sum())
         self._cache = (e, z, share, rows, cls, denom, xs.shape)
         return float(-logp_t.sum() / denom) + 0.0      # + 0.0: no -0.0 when none counts
 
@@ -232,20 +226,16 @@ class TimeSigmoidWithLoss:
         m = _check_mask(mask, xs.shape[:2])
         sw = _check_sample_weight(sample_weight, xs.shape[0])
         w = np.ones(xs.shape[:2], dt) if m is None else m.astype(dt)
-        if sw is None:
-            denom_w = None
-        else:
+        if sw is not None:
             w = w * sw[:, None].astype(dt)
-            denom_w = (w.sum(dtype=np.float64) * (xs.shape[2] if xs.ndim == 3 else 1),
-                       sw.sum())
         if xs.ndim == 3:
             w = np.broadcast_to(w[:, :, None], xs.shape)
         # BCE with logits: max(x, 0) - x t + log(1 + exp(-|x|))
         loss = np.maximum(xs, 0) - xs * ts + np.log1p(np.exp(-np.abs(xs)))
-        if denom_w is None:
+        if sw is None:
             denom = _denominator(self.reduction, int(np.count_nonzero(w)), xs.shape[0])
         else:
-            denom = _weighted_denominator(self.reduction, *denom_w)
+            denom = _denominator(self.reduction, w.sum(dtype=np.float64), sw.sum())
         e = np.exp(-np.abs(xs))
         sig = np.where(xs >= 0, 1 / (1 + e), e / (1 + e)).astype(dt)
         self._cache = (sig, ts, w, denom)
