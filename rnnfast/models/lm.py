@@ -6,6 +6,7 @@
 
 the textbook's Rnnlm/BetterRnnlm (DLFS2 ch06) and Zaremba et al. (2014).
 """
+import contextlib
 import math
 import numbers
 
@@ -171,15 +172,7 @@ class RnnLM(Model):
         if np.unique(skip).size >= self.vocab_size:
             raise ValueError("skip_ids: would exclude every token of the vocabulary")
         rng = as_generator(random_state)
-        with self._decoding():
-            return self._generate(ids, length, temperature, top_k, skip, rng, single)
-
-    def _generate(self, ids, length, temperature, top_k, skip, rng, single):
-        saved = self.network.state
-        was_training = self.training
-        self.eval()
-        self.reset_state()
-        try:
+        with _from_zero_state(self):
             out = [ids]
             logits = self._scores(ids)[:, -1]
             for step in range(length):
@@ -187,9 +180,6 @@ class RnnLM(Model):
                 out.append(nxt[:, None])
                 if step + 1 < length:
                     logits = self._scores(nxt[:, None])[:, -1]
-        finally:
-            self.network.state = saved
-            self.train(was_training)
         result = np.concatenate(out, axis=1)
         return result[0] if single else result
 
@@ -231,19 +221,27 @@ def perplexity(model, corpus, batch_size=10, time_size=35):
         raise ValueError(f"corpus: needs more than batch_size={N} ids, got {corpus.size}")
     xs = corpus[:N * L].reshape(N, L)
     ts = corpus[1:N * L + 1].reshape(N, L)
-    with model._decoding():                 # it carries the state across chunks
-        saved = model.network.state
-        was_training = model.training
+    total = 0.0
+    with _from_zero_state(model):           # the state is carried across chunks
+        for s in range(0, L, T):            # chunks of T steps, not single steps
+            scores = model._scores(xs[:, s:s + T])
+            logp_t, _, _ = picked_log_softmax(scores.reshape(-1, scores.shape[-1]),
+                                              ts[:, s:s + T].reshape(-1))
+            total -= logp_t.sum()
+    return float(np.exp(total / (N * L)))
+
+
+@contextlib.contextmanager
+def _from_zero_state(model):
+    """Run the block in evaluation mode from a zero state, under the
+    model's decoding lock, then give back its carried state and mode
+    (generate and perplexity)."""
+    with model._decoding():
+        saved, was_training = model.network.state, model.training
         model.eval()
         model.reset_state()
-        total = 0.0
         try:
-            for s in range(0, L, T):           # chunks of T steps, not single steps
-                scores = model._scores(xs[:, s:s + T])
-                logp_t, _, _ = picked_log_softmax(scores.reshape(-1, scores.shape[-1]),
-                                                  ts[:, s:s + T].reshape(-1))
-                total -= logp_t.sum()
+            yield
         finally:
             model.network.state = saved
             model.train(was_training)
-    return float(np.exp(total / (N * L)))
