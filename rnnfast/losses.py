@@ -107,7 +107,8 @@ def picked_log_softmax(x, cls, rows=None):
     in float64, with the parts a softmax gradient needs: returns (log p,
     e, z), e = exp(x - rowmax) in a new array (all rows) and z (R, 1) its
     row sums, so softmax = e / z.  One exp and one array of x's size:
-    log p = (x - max)[r, cls] - log z, gathered before the exp."""
+    log p = (x - max)[r, cls] - log z, gathered before the exp.  Its
+    arguments are not checked (the losses check theirs first)."""
     e = np.subtract(x, x.max(axis=1, keepdims=True))
     rows = np.arange(x.shape[0]) if rows is None else rows
     picked = e[rows, cls].astype(np.float64)

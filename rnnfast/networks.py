@@ -72,6 +72,9 @@ class _Network:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
         self.dropout = float(dropout)
         self.stateful = bool(stateful)
+        if not isinstance(bias, (bool, np.bool_)):
+            # bool() would read "False" or 0.5 as True: no biases asked, biases built
+            raise TypeError(f"bias: expected True or False, got {bias!r}")
         self.bias = bool(bias)
         self.dtype = float_dtype(dtype)
         self._relu, self._reset_after = _relu, _reset_after
