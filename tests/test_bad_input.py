@@ -363,9 +363,9 @@ CASES = [
      V, r"GRU\.params\[2\] \(b of layer 0\): expected shape \(2, 12\), got shape \(1,\)"),
     ("net-bias-not-a-bool", lambda: rnnfast.GRU(3, 4, bias="False"),
      T, r"bias: expected True or False, got 'False'"),
-    ("to-torch-not-a-network", lambda: rnnfast.interop.to_torch({"cell": "lstm"}),
+    ("to-torch-module-not-a-network", lambda: rnnfast.interop.to_torch({"cell": "lstm"}),
      T, r"net: expected an rnnfast\.RNN, LSTM or GRU network, got dict"),
-    ("to-torch-gru-reset-before", lambda: rnnfast.interop.to_torch(
+    ("to-torch-module-gru-reset-before", lambda: rnnfast.interop.to_torch(
         rnnfast.GRU(3, 4, reset_after=False)),
      V, r"reset_after=False has no PyTorch equivalent"),
     ("adamw-negative-decay", lambda: rnnfast.optim.AdamW(weight_decay=-0.1),
