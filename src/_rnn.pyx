@@ -642,3 +642,7 @@ def split_limits(step_flops=None, grad_flops=None, grad_rows=None):
 
 def use_thread_pool(bint on):
     return bool(rf_use_thread_pool(on))     # False: threads created per call
+
+
+# ------------------------------------------------ fully connected layers
+include "_affine.pxi"

@@ -6,13 +6,40 @@ TimeAffine:  x (N, T, D)  -> (N, T, M), one GEMM over all N*T rows.
 W (D, M) is kept as given when it is a float array of the layer's dtype in
 any memory order: a model ties its output layer to an embedding E (V, D) by
 passing W = E.T, a view, so an optimizer's in-place update of E is seen here.
+
+The products run on rnnfast's packed kernel and thread pool
+(src/_affine.pxi) where they can, NumPy's BLAS otherwise (no packed kernel
+on this CPU or build, W or a gradient in another memory order, tiny
+products).  Why: OpenBLAS's threads spin for ~0.1 s after each threaded
+product, and the recurrent kernel that follows in a model's step then
+shares a core with them (docs/performance.md, item 117).
 """
 import math
 
 import numpy as np
 
+from .. import _rnn
 from .._validation import check_array
 from ._common import as_param, no_forward, weight_dtype
+
+# Products of fewer multiply-adds stay with NumPy: OpenBLAS runs them on
+# one thread (its GEMM_MULTITHREAD_THRESHOLD, 4 * 65536), so they leave no
+# spinning thread, and NumPy's call costs less than packing.
+_KERNEL_MIN_MACS = 4 * 65536
+
+
+def _c_order(W):
+    """(B, trans_b) with B C-contiguous and op(B) = W: (W, False) for W as
+    it lies, (W.T, True) for a tied W = E.T; None for any other layout."""
+    if W.flags.c_contiguous:
+        return W, False
+    if W.flags.f_contiguous:
+        return W.T, True
+    return None
+
+
+def _on_kernel(rows, D, M):
+    return rows * D * M >= _KERNEL_MIN_MACS
 
 
 def _rows(x):
@@ -47,8 +74,15 @@ class Affine:
         x = check_array(x, "x", self.dtype, self._lead + (W.shape[0],))
         self._x = x
         D, M = W.shape
-        y = x.reshape(_rows(x), D) @ W
-        y += b                          # in place: y can be a language model's largest array
+        x2 = x.reshape(_rows(x), D)
+        B = _c_order(W) if _on_kernel(x2.shape[0], D, M) and b.flags.c_contiguous else None
+        if B is not None:
+            y = np.empty((x2.shape[0], M), self.dtype)
+            if not _rnn.matmul_bias(x2, B[0], b, y, B[1]):
+                B = None
+        if B is None:
+            y = x2 @ W
+            y += b                      # in place: y can be a language model's largest array
         return y.reshape(x.shape[:-1] + (M,))
 
     def backward(self, dout):
@@ -63,6 +97,9 @@ class Affine:
         dout = check_array(dout, "dout", self.dtype, x.shape[:-1] + (M,))
         x2, d2 = x.reshape(_rows(x), D), dout.reshape(_rows(x), M)
         dW, db = self.grads
+        dx = self._input_grad(d2, W)
+        if self._kernel_weight_grads(x2, d2, dW, db):
+            return dx.reshape(x.shape)
         if dW.shape == (D, M) and dW.dtype == x2.dtype and dW.flags.c_contiguous:
             np.matmul(x2.T, d2, out=dW)         # straight into the gradient, no temporary
         elif dW.shape == (D, M) and dW.dtype == x2.dtype and dW.flags.f_contiguous:
@@ -70,7 +107,35 @@ class Affine:
         else:                                   # a replaced grad: as any assignment
             dW[...] = x2.T @ d2
         db[...] = d2.sum(axis=0)
-        return (d2 @ W.T).reshape(x.shape)
+        return dx.reshape(x.shape)
+
+    @staticmethod
+    def _input_grad(d2, W):
+        """dx = d2 @ W.T (rows, D)."""
+        D, M = W.shape
+        B = _c_order(W) if _on_kernel(d2.shape[0], D, M) else None
+        if B is not None:
+            dx = np.empty((d2.shape[0], D), W.dtype)
+            # W as it lies (D, M) is op(B) = W.T with trans_b; a tied E (M, D) as it lies
+            if _rnn.matmul_rows(d2, B[0], dx, not B[1]):
+                return dx
+        return d2 @ W.T
+
+    @staticmethod
+    def _kernel_weight_grads(x2, d2, dW, db):
+        """dW = x2.T @ d2 and db = d2's column sums, on the kernel; False
+        (nothing written) where it does not apply."""
+        D, M = dW.shape
+        if (not _on_kernel(x2.shape[0], D, M) or dW.dtype != x2.dtype
+                or db.dtype != x2.dtype or not db.flags.c_contiguous):
+            return False
+        if dW.flags.c_contiguous:
+            return _rnn.matmul_tn(x2, d2, dW, db)
+        if dW.flags.f_contiguous:       # a tied W = E.T: E's gradient dE = d2.T @ x2
+            if _rnn.matmul_tn(d2, x2, dW.T, None):
+                db[...] = d2.sum(axis=0)
+                return True
+        return False
 
 
 class TimeAffine(Affine):
