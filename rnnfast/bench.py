@@ -287,6 +287,11 @@ def run(cells=CELLS, modes=MODES, configs=tuple(CONFIGS), threads=(1, 2),
         header["peak_gflops"][n] = gemm_peak(
             n, peak_size, clock=time.process_time if header["clock"][n] == "cpu"
             else time.perf_counter, dtype=dtype)
+    if any(n > 1 for n in threads):
+        # OpenBLAS's threads spin ~0.1 s after the threaded peak; the first
+        # row at 2 threads would share a core with them (docs/performance.md,
+        # item 117).  Let them go to sleep first.
+        time.sleep(0.25)
     rows = []
     for n in threads:
         with thread_limit(n):
