@@ -14,7 +14,8 @@
 #
 # Each product splits over threads where its work is: the forward and dW
 # by column panels of the result (each thread packs and reads only its
-# part of the wide operand), dx by rows (B packed once, on all threads).
+# part of the wide operand), dx by rows (each thread packing W chunk by
+# chunk of the long sum, below).
 # The per-element sums run in the same order whatever the split, so the
 # results are the same bytes at any thread count.
 #
