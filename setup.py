@@ -37,7 +37,7 @@ extensions = [
         extra_compile_args=compile_args,
         depends=["src/_compiler.h", "src/_cells.h", "src/_cells_impl.h", "src/_gemm.h", "src/_gemm_d.h", "src/_gemm_tn_impl.h", "src/_threads.h",
                  "src/_outpool.h", "src/_cells.pxd", "src/_blas.pxd", "src/_seq.pxd",
-                 "src/_seqfwd.pxd", "src/_settings.pxd", "src/_arrays.pxd", "src/_affine.pxi"],
+                 "src/_seqfwd.pxd", "src/_settings.pxd", "src/_arrays.pxd", "src/_affine.pxi", "src/_softmax.pxi"],
     )
     for name in KERNELS
 ]

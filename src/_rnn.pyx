@@ -646,3 +646,7 @@ def use_thread_pool(bint on):
 
 # ------------------------------------------------ fully connected layers
 include "_affine.pxi"
+
+
+# ------------------------------------------------------ a loss's softmax
+include "_softmax.pxi"
