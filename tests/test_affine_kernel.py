@@ -207,3 +207,20 @@ def test_two_dimensional_affine_on_the_kernel():
                                atol=1e-3)
     np.testing.assert_allclose(layer.grads[1], dy.astype(np.float64).sum(0), rtol=1e-4,
                                atol=1e-4)
+
+
+def test_replaced_gradients_of_a_wrong_shape_are_refused_as_before():
+    # A gradient replaced by an array of another rank: the kernel's path
+    # steps aside and NumPy's assignment raises its usual error.
+    W, b, x, dy = _layer_case(False)
+    layer = TimeAffine(W, b)
+    layer.grads[0] = np.zeros(W.size, W.dtype)
+    layer.forward(x)
+    with pytest.raises(ValueError):
+        layer.backward(dy)
+    layer = TimeAffine(W, b)
+    layer.grads[1] = np.zeros((1, b.size), b.dtype)
+    layer.forward(x)
+    layer.backward(dy)                              # broadcasts into (1, M), as before
+    np.testing.assert_allclose(layer.grads[1][0], dy.reshape(-1, b.size).sum(0), rtol=1e-4,
+                               atol=1e-3)

@@ -125,10 +125,9 @@ class Affine:
     def _kernel_weight_grads(x2, d2, dW, db):
         """dW = x2.T @ d2 and db = d2's column sums, on the kernel; False
         (nothing written) where it does not apply."""
-        D, M = dW.shape
-        if (not _on_kernel(x2.shape[0], D, M) or dW.dtype != x2.dtype
-                or db.dtype != x2.dtype or not db.flags.c_contiguous):
-            return False
+        if (dW.ndim != 2 or db.ndim != 1 or dW.dtype != x2.dtype or db.dtype != x2.dtype
+                or not db.flags.c_contiguous or not _on_kernel(x2.shape[0], *dW.shape)):
+            return False        # a replaced gradient of another kind: NumPy's path says what
         if dW.flags.c_contiguous:
             return _rnn.matmul_tn(x2, d2, dW, db)
         if dW.flags.f_contiguous:       # a tied W = E.T: E's gradient dE = d2.T @ x2
