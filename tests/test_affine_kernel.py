@@ -224,3 +224,21 @@ def test_replaced_gradients_of_a_wrong_shape_are_refused_as_before():
     layer.backward(dy)                              # broadcasts into (1, M), as before
     np.testing.assert_allclose(layer.grads[1][0], dy.reshape(-1, b.size).sum(0), rtol=1e-4,
                                atol=1e-3)
+
+
+def test_few_rows_stay_with_numpy(monkeypatch):
+    # A language model's generate multiplies one row a call: packing W for
+    # it cost more than NumPy's product (docs/performance.md item 117).
+    def refuse(*args):
+        raise AssertionError("the kernel ran for a few rows")
+    monkeypatch.setattr(affine_module._rnn, "matmul_bias", refuse)
+    monkeypatch.setattr(affine_module._rnn, "matmul_rows", refuse)
+    monkeypatch.setattr(affine_module._rnn, "matmul_tn", refuse)
+    rng = np.random.default_rng(9)
+    W = rng.standard_normal((200, 2000)).astype(np.float32)
+    b = rng.standard_normal(2000).astype(np.float32)
+    layer = Affine(W, b)
+    x = rng.standard_normal((affine_module._KERNEL_MIN_ROWS - 1, 200)).astype(np.float32)
+    y = layer.forward(x)
+    layer.backward(np.ones_like(y))
+    np.testing.assert_allclose(y, x.astype(np.float64) @ W + b, rtol=1e-4, atol=1e-3)
