@@ -242,3 +242,31 @@ def test_few_rows_stay_with_numpy(monkeypatch):
     y = layer.forward(x)
     layer.backward(np.ones_like(y))
     np.testing.assert_allclose(y, x.astype(np.float64) @ W + b, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("replace", ["b_other_dtype", "b_row", "b_byteswapped", "W_byteswapped",
+                                     "W_other_dtype_after_forward"])
+def test_replaced_parameters_of_another_kind_take_numpy_path(replace):
+    # A parameter replaced by an array the kernel cannot take (a bias of
+    # another dtype or of shape (1, M), a non-native byte order): the layer
+    # computes as NumPy's path did before the kernel (y += b casts and
+    # broadcasts), instead of raising Cython's buffer errors.
+    W, b, x, dy = _layer_case(False)
+    layer = TimeAffine(W.copy(), b.copy())
+    if replace == "b_other_dtype":
+        layer.params[1] = b.astype(np.float64)
+    elif replace == "b_row":
+        layer.params[1] = b.reshape(1, -1).copy()
+    elif replace == "b_byteswapped":
+        layer.params[1] = b.astype(b.dtype.newbyteorder())
+    elif replace == "W_byteswapped":
+        layer.params[0] = W.astype(W.dtype.newbyteorder())
+    y = layer.forward(x)
+    if replace == "W_other_dtype_after_forward":
+        layer.params[0] = W.astype(np.float64)
+    dx = layer.backward(dy)
+    ref = _run_layer(W, b, x, dy)
+    np.testing.assert_allclose(y, ref[0], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(dx, ref[1], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(layer.grads[0], ref[2], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(layer.grads[1], ref[3], rtol=1e-5, atol=1e-4)

@@ -34,9 +34,16 @@ _KERNEL_MIN_MACS = 4 * 65536
 _KERNEL_MIN_ROWS = 32
 
 
+# The kernel's types: native float32 and float64 (not a byte-swapped one).
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _c_order(W):
     """(B, trans_b) with B C-contiguous and op(B) = W: (W, False) for W as
-    it lies, (W.T, True) for a tied W = E.T; None for any other layout."""
+    it lies, (W.T, True) for a tied W = E.T; None for any other layout or
+    dtype (a replaced W)."""
+    if W.dtype not in _KERNEL_DTYPES:
+        return None
     if W.flags.c_contiguous:
         return W, False
     if W.flags.f_contiguous:
@@ -81,7 +88,9 @@ class Affine:
         self._x = x
         D, M = W.shape
         x2 = x.reshape(_rows(x), D)
-        B = _c_order(W) if _on_kernel(x2.shape[0], D, M) and b.flags.c_contiguous else None
+        # a replaced b of another dtype or shape: NumPy's path casts and broadcasts it
+        B = (_c_order(W) if _on_kernel(x2.shape[0], D, M) and b.flags.c_contiguous
+             and b.dtype == W.dtype and b.ndim == 1 else None)
         if B is not None:
             y = np.empty((x2.shape[0], M), self.dtype)
             if not _rnn.matmul_bias(x2, B[0], b, y, B[1]):
@@ -119,7 +128,7 @@ class Affine:
     def _input_grad(d2, W):
         """dx = d2 @ W.T (rows, D)."""
         D, M = W.shape
-        B = _c_order(W) if _on_kernel(d2.shape[0], D, M) else None
+        B = _c_order(W) if _on_kernel(d2.shape[0], D, M) and d2.dtype == W.dtype else None
         if B is not None:
             dx = np.empty((d2.shape[0], D), W.dtype)
             # W as it lies (D, M) is op(B) = W.T with trans_b; a tied E (M, D) as it lies
@@ -131,7 +140,8 @@ class Affine:
     def _kernel_weight_grads(x2, d2, dW, db):
         """dW = x2.T @ d2 and db = d2's column sums, on the kernel; False
         (nothing written) where it does not apply."""
-        if (dW.ndim != 2 or db.ndim != 1 or dW.dtype != x2.dtype or db.dtype != x2.dtype
+        if (dW.ndim != 2 or db.ndim != 1 or x2.dtype not in _KERNEL_DTYPES
+                or dW.dtype != x2.dtype or db.dtype != x2.dtype or d2.dtype != x2.dtype
                 or not db.flags.c_contiguous or not _on_kernel(x2.shape[0], *dW.shape)):
             return False        # a replaced gradient of another kind: NumPy's path says what
         if dW.flags.c_contiguous:
