@@ -19,7 +19,9 @@
 # The per-element sums run in the same order whatever the split, so the
 # results are the same bytes at any thread count.
 #
-# Operands are C-contiguous and already checked by the caller (the layer);
+# Operands are C-contiguous and already checked by the caller (the layer),
+# and the outputs must not overlap the inputs (unlike NumPy's out=, nothing
+# here copies an input first; the layers pass new arrays);
 # every function returns False, having done nothing, where it does not
 # apply (no packed kernel on this CPU or build, sizes past int), and the
 # caller then uses NumPy.

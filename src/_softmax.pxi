@@ -41,8 +41,9 @@ cdef void softmax_part(void* ctx, long r0, long r1, int part) noexcept nogil:
 def softmax_rows(const floating[:, ::1] x, floating[:, ::1] e, double[::1] z,
                  floating[::1] mx):
     """e = exp(x - mx[:, None]), mx = x's row maxima, z = e's row sums (in
-    double).  x, e (R, V) with V >= 1; z, mx (R,).  Shapes are checked
-    here; values are not (the losses refuse NaN and Inf first)."""
+    double).  x, e (R, V) with V >= 1; z, mx (R,); no output may overlap
+    x (the row function takes them as restrict pointers).  Shapes are
+    checked here; values are not (the losses refuse NaN and Inf first)."""
     cdef SoftmaxJob job
     cdef long R = x.shape[0], V = x.shape[1]
     cdef long t = _blas_get_threads() if _blas_get_threads != NULL else 1
