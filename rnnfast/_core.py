@@ -114,7 +114,7 @@ def use_grad_chunks(on=True):
 
 
 def use_split_packing(on=True):
-    """Pack a call's large weight matrices (1 MB and more) on the threads
+    """Pack a call's large weight matrices (256 KB and more) on the threads
     its step loop will use, each a share of B's rows or panels (the
     default), or on the calling thread alone (on=False); see src/_seq.pxd,
     pack_b_split.  Results are bitwise the same either way.  For A/B

@@ -397,11 +397,14 @@ cdef inline int step_threads(int threads, Py_ssize_t N, Py_ssize_t T,
 # 108).  From PACK_SPLIT_BYTES on, the packing splits over the threads the
 # step loop will use: B's rows (trans = 0) or its panels (trans = 1), each
 # part written where the whole packing would write it, so the packed
-# matrix is the same bytes.  Each split packing is a region of its own, and
-# below 1 MB the wake-up of the other thread (~20 us) costs about what the
-# split saves: at 512 KB, LSTM training at `zaremba-small` (640 KB
-# matrices) ran 0.979-0.984 as fast at 2 threads, its inference 1.045-1.09
-# faster (benchmarks/switch_per_token.py split_packing).
+# matrix is the same bytes.  Each split packing is a region of its own,
+# with a wake-up of the other thread (~20 us).  From 1 MB at first (at 512
+# KB, LSTM training at `zaremba-small`, 640 KB matrices, ran 0.979-0.984 as
+# fast at 2 threads in item 108's runs, its inference 1.045-1.09 faster);
+# from 256 KB since item 120: in one process (benchmarks/ab_inprocess.py,
+# 2 threads, 11 rounds, old/new of 1 MB against 256 KB) inference at
+# `zaremba-small` 1.04-1.05 (GRU) and 1.05-1.17 (LSTM) faster, training
+# there 1.009-1.013, `small` and `medium` 0.998-1.016.
 cdef extern from "_gemm.h" nogil:
     enum: RF_NR
     enum: RF_NRD
@@ -419,7 +422,7 @@ cdef extern from *:
     int rf_pack_split_switch
 
 cdef enum:
-    PACK_SPLIT_BYTES = 1 << 20
+    PACK_SPLIT_BYTES = 1 << 18
 
 
 cdef inline void set_pack_split(bint on) noexcept nogil:

@@ -19,7 +19,8 @@ N, T, D, H = 8, 3, 300, 523
 def test_these_sizes_split_the_packing_and_small_ones_do_not():
     assert _rnn.split_packing_threads(2, N, T, 2 * H * H, H, H) == 2
     assert _rnn.split_packing_threads(1, N, T, 2 * H * H, H, H) == 1
-    assert _rnn.split_packing_threads(2, N, T, 2 * 256 * 256, 256, 1023) == 1   # < 1 MB
+    assert _rnn.split_packing_threads(2, N, T, 2 * H * H, 256, 256) == 2   # 256 KB
+    assert _rnn.split_packing_threads(2, N, T, 2 * H * H, 256, 255) == 1   # < 256 KB
     _core.use_split_packing(False)
     try:
         assert _rnn.split_packing_threads(2, N, T, 2 * H * H, H, H) == 1
