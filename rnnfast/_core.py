@@ -157,3 +157,12 @@ def use_thread_pool(on=True):
     return all([mod.use_thread_pool(on) for mod in (_rnn, _lstm, _gru)])
 
 
+def use_pool_spread(on=True):
+    """Let a pool worker that wakes on its caller's CPU move to another of
+    the CPUs it may use (the default on Linux; src/_threads.h,
+    rf_move_off_cpu), or leave placement to the scheduler alone (on=False).
+    Results are the same either way.  For A/B timings and tests; returns
+    whether it is on."""
+    return all([mod.use_pool_spread(on) for mod in (_rnn, _lstm, _gru)])
+
+

@@ -35,6 +35,7 @@ from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching
                    grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool,
+                   rf_use_pool_spread,
                    pack_b_split, pack_b_or_read_split, set_pack_split, packing_threads,
                    all_zero, state_product, set_poison_chunk_h,
                    states_rebuilt, state_rows, rebuild_chunk_start, rebuild_next_state,
@@ -642,6 +643,10 @@ def split_limits(step_flops=None, grad_flops=None, grad_rows=None):
 
 def use_thread_pool(bint on):
     return bool(rf_use_thread_pool(on))     # False: threads created per call
+
+
+def use_pool_spread(bint on):
+    return bool(rf_use_pool_spread(on))     # src/_threads.h, rf_move_off_cpu
 
 
 # ------------------------------------------------ fully connected layers

@@ -350,6 +350,7 @@ cdef extern from "_threads.h" nogil:
     const int RF_MAX_THREADS
     long rf_split_step_flops, rf_split_grad_flops, rf_split_grad_rows
     int rf_use_thread_pool(int on)
+    int rf_use_pool_spread(int on)
 
 
 cdef inline tuple set_split_limits(step_flops, grad_flops, grad_rows):

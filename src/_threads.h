@@ -84,6 +84,7 @@ static void rf_call_part(rf_rows_fn fn, void* ctx, long n0, long n1, int part)
 
 #ifdef RF_NO_PTHREADS
 static int RF_MAYBE_UNUSED rf_use_thread_pool(int on) { (void) on; return 0; }
+static int RF_MAYBE_UNUSED rf_use_pool_spread(int on) { (void) on; return 0; }
 
 static void RF_MAYBE_UNUSED rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
 {
@@ -201,6 +202,7 @@ typedef struct {
     long N;                        /* read by a worker after it sees the */
     int threads;                   /* bump (acquire) */
     unsigned int remaining;        /* workers still running this job (futex) */
+    int caller_cpu;                /* the caller's CPU at the job's start, or -1 */
     rf_pool_slot slot[RF_MAX_THREADS];
 } rf_pool_t;
 
@@ -234,6 +236,28 @@ static void rf_pool_register_fork_handler(void)
     pthread_atfork(NULL, NULL, rf_pool_after_fork_in_child);
 }
 
+/* A woken worker that finds itself on the caller's CPU moves off it.
+ * Linux wakes a thread on the waker's CPU when it judges the cache warm
+ * there (wake-affine), and once there a worker woken at every call can
+ * stay, sharing one core with the caller for the whole call while the
+ * other idles: with PyTorch's threads in the process, a GRU inference at
+ * `zaremba-small`, 2 threads, ran 1.7-1.9 ms in most rounds instead of
+ * 0.97 (docs/performance.md item 121).  The worker takes its CPUs at
+ * creation (`base`, what the process allowed it) less the caller's, which
+ * the kernel applies at once; a later collision recomputes it from base.
+ * Nothing is pinned where base has one CPU. */
+static int rf_pool_spread_switch = 1;
+
+static void rf_move_off_cpu(int cpu, const cpu_set_t* base)
+{
+    cpu_set_t set;
+    if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, base) || CPU_COUNT(base) < 2)
+        return;
+    set = *base;
+    CPU_CLR(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);
+}
+
 static void* rf_pool_worker(void* arg)
 {
     int part = (int) (long) arg;
@@ -241,11 +265,18 @@ static void* rf_pool_worker(void* arg)
     unsigned int seen = 0;         /* the slot's gen when it was created */
     unsigned int now;
     long N;
-    int threads;
+    int threads, cpu;
+    cpu_set_t base;
+    int spread = sched_getaffinity(0, sizeof base, &base) == 0 && CPU_COUNT(&base) > 1;
     for (;;) {
         while ((now = __atomic_load_n(gen, __ATOMIC_ACQUIRE)) == seen)
             rf_futex_wait(gen, seen);
         seen = now;
+        if (spread && rf_pool_spread_switch) {
+            cpu = sched_getcpu();
+            if (cpu >= 0 && cpu == rf_pool.caller_cpu)
+                rf_move_off_cpu(cpu, &base);
+        }
         N = rf_pool.N;
         threads = rf_pool.threads;
         rf_call_part(rf_pool.fn, rf_pool.ctx, part * N / threads, (part + 1) * N / threads,
@@ -322,6 +353,7 @@ static void RF_MAYBE_UNUSED rf_run_rows(rf_rows_fn fn, void* ctx, long N, int th
     rf_pool.ctx = ctx;
     rf_pool.N = N;
     rf_pool.threads = threads;
+    rf_pool.caller_cpu = rf_pool_spread_switch ? sched_getcpu() : -1;
     __atomic_store_n(&rf_pool.remaining, (unsigned int) on_workers, __ATOMIC_RELAXED);
     for (i = 1; i <= on_workers; i++) {
         __atomic_add_fetch(&rf_pool.slot[i].gen, 1, __ATOMIC_RELEASE);
@@ -347,9 +379,17 @@ static int RF_MAYBE_UNUSED rf_use_thread_pool(int on)
     return rf_pool_switch;
 }
 
+/* rf_move_off_cpu on (1, the default) or off; for A/B timings. */
+static int RF_MAYBE_UNUSED rf_use_pool_spread(int on)
+{
+    rf_pool_spread_switch = on != 0;
+    return rf_pool_spread_switch;
+}
+
 #else  /* no futex: threads created per call */
 #define rf_run_rows rf_run_rows_spawned
 static int RF_MAYBE_UNUSED rf_use_thread_pool(int on) { (void) on; return 0; }
+static int RF_MAYBE_UNUSED rf_use_pool_spread(int on) { (void) on; return 0; }
 #endif
 
 #endif /* RF_NO_PTHREADS */

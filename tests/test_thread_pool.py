@@ -225,3 +225,39 @@ def test_split_limits_refuse_what_is_not_a_positive_integer():
         assert mod.split_limits() == before           # nothing half-set
         assert mod.split_limits(grad_rows=64)[2] == 64
         mod.split_limits(*before)
+
+
+@pytest.mark.parametrize("cls", [rnnfast.LSTM, rnnfast.GRU, rnnfast.RNN])
+def test_moving_workers_off_the_callers_cpu_changes_no_bits(cls):
+    """rf_move_off_cpu only changes where a worker runs."""
+    xs, dys = _case(5)
+    results = []
+    try:
+        for on in (True, False):
+            assert _core.use_pool_spread(on) == on
+            with threadpool_limits(2):
+                results.append(_train_step(cls, xs, dys))
+    finally:
+        _core.use_pool_spread(True)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+def _worker_affinities():
+    """CPU sets of this process's threads other than the main one."""
+    main = str(threading.get_native_id())
+    return {t: os.sched_getaffinity(int(t)) for t in os.listdir("/proc/self/task")
+            if t != main}
+
+
+def test_workers_stay_within_the_cpus_the_process_allowed():
+    # A worker that moves off its caller's CPU narrows its own set, never
+    # beyond what it was created with, and never to nothing.
+    allowed = os.sched_getaffinity(0)
+    xs, dys = _case(6)
+    with threadpool_limits(2):
+        for _ in range(20):
+            for cls in (rnnfast.LSTM, rnnfast.GRU, rnnfast.RNN):
+                _train_step(cls, xs, dys)
+    for tid, cpus in _worker_affinities().items():
+        assert cpus and cpus <= allowed, (tid, cpus, allowed)
