@@ -311,85 +311,11 @@ RF_INLINE void rf_lstm_unit_d(double xf, double xg, double xi, double xo, double
     *tc = rf_tanh_d(*cn);
 }
 
-/* ------------------------------------------ the softmax of a row (losses)
- * e = exp(x - max x) and the sum of e, in double, for the softmax
- * cross-entropy of a language model's 10,000-way output (rnnfast.losses,
- * src/_softmax.pxi): two passes over a row that stays in cache, against
- * NumPy's six over the whole array (docs/performance.md item 118).
- * Sixteen partial maxima and sums, so that both loops vectorise without
- * reassociating anything (no -ffast-math).  exp clamps its argument at the
- * bottom (exp(-87) ~ 1.6e-38 in float for what is 0 or subnormal exactly):
- * a probability off by that, and sums that cannot see it. */
-#define RF_SM_LANES 16
-
-RF_PASS __attribute__((unused)) double
-rf_softmax_row_f(const float* RF_RESTRICT x, float* RF_RESTRICT e, long V, float* mx)
+/* exp for the softmax of a row (src/_cells_impl.h, rf_softmax_row): its
+ * argument is x - max x <= 0, clamped at the bottom only. */
+RF_INLINE double rf_exp_nonpositive_d(double x)
 {
-    float m[RF_SM_LANES], M = x[0], v;
-    double s[RF_SM_LANES], S = 0.0;
-    long j, l, full = V - V % RF_SM_LANES;
-    for (l = 0; l < RF_SM_LANES; l++) {
-        m[l] = x[0];
-        s[l] = 0.0;
-    }
-    for (j = 0; j < full; j += RF_SM_LANES)
-        for (l = 0; l < RF_SM_LANES; l++)
-            m[l] = x[j + l] > m[l] ? x[j + l] : m[l];
-    for (l = 0; l < RF_SM_LANES; l++)
-        M = m[l] > M ? m[l] : M;
-    for (j = full; j < V; j++)
-        M = x[j] > M ? x[j] : M;
-    for (j = 0; j < full; j += RF_SM_LANES)
-        for (l = 0; l < RF_SM_LANES; l++) {
-            v = rf_exp_f(x[j + l] - M);
-            e[j + l] = v;
-            s[l] += (double) v;
-        }
-    for (l = 0; l < RF_SM_LANES; l++)
-        S += s[l];
-    for (j = full; j < V; j++) {
-        v = rf_exp_f(x[j] - M);
-        e[j] = v;
-        S += (double) v;
-    }
-    *mx = M;
-    return S;
-}
-
-RF_PASS __attribute__((unused)) double
-rf_softmax_row_d(const double* RF_RESTRICT x, double* RF_RESTRICT e, long V, double* mx)
-{
-    double m[RF_SM_LANES], M = x[0], v, d;
-    double s[RF_SM_LANES], S = 0.0;
-    long j, l, full = V - V % RF_SM_LANES;
-    for (l = 0; l < RF_SM_LANES; l++) {
-        m[l] = x[0];
-        s[l] = 0.0;
-    }
-    for (j = 0; j < full; j += RF_SM_LANES)
-        for (l = 0; l < RF_SM_LANES; l++)
-            m[l] = x[j + l] > m[l] ? x[j + l] : m[l];
-    for (l = 0; l < RF_SM_LANES; l++)
-        M = m[l] > M ? m[l] : M;
-    for (j = full; j < V; j++)
-        M = x[j] > M ? x[j] : M;
-    for (j = 0; j < full; j += RF_SM_LANES)
-        for (l = 0; l < RF_SM_LANES; l++) {
-            d = x[j + l] - M;
-            v = rf_exp_in_range_d(d < -708.0 ? -708.0 : d);
-            e[j + l] = v;
-            s[l] += v;
-        }
-    for (l = 0; l < RF_SM_LANES; l++)
-        S += s[l];
-    for (j = full; j < V; j++) {
-        d = x[j] - M;
-        v = rf_exp_in_range_d(d < -708.0 ? -708.0 : d);
-        e[j] = v;
-        S += v;
-    }
-    *mx = M;
-    return S;
+    return rf_exp_in_range_d(x < -708.0 ? -708.0 : x);
 }
 
 /* ---------------------------------------------- the passes, per precision */
@@ -397,11 +323,13 @@ rf_softmax_row_d(const double* RF_RESTRICT x, double* RF_RESTRICT e, long V, dou
 #define RF_FN(name) name##_f
 #define RF_SIG rf_sigmoid_f
 #define RF_TANH rf_tanh_f
+#define RF_EXP rf_exp_f
 #include "_cells_impl.h"
 #undef RF_REAL
 #undef RF_FN
 #undef RF_SIG
 #undef RF_TANH
+#undef RF_EXP
 
 /* The double passes without FMA contraction.  GCC fuses a * b + c into
  * an FMA where it sees fit, and with the branch-free activations inlined
@@ -419,11 +347,13 @@ rf_softmax_row_d(const double* RF_RESTRICT x, double* RF_RESTRICT e, long V, dou
 #define RF_FN(name) name##_d
 #define RF_SIG rf_sigmoid_d
 #define RF_TANH rf_tanh_d
+#define RF_EXP rf_exp_nonpositive_d
 #include "_cells_impl.h"
 #undef RF_REAL
 #undef RF_FN
 #undef RF_SIG
 #undef RF_TANH
+#undef RF_EXP
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
 #endif

@@ -1,5 +1,5 @@
 /* Template body of src/_cells.h, included once per precision with RF_REAL,
- * RF_FN, RF_SIG and RF_TANH defined.  No include guard on purpose. */
+ * RF_FN, RF_SIG, RF_TANH and RF_EXP defined.  No include guard on purpose. */
 
 /* RNN forward: a = act(a + b); h = out = a. */
 RF_PASS void RF_FN(rf_rnn_fwd_row)(RF_REAL* RF_RESTRICT a, const RF_REAL* RF_RESTRICT b,
@@ -230,3 +230,51 @@ RF_PASS void RF_FN(rf_gru_rb_bwd_r)(RF_REAL* RF_RESTRICT a, RF_REAL* RF_RESTRICT
         w[H + j] = dar;
     }
 }
+
+/* ------------------------------------------ the softmax of a row (losses)
+ * e = exp(x - max x) and the sum of e, in double, for the softmax
+ * cross-entropy of a language model's 10,000-way output (rnnfast.losses,
+ * src/_softmax.pxi): two passes over a row that stays in cache, against
+ * NumPy's six over the whole array (docs/performance.md item 118).
+ * Sixteen partial maxima and sums, so that both loops vectorise without
+ * reassociating anything (no -ffast-math).  RF_EXP clamps its argument at
+ * the bottom (exp(-87) ~ 1.6e-38 in float for what is 0 or subnormal
+ * exactly): a probability off by that, and sums that cannot see it. */
+#define RF_SM_LANES 16
+
+RF_PASS __attribute__((unused)) double
+RF_FN(rf_softmax_row)(const RF_REAL* RF_RESTRICT x, RF_REAL* RF_RESTRICT e, long V,
+                      RF_REAL* mx)
+{
+    RF_REAL m[RF_SM_LANES], M = x[0], v;
+    double s[RF_SM_LANES], S = 0.0;
+    long j, l, full = V - V % RF_SM_LANES;
+    for (l = 0; l < RF_SM_LANES; l++) {
+        m[l] = x[0];
+        s[l] = 0.0;
+    }
+    for (j = 0; j < full; j += RF_SM_LANES)
+        for (l = 0; l < RF_SM_LANES; l++)
+            m[l] = x[j + l] > m[l] ? x[j + l] : m[l];
+    for (l = 0; l < RF_SM_LANES; l++)
+        M = m[l] > M ? m[l] : M;
+    for (j = full; j < V; j++)
+        M = x[j] > M ? x[j] : M;
+    for (j = 0; j < full; j += RF_SM_LANES)
+        for (l = 0; l < RF_SM_LANES; l++) {
+            v = RF_EXP(x[j + l] - M);
+            e[j + l] = v;
+            s[l] += (double) v;
+        }
+    for (l = 0; l < RF_SM_LANES; l++)
+        S += s[l];
+    for (j = full; j < V; j++) {
+        v = RF_EXP(x[j] - M);
+        e[j] = v;
+        S += (double) v;
+    }
+    *mx = M;
+    return S;
+}
+
+#undef RF_SM_LANES
