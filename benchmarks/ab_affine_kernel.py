@@ -11,12 +11,15 @@ slow what they slow in real use).
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/ab_affine_kernel.py [rounds]
 """
-import statistics
 import sys
-import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+try:                                   # imported by asv (benchmarks.<name>)
+    from .common import switch_ab
+except ImportError:                    # run as a script
+    from common import switch_ab
 
 import rnnfast.layers.affine as affine
 from rnnfast.layers import TimeAffine
@@ -54,25 +57,8 @@ def main(rounds):
     for threads in (1, 2):
         with threadpool_limits(threads):
             for name, call in cases().items():
-                times = {"numpy": [], "kernel": []}
-                for on in (False, True):
-                    use_kernel(on)
-                    call()
-                for _ in range(rounds):
-                    for label, on in (("numpy", False), ("kernel", True)):
-                        use_kernel(on)
-                        time.sleep(0.25)
-                        t0 = time.perf_counter()
-                        for _ in range(3):
-                            call()
-                        times[label].append((time.perf_counter() - t0) / 3 * 1e3)
-                ratios = [a / b for a, b in zip(times["numpy"], times["kernel"])]
-                q = statistics.quantiles(ratios, n=4)
-                print(f"{threads} thr  {name:15s} numpy {statistics.median(times['numpy']):7.2f} ms"
-                      f"  kernel {statistics.median(times['kernel']):7.2f} ms"
-                      f"  numpy/kernel {statistics.median(ratios):.3f} (quartiles {q[0]:.3f}-{q[2]:.3f})",
-                      flush=True)
-    use_kernel(True)
+                line = switch_ab(call, use_kernel, ('numpy', 'kernel'), rounds, pause=0.25)
+                print(f"{threads} thr  {name:15s} {line}", flush=True)
 
 
 if __name__ == "__main__":

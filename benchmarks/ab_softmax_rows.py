@@ -8,12 +8,15 @@ compiled, with quartiles.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/ab_softmax_rows.py [rounds]
 """
-import statistics
 import sys
-import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+try:                                   # imported by asv (benchmarks.<name>)
+    from .common import switch_ab
+except ImportError:                    # run as a script
+    from common import switch_ab
 
 import rnnfast.losses as losses
 from rnnfast.models import RnnLM
@@ -46,24 +49,8 @@ def main(rounds):
     for threads in (1, 2):
         with threadpool_limits(threads):
             for name, call in cases().items():
-                times = {"numpy": [], "compiled": []}
-                for on in (False, True):
-                    use_compiled(on)
-                    call()
-                for _ in range(rounds):
-                    for label, on in (("numpy", False), ("compiled", True)):
-                        use_compiled(on)
-                        t0 = time.perf_counter()
-                        for _ in range(3):
-                            call()
-                        times[label].append((time.perf_counter() - t0) / 3 * 1e3)
-                ratios = [a / b for a, b in zip(times["numpy"], times["compiled"])]
-                q = statistics.quantiles(ratios, n=4)
-                print(f"{threads} thr  {name:9s} numpy {statistics.median(times['numpy']):7.2f} ms"
-                      f"  compiled {statistics.median(times['compiled']):7.2f} ms"
-                      f"  numpy/compiled {statistics.median(ratios):.3f} "
-                      f"(quartiles {q[0]:.3f}-{q[2]:.3f})", flush=True)
-    use_compiled(True)
+                line = switch_ab(call, use_compiled, ('numpy', 'compiled'), rounds, pause=0.0)
+                print(f"{threads} thr  {name:15s} {line}", flush=True)
 
 
 if __name__ == "__main__":

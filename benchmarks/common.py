@@ -71,3 +71,31 @@ def best_us_a_call(call, n, blocks=3):
             call()
         best = min(best, (time.perf_counter() - t0) / n * 1e6)
     return best
+
+
+def switch_ab(call, switch, labels, rounds, calls_a_turn=3, pause=0.0):
+    """A switch's two settings, interleaved turn by turn in one process:
+    switch(False) for labels[0], switch(True) for labels[1], each turn
+    `calls_a_turn` calls after an untimed `pause` (s).  Returns a line
+    with both medians (ms a call) and the median per-round ratio
+    labels[0] / labels[1] with its quartiles; leaves the switch on."""
+    times = {label: [] for label in labels}
+    for on in (False, True):
+        switch(on)
+        call()
+    for _ in range(rounds):
+        for label, on in zip(labels, (False, True)):
+            switch(on)
+            if pause:
+                time.sleep(pause)
+            t0 = time.perf_counter()
+            for _ in range(calls_a_turn):
+                call()
+            times[label].append((time.perf_counter() - t0) / calls_a_turn * 1e3)
+    switch(True)
+    a, b = times[labels[0]], times[labels[1]]
+    ratios = [x / y for x, y in zip(a, b)]
+    q = statistics.quantiles(ratios, n=4)
+    return (f"{labels[0]} {statistics.median(a):7.2f} ms  {labels[1]} {statistics.median(b):7.2f}"
+            f" ms  {labels[0]}/{labels[1]} {statistics.median(ratios):.3f} "
+            f"(quartiles {q[0]:.3f}-{q[2]:.3f})")
