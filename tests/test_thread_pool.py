@@ -197,17 +197,21 @@ def test_split_steps_with_few_rows_a_thread_match_float64(cls):
 
 
 @pytest.mark.parametrize("cls", [rnnfast.LSTM, rnnfast.GRU, rnnfast.RNN])
-def test_pool_and_threads_per_call_give_the_same_bits(cls):
-    """The pool only changes which threads run the parts, not the parts."""
+@pytest.mark.parametrize("switch", [_core.use_thread_pool, _core.use_pool_spread],
+                         ids=["pool", "spread"])
+def test_pool_switches_change_no_bits(cls, switch):
+    """The pool (against threads per call) and moving a worker off its
+    caller's CPU (rf_move_off_cpu) only change which threads run the parts,
+    and where, not the parts."""
     xs, dys = _case(4)
     results = []
     try:
         for on in (True, False):
-            assert _core.use_thread_pool(on) == on
+            assert switch(on) == on
             with threadpool_limits(2):
                 results.append(_train_step(cls, xs, dys))
     finally:
-        _core.use_thread_pool(True)
+        switch(True)
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
 
@@ -225,22 +229,6 @@ def test_split_limits_refuse_what_is_not_a_positive_integer():
         assert mod.split_limits() == before           # nothing half-set
         assert mod.split_limits(grad_rows=64)[2] == 64
         mod.split_limits(*before)
-
-
-@pytest.mark.parametrize("cls", [rnnfast.LSTM, rnnfast.GRU, rnnfast.RNN])
-def test_moving_workers_off_the_callers_cpu_changes_no_bits(cls):
-    """rf_move_off_cpu only changes where a worker runs."""
-    xs, dys = _case(5)
-    results = []
-    try:
-        for on in (True, False):
-            assert _core.use_pool_spread(on) == on
-            with threadpool_limits(2):
-                results.append(_train_step(cls, xs, dys))
-    finally:
-        _core.use_pool_spread(True)
-    for a, b in zip(*results):
-        np.testing.assert_array_equal(a, b)
 
 
 def _worker_affinities():
