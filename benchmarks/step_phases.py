@@ -3,17 +3,19 @@ sgemm peak: for each cell and configuration, the forward in training mode,
 the backward (a step minus its forward) and the inference forward, in ms,
 GFLOP/s of their products (rnnfast.bench.gemm_flops: the forward a third
 of a step's) and % of scipy's sgemm peak measured in the same process.
-One thread, float32; each figure the median over rounds of the best of 3
-x 20 calls, the three timed in turn in each round.
+float32, 1 thread unless a thread count is given (the peak then measured at
+that count); each figure the median over rounds of the best of 3 x 20
+calls, the three timed in turn in each round.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
-        python benchmarks/step_phases.py lstm small,zaremba-small [rounds]
+        python benchmarks/step_phases.py lstm small,zaremba-small [rounds [threads]]
 
 Where a phase runs at ~100 % of the peak, only fewer FLOPs or a faster
 product than sgemm's could make it faster (docs/performance.md item 69).
 """
 import statistics
 import sys
+import time
 import timeit
 
 import numpy as np
@@ -54,14 +56,17 @@ def main(argv):
     cells = argv[1].split(",") if len(argv) > 1 else ["lstm"]
     configs = argv[2].split(",") if len(argv) > 2 else ["small", "zaremba-small"]
     rounds = argv[3] if len(argv) > 3 else "7"
+    threads = argv[4] if len(argv) > 4 else "1"
     unknown = [c for c in cells if c not in CLASSES] + [c for c in configs if c not in CONFIGS]
-    if unknown or not rounds.isdigit() or int(rounds) < 1:
+    if (unknown or not rounds.isdigit() or int(rounds) < 1
+            or not threads.isdigit() or int(threads) < 1):
         sys.exit(f"expected cells among {sorted(CLASSES)}, configurations among "
-                 f"{sorted(CONFIGS)} and rounds >= 1; got {argv[1:4]}")
-    rounds = int(rounds)
-    with threadpool_limits(1):
-        peak = sgemm_peak(1)
-        print(f"sgemm peak, 1 thread: {peak:.1f} GFLOP/s")
+                 f"{sorted(CONFIGS)}, rounds >= 1 and threads >= 1; got {argv[1:5]}")
+    rounds, threads = int(rounds), int(threads)
+    with threadpool_limits(threads):
+        peak = sgemm_peak(threads)
+        print(f"sgemm peak, {threads} thread(s): {peak:.1f} GFLOP/s")
+        time.sleep(0.25)  # OpenBLAS's threads spin ~0.1 s after a product (item 117)
         for cell in cells:
             for config in configs:
                 N, T, D, H = CONFIGS[config]
