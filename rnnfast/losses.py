@@ -27,7 +27,7 @@ import numbers
 
 import numpy as np
 
-from . import _rnn
+from . import _core, _rnn
 from ._validation import check_array, check_int
 
 REDUCTIONS = ("mean", "sum_time", "sum")
@@ -124,7 +124,7 @@ def picked_log_softmax(x, cls, rows=None):
     rows = np.arange(x.shape[0]) if rows is None else rows
     if (_COMPILED_SOFTMAX and x.ndim == 2 and x.shape[1] >= 1 and x.flags.c_contiguous
             and x.dtype in (np.float32, np.float64)):
-        e = np.empty_like(x)
+        e = _core.empty_output(1, x.shape[0], x.shape[1], x.dtype)[0]
         z = np.empty(x.shape[0], np.float64)
         top = np.empty(x.shape[0], x.dtype)
         _rnn.softmax_rows(x, e, z, top)
@@ -188,7 +188,7 @@ class _SoftmaxLoss:
         e, z, share, rows, cls, denom, shape = self._cache
         # d(-log p_t)/dx = softmax(x) - onehot(t), times the row's share
         f = share * e.dtype.type(dout / denom)          # (R, 1)
-        dx = e * (f / z)
+        dx = np.multiply(e, f / z, out=_core.empty_output(1, *e.shape, e.dtype)[0])
         dx[rows, cls] -= f[rows, 0]
         return dx.reshape(shape)
 

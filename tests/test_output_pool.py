@@ -9,6 +9,8 @@ from numpy._core.multiarray import get_handler_name
 
 import rnnfast
 from rnnfast import _core
+from rnnfast.layers import TimeAffine
+from rnnfast.losses import TimeSoftmaxWithLoss
 
 # 8 x 600 x 64 float32: 1.2 MB an output, over the pool's 1 MB.
 N, T, D, H = 8, 600, 64, 64
@@ -102,6 +104,45 @@ def test_time_layers_take_their_outputs_from_the_pool():
     ys = layer.forward(xs)
     assert get_handler_name(ys) == POOL
     assert get_handler_name(layer.backward(dys)) == POOL
+
+
+def _output_layer_step(V):
+    """A language model's output layer and loss over (N, T, V) logits:
+    the logits, the loss, dL/dlogits, dL/dx and the layer's grads."""
+    rng = np.random.default_rng(1)
+    W = rng.standard_normal((H, V)).astype(np.float32) * 0.1
+    layer = TimeAffine(W, np.zeros(V, np.float32))
+    loss = TimeSoftmaxWithLoss()
+    hs = rng.standard_normal((N, T // 10, H)).astype(np.float32)
+    logits = layer.forward(hs)
+    value = loss.forward(logits, rng.integers(0, V, (N, T // 10)))
+    dlogits = loss.backward()
+    dhs = layer.backward(dlogits)
+    return [logits, np.float32(value), dlogits, dhs, *layer.grads]
+
+
+def _handler(a):
+    """The allocator of the array owning a's memory (a may be a view)."""
+    while a.base is not None:
+        a = a.base
+    return get_handler_name(a)
+
+
+def test_output_layer_and_loss_take_their_large_arrays_from_the_pool():
+    """TimeAffine's output, the loss's softmax (kept for its backward) and
+    its gradient: 8 x 60 x 1000 float32, 1.9 MB each.  The same bits as
+    with numpy's allocator."""
+    before = _core.output_pool_stats()
+    pooled = _output_layer_step(1000)
+    assert _handler(pooled[0]) == POOL and _handler(pooled[2]) == POOL
+    # logits, softmax and gradient: three blocks asked of the pool
+    taken = _core.output_pool_stats()
+    assert (taken["hits"] + taken["misses"]) - (before["hits"] + before["misses"]) == 3
+    _core.use_output_pool(False)
+    plain = _output_layer_step(1000)
+    assert _handler(plain[0]) != POOL and _handler(plain[2]) != POOL
+    for i, (a, b) in enumerate(zip(pooled, plain)):
+        np.testing.assert_array_equal(a, b, err_msg=f"array {i}")
 
 
 def test_pooled_arrays_resize_pickle_and_clear_like_any_other():

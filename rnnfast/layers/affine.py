@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from .. import _rnn
+from .. import _core, _rnn
 from .._validation import check_array
 from ._common import as_param, no_forward, weight_dtype
 
@@ -92,7 +92,9 @@ class Affine:
         B = (_c_order(W) if _on_kernel(x2.shape[0], D, M) and b.flags.c_contiguous
              and b.dtype == W.dtype and b.ndim == 1 else None)
         if B is not None:
-            y = np.empty((x2.shape[0], M), self.dtype)
+            # from rnnfast's output pool: a language model's logits are the
+            # step's largest array, and fresh pages fault in at every step
+            y = _core.empty_output(1, x2.shape[0], M, self.dtype)[0]
             if not _rnn.matmul_bias(x2, B[0], b, y, B[1]):
                 B = None
         if B is None:
