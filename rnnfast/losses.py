@@ -188,7 +188,11 @@ class _SoftmaxLoss:
         e, z, share, rows, cls, denom, shape = self._cache
         # d(-log p_t)/dx = softmax(x) - onehot(t), times the row's share
         f = share * e.dtype.type(dout / denom)          # (R, 1)
-        dx = np.multiply(e, f / z, out=_core.empty_output(1, *e.shape, e.dtype)[0])
+        dx = _core.empty_output(1, *e.shape, e.dtype)[0]
+        if _COMPILED_SOFTMAX and e.flags.c_contiguous and e.shape[1]:
+            _rnn.scale_rows(e, (f / z).reshape(-1), dx)  # e * (f / z) over the threads
+        else:
+            np.multiply(e, f / z, out=dx)
         dx[rows, cls] -= f[rows, 0]
         return dx.reshape(shape)
 

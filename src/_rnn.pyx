@@ -655,3 +655,7 @@ include "_affine.pxi"
 
 # ------------------------------------------------------ a loss's softmax
 include "_softmax.pxi"
+
+
+# ------------------------------------- a training step's element-wise loops
+include "_rowops.pxi"

@@ -1,0 +1,182 @@
+"""The compiled element-wise loops of a training step (src/_rowops.pxi):
+an SGD step, a softmax loss's gradient rows, an embedding's gradient.
+Each must give NumPy's bits, at 1 and 2 threads, and the layers that use
+them must give what they gave with NumPy, falling back to NumPy for the
+layouts the loops do not take."""
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from rnnfast import _rnn, optim
+from rnnfast.layers import Embedding, TimeEmbedding
+from rnnfast.losses import TimeSoftmaxWithLoss
+
+DTYPES = [np.float32, np.float64]
+THREADS = [1, 2]
+# around the split block (2^14 values) and the threads' minimum (2^17)
+LENGTHS = [0, 1, 17, 16384, 16385, 1 << 17, (1 << 18) + 5]
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", LENGTHS)
+def test_sub_scaled_gives_numpys_bits(n, dtype, threads):
+    rng = np.random.default_rng(n)
+    p, g = (rng.standard_normal(n).astype(dtype) for _ in range(2))
+    want = p.copy()
+    want -= 0.37 * g
+    with threadpool_limits(threads):
+        _rnn.sub_scaled(p, g, 0.37)
+    np.testing.assert_array_equal(p, want)
+
+
+def test_sub_scaled_refuses_lengths_that_differ():
+    with pytest.raises(ValueError, match="lengths y 5, x 4 differ"):
+        _rnn.sub_scaled(np.zeros(5, np.float32), np.zeros(4, np.float32), 1.0)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(0, 5), (3, 0), (1, 7), (33, 1000), (700, 2001)])
+def test_scale_rows_gives_numpys_bits(shape, dtype, threads):
+    rng = np.random.default_rng(shape[0])
+    e = rng.random(shape).astype(dtype)
+    s = rng.random(shape[0]).astype(dtype)
+    out = np.full(shape, np.nan, dtype)
+    with threadpool_limits(threads):
+        _rnn.scale_rows(e, s, out)
+    np.testing.assert_array_equal(out, e * s[:, None])
+
+
+def test_scale_rows_refuses_shapes_that_disagree():
+    e = np.zeros((3, 4), np.float32)
+    with pytest.raises(ValueError, match=r"shapes e \(3, 4\), s \(2,\), out \(3, 4\)"):
+        _rnn.scale_rows(e, np.zeros(2, np.float32), np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"out \(3, 5\) do not agree"):
+        _rnn.scale_rows(e, np.zeros(3, np.float32), np.zeros((3, 5), np.float32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scatter_add_rows_gives_np_add_at_bits_with_repeated_ids(dtype):
+    rng = np.random.default_rng(0)
+    V, D, R = 50, 33, 700                       # each id ~14 times
+    W = rng.standard_normal((V, D)).astype(dtype)
+    ids = rng.integers(0, V, R).astype(np.intp)
+    rows = rng.standard_normal((R, D)).astype(dtype) * 1e3
+    want = W.copy()
+    np.add.at(want, ids, rows)
+    _rnn.scatter_add_rows(ids, rows, W)
+    np.testing.assert_array_equal(W, want)
+
+
+def test_scatter_add_rows_checks_every_id_before_changing_w():
+    W = np.zeros((4, 3), np.float32)
+    rows = np.ones((3, 3), np.float32)
+    for bad in (4, -1):
+        with pytest.raises(ValueError, match=rf"ids\[2\] = {bad} is outside 0..3"):
+            _rnn.scatter_add_rows(np.array([0, 1, bad], np.intp), rows, W)
+        assert not W.any()
+    with pytest.raises(ValueError, match=r"rows \(3, 3\), W \(4, 2\) do not agree"):
+        _rnn.scatter_add_rows(np.array([0, 1, 2], np.intp), rows, np.zeros((4, 2), np.float32))
+
+
+def _sgd_steps(params, grads, compiled, monkeypatch):
+    """Two SGD steps on copies of params; NumPy's path only unless compiled."""
+    params = [p.copy(order="K") for p in params]
+    with monkeypatch.context() as m:
+        if not compiled:
+            m.setattr(optim, "_sub_scaled", lambda p, g, a: False)
+        opt = optim.SGD(lr=0.3)
+        for _ in range(2):
+            opt.update(params, grads)
+    return params
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_compiled_and_numpy_steps_are_the_same_bits(dtype, threads, monkeypatch):
+    """C- and F-ordered params (a tied W = E.T is F-ordered), one below the
+    compiled minimum, grads in another order or dtype (NumPy's path)."""
+    rng = np.random.default_rng(1)
+    E = rng.standard_normal((3000, 40)).astype(dtype)
+    params = [E, np.asfortranarray(E[:, :30]), rng.standard_normal(10).astype(dtype),
+              rng.standard_normal((100, 90)).astype(dtype)]
+    grads = [rng.standard_normal(E.shape).astype(dtype),
+             np.asfortranarray(rng.standard_normal((3000, 30)).astype(dtype)),
+             rng.standard_normal(10).astype(dtype),
+             rng.standard_normal((100, 90)).astype(np.float32 if dtype == np.float64
+                                                    else np.float64)]
+    with threadpool_limits(threads):
+        fast = _sgd_steps(params, grads, True, monkeypatch)
+        slow = _sgd_steps(params, grads, False, monkeypatch)
+    for i, (a, b) in enumerate(zip(fast, slow)):
+        np.testing.assert_array_equal(a, b, err_msg=f"param {i}")
+        assert not np.array_equal(a, params[i]), f"param {i} unchanged"
+
+
+def test_sgd_takes_the_compiled_path_only_where_it_can(monkeypatch):
+    calls = []
+    real = _rnn.sub_scaled
+    monkeypatch.setattr(_rnn, "sub_scaled", lambda y, x, a: calls.append(y.size) or real(y, x, a))
+    big = np.ones((100, 100), np.float32)
+    cases = [(big.copy(), np.ones((100, 100), np.float32), True),
+             (big.copy(), np.asfortranarray(np.ones((100, 100), np.float32)), False),
+             (big.copy(), np.ones((100, 100), np.float64), False),
+             (np.ones(100, np.float32), np.ones(100, np.float32), False)]
+    for p, g, compiled in cases:
+        calls.clear()
+        optim.SGD(lr=0.5).update([p], [g])
+        assert bool(calls) == compiled
+        np.testing.assert_array_equal(p, 0.5)
+    p = np.ones(10_000, np.float32)
+    calls.clear()
+    optim.SGD(lr=0.25).update([p], [p])        # g is p: NumPy's path
+    assert not calls
+    np.testing.assert_array_equal(p, 0.75)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_embedding_backward_sums_rows_per_id_as_np_add_at(dtype):
+    rng = np.random.default_rng(2)
+    V, D = 60, 24
+    layer = TimeEmbedding(rng.standard_normal((V, D)).astype(dtype))
+    ids = rng.integers(0, V, (8, 35))
+    dout = rng.standard_normal((8, 35, D)).astype(dtype)
+    layer.forward(ids)
+    layer.grads[0][...] = 7                    # backward overwrites the grads
+    layer.backward(dout)
+    want = np.zeros((V, D), dtype)
+    np.add.at(want, ids.reshape(-1), dout.reshape(-1, D))
+    np.testing.assert_array_equal(layer.grads[0], want)
+
+
+def test_embedding_backward_falls_back_for_an_f_ordered_grad():
+    rng = np.random.default_rng(3)
+    layer = Embedding(rng.standard_normal((20, 6)).astype(np.float32))
+    layer.grads[0] = np.asfortranarray(layer.grads[0])
+    ids = np.array([3, 3, 19, 0, 3])
+    dout = rng.standard_normal((5, 6)).astype(np.float32)
+    layer.forward(ids)
+    layer.backward(dout)
+    want = np.zeros((20, 6), np.float32)
+    np.add.at(want, ids, dout)
+    np.testing.assert_array_equal(layer.grads[0], want)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_softmax_loss_gradient_rows_are_numpys(threads, monkeypatch):
+    """The loss's backward on the compiled rows and on NumPy's multiply,
+    from the same forward: the same bits, ignored targets included."""
+    import rnnfast.losses as losses
+    rng = np.random.default_rng(4)
+    xs = rng.standard_normal((6, 30, 1500)).astype(np.float32) * 3
+    ts = rng.integers(0, 1500, (6, 30))
+    ts[0, :5] = -1
+    loss = TimeSoftmaxWithLoss()
+    with threadpool_limits(threads):
+        loss.forward(xs, ts)
+        compiled = loss.backward(0.5)
+        monkeypatch.setattr(losses, "_COMPILED_SOFTMAX", False)
+        numpy_rows = loss.backward(0.5)
+    np.testing.assert_array_equal(compiled, numpy_rows)
+    assert not compiled[0, :5].any() and compiled[0, 5:].any()
