@@ -546,10 +546,47 @@ def array_ready(value, dtype, expected, bint allow_nonfinite=False):
     if size < 65536:                 # short: not worth giving up the GIL
         return finite_values(<const float*> data, size) if f32 else \
             finite_values(<const double*> data, size)
-    with nogil:                      # a whole input: others may run meanwhile
-        finite = (finite_values(<const float*> data, size) if f32
-                  else finite_values(<const double*> data, size))
-    return finite
+    cdef FiniteJob job
+    cdef long t = _blas_get_threads() if _blas_get_threads != NULL else 1
+    if size < FINITE_SPLIT_VALUES * t:
+        t = size // FINITE_SPLIT_VALUES
+    if t > RF_MAX_THREADS:
+        t = RF_MAX_THREADS
+    if t < 2:
+        with nogil:                  # a whole input: others may run meanwhile
+            finite = (finite_values(<const float*> data, size) if f32
+                      else finite_values(<const double*> data, size))
+        return finite
+    job.data, job.size, job.f32, job.nonfinite = data, size, f32, 0
+    with nogil:
+        rf_run_rows(finite_part, &job, (size + FINITE_BLOCK - 1) // FINITE_BLOCK, <int> t)
+    return job.nonfinite == 0
+
+
+# An input of a language model's size (the loss's 700 x 10,000 logits and
+# their gradient, 28 MB each: ~0.8 ms a test on one thread) is tested over
+# rnnfast's threads, in blocks of FINITE_BLOCK values, from
+# FINITE_SPLIT_VALUES a thread (docs/performance.md item 124).
+cdef enum:
+    FINITE_SPLIT_VALUES = 1 << 20
+    FINITE_BLOCK = 1 << 16
+
+
+cdef struct FiniteJob:
+    const void* data
+    Py_ssize_t size
+    bint f32
+    int nonfinite            # set to 1 by any part that finds a NaN or Inf
+
+
+cdef void finite_part(void* ctx, long b0, long b1, int part) noexcept nogil:
+    cdef FiniteJob* j = <FiniteJob*> ctx
+    cdef Py_ssize_t i0 = b0 * FINITE_BLOCK
+    cdef Py_ssize_t i1 = b1 * FINITE_BLOCK if b1 * FINITE_BLOCK < j.size else j.size
+    cdef bint ok = (finite_values(<const float*> j.data + i0, i1 - i0) if j.f32
+                    else finite_values(<const double*> j.data + i0, i1 - i0))
+    if not ok:
+        j.nonfinite = 1      # parts may set it at once, to the same value
 
 
 def arrays_ready(arrays, list shapes, dtype, bint writable=False):

@@ -311,6 +311,25 @@ def test_large_inputs_are_tested_for_nan_without_the_gil_too(dtype):
             check_array(b, "xs", np.dtype(dtype), ("N", "T", 100))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_very_large_inputs_are_tested_over_the_threads_alike(dtype, threads):
+    """From 2^20 values a thread the test splits over rnnfast's threads in
+    blocks of 65536: a NaN or Inf in the first, a middle or the last block,
+    either side of a block's edge, is refused at 1 and 2 threads."""
+    from threadpoolctl import threadpool_limits
+    n = (1 << 21) + 7                                   # two parts, a short last block
+    a = np.ones(n, dtype)
+    with threadpool_limits(threads):
+        assert check_array(a, "xs", np.dtype(dtype), (n,)) is a
+        for where in (0, 65535, 65536, 1 << 20, n - 1):
+            for bad in (np.nan, np.inf, -np.inf):
+                a[where] = bad
+                with pytest.raises(ValueError, match=r"xs: contains NaN or Inf"):
+                    check_array(a, "xs", np.dtype(dtype), (n,))
+                a[where] = 1
+
+
 def test_a_consumed_direction_cache_is_refused():
     """_core.backward consumes a forward's cache (its buffers go back for
     reuse); a second backward on it is refused by name, not run on freed
