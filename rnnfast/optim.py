@@ -172,11 +172,15 @@ _COMPILED_MIN_SIZE = 1 << 12
 
 def _sub_scaled(p, g, a):
     """p -= a * g in one compiled pass over rnnfast's threads (the bits of
-    NumPy's `p -= a * g`, src/_rowops.pxi) when p and g are float32 or
-    float64 arrays of one dtype and one memory order (both C- or both
-    F-contiguous) that do not overlap; False, changing nothing, otherwise."""
-    if (p.size < _COMPILED_MIN_SIZE or g.dtype != p.dtype
-            or p.dtype not in (np.float32, np.float64)):
+    NumPy's `p -= a * g`, src/_rowops.pxi) when a is a Python float or int
+    (NumPy rounds such a scalar to p's type; a NumPy float64 would make the
+    step in double) and p and g are plain ndarrays (not np.matrix or other
+    subclasses), float32 or float64, of one dtype and one memory order
+    (both C- or both F-contiguous), that do not overlap; False, changing
+    nothing, otherwise."""
+    if (type(a) not in (float, int) or type(p) is not np.ndarray
+            or type(g) is not np.ndarray or p.size < _COMPILED_MIN_SIZE
+            or g.dtype != p.dtype or p.dtype not in (np.float32, np.float64)):
         return False
     if p.flags.c_contiguous and g.flags.c_contiguous:
         pv, gv = p.reshape(-1), g.reshape(-1)

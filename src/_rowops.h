@@ -12,13 +12,17 @@
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
 #endif
+/* clang: contraction off inside each function body (block scope). */
 #if defined(__clang__)
-#pragma clang fp contract(off)
+#define RF_NO_CONTRACT _Pragma("clang fp contract(off)")
+#else
+#define RF_NO_CONTRACT
 #endif
 
 /* y[0:n] -= a * x[0:n] */
 static void rf_sub_scaled_f(float* restrict y, const float* restrict x, float a, long n)
 {
+    RF_NO_CONTRACT
     for (long i = 0; i < n; i++) {
         float ax = a * x[i];
         y[i] = y[i] - ax;
@@ -27,6 +31,7 @@ static void rf_sub_scaled_f(float* restrict y, const float* restrict x, float a,
 
 static void rf_sub_scaled_d(double* restrict y, const double* restrict x, double a, long n)
 {
+    RF_NO_CONTRACT
     for (long i = 0; i < n; i++) {
         double ax = a * x[i];
         y[i] = y[i] - ax;
@@ -62,5 +67,6 @@ static void rf_add_row_d(double* restrict y, const double* restrict x, long n)
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
 #endif
+#undef RF_NO_CONTRACT
 
 #endif

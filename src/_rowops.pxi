@@ -109,8 +109,12 @@ def scatter_add_rows(const Py_ssize_t[::1] ids, const floating[:, ::1] rows,
                      floating[:, ::1] W):
     """W[ids[i]] += rows[i] for i = 0, 1, ... in order (np.add.at(W, ids,
     rows)'s sums, in its order); every id is checked to lie in 0..V-1
-    before W changes.  On this thread: R rows of D adds are little work."""
-    cdef Py_ssize_t R = ids.shape[0], D = W.shape[1], V = W.shape[0], i, bad = -1
+    before W changes.  On this thread: R rows of D adds are little work.
+    The loop reads each id once and checks it again: another thread may
+    change ids once the GIL is released (an Embedding keeps the caller's
+    array), and W must never be written out of bounds; such a change stops
+    the loop with a RuntimeError, W then partly updated."""
+    cdef Py_ssize_t R = ids.shape[0], D = W.shape[1], V = W.shape[0], i, bad = -1, k
     if rows.shape[0] != R or rows.shape[1] != D:
         raise ValueError(f"scatter_add_rows: shapes ids {(R,)}, rows "
                          f"{(rows.shape[0], rows.shape[1])}, W {(V, D)} do not agree")
@@ -125,7 +129,14 @@ def scatter_add_rows(const Py_ssize_t[::1] ids, const floating[:, ::1] rows,
         return
     with nogil:
         for i in range(R):
+            k = ids[i]
+            if k < 0 or k >= V:
+                bad = i
+                break
             if floating is double:
-                rf_add_row_d(&W[ids[i], 0], &rows[i, 0], D)
+                rf_add_row_d(&W[k, 0], &rows[i, 0], D)
             else:
-                rf_add_row_f(&W[ids[i], 0], &rows[i, 0], D)
+                rf_add_row_f(&W[k, 0], &rows[i, 0], D)
+    if bad >= 0:
+        raise RuntimeError(f"scatter_add_rows: ids[{bad}] changed to {ids[bad]} during the "
+                           f"call (outside 0..{V - 1}); W is partly updated")

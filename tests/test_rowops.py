@@ -135,6 +135,26 @@ def test_sgd_takes_the_compiled_path_only_where_it_can(monkeypatch):
     np.testing.assert_array_equal(p, 0.75)
 
 
+def test_sgd_with_matrix_params_or_a_numpy_lr_steps_as_numpy_does():
+    """np.matrix params or grads, and an lr set to a NumPy float64 (which
+    makes NumPy's step in double), take NumPy's line: its result, bit for
+    bit, as before the compiled step."""
+    rng = np.random.default_rng(5)
+    p0 = rng.standard_normal((100, 100)).astype(np.float32)
+    g = rng.standard_normal((100, 100)).astype(np.float32)
+    for p_type, g_type in ((np.asarray, np.asmatrix), (np.asmatrix, np.asarray)):
+        p = p_type(p0.copy())
+        optim.SGD(lr=0.5).update([p], [g_type(g)])
+        np.testing.assert_array_equal(np.asarray(p), p0 - np.float32(0.5) * g)
+    opt = optim.SGD(lr=0.1)
+    opt.lr = np.float64(0.1)
+    p = p0.copy()
+    opt.update([p], [g])
+    want = p0.copy()
+    want -= np.float64(0.1) * g
+    np.testing.assert_array_equal(p, want)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_embedding_backward_sums_rows_per_id_as_np_add_at(dtype):
     rng = np.random.default_rng(2)
