@@ -135,6 +135,7 @@ def test_sgd_takes_the_compiled_path_only_where_it_can(monkeypatch):
     np.testing.assert_array_equal(p, 0.75)
 
 
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")     # np.matrix
 def test_sgd_with_matrix_params_or_a_numpy_lr_steps_as_numpy_does():
     """np.matrix params or grads, and an lr set to a NumPy float64 (which
     makes NumPy's step in double), take NumPy's line: its result, bit for
