@@ -24,7 +24,10 @@ directives = {
 # -fno-trapping-math (as PyTorch builds) lets GCC if-convert the clamps of
 # the float activations in src/_cells.h and so vectorise the element-wise
 # passes; it only drops floating-point exception-flag semantics.
-compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-trapping-math"]
+# -fno-math-errno lets it vectorise the optimizers' square roots
+# (src/_rowops.h; GCC's optimize pragma does not turn errno off): nothing
+# here reads errno, and a square root's value is the same either way.
+compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-trapping-math", "-fno-math-errno"]
 
 # The three kernels, and the compiled dispatcher that calls them (_dispatch).
 KERNELS = ["rnn", "lstm", "gru", "dispatch"]
@@ -37,7 +40,8 @@ extensions = [
         extra_compile_args=compile_args,
         depends=["src/_compiler.h", "src/_cells.h", "src/_cells_impl.h", "src/_gemm.h", "src/_gemm_d.h", "src/_gemm_tn_impl.h", "src/_threads.h",
                  "src/_outpool.h", "src/_cells.pxd", "src/_blas.pxd", "src/_seq.pxd",
-                 "src/_seqfwd.pxd", "src/_settings.pxd", "src/_arrays.pxd", "src/_affine.pxi", "src/_softmax.pxi"],
+                 "src/_seqfwd.pxd", "src/_settings.pxd", "src/_arrays.pxd", "src/_affine.pxi", "src/_softmax.pxi",
+                 "src/_rowops.pxi", "src/_rowops.h"],
     )
     for name in KERNELS
 ]

@@ -165,32 +165,63 @@ class Optimizer:
         return f"{type(self).__name__}(lr={self.lr}, weight_decay={self.weight_decay})"
 
 
-# Arrays of at least this many values take the compiled step below (a
-# call costs ~1 us; NumPy's two passes and temporary cost more from here).
+# Arrays of at least this many values take the compiled steps below (a
+# call costs ~1 us; NumPy's passes and temporaries cost more from here).
 _COMPILED_MIN_SIZE = 1 << 12
+
+
+def _flat_views(p, g, *state):
+    """1-D views of p, g and the state arrays for a compiled step (src/
+    _rowops.pxi), or None: plain ndarrays (not np.matrix or another
+    subclass) of one dtype, float32 or float64, all C- or all F-contiguous
+    (a tied W = E.T is F-ordered), p of _COMPILED_MIN_SIZE values or more,
+    no two overlapping.  None sends the caller to its NumPy lines."""
+    arrays = (p, g) + state
+    if (p.size < _COMPILED_MIN_SIZE or p.dtype not in (np.float32, np.float64)
+            or any(type(a) is not np.ndarray or a.dtype != p.dtype for a in arrays)):
+        return None
+    if all(a.flags.c_contiguous for a in arrays):
+        views = [a.reshape(-1) for a in arrays]
+    elif all(a.flags.f_contiguous for a in arrays):
+        views = [a.T.reshape(-1) for a in arrays]
+    else:
+        return None
+    for i in range(len(views)):
+        for j in range(i):
+            if np.may_share_memory(views[i], views[j]):
+                return None
+    return views
+
+
+def _python_scalars(*values):
+    """Whether every value is a Python float or int: NumPy rounds such a
+    scalar to the arrays' type, as the compiled steps do; a NumPy float64
+    (say an lr set to one) would make NumPy's step in double instead."""
+    return all(type(v) in (float, int) for v in values)
 
 
 def _sub_scaled(p, g, a):
     """p -= a * g in one compiled pass over rnnfast's threads (the bits of
-    NumPy's `p -= a * g`, src/_rowops.pxi) when a is a Python float or int
-    (NumPy rounds such a scalar to p's type; a NumPy float64 would make the
-    step in double) and p and g are plain ndarrays (not np.matrix or other
-    subclasses), float32 or float64, of one dtype and one memory order
-    (both C- or both F-contiguous), that do not overlap; False, changing
-    nothing, otherwise."""
-    if (type(a) not in (float, int) or type(p) is not np.ndarray
-            or type(g) is not np.ndarray or p.size < _COMPILED_MIN_SIZE
-            or g.dtype != p.dtype or p.dtype not in (np.float32, np.float64)):
+    NumPy's `p -= a * g`) when _flat_views and _python_scalars allow;
+    False, changing nothing, otherwise."""
+    views = _flat_views(p, g) if _python_scalars(a) else None
+    if views is None:
         return False
-    if p.flags.c_contiguous and g.flags.c_contiguous:
-        pv, gv = p.reshape(-1), g.reshape(-1)
-    elif p.flags.f_contiguous and g.flags.f_contiguous:
-        pv, gv = p.T.reshape(-1), g.T.reshape(-1)      # a tied W = E.T
-    else:
+    _rnn.sub_scaled(views[0], views[1], a)
+    return True
+
+
+def _compiled_step(kind, p, g, state, scalars):
+    """Momentum's, RMSprop's or Adam's step on p in one compiled pass over
+    rnnfast's threads, the bits of the optimizer's NumPy lines
+    (_rnn.optimizer_step; scalars in its order), when _flat_views and
+    _python_scalars allow; False, changing nothing, otherwise."""
+    views = _flat_views(p, g, *state) if _python_scalars(*scalars) else None
+    if views is None:
         return False
-    if np.may_share_memory(pv, gv):
-        return False
-    _rnn.sub_scaled(pv, gv, a)
+    s1 = views[2]
+    _rnn.optimizer_step(kind, views[0], views[1], s1, views[3] if len(views) > 3 else s1,
+                        tuple(scalars))
     return True
 
 
@@ -226,6 +257,8 @@ class Momentum(Optimizer):
     def _update(self, params, grads):
         self._init_state(params, 1)
         for p, g, (v,) in zip(params, grads, self.state):
+            if _compiled_step("momentum", p, g, (v,), (self.momentum, self.lr)):
+                continue
             v *= self.momentum
             v -= self.lr * g
             p += v
@@ -276,6 +309,8 @@ class RMSprop(Optimizer):
         self._init_state(params, 1)
         rho = self.decay_rate
         for p, g, (h,) in zip(params, grads, self.state):
+            if _compiled_step("rmsprop", p, g, (h,), (rho, 1 - rho, self.lr, self.eps)):
+                continue
             h *= rho
             h += (1 - rho) * g * g
             p -= self.lr * g / (np.sqrt(h) + self.eps)
@@ -297,6 +332,9 @@ class Adam(Optimizer):
         b1, b2, t = self.beta1, self.beta2, self.t
         c1, c2 = 1 - b1 ** t, 1 - b2 ** t
         for p, g, (m, v) in zip(params, grads, self.state):
+            if _compiled_step("adam", p, g, (m, v),
+                              (b1, 1 - b1, b2, 1 - b2, self.lr / c1, c2, self.eps)):
+                continue
             m *= b1
             m += (1 - b1) * g
             v *= b2

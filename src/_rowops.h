@@ -1,12 +1,15 @@
 /* Element-wise loops of a training step outside the recurrent kernels
  * (src/_rowops.pxi): an SGD step, a softmax loss's gradient rows and an
- * embedding's gradient.  Each gives the bits NumPy's expression gives:
+ * embedding's gradient, the optimizers' steps.  Each gives the bits
+ * NumPy's expression gives:
  * the same operations, rounded in the same order, so the compiled path
  * and NumPy's are interchangeable (tests/test_rowops.py).  Hence no FMA
  * contraction here: `y - a * x` contracted would round once, NumPy's
  * `y -= a * x` rounds the product first. */
 #ifndef RF_ROWOPS_H
 #define RF_ROWOPS_H
+
+#include "_cells.h"     /* RF_PASS: the SSE2 / AVX2 / AVX-512 clones */
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
@@ -63,6 +66,70 @@ static void rf_add_row_d(double* restrict y, const double* restrict x, long n)
     for (long i = 0; i < n; i++)
         y[i] = y[i] + x[i];
 }
+
+/* The optimizers' steps (rnnfast.optim), one pass each where NumPy made
+ * 5-13 passes and temporaries; every operation rounded in NumPy's order
+ * (the comments give the NumPy lines, each scalar rounded to T first).
+ * Cloned as the cells' passes are (RF_PASS): the square roots and
+ * divisions are what these loops' time is at 1 thread; contraction stays
+ * off in the FMA-capable clones too (the pragma above). */
+#define RF_DEFINE_OPTIMIZER_STEPS(T, S, SQRT)                                   \
+/* v *= mom; v -= lr * g; p += v */                                             \
+RF_PASS void rf_momentum_step_##S(T* restrict p, const T* restrict g,            \
+                                 T* restrict v, T mom, T lr, long n)            \
+{                                                                               \
+    RF_NO_CONTRACT                                                              \
+    for (long i = 0; i < n; i++) {                                              \
+        T vi = v[i] * mom;                                                      \
+        T step = lr * g[i];                                                     \
+        vi = vi - step;                                                         \
+        v[i] = vi;                                                              \
+        p[i] = p[i] + vi;                                                       \
+    }                                                                           \
+}                                                                               \
+/* h *= rho; h += c * g * g; p -= lr * g / (sqrt(h) + eps), c = 1 - rho */      \
+RF_PASS void rf_rmsprop_step_##S(T* restrict p, const T* restrict g,             \
+                                T* restrict h, T rho, T c, T lr, T eps, long n) \
+{                                                                               \
+    RF_NO_CONTRACT                                                              \
+    for (long i = 0; i < n; i++) {                                              \
+        T hi = h[i] * rho;                                                      \
+        T gg = c * g[i];                                                        \
+        gg = gg * g[i];                                                         \
+        hi = hi + gg;                                                           \
+        h[i] = hi;                                                              \
+        T num = lr * g[i];                                                      \
+        T den = SQRT(hi) + eps;                                                 \
+        p[i] = p[i] - num / den;                                                \
+    }                                                                           \
+}                                                                               \
+/* m *= b1; m += c1 * g; v *= b2; v += c2 * g * g;                              \
+ * p -= step * m / (sqrt(v / vc) + eps), c1 = 1 - b1, c2 = 1 - b2,             \
+ * step = lr / (1 - b1^t), vc = 1 - b2^t */                                     \
+RF_PASS void rf_adam_step_##S(T* restrict p, const T* restrict g,                \
+                             T* restrict m, T* restrict v, T b1, T c1, T b2,    \
+                             T c2, T step, T vc, T eps, long n)                 \
+{                                                                               \
+    RF_NO_CONTRACT                                                              \
+    for (long i = 0; i < n; i++) {                                              \
+        T mi = m[i] * b1;                                                       \
+        T t1 = c1 * g[i];                                                       \
+        mi = mi + t1;                                                           \
+        m[i] = mi;                                                              \
+        T vi = v[i] * b2;                                                       \
+        T t2 = c2 * g[i];                                                       \
+        t2 = t2 * g[i];                                                         \
+        vi = vi + t2;                                                           \
+        v[i] = vi;                                                              \
+        T num = step * mi;                                                      \
+        T den = SQRT(vi / vc) + eps;                                            \
+        p[i] = p[i] - num / den;                                                \
+    }                                                                           \
+}
+
+RF_DEFINE_OPTIMIZER_STEPS(float, f, __builtin_sqrtf)
+RF_DEFINE_OPTIMIZER_STEPS(double, d, __builtin_sqrt)
+#undef RF_DEFINE_OPTIMIZER_STEPS
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options

@@ -3,6 +3,7 @@
 #   sub_scaled        y -= a * x          an SGD step (rnnfast.optim.SGD)
 #   scale_rows        out = e * s[:, None]  a softmax loss's gradient
 #   scatter_add_rows  W[ids[i]] += rows[i]  an embedding's gradient
+#   optimizer_step    Momentum's, RMSprop's and Adam's steps, one pass each
 # NumPy ran each on one thread, the first with a temporary of the
 # param's size, the last (np.add.at) at ~1.7 us a row; in a language
 # model's step at 2 threads they were 4-5 ms of ~66 (docs/performance.md
@@ -20,6 +21,18 @@ cdef extern from "_rowops.h" nogil:
     void rf_scale_row_d(double* out, const double* e, double s, long n)
     void rf_add_row_f(float* y, const float* x, long n)
     void rf_add_row_d(double* y, const double* x, long n)
+    void rf_momentum_step_f(float* p, const float* g, float* v, float mom, float lr, long n)
+    void rf_momentum_step_d(double* p, const double* g, double* v, double mom, double lr,
+                            long n)
+    void rf_rmsprop_step_f(float* p, const float* g, float* h, float rho, float c, float lr,
+                           float eps, long n)
+    void rf_rmsprop_step_d(double* p, const double* g, double* h, double rho, double c,
+                           double lr, double eps, long n)
+    void rf_adam_step_f(float* p, const float* g, float* m, float* v, float b1, float c1,
+                        float b2, float c2, float step, float vc, float eps, long n)
+    void rf_adam_step_d(double* p, const double* g, double* m, double* v, double b1,
+                        double c1, double b2, double c2, double step, double vc, double eps,
+                        long n)
 
 # Values enough to be worth waking a thread (as the softmax's), and the
 # block of sub_scaled's split (64 KB of floats).
@@ -140,3 +153,90 @@ def scatter_add_rows(const Py_ssize_t[::1] ids, const floating[:, ::1] rows,
     if bad >= 0:
         raise RuntimeError(f"scatter_add_rows: ids[{bad}] changed to {ids[bad]} during the "
                            f"call (outside 0..{V - 1}); W is partly updated")
+
+
+# ------------------------------------------------------ optimizers' steps
+cdef enum:
+    STEP_MOMENTUM = 0
+    STEP_RMSPROP = 1
+    STEP_ADAM = 2
+
+
+cdef struct StepJob:
+    int op
+    void* p
+    const void* g
+    void* s1                # Momentum's v, RMSprop's h, Adam's m
+    void* s2                # Adam's v
+    double c[7]             # the step's scalars, in the C function's order
+    long n
+    bint dbl
+
+
+cdef void optimizer_part(void* ctx, long b0, long b1, int part) noexcept nogil:
+    cdef StepJob* j = <StepJob*> ctx
+    cdef long i0 = b0 * SUB_SCALED_BLOCK
+    cdef long i1 = b1 * SUB_SCALED_BLOCK if b1 * SUB_SCALED_BLOCK < j.n else j.n
+    cdef long n = i1 - i0
+    cdef double* c = j.c
+    if j.dbl:
+        if j.op == STEP_MOMENTUM:
+            rf_momentum_step_d(<double*> j.p + i0, <const double*> j.g + i0,
+                               <double*> j.s1 + i0, c[0], c[1], n)
+        elif j.op == STEP_RMSPROP:
+            rf_rmsprop_step_d(<double*> j.p + i0, <const double*> j.g + i0,
+                              <double*> j.s1 + i0, c[0], c[1], c[2], c[3], n)
+        else:
+            rf_adam_step_d(<double*> j.p + i0, <const double*> j.g + i0, <double*> j.s1 + i0,
+                           <double*> j.s2 + i0, c[0], c[1], c[2], c[3], c[4], c[5], c[6], n)
+    else:
+        if j.op == STEP_MOMENTUM:
+            rf_momentum_step_f(<float*> j.p + i0, <const float*> j.g + i0,
+                               <float*> j.s1 + i0, <float> c[0], <float> c[1], n)
+        elif j.op == STEP_RMSPROP:
+            rf_rmsprop_step_f(<float*> j.p + i0, <const float*> j.g + i0,
+                              <float*> j.s1 + i0, <float> c[0], <float> c[1], <float> c[2],
+                              <float> c[3], n)
+        else:
+            rf_adam_step_f(<float*> j.p + i0, <const float*> j.g + i0, <float*> j.s1 + i0,
+                           <float*> j.s2 + i0, <float> c[0], <float> c[1], <float> c[2],
+                           <float> c[3], <float> c[4], <float> c[5], <float> c[6], n)
+
+
+def optimizer_step(str kind, floating[::1] p, const floating[::1] g, floating[::1] s1,
+                   floating[::1] s2, tuple scalars):
+    """One optimizer's step over flat arrays in one pass, over rnnfast's
+    threads (rnnfast.optim; src/_rowops.h gives each step's NumPy lines):
+    kind "momentum" (s1 = v; scalars (momentum, lr)), "rmsprop" (s1 = h;
+    (rho, 1 - rho, lr, eps)) or "adam" (s1 = m, s2 = v; (b1, 1 - b1, b2,
+    1 - b2, lr / (1 - b1^t), 1 - b2^t, eps)); s2 is not touched unless
+    kind is "adam".  Each scalar is rounded to the arrays' type.  All
+    arrays of one length; none may overlap another (restrict pointers).
+    Momentum and RMSprop take s2 = s1."""
+    cdef StepJob job
+    cdef long n = p.shape[0], i
+    cdef int count
+    if kind == "momentum":
+        job.op, count = STEP_MOMENTUM, 2
+    elif kind == "rmsprop":
+        job.op, count = STEP_RMSPROP, 4
+    elif kind == "adam":
+        job.op, count = STEP_ADAM, 7
+    else:
+        raise ValueError(f"optimizer_step: kind must be 'momentum', 'rmsprop' or 'adam', "
+                         f"got {kind!r}")
+    if len(scalars) != count:
+        raise ValueError(f"optimizer_step: {kind} takes {count} scalars, got {len(scalars)}")
+    if g.shape[0] != n or s1.shape[0] != n or s2.shape[0] != n:
+        raise ValueError(f"optimizer_step: lengths p {n}, g {g.shape[0]}, s1 {s1.shape[0]}, "
+                         f"s2 {s2.shape[0]} differ")
+    if n == 0:
+        return
+    for i in range(count):
+        job.c[i] = scalars[i]
+    job.p, job.g, job.s1, job.s2 = &p[0], &g[0], &s1[0], &s2[0]
+    job.n, job.dbl = n, floating is double
+    cdef long blocks = (n + SUB_SCALED_BLOCK - 1) // SUB_SCALED_BLOCK
+    cdef int t = rowops_threads(n, blocks)
+    with nogil:
+        rf_run_rows(optimizer_part, &job, blocks, t)

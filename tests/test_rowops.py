@@ -156,6 +156,89 @@ def test_sgd_with_matrix_params_or_a_numpy_lr_steps_as_numpy_does():
     np.testing.assert_array_equal(p, want)
 
 
+OPTIMIZERS = [(optim.Momentum, {"lr": 0.1, "momentum": 0.9}),
+              (optim.RMSprop, {"lr": 0.01, "decay_rate": 0.95}),
+              (optim.Adam, {"lr": 0.01}),
+              (optim.Adam, {"lr": 0.01, "weight_decay": 0.1}),
+              (optim.AdamW, {"lr": 0.01})]
+
+
+def _steps(cls, kwargs, params, grad_sets, compiled, monkeypatch):
+    """Three steps of cls(**kwargs) on copies of params; NumPy's lines only
+    unless compiled.  Returns the params and the optimizer's state."""
+    params = [p.copy(order="K") for p in params]
+    with monkeypatch.context() as m:
+        if not compiled:
+            m.setattr(optim, "_compiled_step", lambda *a: False)
+        opt = cls(**kwargs)
+        for grads in grad_sets:
+            opt.update(params, grads)
+    return params, [a for entry in opt.state for a in entry]
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cls,kwargs", OPTIMIZERS)
+def test_optimizer_compiled_and_numpy_steps_are_the_same_bits(cls, kwargs, dtype, threads,
+                                                              monkeypatch):
+    """Momentum, RMSprop, Adam (with coupled and decoupled weight decay):
+    three steps on C- and F-ordered params, one of more than 2^17 values a
+    thread (split over the threads), one below the compiled minimum; the
+    params and the state agree bit for bit with the NumPy lines'."""
+    rng = np.random.default_rng(6)
+    params = [rng.standard_normal((600, 500)).astype(dtype),
+              np.asfortranarray(rng.standard_normal((300, 70)).astype(dtype)),
+              rng.standard_normal(50).astype(dtype)]
+    grad_sets = [[np.asarray(rng.standard_normal(p.shape).astype(dtype), order="K")
+                  if p.flags.c_contiguous else
+                  np.asfortranarray(rng.standard_normal(p.shape).astype(dtype))
+                  for p in params] for _ in range(3)]
+    calls = []
+    real = optim._compiled_step
+    monkeypatch.setattr(optim, "_compiled_step",
+                        lambda *a: calls.append(a[1].size) or real(*a))
+    with threadpool_limits(threads):
+        fast, fast_state = _steps(cls, kwargs, params, grad_sets, True, monkeypatch)
+        slow, slow_state = _steps(cls, kwargs, params, grad_sets, False, monkeypatch)
+    assert sorted(set(calls)) == [50, 21000, 300000]      # every param asked
+    for i, (a, b) in enumerate(zip(fast + fast_state, slow + slow_state)):
+        np.testing.assert_array_equal(a, b, err_msg=f"array {i}")
+    for i, (a, p) in enumerate(zip(fast, params)):
+        assert not np.array_equal(a, p), f"param {i} unchanged"
+
+
+def test_optimizer_steps_fall_back_where_the_loop_cannot_go(monkeypatch):
+    """A grad of another memory order or dtype, a small param, a NumPy
+    float64 hyperparameter: NumPy's lines (the compiled loop not run)."""
+    ran = []
+    real = _rnn.optimizer_step
+    monkeypatch.setattr(_rnn, "optimizer_step", lambda *a: ran.append(a[0]) or real(*a))
+    big = np.ones((100, 100), np.float32)
+    for g in (np.ones((100, 100), np.float32), np.asfortranarray(np.ones((100, 100), np.float32)),
+              np.ones((100, 100), np.float64)):
+        ran.clear()
+        optim.Adam(lr=0.01).update([big.copy()], [g])
+        assert bool(ran) == (g.dtype == np.float32 and g.flags.c_contiguous)
+    ran.clear()
+    optim.RMSprop(lr=0.01).update([np.ones(100, np.float32)], [np.ones(100, np.float32)])
+    assert not ran
+    opt = optim.Momentum(lr=0.1)
+    opt.momentum = np.float64(0.9)
+    opt.update([big.copy()], [np.ones((100, 100), np.float32)])
+    assert not ran
+
+
+def test_optimizer_step_refuses_bad_arguments_naming_them():
+    a = np.zeros(5, np.float32)
+    with pytest.raises(ValueError, match="kind must be 'momentum', 'rmsprop' or 'adam'"):
+        _rnn.optimizer_step("sgd", a, a.copy(), a.copy(), a.copy(), (1.0, 1.0))
+    with pytest.raises(ValueError, match="adam takes 7 scalars, got 2"):
+        _rnn.optimizer_step("adam", a, a.copy(), a.copy(), a.copy(), (1.0, 1.0))
+    with pytest.raises(ValueError, match="lengths p 5, g 4, s1 5, s2 5 differ"):
+        _rnn.optimizer_step("momentum", a, np.zeros(4, np.float32), a.copy(), a.copy(),
+                            (0.9, 0.1))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_embedding_backward_sums_rows_per_id_as_np_add_at(dtype):
     rng = np.random.default_rng(2)

@@ -1,0 +1,51 @@
+"""The optimizers' steps on NumPy's lines ("numpy", the code before items
+124 and 126) or in one compiled pass over rnnfast's threads ("compiled"),
+in one process, interleaved round by round: one update of a language
+model's params (RnnLM at Zaremba small's sizes: V = 10,000, two LSTM
+layers of 200, float32, 4.65 million values) with its gradients, at 1 and
+2 threads.  Prints medians and the median of the per-round ratios
+numpy / compiled, with quartiles.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/ab_optimizers.py [rounds]
+"""
+import sys
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+try:                                   # imported by asv (benchmarks.<name>)
+    from .common import switch_ab
+except ImportError:                    # run as a script
+    from common import switch_ab
+
+from rnnfast import optim
+from rnnfast.models import RnnLM
+
+COMPILED = (optim._sub_scaled, optim._compiled_step)
+
+
+def use_compiled(on):
+    optim._sub_scaled, optim._compiled_step = COMPILED if on else (
+        lambda *a: False, lambda *a: False)
+
+
+def main(rounds):
+    rng = np.random.default_rng(0)
+    model = RnnLM(10_000, 200, 200, num_layers=2, random_state=0)
+    model.forward(rng.integers(0, 10_000, (20, 35)), rng.integers(0, 10_000, (20, 35)))
+    model.backward()
+    opts = {"SGD": optim.SGD(1e-3), "Momentum": optim.Momentum(1e-3),
+            "RMSprop": optim.RMSprop(1e-4), "Adam": optim.Adam(1e-4)}
+    try:
+        for threads in (1, 2):
+            with threadpool_limits(threads):
+                for name, opt in opts.items():
+                    line = switch_ab(lambda: opt.update(model.params, model.grads), use_compiled,
+                                     ("numpy", "compiled"), rounds, calls_a_turn=5)
+                    print(f"{threads} thr  {name:9s} {line}", flush=True)
+    finally:
+        use_compiled(True)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 11)
