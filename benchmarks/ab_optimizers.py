@@ -35,6 +35,7 @@ def main(rounds):
     model.forward(rng.integers(0, 10_000, (20, 35)), rng.integers(0, 10_000, (20, 35)))
     model.backward()
     opts = {"SGD": optim.SGD(1e-3), "Momentum": optim.Momentum(1e-3),
+            "Nesterov": optim.Nesterov(1e-3), "AdaGrad": optim.AdaGrad(1e-4),
             "RMSprop": optim.RMSprop(1e-4), "Adam": optim.Adam(1e-4)}
     try:
         for threads in (1, 2):

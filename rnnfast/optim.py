@@ -212,9 +212,9 @@ def _sub_scaled(p, g, a):
 
 
 def _compiled_step(kind, p, g, state, scalars):
-    """Momentum's, RMSprop's or Adam's step on p in one compiled pass over
-    rnnfast's threads, the bits of the optimizer's NumPy lines
-    (_rnn.optimizer_step; scalars in its order), when _flat_views and
+    """An optimizer's step on p in one compiled pass over rnnfast's threads
+    (_rnn.optimizer_step: its kinds, and the scalars in its order), the
+    bits of the optimizer's NumPy lines, when _flat_views and
     _python_scalars allow; False, changing nothing, otherwise."""
     views = _flat_views(p, g, *state) if _python_scalars(*scalars) else None
     if views is None:
@@ -277,6 +277,8 @@ class Nesterov(Momentum):
     def _update(self, params, grads):
         self._init_state(params, 1)
         for p, g, (v,) in zip(params, grads, self.state):
+            if _compiled_step("nesterov", p, g, (v,), (self.momentum, self.lr)):
+                continue
             v *= self.momentum
             v -= self.lr * g
             p += self.momentum * v - self.lr * g
@@ -292,6 +294,8 @@ class AdaGrad(Optimizer):
     def _update(self, params, grads):
         self._init_state(params, 1)
         for p, g, (h,) in zip(params, grads, self.state):
+            if _compiled_step("adagrad", p, g, (h,), (self.lr, self.eps)):
+                continue
             h += g * g
             p -= self.lr * g / (np.sqrt(h) + self.eps)
 

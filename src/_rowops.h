@@ -87,6 +87,35 @@ RF_PASS void rf_momentum_step_##S(T* restrict p, const T* restrict g,           
         p[i] = p[i] + vi;                                                       \
     }                                                                           \
 }                                                                               \
+/* v *= mom; v -= lr * g; p += mom * v - lr * g (Nesterov's) */                 \
+RF_PASS void rf_nesterov_step_##S(T* restrict p, const T* restrict g,           \
+                                  T* restrict v, T mom, T lr, long n)           \
+{                                                                               \
+    RF_NO_CONTRACT                                                              \
+    for (long i = 0; i < n; i++) {                                              \
+        T vi = v[i] * mom;                                                      \
+        T step = lr * g[i];                                                     \
+        vi = vi - step;                                                         \
+        v[i] = vi;                                                              \
+        T ahead = mom * vi;                                                     \
+        ahead = ahead - step;                                                   \
+        p[i] = p[i] + ahead;                                                    \
+    }                                                                           \
+}                                                                               \
+/* h += g * g; p -= lr * g / (sqrt(h) + eps) (AdaGrad's) */                     \
+RF_PASS void rf_adagrad_step_##S(T* restrict p, const T* restrict g,            \
+                                 T* restrict h, T lr, T eps, long n)            \
+{                                                                               \
+    RF_NO_CONTRACT                                                              \
+    for (long i = 0; i < n; i++) {                                              \
+        T gg = g[i] * g[i];                                                     \
+        T hi = h[i] + gg;                                                       \
+        h[i] = hi;                                                              \
+        T num = lr * g[i];                                                      \
+        T den = SQRT(hi) + eps;                                                 \
+        p[i] = p[i] - num / den;                                                \
+    }                                                                           \
+}                                                                               \
 /* h *= rho; h += c * g * g; p -= lr * g / (sqrt(h) + eps), c = 1 - rho */      \
 RF_PASS void rf_rmsprop_step_##S(T* restrict p, const T* restrict g,             \
                                 T* restrict h, T rho, T c, T lr, T eps, long n) \

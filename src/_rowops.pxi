@@ -3,7 +3,7 @@
 #   sub_scaled        y -= a * x          an SGD step (rnnfast.optim.SGD)
 #   scale_rows        out = e * s[:, None]  a softmax loss's gradient
 #   scatter_add_rows  W[ids[i]] += rows[i]  an embedding's gradient
-#   optimizer_step    Momentum's, RMSprop's and Adam's steps, one pass each
+#   optimizer_step    the optimizers' steps but SGD's, one pass each
 # NumPy ran each on one thread, the first with a temporary of the
 # param's size, the last (np.add.at) at ~1.7 us a row; in a language
 # model's step at 2 threads they were 4-5 ms of ~66 (docs/performance.md
@@ -24,6 +24,12 @@ cdef extern from "_rowops.h" nogil:
     void rf_momentum_step_f(float* p, const float* g, float* v, float mom, float lr, long n)
     void rf_momentum_step_d(double* p, const double* g, double* v, double mom, double lr,
                             long n)
+    void rf_nesterov_step_f(float* p, const float* g, float* v, float mom, float lr, long n)
+    void rf_nesterov_step_d(double* p, const double* g, double* v, double mom, double lr,
+                            long n)
+    void rf_adagrad_step_f(float* p, const float* g, float* h, float lr, float eps, long n)
+    void rf_adagrad_step_d(double* p, const double* g, double* h, double lr, double eps,
+                           long n)
     void rf_rmsprop_step_f(float* p, const float* g, float* h, float rho, float c, float lr,
                            float eps, long n)
     void rf_rmsprop_step_d(double* p, const double* g, double* h, double rho, double c,
@@ -160,6 +166,8 @@ cdef enum:
     STEP_MOMENTUM = 0
     STEP_RMSPROP = 1
     STEP_ADAM = 2
+    STEP_NESTEROV = 3
+    STEP_ADAGRAD = 4
 
 
 cdef struct StepJob:
@@ -183,6 +191,12 @@ cdef void optimizer_part(void* ctx, long b0, long b1, int part) noexcept nogil:
         if j.op == STEP_MOMENTUM:
             rf_momentum_step_d(<double*> j.p + i0, <const double*> j.g + i0,
                                <double*> j.s1 + i0, c[0], c[1], n)
+        elif j.op == STEP_NESTEROV:
+            rf_nesterov_step_d(<double*> j.p + i0, <const double*> j.g + i0,
+                               <double*> j.s1 + i0, c[0], c[1], n)
+        elif j.op == STEP_ADAGRAD:
+            rf_adagrad_step_d(<double*> j.p + i0, <const double*> j.g + i0,
+                              <double*> j.s1 + i0, c[0], c[1], n)
         elif j.op == STEP_RMSPROP:
             rf_rmsprop_step_d(<double*> j.p + i0, <const double*> j.g + i0,
                               <double*> j.s1 + i0, c[0], c[1], c[2], c[3], n)
@@ -193,6 +207,12 @@ cdef void optimizer_part(void* ctx, long b0, long b1, int part) noexcept nogil:
         if j.op == STEP_MOMENTUM:
             rf_momentum_step_f(<float*> j.p + i0, <const float*> j.g + i0,
                                <float*> j.s1 + i0, <float> c[0], <float> c[1], n)
+        elif j.op == STEP_NESTEROV:
+            rf_nesterov_step_f(<float*> j.p + i0, <const float*> j.g + i0,
+                               <float*> j.s1 + i0, <float> c[0], <float> c[1], n)
+        elif j.op == STEP_ADAGRAD:
+            rf_adagrad_step_f(<float*> j.p + i0, <const float*> j.g + i0,
+                              <float*> j.s1 + i0, <float> c[0], <float> c[1], n)
         elif j.op == STEP_RMSPROP:
             rf_rmsprop_step_f(<float*> j.p + i0, <const float*> j.g + i0,
                               <float*> j.s1 + i0, <float> c[0], <float> c[1], <float> c[2],
@@ -207,24 +227,29 @@ def optimizer_step(str kind, floating[::1] p, const floating[::1] g, floating[::
                    floating[::1] s2, tuple scalars):
     """One optimizer's step over flat arrays in one pass, over rnnfast's
     threads (rnnfast.optim; src/_rowops.h gives each step's NumPy lines):
-    kind "momentum" (s1 = v; scalars (momentum, lr)), "rmsprop" (s1 = h;
-    (rho, 1 - rho, lr, eps)) or "adam" (s1 = m, s2 = v; (b1, 1 - b1, b2,
-    1 - b2, lr / (1 - b1^t), 1 - b2^t, eps)); s2 is not touched unless
-    kind is "adam".  Each scalar is rounded to the arrays' type.  All
-    arrays of one length; none may overlap another (restrict pointers).
-    Momentum and RMSprop take s2 = s1."""
+    kind "momentum" or "nesterov" (s1 = v; scalars (momentum, lr)),
+    "adagrad" (s1 = h; (lr, eps)), "rmsprop" (s1 = h; (rho, 1 - rho, lr,
+    eps)) or "adam" (s1 = m, s2 = v; (b1, 1 - b1, b2, 1 - b2, lr / (1 -
+    b1^t), 1 - b2^t, eps)); s2 is not touched unless kind is "adam" (the
+    others take s2 = s1).  Each scalar is rounded to the arrays' type.
+    All arrays of one length; none may overlap another (restrict
+    pointers)."""
     cdef StepJob job
     cdef long n = p.shape[0], i
     cdef int count
     if kind == "momentum":
         job.op, count = STEP_MOMENTUM, 2
+    elif kind == "nesterov":
+        job.op, count = STEP_NESTEROV, 2
+    elif kind == "adagrad":
+        job.op, count = STEP_ADAGRAD, 2
     elif kind == "rmsprop":
         job.op, count = STEP_RMSPROP, 4
     elif kind == "adam":
         job.op, count = STEP_ADAM, 7
     else:
-        raise ValueError(f"optimizer_step: kind must be 'momentum', 'rmsprop' or 'adam', "
-                         f"got {kind!r}")
+        raise ValueError(f"optimizer_step: kind must be 'momentum', 'nesterov', 'adagrad', "
+                         f"'rmsprop' or 'adam', got {kind!r}")
     if len(scalars) != count:
         raise ValueError(f"optimizer_step: {kind} takes {count} scalars, got {len(scalars)}")
     if g.shape[0] != n or s1.shape[0] != n or s2.shape[0] != n:

@@ -157,6 +157,8 @@ def test_sgd_with_matrix_params_or_a_numpy_lr_steps_as_numpy_does():
 
 
 OPTIMIZERS = [(optim.Momentum, {"lr": 0.1, "momentum": 0.9}),
+              (optim.Nesterov, {"lr": 0.1, "momentum": 0.9}),
+              (optim.AdaGrad, {"lr": 0.1}),
               (optim.RMSprop, {"lr": 0.01, "decay_rate": 0.95}),
               (optim.Adam, {"lr": 0.01}),
               (optim.Adam, {"lr": 0.01, "weight_decay": 0.1}),
@@ -181,7 +183,8 @@ def _steps(cls, kwargs, params, grad_sets, compiled, monkeypatch):
 @pytest.mark.parametrize("cls,kwargs", OPTIMIZERS)
 def test_optimizer_compiled_and_numpy_steps_are_the_same_bits(cls, kwargs, dtype, threads,
                                                               monkeypatch):
-    """Momentum, RMSprop, Adam (with coupled and decoupled weight decay):
+    """Momentum, Nesterov, AdaGrad, RMSprop, Adam (with coupled and
+    decoupled weight decay):
     three steps on C- and F-ordered params, one of more than 2^17 values a
     thread (split over the threads), one below the compiled minimum; the
     params and the state agree bit for bit with the NumPy lines'."""
@@ -230,7 +233,8 @@ def test_optimizer_steps_fall_back_where_the_loop_cannot_go(monkeypatch):
 
 def test_optimizer_step_refuses_bad_arguments_naming_them():
     a = np.zeros(5, np.float32)
-    with pytest.raises(ValueError, match="kind must be 'momentum', 'rmsprop' or 'adam'"):
+    with pytest.raises(ValueError, match="kind must be 'momentum', 'nesterov', 'adagrad', "
+                                         "'rmsprop' or 'adam'"):
         _rnn.optimizer_step("sgd", a, a.copy(), a.copy(), a.copy(), (1.0, 1.0))
     with pytest.raises(ValueError, match="adam takes 7 scalars, got 2"):
         _rnn.optimizer_step("adam", a, a.copy(), a.copy(), a.copy(), (1.0, 1.0))
