@@ -19,6 +19,12 @@ the same list in the same order each time.
 weight_decay adds ``weight_decay * param`` to the gradient before the
 update (coupled L2, PyTorch's ``weight_decay``), except in AdamW, which
 shrinks the param itself (decoupled, Loshchilov & Hutter 2019).
+
+Each step is written below as NumPy lines.  A float32 or float64 param of
+4096 values or more takes it in one compiled pass over rnnfast's threads
+instead (src/_rowops.h): the same values bit for bit (a NaN's sign aside),
+but no RuntimeWarning for an overflow or an invalid value on the way;
+under ``np.errstate(over="raise")`` and the like the NumPy lines run.
 """
 import math
 import numbers
@@ -167,18 +173,28 @@ class Optimizer:
 
 # Arrays of at least this many values take the compiled steps below (a
 # call costs ~1 us; NumPy's passes and temporaries cost more from here).
+# They give the NumPy lines' values bit for bit (a NaN's sign and payload
+# aside), but no RuntimeWarning for an overflow or a NaN made on the way
+# (src/_rowops.pxi).
 _COMPILED_MIN_SIZE = 1 << 12
+_QUIET_ERRORS = frozenset(("warn", "ignore"))
 
 
 def _flat_views(p, g, *state):
     """1-D views of p, g and the state arrays for a compiled step (src/
     _rowops.pxi), or None: plain ndarrays (not np.matrix or another
     subclass) of one dtype, float32 or float64, all C- or all F-contiguous
-    (a tied W = E.T is F-ordered), p of _COMPILED_MIN_SIZE values or more,
-    no two overlapping.  None sends the caller to its NumPy lines."""
+    (a tied W = E.T is F-ordered), all of p's shape, p of
+    _COMPILED_MIN_SIZE values or more, no two overlapping; and NumPy's
+    floating-point error handling at its "warn" or "ignore" (the loops
+    raise no FloatingPointError and call no handler: under np.errstate(
+    over="raise") and the like the NumPy lines run, to raise as before).
+    None sends the caller to its NumPy lines."""
     arrays = (p, g) + state
     if (p.size < _COMPILED_MIN_SIZE or p.dtype not in (np.float32, np.float64)
-            or any(type(a) is not np.ndarray or a.dtype != p.dtype for a in arrays)):
+            or any(type(a) is not np.ndarray or a.dtype != p.dtype or a.shape != p.shape
+                   for a in arrays)
+            or not _QUIET_ERRORS.issuperset(np.geterr().values())):
         return None
     if all(a.flags.c_contiguous for a in arrays):
         views = [a.reshape(-1) for a in arrays]

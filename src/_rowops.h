@@ -1,11 +1,14 @@
 /* Element-wise loops of a training step outside the recurrent kernels
- * (src/_rowops.pxi): an SGD step, a softmax loss's gradient rows and an
- * embedding's gradient, the optimizers' steps.  Each gives the bits
- * NumPy's expression gives:
- * the same operations, rounded in the same order, so the compiled path
- * and NumPy's are interchangeable (tests/test_rowops.py).  Hence no FMA
- * contraction here: `y - a * x` contracted would round once, NumPy's
- * `y -= a * x` rounds the product first. */
+ * (src/_rowops.pxi): an SGD step, a softmax loss's gradient rows, an
+ * embedding's gradient and the optimizers' steps.  Each gives the bits
+ * NumPy's expression gives: the same operations, rounded in the same
+ * order, so the compiled path and NumPy's are interchangeable
+ * (tests/test_rowops.py).  Hence no FMA contraction here: `y - a * x`
+ * contracted would round once, NumPy's `y -= a * x` rounds the product
+ * first.  Two things differ: which NaN an operation on two NaNs returns
+ * (GCC may swap an addition's operands, and x86 returns the first), and
+ * the floating-point warnings NumPy would give (rnnfast.optim runs its
+ * NumPy lines instead when errors are to raise). */
 #ifndef RF_ROWOPS_H
 #define RF_ROWOPS_H
 

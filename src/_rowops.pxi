@@ -7,9 +7,9 @@
 # NumPy ran each on one thread, the first with a temporary of the
 # param's size, the last (np.add.at) at ~1.7 us a row; in a language
 # model's step at 2 threads they were 4-5 ms of ~66 (docs/performance.md
-# item 124).  Each gives NumPy's bits.  The caller checks layouts and
-# falls back to NumPy for anything else; no output may overlap an input
-# (the loops take restrict pointers).
+# item 124).  Each gives NumPy's bits (src/_rowops.h: what differs).  The
+# caller checks layouts and falls back to NumPy for anything else; no
+# output may overlap an input (the loops take restrict pointers).
 #
 # Included at the end of src/_rnn.pyx, as src/_affine.pxi is.
 from _seq cimport rf_run_rows, RF_MAX_THREADS

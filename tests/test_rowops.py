@@ -187,7 +187,8 @@ def test_optimizer_compiled_and_numpy_steps_are_the_same_bits(cls, kwargs, dtype
     decoupled weight decay):
     three steps on C- and F-ordered params, one of more than 2^17 values a
     thread (split over the threads), one below the compiled minimum; the
-    params and the state agree bit for bit with the NumPy lines'."""
+    params and the state agree bit for bit with the NumPy lines' (NaN signs
+    aside: none are made here)."""
     rng = np.random.default_rng(6)
     params = [rng.standard_normal((600, 500)).astype(dtype),
               np.asfortranarray(rng.standard_normal((300, 70)).astype(dtype)),
@@ -229,6 +230,22 @@ def test_optimizer_steps_fall_back_where_the_loop_cannot_go(monkeypatch):
     opt.momentum = np.float64(0.9)
     opt.update([big.copy()], [np.ones((100, 100), np.float32)])
     assert not ran
+
+
+def test_optimizer_steps_raise_under_errstate_and_refuse_misshapen_state():
+    """np.errstate(over="raise") makes the NumPy lines run, which raise on
+    an overflowing gradient; a state array of another shape than its
+    param is refused as the NumPy lines refuse it."""
+    g = np.full((100, 100), 1e30, np.float32)
+    with np.errstate(over="raise"):
+        with pytest.raises(FloatingPointError):
+            optim.Adam(lr=0.01).update([np.ones((100, 100), np.float32)], [g])
+    opt = optim.Adam(lr=0.01)
+    p = np.ones((80, 60), np.float32)
+    opt.update([p], [np.ones((80, 60), np.float32)])
+    opt.state = [(opt.state[0][0], np.zeros((60, 80), np.float32))]
+    with pytest.raises(ValueError, match="broadcast"):
+        opt.update([p], [np.ones((80, 60), np.float32)])
 
 
 def test_optimizer_step_refuses_bad_arguments_naming_them():
