@@ -21,12 +21,11 @@ except ImportError:                    # run as a script
 from rnnfast import optim
 from rnnfast.models import RnnLM
 
-COMPILED = (optim._sub_scaled, optim._compiled_step)
+COMPILED = optim._compiled_step
 
 
 def use_compiled(on):
-    optim._sub_scaled, optim._compiled_step = COMPILED if on else (
-        lambda *a: False, lambda *a: False)
+    optim._compiled_step = COMPILED if on else (lambda *a: False)
 
 
 def main(rounds):

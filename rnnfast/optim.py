@@ -216,17 +216,6 @@ def _python_scalars(*values):
     return all(type(v) in (float, int) for v in values)
 
 
-def _sub_scaled(p, g, a):
-    """p -= a * g in one compiled pass over rnnfast's threads (the bits of
-    NumPy's `p -= a * g`) when _flat_views and _python_scalars allow;
-    False, changing nothing, otherwise."""
-    views = _flat_views(p, g) if _python_scalars(a) else None
-    if views is None:
-        return False
-    _rnn.sub_scaled(views[0], views[1], a)
-    return True
-
-
 def _compiled_step(kind, p, g, state, scalars):
     """An optimizer's step on p in one compiled pass over rnnfast's threads
     (_rnn.optimizer_step: its kinds, and the scalars in its order), the
@@ -235,9 +224,8 @@ def _compiled_step(kind, p, g, state, scalars):
     views = _flat_views(p, g, *state) if _python_scalars(*scalars) else None
     if views is None:
         return False
-    s1 = views[2]
-    _rnn.optimizer_step(kind, views[0], views[1], s1, views[3] if len(views) > 3 else s1,
-                        tuple(scalars))
+    views += [views[0]] * (4 - len(views))     # state the kind does not use: p, untouched
+    _rnn.optimizer_step(kind, *views, tuple(scalars))
     return True
 
 
@@ -250,7 +238,7 @@ class SGD(Optimizer):
     def _update(self, params, grads):
         for p, g in zip(params, grads):
             # NumPy made two passes and a temporary of p's size, on one thread
-            if not _sub_scaled(p, g, self.lr):
+            if not _compiled_step("sgd", p, g, (), (self.lr,)):
                 p -= self.lr * g
 
 
@@ -310,7 +298,8 @@ class AdaGrad(Optimizer):
     def _update(self, params, grads):
         self._init_state(params, 1)
         for p, g, (h,) in zip(params, grads, self.state):
-            if _compiled_step("adagrad", p, g, (h,), (self.lr, self.eps)):
+            # RMSprop's step with rho = 1 - rho = 1: h * 1 and 1 * g are exact
+            if _compiled_step("rmsprop", p, g, (h,), (1.0, 1.0, self.lr, self.eps)):
                 continue
             h += g * g
             p -= self.lr * g / (np.sqrt(h) + self.eps)

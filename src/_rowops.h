@@ -1,6 +1,6 @@
 /* Element-wise loops of a training step outside the recurrent kernels
- * (src/_rowops.pxi): an SGD step, a softmax loss's gradient rows, an
- * embedding's gradient and the optimizers' steps.  Each gives the bits
+ * (src/_rowops.pxi): the optimizers' steps, a softmax loss's gradient
+ * rows and an embedding's gradient.  Each gives the bits
  * NumPy's expression gives: the same operations, rounded in the same
  * order, so the compiled path and NumPy's are interchangeable
  * (tests/test_rowops.py).  Hence no FMA contraction here: `y - a * x`
@@ -24,25 +24,6 @@
 #else
 #define RF_NO_CONTRACT
 #endif
-
-/* y[0:n] -= a * x[0:n] */
-static void rf_sub_scaled_f(float* restrict y, const float* restrict x, float a, long n)
-{
-    RF_NO_CONTRACT
-    for (long i = 0; i < n; i++) {
-        float ax = a * x[i];
-        y[i] = y[i] - ax;
-    }
-}
-
-static void rf_sub_scaled_d(double* restrict y, const double* restrict x, double a, long n)
-{
-    RF_NO_CONTRACT
-    for (long i = 0; i < n; i++) {
-        double ax = a * x[i];
-        y[i] = y[i] - ax;
-    }
-}
 
 /* out[0:n] = e[0:n] * s */
 static void rf_scale_row_f(float* restrict out, const float* restrict e, float s, long n)
@@ -77,22 +58,20 @@ static void rf_add_row_d(double* restrict y, const double* restrict x, long n)
  * divisions are what these loops' time is at 1 thread; contraction stays
  * off in the FMA-capable clones too (the pragma above). */
 #define RF_DEFINE_OPTIMIZER_STEPS(T, S, SQRT)                                   \
-/* v *= mom; v -= lr * g; p += v */                                             \
-RF_PASS void rf_momentum_step_##S(T* restrict p, const T* restrict g,            \
-                                 T* restrict v, T mom, T lr, long n)            \
+/* p -= lr * g (SGD) */                                                         \
+RF_PASS void rf_sgd_step_##S(T* restrict p, const T* restrict g, T lr, long n)  \
 {                                                                               \
     RF_NO_CONTRACT                                                              \
     for (long i = 0; i < n; i++) {                                              \
-        T vi = v[i] * mom;                                                      \
         T step = lr * g[i];                                                     \
-        vi = vi - step;                                                         \
-        v[i] = vi;                                                              \
-        p[i] = p[i] + vi;                                                       \
+        p[i] = p[i] - step;                                                     \
     }                                                                           \
 }                                                                               \
-/* v *= mom; v -= lr * g; p += mom * v - lr * g (Nesterov's) */                 \
-RF_PASS void rf_nesterov_step_##S(T* restrict p, const T* restrict g,           \
-                                  T* restrict v, T mom, T lr, long n)           \
+/* v *= mom; v -= lr * g; then p += v (Momentum) or, nesterov,                  \
+ * p += mom * v - lr * g */                                                     \
+RF_PASS void rf_momentum_step_##S(T* restrict p, const T* restrict g,           \
+                                  T* restrict v, T mom, T lr, int nesterov,     \
+                                  long n)                                       \
 {                                                                               \
     RF_NO_CONTRACT                                                              \
     for (long i = 0; i < n; i++) {                                              \
@@ -101,27 +80,13 @@ RF_PASS void rf_nesterov_step_##S(T* restrict p, const T* restrict g,           
         vi = vi - step;                                                         \
         v[i] = vi;                                                              \
         T ahead = mom * vi;                                                     \
-        ahead = ahead - step;                                                   \
-        p[i] = p[i] + ahead;                                                    \
+        p[i] = p[i] + (nesterov ? ahead - step : vi);                           \
     }                                                                           \
 }                                                                               \
-/* h += g * g; p -= lr * g / (sqrt(h) + eps) (AdaGrad's) */                     \
-RF_PASS void rf_adagrad_step_##S(T* restrict p, const T* restrict g,            \
-                                 T* restrict h, T lr, T eps, long n)            \
-{                                                                               \
-    RF_NO_CONTRACT                                                              \
-    for (long i = 0; i < n; i++) {                                              \
-        T gg = g[i] * g[i];                                                     \
-        T hi = h[i] + gg;                                                       \
-        h[i] = hi;                                                              \
-        T num = lr * g[i];                                                      \
-        T den = SQRT(hi) + eps;                                                 \
-        p[i] = p[i] - num / den;                                                \
-    }                                                                           \
-}                                                                               \
-/* h *= rho; h += c * g * g; p -= lr * g / (sqrt(h) + eps), c = 1 - rho */      \
-RF_PASS void rf_rmsprop_step_##S(T* restrict p, const T* restrict g,             \
-                                T* restrict h, T rho, T c, T lr, T eps, long n) \
+/* h *= rho; h += c * g * g; p -= lr * g / (sqrt(h) + eps), c = 1 - rho         \
+ * (RMSprop; AdaGrad's h += g * g with rho = c = 1, exactly so) */              \
+RF_PASS void rf_rmsprop_step_##S(T* restrict p, const T* restrict g,            \
+                                 T* restrict h, T rho, T c, T lr, T eps, long n)\
 {                                                                               \
     RF_NO_CONTRACT                                                              \
     for (long i = 0; i < n; i++) {                                              \
@@ -137,7 +102,7 @@ RF_PASS void rf_rmsprop_step_##S(T* restrict p, const T* restrict g,            
 }                                                                               \
 /* m *= b1; m += c1 * g; v *= b2; v += c2 * g * g;                              \
  * p -= step * m / (sqrt(v / vc) + eps), c1 = 1 - b1, c2 = 1 - b2,             \
- * step = lr / (1 - b1^t), vc = 1 - b2^t */                                     \
+ * step = lr / (1 - b1^t), vc = 1 - b2^t (Adam) */                              \
 RF_PASS void rf_adam_step_##S(T* restrict p, const T* restrict g,                \
                              T* restrict m, T* restrict v, T b1, T c1, T b2,    \
                              T c2, T step, T vc, T eps, long n)                 \

@@ -1,13 +1,11 @@
 # Element-wise and row loops of a training step outside the recurrent
 # kernels, over rnnfast's threads (src/_rowops.h):
-#   sub_scaled        y -= a * x          an SGD step (rnnfast.optim.SGD)
 #   scale_rows        out = e * s[:, None]  a softmax loss's gradient
 #   scatter_add_rows  W[ids[i]] += rows[i]  an embedding's gradient
-#   optimizer_step    the optimizers' steps but SGD's, one pass each
-# NumPy ran each on one thread, the first with a temporary of the
-# param's size, the last (np.add.at) at ~1.7 us a row; in a language
-# model's step at 2 threads they were 4-5 ms of ~66 (docs/performance.md
-# item 124).  Each gives NumPy's bits (src/_rowops.h: what differs).  The
+#   optimizer_step    an optimizer's step (rnnfast.optim), one pass
+# NumPy ran each on one thread: the embedding's np.add.at at ~1.7 us a
+# row, the optimizers' lines in 2-13 passes with temporaries of each
+# param's size (docs/performance.md items 124, 126).  Each gives NumPy's bits (src/_rowops.h: what differs).  The
 # caller checks layouts and falls back to NumPy for anything else; no
 # output may overlap an input (the loops take restrict pointers).
 #
@@ -15,21 +13,16 @@
 from _seq cimport rf_run_rows, RF_MAX_THREADS
 
 cdef extern from "_rowops.h" nogil:
-    void rf_sub_scaled_f(float* y, const float* x, float a, long n)
-    void rf_sub_scaled_d(double* y, const double* x, double a, long n)
     void rf_scale_row_f(float* out, const float* e, float s, long n)
     void rf_scale_row_d(double* out, const double* e, double s, long n)
     void rf_add_row_f(float* y, const float* x, long n)
     void rf_add_row_d(double* y, const double* x, long n)
-    void rf_momentum_step_f(float* p, const float* g, float* v, float mom, float lr, long n)
+    void rf_sgd_step_f(float* p, const float* g, float lr, long n)
+    void rf_sgd_step_d(double* p, const double* g, double lr, long n)
+    void rf_momentum_step_f(float* p, const float* g, float* v, float mom, float lr,
+                            int nesterov, long n)
     void rf_momentum_step_d(double* p, const double* g, double* v, double mom, double lr,
-                            long n)
-    void rf_nesterov_step_f(float* p, const float* g, float* v, float mom, float lr, long n)
-    void rf_nesterov_step_d(double* p, const double* g, double* v, double mom, double lr,
-                            long n)
-    void rf_adagrad_step_f(float* p, const float* g, float* h, float lr, float eps, long n)
-    void rf_adagrad_step_d(double* p, const double* g, double* h, double lr, double eps,
-                           long n)
+                            int nesterov, long n)
     void rf_rmsprop_step_f(float* p, const float* g, float* h, float rho, float c, float lr,
                            float eps, long n)
     void rf_rmsprop_step_d(double* p, const double* g, double* h, double rho, double c,
@@ -41,10 +34,10 @@ cdef extern from "_rowops.h" nogil:
                         long n)
 
 # Values enough to be worth waking a thread (as the softmax's), and the
-# block of sub_scaled's split (64 KB of floats).
+# block of an optimizer step's split (64 KB of floats).
 cdef enum:
     ROWOPS_SPLIT_VALUES = 1 << 17
-    SUB_SCALED_BLOCK = 1 << 14
+    STEP_BLOCK = 1 << 14
 
 
 cdef inline int rowops_threads(long values, long parts) noexcept:
@@ -61,39 +54,11 @@ cdef inline int rowops_threads(long values, long parts) noexcept:
 
 
 cdef struct RowJob:
-    void* y                 # sub_scaled: y; scale_rows: out
-    const void* x           # sub_scaled: x; scale_rows: e
-    const void* s           # scale_rows: (R,) scales
-    double a                # sub_scaled's a
-    long n                  # sub_scaled: length; scale_rows: row length V
+    void* y                 # out (R, V)
+    const void* x           # e (R, V)
+    const void* s           # (R,) scales
+    long n                  # V
     bint dbl
-
-
-cdef void sub_scaled_part(void* ctx, long b0, long b1, int part) noexcept nogil:
-    cdef RowJob* j = <RowJob*> ctx
-    cdef long i0 = b0 * SUB_SCALED_BLOCK
-    cdef long i1 = b1 * SUB_SCALED_BLOCK if b1 * SUB_SCALED_BLOCK < j.n else j.n
-    if j.dbl:
-        rf_sub_scaled_d(<double*> j.y + i0, <const double*> j.x + i0, j.a, i1 - i0)
-    else:
-        rf_sub_scaled_f(<float*> j.y + i0, <const float*> j.x + i0, <float> j.a, i1 - i0)
-
-
-def sub_scaled(floating[::1] y, const floating[::1] x, double a):
-    """y -= a * x in place, a rounded to y's type first and each product
-    to it before the subtraction (NumPy's `y -= a * x` for a Python float
-    a).  y and x of one length; x must not overlap y."""
-    cdef RowJob job
-    cdef long n = y.shape[0]
-    if x.shape[0] != n:
-        raise ValueError(f"sub_scaled: lengths y {n}, x {x.shape[0]} differ")
-    if n == 0:
-        return
-    job.y, job.x, job.a, job.n, job.dbl = &y[0], &x[0], a, n, floating is double
-    cdef long blocks = (n + SUB_SCALED_BLOCK - 1) // SUB_SCALED_BLOCK
-    cdef int t = rowops_threads(n, blocks)
-    with nogil:
-        rf_run_rows(sub_scaled_part, &job, blocks, t)
 
 
 cdef void scale_rows_part(void* ctx, long r0, long r1, int part) noexcept nogil:
@@ -163,11 +128,16 @@ def scatter_add_rows(const Py_ssize_t[::1] ids, const floating[:, ::1] rows,
 
 # ------------------------------------------------------ optimizers' steps
 cdef enum:
-    STEP_MOMENTUM = 0
-    STEP_RMSPROP = 1
-    STEP_ADAM = 2
-    STEP_NESTEROV = 3
-    STEP_ADAGRAD = 4
+    STEP_SGD = 0
+    STEP_MOMENTUM = 1
+    STEP_NESTEROV = 2
+    STEP_RMSPROP = 3
+    STEP_ADAM = 4
+
+# kind -> (op, number of scalars)
+_STEP_KINDS = {"sgd": (STEP_SGD, 1), "momentum": (STEP_MOMENTUM, 2),
+               "nesterov": (STEP_NESTEROV, 2), "rmsprop": (STEP_RMSPROP, 4),
+               "adam": (STEP_ADAM, 7)}
 
 
 cdef struct StepJob:
@@ -183,20 +153,16 @@ cdef struct StepJob:
 
 cdef void optimizer_part(void* ctx, long b0, long b1, int part) noexcept nogil:
     cdef StepJob* j = <StepJob*> ctx
-    cdef long i0 = b0 * SUB_SCALED_BLOCK
-    cdef long i1 = b1 * SUB_SCALED_BLOCK if b1 * SUB_SCALED_BLOCK < j.n else j.n
+    cdef long i0 = b0 * STEP_BLOCK
+    cdef long i1 = b1 * STEP_BLOCK if b1 * STEP_BLOCK < j.n else j.n
     cdef long n = i1 - i0
     cdef double* c = j.c
     if j.dbl:
-        if j.op == STEP_MOMENTUM:
+        if j.op == STEP_SGD:
+            rf_sgd_step_d(<double*> j.p + i0, <const double*> j.g + i0, c[0], n)
+        elif j.op == STEP_MOMENTUM or j.op == STEP_NESTEROV:
             rf_momentum_step_d(<double*> j.p + i0, <const double*> j.g + i0,
-                               <double*> j.s1 + i0, c[0], c[1], n)
-        elif j.op == STEP_NESTEROV:
-            rf_nesterov_step_d(<double*> j.p + i0, <const double*> j.g + i0,
-                               <double*> j.s1 + i0, c[0], c[1], n)
-        elif j.op == STEP_ADAGRAD:
-            rf_adagrad_step_d(<double*> j.p + i0, <const double*> j.g + i0,
-                              <double*> j.s1 + i0, c[0], c[1], n)
+                               <double*> j.s1 + i0, c[0], c[1], j.op == STEP_NESTEROV, n)
         elif j.op == STEP_RMSPROP:
             rf_rmsprop_step_d(<double*> j.p + i0, <const double*> j.g + i0,
                               <double*> j.s1 + i0, c[0], c[1], c[2], c[3], n)
@@ -204,15 +170,12 @@ cdef void optimizer_part(void* ctx, long b0, long b1, int part) noexcept nogil:
             rf_adam_step_d(<double*> j.p + i0, <const double*> j.g + i0, <double*> j.s1 + i0,
                            <double*> j.s2 + i0, c[0], c[1], c[2], c[3], c[4], c[5], c[6], n)
     else:
-        if j.op == STEP_MOMENTUM:
+        if j.op == STEP_SGD:
+            rf_sgd_step_f(<float*> j.p + i0, <const float*> j.g + i0, <float> c[0], n)
+        elif j.op == STEP_MOMENTUM or j.op == STEP_NESTEROV:
             rf_momentum_step_f(<float*> j.p + i0, <const float*> j.g + i0,
-                               <float*> j.s1 + i0, <float> c[0], <float> c[1], n)
-        elif j.op == STEP_NESTEROV:
-            rf_nesterov_step_f(<float*> j.p + i0, <const float*> j.g + i0,
-                               <float*> j.s1 + i0, <float> c[0], <float> c[1], n)
-        elif j.op == STEP_ADAGRAD:
-            rf_adagrad_step_f(<float*> j.p + i0, <const float*> j.g + i0,
-                              <float*> j.s1 + i0, <float> c[0], <float> c[1], n)
+                               <float*> j.s1 + i0, <float> c[0], <float> c[1],
+                               j.op == STEP_NESTEROV, n)
         elif j.op == STEP_RMSPROP:
             rf_rmsprop_step_f(<float*> j.p + i0, <const float*> j.g + i0,
                               <float*> j.s1 + i0, <float> c[0], <float> c[1], <float> c[2],
@@ -227,29 +190,20 @@ def optimizer_step(str kind, floating[::1] p, const floating[::1] g, floating[::
                    floating[::1] s2, tuple scalars):
     """One optimizer's step over flat arrays in one pass, over rnnfast's
     threads (rnnfast.optim; src/_rowops.h gives each step's NumPy lines):
-    kind "momentum" or "nesterov" (s1 = v; scalars (momentum, lr)),
-    "adagrad" (s1 = h; (lr, eps)), "rmsprop" (s1 = h; (rho, 1 - rho, lr,
-    eps)) or "adam" (s1 = m, s2 = v; (b1, 1 - b1, b2, 1 - b2, lr / (1 -
-    b1^t), 1 - b2^t, eps)); s2 is not touched unless kind is "adam" (the
-    others take s2 = s1).  Each scalar is rounded to the arrays' type.
-    All arrays of one length; none may overlap another (restrict
-    pointers)."""
+    kind "sgd" (scalars (lr,)), "momentum" or "nesterov" (s1 = v;
+    (momentum, lr)), "rmsprop" (s1 = h; (rho, 1 - rho, lr, eps); AdaGrad
+    is rho = 1, 1 - rho = 1) or "adam" (s1 = m, s2 = v; (b1, 1 - b1, b2,
+    1 - b2, lr / (1 - b1^t), 1 - b2^t, eps)).  A state array the kind
+    does not use is not touched (pass p).  Each scalar is rounded to the
+    arrays' type.  All arrays of one length; none that the kind uses may
+    overlap another (restrict pointers)."""
     cdef StepJob job
     cdef long n = p.shape[0], i
     cdef int count
-    if kind == "momentum":
-        job.op, count = STEP_MOMENTUM, 2
-    elif kind == "nesterov":
-        job.op, count = STEP_NESTEROV, 2
-    elif kind == "adagrad":
-        job.op, count = STEP_ADAGRAD, 2
-    elif kind == "rmsprop":
-        job.op, count = STEP_RMSPROP, 4
-    elif kind == "adam":
-        job.op, count = STEP_ADAM, 7
-    else:
-        raise ValueError(f"optimizer_step: kind must be 'momentum', 'nesterov', 'adagrad', "
-                         f"'rmsprop' or 'adam', got {kind!r}")
+    if kind not in _STEP_KINDS:
+        raise ValueError(f"optimizer_step: kind must be one of {sorted(_STEP_KINDS)}, "
+                         f"got {kind!r}")
+    job.op, count = _STEP_KINDS[kind]
     if len(scalars) != count:
         raise ValueError(f"optimizer_step: {kind} takes {count} scalars, got {len(scalars)}")
     if g.shape[0] != n or s1.shape[0] != n or s2.shape[0] != n:
@@ -261,7 +215,7 @@ def optimizer_step(str kind, floating[::1] p, const floating[::1] g, floating[::
         job.c[i] = scalars[i]
     job.p, job.g, job.s1, job.s2 = &p[0], &g[0], &s1[0], &s2[0]
     job.n, job.dbl = n, floating is double
-    cdef long blocks = (n + SUB_SCALED_BLOCK - 1) // SUB_SCALED_BLOCK
+    cdef long blocks = (n + STEP_BLOCK - 1) // STEP_BLOCK
     cdef int t = rowops_threads(n, blocks)
     with nogil:
         rf_run_rows(optimizer_part, &job, blocks, t)

@@ -20,19 +20,14 @@ LENGTHS = [0, 1, 17, 16384, 16385, 1 << 17, (1 << 18) + 5]
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", LENGTHS)
-def test_sub_scaled_gives_numpys_bits(n, dtype, threads):
+def test_sgd_step_gives_numpys_bits(n, dtype, threads):
     rng = np.random.default_rng(n)
     p, g = (rng.standard_normal(n).astype(dtype) for _ in range(2))
     want = p.copy()
     want -= 0.37 * g
     with threadpool_limits(threads):
-        _rnn.sub_scaled(p, g, 0.37)
+        _rnn.optimizer_step("sgd", p, g, p, p, (0.37,))
     np.testing.assert_array_equal(p, want)
-
-
-def test_sub_scaled_refuses_lengths_that_differ():
-    with pytest.raises(ValueError, match="lengths y 5, x 4 differ"):
-        _rnn.sub_scaled(np.zeros(5, np.float32), np.zeros(4, np.float32), 1.0)
 
 
 @pytest.mark.parametrize("threads", THREADS)
@@ -85,7 +80,7 @@ def _sgd_steps(params, grads, compiled, monkeypatch):
     params = [p.copy(order="K") for p in params]
     with monkeypatch.context() as m:
         if not compiled:
-            m.setattr(optim, "_sub_scaled", lambda p, g, a: False)
+            m.setattr(optim, "_compiled_step", lambda *a: False)
         opt = optim.SGD(lr=0.3)
         for _ in range(2):
             opt.update(params, grads)
@@ -116,8 +111,9 @@ def test_sgd_compiled_and_numpy_steps_are_the_same_bits(dtype, threads, monkeypa
 
 def test_sgd_takes_the_compiled_path_only_where_it_can(monkeypatch):
     calls = []
-    real = _rnn.sub_scaled
-    monkeypatch.setattr(_rnn, "sub_scaled", lambda y, x, a: calls.append(y.size) or real(y, x, a))
+    real = _rnn.optimizer_step
+    monkeypatch.setattr(_rnn, "optimizer_step",
+                        lambda kind, p, *a: calls.append(p.size) or real(kind, p, *a))
     big = np.ones((100, 100), np.float32)
     cases = [(big.copy(), np.ones((100, 100), np.float32), True),
              (big.copy(), np.asfortranarray(np.ones((100, 100), np.float32)), False),
@@ -250,9 +246,9 @@ def test_optimizer_steps_raise_under_errstate_and_refuse_misshapen_state():
 
 def test_optimizer_step_refuses_bad_arguments_naming_them():
     a = np.zeros(5, np.float32)
-    with pytest.raises(ValueError, match="kind must be 'momentum', 'nesterov', 'adagrad', "
-                                         "'rmsprop' or 'adam'"):
-        _rnn.optimizer_step("sgd", a, a.copy(), a.copy(), a.copy(), (1.0, 1.0))
+    with pytest.raises(ValueError, match=r"kind must be one of \['adam', 'momentum', "
+                                         r"'nesterov', 'rmsprop', 'sgd'\], got 'adagrad'"):
+        _rnn.optimizer_step("adagrad", a, a.copy(), a.copy(), a.copy(), (1.0, 1.0))
     with pytest.raises(ValueError, match="adam takes 7 scalars, got 2"):
         _rnn.optimizer_step("adam", a, a.copy(), a.copy(), a.copy(), (1.0, 1.0))
     with pytest.raises(ValueError, match="lengths p 5, g 4, s1 5, s2 5 differ"):
