@@ -94,6 +94,16 @@ def use_unpacked_b(on=True):
         mod.use_unpacked_b(on)
 
 
+def use_gemv_segments(on=True):
+    """Run the backward's per-step product of a batch of one, dh (+)=
+    dA_t Wh^T, by segments of K walked forwards and backwards on alternate
+    steps (the default; src/_gemm.h, rf_gemm_packed_dh_f), or as one sum
+    over K like the forward's GEMV (on=False).  The two differ by float32
+    rounding.  For A/B timings and tests."""
+    for mod in (_rnn, _lstm, _gru):
+        mod.use_gemv_segments(on)
+
+
 def use_prefetch(on=True):
     """Prefetch each batch row's next step in the step loops where their
     buffers are large (the default), or never (on=False); see src/_seq.pxd,

@@ -98,6 +98,8 @@ cdef extern from "_gemm.h" nogil:
     void rf_pack_b_f(const float* B, long ldb, int trans, long K, long N, float* Bp)
     void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
                           const float* Bp, float* C, long ldc, int accumulate)
+    void rf_gemm_packed_dh_f(long M, long N, long K, const float* A, long lda,
+                             const float* Bp, float* C, long ldc, int accumulate)
     int rf_gemm_packed_supported()
     void rf_use_packed_gemm(int on)
     int rf_use_wide_tiles(int on)
@@ -106,6 +108,7 @@ cdef extern from "_gemm.h" nogil:
     void rf_buf_free(float* p)
     float* rf_unpacked_b()
     void rf_use_unpacked_b(int on)
+    void rf_use_gemv_segments(int on)
     int rf_unpacked_ok(long rows, long min_rows, long K, long N)
     void rf_gemm_unpacked_f(long M, long N, long K, const float* A, long lda,
                             const float* B, long ldb, float* C, long ldc, int accumulate)
@@ -179,6 +182,20 @@ cdef inline void gemm_packed(int m, int n, int k, const floating* a, int lda,
         return
     gemm(False, trans_b, m, n, k, <floating> 1, a, lda, b, ldb,
          <floating> (1 if accumulate else 0), c, ldc)
+
+
+cdef inline void gemm_packed_dh(int m, int n, int k, const floating* a, int lda,
+                                const floating* bp, const floating* b, int ldb,
+                                bint accumulate, floating* c, int ldc) noexcept nogil:
+    """gemm_packed(m, n, k, a, lda, bp, True, b, ldb, accumulate, c, ldc) for
+    the backward's per-step products dh (+)= dA_t @ Wh^T: a float row alone
+    goes to the GEMV by segments of K (src/_gemm.h, rf_gemm_packed_dh_f),
+    whose sums do not depend on the walk's direction."""
+    if floating is float:
+        if m == 1 and n > 0 and bp != NULL and <const void*> bp != <const void*> rf_unpacked_b():
+            rf_gemm_packed_dh_f(m, n, k, a, lda, bp, c, ldc, accumulate)
+            return
+    gemm_packed(m, n, k, a, lda, bp, True, b, ldb, accumulate, c, ldc)
 
 
 # ------------------------------------------------- transposed-A products

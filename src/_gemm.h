@@ -560,6 +560,26 @@ static int rf_gemm_packed_supported(void)
  * one ended on, still in L1. */
 static __thread unsigned rf_gemv_calls;
 
+/* a0..a7 (four panels' two halves) += a[k0:k1] @ rows k0..k1-1 of the
+ * four panels from b, s floats apart (a macro: the accumulators must stay
+ * variables of the caller's, see RF_TILE_BODY). */
+#define RF_GEMV4_SUM(k0, k1)                                                  \
+    do {                                                                      \
+        long k_;                                                              \
+        for (k_ = (k0); k_ < (k1); k_++) {                                    \
+            const float av_ = a[k_];                                          \
+            const float* bk_ = b + k_ * RF_NR;                                \
+            a0 += av_ * *(const rf_v8*) (bk_);                                \
+            a1 += av_ * *(const rf_v8*) (bk_ + 8);                            \
+            a2 += av_ * *(const rf_v8*) (bk_ + s);                            \
+            a3 += av_ * *(const rf_v8*) (bk_ + s + 8);                        \
+            a4 += av_ * *(const rf_v8*) (bk_ + 2 * s);                        \
+            a5 += av_ * *(const rf_v8*) (bk_ + 2 * s + 8);                    \
+            a6 += av_ * *(const rf_v8*) (bk_ + 3 * s);                        \
+            a7 += av_ * *(const rf_v8*) (bk_ + 3 * s + 8);                    \
+        }                                                                     \
+    } while (0)
+
 __attribute__((target("avx2,fma"))) static inline void
 rf_gemv_4panels(long N, long K, const float* a, const float* Bp, float* C,
                 int accumulate, long p)
@@ -569,19 +589,7 @@ rf_gemv_4panels(long N, long K, const float* a, const float* Bp, float* C,
     /* eight accumulators in variables of their own (see RF_TILE_BODY) */
     rf_v8 a0 = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
     rf_v8 a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    long k;
-    for (k = 0; k < K; k++) {
-        const float av = a[k];
-        const float* bk = b + k * RF_NR;
-        a0 += av * *(const rf_v8*) (bk);
-        a1 += av * *(const rf_v8*) (bk + 8);
-        a2 += av * *(const rf_v8*) (bk + s);
-        a3 += av * *(const rf_v8*) (bk + s + 8);
-        a4 += av * *(const rf_v8*) (bk + 2 * s);
-        a5 += av * *(const rf_v8*) (bk + 2 * s + 8);
-        a6 += av * *(const rf_v8*) (bk + 3 * s);
-        a7 += av * *(const rf_v8*) (bk + 3 * s + 8);
-    }
+    RF_GEMV4_SUM(0, K);
 #define RF_GEMV_STORE(q, lo, hi)                                              \
     rf_store_row16(C + (p + q) * RF_NR, lo, hi,                               \
                    N - (p + q) * RF_NR < RF_NR ? N - (p + q) * RF_NR : RF_NR, accumulate)
@@ -687,6 +695,85 @@ rf_gemv_packed_f(long N, long K, const float* a, const float* Bp, float* C,
     }
 }
 
+/* The backward's GEMV, dh (+)= dA_t @ Wh^T at one row (N = H outputs, K =
+ * G*H).  At H = 64 it is one group of four panels whose K = 192 (GRU) or
+ * 256 (LSTM) rows are 48-64 KB, more than this L1: every step streamed
+ * them from L2 (58 GFLOP/s against 97 from L1).  Walking the panels the
+ * other way round, as the forward GEMV does, cannot help a single group,
+ * and walking k backwards would change each output's sum with the call's
+ * parity.  So K is cut into segments of 16 KB (RF_GEMV_SEG_K rows of a
+ * group), each summed from zero into a partial of its own; the segments
+ * are walked forwards and backwards on alternate calls, so that a step
+ * starts on the segment the last one ended on, still in L1; and the
+ * partials are added in segment order whatever the walk, so the result
+ * does not depend on it (C (+)= ((p0 + p1) + p2) + ...).  Its bits then
+ * differ from the row tiles' (one sum over all of K), which only the
+ * training's dX at 2 threads can see, within float32 rounding (tests).
+ * Groups of four panels (AVX2, eight chains as rf_gemv_4panels), then
+ * single panels unsegmented; at eight panels and more on the wide tiles,
+ * the forward's GEMV as it is (a Zen 5 runs the 8-groups' FMAs at full
+ * width).  benchmarks/c/gemv_segments.c on a Zen 4: 1 x 256 x 64 0.568 ->
+ * 0.516 us, 1 x 192 x 64 0.425 -> 0.348; LSTM and GRU training at N = 1,
+ * D = H = 64 1.03x faster (docs/performance.md item 128). */
+#define RF_GEMV_SEG_K 64
+#define RF_GEMV_MAX_SEGS 16
+
+__attribute__((target("avx2,fma"))) static inline void
+rf_gemv_4panels_segments(long N, long K, const float* a, const float* Bp, float* C,
+                         int accumulate, long p, int backwards)
+{
+    const long s = rf_panel_stride(K);     /* panel to panel */
+    const float* b = Bp + p * s;
+    const long segs = (K + RF_GEMV_SEG_K - 1) / RF_GEMV_SEG_K;
+    rf_v8 part[RF_GEMV_MAX_SEGS][8];
+    rf_v8 sum[8];
+    long i, q;
+    for (i = 0; i < segs; i++) {
+        const long g = backwards ? segs - 1 - i : i;
+        const long k0 = g * RF_GEMV_SEG_K;
+        const long k1 = k0 + RF_GEMV_SEG_K < K ? k0 + RF_GEMV_SEG_K : K;
+        rf_v8 a0 = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
+        rf_v8 a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        RF_GEMV4_SUM(k0, k1);
+        part[g][0] = a0;
+        part[g][1] = a1;
+        part[g][2] = a2;
+        part[g][3] = a3;
+        part[g][4] = a4;
+        part[g][5] = a5;
+        part[g][6] = a6;
+        part[g][7] = a7;
+    }
+    for (q = 0; q < 8; q++)
+        sum[q] = part[0][q];
+    for (i = 1; i < segs; i++)
+        for (q = 0; q < 8; q++)
+            sum[q] += part[i][q];
+    for (q = 0; q < 4; q++)
+        rf_store_row16(C + (p + q) * RF_NR, sum[2 * q], sum[2 * q + 1],
+                       N - (p + q) * RF_NR < RF_NR ? N - (p + q) * RF_NR : RF_NR,
+                       accumulate);
+}
+
+__attribute__((target("avx2,fma"), noinline)) static void
+rf_gemv_segments_f(long N, long K, const float* a, const float* Bp, float* C,
+                   int accumulate)
+{
+    long np = (N + RF_NR - 1) / RF_NR, groups = np / 4, g, p;
+    const int backwards = rf_gemv_calls++ & 1;
+    if (backwards) {
+        for (p = np - 1; p >= 4 * groups; p--)
+            rf_gemv_1panel(N, K, a, Bp, C, accumulate, p);
+        for (g = groups - 1; g >= 0; g--)
+            rf_gemv_4panels_segments(N, K, a, Bp, C, accumulate, 4 * g, 1);
+    } else {
+        for (g = 0; g < groups; g++)
+            rf_gemv_4panels_segments(N, K, a, Bp, C, accumulate, 4 * g, 0);
+        for (p = 4 * groups; p < np; p++)
+            rf_gemv_1panel(N, K, a, Bp, C, accumulate, p);
+    }
+}
+
 /* Rows of A per block: a block (RF_MC x K floats, <= 500 KB at K = 650)
  * stays in L2 (1 MB here) while every panel of B passes over it, so a long
  * A (the hoisted products, N*T rows) is read from memory once, not once a
@@ -739,6 +826,25 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
             }
         }
     }
+}
+
+/* C (M, N) (+)= A (M, K) @ B for the backward's per-step products: at one
+ * row of one group of panels (N = 64-112) whose K spans 2 to
+ * RF_GEMV_MAX_SEGS segments, the segmented GEMV above, else
+ * rf_gemm_packed_f.  Two groups and more (H = 128 on the AVX2 tiles) gained
+ * nothing measurable (LSTM and GRU N = 1, T = 50, D = H = 128: 0.996,
+ * 1.000); the wide tiles run eight panels as one group there. */
+static int rf_gemv_segments_switch = 1;   /* rf_use_gemv_segments */
+
+static void rf_gemm_packed_dh_f(long M, long N, long K, const float* A, long lda,
+                                const float* Bp, float* C, long ldc, int accumulate)
+{
+    if (M == 1 && rf_gemv_segments_switch && N >= 4 * RF_NR && N <= 7 * RF_NR &&
+        K > RF_GEMV_SEG_K && K <= RF_GEMV_SEG_K * RF_GEMV_MAX_SEGS) {
+        rf_gemv_segments_f(N, K, A, Bp, C, accumulate);
+        return;
+    }
+    rf_gemm_packed_f(M, N, K, A, lda, Bp, C, ldc, accumulate);
 }
 
 /* ------------------------------------------------------------ unpacked B
@@ -970,6 +1076,12 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
     (void) ldc; (void) accumulate;
     abort();   /* callers check rf_gemm_packed_supported() first */
 }
+static int rf_gemv_segments_switch = 1;
+static void rf_gemm_packed_dh_f(long M, long N, long K, const float* A, long lda,
+                                const float* Bp, float* C, long ldc, int accumulate)
+{
+    rf_gemm_packed_f(M, N, K, A, lda, Bp, C, ldc, accumulate);
+}
 RF_CLONED int rf_gemm_tn_f(int nsrc, const long* M, const float* const* A,
                            const long* lda, float* const* C, long ldc, const long* Ns,
                            long K, const float* B, long ldb, float* colsum, long run_len,
@@ -1017,6 +1129,10 @@ static int RF_MAYBE_UNUSED rf_use_wide_tiles(int on)
 static int rf_wide_in_use(void) { return 0; }
 static int RF_MAYBE_UNUSED rf_use_wide_tiles(int on) { (void) on; return 0; }
 #endif
+
+/* For A/B timings and tests: 0 sends the backward's one-row products to
+ * rf_gemm_packed_f's GEMV (one sum over all of K) instead of the segments. */
+static void RF_MAYBE_UNUSED rf_use_gemv_segments(int on) { rf_gemv_segments_switch = on != 0; }
 
 /* For A/B timings and tests: 0 sends the per-step products to BLAS. */
 static void RF_MAYBE_UNUSED rf_use_packed_gemm(int on) { rf_packed_switch = on != 0; }

@@ -28,9 +28,10 @@ range of batch rows (`*_steps`), as in src/_lstm.pyx.
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
-from _blas cimport (floating, pack_rows, rf_use_unpacked_b, free_packed,
-                    gemm_tn, pack_b, gemm_packed, rf_use_packed_gemm, rf_use_packed_dw,
-                    rf_gemm_packed_supported, rf_use_wide_tiles)
+from _blas cimport (floating, pack_rows, rf_use_unpacked_b, rf_use_gemv_segments,
+                    free_packed, gemm_tn, pack_b, gemm_packed, gemm_packed_dh,
+                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
+                    rf_use_wide_tiles)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
@@ -302,12 +303,12 @@ cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
             gru_bwd_row(g, w, phs + r * H, pdo + r * W + off, pdh + n * H,
                         pex + r * H, H, a.reset_after)
         if a.reset_after:
-            gemm_packed(rows, <int> H, <int> G, pw + n0 * WK, <int> WK, wp1, True,
-                        pWh, <int> G, True, pdh + n0 * H, <int> H)
+            gemm_packed_dh(rows, <int> H, <int> G, pw + n0 * WK, <int> WK, wp1,
+                           pWh, <int> G, True, pdh + n0 * H, <int> H)
         else:
             # d(r*h) = da_h Wh_h^T, then da_r, then dh += [da_z, da_r] Wh_zr^T
-            gemm_packed(rows, <int> H, <int> H, pw + n0 * WK + 2 * H, <int> WK, wp2, True,
-                        pWh + 2 * H, <int> G, False, pw + n0 * WK + 3 * H, <int> WK)
+            gemm_packed_dh(rows, <int> H, <int> H, pw + n0 * WK + 2 * H, <int> WK, wp2,
+                           pWh + 2 * H, <int> G, False, pw + n0 * WK + 3 * H, <int> WK)
             for n in range(n0, n1):
                 L = plen[n]
                 if k >= L:
@@ -317,8 +318,8 @@ cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
                 g = pg + r * G
                 w = pw + n * WK
                 gru_rb_bwd_r(g, w, phs + r * H, pdh + n * H, H)
-            gemm_packed(rows, <int> H, <int> (2 * H), pw + n0 * WK, <int> WK, wp1, True,
-                        pWh, <int> G, True, pdh + n0 * H, <int> H)
+            gemm_packed_dh(rows, <int> H, <int> (2 * H), pw + n0 * WK, <int> WK, wp1,
+                           pWh, <int> G, True, pdh + n0 * H, <int> H)
 
 
 # The row functions as src/_threads.h and src/_seq.pxd take them.
@@ -400,6 +401,14 @@ def use_wide_tiles(bint on):
     AVX2 ones for this module's packed products.  Returns whether the wide
     tiles now run."""
     return bool(rf_use_wide_tiles(on))
+
+
+def use_gemv_segments(bint on):
+    """Send the backward's one-row products dh (+)= dA_t Wh^T to the GEMV by
+    segments of K (src/_gemm.h, rf_gemm_packed_dh_f), or to the forward's
+    GEMV (one sum over all of K; float32 rounding apart, the same).  For
+    A/B timings and tests."""
+    rf_use_gemv_segments(on)
 
 
 def use_unpacked_b(bint on):

@@ -27,9 +27,9 @@ micro-kernel (src/_threads.h).
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
-from _blas cimport (floating, pack_rows, rf_use_unpacked_b, free_packed,
-                    pack_b, gemm_packed, rf_use_packed_gemm, rf_use_packed_dw,
-                    rf_gemm_packed_supported, rf_use_wide_tiles)
+from _blas cimport (floating, pack_rows, rf_use_unpacked_b, rf_use_gemv_segments,
+                    free_packed, pack_b, gemm_packed, gemm_packed_dh, rf_use_packed_gemm,
+                    rf_use_packed_dw, rf_gemm_packed_supported, rf_use_wide_tiles)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
@@ -279,11 +279,11 @@ cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize
         # dh_prev (+)= dA_t Wh^T; idle rows keep their carried dh.
         if a.uniform:
             t = step_time(k, T, a.s.reverse)
-            gemm_packed(rows, <int> H, <int> G, pg + (n0 * T + t) * G, <int> (T * G),
-                        whtp, True, Wh, <int> G, True, pdh + n0 * H, <int> H)
+            gemm_packed_dh(rows, <int> H, <int> G, pg + (n0 * T + t) * G, <int> (T * G),
+                           whtp, Wh, <int> G, True, pdh + n0 * H, <int> H)
         else:
-            gemm_packed(rows, <int> H, <int> G, pw + n0 * G, <int> G,
-                        whtp, True, Wh, <int> G, True, pdh + n0 * H, <int> H)
+            gemm_packed_dh(rows, <int> H, <int> G, pw + n0 * G, <int> G,
+                           whtp, Wh, <int> G, True, pdh + n0 * H, <int> H)
 
 
 # The step and gradient functions as src/_seq.pxd takes them.
@@ -368,6 +368,14 @@ def use_wide_tiles(bint on):
     AVX2 ones for this module's packed products.  Returns whether the wide
     tiles now run."""
     return bool(rf_use_wide_tiles(on))
+
+
+def use_gemv_segments(bint on):
+    """Send the backward's one-row products dh (+)= dA_t Wh^T to the GEMV by
+    segments of K (src/_gemm.h, rf_gemm_packed_dh_f), or to the forward's
+    GEMV (one sum over all of K; float32 rounding apart, the same).  For
+    A/B timings and tests."""
+    rf_use_gemv_segments(on)
 
 
 def use_unpacked_b(bint on):

@@ -21,10 +21,10 @@ range of batch rows (`*_steps`), as in src/_lstm.pyx.
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
-from _blas cimport (floating, pack_rows, rf_use_unpacked_b, rf_unpacked_ok,
-                    rf_unpacked_b, gemm, free_packed, gemm_tn, pack_b, gemm_packed,
-                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
-                    rf_use_wide_tiles, rf_wide_in_use)
+from _blas cimport (floating, pack_rows, rf_use_unpacked_b, rf_use_gemv_segments,
+                    rf_unpacked_ok, rf_unpacked_b, gemm, free_packed, gemm_tn, pack_b,
+                    gemm_packed, gemm_packed_dh, rf_use_packed_gemm, rf_use_packed_dw,
+                    rf_gemm_packed_supported, rf_use_wide_tiles, rf_wide_in_use)
 from _arrays cimport arrays_match, float_array_match
 from _cells cimport rnn_fwd_row, rnn_bwd_row, rf_pass_clone
 from numpy cimport NPY_FLOAT
@@ -239,11 +239,11 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
                 memcpy(pw + n * H, g, H * sizeof(floating))
         if a.uniform:
             t = step_time(k, T, a.s.reverse)
-            gemm_packed(rows, <int> H, <int> H, pg + (n0 * T + t) * H, <int> (T * H),
-                        whtp, True, Wh, <int> H, True, pdh + n0 * H, <int> H)
+            gemm_packed_dh(rows, <int> H, <int> H, pg + (n0 * T + t) * H, <int> (T * H),
+                           whtp, Wh, <int> H, True, pdh + n0 * H, <int> H)
         else:
-            gemm_packed(rows, <int> H, <int> H, pw + n0 * H, <int> H,
-                        whtp, True, Wh, <int> H, True, pdh + n0 * H, <int> H)
+            gemm_packed_dh(rows, <int> H, <int> H, pw + n0 * H, <int> H,
+                           whtp, Wh, <int> H, True, pdh + n0 * H, <int> H)
 
 
 # The step and gradient functions as src/_seq.pxd takes them.
@@ -377,6 +377,14 @@ def states_rebuilt_applies(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t 
     return states_rebuilt(N, T, G, H, itemsize, uniform)
 
 
+def use_gemv_segments(bint on):
+    """Send the backward's one-row products dh (+)= dA_t Wh^T to the GEMV by
+    segments of K (src/_gemm.h, rf_gemm_packed_dh_f), or to the forward's
+    GEMV (one sum over all of K; float32 rounding apart, the same).  For
+    A/B timings and tests."""
+    rf_use_gemv_segments(on)
+
+
 def use_unpacked_b(bint on):
     """Let the wide tiles read a forward's Wx or Wh as it lies where that
     is faster than packing it (src/_gemm.h, rf_unpacked_ok), or always pack.
@@ -385,21 +393,26 @@ def use_unpacked_b(bint on):
 
 
 def packed_matmul(const floating[:, ::1] a, const floating[:, ::1] b, floating[:, ::1] c,
-                  bint trans_b, bint accumulate, int repeat=1, bint unpacked=False):
+                  bint trans_b, bint accumulate, int repeat=1, bint unpacked=False,
+                  bint backward=False):
     """c (=|+=) a @ (b.T if trans_b else b) through pack_b + gemm_packed,
     the path of the per-step products (tests compare it with numpy);
     float32 or float64 (src/_gemm_d.h), a, b and c alike.  With
     repeat > 1 the product runs that many times after one packing, as in a
     step loop (for timing the kernel alone).  unpacked (float32, trans_b
     False): b read as it lies where unpacked_b_applies(m * repeat, m, k,
-    n) (else packed).  Shapes are checked here; returns whether rnnfast's
-    kernel ran (packed or unpacked; else BLAS)."""
+    n) (else packed).  backward (trans_b True): through gemm_packed_dh, the
+    path of the backward's per-step products.  Shapes are checked here;
+    returns whether rnnfast's kernel ran (packed or unpacked; else BLAS)."""
     cdef int m = a.shape[0], k = a.shape[1], r
     cdef int n = b.shape[0] if trans_b else b.shape[1]
     cdef int kb = b.shape[1] if trans_b else b.shape[0]
     cdef floating* bp
     if repeat < 1:
         raise ValueError(f"packed_matmul: repeat: expected an integer >= 1, got {repeat}")
+    if backward and not trans_b:
+        raise ValueError("packed_matmul: backward=True needs trans_b=True (b is Wh, "
+                         f"shape {(b.shape[0], b.shape[1])})")
     if kb != k or c.shape[0] != m or c.shape[1] != n or m == 0 or n == 0 or k == 0:
         raise ValueError(f"packed_matmul: shapes a {(a.shape[0], a.shape[1])}, "
                          f"b {(b.shape[0], b.shape[1])} (trans_b={trans_b}), "
@@ -411,8 +424,12 @@ def packed_matmul(const floating[:, ::1] a, const floating[:, ::1] b, floating[:
         else:
             bp = pack_b(m, trans_b, k, n, &b[0, 0], <int> b.shape[1])
         for r in range(repeat):
-            gemm_packed(m, n, k, &a[0, 0], k, bp, trans_b, &b[0, 0], <int> b.shape[1],
-                        accumulate, &c[0, 0], n)
+            if backward:
+                gemm_packed_dh(m, n, k, &a[0, 0], k, bp, &b[0, 0], <int> b.shape[1],
+                               accumulate, &c[0, 0], n)
+            else:
+                gemm_packed(m, n, k, &a[0, 0], k, bp, trans_b, &b[0, 0], <int> b.shape[1],
+                            accumulate, &c[0, 0], n)
     ran = bp != NULL
     free_packed(bp)
     return ran
