@@ -94,6 +94,18 @@ def use_unpacked_b(on=True):
         mod.use_unpacked_b(on)
 
 
+def use_gemv_groups_of_8(on=None):
+    """Run the AVX-512 GEMV (a product of one row, as a batch of one's
+    steps) in groups of eight panels (True), of four on the AVX2 code
+    (False), or as the CPU suits (None, the default: four where the cores
+    run a 512-bit FMA as two halves, a Zen 4, and the packed B is at most
+    128 KB; src/_gemm.h, rf_gemv8_in_use).  Bitwise the same results.  For
+    A/B timings and tests; returns whether groups of eight now run for a B
+    of 64 x 256 (where wide tiles do)."""
+    flag = -1 if on is None else int(bool(on))
+    return all([mod.use_gemv_groups_of_8(flag) for mod in (_rnn, _lstm, _gru)])
+
+
 def use_gemv_segments(on=True):
     """Run the backward's per-step product of a batch of one, dh (+)=
     dA_t Wh^T, by segments of K walked forwards and backwards on alternate

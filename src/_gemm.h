@@ -253,6 +253,7 @@ static void rf_pack_b_f(const float* B, long ldb, int trans, long K, long N, flo
     !defined(RNNFAST_NO_PACKED_GEMM)
 #define RF_HAVE_PACKED 1
 
+#include <cpuid.h>
 #include <immintrin.h>
 
 typedef float rf_v8 __attribute__((vector_size(32), aligned(4)));
@@ -520,6 +521,51 @@ static int rf_wide_in_use(void)
         cpu = __builtin_cpu_supports("avx512f") && !(off && off[0] && off[0] != '0');
     }
     return cpu && rf_wide_switch;
+}
+
+/* Whether the cores run a 512-bit FMA as two 256-bit halves: AMD's family
+ * 0x19 (Zen 4; Zen 3 has no AVX-512).  There the AVX-512 GEMV's groups of
+ * eight panels have no more FMA throughput than the AVX2 groups of four,
+ * and a group of eight at K = 64 (33 KB) no longer fits L1 (32 KB), so a
+ * step's walk, which starts where the last one ended, finds nothing of the
+ * last group in it.  A Zen 5 (family 0x1a) runs them at full width: the
+ * groups of eight were 1.11-1.64x faster there (docs/performance.md item
+ * 43). */
+static int rf_fma512_halves(void)
+{
+    static int halves = -1;
+    if (halves < 0) {
+        unsigned eax = 0, ebx = 0, ecx = 0, edx = 0, family;
+        halves = 0;
+        if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) &&
+                ebx == 0x68747541u && edx == 0x69746e65u && ecx == 0x444d4163u &&
+                __get_cpuid(1, &eax, &ebx, &ecx, &edx)) {     /* "AuthenticAMD" */
+            family = (eax >> 8) & 0xf;
+            if (family == 0xf)
+                family += (eax >> 20) & 0xff;
+            halves = family == 0x19;
+        }
+    }
+    return halves;
+}
+
+/* -1: the AVX-512 GEMV in groups of eight panels, except where
+ * rf_fma512_halves() and the packed B is at most RF_GEMV4_MAX_BYTES: there
+ * the AVX2 GEMV's groups of four (on a Zen 4, one process, interleaved:
+ * LSTM inference N = 1, T = 100, D = H = 48-80 1.02-1.07x faster, GRU H =
+ * 64-96 1.02-1.04x, RNN H = 128 1.04x; from 1 MB on, B streams from L2 or
+ * L3 and the groups of eight were faster, H = 512-650 1.04-1.06x; item
+ * 129).  0 or 1: never or always (rf_use_gemv_groups_of_8, for A/B timings
+ * and tests; the results are bitwise the same). */
+#define RF_GEMV4_MAX_BYTES (128L << 10)
+static int rf_gemv8_switch = -1;
+
+static int rf_gemv8_in_use(long K, long N)
+{
+    if (rf_gemv8_switch >= 0)
+        return rf_gemv8_switch;
+    return !rf_fma512_halves() ||
+           rf_packed_size(K, N) * (long) sizeof(float) > RF_GEMV4_MAX_BYTES;
 }
 
 /* Panels from p on that one tile covers: 2 when wide tiles run and panel
@@ -799,7 +845,7 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
     if (M <= 0 || N <= 0)
         return;
     if (M == 1) {
-        if (wide)
+        if (wide && rf_gemv8_in_use(K, N))
             rf_wgemv_packed_f(N, K, A, Bp, C, accumulate);
         else
             rf_gemv_packed_f(N, K, A, Bp, C, accumulate);
@@ -1128,6 +1174,20 @@ static int RF_MAYBE_UNUSED rf_use_wide_tiles(int on)
 #else
 static int rf_wide_in_use(void) { return 0; }
 static int RF_MAYBE_UNUSED rf_use_wide_tiles(int on) { (void) on; return 0; }
+#endif
+
+#if RF_HAVE_PACKED
+/* For A/B timings and tests: 1 or 0 runs the wide tiles' GEMV in groups of
+ * eight panels or of four (AVX2), -1 decides by the CPU and B's size
+ * (rf_gemv8_in_use).  Returns whether groups of eight run now for a B of
+ * 64 x 256 (an LSTM's Wh at H = 64), where the wide tiles do. */
+static int RF_MAYBE_UNUSED rf_use_gemv_groups_of_8(int on)
+{
+    rf_gemv8_switch = on < 0 ? -1 : on != 0;
+    return rf_gemv8_in_use(64, 256);
+}
+#else
+static int RF_MAYBE_UNUSED rf_use_gemv_groups_of_8(int on) { (void) on; return 0; }
 #endif
 
 /* For A/B timings and tests: 0 sends the backward's one-row products to

@@ -28,6 +28,7 @@ cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
 from _blas cimport (floating, pack_rows, rf_use_unpacked_b, rf_use_gemv_segments,
+                    rf_use_gemv_groups_of_8,
                     free_packed, pack_b, gemm_packed, gemm_packed_dh, rf_use_packed_gemm,
                     rf_use_packed_dw, rf_gemm_packed_supported, rf_use_wide_tiles)
 from _cells cimport lstm_fwd_row, lstm_bwd_row
@@ -368,6 +369,15 @@ def use_wide_tiles(bint on):
     AVX2 ones for this module's packed products.  Returns whether the wide
     tiles now run."""
     return bool(rf_use_wide_tiles(on))
+
+
+def use_gemv_groups_of_8(int on):
+    """The wide tiles' one-row products in groups of eight panels (1), of
+    four (0), or as the CPU and B's size suit (-1, the default;
+    src/_gemm.h, rf_gemv8_in_use).  Bitwise the same results.  For A/B
+    timings and tests; returns whether groups of eight now run for B 64 x
+    256 (where the wide tiles do)."""
+    return bool(rf_use_gemv_groups_of_8(on))
 
 
 def use_gemv_segments(bint on):

@@ -22,6 +22,7 @@ cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
 from _blas cimport (floating, pack_rows, rf_use_unpacked_b, rf_use_gemv_segments,
+                    rf_use_gemv_groups_of_8,
                     rf_unpacked_ok, rf_unpacked_b, gemm, free_packed, gemm_tn, pack_b,
                     gemm_packed, gemm_packed_dh, rf_use_packed_gemm, rf_use_packed_dw,
                     rf_gemm_packed_supported, rf_use_wide_tiles, rf_wide_in_use)
@@ -375,6 +376,15 @@ def states_rebuilt_applies(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t 
     (src/_seq.pxd, states_rebuilt)."""
     check_call_sizes("states_rebuilt_applies", N, T, G, H, itemsize)
     return states_rebuilt(N, T, G, H, itemsize, uniform)
+
+
+def use_gemv_groups_of_8(int on):
+    """The wide tiles' one-row products in groups of eight panels (1), of
+    four (0), or as the CPU and B's size suit (-1, the default;
+    src/_gemm.h, rf_gemv8_in_use).  Bitwise the same results.  For A/B
+    timings and tests; returns whether groups of eight now run for B 64 x
+    256 (where the wide tiles do)."""
+    return bool(rf_use_gemv_groups_of_8(on))
 
 
 def use_gemv_segments(bint on):

@@ -18,6 +18,7 @@ def _packed_on():
     yield
     _core.use_packed_gemm(True)
     _core.use_wide_tiles(True)
+    _core.use_gemv_groups_of_8(None)
 
 
 def _cpu_has_avx512f():
@@ -113,6 +114,7 @@ def test_kernel_name_follows_the_switches():
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_wide_tiles_are_bitwise_the_avx2_tiles(m, n, k, trans_b, accumulate):
     a, b, c0 = _product_case(m, n, k, trans_b)
+    _core.use_gemv_groups_of_8(True)      # the AVX-512 GEMV even where the CPU would not
     out = []
     for wide in (False, True):
         _core.use_wide_tiles(wide)
@@ -123,6 +125,48 @@ def test_wide_tiles_are_bitwise_the_avx2_tiles(m, n, k, trans_b, accumulate):
     expected = a.astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
     np.testing.assert_allclose(out[1], expected + (c0 if accumulate else 0), rtol=1e-5,
                                atol=1e-5 * np.sqrt(k))
+
+
+def _amd_family():
+    """The CPU family of an AMD x86-64 CPU from /proc/cpuinfo, else None."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    if "AuthenticAMD" not in text:
+        return None
+    for line in text.splitlines():
+        if line.startswith("cpu family"):
+            return int(line.split(":")[1])
+    return None
+
+
+def test_gemv_groups_of_8_follow_the_cpu_and_the_switch():
+    """By default the AVX-512 GEMV walks groups of eight panels except where
+    a 512-bit FMA runs as two halves (AMD family 0x19, a Zen 4); True and
+    False force either."""
+    default = _core.use_gemv_groups_of_8(None)
+    if _cpu_has_avx512f() and _amd_family() is not None:
+        assert default == (_amd_family() != 0x19)
+    assert _core.use_gemv_groups_of_8(True) is True
+    assert _core.use_gemv_groups_of_8(False) is False
+    assert _core.use_gemv_groups_of_8(None) is default
+
+
+# 13 panels are 8 + 4 + 1 in groups of eight, 4 + 4 + 4 + 1 in groups of four.
+@pytest.mark.parametrize("n,k", [(16, 8), (64, 64), (200, 64), (256, 64), (400, 9),
+                                 (512, 128)])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_gemv_in_groups_of_8_or_4_is_bitwise_the_same(n, k, accumulate):
+    a, b, c0 = _product_case(1, n, k, False)
+    out = []
+    for eight in (True, False):
+        _core.use_gemv_groups_of_8(eight)
+        c = c0.copy()
+        _rnn.packed_matmul(a, b, c, False, accumulate, repeat=3)   # both walks
+        out.append(c)
+    np.testing.assert_array_equal(out[0], out[1])
 
 
 @pytest.mark.parametrize("k", [1, 33, 513, 1100])

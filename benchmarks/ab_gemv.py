@@ -1,0 +1,70 @@
+"""A/B of the one-row products' two switches, in one process, interleaved
+turn by turn (benchmarks/common.py, switch_ab), on whole calls:
+
+    segments  the backward's GEMV by segments of K against one sum over K
+              (_core.use_gemv_segments; docs/performance.md item 128)
+    groups    the AVX-512 GEMV in groups of eight panels always, against
+              the default, which takes groups of four where a 512-bit FMA
+              runs as two halves (_core.use_gemv_groups_of_8; item 129)
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
+        python benchmarks/ab_gemv.py groups lstm:train:tiny lstm:infer:1,1,256,256 [rounds]
+
+A case is cell:mode:config, config a name of rnnfast.bench.CONFIGS or
+N,T,D,H.  One thread, float32; rounds default 41, each turn ~2 ms of calls.  Prints each case's
+medians and the median per-round ratio (before / after, > 1: the default
+is faster) with its quartiles.
+"""
+import sys
+import time
+
+from threadpoolctl import threadpool_limits
+
+from rnnfast import _core, bench
+
+try:                                   # imported by asv (benchmarks.<name>)
+    from .common import switch_ab
+except ImportError:                    # run as a script
+    from common import switch_ab
+
+SWITCHES = {
+    "segments": (_core.use_gemv_segments, ("one sum", "segments")),
+    "groups": (lambda on: _core.use_gemv_groups_of_8(None if on else True),
+               ("groups of 8", "default")),
+}
+
+
+def parse_case(text):
+    cell, mode, config = text.split(":")
+    if config in bench.CONFIGS:
+        shape = bench.CONFIGS[config]
+    else:
+        shape = tuple(int(v) for v in config.split(","))
+    if cell not in ("rnn", "lstm", "gru") or mode not in ("train", "infer") or len(shape) != 4:
+        raise SystemExit(f"ab_gemv.py: case {text!r}: expected cell:mode:config, cell "
+                         f"rnn, lstm or gru, mode train or infer, config a name of "
+                         f"{sorted(bench.CONFIGS)} or N,T,D,H")
+    return cell, mode, shape
+
+
+def main(argv):
+    if len(argv) < 3 or argv[1] not in SWITCHES:
+        raise SystemExit(__doc__)
+    switch, labels = SWITCHES[argv[1]]
+    rounds = int(argv[-1]) if argv[-1].isdigit() else 41
+    cases = [parse_case(c) for c in argv[2:] if not c.isdigit()]
+    if not _core.use_wide_tiles(True) and argv[1] == "groups":
+        print("(no AVX-512 tiles here: both sides run the AVX2 GEMV)")
+    with threadpool_limits(1):
+        for cell, mode, (N, T, D, H) in cases:
+            call = bench.make_case("rnnfast", cell, mode, N, T, D, H)
+            call()
+            t0 = time.perf_counter()
+            call()
+            n = max(1, int(2e-3 / max(time.perf_counter() - t0, 1e-7)))   # ~2 ms a turn
+            line = switch_ab(lambda: [call() for _ in range(n)], switch, labels, rounds)
+            print(f"{cell} {mode} {N},{T},{D},{H} (x{n} a turn): {line}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
