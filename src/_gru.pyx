@@ -28,11 +28,9 @@ range of batch rows (`*_steps`), as in src/_lstm.pyx.
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
-from _blas cimport (floating, pack_rows, rf_use_unpacked_b, rf_use_gemv_segments,
-                    rf_use_gemv_groups_of_8,
-                    free_packed, gemm_tn, pack_b, gemm_packed, gemm_packed_dh,
-                    rf_use_packed_gemm, rf_use_packed_dw, rf_gemm_packed_supported,
-                    rf_use_wide_tiles)
+from _blas cimport (floating, pack_rows, rf_use_unpacked_b, free_packed, gemm_tn, pack_b,
+                    gemm_packed, gemm_packed_dh, rf_use_packed_gemm, rf_use_packed_dw,
+                    rf_gemm_packed_supported, rf_use_wide_tiles)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
@@ -404,23 +402,6 @@ def use_wide_tiles(bint on):
     return bool(rf_use_wide_tiles(on))
 
 
-def use_gemv_groups_of_8(int on):
-    """The wide tiles' one-row products in groups of eight panels (1), of
-    four (0), or as the CPU and B's size suit (-1, the default;
-    src/_gemm.h, rf_gemv8_in_use).  Bitwise the same results.  For A/B
-    timings and tests; returns whether groups of eight now run for B 64 x
-    256 (where the wide tiles do)."""
-    return bool(rf_use_gemv_groups_of_8(on))
-
-
-def use_gemv_segments(bint on):
-    """Send the backward's one-row products dh (+)= dA_t Wh^T to the GEMV by
-    segments of K (src/_gemm.h, rf_gemm_packed_dh_f), or to the forward's
-    GEMV (one sum over all of K; float32 rounding apart, the same).  For
-    A/B timings and tests."""
-    rf_use_gemv_segments(on)
-
-
 def use_unpacked_b(bint on):
     """Let the wide tiles read a forward's Wx or Wh as it lies where that
     is faster than packing it (src/_gemm.h, rf_unpacked_ok), or always pack.
@@ -464,3 +445,8 @@ def use_thread_pool(bint on):
 
 def use_pool_spread(bint on):
     return bool(rf_use_pool_spread(on))     # src/_threads.h, rf_move_off_cpu
+
+
+# The one-row products' switches (each kernel module has its own copy of
+# src/_gemm.h's state, so each module sets its own).
+include "_gemv_switches.pxi"

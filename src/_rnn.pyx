@@ -21,11 +21,9 @@ range of batch rows (`*_steps`), as in src/_lstm.pyx.
 cimport numpy as cnp
 from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
-from _blas cimport (floating, pack_rows, rf_use_unpacked_b, rf_use_gemv_segments,
-                    rf_use_gemv_groups_of_8,
-                    rf_unpacked_ok, rf_unpacked_b, gemm, free_packed, gemm_tn, pack_b,
-                    gemm_packed, gemm_packed_dh, rf_use_packed_gemm, rf_use_packed_dw,
-                    rf_gemm_packed_supported, rf_use_wide_tiles, rf_wide_in_use)
+from _blas cimport (floating, pack_rows, rf_use_unpacked_b, rf_unpacked_ok, rf_unpacked_b, gemm,
+                    free_packed, gemm_tn, pack_b, gemm_packed, gemm_packed_dh, rf_use_packed_gemm,
+                    rf_use_packed_dw, rf_gemm_packed_supported, rf_use_wide_tiles, rf_wide_in_use)
 from _arrays cimport arrays_match, float_array_match
 from _cells cimport rnn_fwd_row, rnn_bwd_row, rf_pass_clone
 from numpy cimport NPY_FLOAT
@@ -378,23 +376,6 @@ def states_rebuilt_applies(Py_ssize_t N, Py_ssize_t T, Py_ssize_t G, Py_ssize_t 
     return states_rebuilt(N, T, G, H, itemsize, uniform)
 
 
-def use_gemv_groups_of_8(int on):
-    """The wide tiles' one-row products in groups of eight panels (1), of
-    four (0), or as the CPU and B's size suit (-1, the default;
-    src/_gemm.h, rf_gemv8_in_use).  Bitwise the same results.  For A/B
-    timings and tests; returns whether groups of eight now run for B 64 x
-    256 (where the wide tiles do)."""
-    return bool(rf_use_gemv_groups_of_8(on))
-
-
-def use_gemv_segments(bint on):
-    """Send the backward's one-row products dh (+)= dA_t Wh^T to the GEMV by
-    segments of K (src/_gemm.h, rf_gemm_packed_dh_f), or to the forward's
-    GEMV (one sum over all of K; float32 rounding apart, the same).  For
-    A/B timings and tests."""
-    rf_use_gemv_segments(on)
-
-
 def use_unpacked_b(bint on):
     """Let the wide tiles read a forward's Wx or Wh as it lies where that
     is faster than packing it (src/_gemm.h, rf_unpacked_ok), or always pack.
@@ -723,3 +704,8 @@ include "_softmax.pxi"
 
 # ------------------------------------- a training step's element-wise loops
 include "_rowops.pxi"
+
+
+# The one-row products' switches (each kernel module has its own copy of
+# src/_gemm.h's state, so each module sets its own).
+include "_gemv_switches.pxi"

@@ -1,0 +1,21 @@
+# The switches of the one-row products (src/_gemm.h), for A/B timings and
+# tests; included by each kernel module (_rnn, _lstm, _gru), each of which
+# compiles its own copy of src/_gemm.h's state.  rnnfast._core sets all three.
+from _blas cimport rf_use_gemv_segments, rf_use_gemv_groups_of_8
+
+
+def use_gemv_groups_of_8(int on):
+    """The wide tiles' one-row products in groups of eight panels (1), of
+    four (0), or as the CPU and B's size suit (-1, the default;
+    src/_gemm.h, rf_gemv8_in_use).  Bitwise the same results.  For A/B
+    timings and tests; returns whether groups of eight now run for B 64 x
+    256 (where the wide tiles do)."""
+    return bool(rf_use_gemv_groups_of_8(on))
+
+
+def use_gemv_segments(bint on):
+    """Send the backward's one-row products dh (+)= dA_t Wh^T to the GEMV by
+    segments of K (src/_gemm.h, rf_gemm_packed_dh_f), or to the forward's
+    GEMV (one sum over all of K; float32 rounding apart, the same).  For
+    A/B timings and tests."""
+    rf_use_gemv_segments(on)
