@@ -41,7 +41,7 @@ extensions = [
         depends=["src/_compiler.h", "src/_cells.h", "src/_cells_impl.h", "src/_gemm.h", "src/_gemm_d.h", "src/_gemm_tn_impl.h", "src/_threads.h",
                  "src/_outpool.h", "src/_cells.pxd", "src/_blas.pxd", "src/_seq.pxd",
                  "src/_seqfwd.pxd", "src/_settings.pxd", "src/_arrays.pxd", "src/_affine.pxi", "src/_softmax.pxi",
-                 "src/_rowops.pxi", "src/_rowops.h", "src/_gemv_switches.pxi"],
+                 "src/_rowops.pxi", "src/_rowops.h", "src/_kernel_switches.pxi"],
     )
     for name in KERNELS
 ]

@@ -106,6 +106,16 @@ def use_gemv_groups_of_8(on=None):
     return all([mod.use_gemv_groups_of_8(flag) for mod in (_rnn, _lstm, _gru)])
 
 
+def use_half_panels(on=True):
+    """Run the last panel of a product whose N leaves at most 8 columns
+    there (N = 200: 12 panels and 8 columns) on the half-panel tiles, one
+    8-float vector a row (the default; src/_gemm.h, rf_tile_kind), or on a
+    whole panel's tile (on=False).  Bitwise the same results.  For A/B
+    timings and tests."""
+    for mod in (_rnn, _lstm, _gru):
+        mod.use_half_panels(on)
+
+
 def use_gemv_segments(on=True):
     """Run the backward's per-step product of a batch of one, dh (+)=
     dA_t Wh^T, by segments of K walked forwards and backwards on alternate

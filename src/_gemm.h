@@ -440,73 +440,107 @@ RF_DEFINE_STORE_ROW(rf_store_row32, rf_v16, "avx512f")
 RF_DEFINE_WIDE_FAMILY(w, RF_WIDE_BODY)
 
 /* AVX-512, one panel: the last panel of an N that is not a multiple of 32
- * (N = 200: 6 wide tiles and one panel of 8 columns).  On the AVX2 tile
- * that panel ran at a quarter of the wide tiles' rate a column (2 x 8
- * floats an FMA over 6 rows, half of them padding): 2.2 % of an LSTM
- * training step at `zaremba-small` in its dX product and 2.2 % in the
- * backward's step products (docs/performance.md item 68).  Here one
- * 16-float vector a row, up to 8 rows.  Each element is the same FMA chain
- * over k as in the AVX2 tile: bitwise the same results. */
-__attribute__((target("avx512f"))) static inline void
-rf_store_row16w(float* C, rf_v16 v, long nc, int accumulate)
-{
-    float row[16];
-    long j;
-    if (nc == 16) {
-        if (accumulate)
-            *(rf_v16*) C += v;
-        else
-            *(rf_v16*) C = v;
-        return;
+ * (N = 208: 6 wide tiles and one panel of 16 columns; with at most 8
+ * columns left, the half-panel tiles below).  On the AVX2 tile that panel
+ * ran at a quarter of the wide tiles' rate a column (2 x 8 floats an FMA
+ * over 6 rows, half of them padding): 2.2 % of an LSTM training step at
+ * `zaremba-small` in its dX product and 2.2 % in the backward's step
+ * products (docs/performance.md item 68).  Here one 16-float vector a row,
+ * up to 8 rows.  Each element is the same FMA chain over k as in the AVX2
+ * tile: bitwise the same results.
+ *
+ * C[0:nc] (+)= the nc first floats of one vector v (a one-vector row): */
+#define RF_DEFINE_STORE_ONE(NAME, V, TARGET)                                  \
+    __attribute__((target(TARGET))) static inline void                        \
+    NAME(float* C, V v, long nc, int accumulate)                              \
+    {                                                                         \
+        float row[sizeof(V) / sizeof(float)];                                 \
+        long j;                                                               \
+        if (nc == (long) (sizeof(V) / sizeof(float))) {                       \
+            if (accumulate)                                                   \
+                *(V*) C += v;                                                 \
+            else                                                              \
+                *(V*) C = v;                                                  \
+            return;                                                           \
+        }                                                                     \
+        *(V*) row = v;    /* through a buffer, as in RF_DEFINE_STORE_ROW */   \
+        for (j = 0; j < nc; j++)                                              \
+            C[j] = accumulate ? C[j] + row[j] : row[j];                       \
     }
-    *(rf_v16*) row = v;     /* through a buffer, as in RF_DEFINE_STORE_ROW */
-    for (j = 0; j < nc; j++)
-        C[j] = accumulate ? C[j] + row[j] : row[j];
-}
-#define RF_ROW1_INIT(i)                                                       \
-    rf_v16 c##i = (rf_v16){0};                                                \
+RF_DEFINE_STORE_ONE(rf_store_row16w, rf_v16, "avx512f")
+/* A tile of one vector V a row (up to 8 rows, eight chains), STORE its
+ * row store. */
+#define RF_ROW1_INIT(i, V)                                                    \
+    V c##i = (V){0};                                                          \
     if (tile_rows > i) {                                                      \
         __builtin_prefetch(C + i * ldc, 1, 3);                                \
-        __builtin_prefetch(C + i * ldc + 15, 1, 3);                           \
+        __builtin_prefetch(C + i * ldc + (long) (sizeof(V) / sizeof(float)) - 1, \
+                           1, 3);                                             \
     }
 #define RF_ROW1_FMA(i, A_IK)                                                  \
     if (tile_rows > i)                                                        \
         c##i += A_IK(i) * b0;
-#define RF_ROW1_STORE(i)                                                      \
+#define RF_ROW1_STORE(i, STORE)                                               \
     if (tile_rows > i)                                                        \
-        rf_store_row16w(C + i * ldc, c##i, nc, accumulate);
-#define RF_WIDE1_BODY(MR, A_IK)                                               \
+        STORE(C + i * ldc, c##i, nc, accumulate);
+#define RF_ONE_VECTOR_BODY(MR, A_IK, V, STORE)                                \
     {                                                                         \
         const long tile_rows = MR;                                            \
         long k;                                                               \
-        RF_ROW1_INIT(0) RF_ROW1_INIT(1) RF_ROW1_INIT(2) RF_ROW1_INIT(3)       \
-        RF_ROW1_INIT(4) RF_ROW1_INIT(5) RF_ROW1_INIT(6) RF_ROW1_INIT(7)       \
+        RF_ROW1_INIT(0, V) RF_ROW1_INIT(1, V) RF_ROW1_INIT(2, V)              \
+        RF_ROW1_INIT(3, V) RF_ROW1_INIT(4, V) RF_ROW1_INIT(5, V)              \
+        RF_ROW1_INIT(6, V) RF_ROW1_INIT(7, V)                                 \
         for (k = 0; k < K; k++) {                                             \
-            const rf_v16 b0 = *(const rf_v16*) (panel + k * RF_NR);           \
+            const V b0 = *(const V*) (panel + k * RF_NR);                     \
             RF_ROW1_FMA(0, A_IK) RF_ROW1_FMA(1, A_IK) RF_ROW1_FMA(2, A_IK)    \
             RF_ROW1_FMA(3, A_IK) RF_ROW1_FMA(4, A_IK) RF_ROW1_FMA(5, A_IK)    \
             RF_ROW1_FMA(6, A_IK) RF_ROW1_FMA(7, A_IK)                         \
         }                                                                     \
-        RF_ROW1_STORE(0) RF_ROW1_STORE(1) RF_ROW1_STORE(2) RF_ROW1_STORE(3)   \
-        RF_ROW1_STORE(4) RF_ROW1_STORE(5) RF_ROW1_STORE(6) RF_ROW1_STORE(7)   \
+        RF_ROW1_STORE(0, STORE) RF_ROW1_STORE(1, STORE)                       \
+        RF_ROW1_STORE(2, STORE) RF_ROW1_STORE(3, STORE)                       \
+        RF_ROW1_STORE(4, STORE) RF_ROW1_STORE(5, STORE)                       \
+        RF_ROW1_STORE(6, STORE) RF_ROW1_STORE(7, STORE)                       \
     }
+#define RF_WIDE1_BODY(MR, A_IK) RF_ONE_VECTOR_BODY(MR, A_IK, rf_v16, rf_store_row16w)
 RF_DEFINE_WIDE_FAMILY(w1, RF_WIDE1_BODY)
+
+/* AVX2, half a panel: the last panel of an N with at most 8 columns left
+ * (N = 200: 12 panels and 8 columns).  The one-panel tiles above spent a
+ * 16-float FMA a row on it, half of it padding, which a core that runs a
+ * 512-bit FMA as two halves (a Zen 4) pays in full: here one 8-float
+ * vector a row, up to 8 rows (eight chains).  Each element is the same FMA
+ * chain over k as in the other tiles: bitwise the same results
+ * (docs/performance.md item 130). */
+RF_DEFINE_STORE_ONE(rf_store_row8, rf_v8, "avx2,fma")
+#define RF_HALF_BODY(MR, A_IK) RF_ONE_VECTOR_BODY(MR, A_IK, rf_v8, rf_store_row8)
+#define RF_DEFINE_HALF_PAIR(MR)                                               \
+    RF_DEFINE_ROW_TILE(h, "avx2,fma", RF_HALF_BODY, MR)                       \
+    RF_DEFINE_PACKED_TILE(h, "avx2,fma", RF_HALF_BODY, MR)
+RF_DEFINE_HALF_PAIR(1) RF_DEFINE_HALF_PAIR(2) RF_DEFINE_HALF_PAIR(3)
+RF_DEFINE_HALF_PAIR(4) RF_DEFINE_HALF_PAIR(5) RF_DEFINE_HALF_PAIR(6)
+RF_DEFINE_ROW_TILE(h, "avx2,fma", RF_HALF_BODY, 7)
+RF_DEFINE_ROW_TILE(h, "avx2,fma", RF_HALF_BODY, 8)
 
 typedef void (*rf_tile_fn)(long, const float*, long, const float*, float*, long, long, int);
 typedef void (*rf_ptile_fn)(long, const float*, const float*, float*, long, long, int);
 /* [kind][rows]: the tile for a tile of `rows` rows; kind (rf_tile_kind)
- * 0: one panel, AVX2; 1: two panels, AVX-512; 2: one panel, AVX-512. */
-static const rf_tile_fn rf_tiles[3][RF_WMR + 1] = {
+ * 0: one panel, AVX2; 1: two panels, AVX-512; 2: one panel, AVX-512;
+ * 3: half a panel (at most 8 columns), AVX2. */
+static const rf_tile_fn rf_tiles[4][RF_WMR + 1] = {
     {NULL, rf_tile_1, rf_tile_2, rf_tile_3, rf_tile_4, rf_tile_5, rf_tile_6, NULL, NULL},
     {NULL, rf_wtile_1, rf_wtile_2, rf_wtile_3, rf_wtile_4, rf_wtile_5, rf_wtile_6,
      rf_wtile_7, rf_wtile_8},
     {NULL, rf_w1tile_1, rf_w1tile_2, rf_w1tile_3, rf_w1tile_4, rf_w1tile_5, rf_w1tile_6,
-     rf_w1tile_7, rf_w1tile_8}};
-static const rf_ptile_fn rf_ptiles[3][RF_MR + 1] = {
+     rf_w1tile_7, rf_w1tile_8},
+    {NULL, rf_htile_1, rf_htile_2, rf_htile_3, rf_htile_4, rf_htile_5, rf_htile_6,
+     rf_htile_7, rf_htile_8}};
+static const rf_ptile_fn rf_ptiles[4][RF_MR + 1] = {
     {NULL, rf_ptile_1, rf_ptile_2, rf_ptile_3, rf_ptile_4, rf_ptile_5, rf_ptile_6},
     {NULL, rf_wptile_1, rf_wptile_2, rf_wptile_3, rf_wptile_4, rf_wptile_5, rf_wptile_6},
     {NULL, rf_w1ptile_1, rf_w1ptile_2, rf_w1ptile_3, rf_w1ptile_4, rf_w1ptile_5,
-     rf_w1ptile_6}};
+     rf_w1ptile_6},
+    {NULL, rf_hptile_1, rf_hptile_2, rf_hptile_3, rf_hptile_4, rf_hptile_5,
+     rf_hptile_6}};
 
 static int rf_wide_switch = 1;     /* rf_use_wide_tiles(0) turns them off */
 
@@ -575,10 +609,13 @@ static inline long rf_tile_panels(int wide, long p, long N)
     return wide && (p + 1) * RF_NR < N ? 2 : 1;
 }
 
-/* The row of rf_tiles / rf_ptiles for a tile of np panels. */
-static inline int rf_tile_kind(int wide, long np)
+/* The row of rf_tiles / rf_ptiles for a tile of np panels and nc columns
+ * (half a panel only where rf_half_switch is on: rf_use_half_panels). */
+static int rf_half_switch = 1;
+
+static inline int rf_tile_kind(int wide, long np, long nc)
 {
-    return np == 2 ? 1 : (wide ? 2 : 0);
+    return np == 2 ? 1 : (nc <= RF_NR / 2 && rf_half_switch) ? 3 : (wide ? 2 : 0);
 }
 
 static int rf_packed_switch = 1;   /* rf_use_packed_gemm(0) turns it off */
@@ -858,12 +895,12 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
          * one 10. */
         for (p = 0; p * RF_NR < N; p += np) {
             np = rf_tile_panels(wide, p, N);
-            kind = rf_tile_kind(wide, np);
+            nc = N - p * RF_NR < np * RF_NR ? N - p * RF_NR : np * RF_NR;
+            kind = rf_tile_kind(wide, np, nc);
             mr = kind == 0 ? RF_MR : RF_WMR;
             tiles = (mb + mr - 1) / mr;
             base = mb / tiles;              /* <= mr; the first `extra` */
             extra = mb % tiles;             /* tiles get one row more   */
-            nc = N - p * RF_NR < np * RF_NR ? N - p * RF_NR : np * RF_NR;
             panel = Bp + p * rf_panel_stride(K);
             for (i = m0, r = 0; i < m0 + mb; i += mr, r++) {
                 mr = r < extra ? base + 1 : base;
@@ -1029,7 +1066,7 @@ static inline long rf_run_segment(long k, long end, long run_len, long run_strid
 #define RF_TN_PSTRIDE rf_panel_stride
 #define RF_TN_PACKED_SIZE rf_packed_size
 #define RF_TN_FLOATS(n) (n)
-#define RF_TN_PTILE(wide, np, mr) rf_ptiles[rf_tile_kind(wide, np)][mr]
+#define RF_TN_PTILE(wide, np, nc, mr) rf_ptiles[rf_tile_kind(wide, np, nc)][mr]
 #include "_gemm_tn_impl.h"
 
 /* Row-major C (M, N) = (accumulate ? C : 0) + op(A) @ op(B) on this
@@ -1177,6 +1214,10 @@ static int RF_MAYBE_UNUSED rf_use_wide_tiles(int on) { (void) on; return 0; }
 #endif
 
 #if RF_HAVE_PACKED
+/* For A/B timings and tests: 0 runs the last panel of a ragged N on a
+ * whole panel's tile even where at most 8 of its columns are C's. */
+static void RF_MAYBE_UNUSED rf_use_half_panels(int on) { rf_half_switch = on != 0; }
+
 /* For A/B timings and tests: 1 or 0 runs the wide tiles' GEMV in groups of
  * eight panels or of four (AVX2), -1 decides by the CPU and B's size
  * (rf_gemv8_in_use).  Returns whether groups of eight run now for a B of
@@ -1187,6 +1228,7 @@ static int RF_MAYBE_UNUSED rf_use_gemv_groups_of_8(int on)
     return rf_gemv8_in_use(64, 256);
 }
 #else
+static void RF_MAYBE_UNUSED rf_use_half_panels(int on) { (void) on; }
 static int RF_MAYBE_UNUSED rf_use_gemv_groups_of_8(int on) { (void) on; return 0; }
 #endif
 

@@ -3,7 +3,8 @@
  * (float or double), RF_TN_FN(name) (name_f or name_d), RF_TN_NR (the
  * panel width), RF_TN_PSTRIDE(K) and RF_TN_PACKED_SIZE(K, N) (the packed
  * layout's), RF_TN_FLOATS(n) (n elements in rf_buf_alloc's floats) and
- * RF_TN_PTILE(wide, np, mr) (the packed-A tile of mr rows over np panels).
+ * RF_TN_PTILE(wide, np, nc, mr) (the packed-A tile of mr rows over np panels
+ * and nc columns).
  * It undefines them at its end, ready for the next instantiation.  No
  * include guard on purpose. */
 
@@ -138,8 +139,9 @@ RF_CLONED int RF_TN_FN(rf_gemm_tn)(int nsrc, const long* M, const RF_TN_T* const
                     const RF_TN_T* a = At;
                     for (i = m0, t = 0; i < m0 + mb; i += mr, t++) {
                         mr = t < extra ? base + 1 : base;
-                        RF_TN_PTILE(wide, np, mr)(kc, a, panel, C[s] + i * ldc + p * RF_TN_NR,
-                                                  ldc, nc, k0 > 0 || accumulate);
+                        RF_TN_PTILE(wide, np, nc, mr)(kc, a, panel,
+                                                      C[s] + i * ldc + p * RF_TN_NR,
+                                                      ldc, nc, k0 > 0 || accumulate);
                         a += mr * kc;
                     }
                 }

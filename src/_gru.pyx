@@ -447,6 +447,6 @@ def use_pool_spread(bint on):
     return bool(rf_use_pool_spread(on))     # src/_threads.h, rf_move_off_cpu
 
 
-# The one-row products' switches (each kernel module has its own copy of
+# The float32 kernel's switches (each kernel module has its own copy of
 # src/_gemm.h's state, so each module sets its own).
-include "_gemv_switches.pxi"
+include "_kernel_switches.pxi"

@@ -706,6 +706,6 @@ include "_softmax.pxi"
 include "_rowops.pxi"
 
 
-# The one-row products' switches (each kernel module has its own copy of
+# The float32 kernel's switches (each kernel module has its own copy of
 # src/_gemm.h's state, so each module sets its own).
-include "_gemv_switches.pxi"
+include "_kernel_switches.pxi"

@@ -19,6 +19,7 @@ def _packed_on():
     _core.use_packed_gemm(True)
     _core.use_wide_tiles(True)
     _core.use_gemv_groups_of_8(None)
+    _core.use_half_panels(True)
 
 
 def _cpu_has_avx512f():
@@ -102,6 +103,24 @@ def test_kernel_name_follows_the_switches():
     assert _info.config()["float32_kernel"] == "BLAS"
 
 
+def _products_switched(switch, settings, a, b, c0, trans_b, accumulate, repeat=1):
+    """packed_matmul's result (from c0) under switch(s) for each setting s;
+    asserts them bitwise equal and close to numpy's, and returns the first."""
+    out = []
+    for setting in settings:
+        switch(setting)
+        c = c0.copy()
+        _rnn.packed_matmul(a, b, c, trans_b, accumulate, repeat=repeat)
+        out.append(c)
+    for c in out[1:]:
+        np.testing.assert_array_equal(out[0], c)
+    product = a.astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
+    expected = c0 + repeat * product if accumulate else product
+    np.testing.assert_allclose(out[0], expected, rtol=1e-5,
+                               atol=1e-5 * np.sqrt(a.shape[1]) * repeat)
+    return out[0]
+
+
 # The AVX-512 tiles (two 16-column panels a tile) do the AVX2 tiles' FMAs in
 # the same order: bitwise the same results, over ragged rows and columns
 # (an odd number of panels leaves one panel to the AVX2 tile); m = 1 is the
@@ -115,16 +134,41 @@ def test_kernel_name_follows_the_switches():
 def test_wide_tiles_are_bitwise_the_avx2_tiles(m, n, k, trans_b, accumulate):
     a, b, c0 = _product_case(m, n, k, trans_b)
     _core.use_gemv_groups_of_8(True)      # the AVX-512 GEMV even where the CPU would not
+    _products_switched(_core.use_wide_tiles, (False, True), a, b, c0, trans_b, accumulate)
+
+
+# The last panel of N on the half-panel tiles where it has 1-8 columns
+# (N = 8, 24, 40, 200, 1) and on a whole panel's where it has 9-16 (N = 9,
+# 31, 48): bitwise the same with the switch on or off, in the per-step
+# products (6- and 8-row tiles, every height) and the dW products.
+@pytest.mark.parametrize("m", [1, 2, 5, 6, 7, 8, 13, 64])
+@pytest.mark.parametrize("n", [1, 8, 9, 24, 31, 40, 48, 200])
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_half_panels_are_bitwise_whole_panels(m, n, wide, trans_b):
+    a, b, c0 = _product_case(m, n, 37, trans_b)
+    _core.use_wide_tiles(wide)
+    _products_switched(_core.use_half_panels, (True, False), a, b, c0, trans_b, True)
+
+
+@pytest.mark.parametrize("k", [33, 600])
+@pytest.mark.parametrize("m1,n", [(5, 8), (7, 200), (200, 200), (13, 40)])
+@pytest.mark.parametrize("wide", [False, True])
+def test_half_panels_are_bitwise_whole_panels_for_dw(k, m1, n, wide):
+    rng = np.random.default_rng(k + m1 + n)
+    a1 = rng.standard_normal((k, m1)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    _core.use_wide_tiles(wide)
     out = []
-    for wide in (False, True):
-        _core.use_wide_tiles(wide)
-        c = c0.copy()
-        _rnn.packed_matmul(a, b, c, trans_b, accumulate)
-        out.append(c)
+    for half in (True, False):
+        _core.use_half_panels(half)
+        c1 = np.full((m1, n), np.nan, np.float32)
+        c2 = np.zeros((0, n), np.float32)
+        _rnn.packed_matmul_tn(a1, np.zeros((k, 0), np.float32), b, c1, c2)
+        out.append(c1)
     np.testing.assert_array_equal(out[0], out[1])
-    expected = a.astype(np.float64) @ (b.T if trans_b else b).astype(np.float64)
-    np.testing.assert_allclose(out[1], expected + (c0 if accumulate else 0), rtol=1e-5,
-                               atol=1e-5 * np.sqrt(k))
+    np.testing.assert_allclose(out[0], a1.T.astype(np.float64) @ b.astype(np.float64),
+                               rtol=1e-4, atol=1e-4 * np.sqrt(k))
 
 
 def _amd_family():
@@ -160,13 +204,8 @@ def test_gemv_groups_of_8_follow_the_cpu_and_the_switch():
 @pytest.mark.parametrize("accumulate", [False, True])
 def test_gemv_in_groups_of_8_or_4_is_bitwise_the_same(n, k, accumulate):
     a, b, c0 = _product_case(1, n, k, False)
-    out = []
-    for eight in (True, False):
-        _core.use_gemv_groups_of_8(eight)
-        c = c0.copy()
-        _rnn.packed_matmul(a, b, c, False, accumulate, repeat=3)   # both walks
-        out.append(c)
-    np.testing.assert_array_equal(out[0], out[1])
+    _products_switched(_core.use_gemv_groups_of_8, (True, False), a, b, c0, False, accumulate,
+                       repeat=3)                                      # both walks
 
 
 @pytest.mark.parametrize("k", [1, 33, 513, 1100])

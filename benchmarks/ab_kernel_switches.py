@@ -1,14 +1,17 @@
-"""A/B of the one-row products' two switches, in one process, interleaved
-turn by turn (benchmarks/common.py, switch_ab), on whole calls:
+"""A/B of a switch of the float32 kernel's choices, in one process,
+interleaved turn by turn (benchmarks/common.py, switch_ab), on whole calls:
 
     segments  the backward's GEMV by segments of K against one sum over K
               (_core.use_gemv_segments; docs/performance.md item 128)
     groups    the AVX-512 GEMV in groups of eight panels always, against
               the default, which takes groups of four where a 512-bit FMA
               runs as two halves (_core.use_gemv_groups_of_8; item 129)
+    half      the last panel of a ragged N on a whole panel's tile against
+              the half-panel tiles where it has at most 8 columns
+              (_core.use_half_panels; item 130)
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
-        python benchmarks/ab_gemv.py groups lstm:train:tiny lstm:infer:1,1,256,256 [rounds]
+        python benchmarks/ab_kernel_switches.py groups lstm:train:tiny lstm:infer:1,1,256,256 [rounds]
 
 A case is cell:mode:config, config a name of rnnfast.bench.CONFIGS or
 N,T,D,H.  One thread, float32; rounds default 41, each turn ~2 ms of calls.  Prints each case's
@@ -31,6 +34,7 @@ SWITCHES = {
     "segments": (_core.use_gemv_segments, ("one sum", "segments")),
     "groups": (lambda on: _core.use_gemv_groups_of_8(None if on else True),
                ("groups of 8", "default")),
+    "half": (_core.use_half_panels, ("whole panel", "half panel")),
 }
 
 
@@ -41,7 +45,7 @@ def parse_case(text):
     else:
         shape = tuple(int(v) for v in config.split(","))
     if cell not in ("rnn", "lstm", "gru") or mode not in ("train", "infer") or len(shape) != 4:
-        raise SystemExit(f"ab_gemv.py: case {text!r}: expected cell:mode:config, cell "
+        raise SystemExit(f"ab_kernel_switches.py: case {text!r}: expected cell:mode:config, cell "
                          f"rnn, lstm or gru, mode train or infer, config a name of "
                          f"{sorted(bench.CONFIGS)} or N,T,D,H")
     return cell, mode, shape

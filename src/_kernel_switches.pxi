@@ -1,7 +1,8 @@
-# The switches of the one-row products (src/_gemm.h), for A/B timings and
-# tests; included by each kernel module (_rnn, _lstm, _gru), each of which
-# compiles its own copy of src/_gemm.h's state.  rnnfast._core sets all three.
-from _blas cimport rf_use_gemv_segments, rf_use_gemv_groups_of_8
+# Switches of the float32 kernel's choices (src/_gemm.h), for A/B timings
+# and tests; included by each kernel module (_rnn, _lstm, _gru), each of
+# which compiles its own copy of src/_gemm.h's state.  rnnfast._core sets
+# all three.
+from _blas cimport rf_use_gemv_segments, rf_use_gemv_groups_of_8, rf_use_half_panels
 
 
 def use_gemv_groups_of_8(int on):
@@ -19,3 +20,10 @@ def use_gemv_segments(bint on):
     GEMV (one sum over all of K; float32 rounding apart, the same).  For
     A/B timings and tests."""
     rf_use_gemv_segments(on)
+
+
+def use_half_panels(bint on):
+    """The last panel of a ragged N with at most 8 columns on the half-panel
+    tiles (src/_gemm.h, rf_tile_kind; the default) or on a whole panel's.
+    Bitwise the same results.  For A/B timings and tests."""
+    rf_use_half_panels(on)
