@@ -602,16 +602,23 @@ static int rf_gemv8_in_use(long K, long N)
            rf_packed_size(K, N) * (long) sizeof(float) > RF_GEMV4_MAX_BYTES;
 }
 
+/* Half-panel tiles (rf_tile_kind) where rf_half_switch is on
+ * (rf_use_half_panels). */
+static int rf_half_switch = 1;
+
 /* Panels from p on that one tile covers: 2 when wide tiles run and panel
- * p + 1 exists, else 1. */
+ * p + 1 exists, else 1.  But where a 512-bit FMA runs as two halves (a
+ * Zen 4) and panel p + 1 has at most 8 columns (N = 600: 37 panels and 8
+ * columns), 1: panel p alone, then p + 1 on a half-panel tile, three
+ * 256-bit FMAs a row and k instead of the pair's four (item 132). */
 static inline long rf_tile_panels(int wide, long p, long N)
 {
-    return wide && (p + 1) * RF_NR < N ? 2 : 1;
+    if (!wide || (p + 1) * RF_NR >= N)
+        return 1;
+    return N - (p + 1) * RF_NR <= RF_NR / 2 && rf_half_switch && rf_fma512_halves() ? 1 : 2;
 }
 
-/* The row of rf_tiles / rf_ptiles for a tile of np panels and nc columns
- * (half a panel only where rf_half_switch is on: rf_use_half_panels). */
-static int rf_half_switch = 1;
+/* The row of rf_tiles / rf_ptiles for a tile of np panels and nc columns. */
 
 static inline int rf_tile_kind(int wide, long np, long nc)
 {
@@ -1067,6 +1074,7 @@ static inline long rf_run_segment(long k, long end, long run_len, long run_strid
 #define RF_TN_PACKED_SIZE rf_packed_size
 #define RF_TN_FLOATS(n) (n)
 #define RF_TN_PTILE(wide, np, nc, mr) rf_ptiles[rf_tile_kind(wide, np, nc)][mr]
+#define RF_TN_PANELS(wide, p, N) rf_tile_panels(wide, p, N)
 #include "_gemm_tn_impl.h"
 
 /* Row-major C (M, N) = (accumulate ? C : 0) + op(A) @ op(B) on this

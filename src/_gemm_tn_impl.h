@@ -4,7 +4,8 @@
  * panel width), RF_TN_PSTRIDE(K) and RF_TN_PACKED_SIZE(K, N) (the packed
  * layout's), RF_TN_FLOATS(n) (n elements in rf_buf_alloc's floats) and
  * RF_TN_PTILE(wide, np, nc, mr) (the packed-A tile of mr rows over np panels
- * and nc columns).
+ * and nc columns), RF_TN_PANELS(wide, p, N) (the panels a tile covers from
+ * panel p on).
  * It undefines them at its end, ready for the next instantiation.  No
  * include guard on purpose. */
 
@@ -133,7 +134,7 @@ RF_CLONED int RF_TN_FN(rf_gemm_tn)(int nsrc, const long* M, const RF_TN_T* const
                 }
                 for (p = 0; p * RF_TN_NR < Ns[s]; p += np) {
                     const RF_TN_T* panel = Bp + p * RF_TN_PSTRIDE(kc);
-                    np = wide && (p + 1) * RF_TN_NR < Ns[s] ? 2 : 1;
+                    np = RF_TN_PANELS(wide, p, Ns[s]);
                     nc = Ns[s] - p * RF_TN_NR < np * RF_TN_NR ? Ns[s] - p * RF_TN_NR
                                                               : np * RF_TN_NR;
                     const RF_TN_T* a = At;
@@ -161,3 +162,4 @@ RF_CLONED int RF_TN_FN(rf_gemm_tn)(int nsrc, const long* M, const RF_TN_T* const
 #undef RF_TN_PACKED_SIZE
 #undef RF_TN_FLOATS
 #undef RF_TN_PTILE
+#undef RF_TN_PANELS

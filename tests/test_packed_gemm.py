@@ -138,11 +138,13 @@ def test_wide_tiles_are_bitwise_the_avx2_tiles(m, n, k, trans_b, accumulate):
 
 
 # The last panel of N on the half-panel tiles where it has 1-8 columns
-# (N = 8, 24, 40, 200, 1) and on a whole panel's where it has 9-16 (N = 9,
-# 31, 48): bitwise the same with the switch on or off, in the per-step
+# (N = 8, 24, 40, 56, 200, 600, 1) and on a whole panel's where it has
+# 9-16 (N = 9, 31, 48); on a Zen 4 the wide tiles' last pair split into a
+# panel and a half where its second panel has at most 8 columns (N = 24,
+# 56, 600): bitwise the same with the switch on or off, in the per-step
 # products (6- and 8-row tiles, every height) and the dW products.
 @pytest.mark.parametrize("m", [1, 2, 5, 6, 7, 8, 13, 64])
-@pytest.mark.parametrize("n", [1, 8, 9, 24, 31, 40, 48, 200])
+@pytest.mark.parametrize("n", [1, 8, 9, 24, 31, 40, 48, 56, 200, 600])
 @pytest.mark.parametrize("wide", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
 def test_half_panels_are_bitwise_whole_panels(m, n, wide, trans_b):
@@ -152,7 +154,7 @@ def test_half_panels_are_bitwise_whole_panels(m, n, wide, trans_b):
 
 
 @pytest.mark.parametrize("k", [33, 600])
-@pytest.mark.parametrize("m1,n", [(5, 8), (7, 200), (200, 200), (13, 40)])
+@pytest.mark.parametrize("m1,n", [(5, 8), (7, 200), (200, 200), (13, 40), (9, 24), (20, 600)])
 @pytest.mark.parametrize("wide", [False, True])
 def test_half_panels_are_bitwise_whole_panels_for_dw(k, m1, n, wide):
     rng = np.random.default_rng(k + m1 + n)
