@@ -39,12 +39,15 @@ SWITCHES = {
 
 
 def parse_case(text):
-    cell, mode, config = text.split(":")
-    if config in bench.CONFIGS:
-        shape = bench.CONFIGS[config]
-    else:
-        shape = tuple(int(v) for v in config.split(","))
-    if cell not in ("rnn", "lstm", "gru") or mode not in ("train", "infer") or len(shape) != 4:
+    try:
+        cell, mode, config = text.split(":")
+        shape = (bench.CONFIGS[config] if config in bench.CONFIGS
+                 else tuple(int(v) for v in config.split(",")))
+    except ValueError:
+        cell = mode = None
+        shape = ()
+    if (cell not in ("rnn", "lstm", "gru") or mode not in ("train", "infer") or len(shape) != 4
+            or min(shape) < 1):
         raise SystemExit(f"ab_kernel_switches.py: case {text!r}: expected cell:mode:config, cell "
                          f"rnn, lstm or gru, mode train or infer, config a name of "
                          f"{sorted(bench.CONFIGS)} or N,T,D,H")

@@ -190,11 +190,12 @@ cdef inline void gemm_packed_dh(int m, int n, int k, const floating* a, int lda,
                                 const floating* bp, const floating* b, int ldb,
                                 bint accumulate, floating* c, int ldc) noexcept nogil:
     """gemm_packed(m, n, k, a, lda, bp, True, b, ldb, accumulate, c, ldc) for
-    the backward's per-step products dh (+)= dA_t @ Wh^T: a float row alone
-    goes to the GEMV by segments of K (src/_gemm.h, rf_gemm_packed_dh_f),
-    whose sums do not depend on the walk's direction."""
+    the backward's per-step products dh (+)= dA_t @ Wh^T: a packed float B
+    goes to rf_gemm_packed_dh_f (src/_gemm.h), which runs a row alone by
+    segments of K, whose sums do not depend on the walk's direction, and
+    anything else as gemm_packed does."""
     if floating is float:
-        if m == 1 and n > 0 and bp != NULL and <const void*> bp != <const void*> rf_unpacked_b():
+        if bp != NULL and <const void*> bp != <const void*> rf_unpacked_b():
             rf_gemm_packed_dh_f(m, n, k, a, lda, bp, c, ldc, accumulate)
             return
     gemm_packed(m, n, k, a, lda, bp, True, b, ldb, accumulate, c, ldc)
