@@ -206,25 +206,62 @@ static inline void rf_copy_row16(float* dst, const float* src)
 #endif
 }
 
+/* sum[0:16] += src[k * ld : k * ld + 16] for k = 0..rows-1, in that order
+ * (one vector of sums, loaded and stored once). */
+static inline void rf_add_rows16(float* sum, const float* src, long ld, long rows)
+{
+    long k;
+#if defined(__GNUC__) || defined(__clang__)
+    typedef float v16 __attribute__((vector_size(64), aligned(4)));
+    v16 acc = *(v16*) sum;
+    for (k = 0; k < rows; k++)
+        acc += *(const v16*) (src + k * ld);
+    *(v16*) sum = acc;
+#else
+    int j;
+    for (k = 0; k < rows; k++)
+        for (j = 0; j < RF_NR; j++)
+            sum[j] += src[k * ld + j];
+#endif
+}
+
+/* Rows of B a block of rf_pack_b_sum_f: 16 measured best of 4, 8, 16 and
+ * 32 with B and the packed buffer in memory (benchmarks/c/pack_blocks.c). */
+#define RF_PACK_ROWS 16
+
 RF_CLONED void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N,
                                float* Bp, long pstride, float* colsum)
 {
     long p, k, j, j0, w, full = N / RF_NR;
     float* dst;
     if (!trans) {
-        /* Row by row, each row scattered over the full panels: B's rows are
-         * read in order (panel by panel, each pass read 64 bytes of every
-         * row of a large B: ~2.7 % of an LSTM training step at `small`).
+        /* Blocks of RF_PACK_ROWS rows, panel by panel within a block: each
+         * panel gets 16 consecutive rows (1 KB) at a time.  Row by row,
+         * every row's 64-byte stores went to all N/16 panels in turn, more
+         * write streams than the prefetchers follow: with the packed
+         * buffer in memory, the stores stalled (78 % of the pack's samples
+         * on one store, 3.6 % of an LSTM training step at zaremba-small;
+         * docs/performance.md item 134).  Panel by panel over all of B
+         * read 64 bytes of every row of a large B per pass (~2.7 % of an
+         * LSTM training step at `small`); a block's rows stay in L1/L2.
          * colsum (N), when given, gets B's column sums in the same pass
          * (the bias gradient, without another pass over the gate
-         * gradients, which at long T come from memory). */
-        for (k = 0; k < K; k++) {
-            const float* src = B + k * ldb;
-            for (p = 0; p < full; p++)
-                rf_copy_row16(Bp + p * pstride + k * RF_NR, src + p * RF_NR);
+         * gradients), each column's rows added in row order as before. */
+        long k0, kb;
+        for (k0 = 0; k0 < K; k0 += kb) {
+            kb = K - k0 < RF_PACK_ROWS ? K - k0 : RF_PACK_ROWS;
+            for (p = 0; p < full; p++) {
+                const float* src = B + k0 * ldb + p * RF_NR;
+                dst = Bp + p * pstride + k0 * RF_NR;
+                for (k = 0; k < kb; k++)
+                    rf_copy_row16(dst + k * RF_NR, src + k * ldb);
+                if (colsum != NULL)
+                    rf_add_rows16(colsum + p * RF_NR, src, ldb, kb);
+            }
             if (colsum != NULL)
-                for (j = 0; j < N; j++)
-                    colsum[j] += src[j];
+                for (k = k0; k < k0 + kb; k++)
+                    for (j = full * RF_NR; j < N; j++)
+                        colsum[j] += B[k * ldb + j];
         }
     }
     for (p = trans ? 0 : full; p * RF_NR < N; p++) {
