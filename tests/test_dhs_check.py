@@ -91,6 +91,45 @@ def _refuse_everywhere(net, xs, dhs, T, lengths):
         _assert_same(good, _snapshot(net))
 
 
+# N = 8, T = 525: the step loop splits over 2 threads (4 rows a thread
+# or more), and the call is not long enough to go chunk by chunk: all of
+# dhs (1.05 MB) is tested before the steps of either thread.
+SPLIT_N, SPLIT_T = 8, 525
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_whole_dhs_tested_before_a_split_step_loop(name, split_anything):
+    """A bad value in either thread's rows, at either end of them, is
+    refused before any step, and nothing is written."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 CPUs")
+    n, T = SPLIT_N, SPLIT_T
+    assert _rnn.grad_chunk_steps(n, T, GATES[name] * H, H, 0, 4) == 0
+    cls, kw = NETS[name]
+    net = cls(D, H, bidirectional=True, random_state=0, **kw)
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((n, T, D)).astype(np.float32)
+    dhs = rng.standard_normal((n, T, 2 * H)).astype(np.float32)
+    message = rf"dhs: contains NaN or Inf \(shape \({n}, {T}, {2 * H}\)\)"
+    with threadpool_limits(2):
+        assert _core.step_loop_threads() == 2
+        net.forward(xs)
+        net.backward(dhs)
+        good = _snapshot(net)
+        # rows 0-3 are the first thread's, rows 4-7 the second's
+        for i, place in enumerate([(0, 0, 0), (3, T - 1, 2 * H - 1), (4, 0, 0),
+                                   (7, T - 1, 2 * H - 1), (5, T // 2, H + 3)]):
+            bad = dhs.copy()
+            bad[place] = (np.nan, np.inf, -np.inf)[i % 3]
+            net.forward(xs)
+            with pytest.raises(ValueError, match=message):
+                net.backward(bad)
+            _assert_same(good, _snapshot(net))
+        net.forward(xs)
+        net.backward(dhs)
+    _assert_same(good, _snapshot(net))
+
+
 @pytest.mark.parametrize("name", NETS)
 def test_refused_on_two_threads(name, split_anything):
     """Each thread tests its own rows' chunks; the gradients (summed from
