@@ -694,6 +694,37 @@ def use_pool_spread(bint on):
     return bool(rf_use_pool_spread(on))     # src/_threads.h, rf_move_off_cpu
 
 
+cdef extern from *:
+    """
+    /* Flush-to-zero and denormals-are-zero (MXCSR bits 15 and 6) of the
+     * calling thread, as a library built with -ffast-math sets them. */
+    #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    static int rf_flush_subnormals(int on)
+    {
+        unsigned int csr = __builtin_ia32_stmxcsr(), bits = 0x8040u;
+        int was = (csr & bits) == bits;
+        __builtin_ia32_ldmxcsr(on ? csr | bits : csr & ~bits);
+        return was;
+    }
+    #else
+    static int rf_flush_subnormals(int on) { (void) on; return -1; }
+    #endif
+    """
+    int rf_flush_subnormals(int on) nogil
+
+
+def flush_subnormals(bint on):
+    """Set (on) or clear flush-to-zero and denormals-are-zero on the
+    calling thread, as a library built with -ffast-math does; returns
+    whether both were set before.  For tests of the parts run on the
+    pool's workers, which take the caller's mode (src/_threads.h,
+    rf_fpmode).  x86-64 only (NotImplementedError elsewhere)."""
+    cdef int was = rf_flush_subnormals(on)
+    if was < 0:
+        raise NotImplementedError("flush_subnormals: x86-64 only")
+    return bool(was)
+
+
 # ------------------------------------------------ fully connected layers
 include "_affine.pxi"
 

@@ -25,6 +25,12 @@
  * Python thread inside a kernel of this module) creates its own threads as
  * before.  Callers still split only calls with enough work (src/_seq.pxd,
  * step_threads).
+ *
+ * Every part runs in the caller's floating-point mode (rounding, flush to
+ * zero, denormals are zero): a thread created for a call inherits it from
+ * the caller, and a pool worker takes it from the job (rf_fpmode below),
+ * since a library may set flush-to-zero on the caller after the workers
+ * were created, and the parts would then round subnormals differently.
  */
 #ifndef RNNFAST_THREADS_H
 #define RNNFAST_THREADS_H
@@ -188,6 +194,35 @@ static void rf_run_rows_spawned(rf_rows_fn fn, void* ctx, long N, int threads)
 #define RF_CPU_RELAX() ((void) 0)
 #endif
 
+/* The calling thread's floating-point mode, and a worker's taking it.  On
+ * x86-64 the control bits of MXCSR (rounding, FTZ, DAZ, exception masks;
+ * the worker keeps its own sticky flags), read and written only when they
+ * differ; elsewhere the whole C floating-point environment. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define RF_MXCSR_FLAGS 0x3Fu
+typedef unsigned int rf_fpmode;
+static inline rf_fpmode rf_fpmode_get(void)
+{
+    return __builtin_ia32_stmxcsr() & ~RF_MXCSR_FLAGS;
+}
+static inline void rf_fpmode_set(const rf_fpmode* mode)
+{
+    unsigned int now = __builtin_ia32_stmxcsr();
+    if ((now & ~RF_MXCSR_FLAGS) != *mode)
+        __builtin_ia32_ldmxcsr(*mode | (now & RF_MXCSR_FLAGS));
+}
+#else
+#include <fenv.h>
+typedef fenv_t rf_fpmode;
+static inline rf_fpmode rf_fpmode_get(void)
+{
+    fenv_t env;
+    fegetenv(&env);
+    return env;
+}
+static inline void rf_fpmode_set(const rf_fpmode* mode) { fesetenv(mode); }
+#endif
+
 /* One word a worker sleeps on, alone on its cache line. */
 typedef struct {
     unsigned int gen;              /* bumped by the caller for each job */
@@ -203,6 +238,7 @@ typedef struct {
     int threads;                   /* bump (acquire) */
     unsigned int remaining;        /* workers still running this job (futex) */
     int caller_cpu;                /* the caller's CPU at the job's start, or -1 */
+    rf_fpmode fpmode;              /* the caller's floating-point mode */
     rf_pool_slot slot[RF_MAX_THREADS];
 } rf_pool_t;
 
@@ -279,6 +315,7 @@ static void* rf_pool_worker(void* arg)
         }
         N = rf_pool.N;
         threads = rf_pool.threads;
+        rf_fpmode_set(&rf_pool.fpmode);
         rf_call_part(rf_pool.fn, rf_pool.ctx, part * N / threads, (part + 1) * N / threads,
                      part);
         if (__atomic_sub_fetch(&rf_pool.remaining, 1, __ATOMIC_ACQ_REL) == 0)
@@ -354,6 +391,7 @@ static void RF_MAYBE_UNUSED rf_run_rows(rf_rows_fn fn, void* ctx, long N, int th
     rf_pool.N = N;
     rf_pool.threads = threads;
     rf_pool.caller_cpu = rf_pool_spread_switch ? sched_getcpu() : -1;
+    rf_pool.fpmode = rf_fpmode_get();
     __atomic_store_n(&rf_pool.remaining, (unsigned int) on_workers, __ATOMIC_RELAXED);
     for (i = 1; i <= on_workers; i++) {
         __atomic_add_fetch(&rf_pool.slot[i].gen, 1, __ATOMIC_RELEASE);

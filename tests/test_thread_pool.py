@@ -249,3 +249,52 @@ def test_workers_stay_within_the_cpus_the_process_allowed():
                 _train_step(cls, xs, dys)
     for tid, cpus in _worker_affinities().items():
         assert cpus and cpus <= allowed, (tid, cpus, allowed)
+
+
+@pytest.mark.parametrize("cls", [rnnfast.LSTM, rnnfast.GRU, rnnfast.RNN])
+def test_workers_take_the_callers_flush_to_zero(cls):
+    """A library built with -ffast-math sets flush-to-zero (and
+    denormals-are-zero) on the calling thread, after the pool's worker
+    exists: the worker's part must still round as the caller's does
+    (src/_threads.h, rf_fpmode).  Oracles: threads created for the call,
+    which inherit the caller's mode (every array), and one thread (the
+    outputs and input gradients, which are row by row; the parameter
+    gradients' parts add up in another order)."""
+    from rnnfast import _rnn
+    try:
+        _rnn.flush_subnormals(False)
+    except NotImplementedError:
+        pytest.skip("flush_subnormals is x86-64's")
+    # Inputs and weights of ~1e-20: the products (~1e-40) are subnormal in
+    # float32, flushed to zero under FTZ/DAZ, kept otherwise.
+    xs, dys = _case(4)
+    xs *= np.float32(1e-20)
+    dys *= np.float32(1e-20)
+
+    def step(threads):
+        net = cls(xs.shape[2], dys.shape[2], random_state=4)
+        for p in net.params:
+            p *= np.float32(1e-20)
+        with threadpool_limits(threads):
+            ys, _ = net.forward(xs)
+            dxs = net.backward(dys)
+        return [ys.copy(), dxs.copy()] + [g.copy() for g in net.grads]
+
+    plain = step(2)                         # the pool's workers exist from here on
+    _rnn.flush_subnormals(True)
+    try:
+        pooled = step(2)
+        one = step(1)
+        assert _core.use_thread_pool(False) is False
+        try:
+            spawned = step(2)
+        finally:
+            _core.use_thread_pool(True)
+    finally:
+        _rnn.flush_subnormals(False)
+    assert any(not np.array_equal(a, b) for a, b in zip(plain, pooled)), \
+        "the case has no subnormals: FTZ changed nothing"
+    for a, b in zip(pooled, spawned):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(pooled[:2], one[:2]):
+        np.testing.assert_array_equal(a, b)
