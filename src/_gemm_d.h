@@ -42,9 +42,9 @@ static inline long rf_packed_size_d(long K, long N)
 
 /* Bp <- B (K, N) packed, as rf_pack_b_sum_f: panels pstride doubles apart
  * (rf_panel_stride_d(K) for a whole B, more for rows 0..K-1 of a taller
- * one's); trans = 0, B row-major (K, N) with row stride ldb, copied row
- * by row (B read in order, each row's 8 doubles a panel one vector), and
- * colsum (N), unless NULL, gets B's column sums added; trans = 1, B^T
+ * one's); trans = 0, B row-major (K, N) with row stride ldb, copied by
+ * blocks of rows (each row's 8 doubles a panel one vector), and colsum
+ * (N), unless NULL, gets B's column sums added; trans = 1, B^T
  * given as row-major (N, K), each panel's 8 rows of B^T walked in step. */
 RF_CLONED void rf_pack_b_sum_d(const double* B, long ldb, int trans, long K, long N,
                                double* Bp, long pstride, double* colsum)
@@ -53,13 +53,28 @@ RF_CLONED void rf_pack_b_sum_d(const double* B, long ldb, int trans, long K, lon
     long p, k, j, j0, w;
     double* dst;
     if (!trans) {
-        for (k = 0; k < K; k++) {
-            const double* src = B + k * ldb;
-            for (p = 0; p < full; p++)
-                *(rf_d8*) (Bp + p * pstride + k * RF_NRD) = *(const rf_d8*) (src + p * RF_NRD);
+        /* By blocks of RF_PACK_ROWS rows, panel by panel in a block, as
+         * rf_pack_b_sum_f (docs/performance.md item 134); each column's
+         * rows added in row order. */
+        long k0, kb;
+        for (k0 = 0; k0 < K; k0 += kb) {
+            kb = K - k0 < RF_PACK_ROWS ? K - k0 : RF_PACK_ROWS;
+            for (p = 0; p < full; p++) {
+                const double* src = B + k0 * ldb + p * RF_NRD;
+                dst = Bp + p * pstride + k0 * RF_NRD;
+                for (k = 0; k < kb; k++)
+                    *(rf_d8*) (dst + k * RF_NRD) = *(const rf_d8*) (src + k * ldb);
+                if (colsum != NULL) {
+                    rf_d8 acc = *(rf_d8*) (colsum + p * RF_NRD);
+                    for (k = 0; k < kb; k++)
+                        acc += *(const rf_d8*) (src + k * ldb);
+                    *(rf_d8*) (colsum + p * RF_NRD) = acc;
+                }
+            }
             if (colsum != NULL)
-                for (j = 0; j < N; j++)
-                    colsum[j] += src[j];
+                for (k = k0; k < k0 + kb; k++)
+                    for (j = full * RF_NRD; j < N; j++)
+                        colsum[j] += B[k * ldb + j];
         }
     }
     for (p = trans ? 0 : full; p * RF_NRD < N; p++) {

@@ -7,7 +7,7 @@
  * with touch >= 64 the packed buffer comes from memory, as it did in an
  * LSTM training step at zaremba-small (docs/performance.md item 134).
  * First checks that both give bitwise the same panels and sums on ragged
- * shapes; then prints the best and mean time of 200 packs each.
+ * shapes (float, and rf_pack_b_sum_d's double too); then prints the best and mean time of 200 packs each.
  *
  *     gcc -O3 -fno-trapping-math -Isrc -o /tmp/pack_blocks benchmarks/c/pack_blocks.c
  *     /tmp/pack_blocks 400 800 64 && /tmp/pack_blocks 1120 512 64
@@ -57,6 +57,31 @@ static int same_as_row_by_row(long K, long N)
     return ok;
 }
 
+/* The same check for rf_pack_b_sum_d (panels of 8 doubles). */
+static int same_as_row_by_row_d(long K, long N)
+{
+    long ps = rf_panel_stride_d(K), size = ps * ((N + RF_NRD - 1) / RF_NRD), i, k, p, j;
+    long full = N / RF_NRD;
+    double *B = malloc(K * N * sizeof(double)), *P1 = calloc(size, sizeof(double));
+    double *P2 = calloc(size, sizeof(double)), *s1 = calloc(N, sizeof(double));
+    double *s2 = calloc(N, sizeof(double));
+    int ok;
+    for (i = 0; i < K * N; i++)
+        B[i] = (double) ((i * 7919 % 1009) - 504) / 97.0;
+    rf_pack_b_sum_d(B, N, 0, K, N, P1, ps, s1);
+    for (k = 0; k < K; k++) {
+        for (p = 0; p < full; p++)
+            memcpy(P2 + p * ps + k * RF_NRD, B + k * N + p * RF_NRD, RF_NRD * sizeof(double));
+        for (j = 0; j < N; j++)
+            s2[j] += B[k * N + j];
+    }
+    ok = memcmp(s1, s2, N * sizeof(double)) == 0;
+    for (p = 0; p < full; p++)
+        ok = ok && memcmp(P1 + p * ps, P2 + p * ps, K * RF_NRD * sizeof(double)) == 0;
+    free(B); free(P1); free(P2); free(s1); free(s2);
+    return ok;
+}
+
 int main(int argc, char** argv)
 {
     static const long shapes[][2] = {{1, 16}, {15, 600}, {17, 40}, {33, 800}, {400, 600}, {1120, 512}};
@@ -68,7 +93,8 @@ int main(int argc, char** argv)
     float *B, *Bp, *sums;
     char* junk;
     for (s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
-        if (!same_as_row_by_row(shapes[s][0], shapes[s][1])) {
+        if (!same_as_row_by_row(shapes[s][0], shapes[s][1]) ||
+            !same_as_row_by_row_d(shapes[s][0], shapes[s][1])) {
             printf("K=%ld N=%ld: not bitwise the same\n", shapes[s][0], shapes[s][1]);
             return 1;
         }
