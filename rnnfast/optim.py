@@ -337,13 +337,24 @@ class Adam(Optimizer):
         self.eps = _check_rate(eps, "eps")
 
     def _update(self, params, grads):
+        self._adam_steps(params, grads, None)
+
+    def _adam_steps(self, params, grads, shrink):
+        """Adam's step on each param, after p *= shrink unless shrink is
+        None (AdamW's decay; the params are distinct arrays, so shrinking
+        each just before its step is shrinking all first)."""
         self._init_state(params, 2)
         b1, b2, t = self.beta1, self.beta2, self.t
         c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+        scalars = (b1, 1 - b1, b2, 1 - b2, self.lr / c1, c2, self.eps)
         for p, g, (m, v) in zip(params, grads, self.state):
-            if _compiled_step("adam", p, g, (m, v),
-                              (b1, 1 - b1, b2, 1 - b2, self.lr / c1, c2, self.eps)):
-                continue
+            if shrink is None:
+                if _compiled_step("adam", p, g, (m, v), scalars):
+                    continue
+            elif _compiled_step("adamw", p, g, (m, v), scalars + (shrink,)):
+                continue                    # the shrink in the same pass
+            else:
+                p *= shrink
             m *= b1
             m += (1 - b1) * g
             v *= b2
@@ -361,11 +372,8 @@ class AdamW(Adam):
         super().__init__(lr, beta1, beta2, eps, weight_decay)
 
     def _update(self, params, grads):
-        if self.weight_decay:
-            shrink = 1 - self.lr * self.weight_decay
-            for p in params:
-                p *= shrink
-        super()._update(params, grads)
+        shrink = 1 - self.lr * self.weight_decay if self.weight_decay else None
+        self._adam_steps(params, grads, shrink)
 
 
 def _distinct_arrays(arrays, name="grads"):

@@ -102,10 +102,12 @@ RF_PASS void rf_rmsprop_step_##S(T* restrict p, const T* restrict g,            
 }                                                                               \
 /* m *= b1; m += c1 * g; v *= b2; v += c2 * g * g;                              \
  * p -= step * m / (sqrt(v / vc) + eps), c1 = 1 - b1, c2 = 1 - b2,             \
- * step = lr / (1 - b1^t), vc = 1 - b2^t (Adam) */                              \
+ * step = lr / (1 - b1^t), vc = 1 - b2^t (Adam); when decay, p *= shrink       \
+ * first (AdamW's p *= 1 - lr * weight_decay, rounded as its own pass was) */   \
 RF_PASS void rf_adam_step_##S(T* restrict p, const T* restrict g,                \
                              T* restrict m, T* restrict v, T b1, T c1, T b2,    \
-                             T c2, T step, T vc, T eps, long n)                 \
+                             T c2, T step, T vc, T eps, int decay, T shrink,    \
+                             long n)                                            \
 {                                                                               \
     RF_NO_CONTRACT                                                              \
     for (long i = 0; i < n; i++) {                                              \
@@ -120,7 +122,10 @@ RF_PASS void rf_adam_step_##S(T* restrict p, const T* restrict g,               
         v[i] = vi;                                                              \
         T num = step * mi;                                                      \
         T den = SQRT(vi / vc) + eps;                                            \
-        p[i] = p[i] - num / den;                                                \
+        T pi = p[i];                                                            \
+        if (decay)                                                              \
+            pi = pi * shrink;                                                   \
+        p[i] = pi - num / den;                                                  \
     }                                                                           \
 }
 

@@ -28,10 +28,11 @@ cdef extern from "_rowops.h" nogil:
     void rf_rmsprop_step_d(double* p, const double* g, double* h, double rho, double c,
                            double lr, double eps, long n)
     void rf_adam_step_f(float* p, const float* g, float* m, float* v, float b1, float c1,
-                        float b2, float c2, float step, float vc, float eps, long n)
+                        float b2, float c2, float step, float vc, float eps, int decay,
+                        float shrink, long n)
     void rf_adam_step_d(double* p, const double* g, double* m, double* v, double b1,
                         double c1, double b2, double c2, double step, double vc, double eps,
-                        long n)
+                        int decay, double shrink, long n)
 
 # Values enough to be worth waking a thread (as the softmax's), and the
 # block of an optimizer step's split (64 KB of floats).
@@ -133,11 +134,12 @@ cdef enum:
     STEP_NESTEROV = 2
     STEP_RMSPROP = 3
     STEP_ADAM = 4
+    STEP_ADAMW = 5
 
 # kind -> (op, number of scalars)
 _STEP_KINDS = {"sgd": (STEP_SGD, 1), "momentum": (STEP_MOMENTUM, 2),
                "nesterov": (STEP_NESTEROV, 2), "rmsprop": (STEP_RMSPROP, 4),
-               "adam": (STEP_ADAM, 7)}
+               "adam": (STEP_ADAM, 7), "adamw": (STEP_ADAMW, 8)}
 
 
 cdef struct StepJob:
@@ -146,7 +148,7 @@ cdef struct StepJob:
     const void* g
     void* s1                # Momentum's v, RMSprop's h, Adam's m
     void* s2                # Adam's v
-    double c[7]             # the step's scalars, in the C function's order
+    double c[8]             # the step's scalars, in the C function's order
     long n
     bint dbl
 
@@ -168,7 +170,8 @@ cdef void optimizer_part(void* ctx, long b0, long b1, int part) noexcept nogil:
                               <double*> j.s1 + i0, c[0], c[1], c[2], c[3], n)
         else:
             rf_adam_step_d(<double*> j.p + i0, <const double*> j.g + i0, <double*> j.s1 + i0,
-                           <double*> j.s2 + i0, c[0], c[1], c[2], c[3], c[4], c[5], c[6], n)
+                           <double*> j.s2 + i0, c[0], c[1], c[2], c[3], c[4], c[5], c[6],
+                           j.op == STEP_ADAMW, c[7], n)
     else:
         if j.op == STEP_SGD:
             rf_sgd_step_f(<float*> j.p + i0, <const float*> j.g + i0, <float> c[0], n)
@@ -183,7 +186,8 @@ cdef void optimizer_part(void* ctx, long b0, long b1, int part) noexcept nogil:
         else:
             rf_adam_step_f(<float*> j.p + i0, <const float*> j.g + i0, <float*> j.s1 + i0,
                            <float*> j.s2 + i0, <float> c[0], <float> c[1], <float> c[2],
-                           <float> c[3], <float> c[4], <float> c[5], <float> c[6], n)
+                           <float> c[3], <float> c[4], <float> c[5], <float> c[6],
+                           j.op == STEP_ADAMW, <float> c[7], n)
 
 
 def optimizer_step(str kind, floating[::1] p, const floating[::1] g, floating[::1] s1,
@@ -192,8 +196,9 @@ def optimizer_step(str kind, floating[::1] p, const floating[::1] g, floating[::
     threads (rnnfast.optim; src/_rowops.h gives each step's NumPy lines):
     kind "sgd" (scalars (lr,)), "momentum" or "nesterov" (s1 = v;
     (momentum, lr)), "rmsprop" (s1 = h; (rho, 1 - rho, lr, eps); AdaGrad
-    is rho = 1, 1 - rho = 1) or "adam" (s1 = m, s2 = v; (b1, 1 - b1, b2,
-    1 - b2, lr / (1 - b1^t), 1 - b2^t, eps)).  A state array the kind
+    is rho = 1, 1 - rho = 1), "adam" (s1 = m, s2 = v; (b1, 1 - b1, b2,
+    1 - b2, lr / (1 - b1^t), 1 - b2^t, eps)) or "adamw" (Adam's, and
+    shrink = 1 - lr * weight_decay last: p *= shrink before Adam's step).  A state array the kind
     does not use is not touched (pass p).  Each scalar is rounded to the
     arrays' type.  All arrays of one length; none that the kind uses may
     overlap another (restrict pointers)."""

@@ -246,11 +246,13 @@ def test_optimizer_steps_raise_under_errstate_and_refuse_misshapen_state():
 
 def test_optimizer_step_refuses_bad_arguments_naming_them():
     a = np.zeros(5, np.float32)
-    with pytest.raises(ValueError, match=r"kind must be one of \['adam', 'momentum', "
+    with pytest.raises(ValueError, match=r"kind must be one of \['adam', 'adamw', 'momentum', "
                                          r"'nesterov', 'rmsprop', 'sgd'\], got 'adagrad'"):
         _rnn.optimizer_step("adagrad", a, a.copy(), a.copy(), a.copy(), (1.0, 1.0))
     with pytest.raises(ValueError, match="adam takes 7 scalars, got 2"):
         _rnn.optimizer_step("adam", a, a.copy(), a.copy(), a.copy(), (1.0, 1.0))
+    with pytest.raises(ValueError, match="adamw takes 8 scalars, got 7"):
+        _rnn.optimizer_step("adamw", a, a.copy(), a.copy(), a.copy(), (1.0,) * 7)
     with pytest.raises(ValueError, match="lengths p 5, g 4, s1 5, s2 5 differ"):
         _rnn.optimizer_step("momentum", a, np.zeros(4, np.float32), a.copy(), a.copy(),
                             (0.9, 0.1))
