@@ -74,6 +74,13 @@ cdef struct AffColsJob:
 
 cdef enum:
     AFF_NC = 128        # columns of a block of the forward (8 float panels)
+    # Columns of a block of the weight gradient.  gemm_tn packs all of a
+    # (x^T, tile by tile) again for every block: at 128 that was 6.6 % of a
+    # language model's dW (700 x 200 by 700 x 10,000).  1024 measured
+    # 1.046-1.067 faster than 128 at m1 = 200, 650 and 1500 (256 and 512
+    # less at one size or another; docs/performance.md item 140), though
+    # c's block no longer stays in L2 across the chunks of rows.
+    AFF_NC_TN = 1024
 
 
 cdef void aff_cols_part(floating* tag, AffColsJob* j, long p0, long p1) noexcept nogil:
@@ -245,8 +252,8 @@ cdef void aff_tn_part(floating* tag, AffTnJob* j, long p0, long p1, int part) no
     if i1 <= i0:
         return
     if j.split_n:       # c[:, i0:i1] = a^T b[:, i0:i1], and those columns' sums,
-        while i0 < i1:  # by blocks of AFF_NC columns: c's block stays in L2 over the chunks of rows
-            nc = AFF_NC if i1 - i0 > AFF_NC else i1 - i0
+        while i0 < i1:  # by blocks of AFF_NC_TN columns
+            nc = AFF_NC_TN if i1 - i0 > AFF_NC_TN else i1 - i0
             gemm_tn(j.m1, a, j.m1, c + i0, 0, <const floating*> NULL, 0, <floating*> NULL,
                     nc, j.rows, b + i0, j.n, j.n,
                     colsum + i0 if colsum != NULL else <floating*> NULL)

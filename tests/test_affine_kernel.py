@@ -64,7 +64,8 @@ def test_matmul_rows_matches_numpy(dtype, m, k, n, trans_b):
 @needs_kernel
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows,m1,n", [(32, 1, 1), (33, 7, 50), (700, 200, 1000),
-                                       (600, 300, 40), (1100, 17, 129)])
+                                       (600, 300, 40), (1100, 17, 129),
+                                       (300, 20, 2100)])   # blocks of 1024 columns, ragged
 @pytest.mark.parametrize("with_sums", [False, True])
 def test_matmul_tn_matches_numpy(dtype, rows, m1, n, with_sums):
     rng = _rng(rows, m1, n)
