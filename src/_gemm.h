@@ -229,6 +229,31 @@ static inline void rf_add_rows16(float* sum, const float* src, long ld, long row
  * 32 with B and the packed buffer in memory (benchmarks/c/pack_blocks.c). */
 #define RF_PACK_ROWS 16
 
+/* The body of rf_pack_b_sum_f and _d for a row-major B (trans = 0): its
+ * `full` full panels of NR columns by blocks of RF_PACK_ROWS rows, panel by
+ * panel in a block (COPY_ROW(dst, src) one panel row, ADD_ROWS(sum, src,
+ * ld, rows) a block's column sums), and the ragged columns' sums; uses the
+ * caller's B, ldb, K, N, Bp, pstride, colsum and full. */
+#define RF_PACK_FULL_PANELS(T, NR, COPY_ROW, ADD_ROWS)                        \
+    do {                                                                      \
+        long k0_, kb_, p_, k_, j_;                                            \
+        for (k0_ = 0; k0_ < K; k0_ += kb_) {                                  \
+            kb_ = K - k0_ < RF_PACK_ROWS ? K - k0_ : RF_PACK_ROWS;            \
+            for (p_ = 0; p_ < full; p_++) {                                   \
+                const T* src_ = B + k0_ * ldb + p_ * (NR);                    \
+                T* dst_ = Bp + p_ * pstride + k0_ * (NR);                     \
+                for (k_ = 0; k_ < kb_; k_++)                                  \
+                    COPY_ROW(dst_ + k_ * (NR), src_ + k_ * ldb);              \
+                if (colsum != NULL)                                           \
+                    ADD_ROWS(colsum + p_ * (NR), src_, ldb, kb_);             \
+            }                                                                 \
+            if (colsum != NULL)                                               \
+                for (k_ = k0_; k_ < k0_ + kb_; k_++)                          \
+                    for (j_ = full * (NR); j_ < N; j_++)                      \
+                        colsum[j_] += B[k_ * ldb + j_];                       \
+        }                                                                     \
+    } while (0)
+
 RF_CLONED void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N,
                                float* Bp, long pstride, float* colsum)
 {
@@ -247,22 +272,7 @@ RF_CLONED void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long
          * colsum (N), when given, gets B's column sums in the same pass
          * (the bias gradient, without another pass over the gate
          * gradients), each column's rows added in row order as before. */
-        long k0, kb;
-        for (k0 = 0; k0 < K; k0 += kb) {
-            kb = K - k0 < RF_PACK_ROWS ? K - k0 : RF_PACK_ROWS;
-            for (p = 0; p < full; p++) {
-                const float* src = B + k0 * ldb + p * RF_NR;
-                dst = Bp + p * pstride + k0 * RF_NR;
-                for (k = 0; k < kb; k++)
-                    rf_copy_row16(dst + k * RF_NR, src + k * ldb);
-                if (colsum != NULL)
-                    rf_add_rows16(colsum + p * RF_NR, src, ldb, kb);
-            }
-            if (colsum != NULL)
-                for (k = k0; k < k0 + kb; k++)
-                    for (j = full * RF_NR; j < N; j++)
-                        colsum[j] += B[k * ldb + j];
-        }
+        RF_PACK_FULL_PANELS(float, RF_NR, rf_copy_row16, rf_add_rows16);
     }
     for (p = trans ? 0 : full; p * RF_NR < N; p++) {
         j0 = p * RF_NR;

@@ -40,6 +40,22 @@ static inline long rf_packed_size_d(long K, long N)
     return rf_panel_stride_d(K) * ((N + RF_NRD - 1) / RF_NRD);
 }
 
+/* One panel row of 8 doubles; a block's column sums (rows ld apart, added
+ * in row order), for RF_PACK_FULL_PANELS. */
+static inline void rf_copy_row8d(double* dst, const double* src)
+{
+    *(rf_d8*) dst = *(const rf_d8*) src;
+}
+
+static inline void rf_add_rows8d(double* sum, const double* src, long ld, long rows)
+{
+    rf_d8 acc = *(rf_d8*) sum;
+    long k;
+    for (k = 0; k < rows; k++)
+        acc += *(const rf_d8*) (src + k * ld);
+    *(rf_d8*) sum = acc;
+}
+
 /* Bp <- B (K, N) packed, as rf_pack_b_sum_f: panels pstride doubles apart
  * (rf_panel_stride_d(K) for a whole B, more for rows 0..K-1 of a taller
  * one's); trans = 0, B row-major (K, N) with row stride ldb, copied by
@@ -54,28 +70,8 @@ RF_CLONED void rf_pack_b_sum_d(const double* B, long ldb, int trans, long K, lon
     double* dst;
     if (!trans) {
         /* By blocks of RF_PACK_ROWS rows, panel by panel in a block, as
-         * rf_pack_b_sum_f (docs/performance.md item 134); each column's
-         * rows added in row order. */
-        long k0, kb;
-        for (k0 = 0; k0 < K; k0 += kb) {
-            kb = K - k0 < RF_PACK_ROWS ? K - k0 : RF_PACK_ROWS;
-            for (p = 0; p < full; p++) {
-                const double* src = B + k0 * ldb + p * RF_NRD;
-                dst = Bp + p * pstride + k0 * RF_NRD;
-                for (k = 0; k < kb; k++)
-                    *(rf_d8*) (dst + k * RF_NRD) = *(const rf_d8*) (src + k * ldb);
-                if (colsum != NULL) {
-                    rf_d8 acc = *(rf_d8*) (colsum + p * RF_NRD);
-                    for (k = 0; k < kb; k++)
-                        acc += *(const rf_d8*) (src + k * ldb);
-                    *(rf_d8*) (colsum + p * RF_NRD) = acc;
-                }
-            }
-            if (colsum != NULL)
-                for (k = k0; k < k0 + kb; k++)
-                    for (j = full * RF_NRD; j < N; j++)
-                        colsum[j] += B[k * ldb + j];
-        }
+         * rf_pack_b_sum_f (docs/performance.md item 134). */
+        RF_PACK_FULL_PANELS(double, RF_NRD, rf_copy_row8d, rf_add_rows8d);
     }
     for (p = trans ? 0 : full; p * RF_NRD < N; p++) {
         j0 = p * RF_NRD;

@@ -39,48 +39,36 @@ static void pack_row_by_row(const float* B, long ldb, long K, long N, float* Bp,
     }
 }
 
-static int same_as_row_by_row(long K, long N)
-{
-    long ps = rf_panel_stride(K), size = ps * ((N + RF_NR - 1) / RF_NR), i, full = N / RF_NR;
-    float *B = malloc(K * N * sizeof(float)), *P1 = calloc(size, sizeof(float));
-    float *P2 = calloc(size, sizeof(float)), *s1 = calloc(N, sizeof(float));
-    float *s2 = calloc(N, sizeof(float));
-    int ok;
-    for (i = 0; i < K * N; i++)
-        B[i] = (float) ((i * 7919 % 1009) - 504) / 97.0f;
-    rf_pack_b_sum_f(B, N, 0, K, N, P1, ps, s1);
-    pack_row_by_row(B, N, K, N, P2, ps, s2);
-    ok = memcmp(s1, s2, N * sizeof(float)) == 0;
-    for (i = 0; i < full; i++)        /* the full panels' rows */
-        ok = ok && memcmp(P1 + i * ps, P2 + i * ps, K * RF_NR * sizeof(float)) == 0;
-    free(B); free(P1); free(P2); free(s1); free(s2);
-    return ok;
-}
-
-/* The same check for rf_pack_b_sum_d (panels of 8 doubles). */
-static int same_as_row_by_row_d(long K, long N)
-{
-    long ps = rf_panel_stride_d(K), size = ps * ((N + RF_NRD - 1) / RF_NRD), i, k, p, j;
-    long full = N / RF_NRD;
-    double *B = malloc(K * N * sizeof(double)), *P1 = calloc(size, sizeof(double));
-    double *P2 = calloc(size, sizeof(double)), *s1 = calloc(N, sizeof(double));
-    double *s2 = calloc(N, sizeof(double));
-    int ok;
-    for (i = 0; i < K * N; i++)
-        B[i] = (double) ((i * 7919 % 1009) - 504) / 97.0;
-    rf_pack_b_sum_d(B, N, 0, K, N, P1, ps, s1);
-    for (k = 0; k < K; k++) {
-        for (p = 0; p < full; p++)
-            memcpy(P2 + p * ps + k * RF_NRD, B + k * N + p * RF_NRD, RF_NRD * sizeof(double));
-        for (j = 0; j < N; j++)
-            s2[j] += B[k * N + j];
+/* Whether rf_pack_b_sum_<S> (panels of NR elements of T, PSTRIDE(K)
+ * apart) gives the row-by-row packing's full panels and column sums, bit
+ * for bit, on a K x N matrix. */
+#define DEFINE_SAME_AS_ROW_BY_ROW(S, T, NR, PSTRIDE)                         \
+    static int same_as_row_by_row_##S(long K, long N)                        \
+    {                                                                         \
+        long ps = PSTRIDE(K), size = ps * ((N + NR - 1) / NR), i, k, p, j;    \
+        long full = N / NR;                                                   \
+        T *B = malloc(K * N * sizeof(T)), *P1 = calloc(size, sizeof(T));      \
+        T *P2 = calloc(size, sizeof(T)), *s1 = calloc(N, sizeof(T));          \
+        T *s2 = calloc(N, sizeof(T));                                         \
+        int ok;                                                               \
+        for (i = 0; i < K * N; i++)                                           \
+            B[i] = (T) ((i * 7919 % 1009) - 504) / (T) 97;                    \
+        rf_pack_b_sum_##S(B, N, 0, K, N, P1, ps, s1);                         \
+        for (k = 0; k < K; k++) {                                             \
+            for (p = 0; p < full; p++)                                        \
+                memcpy(P2 + p * ps + k * NR, B + k * N + p * NR, NR * sizeof(T)); \
+            for (j = 0; j < N; j++)                                           \
+                s2[j] += B[k * N + j];                                        \
+        }                                                                     \
+        ok = memcmp(s1, s2, N * sizeof(T)) == 0;                              \
+        for (p = 0; p < full; p++)                                            \
+            ok = ok && memcmp(P1 + p * ps, P2 + p * ps, K * NR * sizeof(T)) == 0; \
+        free(B); free(P1); free(P2); free(s1); free(s2);                      \
+        return ok;                                                            \
     }
-    ok = memcmp(s1, s2, N * sizeof(double)) == 0;
-    for (p = 0; p < full; p++)
-        ok = ok && memcmp(P1 + p * ps, P2 + p * ps, K * RF_NRD * sizeof(double)) == 0;
-    free(B); free(P1); free(P2); free(s1); free(s2);
-    return ok;
-}
+
+DEFINE_SAME_AS_ROW_BY_ROW(f, float, RF_NR, rf_panel_stride)
+DEFINE_SAME_AS_ROW_BY_ROW(d, double, RF_NRD, rf_panel_stride_d)
 
 int main(int argc, char** argv)
 {
@@ -93,7 +81,7 @@ int main(int argc, char** argv)
     float *B, *Bp, *sums;
     char* junk;
     for (s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
-        if (!same_as_row_by_row(shapes[s][0], shapes[s][1]) ||
+        if (!same_as_row_by_row_f(shapes[s][0], shapes[s][1]) ||
             !same_as_row_by_row_d(shapes[s][0], shapes[s][1])) {
             printf("K=%ld N=%ld: not bitwise the same\n", shapes[s][0], shapes[s][1]);
             return 1;
