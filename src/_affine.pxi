@@ -86,9 +86,13 @@ cdef enum:
 cdef void aff_cols_part(floating* tag, AffColsJob* j, long p0, long p1) noexcept nogil:
     """c[:, cols] = a @ op(b)[:, cols] (+ bias[cols]) for the columns of
     panels p0..p1-1, by blocks of AFF_NC columns: each block's op(b) packed
-    here, its c filled with the bias and then added to, while that block
-    (m x 128 values, 358 KB for a language model's 700 rows) is in L2 (the
-    bias filled over all the part's columns first cost 10 % more)."""
+    here, its c written by the product and the bias then added while that
+    block (m x 128 values, 358 KB for a language model's 700 rows) is in
+    L2.  The same sums as filling c with the bias first and adding the
+    product to it (one addition either way), but c's first touch, which
+    fetches its lines from memory (the logits: 28 MB), now happens in the
+    tiles' stores, behind their FMAs, not in a pass of its own (9 % of the
+    product; docs/performance.md item 141)."""
     cdef long w = aff_panel(tag)
     cdef int c0 = <int> (p0 * w)
     cdef int c1 = <int> (p1 * w if p1 * w < j.n else j.n)
@@ -104,12 +108,12 @@ cdef void aff_cols_part(floating* tag, AffColsJob* j, long p0, long p1) noexcept
         # op(b)'s columns c0..: b's columns (row-major (k, n)) or its rows ((n, k))
         bpart = b + <long> c0 * j.k if j.trans_b else b + c0
         bp = pack_b(j.m, j.trans_b, j.k, nc, bpart, j.k if j.trans_b else j.n)
+        gemm_packed(j.m, nc, j.k, a, j.k, bp, j.trans_b, bpart,
+                    j.k if j.trans_b else j.n, False, c + c0, j.n)
         if bias != NULL:
             for i in range(j.m):
                 for col in range(c0, c0 + nc):
-                    c[<long> i * j.n + col] = bias[col]
-        gemm_packed(j.m, nc, j.k, a, j.k, bp, j.trans_b, bpart,
-                    j.k if j.trans_b else j.n, bias != NULL, c + c0, j.n)
+                    c[<long> i * j.n + col] += bias[col]
         free_packed(bp)
         c0 += nc
 
