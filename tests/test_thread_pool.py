@@ -262,7 +262,7 @@ def test_workers_take_the_callers_flush_to_zero(cls):
     gradients' parts add up in another order)."""
     from rnnfast import _rnn
     try:
-        _rnn.flush_subnormals(False)
+        was = _rnn.flush_subnormals(False)  # put back at the end
     except NotImplementedError:
         pytest.skip("flush_subnormals is x86-64's")
     # Inputs and weights of ~1e-20: the products (~1e-40) are subnormal in
@@ -291,7 +291,7 @@ def test_workers_take_the_callers_flush_to_zero(cls):
         finally:
             _core.use_thread_pool(True)
     finally:
-        _rnn.flush_subnormals(False)
+        _rnn.flush_subnormals(was)
     assert any(not np.array_equal(a, b) for a, b in zip(plain, pooled)), \
         "the case has no subnormals: FTZ changed nothing"
     for a, b in zip(pooled, spawned):
