@@ -57,6 +57,7 @@ PY
 if [ "$#" -eq 0 ]; then
     set -- tests/test_kernels_reference.py tests/test_gradcheck.py \
            tests/test_parity_torch.py tests/test_layers_core.py \
-           tests/test_properties.py tests/test_bad_input.py
+           tests/test_properties.py tests/test_bad_input.py \
+           tests/test_fuzz_networks.py
 fi
 python -m pytest -q -p no:cacheprovider "$@"

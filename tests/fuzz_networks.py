@@ -1,0 +1,277 @@
+"""A differential fuzzer: random networks at the sizes where the fast paths
+run, against the numpy reference twin (rnnfast._reference).
+
+tests/test_properties.py draws shapes of 1 to 4: there no product reaches
+the packed kernel's wide tiles, its ragged last panels, the one-row GEMVs
+by groups or by segments, a step loop split over threads, the prefetches
+and chunks of a long call, or the rebuilt saved states.  Here every case
+draws its sizes from values around those paths' edges (multiples of 8, 16
+and 32, plus and minus one; rows around the tile heights; sometimes a long
+sequence), a cell and its options, 1 or 2 layers, one or two directions,
+ragged lengths, an initial state, float32 or float64, 1 or 2 threads, and
+a random setting of every kernel switch of rnnfast._core (each path and
+its alternative compute the same sums), with split limits of 1 in half
+the cases so that even small calls run on two threads.  It then checks a
+training forward and backward (outputs, final states, dL/dxs, dL/dstate,
+every parameter gradient) and an evaluation forward against the
+reference, and puts every switch back.
+
+    python tests/fuzz_networks.py [--cases N] [--minutes M] [--seed S]
+
+prints one line a failing case, with the seed that replays it alone
+(`--seed S --cases 1`), and exits 1 if any failed.  tests/
+test_fuzz_networks.py runs a few fixed seeds in the suite.
+"""
+import argparse
+import sys
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import rnnfast
+from rnnfast import _core, _gru, _lstm, _reference, _rnn
+
+TOL = {np.dtype(np.float32): dict(rtol=2e-3, atol=2e-4),
+       np.dtype(np.float64): dict(rtol=1e-8, atol=1e-10)}
+CELLS = [("rnn", {"nonlinearity": "tanh"}), ("rnn", {"nonlinearity": "relu"}),
+         ("lstm", {}), ("gru", {"reset_after": False}), ("gru", {"reset_after": True})]
+NETWORKS = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}
+# Widths around the packed layout's edges: panels of 16 floats (8 doubles),
+# wide tiles of 32 columns, half panels of at most 8, groups of 4 and 8
+# panels for the one-row products.
+EDGE_WIDTHS = [1, 2, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 40, 47, 48, 49, 63, 64, 65,
+               96, 100, 127, 128, 129, 136, 160, 200, 255, 256, 257]
+# Rows around the tile heights (6 and 8) and the row blocks (96, 192).
+EDGE_ROWS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 16, 17, 20, 31, 32, 33, 48, 64, 65, 97]
+MAX_CASE_CELLS = 3_000_000        # N * T * H * gates, to keep the reference quick
+
+
+def draw_case(rng):
+    """One problem: sizes, options and switches, from rng."""
+    cell, opts = CELLS[rng.integers(len(CELLS))]
+    dtype = np.dtype(np.float32 if rng.random() < 0.7 else np.float64)
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    while True:
+        N = int(rng.choice(EDGE_ROWS))
+        H = int(rng.choice(EDGE_WIDTHS))
+        D = int(rng.choice(EDGE_WIDTHS))
+        # mostly short; sometimes long enough for the long-call paths
+        T = int(rng.integers(1, 41)) if rng.random() < 0.8 else int(rng.integers(100, 600))
+        if N * T * H * gates <= MAX_CASE_CELLS:
+            break
+    switches = dict(
+        packed=bool(rng.random() < 0.9), packed_dw=bool(rng.random() < 0.9),
+        wide=bool(rng.random() < 0.7), unpacked_b=bool(rng.random() < 0.7),
+        gemv8=[None, True, False][rng.integers(3)], half=bool(rng.random() < 0.7),
+        segments=bool(rng.random() < 0.7), prefetch=bool(rng.random() < 0.7),
+        chunks=bool(rng.random() < 0.7), split_packing=bool(rng.random() < 0.7),
+        pool=bool(rng.random() < 0.8), direct_infer=bool(rng.random() < 0.7),
+        threads=int(rng.integers(1, 3)), split_all=bool(rng.random() < 0.5),
+    )
+    relu = opts.get("nonlinearity") == "relu"
+    return dict(cell=cell, opts=opts, dtype=dtype, N=N, T=T, D=D, H=H,
+                # (one ReLU layer: relu_masks_from needs the layer's outputs)
+                layers=int(rng.integers(1, 3)) if T * N * H < 400_000 and not relu else 1,
+                bidirectional=bool(rng.random() < 0.4), ragged=bool(rng.random() < 0.4),
+                with_state=bool(rng.random() < 0.5), switches=switches)
+
+
+class kernel_settings:
+    """Sets the switches of a case on all three kernel modules; puts the
+    defaults back on exit (every switch's default is on, gemv8 automatic)."""
+
+    def __init__(self, sw):
+        self.sw = sw
+
+    def __enter__(self):
+        sw = self.sw
+        _core.use_packed_gemm(sw["packed"], dw=sw["packed_dw"])
+        _core.use_wide_tiles(sw["wide"])
+        _core.use_unpacked_b(sw["unpacked_b"])
+        _core.use_gemv_groups_of_8(sw["gemv8"])
+        _core.use_half_panels(sw["half"])
+        _core.use_gemv_segments(sw["segments"])
+        _core.use_prefetch(sw["prefetch"])
+        _core.use_grad_chunks(sw["chunks"])
+        _core.use_split_packing(sw["split_packing"])
+        _core.use_thread_pool(sw["pool"])
+        _core.use_direct_infer(sw["direct_infer"])
+        self.limits = [m.split_limits() for m in (_rnn, _lstm, _gru)]
+        if sw["split_all"]:
+            for m in (_rnn, _lstm, _gru):
+                m.split_limits(1, 1, 1)
+        self.blas = threadpool_limits(sw["threads"])
+        return self
+
+    def __exit__(self, *exc):
+        self.blas.unregister()
+        for m, limits in zip((_rnn, _lstm, _gru), self.limits):
+            m.split_limits(*limits)
+        _core.use_packed_gemm(True)
+        for switch in (_core.use_wide_tiles, _core.use_unpacked_b, _core.use_half_panels,
+                       _core.use_gemv_segments, _core.use_prefetch, _core.use_grad_chunks,
+                       _core.use_split_packing, _core.use_thread_pool,
+                       _core.use_direct_infer):
+            switch(True)
+        _core.use_gemv_groups_of_8(None)
+        return False
+
+
+def reference_network(case, net, xs, h0, c0, lengths):
+    """The reference's outputs, final states and caches, layer by layer, in
+    float64 from the same values: what differs is the kernels' rounding."""
+    cell, opts, H = case["cell"], case["opts"], case["H"]
+    nd = net.num_directions
+    x = xs.astype(np.float64)
+    caches, h_n, c_n = [], [], []
+    for layer in range(net.num_layers):
+        outs = []
+        for d in range(nd):
+            i = layer * nd + d
+            Wx, Wh, b = (p.astype(np.float64) for p in net.layer_params(layer, d))
+            hs_r, h_r, c_r, cache = _reference.sequence_forward(
+                cell, x, Wx, Wh, b, h0[i].astype(np.float64),
+                c0[i].astype(np.float64) if cell == "lstm" else None, lengths, d == 1, **opts)
+            outs.append(hs_r)
+            caches.append(cache)
+            h_n.append(h_r)
+            c_n.append(c_r)
+        x = np.concatenate(outs, axis=2)
+    return x, np.stack(h_n), (np.stack(c_n) if cell == "lstm" else None), caches
+
+
+def reference_backward(case, net, dhs, dh_n, dc_n, caches):
+    """dL/dxs, dL/dh0 (and dc0) and the gradients in net.grads's order."""
+    H, nd, cell = case["H"], net.num_directions, case["cell"]
+    grads = [None] * len(net.params)
+    dh0 = [None] * (net.num_layers * nd)
+    dc0 = [None] * (net.num_layers * nd)
+    dout = dhs.astype(np.float64)
+    per = len(net.params) // (net.num_layers * nd)
+    for layer in reversed(range(net.num_layers)):
+        dx = None
+        for d in range(nd):
+            i = layer * nd + d
+            dx_r, dh0_r, dc0_r, g = _reference.sequence_backward(
+                np.ascontiguousarray(dout[:, :, d * H:(d + 1) * H]), dh_n[i].astype(np.float64),
+                dc_n[i].astype(np.float64) if cell == "lstm" else None, caches[i])
+            dx = dx_r if dx is None else dx + dx_r
+            dh0[i], dc0[i] = dh0_r, dc0_r
+            grads[i * per:(i + 1) * per] = list(g)[:per]
+        dout = dx
+    return dout, np.stack(dh0), (np.stack(dc0) if cell == "lstm" else None), grads
+
+
+def relu_masks_from(hs, caches, H):
+    """Give the reference's ReLU steps the kernel's own outputs as h_next,
+    so that its backward takes the kernel's side of the kink wherever a
+    pre-activation lies within float32 rounding of 0.  ReLU's derivative
+    jumps there: about one unit in a million does, and took the whole
+    comparison of a large case's gradients with it (all of its dW off by
+    ~0.3 %, through the BLAS-only path as much as through the kernel's).
+    The outputs themselves are continuous, and compared as they are."""
+    for d, (cell, shape, steps) in enumerate(caches):
+        for j, (rows, t, cache) in enumerate(steps):
+            x, h, _, Wx, Wh, nonlinearity = cache
+            ours = hs[rows, t, d * H:(d + 1) * H].astype(np.float64)
+            steps[j] = (rows, t, (x, h, ours, Wx, Wh, nonlinearity))
+
+
+def close(name, ours, ref, tol, failures):
+    ours, ref = np.asarray(ours), np.asarray(ref)
+    if ours.shape != ref.shape:
+        failures.append(f"{name}: shape {ours.shape} against {ref.shape}")
+        return
+    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
+    bad = ~np.isclose(ours, ref, rtol=tol["rtol"], atol=tol["atol"] * scale)
+    if bad.any() or not np.isfinite(ours).all():
+        err = float(np.nanmax(np.abs(ours.astype(np.float64) - ref)))
+        failures.append(f"{name}: {int(bad.sum())} of {bad.size} off, max error {err:.3g} "
+                        f"(largest |ref| {scale:.3g})")
+
+
+def run_case(case, seed):
+    """A list of what differs from the reference (empty: the case passed)."""
+    rng = np.random.default_rng(seed)
+    cell, dt, N, T, D, H = (case[k] for k in ("cell", "dtype", "N", "T", "D", "H"))
+    net = NETWORKS[cell](D, H, num_layers=case["layers"], bidirectional=case["bidirectional"],
+                         dtype=dt, random_state=int(rng.integers(2 ** 31)), **case["opts"])
+    # 1.5 times PyTorch's init (gates further from 1/2), PyTorch's own for
+    # ReLU, whose states would otherwise grow without bound over long T.
+    scale = (1.0 if case["opts"].get("nonlinearity") == "relu" else 1.5) / np.sqrt(H)
+    for w in net.params:
+        w[...] = rng.uniform(-scale, scale, w.shape)
+    L = net.num_layers * net.num_directions
+    xs = rng.standard_normal((N, T, D)).astype(dt)
+    lengths = rng.integers(1, T + 1, N) if case["ragged"] else None
+    h0 = rng.standard_normal((L, N, H)).astype(dt) if case["with_state"] else np.zeros((L, N, H), dt)
+    c0 = rng.standard_normal((L, N, H)).astype(dt) if case["with_state"] else np.zeros((L, N, H), dt)
+    state = None
+    if case["with_state"]:
+        state = (h0, c0) if cell == "lstm" else h0
+    lens = np.full(N, T) if lengths is None else lengths
+    tol = TOL[dt]
+    failures = []
+    with kernel_settings(case["switches"]):
+        hs, final = net.forward(xs, state, lengths)
+        hs_r, h_r, c_r, caches = reference_network(case, net, xs, h0, c0, lens)
+        close("hs", hs, hs_r, tol, failures)
+        close("h_n", final[0] if cell == "lstm" else final, h_r, tol, failures)
+        if cell == "lstm":
+            close("c_n", final[1], c_r, tol, failures)
+        dhs = rng.standard_normal(hs.shape).astype(dt)
+        for n, length in enumerate(lens):
+            dhs[n, length:] = 0
+        if case["opts"].get("nonlinearity") == "relu" and dt == np.float32:
+            relu_masks_from(hs, caches, H)
+        dh_n = rng.standard_normal((L, N, H)).astype(dt)
+        dc_n = rng.standard_normal((L, N, H)).astype(dt)
+        dxs = net.backward(dhs, (dh_n, dc_n) if cell == "lstm" else dh_n)
+        dxs_r, dh0_r, dc0_r, grads_r = reference_backward(case, net, dhs, dh_n, dc_n, caches)
+        close("dxs", dxs, dxs_r, tol, failures)
+        close("dh0", net.dstate[0] if cell == "lstm" else net.dstate, dh0_r, tol, failures)
+        if cell == "lstm":
+            close("dc0", net.dstate[1], dc0_r, tol, failures)
+        for i, (ours, ref) in enumerate(zip(net.grads, grads_r)):
+            close(f"grads[{i}]", ours, ref, tol, failures)
+        net.eval()
+        hs_e, _ = net.forward(xs, state, lengths)
+        close("hs (eval)", hs_e, hs_r, tol, failures)
+    return failures
+
+
+def describe(case):
+    sw = case["switches"]
+    on = ",".join(k for k, v in sw.items() if v is True)
+    off = ",".join(k for k, v in sw.items() if v is False)
+    return (f"{case['cell']}{case['opts'] or ''} {case['dtype']} N={case['N']} T={case['T']} "
+            f"D={case['D']} H={case['H']} layers={case['layers']} "
+            f"bidir={case['bidirectional']} ragged={case['ragged']} state={case['with_state']} "
+            f"threads={sw['threads']} gemv8={sw['gemv8']} on=[{on}] off=[{off}]")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", type=int, default=200)
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="run until this much time has passed (overrides --cases)")
+    ap.add_argument("--seed", type=int, default=0, help="the first case's seed")
+    args = ap.parse_args(argv)
+    t_end = time.monotonic() + 60 * args.minutes if args.minutes else None
+    seed, done, failed = args.seed, 0, 0
+    while (t_end is None and done < args.cases) or (t_end is not None and time.monotonic() < t_end):
+        case = draw_case(np.random.default_rng([seed, 1]))
+        failures = run_case(case, seed)
+        if failures:
+            failed += 1
+            print(f"FAIL seed={seed}: {describe(case)}\n    " + "\n    ".join(failures),
+                  flush=True)
+        done += 1
+        seed += 1
+    print(f"{done} cases from seed {args.seed}, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""A few fixed cases of the differential fuzzer (tests/fuzz_networks.py):
+networks at sizes around the packed kernel's edges, with random kernel
+switches and thread counts, against the float64 numpy reference.  Longer
+runs: `python tests/fuzz_networks.py --minutes 15`."""
+import numpy as np
+import pytest
+
+import rnnfast
+
+from fuzz_networks import describe, draw_case, run_case
+
+SEEDS = range(60)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_network_matches_reference_at_kernel_edges(seed):
+    case = draw_case(np.random.default_rng([seed, 1]))
+    failures = run_case(case, seed)
+    assert not failures, describe(case) + "\n" + "\n".join(failures)
+
+
+def test_the_fuzzer_reports_a_wrong_gradient(monkeypatch):
+    """The comparison is live: one parameter gradient off by a little in
+    one element, and the case fails naming it."""
+    backward = rnnfast.LSTM.backward
+
+    def off_by_a_little(self, *args, **kwargs):
+        dxs = backward(self, *args, **kwargs)
+        self.grads[1][0, 0] += 0.05
+        return dxs
+
+    monkeypatch.setattr(rnnfast.LSTM, "backward", off_by_a_little)
+    seed = next(s for s in range(200) if draw_case(np.random.default_rng([s, 1]))["cell"] == "lstm")
+    failures = run_case(draw_case(np.random.default_rng([seed, 1])), seed)
+    assert [f.split(":")[0] for f in failures] == ["grads[1]"]
+
+
+def test_the_fuzzer_puts_the_switches_back():
+    """A case that lowered the split limits and turned the wide tiles off
+    leaves both as they were."""
+    from rnnfast import _lstm, _rnn
+    limits, wide = _lstm.split_limits(), _rnn.wide_tiles_in_use()
+    seed = next(s for s in range(200)
+                if (lambda sw: sw["split_all"] and not sw["wide"])(
+                    draw_case(np.random.default_rng([s, 1]))["switches"]))
+    run_case(draw_case(np.random.default_rng([seed, 1])), seed)
+    assert _lstm.split_limits() == limits
+    assert _rnn.wide_tiles_in_use() == wide
