@@ -70,10 +70,13 @@ def draw_case(rng):
         threads=int(rng.integers(1, 3)), split_all=bool(rng.random() < 0.5),
     )
     relu = opts.get("nonlinearity") == "relu"
-    return dict(cell=cell, opts=opts, dtype=dtype, N=N, T=T, D=D, H=H,
+    stateful = T >= 2 and rng.random() < 0.25
+    return dict(cell=cell, opts=opts, dtype=dtype, N=N, T=T, D=D, H=H, stateful=stateful,
                 # (one ReLU layer: relu_masks_from needs the layer's outputs)
                 layers=int(rng.integers(1, 3)) if T * N * H < 400_000 and not relu else 1,
-                bidirectional=bool(rng.random() < 0.4), ragged=bool(rng.random() < 0.4),
+                # (a stateful network's chunks are whole: no lengths)
+                bidirectional=bool(rng.random() < 0.4),
+                ragged=not stateful and bool(rng.random() < 0.4),
                 with_state=bool(rng.random() < 0.5), switches=switches)
 
 
@@ -192,11 +195,16 @@ def close(name, ours, ref, tol, failures):
 
 
 def run_case(case, seed):
-    """A list of what differs from the reference (empty: the case passed)."""
+    """A list of what differs from the reference (empty: the case passed).
+
+    A stateful case runs xs in two chunks, the second from the state the
+    first left (truncated BPTT: the backward, of the second chunk, stops at
+    its start), against the reference run the same way."""
     rng = np.random.default_rng(seed)
     cell, dt, N, T, D, H = (case[k] for k in ("cell", "dtype", "N", "T", "D", "H"))
     net = NETWORKS[cell](D, H, num_layers=case["layers"], bidirectional=case["bidirectional"],
-                         dtype=dt, random_state=int(rng.integers(2 ** 31)), **case["opts"])
+                         stateful=case["stateful"], dtype=dt,
+                         random_state=int(rng.integers(2 ** 31)), **case["opts"])
     # 1.5 times PyTorch's init (gates further from 1/2), PyTorch's own for
     # ReLU, whose states would otherwise grow without bound over long T.
     scale = (1.0 if case["opts"].get("nonlinearity") == "relu" else 1.5) / np.sqrt(H)
@@ -210,16 +218,28 @@ def run_case(case, seed):
     state = None
     if case["with_state"]:
         state = (h0, c0) if cell == "lstm" else h0
-    lens = np.full(N, T) if lengths is None else lengths
+    if case["stateful"]:
+        cut = int(rng.integers(1, T))
+        chunks = [slice(0, cut), slice(cut, T)]
+    else:
+        chunks = [slice(0, T)]
     tol = TOL[dt]
     failures = []
     with kernel_settings(case["switches"]):
-        hs, final = net.forward(xs, state, lengths)
-        hs_r, h_r, c_r, caches = reference_network(case, net, xs, h0, c0, lens)
-        close("hs", hs, hs_r, tol, failures)
-        close("h_n", final[0] if cell == "lstm" else final, h_r, tol, failures)
-        if cell == "lstm":
-            close("c_n", final[1], c_r, tol, failures)
+        h_ref, c_ref, refs = h0, c0, []
+        for i, chunk in enumerate(chunks):
+            x = xs[:, chunk]
+            Tc = x.shape[1]
+            lens = np.full(N, Tc) if lengths is None else lengths
+            where = f" (chunk {i})" if case["stateful"] else ""
+            hs, final = net.forward(x, state if i == 0 else None, lengths)
+            hs_r, h_ref, c_ref, caches = reference_network(case, net, x, h_ref, c_ref, lens)
+            refs.append(hs_r)
+            close("hs" + where, hs, hs_r, tol, failures)
+            close("h_n" + where, final[0] if cell == "lstm" else final, h_ref, tol, failures)
+            if cell == "lstm":
+                close("c_n" + where, final[1], c_ref, tol, failures)
+        # the backward of the last chunk
         dhs = rng.standard_normal(hs.shape).astype(dt)
         for n, length in enumerate(lens):
             dhs[n, length:] = 0
@@ -236,8 +256,12 @@ def run_case(case, seed):
         for i, (ours, ref) in enumerate(zip(net.grads, grads_r)):
             close(f"grads[{i}]", ours, ref, tol, failures)
         net.eval()
-        hs_e, _ = net.forward(xs, state, lengths)
-        close("hs (eval)", hs_e, hs_r, tol, failures)
+        if case["stateful"]:
+            net.reset_state()
+        for i, chunk in enumerate(chunks):
+            hs_e, _ = net.forward(xs[:, chunk], state if i == 0 else None, lengths)
+            close(f"hs (eval{', chunk %d' % i if case['stateful'] else ''})", hs_e, refs[i],
+                  tol, failures)
     return failures
 
 
@@ -248,6 +272,7 @@ def describe(case):
     return (f"{case['cell']}{case['opts'] or ''} {case['dtype']} N={case['N']} T={case['T']} "
             f"D={case['D']} H={case['H']} layers={case['layers']} "
             f"bidir={case['bidirectional']} ragged={case['ragged']} state={case['with_state']} "
+            f"stateful={case['stateful']} "
             f"threads={sw['threads']} gemv8={sw['gemv8']} on=[{on}] off=[{off}]")
 
 

@@ -46,3 +46,22 @@ def test_the_fuzzer_puts_the_switches_back():
     run_case(draw_case(np.random.default_rng([seed, 1])), seed)
     assert _lstm.split_limits() == limits
     assert _rnn.wide_tiles_in_use() == wide
+
+
+def test_the_fuzzer_reports_a_dropped_state(monkeypatch):
+    """A stateful case is live: a network that forgets its carried state
+    before each forward fails its second chunk."""
+    forward = rnnfast.RNN.forward
+
+    def forgetful(self, *args, **kwargs):
+        self.reset_state()
+        return forward(self, *args, **kwargs)
+
+    seed = next(s for s in range(500)
+                if (lambda c: c["stateful"] and c["cell"] == "rnn")(
+                    draw_case(np.random.default_rng([s, 1]))))
+    case = draw_case(np.random.default_rng([seed, 1]))
+    assert not run_case(case, seed)
+    monkeypatch.setattr(rnnfast.RNN, "forward", forgetful)
+    failures = run_case(case, seed)
+    assert any(f.startswith("hs (chunk 1)") for f in failures), failures
