@@ -143,3 +143,22 @@ def test_gemm_peak_follows_the_dtype_and_the_header_names_it(monkeypatch):
     assert "measured sgemm peak: 1 thread" in format_header(dict(header, dtype="float32"))
     with pytest.raises(ValueError, match="dtype: expected float32 or float64, got float16"):
         gemm_peak(1, 64, dtype=np.float16)
+
+
+@pytest.mark.parametrize("case,env,named", [
+    ("lstm:train", {}, "case"), ("cnn:train:small", {}, "cell"), ("lstm:fit:small", {}, "mode"),
+    ("lstm:train:huge", {}, "config"), ("lstm:train:8,10,4", {}, "config"),
+    ("lstm:train:8,0,4,4", {}, "config"), ("lstm:train:small", {"THREADS": "two"}, "THREADS"),
+    ("lstm:train:small", {"SECS": "-1"}, "SECS")])
+def test_loop_calls_refuses_bad_arguments_naming_them(monkeypatch, case, env, named):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exc:
+        _benchmark_module("loop_calls").main(case)
+    assert named in str(exc.value)
+
+
+def test_loop_calls_runs_a_case(monkeypatch, capsys):
+    monkeypatch.setenv("SECS", "0.05")
+    _benchmark_module("loop_calls").main("gru:train:4,3,2,5")
+    assert "gru:train:4,3,2,5, 1 thread(s):" in capsys.readouterr().out
