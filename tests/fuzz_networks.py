@@ -37,6 +37,7 @@ TOL = {np.dtype(np.float32): dict(rtol=2e-3, atol=2e-4),
 CELLS = [("rnn", {"nonlinearity": "tanh"}), ("rnn", {"nonlinearity": "relu"}),
          ("lstm", {}), ("gru", {"reset_after": False}), ("gru", {"reset_after": True})]
 NETWORKS = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}
+TIME_LAYERS = {"rnn": rnnfast.TimeRNN, "lstm": rnnfast.TimeLSTM, "gru": rnnfast.TimeGRU}
 # Widths around the packed layout's edges: panels of 16 floats (8 doubles),
 # wide tiles of 32 columns, half panels of at most 8, groups of 4 and 8
 # panels for the one-row products.
@@ -262,7 +263,40 @@ def run_case(case, seed):
             hs_e, _ = net.forward(xs[:, chunk], state if i == 0 else None, lengths)
             close(f"hs (eval{', chunk %d' % i if case['stateful'] else ''})", hs_e, refs[i],
                   tol, failures)
+        if (net.num_layers == 1 and net.num_directions == 1 and lengths is None
+                and (case["stateful"] or not case["with_state"])):
+            time_layer_failures(case, net, xs, h0, c0, chunks, refs, dhs, caches, failures)
     return failures
+
+
+def time_layer_failures(case, net, xs, h0, c0, chunks, refs, dhs, caches, failures):
+    """The same case through a Time layer (TimeRNN, TimeLSTM, TimeGRU) with
+    the network's weights, in training and in evaluation (which has its
+    own direct path): its outputs against the reference's, and the last
+    chunk's backward, which starts from a zero final-state gradient."""
+    cell, dt, H = case["cell"], case["dtype"], case["H"]
+    tol = TOL[dt]
+    Wx, Wh, b = (p.copy() for p in net.layer_params(0, 0))
+    layer = TIME_LAYERS[cell](Wx, Wh, b, stateful=case["stateful"], **case["opts"])
+    for mode in ("train", "eval"):
+        getattr(layer, mode)()
+        layer.reset_state()
+        if case["with_state"]:
+            layer.set_state(h0[0], c0[0] if cell == "lstm" else None)
+        for i, chunk in enumerate(chunks):
+            hs = layer.forward(xs[:, chunk])
+            close(f"Time layer hs ({mode}, chunk {i})", hs, refs[i], tol, failures)
+        if mode == "train":
+            dxs = layer.backward(dhs)
+            zero = np.zeros((1, dhs.shape[0], H))
+            dxs_r, dh0_r, dc0_r, grads_r = reference_backward(case, net, dhs, zero, zero,
+                                                              caches)
+            close("Time layer dxs", dxs, dxs_r, tol, failures)
+            close("Time layer dh", layer.dh, dh0_r[0], tol, failures)
+            if cell == "lstm":
+                close("Time layer dc", layer.dc, dc0_r[0], tol, failures)
+            for j, (ours, ref) in enumerate(zip(layer.grads, grads_r)):
+                close(f"Time layer grads[{j}]", ours, ref, tol, failures)
 
 
 def describe(case):

@@ -65,3 +65,25 @@ def test_the_fuzzer_reports_a_dropped_state(monkeypatch):
     monkeypatch.setattr(rnnfast.RNN, "forward", forgetful)
     failures = run_case(case, seed)
     assert any(f.startswith("hs (chunk 1)") for f in failures), failures
+
+
+def test_the_fuzzer_checks_the_time_layers(monkeypatch):
+    """A one-layer, one-direction case without lengths runs a Time layer
+    too: one output of a TimeLSTM in evaluation off by 0.05 fails it."""
+    forward = rnnfast.TimeLSTM.forward
+
+    def off_in_eval(self, xs):
+        hs = forward(self, xs)
+        if not self.training:
+            hs[0, 0, 0] += 0.05
+        return hs
+
+    seed = next(s for s in range(500)
+                if (lambda c: c["cell"] == "lstm" and c["layers"] == 1
+                    and not c["bidirectional"] and not c["ragged"]
+                    and not c["stateful"] and not c["with_state"])(
+                    draw_case(np.random.default_rng([s, 1]))))
+    case = draw_case(np.random.default_rng([seed, 1]))
+    assert not run_case(case, seed)
+    monkeypatch.setattr(rnnfast.TimeLSTM, "forward", off_in_eval)
+    assert [f.split(":")[0] for f in run_case(case, seed)] == ["Time layer hs (eval, chunk 0)"]
