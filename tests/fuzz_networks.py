@@ -38,6 +38,7 @@ CELLS = [("rnn", {"nonlinearity": "tanh"}), ("rnn", {"nonlinearity": "relu"}),
          ("lstm", {}), ("gru", {"reset_after": False}), ("gru", {"reset_after": True})]
 NETWORKS = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}
 TIME_LAYERS = {"rnn": rnnfast.TimeRNN, "lstm": rnnfast.TimeLSTM, "gru": rnnfast.TimeGRU}
+CELL_LAYERS = {"rnn": rnnfast.RNNCell, "lstm": rnnfast.LSTMCell, "gru": rnnfast.GRUCell}
 # Widths around the packed layout's edges: panels of 16 floats (8 doubles),
 # wide tiles of 32 columns, half panels of at most 8, groups of 4 and 8
 # panels for the one-row products.
@@ -266,7 +267,54 @@ def run_case(case, seed):
         if (net.num_layers == 1 and net.num_directions == 1 and lengths is None
                 and (case["stateful"] or not case["with_state"])):
             time_layer_failures(case, net, xs, h0, c0, chunks, refs, dhs, caches, failures)
+        cell_failures(case, net, xs[:, 0], h0[0], c0[0], rng, failures)
     return failures
+
+
+def cell_failures(case, net, x, h, c, rng, failures):
+    """One step of a cell (RNNCell, LSTMCell, GRUCell) with the first
+    layer's weights, from x (N, D) and the case's state, in training (its
+    backward from random dh_next, dc_next) and in evaluation (the direct
+    path), against the reference's step in float64."""
+    cell, dt = case["cell"], case["dtype"]
+    tol = TOL[dt]
+    f64 = [p.astype(np.float64) for p in net.layer_params(0, 0)]
+    x64, h64, c64 = (a.astype(np.float64) for a in (x, h, c))
+    layer = CELL_LAYERS[cell](*(p.copy() for p in net.layer_params(0, 0)), **case["opts"])
+    dh_next = rng.standard_normal(h.shape).astype(dt)
+    dc_next = rng.standard_normal(h.shape).astype(dt)
+    if cell == "lstm":
+        h_r, c_r, cache = _reference.lstm_step(x64, h64, c64, *f64)
+        dx_r, dh_r, dc_r, *g_r = _reference.lstm_step_backward(dh_next.astype(np.float64),
+                                                               dc_next.astype(np.float64),
+                                                               cache)
+    else:
+        step = _reference.gru_step if cell == "gru" else _reference.rnn_step
+        back = _reference.gru_step_backward if cell == "gru" else _reference.rnn_step_backward
+        h_r, cache = step(x64, h64, *f64, **case["opts"])
+        if case["opts"].get("nonlinearity") == "relu" and dt == np.float32:
+            layer_h = layer.forward(x, h)     # the kernel's side of ReLU's kink
+            cache = cache[:2] + (layer_h.astype(np.float64),) + cache[3:]
+        dx_r, dh_r, *g_r = back(dh_next.astype(np.float64), cache)
+    for mode in ("train", "eval"):
+        getattr(layer, mode)()
+        out = layer.forward(x, h, c) if cell == "lstm" else layer.forward(x, h)
+        h_next = out[0] if cell == "lstm" else out
+        close(f"{type(layer).__name__} h_next ({mode})", h_next, h_r, tol, failures)
+        if cell == "lstm":
+            close(f"LSTMCell c_next ({mode})", out[1], c_r, tol, failures)
+    layer.train()
+    layer.forward(x, h, c) if cell == "lstm" else layer.forward(x, h)
+    if cell == "lstm":
+        dx, dh, dc = layer.backward(dh_next, dc_next)
+        close("LSTMCell dc_prev", dc, dc_r, tol, failures)
+    else:
+        dx, dh = layer.backward(dh_next)
+    name = type(layer).__name__
+    close(f"{name} dx", dx, dx_r, tol, failures)
+    close(f"{name} dh_prev", dh, dh_r, tol, failures)
+    for j, (ours, ref) in enumerate(zip(layer.grads, g_r)):
+        close(f"{name} grads[{j}]", ours, ref, tol, failures)
 
 
 def time_layer_failures(case, net, xs, h0, c0, chunks, refs, dhs, caches, failures):

@@ -87,3 +87,21 @@ def test_the_fuzzer_checks_the_time_layers(monkeypatch):
     assert not run_case(case, seed)
     monkeypatch.setattr(rnnfast.TimeLSTM, "forward", off_in_eval)
     assert [f.split(":")[0] for f in run_case(case, seed)] == ["Time layer hs (eval, chunk 0)"]
+
+
+def test_the_fuzzer_checks_the_cells(monkeypatch):
+    """Every case runs one step of a cell too: a GRUCell whose dh_prev is
+    off by 0.05 in one element fails it."""
+    backward = rnnfast.GRUCell.backward
+
+    def off_by_a_little(self, dh_next):
+        dx, dh = backward(self, dh_next)
+        dh[0, 0] += 0.05
+        return dx, dh
+
+    seed = next(s for s in range(500)
+                if draw_case(np.random.default_rng([s, 1]))["cell"] == "gru")
+    case = draw_case(np.random.default_rng([seed, 1]))
+    assert not run_case(case, seed)
+    monkeypatch.setattr(rnnfast.GRUCell, "backward", off_by_a_little)
+    assert [f.split(":")[0] for f in run_case(case, seed)] == ["GRUCell dh_prev"]
