@@ -8,13 +8,17 @@ and chunks of a long call, or the rebuilt saved states.  Here every case
 draws its sizes from values around those paths' edges (multiples of 8, 16
 and 32, plus and minus one; rows around the tile heights; sometimes a long
 sequence), a cell and its options, 1 or 2 layers, one or two directions,
-ragged lengths, an initial state, float32 or float64, 1 or 2 threads, and
-a random setting of every kernel switch of rnnfast._core (each path and
-its alternative compute the same sums), with split limits of 1 in half
-the cases so that even small calls run on two threads.  It then checks a
-training forward and backward (outputs, final states, dL/dxs, dL/dstate,
-every parameter gradient) and an evaluation forward against the
-reference, and puts every switch back.
+ragged lengths, an initial state, one case in four a stateful network run
+in two chunks, float32 or float64, 1 or 2 threads, and a random setting of
+every kernel switch of rnnfast._core (each path and its alternative
+compute the same sums), with split limits of 1 in half the cases so that
+even small calls run on two threads.  It then checks a training forward
+and backward (outputs, final states, dL/dxs, dL/dstate, every parameter
+gradient) and an evaluation forward against the reference in float64; the
+same through a Time layer where the case has one layer, one direction and
+no lengths; one step of a cell in every case.  Every switch is put back to
+its default (on; GEMV groups automatic) at the end: run it where the
+switches are at their defaults.
 
     python tests/fuzz_networks.py [--cases N] [--minutes M] [--seed S]
 
@@ -76,8 +80,8 @@ def draw_case(rng):
     return dict(cell=cell, opts=opts, dtype=dtype, N=N, T=T, D=D, H=H, stateful=stateful,
                 # (one ReLU layer: relu_masks_from needs the layer's outputs)
                 layers=int(rng.integers(1, 3)) if T * N * H < 400_000 and not relu else 1,
-                # (a stateful network's chunks are whole: no lengths)
                 bidirectional=bool(rng.random() < 0.4),
+                # (a stateful network's chunks are whole: no lengths)
                 ragged=not stateful and bool(rng.random() < 0.4),
                 with_state=bool(rng.random() < 0.5), switches=switches)
 
@@ -172,9 +176,9 @@ def relu_masks_from(hs, caches, H):
     """Give the reference's ReLU steps the kernel's own outputs as h_next,
     so that its backward takes the kernel's side of the kink wherever a
     pre-activation lies within float32 rounding of 0.  ReLU's derivative
-    jumps there: about one unit in a million does, and took the whole
-    comparison of a large case's gradients with it (all of its dW off by
-    ~0.3 %, through the BLAS-only path as much as through the kernel's).
+    jumps there: about one unit in a million does, and took a large case's
+    gradients with it (most of its dW off by up to ~0.3 %, with the packed
+    products off as much as on).
     The outputs themselves are continuous, and compared as they are."""
     for d, (cell, shape, steps) in enumerate(caches):
         for j, (rows, t, cache) in enumerate(steps):
@@ -365,6 +369,12 @@ def main(argv=None):
                     help="run until this much time has passed (overrides --cases)")
     ap.add_argument("--seed", type=int, default=0, help="the first case's seed")
     args = ap.parse_args(argv)
+    if args.cases < 1:
+        ap.error(f"--cases: expected at least 1, got {args.cases}")
+    if args.minutes is not None and not args.minutes > 0:
+        ap.error(f"--minutes: expected a positive number, got {args.minutes}")
+    if args.seed < 0:
+        ap.error(f"--seed: expected 0 or more, got {args.seed}")
     t_end = time.monotonic() + 60 * args.minutes if args.minutes else None
     seed, done, failed = args.seed, 0, 0
     while (t_end is None and done < args.cases) or (t_end is not None and time.monotonic() < t_end):

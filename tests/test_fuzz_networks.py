@@ -105,3 +105,20 @@ def test_the_fuzzer_checks_the_cells(monkeypatch):
     assert not run_case(case, seed)
     monkeypatch.setattr(rnnfast.GRUCell, "backward", off_by_a_little)
     assert [f.split(":")[0] for f in run_case(case, seed)] == ["GRUCell dh_prev"]
+
+
+@pytest.mark.parametrize("argv,named", [(["--cases", "0"], "--cases"),
+                                        (["--minutes", "0"], "--minutes"),
+                                        (["--minutes", "-2"], "--minutes"),
+                                        (["--seed", "-1"], "--seed")])
+def test_the_fuzzers_command_line_refuses_bad_arguments(capsys, argv, named):
+    from fuzz_networks import main
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and named in capsys.readouterr().err
+
+
+def test_the_fuzzers_command_line_runs_cases(capsys):
+    from fuzz_networks import main
+    assert main(["--cases", "3", "--seed", "5"]) == 0
+    assert capsys.readouterr().out.strip().endswith("3 cases from seed 5, 0 failed")
