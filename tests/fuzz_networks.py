@@ -7,9 +7,10 @@ by groups or by segments, a step loop split over threads, the prefetches
 and chunks of a long call, or the rebuilt saved states.  Here every case
 draws its sizes from values around those paths' edges (multiples of 8, 16
 and 32, plus and minus one; rows around the tile heights; sometimes a long
-sequence), a cell and its options, 1 or 2 layers, one or two directions,
-ragged lengths, an initial state, one case in four a stateful network run
-in two chunks, float32 or float64, 1 or 2 threads, and a random setting of
+sequence), a cell and its options, 1 or 2 layers (dropout between them in
+about a third of those), one or two directions, ragged lengths, an initial
+state, one case in four a stateful network run in two chunks (ragged ones
+with lengths of their own in each chunk), float32 or float64, 1 or 2 threads, and a random setting of
 every kernel switch of rnnfast._core (each path and its alternative
 compute the same sums), with split limits of 1 in half the cases so that
 even small calls run on two threads.  It then checks a training forward
@@ -77,12 +78,17 @@ def draw_case(rng):
     )
     relu = opts.get("nonlinearity") == "relu"
     stateful = T >= 2 and rng.random() < 0.25
+    layers = int(rng.integers(1, 3)) if T * N * H < 400_000 else 1
+    # Dropout between two layers, except for ReLU in float32: there
+    # relu_masks_from reads the lower layer's outputs from the upper one's
+    # input, which dropout zeroes in places.
+    dropout = 0.0
+    if layers == 2 and not (relu and dtype == np.float32) and rng.random() < 0.3:
+        dropout = float(rng.choice([0.25, 0.5]))
     return dict(cell=cell, opts=opts, dtype=dtype, N=N, T=T, D=D, H=H, stateful=stateful,
-                # (one ReLU layer: relu_masks_from needs the layer's outputs)
-                layers=int(rng.integers(1, 3)) if T * N * H < 400_000 and not relu else 1,
-                bidirectional=bool(rng.random() < 0.4),
-                # (a stateful network's chunks are whole: no lengths)
-                ragged=not stateful and bool(rng.random() < 0.4),
+                layers=layers, dropout=dropout, bidirectional=bool(rng.random() < 0.4),
+                # lengths of their own for each chunk of a stateful case
+                ragged=bool(rng.random() < 0.4),
                 with_state=bool(rng.random() < 0.5), switches=switches)
 
 
@@ -127,14 +133,17 @@ class kernel_settings:
         return False
 
 
-def reference_network(case, net, xs, h0, c0, lengths):
+def reference_network(case, net, xs, h0, c0, lengths, masks=None):
     """The reference's outputs, final states and caches, layer by layer, in
-    float64 from the same values: what differs is the kernels' rounding."""
+    float64 from the same values: what differs is the kernels' rounding.
+    masks: the dropout mask of each layer's input (None: none)."""
     cell, opts, H = case["cell"], case["opts"], case["H"]
     nd = net.num_directions
     x = xs.astype(np.float64)
     caches, h_n, c_n = [], [], []
     for layer in range(net.num_layers):
+        if masks is not None and masks[layer] is not None:
+            x = x * masks[layer]
         outs = []
         for d in range(nd):
             i = layer * nd + d
@@ -150,8 +159,9 @@ def reference_network(case, net, xs, h0, c0, lengths):
     return x, np.stack(h_n), (np.stack(c_n) if cell == "lstm" else None), caches
 
 
-def reference_backward(case, net, dhs, dh_n, dc_n, caches):
-    """dL/dxs, dL/dh0 (and dc0) and the gradients in net.grads's order."""
+def reference_backward(case, net, dhs, dh_n, dc_n, caches, masks=None):
+    """dL/dxs, dL/dh0 (and dc0) and the gradients in net.grads's order;
+    masks as in reference_network."""
     H, nd, cell = case["H"], net.num_directions, case["cell"]
     grads = [None] * len(net.params)
     dh0 = [None] * (net.num_layers * nd)
@@ -168,22 +178,30 @@ def reference_backward(case, net, dhs, dh_n, dc_n, caches):
             dx = dx_r if dx is None else dx + dx_r
             dh0[i], dc0[i] = dh0_r, dc0_r
             grads[i * per:(i + 1) * per] = list(g)[:per]
+        if masks is not None and masks[layer] is not None:
+            dx = dx * masks[layer]
         dout = dx
     return dout, np.stack(dh0), (np.stack(dc0) if cell == "lstm" else None), grads
 
 
-def relu_masks_from(hs, caches, H):
+def relu_masks_from(hs, kernel_caches, caches, nd, H):
     """Give the reference's ReLU steps the kernel's own outputs as h_next,
     so that its backward takes the kernel's side of the kink wherever a
     pre-activation lies within float32 rounding of 0.  ReLU's derivative
     jumps there: about one unit in a million does, and took a large case's
     gradients with it (most of its dW off by up to ~0.3 %, with the packed
     products off as much as on).
-    The outputs themselves are continuous, and compared as they are."""
-    for d, (cell, shape, steps) in enumerate(caches):
+    A layer's outputs are hs for the last layer, and for a lower one the
+    input the network kept for the layer above (kernel_caches, net's
+    DirectionCache list; no dropout).  The outputs themselves are
+    continuous, and compared as they are."""
+    layers = len(caches) // nd
+    for i, (cell, shape, steps) in enumerate(caches):
+        layer, d = divmod(i, nd)
+        out = hs if layer == layers - 1 else kernel_caches[(layer + 1) * nd].xs
         for j, (rows, t, cache) in enumerate(steps):
             x, h, _, Wx, Wh, nonlinearity = cache
-            ours = hs[rows, t, d * H:(d + 1) * H].astype(np.float64)
+            ours = out[rows, t, d * H:(d + 1) * H].astype(np.float64)
             steps[j] = (rows, t, (x, h, ours, Wx, Wh, nonlinearity))
 
 
@@ -205,11 +223,13 @@ def run_case(case, seed):
 
     A stateful case runs xs in two chunks, the second from the state the
     first left (truncated BPTT: the backward, of the second chunk, stops at
-    its start), against the reference run the same way."""
+    its start), against the reference run the same way; with lengths, each
+    chunk has its own.  With dropout, the reference takes the masks the
+    network drew (kept for its backward), and evaluation none."""
     rng = np.random.default_rng(seed)
     cell, dt, N, T, D, H = (case[k] for k in ("cell", "dtype", "N", "T", "D", "H"))
     net = NETWORKS[cell](D, H, num_layers=case["layers"], bidirectional=case["bidirectional"],
-                         stateful=case["stateful"], dtype=dt,
+                         dropout=case.get("dropout", 0.0), stateful=case["stateful"], dtype=dt,
                          random_state=int(rng.integers(2 ** 31)), **case["opts"])
     # 1.5 times PyTorch's init (gates further from 1/2), PyTorch's own for
     # ReLU, whose states would otherwise grow without bound over long T.
@@ -218,7 +238,6 @@ def run_case(case, seed):
         w[...] = rng.uniform(-scale, scale, w.shape)
     L = net.num_layers * net.num_directions
     xs = rng.standard_normal((N, T, D)).astype(dt)
-    lengths = rng.integers(1, T + 1, N) if case["ragged"] else None
     h0 = rng.standard_normal((L, N, H)).astype(dt) if case["with_state"] else np.zeros((L, N, H), dt)
     c0 = rng.standard_normal((L, N, H)).astype(dt) if case["with_state"] else np.zeros((L, N, H), dt)
     state = None
@@ -229,17 +248,20 @@ def run_case(case, seed):
         chunks = [slice(0, cut), slice(cut, T)]
     else:
         chunks = [slice(0, T)]
+    widths = [len(range(T)[chunk]) for chunk in chunks]
+    lengths = [rng.integers(1, Tc + 1, N) if case["ragged"] else None for Tc in widths]
     tol = TOL[dt]
     failures = []
     with kernel_settings(case["switches"]):
         h_ref, c_ref, refs = h0, c0, []
         for i, chunk in enumerate(chunks):
             x = xs[:, chunk]
-            Tc = x.shape[1]
-            lens = np.full(N, Tc) if lengths is None else lengths
+            lens = np.full(N, widths[i]) if lengths[i] is None else lengths[i]
             where = f" (chunk {i})" if case["stateful"] else ""
-            hs, final = net.forward(x, state if i == 0 else None, lengths)
-            hs_r, h_ref, c_ref, caches = reference_network(case, net, x, h_ref, c_ref, lens)
+            hs, final = net.forward(x, state if i == 0 else None, lengths[i])
+            masks = net._caches[1]          # the dropout masks the backward will use
+            hs_r, h_ref, c_ref, caches = reference_network(case, net, x, h_ref, c_ref, lens,
+                                                           masks)
             refs.append(hs_r)
             close("hs" + where, hs, hs_r, tol, failures)
             close("h_n" + where, final[0] if cell == "lstm" else final, h_ref, tol, failures)
@@ -250,11 +272,12 @@ def run_case(case, seed):
         for n, length in enumerate(lens):
             dhs[n, length:] = 0
         if case["opts"].get("nonlinearity") == "relu" and dt == np.float32:
-            relu_masks_from(hs, caches, H)
+            relu_masks_from(hs, net._caches[0], caches, net.num_directions, H)
         dh_n = rng.standard_normal((L, N, H)).astype(dt)
         dc_n = rng.standard_normal((L, N, H)).astype(dt)
         dxs = net.backward(dhs, (dh_n, dc_n) if cell == "lstm" else dh_n)
-        dxs_r, dh0_r, dc0_r, grads_r = reference_backward(case, net, dhs, dh_n, dc_n, caches)
+        dxs_r, dh0_r, dc0_r, grads_r = reference_backward(case, net, dhs, dh_n, dc_n, caches,
+                                                          masks)
         close("dxs", dxs, dxs_r, tol, failures)
         close("dh0", net.dstate[0] if cell == "lstm" else net.dstate, dh0_r, tol, failures)
         if cell == "lstm":
@@ -264,11 +287,17 @@ def run_case(case, seed):
         net.eval()
         if case["stateful"]:
             net.reset_state()
+        h_ref, c_ref = h0, c0
         for i, chunk in enumerate(chunks):
-            hs_e, _ = net.forward(xs[:, chunk], state if i == 0 else None, lengths)
-            close(f"hs (eval{', chunk %d' % i if case['stateful'] else ''})", hs_e, refs[i],
+            hs_e, _ = net.forward(xs[:, chunk], state if i == 0 else None, lengths[i])
+            ref = refs[i]
+            if case.get("dropout"):
+                lens = np.full(N, widths[i]) if lengths[i] is None else lengths[i]
+                ref, h_ref, c_ref, _ = reference_network(case, net, xs[:, chunk], h_ref, c_ref,
+                                                         lens)
+            close(f"hs (eval{', chunk %d' % i if case['stateful'] else ''})", hs_e, ref,
                   tol, failures)
-        if (net.num_layers == 1 and net.num_directions == 1 and lengths is None
+        if (net.num_layers == 1 and net.num_directions == 1 and not case["ragged"]
                 and (case["stateful"] or not case["with_state"])):
             time_layer_failures(case, net, xs, h0, c0, chunks, refs, dhs, caches, failures)
         cell_failures(case, net, xs[:, 0], h0[0], c0[0], rng, failures)
@@ -356,7 +385,7 @@ def describe(case):
     on = ",".join(k for k, v in sw.items() if v is True)
     off = ",".join(k for k, v in sw.items() if v is False)
     return (f"{case['cell']}{case['opts'] or ''} {case['dtype']} N={case['N']} T={case['T']} "
-            f"D={case['D']} H={case['H']} layers={case['layers']} "
+            f"D={case['D']} H={case['H']} layers={case['layers']} dropout={case.get('dropout', 0)} "
             f"bidir={case['bidirectional']} ragged={case['ragged']} state={case['with_state']} "
             f"stateful={case['stateful']} "
             f"threads={sw['threads']} gemv8={sw['gemv8']} on=[{on}] off=[{off}]")

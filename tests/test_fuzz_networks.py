@@ -107,6 +107,42 @@ def test_the_fuzzer_checks_the_cells(monkeypatch):
     assert [f.split(":")[0] for f in run_case(case, seed)] == ["GRUCell dh_prev"]
 
 
+def test_the_fuzzer_reports_a_dropout_mask_the_backward_forgot(monkeypatch):
+    """A case with dropout is live: a backward that passes the gradient
+    down through the layers without the forward's masks fails it, at
+    dL/dxs and at the first layer's gradients."""
+    import rnnfast.networks
+    backward = rnnfast.networks.network_backward
+
+    def without_masks(caches, masks, *args):
+        return backward(caches, [None] * len(masks), *args)
+
+    seed = next(s for s in range(500) if draw_case(np.random.default_rng([s, 1]))["dropout"])
+    case = draw_case(np.random.default_rng([seed, 1]))
+    assert not run_case(case, seed)
+    monkeypatch.setattr(rnnfast.networks, "network_backward", without_masks)
+    failed = {f.split(":")[0] for f in run_case(case, seed)}
+    assert "dxs" in failed and "grads[0]" in failed, failed
+
+
+def test_the_fuzzer_reports_lengths_lost_in_a_later_chunk(monkeypatch):
+    """A stateful case with lengths is live: a network that drops the
+    lengths of every chunk after the first fails that chunk."""
+    forward = rnnfast.GRU.forward
+
+    def lengths_once(self, xs, state=None, lengths=None):
+        return forward(self, xs, state, lengths if self.state is None else None)
+
+    seed = next(s for s in range(500)
+                if (lambda c: c["stateful"] and c["ragged"] and c["cell"] == "gru")(
+                    draw_case(np.random.default_rng([s, 1]))))
+    case = draw_case(np.random.default_rng([seed, 1]))
+    assert not run_case(case, seed)
+    monkeypatch.setattr(rnnfast.GRU, "forward", lengths_once)
+    failures = run_case(case, seed)
+    assert any(f.startswith("hs (chunk 1)") for f in failures), failures
+
+
 @pytest.mark.parametrize("argv,named", [(["--cases", "0"], "--cases"),
                                         (["--minutes", "0"], "--minutes"),
                                         (["--minutes", "-2"], "--minutes"),
