@@ -10,7 +10,8 @@ and 32, plus and minus one; rows around the tile heights; sometimes a long
 sequence), a cell and its options, 1 or 2 layers (dropout between them in
 about a third of those), one or two directions, ragged lengths, an initial
 state, one case in four a stateful network run in two chunks (ragged ones
-with lengths of their own in each chunk), float32 or float64, 1 or 2 threads, and a random setting of
+with lengths of their own in each chunk), one in five without biases,
+float32 or float64, 1 or 2 threads, and a random setting of
 every kernel switch of rnnfast._core (each path and its alternative
 compute the same sums), with split limits of 1 in half the cases so that
 even small calls run on two threads.  It then checks a training forward
@@ -36,6 +37,7 @@ from threadpoolctl import threadpool_limits
 
 import rnnfast
 from rnnfast import _core, _gru, _lstm, _reference, _rnn
+from rnnfast._layout import bias_shape
 
 TOL = {np.dtype(np.float32): dict(rtol=2e-3, atol=2e-4),
        np.dtype(np.float64): dict(rtol=1e-8, atol=1e-10)}
@@ -87,6 +89,7 @@ def draw_case(rng):
         dropout = float(rng.choice([0.25, 0.5]))
     return dict(cell=cell, opts=opts, dtype=dtype, N=N, T=T, D=D, H=H, stateful=stateful,
                 layers=layers, dropout=dropout, bidirectional=bool(rng.random() < 0.4),
+                bias=bool(rng.random() < 0.8),
                 # lengths of their own for each chunk of a stateful case
                 ragged=bool(rng.random() < 0.4),
                 with_state=bool(rng.random() < 0.5), switches=switches)
@@ -133,6 +136,17 @@ class kernel_settings:
         return False
 
 
+def weights(net, layer, d):
+    """[Wx, Wh, b] of a layer and direction; b zeros where net has no bias
+    (the Time layers and cells then get a zero b, which they also train)."""
+    params = net.layer_params(layer, d)
+    if net.bias:
+        return params
+    reset_after = getattr(net, "reset_after", False)         # GRU only
+    return params + [np.zeros(bias_shape(net.cell, net.hidden_size, reset_after),
+                              net.dtype)]
+
+
 def reference_network(case, net, xs, h0, c0, lengths, masks=None):
     """The reference's outputs, final states and caches, layer by layer, in
     float64 from the same values: what differs is the kernels' rounding.
@@ -147,7 +161,7 @@ def reference_network(case, net, xs, h0, c0, lengths, masks=None):
         outs = []
         for d in range(nd):
             i = layer * nd + d
-            Wx, Wh, b = (p.astype(np.float64) for p in net.layer_params(layer, d))
+            Wx, Wh, b = (p.astype(np.float64) for p in weights(net, layer, d))
             hs_r, h_r, c_r, cache = _reference.sequence_forward(
                 cell, x, Wx, Wh, b, h0[i].astype(np.float64),
                 c0[i].astype(np.float64) if cell == "lstm" else None, lengths, d == 1, **opts)
@@ -229,7 +243,8 @@ def run_case(case, seed):
     rng = np.random.default_rng(seed)
     cell, dt, N, T, D, H = (case[k] for k in ("cell", "dtype", "N", "T", "D", "H"))
     net = NETWORKS[cell](D, H, num_layers=case["layers"], bidirectional=case["bidirectional"],
-                         dropout=case.get("dropout", 0.0), stateful=case["stateful"], dtype=dt,
+                         dropout=case.get("dropout", 0.0), bias=case.get("bias", True),
+                         stateful=case["stateful"], dtype=dt,
                          random_state=int(rng.integers(2 ** 31)), **case["opts"])
     # 1.5 times PyTorch's init (gates further from 1/2), PyTorch's own for
     # ReLU, whose states would otherwise grow without bound over long T.
@@ -311,9 +326,9 @@ def cell_failures(case, net, x, h, c, rng, failures):
     path), against the reference's step in float64."""
     cell, dt = case["cell"], case["dtype"]
     tol = TOL[dt]
-    f64 = [p.astype(np.float64) for p in net.layer_params(0, 0)]
+    f64 = [p.astype(np.float64) for p in weights(net, 0, 0)]
     x64, h64, c64 = (a.astype(np.float64) for a in (x, h, c))
-    layer = CELL_LAYERS[cell](*(p.copy() for p in net.layer_params(0, 0)), **case["opts"])
+    layer = CELL_LAYERS[cell](*(p.copy() for p in weights(net, 0, 0)), **case["opts"])
     dh_next = rng.standard_normal(h.shape).astype(dt)
     dc_next = rng.standard_normal(h.shape).astype(dt)
     if cell == "lstm":
@@ -357,7 +372,7 @@ def time_layer_failures(case, net, xs, h0, c0, chunks, refs, dhs, caches, failur
     chunk's backward, which starts from a zero final-state gradient."""
     cell, dt, H = case["cell"], case["dtype"], case["H"]
     tol = TOL[dt]
-    Wx, Wh, b = (p.copy() for p in net.layer_params(0, 0))
+    Wx, Wh, b = (p.copy() for p in weights(net, 0, 0))
     layer = TIME_LAYERS[cell](Wx, Wh, b, stateful=case["stateful"], **case["opts"])
     for mode in ("train", "eval"):
         getattr(layer, mode)()
@@ -386,6 +401,7 @@ def describe(case):
     off = ",".join(k for k, v in sw.items() if v is False)
     return (f"{case['cell']}{case['opts'] or ''} {case['dtype']} N={case['N']} T={case['T']} "
             f"D={case['D']} H={case['H']} layers={case['layers']} dropout={case.get('dropout', 0)} "
+            f"bias={case.get('bias', True)} "
             f"bidir={case['bidirectional']} ragged={case['ragged']} state={case['with_state']} "
             f"stateful={case['stateful']} "
             f"threads={sw['threads']} gemv8={sw['gemv8']} on=[{on}] off=[{off}]")

@@ -143,6 +143,24 @@ def test_the_fuzzer_reports_lengths_lost_in_a_later_chunk(monkeypatch):
     assert any(f.startswith("hs (chunk 1)") for f in failures), failures
 
 
+def test_the_fuzzer_reports_a_bias_where_there_is_none(monkeypatch):
+    """A case without biases is live: a network whose zero stand-ins for
+    the biases are not zero fails it."""
+    import rnnfast.networks
+    make = rnnfast.networks._Network._make_bias_stand_ins
+
+    def small_biases(self):
+        make(self)
+        self._zero_biases = [np.full(b.shape, 0.01, self.dtype) for b in self._zero_biases]
+
+    seed = next(s for s in range(500) if not draw_case(np.random.default_rng([s, 1]))["bias"])
+    case = draw_case(np.random.default_rng([seed, 1]))
+    assert not run_case(case, seed)
+    monkeypatch.setattr(rnnfast.networks._Network, "_make_bias_stand_ins", small_biases)
+    failures = run_case(case, seed)
+    assert any(f.startswith("hs:") for f in failures), failures
+
+
 @pytest.mark.parametrize("argv,named", [(["--cases", "0"], "--cases"),
                                         (["--minutes", "0"], "--minutes"),
                                         (["--minutes", "-2"], "--minutes"),
