@@ -18,9 +18,10 @@ even small calls run on two threads.  It then checks a training forward
 and backward (outputs, final states, dL/dxs, dL/dstate, every parameter
 gradient) and an evaluation forward against the reference in float64; the
 same through a Time layer where the case has one layer, one direction and
-no lengths; one step of a cell in every case.  Every switch is put back to
-its default (on; GEMV groups automatic) at the end: run it where the
-switches are at their defaults.
+no lengths; a save and load of the network, whose evaluation forward must
+be bitwise the same; one step of a cell in every case.  Every switch is
+put back to its default (on; GEMV groups automatic) at the end: run it
+where the switches are at their defaults.
 
     python tests/fuzz_networks.py [--cases N] [--minutes M] [--seed S]
 
@@ -29,7 +30,9 @@ prints one line a failing case, with the seed that replays it alone
 test_fuzz_networks.py runs a few fixed seeds in the suite.
 """
 import argparse
+import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -38,6 +41,7 @@ from threadpoolctl import threadpool_limits
 import rnnfast
 from rnnfast import _core, _gru, _lstm, _reference, _rnn
 from rnnfast._layout import bias_shape
+from rnnfast.io import get_config, load, save
 
 TOL = {np.dtype(np.float32): dict(rtol=2e-3, atol=2e-4),
        np.dtype(np.float64): dict(rtol=1e-8, atol=1e-10)}
@@ -315,8 +319,31 @@ def run_case(case, seed):
         if (net.num_layers == 1 and net.num_directions == 1 and not case["ragged"]
                 and (case["stateful"] or not case["with_state"])):
             time_layer_failures(case, net, xs, h0, c0, chunks, refs, dhs, caches, failures)
+        save_load_failures(net, xs[:, chunks[0]], state, lengths[0], failures)
         cell_failures(case, net, xs[:, 0], h0[0], c0[0], rng, failures)
     return failures
+
+
+def save_load_failures(net, xs, state, lengths, failures):
+    """net through rnnfast.io.save and load: the same class and config,
+    params bitwise equal, and an evaluation forward bitwise equal to net's."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "net.npz")
+        save(net, path)
+        loaded = load(path)
+    if type(loaded) is not type(net) or get_config(loaded) != get_config(net):
+        failures.append(f"load: {type(loaded).__name__} {get_config(loaded)} against "
+                        f"{type(net).__name__} {get_config(net)}")
+        return
+    for i, (ours, theirs) in enumerate(zip(loaded.params, net.params)):
+        if ours.dtype != theirs.dtype or not np.array_equal(ours, theirs):
+            failures.append(f"load: params[{i}] differ")
+    loaded.eval()
+    net.reset_state()
+    hs, final = net.forward(xs, state, lengths)
+    hs_l, final_l = loaded.forward(xs, state, lengths)
+    if not np.array_equal(hs, hs_l):
+        failures.append("load: hs (eval) differ from the saved network's")
 
 
 def cell_failures(case, net, x, h, c, rng, failures):
@@ -424,7 +451,10 @@ def main(argv=None):
     seed, done, failed = args.seed, 0, 0
     while (t_end is None and done < args.cases) or (t_end is not None and time.monotonic() < t_end):
         case = draw_case(np.random.default_rng([seed, 1]))
-        failures = run_case(case, seed)
+        try:
+            failures = run_case(case, seed)
+        except Exception as exc:        # a case that raises is a failure too, reported
+            failures = [f"raised {type(exc).__name__}: {exc}"]
         if failures:
             failed += 1
             print(f"FAIL seed={seed}: {describe(case)}\n    " + "\n    ".join(failures),

@@ -161,6 +161,40 @@ def test_the_fuzzer_reports_a_bias_where_there_is_none(monkeypatch):
     assert any(f.startswith("hs:") for f in failures), failures
 
 
+def test_the_fuzzer_reports_a_file_that_loads_other_weights(monkeypatch):
+    """The save and load of every case is live: a save that writes one
+    weight off by 1e-3 fails the case at that array and at the loaded
+    network's outputs."""
+    import rnnfast.io
+    payload = rnnfast.io._object_payload
+
+    def one_weight_off(obj):
+        arrays, meta = payload(obj)
+        name = sorted(arrays)[-1]
+        arrays[name] = arrays[name].copy()
+        arrays[name].flat[0] += 1e-3
+        return arrays, meta
+
+    case = draw_case(np.random.default_rng([0, 1]))
+    assert not run_case(case, 0)
+    monkeypatch.setattr(rnnfast.io, "_object_payload", one_weight_off)
+    failures = run_case(case, 0)
+    assert any(f.startswith("load: params[") for f in failures), failures
+    assert "load: hs (eval) differ from the saved network's" in failures, failures
+
+
+def test_the_fuzzers_command_line_reports_a_case_that_raises(monkeypatch, capsys):
+    import fuzz_networks
+
+    def raises(case, seed):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(fuzz_networks, "run_case", raises)
+    assert fuzz_networks.main(["--cases", "2", "--seed", "4"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("raised RuntimeError: boom") == 2 and "2 cases from seed 4, 2 failed" in out
+
+
 @pytest.mark.parametrize("argv,named", [(["--cases", "0"], "--cases"),
                                         (["--minutes", "0"], "--minutes"),
                                         (["--minutes", "-2"], "--minutes"),
