@@ -12,9 +12,19 @@ from fuzz_networks import describe, draw_case, run_case
 SEEDS = range(60)
 
 
+def case_of(seed):
+    return draw_case(np.random.default_rng([seed, 1]))
+
+
+def first_case(wanted):
+    """(seed, case) of the first seed whose case has what `wanted` asks."""
+    seed = next(s for s in range(1000) if wanted(case_of(s)))
+    return seed, case_of(seed)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_network_matches_reference_at_kernel_edges(seed):
-    case = draw_case(np.random.default_rng([seed, 1]))
+    case = case_of(seed)
     failures = run_case(case, seed)
     assert not failures, describe(case) + "\n" + "\n".join(failures)
 
@@ -30,8 +40,8 @@ def test_the_fuzzer_reports_a_wrong_gradient(monkeypatch):
         return dxs
 
     monkeypatch.setattr(rnnfast.LSTM, "backward", off_by_a_little)
-    seed = next(s for s in range(200) if draw_case(np.random.default_rng([s, 1]))["cell"] == "lstm")
-    failures = run_case(draw_case(np.random.default_rng([seed, 1])), seed)
+    seed, case = first_case(lambda c: c["cell"] == "lstm")
+    failures = run_case(case, seed)
     assert [f.split(":")[0] for f in failures] == ["grads[1]"]
 
 
@@ -40,10 +50,8 @@ def test_the_fuzzer_puts_the_switches_back():
     leaves both as they were."""
     from rnnfast import _lstm, _rnn
     limits, wide = _lstm.split_limits(), _rnn.wide_tiles_in_use()
-    seed = next(s for s in range(200)
-                if (lambda sw: sw["split_all"] and not sw["wide"])(
-                    draw_case(np.random.default_rng([s, 1]))["switches"]))
-    run_case(draw_case(np.random.default_rng([seed, 1])), seed)
+    seed, case = first_case(lambda c: c["switches"]["split_all"] and not c["switches"]["wide"])
+    run_case(case, seed)
     assert _lstm.split_limits() == limits
     assert _rnn.wide_tiles_in_use() == wide
 
@@ -57,10 +65,7 @@ def test_the_fuzzer_reports_a_dropped_state(monkeypatch):
         self.reset_state()
         return forward(self, *args, **kwargs)
 
-    seed = next(s for s in range(500)
-                if (lambda c: c["stateful"] and c["cell"] == "rnn")(
-                    draw_case(np.random.default_rng([s, 1]))))
-    case = draw_case(np.random.default_rng([seed, 1]))
+    seed, case = first_case(lambda c: c["stateful"] and c["cell"] == "rnn")
     assert not run_case(case, seed)
     monkeypatch.setattr(rnnfast.RNN, "forward", forgetful)
     failures = run_case(case, seed)
@@ -78,12 +83,9 @@ def test_the_fuzzer_checks_the_time_layers(monkeypatch):
             hs[0, 0, 0] += 0.05
         return hs
 
-    seed = next(s for s in range(500)
-                if (lambda c: c["cell"] == "lstm" and c["layers"] == 1
-                    and not c["bidirectional"] and not c["ragged"]
-                    and not c["stateful"] and not c["with_state"])(
-                    draw_case(np.random.default_rng([s, 1]))))
-    case = draw_case(np.random.default_rng([seed, 1]))
+    seed, case = first_case(lambda c: c["cell"] == "lstm" and c["layers"] == 1
+                            and not c["bidirectional"] and not c["ragged"]
+                            and not c["stateful"] and not c["with_state"])
     assert not run_case(case, seed)
     monkeypatch.setattr(rnnfast.TimeLSTM, "forward", off_in_eval)
     assert [f.split(":")[0] for f in run_case(case, seed)] == ["Time layer hs (eval, chunk 0)"]
@@ -99,9 +101,7 @@ def test_the_fuzzer_checks_the_cells(monkeypatch):
         dh[0, 0] += 0.05
         return dx, dh
 
-    seed = next(s for s in range(500)
-                if draw_case(np.random.default_rng([s, 1]))["cell"] == "gru")
-    case = draw_case(np.random.default_rng([seed, 1]))
+    seed, case = first_case(lambda c: c["cell"] == "gru")
     assert not run_case(case, seed)
     monkeypatch.setattr(rnnfast.GRUCell, "backward", off_by_a_little)
     assert [f.split(":")[0] for f in run_case(case, seed)] == ["GRUCell dh_prev"]
@@ -117,8 +117,7 @@ def test_the_fuzzer_reports_a_dropout_mask_the_backward_forgot(monkeypatch):
     def without_masks(caches, masks, *args):
         return backward(caches, [None] * len(masks), *args)
 
-    seed = next(s for s in range(500) if draw_case(np.random.default_rng([s, 1]))["dropout"])
-    case = draw_case(np.random.default_rng([seed, 1]))
+    seed, case = first_case(lambda c: c["dropout"])
     assert not run_case(case, seed)
     monkeypatch.setattr(rnnfast.networks, "network_backward", without_masks)
     failed = {f.split(":")[0] for f in run_case(case, seed)}
@@ -133,10 +132,7 @@ def test_the_fuzzer_reports_lengths_lost_in_a_later_chunk(monkeypatch):
     def lengths_once(self, xs, state=None, lengths=None):
         return forward(self, xs, state, lengths if self.state is None else None)
 
-    seed = next(s for s in range(500)
-                if (lambda c: c["stateful"] and c["ragged"] and c["cell"] == "gru")(
-                    draw_case(np.random.default_rng([s, 1]))))
-    case = draw_case(np.random.default_rng([seed, 1]))
+    seed, case = first_case(lambda c: c["stateful"] and c["ragged"] and c["cell"] == "gru")
     assert not run_case(case, seed)
     monkeypatch.setattr(rnnfast.GRU, "forward", lengths_once)
     failures = run_case(case, seed)
@@ -153,8 +149,7 @@ def test_the_fuzzer_reports_a_bias_where_there_is_none(monkeypatch):
         make(self)
         self._zero_biases = [np.full(b.shape, 0.01, self.dtype) for b in self._zero_biases]
 
-    seed = next(s for s in range(500) if not draw_case(np.random.default_rng([s, 1]))["bias"])
-    case = draw_case(np.random.default_rng([seed, 1]))
+    seed, case = first_case(lambda c: not c["bias"])
     assert not run_case(case, seed)
     monkeypatch.setattr(rnnfast.networks._Network, "_make_bias_stand_ins", small_biases)
     failures = run_case(case, seed)
@@ -175,7 +170,7 @@ def test_the_fuzzer_reports_a_file_that_loads_other_weights(monkeypatch):
         arrays[name].flat[0] += 1e-3
         return arrays, meta
 
-    case = draw_case(np.random.default_rng([0, 1]))
+    case = case_of(0)
     assert not run_case(case, 0)
     monkeypatch.setattr(rnnfast.io, "_object_payload", one_weight_off)
     failures = run_case(case, 0)
