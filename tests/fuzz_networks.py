@@ -326,7 +326,8 @@ def run_case(case, seed):
 
 def save_load_failures(net, xs, state, lengths, failures):
     """net through rnnfast.io.save and load: the same class and config,
-    params bitwise equal, and an evaluation forward bitwise equal to net's."""
+    params bitwise equal, and an evaluation forward (outputs and final
+    state) bitwise equal to net's."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "net.npz")
         save(net, path)
@@ -344,6 +345,9 @@ def save_load_failures(net, xs, state, lengths, failures):
     hs_l, final_l = loaded.forward(xs, state, lengths)
     if not np.array_equal(hs, hs_l):
         failures.append("load: hs (eval) differ from the saved network's")
+    pairs = zip(final, final_l) if isinstance(final, tuple) else [(final, final_l)]
+    if not all(np.array_equal(a, b) for a, b in pairs):
+        failures.append("load: final state (eval) differs from the saved network's")
 
 
 def cell_failures(case, net, x, h, c, rng, failures):
@@ -427,8 +431,8 @@ def describe(case):
     on = ",".join(k for k, v in sw.items() if v is True)
     off = ",".join(k for k, v in sw.items() if v is False)
     return (f"{case['cell']}{case['opts'] or ''} {case['dtype']} N={case['N']} T={case['T']} "
-            f"D={case['D']} H={case['H']} layers={case['layers']} dropout={case.get('dropout', 0)} "
-            f"bias={case.get('bias', True)} "
+            f"D={case['D']} H={case['H']} layers={case['layers']} "
+            f"dropout={case.get('dropout', 0)} bias={case.get('bias', True)} "
             f"bidir={case['bidirectional']} ragged={case['ragged']} state={case['with_state']} "
             f"stateful={case['stateful']} "
             f"threads={sw['threads']} gemv8={sw['gemv8']} on=[{on}] off=[{off}]")

@@ -178,6 +178,28 @@ def test_the_fuzzer_reports_a_file_that_loads_other_weights(monkeypatch):
     assert "load: hs (eval) differ from the saved network's" in failures, failures
 
 
+def test_the_fuzzer_reports_a_loaded_network_with_another_final_state(monkeypatch):
+    """The loaded network's final state is compared too, not only hs."""
+    import fuzz_networks
+    load = fuzz_networks.load
+
+    def final_state_off(path):
+        net = load(path)
+        forward = net.forward
+
+        def off(*args, **kwargs):
+            hs, final = forward(*args, **kwargs)
+            (final[0] if isinstance(final, tuple) else final)[0, 0, 0] += 1
+            return hs, final
+
+        net.forward = off
+        return net
+
+    case = case_of(0)
+    monkeypatch.setattr(fuzz_networks, "load", final_state_off)
+    assert run_case(case, 0) == ["load: final state (eval) differs from the saved network's"]
+
+
 def test_the_fuzzers_command_line_reports_a_case_that_raises(monkeypatch, capsys):
     import fuzz_networks
 
