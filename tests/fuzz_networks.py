@@ -85,11 +85,8 @@ def draw_case(rng):
     relu = opts.get("nonlinearity") == "relu"
     stateful = T >= 2 and rng.random() < 0.25
     layers = int(rng.integers(1, 3)) if T * N * H < 400_000 else 1
-    # Dropout between two layers, except for ReLU in float32: there
-    # relu_masks_from reads the lower layer's outputs from the upper one's
-    # input, which dropout zeroes in places.
-    dropout = 0.0
-    if layers == 2 and not (relu and dtype == np.float32) and rng.random() < 0.3:
+    dropout = 0.0          # between two layers
+    if layers == 2 and rng.random() < 0.3:
         dropout = float(rng.choice([0.25, 0.5]))
     return dict(cell=cell, opts=opts, dtype=dtype, N=N, T=T, D=D, H=H, stateful=stateful,
                 layers=layers, dropout=dropout, bidirectional=bool(rng.random() < 0.4),
@@ -202,25 +199,38 @@ def reference_backward(case, net, dhs, dh_n, dc_n, caches, masks=None):
     return dout, np.stack(dh0), (np.stack(dc0) if cell == "lstm" else None), grads
 
 
-def relu_masks_from(hs, kernel_caches, caches, nd, H):
+def relu_masks_from(outputs, caches, nd, H):
     """Give the reference's ReLU steps the kernel's own outputs as h_next,
     so that its backward takes the kernel's side of the kink wherever a
     pre-activation lies within float32 rounding of 0.  ReLU's derivative
     jumps there: about one unit in a million does, and took a large case's
     gradients with it (most of its dW off by up to ~0.3 %, with the packed
-    products off as much as on).
-    A layer's outputs are hs for the last layer, and for a lower one the
-    input the network kept for the layer above (kernel_caches, net's
-    DirectionCache list; no dropout).  The outputs themselves are
-    continuous, and compared as they are."""
-    layers = len(caches) // nd
+    products off as much as on).  outputs: each layer's (N, T, nd*H)
+    outputs from the kernel (lower_layer_outputs for the first of two).
+    The outputs themselves are continuous, and compared as they are."""
     for i, (cell, shape, steps) in enumerate(caches):
         layer, d = divmod(i, nd)
-        out = hs if layer == layers - 1 else kernel_caches[(layer + 1) * nd].xs
         for j, (rows, t, cache) in enumerate(steps):
             x, h, _, Wx, Wh, nonlinearity = cache
-            ours = out[rows, t, d * H:(d + 1) * H].astype(np.float64)
+            ours = outputs[layer][rows, t, d * H:(d + 1) * H].astype(np.float64)
             steps[j] = (rows, t, (x, h, ours, Wx, Wh, nonlinearity))
+
+
+def lower_layer_outputs(case, net, xs, state, lengths):
+    """The first layer's outputs of a two-layer network, run again as a
+    network of that layer alone (the same kernels on the same values, so
+    the same outputs), from `state` (the whole network's, or None), in
+    training.  The network keeps only the upper layer's input, which its
+    dropout has zeroed in places."""
+    nd = net.num_directions
+    alone = NETWORKS[case["cell"]](case["D"], case["H"], bidirectional=net.bidirectional,
+                                   bias=net.bias, dtype=net.dtype, **case["opts"])
+    for d in range(nd):
+        for ours, theirs in zip(alone.layer_params(0, d), net.layer_params(0, d)):
+            ours[...] = theirs
+    if state is not None:
+        state = state[:nd].copy()
+    return alone.forward(xs, state, lengths)[0]
 
 
 def close(name, ours, ref, tol, failures):
@@ -277,6 +287,7 @@ def run_case(case, seed):
             x = xs[:, chunk]
             lens = np.full(N, widths[i]) if lengths[i] is None else lengths[i]
             where = f" (chunk {i})" if case["stateful"] else ""
+            start = state if i == 0 else final      # the state this chunk starts from
             hs, final = net.forward(x, state if i == 0 else None, lengths[i])
             masks = net._caches[1]          # the dropout masks the backward will use
             hs_r, h_ref, c_ref, caches = reference_network(case, net, x, h_ref, c_ref, lens,
@@ -291,7 +302,10 @@ def run_case(case, seed):
         for n, length in enumerate(lens):
             dhs[n, length:] = 0
         if case["opts"].get("nonlinearity") == "relu" and dt == np.float32:
-            relu_masks_from(hs, net._caches[0], caches, net.num_directions, H)
+            outputs = [hs]
+            if net.num_layers == 2:
+                outputs.insert(0, lower_layer_outputs(case, net, x, start, lengths[-1]))
+            relu_masks_from(outputs, caches, net.num_directions, H)
         dh_n = rng.standard_normal((L, N, H)).astype(dt)
         dc_n = rng.standard_normal((L, N, H)).astype(dt)
         dxs = net.backward(dhs, (dh_n, dc_n) if cell == "lstm" else dh_n)

@@ -200,6 +200,22 @@ def test_the_fuzzer_reports_a_loaded_network_with_another_final_state(monkeypatc
     assert run_case(case, 0) == ["load: final state (eval) differs from the saved network's"]
 
 
+def test_the_fuzzer_takes_float32_relus_lower_layer_kinks_from_the_kernel(monkeypatch):
+    """Two float32 ReLU layers with dropout: the reference's first layer
+    takes its side of the kink from lower_layer_outputs; given the wrong
+    side everywhere (the outputs negated), the first layer's gradients
+    fail, and only theirs and what flows from them."""
+    import fuzz_networks
+    lower = fuzz_networks.lower_layer_outputs
+    seed, case = first_case(lambda c: c["opts"].get("nonlinearity") == "relu"
+                            and c["layers"] == 2 and c["dropout"] and c["dtype"] == np.float32)
+    assert not run_case(case, seed)
+    monkeypatch.setattr(fuzz_networks, "lower_layer_outputs", lambda *a: -lower(*a))
+    failed = {f.split(":")[0] for f in run_case(case, seed)}
+    assert "grads[0]" in failed and "dxs" in failed, failed
+    assert not any(name.startswith("hs") or name.startswith("h_n") for name in failed), failed
+
+
 def test_the_fuzzers_command_line_reports_a_case_that_raises(monkeypatch, capsys):
     import fuzz_networks
 
