@@ -257,7 +257,7 @@ def run_case(case, seed):
     rng = np.random.default_rng(seed)
     cell, dt, N, T, D, H = (case[k] for k in ("cell", "dtype", "N", "T", "D", "H"))
     net = NETWORKS[cell](D, H, num_layers=case["layers"], bidirectional=case["bidirectional"],
-                         dropout=case.get("dropout", 0.0), bias=case.get("bias", True),
+                         dropout=case["dropout"], bias=case["bias"],
                          stateful=case["stateful"], dtype=dt,
                          random_state=int(rng.integers(2 ** 31)), **case["opts"])
     # 1.5 times PyTorch's init (gates further from 1/2), PyTorch's own for
@@ -324,7 +324,7 @@ def run_case(case, seed):
         for i, chunk in enumerate(chunks):
             hs_e, _ = net.forward(xs[:, chunk], state if i == 0 else None, lengths[i])
             ref = refs[i]
-            if case.get("dropout"):
+            if case["dropout"]:
                 lens = np.full(N, widths[i]) if lengths[i] is None else lengths[i]
                 ref, h_ref, c_ref, _ = reference_network(case, net, xs[:, chunk], h_ref, c_ref,
                                                          lens)
@@ -446,7 +446,7 @@ def describe(case):
     off = ",".join(k for k, v in sw.items() if v is False)
     return (f"{case['cell']}{case['opts'] or ''} {case['dtype']} N={case['N']} T={case['T']} "
             f"D={case['D']} H={case['H']} layers={case['layers']} "
-            f"dropout={case.get('dropout', 0)} bias={case.get('bias', True)} "
+            f"dropout={case['dropout']} bias={case['bias']} "
             f"bidir={case['bidirectional']} ragged={case['ragged']} state={case['with_state']} "
             f"stateful={case['stateful']} "
             f"threads={sw['threads']} gemv8={sw['gemv8']} on=[{on}] off=[{off}]")
