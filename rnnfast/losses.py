@@ -290,7 +290,7 @@ class _RegressionLoss:
         """The mean of the element losses (weighted by their sample's
         weight along axis 0), keeping the element gradients for backward."""
         if sample_weight is None:
-            self._cache = (grad, loss.size)
+            self._cache = (grad, max(loss.size, 1))
             return float(loss.sum(dtype=np.float64) / max(loss.size, 1))
         if loss.ndim == 0:
             raise ValueError("sample_weight: needs predictions with a sample axis, got a "
@@ -307,8 +307,10 @@ class _RegressionLoss:
         """d(loss * dout)/d(y), of y's shape and dtype."""
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        # n is forward's denominator, already 1 where it was 0: a sum of
+        # weights below 1 divides as it is, as in the loss
         g, n = self._cache
-        return g * g.dtype.type(dout / max(n, 1))
+        return g * g.dtype.type(dout / n)
 
 
 class MSELoss(_RegressionLoss):

@@ -198,10 +198,13 @@ def test_sample_weight_of_ones_is_the_unweighted_loss_bitwise(rng):
         np.testing.assert_array_equal(a.backward(), b.backward())
 
 
+@pytest.mark.parametrize("scale", [1.0, 0.05], ids=["weights", "weights-summing-below-1"])
 @pytest.mark.parametrize("make", [MSELoss, lambda: HuberLoss(0.8)], ids=["mse", "huber"])
-def test_regression_sample_weight_is_a_weighted_mean(make, rng):
+def test_regression_sample_weight_is_a_weighted_mean(make, scale, rng):
+    # scale 0.05: the weights sum to 0.2 (0.6 with the 3 outputs), below 1,
+    # where the gradient was once divided by 1 instead (tests/fuzz_models.py)
     y, t = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
-    w = np.array([1.0, 0.0, 2.5, 0.5])
+    w = np.array([1.0, 0.0, 2.5, 0.5]) * scale
     loss = make()
     value = loss.forward(y, t, sample_weight=w)
     rows = [make().forward(y[i:i + 1], t[i:i + 1]) for i in range(4)]   # mean of a row
