@@ -6,6 +6,7 @@ import pytest
 
 import rnnfast
 from rnnfast.interop import from_torch, to_torch, to_torch_state_dict
+from _torch_twin import grads_by_torch_name, torch_run
 
 RTOL, ATOL = 1e-4, 1e-5
 N, T, D, H = 5, 7, 4, 6
@@ -14,19 +15,6 @@ LENGTHS = np.array([7, 3, 5, 1, 6])
 
 def _assert_close(ours, theirs, what):
     np.testing.assert_allclose(ours, theirs, rtol=RTOL, atol=ATOL, err_msg=what)
-
-
-def _grads_by_torch_name(net):
-    """Our gradients mapped to PyTorch's names and layout."""
-    class _GradView:
-        cell, num_layers, num_directions = net.cell, net.num_layers, net.num_directions
-
-        @staticmethod
-        def layer_params(layer, d):
-            per = 3 if net.bias else 2
-            i = per * (layer * net.num_directions + d)
-            return net.grads[i:i + per]
-    return to_torch_state_dict(_GradView)
 
 
 TOL64 = dict(rtol=1e-10, atol=1e-10)
@@ -38,26 +26,10 @@ def _torch_module(torch, kind, *args, **kwargs):
     return getattr(torch.nn, kind)(*args, batch_first=True, **kwargs)
 
 
-def _torch_run(module, x, state, lengths):
-    """module on a batch-first x, packed when lengths are given."""
-    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-    if lengths is None:
-        return module(x, state)
-    packed = pack_padded_sequence(x, torch_tensor(lengths), batch_first=True,
-                                  enforce_sorted=False)
-    out, fin = module(packed, state)
-    return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0], fin
-
-
-def torch_tensor(values):
-    import torch
-    return torch.tensor(np.asarray(values))
-
-
 def _assert_param_grads(net, module, kind, close, layer_map=None):
     """Every parameter gradient of `module` (named as torch names them; for a
     single-layer `module` standing for layer `layer_map` of net)."""
-    ours = _grads_by_torch_name(net)
+    ours = grads_by_torch_name(net)
     for name, p in module.named_parameters():
         ours_name = name if layer_map is None else name.replace("_l0", f"_l{layer_map}")
         if name.startswith("bias_hh") and kind != "GRU":
@@ -81,7 +53,7 @@ def _check_parity(torch, kind, num_layers, bidirectional, lengths, dtype=None, n
     h0 = torch.randn(num_layers * nd, n, H, dtype=dt, requires_grad=True)
     c0 = torch.randn(num_layers * nd, n, H, dtype=dt, requires_grad=True)
     is_lstm = kind == "LSTM"
-    out, fin = _torch_run(module, x, (h0, c0) if is_lstm else h0, lengths)
+    out, fin = torch_run(module, x, (h0, c0) if is_lstm else h0, lengths)
     g_out = torch.randn_like(out)
     g_h = torch.randn(num_layers * nd, n, H, dtype=dt)
     g_c = torch.randn(num_layers * nd, n, H, dtype=dt)
@@ -376,7 +348,7 @@ def test_stateful_network_parity(torch, kind, num_layers, bidirectional, ragged,
             state = (tuple(s.detach().requires_grad_(True) for s in state) if is_lstm
                      else state.detach().requires_grad_(True))
         module.zero_grad()
-        out, fin = _torch_run(module, x, state, lengths)
+        out, fin = torch_run(module, x, state, lengths)
         g = torch.randn_like(out)
         (out * g).sum().backward()
         hs, our_fin = net.forward(x.detach().numpy(), lengths=lengths)
@@ -431,7 +403,7 @@ def test_dropout_parity(torch, kind, num_layers, bidirectional, ragged, dtype):
         if layer:
             inp = inp * torch.from_numpy(masks[layer - 1])
         rows = slice(layer * nd, (layer + 1) * nd)
-        inp, fin = _torch_run(one, inp, (h0[rows], c0[rows]) if is_lstm else h0[rows], lengths)
+        inp, fin = torch_run(one, inp, (h0[rows], c0[rows]) if is_lstm else h0[rows], lengths)
         h_n.append(fin[0] if is_lstm else fin)
         c_n.append(fin[1] if is_lstm else fin)
     h_n, c_n = torch.cat(h_n), torch.cat(c_n)
@@ -448,7 +420,7 @@ def test_dropout_parity(torch, kind, num_layers, bidirectional, ragged, dtype):
     net.eval()
     module.eval()
     with torch.no_grad():
-        ref, ref_fin = _torch_run(module, x, (h0, c0) if is_lstm else h0, lengths)
+        ref, ref_fin = torch_run(module, x, (h0, c0) if is_lstm else h0, lengths)
     hs, our_fin = net.forward(x.detach().numpy(), state, lengths)
     close(hs, ref.numpy(), "eval outputs")
     close(our_fin[0] if is_lstm else our_fin, (ref_fin[0] if is_lstm else ref_fin).numpy(),

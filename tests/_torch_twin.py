@@ -1,0 +1,37 @@
+"""PyTorch's side of the parity tests and of the models' fuzzer: running a
+torch.nn.RNN / LSTM / GRU on a batch-first (optionally ragged) batch, and
+rnnfast's parameter gradients under PyTorch's names and layout."""
+import numpy as np
+
+from rnnfast.interop import to_torch_state_dict
+
+
+def grads_by_torch_name(net):
+    """net's gradients mapped to PyTorch's names and layout (the mapping of
+    the weights, which is linear: transposes, gate order, GRU's flipped z)."""
+    class _GradView:
+        cell, num_layers, num_directions = net.cell, net.num_layers, net.num_directions
+
+        @staticmethod
+        def layer_params(layer, d):
+            per = 3 if net.bias else 2
+            i = per * (layer * net.num_directions + d)
+            return net.grads[i:i + per]
+    return to_torch_state_dict(_GradView)
+
+
+def torch_run(module, x, state, lengths):
+    """module on a batch-first x, packed when lengths are given (outputs
+    past a sequence's length are zeros, as rnnfast's)."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+    if lengths is None:
+        return module(x, state)
+    packed = pack_padded_sequence(x, torch_tensor(lengths), batch_first=True,
+                                  enforce_sorted=False)
+    out, fin = module(packed, state)
+    return pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0], fin
+
+
+def torch_tensor(values):
+    import torch
+    return torch.tensor(np.asarray(values))

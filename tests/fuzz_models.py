@@ -1,0 +1,412 @@
+"""A differential fuzzer of the models against PyTorch.
+
+tests/test_models.py checks each model's backward by finite differences on
+a few fixed configurations of 3 to 7 units.  Here every case draws a model
+(RnnLM, SequenceClassifier, SequenceRegressor or SequenceTagger), its cell
+and options (layers, directions, embedding or float features, tied
+weights, the loss's reduction, Huber, dropout everywhere it is offered),
+sizes up to the ones where the compiled affine, softmax and embedding
+paths split over threads (a vocabulary of up to 4,000, batches of up to
+~1,000 tokens), ragged lengths with padding ids, ignored labels, a loss
+mask, sample weights (zeros among them), float32 or float64, 1 or 2
+threads.  A language model runs two chunks, the second from the state the
+first left (truncated BPTT).  PyTorch in float64 is the twin: the same
+weights in nn.Embedding, one single-layer nn.RNN / LSTM / GRU per layer
+(packed when ragged), the dropout masks the model drew multiplied in
+where the model applies them, a linear layer and the loss written out.
+Each case compares every training loss and every parameter gradient, the
+evaluation scores (dropout off), and a save and load of the model, whose
+evaluation scores must be bitwise the same.
+
+    python tests/fuzz_models.py [--cases N] [--minutes M] [--seed S]
+
+prints one line a failing case with the seed that replays it alone
+(`--seed S --cases 1`) and exits 1 if any failed.  tests/test_fuzz_models.py
+runs a few fixed seeds in the suite.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from rnnfast import _gru, _lstm, _rnn
+from rnnfast.interop import to_torch_state_dict
+from rnnfast.io import load, save
+from rnnfast.models import RnnLM, SequenceClassifier, SequenceRegressor, SequenceTagger
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _torch_twin import grads_by_torch_name, torch_run  # noqa: E402
+from fuzz_networks import TOL, close  # noqa: E402
+
+KINDS = ("lm", "classifier", "regressor", "tagger")
+TORCH_CELLS = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+F64 = torch.float64
+WIDTHS = [1, 2, 3, 7, 8, 9, 16, 17, 31, 32, 33, 48, 64, 65, 100, 128, 129]
+ROWS = [1, 2, 3, 5, 8, 9, 16, 17, 20, 32, 33]
+MAX_TOKENS = 1200
+
+
+def draw_case(rng):
+    """One model, its options and its data's shape, from rng."""
+    kind = KINDS[rng.integers(len(KINDS))]
+    while True:
+        N, T = int(rng.choice(ROWS)), int(rng.integers(1, 41))
+        if N * T <= MAX_TOKENS:
+            break
+    H = int(rng.choice(WIDTHS))
+    case = dict(kind=kind, cell=["rnn", "lstm", "gru"][rng.integers(3)],
+                dtype=np.dtype(np.float32 if rng.random() < 0.6 else np.float64),
+                N=N, T=T, H=H, layers=int(rng.choice([1, 1, 2, 3])),
+                dropout=float(rng.choice([0.0, 0.0, 0.3])),
+                threads=int(rng.integers(1, 3)), split_all=bool(rng.random() < 0.5))
+    if kind == "lm":
+        tie = bool(rng.random() < 0.3)
+        case.update(V=int(rng.choice([2, 5, 17, 100, 257, 1000, 4000])),
+                    D=H if tie or rng.random() < 0.5 else int(rng.choice(WIDTHS)),
+                    tie_weights=tie, reduction=["mean", "sum_time"][rng.integers(2)],
+                    init_scale=None if rng.random() < 0.6 else float(rng.choice([0.05, 0.1])),
+                    embed_dropout=None if rng.random() < 0.6 else float(rng.choice([0.0, 0.2])),
+                    output_dropout=None if rng.random() < 0.6 else float(rng.choice([0.0, 0.4])),
+                    ignored=float(rng.choice([0.0, 0.0, 0.2, 1.0])),
+                    loss_mask=bool(rng.random() < 0.3))
+        return case
+    ids = rng.random() < 0.5
+    case.update(bidirectional=bool(rng.random() < 0.5), ids=bool(ids),
+                V=int(rng.choice([2, 7, 50, 300])) if ids else None,
+                D=int(rng.choice(WIDTHS)), ragged=bool(rng.random() < 0.6),
+                weighted=bool(rng.random() < 0.4))
+    if kind == "classifier":
+        case["outputs"] = int(rng.choice([2, 3, 10, 40]))
+    elif kind == "regressor":
+        case.update(outputs=int(rng.choice([1, 1, 2, 5])),
+                    loss=["squared_error", "huber"][rng.integers(2)],
+                    huber_delta=float(rng.choice([0.1, 1.0])))
+    else:
+        case.update(outputs=int(rng.choice([2, 5, 17])),
+                    ignored=float(rng.choice([0.0, 0.2])))
+    return case
+
+
+def build_model(case, seed):
+    common = dict(cell=case["cell"], hidden_size=case["H"], num_layers=case["layers"],
+                  dropout=case["dropout"], dtype=case["dtype"], random_state=seed)
+    if case["kind"] == "lm":
+        return RnnLM(case["V"], wordvec_size=case["D"], tie_weights=case["tie_weights"],
+                     reduction=case["reduction"], init_scale=case["init_scale"],
+                     embed_dropout=case["embed_dropout"],
+                     output_dropout=case["output_dropout"], **common)
+    features = dict(vocab_size=case["V"], embedding_size=case["D"]) if case["ids"] \
+        else dict(input_size=case["D"])
+    common.update(bidirectional=case["bidirectional"], **features)
+    if case["kind"] == "classifier":
+        return SequenceClassifier(case["outputs"], **common)
+    if case["kind"] == "regressor":
+        return SequenceRegressor(case["outputs"], loss=case["loss"],
+                                 huber_delta=case["huber_delta"], **common)
+    return SequenceTagger(case["outputs"], **common)
+
+
+# ------------------------------------------------------------ PyTorch's twin
+def t64(array):
+    """A float64 leaf tensor holding array (a copy)."""
+    return torch.tensor(np.asarray(array, np.float64), dtype=F64)
+
+
+class TorchNetwork:
+    """The model's network as one single-layer torch module per layer (so
+    that dropout masks can go in between), float64, the same weights."""
+
+    def __init__(self, net):
+        self.net = net
+        state = to_torch_state_dict(net)
+        nd = net.num_directions
+        self.layers = []
+        for layer in range(net.num_layers):
+            D = net.input_size if layer == 0 else nd * net.hidden_size
+            m = TORCH_CELLS[net.cell](D, net.hidden_size, 1, bidirectional=nd == 2,
+                                      batch_first=True, dtype=F64)
+            with torch.no_grad():
+                for name, p in m.named_parameters():
+                    p.copy_(t64(state[name.replace("_l0", f"_l{layer}")]))
+            self.layers.append(m)
+
+    def __call__(self, x, lengths=None, masks=None, state=None):
+        """x (N, T, D) -> (outputs, h_n, c_n or None); masks[l]: the mask
+        on layer l's input (None: none); state: (h0, c0 or None) tensors."""
+        nd, lstm = self.net.num_directions, self.net.cell == "lstm"
+        h_n, c_n = [], []
+        for layer, m in enumerate(self.layers):
+            if masks is not None and masks[layer] is not None:
+                x = x * t64(masks[layer])
+            rows = slice(layer * nd, (layer + 1) * nd)
+            st = None if state is None else \
+                ((state[0][rows], state[1][rows]) if lstm else state[0][rows])
+            x, fin = torch_run(m, x, st, lengths)
+            h_n.append(fin[0] if lstm else fin)
+            c_n.append(fin[1] if lstm else None)
+        return x, torch.cat(h_n), (torch.cat(c_n) if lstm else None)
+
+    def zero_grad(self):
+        for m in self.layers:
+            m.zero_grad(set_to_none=True)
+
+    def grads_against(self, tol, failures, where):
+        """The network's gradients (rnnfast's) against the torch layers'."""
+        ours = grads_by_torch_name(self.net)
+        for layer, m in enumerate(self.layers):
+            for name, p in m.named_parameters():
+                ours_name = name.replace("_l0", f"_l{layer}")
+                if name.startswith("bias_hh") and self.net.cell != "gru":
+                    ours_name = ours_name.replace("bias_hh", "bias_ih")  # b = b_ih + b_hh
+                close(f"network {ours_name}{where}", ours[ours_name], p.grad.numpy(), tol,
+                      failures)
+
+
+def picked_nll(logits, targets, counted):
+    """-log softmax(logits)[target] where counted (else 0), elementwise."""
+    logp = torch.log_softmax(logits, dim=-1)
+    safe = torch.tensor(np.where(counted, targets, 0))
+    return -logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1) * t64(counted)
+
+
+# ------------------------------------------------------------------- cases
+def run_case(case, seed):
+    """A list of what differs from PyTorch's twin (empty: the case passed)."""
+    rng = np.random.default_rng(seed)
+    model = build_model(case, int(rng.integers(2 ** 31)))
+    # the textbook's embedding scale and zero biases make a bland case
+    for p in model.params:
+        p[...] += rng.uniform(-0.05, 0.05, p.shape).astype(p.dtype)
+    failures = []
+    with threadpool_limits(case["threads"]):
+        limits = [m.split_limits() for m in (_rnn, _lstm, _gru)]
+        if case["split_all"]:
+            for m in (_rnn, _lstm, _gru):
+                m.split_limits(1, 1, 1)
+        try:
+            if case["kind"] == "lm":
+                lm_failures(case, model, rng, failures)
+            else:
+                head_failures(case, model, rng, failures)
+        finally:
+            for m, lim in zip((_rnn, _lstm, _gru), limits):
+                m.split_limits(*lim)
+    return failures
+
+
+def lm_failures(case, model, rng, failures):
+    """Two training chunks (the state carried, each chunk's loss and
+    gradients), then evaluation scores from a zero state, then a save and
+    load."""
+    N, T, V, tol = case["N"], case["T"], case["V"], TOL[case["dtype"]]
+    twin = TorchNetwork(model.network)
+    E = t64(model.embed.params[0]).requires_grad_()
+    W = None if case["tie_weights"] else t64(model.affine.params[0]).requires_grad_()
+    b = t64(model.affine.params[1]).requires_grad_()
+    lstm = model.network.cell == "lstm"
+    state = None
+    chunks = []
+    for chunk in range(2):
+        xs = rng.integers(0, V, (N, T))
+        ts = rng.integers(0, V, (N, T))
+        ts[rng.random((N, T)) < case["ignored"]] = -1
+        mask = rng.random((N, T)) < 0.7 if case["loss_mask"] else None
+        chunks.append(xs)
+        loss = model.forward(xs, ts, mask)
+        masks = model.network._caches[1]
+        e_mask, o_mask = model.embed_dropout.mask, model.output_dropout.mask
+        model.backward()
+
+        for t in (E, W, b):
+            if t is not None:
+                t.grad = None
+        twin.zero_grad()
+        x = E[torch.tensor(xs)]
+        if e_mask is not None:
+            x = x * t64(e_mask)
+        hs, h_n, c_n = twin(x, masks=masks, state=state)
+        state = (h_n.detach(), c_n.detach() if lstm else None)
+        if o_mask is not None:
+            hs = hs * t64(o_mask)
+        logits = hs @ (E.T if W is None else W) + b
+        counted = ts != -1 if mask is None else (ts != -1) & mask
+        total = picked_nll(logits, ts, counted).sum()
+        denom = int(counted.sum()) if case["reduction"] == "mean" else N
+        ref = total / max(denom, 1)
+        ref.backward()
+        where = f" (chunk {chunk})"
+        close("loss" + where, loss, ref.item(), tol, failures)
+        close("embedding grad" + where, model.embed.grads[0], E.grad.numpy(), tol, failures)
+        if W is not None:
+            close("output W grad" + where, model.affine.grads[0], W.grad.numpy(), tol,
+                  failures)
+        close("output b grad" + where, model.affine.grads[1], b.grad.numpy(), tol, failures)
+        twin.grads_against(tol, failures, where)
+
+    # evaluation: no dropout, from a zero state; predict advances the state
+    model.reset_state()
+    scores = model.predict(chunks[0])
+    with torch.no_grad():
+        hs, _, _ = twin(E[torch.tensor(chunks[0])])
+        ref = hs @ (E.T if W is None else W) + b
+    close("predict (eval)", scores, ref.numpy(), tol, failures)
+
+    def reloaded_scores(m):
+        m.reset_state()
+        return m.predict(chunks[1])
+    save_load_failures(model, reloaded_scores, failures)
+
+
+def head_inputs(case, model, rng):
+    N, T = case["N"], case["T"]
+    lengths = rng.integers(1, T + 1, N) if case["ragged"] else None
+    if case["ids"]:
+        X = rng.integers(0, case["V"], (N, T))
+        if lengths is not None:                  # padding past a length: any id
+            X[np.arange(T) >= lengths[:, None]] = -1
+    else:
+        X = rng.standard_normal((N, T, case["D"])).astype(case["dtype"])
+    K = case["outputs"]
+    if case["kind"] == "classifier":
+        y = rng.integers(0, K, N)
+    elif case["kind"] == "regressor":
+        y = rng.standard_normal((N, K)).astype(case["dtype"])
+        if K == 1 and rng.random() < 0.5:
+            y = y[:, 0]                          # (N,) when n_outputs == 1
+    else:
+        y = rng.integers(0, K, (N, T))
+        y[rng.random((N, T)) < case["ignored"]] = -1
+    weights = None
+    if case["weighted"]:
+        weights = rng.uniform(0, 2, N)
+        weights[rng.random(N) < 0.2] = 0.0
+    return X, y, lengths, weights
+
+
+def head_reference(case, twin, E, W, b, X, y, lengths, weights, masks, head_mask):
+    """PyTorch's scores and loss of a sequence head (float64)."""
+    N, T = case["N"], case["T"]
+    nd = twin.net.num_directions
+    if case["ids"]:
+        valid = np.ones((N, T), bool) if lengths is None else np.arange(T) < lengths[:, None]
+        x = E[torch.tensor(np.where(valid, X, 0))]
+    else:
+        x = t64(X)
+    hs, h_n, _ = twin(x, lengths, masks)
+    feats = hs if case["kind"] == "tagger" else torch.cat(list(h_n[-nd:]), dim=1)
+    if head_mask is not None:
+        feats = feats * t64(head_mask)
+    scores = feats @ W + b
+    w = t64(np.ones(N) if weights is None else weights)
+    if case["kind"] == "classifier":
+        nll = picked_nll(scores, y, np.ones(N, bool))
+        loss = (w * nll).sum() / (w.sum() if w.sum() > 0 else 1.0)
+    elif case["kind"] == "regressor":
+        d = scores - t64(y.reshape(N, -1))
+        if case["loss"] == "squared_error":
+            el = d * d
+        else:
+            delta = case["huber_delta"]
+            el = torch.where(d.abs() <= delta, 0.5 * d * d, delta * (d.abs() - 0.5 * delta))
+        denom = w.sum() * el.shape[1]
+        loss = (w[:, None] * el).sum() / (denom if denom > 0 else 1.0)
+    else:
+        valid = np.ones((N, T), bool) if lengths is None else np.arange(T) < lengths[:, None]
+        counted = valid & (y != -1)
+        nll = picked_nll(scores, y, counted)
+        denom = (w[:, None] * t64(counted)).sum()
+        loss = (w[:, None] * nll).sum() / (denom if denom > 0 else 1.0)
+    return scores, loss
+
+
+def head_failures(case, model, rng, failures):
+    """A training forward and backward (loss, every gradient), evaluation
+    scores, a save and load."""
+    tol = TOL[case["dtype"]]
+    X, y, lengths, weights = head_inputs(case, model, rng)
+    loss = model.forward(X, y, lengths, sample_weight=weights)
+    masks, head_mask = model.network._caches[1], model.head_dropout.mask
+    model.backward()
+
+    twin = TorchNetwork(model.network)
+    E = t64(model.embed.params[0]).requires_grad_() if model.embed is not None else None
+    W = t64(model.affine.params[0]).requires_grad_()
+    b = t64(model.affine.params[1]).requires_grad_()
+    _, ref = head_reference(case, twin, E, W, b, X, y, lengths, weights, masks, head_mask)
+    ref.backward()
+    close("loss", loss, ref.item(), tol, failures)
+    if E is not None:
+        close("embedding grad", model.embed.grads[0], E.grad.numpy(), tol, failures)
+    close("output W grad", model.affine.grads[0], W.grad.numpy(), tol, failures)
+    close("output b grad", model.affine.grads[1], b.grad.numpy(), tol, failures)
+    twin.grads_against(tol, failures, "")
+
+    scores = model.predict_scores(X, lengths)
+    with torch.no_grad():
+        ref_scores, _ = head_reference(case, twin, E, W, b, X, y, lengths, weights, None, None)
+    close("predict_scores (eval)", scores, ref_scores.numpy(), tol, failures)
+    save_load_failures(model, lambda m: m.predict_scores(X, lengths), failures)
+
+
+def save_load_failures(model, scores_of, failures):
+    """model through rnnfast.io.save and load: the same class, config and
+    params bitwise, and scores_of(loaded) bitwise equal to scores_of(model)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.npz")
+        save(model, path)
+        loaded = load(path)
+    if type(loaded) is not type(model) or loaded.get_config() != model.get_config():
+        failures.append(f"load: {type(loaded).__name__} {loaded.get_config()} against "
+                        f"{type(model).__name__} {model.get_config()}")
+        return
+    for i, (ours, theirs) in enumerate(zip(loaded.params, model.params)):
+        if ours.dtype != theirs.dtype or not np.array_equal(ours, theirs):
+            failures.append(f"load: params[{i}] differ")
+    if not np.array_equal(scores_of(loaded), scores_of(model)):
+        failures.append("load: evaluation scores differ from the saved model's")
+
+
+def describe(case):
+    skip = ("kind",)
+    return f"{case['kind']} " + " ".join(f"{k}={v}" for k, v in case.items() if k not in skip)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", type=int, default=100)
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="run until this much time has passed (overrides --cases)")
+    ap.add_argument("--seed", type=int, default=0, help="the first case's seed")
+    args = ap.parse_args(argv)
+    if args.cases < 1:
+        ap.error(f"--cases: expected at least 1, got {args.cases}")
+    if args.minutes is not None and not args.minutes > 0:
+        ap.error(f"--minutes: expected a positive number, got {args.minutes}")
+    if args.seed < 0:
+        ap.error(f"--seed: expected 0 or more, got {args.seed}")
+    torch.set_num_threads(1)
+    t_end = time.monotonic() + 60 * args.minutes if args.minutes else None
+    seed, done, failed = args.seed, 0, 0
+    while (t_end is None and done < args.cases) or (t_end is not None and time.monotonic() < t_end):
+        case = draw_case(np.random.default_rng([seed, 2]))
+        try:
+            failures = run_case(case, seed)
+        except Exception as exc:        # a case that raises is a failure too, reported
+            failures = [f"raised {type(exc).__name__}: {exc}"]
+        if failures:
+            failed += 1
+            print(f"FAIL seed={seed}: {describe(case)}\n    " + "\n    ".join(failures),
+                  flush=True)
+        done += 1
+        seed += 1
+    print(f"{done} cases from seed {args.seed}, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""A few fixed cases of the models' differential fuzzer (tests/fuzz_models.py)
+against PyTorch, and checks that its comparisons are live.  Longer runs:
+`python tests/fuzz_models.py --minutes 10`."""
+import os
+
+import numpy as np
+import pytest
+
+try:
+    import torch  # noqa: F401  (the fuzzer's twin)
+except ImportError:                 # as the conftest's torch fixture: in CI a failure
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        raise
+    pytest.skip("torch not installed (pip install torch==2.13.0)", allow_module_level=True)
+
+import rnnfast.io  # noqa: E402
+from rnnfast.layers import TimeDropout  # noqa: E402
+from rnnfast.losses import _RegressionLoss  # noqa: E402
+from rnnfast.models import RnnLM, SequenceClassifier  # noqa: E402
+
+import fuzz_models  # noqa: E402
+from fuzz_models import describe, draw_case, main, run_case  # noqa: E402
+
+SEEDS = range(80)
+
+
+def case_of(seed):
+    return draw_case(np.random.default_rng([seed, 2]))
+
+
+def first_case(wanted, start=0):
+    """(seed, case) of the first seed from `start` whose case has what
+    `wanted` asks."""
+    seed = next(s for s in range(start, start + 2000) if wanted(case_of(s)))
+    return seed, case_of(seed)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_model_matches_torch(seed):
+    case = case_of(seed)
+    failures = run_case(case, seed)
+    assert not failures, describe(case) + "\n" + "\n".join(failures)
+
+
+def test_the_fixed_seeds_reach_every_model_and_option():
+    cases = [case_of(s) for s in SEEDS]
+    assert {c["kind"] for c in cases} == {"lm", "classifier", "regressor", "tagger"}
+    assert {c["cell"] for c in cases} == {"rnn", "lstm", "gru"}
+    assert {c["dtype"].name for c in cases} == {"float32", "float64"}
+    lms = [c for c in cases if c["kind"] == "lm"]
+    heads = [c for c in cases if c["kind"] != "lm"]
+    assert any(c["tie_weights"] for c in lms) and any(c["loss_mask"] for c in lms)
+    assert {c["reduction"] for c in lms} == {"mean", "sum_time"}
+    assert any(c["dropout"] and c["layers"] > 1 for c in cases)
+    for option in ("bidirectional", "ids", "ragged", "weighted"):
+        assert {c[option] for c in heads} == {False, True}, option
+    assert any(c["V"] == 4000 for c in lms)
+
+
+def test_a_wrong_embedding_gradient_is_reported(monkeypatch):
+    backward = RnnLM.backward
+
+    def off_by_a_little(self, *args, **kwargs):
+        backward(self, *args, **kwargs)
+        self.embed.grads[0][0, 0] += 0.05
+
+    monkeypatch.setattr(RnnLM, "backward", off_by_a_little)
+    seed, case = first_case(lambda c: c["kind"] == "lm")
+    failures = run_case(case, seed)
+    assert [f.split(":")[0] for f in failures] == ["embedding grad (chunk 0)",
+                                                    "embedding grad (chunk 1)"]
+
+
+def test_a_language_model_that_drops_its_state_is_reported(monkeypatch):
+    forward = RnnLM.forward
+
+    def forgetful(self, *args, **kwargs):
+        self.reset_state()
+        return forward(self, *args, **kwargs)
+
+    seed, case = first_case(lambda c: c["kind"] == "lm" and c["T"] > 1)
+    assert not run_case(case, seed)
+    monkeypatch.setattr(RnnLM, "forward", forgetful)
+    failures = run_case(case, seed)
+    assert any(f.startswith("loss (chunk 1)") for f in failures), failures
+    assert not any("chunk 0" in f for f in failures), failures
+
+
+def test_the_dropout_masks_are_compared(monkeypatch):
+    """Dropout that scales what it keeps by 1.01 more than the mask it
+    records: a case with dropout fails its loss."""
+    forward = TimeDropout.forward
+
+    def scaled(self, xs):
+        out = forward(self, xs)
+        return out * 1.01 if self.mask is not None else out
+
+    seed, case = first_case(lambda c: c["kind"] == "classifier" and c["dropout"] > 0)
+    assert not run_case(case, seed)
+    monkeypatch.setattr(TimeDropout, "forward", scaled)
+    failures = run_case(case, seed)
+    assert any(f.startswith("loss") for f in failures), failures
+
+
+def test_evaluation_scores_are_compared(monkeypatch):
+    predict_scores = SequenceClassifier.predict_scores
+
+    def shifted(self, *args, **kwargs):
+        return predict_scores(self, *args, **kwargs) + 0.01
+
+    monkeypatch.setattr(SequenceClassifier, "predict_scores", shifted)
+    seed, case = first_case(lambda c: c["kind"] == "classifier")
+    failures = run_case(case, seed)
+    assert [f.split(":")[0] for f in failures] == ["predict_scores (eval)"]
+
+
+def test_the_regression_weights_bug_it_found_is_caught(monkeypatch):
+    """The bug this fuzzer found: MSELoss/HuberLoss's gradient divided by
+    max(sum of weights, 1).  Put back, it fails weighted regressor cases."""
+    def old_backward(self, dout=1.0):
+        g, n = self._cache
+        return g * g.dtype.type(dout / max(n, 1))
+
+    monkeypatch.setattr(_RegressionLoss, "backward", old_backward)
+    weighted = [s for s in range(2000) if (lambda c: c["kind"] == "regressor"
+                                           and c["weighted"] and c["N"] <= 3)(case_of(s))]
+    failing = [s for s in weighted[:40] if run_case(case_of(s), s)]
+    assert failing, weighted[:40]
+
+
+def test_a_load_that_changes_a_weight_is_reported(monkeypatch):
+    load = rnnfast.io.load
+
+    def corrupt(path):
+        model = load(path)
+        model.params[-1][...] += 0.5
+        return model
+
+    monkeypatch.setattr(fuzz_models, "load", corrupt)
+    seed, case = first_case(lambda c: c["kind"] == "tagger")
+    failures = run_case(case, seed)
+    assert failures[0].startswith("load: params[") and \
+        failures[-1] == "load: evaluation scores differ from the saved model's", failures
+
+
+def test_the_command_line_runs_and_reports_a_raising_case(monkeypatch, capsys):
+    assert main(["--cases", "3", "--seed", "5"]) == 0
+    assert capsys.readouterr().out.strip().endswith("3 cases from seed 5, 0 failed")
+
+    def boom(case, seed):
+        raise ValueError("xs: bad")
+
+    monkeypatch.setattr(fuzz_models, "run_case", boom)
+    assert main(["--cases", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL seed=0" in out and "raised ValueError: xs: bad" in out
+    assert out.strip().endswith("2 cases from seed 0, 2 failed")
+
+
+@pytest.mark.parametrize("args", [["--cases", "0"], ["--minutes", "-1"], ["--seed", "-2"]])
+def test_the_command_line_refuses_bad_arguments(args):
+    with pytest.raises(SystemExit):
+        main(args)
