@@ -2,21 +2,23 @@
 
 tests/test_models.py checks each model's backward by finite differences on
 a few fixed configurations of 3 to 7 units.  Here every case draws a model
-(RnnLM, SequenceClassifier, SequenceRegressor or SequenceTagger), its cell
-and options (layers, directions, embedding or float features, tied
+(RnnLM, SequenceClassifier, SequenceRegressor, SequenceTagger, Seq2seq,
+PeekySeq2seq or AttentionSeq2seq), its cell and options (layers, directions, embedding or float features, tied
 weights, the loss's reduction, Huber, dropout everywhere it is offered),
 sizes up to the ones where the compiled affine, softmax and embedding
 paths split over threads (a vocabulary of up to 4,000, batches of up to
 ~1,000 tokens), ragged lengths with padding ids, ignored labels, a loss
-mask, sample weights (zeros among them), float32 or float64, 1 or 2
-threads.  A language model runs two chunks, the second from the state the
-first left (truncated BPTT).  PyTorch in float64 is the twin: the same
+mask, sample weights (zeros among them), targets of an encoder-decoder
+padded at their ends, float32 or float64, 1 or 2 threads.  A language
+model runs two chunks, the second from the state the first left
+(truncated BPTT).  PyTorch in float64 is the twin: the same
 weights in nn.Embedding, one single-layer nn.RNN / LSTM / GRU per layer
 (packed when ragged), the dropout masks the model drew multiplied in
-where the model applies them, a linear layer and the loss written out.
-Each case compares every training loss and every parameter gradient, the
-evaluation scores (dropout off), and a save and load of the model, whose
-evaluation scores must be bitwise the same.
+where the model applies them, a linear layer, the attention and the loss
+written out.  Each case compares every training loss and every parameter
+gradient, the evaluation scores (dropout off; for an encoder-decoder in
+float64, its greedy decoding), and a save and load of the model, whose
+evaluation scores (decoded ids) must be bitwise the same.
 
     python tests/fuzz_models.py [--cases N] [--minutes M] [--seed S]
 
@@ -37,13 +39,16 @@ from threadpoolctl import threadpool_limits
 from rnnfast import _gru, _lstm, _rnn
 from rnnfast.interop import to_torch_state_dict
 from rnnfast.io import load, save
-from rnnfast.models import RnnLM, SequenceClassifier, SequenceRegressor, SequenceTagger
+from rnnfast._layout import to_torch_weights
+from rnnfast.models import (AttentionSeq2seq, PeekySeq2seq, RnnLM, Seq2seq,
+                            SequenceClassifier, SequenceRegressor, SequenceTagger)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _torch_twin import grads_by_torch_name, torch_run  # noqa: E402
 from fuzz_networks import TOL, close  # noqa: E402
 
-KINDS = ("lm", "classifier", "regressor", "tagger")
+KINDS = ("lm", "classifier", "regressor", "tagger", "seq2seq")
+SEQ2SEQ = {"plain": Seq2seq, "peeky": PeekySeq2seq, "attention": AttentionSeq2seq}
 TORCH_CELLS = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 F64 = torch.float64
 WIDTHS = [1, 2, 3, 7, 8, 9, 16, 17, 31, 32, 33, 48, 64, 65, 100, 128, 129]
@@ -75,6 +80,13 @@ def draw_case(rng):
                     ignored=float(rng.choice([0.0, 0.0, 0.2, 1.0])),
                     loss_mask=bool(rng.random() < 0.3))
         return case
+    if kind == "seq2seq":       # LSTMs of one layer, no dropout: the textbook's
+        case.update(cell="lstm", layers=1, dropout=0.0,
+                    variant=list(SEQ2SEQ)[rng.integers(len(SEQ2SEQ))],
+                    V=int(rng.choice([3, 13, 100, 1000])), D=int(rng.choice(WIDTHS)),
+                    S=int(rng.integers(1, 30)), T=int(rng.integers(1, 30)),
+                    padded=bool(rng.random() < 0.5))
+        return case
     ids = rng.random() < 0.5
     case.update(bidirectional=bool(rng.random() < 0.5), ids=bool(ids),
                 V=int(rng.choice([2, 7, 50, 300])) if ids else None,
@@ -100,6 +112,10 @@ def build_model(case, seed):
                      reduction=case["reduction"], init_scale=case["init_scale"],
                      embed_dropout=case["embed_dropout"],
                      output_dropout=case["output_dropout"], **common)
+    if case["kind"] == "seq2seq":
+        return SEQ2SEQ[case["variant"]](case["V"], wordvec_size=case["D"],
+                                        hidden_size=case["H"], dtype=case["dtype"],
+                                        random_state=seed)
     features = dict(vocab_size=case["V"], embedding_size=case["D"]) if case["ids"] \
         else dict(input_size=case["D"])
     common.update(bidirectional=case["bidirectional"], **features)
@@ -179,9 +195,7 @@ def run_case(case, seed):
     """A list of what differs from PyTorch's twin (empty: the case passed)."""
     rng = np.random.default_rng(seed)
     model = build_model(case, int(rng.integers(2 ** 31)))
-    # the textbook's embedding scale and zero biases make a bland case
-    for p in model.params:
-        p[...] += rng.uniform(-0.05, 0.05, p.shape).astype(p.dtype)
+    scale_weights(model, rng)
     failures = []
     with threadpool_limits(case["threads"]):
         limits = [m.split_limits() for m in (_rnn, _lstm, _gru)]
@@ -191,12 +205,34 @@ def run_case(case, seed):
         try:
             if case["kind"] == "lm":
                 lm_failures(case, model, rng, failures)
+            elif case["kind"] == "seq2seq":
+                seq2seq_failures(case, model, rng, failures)
             else:
                 head_failures(case, model, rng, failures)
         finally:
             for m, lim in zip((_rnn, _lstm, _gru), limits):
                 m.split_limits(*lim)
     return failures
+
+
+def scale_weights(model, rng):
+    """Weights that make every value and gradient of order 1: the models'
+    own (embeddings of 0.01, zero biases, N(0, 1/fan_in)) give logits near
+    zero and gradients of 1e-3, where the comparison's absolute tolerance
+    (2e-4 in float32) would let a 10 % error through.  Matrices U(+-1.5 /
+    sqrt(rows)), embeddings U(+-1), biases U(+-0.5)."""
+    embeds = [part.embed for part in (model, getattr(model, "encoder", None),
+                                      getattr(model, "decoder", None))
+              if getattr(part, "embed", None) is not None]
+    embed_ids = {id(e.params[0]) for e in embeds}
+    for p in model.params:
+        if id(p) in embed_ids:
+            a = 1.0
+        elif p.ndim == 2 and p.shape[0] > 2:
+            a = 1.5 / np.sqrt(p.shape[0])
+        else:                               # b (G,), or a GRU's b (2, G)
+            a = 0.5
+        p[...] = rng.uniform(-a, a, p.shape)
 
 
 def lm_failures(case, model, rng, failures):
@@ -351,6 +387,94 @@ def head_failures(case, model, rng, failures):
         ref_scores, _ = head_reference(case, twin, E, W, b, X, y, lengths, weights, None, None)
     close("predict_scores (eval)", scores, ref_scores.numpy(), tol, failures)
     save_load_failures(model, lambda m: m.predict_scores(X, lengths), failures)
+
+
+class TorchTimeLSTM:
+    """A TimeLSTM's weights in a float64 torch.nn.LSTM, and its gradients
+    compared with the layer's."""
+
+    def __init__(self, layer):
+        self.layer = layer
+        D, G = layer.params[0].shape
+        self.module = torch.nn.LSTM(D, G // 4, batch_first=True, dtype=F64)
+        names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+        with torch.no_grad():
+            for name, w in zip(names, to_torch_weights("lstm", *layer.params)):
+                getattr(self.module, name).copy_(t64(w))
+
+    def __call__(self, x, h0):
+        """x (N, T, D), h0 (N, H) (c0 zeros) -> outputs (N, T, H)."""
+        return self.module(x, (h0[None], torch.zeros_like(h0)[None]))[0]
+
+    def grads_against(self, tol, failures, name):
+        names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+        ours = to_torch_weights("lstm", *self.layer.grads)
+        ours[3] = ours[2]                       # b = b_ih + b_hh: both have its gradient
+        for n, g in zip(names, ours):
+            close(f"{name} {n}", g, getattr(self.module, n).grad.numpy(), tol, failures)
+
+
+def seq2seq_reference(case, twins, xs, dec_in):
+    """PyTorch's logits (N, T, V) of an encoder-decoder (float64)."""
+    (Ee, enc), (Ed, dec), (Wa, ba) = twins
+    enc_hs = enc(Ee[torch.tensor(xs)], torch.zeros(xs.shape[0], case["H"], dtype=F64))
+    h = enc_hs[:, -1]
+    y = Ed[torch.tensor(dec_in)]
+    if case["variant"] == "peeky":
+        peek = h[:, None, :].expand(-1, y.shape[1], -1)
+        out = dec(torch.cat([peek, y], dim=2), h)
+        feats = torch.cat([peek, out], dim=2)
+    elif case["variant"] == "attention":
+        out = dec(y, h)
+        a = torch.softmax(out @ enc_hs.transpose(1, 2), dim=-1)        # (N, T, S)
+        feats = torch.cat([a @ enc_hs, out], dim=2)
+    else:
+        feats = dec(y, h)
+    return feats @ Wa + ba
+
+
+def seq2seq_failures(case, model, rng, failures):
+    """A teacher-forced training step (loss, every gradient), and for
+    float64 the greedy decoding; a save and load."""
+    N, S, T, V, tol = case["N"], case["S"], case["T"], case["V"], TOL[case["dtype"]]
+    xs = rng.integers(0, V, (N, S))
+    ts = rng.integers(0, V, (N, T + 1))
+    if case["padded"]:                      # rows ending early: ignore_label to the end
+        ends = rng.integers(2, T + 2, N)
+        ts[np.arange(T + 1) >= ends[:, None]] = -1
+    loss = model.forward(xs, ts)
+    model.backward()
+
+    enc, dec = model.encoder, model.decoder
+    Ee, Ed = (t64(part.embed.params[0]).requires_grad_() for part in (enc, dec))
+    Wa, ba = (t64(p).requires_grad_() for p in dec.affine.params)
+    twins = ((Ee, TorchTimeLSTM(enc.lstm)), (Ed, TorchTimeLSTM(dec.lstm)), (Wa, ba))
+    dec_in = np.where(ts[:, :-1] == -1, 0, ts[:, :-1])
+    logits = seq2seq_reference(case, twins, xs, dec_in)
+    counted = ts[:, 1:] != -1
+    ref = picked_nll(logits, ts[:, 1:], counted).sum() / max(int(counted.sum()), 1)
+    ref.backward()
+    close("loss", loss, ref.item(), tol, failures)
+    close("encoder embedding grad", enc.embed.grads[0], Ee.grad.numpy(), tol, failures)
+    close("decoder embedding grad", dec.embed.grads[0], Ed.grad.numpy(), tol, failures)
+    close("output W grad", dec.affine.grads[0], Wa.grad.numpy(), tol, failures)
+    close("output b grad", dec.affine.grads[1], ba.grad.numpy(), tol, failures)
+    twins[0][1].grads_against(tol, failures, "encoder")
+    twins[1][1].grads_against(tol, failures, "decoder")
+
+    length = int(rng.integers(1, 8))
+    if case["dtype"] == np.float64:         # float32's argmax may break a near tie otherwise
+        ids = model.generate(xs, 0, length)
+        with torch.no_grad():
+            ref_ids = np.zeros((N, 0), np.int64)
+            for _ in range(length):         # the whole prefix again: no state to carry
+                prefix = np.concatenate([np.zeros((N, 1), np.int64), ref_ids], axis=1)
+                nxt = seq2seq_reference(case, twins, xs, prefix)[:, -1].argmax(-1)
+                ref_ids = np.concatenate([ref_ids, nxt.numpy()[:, None]], axis=1)
+        if not np.array_equal(ids, ref_ids):
+            failures.append(f"generate: {int((ids != ref_ids).sum())} of {ids.size} ids "
+                            f"differ from PyTorch's greedy decoding")
+    save_load_failures(model, lambda m: m.generate(xs, 0, length), failures)
 
 
 def save_load_failures(model, scores_of, failures):

@@ -16,7 +16,9 @@ except ImportError:                 # as the conftest's torch fixture: in CI a f
 import rnnfast.io  # noqa: E402
 from rnnfast.layers import TimeDropout  # noqa: E402
 from rnnfast.losses import _RegressionLoss  # noqa: E402
-from rnnfast.models import RnnLM, SequenceClassifier  # noqa: E402
+from rnnfast.layers import TimeAttention  # noqa: E402
+from rnnfast.models import RnnLM, Seq2seq, SequenceClassifier  # noqa: E402
+from rnnfast.models.seq2seq import PeekyDecoder  # noqa: E402
 
 import fuzz_models  # noqa: E402
 from fuzz_models import describe, draw_case, main, run_case  # noqa: E402
@@ -44,11 +46,15 @@ def test_model_matches_torch(seed):
 
 def test_the_fixed_seeds_reach_every_model_and_option():
     cases = [case_of(s) for s in SEEDS]
-    assert {c["kind"] for c in cases} == {"lm", "classifier", "regressor", "tagger"}
+    assert {c["kind"] for c in cases} == {"lm", "classifier", "regressor", "tagger",
+                                          "seq2seq"}
+    pairs = [(c["variant"], c["padded"]) for c in cases if c["kind"] == "seq2seq"]
+    assert {v for v, _ in pairs} == {"plain", "peeky", "attention"}
+    assert {p for _, p in pairs} == {False, True}
     assert {c["cell"] for c in cases} == {"rnn", "lstm", "gru"}
     assert {c["dtype"].name for c in cases} == {"float32", "float64"}
     lms = [c for c in cases if c["kind"] == "lm"]
-    heads = [c for c in cases if c["kind"] != "lm"]
+    heads = [c for c in cases if c["kind"] in ("classifier", "regressor", "tagger")]
     assert any(c["tie_weights"] for c in lms) and any(c["loss_mask"] for c in lms)
     assert {c["reduction"] for c in lms} == {"mean", "sum_time"}
     assert any(c["dropout"] and c["layers"] > 1 for c in cases)
@@ -126,6 +132,50 @@ def test_the_regression_weights_bug_it_found_is_caught(monkeypatch):
                                            and c["weighted"] and c["N"] <= 3)(case_of(s))]
     failing = [s for s in weighted[:40] if run_case(case_of(s), s)]
     assert failing, weighted[:40]
+
+
+def test_the_attention_is_compared(monkeypatch):
+    forward = TimeAttention.forward
+
+    def scaled(self, hs_enc, hs_dec):
+        return forward(self, hs_enc, hs_dec) * 1.01
+
+    seed, case = first_case(lambda c: c["kind"] == "seq2seq" and c["variant"] == "attention"
+                            and c["dtype"].name == "float64")
+    assert not run_case(case, seed)
+    monkeypatch.setattr(TimeAttention, "forward", scaled)
+    failures = run_case(case, seed)
+    assert failures and failures[0].startswith("loss"), failures
+
+
+def test_a_peeky_decoder_that_forgets_the_peeks_gradient_is_reported(monkeypatch):
+    """The encoder's h reaches the loss through the decoder's first state
+    and every step's peek: a backward that returns the first alone fails
+    the encoder's gradients, and the loss and the decoder's still agree."""
+    def no_peeks(self, dscore):
+        H = self.lstm.hidden_size
+        dout = self.lstm.backward(self.affine.backward(dscore)[:, :, H:])
+        self.embed.backward(dout[:, :, H:])
+        return self.lstm.dh
+
+    monkeypatch.setattr(PeekyDecoder, "backward", no_peeks)
+    seed, case = first_case(lambda c: c["kind"] == "seq2seq" and c["variant"] == "peeky")
+    failures = run_case(case, seed)
+    assert failures and all(f.startswith("encoder") for f in failures), failures
+
+
+def test_greedy_decoding_is_compared(monkeypatch):
+    generate = Seq2seq.generate
+
+    def shifted(self, xs, start_id, sample_size):
+        ids = generate(self, xs, start_id, sample_size)
+        ids[..., -1] = (ids[..., -1] + 1) % self.vocab_size
+        return ids
+
+    monkeypatch.setattr(Seq2seq, "generate", shifted)
+    seed, case = first_case(lambda c: c["kind"] == "seq2seq" and c["dtype"].name == "float64")
+    failures = run_case(case, seed)
+    assert [f.split(":")[0] for f in failures] == ["generate"], failures
 
 
 def test_a_load_that_changes_a_weight_is_reported(monkeypatch):
