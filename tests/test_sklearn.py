@@ -406,6 +406,26 @@ def test_integer_sample_weights_are_repeated_samples_on_one_full_batch(cls):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("cls", [RNNClassifier, RNNRegressor])
+def test_weights_scaled_by_a_constant_fit_the_same(cls):
+    """Without the L2 term (alpha=0) a batch's loss is the weighted mean, so
+    weights and the same weights times 0.01 (summing to ~0.2 a batch) fit
+    the same model.  The regressor's losses once divided the gradient by
+    max(sum of weights, 1): such weights trained it up to 5x slower."""
+    X, y = fixed_last_step(n=60, T=4)
+    if cls is RNNRegressor:
+        y = X[:, -1, 0] + 0.5 * X[:, 0, 1]
+    w = np.random.default_rng(0).uniform(0.2, 1.0, 60)
+    common = dict(hidden_size=6, max_iter=5, batch_size=32, alpha=0.0, dtype=np.float64,
+                  random_state=0)
+    a = cls(**common).fit(X, y, sample_weight=w)
+    b = cls(**common).fit(X, y, sample_weight=0.01 * w)
+    assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-9)
+    for p, q in zip(a.model_.params, b.model_.params):
+        assert_allclose(p, q, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_sample_weight_steers_the_fit_and_reaches_every_path():
     """Weighting one class up moves the predictions its way; partial_fit,
     early stopping (the held-out rows scored with their weights) and
