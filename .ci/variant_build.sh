@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the Cython kernels as a variant in a throw-away copy of the working
-# tree, then run the kernel, parity, property and bad-input tests against
-# that copy.  The installed, optimised build is never touched.
+# tree, then run the kernel, parity, property, bad-input and fuzzer tests
+# against that copy.  The installed, optimised build is never touched.
 #
 #   .ci/variant_build.sh debug          # RNNFAST_DEBUG_CYTHON=1: bounds,
 #                                       # wraparound, initialized and None
@@ -58,6 +58,6 @@ if [ "$#" -eq 0 ]; then
     set -- tests/test_kernels_reference.py tests/test_gradcheck.py \
            tests/test_parity_torch.py tests/test_layers_core.py \
            tests/test_properties.py tests/test_bad_input.py \
-           tests/test_fuzz_networks.py
+           tests/test_fuzz_networks.py tests/test_fuzz_models.py
 fi
 python -m pytest -q -p no:cacheprovider "$@"
