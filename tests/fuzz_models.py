@@ -16,9 +16,10 @@ weights in nn.Embedding, one single-layer nn.RNN / LSTM / GRU per layer
 (packed when ragged), the dropout masks the model drew multiplied in
 where the model applies them, a linear layer, the attention and the loss
 written out.  Each case compares every training loss and every parameter
-gradient, the evaluation scores (dropout off; for an encoder-decoder in
-float64, its greedy decoding), and a save and load of the model, whose
-evaluation scores (decoded ids) must be bitwise the same.
+gradient, the evaluation scores (dropout off), a language model's
+perplexity over streams read in chunks, greedy decoding in float64 (of a
+language model and of an encoder-decoder), and a save and load of the
+model, whose evaluation scores (decoded ids) must be bitwise the same.
 
     python tests/fuzz_models.py [--cases N] [--minutes M] [--seed S]
 
@@ -41,7 +42,8 @@ from rnnfast.interop import to_torch_state_dict
 from rnnfast.io import load, save
 from rnnfast._layout import to_torch_weights
 from rnnfast.models import (AttentionSeq2seq, PeekySeq2seq, RnnLM, Seq2seq,
-                            SequenceClassifier, SequenceRegressor, SequenceTagger)
+                            SequenceClassifier, SequenceRegressor, SequenceTagger,
+                            perplexity)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _torch_twin import grads_by_torch_name, torch_run  # noqa: E402
@@ -291,6 +293,32 @@ def lm_failures(case, model, rng, failures):
         hs, _, _ = twin(E[torch.tensor(chunks[0])])
         ref = hs @ (E.T if W is None else W) + b
     close("predict (eval)", scores, ref.numpy(), tol, failures)
+
+    def lm_logits(ids):
+        with torch.no_grad():
+            hs, _, _ = twin(E[torch.tensor(ids)])
+            return hs @ (E.T if W is None else W) + b
+
+    # perplexity: contiguous streams read in chunks, the state carried
+    batch, steps = int(rng.integers(1, 6)), int(rng.integers(1, 9))
+    corpus = rng.integers(0, V, batch * int(rng.integers(1, 25)) + 1)
+    L = (corpus.size - 1) // batch
+    logits = lm_logits(corpus[:batch * L].reshape(batch, L))
+    targets = corpus[1:batch * L + 1].reshape(batch, L)
+    nll = picked_nll(logits, targets, np.ones_like(targets, bool)).mean()
+    close("perplexity", perplexity(model, corpus, batch, steps), np.exp(nll.item()), tol,
+          failures)
+    if case["dtype"] == np.float64:     # float32's argmax may break a near tie otherwise
+        prompt = rng.integers(0, V, (N, int(rng.integers(1, 5))))
+        length = int(rng.integers(1, 6))
+        ids = model.generate(prompt, length, temperature=0)
+        ref_ids = prompt
+        for _ in range(length):         # the whole prefix again: no state to carry
+            nxt = lm_logits(ref_ids)[:, -1].argmax(-1).numpy()
+            ref_ids = np.concatenate([ref_ids, nxt[:, None]], axis=1)
+        if not np.array_equal(ids, ref_ids):
+            failures.append(f"generate: {int((ids != ref_ids).sum())} of {ids.size} ids "
+                            f"differ from PyTorch's greedy decoding")
 
     def reloaded_scores(m):
         m.reset_state()

@@ -92,6 +92,38 @@ def test_a_language_model_that_drops_its_state_is_reported(monkeypatch):
     assert not any("chunk 0" in f for f in failures), failures
 
 
+def test_a_perplexity_that_drops_the_state_between_chunks_is_reported(monkeypatch):
+    """Evaluation calls that start each chunk from zeros: the perplexity of
+    streams longer than a chunk fails, and only it and greedy decoding (one
+    call a token) do."""
+    scores = RnnLM._scores
+
+    def forgetful(self, xs):
+        if not self.training:
+            self.reset_state()
+        return scores(self, xs)
+
+    monkeypatch.setattr(RnnLM, "_scores", forgetful)
+    seed = next(s for s in range(500) if case_of(s)["kind"] == "lm" and
+                "perplexity" in " ".join(run_case(case_of(s), s)))
+    names = {f.split(":")[0] for f in run_case(case_of(seed), seed)}
+    assert "perplexity" in names and names <= {"perplexity", "generate"}, names
+
+
+def test_a_language_models_greedy_decoding_is_compared(monkeypatch):
+    generate = RnnLM.generate
+
+    def shifted(self, start_ids, length, **kwargs):
+        ids = generate(self, start_ids, length, **kwargs)
+        ids[..., -1] = (ids[..., -1] + 1) % self.vocab_size
+        return ids
+
+    monkeypatch.setattr(RnnLM, "generate", shifted)
+    seed, case = first_case(lambda c: c["kind"] == "lm" and c["dtype"].name == "float64")
+    failures = run_case(case, seed)
+    assert [f.split(":")[0] for f in failures] == ["generate"], failures
+
+
 def test_the_dropout_masks_are_compared(monkeypatch):
     """Dropout that scales what it keeps by 1.01 more than the mask it
     records: a case with dropout fails its loss."""
