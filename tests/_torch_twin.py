@@ -1,9 +1,27 @@
 """PyTorch's side of the parity tests and of the models' fuzzer: running a
-torch.nn.RNN / LSTM / GRU on a batch-first (optionally ragged) batch, and
-rnnfast's parameter gradients under PyTorch's names and layout."""
+torch.nn.RNN / LSTM / GRU on a batch-first (optionally ragged) batch,
+rnnfast's parameter gradients under PyTorch's names and layout, and the
+torch.optim twin of each rnnfast optimizer."""
 import numpy as np
 
 from rnnfast.interop import to_torch_state_dict
+from rnnfast.optim import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSprop
+
+TORCH_TWINS = {            # rnnfast optimizer -> the torch.optim one with the same rule
+    "sgd": (lambda: SGD(lr=0.1), lambda t, p: t.optim.SGD(p, lr=0.1)),
+    "momentum": (lambda: Momentum(lr=0.1, momentum=0.9),
+                 lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.9)),
+    "nesterov": (lambda: Nesterov(lr=0.1, momentum=0.9),
+                 lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True)),
+    "adagrad": (lambda: AdaGrad(lr=0.1, eps=1e-10),
+                lambda t, p: t.optim.Adagrad(p, lr=0.1, eps=1e-10)),
+    "rmsprop": (lambda: RMSprop(lr=0.01, decay_rate=0.99, eps=1e-8),
+                lambda t, p: t.optim.RMSprop(p, lr=0.01, alpha=0.99, eps=1e-8)),
+    "adam": (lambda: Adam(lr=0.1, eps=1e-8, weight_decay=0.01),
+             lambda t, p: t.optim.Adam(p, lr=0.1, eps=1e-8, weight_decay=0.01)),
+    "adamw": (lambda: AdamW(lr=0.1, eps=1e-8, weight_decay=0.05),
+              lambda t, p: t.optim.AdamW(p, lr=0.1, eps=1e-8, weight_decay=0.05)),
+}
 
 
 def grads_by_torch_name(net):

@@ -19,7 +19,9 @@ written out.  Each case compares every training loss and every parameter
 gradient, the evaluation scores (dropout off), a language model's
 perplexity over streams read in chunks, greedy decoding in float64 (of a
 language model and of an encoder-decoder), and a save and load of the
-model, whose evaluation scores (decoded ids) must be bitwise the same.
+model, whose evaluation scores (decoded ids) must be bitwise the same;
+then two steps of a random optimizer (clipped or not) on the model's
+params against its torch.optim twin given the same gradients.
 
     python tests/fuzz_models.py [--cases N] [--minutes M] [--seed S]
 
@@ -40,13 +42,14 @@ from threadpoolctl import threadpool_limits
 from rnnfast import _gru, _lstm, _rnn
 from rnnfast.interop import to_torch_state_dict
 from rnnfast.io import load, save
+from rnnfast.optim import clip_grads, global_norm
 from rnnfast._layout import to_torch_weights
 from rnnfast.models import (AttentionSeq2seq, PeekySeq2seq, RnnLM, Seq2seq,
                             SequenceClassifier, SequenceRegressor, SequenceTagger,
                             perplexity)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _torch_twin import grads_by_torch_name, torch_run  # noqa: E402
+from _torch_twin import TORCH_TWINS, grads_by_torch_name, torch_run  # noqa: E402
 from fuzz_networks import TOL, close  # noqa: E402
 
 KINDS = ("lm", "classifier", "regressor", "tagger", "seq2seq")
@@ -211,6 +214,7 @@ def run_case(case, seed):
                 seq2seq_failures(case, model, rng, failures)
             else:
                 head_failures(case, model, rng, failures)
+            optimizer_failures(case, model, rng, failures)
         finally:
             for m, lim in zip((_rnn, _lstm, _gru), limits):
                 m.split_limits(*lim)
@@ -503,6 +507,32 @@ def seq2seq_failures(case, model, rng, failures):
             failures.append(f"generate: {int((ids != ref_ids).sum())} of {ids.size} ids "
                             f"differ from PyTorch's greedy decoding")
     save_load_failures(model, lambda m: m.generate(xs, 0, length), failures)
+
+
+def optimizer_failures(case, model, rng, failures):
+    """Two steps of an optimizer on the model's params (each distinct array
+    once, a tied E included) from the last backward's gradients, clipped
+    to half their norm one time in two, against its torch.optim twin given
+    the same gradients: the compiled steps at a model's sizes (up to 4000 x
+    129 values, two threads)."""
+    name = list(TORCH_TWINS)[rng.integers(len(TORCH_TWINS))]
+    make, make_torch = TORCH_TWINS[name]
+    opt, tol = make(), TOL[case["dtype"]]
+    params = [t64(p).requires_grad_() for p in model.params]
+    topt = make_torch(torch, params)
+    max_norm = 0.5 * global_norm(model.grads) if rng.random() < 0.5 else None
+    for step in range(2):
+        grads = [g * (1.0 - 0.3 * step) for g in model.grads]  # another gradient each step
+        for t, g in zip(params, grads):
+            t.grad = t64(g)
+        if max_norm:
+            clip_grads(grads, max_norm)
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
+        opt.update(model.params, grads)
+        topt.step()
+    for i, (p, t) in enumerate(zip(model.params, params)):
+        close(f"{name} step params[{i}]{' (clipped)' if max_norm else ''}", p,
+              t.detach().numpy(), tol, failures)
 
 
 def save_load_failures(model, scores_of, failures):

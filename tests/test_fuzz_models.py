@@ -225,6 +225,25 @@ def test_a_load_that_changes_a_weight_is_reported(monkeypatch):
         failures[-1] == "load: evaluation scores differ from the saved model's", failures
 
 
+def test_the_optimizer_steps_are_compared(monkeypatch):
+    """A twin whose torch.optim learning rate is 1 % off fails the params
+    after the steps, and nothing else."""
+    from rnnfast.optim import SGD
+    monkeypatch.setattr(fuzz_models, "TORCH_TWINS", {
+        "sgd": (lambda: SGD(lr=0.1), lambda t, p: t.optim.SGD(p, lr=0.101))})
+    seed, case = first_case(lambda c: c["kind"] == "classifier")
+    failures = run_case(case, seed)
+    assert failures and all(f.startswith("sgd step params[") for f in failures), failures
+
+
+def test_the_clipping_is_compared(monkeypatch):
+    """rnnfast's clip_grads turned into a no-op: the clipped cases fail."""
+    monkeypatch.setattr(fuzz_models, "clip_grads", lambda grads, max_norm: None)
+    failing = [f for s in range(30) for f in run_case(case_of(s), s)]
+    assert failing and all("step params[" in f and f.split(":")[0].endswith("(clipped)")
+                           for f in failing), failing
+
+
 def test_the_command_line_runs_and_reports_a_raising_case(monkeypatch, capsys):
     assert main(["--cases", "3", "--seed", "5"]) == 0
     assert capsys.readouterr().out.strip().endswith("3 cases from seed 5, 0 failed")

@@ -7,6 +7,7 @@ import pytest
 
 from rnnfast.optim import (SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, ReduceOnPlateau,
                            RMSprop, StepDecay, clip_grads, global_norm)
+from _torch_twin import TORCH_TWINS
 
 G1, G2 = 0.5, 0.2          # the gradients of step 1 and step 2; p starts at 1.0
 
@@ -148,23 +149,6 @@ def test_reduce_on_plateau_textbook():
 
 
 # ------------------------------------------------ tied (shared) parameters
-TORCH_TWINS = {            # rnnfast optimizer -> the torch.optim one with the same rule
-    "sgd": (lambda: SGD(lr=0.1), lambda t, p: t.optim.SGD(p, lr=0.1)),
-    "momentum": (lambda: Momentum(lr=0.1, momentum=0.9),
-                 lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.9)),
-    "nesterov": (lambda: Nesterov(lr=0.1, momentum=0.9),
-                 lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True)),
-    "adagrad": (lambda: AdaGrad(lr=0.1, eps=1e-10),
-                lambda t, p: t.optim.Adagrad(p, lr=0.1, eps=1e-10)),
-    "rmsprop": (lambda: RMSprop(lr=0.01, decay_rate=0.99, eps=1e-8),
-                lambda t, p: t.optim.RMSprop(p, lr=0.01, alpha=0.99, eps=1e-8)),
-    "adam": (lambda: Adam(lr=0.1, eps=1e-8, weight_decay=0.01),
-             lambda t, p: t.optim.Adam(p, lr=0.1, eps=1e-8, weight_decay=0.01)),
-    "adamw": (lambda: AdamW(lr=0.1, eps=1e-8, weight_decay=0.05),
-              lambda t, p: t.optim.AdamW(p, lr=0.1, eps=1e-8, weight_decay=0.05)),
-}
-
-
 @pytest.mark.parametrize("name", list(TORCH_TWINS))
 def test_tied_param_listed_twice_steps_once_on_the_summed_gradient(torch, name):
     make, make_torch = TORCH_TWINS[name]
