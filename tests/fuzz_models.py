@@ -29,11 +29,8 @@ prints one line a failing case with the seed that replays it alone
 (`--seed S --cases 1`) and exits 1 if any failed.  tests/test_fuzz_models.py
 runs a few fixed seeds in the suite.
 """
-import argparse
 import os
 import sys
-import tempfile
-import time
 
 import numpy as np
 import torch
@@ -41,7 +38,6 @@ from threadpoolctl import threadpool_limits
 
 from rnnfast import _gru, _lstm, _rnn
 from rnnfast.interop import to_torch_state_dict
-from rnnfast.io import load, save
 from rnnfast.optim import clip_grads, global_norm
 from rnnfast._layout import to_torch_weights
 from rnnfast.models import (AttentionSeq2seq, PeekySeq2seq, RnnLM, Seq2seq,
@@ -50,7 +46,8 @@ from rnnfast.models import (AttentionSeq2seq, PeekySeq2seq, RnnLM, Seq2seq,
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _torch_twin import TORCH_TWINS, grads_by_torch_name, torch_run  # noqa: E402
-from fuzz_networks import TOL, close  # noqa: E402
+import fuzz_networks  # noqa: E402
+from fuzz_networks import TOL, close, fuzz_main  # noqa: E402
 
 KINDS = ("lm", "classifier", "regressor", "tagger", "seq2seq")
 SEQ2SEQ = {"plain": Seq2seq, "peeky": PeekySeq2seq, "attention": AttentionSeq2seq}
@@ -536,20 +533,11 @@ def optimizer_failures(case, model, rng, failures):
 
 
 def save_load_failures(model, scores_of, failures):
-    """model through rnnfast.io.save and load: the same class, config and
-    params bitwise, and scores_of(loaded) bitwise equal to scores_of(model)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "model.npz")
-        save(model, path)
-        loaded = load(path)
-    if type(loaded) is not type(model) or loaded.get_config() != model.get_config():
-        failures.append(f"load: {type(loaded).__name__} {loaded.get_config()} against "
-                        f"{type(model).__name__} {model.get_config()}")
-        return
-    for i, (ours, theirs) in enumerate(zip(loaded.params, model.params)):
-        if ours.dtype != theirs.dtype or not np.array_equal(ours, theirs):
-            failures.append(f"load: params[{i}] differ")
-    if not np.array_equal(scores_of(loaded), scores_of(model)):
+    """model through rnnfast.io.save and load (fuzz_networks.saved_and_loaded:
+    the same class, config and params bitwise), and scores_of(loaded)
+    bitwise equal to scores_of(model)."""
+    loaded = fuzz_networks.saved_and_loaded(model, failures)
+    if loaded is not None and not np.array_equal(scores_of(loaded), scores_of(model)):
         failures.append("load: evaluation scores differ from the saved model's")
 
 
@@ -559,35 +547,10 @@ def describe(case):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", type=int, default=100)
-    ap.add_argument("--minutes", type=float, default=None,
-                    help="run until this much time has passed (overrides --cases)")
-    ap.add_argument("--seed", type=int, default=0, help="the first case's seed")
-    args = ap.parse_args(argv)
-    if args.cases < 1:
-        ap.error(f"--cases: expected at least 1, got {args.cases}")
-    if args.minutes is not None and not args.minutes > 0:
-        ap.error(f"--minutes: expected a positive number, got {args.minutes}")
-    if args.seed < 0:
-        ap.error(f"--seed: expected 0 or more, got {args.seed}")
     torch.set_num_threads(1)
-    t_end = time.monotonic() + 60 * args.minutes if args.minutes else None
-    seed, done, failed = args.seed, 0, 0
-    while (t_end is None and done < args.cases) or (t_end is not None and time.monotonic() < t_end):
-        case = draw_case(np.random.default_rng([seed, 2]))
-        try:
-            failures = run_case(case, seed)
-        except Exception as exc:        # a case that raises is a failure too, reported
-            failures = [f"raised {type(exc).__name__}: {exc}"]
-        if failures:
-            failed += 1
-            print(f"FAIL seed={seed}: {describe(case)}\n    " + "\n    ".join(failures),
-                  flush=True)
-        done += 1
-        seed += 1
-    print(f"{done} cases from seed {args.seed}, {failed} failed")
-    return 1 if failed else 0
+    return fuzz_main(argv, __doc__.split("\n\n")[0], lambda rng: draw_case(rng),
+                     lambda case, seed: run_case(case, seed), lambda case: describe(case),
+                     stream=2, cases=100)
 
 
 if __name__ == "__main__":

@@ -338,21 +338,32 @@ def run_case(case, seed):
     return failures
 
 
+def saved_and_loaded(obj, failures):
+    """obj (a network or model) through rnnfast.io.save and load: the
+    loaded object, with a failure added for another class or config or a
+    param not bitwise equal; None (and a failure) for another class or
+    config."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "saved.npz")
+        save(obj, path)
+        loaded = load(path)
+    if type(loaded) is not type(obj) or get_config(loaded) != get_config(obj):
+        failures.append(f"load: {type(loaded).__name__} {get_config(loaded)} against "
+                        f"{type(obj).__name__} {get_config(obj)}")
+        return None
+    for i, (ours, theirs) in enumerate(zip(loaded.params, obj.params)):
+        if ours.dtype != theirs.dtype or not np.array_equal(ours, theirs):
+            failures.append(f"load: params[{i}] differ")
+    return loaded
+
+
 def save_load_failures(net, xs, state, lengths, failures):
     """net through rnnfast.io.save and load: the same class and config,
     params bitwise equal, and an evaluation forward (outputs and final
     state) bitwise equal to net's."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "net.npz")
-        save(net, path)
-        loaded = load(path)
-    if type(loaded) is not type(net) or get_config(loaded) != get_config(net):
-        failures.append(f"load: {type(loaded).__name__} {get_config(loaded)} against "
-                        f"{type(net).__name__} {get_config(net)}")
+    loaded = saved_and_loaded(net, failures)
+    if loaded is None:
         return
-    for i, (ours, theirs) in enumerate(zip(loaded.params, net.params)):
-        if ours.dtype != theirs.dtype or not np.array_equal(ours, theirs):
-            failures.append(f"load: params[{i}] differ")
     loaded.eval()
     net.reset_state()
     hs, final = net.forward(xs, state, lengths)
@@ -452,9 +463,14 @@ def describe(case):
             f"threads={sw['threads']} gemv8={sw['gemv8']} on=[{on}] off=[{off}]")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cases", type=int, default=200)
+def fuzz_main(argv, description, draw_case, run_case, describe, stream, cases=200):
+    """The command line of a fuzzer: cases from consecutive seeds (a case's
+    draw from default_rng([seed, stream])), run_case(case, seed) -> its
+    failures, one line a failing case; exit status 1 if any failed.
+    draw_case, run_case and describe are called through the module they
+    come from at each case, so that a test can replace them."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--cases", type=int, default=cases)
     ap.add_argument("--minutes", type=float, default=None,
                     help="run until this much time has passed (overrides --cases)")
     ap.add_argument("--seed", type=int, default=0, help="the first case's seed")
@@ -468,7 +484,7 @@ def main(argv=None):
     t_end = time.monotonic() + 60 * args.minutes if args.minutes else None
     seed, done, failed = args.seed, 0, 0
     while (t_end is None and done < args.cases) or (t_end is not None and time.monotonic() < t_end):
-        case = draw_case(np.random.default_rng([seed, 1]))
+        case = draw_case(np.random.default_rng([seed, stream]))
         try:
             failures = run_case(case, seed)
         except Exception as exc:        # a case that raises is a failure too, reported
@@ -481,6 +497,12 @@ def main(argv=None):
         seed += 1
     print(f"{done} cases from seed {args.seed}, {failed} failed")
     return 1 if failed else 0
+
+
+def main(argv=None):
+    return fuzz_main(argv, __doc__.split("\n\n")[0], lambda rng: draw_case(rng),
+                     lambda case, seed: run_case(case, seed), lambda case: describe(case),
+                     stream=1)
 
 
 if __name__ == "__main__":
