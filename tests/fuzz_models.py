@@ -21,7 +21,10 @@ perplexity over streams read in chunks, greedy decoding in float64 (of a
 language model and of an encoder-decoder), and a save and load of the
 model, whose evaluation scores (decoded ids) must be bitwise the same;
 then two steps of a random optimizer (clipped or not) on the model's
-params against its torch.optim twin given the same gradients.
+params against its torch.optim twin given the same gradients; then three
+bad calls of the model's forward (one argument made wrong), each of which
+must raise ValueError or TypeError naming that argument first and leave
+the model as it was.
 
     python tests/fuzz_models.py [--cases N] [--minutes M] [--seed S]
 
@@ -29,6 +32,7 @@ prints one line a failing case with the seed that replays it alone
 (`--seed S --cases 1`) and exits 1 if any failed.  tests/test_fuzz_models.py
 runs a few fixed seeds in the suite.
 """
+import copy
 import os
 import sys
 
@@ -212,6 +216,7 @@ def run_case(case, seed):
             else:
                 head_failures(case, model, rng, failures)
             optimizer_failures(case, model, rng, failures)
+            bad_input_failures(case, model, rng, failures)
         finally:
             for m, lim in zip((_rnn, _lstm, _gru), limits):
                 m.split_limits(*lim)
@@ -512,7 +517,15 @@ def optimizer_failures(case, model, rng, failures):
     to half their norm one time in two, against its torch.optim twin given
     the same gradients: the compiled steps at a model's sizes (up to 4000 x
     129 values, two threads)."""
-    name = list(TORCH_TWINS)[rng.integers(len(TORCH_TWINS))]
+    names = list(TORCH_TWINS)
+    if case["dtype"] == np.float32 and "adam" in names:
+        # Adam's L2 term adds weight_decay * p to g; where the two cancel to
+        # within ~eps (1e-8), float32's rounding of the sum (~1e-10) moves
+        # g / (|g| + eps) by ~1e-2, so the step is lr * 1e-2 off float64's
+        # (seed 104018: 4.4e-4 at lr 0.1).  Ill-conditioned, not wrong:
+        # float64 runs it.
+        names.remove("adam")
+    name = names[rng.integers(len(names))]
     make, make_torch = TORCH_TWINS[name]
     opt, tol = make(), TOL[case["dtype"]]
     params = [t64(p).requires_grad_() for p in model.params]
@@ -539,6 +552,118 @@ def save_load_failures(model, scores_of, failures):
     loaded = fuzz_networks.saved_and_loaded(model, failures)
     if loaded is not None and not np.array_equal(scores_of(loaded), scores_of(model)):
         failures.append("load: evaluation scores differ from the saved model's")
+
+
+# ---------------------------------------------------------------- bad input
+def bad_calls(case, model, rng):
+    """[(what, argument name, call)]: one valid forward's arguments with one
+    of them made wrong, for the case's kind of model."""
+    N, T, V = case["N"], case["T"], case["V"]
+    kind = case["kind"]
+    calls = []
+    if kind in ("lm", "seq2seq"):
+        S = T if kind == "lm" else case["S"]
+        xs = rng.integers(0, V, (N, S))
+        ts = rng.integers(0, V, (N, T + (kind == "seq2seq")))
+        fwd = model.forward
+
+        def with_(xs=xs, ts=ts, **kw):
+            return lambda: fwd(xs, ts, **kw)
+        out_of_range = xs.copy()
+        out_of_range[rng.integers(N), rng.integers(S)] = [V, -1, -7, 2 ** 40][rng.integers(4)]
+        calls += [("xs id out of range", "xs", with_(xs=out_of_range)),
+                  ("xs of floats", "xs", with_(xs=xs + 0.5)),
+                  ("xs of one dimension", "xs", with_(xs=xs[0])),
+                  ("xs of three dimensions", "xs", with_(xs=xs[..., None])),
+                  ("ts of another batch", "ts", with_(ts=np.concatenate([ts, ts]))),
+                  ("ts of floats", "ts", with_(ts=ts + 0.5))]
+        bad_t = ts.copy()
+        bad_t[rng.integers(N), -1] = V + int(rng.integers(3))
+        calls.append(("ts id out of range", "ts", with_(ts=bad_t)))
+        if kind == "lm":
+            calls += [("ts of another length", "ts", with_(ts=ts[:, :-1] if T > 1 else
+                                                           np.concatenate([ts, ts], 1))),
+                      ("mask of another shape", "mask",
+                       with_(mask=np.ones((N, T + 1), bool)))]
+        else:
+            calls += [("ts without a target", "ts", with_(ts=ts[:, :1])),
+                      ("xs without a step", "xs", with_(xs=xs[:, :0]))]
+            if T >= 2:
+                mid = ts.copy()
+                mid[0, 1] = -1                  # ignore_label before a target
+                calls.append(("ts padded before a target", "ts", with_(ts=mid)))
+        return calls
+    X, y, lengths, weights = head_inputs(case, model, rng)
+    fwd = model.forward
+
+    def with_(X=X, y=y, lengths=lengths, sample_weight=weights):
+        return lambda: fwd(X, y, lengths, sample_weight=sample_weight)
+    if case["ids"]:
+        bad = np.where(X < 0, 0, X)
+        bad[rng.integers(N), 0] = [V, -3][rng.integers(2)]
+        calls += [("X id out of range", "X", with_(X=bad)),
+                  ("X of three dimensions", "X", with_(X=X[..., None]))]
+    else:
+        nan = X.copy()
+        nan[rng.integers(N), rng.integers(T), rng.integers(case["D"])] = [np.nan, np.inf][
+            rng.integers(2)]
+        calls += [("X with NaN or Inf", "X", with_(X=nan)),
+                  ("X of another width", "X", with_(X=np.concatenate([X, X[..., :1]], 2))),
+                  ("X of two dimensions", "X", with_(X=X[..., 0]))]
+    calls += [("lengths of 0", "lengths", with_(lengths=np.full(N, 0))),
+              ("lengths past T", "lengths", with_(lengths=np.full(N, T + 1))),
+              ("lengths of another batch", "lengths", with_(lengths=np.ones(N + 1, int))),
+              ("lengths of floats", "lengths", with_(lengths=np.full(N, 1.0))),
+              ("y of another batch", "y", with_(y=np.concatenate([y, y]))),
+              ("sample_weight negative", "sample_weight", with_(sample_weight=-np.ones(N))),
+              ("sample_weight of another batch", "sample_weight",
+               with_(sample_weight=np.ones(N + 1))),
+              ("sample_weight NaN", "sample_weight", with_(sample_weight=np.full(N, np.nan)))]
+    if kind == "regressor":
+        calls.append(("y with NaN", "y", with_(y=np.full_like(y, np.nan))))
+    else:
+        calls += [("y of floats", "y", with_(y=y + 0.5)),
+                  ("y id out of range", "y", with_(y=np.full_like(y, case["outputs"])))]
+    return calls
+
+
+def bad_input_failures(case, model, rng, failures):
+    """A few bad calls of the model's forward: each must raise ValueError
+    or TypeError whose message starts with the argument's name, and leave
+    the model as it was (a valid forward afterwards gives bitwise the loss
+    of the same forward on a copy taken before; for a language model, from
+    the same carried state)."""
+    calls = bad_calls(case, model, rng)
+    picked = rng.choice(len(calls), size=min(3, len(calls)), replace=False)
+    for what, name, call in (calls[i] for i in picked):
+        before = copy.deepcopy(model)
+        try:
+            call()
+        except (ValueError, TypeError) as exc:
+            msg = str(exc)
+            if not (msg.startswith(name + ":") or msg.startswith(name + "[")):
+                failures.append(f"bad input ({what}): {type(exc).__name__} does not start "
+                                f"with {name!r}: {msg[:200]}")
+        except Exception as exc:            # noqa: BLE001 (any other error is the failure)
+            failures.append(f"bad input ({what}): {type(exc).__name__}: {str(exc)[:200]}")
+        else:
+            failures.append(f"bad input ({what}): accepted")
+        valid = valid_call(case, rng)
+        if valid(model) != valid(before):
+            failures.append(f"bad input ({what}): the model changed (another loss after it)")
+
+
+def valid_call(case, rng):
+    """model -> the loss of one fixed valid training forward."""
+    N, T, V = case["N"], case["T"], case["V"]
+    if case["kind"] == "lm":
+        xs, ts = rng.integers(0, V, (N, T)), rng.integers(0, V, (N, T))
+        return lambda m: m.forward(xs, ts)
+    if case["kind"] == "seq2seq":
+        xs, ts = rng.integers(0, V, (N, case["S"])), rng.integers(0, V, (N, T + 1))
+        return lambda m: m.forward(xs, ts)
+    X, y, lengths, weights = head_inputs(case, None, rng)
+    return lambda m: m.forward(X, y, lengths, sample_weight=weights)
 
 
 def describe(case):

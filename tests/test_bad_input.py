@@ -436,10 +436,10 @@ CASES = [
     # -------- models
     ("lm-ids-out-of-vocab", lambda: models.RnnLM(10, hidden_size=4).forward(
         np.array([[1, 10]]), np.array([[1, 2]])),
-     V, r"ids must lie in 0\.\.9 \(vocab_size=10\), got min 1 and max 10"),
+     V, r"^xs: ids must lie in 0\.\.9 \(vocab_size=10\), got min 1 and max 10"),
     ("lm-ids-float", lambda: models.RnnLM(10, hidden_size=4).forward(
         np.array([[1.5, 2]]), np.array([[1, 2]])),
-     T, r"ids: expected integer ids of shape \(N, T\), got dtype float64"),
+     T, r"^xs: expected integer ids of shape \(N, T\), got dtype float64"),
     ("lm-targets-wrong-shape", lambda: models.RnnLM(10, hidden_size=4).forward(
         np.array([[1, 2]]), np.array([[1, 2, 3]])),
      V, r"ts: expected shape \(1, 2\), got shape \(1, 3\)"),

@@ -234,6 +234,38 @@ def test_the_clipping_is_compared(monkeypatch):
                            for f in failing), failing
 
 
+def _bad_input_failures(cases):
+    return [f for s, c in cases for f in run_case(c, s) if f.startswith("bad input")]
+
+
+def test_a_refused_call_that_runs_the_network_first_is_reported(monkeypatch):
+    """RnnLM.forward as it was before the models' fuzzer: xs checked by the
+    embedding (as "ids"), ts and mask by the loss after the network had
+    advanced the carried state.  Both kinds of failure are reported."""
+    def old_forward(self, xs, ts, mask=None):
+        return self.loss_layer.forward(self._scores(xs), ts, mask)
+
+    lms = [(s, case_of(s)) for s in range(300) if case_of(s)["kind"] == "lm"][:10]
+    assert not _bad_input_failures(lms)
+    monkeypatch.setattr(RnnLM, "forward", old_forward)
+    failures = _bad_input_failures(lms)
+    assert any("does not start with 'xs': ids:" in f for f in failures), failures
+    assert any("the model changed" in f for f in failures), failures
+
+
+def test_an_accepted_bad_input_is_reported(monkeypatch):
+    """Sample weights no longer checked before the network runs: negative or
+    NaN weights, or weights of another batch, fail the case, as accepted
+    (or refused by the loss after the dropout draws: "the model changed")."""
+    import rnnfast.models.sequence as sequence
+    monkeypatch.setattr(sequence, "_check_sample_weight", lambda w, n: None)
+    heads = [(s, case_of(s)) for s in range(300)
+             if case_of(s)["kind"] in ("classifier", "regressor", "tagger")][:15]
+    failures = _bad_input_failures(heads)
+    assert all(f.startswith("bad input (sample_weight") for f in failures), failures
+    assert any(f.endswith("accepted") for f in failures), failures
+
+
 def test_the_command_line_runs_and_reports_a_raising_case(monkeypatch, capsys):
     assert main(["--cases", "3", "--seed", "5"]) == 0
     assert capsys.readouterr().out.strip().endswith("3 cases from seed 5, 0 failed")

@@ -16,6 +16,7 @@ from ..layers import TimeAffine, TimeDropout, TimeEmbedding
 from ..layers.dropout import as_generator
 from ..layers.embedding import check_ids
 from ..losses import TimeSoftmaxWithLoss, picked_log_softmax
+from ..losses import _check_int_targets, _check_mask
 from .._validation import check_int
 from ._base import CELLS, Model, check_cell, check_probability, child_rng, uniform_
 
@@ -116,11 +117,19 @@ class RnnLM(Model):
     def predict(self, xs):
         """Logits (N, T, V) for ids xs (N, T), in evaluation mode (no
         dropout).  Advances the carried state like forward."""
+        xs = check_ids(xs, "xs", self.vocab_size, ("N", "T"))
         with self._decoding():
             return self._in_eval(self._scores, xs)
 
     def forward(self, xs, ts, mask=None):
-        """Loss for ids xs and next-token targets ts, both (N, T)."""
+        """Loss for ids xs and next-token targets ts, both (N, T); mask (N,
+        T) of booleans drops targets (rnnfast.losses).  Every argument is
+        checked before the network runs: a refused call leaves the carried
+        state and the dropout draws as they were."""
+        xs = check_ids(xs, "xs", self.vocab_size, ("N", "T"))
+        ts = _check_int_targets(ts, "ts", xs.shape, self.vocab_size,
+                                self.loss_layer.ignore_label)
+        mask = _check_mask(mask, xs.shape)
         return self.loss_layer.forward(self._scores(xs), ts, mask)
 
     def backward(self, dout=1.0):

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..layers import TimeAffine, TimeAttention, TimeEmbedding, TimeLSTM
 from ..layers.embedding import check_ids
-from ..losses import TimeSoftmaxWithLoss
+from ..losses import TimeSoftmaxWithLoss, _check_int_targets
 from .._validation import check_int
 from ._base import Model
 
@@ -241,6 +241,10 @@ class Seq2seq(Model):
         if ts.ndim != 2 or ts.shape[0] != xs.shape[0] or ts.shape[1] < 2:
             raise ValueError(f"ts: expected shape ({xs.shape[0]}, T+1) with T+1 >= 2 "
                              f"(start id, then the targets), got shape {ts.shape}")
+        # all of ts here, by its name, before the encoder runs (the decoder's
+        # embedding would otherwise report its inputs as "ids")
+        ts = _check_int_targets(ts, "ts", ts.shape, self.vocab_size,
+                                self.loss_layer.ignore_label)
         return xs, ts
 
     def forward(self, xs, ts):

@@ -29,6 +29,7 @@ import numpy as np
 from ..layers import Affine, Embedding, TimeAffine, TimeDropout
 from ..layers.embedding import check_ids
 from ..losses import HuberLoss, MSELoss, SoftmaxWithLoss, TimeSoftmaxWithLoss, log_softmax
+from ..losses import _check_sample_weight
 from .._validation import check_array, check_int, check_lengths
 from ._base import CELLS, Model, check_cell, check_probability, child_rng
 
@@ -93,7 +94,9 @@ class _SequenceModel(Model):
         return self.embed.forward(X.reshape(-1)).reshape(X.shape + (-1,)), lengths
 
     def _features(self, X, lengths):
-        xs, lengths = self._inputs(X, lengths)
+        return self._features_of(*self._inputs(X, lengths))
+
+    def _features_of(self, xs, lengths):
         hs, state = self.network.forward(xs, lengths=lengths)
         self._cache = (hs.shape, lengths)
         if not self._many_to_one:
@@ -131,8 +134,13 @@ class _SequenceModel(Model):
 
     def forward(self, X, y, lengths=None, sample_weight=None):
         """The loss of a batch (training mode).  sample_weight (N,): each
-        sample's weight in the mean (rnnfast.losses; None: all 1)."""
-        scores = self._scores(X, lengths)
+        sample's weight in the mean (rnnfast.losses; None: all 1).  X,
+        lengths, y and sample_weight are all checked before the network
+        runs: a refused call leaves the dropout draws as they were."""
+        xs, lengths = self._inputs(X, lengths)
+        y = self._check_y(y, xs.shape[0], xs.shape[1], lengths)
+        sample_weight = _check_sample_weight(sample_weight, xs.shape[0])
+        scores = self.affine.forward(self._features_of(xs, lengths))
         return self._loss(scores, y, sample_weight)
 
     def backward(self, dout=1.0):
@@ -153,16 +161,19 @@ class SequenceClassifier(_SequenceModel):
                          random_state, n_classes=self.n_classes)
         self.loss_layer = SoftmaxWithLoss()
 
-    def _loss(self, scores, y, sample_weight=None):
+    def _check_y(self, y, N, T, lengths):
         y = np.asarray(y)
-        if y.shape != scores.shape[:1]:
-            raise ValueError(f"y: expected shape ({scores.shape[0]},), got shape {y.shape}")
+        if y.shape != (N,):
+            raise ValueError(f"y: expected shape ({N},), got shape {y.shape}")
         if y.dtype.kind not in "iu":
             raise TypeError(f"y: expected integer class ids of shape {y.shape}, got dtype {y.dtype}")
         if y.size and (y.min() < 0 or y.max() >= self.n_classes):
             # every sample counts here: no ignore_label in a many-to-one classifier
             raise ValueError(f"y: class ids must lie in 0..{self.n_classes - 1}, got min "
                              f"{y.min()} and max {y.max()} (shape {y.shape})")
+        return y
+
+    def _loss(self, scores, y, sample_weight=None):
         return self.loss_layer.forward(scores, y, sample_weight=sample_weight)
 
     def predict_proba(self, X, lengths=None):
@@ -188,11 +199,13 @@ class SequenceRegressor(_SequenceModel):
                          huber_delta=huber_delta)
         self.loss_layer = MSELoss() if loss == "squared_error" else HuberLoss(huber_delta)
 
-    def _loss(self, scores, y, sample_weight=None):
+    def _check_y(self, y, N, T, lengths):
         y = np.asarray(y)
         if y.ndim == 1 and self.n_outputs == 1:
             y = y[:, None]
-        y = check_array(y, "y", self.dtype, (scores.shape[0], self.n_outputs))
+        return check_array(y, "y", self.dtype, (N, self.n_outputs))
+
+    def _loss(self, scores, y, sample_weight=None):
         return self.loss_layer.forward(scores, y, sample_weight=sample_weight)
 
 
@@ -211,15 +224,14 @@ class SequenceTagger(_SequenceModel):
                          random_state, n_tags=self.n_tags, ignore_label=ignore_label)
         self.loss_layer = TimeSoftmaxWithLoss(ignore_label=ignore_label)
 
-    def _loss(self, scores, y, sample_weight=None):
-        N, T, _ = scores.shape
+    def _check_y(self, y, N, T, lengths):
+        """y with the labels past each length set to ignore_label."""
         y = np.asarray(y)
         if y.shape != (N, T):
             raise ValueError(f"y: expected shape ({N}, {T}), got shape {y.shape}")
         if y.dtype.kind not in "iu":
             raise TypeError(f"y: expected integer tag ids of shape ({N}, {T}), got dtype "
                             f"{y.dtype}")
-        lengths = self._cache[1]
         mask = np.arange(T) < lengths[:, None]
         # labels past a sequence's length are padding: never range-checked
         y = np.where(mask, y, self.loss_layer.ignore_label)
@@ -228,4 +240,8 @@ class SequenceTagger(_SequenceModel):
             raise ValueError(f"y: tag ids must lie in 0..{self.n_tags - 1} (or equal "
                              f"ignore_label={self.loss_layer.ignore_label}), got "
                              f"{y[bad][0]}")
-        return self.loss_layer.forward(scores, y, mask, sample_weight=sample_weight)
+        return y
+
+    def _loss(self, scores, y, sample_weight=None):
+        # y from _check_y: padding already ignore_label, so no mask is needed
+        return self.loss_layer.forward(scores, y, sample_weight=sample_weight)
