@@ -141,7 +141,9 @@ class _SequenceModel(Model):
         y = self._check_y(y, xs.shape[0], xs.shape[1], lengths)
         sample_weight = _check_sample_weight(sample_weight, xs.shape[0])
         scores = self.affine.forward(self._features_of(xs, lengths))
-        return self._loss(scores, y, sample_weight)
+        # y from the subclass's _check_y (a tagger's padding set to its
+        # ignore_label: no mask needed)
+        return self.loss_layer.forward(scores, y, sample_weight=sample_weight)
 
     def backward(self, dout=1.0):
         """Backpropagate the last forward's loss (times dout): fills grads."""
@@ -173,9 +175,6 @@ class SequenceClassifier(_SequenceModel):
                              f"{y.min()} and max {y.max()} (shape {y.shape})")
         return y
 
-    def _loss(self, scores, y, sample_weight=None):
-        return self.loss_layer.forward(scores, y, sample_weight=sample_weight)
-
     def predict_proba(self, X, lengths=None):
         """Class probabilities (N, n_classes)."""
         return np.exp(log_softmax(self.predict_scores(X, lengths)))
@@ -204,9 +203,6 @@ class SequenceRegressor(_SequenceModel):
         if y.ndim == 1 and self.n_outputs == 1:
             y = y[:, None]
         return check_array(y, "y", self.dtype, (N, self.n_outputs))
-
-    def _loss(self, scores, y, sample_weight=None):
-        return self.loss_layer.forward(scores, y, sample_weight=sample_weight)
 
 
 class SequenceTagger(_SequenceModel):
@@ -241,7 +237,3 @@ class SequenceTagger(_SequenceModel):
                              f"ignore_label={self.loss_layer.ignore_label}), got "
                              f"{y[bad][0]}")
         return y
-
-    def _loss(self, scores, y, sample_weight=None):
-        # y from _check_y: padding already ignore_label, so no mask is needed
-        return self.loss_layer.forward(scores, y, sample_weight=sample_weight)
