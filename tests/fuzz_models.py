@@ -22,9 +22,9 @@ language model and of an encoder-decoder), and a save and load of the
 model, whose evaluation scores (decoded ids) must be bitwise the same;
 then two steps of a random optimizer (clipped or not) on the model's
 params against its torch.optim twin given the same gradients; then three
-bad calls of the model's forward (one argument made wrong), each of which
-must raise ValueError or TypeError naming that argument first and leave
-the model as it was.
+bad calls of the model (forward, predict, predict_scores, generate; one
+argument made wrong), each of which must raise ValueError or TypeError
+naming that argument first and leave the model as it was.
 
     python tests/fuzz_models.py [--cases N] [--minutes M] [--seed S]
 
@@ -556,8 +556,8 @@ def save_load_failures(model, scores_of, failures):
 
 # ---------------------------------------------------------------- bad input
 def bad_calls(case, model, rng):
-    """[(what, argument name, call)]: one valid forward's arguments with one
-    of them made wrong, for the case's kind of model."""
+    """[(what, argument name, call)]: a valid call of the model (forward,
+    and predict, predict_scores or generate) with one argument made wrong."""
     N, T, V = case["N"], case["T"], case["V"]
     kind = case["kind"]
     calls = []
@@ -584,9 +584,31 @@ def bad_calls(case, model, rng):
             calls += [("ts of another length", "ts", with_(ts=ts[:, :-1] if T > 1 else
                                                            np.concatenate([ts, ts], 1))),
                       ("mask of another shape", "mask",
-                       with_(mask=np.ones((N, T + 1), bool)))]
+                       with_(mask=np.ones((N, T + 1), bool))),
+                      ("predict's xs out of range", "xs",
+                       lambda: model.predict(out_of_range)),
+                      ("generate's prompt out of range", "start_ids",
+                       lambda: model.generate(out_of_range, 3)),
+                      ("generate's empty prompt", "start_ids",
+                       lambda: model.generate(xs[:, :0], 3)),
+                      ("generate's length negative", "length",
+                       lambda: model.generate(xs, -1)),
+                      ("generate's temperature NaN", "temperature",
+                       lambda: model.generate(xs, 3, temperature=float("nan"))),
+                      ("generate's top_k of 0", "top_k",
+                       lambda: model.generate(xs, 3, top_k=0)),
+                      ("generate's skip_ids out of range", "skip_ids",
+                       lambda: model.generate(xs, 3, skip_ids=[V])),
+                      ("generate skipping every id", "skip_ids",
+                       lambda: model.generate(xs, 3, skip_ids=np.arange(V)))]
         else:
-            calls += [("ts without a target", "ts", with_(ts=ts[:, :1])),
+            calls += [("generate's xs out of range", "xs",
+                       lambda: model.generate(out_of_range, 0, 3)),
+                      ("generate's start_id out of range", "start_id",
+                       lambda: model.generate(xs, V, 3)),
+                      ("generate's sample_size negative", "sample_size",
+                       lambda: model.generate(xs, 0, -2)),
+                      ("ts without a target", "ts", with_(ts=ts[:, :1])),
                       ("xs without a step", "xs", with_(xs=xs[:, :0]))]
             if T >= 2:
                 mid = ts.copy()
@@ -610,7 +632,11 @@ def bad_calls(case, model, rng):
         calls += [("X with NaN or Inf", "X", with_(X=nan)),
                   ("X of another width", "X", with_(X=np.concatenate([X, X[..., :1]], 2))),
                   ("X of two dimensions", "X", with_(X=X[..., 0]))]
-    calls += [("lengths of 0", "lengths", with_(lengths=np.full(N, 0))),
+    calls += [("predict_scores's lengths past T", "lengths",
+               lambda: model.predict_scores(X, np.full(N, T + 1))),
+              ("predict_scores's X of another batch than lengths", "lengths",
+               lambda: model.predict_scores(X, np.ones(N + 1, int))),
+              ("lengths of 0", "lengths", with_(lengths=np.full(N, 0))),
               ("lengths past T", "lengths", with_(lengths=np.full(N, T + 1))),
               ("lengths of another batch", "lengths", with_(lengths=np.ones(N + 1, int))),
               ("lengths of floats", "lengths", with_(lengths=np.full(N, 1.0))),
@@ -628,7 +654,7 @@ def bad_calls(case, model, rng):
 
 
 def bad_input_failures(case, model, rng, failures):
-    """A few bad calls of the model's forward: each must raise ValueError
+    """A few bad calls of the model: each must raise ValueError
     or TypeError whose message starts with the argument's name, and leave
     the model as it was (a valid forward afterwards gives bitwise the loss
     of the same forward on a copy taken before; for a language model, from
