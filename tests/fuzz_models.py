@@ -654,14 +654,18 @@ def bad_calls(case, model, rng):
 
 
 def bad_input_failures(case, model, rng, failures):
-    """A few bad calls of the model: each must raise ValueError
-    or TypeError whose message starts with the argument's name, and leave
-    the model as it was (a valid forward afterwards gives bitwise the loss
-    of the same forward on a copy taken before; for a language model, from
-    the same carried state)."""
+    """A few bad calls of the model, each between a valid training forward
+    and its backward: each must raise ValueError or TypeError whose message
+    starts with the argument's name, and leave the model as it was: the
+    backward then gives bitwise the gradients it gives on a copy taken
+    before the bad call (not a mix of two calls' caches), and the next
+    valid forward bitwise the same loss (for a language model, from the
+    same carried state)."""
     calls = bad_calls(case, model, rng)
     picked = rng.choice(len(calls), size=min(3, len(calls)), replace=False)
+    valid, after = valid_call(case, rng), valid_call(case, rng)
     for what, name, call in (calls[i] for i in picked):
+        valid(model)
         before = copy.deepcopy(model)
         try:
             call()
@@ -674,8 +678,17 @@ def bad_input_failures(case, model, rng, failures):
             failures.append(f"bad input ({what}): {type(exc).__name__}: {str(exc)[:200]}")
         else:
             failures.append(f"bad input ({what}): accepted")
-        valid = valid_call(case, rng)
-        if valid(model) != valid(before):
+        try:
+            model.backward()
+        except Exception as exc:            # noqa: BLE001
+            failures.append(f"bad input ({what}): the backward after it raised "
+                            f"{type(exc).__name__}: {str(exc)[:200]}")
+        else:
+            before.backward()
+            if not all(np.array_equal(g, h) for g, h in zip(model.grads, before.grads)):
+                failures.append(f"bad input ({what}): the backward after it gives other "
+                                f"gradients")
+        if after(model) != after(before):
             failures.append(f"bad input ({what}): the model changed (another loss after it)")
 
 

@@ -253,6 +253,41 @@ def test_a_refused_call_that_runs_the_network_first_is_reported(monkeypatch):
     assert any("the model changed" in f for f in failures), failures
 
 
+def test_a_refused_call_that_overwrites_a_cache_is_reported(monkeypatch):
+    """The heads' forward as it was before: the embedding's lookup (which
+    keeps the ids for the backward) before y and sample_weight are checked.
+    A refused call between a forward and its backward then changes the
+    embedding's gradient: reported.  Seq2seq's alike, with the encoder run
+    before a padded ts is refused."""
+    from rnnfast.losses import _check_sample_weight
+    from rnnfast.models.sequence import _SequenceModel
+
+    def heads_old(self, X, y, lengths=None, sample_weight=None):
+        X, lengths = self._checked(X, lengths)
+        xs = self._network_input(X)
+        y = self._check_y(y, X.shape[0], X.shape[1], lengths)
+        sample_weight = _check_sample_weight(sample_weight, X.shape[0])
+        return self.loss_layer.forward(self.affine.forward(self._features_of(xs, lengths)),
+                                       y, sample_weight=sample_weight)
+
+    def seq2seq_old(self, xs, ts):
+        xs, ts = self._check(xs, ts)
+        state = self.encoder.forward(xs)
+        return self.loss_layer.forward(
+            self.decoder.forward(self._decoder_inputs(ts), state), ts[:, 1:])
+
+    cases = [(s, case_of(s)) for s in range(400)
+             if case_of(s)["kind"] == "seq2seq" or case_of(s).get("ids")][:30]
+    assert not _bad_input_failures(cases)
+    monkeypatch.setattr(_SequenceModel, "forward", heads_old)
+    monkeypatch.setattr(Seq2seq, "forward", seq2seq_old)
+    failures = _bad_input_failures(cases)
+    changed = [f for f in failures if f.endswith("the backward after it gives other gradients")]
+    assert any(f.startswith("bad input (ts padded") for f in changed), failures
+    assert any(f.startswith(("bad input (y", "bad input (sample_weight")) for f in changed), \
+        failures
+
+
 def test_an_accepted_bad_input_is_reported(monkeypatch):
     """Sample weights no longer checked before the network runs: negative or
     NaN weights, or weights of another batch, fail the case, as accepted

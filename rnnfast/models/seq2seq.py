@@ -253,8 +253,9 @@ class Seq2seq(Model):
         S == 0, T == 0 or ignore_label before a target in a row raise
         ValueError."""
         xs, ts = self._check(xs, ts)
+        inputs = self._decoder_inputs(ts)       # may refuse ts: before any layer runs
         state = self.encoder.forward(xs)
-        score = self.decoder.forward(self._decoder_inputs(ts), state)
+        score = self.decoder.forward(inputs, state)
         return self.loss_layer.forward(score, ts[:, 1:])
 
     def _decoder_inputs(self, ts):

@@ -77,8 +77,9 @@ class _SequenceModel(Model):
         self._cache = None
 
     # ------------------------------------------------------------ features
-    def _inputs(self, X, lengths):
-        """-> (network input (N, T, D), lengths (N,) as intp)."""
+    def _checked(self, X, lengths):
+        """-> (X checked: features (N, T, D), or ids (N, T) with padding read
+        as 0; lengths (N,) as intp).  Changes nothing of the model."""
         if self.embed is None:
             X = check_array(X, "X", self.dtype, ("N", "T", self.network.input_size))
             return X, check_lengths(lengths, X.shape[0], X.shape[1])
@@ -89,12 +90,19 @@ class _SequenceModel(Model):
         if X.dtype.kind in "iu":
             # padding past each length may hold anything: read it as id 0
             X = np.where(np.arange(X.shape[1]) < lengths[:, None], X, 0)
-        X = check_ids(X, "X", self.embed.vocab_size, ("N", "T"))
+        return check_ids(X, "X", self.embed.vocab_size, ("N", "T")), lengths
+
+    def _network_input(self, X):
+        """Checked X -> the network's input (N, T, D): X itself, or the
+        embedding's rows (which it keeps for its backward)."""
+        if self.embed is None:
+            return X
         # Embedding (not TimeEmbedding): one lookup over all N*T ids
-        return self.embed.forward(X.reshape(-1)).reshape(X.shape + (-1,)), lengths
+        return self.embed.forward(X.reshape(-1)).reshape(X.shape + (-1,))
 
     def _features(self, X, lengths):
-        return self._features_of(*self._inputs(X, lengths))
+        X, lengths = self._checked(X, lengths)
+        return self._features_of(self._network_input(X), lengths)
 
     def _features_of(self, xs, lengths):
         hs, state = self.network.forward(xs, lengths=lengths)
@@ -135,12 +143,14 @@ class _SequenceModel(Model):
     def forward(self, X, y, lengths=None, sample_weight=None):
         """The loss of a batch (training mode).  sample_weight (N,): each
         sample's weight in the mean (rnnfast.losses; None: all 1).  X,
-        lengths, y and sample_weight are all checked before the network
-        runs: a refused call leaves the dropout draws as they were."""
-        xs, lengths = self._inputs(X, lengths)
-        y = self._check_y(y, xs.shape[0], xs.shape[1], lengths)
-        sample_weight = _check_sample_weight(sample_weight, xs.shape[0])
-        scores = self.affine.forward(self._features_of(xs, lengths))
+        lengths, y and sample_weight are all checked before any layer runs:
+        a refused call changes nothing (the dropout draws, the caches the
+        last forward left for its backward)."""
+        X, lengths = self._checked(X, lengths)
+        N, T = X.shape[:2]
+        y = self._check_y(y, N, T, lengths)
+        sample_weight = _check_sample_weight(sample_weight, N)
+        scores = self.affine.forward(self._features_of(self._network_input(X), lengths))
         # y from the subclass's _check_y (a tagger's padding set to its
         # ignore_label: no mask needed)
         return self.loss_layer.forward(scores, y, sample_weight=sample_weight)
