@@ -28,6 +28,7 @@ Inputs X (any of):
 Rectangular nested Python lists are read as one array (a list of rows).
 """
 import collections
+import contextlib
 import numbers
 import re
 import warnings
@@ -330,7 +331,34 @@ class _BaseRNN(BaseEstimator):
         return np.concatenate(out, axis=0)
 
     # ------------------------------------------------------------- fit
+    @contextlib.contextmanager
+    def _unchanged_if_refused(self):
+        """A call refused inside this block leaves the estimator as it was.
+        The checks and the set-up set what they learn as they go
+        (n_features_in_ and feature_names_in_ by scikit-learn's
+        validate_data, classes_, the targets' scale, a new model); a fitted
+        estimator must not keep them from a fit it refused (a split too
+        small for early stopping, a vocabulary too large for memory).  The
+        block only rebinds attributes, so a shallow copy of them is enough
+        to put them back.  Training itself is outside: a fit that diverges
+        leaves its weights, as MLP's does."""
+        saved = dict(self.__dict__)
+        try:
+            yield
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
     def _fit(self, X, y, incremental, sample_weight=None):
+        with self._unchanged_if_refused():
+            start = self._set_up(*self._checked_fit_inputs(X, y, incremental, sample_weight),
+                                 incremental)
+        return self._train(*start, incremental)
+
+    def _checked_fit_inputs(self, X, y, incremental, sample_weight):
+        """Every check of a fit or partial_fit, before anything is trained:
+        -> (dtype, batch, y encoded, sample_weight, first_pass)."""
         dtype = self._check_hyperparameters()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -346,6 +374,12 @@ class _BaseRNN(BaseEstimator):
             sample_weight = _check_sample_weight(sample_weight, np.empty((len(batch), 0)),
                                                  dtype=np.float64, ensure_non_negative=True)
         y = self._check_y(y, len(batch), first_pass, incremental, dtype, sample_weight)
+        return dtype, batch, y, sample_weight, first_pass
+
+    def _set_up(self, dtype, batch, y, sample_weight, first_pass, incremental):
+        """What a fit starts from: the model (new on a first pass), the
+        records of the stopping rule, the optimizer, the validation split
+        -> (batch, y, sample_weight, training indices, validation data)."""
         self._random_state = check_random_state(self.random_state)
         if first_pass or not incremental:
             self.n_iter_ = 0          # epochs of this fit (summed over partial_fit calls)
@@ -368,8 +402,11 @@ class _BaseRNN(BaseEstimator):
                 self.best_loss_ = np.inf
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = self._new_optimizer()
+        return (batch, y, sample_weight) + self._validation_split(batch, y, sample_weight)
+
+    def _train(self, batch, y, sample_weight, train_idx, val, incremental):
         try:
-            self._fit_stochastic(batch, y, incremental, sample_weight)
+            self._fit_stochastic(batch, y, incremental, sample_weight, train_idx, val)
         except ValueError as exc:
             # the inputs were checked finite: NaN/Inf met inside the model (it
             # refuses them) means training diverged
@@ -383,23 +420,27 @@ class _BaseRNN(BaseEstimator):
     def _weights_finite(self):
         return all(np.isfinite(p).all() for p in self.model_.params)
 
-    def _fit_stochastic(self, batch, y, incremental, sample_weight):
+    def _validation_split(self, batch, y, sample_weight):
+        """(training sample indices, validation (batch, y, weights) or None).
+        Drawn right after a first pass's weights, from the same generator."""
+        train_idx = np.arange(len(batch))
+        if not self.early_stopping:
+            return train_idx, None
+        stratify = y if self._is_classifier else None
+        train_idx, val_idx = train_test_split(
+            train_idx, random_state=self._random_state, test_size=self.validation_fraction,
+            stratify=stratify)
+        if val_idx.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase "
+                             "'validation_fraction' or the size of your dataset.")
+        return train_idx, (_Batch(batch.kind, batch.data[val_idx],
+                                  None if batch.lengths is None else batch.lengths[val_idx],
+                                  batch.n_features), y[val_idx],
+                           None if sample_weight is None else sample_weight[val_idx])
+
+    def _fit_stochastic(self, batch, y, incremental, sample_weight, train_idx, val):
         model, opt, rng = self.model_, self._optimizer, self._random_state
-        n = len(batch)
-        train_idx, val = np.arange(n), None
         sw = sample_weight
-        if self.early_stopping:
-            stratify = y if self._is_classifier else None
-            train_idx, val_idx = train_test_split(
-                train_idx, random_state=rng, test_size=self.validation_fraction,
-                stratify=stratify)
-            if val_idx.shape[0] < 2:
-                raise ValueError("The validation set is too small. Increase "
-                                 "'validation_fraction' or the size of your dataset.")
-            val = (_Batch(batch.kind, batch.data[val_idx],
-                          None if batch.lengths is None else batch.lengths[val_idx],
-                          batch.n_features), y[val_idx],
-                   None if sw is None else sw[val_idx])
         n_train = train_idx.shape[0]
         if self.batch_size == "auto":
             batch_size = min(self._auto_batch, n_train)
@@ -605,21 +646,22 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
         as in fit.  Both by keyword: before sample_weight, `classes` came
         third, and a list of classes passed there must not be read as
         weights."""
-        first = not hasattr(self, "classes_")
-        if first:
-            if classes is None:
-                raise ValueError("classes must be passed on the first call to "
-                                 "partial_fit.")
-            self._label_encoder = LabelEncoder().fit(column_or_1d(np.asarray(classes)))
-            self.classes_ = self._label_encoder.classes_
-            if len(self.classes_) < 2:
-                raise ValueError(f"classes: {type(self).__name__} needs at least 2 "
-                                 f"classes, got {self.classes_}")
-        elif classes is not None and not np.array_equal(
-                self.classes_, np.unique(np.asarray(classes))):
-            raise ValueError(f"`classes={np.asarray(classes)}` is not the same as on last "
-                             f"call to partial_fit, was: {self.classes_}")
-        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
+        with self._unchanged_if_refused():      # classes_ too, on a first call
+            if not hasattr(self, "classes_"):
+                if classes is None:
+                    raise ValueError("classes must be passed on the first call to "
+                                     "partial_fit.")
+                self._label_encoder = LabelEncoder().fit(column_or_1d(np.asarray(classes)))
+                self.classes_ = self._label_encoder.classes_
+                if len(self.classes_) < 2:
+                    raise ValueError(f"classes: {type(self).__name__} needs at least 2 "
+                                     f"classes, got {self.classes_}")
+            elif classes is not None and not np.array_equal(
+                    self.classes_, np.unique(np.asarray(classes))):
+                raise ValueError(f"`classes={np.asarray(classes)}` is not the same as on "
+                                 f"last call to partial_fit, was: {self.classes_}")
+            start = self._set_up(*self._checked_fit_inputs(X, y, True, sample_weight), True)
+        return self._train(*start, True)
 
     def _score_batch(self, batch, y_enc, sample_weight):
         return accuracy_score(y_enc, self._scores(batch).argmax(axis=1),
@@ -759,12 +801,12 @@ class TextTokenizer(TransformerMixin, BaseEstimator):
                 raise TypeError(f"X[{i}]: expected a string, got {type(d).__name__}")
         return docs
 
-    def _tokens(self, doc):
+    def _tokens(self, doc, pattern=None):
         if self.lowercase:
             doc = doc.lower()
         if self.level == "char":
             return list(doc)
-        return self._pattern.findall(doc)
+        return (pattern or self._pattern).findall(doc)
 
     def fit(self, X, y=None):
         if self.level not in ("char", "word"):
@@ -772,22 +814,25 @@ class TextTokenizer(TransformerMixin, BaseEstimator):
         if self.max_features is not None:
             check_scalar(self.max_features, "max_features", numbers.Integral, min_val=1)
         check_scalar(self.min_frequency, "min_frequency", numbers.Integral, min_val=1)
-        self._pattern = re.compile(self.token_pattern)
-        if self.level == "word" and self._pattern.groups > 1:
+        # the pattern is kept only with the vocabulary it made: a refused fit
+        # leaves a fitted tokenizer as it was
+        pattern = re.compile(self.token_pattern)
+        if self.level == "word" and pattern.groups > 1:
             # findall would give tuples of groups as tokens (CountVectorizer refuses too)
             raise ValueError(f"token_pattern: expected at most one capturing group, got "
-                             f"{self._pattern.groups} in {self.token_pattern!r}")
+                             f"{pattern.groups} in {self.token_pattern!r}")
         docs = self._docs(X)
         if not docs:
             raise ValueError("X: expected at least one document, got none")
         counts = collections.Counter()
         for d in docs:
-            counts.update(self._tokens(d))
+            counts.update(self._tokens(d, pattern))
         kept = [t for t, c in counts.items() if c >= self.min_frequency]
         # most frequent first; Counter keeps first-seen order among ties
         kept.sort(key=lambda t: -counts[t])
         if self.max_features is not None:
             kept = kept[:self.max_features]
+        self._pattern = pattern
         self.vocabulary_ = {t: i + 2 for i, t in enumerate(kept)}
         self.vocab_size_ = len(self.vocabulary_) + 2
         return self

@@ -381,6 +381,35 @@ def test_text_tokenizer_refuses_a_pattern_of_several_groups():
     assert set(vocab) == {"ab", "cd"}
 
 
+def test_a_refused_refit_leaves_the_tokenizer_as_it_was():
+    """A refit with a new token_pattern that is refused (here for its X)
+    must not pair the new pattern with the old vocabulary."""
+    tok = TextTokenizer(level="word").fit(["ab cd", "cd ef"])
+    before = tok.transform(["ab ef zz"])
+    tok.set_params(token_pattern=r"\w")
+    with pytest.raises(ValueError, match="string object received"):
+        tok.fit("ab cd")
+    assert_array_equal(tok.transform(["ab ef zz"])[0], before[0])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_refused_fit_leaves_a_fitted_estimator_as_it_was():
+    """The bug tests/fuzz_estimators.py found: a fit refused for its y had
+    already set n_features_in_ (and classes_) from its X, and the fitted
+    estimator then refused the data it had been fitted on."""
+    X, y = fixed_last_step(n=30, T=4, F=2)
+    est = RNNClassifier(hidden_size=4, max_iter=2, random_state=0).fit(X, y)
+    proba = est.predict_proba(X)
+    wider = np.ones((30, 4, 3))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        est.fit(wider, y[:-1])
+    with pytest.raises(ValueError, match="only one class"):
+        est.fit(wider, np.zeros(30, int) + 5)
+    with pytest.raises(ValueError, match="least populated class"):   # the split's
+        est.set_params(early_stopping=True).fit(wider[:4], [0, 0, 0, 1])
+    assert est.n_features_in_ == 2 and list(est.classes_) == [0, 1]
+    assert_array_equal(est.predict_proba(X), proba)
+
 # ------------------------------------------------------- sample_weight
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.filterwarnings("ignore:Got `batch_size` larger")
