@@ -26,8 +26,10 @@ real targets of any scale, sample weights (zeros among them) or none, on
   classes_ in sorted order, score = accuracy or R^2, the same outputs
   for the samples in another order and one at a time, early stopping's
   records;
-* refits a clone from scratch (bitwise the same loss curve and
-  predictions), and pickles the estimator: the copy predicts bitwise the
+* refits from scratch (bitwise the same loss curve and predictions),
+  trains by partial_fit as many epochs as a fit (bitwise the same weights
+  and loss curve, where no shuffling draws anew at each call), and
+  pickles the estimator: the copy predicts bitwise the
   same and a partial_fit of both gives bitwise the same weights (the
   optimizer's state and the dropout's generator travel too);
 * makes bad calls (predict with another width, NaN, the other kind of
@@ -50,7 +52,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.metrics import accuracy_score, r2_score
 from threadpoolctl import threadpool_limits
@@ -309,6 +310,8 @@ def run_case(case, seed):
                 outputs(again, X), outputs(est, X)):
             failures.append("refit with the same random_state: another loss curve or "
                             "other outputs")
+        if not case["shuffle"] and not case["early_stopping"]:
+            partial_fit_failures(case, X, y, weights, failures)
         pickle_failures(case, est, X, y, weights, failures)
         bad_call_failures(case, est, X, samples, y, weights, rng, failures)
     return failures
@@ -419,6 +422,24 @@ def early_stopping_failures(case, est, failures):
                         f"{est.validation_scores_}")
     if case["kind"] == "classifier" and not all(0 <= s <= 1 for s in est.validation_scores_):
         failures.append(f"early stopping: accuracies outside [0, 1]: {est.validation_scores_}")
+
+
+def partial_fit_failures(case, X, y, weights, failures):
+    """Epochs of partial_fit from scratch train as one fit of as many
+    epochs does (without shuffling, which draws anew at each call), bitwise:
+    the same first weights, targets' scale, optimizer and dropout draws."""
+    epochs = case["epochs"]
+    whole = build(case).set_params(max_iter=epochs).fit(X, y, sample_weight=weights)
+    parts = build(case)
+    extra = {"classes": np.unique(y)} if case["kind"] == "classifier" else {}
+    for _ in range(epochs):
+        parts.partial_fit(X, y, sample_weight=weights, **extra)
+    if parts.loss_curve_ != whole.loss_curve_:
+        failures.append(f"partial_fit: loss curve {parts.loss_curve_} against fit's "
+                        f"{whole.loss_curve_}")
+    for i, (a, b) in enumerate(zip(parts.model_.params, whole.model_.params)):
+        if not np.array_equal(a, b):
+            failures.append(f"partial_fit: params[{i}] differ from fit's")
 
 
 def pickle_failures(case, est, X, y, weights, failures):

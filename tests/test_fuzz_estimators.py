@@ -141,6 +141,24 @@ def test_a_pickle_without_the_optimizer_is_reported(monkeypatch):
     assert any(f.startswith("pickle: params[") for f in failures), failures
 
 
+def test_a_partial_fit_that_restarts_the_optimizer_is_reported(monkeypatch):
+    """partial_fit with a new optimizer at each call: two epochs of it no
+    longer train as a fit of two epochs."""
+    partial_fit = RNNRegressor.partial_fit
+
+    def restarting(self, *args, **kwargs):
+        self.__dict__.pop("_optimizer", None)
+        return partial_fit(self, *args, **kwargs)
+
+    seeds = seeds_where(lambda c: c["kind"] == "regressor" and c["epochs"] >= 2 and
+                        c["solver"] == "adam" and not c["shuffle"] and
+                        not c["early_stopping"], 2)
+    assert not _failures(seeds)
+    monkeypatch.setattr(RNNRegressor, "partial_fit", restarting)
+    failures = _failures(seeds)
+    assert any(f.startswith("partial_fit: params[") for f in failures), failures
+
+
 def test_the_refused_fit_it_found_is_caught(monkeypatch):
     """The bug this fuzzer found: a fit refused for its y or sample_weight
     had already set n_features_in_ (and classes_, the input kind, the
