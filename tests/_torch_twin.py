@@ -2,6 +2,8 @@
 torch.nn.RNN / LSTM / GRU on a batch-first (optionally ragged) batch,
 rnnfast's parameter gradients under PyTorch's names and layout, and the
 torch.optim twin of each rnnfast optimizer."""
+import os
+
 import numpy as np
 
 from rnnfast.interop import to_torch_state_dict
@@ -22,6 +24,21 @@ TORCH_TWINS = {            # rnnfast optimizer -> the torch.optim one with the s
     "adamw": (lambda: AdamW(lr=0.1, eps=1e-8, weight_decay=0.05),
               lambda t, p: t.optim.AdamW(p, lr=0.1, eps=1e-8, weight_decay=0.05)),
 }
+
+
+def import_torch_or_skip():
+    """torch for a test module that needs it throughout: the module skips
+    when torch is missing, except in CI (CI=true), where the ImportError
+    fails it (as the conftest's torch fixture does for single tests)."""
+    import pytest
+    try:
+        import torch
+    except ImportError:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            raise
+        pytest.skip("torch not installed (pip install torch==2.13.0)",
+                    allow_module_level=True)
+    return torch
 
 
 def grads_by_torch_name(net):

@@ -1,17 +1,13 @@
 """A few fixed cases of the models' differential fuzzer (tests/fuzz_models.py)
 against PyTorch, and checks that its comparisons are live.  Longer runs:
 `python tests/fuzz_models.py --minutes 10`."""
-import os
 
 import numpy as np
 import pytest
 
-try:
-    import torch  # noqa: F401  (the fuzzer's twin)
-except ImportError:                 # as the conftest's torch fixture: in CI a failure
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        raise
-    pytest.skip("torch not installed (pip install torch==2.13.0)", allow_module_level=True)
+from _torch_twin import import_torch_or_skip
+
+import_torch_or_skip()              # the fuzzer's twin
 
 import rnnfast.io  # noqa: E402
 from rnnfast.layers import TimeDropout  # noqa: E402
