@@ -220,6 +220,16 @@ def _check_X(estimator, X, dtype, reset):
     return batch
 
 
+def _constant(var, mean, n):
+    """Whether each variance of n values is rounding error, not spread: a
+    constant target's weighted mean is not exactly the constant, and
+    dividing by the square root of the rounding (~1e-15) would blow that
+    rounding up to targets of order 1.  StandardScaler's bound
+    (sklearn.preprocessing._data._is_constant_feature)."""
+    eps = np.finfo(np.float64).eps
+    return var <= n * eps * var + (n * np.abs(mean) * eps) ** 2
+
+
 # ================================================================== estimators
 class _BaseRNN(BaseEstimator):
     """Shared hyperparameters, validation and the training loop."""
@@ -694,7 +704,8 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
     sequence, squared error.  Same hyperparameters as RNNClassifier.
 
     The targets are standardised inside (each output to mean 0, variance 1,
-    from the first fit or partial_fit call) and predictions mapped back, so
+    from the first fit or partial_fit call; a constant output keeps scale
+    1) and predictions mapped back, so
     the defaults work whatever the targets' units; loss_curve_ is in the
     standardised units.
 
@@ -726,9 +737,8 @@ class RNNRegressor(RegressorMixin, _BaseRNN):
             self._y_1d = y.ndim == 1
             # weighted as the loss is, so that integer weights are repeats
             self._y_mean = np.average(y2, axis=0, weights=sample_weight)
-            scale = np.sqrt(np.average((y2 - self._y_mean) ** 2, axis=0,
-                                       weights=sample_weight))
-            self._y_scale = np.where(scale > 0, scale, 1.0)
+            var = np.average((y2 - self._y_mean) ** 2, axis=0, weights=sample_weight)
+            self._y_scale = np.where(_constant(var, self._y_mean, n), 1.0, np.sqrt(var))
         elif y2.shape[1] != self.n_outputs_:
             raise ValueError(f"y: expected {self.n_outputs_} outputs as in fit, got "
                              f"shape {y.shape}")

@@ -8,9 +8,10 @@ dropout, solver, momentum, learning rate, L2 alpha, batch size, clipping,
 shuffling, early stopping, float32 or float64) and data in one of the
 forms the estimators take (a 3-D array, a 2-D array or DataFrame of one
 feature a step, a ragged list of float arrays, ragged Python lists, token
-ids), with labels of any kind (ints, negative ints, floats, strings) or
-real targets of any scale, sample weights (zeros among them) or none, on
-1 or 2 threads.  Each case:
+ids), with labels of any kind (ints, negative ints, floats, strings,
+booleans) or real targets of any scale, sample weights (zeros among them)
+or none, y and the weights as arrays, lists or pandas Series, on 1 or 2
+threads.  Each case:
 
 * fits once, then warm-starts a second fit of 1 to 3 epochs, and, where
   the twin can follow (no dropout, no early stopping), runs the same
@@ -65,7 +66,8 @@ from fuzz_networks import TOL, close, fuzz_main  # noqa: E402
 
 KINDS = ("classifier", "regressor")
 FORMS = ("array3d", "tabular", "dataframe", "ragged", "lists", "tokens")
-LABELS = ("int", "negative", "float", "str")
+LABELS = ("int", "negative", "float", "str", "bool")
+CONTAINERS = ("array", "list", "pandas")           # of y and sample_weight
 # Several optimizer steps of a float64 twin: rounding grows with each step.
 TRAIN_TOL = {np.dtype(np.float64): dict(rtol=1e-7, atol=1e-9),
              np.dtype(np.float32): dict(rtol=5e-3, atol=5e-4)}
@@ -98,7 +100,10 @@ def draw_case(rng):
         epochs=int(rng.integers(1, 4)), weighted=bool(rng.random() < 0.4),
         labels=LABELS[rng.integers(len(LABELS))], classes=int(rng.choice([2, 3, 4])),
         outputs=int(rng.choice([1, 1, 2, 3])), y1d=bool(rng.random() < 0.5),
-        threads=int(rng.integers(1, 3)), random_state=int(rng.integers(2 ** 31)))
+        threads=int(rng.integers(1, 3)), random_state=int(rng.integers(2 ** 31)),
+        containers=CONTAINERS[rng.integers(len(CONTAINERS))])
+    if case["labels"] == "bool":
+        case["classes"] = 2
     return case
 
 
@@ -146,12 +151,24 @@ def make_targets(case, rng):
     if case["kind"] == "classifier":
         codes = rng.permutation(np.arange(n) % case["classes"])
         return {"int": codes * 3 + 1, "negative": codes - 2, "float": codes * 2.0,
-                "str": np.array(["ant", "bee", "cat", "dog"])[codes]}[case["labels"]]
+                "str": np.array(["ant", "bee", "cat", "dog"])[codes],
+                "bool": codes == 1}[case["labels"]]
     K = case["outputs"]
     y = rng.standard_normal((n, K)) * rng.choice([0.01, 1.0, 300.0]) + rng.choice([0.0, 50.0])
     if rng.random() < 0.15:
         y[:, 0] = 7.0                                # a constant target: scale 1
     return y[:, 0] if K == 1 and case["y1d"] else y
+
+
+def given(case, values):
+    """y or sample_weight as the case hands them to the estimator: the
+    array, a list, or a pandas Series (a DataFrame for 2-D targets)."""
+    if values is None or case["containers"] == "array":
+        return values
+    if case["containers"] == "list":
+        return values.tolist()
+    import pandas as pd
+    return pd.Series(values) if values.ndim == 1 else pd.DataFrame(values)
 
 
 def build(case):
@@ -169,14 +186,15 @@ def build(case):
 def targets_for_the_model(case, y, weights):
     """What the network is trained to output, computed here: class codes in
     sorted label order, or the targets standardised with the (weighted)
-    mean and standard deviation of each output (1 where it is 0)."""
+    mean and standard deviation of each output (1 for a constant one)."""
     if case["kind"] == "classifier":
         classes = np.unique(y)
         return classes, np.searchsorted(classes, y)
     y2 = y.reshape(len(y), -1)
     mean = np.average(y2, axis=0, weights=weights)
-    scale = np.sqrt(np.average((y2 - mean) ** 2, axis=0, weights=weights))
-    scale = np.where(scale > 0, scale, 1.0)
+    var = np.average((y2 - mean) ** 2, axis=0, weights=weights)
+    constant = (y2 == y2[0]).all(axis=0)
+    scale = np.where(constant, 1.0, np.sqrt(var))
     return (mean, scale), (y2 - mean) / scale
 
 
@@ -320,12 +338,12 @@ def run_case(case, seed):
 def fitted_twice(case, X, y, weights, failures, samples):
     """A first fit (max_iter=1), then a warm-started second of
     case["epochs"] epochs, followed by the twin when samples are given."""
-    est = build(case).fit(X, y, sample_weight=weights)
+    est = build(case).fit(X, given(case, y), sample_weight=given(case, weights))
     twin = None
     if samples is not None and twin_follows(case):
         twin = TorchEstimator(est, case)
     est.set_params(warm_start=True, max_iter=case["epochs"])
-    est.fit(X, y, sample_weight=weights)
+    est.fit(X, given(case, y), sample_weight=given(case, weights))
     if twin is not None:
         _, targets = targets_for_the_model(case, y, weights)
         curve = twin.fit_epochs(samples, targets, weights, case["epochs"])
@@ -381,8 +399,11 @@ def prediction_failures(case, est, X, samples, y, weights, failures):
         # times that scale
         close("predict", (pred - mean.squeeze()) / scale.squeeze(),
               (ref - mean.squeeze()) / scale.squeeze(), tol, failures)
-        expected_score = r2_score(y, pred, sample_weight=weights)
-    score = est.score(X, y, sample_weight=weights)
+        # as handed to score: r2_score is ill-conditioned on a constant
+        # output (a denominator of rounding error), and a DataFrame's
+        # column order of summing rounds otherwise than an array's
+        expected_score = r2_score(given(case, y), pred, sample_weight=given(case, weights))
+    score = est.score(X, given(case, y), sample_weight=given(case, weights))
     if not np.isclose(score, expected_score, rtol=1e-12, atol=1e-12):
         failures.append(f"score {score} against {expected_score}")
 
@@ -429,6 +450,7 @@ def partial_fit_failures(case, X, y, weights, failures):
     epochs does (without shuffling, which draws anew at each call), bitwise:
     the same first weights, targets' scale, optimizer and dropout draws."""
     epochs = case["epochs"]
+    y, weights = given(case, y), given(case, weights)
     whole = build(case).set_params(max_iter=epochs).fit(X, y, sample_weight=weights)
     parts = build(case)
     extra = {"classes": np.unique(y)} if case["kind"] == "classifier" else {}
@@ -450,7 +472,7 @@ def pickle_failures(case, est, X, y, weights, failures):
         failures.append("pickle: the copy's outputs differ")
     for e in (est, copy):
         e.set_params(early_stopping=False)           # partial_fit refuses it
-        e.partial_fit(X, y, sample_weight=weights)
+        e.partial_fit(X, given(case, y), sample_weight=given(case, weights))
     for i, (a, b) in enumerate(zip(est.model_.params, copy.model_.params)):
         if not np.array_equal(a, b):
             failures.append(f"pickle: params[{i}] differ after a partial_fit of both")
@@ -509,7 +531,7 @@ def bad_calls(case, est, X, samples, y, weights, rng):
     if case["kind"] == "classifier":
         calls.append(("fit another width with one class",
                       lambda: est.fit(wider, np.repeat(y[:1], n)), ["class"]))
-        unseen = y.copy()
+        unseen = y.astype(np.int64) if y.dtype == bool else y.copy()
         unseen[rng.integers(n)] = "zebra" if y.dtype.kind == "U" else 99
         calls.append(("partial_fit an unseen class",
                       lambda: est.partial_fit(X, unseen, **sw), ["classes"]))

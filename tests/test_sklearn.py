@@ -237,6 +237,28 @@ def test_regressor_standardises_targets_and_multioutput():
     assert abs(pred[:, 0].mean() - 1000) < 30
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_constant_target_is_not_standardised_into_noise():
+    """Found by tests/fuzz_estimators.py: a constant output's weighted mean
+    is not exactly the constant, so its standard deviation came out as
+    rounding (~1e-15) instead of 0, and dividing by it made the output's
+    standardised targets rounding noise of order 1, which the network then
+    fitted (other noise for y in another memory layout).  Now such an output
+    keeps scale 1 and targets ~0 (StandardScaler's rule): y in C or Fortran
+    order fits the same."""
+    X, _ = fixed_last_step(60, T=3)
+    rng = np.random.default_rng(1)
+    Y = np.column_stack([X[:, -1, 0], np.full(60, 7.1)])
+    w = rng.uniform(0.5, 2.0, 60)
+    common = dict(hidden_size=4, max_iter=3, shuffle=False, dtype=np.float64, random_state=0)
+    a = RNNRegressor(**common).fit(X, Y, sample_weight=w)
+    b = RNNRegressor(**common).fit(X, np.asfortranarray(Y), sample_weight=w)
+    assert_allclose(a.predict(X), b.predict(X), rtol=1e-9)
+    assert a.loss_curve_[0] < 1.0      # the constant output adds ~0, not ~1
+    # the network learns to give 0 there (as behind a StandardScaler)
+    assert np.abs(a.predict(X)[:, 1] - 7.1).max() < 0.1
+
+
 def test_solvers_sizes_and_dtype():
     X, y = ragged_last_step(60)
     for kw in (dict(solver="sgd", learning_rate_init=0.1), dict(solver="sgd", momentum=0.0),
