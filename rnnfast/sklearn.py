@@ -443,6 +443,13 @@ class _BaseRNN(BaseEstimator):
         if val_idx.shape[0] < 2:
             raise ValueError("The validation set is too small. Increase "
                              "'validation_fraction' or the size of your dataset.")
+        if sample_weight is not None and not sample_weight[val_idx].any():
+            # its weighted score would be 0 / 0: refused now, before training
+            raise ValueError(
+                f"sample_weight: all {val_idx.shape[0]} samples of the early-stopping "
+                f"validation split (validation_fraction={self.validation_fraction}) "
+                "have weight 0, so its weighted score is undefined; drop the samples of "
+                "weight 0, raise validation_fraction, or change random_state")
         return train_idx, (_Batch(batch.kind, batch.data[val_idx],
                                   None if batch.lengths is None else batch.lengths[val_idx],
                                   batch.n_features), y[val_idx],

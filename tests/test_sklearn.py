@@ -259,6 +259,31 @@ def test_a_constant_target_is_not_standardised_into_noise():
     assert np.abs(a.predict(X)[:, 1] - 7.1).max() < 0.1
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_validation_split_of_zero_weights_is_refused_before_training():
+    """Found by tests/fuzz_estimators.py: with early stopping, a validation
+    split drawn among samples of weight 0 only made scikit-learn's
+    accuracy_score / r2_score raise after the first epoch, from inside the
+    fit.  Now the split is checked before training, with its own message."""
+    X, _ = fixed_last_step(20, T=3)
+    y = X[:, -1, 0]
+    w = np.zeros(20)
+    w[:2] = 1.0
+    outcomes = []
+    for seed in range(12):
+        est = RNNRegressor(hidden_size=3, max_iter=2, early_stopping=True,
+                           validation_fraction=0.5, random_state=seed)
+        try:
+            est.fit(X, y, sample_weight=w)
+            outcomes.append("fitted")
+        except ValueError as exc:
+            assert str(exc).startswith("sample_weight: all 10 samples of the early-stopping "
+                                       "validation split"), exc
+            assert not hasattr(est, "model_") and not hasattr(est, "n_features_in_")
+            outcomes.append("refused")
+    assert set(outcomes) == {"fitted", "refused"}, outcomes
+
+
 def test_solvers_sizes_and_dtype():
     X, y = ragged_last_step(60)
     for kw in (dict(solver="sgd", learning_rate_init=0.1), dict(solver="sgd", momentum=0.0),
