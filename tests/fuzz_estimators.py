@@ -38,7 +38,12 @@ threads.  Each case:
   length, one class, NaN targets, negative or mislaid sample weights,
   warm started or not; partial_fit with an unseen class), each of which
   must raise ValueError or TypeError naming what is wrong and leave the
-  estimator as it was (its pickle bytewise the same).
+  estimator as it was (its pickle bytewise the same);
+* runs TextTokenizer (char or word level, lowercasing, max_features,
+  min_frequency, two patterns) on random documents against scikit-learn's
+  CountVectorizer tokenisation, then a Pipeline of it and the case's
+  estimator on raw text: bitwise the estimator's outputs on the ids, a
+  pickle of the pipeline bitwise the same, bad documents refused.
 
     python tests/fuzz_estimators.py [--cases N] [--minutes M] [--seed S]
 
@@ -46,6 +51,7 @@ prints one line a failing case with the seed that replays it alone
 (`--seed S --cases 1`) and exits 1 if any failed.
 tests/test_fuzz_estimators.py runs a few fixed seeds in the suite.
 """
+import collections
 import os
 import pickle
 import sys
@@ -54,11 +60,13 @@ import warnings
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.pipeline import make_pipeline
 from sklearn.metrics import accuracy_score, r2_score
 from threadpoolctl import threadpool_limits
 
 from rnnfast.interop import to_torch_state_dict
-from rnnfast.sklearn import RNNClassifier, RNNRegressor
+from rnnfast.sklearn import RNNClassifier, RNNRegressor, TextTokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fuzz_models import TorchNetwork, picked_nll, t64  # noqa: E402
@@ -354,6 +362,7 @@ def run_case(case, seed):
             partial_fit_failures(case, X, y, weights, failures)
         pickle_failures(case, est, X, y, weights, failures)
         bad_call_failures(case, est, X, samples, y, weights, rng, failures)
+        text_failures(case, rng, failures)
     return failures
 
 
@@ -642,6 +651,99 @@ def bad_call_failures(case, est, X, samples, y, weights, rng, failures):
             failures.append(f"{label}: the estimator changed: {', '.join(changed)}")
             est.__dict__.clear()                     # the next call starts from the fit
             est.__dict__.update({k: pickle.loads(v) for k, v in before.items()})
+
+
+# -------------------------------------------------------------------- text
+WORDS = ["ab", "Ab", "cd", "x", "yy", "Z9", "_q", "été", "ÉTÉ", "ß", "1", "o'k"]
+SEPARATORS = [" ", "  ", ", ", ".", "!\n", "\t", "-"]
+
+
+def make_docs(rng, n):
+    """n short documents of a small vocabulary in mixed case, with
+    punctuation, accents, digits and underscores; one in ten empty."""
+    docs = []
+    for _ in range(n):
+        if rng.random() < 0.1:
+            docs.append("")
+            continue
+        parts = []
+        for _ in range(rng.integers(1, 8)):
+            parts += [WORDS[rng.integers(len(WORDS))], SEPARATORS[rng.integers(len(SEPARATORS))]]
+        docs.append("".join(parts))
+    return docs
+
+
+def tokens_of(tok, doc):
+    """The tokens TextTokenizer's documentation promises, by another hand:
+    scikit-learn's CountVectorizer word analyzer with the same pattern and
+    lowercasing (unigrams, no accent stripping), or every character."""
+    if tok.level == "char":
+        return list(doc.lower() if tok.lowercase else doc)
+    return CountVectorizer(lowercase=tok.lowercase,
+                           token_pattern=tok.token_pattern).build_analyzer()(doc)
+
+
+def text_failures(case, rng, failures):
+    """TextTokenizer on random documents against CountVectorizer's
+    tokenisation (vocabulary: the tokens seen at least min_frequency times,
+    the max_features most frequent, ids 2.. by falling count; transform:
+    each token's id, 1 for an unknown one, [1] for no token), then a
+    Pipeline of it and the case's estimator: its outputs bitwise those of
+    the estimator on the tokenizer's ids, and of its pickle; bad documents
+    refused by name and the pipeline left as it was."""
+    n = max(case["n"], 4)
+    docs = make_docs(rng, n)
+    params = dict(level=["char", "word"][rng.integers(2)], lowercase=bool(rng.random() < 0.7),
+                  max_features=None if rng.random() < 0.6 else int(rng.integers(1, 8)),
+                  min_frequency=int(rng.choice([1, 1, 2, 3])))
+    if rng.random() < 0.3:
+        params["token_pattern"] = r"(?u)\b\w\w+\b"        # CountVectorizer's own
+    tok = TextTokenizer(**params).fit(docs)
+    counts = collections.Counter(t for d in docs for t in tokens_of(tok, d))
+    kept = {t for t, c in counts.items() if c >= params["min_frequency"]}
+    vocab = tok.vocabulary_
+    wanted = len(kept) if params["max_features"] is None else min(len(kept),
+                                                                 params["max_features"])
+    if not set(vocab) <= kept or len(vocab) != wanted:
+        failures.append(f"text: vocabulary {sorted(vocab)} against the tokens kept "
+                        f"{sorted(kept)} (max_features={params['max_features']})")
+        return
+    by_id = sorted(vocab, key=vocab.get)
+    if sorted(vocab.values()) != list(range(2, len(vocab) + 2)) or tok.vocab_size_ != \
+            len(vocab) + 2 or any(counts[a] < counts[b] for a, b in zip(by_id, by_id[1:])):
+        failures.append(f"text: ids {vocab} are not 2.. by falling count")
+    if vocab and any(counts[t] > counts[by_id[-1]] for t in kept - set(vocab)):
+        failures.append("text: max_features dropped a token more frequent than one kept")
+    probes = docs + make_docs(rng, 5)
+    for doc, ids in zip(probes, tok.transform(probes)):
+        want = [vocab.get(t, 1) for t in tokens_of(tok, doc)] or [1]
+        if ids.dtype != np.int64 or ids.tolist() != want:
+            failures.append(f"text: transform({doc!r}) = {ids.tolist()}, expected {want}")
+            return
+
+    est = build(case).set_params(max_iter=1, early_stopping=False)
+    y = make_targets(dict(case, n=n), rng)
+    pipe = make_pipeline(TextTokenizer(**params), est).fit(docs, y)
+    ids = pipe[0].transform(docs)
+    if not np.array_equal(outputs(pipe, docs), outputs(pipe[-1], ids)):
+        failures.append("text: the pipeline's outputs differ from the estimator's on the ids")
+    if not np.array_equal(outputs(pickle.loads(pickle.dumps(pipe)), docs), outputs(pipe, docs)):
+        failures.append("text: the pickled pipeline's outputs differ")
+    before = pickle.dumps(pipe)
+    for what, bad, error, words in [("a string", "one document", ValueError, "string object"),
+                                    ("a number among the documents", docs[:1] + [3.5],
+                                     TypeError, "X[1]")]:
+        try:
+            outputs(pipe, bad)
+        except error as exc:
+            if words not in str(exc):
+                failures.append(f"text: predict {what}: message {str(exc)!r} lacks {words!r}")
+        except Exception as exc:                     # noqa: BLE001  (reported)
+            failures.append(f"text: predict {what}: raised {type(exc).__name__}: {exc}")
+        else:
+            failures.append(f"text: predict {what}: accepted")
+    if pickle.dumps(pipe) != before:
+        failures.append("text: the refused calls changed the pipeline")
 
 
 def describe(case):

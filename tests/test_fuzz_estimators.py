@@ -12,7 +12,7 @@ import_torch_or_skip()              # the fuzzer's twin
 
 import rnnfast.sklearn  # noqa: E402
 from rnnfast.optim import Adam  # noqa: E402
-from rnnfast.sklearn import RNNRegressor, _BaseRNN  # noqa: E402
+from rnnfast.sklearn import RNNRegressor, TextTokenizer, _BaseRNN  # noqa: E402
 
 import fuzz_estimators  # noqa: E402
 from fuzz_estimators import FORMS, LABELS, describe, draw_case, main, run_case, twin_follows  # noqa: E402,E501
@@ -166,6 +166,38 @@ def test_the_refused_fit_it_found_is_caught(monkeypatch):
     changed = [f for f in failures if "the estimator changed" in f]
     assert changed and all(f.startswith("bad input (fit") for f in changed), failures
     assert any("n_features_in_" in f for f in changed), changed
+
+
+def test_a_tokenizer_that_forgets_to_lowercase_in_transform_is_reported(monkeypatch):
+    tokens = TextTokenizer._tokens
+
+    def case_kept(self, doc, pattern=None):
+        if pattern is None:                           # transform's call, not fit's
+            return list(doc) if self.level == "char" else self._pattern.findall(doc)
+        return tokens(self, doc, pattern)
+
+    monkeypatch.setattr(TextTokenizer, "_tokens", case_kept)
+    failures = _failures(range(10))
+    assert any(f.startswith("text: transform(") for f in failures), failures
+
+
+def test_a_vocabulary_in_another_order_is_reported(monkeypatch):
+    """Ids given in order of first appearance rather than of falling count."""
+    fit = TextTokenizer.fit
+
+    def first_seen(self, X, y=None):
+        fit(self, X, y)
+        order = {}
+        for doc in X:
+            for t in self._tokens(doc):
+                if t in self.vocabulary_:
+                    order.setdefault(t, len(order) + 2)
+        self.vocabulary_ = order
+        return self
+
+    monkeypatch.setattr(TextTokenizer, "fit", first_seen)
+    failures = _failures(range(10))
+    assert any(f.startswith("text: ids") for f in failures), failures
 
 
 def test_the_command_line_runs_the_cases_of_this_module(monkeypatch, capsys):
