@@ -89,6 +89,19 @@ def _at_least_one(text):
     return value
 
 
+def _at_least_zero(text):
+    """argparse type of --threads (0: leave BLAS alone), --seed and
+    --decay-after: a negative number is refused by the flag's name (BLAS or
+    NumPy would take it, or name another argument)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def _thread_counts(text):
     """argparse type of --threads: comma-separated integers >= 1."""
     counts = []
@@ -370,8 +383,8 @@ def _add_common_training(p, epochs, batch_size, lr, optimizer, clip):
     p.add_argument("--lr", type=float, default=lr, help="learning rate")
     p.add_argument("--clip", type=float, default=clip,
                    help="global gradient-norm clipping (0: none)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--seed", type=_at_least_zero, default=0)
+    p.add_argument("--threads", type=_at_least_zero, default=1,
                    help="BLAS threads (default 1; 0 leaves BLAS alone)")
     p.add_argument("--max-batches", type=int, default=None,
                    help="at most this many batches per epoch (quick tries)")
@@ -395,7 +408,7 @@ def _add_training_commands(sub):
                    help="all weights ~ U(-s, s) (Zaremba: 0.1)")
     p.add_argument("--time-size", type=int, default=50, help="BPTT length")
     p.add_argument("--decay", type=float, default=0.5, help="lr factor per epoch ...")
-    p.add_argument("--decay-after", type=int, default=0,
+    p.add_argument("--decay-after", type=_at_least_zero, default=0,
                    help="... after this epoch (0: constant lr)")
     p.add_argument("--output", "-o", default="lm.npz", help="where to save the model")
     _add_common_training(p, epochs=5, batch_size=32, lr=2e-3, optimizer="adam", clip=5.0)
@@ -407,7 +420,7 @@ def _add_training_commands(sub):
     p.add_argument("--length", type=int, default=300, help="tokens to generate")
     p.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
     p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=_at_least_zero, default=None)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("train-seq2seq", help="train a seq2seq model on a DLFS2 "
@@ -433,8 +446,9 @@ def _add_training_commands(sub):
     p.add_argument("--train-size", type=int, default=20000)
     p.add_argument("--hidden-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="BLAS threads (0: leave alone)")
+    p.add_argument("--seed", type=_at_least_zero, default=0)
+    p.add_argument("--threads", type=_at_least_zero, default=1,
+                   help="BLAS threads (0: leave alone)")
     p.add_argument("--max-batches", type=int, default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)

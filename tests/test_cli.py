@@ -221,6 +221,23 @@ def test_bench_refuses_counts_below_one_by_name(capsys, option, value):
     assert exc.value.code == 2 and option in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command,option,value", [
+    ("train-lm", "--threads", "-3"), ("train-lm", "--seed", "-1"),
+    ("train-lm", "--decay-after", "-2"), ("train-seq2seq", "--threads", "-1"),
+    ("train-seq2seq", "--seed", "x"), ("generate", "--seed", "-5")])
+def test_training_and_generation_refuse_negative_counts_by_name(capsys, command, option,
+                                                                 value):
+    """--threads -3 went to threadpoolctl as it was, --seed -1 to NumPy
+    ("expected non-negative integer", no name), --decay-after -2 to the
+    schedule as start_epoch: each is now refused by its flag, before any
+    file is read."""
+    with pytest.raises(SystemExit) as exc:
+        main([command, "no-such-file", option, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: expected an integer >= 0" in err, err
+
+
 def test_version(capsys):
     import rnnfast
     with pytest.raises(SystemExit) as exc:
