@@ -300,6 +300,8 @@ class Seq2seqData:
 
 def _read_text(path, name="path"):
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{name}: {path!r} is a directory, not a text file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{name}: no such file: {path!r}")
     with open(path, encoding="utf-8", newline="") as f:

@@ -238,6 +238,15 @@ def test_training_and_generation_refuse_negative_counts_by_name(capsys, command,
     assert f"argument {option}: expected an integer >= 0" in err, err
 
 
+def test_a_directory_given_for_a_text_file_is_named_as_one(tmp_path, capsys):
+    """It was reported as "no such file"."""
+    with pytest.raises(SystemExit) as exc:
+        main(["train-seq2seq", str(tmp_path), "--epochs", "1"])
+    assert exc.value.code == 2
+    assert f"path: {str(tmp_path)!r} is a directory, not a text file" in \
+        capsys.readouterr().err
+
+
 def test_version(capsys):
     import rnnfast
     with pytest.raises(SystemExit) as exc:
