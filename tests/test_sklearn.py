@@ -407,6 +407,14 @@ def test_token_ids_that_would_wrap_or_exhaust_memory_are_named():
     stray = [np.array([1, 2 ** 45]), np.array([2, 3])] * 5
     with pytest.raises(MemoryError, match=f"largest token id is {2 ** 45}"):
         RNNClassifier(max_iter=1, hidden_size=4).fit(stray, y)
+    # a fitted estimator refitted on them keeps its model and vocabulary
+    small = [np.array([1, 2]), np.array([2, 3])] * 5
+    fitted = RNNClassifier(max_iter=1, hidden_size=4, random_state=0).fit(small, y)
+    proba = fitted.predict_proba(small)
+    with pytest.raises(MemoryError):
+        fitted.fit(stray, y)
+    assert fitted.vocab_size_ == 4
+    assert_array_equal(fitted.predict_proba(small), proba)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
