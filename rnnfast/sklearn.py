@@ -179,7 +179,11 @@ def _check_X(estimator, X, dtype, reset):
             except (ValueError, TypeError):
                 ndim = None
         if ndim == 3:
-            arr = check_array(X, dtype=dtype, allow_nd=True, estimator=estimator)
+            arr = check_array(X, dtype=dtype, allow_nd=True, estimator=estimator,
+                              input_name="X")
+            if arr.shape[1] < 1:      # (a list's sequences are checked alike)
+                raise ValueError(f"X: a sequence needs at least one step, got shape "
+                                 f"{arr.shape}")
             if arr.shape[2] < 1:
                 raise ValueError(f"X: expected at least 1 feature a step, got shape "
                                  f"{arr.shape}")
@@ -187,7 +191,7 @@ def _check_X(estimator, X, dtype, reset):
             if kind is None and hasattr(estimator, "feature_names_in_"):
                 del estimator.feature_names_in_
         elif kind == "tokens":
-            arr = check_array(X, dtype=None, estimator=estimator)
+            arr = check_array(X, dtype=None, estimator=estimator, input_name="X")
             if arr.dtype.kind not in "iu":
                 raise ValueError(f"X: {name} was fitted on token ids; expected integer "
                                  f"ids (n_samples, n_steps), got dtype {arr.dtype}")
@@ -200,7 +204,7 @@ def _check_X(estimator, X, dtype, reset):
             arr = validate_data(estimator, X, dtype=dtype, reset=reset)
             return _Batch("tabular", arr[:, :, None], None, arr.shape[1])
         else:   # fitted on sequences: a 2-D array is one feature a step
-            arr = check_array(X, dtype=dtype, estimator=estimator)
+            arr = check_array(X, dtype=dtype, estimator=estimator, input_name="X")
             batch = _Batch("sequences", arr[:, :, None], None, 1)
     if kind is None:
         estimator.n_features_in_ = batch.n_features

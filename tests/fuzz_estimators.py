@@ -583,6 +583,11 @@ def bad_calls(case, est, X, samples, y, weights, rng):
         elif form == "array3d":
             wider = np.ones(arr.shape[:2] + (case["F"] + 1,))
             nan = arr.copy()
+            no_steps = np.zeros((n, 0, case["F"]))
+            calls.append(("predict sequences of no step", lambda: est.predict(no_steps),
+                          ["at least one step"]))
+            calls.append(("fit sequences of no step", lambda: est.fit(no_steps, y),
+                          ["at least one step"]))
         else:
             wider = np.ones((n, case["T"] + 1))
             nan = arr[:, :, 0].copy()

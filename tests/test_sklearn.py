@@ -149,6 +149,16 @@ def test_bad_inputs_are_refused_with_names():
     clf = RNNClassifier(max_iter=2).fit(X, y)
     with pytest.raises(ValueError, match="fitted on float sequences, got token ids"):
         clf.predict([np.array([1, 2])])
+    # a 3-D array of 0 steps: was refused by the model, after a new one had
+    # replaced the fitted one, as "lengths: each length must lie in 1..T=0"
+    proba = clf.predict_proba(X)
+    with pytest.raises(ValueError, match=r"X: a sequence needs at least one step, got "
+                                         r"shape \(20, 0, 2\)"):
+        clf.fit(np.zeros((20, 0, 2)), y)
+    assert_array_equal(clf.predict_proba(X), proba)
+    with pytest.raises(ValueError, match=r"Input X contains infinity or a value too large "
+                                         r"for dtype\('float32'\)"):
+        clf.predict(np.full((2, 3, 2), 1e39))
 
 
 # --------------------------------------------------------------- MLP contract
