@@ -77,29 +77,26 @@ def _optimizer(name, lr):
     return classes[name](lr=lr)
 
 
-def _at_least_one(text):
-    """argparse type of counts (--epochs, --max-train, ...): 0 or a negative
-    number would silently mean "all rows" or "all but N" when slicing."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def _int_at_least(minimum):
+    """An argparse type: integers >= minimum, refused by the flag's name."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    return parse
 
 
-def _at_least_zero(text):
-    """argparse type of --threads (0: leave BLAS alone), --seed and
-    --decay-after: a negative number is refused by the flag's name (BLAS or
-    NumPy would take it, or name another argument)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+# Counts (--epochs, --max-train, ...): 0 or a negative number would silently
+# mean "all rows" or "all but N" when slicing.
+_at_least_one = _int_at_least(1)
+# --threads (0: leave BLAS alone), --seed, --decay-after: BLAS or NumPy would
+# take a negative number, or name another argument.
+_at_least_zero = _int_at_least(0)
 
 
 def _thread_counts(text):
