@@ -97,6 +97,51 @@ def check_int(value, name, minimum=1):
     return int(value)
 
 
+def check_int_targets(ts, name, expected, num_classes, ignore_label):
+    """Class ids `ts` of shape `expected` as intp, each in 0..num_classes-1
+    or equal to ignore_label (the loss skips those)."""
+    arr = np.asarray(ts)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integer class ids of shape {expected}, "
+                        f"got dtype {arr.dtype}")
+    arr = check_array(arr, name, np.intp, expected)
+    bad = (arr != ignore_label) & ((arr < 0) | (arr >= num_classes))
+    if bad.any():
+        raise ValueError(f"{name}: class ids must lie in 0..{num_classes - 1} (or equal "
+                         f"ignore_label={ignore_label}), got {arr[bad][0]}")
+    return arr
+
+
+def check_sample_weight(sample_weight, n):
+    """None, or the weights as float64 (n,), each finite and >= 0."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight: expected numbers of shape ({n},), got dtype "
+                        f"{w.dtype}")
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight: expected shape ({n},), one weight a sample, got "
+                         f"shape {w.shape}")
+    w = w.astype(np.float64)
+    if not (np.isfinite(w).all() and (w >= 0).all()):
+        raise ValueError("sample_weight: weights must be finite and >= 0, got "
+                         f"min {w.min()} and max {w.max()}")
+    return w
+
+
+def check_mask(mask, shape):
+    """None, or the mask of counted targets as booleans of `shape`."""
+    if mask is None:
+        return None
+    arr = np.asarray(mask)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"mask: expected booleans of shape {shape}, got dtype {arr.dtype}")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"mask: expected shape {tuple(shape)}, got shape {arr.shape}")
+    return arr.astype(bool)
+
+
 _FULL_LENGTHS = {}     # (N, T) -> read-only lengths array, all T
 
 

@@ -28,7 +28,8 @@ import numbers
 import numpy as np
 
 from . import _core, _rnn
-from ._validation import check_array, check_int
+from ._validation import (check_array, check_int, check_int_targets, check_mask,
+                          check_sample_weight)
 
 REDUCTIONS = ("mean", "sum_time", "sum")
 
@@ -42,48 +43,6 @@ def _check_reduction(reduction):
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
     return reduction
-
-
-def _check_int_targets(ts, name, expected, num_classes, ignore_label):
-    arr = np.asarray(ts)
-    if arr.dtype.kind not in "iu":
-        raise TypeError(f"{name}: expected integer class ids of shape {expected}, "
-                        f"got dtype {arr.dtype}")
-    arr = check_array(arr, name, np.intp, expected)
-    bad = (arr != ignore_label) & ((arr < 0) | (arr >= num_classes))
-    if bad.any():
-        raise ValueError(f"{name}: class ids must lie in 0..{num_classes - 1} (or equal "
-                         f"ignore_label={ignore_label}), got {arr[bad][0]}")
-    return arr
-
-
-def _check_sample_weight(sample_weight, n):
-    """None, or the weights as float64 (n,), each finite and >= 0."""
-    if sample_weight is None:
-        return None
-    w = np.asarray(sample_weight)
-    if w.dtype.kind not in "biuf":
-        raise TypeError(f"sample_weight: expected numbers of shape ({n},), got dtype "
-                        f"{w.dtype}")
-    if w.shape != (n,):
-        raise ValueError(f"sample_weight: expected shape ({n},), one weight a sample, got "
-                         f"shape {w.shape}")
-    w = w.astype(np.float64)
-    if not (np.isfinite(w).all() and (w >= 0).all()):
-        raise ValueError("sample_weight: weights must be finite and >= 0, got "
-                         f"min {w.min()} and max {w.max()}")
-    return w
-
-
-def _check_mask(mask, shape):
-    if mask is None:
-        return None
-    arr = np.asarray(mask)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"mask: expected booleans of shape {shape}, got dtype {arr.dtype}")
-    if arr.shape != tuple(shape):
-        raise ValueError(f"mask: expected shape {tuple(shape)}, got shape {arr.shape}")
-    return arr.astype(bool)
 
 
 def _denominator(reduction, count, batch):
@@ -156,12 +115,12 @@ class _SoftmaxLoss:
         if V == 0:
             raise ValueError(f"xs: a softmax needs at least one class (V >= 1), got "
                              f"shape {xs.shape}")
-        ts = _check_int_targets(ts, "ts", lead, V, self.ignore_label)
+        ts = check_int_targets(ts, "ts", lead, V, self.ignore_label)
         valid = ts != self.ignore_label
-        m = _check_mask(mask, lead)
+        m = check_mask(mask, lead)
         if m is not None:
             valid &= m
-        w = _check_sample_weight(sample_weight, lead[0])
+        w = check_sample_weight(sample_weight, lead[0])
         rows = np.flatnonzero(valid.reshape(-1))
         cls = ts.reshape(-1)[rows]
         # the output layer of a language model makes xs the largest array of
@@ -248,8 +207,8 @@ class TimeSigmoidWithLoss:
         if ts.size and (ts.min() < 0 or ts.max() > 1):
             raise ValueError(f"ts: targets must lie in [0, 1], got min {ts.min()} "
                              f"and max {ts.max()}")
-        m = _check_mask(mask, xs.shape[:2])
-        sw = _check_sample_weight(sample_weight, xs.shape[0])
+        m = check_mask(mask, xs.shape[:2])
+        sw = check_sample_weight(sample_weight, xs.shape[0])
         w = np.ones(xs.shape[:2], dt) if m is None else m.astype(dt)
         if sw is not None:
             w = w * sw[:, None].astype(dt)
@@ -295,7 +254,7 @@ class _RegressionLoss:
         if loss.ndim == 0:
             raise ValueError("sample_weight: needs predictions with a sample axis, got a "
                              "scalar")
-        w = _check_sample_weight(sample_weight, loss.shape[0])
+        w = check_sample_weight(sample_weight, loss.shape[0])
         per_sample = loss.size // max(loss.shape[0], 1)
         denom = w.sum() * per_sample
         denom = denom if denom > 0 else 1.0

@@ -255,14 +255,14 @@ def test_a_refused_call_that_overwrites_a_cache_is_reported(monkeypatch):
     A refused call between a forward and its backward then changes the
     embedding's gradient: reported.  Seq2seq's alike, with the encoder run
     before a padded ts is refused."""
-    from rnnfast.losses import _check_sample_weight
+    from rnnfast._validation import check_sample_weight
     from rnnfast.models.sequence import _SequenceModel
 
     def heads_old(self, X, y, lengths=None, sample_weight=None):
         X, lengths = self._checked(X, lengths)
         xs = self._network_input(X)
         y = self._check_y(y, X.shape[0], X.shape[1], lengths)
-        sample_weight = _check_sample_weight(sample_weight, X.shape[0])
+        sample_weight = check_sample_weight(sample_weight, X.shape[0])
         return self.loss_layer.forward(self.affine.forward(self._features_of(xs, lengths)),
                                        y, sample_weight=sample_weight)
 
@@ -289,7 +289,7 @@ def test_an_accepted_bad_input_is_reported(monkeypatch):
     NaN weights, or weights of another batch, fail the case, as accepted
     (or refused by the loss after the dropout draws: "the model changed")."""
     import rnnfast.models.sequence as sequence
-    monkeypatch.setattr(sequence, "_check_sample_weight", lambda w, n: None)
+    monkeypatch.setattr(sequence, "check_sample_weight", lambda w, n: None)
     heads = [(s, case_of(s)) for s in range(300)
              if case_of(s)["kind"] in ("classifier", "regressor", "tagger")][:15]
     failures = _bad_input_failures(heads)

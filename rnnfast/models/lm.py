@@ -16,8 +16,7 @@ from ..layers import TimeAffine, TimeDropout, TimeEmbedding
 from ..layers.dropout import as_generator
 from ..layers.embedding import check_ids
 from ..losses import TimeSoftmaxWithLoss, picked_log_softmax
-from ..losses import _check_int_targets, _check_mask
-from .._validation import check_int
+from .._validation import check_int, check_int_targets, check_mask
 from ._base import CELLS, Model, check_cell, check_probability, child_rng, uniform_
 
 
@@ -127,9 +126,9 @@ class RnnLM(Model):
         checked before the network runs: a refused call leaves the carried
         state and the dropout draws as they were."""
         xs = check_ids(xs, "xs", self.vocab_size, ("N", "T"))
-        ts = _check_int_targets(ts, "ts", xs.shape, self.vocab_size,
+        ts = check_int_targets(ts, "ts", xs.shape, self.vocab_size,
                                 self.loss_layer.ignore_label)
-        mask = _check_mask(mask, xs.shape)
+        mask = check_mask(mask, xs.shape)
         return self.loss_layer.forward(self._scores(xs), ts, mask)
 
     def backward(self, dout=1.0):

@@ -19,8 +19,8 @@ import numpy as np
 
 from ..layers import TimeAffine, TimeAttention, TimeEmbedding, TimeLSTM
 from ..layers.embedding import check_ids
-from ..losses import TimeSoftmaxWithLoss, _check_int_targets
-from .._validation import check_int
+from ..losses import TimeSoftmaxWithLoss
+from .._validation import check_int, check_int_targets
 from ._base import Model
 
 
@@ -243,7 +243,7 @@ class Seq2seq(Model):
                              f"(start id, then the targets), got shape {ts.shape}")
         # all of ts here, by its name, before the encoder runs (the decoder's
         # embedding would otherwise report its inputs as "ids")
-        ts = _check_int_targets(ts, "ts", ts.shape, self.vocab_size,
+        ts = check_int_targets(ts, "ts", ts.shape, self.vocab_size,
                                 self.loss_layer.ignore_label)
         return xs, ts
 

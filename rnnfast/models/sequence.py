@@ -29,8 +29,7 @@ import numpy as np
 from ..layers import Affine, Embedding, TimeAffine, TimeDropout
 from ..layers.embedding import check_ids
 from ..losses import HuberLoss, MSELoss, SoftmaxWithLoss, TimeSoftmaxWithLoss, log_softmax
-from ..losses import _check_sample_weight
-from .._validation import check_array, check_int, check_lengths
+from .._validation import check_array, check_int, check_lengths, check_sample_weight
 from ._base import CELLS, Model, check_cell, check_probability, child_rng
 
 
@@ -149,7 +148,7 @@ class _SequenceModel(Model):
         X, lengths = self._checked(X, lengths)
         N, T = X.shape[:2]
         y = self._check_y(y, N, T, lengths)
-        sample_weight = _check_sample_weight(sample_weight, N)
+        sample_weight = check_sample_weight(sample_weight, N)
         scores = self.affine.forward(self._features_of(self._network_input(X), lengths))
         # y from the subclass's _check_y (a tagger's padding set to its
         # ignore_label: no mask needed)
