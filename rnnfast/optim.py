@@ -463,23 +463,31 @@ class StepDecay:
 
 
 class ReduceOnPlateau:
-    """The textbook's schedule: when the monitored value (e.g. validation
-    perplexity, lower is better) does not improve on the best so far,
-    multiply lr by `factor` (0.25 is the textbook's ``lr /= 4``), but not
-    below `min_lr`; lr is never raised (a min_lr above the current lr
-    leaves it alone), as in PyTorch's ReduceLROnPlateau.
+    """The textbook's schedule: when the monitored value does not improve on
+    the best so far, multiply lr by `factor` (0.25 is the textbook's
+    ``lr /= 4``), but not below `min_lr`; lr is never raised (a min_lr above
+    the current lr leaves it alone), as in PyTorch's ReduceLROnPlateau.
 
-    As in PyTorch the first value is compared with +inf, so NaN and inf are
-    bad epochs and never the best.  ``best`` is None until a value improves
-    (None rather than inf, so that checkpoints stay plain JSON).
+    mode: "min" (default: lower is better, e.g. validation perplexity) or
+        "max" (higher is better, e.g. accuracy), PyTorch's `mode`.  A
+        Trainer refuses a fit whose `mode` is not the schedule's.
+
+    As in PyTorch the first value is compared with +inf ("min") or -inf
+    ("max"): NaN, and +inf in "min" (-inf in "max"), are bad epochs, never
+    the best.
+    ``best`` is None until a value improves (None rather than inf, so that
+    checkpoints stay plain JSON).
 
     ``step(value)`` returns True when `value` is a new best.
     """
 
-    def __init__(self, optimizer, factor=0.25, min_lr=0.0):
+    def __init__(self, optimizer, factor=0.25, min_lr=0.0, mode="min"):
         self.optimizer = optimizer
         self.factor = _check_rate(factor, "factor", below_one=True)
         self.min_lr = _check_rate(min_lr, "min_lr", allow_zero=True)
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode: expected 'min' or 'max', got {mode!r}")
+        self.mode = mode
         self.best = None
 
     def step(self, value):
@@ -488,7 +496,11 @@ class ReduceOnPlateau:
         min_lr and never raised, and False (NaN is never a best).  A value
         float() refuses raises TypeError or ValueError."""
         value = float(value)
-        if value < (math.inf if self.best is None else self.best):    # False for NaN
+        if getattr(self, "mode", "min") == "max":    # schedules pickled before mode: "min"
+            better = value > (-math.inf if self.best is None else self.best)
+        else:
+            better = value < (math.inf if self.best is None else self.best)
+        if better:                                   # False for NaN
             self.best = value
             return True
         lr = self.optimizer.lr

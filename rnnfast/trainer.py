@@ -259,6 +259,15 @@ class Trainer:
                              f"a finite number > 0") from None
         self.optimizer.lr = lr
 
+    def _check_schedule_mode(self, mode):
+        """A plateau schedule must watch the value the way fit does: a "min"
+        one fed accuracies would cut lr at every improvement."""
+        schedule_mode = getattr(self.lr_schedule, "mode", None)
+        if _is_plateau(self.lr_schedule) and schedule_mode not in (None, mode):
+            raise ValueError(f"mode: fit(mode={mode!r}) but the lr_schedule "
+                             f"{type(self.lr_schedule).__name__} has mode={schedule_mode!r}; "
+                             "give both the same (whether higher or lower is better)")
+
     def _schedule_after(self, value):
         if self.lr_schedule is not None and _is_plateau(self.lr_schedule):
             if value is None:
@@ -279,7 +288,8 @@ class Trainer:
         eval_fn may return {} when it has nothing to measure).
 
         monitor: the history key early stopping and plateau schedules watch
-            (default: "valid", or eval_fn's first key); mode "min" or "max".
+            (default: "valid", or eval_fn's first key); mode "min" or "max"
+            (a plateau lr_schedule must have the same mode).
         patience: stop after this many epochs without a better value
             (without eval_fn: of the training loss; with eval_fn, an epoch
             without the monitored value is a ValueError).
@@ -292,6 +302,7 @@ class Trainer:
         time_size = check_int(time_size, "time_size")
         if mode not in ("min", "max"):
             raise ValueError(f"mode: expected 'min' or 'max', got {mode!r}")
+        self._check_schedule_mode(mode)
         if patience is not None:
             patience = check_int(patience, "patience")
         if max_batches is not None:
@@ -299,6 +310,7 @@ class Trainer:
         kind, data = self._prepare(train, batch_size, time_size)
         if resume_from is not None:
             self.resume(resume_from)
+            self._check_schedule_mode(mode)      # the checkpoint's schedule has its own
         stream = self.stream if self.stream is not None else sys.stderr
         model = self.model
         while self.epoch < epochs:

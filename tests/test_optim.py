@@ -233,6 +233,38 @@ def test_reduce_on_plateau_nan_is_a_bad_epoch_never_the_best():
     assert sched.optimizer.lr == 0.5
 
 
+def test_reduce_on_plateau_mode_max_cuts_lr_when_the_value_stops_rising():
+    opt = SGD(lr=1.0)
+    sched = ReduceOnPlateau(opt, factor=0.5, mode="max")
+    improved = [sched.step(v) for v in (0.5, 0.6, 0.6, 0.7, float("nan"), 0.65, 0.8)]
+    assert improved == [True, True, False, True, False, False, True]
+    assert opt.lr == 0.125 and sched.best == 0.8
+    sched = ReduceOnPlateau(SGD(lr=1.0), mode="max")
+    assert sched.step(-float("inf")) is False              # -inf is no improvement on -inf
+    with pytest.raises(ValueError, match="^mode: expected 'min' or 'max', got 'maximum'"):
+        ReduceOnPlateau(SGD(lr=1.0), mode="maximum")
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_reduce_on_plateau_follows_torch(torch, mode):
+    """The lr after each epoch as torch's ReduceLROnPlateau with patience 0
+    and no threshold, on values that repeat, improve, worsen and are NaN."""
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 6, 40).astype(float)
+    values[rng.random(40) < 0.1] = float("nan")
+    opt = SGD(lr=1.0)
+    sched = ReduceOnPlateau(opt, factor=0.5, min_lr=0.01, mode=mode)
+    w = torch.zeros(1, requires_grad=True)
+    topt = torch.optim.SGD([w], lr=1.0)
+    tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        topt, mode=mode, factor=0.5, patience=0, threshold=0.0, min_lr=0.01)
+    for v in values:
+        sched.step(v)
+        tsched.step(v)
+        assert opt.lr == topt.param_groups[0]["lr"], (mode, v)
+    assert opt.lr < 1.0 and sched.best == tsched.best
+
+
 def test_reduce_on_plateau_never_raises_the_lr():
     opt = SGD(lr=0.01)
     sched = ReduceOnPlateau(opt, factor=0.5, min_lr=0.1)

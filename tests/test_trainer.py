@@ -145,6 +145,26 @@ def test_schedules():
                 verbose=False).fit((X, y), epochs=1)
 
 
+def test_a_plateau_schedule_watches_the_value_the_way_fit_does():
+    """mode="max" (an accuracy): a "max" plateau keeps lr while it rises; a
+    "min" one would cut lr at every improvement, so fit refuses the pair
+    before training, naming mode, and the model stays as it was."""
+    X, y = regression()
+    opt = SGD(lr=0.01)
+    accuracies = iter([0.5, 0.6, 0.6, 0.7])
+    t = Trainer(Linear(), opt, lr_schedule=ReduceOnPlateau(opt, factor=0.5, mode="max"),
+                verbose=False)
+    h = t.fit((X, y), epochs=4, batch_size=64, eval_fn=lambda m: {"acc": next(accuracies)},
+              monitor="acc", mode="max")
+    assert h["lr"] == [0.01, 0.01, 0.01, 0.005] and opt.lr == 0.005
+    model = Linear()
+    t = Trainer(model, opt, lr_schedule=ReduceOnPlateau(opt), verbose=False)
+    with pytest.raises(ValueError, match=r"^mode: fit\(mode='max'\) but the lr_schedule "
+                                         r"ReduceOnPlateau has mode='min'"):
+        t.fit((X, y), epochs=2, eval_fn=lambda m: {"acc": 0.5}, monitor="acc", mode="max")
+    assert model.calls == 0 and t.epoch == 0 and opt.lr == 0.005
+
+
 @pytest.mark.parametrize("kind", ["loss", "grad"])
 def test_divergence_stops_and_keeps_the_last_good_weights(kind):
     X, y = regression()
