@@ -75,6 +75,14 @@ def _generators(obj, path="model", seen=None, depth=0):
         yield from _generators(value, f"{path}.{name}", seen, depth + 1)
 
 
+def _nonfinite(text):
+    """float(text) for the text of a NaN or an infinity saved in a checkpoint."""
+    value = float(text)
+    if math.isfinite(value):
+        raise ValueError(f"expected the text of a NaN or an infinity, got {text!r}")
+    return value
+
+
 def _finite_or_none(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -176,6 +184,8 @@ class Trainer:
     # ----------------------------------------------------------- data
     def _prepare(self, train, batch_size, time_size):
         if isinstance(train, StreamBatcher):
+            # kept as the trainer's batcher: checkpoints save its read position
+            self.batcher, self._batcher_sizes = train, None
             return "stream", train
         if isinstance(train, (tuple, list)):
             if len(train) not in (2, 3):
@@ -311,6 +321,10 @@ class Trainer:
         if resume_from is not None:
             self.resume(resume_from)
             self._check_schedule_mode(mode)      # the checkpoint's schedule has its own
+            if patience is not None and self._early["bad_epochs"] >= patience:
+                # written when early stopping ended the run: resumed, it stays
+                # ended (with restore_best, the best weights are put back below)
+                epochs = self.epoch
         stream = self.stream if self.stream is not None else sys.stderr
         model = self.model
         while self.epoch < epochs:
@@ -449,12 +463,18 @@ class Trainer:
             nonfinite = {k: repr(v) for k, v in schedule.items()
                          if isinstance(v, float) and not math.isfinite(v)}
             schedule = {k: _finite_or_none(v) for k, v in schedule.items()}
+        # a history's NaN or inf (a metric, a diverging loss) likewise: None in
+        # "history", its text in "history_nonfinite" under key and index
+        history_nonfinite = {k: {str(i): repr(v) for i, v in enumerate(vs)
+                                 if isinstance(v, float) and not math.isfinite(v)}
+                             for k, vs in self.history.items()}
         return {
             "epoch": self.epoch,
             "rng": self.rng.bit_generator.state,
             "model_rngs": {p: g.bit_generator.state for p, g in _generators(self.model)},
             "batcher": None if self.batcher is None else self.batcher.state_dict(),
             "history": {k: [_finite_or_none(v) for v in vs] for k, vs in self.history.items()},
+            "history_nonfinite": {k: v for k, v in history_nonfinite.items() if v} or None,
             "schedule": schedule,
             "early": {k: _finite_or_none(v) for k, v in self._early.items()},
             "schedule_nonfinite": nonfinite or None,
@@ -486,19 +506,22 @@ class Trainer:
                                      "pass the same corpus to fit")
                 self.batcher.load_state_dict(state["batcher"])
             self.history = {k: list(v) for k, v in state["history"].items()}
+            for k, items in (state.get("history_nonfinite") or {}).items():
+                for i, text in items.items():
+                    self.history[k][int(i)] = _nonfinite(text)
             if state.get("schedule") and self.lr_schedule is not None:
                 nonfinite = state.get("schedule_nonfinite") or {}
                 for k, v in state["schedule"].items():
                     if hasattr(self.lr_schedule, k):
                         setattr(self.lr_schedule, k,
-                                float(nonfinite[k]) if k in nonfinite else v)
+                                _nonfinite(nonfinite[k]) if k in nonfinite else v)
             self._early.update(state.get("early", {}))
             # older checkpoints have no best weights (restore_best then keeps
             # the best epoch seen after the resume, as before)
             if state.get("has_best_params"):
                 self._best_params = _best_weights(loaded["extra_arrays"],
                                                   list(self.model.params))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise ValueError(f"path: {path!r} holds no usable trainer state ({exc})") from exc
         return self
 

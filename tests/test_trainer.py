@@ -246,6 +246,60 @@ def test_resume_continues_exactly_language_model_with_dropout(tmp_path):
         assert p.tobytes() == q.tobytes()
 
 
+def test_resuming_from_the_checkpoint_of_an_early_stop_trains_no_further(tmp_path):
+    """The run stopped at epoch 3 (patience 2); resumed from the checkpoint
+    written then, it stays stopped: the same history and weights (the best
+    epoch's, with restore_best), no batch trained (trained 1 more epoch
+    before)."""
+    X, y = regression()
+    values = [1.0, 2.0, 3.0, 0.0, 0.0]
+    ck = tmp_path / "ck.npz"
+
+    def run(model, resume=None):
+        t = Trainer(model, SGD(lr=0.05), checkpoint=ck, verbose=False)
+        return t.fit((X, y), epochs=5, batch_size=16, eval_fn=lambda m: values[t.epoch],
+                     patience=2, restore_best=True, resume_from=resume)
+    full = Linear()
+    history = run(full)
+    assert history["epoch"] == [1, 2, 3]
+    resumed = Linear()
+    assert run(resumed, resume=ck) == history
+    assert resumed.calls == 0
+    for p, q in zip(full.params, resumed.params):
+        assert p.tobytes() == q.tobytes()
+
+
+def test_a_stream_batcher_given_to_fit_resumes_at_its_read_position(tmp_path):
+    from rnnfast import models
+    corpus = np.random.default_rng(2).integers(0, 9, 200)
+    ck = tmp_path / "ck.npz"
+
+    def run(epochs, checkpoint=None, resume=None):
+        model = models.RnnLM(9, hidden_size=6, random_state=1)
+        Trainer(model, SGD(lr=0.5), checkpoint=checkpoint, verbose=False).fit(
+            StreamBatcher(corpus, 3, 5), epochs=epochs, max_batches=4, resume_from=resume)
+        return model
+    full = run(3)
+    run(1, checkpoint=ck)                   # the batcher read 4 of its 13 batches
+    assert rio.load_checkpoint(ck)["state"]["batcher"] == {"position": 20}
+    resumed = run(3, resume=ck)
+    for p, q in zip(full.params, resumed.params):
+        assert p.tobytes() == q.tobytes()
+
+
+def test_nan_and_infinities_in_the_history_survive_a_checkpoint(tmp_path):
+    """Kept as they were, not as None (they were None after a resume)."""
+    X, y = regression()
+    values = [float("nan"), float("inf"), -float("inf"), 1.0]
+    ck = tmp_path / "ck.npz"
+    t = Trainer(Linear(), SGD(lr=0.05), checkpoint=ck, verbose=False)
+    history = t.fit((X, y), epochs=4, eval_fn=lambda m: {"score": values[t.epoch]})
+    resumed = Trainer(Linear(), SGD(lr=0.05), verbose=False).fit(
+        (X, y), epochs=4, eval_fn=lambda m: {}, resume_from=ck)
+    assert np.isnan(resumed["score"][0]) and resumed["score"][1:] == values[1:]
+    assert resumed["epoch"] == history["epoch"] and resumed["loss"] == history["loss"]
+
+
 def test_minibatches_with_lengths_reach_the_model():
     from rnnfast import models
     rng = np.random.default_rng(0)
