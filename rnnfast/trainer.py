@@ -27,6 +27,7 @@ gradient stops training with ``TrainingDivergedError`` before any update is
 applied, so the model keeps the weights of the last good step.  The
 progress bar goes to stderr and only when ``verbose``.
 """
+import copy
 import itertools
 import math
 import numbers
@@ -317,10 +318,18 @@ class Trainer:
             patience = check_int(patience, "patience")
         if max_batches is not None:
             max_batches = check_int(max_batches, "max_batches")
-        kind, data = self._prepare(train, batch_size, time_size)
+        # A refused set-up (new data, then a missing or unusable checkpoint)
+        # leaves the trainer, its model and its optimizer as they were.
+        before = self._snapshot(with_model=resume_from is not None)
+        try:
+            kind, data = self._prepare(train, batch_size, time_size)
+            if resume_from is not None:
+                self.resume(resume_from)
+                self._check_schedule_mode(mode)  # the checkpoint's schedule has its own
+        except BaseException:
+            self._restore(before)
+            raise
         if resume_from is not None:
-            self.resume(resume_from)
-            self._check_schedule_mode(mode)      # the checkpoint's schedule has its own
             if patience is not None and self._early["bad_epochs"] >= patience:
                 # written when early stopping ended the run: resumed, it stays
                 # ended (with restore_best, the best weights are put back below)
@@ -406,6 +415,41 @@ class Trainer:
             for p, best in zip(self.model.params, self._best_params):
                 p[...] = best
         return self.history
+
+    def _snapshot(self, with_model):
+        """What fit's set-up may change: the batcher and, with_model (a
+        resume), the trainer's state, the model's weights and generators,
+        the optimizer's attributes and the schedule's."""
+        snap = {"batcher": (self.batcher, self._batcher_sizes)}
+        if with_model:
+            snap.update(
+                position=None if self.batcher is None else self.batcher.state_dict(),
+                trainer=copy.deepcopy({k: getattr(self, k) for k in _RESUMED}),
+                rng=self.rng.bit_generator.state,
+                model_rngs=[(g, g.bit_generator.state) for _, g in _generators(self.model)],
+                params=[p.copy() for p in self.model.params],
+                optimizer=copy.deepcopy(vars(self.optimizer)),
+                schedule=copy.copy(getattr(self.lr_schedule, "__dict__", None)))
+        return snap
+
+    def _restore(self, snap):
+        old_batcher = self.batcher
+        self.batcher, self._batcher_sizes = snap["batcher"]
+        if "trainer" not in snap:
+            return
+        if snap["position"] is not None and self.batcher is old_batcher:
+            self.batcher.load_state_dict(snap["position"])
+        for k, v in snap["trainer"].items():
+            setattr(self, k, v)
+        self.rng.bit_generator.state = snap["rng"]
+        for g, state in snap["model_rngs"]:
+            g.bit_generator.state = state
+        for p, saved in zip(self.model.params, snap["params"]):
+            p[...] = saved                      # in place: views and ties stay
+        vars(self.optimizer).clear()
+        vars(self.optimizer).update(snap["optimizer"])
+        if snap["schedule"] is not None:
+            vars(self.lr_schedule).update(snap["schedule"])
 
     def _append_history(self, record):
         """One item per epoch in every list: None for a key this epoch's
@@ -527,6 +571,8 @@ class Trainer:
 
 
 _TRAIN_KEYS = ("epoch", "loss", "grad_norm", "lr", "seconds", "tokens_per_sec")
+# The trainer's attributes a resume sets (besides generators and batcher).
+_RESUMED = ("epoch", "history", "_early", "_best_params")
 
 
 def _is_plateau(schedule):

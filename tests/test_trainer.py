@@ -300,6 +300,35 @@ def test_nan_and_infinities_in_the_history_survive_a_checkpoint(tmp_path):
     assert resumed["epoch"] == history["epoch"] and resumed["loss"] == history["loss"]
 
 
+def test_a_refused_resume_leaves_the_trainer_model_and_optimizer_as_they_were(tmp_path):
+    """A missing checkpoint with a new corpus kept the new corpus's batcher
+    (at position 0); a checkpoint of the same model whose trainer state is
+    unusable had already overwritten the weights and the optimizer's state."""
+    from rnnfast import models
+    corpus = np.random.default_rng(3).integers(0, 9, 200)
+
+    def make():
+        return models.RnnLM(9, hidden_size=6, random_state=1)
+    model, opt = make(), Adam(lr=0.01)
+    t = Trainer(model, opt, verbose=False)
+    t.fit(corpus, epochs=1, batch_size=3, time_size=5, max_batches=2)
+    other = make()
+    rio.save_checkpoint(tmp_path / "bad.npz", other, Adam(lr=0.5), state={"epoch": 7})
+    batcher, position = t.batcher, t.batcher.position
+    weights = [p.copy() for p in model.params]
+    moments = [a.copy() for s in opt.state for a in s]
+    for path, error in ((tmp_path / "missing.npz", FileNotFoundError),
+                        (tmp_path / "bad.npz", ValueError)):
+        for train in (corpus[::-1].copy(), corpus):
+            with pytest.raises(error, match="^path: "):
+                t.fit(train, epochs=3, batch_size=3, time_size=5, resume_from=path)
+            assert t.batcher is batcher and t.batcher.position == position
+            assert t.epoch == 1 and opt.lr == 0.01 and opt.t == 2
+            assert all(np.array_equal(p, w) for p, w in zip(model.params, weights))
+            assert all(np.array_equal(a, b) for a, b in
+                       zip([a for s in opt.state for a in s], moments))
+
+
 def test_minibatches_with_lengths_reach_the_model():
     from rnnfast import models
     rng = np.random.default_rng(0)
