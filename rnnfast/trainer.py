@@ -307,6 +307,11 @@ class Trainer:
         restore_best: at the end, put back the weights of the best epoch
             (among the epochs that have the monitored value).
         max_batches: at most this many batches per epoch (quick runs).
+        resume_from: a checkpoint of this set-up (save_checkpoint's) to
+            continue from, exactly as the uninterrupted run would have gone
+            on (a run early stopping ended stays ended).  A refused
+            checkpoint leaves the trainer, its model and its optimizer as
+            they were.
         """
         epochs = check_int(epochs, "epochs", minimum=0)
         batch_size = check_int(batch_size, "batch_size")
