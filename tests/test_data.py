@@ -199,3 +199,78 @@ def test_real_ptb():
     assert len(d.vocab) == 10000
     assert d.vocab.id_to_token[0] == "aer"          # DLFS2's first id
     assert (d.train == d.vocab.unk_id).sum() == 45020
+
+
+# ------------------------------------------------- vocabulary properties
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+# Texts from a small alphabet (repeated tokens, ties in counts), with the
+# special tokens' spellings and every kind of line break among them.
+_WORDS = st.sampled_from(["a", "b", "cc", "dd", "<unk>", "<pad>", "<eos>", "é"])
+_TEXTS = st.lists(st.one_of(_WORDS, st.sampled_from([" ", "  ", "\t", "\n", "\r\n", "\r"])),
+                  max_size=40).map("".join)
+
+
+def _word_tokens(text):
+    """The documented tokenisation: per line (LF, CRLF or CR), split() and
+    <eos>; a final newline starts no line."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [t for line in lines for t in line.split() + ["<eos>"]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=_TEXTS, level=st.sampled_from(["word", "char"]),
+       order=st.sampled_from(["first", "frequency", "sorted"]),
+       min_count=st.integers(1, 3), max_size=st.one_of(st.none(), st.integers(2, 8)),
+       pad=st.sampled_from([None, "<pad>"]))
+def test_vocab_properties(text, level, order, min_count, max_size, pad):
+    import collections
+    import json
+    vocab = Vocab(level, pad_token=pad)
+    tokens = _word_tokens(text) if level == "word" else list(text)
+    assert vocab.tokenize(text) == tokens
+    vocab.fit(text, max_size=max_size, min_count=min_count, order=order)
+    counts = collections.Counter(tokens)
+    specials = [t for t in (pad, "<unk>") if t is not None]
+    ids = vocab.token_to_id
+    # every special is in, each token once, ids 0..len-1
+    assert all(t in vocab for t in specials)
+    assert sorted(ids.values()) == list(range(len(vocab)))
+    assert [vocab.id_to_token[i] for i in range(len(vocab))] == list(ids)
+    if max_size is not None:
+        assert len(vocab) <= max_size
+    kept = [t for t in vocab.id_to_token if t not in specials]
+    # kept tokens are frequent enough, and no dropped one is more frequent
+    assert all(counts[t] >= min_count for t in kept)
+    frequent_dropped = [counts[t] for t in counts
+                        if t not in vocab and t not in specials and counts[t] >= min_count]
+    if kept and frequent_dropped:
+        assert max(frequent_dropped) <= min(counts[t] for t in kept)
+    if max_size is None:
+        assert set(kept) == {t for t in counts if counts[t] >= min_count} - set(specials)
+    # specials absent from the text come first (pad, then unk)
+    absent = [t for t in specials if t not in counts]
+    assert vocab.id_to_token[:len(absent)] == absent
+    body = vocab.id_to_token[len(absent):]
+    if order == "first":
+        first = {t: i for i, t in reversed(list(enumerate(tokens)))}
+        assert [first[t] for t in body] == sorted(first[t] for t in body)
+    elif order == "frequency":
+        assert [counts[t] for t in body] == sorted((counts[t] for t in body), reverse=True)
+    else:
+        assert body == sorted(body)
+    # encode: the ids of the tokens, the unknown id for the dropped ones;
+    # decode joins the tokens back (the dropped ones as <unk>)
+    encoded = vocab.encode(text)
+    assert encoded.tolist() == [ids.get(t, vocab.unk_id) for t in tokens]
+    shown = [t if t in vocab else "<unk>" for t in tokens]
+    if pad is not None:
+        shown = [t for t in shown if t != pad]
+    assert vocab.decode(encoded) == ("" if level == "char" else " ").join(shown)
+    # through JSON and back: the same vocabulary
+    again = Vocab.from_dict(json.loads(json.dumps(vocab.to_dict())))
+    assert again.id_to_token == vocab.id_to_token and again.level == level
+    assert again.encode(text).tolist() == encoded.tolist()
