@@ -29,6 +29,9 @@ and the checkpoint interval.  Each case:
 * resumes from the checkpoint of every epoch that wrote one, in a fresh
   model, optimizer, schedule and trainer: bitwise the same weights,
   optimizer state, learning rate and history as the uninterrupted run;
+* fits 1 epoch, then on to the last in a second fit on the same trainer:
+  bitwise the same as one fit (where no early stop or restore_best ends
+  the first);
 * makes bad calls to fit on the trained trainer (a negative epochs, batch
   size 0, an unknown mode, patience 0, a plateau schedule of the other
   mode, training data of the wrong shape or too short for a batch, a
@@ -241,9 +244,11 @@ class KeepingTrainer(Trainer):
         shutil.copyfile(path, f"{path}.{self.epoch}")
 
 
-def trainer_run(case, data, directory, resume_epoch=None):
+def trainer_run(case, data, directory, resume_epoch=None, first_epochs=None):
     """(model, optimizer, trainer, history) of Trainer.fit; from the
-    checkpoint of `resume_epoch` in a fresh model and trainer when given."""
+    checkpoint of `resume_epoch` in a fresh model and trainer when given;
+    with `first_epochs`, a fit of that many epochs first, then one to the
+    end on the same trainer and training data."""
     model = build_model(case)
     optimizer = build_optimizer(case)
     path = os.path.join(directory, "ck.npz")
@@ -253,8 +258,10 @@ def trainer_run(case, data, directory, resume_epoch=None):
                              checkpoint_every=case["checkpoint_every"],
                              random_state=case["seed"], verbose=False)
     resume = None if resume_epoch is None else f"{path}.{resume_epoch}"
-    history = trainer.fit(train_argument(case, data), resume_from=resume,
-                          **fit_arguments(case, data, trainer))
+    train = train_argument(case, data)
+    if first_epochs is not None:
+        trainer.fit(train, **dict(fit_arguments(case, data, trainer), epochs=first_epochs))
+    history = trainer.fit(train, resume_from=resume, **fit_arguments(case, data, trainer))
     return model, optimizer, trainer, history
 
 
@@ -422,8 +429,15 @@ def run_case(case, seed):
                 failures.append("no checkpoint was written")
             for epoch in saved:
                 resumed = trainer_run(case, data, directory, resume_epoch=epoch)
-                compare_resumed(epoch, (model, optimizer, trainer, history), resumed,
-                                failures)
+                compare_resumed(f"resumed from epoch {epoch}",
+                                (model, optimizer, trainer, history), resumed, failures)
+            if not case["restore_best"] and len(history["epoch"]) == case["epochs"]:
+                # fit counts epochs from the first fit: two fits are one
+                # (restore_best would put back the best weights after the first)
+                continued = trainer_run(case, data, tempfile.mkdtemp(dir=directory),
+                                        first_epochs=1)
+                compare_resumed("a fit of 1 epoch", (model, optimizer, trainer, history),
+                                continued, failures)
             bad_call_failures(case, data, trainer, directory, failures)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -483,10 +497,11 @@ def compare_with_twin(case, model, history, twin_model, twin_history, failures, 
                 close(f"twin: params[{i}] {p.shape}", p, q, tol, failures)
 
 
-def compare_resumed(epoch, full, resumed, failures):
+def compare_resumed(where, full, resumed, failures):
+    """Fails what differs, bit for bit, between the uninterrupted run
+    `full` and `resumed` (each (model, optimizer, trainer, history))."""
     model, optimizer, trainer, history = full
     r_model, r_optimizer, r_trainer, r_history = resumed
-    where = f"resumed from epoch {epoch}"
     if not same_history(r_history, history):
         failures.append(f"{where}: history {strip(r_history)} against {strip(history)}")
     if r_trainer.epoch != trainer.epoch:

@@ -143,6 +143,22 @@ def test_each_resume_fault_fixed_is_reported(monkeypatch):
     assert any(f.startswith("resumed from epoch") for f in failures_of(stops))
 
 
+def test_a_second_fit_that_starts_its_generator_again_is_reported(monkeypatch):
+    """fit counts epochs from the first fit and goes on drawing from the same
+    Generator: one that reseeded at each fit would shuffle epoch 2 as epoch 1."""
+    seeds = seeds_where(lambda c: c["kind"] != "lm" and c["shuffle"] and not c["restore_best"]
+                        and c["patience"] is None and c["samples"] > c["batch_size"], 4)
+    assert not failures_of(seeds)
+    original_fit = Trainer.fit
+
+    def fit_reseeding(self, *args, **kwargs):
+        self.rng = np.random.default_rng(self.rng.bit_generator.seed_seq)
+        return original_fit(self, *args, **kwargs)
+    monkeypatch.setattr(Trainer, "fit", fit_reseeding)
+    failures = failures_of(seeds)
+    assert any(f.startswith("a fit of 1 epoch") for f in failures), failures
+
+
 def test_a_refused_fit_that_changes_the_trainer_is_reported(monkeypatch):
     seeds = seeds_where(lambda c: c["kind"] == "lm", 2)
     assert not failures_of(seeds)
