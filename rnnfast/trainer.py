@@ -329,7 +329,7 @@ class Trainer:
         try:
             kind, data = self._prepare(train, batch_size, time_size)
             if resume_from is not None:
-                self.resume(resume_from)
+                self._resume(resume_from)
                 self._check_schedule_mode(mode)  # the checkpoint's schedule has its own
         except BaseException:
             self._restore(before)
@@ -539,7 +539,17 @@ class Trainer:
 
     def resume(self, path):
         """Load a checkpoint written by `save_checkpoint` into this trainer's
-        model and optimizer and continue from its epoch."""
+        model and optimizer and continue from its epoch.  A checkpoint
+        refused (missing, of another model, an unusable trainer state)
+        leaves the trainer, its model and its optimizer as they were."""
+        before = self._snapshot(with_model=True)
+        try:
+            return self._resume(path)
+        except BaseException:
+            self._restore(before)
+            raise
+
+    def _resume(self, path):
         loaded = rio.load_checkpoint(path, self.model, self.optimizer)
         state = loaded["state"]
         try:

@@ -502,3 +502,17 @@ def test_argument_checks_name_the_argument():
     assert h["a"] == [2.0] and h["b"] == [3.0]
     with pytest.raises(TypeError, match="random_state"):
         Trainer(Linear(), SGD(lr=0.1), random_state="a")
+
+
+def test_resume_called_alone_refuses_an_unusable_checkpoint_changing_nothing(tmp_path):
+    X, y = regression()
+    model, opt = Linear(), Adam(lr=0.01)
+    t = Trainer(model, opt, verbose=False)
+    t.fit((X, y), epochs=2, batch_size=16)
+    rio.save_checkpoint(tmp_path / "bad.npz", Linear(), Adam(lr=0.5), state={"epoch": 9})
+    weights, moments = [p.copy() for p in model.params], [a.copy() for s in opt.state for a in s]
+    with pytest.raises(ValueError, match="holds no usable trainer state"):
+        t.resume(tmp_path / "bad.npz")
+    assert t.epoch == 2 and opt.lr == 0.01 and len(t.history["epoch"]) == 2
+    assert all(np.array_equal(p, w) for p, w in zip(model.params, weights))
+    assert all(np.array_equal(a, b) for a, b in zip([a for s in opt.state for a in s], moments))
