@@ -19,6 +19,14 @@ _ALL_FINITE = {np.dtype(np.float32): all_finite.__signatures__["float"],
 MAX_BLAS_INDEX = 2 ** 31 - 1
 
 
+class NonFiniteError(ValueError):
+    """A NaN or Inf where rnnfast refuses one: in an input, a state or a
+    gradient handed to a layer.  A ValueError, as every other refused input;
+    a class of its own so that a training loop can tell a model that
+    diverged inside (a NaN or Inf between its layers, the data finite)
+    from bad data (rnnfast.trainer, rnnfast.sklearn)."""
+
+
 def _describe(expected):
     return "(" + ", ".join(str(e) for e in expected) + ("," if len(expected) == 1 else "") + ")"
 
@@ -73,7 +81,7 @@ def check_array(value, name, dtype, expected, allow_nonfinite=False):
     if not arr.flags.aligned:           # e.g. np.frombuffer at an odd offset
         arr = arr.copy()
     if not allow_nonfinite and arr.dtype.kind == "f" and not _all_finite(arr):
-        raise ValueError(f"{name}: contains NaN or Inf (shape {arr.shape}); "
+        raise NonFiniteError(f"{name}: contains NaN or Inf (shape {arr.shape}); "
                          "they would poison every later step")
     return arr
 

@@ -46,7 +46,7 @@ from sklearn.utils.validation import (_check_sample_weight, check_array,
                                       check_is_fitted, check_scalar, column_or_1d,
                                       validate_data)
 
-from ._validation import float_dtype
+from ._validation import NonFiniteError, float_dtype
 from .models import SequenceClassifier, SequenceRegressor
 from .optim import SGD, Adam, Momentum, Nesterov, clip_grads
 
@@ -424,7 +424,7 @@ class _BaseRNN(BaseEstimator):
         except ValueError as exc:
             # the inputs were checked finite: NaN/Inf met inside the model (it
             # refuses them) means training diverged
-            if self._weights_finite() and "NaN or Inf" not in str(exc):
+            if self._weights_finite() and not isinstance(exc, NonFiniteError):
                 raise
             raise ValueError(NON_FINITE) from exc
         if not self._weights_finite():

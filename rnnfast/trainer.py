@@ -41,7 +41,7 @@ from . import io as rio
 from .data import StreamBatcher
 from .layers.dropout import as_generator
 from .optim import _check_rate, clip_grads, global_norm
-from ._validation import check_int
+from ._validation import NonFiniteError, check_int
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -82,6 +82,12 @@ def _nonfinite(text):
     if math.isfinite(value):
         raise ValueError(f"expected the text of a NaN or an infinity, got {text!r}")
     return value
+
+
+def _finite(array):
+    """Whether an array of the data holds no NaN or Inf (ids always do not)."""
+    a = np.asarray(array)
+    return a.dtype.kind not in "fc" or bool(np.isfinite(a).all())
 
 
 def _finite_or_none(value):
@@ -233,15 +239,27 @@ class Trainer:
     def train_step(self, batch):
         """One forward, backward, clip and update; returns (loss, grad norm).
         Raises TrainingDivergedError (without updating) on a non-finite loss
-        or gradient."""
-        if len(batch) == 3:
-            loss = self.model.forward(batch[0], batch[1], lengths=batch[2])
-        else:
-            loss = self.model.forward(batch[0], batch[1])
+        or gradient, or a NaN or Inf that a layer of the model refused
+        between its layers (the batch itself finite; a NaN in the data
+        stays the ValueError that names it)."""
+        try:
+            if len(batch) == 3:
+                loss = self.model.forward(batch[0], batch[1], lengths=batch[2])
+            else:
+                loss = self.model.forward(batch[0], batch[1])
+        except NonFiniteError as exc:
+            if not all(_finite(a) for a in batch):
+                raise
+            raise TrainingDivergedError(f"a NaN or Inf inside the model's forward ({exc})",
+                                        self.history) from None
         loss = float(loss)
         if not math.isfinite(loss):
             raise TrainingDivergedError(f"the loss is {loss}", self.history)
-        self.model.backward()
+        try:
+            self.model.backward()
+        except NonFiniteError as exc:     # backward takes nothing from the data
+            raise TrainingDivergedError(f"a NaN or Inf inside the model's backward ({exc})",
+                                        self.history) from None
         params, grads = self._params_grads()
         if self.clip_norm is None:
             norm = global_norm(grads)

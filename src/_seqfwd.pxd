@@ -49,6 +49,7 @@ cdef inline int raise_if_nonfinite(int nonfinite, str name, arr) except -1:
     dout, check_dout): the error check_array gives for an array `name`
     with a NaN or Inf (rnnfast._validation), if the run found one."""
     if nonfinite:
-        raise ValueError(f"{name}: contains NaN or Inf (shape {tuple(arr.shape)}); "
-                         "they would poison every later step")
+        from rnnfast._validation import NonFiniteError     # only on this error path
+        raise NonFiniteError(f"{name}: contains NaN or Inf (shape {tuple(arr.shape)}); "
+                             "they would poison every later step")
     return 0

@@ -596,3 +596,35 @@ def test_table_is_large_and_ids_unique():
     ids = [c[0] for c in CASES]
     assert len(ids) == len(set(ids))
     assert len(ids) >= 30
+
+
+@pytest.mark.parametrize("where", ["network xs", "network dhs", "time layer dhs",
+                                   "affine x", "loss xs"])
+def test_every_nan_refusal_is_a_non_finite_error(where):
+    """Python checks and the checks folded into the kernels raise the same
+    class, a ValueError, which a training loop tells apart from other bad
+    input (rnnfast.trainer turns one met between a model's layers into
+    TrainingDivergedError)."""
+    from rnnfast._validation import NonFiniteError
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    bad = np.full((2, 5, 4), np.nan, np.float32)
+    with pytest.raises(NonFiniteError, match="contains NaN or Inf"):
+        if where == "network xs":
+            rnnfast.GRU(3, 4).forward(np.where(xs > 1, np.inf, xs))
+        elif where == "network dhs":
+            net = rnnfast.LSTM(3, 4)
+            net.forward(xs)
+            net.backward(bad)
+        elif where == "time layer dhs":
+            f = np.float32
+            layer = rnnfast.TimeRNN(np.ones((3, 4), f), np.ones((4, 4), f), np.zeros(4, f))
+            layer.forward(xs)
+            layer.backward(bad)
+        elif where == "affine x":
+            from rnnfast.layers import TimeAffine
+            affine = TimeAffine(np.ones((3, 2), np.float32), np.zeros(2, np.float32))
+            affine.forward(np.where(xs > 1, np.nan, xs))
+        else:
+            from rnnfast.losses import TimeSoftmaxWithLoss
+            TimeSoftmaxWithLoss().forward(bad, np.zeros((2, 5), int))

@@ -184,6 +184,36 @@ def test_divergence_stops_and_keeps_the_last_good_weights(kind):
     assert info.value.history["epoch"] == [1]
 
 
+def test_a_nan_or_inf_inside_a_real_model_is_divergence_and_in_the_data_bad_input():
+    """A layer of the model refusing a NaN or Inf between its layers, the
+    batch finite, is TrainingDivergedError (it was a ValueError naming the
+    layer's argument, e.g. 'dout', that the user never passed); a NaN in
+    the data stays the ValueError that names X."""
+    from rnnfast import models
+    corpus = np.random.default_rng(0).integers(0, 7, 200)
+    model = models.RnnLM(7, hidden_size=4, random_state=0)
+    t = Trainer(model, SGD(lr=1e30), verbose=False)
+    with pytest.raises(TrainingDivergedError, match=r"batch 2: a NaN or Inf inside the "
+                                                    r"model's backward \(dout: contains"):
+        t.fit(corpus, epochs=1, batch_size=2, time_size=5)
+    assert all(np.isfinite(p).all() for p in model.params)    # no update after the NaN
+
+    model = models.RnnLM(7, hidden_size=4, cell="rnn", random_state=0)
+    model.network.params[0][...] = np.inf          # every hidden state Inf or NaN
+    with pytest.raises(TrainingDivergedError, match="batch 1: a NaN or Inf inside the "
+                                                    "model's forward"):
+        Trainer(model, SGD(lr=0.1), verbose=False).fit(corpus, epochs=1, batch_size=2,
+                                                       time_size=5)
+
+    X = np.random.default_rng(1).standard_normal((8, 4, 3))
+    X[5, 2, 1] = np.nan
+    model = models.SequenceClassifier(2, input_size=3, hidden_size=4, random_state=0)
+    with pytest.raises(ValueError, match="^X: contains NaN or Inf") as info:
+        Trainer(model, SGD(lr=0.1), verbose=False).fit((X, np.arange(8) % 2), batch_size=4,
+                                                       shuffle=False)
+    assert not isinstance(info.value, TrainingDivergedError)
+
+
 def test_clipping_bounds_the_update():
     X, y = regression()
     y = y * 1000
