@@ -1,6 +1,7 @@
 """rnnfast's command line.  Each command lives in a small function; the
 library itself never prints, only this module does."""
 import argparse
+import os
 import sys
 
 
@@ -133,7 +134,6 @@ def _report(history, keys):
 
 
 def _lm_data(args):
-    import os
     from . import data
     if os.path.isdir(args.data):
         return data.load_ptb(args.data, vocab_size=None)
@@ -149,6 +149,7 @@ def cmd_train_lm(args):
     from .trainer import Trainer
 
     _check_output(args.output)
+    checkpoint, resume_from = _checkpointing(args)
     corpus = _lm_data(args)
     print(f"data: {len(corpus.vocab)} {corpus.vocab.level}s in the vocabulary, "
           f"{corpus.train.size:,} training tokens, {corpus.valid.size:,} validation tokens")
@@ -170,10 +171,11 @@ def cmd_train_lm(args):
         ppl = perplexity(m, valid, args.batch_size, args.time_size)
         return {"valid_ppl": ppl, "valid_nats": math.log(ppl)}
     trainer = Trainer(model, opt, clip_norm=args.clip or None, lr_schedule=schedule,
-                      random_state=args.seed, verbose=not args.quiet)
+                      checkpoint=checkpoint, random_state=args.seed, verbose=not args.quiet)
     with _threads(args.threads or None):
         history = trainer.fit(corpus.train, args.epochs, args.batch_size, args.time_size,
-                              eval_fn=evaluate, max_batches=args.max_batches)
+                              eval_fn=evaluate, max_batches=args.max_batches,
+                              resume_from=resume_from)
     _report(history, [("valid_ppl", "valid ppl", "{:.2f}"),
                       ("valid_nats", "valid nats/token", "{:.4f}")])
     rio.save(model, args.output, metadata={"vocab": corpus.vocab.to_dict(),
@@ -254,6 +256,7 @@ def cmd_train_seq2seq(args):
 
     if args.output:
         _check_output(args.output)
+    checkpoint, resume_from = _checkpointing(args)
     data = load_seq2seq(args.data, reverse_input=args.reverse)
     x, t = data.x_train, data.t_train
     if args.max_train is not None:
@@ -264,12 +267,12 @@ def cmd_train_seq2seq(args):
         print("no test accuracy: the file is too short to hold test rows")
     model = _seq2seq_model(args, len(data.vocab))
     trainer = Trainer(model, _optimizer(args.optimizer, args.lr), clip_norm=args.clip or None,
-                      random_state=args.seed, verbose=not args.quiet)
+                      checkpoint=checkpoint, random_state=args.seed, verbose=not args.quiet)
     with _threads(args.threads or None):
         history = trainer.fit((x, t), args.epochs, args.batch_size,
                               eval_fn=lambda m: {"accuracy": _exact_match(
                                   m, xt, tt, data.start_id)} if len(xt) else {},
-                              max_batches=args.max_batches)
+                              max_batches=args.max_batches, resume_from=resume_from)
         _report(history, [("accuracy", "test exact match", "{:.2%}")])
         _show_examples(model, data, range(min(5, len(data.x_test))), args.reverse)
     if args.output:
@@ -385,7 +388,24 @@ def _add_common_training(p, epochs, batch_size, lr, optimizer, clip):
                    help="BLAS threads (default 1; 0 leaves BLAS alone)")
     p.add_argument("--max-batches", type=int, default=None,
                    help="at most this many batches per epoch (quick tries)")
+    p.add_argument("--checkpoint", default=None,
+                   help="save the training state there after every epoch (atomically)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from --checkpoint, given the same options, up to "
+                   "--epochs in all")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _checkpointing(args):
+    """(Trainer's checkpoint, fit's resume_from) from --checkpoint and
+    --resume, refused before any training when unusable."""
+    if args.resume and args.checkpoint is None:
+        raise ValueError("--resume: needs --checkpoint, the file to continue from")
+    if args.checkpoint is not None:
+        _check_output(args.checkpoint, "--checkpoint")
+    if args.resume and not os.path.isfile(args.checkpoint):
+        raise ValueError(f"--resume: no checkpoint at {args.checkpoint!r} to continue from")
+    return args.checkpoint, args.checkpoint if args.resume else None
 
 
 def _add_training_commands(sub):

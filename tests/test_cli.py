@@ -253,3 +253,46 @@ def test_version(capsys):
         main(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.strip() == f"rnnfast {rnnfast.__version__}"
+
+
+@pytest.mark.parametrize("command", ["train-lm", "train-seq2seq"])
+def test_training_resumes_from_a_checkpoint_as_if_uninterrupted(tmp_path, capsys, command):
+    """2 epochs with --checkpoint, then --resume up to 3: the model saved is
+    bitwise the one 3 epochs in a row give, and epochs 1-2 are not trained
+    again."""
+    path = tmp_path / "data.txt"
+    if command == "train-lm":
+        path.write_text(TEXT)
+        sizes = ["--batch-size", "4", "--time-size", "5", "--dropout", "0.2"]
+    else:
+        addition_file(path)
+        sizes = ["--batch-size", "32", "--attention"]
+    ck = tmp_path / "ck.npz"
+
+    def train(epochs, out, *extra):
+        assert main([command, str(path), *sizes, "--epochs", str(epochs), "--hidden-size",
+                     "8", "--max-batches", "3", "--quiet", "-o", str(tmp_path / out),
+                     *extra]) == 0
+        return rio.load(tmp_path / out)
+    straight = train(3, "straight.npz")
+    train(2, "first.npz", "--checkpoint", str(ck))
+    capsys.readouterr()
+    resumed = train(3, "resumed.npz", "--checkpoint", str(ck), "--resume")
+    assert all(np.array_equal(p, q) for p, q in zip(straight.params, resumed.params))
+    assert rio.load_checkpoint(ck)["state"]["epoch"] == 3
+    assert "tok/s" not in capsys.readouterr().err           # --quiet: no progress bar
+
+
+@pytest.mark.parametrize("command", ["train-lm", "train-seq2seq"])
+def test_resume_needs_a_checkpoint_that_exists(tmp_path, capsys, command):
+    path = tmp_path / "data.txt"
+    path.write_text(TEXT) if command == "train-lm" else addition_file(path)
+    for extra, message in (([], "--resume: needs --checkpoint"),
+                           (["--checkpoint", str(tmp_path / "none.npz")],
+                            "--resume: no checkpoint at ")):
+        with pytest.raises(SystemExit) as exc:
+            main([command, str(path), "--epochs", "1", "--quiet", "--resume",
+                  "-o", str(tmp_path / "m.npz"), *extra])
+        assert exc.value.code == 2
+        captured = capsys.readouterr()
+        assert message in captured.err and "data:" not in captured.out   # before reading
