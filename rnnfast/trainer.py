@@ -451,7 +451,8 @@ class Trainer:
                 rng=self.rng.bit_generator.state,
                 model_rngs=[(g, g.bit_generator.state) for _, g in _generators(self.model)],
                 params=[p.copy() for p in self.model.params],
-                optimizer=copy.deepcopy(vars(self.optimizer)),
+                # any object with update() and lr may be the optimizer
+                optimizer=copy.deepcopy(getattr(self.optimizer, "__dict__", None)),
                 schedule=copy.copy(getattr(self.lr_schedule, "__dict__", None)))
         return snap
 
@@ -469,8 +470,9 @@ class Trainer:
             g.bit_generator.state = state
         for p, saved in zip(self.model.params, snap["params"]):
             p[...] = saved                      # in place: views and ties stay
-        vars(self.optimizer).clear()
-        vars(self.optimizer).update(snap["optimizer"])
+        if snap["optimizer"] is not None:
+            vars(self.optimizer).clear()
+            vars(self.optimizer).update(snap["optimizer"])
         if snap["schedule"] is not None:
             vars(self.lr_schedule).update(snap["schedule"])
 
