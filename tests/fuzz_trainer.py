@@ -10,7 +10,8 @@ cell, layers, dropout and dtype, and a training set-up: one of the seven
 optimizers with or without weight decay, gradient clipping or none, a
 learning-rate schedule (StepDecay, a callable, ReduceOnPlateau in "min" or
 "max" mode) or none, an evaluation each epoch from a drawn sequence of
-values (ties, NaN and infinities among them; a number or a dict), early
+values (ties, NaN and infinities among them; a number or a dict, the dict
+empty at some epochs, watched by default or by name), early
 stopping with or without restore_best, max_batches, shuffling, drop_last
 and the checkpoint interval.  Each case:
 
@@ -120,6 +121,15 @@ def draw_case(rng):
         case["ids"] = kind != "seq2seq" and bool(rng.random() < 0.3)
         case["lengths"] = kind not in ("seq2seq",) and bool(rng.random() < 0.5)
         case["bidirectional"] = kind != "seq2seq" and bool(rng.random() < 0.3)
+    # a dict eval_fn may return {} at some epochs (nothing to measure):
+    # normal epochs, unless early stopping or a plateau needs the value
+    case["monitor"], case["missing"] = None, [False] * case["epochs"]
+    if case["eval"] == "dict":
+        case["monitor"] = pick((None, "score"))
+        if case["patience"] is None and case["schedule"] != "plateau" and rng.random() < 0.5:
+            missing = rng.random(case["epochs"]) < 0.4
+            missing[rng.integers(case["epochs"])] = False     # the key appears once
+            case["missing"] = [bool(m) for m in missing]
     return case
 
 
@@ -214,7 +224,9 @@ def build_schedule(case, optimizer):
 def eval_value(case, epoch):
     """What eval_fn returns at `epoch` (counted from 1)."""
     value = case["values"][epoch - 1]
-    return {"score": value} if case["eval"] == "dict" else value
+    if case["eval"] == "dict":
+        return {} if case["missing"][epoch - 1] else {"score": value}
+    return value
 
 
 def fit_arguments(case, data, trainer):
@@ -224,7 +236,8 @@ def fit_arguments(case, data, trainer):
         def eval_fn(model):
             return eval_value(case, trainer.epoch + 1)
     return dict(epochs=case["epochs"], batch_size=case["batch_size"],
-                time_size=case.get("time_size", 35), eval_fn=eval_fn, mode=case["mode"],
+                time_size=case.get("time_size", 35), eval_fn=eval_fn,
+                monitor=case["monitor"], mode=case["mode"],
                 patience=case["patience"], restore_best=case["restore_best"],
                 max_batches=case["max_batches"], shuffle=case["shuffle"],
                 drop_last=case["drop_last"])
@@ -349,7 +362,7 @@ def twin_run(case, data, model):
                   "grad_norm": float(np.mean(norms)), "lr": topt.param_groups[0]["lr"]}
         value = None
         if case["eval"] is not None:
-            value = case["values"][epoch - 1]
+            value = None if case["missing"][epoch - 1] else case["values"][epoch - 1]
             record["score" if case["eval"] == "dict" else "valid"] = value
         elif case["patience"] is not None:
             value = record["loss"]

@@ -56,6 +56,8 @@ def test_the_fixed_seeds_reach_every_kind_and_option():
     assert any(c["dropout"] for c in cases) and any(c["layers"] == 2 for c in cases)
     assert any(not np.isfinite(c["values"]).all() for c in cases if c["eval"])
     assert {c["dtype"].name for c in cases} == {"float32", "float64"}
+    assert any(any(c["missing"]) for c in cases)            # epochs whose dict is empty
+    assert {c["monitor"] for c in cases if c["eval"] == "dict"} == {None, "score"}
 
 
 def test_a_trainer_that_does_not_clip_is_reported(monkeypatch):
