@@ -80,13 +80,13 @@ def check_array(value, name, dtype, expected, allow_nonfinite=False):
             arr = np.ascontiguousarray(arr, dtype=dtype)
     if not arr.flags.aligned:           # e.g. np.frombuffer at an odd offset
         arr = arr.copy()
-    if not allow_nonfinite and arr.dtype.kind == "f" and not _all_finite(arr):
+    if not allow_nonfinite and arr.dtype.kind == "f" and not finite_array(arr):
         raise NonFiniteError(f"{name}: contains NaN or Inf (shape {arr.shape}); "
                          "they would poison every later step")
     return arr
 
 
-def _all_finite(arr):
+def finite_array(arr):
     """Whether arr (C-contiguous floats) holds no NaN or Inf, tested in
     compiled code for float32 and float64 (rnnfast._rnn.all_finite)."""
     test = _ALL_FINITE.get(arr.dtype)

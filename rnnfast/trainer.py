@@ -41,7 +41,7 @@ from . import io as rio
 from .data import StreamBatcher
 from .layers.dropout import as_generator
 from .optim import _check_rate, clip_grads, global_norm
-from ._validation import NonFiniteError, check_int
+from ._validation import NonFiniteError, check_int, finite_array
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -401,6 +401,17 @@ class Trainer:
                 if bar is not None:
                     elapsed = time.perf_counter() - start
                     bar.update(done, loss_sum / done, tokens / max(elapsed, 1e-9))
+            # An update from a finite gradient can still overflow a weight; the
+            # next batch would stop on it, but the epoch's evaluation and
+            # checkpoint come first (a checkpoint refuses such weights).
+            if not all(finite_array(p) for p in model.params):
+                if bar is not None:
+                    stream.write("\n")
+                raise TrainingDivergedError(
+                    f"training diverged in epoch {epoch}: an update left NaN or Inf in the "
+                    "weights (lower the learning rate or set clip_norm); the last "
+                    "checkpoint, if any, holds the last epoch that ended well",
+                    self.history)
             seconds = time.perf_counter() - start
             record = {"epoch": epoch, "loss": loss_sum / max(done, 1),
                       "grad_norm": norm_sum / max(done, 1),

@@ -63,7 +63,7 @@ from rnnfast.models import (AttentionSeq2seq, PeekySeq2seq, RnnLM, Seq2seq,
                             SequenceClassifier, SequenceRegressor, SequenceTagger)
 from rnnfast.optim import (SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, ReduceOnPlateau,
                            RMSprop, StepDecay)
-from rnnfast.trainer import Trainer, _generators
+from rnnfast.trainer import Trainer, TrainingDivergedError, _generators
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fuzz_estimators import with_slack  # noqa: E402
@@ -130,6 +130,14 @@ def draw_case(rng):
             missing = rng.random(case["epochs"]) < 0.4
             missing[rng.integers(case["epochs"])] = False     # the key appears once
             case["missing"] = [bool(m) for m in missing]
+    # one case in ten with SGD at a learning rate 1e4 to 1e30 times larger, unclipped:
+    # it either ends or stops with TrainingDivergedError, the same way when
+    # resumed (never with another error from inside the model)
+    case["diverge"] = bool(rng.random() < 0.1)
+    if case["diverge"]:            # SGD's steps grow with lr (Adam's are bounded by it)
+        case["optimizer"] = pick(("sgd", "momentum", "nesterov"))
+        case["lr"] = LR[case["optimizer"]] * 10.0 ** int(rng.integers(4, 31))
+        case["clip_norm"] = None
     return case
 
 
@@ -272,10 +280,14 @@ def trainer_run(case, data, directory, resume_epoch=None, first_epochs=None):
                              random_state=case["seed"], verbose=False)
     resume = None if resume_epoch is None else f"{path}.{resume_epoch}"
     train = train_argument(case, data)
-    if first_epochs is not None:
-        trainer.fit(train, **dict(fit_arguments(case, data, trainer), epochs=first_epochs))
-    history = trainer.fit(train, resume_from=resume, **fit_arguments(case, data, trainer))
-    return model, optimizer, trainer, history
+    trainer.diverged = None             # TrainingDivergedError's message, if one stopped it
+    try:
+        if first_epochs is not None:
+            trainer.fit(train, **dict(fit_arguments(case, data, trainer), epochs=first_epochs))
+        trainer.fit(train, resume_from=resume, **fit_arguments(case, data, trainer))
+    except TrainingDivergedError as exc:
+        trainer.diverged = str(exc)
+    return model, optimizer, trainer, trainer.history
 
 
 # ------------------------------------------------------------- the twin
@@ -426,9 +438,13 @@ def run_case(case, seed):
         with threadpool_limits(1), np.errstate(all="ignore"):
             twin_model = build_model(case)
             model, optimizer, trainer, history = trainer_run(case, data, directory)
-            twin_history, twin_model = twin_run(case, data, twin_model)
+            if trainer.diverged is not None and not case["diverge"]:
+                failures.append(f"training diverged: {trainer.diverged}")
             twin_failures = []
-            compare_with_twin(case, model, history, twin_model, twin_history, twin_failures)
+            if not case["diverge"]:           # a learning rate for chaos: no twin
+                twin_history, twin_model = twin_run(case, data, twin_model)
+                compare_with_twin(case, model, history, twin_model, twin_history,
+                                  twin_failures)
             if twin_failures and diverged(twin_history):
                 twin_failures = [f for f in twin_failures if not f.startswith(
                     ("twin: params", "twin: history 'loss'", "twin: history 'grad_norm'"))]
@@ -441,13 +457,14 @@ def run_case(case, seed):
             failures += twin_failures
             saved = sorted(int(name.rsplit(".", 1)[1]) for name in os.listdir(directory)
                            if name.startswith("ck.npz."))
-            if not saved:
+            if not saved and trainer.diverged is None:
                 failures.append("no checkpoint was written")
             for epoch in saved:
                 resumed = trainer_run(case, data, directory, resume_epoch=epoch)
                 compare_resumed(f"resumed from epoch {epoch}",
                                 (model, optimizer, trainer, history), resumed, failures)
-            if not case["restore_best"] and len(history["epoch"]) == case["epochs"]:
+            if (not case["restore_best"] and trainer.diverged is None
+                    and len(history["epoch"]) == case["epochs"]):
                 # fit counts epochs from the first fit: two fits are one
                 # (restore_best would put back the best weights after the first)
                 continued = trainer_run(case, data, tempfile.mkdtemp(dir=directory),
@@ -529,6 +546,9 @@ def compare_resumed(where, full, resumed, failures):
     r_model, r_optimizer, r_trainer, r_history = resumed
     if not same_history(r_history, history):
         failures.append(f"{where}: history {strip(r_history)} against {strip(history)}")
+    if r_trainer.diverged != trainer.diverged:
+        failures.append(f"{where}: stopped by {r_trainer.diverged!r} against "
+                        f"{trainer.diverged!r}")
     if r_trainer.epoch != trainer.epoch:
         failures.append(f"{where}: trainer.epoch {r_trainer.epoch} against {trainer.epoch}")
     for i, (p, q) in enumerate(zip(r_model.params, model.params)):

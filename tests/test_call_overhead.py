@@ -5,7 +5,7 @@ import pytest
 
 import rnnfast
 from rnnfast import _core
-from rnnfast._validation import _all_finite, check_array, check_lengths
+from rnnfast._validation import finite_array, check_array, check_lengths
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -25,7 +25,7 @@ def test_all_finite_agrees_with_isfinite(dtype):
         a[3] = bad
         cases.append(a)
     for a in cases:
-        assert _all_finite(a) == bool(np.isfinite(a).all()), a
+        assert finite_array(a) == bool(np.isfinite(a).all()), a
 
 
 def test_check_array_accepts_huge_finite_values_and_refuses_nan():
@@ -75,16 +75,16 @@ def test_reused_buffer_sets_give_the_same_results(cls):
 
 def test_all_finite_of_other_float_types():
     a = np.ones(5, np.float16)
-    assert _all_finite(a)
+    assert finite_array(a)
     a[2] = np.inf
-    assert not _all_finite(a)
+    assert not finite_array(a)
 
 
 def test_all_finite_of_swapped_byte_order():
     a = np.ones(5, ">f4")
-    assert _all_finite(a)
+    assert finite_array(a)
     a[1] = np.nan
-    assert not _all_finite(a)
+    assert not finite_array(a)
 
 
 def test_compiled_all_finite_refuses_what_it_cannot_read():

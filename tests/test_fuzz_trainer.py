@@ -30,7 +30,15 @@ def seeds_where(wanted, count):
 
 
 def failures_of(seeds):
-    return [f for s in seeds for f in run_case(case_of(s), s)]
+    """The seeds' failures; a case that raises is one, as in the fuzzer's
+    command line."""
+    failures = []
+    for s in seeds:
+        try:
+            failures += run_case(case_of(s), s)
+        except Exception as exc:
+            failures.append(f"raised {type(exc).__name__}: {exc}")
+    return failures
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -58,6 +66,7 @@ def test_the_fixed_seeds_reach_every_kind_and_option():
     assert {c["dtype"].name for c in cases} == {"float32", "float64"}
     assert any(any(c["missing"]) for c in cases)            # epochs whose dict is empty
     assert {c["monitor"] for c in cases if c["eval"] == "dict"} == {None, "score"}
+    assert any(c["diverge"] for c in cases)
 
 
 def test_a_trainer_that_does_not_clip_is_reported(monkeypatch):
@@ -167,6 +176,20 @@ def test_a_refused_fit_that_changes_the_trainer_is_reported(monkeypatch):
     monkeypatch.setattr(Trainer, "_restore", lambda self, snap: None)
     failures = failures_of(seeds)
     assert any(f.startswith("bad call (a missing checkpoint, new train): the trainer")
+               for f in failures), failures
+
+
+def test_divergence_reported_as_another_error_is_reported(monkeypatch):
+    """The two ways a diverging model used to end in a ValueError from
+    inside (a layer refusing a NaN between layers; the checkpoint refusing
+    weights an update overflowed) put back: the cases at a huge learning
+    rate raise it."""
+    seeds = [s for s in range(600) if case_of(s)["diverge"]][:25]
+    assert not failures_of(seeds)
+    monkeypatch.setattr(rnnfast.trainer, "NonFiniteError", type("Never", (Exception,), {}))
+    monkeypatch.setattr(rnnfast.trainer, "finite_array", lambda array: True)
+    failures = failures_of(seeds)
+    assert any(f.startswith("raised ValueError: ") and "contains NaN or Inf" in f
                for f in failures), failures
 
 

@@ -214,6 +214,23 @@ def test_a_nan_or_inf_inside_a_real_model_is_divergence_and_in_the_data_bad_inpu
     assert not isinstance(info.value, TrainingDivergedError)
 
 
+def test_an_update_that_overflows_the_weights_is_divergence_before_the_checkpoint(tmp_path):
+    """A finite gradient times a huge lr overflows a weight to Inf at the
+    epoch's last batch: TrainingDivergedError naming the epoch, before the
+    evaluation and the checkpoint (whose save refused the weights with
+    "obj: params[0] contains NaN or Inf" before)."""
+    X, y = regression()
+    ck = tmp_path / "ck.npz"
+    evaluated = []
+    t = Trainer(Linear(), SGD(lr=1e308), checkpoint=ck, verbose=False)
+    with pytest.raises(TrainingDivergedError, match="in epoch 1: an update left NaN or Inf "
+                                                    "in the weights") as info, \
+            np.errstate(over="ignore"):
+        t.fit((X, y), epochs=2, batch_size=len(X),
+              eval_fn=lambda m: evaluated.append(1) or 1.0)
+    assert info.value.history == {} and not evaluated and not ck.exists()
+
+
 def test_clipping_bounds_the_update():
     X, y = regression()
     y = y * 1000
