@@ -377,7 +377,7 @@ def cmd_demo(args):
 
 def _add_common_training(p, epochs, batch_size, lr, optimizer, clip):
     p.add_argument("--epochs", type=_at_least_one, default=epochs)
-    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--batch-size", type=_at_least_one, default=batch_size)
     p.add_argument("--optimizer", choices=["sgd", "momentum", "adam", "rmsprop", "adagrad"],
                    default=optimizer)
     p.add_argument("--lr", type=float, default=lr, help="learning rate")
@@ -386,7 +386,7 @@ def _add_common_training(p, epochs, batch_size, lr, optimizer, clip):
     p.add_argument("--seed", type=_at_least_zero, default=0)
     p.add_argument("--threads", type=_at_least_zero, default=1,
                    help="BLAS threads (default 1; 0 leaves BLAS alone)")
-    p.add_argument("--max-batches", type=int, default=None,
+    p.add_argument("--max-batches", type=_at_least_one, default=None,
                    help="at most this many batches per epoch (quick tries)")
     p.add_argument("--checkpoint", default=None,
                    help="save the training state there after every epoch (atomically)")
@@ -417,13 +417,13 @@ def _add_training_commands(sub):
     p.add_argument("--valid-fraction", type=float, default=0.1,
                    help="last part of a text file held out (nanoGPT: 0.1)")
     p.add_argument("--cell", choices=["lstm", "gru", "rnn"], default="lstm")
-    p.add_argument("--embed-size", type=int, default=None, help="default: hidden size")
-    p.add_argument("--hidden-size", type=int, default=128)
-    p.add_argument("--num-layers", type=int, default=2)
+    p.add_argument("--embed-size", type=_at_least_one, default=None, help="default: hidden size")
+    p.add_argument("--hidden-size", type=_at_least_one, default=128)
+    p.add_argument("--num-layers", type=_at_least_one, default=2)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--init-scale", type=float, default=None,
                    help="all weights ~ U(-s, s) (Zaremba: 0.1)")
-    p.add_argument("--time-size", type=int, default=50, help="BPTT length")
+    p.add_argument("--time-size", type=_at_least_one, default=50, help="BPTT length")
     p.add_argument("--decay", type=float, default=0.5, help="lr factor per epoch ...")
     p.add_argument("--decay-after", type=_at_least_zero, default=0,
                    help="... after this epoch (0: constant lr)")
@@ -434,9 +434,9 @@ def _add_training_commands(sub):
     p = sub.add_parser("generate", help="sample text from a model saved by train-lm")
     p.add_argument("model", help="a .npz written by `rnnfast train-lm`")
     p.add_argument("--prime", default="", help="text to start from")
-    p.add_argument("--length", type=int, default=300, help="tokens to generate")
+    p.add_argument("--length", type=_at_least_zero, default=300, help="tokens to generate")
     p.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
-    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-k", type=_at_least_one, default=None)
     p.add_argument("--seed", type=_at_least_zero, default=None)
     p.set_defaults(func=cmd_generate)
 
@@ -447,8 +447,8 @@ def _add_training_commands(sub):
     kind = p.add_mutually_exclusive_group()
     kind.add_argument("--peeky", action="store_true", help="peeky decoder")
     kind.add_argument("--attention", action="store_true", help="attention decoder")
-    p.add_argument("--embed-size", type=int, default=16)
-    p.add_argument("--hidden-size", type=int, default=128)
+    p.add_argument("--embed-size", type=_at_least_one, default=16)
+    p.add_argument("--hidden-size", type=_at_least_one, default=128)
     p.add_argument("--max-train", type=_at_least_one, default=None,
                    help="use the first N rows")
     p.add_argument("--max-test", type=_at_least_one, default=None,
@@ -460,13 +460,13 @@ def _add_training_commands(sub):
     p = sub.add_parser("demo", help="learn 3-digit addition in seconds, no "
                        "download (then compare one step with the NumPy reference)")
     p.add_argument("--epochs", type=_at_least_one, default=5)
-    p.add_argument("--train-size", type=int, default=20000)
-    p.add_argument("--hidden-size", type=int, default=128)
+    p.add_argument("--train-size", type=_at_least_one, default=20000)
+    p.add_argument("--hidden-size", type=_at_least_one, default=128)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--seed", type=_at_least_zero, default=0)
     p.add_argument("--threads", type=_at_least_zero, default=1,
                    help="BLAS threads (0: leave alone)")
-    p.add_argument("--max-batches", type=int, default=None)
+    p.add_argument("--max-batches", type=_at_least_one, default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_demo)
 

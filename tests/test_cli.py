@@ -125,7 +125,15 @@ def test_train_lm_without_a_validation_part_saves_the_model(tmp_path, capsys):
     ("train-seq2seq", "--max-train", "0"), ("train-seq2seq", "--max-train", "-5"),
     ("train-seq2seq", "--max-test", "0"), ("train-seq2seq", "--max-test", "-1"),
     ("train-seq2seq", "--epochs", "0"), ("train-lm", "--epochs", "0"),
-    ("demo", "--epochs", "0")])
+    ("demo", "--epochs", "0"),
+    # these were refused only after the data was read, in the library's words
+    # ("batch_size: ...", "train: X holds no samples"), not by the flag
+    ("train-lm", "--batch-size", "0"), ("train-lm", "--hidden-size", "0"),
+    ("train-lm", "--num-layers", "0"), ("train-lm", "--time-size", "-1"),
+    ("train-lm", "--max-batches", "0"), ("train-lm", "--embed-size", "0"),
+    ("train-seq2seq", "--batch-size", "0"), ("train-seq2seq", "--hidden-size", "-2"),
+    ("generate", "--top-k", "0"), ("demo", "--train-size", "0"),
+    ("demo", "--hidden-size", "0"), ("demo", "--max-batches", "0")])
 def test_counts_must_be_at_least_one(tmp_path, capsys, command, option, value):
     data = [] if command == "demo" else [str(tmp_path / "never-read.txt")]
     with pytest.raises(SystemExit) as exc:
@@ -224,7 +232,8 @@ def test_bench_refuses_counts_below_one_by_name(capsys, option, value):
 @pytest.mark.parametrize("command,option,value", [
     ("train-lm", "--threads", "-3"), ("train-lm", "--seed", "-1"),
     ("train-lm", "--decay-after", "-2"), ("train-seq2seq", "--threads", "-1"),
-    ("train-seq2seq", "--seed", "x"), ("generate", "--seed", "-5")])
+    ("train-seq2seq", "--seed", "x"), ("generate", "--seed", "-5"),
+    ("generate", "--length", "-1")])
 def test_training_and_generation_refuse_negative_counts_by_name(capsys, command, option,
                                                                  value):
     """--threads -3 went to threadpoolctl as it was, --seed -1 to NumPy
