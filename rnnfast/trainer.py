@@ -87,7 +87,7 @@ def _nonfinite(text):
 def _finite(array):
     """Whether an array of the data holds no NaN or Inf (ids always do not)."""
     a = np.asarray(array)
-    return a.dtype.kind not in "fc" or bool(np.isfinite(a).all())
+    return a.dtype.kind not in "fc" or finite_array(np.ascontiguousarray(a))
 
 
 def _finite_or_none(value):
