@@ -9,18 +9,19 @@ own run passed 90 % at epoch 11.
 
     python examples/seq2seq_addition.py [--data ../shared/data/seq2seq/addition.txt]
 
-Writes examples/results/seq2seq_addition.json.  Not run in CI.
+Writes examples/results/seq2seq_addition.json after every epoch.  With
+--checkpoint, a run killed part way continues with --resume (the same
+options) from its last finished epoch, exactly as it would have gone on.
+Not run in CI (tests/test_examples.py runs it on made-up sums).
 """
 import argparse
-import json
-import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _epochs import add_checkpoint_flags, checkpointing, train_by_epoch  # noqa: E402
 from rnnfast.data import load_seq2seq                           # noqa: E402
 from rnnfast.models import AttentionSeq2seq, PeekySeq2seq, Seq2seq  # noqa: E402
 from rnnfast.optim import Adam                                  # noqa: E402
@@ -42,10 +43,13 @@ def parse(doc, data, hidden, epochs, model, name):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default=str(ROOT / "examples" / "results" / f"{name}.json"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p.parse_args()
+    add_checkpoint_flags(p)
+    args = p.parse_args()
+    return args, checkpointing(p, args)
 
 
-def run(args, name):
+def run(parsed, name):
+    args, (checkpoint, resume_from) = parsed
     from threadpoolctl import threadpool_limits
     threadpool_limits(args.threads)
     data = load_seq2seq(args.data, reverse_input=not args.no_reverse)
@@ -55,27 +59,22 @@ def run(args, name):
     def accuracy(m):
         guess = m.generate(xt, data.start_id, tt.shape[1] - 1)
         return {"test_accuracy": float((guess == tt[:, 1:]).all(axis=1).mean())}
-    trainer = Trainer(model, Adam(lr=0.001), clip_norm=5.0, random_state=args.seed,
-                      verbose=not args.quiet)
+    trainer = Trainer(model, Adam(lr=0.001), clip_norm=5.0, checkpoint=checkpoint,
+                      random_state=args.seed, verbose=not args.quiet)
     print(f"{name}: {len(data.x_train):,} train / {len(xt):,} test rows, "
           f"{len(data.vocab)} characters, {type(model).__name__}, hidden "
           f"{args.hidden_size}, reversed input: {not args.no_reverse}", flush=True)
     results = {"script": name, "model": type(model).__name__,
                "reverse_input": not args.no_reverse, "hidden_size": args.hidden_size,
                "threads": args.threads, "epochs": []}
-    start = time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
-        h = trainer.fit((data.x_train, data.t_train), epochs=epoch, batch_size=128,
-                        eval_fn=accuracy, max_batches=args.max_batches)
-        row = {k: v[-1] for k, v in h.items()}
-        row["wall_seconds"] = time.perf_counter() - start
-        results["epochs"].append(row)
-        print(f"epoch {epoch:2d} | loss {row['loss']:.4f} | test exact match "
-              f"{row['test_accuracy']:7.2%} | {row['seconds']:.1f} s/epoch | wall "
-              f"{row['wall_seconds']:.0f} s", flush=True)
-        os.makedirs(os.path.dirname(args.output), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(results, f, indent=1)
+
+    def report(row):
+        return (f"epoch {row['epoch']:2d} | loss {row['loss']:.4f} | test exact match "
+                f"{row['test_accuracy']:7.2%} | {row['seconds']:.1f} s/epoch | wall "
+                f"{row['wall_seconds']:.0f} s")
+    train_by_epoch(trainer, (data.x_train, data.t_train), args.epochs, results, args.output,
+                   report, accuracy, resume_from=resume_from, batch_size=128,
+                   max_batches=args.max_batches)
     guess = model.generate(xt[:10], data.start_id, tt.shape[1] - 1)
     for x, g, t in zip(xt[:10], guess, tt[:10, 1:]):
         q = data.vocab.decode(x if args.no_reverse else x[::-1]).strip()

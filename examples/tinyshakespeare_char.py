@@ -14,19 +14,20 @@ config).  Ends with a sample.
 
     python examples/tinyshakespeare_char.py [--data ../shared/data/tinyshakespeare/input.txt]
 
-Writes examples/results/tinyshakespeare_char.json.  Not run in CI.
+Writes examples/results/tinyshakespeare_char.json after every epoch.  With
+--checkpoint, a run killed part way continues with --resume (the same
+options) from its last finished epoch, exactly as it would have gone on.
+Not run in CI (tests/test_examples.py runs it on a made-up text).
 """
 import argparse
-import json
 import math
-import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _epochs import add_checkpoint_flags, checkpointing, train_by_epoch  # noqa: E402
 from rnnfast import io as rio                         # noqa: E402
 from rnnfast.data import load_text                    # noqa: E402
 from rnnfast.models import RnnLM, perplexity          # noqa: E402
@@ -49,11 +50,13 @@ def parse():
                                            "tinyshakespeare_char.json"))
     p.add_argument("--save-model", default=None, help="also save the model (.npz)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p.parse_args()
+    add_checkpoint_flags(p)
+    args = p.parse_args()
+    return args, checkpointing(p, args)
 
 
 def main():
-    args = parse()
+    args, (checkpoint, resume_from) = parse()
     from threadpoolctl import threadpool_limits
     threadpool_limits(args.threads)
     data = load_text(args.data, level="char", valid_fraction=0.1)
@@ -63,7 +66,7 @@ def main():
                   cell="lstm", random_state=args.seed)
     opt = RMSprop(lr=2e-3, decay_rate=0.95)
     trainer = Trainer(model, opt, clip_norm=5.0, lr_schedule=StepDecay(opt, 0.97, 10),
-                      random_state=args.seed, verbose=not args.quiet)
+                      checkpoint=checkpoint, random_state=args.seed, verbose=not args.quiet)
     print(f"Tiny Shakespeare: {data.train.size:,} train / {data.valid.size:,} valid "
           f"characters, vocabulary {len(data.vocab)}; LSTM {args.num_layers}x"
           f"{args.hidden_size}", flush=True)
@@ -71,21 +74,15 @@ def main():
                "num_layers": args.num_layers, "threads": args.threads,
                "reference_val_nats": {"nanoGPT shakespeare_char (GPU)": 1.4697,
                                       "nanoGPT CPU config": 1.88}, "epochs": []}
-    start = time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
-        h = trainer.fit(data.train, epochs=epoch, batch_size=N, time_size=T,
-                        eval_fn=lambda m: {"valid_nats": math.log(perplexity(m, valid, N, T))},
-                        max_batches=args.max_batches)
-        row = {k: v[-1] for k, v in h.items()}
-        row["wall_seconds"] = time.perf_counter() - start
-        results["epochs"].append(row)
-        print(f"epoch {epoch:2d} | lr {row['lr']:.3g} | train loss {row['loss']:.4f} | valid "
-              f"{row['valid_nats']:.4f} nats/char | {row['seconds']:.0f} s "
-              f"({row['tokens_per_sec']:,.0f} chars/s) | wall {row['wall_seconds'] / 60:.1f} min",
-              flush=True)
-        os.makedirs(os.path.dirname(args.output), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(results, f, indent=1)
+
+    def report(row):
+        return (f"epoch {row['epoch']:2d} | lr {row['lr']:.3g} | train loss {row['loss']:.4f} | "
+                f"valid {row['valid_nats']:.4f} nats/char | {row['seconds']:.0f} s "
+                f"({row['tokens_per_sec']:,.0f} chars/s) | wall {row['wall_seconds'] / 60:.1f} min")
+    train_by_epoch(trainer, data.train, args.epochs, results, args.output, report,
+                   lambda m: {"valid_nats": math.log(perplexity(m, valid, N, T))},
+                   resume_from=resume_from, batch_size=N, time_size=T,
+                   max_batches=args.max_batches)
     best = min(r["valid_nats"] for r in results["epochs"])
     print(f"best validation loss {best:.4f} nats/char (nanoGPT: 1.4697 GPU Transformer, "
           f"~1.88 CPU config)")

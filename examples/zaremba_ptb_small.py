@@ -13,13 +13,15 @@ main.lua's run_valid).  Test perplexity: one stream over the whole test set,
 state carried (as main.lua's run_test).
 
     python examples/zaremba_ptb_small.py [--data ../shared/data/ptb]
+        [--checkpoint zaremba.ckpt [--resume]]
 
-Writes examples/results/zaremba_ptb_small.json.  Not run in CI.
+Writes examples/results/zaremba_ptb_small.json after every epoch.  With
+--checkpoint, a run killed part way continues with --resume (the same
+options) from its last finished epoch, exactly as it would have gone on.
+Not run in CI (tests/test_examples.py runs it on a made-up corpus).
 """
 import argparse
-import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _epochs import add_checkpoint_flags, checkpointing, train_by_epoch  # noqa: E402
 from rnnfast.data import load_ptb                     # noqa: E402
 from rnnfast.models import RnnLM, perplexity          # noqa: E402
 from rnnfast.optim import SGD, StepDecay              # noqa: E402
@@ -47,11 +50,13 @@ def parse():
     p.add_argument("--output", default=str(ROOT / "examples" / "results" /
                                            "zaremba_ptb_small.json"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p.parse_args()
+    add_checkpoint_flags(p)
+    args = p.parse_args()
+    return args, checkpointing(p, args)
 
 
 def main():
-    args = parse()
+    args, (checkpoint, resume_from) = parse()
     from threadpoolctl import threadpool_limits
     threadpool_limits(args.threads)
     data = load_ptb(args.data)
@@ -62,7 +67,6 @@ def main():
                   random_state=args.seed)
     opt = SGD(lr=1.0)
     schedule = StepDecay(opt, decay=0.5, start_epoch=5)
-    start = time.perf_counter()
 
     def evaluate(m):
         t0 = time.perf_counter()
@@ -70,28 +74,25 @@ def main():
                "test_ppl": perplexity(m, test, batch_size=1, time_size=200)}
         out["eval_seconds"] = time.perf_counter() - t0
         return out
-    trainer = Trainer(model, opt, clip_norm=5.0, lr_schedule=schedule,
+    trainer = Trainer(model, opt, clip_norm=5.0, lr_schedule=schedule, checkpoint=checkpoint,
                       random_state=args.seed, verbose=not args.quiet)
     print(f"PTB: {data.train.size:,} train, {data.valid.size:,} valid, {data.test.size:,} "
           f"test tokens, vocabulary {len(data.vocab):,}; threads {args.threads}", flush=True)
     results = {"recipe": "zaremba-small", "reference_test_ppl": {"paper": 114.5,
                                                                "main.lua": 115},
                "threads": args.threads, "epochs": []}
-    for epoch in range(1, args.epochs + 1):
-        h = trainer.fit(data.train, epochs=epoch, batch_size=N, time_size=T,
-                        eval_fn=evaluate, max_batches=args.max_batches)
-        row = {k: v[-1] for k, v in h.items()}
-        row["train_ppl"] = math.exp(row["loss"] / T)      # loss is summed over T steps
-        row["wall_seconds"] = time.perf_counter() - start
-        results["epochs"].append(row)
-        print(f"epoch {epoch:2d} | lr {row['lr']:.4g} | train ppl {row['train_ppl']:7.2f} | "
-              f"valid ppl {row['valid_ppl']:7.2f} | test ppl {row['test_ppl']:7.2f} | "
-              f"{row['seconds']:.0f} s train ({row['tokens_per_sec']:,.0f} words/s), "
-              f"{row['eval_seconds']:.0f} s eval | wall {row['wall_seconds'] / 60:.1f} min",
-              flush=True)
-        os.makedirs(os.path.dirname(args.output), exist_ok=True)
-        with open(args.output, "w") as f:
-            json.dump(results, f, indent=1)
+
+    def report(row):
+        return (f"epoch {row['epoch']:2d} | lr {row['lr']:.4g} | train ppl "
+                f"{row['train_ppl']:7.2f} | valid ppl {row['valid_ppl']:7.2f} | test ppl "
+                f"{row['test_ppl']:7.2f} | "
+                f"{row['seconds']:.0f} s train ({row['tokens_per_sec']:,.0f} words/s), "
+                f"{row['eval_seconds']:.0f} s eval | wall {row['wall_seconds'] / 60:.1f} min")
+    train_by_epoch(trainer, data.train, args.epochs, results, args.output, report, evaluate,
+                   resume_from=resume_from,
+                   # the loss is summed over the T steps of a chunk
+                   derive=lambda row: {"train_ppl": math.exp(row["loss"] / T)},
+                   batch_size=N, time_size=T, max_batches=args.max_batches)
     print(f"final test perplexity {results['epochs'][-1]['test_ppl']:.2f} "
           f"(paper 114.5, main.lua 115); results in {args.output}")
 
