@@ -12,7 +12,11 @@ import json
 import os
 import time
 
-from rnnfast.cli import _checkpointing
+from rnnfast.cli import _at_least_one, _at_least_zero, _checkpointing
+
+# argparse types of the scripts' count flags, as rnnfast's command line: a
+# count below the minimum is a usage error naming the flag
+at_least_one, at_least_zero = _at_least_one, _at_least_zero
 
 
 def add_checkpoint_flags(parser):

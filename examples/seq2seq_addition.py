@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _epochs import add_checkpoint_flags, checkpointing, train_by_epoch  # noqa: E402
+from _epochs import (add_checkpoint_flags, at_least_one, at_least_zero,  # noqa: E402
+                     checkpointing, train_by_epoch)
 from rnnfast.data import load_seq2seq                           # noqa: E402
 from rnnfast.models import AttentionSeq2seq, PeekySeq2seq, Seq2seq  # noqa: E402
 from rnnfast.optim import Adam                                  # noqa: E402
@@ -35,12 +36,12 @@ def parse(doc, data, hidden, epochs, model, name):
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "seq2seq" / data))
     p.add_argument("--model", choices=sorted(MODELS), default=model)
     p.add_argument("--no-reverse", action="store_true", help="keep the input order")
-    p.add_argument("--hidden-size", type=int, default=hidden)
-    p.add_argument("--epochs", type=int, default=epochs)
-    p.add_argument("--max-batches", type=int, default=None, help="quick tries")
-    p.add_argument("--max-test", type=int, default=None, help="quick tries")
-    p.add_argument("--threads", type=int, default=1, help="BLAS threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden-size", type=at_least_one, default=hidden)
+    p.add_argument("--epochs", type=at_least_one, default=epochs)
+    p.add_argument("--max-batches", type=at_least_one, default=None, help="quick tries")
+    p.add_argument("--max-test", type=at_least_one, default=None, help="quick tries")
+    p.add_argument("--threads", type=at_least_one, default=1, help="BLAS threads")
+    p.add_argument("--seed", type=at_least_zero, default=0)
     p.add_argument("--output", default=str(ROOT / "examples" / "results" / f"{name}.json"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_checkpoint_flags(p)

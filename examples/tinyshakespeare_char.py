@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _epochs import add_checkpoint_flags, checkpointing, train_by_epoch  # noqa: E402
+from _epochs import (add_checkpoint_flags, at_least_one, at_least_zero,  # noqa: E402
+                     checkpointing, train_by_epoch)
 from rnnfast import io as rio                         # noqa: E402
 from rnnfast.data import load_text                    # noqa: E402
 from rnnfast.models import RnnLM, perplexity          # noqa: E402
@@ -39,13 +40,13 @@ def parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" /
                                          "tinyshakespeare" / "input.txt"))
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--hidden-size", type=int, default=128)
-    p.add_argument("--num-layers", type=int, default=2)
-    p.add_argument("--max-batches", type=int, default=None, help="quick tries")
-    p.add_argument("--eval-tokens", type=int, default=None, help="quick tries")
-    p.add_argument("--threads", type=int, default=1, help="BLAS threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=at_least_one, default=20)
+    p.add_argument("--hidden-size", type=at_least_one, default=128)
+    p.add_argument("--num-layers", type=at_least_one, default=2)
+    p.add_argument("--max-batches", type=at_least_one, default=None, help="quick tries")
+    p.add_argument("--eval-tokens", type=at_least_one, default=None, help="quick tries")
+    p.add_argument("--threads", type=at_least_one, default=1, help="BLAS threads")
+    p.add_argument("--seed", type=at_least_zero, default=0)
     p.add_argument("--output", default=str(ROOT / "examples" / "results" /
                                            "tinyshakespeare_char.json"))
     p.add_argument("--save-model", default=None, help="also save the model (.npz)")

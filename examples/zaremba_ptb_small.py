@@ -30,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _epochs import add_checkpoint_flags, checkpointing, train_by_epoch  # noqa: E402
+from _epochs import (add_checkpoint_flags, at_least_one, at_least_zero,  # noqa: E402
+                     checkpointing, train_by_epoch)
 from rnnfast.data import load_ptb                     # noqa: E402
 from rnnfast.models import RnnLM, perplexity          # noqa: E402
 from rnnfast.optim import SGD, StepDecay              # noqa: E402
@@ -40,13 +41,13 @@ from rnnfast.trainer import Trainer                   # noqa: E402
 def parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "ptb"))
-    p.add_argument("--epochs", type=int, default=13)
-    p.add_argument("--max-batches", type=int, default=None,
+    p.add_argument("--epochs", type=at_least_one, default=13)
+    p.add_argument("--max-batches", type=at_least_one, default=None,
                    help="batches per epoch (quick tries; default: all)")
-    p.add_argument("--eval-tokens", type=int, default=None,
+    p.add_argument("--eval-tokens", type=at_least_one, default=None,
                    help="evaluate on the first N valid/test tokens (quick tries)")
-    p.add_argument("--threads", type=int, default=1, help="BLAS threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=at_least_one, default=1, help="BLAS threads")
+    p.add_argument("--seed", type=at_least_zero, default=0)
     p.add_argument("--output", default=str(ROOT / "examples" / "results" /
                                            "zaremba_ptb_small.json"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -23,17 +23,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _epochs import at_least_one, at_least_zero          # noqa: E402
 from rnnfast.data import StreamBatcher, load_ptb      # noqa: E402
 
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "ptb"))
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--max-batches", type=int, default=None)
-    p.add_argument("--eval-tokens", type=int, default=None)
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=at_least_one, default=1)
+    p.add_argument("--max-batches", type=at_least_one, default=None)
+    p.add_argument("--eval-tokens", type=at_least_one, default=None)
+    p.add_argument("--threads", type=at_least_one, default=1, help="torch threads")
+    p.add_argument("--seed", type=at_least_zero, default=0)
     p.add_argument("--output", default=str(ROOT / "examples" / "results" /
                                            "zaremba_ptb_small_torch.json"))
     return p.parse_args()

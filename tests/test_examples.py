@@ -3,6 +3,7 @@ run cut after epoch 2 and resumed from its checkpoint ends exactly where
 the uninterrupted run ends, its results file holding every epoch; unusable
 --checkpoint/--resume combinations end with a usage error before any data
 is read.  (The real reproductions take minutes to an hour: docs/reproductions.md.)"""
+import itertools
 import json
 import subprocess
 import sys
@@ -93,3 +94,14 @@ def test_unusable_checkpoint_flags_are_a_usage_error(args, message, tmp_path):
     args = [a.format(tmp=tmp_path) for a in args]
     done = _run("seq2seq_addition.py", "--data", tmp_path / "absent.txt", *args, expect=2)
     assert message in done.stderr and "usage:" in done.stderr
+
+
+# each script once (a subprocess each), each kind of flag at least once
+@pytest.mark.parametrize("script, flag, value", [
+    (script, *bad) for script, bad in zip(
+        sorted(p.name for p in EXAMPLES.glob("[!_]*.py")),
+        itertools.cycle([("--epochs", 0), ("--max-batches", 0), ("--threads", -1),
+                         ("--seed", -1)]))])
+def test_counts_out_of_range_are_a_usage_error(script, flag, value, tmp_path):
+    done = _run(script, "--data", tmp_path / "absent", flag, value, expect=2)
+    assert f"argument {flag}: expected an integer >= " in done.stderr
