@@ -10,6 +10,7 @@ counts the time of the earlier runs).
 """
 import json
 import os
+import sys
 import time
 
 from rnnfast.cli import _at_least_one, _at_least_zero, _checkpointing
@@ -48,7 +49,11 @@ def train_by_epoch(trainer, train, epochs, results, output, report, eval_fn,
     report(row) is printed.  resume_from: a checkpoint to continue from.
     fit_kwargs go to every Trainer.fit call."""
     if resume_from is not None:
-        trainer.fit(train, epochs=0, resume_from=resume_from, **fit_kwargs)
+        try:
+            trainer.fit(train, epochs=0, resume_from=resume_from, **fit_kwargs)
+        except ValueError as exc:        # another run's checkpoint, a damaged file
+            print(f"{os.path.basename(sys.argv[0])}: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         print(f"resumed from {resume_from} after epoch {trainer.epoch}", flush=True)
     past = trainer.history.get("wall_seconds") or [0.0]
     offset = past[-1] or 0.0

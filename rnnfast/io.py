@@ -578,6 +578,23 @@ def _optimizer_payload(optimizer):
     return arrays, {"class": type(optimizer).__name__, "scalars": scalars, "layout": layout}
 
 
+def _other_model(path, saved_class, saved, name, config):
+    """Why a checkpoint cannot go into this model: the settings that differ
+    (the whole configs when the classes differ)."""
+    head = f"model: the checkpoint {_fspath(path)!r} was written from "
+    if saved_class != name or not isinstance(saved, dict):
+        return (f"{head}a {saved_class} with config {saved}; got a {name} with config "
+                f"{config}")
+    missing = object()
+    diff = [k for k in sorted(set(saved) | set(config))
+            if saved.get(k, missing) != config.get(k, missing)]
+
+    def show(cfg):
+        return ", ".join(f"{k}={cfg[k]!r}" if k in cfg else f"no {k}" for k in diff)
+    return (f"{head}a {saved_class} with {show(saved)}; the model given has {show(config)} "
+            "(resume with the settings of the run that wrote it)")
+
+
 def _restore_optimizer(optimizer, info, arrays, path):
     if info is None:
         raise _bad(path, "it holds no optimizer state")
@@ -639,8 +656,7 @@ def load_checkpoint(path, model=None, optimizer=None):
     else:
         name, config = _class_name(model), get_config(model)
         if name != meta["class"] or config != meta["config"]:
-            raise ValueError(f"model: the checkpoint holds a {meta['class']} with config "
-                             f"{meta['config']}, got a {name} with config {config}")
+            raise ValueError(_other_model(path, meta["class"], meta["config"], name, config))
         _copy_params(model, meta, arrays, path)
     if optimizer is not None:
         _restore_optimizer(optimizer, ckpt.get("optimizer"), arrays, path)

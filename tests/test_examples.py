@@ -105,3 +105,17 @@ def test_unusable_checkpoint_flags_are_a_usage_error(args, message, tmp_path):
 def test_counts_out_of_range_are_a_usage_error(script, flag, value, tmp_path):
     done = _run(script, "--data", tmp_path / "absent", flag, value, expect=2)
     assert f"argument {flag}: expected an integer >= " in done.stderr
+
+
+def test_resuming_another_runs_checkpoint_is_an_error_naming_the_settings(tmp_path):
+    data, quick = _sums_file(tmp_path)
+    quick = [a for a in quick if a not in ("--hidden-size", "16")]
+    ckpt = tmp_path / "c.ckpt"
+    _run("seq2seq_addition.py", "--data", data, *quick, "--epochs", 1, "--hidden-size", 16,
+         "--output", tmp_path / "a.json", "--checkpoint", ckpt)
+    done = _run("seq2seq_addition.py", "--data", data, *quick, "--epochs", 2,
+                "--hidden-size", 24, "--output", tmp_path / "b.json", "--checkpoint", ckpt,
+                "--resume", expect=2)
+    assert "error: model: the checkpoint" in done.stderr and "Traceback" not in done.stderr
+    assert "hidden_size=16; the model given has hidden_size=24" in done.stderr
+    assert not (tmp_path / "b.json").exists()

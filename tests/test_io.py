@@ -302,8 +302,18 @@ def test_checkpoint_round_trip_with_optimizer(tmp_path):
             assert x.tobytes() == y.tobytes()
     # a checkpoint is also a model file
     assert_same_params(rio.load(tmp_path / "c.npz"), net)
-    with pytest.raises(ValueError, match="config"):
+    # the settings that differ, by name, on both sides
+    with pytest.raises(ValueError, match=r"c\.npz' was written from a rnnfast\.LSTM with "
+                       r"hidden_size=3; the model given has hidden_size=4 \(resume"):
         rio.load_checkpoint(tmp_path / "c.npz", rnnfast.LSTM(2, 4))
+    with pytest.raises(ValueError, match=r"with dtype='float32', hidden_size=3, "
+                       r"num_layers=1; the model given has dtype='float64', hidden_size=5, "
+                       r"num_layers=2 \("):
+        rio.load_checkpoint(tmp_path / "c.npz", rnnfast.LSTM(2, 5, 2, dtype=np.float64))
+    # another class: both whole configs
+    with pytest.raises(ValueError, match=r"a rnnfast\.LSTM with config \{.*\}; got a "
+                       r"rnnfast\.GRU with config \{.*'reset_after': True"):
+        rio.load_checkpoint(tmp_path / "c.npz", rnnfast.GRU(2, 3))
     with pytest.raises(ValueError, match="Adam"):
         rio.load_checkpoint(tmp_path / "c.npz", net2, optim.SGD())
 
