@@ -28,6 +28,7 @@ import numbers
 import numpy as np
 
 from . import _core, _rnn
+from ._repr import init_repr
 from ._validation import (check_array, check_int, check_int_targets, check_mask,
                           check_sample_weight)
 
@@ -98,6 +99,8 @@ def picked_log_softmax(x, cls, rows=None):
 
 class _SoftmaxLoss:
     _lead = None                       # ("N",) or ("N", "T")
+
+    __repr__ = init_repr
 
     def __init__(self, ignore_label=-1, reduction="mean"):
         self.ignore_label = check_int(ignore_label, "ignore_label", minimum=-2 ** 62)
@@ -191,6 +194,8 @@ class TimeSigmoidWithLoss:
     reduction: "mean" over counted elements, "sum_time" or "sum".
     """
 
+    __repr__ = init_repr
+
     def __init__(self, reduction="mean"):
         self.reduction = _check_reduction(reduction)
         self.params, self.grads = [], []
@@ -234,6 +239,8 @@ class TimeSigmoidWithLoss:
 
 
 class _RegressionLoss:
+    __repr__ = init_repr
+
     def __init__(self):
         self.params, self.grads = [], []
         self._cache = None

@@ -316,10 +316,17 @@ class _Network:
     __call__ = forward
 
     def __repr__(self):
-        extra = (", bidirectional=True" if self.bidirectional else "") + (
-            "" if self.bias else ", bias=False")
-        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
-                f"num_layers={self.num_layers}{extra}, dtype={self.dtype.name})")
+        # as PyTorch's: the sizes, then the options that differ from the defaults
+        options = [("num_layers", self.num_layers)]
+        for name, default in (("bidirectional", False), ("dropout", 0.0),
+                              ("nonlinearity", "tanh"), ("stateful", False),
+                              ("bias", True), ("reset_after", True)):
+            value = getattr(self, name, default)
+            if value != default:
+                options.append((name, value))
+        args = ", ".join(f"{k}={v!r}" for k, v in options)
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}, {args}, "
+                f"dtype={self.dtype.name})")
 
 
 class RNN(_Network):

@@ -32,6 +32,7 @@ import numbers
 import numpy as np
 
 from . import _rnn
+from ._repr import init_repr
 
 
 def _check_rate(value, name, allow_zero=False, below_one=False):
@@ -167,8 +168,7 @@ class Optimizer:
         self.t += 1
         self._update(params, grads)
 
-    def __repr__(self):
-        return f"{type(self).__name__}(lr={self.lr}, weight_decay={self.weight_decay})"
+    __repr__ = init_repr
 
 
 # Arrays of at least this many values take the compiled steps below (a
@@ -438,6 +438,8 @@ class StepDecay:
     ``step(epoch)`` sets ``optimizer.lr`` for that epoch and returns it.
     """
 
+    __repr__ = init_repr
+
     def __init__(self, optimizer, decay=0.5, start_epoch=4, lr0=None):
         self.optimizer = optimizer
         self.decay = _check_rate(decay, "decay")
@@ -480,6 +482,8 @@ class ReduceOnPlateau:
 
     ``step(value)`` returns True when `value` is a new best.
     """
+
+    __repr__ = init_repr
 
     def __init__(self, optimizer, factor=0.25, min_lr=0.0, mode="min"):
         self.optimizer = optimizer

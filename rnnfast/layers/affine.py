@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from .. import _core, _rnn
+from .._repr import weights_repr
 from .._validation import check_array
 from ._common import as_param, no_forward, weight_dtype
 
@@ -77,6 +78,9 @@ class Affine:
     def dtype(self):
         """float32 or float64, from W (float64 for integer or bool W)."""
         return self.params[0].dtype
+
+    def __repr__(self):
+        return weights_repr(self, lambda s: s.params[0].shape)
 
     def forward(self, x):
         """x (N, D) -> y (N, M) (TimeAffine: (N, T, D) -> (N, T, M)).

@@ -10,6 +10,7 @@ decoder steps at once.
 """
 import numpy as np
 
+from .._repr import init_repr
 from .._validation import check_array
 from ._common import no_forward
 
@@ -18,6 +19,8 @@ class TimeAttention:
     """forward(hs_enc (N, S, H), hs_dec (N, T, H)) -> c (N, T, H);
     backward(dc) -> (dhs_enc, dhs_dec).  No parameters.  After forward,
     .attention_weights holds a (N, T, S)."""
+
+    __repr__ = init_repr
 
     def __init__(self):
         self.params, self.grads = [], []

@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from .._repr import init_repr
 from .._validation import check_array
 from ._common import no_forward
 
@@ -26,6 +27,8 @@ class TimeDropout:
     random_state: None, an int seed or a numpy Generator (never the global RNG).
     A new layer is in training mode; eval() makes forward the identity.
     """
+
+    __repr__ = init_repr
 
     def __init__(self, ratio=0.5, random_state=None):
         if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) \

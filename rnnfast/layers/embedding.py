@@ -11,6 +11,7 @@ where np.add.at took ~1.7 us a row (docs/performance.md item 124).
 import numpy as np
 
 from .. import _rnn
+from .._repr import weights_repr
 from .._validation import _describe, check_array
 from ._common import as_param, no_forward, weight_dtype
 
@@ -43,6 +44,9 @@ class Embedding:
     def dtype(self):
         """float32 or float64, from W (float64 for integer or bool W)."""
         return self.params[0].dtype
+
+    def __repr__(self):
+        return weights_repr(self, lambda s: s.params[0].shape)
 
     @property
     def vocab_size(self):

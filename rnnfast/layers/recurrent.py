@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import _core
 from .._layout import N_GATES, bias_shape
+from .._repr import weights_repr
 from .._rnn import arrays_ready
 from .._validation import check_array, check_lengths, check_live_arrays
 from ._common import no_forward
@@ -71,6 +72,15 @@ class _Recurrent:
     # As a network's (rnnfast.networks): in evaluation mode forward saves
     # nothing for a backward and runs the kernels' inference, straight from
     # the layer into the kernel's run (docs/performance.md item 98).
+    def __repr__(self):
+        options = [("stateful", True)] if getattr(self, "stateful", False) else []
+        if self.cell == "rnn" and self._relu:
+            options.append(("nonlinearity", "relu"))
+        if self.cell == "gru" and self._reset_after:
+            options.append(("reset_after", True))
+        # the sizes the layer was built with, as its checks use them
+        return weights_repr(self, lambda s: (s.input_size, s.hidden_size), options)
+
     def train(self, mode=True):
         """Training mode (mode=True, the default of a new layer): forward
         saves what backward needs.  Returns self."""
