@@ -63,6 +63,7 @@ from rnnfast.models import (AttentionSeq2seq, PeekySeq2seq, RnnLM, Seq2seq,
                             SequenceClassifier, SequenceRegressor, SequenceTagger)
 from rnnfast.optim import (SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, ReduceOnPlateau,
                            RMSprop, StepDecay)
+from rnnfast._validation import NonFiniteError
 from rnnfast.trainer import Trainer, TrainingDivergedError, _generators
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -333,7 +334,11 @@ def set_lr(topt, lr, case):
 
 
 def twin_run(case, data, model):
-    """(history, model) of the documented loop on `model`, in place."""
+    """(history, model, stopped) of the documented loop on `model`, in
+    place.  stopped: None, or where the loop met a NaN or Inf (in the loss,
+    inside the model's forward or backward, in the gradient norm, or in the
+    weights at the end of an epoch), where the trainer promises
+    TrainingDivergedError; the epoch it stopped in is not in the history."""
     tparams = [torch.from_numpy(p) for p in model.params]    # shared memory
     topt = torch_optimizer(case, tparams)
     plateau = None
@@ -354,22 +359,31 @@ def twin_run(case, data, model):
         if case["kind"] == "lm":
             model.reset_state()
         losses, norms = [], []
-        for batch in batches_of_epoch(case, data, rng, stream):
-            if len(batch) == 3:
-                loss = model.forward(batch[0], batch[1], lengths=batch[2])
-            else:
-                loss = model.forward(*batch)
-            model.backward()
-            for p, g in zip(tparams, model.grads):
-                p.grad = torch.from_numpy(g.copy())
-            if case["clip_norm"] is None:
+        for number, batch in enumerate(batches_of_epoch(case, data, rng, stream), 1):
+            try:
+                if len(batch) == 3:
+                    loss = model.forward(batch[0], batch[1], lengths=batch[2])
+                else:
+                    loss = model.forward(*batch)
+                if not math.isfinite(loss):
+                    raise NonFiniteError(f"the loss is {loss}")
+                model.backward()
+                # in float64: float32 squares overflow where the norm does not
                 norm = math.sqrt(sum(float(np.dot(g.reshape(-1).astype(np.float64),
                                                   g.reshape(-1))) for g in model.grads))
-            else:
+                if not math.isfinite(norm):
+                    raise NonFiniteError(f"the gradient norm is {norm}")
+            except NonFiniteError as exc:
+                return history, model, f"epoch {epoch}, batch {number}: {exc}"
+            for p, g in zip(tparams, model.grads):
+                p.grad = torch.from_numpy(g.copy())
+            if case["clip_norm"] is not None:
                 norm = float(torch.nn.utils.clip_grad_norm_(tparams, case["clip_norm"]))
             topt.step()
             losses.append(float(loss))
             norms.append(norm)
+        if not all(np.isfinite(p).all() for p in model.params):
+            return history, model, f"epoch {epoch}: an update left NaN or Inf in the weights"
         record = {"epoch": epoch, "loss": float(np.mean(losses)),
                   "grad_norm": float(np.mean(norms)), "lr": topt.param_groups[0]["lr"]}
         value = None
@@ -403,7 +417,7 @@ def twin_run(case, data, model):
     if best_params is not None:
         for p, b in zip(model.params, best_params):
             p[...] = b
-    return history, model
+    return history, model, None
 
 
 def twin_follows(case):
@@ -438,13 +452,21 @@ def run_case(case, seed):
         with threadpool_limits(1), np.errstate(all="ignore"):
             twin_model = build_model(case)
             model, optimizer, trainer, history = trainer_run(case, data, directory)
-            if trainer.diverged is not None and not case["diverge"]:
-                failures.append(f"training diverged: {trainer.diverged}")
             twin_failures = []
             if not case["diverge"]:           # a learning rate for chaos: no twin
-                twin_history, twin_model = twin_run(case, data, twin_model)
-                compare_with_twin(case, model, history, twin_model, twin_history,
-                                  twin_failures)
+                twin_history, twin_model, twin_stopped = twin_run(case, data, twin_model)
+                if trainer.diverged is not None or twin_stopped is not None:
+                    # A drawn learning rate that diverges anyway: the trainer
+                    # must stop where the documented loop meets a NaN or Inf,
+                    # and go on where it does not.  Where exactly the
+                    # roundings of two growing trajectories overflow is
+                    # chaos, so only that both stop is compared.
+                    if (trainer.diverged is None) != (twin_stopped is None):
+                        failures.append(f"training stopped: {trainer.diverged}; the "
+                                        f"documented loop stopped: {twin_stopped}")
+                else:
+                    compare_with_twin(case, model, history, twin_model, twin_history,
+                                      twin_failures)
             if twin_failures and diverged(twin_history):
                 twin_failures = [f for f in twin_failures if not f.startswith(
                     ("twin: params", "twin: history 'loss'", "twin: history 'grad_norm'"))]
@@ -494,7 +516,7 @@ def twin_spread(case, data, twin_model, twin_history):
     moved = build_model(case)
     for p in moved.params:
         p[...] = np.nextafter(p, np.inf)
-    moved_history, moved = twin_run(case, data, moved)
+    moved_history, moved, _ = twin_run(case, data, moved)
     spread = {}
     for key in ("loss", "grad_norm"):
         spread["history", key] = float(np.max(np.abs(

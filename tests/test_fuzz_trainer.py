@@ -193,6 +193,30 @@ def test_divergence_reported_as_another_error_is_reported(monkeypatch):
                for f in failures), failures
 
 
+# a case not drawn to diverge whose learning rate (Nesterov at 0.31,
+# unclipped) makes the documented loop meet a NaN in its third epoch
+UNPLANNED_DIVERGENCE = 208915
+
+
+def test_a_trainer_that_does_not_stop_where_the_documented_loop_diverges_is_reported(
+        monkeypatch):
+    case = case_of(UNPLANNED_DIVERGENCE)
+    assert not case["diverge"]
+    assert not run_case(case, UNPLANNED_DIVERGENCE)        # both stop
+    # a trainer that skips a batch with a NaN instead of stopping
+    step = Trainer.train_step
+
+    def skipping(self, batch):
+        try:
+            return step(self, batch)
+        except rnnfast.trainer.TrainingDivergedError:
+            return 0.0, 0.0
+    monkeypatch.setattr(Trainer, "train_step", skipping)
+    failures = run_case(case, UNPLANNED_DIVERGENCE)
+    assert any(f.startswith("training stopped: None; the documented loop stopped: epoch 3")
+               for f in failures), failures
+
+
 def test_the_command_line_runs_and_reports_a_failing_case(monkeypatch, capsys):
     assert main(["--cases", "2", "--seed", "5"]) == 0
     assert "2 cases from seed 5, 0 failed" in capsys.readouterr().out
