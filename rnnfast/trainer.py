@@ -329,7 +329,9 @@ class Trainer:
             continue from, exactly as the uninterrupted run would have gone
             on (a run early stopping ended stays ended).  A refused
             checkpoint leaves the trainer, its model and its optimizer as
-            they were.
+            they were.  With epochs=0 it only loads (then `trainer.epoch`
+            and `trainer.history` say where the run stands; the scripts in
+            examples/ go on from there one epoch a fit).
         """
         epochs = check_int(epochs, "epochs", minimum=0)
         batch_size = check_int(batch_size, "batch_size")

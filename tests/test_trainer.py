@@ -293,6 +293,34 @@ def test_resume_continues_exactly_language_model_with_dropout(tmp_path):
         assert p.tobytes() == q.tobytes()
 
 
+def test_resume_with_no_epochs_loads_and_epoch_a_fit_goes_on_exactly(tmp_path):
+    """fit(epochs=0, resume_from=...) only loads (the examples' way to
+    resume): then one epoch a fit ends as one uninterrupted fit."""
+    from rnnfast import models
+    corpus = np.random.default_rng(1).integers(0, 12, 600)
+
+    def make():
+        return models.RnnLM(12, hidden_size=8, num_layers=2, dropout=0.3, random_state=4)
+    full = make()
+    whole = Trainer(full, Adam(lr=0.01), verbose=False).fit(
+        corpus, epochs=4, batch_size=4, time_size=6)
+    ck = tmp_path / "lm.npz"
+    Trainer(make(), Adam(lr=0.01), checkpoint=ck, verbose=False).fit(
+        corpus, epochs=2, batch_size=4, time_size=6)
+    resumed = make()
+    before = [p.copy() for p in resumed.params]
+    t = Trainer(resumed, Adam(lr=0.01), verbose=False)
+    history = t.fit(corpus, epochs=0, batch_size=4, time_size=6, resume_from=ck)
+    assert t.epoch == 2 and history["epoch"] == [1, 2]
+    assert history["loss"] == whole["loss"][:2]
+    assert any(p.tobytes() != q.tobytes() for p, q in zip(resumed.params, before))
+    for epoch in (3, 4):
+        history = t.fit(corpus, epochs=epoch, batch_size=4, time_size=6)
+    assert history["loss"] == whole["loss"]
+    for p, q in zip(full.params, resumed.params):
+        assert p.tobytes() == q.tobytes()
+
+
 def test_resuming_from_the_checkpoint_of_an_early_stop_trains_no_further(tmp_path):
     """The run stopped at epoch 3 (patience 2); resumed from the checkpoint
     written then, it stays stopped: the same history and weights (the best
