@@ -304,8 +304,18 @@ def _read_text(path, name="path"):
         raise IsADirectoryError(f"{name}: {path!r} is a directory, not a text file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{name}: no such file: {path!r}")
-    with open(path, encoding="utf-8", newline="") as f:
-        return f.read()
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        # as a file opened in text mode with newline="": line ends kept as written
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        hint = ("; it starts with a UTF-16 byte-order mark" if data[:2] in (b"\xff\xfe",
+                                                                              b"\xfe\xff")
+                else "")
+        raise ValueError(f"{name}: {path!r} is not UTF-8 text: byte "
+                         f"{data[exc.start]:#04x} at offset {exc.start} ({exc.reason}){hint}; "
+                         "save it as UTF-8") from None
 
 
 def load_ptb(folder, vocab_size=10000):

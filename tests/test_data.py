@@ -182,6 +182,29 @@ def test_text_reader_char_split(tmp_path):
     assert w.vocab.decode(w.train) == "abcdefghij" * 10 + " <eos>"
 
 
+@pytest.mark.parametrize("content, where", [
+    (b"hello\nw\xe9rld\n", r"byte 0xe9 at offset 7 \(invalid continuation byte\); save"),
+    ("hi_1\n".encode("utf-16"), r"byte 0xff at offset 0 .*a UTF-16 byte-order mark"),
+])
+def test_a_file_that_is_not_utf8_is_refused_naming_it_and_the_byte(tmp_path, content, where):
+    for name in ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"):
+        (tmp_path / name).write_bytes(content)
+    path = tmp_path / "ptb.train.txt"
+    for load, arg, argname in ((load_text, path, "path"), (load_seq2seq, path, "path"),
+                               (load_ptb, tmp_path, "folder")):
+        with pytest.raises(ValueError, match=f"^{argname}: '{path}' is not UTF-8 text: {where}"):
+            load(arg)
+
+
+def test_line_ends_and_a_byte_order_mark_are_kept_as_written(tmp_path):
+    """Text is read as written (text mode with newline=""): a char model of
+    a CRLF file learns its CRs; a UTF-8 BOM is a character like any other."""
+    path = tmp_path / "t.txt"
+    path.write_bytes("\ufeffab\r\ncd\r\n".encode())
+    d = load_text(path, level="char", valid_fraction=0.0)
+    assert d.vocab.decode(d.train) == "\ufeffab\r\ncd\r\n"
+
+
 def test_real_seq2seq_split():
     d = load_seq2seq(shared("seq2seq", "addition.txt"))
     assert d.x_train.shape == (45000, 7) and d.x_test.shape == (5000, 7)
