@@ -13,20 +13,13 @@ import os
 import sys
 import time
 
-from rnnfast.cli import _at_least_one, _at_least_zero, _checkpointing
+from rnnfast.cli import _add_checkpoint_flags, _at_least_one, _at_least_zero, _checkpointing
 
-# argparse types of the scripts' count flags, as rnnfast's command line: a
-# count below the minimum is a usage error naming the flag
+# as rnnfast's command line: the argparse types of the scripts' count flags
+# (a count below the minimum is a usage error naming the flag), and
+# --checkpoint and --resume, with the same meaning as in `rnnfast train-lm`
 at_least_one, at_least_zero = _at_least_one, _at_least_zero
-
-
-def add_checkpoint_flags(parser):
-    """The flags of ``rnnfast train-lm``, with the same meaning."""
-    parser.add_argument("--checkpoint", default=None,
-                        help="save the training state there after every epoch (atomically)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from --checkpoint, given the same options, up to "
-                        "--epochs in all")
+add_checkpoint_flags = _add_checkpoint_flags
 
 
 def checkpointing(parser, args):

@@ -388,12 +388,17 @@ def _add_common_training(p, epochs, batch_size, lr, optimizer, clip):
                    help="BLAS threads (default 1; 0 leaves BLAS alone)")
     p.add_argument("--max-batches", type=_at_least_one, default=None,
                    help="at most this many batches per epoch (quick tries)")
+    _add_checkpoint_flags(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_checkpoint_flags(p):
+    """--checkpoint and --resume (also the example scripts')."""
     p.add_argument("--checkpoint", default=None,
                    help="save the training state there after every epoch (atomically)")
     p.add_argument("--resume", action="store_true",
                    help="continue from --checkpoint, given the same options, up to "
                    "--epochs in all")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _checkpointing(args):
