@@ -69,9 +69,6 @@ class _Recurrent:
         self._cache = None
         self.training = True
 
-    # As a network's (rnnfast.networks): in evaluation mode forward saves
-    # nothing for a backward and runs the kernels' inference, straight from
-    # the layer into the kernel's run (docs/performance.md item 98).
     def __repr__(self):
         options = [("stateful", True)] if getattr(self, "stateful", False) else []
         if self.cell == "rnn" and self._relu:
@@ -81,6 +78,9 @@ class _Recurrent:
         # the sizes the layer was built with, as its checks use them
         return weights_repr(self, lambda s: (s.input_size, s.hidden_size), options)
 
+    # As a network's (rnnfast.networks): in evaluation mode forward saves
+    # nothing for a backward and runs the kernels' inference, straight from
+    # the layer into the kernel's run (docs/performance.md item 98).
     def train(self, mode=True):
         """Training mode (mode=True, the default of a new layer): forward
         saves what backward needs.  Returns self."""
