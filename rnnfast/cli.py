@@ -100,6 +100,17 @@ _at_least_one = _int_at_least(1)
 _at_least_zero = _int_at_least(0)
 
 
+def _probability(text):
+    """argparse type of --top-p: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
 def _thread_counts(text):
     """argparse type of --threads: comma-separated integers >= 1."""
     counts = []
@@ -218,7 +229,7 @@ def cmd_generate(args):
         raise ValueError(f"--prime: {str(exc).removeprefix('data: ')}") from exc
     skip = [vocab.unk_id] if vocab.unk_id is not None and len(vocab) > 1 else None
     out = model.generate(ids, args.length, temperature=args.temperature, top_k=args.top_k,
-                         random_state=args.seed, skip_ids=skip)
+                         top_p=args.top_p, random_state=args.seed, skip_ids=skip)
     text = vocab.decode(out if args.prime else out[len(ids):])
     if vocab.level == "word" and vocab.eos_token:
         text = text.replace(" " + vocab.eos_token + " ", "\n").replace(vocab.eos_token, "\n")
@@ -442,6 +453,8 @@ def _add_training_commands(sub):
     p.add_argument("--length", type=_at_least_zero, default=300, help="tokens to generate")
     p.add_argument("--temperature", type=float, default=0.8, help="0: greedy")
     p.add_argument("--top-k", type=_at_least_one, default=None)
+    p.add_argument("--top-p", type=_probability, default=None,
+                   help="nucleus sampling: the likeliest tokens up to this mass, in (0, 1]")
     p.add_argument("--seed", type=_at_least_zero, default=None)
     p.set_defaults(func=cmd_generate)
 

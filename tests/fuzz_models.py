@@ -597,6 +597,8 @@ def bad_calls(case, model, rng):
                        lambda: model.generate(xs, 3, temperature=float("nan"))),
                       ("generate's top_k of 0", "top_k",
                        lambda: model.generate(xs, 3, top_k=0)),
+                      ("generate's top_p of 0", "top_p",
+                       lambda: model.generate(xs, 3, top_p=0.0)),
                       ("generate's skip_ids out of range", "skip_ids",
                        lambda: model.generate(xs, 3, skip_ids=[V])),
                       ("generate skipping every id", "skip_ids",

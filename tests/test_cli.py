@@ -163,6 +163,30 @@ def test_generate_refuses_a_non_finite_temperature(tmp_path, capsys):
         assert "temperature: expected a finite number >= 0" in capsys.readouterr().err
 
 
+def test_generate_samples_from_the_nucleus_with_top_p(tmp_path, capsys):
+    from rnnfast.data import Vocab
+    from rnnfast.models import RnnLM
+    vocab = Vocab("char", unk_token=None)
+    vocab.fit("abcdefgh \n")
+    path = tmp_path / "lm.npz"
+    rio.save(RnnLM(len(vocab), hidden_size=4, random_state=0), path,
+             metadata={"vocab": vocab.to_dict()})
+    runs = {}
+    for top_p in ("1e-9", "1"):
+        assert main(["generate", str(path), "--top-p", top_p, "--length", "40",
+                     "--seed", "3", "--temperature", "1"]) == 0
+        runs[top_p] = capsys.readouterr().out
+    # a tiny nucleus is greedy, the whole one samples
+    assert main(["generate", str(path), "--length", "40", "--temperature", "0"]) == 0
+    assert runs["1e-9"] == capsys.readouterr().out != runs["1"]
+    for bad in ("0", "1.5", "nan", "x"):
+        with pytest.raises(SystemExit) as exc:
+            main(["generate", str(path), "--top-p", bad])
+        assert exc.value.code == 2
+        assert f"argument --top-p: expected a number in (0, 1], got '{bad}'" in \
+            capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["train-lm", "train-seq2seq"])
 @pytest.mark.parametrize("where", ["a directory", "a missing folder"])
 def test_training_refuses_an_unusable_output_before_training(tmp_path, capsys, command,

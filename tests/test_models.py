@@ -387,6 +387,50 @@ def test_rnnlm_generate_temperature_extremes():
             assert skip[0] not in out[2:]
 
 
+def _nucleus_reference(probs, top_p):
+    """Hugging Face's TopPLogitsWarper, row by row: sorted ascending, the
+    tokens whose cumulative mass is at most 1 - top_p are removed, the
+    likeliest always kept."""
+    keep = np.zeros(probs.shape, bool)
+    for row, p in zip(keep, probs / probs.sum(axis=1, keepdims=True)):
+        order = np.argsort(p)
+        removed = np.cumsum(p[order]) <= 1 - top_p
+        removed[-1] = False
+        row[order[~removed]] = True
+    return keep
+
+
+def test_nucleus_keeps_what_hugging_faces_top_p_keeps(rng):
+    from rnnfast.models.lm import _nucleus
+    for top_p in (1e-6, 0.1, 0.5, 0.9, 0.999):
+        probs = rng.dirichlet(np.full(30, 0.3), size=40) * rng.uniform(0.5, 2, (40, 1))
+        kept = _nucleus(probs, top_p)
+        assert np.array_equal(kept > 0, _nucleus_reference(probs, top_p)), top_p
+        assert np.array_equal(kept[kept > 0], probs[kept > 0])   # the kept mass untouched
+
+
+def test_generate_with_top_p_samples_only_the_nucleus(rng):
+    from rnnfast.models.lm import _nucleus
+    model = RnnLM(12, hidden_size=6, random_state=3, dtype=F64)
+    prompt = np.repeat([[3, 1]], 400, axis=0)       # 400 draws of the same first token
+    scores = model.predict(prompt[:1])[0, -1]     # its log-probabilities
+    for temperature, top_p in ((1.0, 0.5), (0.7, 0.8), (2.0, 0.3)):
+        p = np.exp((scores - scores.max()) / temperature)[None]
+        nucleus = np.flatnonzero(_nucleus(p, top_p)[0])
+        assert 1 < nucleus.size < 12                  # a cut that removes something
+        first = model.generate(prompt, 1, temperature=temperature, top_p=top_p,
+                               random_state=0)[:, -1]
+        assert set(first) == set(nucleus)              # every kept token drawn, no other
+    # top_p=1 is no cut at all (the same draws); a tiny one is greedy
+    np.testing.assert_array_equal(model.generate([3, 1], 20, top_p=1.0, random_state=4),
+                                  model.generate([3, 1], 20, random_state=4))
+    np.testing.assert_array_equal(model.generate([3, 1], 20, top_p=1e-9, random_state=4),
+                                  model.generate([3, 1], 20, temperature=0))
+    for bad in (0, -0.5, 1.5, float("nan"), True, "0.5"):
+        with pytest.raises(ValueError, match=r"^top_p: expected a probability in \(0, 1\]"):
+            model.generate([1], 3, top_p=bad)
+
+
 @pytest.mark.parametrize("prompt", [np.zeros((2, 0), np.int64), np.zeros(0, np.int64), []])
 def test_rnnlm_generate_refuses_an_empty_prompt_by_name(prompt):
     with pytest.raises(ValueError, match=r"start_ids: expected a prompt of at least one id"):

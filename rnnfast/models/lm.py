@@ -145,12 +145,17 @@ class RnnLM(Model):
             self.embed.grads[0] += self.affine.grads[0].T
 
     def generate(self, start_ids, length, temperature=1.0, top_k=None,
-                 random_state=None, skip_ids=None):
+                 random_state=None, skip_ids=None, top_p=None):
         """Sample `length` tokens after the prompt `start_ids`.
 
         start_ids: an id, a prompt (T0,) or a batch of prompts (N, T0).
         temperature: divides the logits; finite, 0 means greedy (argmax).
         top_k: sample among the k most likely tokens only.
+        top_p: nucleus sampling (Holtzman et al. 2020, as Hugging Face's
+            generate): sample among the most likely tokens whose
+            probabilities, at this temperature and after skip_ids and top_k,
+            add up to at least top_p (in (0, 1]; the likeliest token always
+            stays).
         skip_ids: ids never produced (e.g. <unk>).
         random_state: None, an int seed or a Generator.
         Returns the prompt followed by the new ids, (T0 + length,) or
@@ -175,6 +180,9 @@ class RnnLM(Model):
                              f"got {temperature!r}")
         if top_k is not None:
             top_k = min(check_int(top_k, "top_k"), self.vocab_size)
+        if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real)
+                                  or not 0 < top_p <= 1):
+            raise ValueError(f"top_p: expected a probability in (0, 1], got {top_p!r}")
         skip = np.zeros(0, np.intp) if skip_ids is None else \
             check_ids(np.asarray(skip_ids).reshape(-1), "skip_ids", self.vocab_size, ("K",))
         if np.unique(skip).size >= self.vocab_size:
@@ -184,7 +192,7 @@ class RnnLM(Model):
             out = [ids]
             logits = self._scores(ids)[:, -1]
             for step in range(length):
-                nxt = _sample(logits, temperature, top_k, skip, rng)
+                nxt = _sample(logits, temperature, top_k, skip, rng, top_p)
                 out.append(nxt[:, None])
                 if step + 1 < length:
                     logits = self._scores(nxt[:, None])[:, -1]
@@ -192,7 +200,7 @@ class RnnLM(Model):
         return result[0] if single else result
 
 
-def _sample(logits, temperature, top_k, skip, rng):
+def _sample(logits, temperature, top_k, skip, rng, top_p=None):
     """One id per row of logits (N, V)."""
     z = logits.astype(np.float64)
     z[:, skip] = -np.inf
@@ -207,10 +215,25 @@ def _sample(logits, temperature, top_k, skip, rng):
     with np.errstate(over="ignore"):
         z = (z - z.max(axis=1, keepdims=True)) / temperature
     p = np.exp(z)
+    if top_p is not None and top_p < 1:
+        p = _nucleus(p, top_p)
     cdf = np.cumsum(p, axis=1)
     # inverse CDF: the first index whose cumulative mass exceeds u
     u = rng.random((z.shape[0], 1)) * cdf[:, -1:]
     return np.minimum((cdf <= u).sum(axis=1), z.shape[1] - 1)
+
+
+def _nucleus(p, top_p):
+    """p (N, V) unnormalised probabilities with all but each row's nucleus
+    set to 0: the likeliest tokens, in order, until their mass reaches
+    top_p of the row's (a token is kept when the mass before it falls
+    short; ties in the order argsort leaves them)."""
+    order = np.argsort(-p, axis=1, kind="stable")
+    ranked = np.take_along_axis(p, order, axis=1)
+    before = np.cumsum(ranked, axis=1) - ranked
+    keep = np.zeros(p.shape, bool)
+    np.put_along_axis(keep, order, before < top_p * ranked.sum(axis=1, keepdims=True), axis=1)
+    return np.where(keep, p, 0.0)
 
 
 def perplexity(model, corpus, batch_size=10, time_size=35):
