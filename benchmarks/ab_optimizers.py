@@ -23,11 +23,11 @@ except ImportError:                    # run as a script
 from rnnfast import optim
 from rnnfast.models import RnnLM
 
-COMPILED = optim._compiled_step
+COMPILED = optim._compiled_steps
 
 
 def use_compiled(on):
-    optim._compiled_step = COMPILED if on else (lambda *a: False)
+    optim._compiled_steps = COMPILED if on else (lambda kind, params, *a: range(len(params)))
 
 
 FUSED = optim.AdamW._update

@@ -171,42 +171,10 @@ class Optimizer:
     __repr__ = init_repr
 
 
-# Arrays of at least this many values take the compiled steps below (a
-# call costs ~1 us; NumPy's passes and temporaries cost more from here).
-# They give the NumPy lines' values bit for bit (a NaN's sign and payload
-# aside), but no RuntimeWarning for an overflow or a NaN made on the way
-# (src/_rowops.pxi).
-_COMPILED_MIN_SIZE = 1 << 12
+# NumPy's floating-point error modes under which the compiled steps may run
+# in place of the NumPy lines (they raise no FloatingPointError and call no
+# handler).
 _QUIET_ERRORS = frozenset(("warn", "ignore"))
-
-
-def _flat_views(p, g, *state):
-    """1-D views of p, g and the state arrays for a compiled step (src/
-    _rowops.pxi), or None: plain ndarrays (not np.matrix or another
-    subclass) of one dtype, float32 or float64, all C- or all F-contiguous
-    (a tied W = E.T is F-ordered), all of p's shape, p of
-    _COMPILED_MIN_SIZE values or more, no two overlapping; and NumPy's
-    floating-point error handling at its "warn" or "ignore" (the loops
-    raise no FloatingPointError and call no handler: under np.errstate(
-    over="raise") and the like the NumPy lines run, to raise as before).
-    None sends the caller to its NumPy lines."""
-    arrays = (p, g) + state
-    if (p.size < _COMPILED_MIN_SIZE or p.dtype not in (np.float32, np.float64)
-            or any(type(a) is not np.ndarray or a.dtype != p.dtype or a.shape != p.shape
-                   for a in arrays)
-            or not _QUIET_ERRORS.issuperset(np.geterr().values())):
-        return None
-    if all(a.flags.c_contiguous for a in arrays):
-        views = [a.reshape(-1) for a in arrays]
-    elif all(a.flags.f_contiguous for a in arrays):
-        views = [a.T.reshape(-1) for a in arrays]
-    else:
-        return None
-    for i in range(len(views)):
-        for j in range(i):
-            if np.may_share_memory(views[i], views[j]):
-                return None
-    return views
 
 
 def _python_scalars(*values):
@@ -216,17 +184,20 @@ def _python_scalars(*values):
     return all(type(v) in (float, int) for v in values)
 
 
-def _compiled_step(kind, p, g, state, scalars):
-    """An optimizer's step on p in one compiled pass over rnnfast's threads
-    (_rnn.optimizer_step: its kinds, and the scalars in its order), the
-    bits of the optimizer's NumPy lines, when _flat_views and
-    _python_scalars allow; False, changing nothing, otherwise."""
-    views = _flat_views(p, g, *state) if _python_scalars(*scalars) else None
-    if views is None:
-        return False
-    views += [views[0]] * (4 - len(views))     # state the kind does not use: p, untouched
-    _rnn.optimizer_step(kind, *views, tuple(scalars))
-    return True
+def _compiled_steps(kind, params, grads, state, scalars):
+    """An optimizer's step on each param in one compiled pass over
+    rnnfast's threads (_rnn.optimizer_steps: its kinds, the scalars in its
+    order, the layouts it takes), the bits of the optimizer's NumPy lines.
+    Returns the positions left to those lines: every one unless the scalars
+    are Python numbers (_python_scalars) and NumPy's floating-point error
+    handling is at "warn" or "ignore" (under np.errstate(over="raise") and
+    the like the NumPy lines run, to raise as before); otherwise those of
+    arrays the loop does not take (a subclass such as np.matrix, another
+    dtype or memory order, overlapping memory).  The loops give no
+    RuntimeWarning for an overflow or a NaN made on the way."""
+    if not (_python_scalars(*scalars) and _QUIET_ERRORS.issuperset(np.geterr().values())):
+        return range(len(params))
+    return _rnn.optimizer_steps(kind, params, grads, state, tuple(scalars))
 
 
 class SGD(Optimizer):
@@ -236,10 +207,10 @@ class SGD(Optimizer):
         super().__init__(lr, weight_decay)
 
     def _update(self, params, grads):
-        for p, g in zip(params, grads):
-            # NumPy made two passes and a temporary of p's size, on one thread
-            if not _compiled_step("sgd", p, g, (), (self.lr,)):
-                p -= self.lr * g
+        # NumPy made two passes and a temporary of p's size, on one thread
+        for i in _compiled_steps("sgd", params, grads, [()] * len(params), (self.lr,)):
+            p = params[i]
+            p -= self.lr * grads[i]
 
 
 class Momentum(Optimizer):
@@ -260,9 +231,9 @@ class Momentum(Optimizer):
 
     def _update(self, params, grads):
         self._init_state(params, 1)
-        for p, g, (v,) in zip(params, grads, self.state):
-            if _compiled_step("momentum", p, g, (v,), (self.momentum, self.lr)):
-                continue
+        for i in _compiled_steps("momentum", params, grads, self.state,
+                                 (self.momentum, self.lr)):
+            p, g, (v,) = params[i], grads[i], self.state[i]
             v *= self.momentum
             v -= self.lr * g
             p += v
@@ -280,9 +251,9 @@ class Nesterov(Momentum):
 
     def _update(self, params, grads):
         self._init_state(params, 1)
-        for p, g, (v,) in zip(params, grads, self.state):
-            if _compiled_step("nesterov", p, g, (v,), (self.momentum, self.lr)):
-                continue
+        for i in _compiled_steps("nesterov", params, grads, self.state,
+                                 (self.momentum, self.lr)):
+            p, g, (v,) = params[i], grads[i], self.state[i]
             v *= self.momentum
             v -= self.lr * g
             p += self.momentum * v - self.lr * g
@@ -297,10 +268,10 @@ class AdaGrad(Optimizer):
 
     def _update(self, params, grads):
         self._init_state(params, 1)
-        for p, g, (h,) in zip(params, grads, self.state):
-            # RMSprop's step with rho = 1 - rho = 1: h * 1 and 1 * g are exact
-            if _compiled_step("rmsprop", p, g, (h,), (1.0, 1.0, self.lr, self.eps)):
-                continue
+        # RMSprop's step with rho = 1 - rho = 1: h * 1 and 1 * g are exact
+        for i in _compiled_steps("rmsprop", params, grads, self.state,
+                                 (1.0, 1.0, self.lr, self.eps)):
+            p, g, (h,) = params[i], grads[i], self.state[i]
             h += g * g
             p -= self.lr * g / (np.sqrt(h) + self.eps)
 
@@ -317,9 +288,9 @@ class RMSprop(Optimizer):
     def _update(self, params, grads):
         self._init_state(params, 1)
         rho = self.decay_rate
-        for p, g, (h,) in zip(params, grads, self.state):
-            if _compiled_step("rmsprop", p, g, (h,), (rho, 1 - rho, self.lr, self.eps)):
-                continue
+        for i in _compiled_steps("rmsprop", params, grads, self.state,
+                                 (rho, 1 - rho, self.lr, self.eps)):
+            p, g, (h,) = params[i], grads[i], self.state[i]
             h *= rho
             h += (1 - rho) * g * g
             p -= self.lr * g / (np.sqrt(h) + self.eps)
@@ -347,13 +318,13 @@ class Adam(Optimizer):
         b1, b2, t = self.beta1, self.beta2, self.t
         c1, c2 = 1 - b1 ** t, 1 - b2 ** t
         scalars = (b1, 1 - b1, b2, 1 - b2, self.lr / c1, c2, self.eps)
-        for p, g, (m, v) in zip(params, grads, self.state):
-            if shrink is None:
-                if _compiled_step("adam", p, g, (m, v), scalars):
-                    continue
-            elif _compiled_step("adamw", p, g, (m, v), scalars + (shrink,)):
-                continue                    # the shrink in the same pass
-            else:
+        if shrink is None:
+            left = _compiled_steps("adam", params, grads, self.state, scalars)
+        else:                               # the shrink in the same pass
+            left = _compiled_steps("adamw", params, grads, self.state, scalars + (shrink,))
+        for i in left:
+            p, g, (m, v) = params[i], grads[i], self.state[i]
+            if shrink is not None:
                 p *= shrink
             m *= b1
             m += (1 - b1) * g

@@ -190,6 +190,30 @@ cdef void optimizer_part(void* ctx, long b0, long b1, int part) noexcept nogil:
                            j.op == STEP_ADAMW, <float> c[7], n)
 
 
+cdef int step_kind(str kind, tuple scalars, StepJob* job, str caller) except -1:
+    """job.op and job.c from a kind and its scalars (optimizer_step's)."""
+    cdef int count, i
+    if kind not in _STEP_KINDS:
+        raise ValueError(f"{caller}: kind must be one of {sorted(_STEP_KINDS)}, "
+                         f"got {kind!r}")
+    op, count = _STEP_KINDS[kind]
+    job.op = op
+    if len(scalars) != count:
+        raise ValueError(f"{caller}: {kind} takes {count} scalars, got {len(scalars)}")
+    for i in range(count):
+        job.c[i] = scalars[i]
+    return 0
+
+
+cdef void run_step(StepJob* job) noexcept:
+    """The step over job.n values, split in STEP_BLOCK blocks over the
+    threads, without the GIL."""
+    cdef long blocks = (job.n + STEP_BLOCK - 1) // STEP_BLOCK
+    cdef int t = rowops_threads(job.n, blocks)
+    with nogil:
+        rf_run_rows(optimizer_part, job, blocks, t)
+
+
 def optimizer_step(str kind, floating[::1] p, const floating[::1] g, floating[::1] s1,
                    floating[::1] s2, tuple scalars):
     """One optimizer's step over flat arrays in one pass, over rnnfast's
@@ -203,24 +227,98 @@ def optimizer_step(str kind, floating[::1] p, const floating[::1] g, floating[::
     arrays' type.  All arrays of one length; none that the kind uses may
     overlap another (restrict pointers)."""
     cdef StepJob job
-    cdef long n = p.shape[0], i
-    cdef int count
-    if kind not in _STEP_KINDS:
-        raise ValueError(f"optimizer_step: kind must be one of {sorted(_STEP_KINDS)}, "
-                         f"got {kind!r}")
-    job.op, count = _STEP_KINDS[kind]
-    if len(scalars) != count:
-        raise ValueError(f"optimizer_step: {kind} takes {count} scalars, got {len(scalars)}")
+    cdef long n = p.shape[0]
+    step_kind(kind, scalars, &job, "optimizer_step")
     if g.shape[0] != n or s1.shape[0] != n or s2.shape[0] != n:
         raise ValueError(f"optimizer_step: lengths p {n}, g {g.shape[0]}, s1 {s1.shape[0]}, "
                          f"s2 {s2.shape[0]} differ")
     if n == 0:
         return
-    for i in range(count):
-        job.c[i] = scalars[i]
     job.p, job.g, job.s1, job.s2 = &p[0], &g[0], &s1[0], &s2[0]
     job.n, job.dbl = n, floating is double
-    cdef long blocks = (n + STEP_BLOCK - 1) // STEP_BLOCK
-    cdef int t = rowops_threads(n, blocks)
-    with nogil:
-        rf_run_rows(optimizer_part, &job, blocks, t)
+    run_step(&job)
+
+
+# kind -> how many state arrays its step uses
+_STEP_STATES = {"sgd": 0, "momentum": 1, "nesterov": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
+
+
+cdef bint step_operand(object a, cnp.ndarray p, bint writeable) noexcept:
+    """Whether `a` can go into p's step: an ndarray itself (no subclass, such
+    as np.matrix, whose operators NumPy's lines would call), of p's dtype
+    and shape, writeable if asked."""
+    cdef cnp.ndarray b
+    cdef int k
+    if not cnp.PyArray_CheckExact(a):
+        return False
+    b = <cnp.ndarray> a
+    if cnp.PyArray_TYPE(b) != cnp.PyArray_TYPE(p) or cnp.PyArray_NDIM(b) != cnp.PyArray_NDIM(p):
+        return False
+    for k in range(cnp.PyArray_NDIM(p)):
+        if cnp.PyArray_DIM(b, k) != cnp.PyArray_DIM(p, k):
+            return False
+    return not writeable or cnp.PyArray_ISWRITEABLE(b)
+
+
+def optimizer_steps(str kind, params, grads, state, tuple scalars):
+    """optimizer_step at each position i of params and grads, with the
+    optimizer's state[i] (its tuple of state arrays: () for SGD, (v,) for
+    Momentum, (m, v) for Adam), every array flat in its memory order; one
+    call for a model's arrays, where the checks in Python cost more than a
+    small array's step (docs/performance.md item 149).  Returns the list of
+    the positions it left alone, for the caller's NumPy lines: where an
+    array is not an ndarray itself of p's dtype (float32 or float64) and
+    shape, the arrays are not all C- or all F-contiguous, p or a state
+    array is read-only, or two of them overlap in memory."""
+    cdef StepJob job
+    cdef Py_ssize_t i, j, k, count, nbytes
+    cdef cnp.ndarray p, a
+    cdef bint c_order, f_order, ok
+    cdef char* lo[4]
+    cdef char* hi[4]
+    step_kind(kind, scalars, &job, "optimizer_steps")
+    cdef int states = _STEP_STATES[kind]
+    if not len(params) == len(grads) == len(state):
+        raise ValueError(f"optimizer_steps: lengths params {len(params)}, grads "
+                         f"{len(grads)}, state {len(state)} differ")
+    left = []
+    for i in range(len(params)):
+        entry = state[i]
+        ok = (cnp.PyArray_CheckExact(params[i]) and type(entry) is tuple
+              and len(<tuple> entry) == states)
+        if ok:
+            p = <cnp.ndarray> params[i]
+            ok = ((cnp.PyArray_TYPE(p) == cnp.NPY_FLOAT or cnp.PyArray_TYPE(p) == cnp.NPY_DOUBLE)
+                  and cnp.PyArray_ISWRITEABLE(p) and step_operand(grads[i], p, False))
+        count = 2 + states
+        if ok:
+            operands = (p, grads[i]) + <tuple> entry
+            c_order = f_order = True
+            for j in range(count):
+                a = <cnp.ndarray> operands[j]
+                if j >= 2 and not step_operand(a, p, True):
+                    ok = False
+                    break
+                c_order = c_order and cnp.PyArray_IS_C_CONTIGUOUS(a)
+                f_order = f_order and cnp.PyArray_IS_F_CONTIGUOUS(a)
+                lo[j] = <char*> cnp.PyArray_DATA(a)
+                hi[j] = lo[j] + cnp.PyArray_NBYTES(a)
+            ok = ok and (c_order or f_order)
+        if ok and cnp.PyArray_SIZE(p) > 0:
+            # contiguous: each array is exactly its byte range
+            for j in range(count):
+                for k in range(j):
+                    if lo[j] < hi[k] and lo[k] < hi[j]:
+                        ok = False
+        if not ok:
+            left.append(i)
+            continue
+        job.n = cnp.PyArray_SIZE(p)
+        if job.n == 0:
+            continue
+        job.dbl = cnp.PyArray_TYPE(p) == cnp.NPY_DOUBLE
+        job.p, job.g = <void*> lo[0], <const void*> lo[1]
+        job.s1 = <void*> (lo[2] if states >= 1 else lo[0])
+        job.s2 = <void*> (lo[3] if states >= 2 else lo[0])
+        run_step(&job)
+    return left

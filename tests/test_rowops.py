@@ -75,12 +75,31 @@ def test_scatter_add_rows_checks_every_id_before_changing_w():
         _rnn.scatter_add_rows(np.array([0, 1, 2], np.intp), rows, np.zeros((4, 2), np.float32))
 
 
+def _numpy_lines_only(kind, params, *args):
+    """optim._compiled_steps leaving every position to the NumPy lines."""
+    return range(len(params))
+
+
+def _compiled_positions(monkeypatch):
+    """Record, at each call of _rnn.optimizer_steps, the sizes of the
+    params it took (not left to the NumPy lines)."""
+    taken = []
+    real = _rnn.optimizer_steps
+
+    def recording(kind, params, *args):
+        left = real(kind, params, *args)
+        taken.extend(params[i].size for i in range(len(params)) if i not in left)
+        return left
+    monkeypatch.setattr(_rnn, "optimizer_steps", recording)
+    return taken
+
+
 def _sgd_steps(params, grads, compiled, monkeypatch):
     """Two SGD steps on copies of params; NumPy's path only unless compiled."""
     params = [p.copy(order="K") for p in params]
     with monkeypatch.context() as m:
         if not compiled:
-            m.setattr(optim, "_compiled_step", lambda *a: False)
+            m.setattr(optim, "_compiled_steps", _numpy_lines_only)
         opt = optim.SGD(lr=0.3)
         for _ in range(2):
             opt.update(params, grads)
@@ -90,8 +109,8 @@ def _sgd_steps(params, grads, compiled, monkeypatch):
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sgd_compiled_and_numpy_steps_are_the_same_bits(dtype, threads, monkeypatch):
-    """C- and F-ordered params (a tied W = E.T is F-ordered), one below the
-    compiled minimum, grads in another order or dtype (NumPy's path)."""
+    """C- and F-ordered params (a tied W = E.T is F-ordered), a small one,
+    grads in another order or dtype (NumPy's path)."""
     rng = np.random.default_rng(1)
     E = rng.standard_normal((3000, 40)).astype(dtype)
     params = [E, np.asfortranarray(E[:, :30]), rng.standard_normal(10).astype(dtype),
@@ -110,25 +129,31 @@ def test_sgd_compiled_and_numpy_steps_are_the_same_bits(dtype, threads, monkeypa
 
 
 def test_sgd_takes_the_compiled_path_only_where_it_can(monkeypatch):
-    calls = []
-    real = _rnn.optimizer_step
-    monkeypatch.setattr(_rnn, "optimizer_step",
-                        lambda kind, p, *a: calls.append(p.size) or real(kind, p, *a))
+    taken = _compiled_positions(monkeypatch)
     big = np.ones((100, 100), np.float32)
     cases = [(big.copy(), np.ones((100, 100), np.float32), True),
              (big.copy(), np.asfortranarray(np.ones((100, 100), np.float32)), False),
              (big.copy(), np.ones((100, 100), np.float64), False),
-             (np.ones(100, np.float32), np.ones(100, np.float32), False)]
+             (np.ones(100, np.float32), np.ones(100, np.float32), True),
+             (np.ones((), np.float32), np.ones((), np.float32), True)]
     for p, g, compiled in cases:
-        calls.clear()
+        taken.clear()
         optim.SGD(lr=0.5).update([p], [g])
-        assert bool(calls) == compiled
+        assert bool(taken) == compiled
         np.testing.assert_array_equal(p, 0.5)
+    for p, g in [(np.ones(10_000, np.float32), None),           # g is p
+                 (np.ones(10_000, np.float32), "view")]:        # g a view of p's memory
+        g = p if g is None else p.view()
+        taken.clear()
+        optim.SGD(lr=0.25).update([p], [g])      # NumPy's path: p -= 0.25 * p
+        assert not taken
+        np.testing.assert_array_equal(p, 0.75)
     p = np.ones(10_000, np.float32)
-    calls.clear()
-    optim.SGD(lr=0.25).update([p], [p])        # g is p: NumPy's path
-    assert not calls
-    np.testing.assert_array_equal(p, 0.75)
+    p_ro = np.ones(10, np.float32)
+    p_ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"params\[1\]: the array is read-only"):
+        optim.SGD(lr=0.25).update([p, p_ro], [p.copy(), p_ro.copy()])
+    np.testing.assert_array_equal(p, 1.0)        # refused: nothing changed
 
 
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")     # np.matrix
@@ -167,7 +192,7 @@ def _steps(cls, kwargs, params, grad_sets, compiled, monkeypatch):
     params = [p.copy(order="K") for p in params]
     with monkeypatch.context() as m:
         if not compiled:
-            m.setattr(optim, "_compiled_step", lambda *a: False)
+            m.setattr(optim, "_compiled_steps", _numpy_lines_only)
         opt = cls(**kwargs)
         for grads in grad_sets:
             opt.update(params, grads)
@@ -182,9 +207,9 @@ def test_optimizer_compiled_and_numpy_steps_are_the_same_bits(cls, kwargs, dtype
     """Momentum, Nesterov, AdaGrad, RMSprop, Adam (with coupled and
     decoupled weight decay):
     three steps on C- and F-ordered params, one of more than 2^17 values a
-    thread (split over the threads), one below the compiled minimum; the
-    params and the state agree bit for bit with the NumPy lines' (NaN signs
-    aside: none are made here)."""
+    thread (split over the threads), a small one; the params and the state
+    agree bit for bit with the NumPy lines' (NaN signs aside: none are made
+    here)."""
     rng = np.random.default_rng(6)
     params = [rng.standard_normal((600, 500)).astype(dtype),
               np.asfortranarray(rng.standard_normal((300, 70)).astype(dtype)),
@@ -193,14 +218,11 @@ def test_optimizer_compiled_and_numpy_steps_are_the_same_bits(cls, kwargs, dtype
                   if p.flags.c_contiguous else
                   np.asfortranarray(rng.standard_normal(p.shape).astype(dtype))
                   for p in params] for _ in range(3)]
-    calls = []
-    real = optim._compiled_step
-    monkeypatch.setattr(optim, "_compiled_step",
-                        lambda *a: calls.append(a[1].size) or real(*a))
+    taken = _compiled_positions(monkeypatch)
     with threadpool_limits(threads):
         fast, fast_state = _steps(cls, kwargs, params, grad_sets, True, monkeypatch)
         slow, slow_state = _steps(cls, kwargs, params, grad_sets, False, monkeypatch)
-    assert sorted(set(calls)) == [50, 21000, 300000]      # every param asked
+    assert sorted(taken) == [50] * 3 + [21000] * 3 + [300000] * 3   # all compiled
     for i, (a, b) in enumerate(zip(fast + fast_state, slow + slow_state)):
         np.testing.assert_array_equal(a, b, err_msg=f"array {i}")
     for i, (a, p) in enumerate(zip(fast, params)):
@@ -208,26 +230,64 @@ def test_optimizer_compiled_and_numpy_steps_are_the_same_bits(cls, kwargs, dtype
 
 
 def test_optimizer_steps_fall_back_where_the_loop_cannot_go(monkeypatch):
-    """A grad of another memory order or dtype, a small param, a NumPy
-    float64 hyperparameter: NumPy's lines (the compiled loop not run)."""
-    ran = []
-    real = _rnn.optimizer_step
-    monkeypatch.setattr(_rnn, "optimizer_step", lambda *a: ran.append(a[0]) or real(*a))
+    """A grad of another memory order or dtype, a NumPy float64
+    hyperparameter, NumPy's errors set to raise: NumPy's lines (the
+    compiled loop not run); a small param takes the loop."""
+    taken = _compiled_positions(monkeypatch)
     big = np.ones((100, 100), np.float32)
     for g in (np.ones((100, 100), np.float32), np.asfortranarray(np.ones((100, 100), np.float32)),
               np.ones((100, 100), np.float64)):
-        ran.clear()
+        taken.clear()
         optim.Adam(lr=0.01).update([big.copy()], [g])
-        assert bool(ran) == (g.dtype == np.float32 and g.flags.c_contiguous)
-    ran.clear()
+        assert bool(taken) == (g.dtype == np.float32 and g.flags.c_contiguous)
+    taken.clear()
     optim.RMSprop(lr=0.01).update([np.ones(100, np.float32)], [np.ones(100, np.float32)])
-    assert not ran
+    assert taken == [100]
+    taken.clear()
     opt = optim.Momentum(lr=0.1)
     opt.momentum = np.float64(0.9)
     opt.update([big.copy()], [np.ones((100, 100), np.float32)])
-    assert not ran
+    assert not taken
+    with np.errstate(over="raise"):
+        optim.SGD(lr=0.1).update([big.copy()], [np.ones((100, 100), np.float32)])
+    assert not taken
 
 
+def test_optimizer_steps_leave_a_state_of_another_layout_to_numpy(monkeypatch):
+    """A state array (set by hand, or loaded) read-only, F-ordered against
+    a C-ordered param, or sharing the param's memory: that param takes the
+    NumPy lines (which raise for the read-only one, as before), the others
+    the loop."""
+    taken = _compiled_positions(monkeypatch)
+    rng = np.random.default_rng(9)
+    params = [rng.standard_normal((20, 30)).astype(np.float32) for _ in range(3)]
+    grads = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
+    opt = optim.Momentum(lr=0.1)
+    opt.update(params, grads)                   # builds the state
+    taken.clear()
+    opt.state[1] = (np.asfortranarray(opt.state[1][0]),)
+    want = [p.copy() for p in params]
+    ref = optim.Momentum(lr=0.1)
+    ref.state = [(v.copy(),) for (v,) in opt.state]
+    ref.t = opt.t
+    with monkeypatch.context() as m:
+        m.setattr(optim, "_compiled_steps", _numpy_lines_only)
+        ref.update(want, grads)
+    opt.update(params, grads)
+    assert sorted(taken) == [600, 600]
+    for a, b in zip(params, want):
+        np.testing.assert_array_equal(a, b)
+    v = opt.state[2][0]
+    v.flags.writeable = False
+    taken.clear()
+    with pytest.raises(ValueError, match="read-only"):
+        opt.update(params, grads)
+    assert taken == [600]      # param 0 by the loop, 1 by NumPy's lines, then 2 raises
+    opt.state[1] = (np.ascontiguousarray(opt.state[1][0]),)
+    opt.state[2] = (params[2],)                 # the state is the param itself
+    taken.clear()
+    opt.update(params, grads)
+    assert sorted(taken) == [600, 600]
 def test_optimizer_steps_raise_under_errstate_and_refuse_misshapen_state():
     """np.errstate(over="raise") makes the NumPy lines run, which raise on
     an overflowing gradient; a state array of another shape than its
