@@ -4,7 +4,8 @@ features, H = 32 units, 2 classes, Adam, alpha = 1e-4, clip_norm = 5),
 1 thread, median us of
 
   - the model's forward (network, head, loss) and backward,
-  - the L2 term (alpha) added to the grads and to the loss,
+  - the L2 term (alpha) added to the grads and to the loss, as the
+    estimator runs it and as NumPy's lines (the code before item 149),
   - clip_grads over the model's grads,
   - Adam's update,
   - a batch of RNNClassifier's own training loop (_fit_stochastic), as the
@@ -27,7 +28,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from rnnfast.models import SequenceClassifier
-from rnnfast.optim import Adam, clip_grads
+from rnnfast.optim import Adam, _add_scaled, _sum_squares, clip_grads
 from rnnfast.sklearn import RNNClassifier
 
 N, T, D = 32, 30, 8
@@ -83,12 +84,17 @@ def main(cell="lstm", H=32):
         model.forward(X, y)
         model.backward()
 
-    def l2():
+    def l2_numpy():
+        # the estimator's lines before item 149
         decay = ALPHA / N
         for p, g in zip(model.params, model.grads):
             g += p.dtype.type(decay) * p
         return 0.5 * ALPHA * sum(float(np.square(p, dtype=np.float64).sum())
                                  for p in model.params)
+
+    def l2():
+        _add_scaled(model.grads, model.params, ALPHA / N)
+        return 0.5 * ALPHA * _sum_squares(model.params)
 
     def clip():
         clip_grads(model.grads, CLIP)
@@ -99,7 +105,7 @@ def main(cell="lstm", H=32):
     X256 = rng.standard_normal((8 * N, T, D)).astype(np.float32)
     epoch, batches = estimator_batch(cell, H, X256, rng.integers(0, 2, 8 * N))
     rows = [("forward", forward, 1), ("forward + backward", forward_backward, 1),
-            ("L2 term (alpha)", l2, 1), ("clip_grads", clip, 1), ("Adam update", adam, 1),
+            ("L2 term, NumPy", l2_numpy, 1), ("L2 term (alpha)", l2, 1), ("clip_grads", clip, 1), ("Adam update", adam, 1),
             ("estimator batch", epoch, batches)]
     try:
         import torch

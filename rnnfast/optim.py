@@ -60,20 +60,8 @@ def _distinct(params):
     """None when every array of `params` is distinct; otherwise (firsts,
     repeats): the position of each distinct array's first listing and the
     positions of its later listings (the same object, or a view of exactly
-    the same memory)."""
-    where, firsts, repeats = {}, [], []
-    for i, p in enumerate(params):
-        if p.size:
-            key = (p.__array_interface__["data"][0], p.shape, p.strides, p.dtype.str)
-        else:                           # empty arrays may share a pointer
-            key = id(p)
-        k = where.setdefault(key, len(firsts))
-        if k == len(firsts):
-            firsts.append(i)
-            repeats.append([])
-        else:
-            repeats[k].append(i)
-    return None if len(firsts) == len(params) else (firsts, repeats)
+    the same memory); compiled (_rnn.distinct_positions)."""
+    return _rnn.distinct_positions(params)
 
 
 class Optimizer:
@@ -360,21 +348,30 @@ def _distinct_arrays(arrays, name="grads"):
     return arrays if layout is None else [arrays[i] for i in layout[0]]
 
 
+def _sum_squares(arrays):
+    """The sum of the squares of all values of float `arrays`, in double
+    (no float32 square overflows where the sum is finite: |g| ~ 1e19, the
+    very gradients clipping is for), in one compiled pass each
+    (_rnn.sum_squares), by NumPy for the layouts that does not take."""
+    total, left = _rnn.sum_squares(arrays)
+    for i in left:
+        total += float(np.square(arrays[i], dtype=np.float64).sum())
+    return total
+
+
+def _add_scaled(ys, xs, a):
+    """y += a * x for each pair of float arrays of one shape and dtype (an
+    L2 penalty's gradient: grads += alpha * params), `a` rounded to y's
+    type; in one compiled pass each where the layouts allow, NumPy's line
+    otherwise (the same bits)."""
+    for i in _compiled_steps("axpy", ys, xs, [()] * len(ys), (float(a),)):
+        y = ys[i]
+        y += y.dtype.type(a) * xs[i]
+
+
 def _norm_of_distinct(arrays):
-    """The L2 norm of distinct float arrays, by BLAS dots (no temporary
-    arrays for contiguous ones)."""
-    total = 0.0
-    for g in arrays:
-        v = g.reshape(-1)
-        with np.errstate(over="ignore"):
-            sq = float(np.dot(v, v))
-        if not math.isfinite(sq) and v.dtype.itemsize < 8:
-            # float32 squares can overflow where the norm is finite (|g| ~
-            # 1e19, the very gradients clipping is for): again in float64
-            v = v.astype(np.float64)
-            sq = float(np.dot(v, v))
-        total += sq
-    return math.sqrt(total)
+    """The L2 norm of distinct float arrays (_sum_squares)."""
+    return math.sqrt(_sum_squares(arrays))
 
 
 def global_norm(grads):

@@ -48,7 +48,7 @@ from sklearn.utils.validation import (_check_sample_weight, check_array,
 
 from ._validation import NonFiniteError, float_dtype
 from .models import SequenceClassifier, SequenceRegressor
-from .optim import SGD, Adam, Momentum, Nesterov, clip_grads
+from .optim import SGD, Adam, Momentum, Nesterov, _add_scaled, _sum_squares, clip_grads
 
 __all__ = ["RNNClassifier", "RNNRegressor", "TextTokenizer"]
 
@@ -489,12 +489,8 @@ class _BaseRNN(BaseEstimator):
                 model.backward()
                 if self.alpha:
                     # MLP's L2: 0.5 * alpha * ||w||^2 / batch size added to the loss
-                    decay = self.alpha / size
-                    for p, g in zip(model.params, model.grads):
-                        g += p.dtype.type(decay) * p
-                    total += 0.5 * self.alpha * sum(
-                        float(np.square(p, dtype=np.float64).sum())
-                        for p in model.params) * nb / size
+                    _add_scaled(model.grads, model.params, self.alpha / size)
+                    total += 0.5 * self.alpha * _sum_squares(model.params) * nb / size
                 if self.clip_norm is not None:
                     clip_grads(model.grads, self.clip_norm)
                 opt.update(model.params, model.grads)

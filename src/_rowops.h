@@ -67,6 +67,16 @@ RF_PASS void rf_sgd_step_##S(T* restrict p, const T* restrict g, T lr, long n)  
         p[i] = p[i] - step;                                                     \
     }                                                                           \
 }                                                                               \
+/* p += a * g (an L2 penalty's gradient, g += alpha * w, with the grad as p)    \
+ */                                                                             \
+RF_PASS void rf_axpy_step_##S(T* restrict p, const T* restrict g, T a, long n)  \
+{                                                                               \
+    RF_NO_CONTRACT                                                              \
+    for (long i = 0; i < n; i++) {                                              \
+        T term = a * g[i];                                                      \
+        p[i] = p[i] + term;                                                     \
+    }                                                                           \
+}                                                                               \
 /* v *= mom; v -= lr * g; then p += v (Momentum) or, nesterov,                  \
  * p += mom * v - lr * g */                                                     \
 RF_PASS void rf_momentum_step_##S(T* restrict p, const T* restrict g,           \
@@ -137,5 +147,36 @@ RF_DEFINE_OPTIMIZER_STEPS(double, d, __builtin_sqrt)
 #pragma GCC pop_options
 #endif
 #undef RF_NO_CONTRACT
+
+/* The sum of x[i]^2 in double (no float32 square overflows), for a norm:
+ * not NumPy's bits (no line here gives them), so contraction may fuse the
+ * square into the sum.  32 partial sums: four vectors of AVX-512 doubles,
+ * enough to hide the additions' latency; the values stream from memory
+ * at the rate BLAS's float dot reads them. */
+#define RF_DEFINE_SUM_SQUARES(T, S)                                             \
+RF_PASS double rf_sum_squares_##S(const T* restrict x, long n)                   \
+{                                                                               \
+    double s[32];                                                               \
+    for (int k = 0; k < 32; k++)                                                \
+        s[k] = 0;                                                               \
+    long i = 0;                                                                 \
+    for (; i + 32 <= n; i += 32)                                                \
+        for (int k = 0; k < 32; k++) {                                          \
+            double v = (double) x[i + k];                                       \
+            s[k] += v * v;                                                      \
+        }                                                                       \
+    double total = 0;                                                           \
+    for (; i < n; i++) {                                                        \
+        double v = (double) x[i];                                               \
+        total += v * v;                                                         \
+    }                                                                           \
+    for (int k = 0; k < 32; k++)                                                \
+        total += s[k];                                                          \
+    return total;                                                               \
+}
+
+RF_DEFINE_SUM_SQUARES(float, f)
+RF_DEFINE_SUM_SQUARES(double, d)
+#undef RF_DEFINE_SUM_SQUARES
 
 #endif

@@ -19,6 +19,10 @@ cdef extern from "_rowops.h" nogil:
     void rf_add_row_d(double* y, const double* x, long n)
     void rf_sgd_step_f(float* p, const float* g, float lr, long n)
     void rf_sgd_step_d(double* p, const double* g, double lr, long n)
+    void rf_axpy_step_f(float* p, const float* g, float a, long n)
+    void rf_axpy_step_d(double* p, const double* g, double a, long n)
+    double rf_sum_squares_f(const float* x, long n)
+    double rf_sum_squares_d(const double* x, long n)
     void rf_momentum_step_f(float* p, const float* g, float* v, float mom, float lr,
                             int nesterov, long n)
     void rf_momentum_step_d(double* p, const double* g, double* v, double mom, double lr,
@@ -135,11 +139,12 @@ cdef enum:
     STEP_RMSPROP = 3
     STEP_ADAM = 4
     STEP_ADAMW = 5
+    STEP_AXPY = 6
 
 # kind -> (op, number of scalars)
 _STEP_KINDS = {"sgd": (STEP_SGD, 1), "momentum": (STEP_MOMENTUM, 2),
                "nesterov": (STEP_NESTEROV, 2), "rmsprop": (STEP_RMSPROP, 4),
-               "adam": (STEP_ADAM, 7), "adamw": (STEP_ADAMW, 8)}
+               "adam": (STEP_ADAM, 7), "adamw": (STEP_ADAMW, 8), "axpy": (STEP_AXPY, 1)}
 
 
 cdef struct StepJob:
@@ -162,6 +167,8 @@ cdef void optimizer_part(void* ctx, long b0, long b1, int part) noexcept nogil:
     if j.dbl:
         if j.op == STEP_SGD:
             rf_sgd_step_d(<double*> j.p + i0, <const double*> j.g + i0, c[0], n)
+        elif j.op == STEP_AXPY:
+            rf_axpy_step_d(<double*> j.p + i0, <const double*> j.g + i0, c[0], n)
         elif j.op == STEP_MOMENTUM or j.op == STEP_NESTEROV:
             rf_momentum_step_d(<double*> j.p + i0, <const double*> j.g + i0,
                                <double*> j.s1 + i0, c[0], c[1], j.op == STEP_NESTEROV, n)
@@ -175,6 +182,8 @@ cdef void optimizer_part(void* ctx, long b0, long b1, int part) noexcept nogil:
     else:
         if j.op == STEP_SGD:
             rf_sgd_step_f(<float*> j.p + i0, <const float*> j.g + i0, <float> c[0], n)
+        elif j.op == STEP_AXPY:
+            rf_axpy_step_f(<float*> j.p + i0, <const float*> j.g + i0, <float> c[0], n)
         elif j.op == STEP_MOMENTUM or j.op == STEP_NESTEROV:
             rf_momentum_step_f(<float*> j.p + i0, <const float*> j.g + i0,
                                <float*> j.s1 + i0, <float> c[0], <float> c[1],
@@ -218,7 +227,7 @@ def optimizer_step(str kind, floating[::1] p, const floating[::1] g, floating[::
                    floating[::1] s2, tuple scalars):
     """One optimizer's step over flat arrays in one pass, over rnnfast's
     threads (rnnfast.optim; src/_rowops.h gives each step's NumPy lines):
-    kind "sgd" (scalars (lr,)), "momentum" or "nesterov" (s1 = v;
+    kind "sgd" (scalars (lr,)), "axpy" (p += a * g; (a,)), "momentum" or "nesterov" (s1 = v;
     (momentum, lr)), "rmsprop" (s1 = h; (rho, 1 - rho, lr, eps); AdaGrad
     is rho = 1, 1 - rho = 1), "adam" (s1 = m, s2 = v; (b1, 1 - b1, b2,
     1 - b2, lr / (1 - b1^t), 1 - b2^t, eps)) or "adamw" (Adam's, and
@@ -240,7 +249,7 @@ def optimizer_step(str kind, floating[::1] p, const floating[::1] g, floating[::
 
 
 # kind -> how many state arrays its step uses
-_STEP_STATES = {"sgd": 0, "momentum": 1, "nesterov": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
+_STEP_STATES = {"sgd": 0, "axpy": 0, "momentum": 1, "nesterov": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
 
 
 cdef bint step_operand(object a, cnp.ndarray p, bint writeable) noexcept:
@@ -252,6 +261,8 @@ cdef bint step_operand(object a, cnp.ndarray p, bint writeable) noexcept:
     if not cnp.PyArray_CheckExact(a):
         return False
     b = <cnp.ndarray> a
+    if not (cnp.PyArray_ISNOTSWAPPED(b) and cnp.PyArray_ISALIGNED(b)):
+        return False
     if cnp.PyArray_TYPE(b) != cnp.PyArray_TYPE(p) or cnp.PyArray_NDIM(b) != cnp.PyArray_NDIM(p):
         return False
     for k in range(cnp.PyArray_NDIM(p)):
@@ -267,8 +278,8 @@ def optimizer_steps(str kind, params, grads, state, tuple scalars):
     call for a model's arrays, where the checks in Python cost more than a
     small array's step (docs/performance.md item 149).  Returns the list of
     the positions it left alone, for the caller's NumPy lines: where an
-    array is not an ndarray itself of p's dtype (float32 or float64) and
-    shape, the arrays are not all C- or all F-contiguous, p or a state
+    array is not an ndarray itself of p's dtype (float32 or float64, in
+    the machine's byte order, aligned) and shape, the arrays are not all C- or all F-contiguous, p or a state
     array is read-only, or two of them overlap in memory."""
     cdef StepJob job
     cdef Py_ssize_t i, j, k, count, nbytes
@@ -289,6 +300,7 @@ def optimizer_steps(str kind, params, grads, state, tuple scalars):
         if ok:
             p = <cnp.ndarray> params[i]
             ok = ((cnp.PyArray_TYPE(p) == cnp.NPY_FLOAT or cnp.PyArray_TYPE(p) == cnp.NPY_DOUBLE)
+                  and cnp.PyArray_ISNOTSWAPPED(p) and cnp.PyArray_ISALIGNED(p)
                   and cnp.PyArray_ISWRITEABLE(p) and step_operand(grads[i], p, False))
         count = 2 + states
         if ok:
@@ -322,3 +334,82 @@ def optimizer_steps(str kind, params, grads, state, tuple scalars):
         job.s2 = <void*> (lo[3] if states >= 2 else lo[0])
         run_step(&job)
     return left
+
+
+def sum_squares(arrays):
+    """The sum of the squares of every value of `arrays`, in double (a
+    float32 square cannot overflow), one pass each, and the positions it
+    left to the caller: arrays that are not float32 or float64 ndarrays in
+    the machine's byte order, aligned and C- or F-contiguous (any order
+    gives the same sum).  -> (sum, [positions left])."""
+    cdef Py_ssize_t i
+    cdef cnp.ndarray a
+    cdef double total = 0
+    cdef long n
+    cdef int typenum
+    left = []
+    for i in range(len(arrays)):
+        obj = arrays[i]
+        ok = cnp.PyArray_Check(obj)
+        if ok:
+            a = <cnp.ndarray> obj
+            typenum = cnp.PyArray_TYPE(a)
+            ok = ((typenum == cnp.NPY_FLOAT or typenum == cnp.NPY_DOUBLE)
+                  and cnp.PyArray_ISNOTSWAPPED(a) and cnp.PyArray_ISALIGNED(a)
+                  and (cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_IS_F_CONTIGUOUS(a)))
+        if not ok:
+            left.append(i)
+            continue
+        n = cnp.PyArray_SIZE(a)
+        if typenum == cnp.NPY_FLOAT:
+            with nogil:
+                total += rf_sum_squares_f(<const float*> cnp.PyArray_DATA(a), n)
+        else:
+            with nogil:
+                total += rf_sum_squares_d(<const double*> cnp.PyArray_DATA(a), n)
+    return total, left
+
+
+cdef bint same_view(cnp.ndarray a, cnp.ndarray b) noexcept:
+    """a and b view exactly the same memory the same way: data pointer,
+    shape, strides and dtype (type, size, byte order; both non-empty)."""
+    cdef int k
+    if (cnp.PyArray_DATA(a) != cnp.PyArray_DATA(b) or cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(b)
+            or cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(b)
+            or cnp.PyArray_ITEMSIZE(a) != cnp.PyArray_ITEMSIZE(b)
+            or cnp.PyArray_ISNOTSWAPPED(a) != cnp.PyArray_ISNOTSWAPPED(b)):
+        return False
+    for k in range(cnp.PyArray_NDIM(a)):
+        if (cnp.PyArray_DIM(a, k) != cnp.PyArray_DIM(b, k)
+                or cnp.PyArray_STRIDE(a, k) != cnp.PyArray_STRIDE(b, k)):
+            return False
+    return True
+
+
+def distinct_positions(arrays):
+    """None when every array of `arrays` (ndarrays) is distinct; otherwise
+    (firsts, repeats): the position of each distinct array's first listing
+    and, for each, the positions of its later listings (the same object,
+    or a view of exactly the same memory: pointer, shape, strides, dtype).
+    Empty arrays are always distinct (they may share a pointer)."""
+    cdef Py_ssize_t i, k, n = len(arrays)
+    cdef list firsts = [], repeats = []
+    for i in range(n):
+        if not cnp.PyArray_Check(arrays[i]):
+            raise TypeError(f"distinct_positions: arrays[{i}] is not a numpy array")
+    for i in range(n):
+        a = <cnp.ndarray> arrays[i]
+        if cnp.PyArray_SIZE(a) > 0:
+            for k in range(len(firsts)):
+                b = <cnp.ndarray> arrays[<Py_ssize_t> firsts[k]]
+                if cnp.PyArray_SIZE(b) > 0 and same_view(a, b):
+                    (<list> repeats[k]).append(i)
+                    break
+            else:
+                firsts.append(i)
+                repeats.append([])
+                continue
+            continue
+        firsts.append(i)
+        repeats.append([])
+    return None if len(firsts) == n else (firsts, repeats)

@@ -306,9 +306,16 @@ def test_optimizer_steps_raise_under_errstate_and_refuse_misshapen_state():
 
 def test_optimizer_step_refuses_bad_arguments_naming_them():
     a = np.zeros(5, np.float32)
-    with pytest.raises(ValueError, match=r"kind must be one of \['adam', 'adamw', 'momentum', "
-                                         r"'nesterov', 'rmsprop', 'sgd'\], got 'adagrad'"):
+    with pytest.raises(ValueError, match=r"kind must be one of \['adam', 'adamw', 'axpy', "
+                                         r"'momentum', 'nesterov', 'rmsprop', 'sgd'\], got "
+                                         r"'adagrad'"):
         _rnn.optimizer_step("adagrad", a, a.copy(), a.copy(), a.copy(), (1.0, 1.0))
+    with pytest.raises(ValueError, match=r"optimizer_steps: kind must be one of .* got 'x'"):
+        _rnn.optimizer_steps("x", [a], [a.copy()], [()], (1.0,))
+    with pytest.raises(ValueError, match="optimizer_steps: sgd takes 1 scalars, got 2"):
+        _rnn.optimizer_steps("sgd", [a], [a.copy()], [()], (1.0, 2.0))
+    with pytest.raises(ValueError, match="lengths params 1, grads 2, state 1 differ"):
+        _rnn.optimizer_steps("sgd", [a], [a.copy(), a.copy()], [()], (1.0,))
     with pytest.raises(ValueError, match="adam takes 7 scalars, got 2"):
         _rnn.optimizer_step("adam", a, a.copy(), a.copy(), a.copy(), (1.0, 1.0))
     with pytest.raises(ValueError, match="adamw takes 8 scalars, got 7"):
@@ -363,3 +370,83 @@ def test_softmax_loss_gradient_rows_are_numpys(threads, monkeypatch):
         numpy_rows = loss.backward(0.5)
     np.testing.assert_array_equal(compiled, numpy_rows)
     assert not compiled[0, :5].any() and compiled[0, 5:].any()
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", LENGTHS)
+def test_axpy_step_gives_numpys_bits(n, dtype, threads):
+    """The L2 penalty's gradient g += a * w (rnnfast.sklearn's alpha)."""
+    rng = np.random.default_rng(n + 1)
+    g, w = (rng.standard_normal(n).astype(dtype) for _ in range(2))
+    want = g.copy()
+    want += dtype(3.7e-5) * w
+    with threadpool_limits(threads):
+        assert _rnn.optimizer_steps("axpy", [g], [w], [()], (3.7e-5,)) == []
+    np.testing.assert_array_equal(g, want)
+
+
+def test_add_scaled_takes_numpys_line_for_other_layouts():
+    rng = np.random.default_rng(4)
+    w = [rng.standard_normal((30, 20)).astype(np.float32),
+         rng.standard_normal(7).astype(">f4"),                  # byte-swapped
+         np.asfortranarray(rng.standard_normal((5, 6)))]
+    g = [rng.standard_normal((30, 20)).astype(np.float32),
+         rng.standard_normal(7).astype(">f4"),
+         rng.standard_normal((5, 6))]                          # C against F
+    want = [a.copy() for a in g]
+    for a, b in zip(want, w):
+        a += a.dtype.type(0.25) * b
+    optim._add_scaled(g, w, 0.25)
+    for a, b in zip(g, want):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sum_squares_in_double_for_every_layout():
+    """Contiguous float32/float64 in the loop, the rest (strided, swapped,
+    unaligned, integer) left to NumPy; float32 values whose squares
+    overflow float32 still sum to a finite norm."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(100_003).astype(np.float32)
+    raw = np.zeros(4 * 50 + 1, np.uint8)[1:].view(np.float32)    # unaligned
+    raw[:] = 1.5
+    arrays = [x, x.astype(np.float64), np.asfortranarray(rng.standard_normal((9, 7))),
+              x[::3], x[:11].astype(">f4"), raw, np.arange(5), np.float32([3e19, 4e19])]
+    total, left = _rnn.sum_squares(arrays)
+    assert left == [3, 4, 5, 6]
+    want = sum(float(np.square(a, dtype=np.float64).sum()) for a in arrays)
+    assert optim._sum_squares(arrays) == pytest.approx(want, rel=1e-12)
+    assert optim.global_norm([np.float32([3e19, 4e19])]) == pytest.approx(5e19, rel=1e-7)
+
+
+def test_distinct_positions_finds_listings_of_the_same_memory():
+    a = np.ones((3, 4), np.float32)
+    e = np.ones(0, np.float32)
+    arrays = [a, a[:, :], a.T, e, e, a.view(), a[:1], a.view(np.int32), a.astype(">f4")]
+    assert _rnn.distinct_positions(arrays) == ([0, 2, 3, 4, 6, 7, 8],
+                                               [[1, 5], [], [], [], [], [], []])
+    assert _rnn.distinct_positions([a, a.T, e, e]) is None
+    with pytest.raises(TypeError, match=r"arrays\[1\] is not a numpy array"):
+        _rnn.distinct_positions([a, [1.0]])
+
+
+def test_optimizer_steps_refuse_byte_swapped_and_unaligned_arrays(monkeypatch):
+    """Adam on a big-endian param and on an unaligned one: NumPy's lines
+    (a loop over the raw bytes would compute garbage), the same values."""
+    taken = _compiled_positions(monkeypatch)
+    rng = np.random.default_rng(3)
+    swapped = rng.standard_normal(40).astype(">f4")
+    unaligned = np.zeros(4 * 40 + 1, np.uint8)[1:].view(np.float32)
+    unaligned[:] = rng.standard_normal(40)
+    for p in (swapped, unaligned):
+        g = rng.standard_normal(40).astype(p.dtype)
+        want = p.astype(np.float32)
+        ref = optim.Adam(lr=0.1)
+        with monkeypatch.context() as m:
+            m.setattr(optim, "_compiled_steps", _numpy_lines_only)
+            ref.update([want], [g.astype(np.float32)])
+        taken.clear()
+        optim.Adam(lr=0.1).update([p], [g])
+        assert not taken
+        np.testing.assert_array_equal(p.astype(np.float32), want)
