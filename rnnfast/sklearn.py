@@ -39,7 +39,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import (_check_sample_weight, check_array,
                                       check_consistent_length,
@@ -58,6 +58,14 @@ PREDICT_CHUNK = 512        # rows per forward at prediction time (bounded memory
 NON_FINITE = ("Solver produced non-finite parameter weights (or activations). The input "
               "data may contain large values and need to be preprocessed (or lower "
               "learning_rate_init, or set clip_norm).")
+
+
+def _batches(n, size):
+    """Slices of `size` rows over n rows, the last one shorter: scikit-learn's
+    gen_batches(n, size), without its argument validation, which took ~110
+    us a call (an epoch's worth of a small model's batch; docs/performance.md
+    item 149)."""
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 # ====================================================================== inputs
@@ -339,7 +347,7 @@ class _BaseRNN(BaseEstimator):
     def _scores(self, batch):
         """The model's raw outputs for every sample, in fixed-size chunks."""
         out = []
-        for rows in gen_batches(len(batch), PREDICT_CHUNK):
+        for rows in _batches(len(batch), PREDICT_CHUNK):
             data, lengths = batch.take(rows)
             out.append(self.model_.predict_scores(data, lengths))
         return np.concatenate(out, axis=0)
@@ -475,7 +483,7 @@ class _BaseRNN(BaseEstimator):
         for _ in range(self.max_iter):
             order = rng.permutation(train_idx) if self.shuffle else train_idx
             total = 0.0
-            for sl in gen_batches(n_train, batch_size):
+            for sl in _batches(n_train, batch_size):
                 rows = order[sl]
                 data, lengths = batch.take(rows)
                 nb = rows.shape[0]
