@@ -450,3 +450,30 @@ def test_optimizer_steps_refuse_byte_swapped_and_unaligned_arrays(monkeypatch):
         optim.Adam(lr=0.1).update([p], [g])
         assert not taken
         np.testing.assert_array_equal(p.astype(np.float32), want)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_an_estimators_fit_is_the_same_bits_with_numpy_lines(solver, monkeypatch):
+    """RNNClassifier with the L2 term and clipping on: the compiled steps
+    (optimizer and the alpha term) against NumPy's lines for everything,
+    the same weights and loss curve bit for bit."""
+    from rnnfast.sklearn import RNNClassifier
+    rng = np.random.default_rng(11)
+    X = rng.standard_normal((96, 12, 3)).astype(np.float32)
+    y = (X[:, :, 0].sum(axis=1) > 0).astype(int)
+
+    def fit():
+        est = RNNClassifier(cell="gru", hidden_size=8, max_iter=3, alpha=1e-2, clip_norm=0.5,
+                            solver=solver, random_state=0)
+        with pytest.warns(Warning):                 # ConvergenceWarning: 3 epochs
+            est.fit(X, y)
+        return est
+    taken = _compiled_positions(monkeypatch)
+    fast = fit()
+    assert taken                                    # the loops ran
+    with monkeypatch.context() as m:
+        m.setattr(optim, "_compiled_steps", _numpy_lines_only)
+        slow = fit()
+    assert fast.loss_curve_ == slow.loss_curve_
+    for a, b in zip(fast.model_.params, slow.model_.params):
+        np.testing.assert_array_equal(a, b)
