@@ -20,11 +20,13 @@ weight_decay adds ``weight_decay * param`` to the gradient before the
 update (coupled L2, PyTorch's ``weight_decay``), except in AdamW, which
 shrinks the param itself (decoupled, Loshchilov & Hutter 2019).
 
-Each step is written below as NumPy lines.  A float32 or float64 param of
-4096 values or more takes it in one compiled pass over rnnfast's threads
-instead (src/_rowops.h): the same values bit for bit (a NaN's sign aside),
-but no RuntimeWarning for an overflow or an invalid value on the way;
-under ``np.errstate(over="raise")`` and the like the NumPy lines run.
+Each step is written below as NumPy lines.  A float32 or float64 param
+(with its grad and state of its dtype, shape and memory order, none
+overlapping) takes it in one compiled pass over rnnfast's threads instead,
+all params in one call (src/_rowops.h, src/_rowops.pxi): the same values
+bit for bit (a NaN's sign aside), but no RuntimeWarning for an overflow or
+an invalid value on the way; under ``np.errstate(over="raise")`` and the
+like the NumPy lines run.
 """
 import math
 import numbers
