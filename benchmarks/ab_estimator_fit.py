@@ -6,11 +6,16 @@ after one untimed) and the median of the per-round ratios old/new is
 printed with the medians.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
-        python benchmarks/ab_estimator_fit.py OLD_TREE NEW_TREE [rounds]
+        python benchmarks/ab_estimator_fit.py OLD_TREE NEW_TREE [rounds] [kinds]
+
+kinds: a comma-separated choice of classifier, regressor, digits (all).
 
 A worktree of an older commit serves as OLD_TREE:
     git worktree add /tmp/old <commit> && (cd /tmp/old && python setup.py build_ext --inplace)
-Cases: (estimator, cell, samples, T, D, hidden units, epochs).
+Cases: (estimator, cell, samples, T, D, hidden units, epochs); "digits" is
+docs/sklearn.md's real-data example (scikit-learn's digits as 8 steps of 8
+pixels, a GRU of 64, 20 epochs, 5-fold cross_val_score: one run a process,
+its mean accuracy as the score).
 """
 import statistics
 import subprocess
@@ -20,7 +25,8 @@ CASES = [("classifier", "lstm", 2000, 30, 8, 32, 3),
          ("classifier", "gru", 2000, 30, 8, 32, 3),
          ("classifier", "rnn", 2000, 30, 8, 32, 3),
          ("classifier", "lstm", 256, 20, 4, 32, 5),    # benchmarks/bench_recurrent.py's Estimator
-         ("regressor", "rnn", 2000, 30, 8, 32, 3)]
+         ("regressor", "rnn", 2000, 30, 8, 32, 3),
+         ("digits", "gru", 1797, 8, 8, 64, 20)]
 
 CHILD = r"""
 import sys, time, warnings
@@ -34,6 +40,20 @@ threadpool_limits(1)
 warnings.simplefilter("ignore")
 kind, cell = sys.argv[2:4]
 n, T, D, H, epochs = (int(v) for v in sys.argv[4:9])
+if kind == "digits":
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+    X, y = load_digits(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(),
+                         FunctionTransformer(np.reshape, kw_args={"shape": (-1, T, D)}),
+                         RNNClassifier(cell=cell, hidden_size=H, max_iter=epochs, random_state=0))
+    cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    t0 = time.perf_counter()
+    scores = cross_val_score(pipe, X, y, cv=cv)
+    print(time.perf_counter() - t0, scores.mean())
+    sys.exit()
 rng = np.random.default_rng(0)
 X = rng.standard_normal((n, T, D)).astype(np.float32)
 s = X[:, :, 0].sum(axis=1)
@@ -55,8 +75,10 @@ def run(tree, case):
     return float(out[0]), float(out[1])
 
 
-def main(old, new, rounds=5):
+def main(old, new, rounds=5, kinds=None):
     for case in CASES:
+        if kinds is not None and case[0] not in kinds:
+            continue
         times = {old: [], new: []}
         scores = {}
         for _ in range(rounds):
@@ -72,4 +94,5 @@ def main(old, new, rounds=5):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 5)
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 5,
+         sys.argv[4].split(",") if len(sys.argv) > 4 else None)
