@@ -105,7 +105,8 @@ def main(cell="lstm", H=32):
     X256 = rng.standard_normal((8 * N, T, D)).astype(np.float32)
     epoch, batches = estimator_batch(cell, H, X256, rng.integers(0, 2, 8 * N))
     rows = [("forward", forward, 1), ("forward + backward", forward_backward, 1),
-            ("L2 term, NumPy", l2_numpy, 1), ("L2 term (alpha)", l2, 1), ("clip_grads", clip, 1), ("Adam update", adam, 1),
+            ("L2 term, NumPy", l2_numpy, 1), ("L2 term (alpha)", l2, 1),
+            ("clip_grads", clip, 1), ("Adam update", adam, 1),
             ("estimator batch", epoch, batches)]
     try:
         import torch

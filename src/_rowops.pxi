@@ -227,14 +227,14 @@ def optimizer_step(str kind, floating[::1] p, const floating[::1] g, floating[::
                    floating[::1] s2, tuple scalars):
     """One optimizer's step over flat arrays in one pass, over rnnfast's
     threads (rnnfast.optim; src/_rowops.h gives each step's NumPy lines):
-    kind "sgd" (scalars (lr,)), "axpy" (p += a * g; (a,)), "momentum" or "nesterov" (s1 = v;
-    (momentum, lr)), "rmsprop" (s1 = h; (rho, 1 - rho, lr, eps); AdaGrad
-    is rho = 1, 1 - rho = 1), "adam" (s1 = m, s2 = v; (b1, 1 - b1, b2,
-    1 - b2, lr / (1 - b1^t), 1 - b2^t, eps)) or "adamw" (Adam's, and
-    shrink = 1 - lr * weight_decay last: p *= shrink before Adam's step).  A state array the kind
-    does not use is not touched (pass p).  Each scalar is rounded to the
-    arrays' type.  All arrays of one length; none that the kind uses may
-    overlap another (restrict pointers)."""
+    kind "sgd" (scalars (lr,)), "axpy" (p += a * g; (a,)), "momentum" or
+    "nesterov" (s1 = v; (momentum, lr)), "rmsprop" (s1 = h; (rho, 1 - rho,
+    lr, eps); AdaGrad is rho = 1, 1 - rho = 1), "adam" (s1 = m, s2 = v; (b1,
+    1 - b1, b2, 1 - b2, lr / (1 - b1^t), 1 - b2^t, eps)) or "adamw" (Adam's,
+    and shrink = 1 - lr * weight_decay last: p *= shrink before Adam's
+    step).  A state array the kind does not use is not touched (pass p).
+    Each scalar is rounded to the arrays' type.  All arrays of one length;
+    none that the kind uses may overlap another (restrict pointers)."""
     cdef StepJob job
     cdef long n = p.shape[0]
     step_kind(kind, scalars, &job, "optimizer_step")
@@ -249,7 +249,8 @@ def optimizer_step(str kind, floating[::1] p, const floating[::1] g, floating[::
 
 
 # kind -> how many state arrays its step uses
-_STEP_STATES = {"sgd": 0, "axpy": 0, "momentum": 1, "nesterov": 1, "rmsprop": 1, "adam": 2, "adamw": 2}
+_STEP_STATES = {"sgd": 0, "axpy": 0, "momentum": 1, "nesterov": 1, "rmsprop": 1, "adam": 2,
+                "adamw": 2}
 
 
 cdef bint step_operand(object a, cnp.ndarray p, bint writeable) noexcept:
@@ -278,11 +279,12 @@ def optimizer_steps(str kind, params, grads, state, tuple scalars):
     call for a model's arrays, where the checks in Python cost more than a
     small array's step (docs/performance.md item 149).  Returns the list of
     the positions it left alone, for the caller's NumPy lines: where an
-    array is not an ndarray itself of p's dtype (float32 or float64, in
-    the machine's byte order, aligned) and shape, the arrays are not all C- or all F-contiguous, p or a state
-    array is read-only, or two of them overlap in memory."""
+    array is not an ndarray itself of p's dtype (float32 or float64, in the
+    machine's byte order, aligned) and shape, the arrays are not all C- or
+    all F-contiguous, p or a state array is read-only, or two of them
+    overlap in memory."""
     cdef StepJob job
-    cdef Py_ssize_t i, j, k, count, nbytes
+    cdef Py_ssize_t i, j, k, count
     cdef cnp.ndarray p, a
     cdef bint c_order, f_order, ok
     cdef char* lo[4]
@@ -292,6 +294,7 @@ def optimizer_steps(str kind, params, grads, state, tuple scalars):
     if not len(params) == len(grads) == len(state):
         raise ValueError(f"optimizer_steps: lengths params {len(params)}, grads "
                          f"{len(grads)}, state {len(state)} differ")
+    count = 2 + states
     left = []
     for i in range(len(params)):
         entry = state[i]
@@ -300,17 +303,15 @@ def optimizer_steps(str kind, params, grads, state, tuple scalars):
         if ok:
             p = <cnp.ndarray> params[i]
             ok = ((cnp.PyArray_TYPE(p) == cnp.NPY_FLOAT or cnp.PyArray_TYPE(p) == cnp.NPY_DOUBLE)
-                  and cnp.PyArray_ISNOTSWAPPED(p) and cnp.PyArray_ISALIGNED(p)
-                  and cnp.PyArray_ISWRITEABLE(p) and step_operand(grads[i], p, False))
-        count = 2 + states
+                  and step_operand(p, p, True) and step_operand(grads[i], p, False))
         if ok:
             operands = (p, grads[i]) + <tuple> entry
             c_order = f_order = True
             for j in range(count):
-                a = <cnp.ndarray> operands[j]
-                if j >= 2 and not step_operand(a, p, True):
+                if j >= 2 and not step_operand(operands[j], p, True):
                     ok = False
                     break
+                a = <cnp.ndarray> operands[j]
                 c_order = c_order and cnp.PyArray_IS_C_CONTIGUOUS(a)
                 f_order = f_order and cnp.PyArray_IS_F_CONTIGUOUS(a)
                 lo[j] = <char*> cnp.PyArray_DATA(a)
