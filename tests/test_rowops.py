@@ -477,3 +477,24 @@ def test_an_estimators_fit_is_the_same_bits_with_numpy_lines(solver, monkeypatch
     assert fast.loss_curve_ == slow.loss_curve_
     for a, b in zip(fast.model_.params, slow.model_.params):
         np.testing.assert_array_equal(a, b)
+
+
+def test_optimizer_steps_leave_non_arrays_and_odd_state_to_the_caller():
+    """Anything but arrays of the param's kind, at any place, is left (its
+    position returned, nothing written): a list as grad, None or a list
+    as state, a state tuple of the wrong length, an integer param."""
+    p = np.ones(8, np.float32)
+    g = np.ones(8, np.float32)
+    v = np.zeros(8, np.float32)
+    cases = [([p], [list(g)], [(v,)]),
+             ([p], [g], [(None,)]),
+             ([p], [g], [[v]]),
+             ([p], [g], [(v, v)]),
+             ([np.ones(8, np.int64)], [g], [(v,)]),
+             ([list(p)], [g], [(v,)])]
+    for params, grads, state in cases:
+        assert _rnn.optimizer_steps("momentum", params, grads, state, (0.9, 0.1)) == [0]
+        np.testing.assert_array_equal(p, 1.0)
+        np.testing.assert_array_equal(v, 0.0)
+    assert _rnn.optimizer_steps("momentum", [p], [g], [(v,)], (0.9, 0.1)) == []
+    assert not np.array_equal(p, 1.0)
