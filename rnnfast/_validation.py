@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from ._rnn import all_finite, array_ready, arrays_ready
+from ._rnn import all_finite, array_ready, arrays_ready, first_bad_class_id
 
 # The specialisations of the fused all_finite, chosen here once: calling
 # the fused function dispatches on the argument's type at every call.
@@ -107,16 +107,19 @@ def check_int(value, name, minimum=1):
 
 def check_int_targets(ts, name, expected, num_classes, ignore_label):
     """Class ids `ts` of shape `expected` as intp, each in 0..num_classes-1
-    or equal to ignore_label (the loss skips those)."""
+    or equal to ignore_label (the loss skips those); num_classes None: the
+    range is left to the caller (a softmax loss tests it in its own pass)."""
     arr = np.asarray(ts)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integer class ids of shape {expected}, "
                         f"got dtype {arr.dtype}")
     arr = check_array(arr, name, np.intp, expected)
-    bad = (arr != ignore_label) & ((arr < 0) | (arr >= num_classes))
-    if bad.any():
-        raise ValueError(f"{name}: class ids must lie in 0..{num_classes - 1} (or equal "
-                         f"ignore_label={ignore_label}), got {arr[bad][0]}")
+    if num_classes is not None:
+        flat = arr.reshape(-1)
+        bad = first_bad_class_id(flat, num_classes, ignore_label)
+        if bad >= 0:
+            raise ValueError(f"{name}: class ids must lie in 0..{num_classes - 1} (or "
+                             f"equal ignore_label={ignore_label}), got {flat[bad]}")
     return arr
 
 

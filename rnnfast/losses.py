@@ -97,6 +97,47 @@ def picked_log_softmax(x, cls, rows=None):
     return picked - np.log(z[rows, 0].astype(np.float64)), e, z
 
 
+def _softmax_with_targets(x, ts, ignore_label):
+    """A softmax cross-entropy's parts for logits x (R, V), V >= 1, C order,
+    and int targets ts (R,) (intp): (e, z, picked, share, cls, counted) with
+    e = exp(x - row max) (R, V), z its row sums (R,) in double, picked (R,)
+    x[r, t] - row max in double where row r's target t counts (log p =
+    picked - log z), share (R,) in x's type 1 there and 0 for a target equal
+    to ignore_label, cls (R,) the targets that count (0 elsewhere), counted
+    their number.  A target neither in 0..V-1 nor ignore_label raises the
+    ValueError check_int_targets gives, before anything is computed.
+
+    One compiled call (_rnn.softmax_loss_rows, rows over rnnfast's threads)
+    where NumPy took a dozen operations: at a scikit-learn user's batch of 32
+    rows the loss's forward took 29 us in a training loop
+    (docs/performance.md item 151); NumPy's lines below when
+    _COMPILED_SOFTMAX is off (tests compare the two)."""
+    R, V = x.shape
+    if _COMPILED_SOFTMAX:
+        e = _core.empty_output(1, R, V, x.dtype)[0]
+        z, picked = np.empty(R, np.float64), np.empty(R, np.float64)
+        share, cls = np.empty(R, x.dtype), np.empty(R, np.intp)
+        counted = _rnn.softmax_loss_rows(x, ts, ignore_label, e, z, picked, share, cls)
+        if counted < 0:
+            _raise_bad_target(ts, V, ignore_label, -1 - counted)
+        return e, z, picked, share, cls, counted
+    counts = ts != ignore_label
+    bad = counts & ((ts < 0) | (ts >= V))
+    if bad.any():
+        _raise_bad_target(ts, V, ignore_label, np.flatnonzero(bad)[0])
+    cls = np.where(counts, ts, 0)
+    e = np.subtract(x, x.max(axis=1, keepdims=True))
+    picked = np.where(counts, e[np.arange(R), cls].astype(np.float64), 0.0)
+    np.exp(e, out=e)
+    z = e.sum(axis=1).astype(np.float64)
+    return e, z, picked, counts.astype(x.dtype), cls, int(counts.sum())
+
+
+def _raise_bad_target(ts, V, ignore_label, i):
+    raise ValueError(f"ts: class ids must lie in 0..{V - 1} (or equal "
+                     f"ignore_label={ignore_label}), got {ts[i]}")
+
+
 class _SoftmaxLoss:
     _lead = None                       # ("N",) or ("N", "T")
 
@@ -118,44 +159,46 @@ class _SoftmaxLoss:
         if V == 0:
             raise ValueError(f"xs: a softmax needs at least one class (V >= 1), got "
                              f"shape {xs.shape}")
-        ts = check_int_targets(ts, "ts", lead, V, self.ignore_label)
-        valid = ts != self.ignore_label
-        m = check_mask(mask, lead)
-        if m is not None:
-            valid &= m
-        w = check_sample_weight(sample_weight, lead[0])
-        rows = np.flatnonzero(valid.reshape(-1))
-        cls = ts.reshape(-1)[rows]
+        ts = check_int_targets(ts, "ts", lead, None, self.ignore_label)   # range: below
         # the output layer of a language model makes xs the largest array of
         # a training step: one exp over it and one new array of its size
-        logp_t, e, z = picked_log_softmax(xs.reshape(-1, V), cls, rows)
-        # each row's share of the gradient, before dout/denom: 1 (or its
-        # sample's weight) where its target counts, 0 elsewhere
-        share = np.zeros((e.shape[0], 1), dt)
+        e, z, picked, share, cls, counted = _softmax_with_targets(
+            xs.reshape(-1, V), ts.reshape(-1), self.ignore_label)
+        m = check_mask(mask, lead)
+        w = check_sample_weight(sample_weight, lead[0])
+        R = e.shape[0]
+        # share: each row's share of the gradient, before dout/denom: 1 (or
+        # its sample's weight) where its target counts, 0 elsewhere
+        if m is not None:
+            share[~m.reshape(-1)] = 0
+        rows = None if m is None and counted == R else np.flatnonzero(share)  # None: all
+        logp_t = picked - np.log(z) if rows is None else picked[rows] - np.log(z[rows])
         if w is None:
-            share[rows] = 1
-            denom = _denominator(self.reduction, rows.size, lead[0])
+            denom = _denominator(self.reduction, R if rows is None else rows.size, lead[0])
         else:
-            w_rows = w[rows // (e.shape[0] // max(lead[0], 1))] if rows.size else w[:0]
-            share[rows, 0] = w_rows
+            rows = np.arange(R) if rows is None else rows
+            w_rows = w[rows // (R // max(lead[0], 1))] if rows.size else w[:0]
+            share[rows] = w_rows
             logp_t = logp_t * w_rows
             denom = _denominator(self.reduction, w_rows.sum(), w.sum())
-        self._cache = (e, z, share, rows, cls, denom, xs.shape)
+        self._cache = (e, z, share, cls, denom, xs.shape)
         return float(-logp_t.sum() / denom) + 0.0      # + 0.0: no -0.0 when none counts
 
     def backward(self, dout=1.0):
         """d(loss * dout)/d(xs), of xs's shape and dtype."""
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        e, z, share, rows, cls, denom, shape = self._cache
+        e, z, share, cls, denom, shape = self._cache
         # d(-log p_t)/dx = softmax(x) - onehot(t), times the row's share
-        f = share * e.dtype.type(dout / denom)          # (R, 1)
+        scale = e.dtype.type(dout / denom)
         dx = _core.empty_output(1, *e.shape, e.dtype)[0]
-        if _COMPILED_SOFTMAX and e.flags.c_contiguous and e.shape[1]:
-            _rnn.scale_rows(e, (f / z).reshape(-1), dx)  # e * (f / z) over the threads
+        if _COMPILED_SOFTMAX:
+            _rnn.softmax_loss_grad(e, z, share, cls, float(scale), dx)
         else:
-            np.multiply(e, f / z, out=dx)
-        dx[rows, cls] -= f[rows, 0]
+            f = share * scale                                   # (R,)
+            np.multiply(e, (f / z.astype(e.dtype))[:, None], out=dx)
+            rows = np.flatnonzero(f)
+            dx[rows, cls[rows]] -= f[rows]
         return dx.reshape(shape)
 
 

@@ -94,6 +94,64 @@ def scale_rows(const floating[:, ::1] e, const floating[::1] s, floating[:, ::1]
         rf_run_rows(scale_rows_part, &job, R, t)
 
 
+cdef struct LossGradJob:
+    void* dx                # (R, V)
+    const void* e           # (R, V)
+    const double* z         # (R,)
+    const void* share       # (R,)
+    const Py_ssize_t* cls   # (R,)
+    double scale
+    long V
+    bint dbl
+
+
+cdef void loss_grad_part(void* ctx, long r0, long r1, int part) noexcept nogil:
+    cdef LossGradJob* j = <LossGradJob*> ctx
+    cdef long r
+    cdef Py_ssize_t t
+    cdef float ff, sf
+    cdef double fd
+    for r in range(r0, r1):
+        t = j.cls[r]
+        if j.dbl:
+            fd = (<const double*> j.share)[r] * j.scale
+            rf_scale_row_d(<double*> j.dx + r * j.V, <const double*> j.e + r * j.V,
+                           fd / j.z[r], j.V)
+            if fd != 0 and 0 <= t < j.V:
+                (<double*> j.dx)[r * j.V + t] = (<double*> j.dx)[r * j.V + t] - fd
+        else:
+            # each operand rounded to float first, as NumPy's float32 lines
+            ff = (<const float*> j.share)[r] * <float> j.scale
+            sf = ff / <float> j.z[r]
+            rf_scale_row_f(<float*> j.dx + r * j.V, <const float*> j.e + r * j.V, sf, j.V)
+            if ff != 0 and 0 <= t < j.V:
+                (<float*> j.dx)[r * j.V + t] = (<float*> j.dx)[r * j.V + t] - ff
+
+
+def softmax_loss_grad(const floating[:, ::1] e, const double[::1] z,
+                      const floating[::1] share, const Py_ssize_t[::1] cls, double scale,
+                      floating[:, ::1] dx):
+    """A softmax cross-entropy's gradient from its forward's parts
+    (softmax_loss_rows): for each row r, f = share[r] * scale and dx[r] =
+    e[r] * (f / z[r]), then dx[r, cls[r]] -= f where f != 0 (scale and z
+    rounded to e's type first: the bits of SoftmaxWithLoss.backward's NumPy
+    lines).  Rows over rnnfast's threads; dx must not overlap e."""
+    cdef LossGradJob job
+    cdef long R = e.shape[0], V = e.shape[1]
+    if (z.shape[0] != R or share.shape[0] != R or cls.shape[0] != R or dx.shape[0] != R
+            or dx.shape[1] != V):
+        raise ValueError(f"softmax_loss_grad: shapes e {(R, V)}, z {(z.shape[0],)}, "
+                         f"share {(share.shape[0],)}, cls {(cls.shape[0],)}, "
+                         f"dx {(dx.shape[0], dx.shape[1])} do not agree")
+    if R == 0 or V == 0:
+        return
+    job.dx, job.e, job.z, job.share, job.cls = &dx[0, 0], &e[0, 0], &z[0], &share[0], &cls[0]
+    job.scale, job.V, job.dbl = <floating> scale, V, floating is double
+    cdef int t = rowops_threads(R * V, R)
+    with nogil:
+        rf_run_rows(loss_grad_part, &job, R, t)
+
+
 def scatter_add_rows(const Py_ssize_t[::1] ids, const floating[:, ::1] rows,
                      floating[:, ::1] W):
     """W[ids[i]] += rows[i] for i = 0, 1, ... in order (np.add.at(W, ids,

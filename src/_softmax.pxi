@@ -5,6 +5,10 @@
 # language model's 700 x 10,000 logits that array is 28 MB, past L2 and
 # most of L3, so the passes were what the loss's time was (item 118).
 #
+# softmax_loss_rows adds a softmax cross-entropy's targets to the same pass
+# (their check, the picked logit), so that a small batch's loss is one call
+# instead of a dozen NumPy operations (docs/performance.md item 151).
+#
 # Included at the end of src/_rnn.pyx, as src/_affine.pxi is.
 from _seq cimport rf_run_rows, RF_MAX_THREADS
 
@@ -38,6 +42,19 @@ cdef void softmax_part(void* ctx, long r0, long r1, int part) noexcept nogil:
                                       j.V, <float*> j.mx + r)
 
 
+cdef int softmax_threads(long R, long V) noexcept:
+    """The threads for R rows of V values: the BLAS thread count, at most
+    one a row and one per SOFTMAX_SPLIT_VALUES."""
+    cdef long t = _blas_get_threads() if _blas_get_threads != NULL else 1
+    if t > RF_MAX_THREADS:
+        t = RF_MAX_THREADS
+    if t > R:
+        t = R
+    if R * V < SOFTMAX_SPLIT_VALUES * t:
+        t = R * V // SOFTMAX_SPLIT_VALUES
+    return <int> (t if t > 1 else 1)
+
+
 def softmax_rows(const floating[:, ::1] x, floating[:, ::1] e, double[::1] z,
                  floating[::1] mx):
     """e = exp(x - mx[:, None]), mx = x's row maxima, z = e's row sums (in
@@ -46,7 +63,6 @@ def softmax_rows(const floating[:, ::1] x, floating[:, ::1] e, double[::1] z,
     checked here; values are not (the losses refuse NaN and Inf first)."""
     cdef SoftmaxJob job
     cdef long R = x.shape[0], V = x.shape[1]
-    cdef long t = _blas_get_threads() if _blas_get_threads != NULL else 1
     if (V < 1 or e.shape[0] != R or e.shape[1] != V or z.shape[0] != R
             or mx.shape[0] != R):
         raise ValueError(f"softmax_rows: shapes x {(x.shape[0], x.shape[1])}, "
@@ -54,13 +70,93 @@ def softmax_rows(const floating[:, ::1] x, floating[:, ::1] e, double[::1] z,
                          f"mx {(mx.shape[0],)} do not agree")
     if R == 0:
         return
-    if t > RF_MAX_THREADS:
-        t = RF_MAX_THREADS
-    if t > R:
-        t = R
-    if R * V < SOFTMAX_SPLIT_VALUES * t:
-        t = R * V // SOFTMAX_SPLIT_VALUES
+    cdef int t = softmax_threads(R, V)
     job.x, job.e, job.z, job.mx = &x[0, 0], &e[0, 0], &z[0], &mx[0]
     job.V, job.dbl = V, floating is double
     with nogil:
-        rf_run_rows(softmax_part, &job, R, <int> (t if t > 1 else 1))
+        rf_run_rows(softmax_part, &job, R, t)
+
+
+def first_bad_class_id(const Py_ssize_t[::1] ts, Py_ssize_t num_classes,
+                       Py_ssize_t ignore_label):
+    """The first position i of ts with ts[i] neither in 0..num_classes-1
+    nor equal to ignore_label, or -1 (rnnfast._validation.check_int_targets;
+    NumPy's test made four passes and three temporaries, ~4 us a call at a
+    small batch)."""
+    cdef Py_ssize_t i, t
+    for i in range(ts.shape[0]):
+        t = ts[i]
+        if t != ignore_label and (t < 0 or t >= num_classes):
+            return i
+    return -1
+
+
+cdef struct LossRowsJob:
+    const void* x           # (R, V)
+    void* e                 # (R, V)
+    double* z               # (R,)
+    double* picked          # (R,): x[r, t] in, x[r, t] - row max out
+    const void* share       # (R,): 0 where the row does not count
+    long V
+    bint dbl
+
+
+cdef void loss_rows_part(void* ctx, long r0, long r1, int part) noexcept nogil:
+    cdef LossRowsJob* j = <LossRowsJob*> ctx
+    cdef long r
+    cdef float mf
+    cdef double md
+    for r in range(r0, r1):
+        if j.dbl:
+            j.z[r] = rf_softmax_row_d(<const double*> j.x + r * j.V, <double*> j.e + r * j.V,
+                                      j.V, &md)
+            if (<const double*> j.share)[r] != 0:
+                j.picked[r] = j.picked[r] - md
+        else:
+            j.z[r] = rf_softmax_row_f(<const float*> j.x + r * j.V, <float*> j.e + r * j.V,
+                                      j.V, &mf)
+            if (<const float*> j.share)[r] != 0:
+                j.picked[r] = j.picked[r] - <double> mf
+
+
+def softmax_loss_rows(const floating[:, ::1] x, const Py_ssize_t[::1] ts,
+                      Py_ssize_t ignore_label, floating[:, ::1] e, double[::1] z,
+                      double[::1] picked, floating[::1] share, Py_ssize_t[::1] cls):
+    """A softmax cross-entropy's forward over the rows of x (R, V), V >= 1,
+    with targets ts (R,): first every target is checked (in 0..V-1, or
+    ignore_label: the row does not count); then, as softmax_rows, e = exp(x
+    - row max) and z = e's row sums (double), and for each row r whose
+    target t counts picked[r] = x[r, t] - row max (in double: log p =
+    picked - log z, NumPy's bits for that line), share[r] = 1 and cls[r] =
+    t; share[r] = 0, cls[r] = 0 and picked[r] = 0 for a row that does not
+    count.  Returns the number of rows that count, or -1 - i for the first
+    position i of a target out of range (e, z, picked, share and cls are
+    then not all written).  Each target is read once, before the GIL is
+    released: cls is the copy the backward reads (softmax_loss_grad).  No
+    output may overlap x."""
+    cdef LossRowsJob job
+    cdef Py_ssize_t R = x.shape[0], V = x.shape[1], r, t, counted = 0
+    if (V < 1 or ts.shape[0] != R or e.shape[0] != R or e.shape[1] != V
+            or z.shape[0] != R or picked.shape[0] != R or share.shape[0] != R
+            or cls.shape[0] != R):
+        raise ValueError(f"softmax_loss_rows: shapes x {(R, V)}, ts {(ts.shape[0],)}, "
+                         f"e {(e.shape[0], e.shape[1])}, z {(z.shape[0],)}, "
+                         f"picked {(picked.shape[0],)}, share {(share.shape[0],)}, "
+                         f"cls {(cls.shape[0],)} do not agree")
+    for r in range(R):
+        t = ts[r]
+        if t == ignore_label:
+            share[r], cls[r], picked[r] = 0, 0, 0.0
+        elif 0 <= t < V:
+            share[r], cls[r], picked[r] = 1, t, <double> x[r, t]
+            counted += 1
+        else:
+            return -1 - r
+    if R == 0:
+        return 0
+    job.x, job.e, job.z, job.picked, job.share = &x[0, 0], &e[0, 0], &z[0], &picked[0], &share[0]
+    job.V, job.dbl = V, floating is double
+    cdef int threads = softmax_threads(R, V)
+    with nogil:
+        rf_run_rows(loss_rows_part, &job, R, threads)
+    return counted

@@ -275,6 +275,40 @@ def test_sequence_heads_config_round_trip(cls, options, kind, target, rng):
     assert clone.forward(X, y) == model.forward(X, y)
 
 
+@pytest.mark.parametrize("cls, options, kind, target", CASES)
+def test_sequence_heads_no_lengths_as_lengths_of_all_t(cls, options, kind, target, rng):
+    """lengths=None (the network's compiled common path, docs/performance.md
+    item 151) and lengths of all T (its general path): the same loss,
+    gradients and scores."""
+    model = cls(hidden_size=3, dtype=F64, random_state=0, **options)
+    X, y = _data(kind, target, rng)
+    full = np.full(X.shape[0], X.shape[1])
+    out = []
+    for lengths in (None, full):
+        _reseed(model)
+        loss = model.forward(X, y, lengths)
+        model.backward()
+        out.append((loss, [g.copy() for g in model.grads],
+                    model.predict_scores(X, lengths)))
+    (loss_a, grads_a, scores_a), (loss_b, grads_b, scores_b) = out
+    assert loss_a == pytest.approx(loss_b, rel=1e-12)
+    for a, b in zip(grads_a, grads_b):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(scores_a, scores_b, rtol=1e-12, atol=1e-14)
+
+
+def test_classifier_refuses_class_ids_of_any_integer_type(rng):
+    """y's range test (compiled) sees every value: negative, too large, and
+    unsigned ones past int64 (which a cast to intp would wrap)."""
+    model = SequenceClassifier(3, input_size=2, hidden_size=2)
+    X = np.zeros((3, 4, 2))
+    for y in ([0, 1, -1], [0, 3, 1], np.array([0, 1, 2 ** 63 + 1], np.uint64),
+              np.array([0, 1, 2 ** 64 - 1], np.uint64), np.array([2, 1, 255], np.uint8)):
+        with pytest.raises(ValueError, match=r"y: class ids must lie in 0\.\.2"):
+            model.forward(X, y)
+    assert np.isfinite(model.forward(X, np.array([0, 2, 1], np.uint8)))
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_classifier_padding_is_ignored(cell, rng):
     model = SequenceClassifier(3, input_size=2, hidden_size=4, bidirectional=True,

@@ -105,3 +105,169 @@ def test_time_loss_gradient_is_softmax_minus_onehot():
     onehot = np.zeros_like(xs)
     np.put_along_axis(onehot, ts[..., None], 1.0, axis=-1)
     np.testing.assert_allclose(dx, (p - onehot) / 6, rtol=1e-12, atol=1e-15)
+
+
+# ---------------------------------------------------------------- the loss's own pass
+# src/_softmax.pxi softmax_loss_rows (forward: the targets' check, the
+# softmax, the picked logit) and src/_rowops.pxi softmax_loss_grad (its
+# gradient rows), docs/performance.md item 151.
+
+def _loss_rows(x, ts, ignore_label=-1):
+    R = x.shape[0]
+    e, z, picked = np.empty_like(x), np.empty(R), np.empty(R)
+    share, cls = np.empty(R, x.dtype), np.empty(R, np.intp)
+    counted = _rnn.softmax_loss_rows(x, ts, ignore_label, e, z, picked, share, cls)
+    return counted, e, z, picked, share, cls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("R,V", [(1, 1), (5, 17), (64, 1000)])
+def test_softmax_loss_rows_parts(dtype, R, V):
+    rng = np.random.default_rng(R + V)
+    x = (rng.standard_normal((R, V)) * 4).astype(dtype)
+    ts = rng.integers(0, V, R).astype(np.intp)
+    ts[::3] = -7                                   # ignored
+    counted, e, z, picked, share, cls = _loss_rows(x, ts, ignore_label=-7)
+    keep = ts != -7
+    assert counted == keep.sum()
+    e_ref, z_ref, top = _reference(x)
+    tol = 2e-7 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(e, e_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(z, z_ref, rtol=tol * 4)
+    np.testing.assert_array_equal(share, keep.astype(dtype))
+    np.testing.assert_array_equal(cls, np.where(keep, ts, 0))
+    # picked: x[r, t] - row max in double, exactly; 0 where the row does not count
+    want = np.where(keep, x.astype(np.float64)[np.arange(R), np.where(keep, ts, 0)]
+                    - top, 0.0)
+    np.testing.assert_array_equal(picked, want)
+
+
+def test_softmax_loss_rows_refuses_a_target_out_of_range_and_shapes():
+    x = np.zeros((4, 3), np.float32)
+    for bad, at in (([0, 2, 3, 1], 2), ([-2, 0, 0, 0], 0), ([0, 0, 0, 2 ** 40], 3)):
+        counted = _loss_rows(x, np.array(bad, np.intp))[0]
+        assert counted == -1 - at
+    assert _loss_rows(np.zeros((0, 3), np.float32), np.zeros(0, np.intp))[0] == 0
+    with pytest.raises(ValueError, match="softmax_loss_rows: shapes"):
+        _rnn.softmax_loss_rows(x, np.zeros(3, np.intp), -1, np.empty_like(x), np.empty(4),
+                               np.empty(4), np.empty(4, np.float32), np.empty(4, np.intp))
+    with pytest.raises(ValueError, match="softmax_loss_rows: shapes"):
+        _rnn.softmax_loss_rows(np.zeros((4, 0), np.float32), np.zeros(4, np.intp), -1,
+                               np.empty((4, 0), np.float32), np.empty(4), np.empty(4),
+                               np.empty(4, np.float32), np.empty(4, np.intp))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_loss_rows_and_grad_same_bytes_at_one_and_two_threads(dtype):
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((400, 1500)) * 3).astype(dtype)
+    ts = rng.integers(-1, 1500, 400).astype(np.intp)
+    out = []
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            counted, e, z, picked, share, cls = _loss_rows(x, ts)
+            dx = np.empty_like(x)
+            _rnn.softmax_loss_grad(e, z, share, cls, 0.25, dx)
+            out.append((e, z, picked, share, cls, dx))
+    for a, b in zip(*out):
+        assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_loss_grad_gives_numpys_bits(dtype, threads):
+    """dx = e * (f / z), dx[r, cls] -= f with f = share * scale: the lines
+    SoftmaxWithLoss.backward ran with NumPy, weights and zero shares too."""
+    rng = np.random.default_rng(6)
+    R, V = 300, 700
+    e = rng.random((R, V)).astype(dtype)
+    z = e.sum(axis=1).astype(np.float64) * rng.uniform(0.5, 2, R)
+    share = (rng.random(R) * (rng.random(R) < 0.8)).astype(dtype)
+    share[:5] = 1
+    cls = rng.integers(0, V, R).astype(np.intp)
+    scale = 1 / 37
+    f = share * dtype(scale)
+    want = e * (f / z.astype(dtype))[:, None]
+    rows = np.flatnonzero(f)
+    want[rows, cls[rows]] -= f[rows]
+    dx = np.empty_like(e)
+    with threadpool_limits(threads):
+        _rnn.softmax_loss_grad(e, z, share, cls, float(dtype(scale)), dx)
+    assert dx.tobytes() == want.tobytes()
+    with pytest.raises(ValueError, match="softmax_loss_grad: shapes"):
+        _rnn.softmax_loss_grad(e, z[:-1], share, cls, 1.0, dx)
+
+
+def test_first_bad_class_id_matches_numpys_test():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n, V = int(rng.integers(0, 30)), int(rng.integers(1, 10))
+        ignore = int(rng.choice([-1, -100, 0, V]))
+        ts = rng.integers(-3, V + 3, n).astype(np.intp)
+        bad = np.flatnonzero((ts != ignore) & ((ts < 0) | (ts >= V)))
+        assert _rnn.first_bad_class_id(ts, V, ignore) == (bad[0] if bad.size else -1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ["plain", "ignored", "mask", "weights", "all ignored"])
+def test_softmax_loss_compiled_and_numpy_paths_agree(dtype, case, monkeypatch):
+    """The loss's value and gradient on the compiled pass and on NumPy's
+    lines (_COMPILED_SOFTMAX off) against float64 formulas, for each way a
+    target can count or not."""
+    import rnnfast.losses as losses
+    rng = np.random.default_rng(8)
+    N, T, V = 5, 7, 40
+    xs = (rng.standard_normal((N, T, V)) * 3).astype(dtype)
+    ts = rng.integers(0, V, (N, T))
+    mask = sample_weight = None
+    if case == "ignored":
+        ts[rng.random((N, T)) < 0.3] = -1
+    elif case == "all ignored":
+        ts[...] = -1
+    elif case == "mask":
+        mask = rng.random((N, T)) < 0.6
+    elif case == "weights":
+        sample_weight = np.array([0.0, 1.5, 2.0, 0.25, 1.0])
+    counts = (ts != -1) & (True if mask is None else mask)
+    w = np.ones(N) if sample_weight is None else sample_weight
+    share = counts * w[:, None]
+    x64 = xs.astype(np.float64)
+    logp = x64 - x64.max(-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+    picked = np.take_along_axis(logp, np.where(counts, ts, 0)[..., None], -1)[..., 0]
+    denom = share.sum() if share.sum() > 0 else 1
+    want_loss = -(picked * share).sum() / denom
+    onehot = np.zeros_like(x64)
+    np.put_along_axis(onehot, np.where(counts, ts, 0)[..., None], 1.0, axis=-1)
+    want_dx = (np.exp(logp) - onehot) * (share / denom)[..., None] * 0.5
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    for compiled in (True, False):
+        monkeypatch.setattr(losses, "_COMPILED_SOFTMAX", compiled)
+        layer = TimeSoftmaxWithLoss()
+        loss = layer.forward(xs, ts, mask=mask, sample_weight=sample_weight)
+        dx = layer.backward(0.5)
+        assert dx.dtype == dtype and dx.shape == xs.shape
+        assert loss == pytest.approx(want_loss, rel=tol, abs=tol)
+        np.testing.assert_allclose(dx, want_dx, rtol=10 * tol, atol=tol)
+
+
+def test_softmax_loss_backward_reads_its_own_copy_of_the_targets():
+    """The caller's targets changed between forward and backward (here to
+    values out of range) change nothing of the gradient."""
+    rng = np.random.default_rng(9)
+    xs = rng.standard_normal((6, 9)).astype(np.float32)
+    ts = rng.integers(0, 9, 6).astype(np.intp)
+    layer = SoftmaxWithLoss()
+    layer.forward(xs, ts)
+    want = layer.backward()
+    layer.forward(xs, ts)
+    ts[:] = 10 ** 9
+    np.testing.assert_array_equal(layer.backward(), want)
+
+
+def test_softmax_loss_refuses_a_bad_target_as_before():
+    layer = SoftmaxWithLoss()
+    with pytest.raises(ValueError, match=r"ts: class ids must lie in 0\.\.3 \(or equal "
+                                         r"ignore_label=-1\), got 4"):
+        layer.forward(np.zeros((3, 4), np.float32), np.array([0, 4, 9]))
+    assert layer._cache is None

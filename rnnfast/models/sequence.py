@@ -29,6 +29,7 @@ import numpy as np
 from ..layers import Affine, Embedding, TimeAffine, TimeDropout
 from ..layers.embedding import check_ids
 from ..losses import HuberLoss, MSELoss, SoftmaxWithLoss, TimeSoftmaxWithLoss, log_softmax
+from .._rnn import first_bad_class_id
 from .._validation import check_array, check_int, check_lengths, check_sample_weight
 from ._base import CELLS, Model, check_cell, check_probability, child_rng
 
@@ -78,15 +79,22 @@ class _SequenceModel(Model):
     # ------------------------------------------------------------ features
     def _checked(self, X, lengths):
         """-> (X checked: features (N, T, D), or ids (N, T) with padding read
-        as 0; lengths (N,) as intp).  Changes nothing of the model."""
+        as 0; lengths (N,) as intp, or None: every sequence fills all T
+        steps).  Changes nothing of the model.  None stays None: the
+        network's compiled common path takes no lengths (an array of all T
+        cost a batch of 32 short sequences ~5 us, docs/performance.md item
+        151)."""
         if self.embed is None:
             X = check_array(X, "X", self.dtype, ("N", "T", self.network.input_size))
-            return X, check_lengths(lengths, X.shape[0], X.shape[1])
+            if lengths is not None:
+                lengths = check_lengths(lengths, X.shape[0], X.shape[1])
+            return X, lengths
         X = np.asarray(X)
         if X.ndim != 2:
             raise ValueError(f"X: expected token ids of shape (N, T), got shape {X.shape}")
-        lengths = check_lengths(lengths, X.shape[0], X.shape[1])
-        if X.dtype.kind in "iu":
+        if lengths is not None:
+            lengths = check_lengths(lengths, X.shape[0], X.shape[1])
+        if X.dtype.kind in "iu" and lengths is not None:
             # padding past each length may hold anything: read it as id 0
             X = np.where(np.arange(X.shape[1]) < lengths[:, None], X, 0)
         return check_ids(X, "X", self.embed.vocab_size, ("N", "T")), lengths
@@ -110,8 +118,9 @@ class _SequenceModel(Model):
             return self.head_dropout.forward(hs)
         h_n = state[0] if self.network.cell == "lstm" else state
         nd = self.network.num_directions
-        # last layer's directions (nd, N, H) -> (N, nd*H), forward half first
-        feats = np.concatenate(list(h_n[-nd:]), axis=1)
+        # last layer's directions (nd, N, H) -> (N, nd*H), forward half first;
+        # one direction: its rows as they lie (h_n is this call's own array)
+        feats = h_n[-1] if nd == 1 else np.concatenate(list(h_n[-nd:]), axis=1)
         return self.head_dropout.forward(feats)
 
     def _backward_features(self, dfeats):
@@ -178,7 +187,11 @@ class SequenceClassifier(_SequenceModel):
             raise ValueError(f"y: expected shape ({N},), got shape {y.shape}")
         if y.dtype.kind not in "iu":
             raise TypeError(f"y: expected integer class ids of shape {y.shape}, got dtype {y.dtype}")
-        if y.size and (y.min() < 0 or y.max() >= self.n_classes):
+        # the compiled test (first_bad_class_id, ~0.5 us) before NumPy's min
+        # and max (~2 us), which only word the error; ignore_label=0 lets
+        # nothing out of 0..n_classes-1 through
+        if y.size and first_bad_class_id(np.ascontiguousarray(y, np.intp).reshape(-1),
+                                         self.n_classes, 0) >= 0:
             # every sample counts here: no ignore_label in a many-to-one classifier
             raise ValueError(f"y: class ids must lie in 0..{self.n_classes - 1}, got min "
                              f"{y.min()} and max {y.max()} (shape {y.shape})")
@@ -237,7 +250,7 @@ class SequenceTagger(_SequenceModel):
         if y.dtype.kind not in "iu":
             raise TypeError(f"y: expected integer tag ids of shape ({N}, {T}), got dtype "
                             f"{y.dtype}")
-        mask = np.arange(T) < lengths[:, None]
+        mask = np.ones((N, T), bool) if lengths is None else np.arange(T) < lengths[:, None]
         # labels past a sequence's length are padding: never range-checked
         y = np.where(mask, y, self.loss_layer.ignore_label)
         bad = mask & (y != self.loss_layer.ignore_label) & ((y < 0) | (y >= self.n_tags))
