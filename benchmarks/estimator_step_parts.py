@@ -17,7 +17,8 @@ features, H = 32 units, 2 classes, Adam, alpha = 1e-4, clip_norm = 5),
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/estimator_step_parts.py [cell] [H]
 
 cell: lstm (default), gru or rnn; H: hidden units (32).  docs/performance.md
-item 149 has the figures before and after the estimators' step was trimmed.
+items 149 and 151 have the figures before and after the estimators' step was
+trimmed.
 """
 import statistics
 import sys
