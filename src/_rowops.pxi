@@ -1,6 +1,6 @@
 # Element-wise and row loops of a training step outside the recurrent
 # kernels, over rnnfast's threads (src/_rowops.h):
-#   scale_rows        out = e * s[:, None]  a softmax loss's gradient
+#   softmax_loss_grad dx = e * (f / z), dx[r, t] -= f  a softmax loss's gradient
 #   scatter_add_rows  W[ids[i]] += rows[i]  an embedding's gradient
 #   optimizer_step    an optimizer's step (rnnfast.optim), one pass
 # NumPy ran each on one thread: the embedding's np.add.at at ~1.7 us a
@@ -56,42 +56,6 @@ cdef inline int rowops_threads(long values, long parts) noexcept:
     if values < ROWOPS_SPLIT_VALUES * t:
         t = values // ROWOPS_SPLIT_VALUES
     return <int> (t if t > 1 else 1)
-
-
-cdef struct RowJob:
-    void* y                 # out (R, V)
-    const void* x           # e (R, V)
-    const void* s           # (R,) scales
-    long n                  # V
-    bint dbl
-
-
-cdef void scale_rows_part(void* ctx, long r0, long r1, int part) noexcept nogil:
-    cdef RowJob* j = <RowJob*> ctx
-    cdef long r
-    for r in range(r0, r1):
-        if j.dbl:
-            rf_scale_row_d(<double*> j.y + r * j.n, <const double*> j.x + r * j.n,
-                           (<const double*> j.s)[r], j.n)
-        else:
-            rf_scale_row_f(<float*> j.y + r * j.n, <const float*> j.x + r * j.n,
-                           (<const float*> j.s)[r], j.n)
-
-
-def scale_rows(const floating[:, ::1] e, const floating[::1] s, floating[:, ::1] out):
-    """out[r] = e[r] * s[r] for each row r of e (R, V); out (R, V) must not
-    overlap e."""
-    cdef RowJob job
-    cdef long R = e.shape[0], V = e.shape[1]
-    if s.shape[0] != R or out.shape[0] != R or out.shape[1] != V:
-        raise ValueError(f"scale_rows: shapes e {(R, V)}, s {(s.shape[0],)}, "
-                         f"out {(out.shape[0], out.shape[1])} do not agree")
-    if R == 0 or V == 0:
-        return
-    job.y, job.x, job.s, job.n, job.dbl = &out[0, 0], &e[0, 0], &s[0], V, floating is double
-    cdef int t = rowops_threads(R * V, R)
-    with nogil:
-        rf_run_rows(scale_rows_part, &job, R, t)
 
 
 cdef struct LossGradJob:

@@ -33,22 +33,34 @@ def test_sgd_step_gives_numpys_bits(n, dtype, threads):
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(0, 5), (3, 0), (1, 7), (33, 1000), (700, 2001)])
-def test_scale_rows_gives_numpys_bits(shape, dtype, threads):
+def test_softmax_loss_grad_gives_numpys_bits(shape, dtype, threads):
+    """dx = e * (f / z), dx[r, cls] -= f with f = share * scale: the lines
+    SoftmaxWithLoss.backward ran with NumPy, weights and zero shares too."""
     rng = np.random.default_rng(shape[0])
+    R, V = shape
     e = rng.random(shape).astype(dtype)
-    s = rng.random(shape[0]).astype(dtype)
-    out = np.full(shape, np.nan, dtype)
+    z = (e.sum(axis=1) + 1).astype(np.float64) * rng.uniform(0.5, 2, R)
+    share = (rng.random(R) * (rng.random(R) < 0.8)).astype(dtype)
+    share[:5] = 1
+    cls = rng.integers(0, max(V, 1), R).astype(np.intp)
+    scale = 1 / 37
+    f = share * dtype(scale)
+    want = e * (f / z.astype(dtype))[:, None]
+    rows = np.flatnonzero(f) if V else np.zeros(0, np.intp)
+    want[rows, cls[rows]] -= f[rows]
+    dx = np.full(shape, np.nan, dtype)
     with threadpool_limits(threads):
-        _rnn.scale_rows(e, s, out)
-    np.testing.assert_array_equal(out, e * s[:, None])
+        _rnn.softmax_loss_grad(e, z, share, cls, float(dtype(scale)), dx)
+    assert dx.tobytes() == want.tobytes()
 
 
-def test_scale_rows_refuses_shapes_that_disagree():
+def test_softmax_loss_grad_refuses_shapes_that_disagree():
     e = np.zeros((3, 4), np.float32)
-    with pytest.raises(ValueError, match=r"shapes e \(3, 4\), s \(2,\), out \(3, 4\)"):
-        _rnn.scale_rows(e, np.zeros(2, np.float32), np.zeros((3, 4), np.float32))
-    with pytest.raises(ValueError, match=r"out \(3, 5\) do not agree"):
-        _rnn.scale_rows(e, np.zeros(3, np.float32), np.zeros((3, 5), np.float32))
+    args = np.ones(3), np.ones(3, np.float32), np.zeros(3, np.intp)
+    with pytest.raises(ValueError, match=r"shapes e \(3, 4\), z \(2,\)"):
+        _rnn.softmax_loss_grad(e, np.ones(2), *args[1:], 1.0, np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"dx \(3, 5\) do not agree"):
+        _rnn.softmax_loss_grad(e, *args, 1.0, np.zeros((3, 5), np.float32))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -173,31 +173,6 @@ def test_softmax_loss_rows_and_grad_same_bytes_at_one_and_two_threads(dtype):
         assert a.tobytes() == b.tobytes()
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_softmax_loss_grad_gives_numpys_bits(dtype, threads):
-    """dx = e * (f / z), dx[r, cls] -= f with f = share * scale: the lines
-    SoftmaxWithLoss.backward ran with NumPy, weights and zero shares too."""
-    rng = np.random.default_rng(6)
-    R, V = 300, 700
-    e = rng.random((R, V)).astype(dtype)
-    z = e.sum(axis=1).astype(np.float64) * rng.uniform(0.5, 2, R)
-    share = (rng.random(R) * (rng.random(R) < 0.8)).astype(dtype)
-    share[:5] = 1
-    cls = rng.integers(0, V, R).astype(np.intp)
-    scale = 1 / 37
-    f = share * dtype(scale)
-    want = e * (f / z.astype(dtype))[:, None]
-    rows = np.flatnonzero(f)
-    want[rows, cls[rows]] -= f[rows]
-    dx = np.empty_like(e)
-    with threadpool_limits(threads):
-        _rnn.softmax_loss_grad(e, z, share, cls, float(dtype(scale)), dx)
-    assert dx.tobytes() == want.tobytes()
-    with pytest.raises(ValueError, match="softmax_loss_grad: shapes"):
-        _rnn.softmax_loss_grad(e, z[:-1], share, cls, 1.0, dx)
-
-
 def test_first_bad_class_id_matches_numpys_test():
     rng = np.random.default_rng(7)
     for _ in range(200):
