@@ -297,6 +297,23 @@ def test_sequence_heads_no_lengths_as_lengths_of_all_t(cls, options, kind, targe
     np.testing.assert_allclose(scores_a, scores_b, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("lengths", [None, [5, 5, 3, 5]])
+def test_token_model_keeps_its_own_copy_of_the_ids(lengths, rng):
+    """Ids changed in place between forward and backward change nothing of
+    the embedding's gradient (the model copies them, with or without
+    lengths)."""
+    model = SequenceClassifier(2, vocab_size=6, hidden_size=3, dtype=F64, random_state=0)
+    X, y = rng.integers(0, 6, (4, 5)), rng.integers(0, 2, 4)
+    model.forward(X, y, lengths)
+    model.backward()
+    want = [g.copy() for g in model.grads]
+    model.forward(X, y, lengths)
+    X[...] = 0
+    model.backward()
+    for g, w in zip(model.grads, want):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_classifier_refuses_class_ids_of_any_integer_type(rng):
     """y's range test (compiled) sees every value: negative, too large, and
     unsigned ones past int64 (which a cast to intp would wrap)."""

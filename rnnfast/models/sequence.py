@@ -94,9 +94,12 @@ class _SequenceModel(Model):
             raise ValueError(f"X: expected token ids of shape (N, T), got shape {X.shape}")
         if lengths is not None:
             lengths = check_lengths(lengths, X.shape[0], X.shape[1])
-        if X.dtype.kind in "iu" and lengths is not None:
-            # padding past each length may hold anything: read it as id 0
-            X = np.where(np.arange(X.shape[1]) < lengths[:, None], X, 0)
+        if X.dtype.kind in "iu":
+            # padding past each length may hold anything: read it as id 0.
+            # A copy either way: the embedding keeps the ids for its backward,
+            # and the caller's array may change before it
+            X = X.copy() if lengths is None else np.where(
+                np.arange(X.shape[1]) < lengths[:, None], X, 0)
         return check_ids(X, "X", self.embed.vocab_size, ("N", "T")), lengths
 
     def _network_input(self, X):
