@@ -145,6 +145,10 @@ class _SoftmaxLoss:
 
     def __init__(self, ignore_label=-1, reduction="mean"):
         self.ignore_label = check_int(ignore_label, "ignore_label", minimum=-2 ** 62)
+        if self.ignore_label > 2 ** 62:
+            # the compiled pass compares it with int64 targets (a C ssize_t)
+            raise ValueError(f"ignore_label: expected an integer in -2**62..2**62, got "
+                             f"{ignore_label}")
         self.reduction = _check_reduction(reduction)
         self.params, self.grads = [], []
         self._cache = None

@@ -246,3 +246,14 @@ def test_softmax_loss_refuses_a_bad_target_as_before():
                                          r"ignore_label=-1\), got 4"):
         layer.forward(np.zeros((3, 4), np.float32), np.array([0, 4, 9]))
     assert layer._cache is None
+
+
+@pytest.mark.parametrize("label", [2 ** 62 + 1, 2 ** 70])
+def test_softmax_loss_refuses_an_ignore_label_past_int64_by_name(label):
+    """The compiled pass compares ignore_label with intp targets: a label
+    beyond 2**62 is refused when the layer is built, not an OverflowError
+    at the first forward."""
+    with pytest.raises(ValueError, match=r"ignore_label: expected an integer in "):
+        SoftmaxWithLoss(ignore_label=label)
+    assert TimeSoftmaxWithLoss(ignore_label=2 ** 62).forward(
+        np.zeros((1, 2, 3)), np.array([[0, 2]])) > 0
