@@ -1,4 +1,4 @@
-"""A/B of a switch of the float32 kernel's choices, in one process,
+"""A/B of a switch of the packed kernel's choices, in one process,
 interleaved turn by turn (benchmarks/common.py, switch_ab), on whole calls:
 
     segments  the backward's GEMV by segments of K against one sum over K
@@ -9,18 +9,21 @@ interleaved turn by turn (benchmarks/common.py, switch_ab), on whole calls:
     half      the last panel of a ragged N on a whole panel's tile against
               the half-panel tiles where it has at most 8 columns
               (_core.use_half_panels; item 130)
+    dgemv     float64: a batch of one's products on the one-row tiles
+              against their GEMV (_core.use_dgemv; item 154)
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/ab_kernel_switches.py groups lstm:train:tiny lstm:infer:1,1,256,256 [rounds]
 
 A case is cell:mode:config, config a name of rnnfast.bench.CONFIGS or
-N,T,D,H.  One thread, float32; rounds default 41, each turn ~2 ms of calls.  Prints each case's
+N,T,D,H.  One thread, float32 (dgemv: float64); rounds default 41, each turn ~2 ms of calls.  Prints each case's
 medians and the median per-round ratio (before / after, > 1: the default
 is faster) with its quartiles.
 """
 import sys
 import time
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from rnnfast import _core, bench
@@ -35,6 +38,7 @@ SWITCHES = {
     "groups": (lambda on: _core.use_gemv_groups_of_8(None if on else True),
                ("groups of 8", "default")),
     "half": (_core.use_half_panels, ("whole panel", "half panel")),
+    "dgemv": (_core.use_dgemv, ("one-row tiles", "GEMV")),
 }
 
 
@@ -64,7 +68,8 @@ def main(argv):
         print("(no AVX-512 tiles here: both sides run the AVX2 GEMV)")
     with threadpool_limits(1):
         for cell, mode, (N, T, D, H) in cases:
-            call = bench.make_case("rnnfast", cell, mode, N, T, D, H)
+            dtype = np.float64 if argv[1] == "dgemv" else np.float32
+            call = bench.make_case("rnnfast", cell, mode, N, T, D, H, dtype=dtype)
             call()
             t0 = time.perf_counter()
             call()

@@ -116,6 +116,15 @@ def use_half_panels(on=True):
         mod.use_half_panels(on)
 
 
+def use_dgemv(on=True):
+    """Run a float64 product of one row (a batch of one's steps) on its
+    GEMV, eight accumulator chains (the default; src/_gemm_d.h), or on the
+    one-row tiles, two chains (on=False).  Bitwise the same results.  For
+    A/B timings and tests."""
+    for mod in (_rnn, _lstm, _gru):
+        mod.use_dgemv(on)
+
+
 def use_gemv_segments(on=True):
     """Run the backward's per-step product of a batch of one, dh (+)=
     dA_t Wh^T, by segments of K walked forwards and backwards on alternate

@@ -111,6 +111,7 @@ cdef extern from "_gemm.h" nogil:
     void rf_use_gemv_segments(int on)
     int rf_use_gemv_groups_of_8(int on)
     void rf_use_half_panels(int on)
+    void rf_use_dgemv(int on)
     int rf_unpacked_ok(long rows, long min_rows, long K, long N)
     void rf_gemm_unpacked_f(long M, long N, long K, const float* A, long lda,
                             const float* B, long ldb, float* C, long ldc, int accumulate)

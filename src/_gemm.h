@@ -1273,6 +1273,10 @@ static int RF_MAYBE_UNUSED rf_use_wide_tiles(int on) { (void) on; return 0; }
  * whole panel's tile even where at most 8 of its columns are C's. */
 static void RF_MAYBE_UNUSED rf_use_half_panels(int on) { rf_half_switch = on != 0; }
 
+/* For A/B timings and tests: 0 runs a float64 product of one row on the
+ * one-row tiles instead of its GEMV (src/_gemm_d.h; bitwise the same). */
+static void RF_MAYBE_UNUSED rf_use_dgemv(int on) { rf_dgemv_switch = on != 0; }
+
 /* For A/B timings and tests: 1 or 0 runs the wide tiles' GEMV in groups of
  * eight panels or of four (AVX2), -1 decides by the CPU and B's size
  * (rf_gemv8_in_use).  Returns whether groups of eight run now for a B of
@@ -1284,6 +1288,7 @@ static int RF_MAYBE_UNUSED rf_use_gemv_groups_of_8(int on)
 }
 #else
 static void RF_MAYBE_UNUSED rf_use_half_panels(int on) { (void) on; }
+static void RF_MAYBE_UNUSED rf_use_dgemv(int on) { (void) on; }
 static int RF_MAYBE_UNUSED rf_use_gemv_groups_of_8(int on) { (void) on; return 0; }
 #endif
 

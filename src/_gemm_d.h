@@ -144,15 +144,140 @@ static const rf_dtile_fn rf_dtiles[2][RF_WMR + 1] = {
     {NULL, rf_wdtile_1, rf_wdtile_2, rf_wdtile_3, rf_wdtile_4, rf_wdtile_5, rf_wdtile_6,
      rf_wdtile_7, rf_wdtile_8}};
 
+/* One row (M = 1, a batch of one sequence): a GEMV, as rf_gemv_packed_f.
+ * The one-row tile keeps two accumulator chains and waits on the FMA's
+ * latency; these keep eight: AVX-512, eight panels a group, one 8-double
+ * accumulator each; AVX2, four panels, two 4-double halves each; then
+ * single panels.  Every element is still one FMA chain over k in order
+ * from zero, so the results are bitwise the tiles'.  Forwards and
+ * backwards on alternate calls of a thread (rf_gemv_calls): a walk starts
+ * on the panels the last one ended on, still in L1. */
+#define RF_DGEMV_NEAR(q) (N - (p + (q)) * RF_NRD < 2 * RF_NRD ? N - (p + (q)) * RF_NRD : 2 * RF_NRD)
+__attribute__((target("avx512f"))) static inline void
+rf_wdgemv_8panels(long N, long K, const double* a, const double* Bp, double* C,
+                  int accumulate, long p)
+{
+    const long s = rf_panel_stride_d(K);    /* panel to panel */
+    const double* b = Bp + p * s;
+    rf_d8 a0 = (rf_d8){0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    long k;
+    for (k = 0; k < K; k++) {
+        const double av = a[k];
+        const double* bk = b + k * RF_NRD;
+        a0 += av * *(const rf_d8*) (bk);
+        a1 += av * *(const rf_d8*) (bk + s);
+        a2 += av * *(const rf_d8*) (bk + 2 * s);
+        a3 += av * *(const rf_d8*) (bk + 3 * s);
+        a4 += av * *(const rf_d8*) (bk + 4 * s);
+        a5 += av * *(const rf_d8*) (bk + 5 * s);
+        a6 += av * *(const rf_d8*) (bk + 6 * s);
+        a7 += av * *(const rf_d8*) (bk + 7 * s);
+    }
+    /* two panels a store: (a0, a1) is panels p, p + 1, ... */
+    rf_store_row16d(C + p * RF_NRD, a0, a1, RF_DGEMV_NEAR(0), accumulate);
+    rf_store_row16d(C + (p + 2) * RF_NRD, a2, a3, RF_DGEMV_NEAR(2), accumulate);
+    rf_store_row16d(C + (p + 4) * RF_NRD, a4, a5, RF_DGEMV_NEAR(4), accumulate);
+    rf_store_row16d(C + (p + 6) * RF_NRD, a6, a7, RF_DGEMV_NEAR(6), accumulate);
+}
+#undef RF_DGEMV_NEAR
+
+/* Panel p's columns: up to RF_NRD. */
+#define RF_DGEMV_COLS(q) (N - (p + (q)) * RF_NRD < RF_NRD ? N - (p + (q)) * RF_NRD : RF_NRD)
+__attribute__((target("avx2,fma"))) static inline void
+rf_dgemv_4panels(long N, long K, const double* a, const double* Bp, double* C,
+                 int accumulate, long p)
+{
+    const long s = rf_panel_stride_d(K);
+    const double* b = Bp + p * s;
+    rf_d4 a0 = (rf_d4){0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    long k;
+    for (k = 0; k < K; k++) {
+        const double av = a[k];
+        const double* bk = b + k * RF_NRD;
+        a0 += av * *(const rf_d4*) (bk);
+        a1 += av * *(const rf_d4*) (bk + 4);
+        a2 += av * *(const rf_d4*) (bk + s);
+        a3 += av * *(const rf_d4*) (bk + s + 4);
+        a4 += av * *(const rf_d4*) (bk + 2 * s);
+        a5 += av * *(const rf_d4*) (bk + 2 * s + 4);
+        a6 += av * *(const rf_d4*) (bk + 3 * s);
+        a7 += av * *(const rf_d4*) (bk + 3 * s + 4);
+    }
+    rf_store_row8d(C + p * RF_NRD, a0, a1, RF_DGEMV_COLS(0), accumulate);
+    rf_store_row8d(C + (p + 1) * RF_NRD, a2, a3, RF_DGEMV_COLS(1), accumulate);
+    rf_store_row8d(C + (p + 2) * RF_NRD, a4, a5, RF_DGEMV_COLS(2), accumulate);
+    rf_store_row8d(C + (p + 3) * RF_NRD, a6, a7, RF_DGEMV_COLS(3), accumulate);
+}
+
+__attribute__((target("avx2,fma"))) static inline void
+rf_dgemv_1panel(long N, long K, const double* a, const double* Bp, double* C,
+                int accumulate, long p)
+{
+    const double* b = Bp + p * rf_panel_stride_d(K);
+    rf_d4 lo = (rf_d4){0}, hi = lo;
+    long k;
+    for (k = 0; k < K; k++) {
+        lo += a[k] * *(const rf_d4*) (b + k * RF_NRD);
+        hi += a[k] * *(const rf_d4*) (b + k * RF_NRD + 4);
+    }
+    rf_store_row8d(C + p * RF_NRD, lo, hi, RF_DGEMV_COLS(0), accumulate);
+}
+#undef RF_DGEMV_COLS
+
+/* g8 groups of eight panels (0: none, the AVX2 tiles), then groups of
+ * four, then single panels; backwards on odd calls. */
+#define RF_DGEMV_WALK(EIGHT)                                                      {                                                                                 long np = (N + RF_NRD - 1) / RF_NRD, g8 = (EIGHT) ? np / 8 : 0;               long p4 = 8 * g8, p1 = p4 + 4 * ((np - p4) / 4), p;                           if (rf_gemv_calls++ & 1) {                                                        for (p = np - 1; p >= p1; p--)                                                    rf_dgemv_1panel(N, K, a, Bp, C, accumulate, p);                           for (p = p1 - 4; p >= p4; p -= 4)                                                 rf_dgemv_4panels(N, K, a, Bp, C, accumulate, p);                          for (p = p4 - 8; p >= 0; p -= 8)                                                  RF_DGEMV8(N, K, a, Bp, C, accumulate, p);                             } else {                                                                          for (p = 0; p < p4; p += 8)                                                       RF_DGEMV8(N, K, a, Bp, C, accumulate, p);                                 for (p = p4; p < p1; p += 4)                                                      rf_dgemv_4panels(N, K, a, Bp, C, accumulate, p);                          for (p = p1; p < np; p++)                                                         rf_dgemv_1panel(N, K, a, Bp, C, accumulate, p);                       }                                                                         }
+#define RF_DGEMV8 rf_wdgemv_8panels
+__attribute__((target("avx512f"), noinline)) static void
+rf_wdgemv_packed_d(long N, long K, const double* a, const double* Bp, double* C,
+                   int accumulate)
+RF_DGEMV_WALK(1)
+#undef RF_DGEMV8
+/* (the AVX2 build of the walk never takes its eight-panel loops) */
+#define RF_DGEMV8(...) ((void) 0)
+__attribute__((target("avx2,fma"), noinline)) static void
+rf_dgemv_packed_d(long N, long K, const double* a, const double* Bp, double* C,
+                  int accumulate)
+RF_DGEMV_WALK(0)
+#undef RF_DGEMV8
+#undef RF_DGEMV_WALK
+
+/* 0: one-row products on the one-row tiles (rf_use_dgemv, for A/B
+ * timings and tests; the results are bitwise the same). */
+static int rf_dgemv_switch = 1;
+
+/* Groups of eight panels on the wide tiles, except, as in float
+ * (rf_gemv8_in_use), where a 512-bit FMA runs as two halves and the
+ * packed B fits well in L2: there the AVX2 groups of four were faster
+ * (a Zen 4, benchmarks/ab_kernel_switches.py's scan in docs/performance.md
+ * item 154: 8/4 time 1.02-1.06 for B of 65-291 KB, 1.00 at 516 KB, 0.92-0.97
+ * from 1.2 MB on).  rf_use_gemv_groups_of_8 forces either, as in float. */
+#define RF_DGEMV4_MAX_BYTES (512L << 10)
+
+static int rf_dgemv8_in_use(long K, long N)
+{
+    if (rf_gemv8_switch >= 0)
+        return rf_gemv8_switch;
+    return !rf_fma512_halves() ||
+           rf_packed_size_d(K, N) * (long) sizeof(double) > RF_DGEMV4_MAX_BYTES;
+}
+
 /* C (M, N), row stride ldc, = (accumulate ? C : 0) + A (M, K) @ B, with B
  * packed by rf_pack_b_d: rf_gemm_packed_f's loops (row blocks of RF_MC
  * outside, panels inside, tiles of as equal height as possible
- * innermost). */
+ * innermost); one row, the GEMV above. */
 static void rf_gemm_packed_d(long M, long N, long K, const double* A, long lda,
                              const double* Bp, double* C, long ldc, int accumulate)
 {
     long m0, mb, p, i, nc, mr, tiles, base, extra, r, np;
     const int wide = rf_wide_in_use();
+    if (M == 1 && N > 0 && rf_dgemv_switch) {
+        if (wide && rf_dgemv8_in_use(K, N))
+            rf_wdgemv_packed_d(N, K, A, Bp, C, accumulate);
+        else
+            rf_dgemv_packed_d(N, K, A, Bp, C, accumulate);
+        return;
+    }
     for (m0 = 0; m0 < M; m0 += mb) {
         mb = M - m0 < RF_MC ? M - m0 : RF_MC;
         for (p = 0; p * RF_NRD < N; p += np) {

@@ -1,8 +1,9 @@
-# Switches of the float32 kernel's choices (src/_gemm.h), for A/B timings
+# Switches of the packed kernel's choices (src/_gemm.h), for A/B timings
 # and tests; included by each kernel module (_rnn, _lstm, _gru), each of
 # which compiles its own copy of src/_gemm.h's state.  rnnfast._core sets
 # all three.
-from _blas cimport rf_use_gemv_segments, rf_use_gemv_groups_of_8, rf_use_half_panels
+from _blas cimport (rf_use_gemv_segments, rf_use_gemv_groups_of_8, rf_use_half_panels,
+                    rf_use_dgemv)
 
 
 def use_gemv_groups_of_8(int on):
@@ -27,3 +28,10 @@ def use_half_panels(bint on):
     tiles (src/_gemm.h, rf_tile_kind; the default) or on a whole panel's.
     Bitwise the same results.  For A/B timings and tests."""
     rf_use_half_panels(on)
+
+
+def use_dgemv(bint on):
+    """A float64 product of one row on its GEMV (src/_gemm_d.h; the
+    default) or on the one-row tiles.  Bitwise the same results.  For A/B
+    timings and tests."""
+    rf_use_dgemv(on)

@@ -22,6 +22,8 @@ def _switches_on():
     yield
     _core.use_packed_gemm(True)
     _core.use_wide_tiles(True)
+    _core.use_dgemv(True)
+    _core.use_gemv_groups_of_8(None)
 
 
 @pytest.fixture
@@ -68,6 +70,50 @@ def test_float64_packed_matmul_rows_do_not_depend_on_the_batch(packed):
         part = np.empty((hi - lo, 40))
         _rnn.packed_matmul(np.ascontiguousarray(a[lo:hi]), b, part, False, False)
         np.testing.assert_array_equal(part, whole[lo:hi])
+
+
+# A product of one row runs on the GEMV (src/_gemm_d.h): groups of eight
+# panels on the AVX-512 code (forced here: a Zen 4 takes groups of four for
+# a small B), then of four, then single panels (n = 104 is 13 panels: 8 + 4
+# + 1; 107 leaves 3 columns in the last), walked forwards and backwards on
+# alternate calls.  It must give the one-row tiles' bits.
+@pytest.mark.parametrize("n", [1, 7, 8, 24, 31, 32, 40, 64, 72, 96, 104, 107, 256])
+@pytest.mark.parametrize("k", [1, 9, 64, 130])
+@pytest.mark.parametrize("walk", ["groups-of-8", "default", "avx2"])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_float64_gemv_is_bitwise_the_one_row_tiles(n, k, walk, trans_b, accumulate, packed):
+    a, b, c0 = product_case(1, n, k, trans_b)
+    _core.use_wide_tiles(walk != "avx2")
+    _core.use_gemv_groups_of_8(True if walk == "groups-of-8" else None)
+    out = []
+    for gemv in (True, False):
+        _core.use_dgemv(gemv)
+        for backward in (False, True):   # gemm_packed_dh takes float64 to gemm_packed
+            if backward and not trans_b:
+                continue
+            c = c0.copy()
+            # repeat=2 with accumulate: the second call (the other walk) adds again
+            assert _rnn.packed_matmul(a, b, c, trans_b, accumulate, repeat=2,
+                                      backward=backward)
+            out.append(c)
+    for c in out[1:]:
+        np.testing.assert_array_equal(c, out[0])
+    op_b = b.T if trans_b else b
+    expected = 2 * (a @ op_b) + c0 if accumulate else a @ op_b
+    np.testing.assert_allclose(out[0], expected, rtol=1e-13, atol=1e-13 * np.sqrt(k))
+
+
+@pytest.mark.parametrize("cls,kw", CELLS, ids=CELL_IDS)
+def test_float64_batch_of_one_is_bitwise_on_the_gemv_and_the_tiles(cls, kw, packed):
+    """A batch of one sequence: every step's product, forward and backward,
+    is one row; on the GEMV or on the one-row tiles, the same bits."""
+    runs = []
+    for gemv in (True, False):
+        _core.use_dgemv(gemv)
+        runs.append(bidirectional_step(cls, kw, 6, N=1, T=9, D=13, H=70))
+    for i, (a, b) in enumerate(zip(*runs)):
+        np.testing.assert_array_equal(a, b, err_msg=f"array {i}")
 
 
 def test_float64_packed_matmul_refuses_mixed_types():
