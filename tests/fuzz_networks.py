@@ -88,12 +88,15 @@ def draw_case(rng):
     dropout = 0.0          # between two layers
     if layers == 2 and rng.random() < 0.3:
         dropout = float(rng.choice([0.25, 0.5]))
-    return dict(cell=cell, opts=opts, dtype=dtype, N=N, T=T, D=D, H=H, stateful=stateful,
+    case = dict(cell=cell, opts=opts, dtype=dtype, N=N, T=T, D=D, H=H, stateful=stateful,
                 layers=layers, dropout=dropout, bidirectional=bool(rng.random() < 0.4),
                 bias=bool(rng.random() < 0.8),
                 # lengths of their own for each chunk of a stateful case
                 ragged=bool(rng.random() < 0.4),
                 with_state=bool(rng.random() < 0.5), switches=switches)
+    # drawn last, so that a seed draws the same case as before this switch
+    switches["dgemv"] = bool(rng.random() < 0.7)
+    return case
 
 
 class kernel_settings:
@@ -116,6 +119,7 @@ class kernel_settings:
         _core.use_split_packing(sw["split_packing"])
         _core.use_thread_pool(sw["pool"])
         _core.use_direct_infer(sw["direct_infer"])
+        _core.use_dgemv(sw["dgemv"])
         self.limits = [m.split_limits() for m in (_rnn, _lstm, _gru)]
         if sw["split_all"]:
             for m in (_rnn, _lstm, _gru):
@@ -131,7 +135,7 @@ class kernel_settings:
         for switch in (_core.use_wide_tiles, _core.use_unpacked_b, _core.use_half_panels,
                        _core.use_gemv_segments, _core.use_prefetch, _core.use_grad_chunks,
                        _core.use_split_packing, _core.use_thread_pool,
-                       _core.use_direct_infer):
+                       _core.use_direct_infer, _core.use_dgemv):
             switch(True)
         _core.use_gemv_groups_of_8(None)
         return False
