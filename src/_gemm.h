@@ -697,140 +697,143 @@ static int rf_gemm_packed_supported(void)
  * one ended on, still in L1. */
 static __thread unsigned rf_gemv_calls;
 
-/* a0..a7 (four panels' two halves) += a[k0:k1] @ rows k0..k1-1 of the
- * four panels from b, s floats apart (a macro: the accumulators must stay
- * variables of the caller's, see RF_TILE_BODY). */
-#define RF_GEMV4_SUM(k0, k1)                                                  \
+/* The GEMV's parts, written once for both precisions (src/_gemm_d.h
+ * instantiates them in double): T the element type, V the vector
+ * accumulator type, NR the panel width in elements (a panel row is two
+ * V's in the AVX2 parts, one V in the 8-panel part), PSTRIDE the packed
+ * panel stride function, STORE the two-vector row store.
+ *
+ * a0..a7 (four panels' two halves, V each) += a[k0:k1] @ rows k0..k1-1 of
+ * the four panels from b, s elements apart (a macro: the accumulators
+ * must stay variables of the caller's, see RF_TILE_BODY). */
+#define RF_GEMV4_SUM_T(k0, k1, T, V, NR)                                      \
     do {                                                                      \
         long k_;                                                              \
         for (k_ = (k0); k_ < (k1); k_++) {                                    \
-            const float av_ = a[k_];                                          \
-            const float* bk_ = b + k_ * RF_NR;                                \
-            a0 += av_ * *(const rf_v8*) (bk_);                                \
-            a1 += av_ * *(const rf_v8*) (bk_ + 8);                            \
-            a2 += av_ * *(const rf_v8*) (bk_ + s);                            \
-            a3 += av_ * *(const rf_v8*) (bk_ + s + 8);                        \
-            a4 += av_ * *(const rf_v8*) (bk_ + 2 * s);                        \
-            a5 += av_ * *(const rf_v8*) (bk_ + 2 * s + 8);                    \
-            a6 += av_ * *(const rf_v8*) (bk_ + 3 * s);                        \
-            a7 += av_ * *(const rf_v8*) (bk_ + 3 * s + 8);                    \
+            const T av_ = a[k_];                                              \
+            const T* bk_ = b + k_ * (NR);                                     \
+            a0 += av_ * *(const V*) (bk_);                                    \
+            a1 += av_ * *(const V*) (bk_ + (NR) / 2);                         \
+            a2 += av_ * *(const V*) (bk_ + s);                                \
+            a3 += av_ * *(const V*) (bk_ + s + (NR) / 2);                     \
+            a4 += av_ * *(const V*) (bk_ + 2 * s);                            \
+            a5 += av_ * *(const V*) (bk_ + 2 * s + (NR) / 2);                 \
+            a6 += av_ * *(const V*) (bk_ + 3 * s);                            \
+            a7 += av_ * *(const V*) (bk_ + 3 * s + (NR) / 2);                 \
         }                                                                     \
     } while (0)
+#define RF_GEMV4_SUM(k0, k1) RF_GEMV4_SUM_T(k0, k1, float, rf_v8, RF_NR)
 
-__attribute__((target("avx2,fma"))) static inline void
-rf_gemv_4panels(long N, long K, const float* a, const float* Bp, float* C,
-                int accumulate, long p)
-{
-    const long s = rf_panel_stride(K);     /* panel to panel */
-    const float* b = Bp + p * s;
-    /* eight accumulators in variables of their own (see RF_TILE_BODY) */
-    rf_v8 a0 = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0, a2 = a0, a3 = a0;
-    rf_v8 a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    RF_GEMV4_SUM(0, K);
-#define RF_GEMV_STORE(q, lo, hi)                                              \
-    rf_store_row16(C + (p + q) * RF_NR, lo, hi,                               \
-                   N - (p + q) * RF_NR < RF_NR ? N - (p + q) * RF_NR : RF_NR, accumulate)
-    RF_GEMV_STORE(0, a0, a1);
-    RF_GEMV_STORE(1, a2, a3);
-    RF_GEMV_STORE(2, a4, a5);
-    RF_GEMV_STORE(3, a6, a7);
-#undef RF_GEMV_STORE
-}
+/* Columns of C from panel p + q on that a store of `width` covers. */
+#define RF_GEMV_NC(q, NR, width)                                              \
+    (N - (p + (q)) * (NR) < (width) ? N - (p + (q)) * (NR) : (width))
 
-__attribute__((target("avx2,fma"))) static inline void
-rf_gemv_1panel(long N, long K, const float* a, const float* Bp, float* C,
-               int accumulate, long p)
-{
-    const float* b = Bp + p * rf_panel_stride(K);
-    rf_v8 lo = (rf_v8){0, 0, 0, 0, 0, 0, 0, 0}, hi = lo;
-    long k;
-    for (k = 0; k < K; k++) {
-        lo += a[k] * *(const rf_v8*) (b + k * RF_NR);
-        hi += a[k] * *(const rf_v8*) (b + k * RF_NR + 8);
+/* NAME(N, K, a, Bp, C, accumulate, p): C's panels p..p+3 (+)= a @ them
+ * (AVX2: eight chains of V, one broadcast of a[k]). */
+#define RF_DEFINE_GEMV_4PANELS(NAME, T, V, NR, PSTRIDE, STORE)                \
+    __attribute__((target("avx2,fma"))) static inline void                    \
+    NAME(long N, long K, const T* a, const T* Bp, T* C, int accumulate, long p) \
+    {                                                                         \
+        const long s = PSTRIDE(K);        /* panel to panel */                \
+        const T* b = Bp + p * s;                                              \
+        /* eight accumulators in variables of their own (see RF_TILE_BODY) */ \
+        V a0 = (V){0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,  \
+          a7 = a0;                                                            \
+        RF_GEMV4_SUM_T(0, K, T, V, NR);                                       \
+        STORE(C + p * (NR), a0, a1, RF_GEMV_NC(0, NR, NR), accumulate);       \
+        STORE(C + (p + 1) * (NR), a2, a3, RF_GEMV_NC(1, NR, NR), accumulate); \
+        STORE(C + (p + 2) * (NR), a4, a5, RF_GEMV_NC(2, NR, NR), accumulate); \
+        STORE(C + (p + 3) * (NR), a6, a7, RF_GEMV_NC(3, NR, NR), accumulate); \
     }
-    rf_store_row16(C + p * RF_NR, lo, hi,
-                   N - p * RF_NR < RF_NR ? N - p * RF_NR : RF_NR, accumulate);
-}
 
-/* The AVX-512 GEMV: eight panels a group, one 16-float accumulator each
- * (eight chains, as above); the same FMAs in the same order per element. */
-__attribute__((target("avx512f"))) static inline void
-rf_wgemv_8panels(long N, long K, const float* a, const float* Bp, float* C,
-                 int accumulate, long p)
-{
-    const long s = rf_panel_stride(K);     /* panel to panel */
-    const float* b = Bp + p * s;
-    rf_v16 a0 = (rf_v16){0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    long k;
-    for (k = 0; k < K; k++) {
-        const float av = a[k];
-        const float* bk = b + k * RF_NR;
-        a0 += av * *(const rf_v16*) (bk);
-        a1 += av * *(const rf_v16*) (bk + s);
-        a2 += av * *(const rf_v16*) (bk + 2 * s);
-        a3 += av * *(const rf_v16*) (bk + 3 * s);
-        a4 += av * *(const rf_v16*) (bk + 4 * s);
-        a5 += av * *(const rf_v16*) (bk + 5 * s);
-        a6 += av * *(const rf_v16*) (bk + 6 * s);
-        a7 += av * *(const rf_v16*) (bk + 7 * s);
+/* NAME(N, K, a, Bp, C, accumulate, p): panel p alone (two chains). */
+#define RF_DEFINE_GEMV_1PANEL(NAME, T, V, NR, PSTRIDE, STORE)                 \
+    __attribute__((target("avx2,fma"))) static inline void                    \
+    NAME(long N, long K, const T* a, const T* Bp, T* C, int accumulate, long p) \
+    {                                                                         \
+        const T* b = Bp + p * PSTRIDE(K);                                     \
+        V lo = (V){0}, hi = lo;                                               \
+        long k;                                                               \
+        for (k = 0; k < K; k++) {                                             \
+            lo += a[k] * *(const V*) (b + k * (NR));                          \
+            hi += a[k] * *(const V*) (b + k * (NR) + (NR) / 2);               \
+        }                                                                     \
+        STORE(C + p * (NR), lo, hi, RF_GEMV_NC(0, NR, NR), accumulate);       \
     }
-    /* two panels a store: (a0, a1) is panels p, p + 1, ... */
-#define RF_WGEMV_STORE(q, lo, hi)                                             \
-    rf_store_row32(C + (p + q) * RF_NR, lo, hi,                               \
-                   N - (p + q) * RF_NR < 2 * RF_NR ? N - (p + q) * RF_NR : 2 * RF_NR, \
-                   accumulate)
-    RF_WGEMV_STORE(0, a0, a1);
-    RF_WGEMV_STORE(2, a2, a3);
-    RF_WGEMV_STORE(4, a4, a5);
-    RF_WGEMV_STORE(6, a6, a7);
-#undef RF_WGEMV_STORE
-}
 
-__attribute__((target("avx512f"), noinline)) static void
-rf_wgemv_packed_f(long N, long K, const float* a, const float* Bp, float* C,
-                  int accumulate)
-{
-    /* groups of 8 panels, then of 4 (AVX2, eight 8-float chains), then
-     * single panels: a single panel has two chains only and waits on the
-     * FMA latency (with singles for all but the 8-groups, RNN inference at
-     * `tiny`, 4 panels, ran 0.63x the AVX2 GEMV).  Forwards and backwards
-     * on alternate calls, as rf_gemv_packed_f. */
-    long np = (N + RF_NR - 1) / RF_NR, g8 = np / 8, g4 = (np - 8 * g8) / 4, p;
-    long p4 = 8 * g8, p1 = p4 + 4 * g4;      /* where the 4-groups, the singles start */
-    if (rf_gemv_calls++ & 1) {
-        for (p = np - 1; p >= p1; p--)
-            rf_gemv_1panel(N, K, a, Bp, C, accumulate, p);
-        for (p = p1 - 4; p >= p4; p -= 4)
-            rf_gemv_4panels(N, K, a, Bp, C, accumulate, p);
-        for (p = p4 - 8; p >= 0; p -= 8)
-            rf_wgemv_8panels(N, K, a, Bp, C, accumulate, p);
-    } else {
-        for (p = 0; p < p4; p += 8)
-            rf_wgemv_8panels(N, K, a, Bp, C, accumulate, p);
-        for (p = p4; p < p1; p += 4)
-            rf_gemv_4panels(N, K, a, Bp, C, accumulate, p);
-        for (p = p1; p < np; p++)
-            rf_gemv_1panel(N, K, a, Bp, C, accumulate, p);
+/* NAME(N, K, a, Bp, C, accumulate, p): the AVX-512 GEMV, panels p..p+7,
+ * one V (a whole panel row) accumulator each (eight chains, as above);
+ * the same FMAs in the same order per element.  STORE writes two panels. */
+#define RF_DEFINE_GEMV_8PANELS(NAME, T, V, NR, PSTRIDE, STORE)                \
+    __attribute__((target("avx512f"))) static inline void                     \
+    NAME(long N, long K, const T* a, const T* Bp, T* C, int accumulate, long p) \
+    {                                                                         \
+        const long s = PSTRIDE(K);        /* panel to panel */                \
+        const T* b = Bp + p * s;                                              \
+        V a0 = (V){0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,  \
+          a7 = a0;                                                            \
+        long k;                                                               \
+        for (k = 0; k < K; k++) {                                             \
+            const T av = a[k];                                                \
+            const T* bk = b + k * (NR);                                       \
+            a0 += av * *(const V*) (bk);                                      \
+            a1 += av * *(const V*) (bk + s);                                  \
+            a2 += av * *(const V*) (bk + 2 * s);                              \
+            a3 += av * *(const V*) (bk + 3 * s);                              \
+            a4 += av * *(const V*) (bk + 4 * s);                              \
+            a5 += av * *(const V*) (bk + 5 * s);                              \
+            a6 += av * *(const V*) (bk + 6 * s);                              \
+            a7 += av * *(const V*) (bk + 7 * s);                              \
+        }                                                                     \
+        /* two panels a store: (a0, a1) is panels p, p + 1, ... */           \
+        STORE(C + p * (NR), a0, a1, RF_GEMV_NC(0, NR, 2 * (NR)), accumulate); \
+        STORE(C + (p + 2) * (NR), a2, a3, RF_GEMV_NC(2, NR, 2 * (NR)),        \
+              accumulate);                                                    \
+        STORE(C + (p + 4) * (NR), a4, a5, RF_GEMV_NC(4, NR, 2 * (NR)),        \
+              accumulate);                                                    \
+        STORE(C + (p + 6) * (NR), a6, a7, RF_GEMV_NC(6, NR, 2 * (NR)),        \
+              accumulate);                                                    \
     }
-}
 
-__attribute__((target("avx2,fma"), noinline)) static void
-rf_gemv_packed_f(long N, long K, const float* a, const float* Bp, float* C,
-                 int accumulate)
-{
-    long np = (N + RF_NR - 1) / RF_NR, groups = np / 4, g, p;
-    if (rf_gemv_calls++ & 1) {
-        for (p = np - 1; p >= 4 * groups; p--)
-            rf_gemv_1panel(N, K, a, Bp, C, accumulate, p);
-        for (g = groups - 1; g >= 0; g--)
-            rf_gemv_4panels(N, K, a, Bp, C, accumulate, 4 * g);
-    } else {
-        for (g = 0; g < groups; g++)
-            rf_gemv_4panels(N, K, a, Bp, C, accumulate, 4 * g);
-        for (p = 4 * groups; p < np; p++)
-            rf_gemv_1panel(N, K, a, Bp, C, accumulate, p);
+/* NAME(N, K, a, Bp, C, accumulate): the whole row, groups of eight panels
+ * (G8; EIGHT 0: none, and G8 is never called), then of four (G4), then
+ * single panels (G1): a single panel has two chains only and waits on the
+ * FMA latency (with singles for all but the 8-groups, RNN inference at
+ * `tiny`, 4 panels, ran 0.63x the AVX2 GEMV).  Forwards on even calls of
+ * the thread, backwards on odd ones (rf_gemv_calls). */
+#define RF_DEFINE_GEMV_WALK(NAME, TARGET, T, NR, EIGHT, G8, G4, G1)           \
+    __attribute__((target(TARGET), noinline)) static void                     \
+    NAME(long N, long K, const T* a, const T* Bp, T* C, int accumulate)       \
+    {                                                                         \
+        long np = (N + (NR) - 1) / (NR), g8 = (EIGHT) ? np / 8 : 0;           \
+        long g4 = (np - 8 * g8) / 4, p;                                       \
+        long p4 = 8 * g8, p1 = p4 + 4 * g4; /* where the 4-groups, the singles start */ \
+        if (rf_gemv_calls++ & 1) {                                            \
+            for (p = np - 1; p >= p1; p--)                                    \
+                G1(N, K, a, Bp, C, accumulate, p);                            \
+            for (p = p1 - 4; p >= p4; p -= 4)                                 \
+                G4(N, K, a, Bp, C, accumulate, p);                            \
+            for (p = p4 - 8; p >= 0; p -= 8)                                  \
+                G8(N, K, a, Bp, C, accumulate, p);                            \
+        } else {                                                              \
+            for (p = 0; p < p4; p += 8)                                       \
+                G8(N, K, a, Bp, C, accumulate, p);                            \
+            for (p = p4; p < p1; p += 4)                                      \
+                G4(N, K, a, Bp, C, accumulate, p);                            \
+            for (p = p1; p < np; p++)                                         \
+                G1(N, K, a, Bp, C, accumulate, p);                            \
+        }                                                                     \
     }
-}
+
+RF_DEFINE_GEMV_4PANELS(rf_gemv_4panels, float, rf_v8, RF_NR, rf_panel_stride, rf_store_row16)
+RF_DEFINE_GEMV_1PANEL(rf_gemv_1panel, float, rf_v8, RF_NR, rf_panel_stride, rf_store_row16)
+RF_DEFINE_GEMV_8PANELS(rf_wgemv_8panels, float, rf_v16, RF_NR, rf_panel_stride,
+                       rf_store_row32)
+RF_DEFINE_GEMV_WALK(rf_wgemv_packed_f, "avx512f", float, RF_NR, 1, rf_wgemv_8panels,
+                    rf_gemv_4panels, rf_gemv_1panel)
+/* (no groups of eight on the AVX2 code: rf_gemv_4panels stands in for G8) */
+RF_DEFINE_GEMV_WALK(rf_gemv_packed_f, "avx2,fma", float, RF_NR, 0, rf_gemv_4panels,
+                    rf_gemv_4panels, rf_gemv_1panel)
 
 /* The backward's GEMV, dh (+)= dA_t @ Wh^T at one row (N = H outputs, K =
  * G*H).  At H = 64 it is one group of four panels whose K = 192 (GRU) or

@@ -151,96 +151,19 @@ static const rf_dtile_fn rf_dtiles[2][RF_WMR + 1] = {
  * single panels.  Every element is still one FMA chain over k in order
  * from zero, so the results are bitwise the tiles'.  Forwards and
  * backwards on alternate calls of a thread (rf_gemv_calls): a walk starts
- * on the panels the last one ended on, still in L1. */
-#define RF_DGEMV_NEAR(q) (N - (p + (q)) * RF_NRD < 2 * RF_NRD ? N - (p + (q)) * RF_NRD : 2 * RF_NRD)
-__attribute__((target("avx512f"))) static inline void
-rf_wdgemv_8panels(long N, long K, const double* a, const double* Bp, double* C,
-                  int accumulate, long p)
-{
-    const long s = rf_panel_stride_d(K);    /* panel to panel */
-    const double* b = Bp + p * s;
-    rf_d8 a0 = (rf_d8){0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    long k;
-    for (k = 0; k < K; k++) {
-        const double av = a[k];
-        const double* bk = b + k * RF_NRD;
-        a0 += av * *(const rf_d8*) (bk);
-        a1 += av * *(const rf_d8*) (bk + s);
-        a2 += av * *(const rf_d8*) (bk + 2 * s);
-        a3 += av * *(const rf_d8*) (bk + 3 * s);
-        a4 += av * *(const rf_d8*) (bk + 4 * s);
-        a5 += av * *(const rf_d8*) (bk + 5 * s);
-        a6 += av * *(const rf_d8*) (bk + 6 * s);
-        a7 += av * *(const rf_d8*) (bk + 7 * s);
-    }
-    /* two panels a store: (a0, a1) is panels p, p + 1, ... */
-    rf_store_row16d(C + p * RF_NRD, a0, a1, RF_DGEMV_NEAR(0), accumulate);
-    rf_store_row16d(C + (p + 2) * RF_NRD, a2, a3, RF_DGEMV_NEAR(2), accumulate);
-    rf_store_row16d(C + (p + 4) * RF_NRD, a4, a5, RF_DGEMV_NEAR(4), accumulate);
-    rf_store_row16d(C + (p + 6) * RF_NRD, a6, a7, RF_DGEMV_NEAR(6), accumulate);
-}
-#undef RF_DGEMV_NEAR
-
-/* Panel p's columns: up to RF_NRD. */
-#define RF_DGEMV_COLS(q) (N - (p + (q)) * RF_NRD < RF_NRD ? N - (p + (q)) * RF_NRD : RF_NRD)
-__attribute__((target("avx2,fma"))) static inline void
-rf_dgemv_4panels(long N, long K, const double* a, const double* Bp, double* C,
-                 int accumulate, long p)
-{
-    const long s = rf_panel_stride_d(K);
-    const double* b = Bp + p * s;
-    rf_d4 a0 = (rf_d4){0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    long k;
-    for (k = 0; k < K; k++) {
-        const double av = a[k];
-        const double* bk = b + k * RF_NRD;
-        a0 += av * *(const rf_d4*) (bk);
-        a1 += av * *(const rf_d4*) (bk + 4);
-        a2 += av * *(const rf_d4*) (bk + s);
-        a3 += av * *(const rf_d4*) (bk + s + 4);
-        a4 += av * *(const rf_d4*) (bk + 2 * s);
-        a5 += av * *(const rf_d4*) (bk + 2 * s + 4);
-        a6 += av * *(const rf_d4*) (bk + 3 * s);
-        a7 += av * *(const rf_d4*) (bk + 3 * s + 4);
-    }
-    rf_store_row8d(C + p * RF_NRD, a0, a1, RF_DGEMV_COLS(0), accumulate);
-    rf_store_row8d(C + (p + 1) * RF_NRD, a2, a3, RF_DGEMV_COLS(1), accumulate);
-    rf_store_row8d(C + (p + 2) * RF_NRD, a4, a5, RF_DGEMV_COLS(2), accumulate);
-    rf_store_row8d(C + (p + 3) * RF_NRD, a6, a7, RF_DGEMV_COLS(3), accumulate);
-}
-
-__attribute__((target("avx2,fma"))) static inline void
-rf_dgemv_1panel(long N, long K, const double* a, const double* Bp, double* C,
-                int accumulate, long p)
-{
-    const double* b = Bp + p * rf_panel_stride_d(K);
-    rf_d4 lo = (rf_d4){0}, hi = lo;
-    long k;
-    for (k = 0; k < K; k++) {
-        lo += a[k] * *(const rf_d4*) (b + k * RF_NRD);
-        hi += a[k] * *(const rf_d4*) (b + k * RF_NRD + 4);
-    }
-    rf_store_row8d(C + p * RF_NRD, lo, hi, RF_DGEMV_COLS(0), accumulate);
-}
-#undef RF_DGEMV_COLS
-
-/* g8 groups of eight panels (0: none, the AVX2 tiles), then groups of
- * four, then single panels; backwards on odd calls. */
-#define RF_DGEMV_WALK(EIGHT)                                                      {                                                                                 long np = (N + RF_NRD - 1) / RF_NRD, g8 = (EIGHT) ? np / 8 : 0;               long p4 = 8 * g8, p1 = p4 + 4 * ((np - p4) / 4), p;                           if (rf_gemv_calls++ & 1) {                                                        for (p = np - 1; p >= p1; p--)                                                    rf_dgemv_1panel(N, K, a, Bp, C, accumulate, p);                           for (p = p1 - 4; p >= p4; p -= 4)                                                 rf_dgemv_4panels(N, K, a, Bp, C, accumulate, p);                          for (p = p4 - 8; p >= 0; p -= 8)                                                  RF_DGEMV8(N, K, a, Bp, C, accumulate, p);                             } else {                                                                          for (p = 0; p < p4; p += 8)                                                       RF_DGEMV8(N, K, a, Bp, C, accumulate, p);                                 for (p = p4; p < p1; p += 4)                                                      rf_dgemv_4panels(N, K, a, Bp, C, accumulate, p);                          for (p = p1; p < np; p++)                                                         rf_dgemv_1panel(N, K, a, Bp, C, accumulate, p);                       }                                                                         }
-#define RF_DGEMV8 rf_wdgemv_8panels
-__attribute__((target("avx512f"), noinline)) static void
-rf_wdgemv_packed_d(long N, long K, const double* a, const double* Bp, double* C,
-                   int accumulate)
-RF_DGEMV_WALK(1)
-#undef RF_DGEMV8
-/* (the AVX2 build of the walk never takes its eight-panel loops) */
-#define RF_DGEMV8(...) ((void) 0)
-__attribute__((target("avx2,fma"), noinline)) static void
-rf_dgemv_packed_d(long N, long K, const double* a, const double* Bp, double* C,
-                  int accumulate)
-RF_DGEMV_WALK(0)
-#undef RF_DGEMV8
-#undef RF_DGEMV_WALK
+ * on the panels the last one ended on, still in L1.  The parts are
+ * src/_gemm.h's (RF_DEFINE_GEMV_*), in double. */
+RF_DEFINE_GEMV_4PANELS(rf_dgemv_4panels, double, rf_d4, RF_NRD, rf_panel_stride_d,
+                       rf_store_row8d)
+RF_DEFINE_GEMV_1PANEL(rf_dgemv_1panel, double, rf_d4, RF_NRD, rf_panel_stride_d,
+                      rf_store_row8d)
+RF_DEFINE_GEMV_8PANELS(rf_wdgemv_8panels, double, rf_d8, RF_NRD, rf_panel_stride_d,
+                       rf_store_row16d)
+RF_DEFINE_GEMV_WALK(rf_wdgemv_packed_d, "avx512f", double, RF_NRD, 1, rf_wdgemv_8panels,
+                    rf_dgemv_4panels, rf_dgemv_1panel)
+/* (no groups of eight on the AVX2 code: rf_dgemv_4panels stands in for G8) */
+RF_DEFINE_GEMV_WALK(rf_dgemv_packed_d, "avx2,fma", double, RF_NRD, 0, rf_dgemv_4panels,
+                    rf_dgemv_4panels, rf_dgemv_1panel)
 
 /* 0: one-row products on the one-row tiles (rf_use_dgemv, for A/B
  * timings and tests; the results are bitwise the same). */
@@ -248,11 +171,14 @@ static int rf_dgemv_switch = 1;
 
 /* Groups of eight panels on the wide tiles, except, as in float
  * (rf_gemv8_in_use), where a 512-bit FMA runs as two halves and the
- * packed B fits well in L2: there the AVX2 groups of four were faster
- * (a Zen 4, benchmarks/ab_kernel_switches.py's scan in docs/performance.md
- * item 154: 8/4 time 1.02-1.06 for B of 65-291 KB, 1.00 at 516 KB, 0.92-0.97
- * from 1.2 MB on).  rf_use_gemv_groups_of_8 forces either, as in float. */
-#define RF_DGEMV4_MAX_BYTES (512L << 10)
+ * packed B fits well in L2: there the AVX2 groups of four were faster.  On
+ * a Zen 4, whole calls at N = 1, T = 100 (session script, groups of 8 and
+ * 4 forced in turn, docs/performance.md item 154): time 8/4 1.014-1.035
+ * for a B of 98-298 KB (LSTM and GRU at H = 64, RNN at 128, LSTM at 96),
+ * 0.974-0.994 from 396 KB on (GRU and LSTM at H = 128, LSTM at 200);
+ * benchmarks/gemv_groups.py times the products alone.
+ * rf_use_gemv_groups_of_8 forces either, as in float. */
+#define RF_DGEMV4_MAX_BYTES (384L << 10)
 
 static int rf_dgemv8_in_use(long K, long N)
 {
