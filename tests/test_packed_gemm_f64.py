@@ -1,7 +1,8 @@
 """The packed products in float64 (src/_gemm_d.h) against numpy, over the
 edge cases of their tiling (rows not a multiple of the 6- or 8-row tiles,
 columns not a multiple of the 8-double panel, both layouts of B, overwrite
-and accumulate), and the networks on them: the same results as on BLAS to
+and accumulate), the one-row GEMV against the one-row tiles (bitwise), and
+the networks on them: the same results as on BLAS to
 float64 rounding, bitwise the same on the AVX-512 and AVX2 tiles, on one
 thread and two, and for any batch around a row.  The parameter-gradient
 products (rf_gemm_tn_d) are tested with float32's in test_packed_gemm.py."""
