@@ -96,6 +96,14 @@ def torch_with_nan():
     return m
 
 
+def replaced_cell_tensor():
+    """A torch LSTMCell whose weight_hh was replaced by one of another shape."""
+    import torch
+    m = torch.nn.LSTMCell(3, 4)
+    m.weight_hh = torch.nn.Parameter(torch.zeros(16, 5))
+    return m
+
+
 def sk(name):
     from rnnfast import sklearn as rsk
     return getattr(rsk, name)
@@ -364,7 +372,8 @@ CASES = [
     ("net-bias-not-a-bool", lambda: rnnfast.GRU(3, 4, bias="False"),
      T, r"bias: expected True or False, got 'False'"),
     ("to-torch-module-not-a-network", lambda: rnnfast.interop.to_torch({"cell": "lstm"}),
-     T, r"net: expected an rnnfast\.RNN, LSTM or GRU network, got dict"),
+     T, r"net: expected an rnnfast\.RNN, LSTM or GRU network, or an rnnfast\.RNNCell, "
+        r"LSTMCell or GRUCell, got dict"),
     ("to-torch-module-gru-reset-before", lambda: rnnfast.interop.to_torch(
         rnnfast.GRU(3, 4, reset_after=False)),
      V, r"reset_after=False has no PyTorch equivalent"),
@@ -419,7 +428,8 @@ CASES = [
     ("net-readonly-strided-works", works_readonly_and_strided, None, None),
     # -------- interop (PyTorch)
     ("from-torch-not-a-module", lambda: rnnfast.interop.from_torch(rnnfast.LSTM(3, 4)),
-     T, r"module: expected torch\.nn\.RNN, LSTM or GRU, got rnnfast\.networks\.LSTM"),
+     T, r"module: expected torch\.nn\.RNN, LSTM or GRU, or torch\.nn\.RNNCell, LSTMCell or "
+        r"GRUCell, got rnnfast\.networks\.LSTM"),
     ("from-torch-proj-size", lambda: rnnfast.interop.from_torch(torch_lstm(proj_size=2)),
      V, r"module: LSTM with proj_size > 0 is not supported"),
     ("from-torch-bfloat16", lambda: rnnfast.interop.from_torch(
@@ -428,8 +438,25 @@ CASES = [
         r"torch\.bfloat16 and shape \(16, 3\)"),
     ("from-torch-nan-weights", lambda: rnnfast.interop.from_torch(torch_with_nan()),
      V, r"module: weight_hh_l0 \(shape \(16, 4\)\) contains NaN or Inf"),
+    ("from-torch-cell-float16", lambda: rnnfast.interop.from_torch(
+        __import__("torch").nn.GRUCell(3, 4).half()),
+     T, r"module: expected float32 or float64 weights, got weight_ih of dtype "
+        r"torch\.float16 and shape \(12, 3\)"),
+    ("from-torch-cell-replaced-tensor", lambda: rnnfast.interop.from_torch(
+        replaced_cell_tensor()),
+     V, r"module\.weight_hh: expected shape \(16, 4\) for a LSTMCell\(input_size=3, "
+        r"hidden_size=4\), got \(16, 5\)"),
+    ("to-torch-cell-gru-reset-before", lambda: rnnfast.interop.to_torch(
+        rnnfast.GRUCell(np.zeros((3, 12), f32), np.zeros((4, 12), f32), np.zeros(12, f32))),
+     V, r"reset_after=False has no PyTorch equivalent"),
+    ("to-torch-cell-params-replaced", lambda: rnnfast.interop.to_torch_state_dict(replaced(
+        (cell := rnnfast.LSTMCell(np.zeros((3, 16), f32), np.zeros((4, 16), f32),
+                                  np.zeros(16, f32))).params, 1, np.zeros((16, 4), f32))
+        and cell),
+     V, r"LSTMCell\.params\[1\] \(Wh\): expected shape \(4, 16\), got shape \(16, 4\)"),
     ("to-torch-not-a-network", lambda: rnnfast.interop.to_torch_state_dict({"a": 1}),
-     T, r"net: expected an rnnfast\.RNN, LSTM or GRU network, got dict"),
+     T, r"net: expected an rnnfast\.RNN, LSTM or GRU network, or an rnnfast\.RNNCell, "
+        r"LSTMCell or GRUCell, got dict"),
     ("to-torch-gru-reset-before", lambda: rnnfast.interop.to_torch_state_dict(
         rnnfast.GRU(3, 4, reset_after=False)),
      V, r"reset_after=False has no PyTorch equivalent"),

@@ -281,6 +281,61 @@ def test_cell_parity(torch, kind, dtype, bias):
     _assert_layer_param_grads(ours, module, cell, close, bias)
 
 
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", CELL_KINDS)
+def test_cells_from_and_to_torch(torch, kind, dtype, bias):
+    """interop on one time step: from_torch(torch.nn.LSTMCell ...) is the
+    rnnfast cell of the same step (h', c'; dtype, options and mode kept);
+    to_torch of it is a torch cell of the same step again, whose tensors are
+    to_torch_state_dict's, and whose weights are the first module's
+    exactly (reordered and, for GRU's z, negated twice)."""
+    torch.manual_seed(3)
+    cell = kind.split("-")[0].lower()
+    tdt = getattr(torch, dtype)
+    if cell == "rnn":
+        module = torch.nn.RNNCell(D, H, bias=bias, nonlinearity=_our_options(kind).get(
+            "nonlinearity", "tanh"))
+    else:
+        module = getattr(torch.nn, kind + "Cell")(D, H, bias=bias)
+    module = module.to(tdt).eval()
+    ours = from_torch(module)
+    assert type(ours) is {"rnn": rnnfast.RNNCell, "lstm": rnnfast.LSTMCell,
+                          "gru": rnnfast.GRUCell}[cell]
+    assert ours.dtype == np.dtype(dtype) and not ours.training
+    assert (ours.input_size, ours.hidden_size) == (D, H)
+    if cell == "gru":
+        assert ours.reset_after
+    if cell == "rnn":
+        assert ours.nonlinearity == module.nonlinearity
+    back = to_torch(ours)
+    assert type(back) is type(module) and back.bias and not back.training
+    assert all(p.dtype == tdt for p in back.parameters())
+    close = _close_for(dtype)
+    x, h, c = (torch.randn(N, s, dtype=tdt) for s in (D, H, H))
+    with torch.no_grad():
+        if cell == "lstm":
+            expected, again = module(x, (h, c)), back(x, (h, c))
+            got = ours.forward(x.numpy(), h.numpy(), c.numpy())
+        else:
+            expected, again, got = (module(x, h),), (back(x, h),), (ours.forward(
+                x.numpy(), h.numpy()),)
+    for e, a, g, name in zip(expected, again, got, ("h_next", "c_next")):
+        close(g, e.numpy(), name)
+        close(a.numpy(), e.numpy(), name + " of to_torch")
+    state = to_torch_state_dict(ours)
+    assert sorted(state) == ["bias_hh", "bias_ih", "weight_hh", "weight_ih"]
+    for name, tensor in back.state_dict().items():
+        np.testing.assert_array_equal(tensor.numpy(), state[name], err_msg=name)
+    for name in ("weight_ih", "weight_hh"):
+        np.testing.assert_array_equal(state[name], getattr(module, name).detach().numpy())
+    if cell == "gru" and bias:
+        for name in ("bias_ih", "bias_hh"):
+            np.testing.assert_array_equal(state[name], getattr(module, name).detach().numpy())
+    elif not bias:
+        assert not state["bias_ih"].any() and not state["bias_hh"].any()
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kind", CELL_KINDS)
 def test_time_layer_parity_stateful_chunks(torch, kind, dtype):

@@ -106,6 +106,14 @@ class _Recurrent:
         are floats of at most 4 bytes)."""
         return self._dtype
 
+    def _live_params(self):
+        """params, checked as a kernel call checks them: an array replaced
+        by one of another shape, dtype or layout is refused, by name
+        (rnnfast.interop reads them)."""
+        check_live_arrays(self.params, ("[0] (Wx)", "[1] (Wh)", "[2] (b)"), self._shapes,
+                          self._dtype, f"{type(self).__name__}.params")
+        return self.params
+
     @property
     def input_size(self):
         """D, the rows of Wx."""
