@@ -242,6 +242,15 @@ def _our_options(kind):
             else {"reset_after": True} if kind == "GRU" else {})
 
 
+def _torch_cell(torch, kind, bias):
+    """torch.nn.RNNCell (tanh or relu), LSTMCell or GRUCell (D -> H) for a
+    kind of CELL_KINDS."""
+    if kind.startswith("RNN"):
+        return torch.nn.RNNCell(D, H, bias=bias, nonlinearity=_our_options(kind).get(
+            "nonlinearity", "tanh"))
+    return getattr(torch.nn, kind + "Cell")(D, H, bias=bias)
+
+
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("kind", CELL_KINDS)
@@ -251,12 +260,7 @@ def test_cell_parity(torch, kind, dtype, bias):
     torch.manual_seed(7)
     cell = kind.split("-")[0].lower()
     tdt = getattr(torch, dtype)
-    if cell == "rnn":
-        module = torch.nn.RNNCell(D, H, bias=bias, nonlinearity=_our_options(kind).get(
-            "nonlinearity", "tanh"))
-    else:
-        module = getattr(torch.nn, kind + "Cell")(D, H, bias=bias)
-    module = module.to(tdt)
+    module = _torch_cell(torch, kind, bias).to(tdt)
     ours = {"rnn": rnnfast.RNNCell, "lstm": rnnfast.LSTMCell, "gru": rnnfast.GRUCell}[cell](
         *_ours_from_torch(module, cell, bias), **_our_options(kind))
     close = _close_for(dtype)
@@ -293,12 +297,7 @@ def test_cells_from_and_to_torch(torch, kind, dtype, bias):
     torch.manual_seed(3)
     cell = kind.split("-")[0].lower()
     tdt = getattr(torch, dtype)
-    if cell == "rnn":
-        module = torch.nn.RNNCell(D, H, bias=bias, nonlinearity=_our_options(kind).get(
-            "nonlinearity", "tanh"))
-    else:
-        module = getattr(torch.nn, kind + "Cell")(D, H, bias=bias)
-    module = module.to(tdt).eval()
+    module = _torch_cell(torch, kind, bias).to(tdt).eval()
     ours = from_torch(module)
     assert type(ours) is {"rnn": rnnfast.RNNCell, "lstm": rnnfast.LSTMCell,
                           "gru": rnnfast.GRUCell}[cell]
