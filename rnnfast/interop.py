@@ -139,6 +139,8 @@ def to_torch_state_dict(net):
                                          "layer_params")):
         raise TypeError(f"net: expected an rnnfast.RNN, LSTM or GRU network, or an "
                         f"rnnfast.RNNCell, LSTMCell or GRUCell, got {type(net).__name__}")
+    if isinstance(net, (RNN, LSTM, GRU)):
+        net._live_params()      # a replaced array is refused, not exported
     out = {}
     for layer in range(net.num_layers):
         for d in range(net.num_directions):

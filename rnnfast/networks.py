@@ -180,6 +180,14 @@ class _Network:
                 f"{self.bidirectional}; these are fixed when the network is built "
                 f"(changed since?): build a new network")
 
+    def _live_params(self):
+        """params, checked as forward checks them: an array replaced by one
+        of another shape, dtype or layout is refused, by name
+        (rnnfast.interop reads them)."""
+        check_live_arrays(self.params, lambda: self._param_names(""), self._shapes,
+                          self.dtype, f"{type(self).__name__}.params")
+        return self.params
+
     def _param_names(self, prefix):
         per = self._per_direction
         return [f"[{i}] ({prefix}{('Wx', 'Wh', 'b')[i % per]} of layer "

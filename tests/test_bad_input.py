@@ -449,6 +449,14 @@ CASES = [
     ("to-torch-cell-gru-reset-before", lambda: rnnfast.interop.to_torch(
         rnnfast.GRUCell(np.zeros((3, 12), f32), np.zeros((4, 12), f32), np.zeros(12, f32))),
      V, r"reset_after=False has no PyTorch equivalent"),
+    ("to-torch-net-params-replaced", lambda: rnnfast.interop.to_torch_state_dict(replaced(
+        (net := rnnfast.LSTM(3, 4, bidirectional=True)).params, 4, np.zeros((5, 5), f32))
+        and net),
+     V, r"LSTM\.params\[4\] \(Wh of layer 0, reverse\): expected shape \(4, 16\), "
+        r"got shape \(5, 5\)"),
+    ("to-torch-net-params-other-dtype", lambda: rnnfast.interop.to_torch(replaced(
+        (net := rnnfast.GRU(3, 4)).params, 0, np.zeros((3, 12), np.float64)) and net),
+     T, r"GRU\.params\[0\] \(Wx of layer 0\): expected dtype float32"),
     ("to-torch-cell-params-replaced", lambda: rnnfast.interop.to_torch_state_dict(replaced(
         (cell := rnnfast.LSTMCell(np.zeros((3, 16), f32), np.zeros((4, 16), f32),
                                   np.zeros(16, f32))).params, 1, np.zeros((16, 4), f32))
