@@ -251,7 +251,8 @@ class _BaseRNN(BaseEstimator):
                  alpha=0.0001, batch_size="auto", max_iter=200, tol=1e-4,
                  n_iter_no_change=10, early_stopping=False, validation_fraction=0.1,
                  shuffle=True, clip_norm=5.0, momentum=0.9, nesterovs_momentum=True,
-                 random_state=None, verbose=False, warm_start=False, dtype=np.float32):
+                 random_state=None, verbose=False, warm_start=False, dtype=np.float32,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8):
         self.cell = cell
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -275,6 +276,19 @@ class _BaseRNN(BaseEstimator):
         self.verbose = verbose
         self.warm_start = warm_start
         self.dtype = dtype
+        # last, so that the arguments before keep their positions
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+
+    # MLP's Adam hyperparameters came after the others: an estimator pickled
+    # before them (a joblib file) loads with their defaults, which it trained with.
+    _ADDED_DEFAULTS = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8}
+
+    def __setstate__(self, state):
+        for name, default in self._ADDED_DEFAULTS.items():
+            state.setdefault(name, default)
+        super().__setstate__(state)
 
     # ---------------------------------------------------------- checks
     def _check_hyperparameters(self):
@@ -305,6 +319,11 @@ class _BaseRNN(BaseEstimator):
                          include_boundaries="neither")
         check_scalar(self.momentum, "momentum", numbers.Real, min_val=0, max_val=1,
                      include_boundaries="left")
+        for name in ("beta_1", "beta_2"):       # as MLPClassifier: [0, 1)
+            check_scalar(getattr(self, name), name, numbers.Real, min_val=0, max_val=1,
+                         include_boundaries="left")
+        check_scalar(self.epsilon, "epsilon", numbers.Real, min_val=0,
+                     include_boundaries="neither")
         for name in ("bidirectional", "early_stopping", "shuffle", "nesterovs_momentum",
                      "warm_start"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
@@ -338,7 +357,8 @@ class _BaseRNN(BaseEstimator):
     def _new_optimizer(self):
         lr = float(self.learning_rate_init)
         if self.solver == "adam":
-            return Adam(lr=lr)
+            return Adam(lr=lr, beta1=float(self.beta_1), beta2=float(self.beta_2),
+                        eps=float(self.epsilon))
         if self.momentum == 0:
             return SGD(lr=lr)
         cls = Nesterov if self.nesterovs_momentum else Momentum
@@ -619,6 +639,9 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
     clip_norm : float or None, default=5.0
         Global gradient-norm clipping per minibatch.
     momentum, nesterovs_momentum : for solver='sgd' (defaults 0.9, True).
+    beta_1, beta_2, epsilon : for solver='adam' (defaults 0.9, 0.999, 1e-8),
+        as in MLPClassifier: the decay rates of the first and second moment
+        estimates, in [0, 1), and the denominator's epsilon, > 0.
     random_state : None, int or RandomState
         Weights, dropout, shuffling and the validation split.
     verbose : bool, default=False

@@ -4,8 +4,8 @@ against PyTorch and against their own contract.
 tests/test_sklearn.py checks the estimators on a few fixed data sets, and
 tests/fuzz_models.py the models under them against PyTorch.  Here every
 case draws an estimator's hyperparameters (cell, layers, directions,
-dropout, solver, momentum, learning rate, L2 alpha, batch size, clipping,
-shuffling, early stopping, float32 or float64) and data in one of the
+dropout, solver, momentum, Adam's betas and epsilon, learning rate, L2 alpha,
+batch size, clipping, shuffling, early stopping, float32 or float64) and data in one of the
 forms the estimators take (a 3-D array, a 2-D array or DataFrame of one
 feature a step, a ragged list of float arrays, ragged Python lists, token
 ids), with labels of any kind (ints, negative ints, floats, strings,
@@ -112,6 +112,10 @@ def draw_case(rng):
         containers=CONTAINERS[rng.integers(len(CONTAINERS))])
     if case["labels"] == "bool":
         case["classes"] = 2
+    # Adam's hyperparameters, drawn last so that a seed draws the same case
+    # as before they existed (the defaults two times in three)
+    adam = [(0.9, 0.999, 1e-8), (0.9, 0.999, 1e-8), (0.5, 0.9, 1e-3)][rng.integers(3)]
+    case["beta_1"], case["beta_2"], case["epsilon"] = adam
     return case
 
 
@@ -188,7 +192,8 @@ def build(case):
                batch_size=case["batch_size"], max_iter=1, early_stopping=case["early_stopping"],
                validation_fraction=0.2, shuffle=case["shuffle"], clip_norm=case["clip_norm"],
                momentum=case["momentum"], nesterovs_momentum=case["nesterov"],
-               random_state=case["random_state"], dtype=case["dtype"])
+               random_state=case["random_state"], dtype=case["dtype"],
+               beta_1=case["beta_1"], beta_2=case["beta_2"], epsilon=case["epsilon"])
 
 
 def targets_for_the_model(case, y, weights):
@@ -259,7 +264,9 @@ class TorchEstimator:
     def optimizer(self):
         case, params = self.case, self.params()
         if case["solver"] == "adam":
-            return torch.optim.Adam(params, lr=case["lr"])
+            return torch.optim.Adam(params, lr=case["lr"], betas=(case["beta_1"],
+                                                                  case["beta_2"]),
+                                    eps=case["epsilon"])
         if case["momentum"] == 0:
             return torch.optim.SGD(params, lr=case["lr"])
         return torch.optim.SGD(params, lr=case["lr"], momentum=case["momentum"],

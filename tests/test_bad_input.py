@@ -517,6 +517,16 @@ CASES = [
      V, r"NaN"),
     ("sk-X-rank4", lambda: sk("RNNClassifier")(max_iter=2).fit(np.ones((6, 4, 2, 1)), Y6),
      V, r"dim 4"),
+    ("sk-beta-1-one", lambda: sk("RNNClassifier")(max_iter=2, beta_1=1.0).fit(Xs(), Y6),
+     V, r"beta_1 == 1\.0, must be < 1"),
+    ("sk-beta-2-negative", lambda: sk("RNNRegressor")(max_iter=2, beta_2=-0.1).fit(
+        Xs(), np.ones(6)),
+     V, r"beta_2 == -0\.1, must be >= 0"),
+    ("sk-epsilon-zero", lambda: sk("RNNClassifier")(max_iter=2, epsilon=0.0).fit(Xs(), Y6),
+     V, r"epsilon == 0\.0, must be > 0"),
+    ("sk-epsilon-string", lambda: sk("RNNClassifier")(max_iter=2, epsilon="1e-8").fit(
+        Xs(), Y6),
+     T, r"epsilon must be an instance of"),
     ("sk-y-length", lambda: sk("RNNRegressor")(max_iter=2).fit(Xs(), np.ones(5)),
      V, r"inconsistent numbers of samples: \[6, 5\]"),
     ("sk-X-complex", lambda: sk("RNNClassifier")(max_iter=2).fit(Xs() + 1j, Y6),

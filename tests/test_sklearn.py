@@ -306,6 +306,44 @@ def test_solvers_sizes_and_dtype():
     assert clf.model_.dtype == np.float64
 
 
+def test_adam_hyperparameters_reach_the_optimizer():
+    """beta_1, beta_2 and epsilon (MLPClassifier's names) are Adam's: their
+    defaults train the very model of before (the same loss curve, bitwise),
+    other values another, and each reaches the optimizer."""
+    X, y = fixed_last_step(60)
+    kw = dict(hidden_size=8, max_iter=4, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        default = RNNClassifier(**kw).fit(X, y)
+        explicit = RNNClassifier(beta_1=0.9, beta_2=0.999, epsilon=1e-8, **kw).fit(X, y)
+        curves = [RNNClassifier(**{name: value}, **kw).fit(X, y).loss_curve_
+                  for name, value in (("beta_1", 0.0), ("beta_2", 0.5), ("epsilon", 0.5))]
+    assert explicit.loss_curve_ == default.loss_curve_
+    for curve in curves:
+        assert curve != default.loss_curve_
+    opt = RNNRegressor(beta_1=0.8, beta_2=0.99, epsilon=1e-6)._new_optimizer()
+    assert (opt.beta1, opt.beta2, opt.eps) == (0.8, 0.99, 1e-6)
+    assert RNNClassifier().get_params()["epsilon"] == 1e-8
+
+
+def test_an_estimator_pickled_before_the_adam_hyperparameters_loads():
+    """A fitted estimator pickled before beta_1, beta_2 and epsilon existed
+    (simulated: the attributes removed before pickling) loads with their
+    defaults, predicts as before and fits again."""
+    X, y = fixed_last_step(40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = RNNClassifier(hidden_size=8, max_iter=2, random_state=0).fit(X, y)
+    expected = clf.predict_proba(X)
+    for name in ("beta_1", "beta_2", "epsilon"):
+        delattr(clf, name)
+    old = pickle.loads(pickle.dumps(clf))
+    assert (old.beta_1, old.beta_2, old.epsilon) == (0.9, 0.999, 1e-8)
+    assert_array_equal(old.predict_proba(X), expected)
+    assert clone(old).get_params() == RNNClassifier(hidden_size=8, max_iter=2,
+                                                    random_state=0).get_params()
+
+
 def test_non_finite_weights_are_reported():
     X, y = fixed_last_step(40)
     reg = RNNRegressor(solver="sgd", learning_rate_init=1e30, momentum=0.0,
