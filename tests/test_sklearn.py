@@ -2,6 +2,7 @@
 selection and persistence.  scikit-learn's estimator checks are in
 test_sklearn_checks.py, Dask in test_sklearn_dask.py, the documented
 examples and the real data sets (digits, sunspots) in test_sklearn_docs.py."""
+import inspect
 import io
 import pickle
 import re
@@ -342,6 +343,10 @@ def test_an_estimator_pickled_before_the_adam_hyperparameters_loads():
     assert_array_equal(old.predict_proba(X), expected)
     assert clone(old).get_params() == RNNClassifier(hidden_size=8, max_iter=2,
                                                     random_state=0).get_params()
+    # the defaults a loaded old pickle gets are __init__'s
+    signature = inspect.signature(RNNClassifier.__init__)
+    for name, default in RNNClassifier._ADDED_DEFAULTS.items():
+        assert signature.parameters[name].default == default, name
 
 
 def test_non_finite_weights_are_reported():
