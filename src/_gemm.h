@@ -730,15 +730,20 @@ static __thread unsigned rf_gemv_calls;
 
 /* NAME(N, K, a, Bp, C, accumulate, p): C's panels p..p+3 (+)= a @ them
  * (AVX2: eight chains of V, one broadcast of a[k]). */
-#define RF_DEFINE_GEMV_4PANELS(NAME, T, V, NR, PSTRIDE, STORE)                \
-    __attribute__((target("avx2,fma"))) static inline void                    \
+/* The head of the 4- and 8-panel parts: NAME's signature, b at panel p,
+ * panels s elements apart, eight accumulators a0..a7 of V at zero, in
+ * variables of their own (see RF_TILE_BODY).  Opens the body's brace. */
+#define RF_GEMV_GROUP_HEAD(NAME, TARGET, T, V, PSTRIDE)                       \
+    __attribute__((target(TARGET))) static inline void                        \
     NAME(long N, long K, const T* a, const T* Bp, T* C, int accumulate, long p) \
     {                                                                         \
         const long s = PSTRIDE(K);        /* panel to panel */                \
         const T* b = Bp + p * s;                                              \
-        /* eight accumulators in variables of their own (see RF_TILE_BODY) */ \
         V a0 = (V){0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,  \
-          a7 = a0;                                                            \
+          a7 = a0;
+
+#define RF_DEFINE_GEMV_4PANELS(NAME, T, V, NR, PSTRIDE, STORE)                \
+    RF_GEMV_GROUP_HEAD(NAME, "avx2,fma", T, V, PSTRIDE)                       \
         RF_GEMV4_SUM_T(0, K, T, V, NR);                                       \
         STORE(C + p * (NR), a0, a1, RF_GEMV_NC(0, NR, NR), accumulate);       \
         STORE(C + (p + 1) * (NR), a2, a3, RF_GEMV_NC(1, NR, NR), accumulate); \
@@ -765,13 +770,7 @@ static __thread unsigned rf_gemv_calls;
  * one V (a whole panel row) accumulator each (eight chains, as above);
  * the same FMAs in the same order per element.  STORE writes two panels. */
 #define RF_DEFINE_GEMV_8PANELS(NAME, T, V, NR, PSTRIDE, STORE)                \
-    __attribute__((target("avx512f"))) static inline void                     \
-    NAME(long N, long K, const T* a, const T* Bp, T* C, int accumulate, long p) \
-    {                                                                         \
-        const long s = PSTRIDE(K);        /* panel to panel */                \
-        const T* b = Bp + p * s;                                              \
-        V a0 = (V){0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,  \
-          a7 = a0;                                                            \
+    RF_GEMV_GROUP_HEAD(NAME, "avx512f", T, V, PSTRIDE)                        \
         long k;                                                               \
         for (k = 0; k < K; k++) {                                             \
             const T av = a[k];                                                \
