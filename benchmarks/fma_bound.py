@@ -1,7 +1,8 @@
 """Which rows of `rnnfast bench --markdown` a machine's FMA ceiling rules out.
 
 `rnnfast bench` prints, for each row, the ratio rnnfast would reach at 100 %
-of OpenBLAS's measured sgemm peak ("bound").  A product can beat OpenBLAS,
+of OpenBLAS's measured sgemm peak ("bound": the measured ratio scaled from
+rnnfast's time to the time of its GEMM flops at that peak).  A product can beat OpenBLAS,
 but not the cores' FMA peak, which benchmarks/c/fma_peak.c measures.  For
 each row not met in every run given, this prints the measured ratios and
 the bound at the FMA peak: below the target in a run means that run's
@@ -18,7 +19,8 @@ from rnnfast.bench import COLUMNS      # the table's column names
 
 def read_rows(path):
     """{(cell, mode, config, threads): (ratio, torch ms, GFLOP a call, target,
-    verdict)} of one bench table in Markdown; columns found by name."""
+    verdict, rnnfast ms)} of one bench table in Markdown; columns found by
+    name."""
     rows, at = {}, None
     with open(path) as f:
         for line in f:
@@ -33,7 +35,7 @@ def read_rows(path):
             ms, gflops = float(c[at["rnnfast ms"]]), float(c[at["GFLOP/s"]])
             rows[c[0], c[1], c[2], int(c[at["thr"]])] = (
                 float(c[at["torch/rnnfast"]]), float(c[at["torch ms"]]),
-                gflops * ms * 1e-3, float(c[at["target"]]), c[at["verdict"]])
+                gflops * ms * 1e-3, float(c[at["target"]]), c[at["verdict"]], ms)
     return rows
 
 
@@ -54,9 +56,11 @@ def main(argv):
         found = [run[key] for run in runs if key in run]
         if all(row[4] == "met" for row in found):
             continue
-        # The time at the FMA peak is GFLOP / peak; PyTorch's time over it
-        # is the best ratio these cores allow.
-        bounds = [torch_ms * 1e-3 / (gflop / peak[key[3]]) for _, torch_ms, gflop, _, _ in found]
+        # The time at the FMA peak is GFLOP / peak; the paired ratio scaled
+        # from rnnfast's time to it is the best ratio these cores allow (as
+        # rnnfast.bench's own bound, at the sgemm peak).
+        bounds = [ratio * ms * 1e-3 / (gflop / peak[key[3]])
+                  for ratio, _, gflop, _, _, ms in found]
         print(f"| {' | '.join(map(str, key))} "
               f"| {' / '.join(f'{row[0]:.2f}' for row in found)} "
               f"| {' / '.join(f'{b:.2f}' for b in bounds)} | {found[0][3]:.1f} "

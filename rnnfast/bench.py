@@ -347,16 +347,20 @@ def _against_peak(row, peak_gflops):
 
 def _judge(row, ms_at_peak):
     """Against the issue's target: `bound` is the largest torch/rnnfast
-    ratio physically possible, PyTorch's time over the time of rnnfast's
-    GEMM flops alone at 100 % of the measured GEMM peak (everything else
-    taken as free, so a true upper bound); `need_peak` the fraction of the
-    peak at which those flops would have to run to meet the target (above 1:
-    impossible); `verdict` is met, not met, or out of reach (target above
-    the bound)."""
+    ratio physically possible, the measured ratio had rnnfast taken only
+    the time of its GEMM flops at 100 % of the measured GEMM peak
+    (everything else taken as free, so a true upper bound); `need_peak` the
+    fraction of the peak at which those flops would have to run to meet the
+    target (above 1: impossible); `verdict` is met, not met, or out of reach
+    (target above the bound).
+
+    All three scale the paired ratio (the median of torch/rnnfast over the
+    interleaved rounds), never the ratio of the two medians, so that "%
+    peak" >= "need % peak" exactly when the verdict is met."""
     target = TARGETS.get((row["cell"], row["mode"]), {}).get(row["config"])
     row["target"] = target
-    torch_ms = row.get("ms_torch")
-    row["bound"] = None if torch_ms is None else torch_ms / ms_at_peak
+    ratio = row.get("ratio_torch")
+    row["bound"] = None if ratio is None else ratio * row["ms_rnnfast"] / ms_at_peak
     row["need_peak"] = (None if target is None or row["bound"] is None
                         else target / row["bound"])
     if target is None or row.get("ratio_torch") is None:
