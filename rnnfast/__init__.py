@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 __all__ = ["RNNCell", "LSTMCell", "GRUCell", "TimeRNN", "TimeLSTM", "TimeGRU",
            "RNN", "LSTM", "GRU", "interop", "show_config", "__version__"]
 
-# training: layers beyond the recurrent ones, losses, optimizers, models
-from . import layers, losses, models, optim
-__all__ += ["layers", "losses", "models", "optim"]
+# training: layers beyond the recurrent ones, losses, optimizers, models,
+# saving and loading
+from . import io, layers, losses, models, optim
+__all__ += ["io", "layers", "losses", "models", "optim"]

@@ -1,5 +1,6 @@
 """Weights to and from PyTorch's nn.RNN / nn.LSTM / nn.GRU (rnnfast's
-networks) and nn.RNNCell / nn.LSTMCell / nn.GRUCell (rnnfast's cells).
+networks) and nn.RNNCell / nn.LSTMCell / nn.GRUCell (rnnfast's cells);
+rnnfast's Time layers go to a one-layer nn.RNN / nn.LSTM / nn.GRU.
 
 PyTorch is not a dependency: `from_torch` reads a module's tensors through
 numpy and `to_torch_state_dict` returns numpy arrays under PyTorch's names,
@@ -10,13 +11,15 @@ The gate reordering and GRU's flipped z are in rnnfast._layout.
 import numpy as np
 
 from ._layout import N_GATES, bias_shape, from_torch_weights, to_torch_weights
-from .layers.recurrent import GRUCell, LSTMCell, RNNCell
+from .layers.recurrent import GRUCell, LSTMCell, RNNCell, TimeGRU, TimeLSTM, TimeRNN
 from .networks import GRU, LSTM, RNN
 
 _CELLS = {"RNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
 # one time step: torch's cell modules and rnnfast's cells
 _STEP_CELLS = {"RNNCell": "rnn", "LSTMCell": "lstm", "GRUCell": "gru"}
 _OUR_STEP_CELLS = (RNNCell, LSTMCell, GRUCell)
+# a whole sequence, one layer and direction: torch.nn.RNN / LSTM / GRU's layer 0
+_OUR_TIME_LAYERS = (TimeRNN, TimeLSTM, TimeGRU)
 
 
 def _torch_name(kind, layer, direction):
@@ -132,13 +135,17 @@ def _cell_state_dict(cell):
 def to_torch_state_dict(net):
     """{name: numpy array} under PyTorch's parameter names for `net`: an
     rnnfast network (no bias_* entries for one built with bias=False, as in
-    PyTorch), or a cell (torch.nn.RNNCell / LSTMCell / GRUCell's names)."""
+    PyTorch), a cell (torch.nn.RNNCell / LSTMCell / GRUCell's names) or a
+    Time layer (a one-layer torch.nn.RNN / LSTM / GRU's names, *_l0)."""
     if isinstance(net, _OUR_STEP_CELLS):
         return _cell_state_dict(net)
+    if isinstance(net, _OUR_TIME_LAYERS):
+        return {f"{name}_l0": value for name, value in _cell_state_dict(net).items()}
     if not all(hasattr(net, a) for a in ("cell", "num_layers", "num_directions",
                                          "layer_params")):
-        raise TypeError(f"net: expected an rnnfast.RNN, LSTM or GRU network, or an "
-                        f"rnnfast.RNNCell, LSTMCell or GRUCell, got {type(net).__name__}")
+        raise TypeError(f"net: expected an rnnfast.RNN, LSTM or GRU network, an "
+                        f"rnnfast.RNNCell, LSTMCell or GRUCell, or an rnnfast.TimeRNN, "
+                        f"TimeLSTM or TimeGRU, got {type(net).__name__}")
     if isinstance(net, (RNN, LSTM, GRU)):
         net._live_params()      # a replaced array is refused, not exported
     out = {}
@@ -162,9 +169,12 @@ def to_torch_state_dict(net):
 def to_torch(net):
     """A new torch.nn.RNN, LSTM or GRU (batch_first=True, `net`'s sizes,
     dtype, dropout and bias) holding `net`'s weights: from_torch's inverse;
-    for an rnnfast cell, a torch.nn.RNNCell, LSTMCell or GRUCell.  Needs
-    PyTorch (imported here only).  A GRU with reset_after=False has no
-    PyTorch equivalent (ValueError, as to_torch_state_dict)."""
+    for an rnnfast cell, a torch.nn.RNNCell, LSTMCell or GRUCell; for a
+    Time layer, a one-layer torch.nn.RNN, LSTM or GRU (batch_first=True)
+    computing the layer's forward from a zero state (a stateful layer's
+    carried state stays with the layer).  Needs PyTorch (imported here
+    only).  A GRU with reset_after=False has no PyTorch equivalent
+    (ValueError, as to_torch_state_dict)."""
     state = to_torch_state_dict(net)            # checks net, refuses what torch lacks
     import torch
     extra = {"nonlinearity": net.nonlinearity} if net.cell == "rnn" else {}
@@ -174,10 +184,13 @@ def to_torch(net):
         module = kind(net.input_size, net.hidden_size, bias=True, **extra)
     else:
         kind = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[net.cell]
-        module = kind(net.input_size, net.hidden_size, num_layers=net.num_layers,
-                      bias=getattr(net, "bias", True), batch_first=True,
-                      dropout=net.dropout if net.num_layers > 1 else 0.0,
-                      bidirectional=net.bidirectional, **extra)
+        if isinstance(net, _OUR_TIME_LAYERS):       # one layer and direction, biases
+            shape = dict(num_layers=1, bias=True)
+        else:
+            shape = dict(num_layers=net.num_layers, bias=getattr(net, "bias", True),
+                         dropout=net.dropout if net.num_layers > 1 else 0.0,
+                         bidirectional=net.bidirectional)
+        module = kind(net.input_size, net.hidden_size, batch_first=True, **shape, **extra)
     module = module.to({"float32": torch.float32, "float64": torch.float64}[
         np.dtype(net.dtype).name])
     module.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v))

@@ -1,4 +1,5 @@
-"""Saving and loading rnnfast networks, models and training checkpoints.
+"""Saving and loading rnnfast networks, cells, Time layers, models and
+training checkpoints.
 
 One format: a NumPy ``.npz`` archive (a zip of ``.npy`` members, stored
 uncompressed) holding
@@ -75,8 +76,9 @@ def register(cls, name=None):
 
 def _registry():
     if "rnnfast.LSTM" not in _REGISTRY:
+        from .layers.recurrent import GRUCell, LSTMCell, RNNCell, TimeGRU, TimeLSTM, TimeRNN
         from .networks import GRU, LSTM, RNN
-        for cls in (RNN, LSTM, GRU):
+        for cls in (RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell, TimeRNN, TimeLSTM, TimeGRU):
             register(cls, f"rnnfast.{cls.__name__}")
     try:
         from . import models
@@ -105,7 +107,9 @@ def _is_network(obj):
 
 
 def get_config(obj):
-    """The JSON-able constructor arguments of a network or model."""
+    """The JSON-able constructor arguments of a network, cell, Time layer
+    or model (for a cell or Time layer, its sizes and dtype in place of its
+    weights: see its from_config)."""
     if _is_network(obj):
         config = {"input_size": obj.input_size, "hidden_size": obj.hidden_size,
                   "num_layers": obj.num_layers, "bidirectional": obj.bidirectional,
@@ -544,7 +548,9 @@ def _copy_params(obj, meta, arrays, path):
 
 
 def load(path):
-    """Rebuild the network or model saved at `path` (see the module doc)."""
+    """Rebuild the network, cell, Time layer or model saved at `path` (see
+    the module doc).  It comes back in training mode, as a new one; a
+    stateful network or Time layer starts from a zero state."""
     meta, arrays = _read(path)
     return _build(meta, arrays, path)
 

@@ -343,7 +343,8 @@ def run_case(case, seed):
 
 
 def saved_and_loaded(obj, failures):
-    """obj (a network or model) through rnnfast.io.save and load: the
+    """obj (a network, cell, Time layer or model) through rnnfast.io.save
+    and load: the
     loaded object, with a failure added for another class or config or a
     param not bitwise equal; None (and a failure) for another class or
     config."""
@@ -423,6 +424,12 @@ def cell_failures(case, net, x, h, c, rng, failures):
     close(f"{name} dh_prev", dh, dh_r, tol, failures)
     for j, (ours, ref) in enumerate(zip(layer.grads, g_r)):
         close(f"{name} grads[{j}]", ours, ref, tol, failures)
+    loaded = saved_and_loaded(layer, failures)
+    if loaded is not None:
+        state = (h, c) if cell == "lstm" else (h,)
+        out, out_l = layer.eval().forward(x, *state), loaded.eval().forward(x, *state)
+        if not np.array_equal(np.asarray(out), np.asarray(out_l)):    # (h, c) stacked
+            failures.append(f"load: {name} forward (eval) differs from the saved cell's")
 
 
 def time_layer_failures(case, net, xs, h0, c0, chunks, refs, dhs, caches, failures):
@@ -453,6 +460,14 @@ def time_layer_failures(case, net, xs, h0, c0, chunks, refs, dhs, caches, failur
                 close("Time layer dc", layer.dc, dc0_r[0], tol, failures)
             for j, (ours, ref) in enumerate(zip(layer.grads, grads_r)):
                 close(f"Time layer grads[{j}]", ours, ref, tol, failures)
+    # saved and loaded: a loaded stateful layer starts from zeros, as the
+    # original after reset_state
+    loaded = saved_and_loaded(layer, failures)
+    if loaded is not None:
+        layer.reset_state()
+        if not np.array_equal(layer.forward(xs[:, chunks[0]]),
+                              loaded.eval().forward(xs[:, chunks[0]])):
+            failures.append("load: Time layer hs (eval) differ from the saved layer's")
 
 
 def describe(case):

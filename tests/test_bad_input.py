@@ -372,8 +372,8 @@ CASES = [
     ("net-bias-not-a-bool", lambda: rnnfast.GRU(3, 4, bias="False"),
      T, r"bias: expected True or False, got 'False'"),
     ("to-torch-module-not-a-network", lambda: rnnfast.interop.to_torch({"cell": "lstm"}),
-     T, r"net: expected an rnnfast\.RNN, LSTM or GRU network, or an rnnfast\.RNNCell, "
-        r"LSTMCell or GRUCell, got dict"),
+     T, r"net: expected an rnnfast\.RNN, LSTM or GRU network, an rnnfast\.RNNCell, "
+        r"LSTMCell or GRUCell, or an rnnfast\.TimeRNN, TimeLSTM or TimeGRU, got dict"),
     ("to-torch-module-gru-reset-before", lambda: rnnfast.interop.to_torch(
         rnnfast.GRU(3, 4, reset_after=False)),
      V, r"reset_after=False has no PyTorch equivalent"),
@@ -463,8 +463,16 @@ CASES = [
         and cell),
      V, r"LSTMCell\.params\[1\] \(Wh\): expected shape \(4, 16\), got shape \(16, 4\)"),
     ("to-torch-not-a-network", lambda: rnnfast.interop.to_torch_state_dict({"a": 1}),
-     T, r"net: expected an rnnfast\.RNN, LSTM or GRU network, or an rnnfast\.RNNCell, "
-        r"LSTMCell or GRUCell, got dict"),
+     T, r"net: expected an rnnfast\.RNN, LSTM or GRU network, an rnnfast\.RNNCell, "
+        r"LSTMCell or GRUCell, or an rnnfast\.TimeRNN, TimeLSTM or TimeGRU, got dict"),
+    ("to-torch-time-layer-params-replaced", lambda: rnnfast.interop.to_torch(replaced(
+        (layer := rnnfast.TimeGRU(np.zeros((3, 12), f32), np.zeros((4, 12), f32),
+                                  np.zeros((2, 12), f32), reset_after=True)).params,
+        2, np.zeros(12, f32)) and layer),
+     V, r"TimeGRU\.params\[2\] \(b\): expected shape \(2, 12\), got shape \(12,\)"),
+    ("to-torch-time-layer-gru-reset-before", lambda: rnnfast.interop.to_torch_state_dict(
+        rnnfast.TimeGRU(np.zeros((3, 12), f32), np.zeros((4, 12), f32), np.zeros(12, f32))),
+     V, r"reset_after=False has no PyTorch equivalent"),
     ("to-torch-gru-reset-before", lambda: rnnfast.interop.to_torch_state_dict(
         rnnfast.GRU(3, 4, reset_after=False)),
      V, r"reset_after=False has no PyTorch equivalent"),
@@ -548,8 +556,14 @@ CASES = [
     ("io-load-missing", lambda: __import__("rnnfast.io").io.load("/nonexistent/model.npz"),
      FileNotFoundError, r"path: no such file: '/nonexistent/model\.npz'"),
     ("io-save-unregistered", lambda: __import__("rnnfast.io").io.save(
-        rnnfast.TimeLSTM(*W("lstm")), "/tmp/never-written.npz"),
-     T, r"obj: TimeLSTM is not a registered rnnfast class"),
+        rnnfast.layers.Affine(np.zeros((3, 2), f32), np.zeros(2, f32)),
+        "/tmp/never-written.npz"),
+     T, r"obj: Affine is not a registered rnnfast class"),
+    ("io-save-time-layer-params-replaced", lambda: __import__("rnnfast.io").io.save(
+        replaced((layer := rnnfast.TimeLSTM(*W("lstm"))).params, 0,
+                 np.zeros((5, 16), f32)) and layer, "/tmp/never-written.npz"),
+     V, r"obj: params\[0\] has shape \(5, 16\) and dtype float32; params\[0\] of the "
+        r"rebuilt rnnfast\.TimeLSTM has shape \(3, 16\).*load would refuse"),
     ("cli-unknown-command", lambda: cli_fails_cleanly(["fly"], r"invalid choice: 'fly'"),
      None, None),
     ("cli-generate-missing-file", lambda: cli_fails_cleanly(

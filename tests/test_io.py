@@ -98,6 +98,98 @@ def test_model_round_trips_are_bit_exact(tmp_path, dtype):
         assert_same_params(obj, back)
 
 
+# (class, gate blocks, options given, the options get_config names)
+LAYERS = [(rnnfast.RNNCell, 1, dict(nonlinearity="relu"), dict(nonlinearity="relu")),
+          (rnnfast.LSTMCell, 4, {}, {}),
+          (rnnfast.GRUCell, 3, dict(reset_after=True), dict(reset_after=True)),
+          (rnnfast.GRUCell, 3, {}, dict(reset_after=False)),
+          (rnnfast.TimeRNN, 1, {}, dict(nonlinearity="tanh", stateful=False)),
+          (rnnfast.TimeLSTM, 4, dict(stateful=True), dict(stateful=True)),
+          (rnnfast.TimeGRU, 3, dict(reset_after=True),
+           dict(reset_after=True, stateful=False)),
+          (rnnfast.TimeGRU, 3, dict(stateful=True), dict(reset_after=False, stateful=True))]
+
+
+def _layer(cls, gates, options, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    H = 5
+    b_shape = (2, gates * H) if options.get("reset_after") else (gates * H,)
+    return cls(rng.standard_normal((3, gates * H)).astype(dtype),
+               rng.standard_normal((H, gates * H)).astype(dtype) / 3,
+               rng.standard_normal(b_shape).astype(dtype), **options)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls,gates,options,config", LAYERS)
+def test_cell_and_time_layer_round_trips_are_bit_exact(tmp_path, cls, gates, options, config,
+                                                       dtype):
+    """Cells and Time layers save and load as networks do: their sizes,
+    dtype and options in the config, their params bit-exact; a stateful
+    layer's carried state is not saved (PyTorch's state_dict holds none)."""
+    layer = _layer(cls, gates, options, dtype)
+    xs = np.random.default_rng(1).standard_normal((2, 4, 3)).astype(dtype)
+    if cls.cell == "lstm" and not hasattr(layer, "stateful"):
+        layer.forward(xs[:, 0], np.ones((2, 5), dtype), np.ones((2, 5), dtype))
+    elif hasattr(layer, "stateful"):
+        layer.forward(xs)                       # a stateful layer now carries a state
+    path = tmp_path / "layer.npz"
+    rio.save(layer, path)
+    back = rio.load(path)
+    assert type(back) is cls and back.dtype == np.dtype(dtype)
+    assert back.get_config() == layer.get_config() == dict(
+        input_size=3, hidden_size=5, dtype=np.dtype(dtype).name, **config)
+    assert repr(back) == repr(layer)
+    assert_same_params(layer, back)
+    assert back.training and back._cache is None
+    if hasattr(layer, "stateful"):
+        assert back.h is None and back.c is None
+        layer.reset_state()
+        np.testing.assert_array_equal(back.forward(xs), layer.forward(xs))
+    else:
+        state = [np.full((2, 5), 0.5, dtype)] * (2 if cls.cell == "lstm" else 1)
+        np.testing.assert_array_equal(back.forward(xs[:, 0], *state),
+                                      layer.forward(xs[:, 0], *state))
+    # and the file goes back into a layer of the same class and config
+    params = [p.copy() for p in back.params]
+    for p in back.params:
+        p[...] = 0
+    rio.save_checkpoint(path, layer)
+    rio.load_checkpoint(path, model=back)
+    assert all(np.array_equal(p, q) for p, q in zip(back.params, params))
+
+
+def test_layer_files_with_bad_configs_are_refused(tmp_path):
+    """A layer file's config is checked as a network's: sizes that do not
+    match the arrays, a missing or unknown key, a dtype that is not a
+    float, a reset_after that is not a bool."""
+    layer = _layer(rnnfast.TimeGRU, 3, dict(reset_after=True), np.float32)
+    saved = tmp_path / "gru.npz"
+    rio.save(layer, saved)
+    good = meta_of(saved)["config"]
+    for change, message in [
+            (dict(hidden_size=4), r"param.000 has shape \(3, 15\).*\(3, 12\)"),
+            (dict(reset_after=False), r"param.002 has shape \(2, 15\).*\(15,\)"),
+            (dict(reset_after="yes"), "reset_after: expected True or False"),
+            (dict(dtype="int64"), "dtype: expected float32 or float64"),
+            (dict(dtype="float64"), "dtype float32.*dtype float64"),
+            (dict(input_size=0), "input_size: expected an integer >= 1"),
+            (dict(evil="__import__('os')"), "unexpected keyword argument 'evil'"),
+            (dict(hidden_size=10 ** 12), "exceeds")]:
+        with pytest.raises(ValueError, match=message):
+            rio.load(with_meta(saved, tmp_path / "bad.npz", config=dict(good, **change)))
+    config = dict(good)
+    del config["hidden_size"]
+    with pytest.raises(ValueError, match="TimeGRU needs hidden_size"):
+        rio.load(with_meta(saved, tmp_path / "bad.npz", config=config))
+    with pytest.raises(TypeError, match="config: expected a dict, got list"):
+        rnnfast.TimeGRU.from_config([1, 2])
+    # a layer whose params were replaced by arrays of another shape is not saved
+    layer.params[0] = np.zeros((4, 15), np.float32)
+    with pytest.raises(ValueError, match="load would refuse"):
+        rio.save(layer, tmp_path / "replaced.npz")
+    assert not (tmp_path / "replaced.npz").exists()
+
+
 class Standin:
     """A tiny registered model: y = x @ W + b, squared error."""
 

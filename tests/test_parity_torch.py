@@ -375,6 +375,46 @@ def test_time_layer_parity_stateful_chunks(torch, kind, dtype):
         h, c = ((fin[0][0], fin[1][0]) if is_lstm else (fin[0], c))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", CELL_KINDS)
+def test_time_layers_to_torch(torch, kind, dtype):
+    """to_torch of a Time layer is a one-layer torch module (batch_first,
+    the layer's dtype, nonlinearity and mode) of the same forward from a
+    zero state, whose tensors are to_torch_state_dict's (*_l0), and
+    from_torch of that module is a network with the layer's weights bit
+    for bit.  A stateful layer's carried state stays with the layer."""
+    rng = np.random.default_rng(12)
+    cell = kind.split("-")[0].lower()
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell] * H
+    b = rng.standard_normal((2, G) if cell == "gru" else G)
+    cls = {"rnn": rnnfast.TimeRNN, "lstm": rnnfast.TimeLSTM, "gru": rnnfast.TimeGRU}[cell]
+    layer = cls(rng.standard_normal((D, G)).astype(dtype),
+                (rng.standard_normal((H, G)) / 3).astype(dtype), b.astype(dtype),
+                stateful=True, **_our_options(kind))
+    xs = rng.standard_normal((N, T, D)).astype(dtype)
+    layer.forward(xs[:, :2])                     # it now carries a state
+    module = to_torch(layer.eval())
+    assert type(module) is getattr(torch.nn, cell.upper())
+    assert module.batch_first and module.num_layers == 1 and not module.bidirectional
+    assert module.bias and not module.training
+    assert all(p.dtype == getattr(torch, dtype) for p in module.parameters())
+    if cell == "rnn":
+        assert module.nonlinearity == layer.nonlinearity
+    state = to_torch_state_dict(layer)
+    assert sorted(state) == ["bias_hh_l0", "bias_ih_l0", "weight_hh_l0", "weight_ih_l0"]
+    for name, tensor in module.state_dict().items():
+        np.testing.assert_array_equal(tensor.numpy(), state[name], err_msg=name)
+    with torch.no_grad():
+        ref = module(torch.from_numpy(xs))[0].numpy()
+    layer.reset_state()
+    _close_for(dtype)(layer.forward(xs), ref, "hs")
+    net = from_torch(module)
+    for ours, again in zip(layer.params, net.params):
+        np.testing.assert_array_equal(ours, again)
+    with pytest.raises(ValueError, match="reset_after=False has no PyTorch equivalent"):
+        to_torch(rnnfast.TimeGRU(np.zeros((D, 3 * H)), np.zeros((H, 3 * H)), np.zeros(3 * H)))
+
+
 # ------------------------------------------------------------------ networks
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("num_layers,bidirectional,ragged", [(1, False, False), (2, False, True),

@@ -11,7 +11,8 @@ from .. import _core
 from .._layout import N_GATES, bias_shape
 from .._repr import weights_repr
 from .._rnn import arrays_ready
-from .._validation import check_array, check_lengths, check_live_arrays
+from .._validation import (check_array, check_int, check_lengths, check_live_arrays,
+                           float_dtype)
 from ._common import no_forward
 
 
@@ -105,6 +106,46 @@ class _Recurrent:
         """float32 or float64, from the weights given (float64 unless all
         are floats of at most 4 bytes)."""
         return self._dtype
+
+    def _options(self):
+        """The constructor's keyword arguments of this layer's options."""
+        options = {}
+        if self.cell == "rnn":
+            options["nonlinearity"] = self.nonlinearity
+        if self.cell == "gru":
+            options["reset_after"] = self.reset_after
+        if hasattr(self, "stateful"):
+            options["stateful"] = self.stateful
+        return options
+
+    def get_config(self):
+        """Sizes, dtype and options as a JSON-able dict: what rnnfast.io.save
+        stores beside `params`, and `from_config` rebuilds.  A stateful
+        Time layer's carried state (.h, .c) is not part of it, as PyTorch's
+        state_dict holds no hidden state: a loaded layer starts from zeros."""
+        return dict(input_size=self.input_size, hidden_size=self.hidden_size,
+                    dtype=self._dtype.name, **self._options())
+
+    @classmethod
+    def from_config(cls, config):
+        """A layer of `config`'s sizes, dtype and options (get_config's
+        keys) with zero weights, for rnnfast.io.load to copy params into."""
+        if not isinstance(config, dict):
+            raise TypeError(f"config: expected a dict, got {type(config).__name__}")
+        options = dict(config)
+        missing = [k for k in ("input_size", "hidden_size", "dtype") if k not in options]
+        if missing:
+            raise KeyError(f"config: {cls.__name__} needs {', '.join(missing)}; got "
+                           f"{sorted(options)}")
+        D = check_int(options.pop("input_size"), "input_size")
+        H = check_int(options.pop("hidden_size"), "hidden_size")
+        dtype = float_dtype(options.pop("dtype"))
+        reset_after = options.get("reset_after", False)
+        if not isinstance(reset_after, (bool, np.bool_)):
+            raise TypeError(f"reset_after: expected True or False, got {reset_after!r}")
+        G = N_GATES[cls.cell] * H
+        return cls(np.zeros((D, G), dtype), np.zeros((H, G), dtype),
+                   np.zeros(bias_shape(cls.cell, H, reset_after), dtype), **options)
 
     def _live_params(self):
         """params, checked as a kernel call checks them: an array replaced
