@@ -54,6 +54,7 @@ __all__ = ["RNNClassifier", "RNNRegressor", "TextTokenizer"]
 
 CELLS = ("lstm", "gru", "rnn")
 SOLVERS = ("adam", "sgd")
+LEARNING_RATES = ("constant", "invscaling", "adaptive")
 PREDICT_CHUNK = 512        # rows per forward at prediction time (bounded memory)
 NON_FINITE = ("Solver produced non-finite parameter weights (or activations). The input "
               "data may contain large values and need to be preprocessed (or lower "
@@ -252,7 +253,8 @@ class _BaseRNN(BaseEstimator):
                  n_iter_no_change=10, early_stopping=False, validation_fraction=0.1,
                  shuffle=True, clip_norm=5.0, momentum=0.9, nesterovs_momentum=True,
                  random_state=None, verbose=False, warm_start=False, dtype=np.float32,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, learning_rate="constant",
+                 power_t=0.5):
         self.cell = cell
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -280,10 +282,14 @@ class _BaseRNN(BaseEstimator):
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
+        self.learning_rate = learning_rate
+        self.power_t = power_t
 
-    # MLP's Adam hyperparameters came after the others: an estimator pickled
-    # before them (a joblib file) loads with their defaults, which it trained with.
-    _ADDED_DEFAULTS = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8}
+    # MLP's Adam hyperparameters and SGD's learning-rate schedule came after
+    # the others: an estimator pickled before them (a joblib file) loads with
+    # their defaults, which it trained with.
+    _ADDED_DEFAULTS = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8,
+                       "learning_rate": "constant", "power_t": 0.5}
 
     def __setstate__(self, state):
         for name, default in self._ADDED_DEFAULTS.items():
@@ -292,7 +298,8 @@ class _BaseRNN(BaseEstimator):
 
     # ---------------------------------------------------------- checks
     def _check_hyperparameters(self):
-        for name, options in (("cell", CELLS), ("solver", SOLVERS)):
+        for name, options in (("cell", CELLS), ("solver", SOLVERS),
+                              ("learning_rate", LEARNING_RATES)):
             if getattr(self, name) not in options:
                 raise ValueError(f"{name}: expected one of {options}, got "
                                  f"{getattr(self, name)!r}")
@@ -324,6 +331,7 @@ class _BaseRNN(BaseEstimator):
                          include_boundaries="left")
         check_scalar(self.epsilon, "epsilon", numbers.Real, min_val=0,
                      include_boundaries="neither")
+        check_scalar(self.power_t, "power_t", numbers.Real, min_val=0)
         for name in ("bidirectional", "early_stopping", "shuffle", "nesterovs_momentum",
                      "warm_start"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
@@ -530,13 +538,21 @@ class _BaseRNN(BaseEstimator):
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
             self._update_no_improvement_count(val)
+            self._schedule_learning_rate(opt)
             if self._no_improvement_count > self.n_iter_no_change:
-                if self.verbose:
-                    what = "Validation score" if val is not None else "Training loss"
-                    print(f"{what} did not improve more than tol={self.tol} for "
-                          f"{self.n_iter_no_change} consecutive epochs. Stopping.")
-                converged = True
-                break
+                what = "Validation score" if val is not None else "Training loss"
+                msg = (f"{what} did not improve more than tol={self.tol} for "
+                       f"{self.n_iter_no_change} consecutive epochs.")
+                if self._adaptive_lower_learning_rate(opt):
+                    if self.verbose:
+                        print(msg + f" Setting learning rate to {opt.lr:f}")
+                    self._no_improvement_count = 0
+                else:
+                    if self.verbose:
+                        print(msg + (" Learning rate too small." if self._adaptive()
+                                     else "") + " Stopping.")
+                    converged = True
+                    break
             if incremental:
                 break
         if not converged and not incremental:
@@ -547,6 +563,26 @@ class _BaseRNN(BaseEstimator):
             for p, best in zip(model.params, self._best_params):
                 p[...] = best
         model.eval()
+
+    # MLP's learning-rate schedules, for solver='sgd' only (Adam ignores
+    # them, as MLP's does): sklearn.neural_network._stochastic_optimizers.
+    def _schedule_learning_rate(self, opt):
+        """'invscaling', at the end of each epoch: learning_rate_init /
+        (t_ + 1) ** power_t, t_ the samples seen so far."""
+        if self.solver == "sgd" and self.learning_rate == "invscaling":
+            opt.lr = float(self.learning_rate_init) / (self.t_ + 1) ** float(self.power_t)
+
+    def _adaptive(self):
+        return self.solver == "sgd" and self.learning_rate == "adaptive"
+
+    def _adaptive_lower_learning_rate(self, opt):
+        """'adaptive', when the stopping rule fires: divide the learning
+        rate by 5 and go on (True), unless it is already at most 1e-6
+        (False: stop, as for the other schedules)."""
+        if not self._adaptive() or opt.lr <= 1e-6:
+            return False
+        opt.lr /= 5.0
+        return True
 
     def _update_no_improvement_count(self, val):
         if val is not None:
@@ -639,6 +675,13 @@ class RNNClassifier(ClassifierMixin, _BaseRNN):
     clip_norm : float or None, default=5.0
         Global gradient-norm clipping per minibatch.
     momentum, nesterovs_momentum : for solver='sgd' (defaults 0.9, True).
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        For solver='sgd', as in MLPClassifier: 'invscaling' sets the step
+        to ``learning_rate_init / (t_ + 1) ** power_t`` after each epoch
+        (t_: samples seen); 'adaptive' divides it by 5 each time the
+        stopping rule fires, and stops once it is at most 1e-6.
+    power_t : float >= 0, default=0.5
+        The exponent of 'invscaling'.
     beta_1, beta_2, epsilon : for solver='adam' (defaults 0.9, 0.999, 1e-8),
         as in MLPClassifier: the decay rates of the first and second moment
         estimates, in [0, 1), and the denominator's epsilon, > 0.

@@ -4,7 +4,8 @@ against PyTorch and against their own contract.
 tests/test_sklearn.py checks the estimators on a few fixed data sets, and
 tests/fuzz_models.py the models under them against PyTorch.  Here every
 case draws an estimator's hyperparameters (cell, layers, directions,
-dropout, solver, momentum, Adam's betas and epsilon, learning rate, L2 alpha,
+dropout, solver, momentum, Adam's betas and epsilon, learning rate and SGD's
+schedule of it (constant, invscaling with power_t, adaptive), L2 alpha,
 batch size, clipping, shuffling, early stopping, float32 or float64) and data in one of the
 forms the estimators take (a 3-D array, a 2-D array or DataFrame of one
 feature a step, a ragged list of float arrays, ragged Python lists, token
@@ -19,7 +20,8 @@ threads.  Each case:
   left: the same batches (the permutations random_state draws when
   shuffling), each batch's weighted mean loss plus MLP's L2 term
   0.5 * alpha * ||w||^2 / (the batch's weight), torch's
-  clip_grad_norm_ and torch.optim's Adam or SGD (momentum, Nesterov).
+  clip_grad_norm_ and torch.optim's Adam or SGD (momentum, Nesterov; the
+  learning rate set at each epoch's end as MLP's schedules set it).
   The weights and the loss curve must match PyTorch's;
 * compares predict_proba / predict with the twin's (the targets'
   standardisation computed here from y and the weights), and checks the
@@ -116,6 +118,16 @@ def draw_case(rng):
     # as before they existed (the defaults two times in three)
     adam = [(0.9, 0.999, 1e-8), (0.9, 0.999, 1e-8), (0.5, 0.9, 1e-3)][rng.integers(3)]
     case["beta_1"], case["beta_2"], case["epsilon"] = adam
+    # SGD's learning-rate schedule and power_t, drawn after Adam's for the
+    # same reason (Adam ignores them, as MLP's does).  'adaptive' only acts
+    # when the stopping rule fires: there, no epoch improves on the best
+    # loss by tol=1e6, so it fires at every second epoch after the first
+    # (with Adam it would stop the fit: tol stays then).
+    case["learning_rate"] = ["constant", "constant", "invscaling",
+                             "adaptive"][rng.integers(4)]
+    case["power_t"] = float(rng.choice([0.5, 0.25, 1.0]))
+    adaptive = case["learning_rate"] == "adaptive" and solver == "sgd"
+    case["tol"], case["n_iter_no_change"] = (1e6, 1) if adaptive else (1e-4, 10)
     return case
 
 
@@ -193,7 +205,9 @@ def build(case):
                validation_fraction=0.2, shuffle=case["shuffle"], clip_norm=case["clip_norm"],
                momentum=case["momentum"], nesterovs_momentum=case["nesterov"],
                random_state=case["random_state"], dtype=case["dtype"],
-               beta_1=case["beta_1"], beta_2=case["beta_2"], epsilon=case["epsilon"])
+               beta_1=case["beta_1"], beta_2=case["beta_2"], epsilon=case["epsilon"],
+               learning_rate=case["learning_rate"], power_t=case["power_t"],
+               tol=case["tol"], n_iter_no_change=case["n_iter_no_change"])
 
 
 def targets_for_the_model(case, y, weights):
@@ -272,10 +286,39 @@ class TorchEstimator:
         return torch.optim.SGD(params, lr=case["lr"], momentum=case["momentum"],
                                nesterov=case["nesterov"])
 
+    def next_learning_rate(self, lr, seen, no_improvement):
+        """MLP's SGD schedules at an epoch's end -> (learning rate, count of
+        epochs without improvement): 'invscaling' from the samples seen;
+        'adaptive' divides by 5 when the count passes n_iter_no_change
+        (case tol=1e6: every epoch after a fit's first counts)."""
+        case = self.case
+        if case["solver"] != "sgd":
+            return lr, no_improvement
+        if case["learning_rate"] == "invscaling":
+            return case["lr"] / (seen + 1) ** case["power_t"], no_improvement
+        if case["learning_rate"] == "adaptive" and no_improvement > case["n_iter_no_change"]:
+            return (lr / 5 if lr > 1e-6 else lr), 0
+        return lr, no_improvement
+
+    @staticmethod
+    def set_learning_rate(opt, lr):
+        """torch.optim.SGD at another lr, its momentum buffers rescaled by
+        old / new: torch keeps velocity in gradient units, MLP (and
+        rnnfast.optim.Momentum) in weight units, which a new lr leaves as
+        they are."""
+        for group in opt.param_groups:
+            for p in group["params"]:
+                buf = opt.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:
+                    buf.mul_(group["lr"] / lr)
+            group["lr"] = lr
+
     def fit_epochs(self, samples, targets, weights, epochs):
-        """`epochs` epochs of a warm-started fit -> the loss curve."""
+        """`epochs` epochs of a fit warm-started after one epoch -> the
+        loss curve."""
         case, params, opt = self.case, self.params(), self.optimizer()
         n = len(samples)
+        lr, seen, no_improvement = case["lr"], n, 0     # after the first fit's epoch
         size = 32 if case["batch_size"] == "auto" else case["batch_size"]
         size = min(size, n)
         draws = np.random.RandomState(case["random_state"])   # a fit's shuffling
@@ -297,6 +340,9 @@ class TorchEstimator:
                     torch.nn.utils.clip_grad_norm_(params, case["clip_norm"])
                 opt.step()
             curve.append(total / n)
+            seen += n
+            lr, no_improvement = self.next_learning_rate(lr, seen, no_improvement + 1)
+            self.set_learning_rate(opt, lr)
         return curve
 
     def perturb(self, rel, seed):

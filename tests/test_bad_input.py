@@ -530,6 +530,14 @@ CASES = [
     ("sk-beta-2-negative", lambda: sk("RNNRegressor")(max_iter=2, beta_2=-0.1).fit(
         Xs(), np.ones(6)),
      V, r"beta_2 == -0\.1, must be >= 0"),
+    ("sk-learning-rate-unknown", lambda: sk("RNNClassifier")(
+        max_iter=2, solver="sgd", learning_rate="optimal").fit(Xs(), Y6),
+     V, r"learning_rate: expected one of \('constant', 'invscaling', 'adaptive'\), "
+        r"got 'optimal'"),
+    ("sk-power-t-negative", lambda: sk("RNNRegressor")(
+        max_iter=2, solver="sgd", learning_rate="invscaling", power_t=-0.5).fit(
+        Xs(), np.ones(6)),
+     V, r"power_t == -0\.5, must be >= 0"),
     ("sk-epsilon-zero", lambda: sk("RNNClassifier")(max_iter=2, epsilon=0.0).fit(Xs(), Y6),
      V, r"epsilon == 0\.0, must be > 0"),
     ("sk-epsilon-string", lambda: sk("RNNClassifier")(max_iter=2, epsilon="1e-8").fit(

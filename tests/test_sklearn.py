@@ -327,6 +327,87 @@ def test_adam_hyperparameters_reach_the_optimizer():
     assert RNNClassifier().get_params()["epsilon"] == 1e-8
 
 
+def _learning_rates_of_each_step(monkeypatch, est, X, y):
+    """est fitted, with the learning rate of each optimizer step recorded."""
+    from rnnfast import optim
+    seen = []
+
+    def update(self, params, grads, _update=optim.Optimizer.update):
+        seen.append(self.lr)
+        return _update(self, params, grads)
+    monkeypatch.setattr(optim.Optimizer, "update", update)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    return seen
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_invscaling_sets_the_learning_rate_after_each_epoch_as_mlp_does(monkeypatch,
+                                                                         momentum):
+    """learning_rate='invscaling' (solver='sgd'): each epoch after the first
+    steps at learning_rate_init / (t_ + 1) ** power_t, t_ the samples seen
+    before it; the last rate is MLPRegressor's own after as many epochs of
+    as many samples (its optimizer, scikit-learn's code, as the oracle)."""
+    from sklearn.neural_network import MLPRegressor
+    X, y = fixed_last_step(30)
+    kw = dict(solver="sgd", learning_rate="invscaling", power_t=0.3, learning_rate_init=0.05,
+              momentum=momentum, batch_size=10, max_iter=4, shuffle=False)
+    est = RNNClassifier(hidden_size=4, random_state=0, **kw)
+    seen = _learning_rates_of_each_step(monkeypatch, est, X, y)
+    expected = [0.05 / (t + 1) ** 0.3 if t else 0.05 for t in (0, 30, 60, 90)]
+    assert seen == [rate for rate in expected for _ in range(3)]       # 3 batches an epoch
+    assert est.t_ == 120
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp = MLPRegressor(hidden_layer_sizes=(3,), random_state=0, **kw).fit(
+            X[:, -1, :], y.astype(float))
+    assert mlp.t_ == est.t_ and est._optimizer.lr == pytest.approx(
+        mlp._optimizer.learning_rate, rel=1e-15)
+
+
+def test_adaptive_divides_the_learning_rate_by_5_and_stops_below_1e_6_as_mlp_does(
+        monkeypatch, capsys):
+    """learning_rate='adaptive' (solver='sgd'): each time the stopping rule
+    fires the rate is divided by 5 and training goes on, until it is at
+    most 1e-6; then the fit stops.  With tol=1e6 no epoch after the first
+    improves, so the rule fires every second epoch: MLPRegressor (the
+    oracle) stops after as many epochs at the same rate."""
+    from sklearn.neural_network import MLPRegressor
+    X, y = fixed_last_step(20)
+    kw = dict(solver="sgd", learning_rate="adaptive", learning_rate_init=1e-4, tol=1e6,
+              n_iter_no_change=1, batch_size=20, max_iter=50, shuffle=False, verbose=True)
+    est = RNNClassifier(hidden_size=4, random_state=0, **kw)
+    seen = _learning_rates_of_each_step(monkeypatch, est, X, y)
+    out = capsys.readouterr().out
+    # 1e-4, /5 after epochs 3, 5, 7: 2e-5, 4e-6, 8e-7 <= 1e-6, so epoch 9 stops it
+    rates = [1e-4] * 3 + [2e-5] * 2 + [4e-6] * 2 + [8e-7] * 2
+    assert seen == pytest.approx(rates, rel=1e-15) and est.n_iter_ == 9
+    assert out.count("Setting learning rate to") == 3
+    assert "Learning rate too small. Stopping." in out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mlp = MLPRegressor(hidden_layer_sizes=(3,), random_state=0, **dict(kw, verbose=False)
+                           ).fit(X[:, -1, :], y.astype(float))
+    assert mlp.n_iter_ == est.n_iter_
+    assert est._optimizer.lr == pytest.approx(mlp._optimizer.learning_rate, rel=1e-15)
+
+
+@pytest.mark.parametrize("learning_rate", ["invscaling", "adaptive"])
+def test_adam_ignores_the_learning_rate_schedule_as_mlp_does(learning_rate):
+    """The schedules are SGD's: with solver='adam' a fit trains bitwise the
+    model of learning_rate='constant' (and the stopping rule stops it)."""
+    X, y = fixed_last_step(30)
+    kw = dict(hidden_size=4, max_iter=6, random_state=0, tol=1e6, n_iter_no_change=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        constant = RNNClassifier(**kw).fit(X, y)
+        scheduled = RNNClassifier(learning_rate=learning_rate, power_t=0.9, **kw).fit(X, y)
+    assert scheduled.loss_curve_ == constant.loss_curve_ and constant.n_iter_ == 3
+    for a, b in zip(scheduled.model_.params, constant.model_.params):
+        assert_array_equal(a, b)
+
+
 def test_an_estimator_pickled_before_the_adam_hyperparameters_loads():
     """A fitted estimator pickled before beta_1, beta_2 and epsilon existed
     (simulated: the attributes removed before pickling) loads with their
@@ -336,10 +417,11 @@ def test_an_estimator_pickled_before_the_adam_hyperparameters_loads():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf = RNNClassifier(hidden_size=8, max_iter=2, random_state=0).fit(X, y)
     expected = clf.predict_proba(X)
-    for name in ("beta_1", "beta_2", "epsilon"):
+    for name in ("beta_1", "beta_2", "epsilon", "learning_rate", "power_t"):
         delattr(clf, name)
     old = pickle.loads(pickle.dumps(clf))
     assert (old.beta_1, old.beta_2, old.epsilon) == (0.9, 0.999, 1e-8)
+    assert (old.learning_rate, old.power_t) == ("constant", 0.5)
     assert_array_equal(old.predict_proba(X), expected)
     assert clone(old).get_params() == RNNClassifier(hidden_size=8, max_iter=2,
                                                     random_state=0).get_params()
