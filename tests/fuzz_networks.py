@@ -18,8 +18,9 @@ even small calls run on two threads.  It then checks a training forward
 and backward (outputs, final states, dL/dxs, dL/dstate, every parameter
 gradient) and an evaluation forward against the reference in float64; the
 same through a Time layer where the case has one layer, one direction and
-no lengths; a save and load of the network, whose evaluation forward must
-be bitwise the same; one step of a cell in every case.  Every switch is
+no lengths; a save and load of the network (and of the Time layer and
+the cell), whose evaluation forward must be bitwise the same; one step of
+a cell in every case.  Every switch is
 put back to its default (on; GEMV groups automatic) at the end: run it
 where the switches are at their defaults.
 
