@@ -16,6 +16,10 @@ Gate blocks along the G*H axis, in order:
 
 PyTorch stores W (G*H, D) with gates LSTM i, f, g, o and GRU r, z, n, with
 z meaning the opposite (h' = (1-z)*n + z*h), and two biases b_ih, b_hh.
+Keras stores row vectors as we do, kernel (D, G*H), recurrent_kernel
+(H, G*H), bias (G*H,) or, for GRU with reset_after=True, (2, G*H), with
+gates LSTM i, f, c, o and GRU z, r, h, z meaning the opposite as in
+PyTorch (h' = z*h + (1-z)*hh).
 The converters below map one layout onto the other.
 """
 import numpy as np
@@ -27,6 +31,9 @@ GATE_ORDER = {"rnn": ("h",), "lstm": ("f", "g", "i", "o"), "gru": ("z", "r", "h~
 _TORCH_INDEX = {"rnn": [0], "lstm": [1, 2, 0, 3], "gru": [1, 0, 2]}
 # GRU's z is flipped between the conventions: sigmoid(-a) = 1 - sigmoid(a).
 _TORCH_SIGN = {"rnn": [1], "lstm": [1, 1, 1, 1], "gru": [-1, 1, 1]}
+# The same for Keras (its z flipped too).
+_KERAS_INDEX = {"rnn": [0], "lstm": [1, 2, 0, 3], "gru": [0, 1, 2]}
+_KERAS_SIGN = _TORCH_SIGN
 
 
 def bias_shape(cell, hidden_size, reset_after=False):
@@ -35,17 +42,18 @@ def bias_shape(cell, hidden_size, reset_after=False):
     return (2, G) if (cell == "gru" and reset_after) else (G,)
 
 
-def _ours_from_torch_rows(cell, M):
-    """(G*H, ...) in torch's gate order -> same shape in ours, signs applied."""
+def _ours_from_torch_rows(cell, M, index=_TORCH_INDEX, sign=_TORCH_SIGN):
+    """(G*H, ...) in torch's gate order (or another's, by its index and
+    sign tables) -> same shape in ours, signs applied."""
     H = M.shape[0] // N_GATES[cell]
-    blocks = [s * M[i * H:(i + 1) * H] for i, s in zip(_TORCH_INDEX[cell], _TORCH_SIGN[cell])]
+    blocks = [s * M[i * H:(i + 1) * H] for i, s in zip(index[cell], sign[cell])]
     return np.concatenate(blocks, axis=0)
 
 
-def _torch_rows_from_ours(cell, M):
+def _torch_rows_from_ours(cell, M, index=_TORCH_INDEX, sign=_TORCH_SIGN):
     H = M.shape[0] // N_GATES[cell]
     blocks = [None] * N_GATES[cell]
-    for ours, (i, s) in enumerate(zip(_TORCH_INDEX[cell], _TORCH_SIGN[cell])):
+    for ours, (i, s) in enumerate(zip(index[cell], sign[cell])):
         blocks[i] = s * M[ours * H:(ours + 1) * H]
     return np.concatenate(blocks, axis=0)
 
@@ -79,3 +87,23 @@ def to_torch_weights(cell, Wx, Wh, b):
     else:
         b_ih, b_hh = _torch_rows_from_ours(cell, b), np.zeros_like(b)
     return [np.ascontiguousarray(a) for a in (w_ih, w_hh, b_ih, b_hh)]
+
+
+def from_keras_weights(cell, kernel, recurrent_kernel, bias):
+    """Keras's (kernel, recurrent_kernel, bias) as numpy arrays -> (Wx, Wh,
+    b) in rnnfast's layout: the same row vectors, the gate blocks (the last
+    axis) reordered and GRU's z negated.  A GRU's bias of shape (2, 3H) is
+    reset_after=True's, as ours."""
+    def ours(M):
+        return np.ascontiguousarray(
+            _ours_from_torch_rows(cell, M.T, _KERAS_INDEX, _KERAS_SIGN).T)
+    return ours(kernel), ours(recurrent_kernel), ours(bias)
+
+
+def to_keras_weights(cell, Wx, Wh, b):
+    """(Wx, Wh, b) in rnnfast's layout -> [kernel, recurrent_kernel, bias]
+    for a Keras layer's set_weights (from_keras_weights' inverse)."""
+    def keras(M):
+        return np.ascontiguousarray(
+            _torch_rows_from_ours(cell, M.T, _KERAS_INDEX, _KERAS_SIGN).T)
+    return [keras(Wx), keras(Wh), keras(b)]

@@ -1,16 +1,23 @@
 """Weights to and from PyTorch's nn.RNN / nn.LSTM / nn.GRU (rnnfast's
 networks) and nn.RNNCell / nn.LSTMCell / nn.GRUCell (rnnfast's cells);
 rnnfast's Time layers go to a one-layer nn.RNN / nn.LSTM / nn.GRU.
+And to and from Keras: keras.layers.SimpleRNN / LSTM / GRU (rnnfast's
+Time layers) and SimpleRNNCell / LSTMCell / GRUCell (rnnfast's cells).
 
-PyTorch is not a dependency: `from_torch` reads a module's tensors through
-numpy and `to_torch_state_dict` returns numpy arrays under PyTorch's names,
-ready for `module.load_state_dict({k: torch.from_numpy(v) for k, v in d.items()})`;
-`to_torch` builds that module (it imports torch when called).
+Neither PyTorch nor Keras is a dependency: `from_torch` reads a module's
+tensors through numpy and `to_torch_state_dict` returns numpy arrays under
+PyTorch's names, ready for
+`module.load_state_dict({k: torch.from_numpy(v) for k, v in d.items()})`;
+`to_torch` builds that module (it imports torch when called).  Likewise
+`from_keras` reads a built Keras layer's `get_weights()`,
+`to_keras_weights` returns the list its `set_weights` takes, and
+`to_keras` builds the layer (it imports keras when called).
 The gate reordering and GRU's flipped z are in rnnfast._layout.
 """
 import numpy as np
 
-from ._layout import N_GATES, bias_shape, from_torch_weights, to_torch_weights
+from ._layout import (N_GATES, bias_shape, from_keras_weights, from_torch_weights,
+                      to_keras_weights as _keras_arrays, to_torch_weights)
 from .layers.recurrent import GRUCell, LSTMCell, RNNCell, TimeGRU, TimeLSTM, TimeRNN
 from .networks import GRU, LSTM, RNN
 
@@ -26,17 +33,22 @@ def _torch_name(kind, layer, direction):
     return f"{kind}_l{layer}" + ("_reverse" if direction else "")
 
 
+def _class_among(obj, package, names, argname, expected):
+    """The name of the class in `obj`'s MRO that lives in `package` and is
+    one of `names` (by name, since neither torch nor keras is a dependency;
+    rnnfast's own LSTM is not one); TypeError naming `argname` otherwise."""
+    for c in type(obj).__mro__:
+        if c.__module__.startswith(package) and c.__name__ in names:
+            return c.__name__
+    raise TypeError(f"{argname}: expected {expected}, got "
+                    f"{type(obj).__module__}.{type(obj).__qualname__}")
+
+
 def _torch_kind(module):
     """The name of the torch.nn class among _CELLS and _STEP_CELLS that
-    `module` is (by name, since torch is not a dependency; rnnfast's own
-    LSTM is not one); TypeError otherwise."""
-    for c in type(module).__mro__:
-        if c.__module__.startswith("torch.nn") and (c.__name__ in _CELLS
-                                                    or c.__name__ in _STEP_CELLS):
-            return c.__name__
-    raise TypeError(f"module: expected torch.nn.RNN, LSTM or GRU, or torch.nn.RNNCell, "
-                    f"LSTMCell or GRUCell, got "
-                    f"{type(module).__module__}.{type(module).__qualname__}")
+    `module` is."""
+    return _class_among(module, "torch.nn", {**_CELLS, **_STEP_CELLS}, "module",
+                        "torch.nn.RNN, LSTM or GRU, or torch.nn.RNNCell, LSTMCell or GRUCell")
 
 
 def _numpy_state(module):
@@ -197,3 +209,119 @@ def to_torch(net):
                             for k, v in state.items()})
     module.train(net.training)
     return module
+
+
+# ------------------------------------------------------------------ Keras
+_KERAS_LAYERS = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
+_KERAS_CELLS = {"SimpleRNNCell": "rnn", "LSTMCell": "lstm", "GRUCell": "gru"}
+_OUR_TIME_LAYER = {"rnn": TimeRNN, "lstm": TimeLSTM, "gru": TimeGRU}
+_OUR_CELL = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
+
+
+def _keras_kind(layer):
+    """The name of the Keras class among _KERAS_LAYERS and _KERAS_CELLS
+    that `layer` is."""
+    return _class_among(layer, "keras", {**_KERAS_LAYERS, **_KERAS_CELLS}, "layer",
+                        "keras.layers.SimpleRNN, LSTM or GRU, or keras.layers.SimpleRNNCell, "
+                        "LSTMCell or GRUCell")
+
+
+def _activation_name(fn):
+    return getattr(fn, "__name__", repr(fn))
+
+
+def from_keras(layer):
+    """An rnnfast Time layer (TimeRNN, TimeLSTM, TimeGRU) with the weights
+    of a built keras.layers.SimpleRNN, LSTM or GRU, or an rnnfast cell
+    (RNNCell, LSTMCell, GRUCell) with those of a Keras cell.  The result
+    takes the weights' dtype (float32 or float64), GRU's reset_after,
+    SimpleRNN's activation (tanh or relu) and a layer's stateful flag; it
+    computes what the Keras layer computes with return_sequences=True.
+    Keras's dropout and recurrent_dropout act in training only and are
+    not carried over.  Refused, naming the setting: another activation
+    or recurrent activation than rnnfast's (tanh, sigmoid), go_backwards,
+    a layer not built yet, weights that are not float32 or float64, or
+    not finite."""
+    kind = _keras_kind(layer)
+    cell = _KERAS_LAYERS.get(kind) or _KERAS_CELLS[kind]
+    step = layer if kind in _KERAS_CELLS else layer.cell
+    if not layer.built:
+        raise ValueError(f"layer: the {kind} is not built yet, so it has no weights; call "
+                         f"it on data or build it (layer.build(input_shape)) first")
+    activations = {"activation": ("tanh", "relu") if cell == "rnn" else ("tanh",)}
+    if cell != "rnn":
+        activations["recurrent_activation"] = ("sigmoid",)
+    for name, allowed in activations.items():
+        got = _activation_name(getattr(step, name))
+        if got not in allowed:
+            raise ValueError(f"layer: {name}={got!r} is not supported; rnnfast's {kind} "
+                             f"uses {' or '.join(map(repr, allowed))}")
+    if getattr(layer, "go_backwards", False):
+        raise ValueError(f"layer: go_backwards=True is not supported (a {kind} reading the "
+                         f"sequence backwards); reverse xs along the time axis instead")
+    weights = [np.asarray(w) for w in step.get_weights()]
+    names = ["kernel", "recurrent_kernel", "bias"][:len(weights)]
+    for name, w in zip(names, weights):
+        if w.dtype not in (np.float32, np.float64):
+            raise TypeError(f"layer: expected float32 or float64 weights, got {name} of "
+                            f"dtype {w.dtype} and shape {w.shape}")
+        if not np.isfinite(w).all():
+            raise ValueError(f"layer: {name} (shape {w.shape}) contains NaN or Inf")
+    H = step.units
+    G = N_GATES[cell] * H
+    reset_after = cell == "gru" and bool(step.reset_after)
+    expected = {"kernel": (weights[0].shape[0], G), "recurrent_kernel": (H, G),
+                "bias": bias_shape(cell, H, reset_after)}
+    for name, w in zip(names, weights):
+        if w.shape != expected[name]:
+            raise ValueError(f"layer: {name} has shape {w.shape}, expected "
+                             f"{expected[name]} for a {kind}(units={H})")
+    if len(weights) == 2:                           # use_bias=False: zeros
+        weights.append(np.zeros(expected["bias"], weights[0].dtype))
+    Wx, Wh, b = from_keras_weights(cell, *weights)
+    options = {}
+    if cell == "rnn":
+        options["nonlinearity"] = _activation_name(step.activation)
+    if cell == "gru":
+        options["reset_after"] = reset_after
+    if kind in _KERAS_CELLS:
+        return _OUR_CELL[cell](Wx, Wh, b, **options)
+    return _OUR_TIME_LAYER[cell](Wx, Wh, b, stateful=bool(layer.stateful), **options)
+
+
+def to_keras_weights(layer):
+    """[kernel, recurrent_kernel, bias] of an rnnfast cell or Time layer in
+    Keras's layout, for `set_weights` of the Keras layer or cell of the
+    same sizes (use_bias=True; a GRU's reset_after as the layer's)."""
+    if not isinstance(layer, _OUR_STEP_CELLS + _OUR_TIME_LAYERS):
+        raise TypeError(f"layer: expected an rnnfast.RNNCell, LSTMCell or GRUCell, or an "
+                        f"rnnfast.TimeRNN, TimeLSTM or TimeGRU, got {type(layer).__name__} "
+                        f"(a network's layers: TimeLSTM(*net.layer_params(layer, 0)) ...)")
+    return _keras_arrays(layer.cell, *layer._live_params())
+
+
+def to_keras(layer):
+    """A new, built keras.layers.SimpleRNN, LSTM or GRU (return_sequences=True)
+    holding an rnnfast Time layer's weights, or a Keras cell holding a
+    cell's: from_keras' inverse, in the layer's dtype.  Needs Keras
+    (imported here only).  A stateful layer gives a Keras layer with
+    stateful=False: Keras's stateful layers need the batch size when built
+    (build one with stateful=True and a batch_shape, then set_weights
+    with to_keras_weights)."""
+    weights = to_keras_weights(layer)           # checks the layer
+    import keras
+    options = dict(dtype=np.dtype(layer.dtype).name)
+    if layer.cell == "rnn":
+        options["activation"] = layer.nonlinearity
+    if layer.cell == "gru":
+        options["reset_after"] = layer.reset_after
+    name = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}[layer.cell]
+    if isinstance(layer, _OUR_STEP_CELLS):
+        out = getattr(keras.layers, name + "Cell")(layer.hidden_size, **options)
+        out.build((None, layer.input_size))
+    else:
+        out = getattr(keras.layers, name)(layer.hidden_size, return_sequences=True,
+                                          **options)
+        out.build((None, None, layer.input_size))
+    out.set_weights(weights)
+    return out

@@ -22,6 +22,22 @@ def torch():
     return _torch
 
 
+@pytest.fixture(scope="session")
+def keras(torch):
+    """Keras 3, the oracle of rnnfast.interop's Keras converters, on
+    PyTorch's backend (unless KERAS_BACKEND says otherwise).  As torch:
+    skipped locally when missing, a failure in CI (the test extra
+    installs it)."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        import keras as _keras
+    except ImportError:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("keras is required in CI: pip install -e '.[test]' installs it")
+        pytest.skip("keras not installed (pip install 'keras>=3')")
+    return _keras
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)

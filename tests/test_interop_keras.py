@@ -1,0 +1,165 @@
+"""rnnfast.interop's Keras converters against Keras 3 itself (on PyTorch's
+backend): keras.layers.SimpleRNN / LSTM / GRU <-> rnnfast's Time layers,
+Keras's cells <-> rnnfast's cells, in float32 and float64, with and
+without biases, both GRU variants."""
+import numpy as np
+import pytest
+
+import rnnfast
+from rnnfast.interop import from_keras, to_keras, to_keras_weights
+
+# Keras's own variables, under NumPy 2 (nothing of rnnfast's)
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+
+N, T, D, H = 3, 6, 4, 5
+# (Keras class name, its options, rnnfast's class, rnnfast's options)
+KINDS = [("SimpleRNN", {}, "RNN", dict(nonlinearity="tanh")),
+         ("SimpleRNN", dict(activation="relu"), "RNN", dict(nonlinearity="relu")),
+         ("LSTM", {}, "LSTM", {}),
+         ("GRU", {}, "GRU", dict(reset_after=True)),
+         ("GRU", dict(reset_after=False), "GRU", dict(reset_after=False))]
+IDS = ["rnn-tanh", "rnn-relu", "lstm", "gru", "gru-reset-before"]
+
+
+def _close(dtype):
+    """float32's rounding; in float64 1e-6 too: Keras's float64 layers on
+    PyTorch's backend round somewhere at float32's level (a float64
+    SimpleRNN of 6 steps differs from a float64 NumPy loop over its own
+    weights by 1.3e-7).  A misplaced gate block or sign is off by O(1),
+    and the weights themselves are compared bit for bit."""
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-6, atol=1e-6)
+    return lambda got, want, what: np.testing.assert_allclose(got, want, err_msg=what, **tol)
+
+
+def _keras_with_random_weights(keras, kind, options, dtype, use_bias, cell=False, seed=0):
+    """A built Keras layer (or cell) whose weights, biases too, are random
+    (Keras starts biases at zero and the forget gate's at one, which
+    would hide a misplaced bias block)."""
+    cls = getattr(keras.layers, kind + ("Cell" if cell else ""))
+    extra = {} if cell else dict(return_sequences=True)
+    layer = cls(H, use_bias=use_bias, dtype=dtype, **options, **extra)
+    layer.build((None, D) if cell else (None, None, D))
+    rng = np.random.default_rng(seed)
+    layer.set_weights([(rng.standard_normal(w.shape) * 0.5).astype(dtype)
+                       for w in layer.get_weights()])
+    return layer
+
+
+@pytest.mark.parametrize("use_bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind,options,ours,our_options", KINDS, ids=IDS)
+def test_time_layers_from_and_to_keras(keras, kind, options, ours, our_options, dtype,
+                                       use_bias):
+    """from_keras of a Keras layer is the rnnfast Time layer of the same
+    sequence (outputs equal to Keras's with return_sequences=True, the
+    class, dtype and options kept); to_keras of it is a Keras layer of the
+    same outputs again, whose weights are the first layer's bit for bit and
+    to_keras_weights' arrays."""
+    layer = _keras_with_random_weights(keras, kind, options, dtype, use_bias)
+    xs = np.random.default_rng(1).standard_normal((N, T, D)).astype(dtype)
+    expected = keras.ops.convert_to_numpy(layer(xs))
+    got = from_keras(layer)
+    assert type(got) is getattr(rnnfast, "Time" + ours)
+    assert got.dtype == np.dtype(dtype) and (got.input_size, got.hidden_size) == (D, H)
+    assert not got.stateful
+    for name, value in our_options.items():
+        assert getattr(got, name) == value, name
+    close = _close(dtype)
+    close(got.forward(xs), expected, "hs against Keras")
+    back = to_keras(got)
+    assert type(back) is type(layer) and back.return_sequences
+    assert back.units == H and back.dtype == dtype
+    close(keras.ops.convert_to_numpy(back(xs)), expected, "to_keras's outputs")
+    arrays = to_keras_weights(got)
+    assert len(arrays) == len(back.get_weights()) == 3          # to_keras: use_bias=True
+    for again, mine in zip(back.get_weights(), arrays):
+        np.testing.assert_array_equal(again, mine)
+    # the same weights (without biases, kernel and recurrent_kernel; zeros
+    # run in the bias's place)
+    for theirs, again in zip(layer.get_weights(), back.get_weights()):
+        np.testing.assert_array_equal(again, theirs)
+    if not use_bias:
+        assert not arrays[2].any()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind,options,ours,our_options", KINDS, ids=IDS)
+def test_cells_from_and_to_keras(keras, kind, options, ours, our_options, dtype):
+    """One step: from_keras of a Keras cell is the rnnfast cell of the same
+    step (h', and c' for LSTM), to_keras of it a Keras cell of that step."""
+    step = _keras_with_random_weights(keras, kind, options, dtype, True, cell=True, seed=2)
+    rng = np.random.default_rng(3)
+    x, h, c = (rng.standard_normal((N, s)).astype(dtype) for s in (D, H, H))
+    states = [h, c] if ours == "LSTM" else [h]
+    expected_h, expected_states = step(x, states)
+    got = from_keras(step)
+    assert type(got) is getattr(rnnfast, ours + "Cell") and got.dtype == np.dtype(dtype)
+    close = _close(dtype)
+    out = got.forward(x, *states)
+    if ours == "LSTM":
+        close(out[0], keras.ops.convert_to_numpy(expected_h), "h_next")
+        close(out[1], keras.ops.convert_to_numpy(expected_states[1]), "c_next")
+    else:
+        close(out, keras.ops.convert_to_numpy(expected_h), "h_next")
+    back = to_keras(got)
+    assert type(back) is type(step)
+    again, _ = back(x, states)
+    close(keras.ops.convert_to_numpy(again), keras.ops.convert_to_numpy(expected_h),
+          "to_keras's h_next")
+    for theirs, mine in zip(step.get_weights(), back.get_weights()):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_stateful_keras_layer_gives_a_stateful_time_layer(keras):
+    """A stateful Keras layer (a static batch size) carries its state from
+    call to call; the Time layer from_keras gives does the same."""
+    layer = keras.layers.LSTM(H, return_sequences=True, stateful=True)
+    layer.build((N, None, D))
+    rng = np.random.default_rng(4)
+    layer.set_weights([rng.standard_normal(w.shape).astype(np.float32) * 0.5
+                       for w in layer.get_weights()])
+    ours = from_keras(layer)
+    assert ours.stateful
+    close = _close("float32")
+    for chunk in range(2):
+        xs = rng.standard_normal((N, T, D)).astype(np.float32)
+        close(ours.forward(xs), keras.ops.convert_to_numpy(layer(xs)), f"chunk {chunk}")
+
+
+def test_bad_keras_layers_are_refused_naming_the_setting(keras):
+    rng = np.random.default_rng(5)
+    with pytest.raises(ValueError, match=r"the LSTM is not built yet"):
+        from_keras(keras.layers.LSTM(H))
+    for layer, message in [
+            (keras.layers.LSTM(H, recurrent_activation="hard_sigmoid"),
+             r"recurrent_activation='hard_sigmoid' is not supported; rnnfast's LSTM uses "
+             r"'sigmoid'"),
+            (keras.layers.GRU(H, activation="relu"),
+             r"activation='relu' is not supported; rnnfast's GRU uses 'tanh'"),
+            (keras.layers.SimpleRNN(H, activation="sigmoid"),
+             r"activation='sigmoid' is not supported; rnnfast's SimpleRNN uses 'tanh' or "
+             r"'relu'"),
+            (keras.layers.GRU(H, go_backwards=True), r"go_backwards=True is not supported")]:
+        layer.build((None, None, D))
+        with pytest.raises(ValueError, match=message):
+            from_keras(layer)
+    layer = keras.layers.GRU(H)
+    layer.build((None, None, D))
+    weights = layer.get_weights()
+    weights[1] = np.full_like(weights[1], np.nan)
+    layer.set_weights(weights)
+    with pytest.raises(ValueError, match=r"recurrent_kernel \(shape \(5, 15\)\) contains NaN"):
+        from_keras(layer)
+    with pytest.raises(TypeError, match=r"expected keras.layers.SimpleRNN, LSTM or GRU.*"
+                                        r"got rnnfast.networks.LSTM"):
+        from_keras(rnnfast.LSTM(D, H))
+    with pytest.raises(TypeError, match=r"layer: expected an rnnfast.RNNCell.*got LSTM "
+                                        r"\(a network's layers"):
+        to_keras(rnnfast.LSTM(D, H))
+    lstm = rnnfast.TimeLSTM(rng.standard_normal((D, 4 * H)), rng.standard_normal((H, 4 * H)),
+                            rng.standard_normal(4 * H))
+    lstm.params[1] = np.zeros((H + 1, 4 * H))
+    with pytest.raises(ValueError, match=r"TimeLSTM.params\[1\] \(Wh\): expected shape "
+                                         r"\(5, 20\), got shape \(6, 20\)"):
+        to_keras_weights(lstm)
