@@ -214,59 +214,52 @@ def to_torch(net):
 # ------------------------------------------------------------------ Keras
 _KERAS_LAYERS = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
 _KERAS_CELLS = {"SimpleRNNCell": "rnn", "LSTMCell": "lstm", "GRUCell": "gru"}
+# what a stack of recurrent layers comes in (-> an rnnfast network)
+_KERAS_WRAPPERS = {"Bidirectional": None, "Sequential": None}
 _OUR_TIME_LAYER = {"rnn": TimeRNN, "lstm": TimeLSTM, "gru": TimeGRU}
 _OUR_CELL = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
+_OUR_NETWORK = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+_KERAS_NAME = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
+_KERAS_EXPECTED = ("keras.layers.SimpleRNN, LSTM or GRU, keras.layers.SimpleRNNCell, "
+                   "LSTMCell or GRUCell, keras.layers.Bidirectional of one of the first three, "
+                   "or a keras.Sequential of them")
 
 
-def _keras_kind(layer):
-    """The name of the Keras class among _KERAS_LAYERS and _KERAS_CELLS
-    that `layer` is."""
-    return _class_among(layer, "keras", {**_KERAS_LAYERS, **_KERAS_CELLS}, "layer",
-                        "keras.layers.SimpleRNN, LSTM or GRU, or keras.layers.SimpleRNNCell, "
-                        "LSTMCell or GRUCell")
+def _keras_kind(layer, argname="layer"):
+    """The name of the Keras class among _KERAS_LAYERS, _KERAS_CELLS and
+    _KERAS_WRAPPERS that `layer` is."""
+    return _class_among(layer, "keras", {**_KERAS_LAYERS, **_KERAS_CELLS, **_KERAS_WRAPPERS},
+                        argname, _KERAS_EXPECTED)
 
 
 def _activation_name(fn):
     return getattr(fn, "__name__", repr(fn))
 
 
-def from_keras(layer):
-    """An rnnfast Time layer (TimeRNN, TimeLSTM, TimeGRU) with the weights
-    of a built keras.layers.SimpleRNN, LSTM or GRU, or an rnnfast cell
-    (RNNCell, LSTMCell, GRUCell) with those of a Keras cell.  The result
-    takes the weights' dtype (float32 or float64), GRU's reset_after,
-    SimpleRNN's activation (tanh or relu) and a layer's stateful flag; it
-    computes what the Keras layer computes with return_sequences=True.
-    Keras's dropout and recurrent_dropout act in training only and are
-    not carried over.  Refused, naming the setting: another activation
-    or recurrent activation than rnnfast's (tanh, sigmoid), go_backwards,
-    a layer not built yet, weights that are not float32 or float64, or
-    not finite."""
-    kind = _keras_kind(layer)
+def _keras_step(layer, kind, argname):
+    """What rnnfast needs of one built Keras recurrent layer or cell, checked:
+    (cell, options, use_bias, (Wx, Wh, b) in rnnfast's layout)."""
     cell = _KERAS_LAYERS.get(kind) or _KERAS_CELLS[kind]
     step = layer if kind in _KERAS_CELLS else layer.cell
     if not layer.built:
-        raise ValueError(f"layer: the {kind} is not built yet, so it has no weights; call "
-                         f"it on data or build it (layer.build(input_shape)) first")
+        raise ValueError(f"{argname}: the {kind} is not built yet, so it has no weights; "
+                         f"call it on data or build it (.build(input_shape)) first")
     activations = {"activation": ("tanh", "relu") if cell == "rnn" else ("tanh",)}
     if cell != "rnn":
         activations["recurrent_activation"] = ("sigmoid",)
     for name, allowed in activations.items():
         got = _activation_name(getattr(step, name))
         if got not in allowed:
-            raise ValueError(f"layer: {name}={got!r} is not supported; rnnfast's {kind} "
+            raise ValueError(f"{argname}: {name}={got!r} is not supported; rnnfast's {kind} "
                              f"uses {' or '.join(map(repr, allowed))}")
-    if getattr(layer, "go_backwards", False):
-        raise ValueError(f"layer: go_backwards=True is not supported (a {kind} reading the "
-                         f"sequence backwards); reverse xs along the time axis instead")
     weights = [np.asarray(w) for w in step.get_weights()]
     names = ["kernel", "recurrent_kernel", "bias"][:len(weights)]
     for name, w in zip(names, weights):
         if w.dtype not in (np.float32, np.float64):
-            raise TypeError(f"layer: expected float32 or float64 weights, got {name} of "
+            raise TypeError(f"{argname}: expected float32 or float64 weights, got {name} of "
                             f"dtype {w.dtype} and shape {w.shape}")
         if not np.isfinite(w).all():
-            raise ValueError(f"layer: {name} (shape {w.shape}) contains NaN or Inf")
+            raise ValueError(f"{argname}: {name} (shape {w.shape}) contains NaN or Inf")
     H = step.units
     G = N_GATES[cell] * H
     reset_after = cell == "gru" and bool(step.reset_after)
@@ -274,19 +267,137 @@ def from_keras(layer):
                 "bias": bias_shape(cell, H, reset_after)}
     for name, w in zip(names, weights):
         if w.shape != expected[name]:
-            raise ValueError(f"layer: {name} has shape {w.shape}, expected "
+            raise ValueError(f"{argname}: {name} has shape {w.shape}, expected "
                              f"{expected[name]} for a {kind}(units={H})")
-    if len(weights) == 2:                           # use_bias=False: zeros
+    use_bias = len(weights) == 3
+    if not use_bias:                                # the zeros the kernels then run with
         weights.append(np.zeros(expected["bias"], weights[0].dtype))
-    Wx, Wh, b = from_keras_weights(cell, *weights)
     options = {}
     if cell == "rnn":
         options["nonlinearity"] = _activation_name(step.activation)
     if cell == "gru":
         options["reset_after"] = reset_after
+    return cell, options, use_bias, from_keras_weights(cell, *weights)
+
+
+def _keras_directions(layer, kind, argname):
+    """[(cell, options, use_bias, weights, stateful)] of a recurrent layer
+    (one direction) or a Bidirectional (forward, then backward)."""
+    if kind in _KERAS_LAYERS:
+        if getattr(layer, "go_backwards", False):
+            raise ValueError(f"{argname}: go_backwards=True is not supported (a {kind} "
+                             f"reading the sequence backwards alone); reverse xs along the "
+                             f"time axis, or use keras.layers.Bidirectional")
+        return [_keras_step(layer, kind, argname) + (bool(layer.stateful),)]
+    if layer.merge_mode != "concat":
+        raise ValueError(f"{argname}: a Bidirectional with merge_mode={layer.merge_mode!r} is "
+                         f"not supported; rnnfast concatenates the directions (merge_mode="
+                         f"'concat', forward half first)")
+    out = []
+    for which, backwards in (("forward_layer", False), ("backward_layer", True)):
+        sub = getattr(layer, which)
+        sub_kind = _keras_kind(sub, f"{argname}.{which}")
+        if sub_kind not in _KERAS_LAYERS or bool(sub.go_backwards) != backwards:
+            raise ValueError(f"{argname}.{which}: expected a SimpleRNN, LSTM or GRU with "
+                             f"go_backwards={backwards}, got a {sub_kind} with "
+                             f"go_backwards={getattr(sub, 'go_backwards', None)}")
+        out.append(_keras_step(sub, sub_kind, f"{argname}.{which}")
+                   + (bool(sub.stateful),))
+    return out
+
+
+def _network_from_keras(layers, dropout, argname):
+    """An rnnfast network from [(the directions of each layer)]; every
+    layer and direction must be of one cell, options and use_bias."""
+    def settings(direction, n_directions):
+        cell, options, use_bias, (_, Wh, _), stateful = direction
+        return dict(cell=cell, units=Wh.shape[0], dtype=Wh.dtype.name,
+                    directions=n_directions, use_bias=use_bias, stateful=stateful, **options)
+    first = settings(layers[0][0], len(layers[0]))
+    for i, directions in enumerate(layers):
+        for d, direction in enumerate(directions):
+            these = settings(direction, len(directions))
+            if these != first:
+                raise ValueError(
+                    f"{argname}: an rnnfast network has one cell, size and set of options "
+                    f"for all its layers; layer {i} (direction {d}) has {these}, layer 0 "
+                    f"{first}")
+    cell, options, use_bias, (Wx, Wh, _), stateful = layers[0][0]
+    net = _OUR_NETWORK[cell](Wx.shape[0], Wh.shape[0], num_layers=len(layers),
+                             bidirectional=len(layers[0]) == 2, dropout=dropout,
+                             stateful=stateful, dtype=Wx.dtype, bias=use_bias, **options)
+    for i, directions in enumerate(layers):
+        for d, (*_, weights, _) in enumerate(directions):
+            targets = net.layer_params(i, d)
+            if targets[0].shape != weights[0].shape:
+                raise ValueError(f"{argname}: layer {i} has a kernel of shape "
+                                 f"{weights[0].shape}; after layer {i - 1}, an rnnfast "
+                                 f"network's layer {i} takes {targets[0].shape}")
+            # zip: without biases layer_params is [Wx, Wh] (b is then zero)
+            for target, value in zip(targets, weights):
+                target[...] = value
+    return net
+
+
+def _network_layers_of_sequential(model, argname):
+    """(the directions of each recurrent layer, the dropout rate between
+    them) of a keras.Sequential of recurrent layers (Bidirectional or not)
+    and Dropout layers between them, all of one rate."""
+    layers, rates = [], set()
+    for i, sub in enumerate(model.layers):
+        if type(sub).__name__ == "Dropout" and type(sub).__module__.startswith("keras"):
+            if not layers or i == len(model.layers) - 1:
+                raise ValueError(f"{argname}: a Dropout at position {i}; rnnfast networks "
+                                 f"drop out only between their layers")
+            rates.add(float(sub.rate))
+            continue
+        name = f"{argname}.layers[{i}]"
+        kind = _keras_kind(sub, name)
+        if kind not in _KERAS_LAYERS and kind != "Bidirectional":
+            raise ValueError(f"{name}: a {kind} in a Sequential; expected only SimpleRNN, "
+                             f"LSTM or GRU layers, Bidirectional ones and Dropout between "
+                             f"them")
+        layers.append(_keras_directions(sub, kind, name))
+    if not layers:
+        raise ValueError(f"{argname}: the Sequential holds no recurrent layer")
+    if len(rates) > 1:
+        raise ValueError(f"{argname}: Dropout layers of rates {sorted(rates)}; an rnnfast "
+                         f"network has one dropout rate between its layers")
+    return layers, rates.pop() if rates else 0.0
+
+
+def from_keras(layer):
+    """rnnfast's counterpart of a built Keras recurrent layer, with its
+    weights:
+
+    - keras.layers.SimpleRNN, LSTM or GRU -> an rnnfast Time layer
+      (TimeRNN, TimeLSTM, TimeGRU; the layer's stateful flag kept);
+    - keras.layers.SimpleRNNCell, LSTMCell or GRUCell -> an rnnfast cell;
+    - keras.layers.Bidirectional(LSTM(...)) (merge_mode='concat'), or a
+      keras.Sequential of such layers with Dropout layers between them ->
+      an rnnfast network (RNN, LSTM, GRU; bidirectional, num_layers,
+      dropout and bias as given).
+
+    The result takes the weights' dtype (float32 or float64), GRU's
+    reset_after and SimpleRNN's activation (tanh or relu), and computes what
+    the Keras layer computes with return_sequences=True.  Keras's dropout
+    and recurrent_dropout inside a layer act in training only and are not
+    carried over.  Refused, naming the setting: another activation or
+    recurrent activation than rnnfast's (tanh, sigmoid), go_backwards
+    outside a Bidirectional, another merge_mode, a layer not built yet,
+    weights that are not float32 or float64, or not finite, and layers of
+    a Sequential that differ in cell or options."""
+    kind = _keras_kind(layer)
+    if kind == "Sequential":
+        layers, dropout = _network_layers_of_sequential(layer, "layer")
+        return _network_from_keras(layers, dropout, "layer")
+    if kind == "Bidirectional":
+        return _network_from_keras([_keras_directions(layer, kind, "layer")], 0.0, "layer")
     if kind in _KERAS_CELLS:
-        return _OUR_CELL[cell](Wx, Wh, b, **options)
-    return _OUR_TIME_LAYER[cell](Wx, Wh, b, stateful=bool(layer.stateful), **options)
+        cell, options, _, weights = _keras_step(layer, kind, "layer")
+        return _OUR_CELL[cell](*weights, **options)
+    (cell, options, _, weights, stateful), = _keras_directions(layer, kind, "layer")
+    return _OUR_TIME_LAYER[cell](*weights, stateful=stateful, **options)
 
 
 def to_keras_weights(layer):
@@ -296,26 +407,67 @@ def to_keras_weights(layer):
     if not isinstance(layer, _OUR_STEP_CELLS + _OUR_TIME_LAYERS):
         raise TypeError(f"layer: expected an rnnfast.RNNCell, LSTMCell or GRUCell, or an "
                         f"rnnfast.TimeRNN, TimeLSTM or TimeGRU, got {type(layer).__name__} "
-                        f"(a network's layers: TimeLSTM(*net.layer_params(layer, 0)) ...)")
+                        f"(a network goes whole through to_keras)")
     return _keras_arrays(layer.cell, *layer._live_params())
 
 
+def _keras_options(obj):
+    options = dict(dtype=np.dtype(obj.dtype).name)
+    if obj.cell == "rnn":
+        options["activation"] = obj.nonlinearity
+    if obj.cell == "gru":
+        options["reset_after"] = obj.reset_after
+    return options
+
+
+def _network_to_keras(net, keras):
+    """A keras.Sequential computing `net`'s outputs hs (N, T, H or 2H)."""
+    net._live_params()                  # a replaced array is refused, not exported
+    options = _keras_options(net)
+    cls = getattr(keras.layers, _KERAS_NAME[net.cell])
+    layers = [keras.Input((None, net.input_size), dtype=options["dtype"])]
+    for i in range(net.num_layers):
+        if i and net.dropout:
+            layers.append(keras.layers.Dropout(net.dropout, dtype=options["dtype"]))
+        one = cls(net.hidden_size, return_sequences=True, use_bias=net.bias, **options)
+        layers.append(keras.layers.Bidirectional(one, dtype=options["dtype"])
+                      if net.bidirectional else one)
+    model = keras.Sequential(layers)
+    recurrent = [m for m in model.layers if type(m).__name__ != "Dropout"]
+    for i, m in enumerate(recurrent):
+        parts = ([m.forward_layer, m.backward_layer] if net.bidirectional else [m])
+        for d, part in enumerate(parts):
+            Wx, Wh, *b = net.layer_params(i, d)
+            zeros = [np.zeros(bias_shape(net.cell, net.hidden_size,
+                                         getattr(net, "reset_after", False)), Wh.dtype)]
+            arrays = _keras_arrays(net.cell, Wx, Wh, *(b or zeros))
+            part.set_weights(arrays if net.bias else arrays[:2])
+    return model
+
+
 def to_keras(layer):
-    """A new, built keras.layers.SimpleRNN, LSTM or GRU (return_sequences=True)
-    holding an rnnfast Time layer's weights, or a Keras cell holding a
-    cell's: from_keras' inverse, in the layer's dtype.  Needs Keras
-    (imported here only).  A stateful layer gives a Keras layer with
-    stateful=False: Keras's stateful layers need the batch size when built
-    (build one with stateful=True and a batch_shape, then set_weights
-    with to_keras_weights)."""
+    """Keras's counterpart of an rnnfast object, built and holding its
+    weights (from_keras' inverse, in its dtype; needs Keras, imported here
+    only):
+
+    - a Time layer -> keras.layers.SimpleRNN, LSTM or GRU
+      (return_sequences=True);
+    - a cell -> keras.layers.SimpleRNNCell, LSTMCell or GRUCell;
+    - a network -> a keras.Sequential of its layers (each wrapped in
+      Bidirectional when it is bidirectional, Dropout layers between them
+      when it has dropout), computing its outputs hs.
+
+    A stateful layer or network gives Keras layers with stateful=False:
+    Keras's stateful layers need the batch size when built (build one
+    with stateful=True and a batch_shape, then set_weights with
+    to_keras_weights)."""
+    if isinstance(layer, (RNN, LSTM, GRU)):
+        import keras
+        return _network_to_keras(layer, keras)
     weights = to_keras_weights(layer)           # checks the layer
     import keras
-    options = dict(dtype=np.dtype(layer.dtype).name)
-    if layer.cell == "rnn":
-        options["activation"] = layer.nonlinearity
-    if layer.cell == "gru":
-        options["reset_after"] = layer.reset_after
-    name = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}[layer.cell]
+    options = _keras_options(layer)
+    name = _KERAS_NAME[layer.cell]
     if isinstance(layer, _OUR_STEP_CELLS):
         out = getattr(keras.layers, name + "Cell")(layer.hidden_size, **options)
         out.build((None, layer.input_size))

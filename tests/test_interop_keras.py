@@ -155,11 +155,99 @@ def test_bad_keras_layers_are_refused_naming_the_setting(keras):
                                         r"got rnnfast.networks.LSTM"):
         from_keras(rnnfast.LSTM(D, H))
     with pytest.raises(TypeError, match=r"layer: expected an rnnfast.RNNCell.*got LSTM "
-                                        r"\(a network's layers"):
-        to_keras(rnnfast.LSTM(D, H))
+                                        r"\(a network goes whole through to_keras\)"):
+        to_keras_weights(rnnfast.LSTM(D, H))
     lstm = rnnfast.TimeLSTM(rng.standard_normal((D, 4 * H)), rng.standard_normal((H, 4 * H)),
                             rng.standard_normal(4 * H))
     lstm.params[1] = np.zeros((H + 1, 4 * H))
     with pytest.raises(ValueError, match=r"TimeLSTM.params\[1\] \(Wh\): expected shape "
                                          r"\(5, 20\), got shape \(6, 20\)"):
         to_keras_weights(lstm)
+
+
+NETWORKS = [
+    lambda: rnnfast.LSTM(D, H, num_layers=2, bidirectional=True, dropout=0.25, random_state=0),
+    lambda: rnnfast.GRU(D, H, num_layers=3, bias=False, dtype=np.float64, random_state=1),
+    lambda: rnnfast.GRU(D, H, bidirectional=True, reset_after=False, random_state=2),
+    lambda: rnnfast.RNN(D, H, nonlinearity="relu", num_layers=2, random_state=3)]
+
+
+@pytest.mark.parametrize("make", NETWORKS, ids=["lstm-bi-2-dropout", "gru-3-no-bias-float64",
+                                                "gru-bi-reset-before", "rnn-relu-2"])
+def test_networks_to_and_from_keras(keras, make):
+    """to_keras of a network is a keras.Sequential of its layers
+    (Bidirectional when it is, Dropout between them) computing its outputs
+    hs; from_keras of that is the network again, weights bit for bit."""
+    net = make()
+    model = to_keras(net)
+    kinds = [type(m).__name__ for m in model.layers]
+    one = "Bidirectional" if net.bidirectional else {"rnn": "SimpleRNN", "lstm": "LSTM",
+                                                     "gru": "GRU"}[net.cell]
+    expected = [one] + (["Dropout", one] if net.dropout else [one]) * (net.num_layers - 1)
+    assert kinds == expected
+    xs = np.random.default_rng(6).standard_normal((N, T, D)).astype(net.dtype)
+    dtype = np.dtype(net.dtype).name
+    _close(dtype)(keras.ops.convert_to_numpy(model(xs)), net.eval().forward(xs)[0],
+                  "Sequential's outputs")
+    back = from_keras(model)
+    assert type(back) is type(net)
+    for name in ("input_size", "hidden_size", "num_layers", "bidirectional", "dropout",
+                 "bias", "dtype", "stateful"):
+        assert getattr(back, name) == getattr(net, name), name
+    assert getattr(back, "reset_after", None) == getattr(net, "reset_after", None)
+    assert getattr(back, "nonlinearity", None) == getattr(net, "nonlinearity", None)
+    for ours, again in zip(net.params, back.params):
+        np.testing.assert_array_equal(again, ours)
+
+
+@pytest.mark.parametrize("kind,options,ours,our_options", KINDS[1:], ids=IDS[1:])
+def test_keras_bidirectional_and_stacks_give_networks(keras, kind, options, ours, our_options):
+    """Keras's own Bidirectional layer and a Sequential stack of it with
+    Dropout between, random weights (biases too): from_keras gives the
+    network of the same outputs."""
+    cls = getattr(keras.layers, kind)
+    model = keras.Sequential(
+        [keras.Input((None, D)), keras.layers.Bidirectional(cls(H, return_sequences=True,
+                                                                **options)),
+         keras.layers.Dropout(0.3),
+         keras.layers.Bidirectional(cls(H, return_sequences=True, **options))])
+    rng = np.random.default_rng(7)
+    model.set_weights([(rng.standard_normal(w.shape) * 0.5).astype(np.float32)
+                       for w in model.get_weights()])
+    xs = rng.standard_normal((N, T, D)).astype(np.float32)
+    expected = keras.ops.convert_to_numpy(model(xs))
+    net = from_keras(model)
+    assert type(net) is getattr(rnnfast, ours)
+    assert (net.num_layers, net.bidirectional, net.dropout) == (2, True, 0.3)
+    _close("float32")(net.eval().forward(xs)[0], expected, "hs against Keras")
+    alone = from_keras(model.layers[0])                 # a Bidirectional alone
+    assert (alone.num_layers, alone.bidirectional, alone.dropout) == (1, True, 0.0)
+    _close("float32")(alone.eval().forward(xs)[0],
+                      keras.ops.convert_to_numpy(model.layers[0](xs)), "one Bidirectional")
+
+
+def test_keras_stacks_rnnfast_cannot_hold_are_refused(keras):
+    def sequential(*layers):
+        return keras.Sequential([keras.Input((None, D))] + list(layers))
+    lstm = lambda units=H, **kw: keras.layers.LSTM(units, return_sequences=True, **kw)  # noqa
+    for model, message in [
+            (sequential(keras.layers.Bidirectional(lstm(), merge_mode="sum")),
+             r"merge_mode='sum' is not supported"),
+            (sequential(lstm(), keras.layers.GRU(H, return_sequences=True)),
+             r"layer 1 \(direction 0\) has \{'cell': 'gru'"),
+            (sequential(lstm(), lstm(units=H + 1)), r"'units': 6"),
+            (sequential(lstm(), keras.layers.Bidirectional(lstm())), r"'directions': 2"),
+            (sequential(lstm(), keras.layers.Dense(3)),
+             r"layer.layers\[1\]: expected keras.layers.SimpleRNN.*got "
+             r"keras.src.layers.core.dense.Dense"),
+            (sequential(keras.layers.Dropout(0.1), lstm()), r"a Dropout at position 0"),
+            (sequential(lstm(), keras.layers.Dropout(0.1), lstm(), keras.layers.Dropout(0.2),
+                        lstm()), r"Dropout layers of rates \[0.1, 0.2\]"),
+            (sequential(lstm(go_backwards=True)), r"go_backwards=True is not supported")]:
+        with pytest.raises((ValueError, TypeError), match=message):
+            from_keras(model)
+    net = rnnfast.GRU(D, H, random_state=0)
+    net.params[1] = np.zeros((H + 1, 3 * H), np.float32)
+    with pytest.raises(ValueError, match=r"GRU.params\[1\] \(Wh of layer 0\): expected "
+                                         r"shape \(5, 15\)"):
+        to_keras(net)
