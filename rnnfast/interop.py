@@ -220,16 +220,25 @@ _OUR_TIME_LAYER = {"rnn": TimeRNN, "lstm": TimeLSTM, "gru": TimeGRU}
 _OUR_CELL = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
 _OUR_NETWORK = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 _KERAS_NAME = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
-_KERAS_EXPECTED = ("keras.layers.SimpleRNN, LSTM or GRU, keras.layers.SimpleRNNCell, "
-                   "LSTMCell or GRUCell, keras.layers.Bidirectional of one of the first three, "
+_KERAS_EXPECTED = ("keras.layers.SimpleRNN, LSTM or GRU (or keras.layers.RNN of one "
+                   "SimpleRNNCell, LSTMCell or GRUCell), keras.layers.SimpleRNNCell, "
+                   "LSTMCell or GRUCell, keras.layers.Bidirectional of one of the first, "
                    "or a keras.Sequential of them")
 
 
 def _keras_kind(layer, argname="layer"):
     """The name of the Keras class among _KERAS_LAYERS, _KERAS_CELLS and
-    _KERAS_WRAPPERS that `layer` is."""
-    return _class_among(layer, "keras", {**_KERAS_LAYERS, **_KERAS_CELLS, **_KERAS_WRAPPERS},
-                        argname, _KERAS_EXPECTED)
+    _KERAS_WRAPPERS that `layer` is; a keras.layers.RNN of one cell reads
+    as the layer of that cell (RNN(LSTMCell(...)) as an LSTM: the same
+    weights, the same step)."""
+    kind = _class_among(layer, "keras", {**_KERAS_LAYERS, **_KERAS_CELLS, **_KERAS_WRAPPERS,
+                                         "RNN": None}, argname, _KERAS_EXPECTED)
+    if kind != "RNN":
+        return kind
+    inner = _class_among(layer.cell, "keras", _KERAS_CELLS, f"{argname}.cell",
+                         "one keras.layers.SimpleRNNCell, LSTMCell or GRUCell (a stack of "
+                         "cells: a Sequential of layers)")
+    return _KERAS_NAME[_KERAS_CELLS[inner]]
 
 
 def _activation_name(fn):
@@ -370,8 +379,9 @@ def from_keras(layer):
     """rnnfast's counterpart of a built Keras recurrent layer, with its
     weights:
 
-    - keras.layers.SimpleRNN, LSTM or GRU -> an rnnfast Time layer
-      (TimeRNN, TimeLSTM, TimeGRU; the layer's stateful flag kept);
+    - keras.layers.SimpleRNN, LSTM or GRU, or keras.layers.RNN of one
+      of their cells -> an rnnfast Time layer (TimeRNN, TimeLSTM,
+      TimeGRU; the layer's stateful flag kept);
     - keras.layers.SimpleRNNCell, LSTMCell or GRUCell -> an rnnfast cell;
     - keras.layers.Bidirectional(LSTM(...)) (merge_mode='concat'), or a
       keras.Sequential of such layers with Dropout layers between them ->

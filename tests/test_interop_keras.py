@@ -251,3 +251,31 @@ def test_keras_stacks_rnnfast_cannot_hold_are_refused(keras):
     with pytest.raises(ValueError, match=r"GRU.params\[1\] \(Wh of layer 0\): expected "
                                          r"shape \(5, 15\)"):
         to_keras(net)
+
+
+@pytest.mark.parametrize("kind,options,ours,our_options", KINDS, ids=IDS)
+def test_keras_rnn_of_one_cell_reads_as_its_layer(keras, kind, options, ours, our_options):
+    """keras.layers.RNN(LSTMCell(...)) is an LSTM layer by another name: a
+    Time layer alone, a network in a Bidirectional; RNN of a stack of
+    cells is refused, naming the cell."""
+    rng = np.random.default_rng(8)
+    cell = getattr(keras.layers, kind + "Cell")
+    layer = keras.layers.RNN(cell(H, **options), return_sequences=True)
+    layer.build((None, None, D))
+    layer.set_weights([(rng.standard_normal(w.shape) * 0.5).astype(np.float32)
+                       for w in layer.get_weights()])
+    xs = rng.standard_normal((N, T, D)).astype(np.float32)
+    got = from_keras(layer)
+    assert type(got) is getattr(rnnfast, "Time" + ours)
+    _close("float32")(got.forward(xs), keras.ops.convert_to_numpy(layer(xs)), "hs")
+    both = keras.layers.Bidirectional(keras.layers.RNN(cell(H, **options),
+                                                       return_sequences=True))
+    both.build((None, None, D))
+    net = from_keras(both)
+    assert type(net) is getattr(rnnfast, ours) and net.bidirectional
+    _close("float32")(net.eval().forward(xs)[0], keras.ops.convert_to_numpy(both(xs)), "hs")
+    stack = keras.layers.RNN([cell(H, **options), cell(H, **options)])
+    stack.build((None, None, D))
+    with pytest.raises(TypeError, match=r"layer.cell: expected one keras.layers.SimpleRNNCell"
+                                        r".*got keras.src.layers.rnn.stacked_rnn_cells"):
+        from_keras(stack)
