@@ -348,31 +348,120 @@ def _network_from_keras(layers, dropout, argname):
     return net
 
 
-def _network_layers_of_sequential(model, argname):
-    """(the directions of each recurrent layer, the dropout rate between
-    them) of a keras.Sequential of recurrent layers (Bidirectional or not)
-    and Dropout layers between them, all of one rate."""
-    layers, rates = [], set()
-    for i, sub in enumerate(model.layers):
-        if type(sub).__name__ == "Dropout" and type(sub).__module__.startswith("keras"):
-            if not layers or i == len(model.layers) - 1:
-                raise ValueError(f"{argname}: a Dropout at position {i}; rnnfast networks "
-                                 f"drop out only between their layers")
-            rates.add(float(sub.rate))
-            continue
+def _keras_name(obj):
+    """The class name of a Keras object (its first class from keras), or None."""
+    for c in type(obj).__mro__:
+        if c.__module__.startswith("keras"):
+            return c.__name__
+    return None
+
+
+def _parse_sequential(model, argname):
+    """What a keras.Sequential holds, in rnnfast's terms:
+    (embedding weights (V, E) or None, [the directions of each recurrent
+    layer], the dropout rate, the Dense layer or None, whether the last
+    recurrent layer returns sequences).  Recurrent layers (Bidirectional
+    or not), one Dropout at most in each gap between them and before the
+    Dense, all of one rate (a gap without one is rate 0), an Embedding
+    first and a Dense last optionally."""
+    items = list(enumerate(model.layers))
+    for i, sub in items:
+        if not sub.built:
+            raise ValueError(f"{argname}.layers[{i}]: the {_keras_name(sub)} is not built yet, "
+                             f"so it has no weights; build the model (keras.Input first, or "
+                             f"call it on data) first")
+    embedding = dense = None
+    if items and _keras_name(items[0][1]) == "Embedding":
+        i, sub = items.pop(0)
+        if getattr(sub, "mask_zero", False):
+            raise ValueError(f"{argname}.layers[{i}]: an Embedding with mask_zero=True is not "
+                             f"supported (it masks id 0 as padding); give rnnfast the "
+                             f"sequences' lengths instead")
+        (embedding,) = [np.asarray(w) for w in sub.get_weights()]
+    if items and _keras_name(items[-1][1]) == "Dense":
+        dense = items.pop()[1]
+    layers, gaps, pending = [], [], None
+    for i, sub in items:
         name = f"{argname}.layers[{i}]"
+        if _keras_name(sub) == "Dropout":
+            if not layers or pending is not None:
+                raise ValueError(f"{name}: a Dropout at position {i}; rnnfast drops out "
+                                 f"only between recurrent layers and before the output layer, "
+                                 f"once in each gap")
+            pending = float(sub.rate)
+            continue
         kind = _keras_kind(sub, name)
         if kind not in _KERAS_LAYERS and kind != "Bidirectional":
-            raise ValueError(f"{name}: a {kind} in a Sequential; expected only SimpleRNN, "
-                             f"LSTM or GRU layers, Bidirectional ones and Dropout between "
-                             f"them")
+            raise ValueError(f"{name}: a {kind} in a Sequential; expected an Embedding "
+                             f"first, SimpleRNN, LSTM or GRU layers (Bidirectional or not) "
+                             f"with Dropout between them, and a Dense last")
+        if layers:              # (Keras builds no stack on a layer returning one step)
+            gaps.append(pending or 0.0)
+            pending = None
+        returns_sequences = bool(sub.return_sequences)
         layers.append(_keras_directions(sub, kind, name))
     if not layers:
         raise ValueError(f"{argname}: the Sequential holds no recurrent layer")
-    if len(rates) > 1:
-        raise ValueError(f"{argname}: Dropout layers of rates {sorted(rates)}; an rnnfast "
-                         f"network has one dropout rate between its layers")
-    return layers, rates.pop() if rates else 0.0
+    if dense is None and pending is not None:
+        raise ValueError(f"{argname}: a Dropout after the last layer; rnnfast drops out "
+                         f"only between recurrent layers and before the output layer")
+    if dense is not None:
+        gaps.append(pending or 0.0)
+    if len(set(gaps)) > 1:
+        raise ValueError(f"{argname}: dropout rates {gaps} between the layers (0.0 where "
+                         f"there is no Dropout); rnnfast has one rate for every gap")
+    return embedding, layers, gaps[0] if gaps else 0.0, dense, returns_sequences
+
+
+def _model_from_keras(embedding, layers, dropout, dense, returns_sequences, argname):
+    """An rnnfast SequenceClassifier (a Dense with softmax) or
+    SequenceRegressor (a linear Dense) holding a Keras model's weights."""
+    from .models import SequenceClassifier, SequenceRegressor
+    if returns_sequences:
+        raise ValueError(f"{argname}: the last recurrent layer has return_sequences=True, so "
+                         f"the Dense scores every step; rnnfast converts many-to-one models "
+                         f"(return_sequences=False before the Dense)")
+    activation = _activation_name(dense.activation)
+    heads = {"softmax": SequenceClassifier, "linear": SequenceRegressor}
+    if activation not in heads:
+        raise ValueError(f"{argname}: a Dense with activation={activation!r}; expected "
+                         f"'softmax' (a classifier) or 'linear' (a regressor)")
+    net = _network_from_keras(layers, dropout, argname)
+    defaults = dict(nonlinearity="tanh", reset_after=True, bias=True, stateful=False)
+    for name, value in defaults.items():
+        if getattr(net, name, value) != value:
+            raise ValueError(f"{argname}: rnnfast's sequence models use {name}={value!r}; "
+                             f"the recurrent layers have {name}={getattr(net, name)!r}")
+    kernel, *bias = [np.asarray(w) for w in dense.get_weights()]
+    for what, w in (("the Embedding's weights", embedding), ("the Dense's kernel", kernel)):
+        if w is not None and w.dtype != net.dtype:
+            raise TypeError(f"{argname}: {what} are {w.dtype} and the recurrent layers' "
+                            f"{np.dtype(net.dtype).name}; an rnnfast model has one dtype")
+    F = net.num_directions * net.hidden_size
+    if kernel.shape[0] != F:
+        raise ValueError(f"{argname}: the Dense has a kernel of shape {kernel.shape}; after "
+                         f"the recurrent layers it takes {F} features")
+    n_out = kernel.shape[1]
+    if activation == "softmax" and n_out < 2:
+        raise ValueError(f"{argname}: a softmax Dense of {n_out} unit; a classifier needs 2 "
+                         f"classes or more")
+    inputs = (dict(input_size=net.input_size) if embedding is None else
+              dict(vocab_size=embedding.shape[0], embedding_size=embedding.shape[1]))
+    model = heads[activation](n_out, cell=net.cell, hidden_size=net.hidden_size,
+                              num_layers=net.num_layers, bidirectional=net.bidirectional,
+                              dropout=dropout, dtype=net.dtype, **inputs)
+    for ours, theirs in zip(model.network.params, net.params):
+        ours[...] = theirs
+    if embedding is not None:
+        if not np.isfinite(embedding).all():
+            raise ValueError(f"{argname}: the Embedding's weights contain NaN or Inf")
+        model.embed.params[0][...] = embedding
+    bias = bias[0] if bias else np.zeros(n_out, kernel.dtype)
+    if not (np.isfinite(kernel).all() and np.isfinite(bias).all()):
+        raise ValueError(f"{argname}: the Dense's weights contain NaN or Inf")
+    model.affine.params[0][...] = kernel
+    model.affine.params[1][...] = bias
+    return model.eval()
 
 
 def from_keras(layer):
@@ -386,7 +475,13 @@ def from_keras(layer):
     - keras.layers.Bidirectional(LSTM(...)) (merge_mode='concat'), or a
       keras.Sequential of such layers with Dropout layers between them ->
       an rnnfast network (RNN, LSTM, GRU; bidirectional, num_layers,
-      dropout and bias as given).
+      dropout and bias as given);
+    - a keras.Sequential of an Embedding (optional), such layers, the
+      last with return_sequences=False, and a Dense last -> an rnnfast
+      SequenceClassifier (the Dense's activation 'softmax': predict_proba
+      gives what Keras predicts) or SequenceRegressor ('linear'), in
+      evaluation mode; one dropout rate in every gap (0 where Keras has
+      no Dropout).
 
     The result takes the weights' dtype (float32 or float64), GRU's
     reset_after and SimpleRNN's activation (tanh or relu), and computes what
@@ -399,7 +494,14 @@ def from_keras(layer):
     a Sequential that differ in cell or options."""
     kind = _keras_kind(layer)
     if kind == "Sequential":
-        layers, dropout = _network_layers_of_sequential(layer, "layer")
+        embedding, layers, dropout, dense, returns_sequences = _parse_sequential(layer, "layer")
+        if dense is not None:
+            return _model_from_keras(embedding, layers, dropout, dense, returns_sequences,
+                                     "layer")
+        if embedding is not None:
+            raise ValueError("layer: a Sequential with an Embedding and no Dense; rnnfast "
+                             "converts an Embedding as part of a sequence model (a Dense "
+                             "last)")
         return _network_from_keras(layers, dropout, "layer")
     if kind == "Bidirectional":
         return _network_from_keras([_keras_directions(layer, kind, "layer")], 0.0, "layer")
@@ -430,20 +532,30 @@ def _keras_options(obj):
     return options
 
 
-def _network_to_keras(net, keras):
-    """A keras.Sequential computing `net`'s outputs hs (N, T, H or 2H)."""
-    net._live_params()                  # a replaced array is refused, not exported
+def _is_sequence_model(obj):
+    from .models import SequenceClassifier, SequenceRegressor
+    return type(obj) in (SequenceClassifier, SequenceRegressor)
+
+
+def _recurrent_keras_layers(net, keras, last_returns_sequences=True):
+    """The Keras layers of `net`'s layers, Dropout between them."""
     options = _keras_options(net)
     cls = getattr(keras.layers, _KERAS_NAME[net.cell])
-    layers = [keras.Input((None, net.input_size), dtype=options["dtype"])]
+    layers = []
     for i in range(net.num_layers):
         if i and net.dropout:
             layers.append(keras.layers.Dropout(net.dropout, dtype=options["dtype"]))
-        one = cls(net.hidden_size, return_sequences=True, use_bias=net.bias, **options)
+        sequences = last_returns_sequences or i < net.num_layers - 1
+        one = cls(net.hidden_size, return_sequences=sequences, use_bias=net.bias, **options)
         layers.append(keras.layers.Bidirectional(one, dtype=options["dtype"])
                       if net.bidirectional else one)
-    model = keras.Sequential(layers)
-    recurrent = [m for m in model.layers if type(m).__name__ != "Dropout"]
+    return layers
+
+
+def _set_recurrent_weights(net, model):
+    """Copy `net`'s weights into the recurrent layers of a Sequential."""
+    recurrent = [m for m in model.layers
+                 if _keras_name(m) in ("Bidirectional",) + tuple(_KERAS_LAYERS)]
     for i, m in enumerate(recurrent):
         parts = ([m.forward_layer, m.backward_layer] if net.bidirectional else [m])
         for d, part in enumerate(parts):
@@ -452,7 +564,43 @@ def _network_to_keras(net, keras):
                                          getattr(net, "reset_after", False)), Wh.dtype)]
             arrays = _keras_arrays(net.cell, Wx, Wh, *(b or zeros))
             part.set_weights(arrays if net.bias else arrays[:2])
+
+
+def _network_to_keras(net, keras):
+    """A keras.Sequential computing `net`'s outputs hs (N, T, H or 2H)."""
+    net._live_params()                  # a replaced array is refused, not exported
+    dtype = np.dtype(net.dtype).name
+    model = keras.Sequential([keras.Input((None, net.input_size), dtype=dtype)]
+                             + _recurrent_keras_layers(net, keras))
+    _set_recurrent_weights(net, model)
     return model
+
+
+def _model_to_keras(model, keras):
+    """A keras.Sequential predicting what a SequenceClassifier's
+    predict_proba (or a SequenceRegressor's predict_scores) gives."""
+    from .models import SequenceClassifier
+    net = model.network
+    net._live_params()
+    dtype = np.dtype(model.dtype).name
+    if model.embed is None:
+        layers = [keras.Input((None, net.input_size), dtype=dtype)]
+    else:
+        V, E = model.embed.params[0].shape
+        layers = [keras.Input((None,), dtype="int64"),
+                  keras.layers.Embedding(V, E, dtype=dtype)]
+    layers += _recurrent_keras_layers(net, keras, last_returns_sequences=False)
+    if net.dropout:
+        layers.append(keras.layers.Dropout(net.dropout, dtype=dtype))
+    W, b = model.affine.params
+    activation = "softmax" if isinstance(model, SequenceClassifier) else "linear"
+    layers.append(keras.layers.Dense(W.shape[1], activation=activation, dtype=dtype))
+    out = keras.Sequential(layers)
+    _set_recurrent_weights(net, out)
+    if model.embed is not None:
+        out.layers[0].set_weights([model.embed.params[0]])
+    out.layers[-1].set_weights([W, b])
+    return out
 
 
 def to_keras(layer):
@@ -465,7 +613,10 @@ def to_keras(layer):
     - a cell -> keras.layers.SimpleRNNCell, LSTMCell or GRUCell;
     - a network -> a keras.Sequential of its layers (each wrapped in
       Bidirectional when it is bidirectional, Dropout layers between them
-      when it has dropout), computing its outputs hs.
+      when it has dropout), computing its outputs hs;
+    - a SequenceClassifier or SequenceRegressor -> a keras.Sequential
+      (Embedding for token ids, its layers, Dropout, a Dense with softmax
+      or linear) predicting what its predict_proba or predict_scores give.
 
     A stateful layer or network gives Keras layers with stateful=False:
     Keras's stateful layers need the batch size when built (build one
@@ -474,6 +625,9 @@ def to_keras(layer):
     if isinstance(layer, (RNN, LSTM, GRU)):
         import keras
         return _network_to_keras(layer, keras)
+    if _is_sequence_model(layer):
+        import keras
+        return _model_to_keras(layer, keras)
     weights = to_keras_weights(layer)           # checks the layer
     import keras
     options = _keras_options(layer)

@@ -237,12 +237,19 @@ def test_keras_stacks_rnnfast_cannot_hold_are_refused(keras):
              r"layer 1 \(direction 0\) has \{'cell': 'gru'"),
             (sequential(lstm(), lstm(units=H + 1)), r"'units': 6"),
             (sequential(lstm(), keras.layers.Bidirectional(lstm())), r"'directions': 2"),
-            (sequential(lstm(), keras.layers.Dense(3)),
+            (sequential(lstm(), keras.layers.Dense(3), lstm()),
              r"layer.layers\[1\]: expected keras.layers.SimpleRNN.*got "
              r"keras.src.layers.core.dense.Dense"),
             (sequential(keras.layers.Dropout(0.1), lstm()), r"a Dropout at position 0"),
             (sequential(lstm(), keras.layers.Dropout(0.1), lstm(), keras.layers.Dropout(0.2),
-                        lstm()), r"Dropout layers of rates \[0.1, 0.2\]"),
+                        lstm()), r"dropout rates \[0.1, 0.2\] between the layers"),
+            (sequential(lstm(), keras.layers.Dropout(0.1), lstm(), lstm()),
+             r"dropout rates \[0.1, 0.0\] between the layers \(0.0 where there is no "
+             r"Dropout\)"),
+            (sequential(lstm(), keras.layers.Dropout(0.1)), r"a Dropout after the last layer"),
+            (sequential(lstm(), keras.layers.Dense(3)),
+             r"the last recurrent layer has return_sequences=True"),
+
             (sequential(lstm(go_backwards=True)), r"go_backwards=True is not supported")]:
         with pytest.raises((ValueError, TypeError), match=message):
             from_keras(model)
@@ -279,3 +286,98 @@ def test_keras_rnn_of_one_cell_reads_as_its_layer(keras, kind, options, ours, ou
     with pytest.raises(TypeError, match=r"layer.cell: expected one keras.layers.SimpleRNNCell"
                                         r".*got keras.src.layers.rnn.stacked_rnn_cells"):
         from_keras(stack)
+
+
+def _random_weights(model, seed):
+    rng = np.random.default_rng(seed)
+    model.set_weights([(rng.standard_normal(w.shape) * 0.5).astype(w.dtype)
+                       for w in model.get_weights()])
+    return rng
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "SimpleRNN"])
+def test_keras_classifiers_and_regressors_give_sequence_models(keras, cell):
+    """A Keras text classifier (Embedding, a Bidirectional stack, Dropout,
+    a softmax Dense) gives a SequenceClassifier whose predict_proba is what
+    Keras predicts; a regressor on float features (a linear Dense) a
+    SequenceRegressor whose predict_scores is.  to_keras of each is a
+    Sequential of the same predictions, and from_keras of that the same
+    weights bit for bit."""
+    from rnnfast.models import SequenceClassifier, SequenceRegressor
+    rec = getattr(keras.layers, cell)
+    classifier = keras.Sequential([
+        keras.Input((None,), dtype="int64"), keras.layers.Embedding(30, 6),
+        keras.layers.Bidirectional(rec(H, return_sequences=True)), keras.layers.Dropout(0.2),
+        keras.layers.Bidirectional(rec(H)), keras.layers.Dropout(0.2),
+        keras.layers.Dense(3, activation="softmax")])
+    rng = _random_weights(classifier, 9)
+    ids = rng.integers(0, 30, (N, T))
+    ours = from_keras(classifier)
+    assert type(ours) is SequenceClassifier and not ours.training
+    config = ours.get_config()
+    assert (config["vocab_size"], config["embedding_size"], config["cell"],
+            config["num_layers"], config["bidirectional"], config["dropout"],
+            config["n_classes"]) == (30, 6, {"SimpleRNN": "rnn"}.get(cell, cell.lower()), 2,
+                                     True, 0.2, 3)
+    close = _close("float32")
+    close(ours.predict_proba(ids), keras.ops.convert_to_numpy(classifier(ids)), "proba")
+    regressor = keras.Sequential([keras.Input((None, D)), rec(H, return_sequences=True),
+                                  rec(H), keras.layers.Dense(2)])
+    xs = _random_weights(regressor, 10).standard_normal((N, T, D)).astype(np.float32)
+    reg = from_keras(regressor)
+    assert type(reg) is SequenceRegressor and reg.get_config()["dropout"] == 0.0
+    close(reg.predict_scores(xs), keras.ops.convert_to_numpy(regressor(xs)), "scores")
+    for model, x, predict in ((ours, ids, ours.predict_proba), (reg, xs, reg.predict_scores)):
+        back = to_keras(model)
+        close(keras.ops.convert_to_numpy(back(x)), predict(x), "to_keras's predictions")
+        again = from_keras(back)
+        assert again.get_config() == model.get_config()
+        for a, b in zip(again.params, model.params):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_sequence_models_to_keras_and_back(keras):
+    """rnnfast's own models (its random weights, float64 too) through
+    to_keras and back: the same predictions, the same weights."""
+    from rnnfast.models import SequenceClassifier, SequenceRegressor
+    rng = np.random.default_rng(11)
+    for model, x in [
+            (SequenceClassifier(4, vocab_size=20, cell="gru", hidden_size=H, num_layers=2,
+                                dropout=0.1, random_state=0), rng.integers(0, 20, (N, T))),
+            (SequenceRegressor(3, input_size=D, cell="lstm", hidden_size=H,
+                               bidirectional=True, dtype=np.float64, random_state=1),
+             rng.standard_normal((N, T, D)))]:
+        model.eval()
+        keras_model = to_keras(model)
+        want = (model.predict_proba(x) if isinstance(model, SequenceClassifier)
+                else model.predict_scores(x))
+        _close(np.dtype(model.dtype).name)(keras.ops.convert_to_numpy(keras_model(x)), want,
+                                           type(model).__name__)
+        again = from_keras(keras_model)
+        for a, b in zip(again.params, model.params):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_keras_models_rnnfast_cannot_hold_are_refused(keras):
+    def model(*layers, inputs=None):
+        return keras.Sequential([keras.Input((None, D)) if inputs is None else inputs]
+                                + list(layers))
+    ids = keras.Input((None,), dtype="int64")
+    for m, message in [
+            (model(keras.layers.Embedding(9, 4, mask_zero=True), keras.layers.LSTM(H),
+                   keras.layers.Dense(2, activation="softmax"), inputs=ids),
+             r"an Embedding with mask_zero=True is not supported"),
+            (model(keras.layers.LSTM(H), keras.layers.Dense(2, activation="relu")),
+             r"a Dense with activation='relu'; expected 'softmax'"),
+            (model(keras.layers.GRU(H, reset_after=False), keras.layers.Dense(2)),
+             r"rnnfast's sequence models use reset_after=True"),
+            (model(keras.layers.SimpleRNN(H, activation="relu"), keras.layers.Dense(2)),
+             r"use nonlinearity='tanh'; the recurrent layers have nonlinearity='relu'"),
+            (model(keras.layers.LSTM(H), keras.layers.Dense(1, activation="softmax")),
+             r"a softmax Dense of 1 unit"),
+            (model(keras.layers.Embedding(9, 4), keras.layers.LSTM(H, return_sequences=True),
+                   inputs=ids), r"a Sequential with an Embedding and no Dense"),
+            (model(keras.layers.LSTM(H, dtype="float64"), keras.layers.Dense(2)),
+             r"the Dense's kernel are float32 and the recurrent layers' float64")]:
+        with pytest.raises((ValueError, TypeError), match=message):
+            from_keras(m)
