@@ -579,26 +579,36 @@ def _network_to_keras(net, keras):
 def _model_to_keras(model, keras):
     """A keras.Sequential predicting what a SequenceClassifier's
     predict_proba (or a SequenceRegressor's predict_scores) gives."""
+    from . import io
     from .models import SequenceClassifier
+    # the check io.save makes: params of the shapes and dtype the model was
+    # built with, finite (a replaced array is refused by name, not exported)
+    specs = io._rebuilt_param_specs(type(model), io.get_config(model))
+    why = io._params_problem(model.params, [f"params[{i}]" for i in range(len(model.params))],
+                             specs, type(model).__name__)
+    if why is not None:
+        raise ValueError(f"layer: {why}")
     net = model.network
     net._live_params()
+    # as io.save, from model.params: [embedding,] the network's, W, b
+    embedding = model.params[0] if model.embed is not None else None
+    W, b = model.params[-2:]
     dtype = np.dtype(model.dtype).name
-    if model.embed is None:
+    if embedding is None:
         layers = [keras.Input((None, net.input_size), dtype=dtype)]
     else:
-        V, E = model.embed.params[0].shape
+        V, E = embedding.shape
         layers = [keras.Input((None,), dtype="int64"),
                   keras.layers.Embedding(V, E, dtype=dtype)]
     layers += _recurrent_keras_layers(net, keras, last_returns_sequences=False)
     if net.dropout:
         layers.append(keras.layers.Dropout(net.dropout, dtype=dtype))
-    W, b = model.affine.params
     activation = "softmax" if isinstance(model, SequenceClassifier) else "linear"
     layers.append(keras.layers.Dense(W.shape[1], activation=activation, dtype=dtype))
     out = keras.Sequential(layers)
     _set_recurrent_weights(net, out)
-    if model.embed is not None:
-        out.layers[0].set_weights([model.embed.params[0]])
+    if embedding is not None:
+        out.layers[0].set_weights([embedding])
     out.layers[-1].set_weights([W, b])
     return out
 
@@ -628,6 +638,10 @@ def to_keras(layer):
     if _is_sequence_model(layer):
         import keras
         return _model_to_keras(layer, keras)
+    if not isinstance(layer, _OUR_STEP_CELLS + _OUR_TIME_LAYERS):
+        raise TypeError(f"layer: expected an rnnfast cell, Time layer, network (RNN, LSTM, "
+                        f"GRU), SequenceClassifier or SequenceRegressor, got "
+                        f"{type(layer).__name__}")
     weights = to_keras_weights(layer)           # checks the layer
     import keras
     options = _keras_options(layer)

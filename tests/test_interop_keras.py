@@ -381,3 +381,26 @@ def test_keras_models_rnnfast_cannot_hold_are_refused(keras):
              r"the Dense's kernel are float32 and the recurrent layers' float64")]:
         with pytest.raises((ValueError, TypeError), match=message):
             from_keras(m)
+
+
+def test_bad_exports_and_unbuilt_models_are_refused(keras):
+    """to_keras names what it takes; a model whose params were replaced is
+    refused by name, as io.save refuses it; an unbuilt Sequential (no
+    keras.Input, never called) is refused, naming the layer."""
+    from rnnfast.models import SequenceClassifier, SequenceTagger
+    with pytest.raises(TypeError, match=r"layer: expected an rnnfast cell, Time layer, "
+                                        r"network .*SequenceRegressor, got SequenceTagger"):
+        to_keras(SequenceTagger(3, input_size=D, hidden_size=H))
+    model = SequenceClassifier(3, input_size=D, hidden_size=H, random_state=0)
+    model.params[3] = np.zeros((H + 1, 3), np.float32)         # the output layer's W
+    with pytest.raises(ValueError, match=r"layer: params\[3\] has shape \(6, 3\) and dtype "
+                                         r"float32; params\[3\] of the rebuilt "
+                                         r"SequenceClassifier has shape \(5, 3\)"):
+        to_keras(model)
+    model = SequenceClassifier(3, input_size=D, hidden_size=H, random_state=0)
+    model.params[0][0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"layer: params\[0\] contains NaN or Inf"):
+        to_keras(model)
+    unbuilt = keras.Sequential([keras.layers.LSTM(H), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"layer.layers\[0\]: the LSTM is not built yet"):
+        from_keras(unbuilt)
