@@ -380,6 +380,9 @@ def _parse_sequential(model, argname):
         (embedding,) = [np.asarray(w) for w in sub.get_weights()]
     if items and _keras_name(items[-1][1]) == "Dense":
         dense = items.pop()[1]
+    elif (items and _keras_name(items[-1][1]) == "TimeDistributed"
+          and _keras_name(items[-1][1].layer) == "Dense"):
+        dense = items.pop()[1].layer    # what a Dense on (N, T, F) does in Keras 3 too
     layers, gaps, pending = [], [], None
     for i, sub in items:
         name = f"{argname}.layers[{i}]"
@@ -415,14 +418,20 @@ def _parse_sequential(model, argname):
 
 def _model_from_keras(embedding, layers, dropout, dense, returns_sequences, argname):
     """An rnnfast SequenceClassifier (a Dense with softmax) or
-    SequenceRegressor (a linear Dense) holding a Keras model's weights."""
-    from .models import SequenceClassifier, SequenceRegressor
-    if returns_sequences:
-        raise ValueError(f"{argname}: the last recurrent layer has return_sequences=True, so "
-                         f"the Dense scores every step; rnnfast converts many-to-one models "
-                         f"(return_sequences=False before the Dense)")
+    SequenceRegressor (a linear Dense) holding a Keras model's weights;
+    a SequenceTagger when the last recurrent layer returns sequences (a
+    Dense with softmax on every step)."""
+    from .models import SequenceClassifier, SequenceRegressor, SequenceTagger
     activation = _activation_name(dense.activation)
-    heads = {"softmax": SequenceClassifier, "linear": SequenceRegressor}
+    if returns_sequences:
+        heads = {"softmax": SequenceTagger}
+        if activation not in heads:
+            raise ValueError(f"{argname}: the last recurrent layer has return_sequences=True "
+                             f"and the Dense activation={activation!r}; rnnfast converts a "
+                             f"tagger of every step (a softmax Dense: SequenceTagger) and "
+                             f"many-to-one models (return_sequences=False before the Dense)")
+    else:
+        heads = {"softmax": SequenceClassifier, "linear": SequenceRegressor}
     if activation not in heads:
         raise ValueError(f"{argname}: a Dense with activation={activation!r}; expected "
                          f"'softmax' (a classifier) or 'linear' (a regressor)")
@@ -443,8 +452,8 @@ def _model_from_keras(embedding, layers, dropout, dense, returns_sequences, argn
                          f"the recurrent layers it takes {F} features")
     n_out = kernel.shape[1]
     if activation == "softmax" and n_out < 2:
-        raise ValueError(f"{argname}: a softmax Dense of {n_out} unit; a classifier needs 2 "
-                         f"classes or more")
+        what = "tagger needs 2 tags" if returns_sequences else "classifier needs 2 classes"
+        raise ValueError(f"{argname}: a softmax Dense of {n_out} unit; a {what} or more")
     inputs = (dict(input_size=net.input_size) if embedding is None else
               dict(vocab_size=embedding.shape[0], embedding_size=embedding.shape[1]))
     model = heads[activation](n_out, cell=net.cell, hidden_size=net.hidden_size,
@@ -481,7 +490,10 @@ def from_keras(layer):
       SequenceClassifier (the Dense's activation 'softmax': predict_proba
       gives what Keras predicts) or SequenceRegressor ('linear'), in
       evaluation mode; one dropout rate in every gap (0 where Keras has
-      no Dropout).
+      no Dropout);
+    - the same with the last recurrent layer's return_sequences=True and
+      a softmax Dense (or TimeDistributed(Dense)) scoring every step ->
+      an rnnfast SequenceTagger (predict_proba (N, T, n_tags)).
 
     The result takes the weights' dtype (float32 or float64), GRU's
     reset_after and SimpleRNN's activation (tanh or relu), and computes what
@@ -533,8 +545,8 @@ def _keras_options(obj):
 
 
 def _is_sequence_model(obj):
-    from .models import SequenceClassifier, SequenceRegressor
-    return type(obj) in (SequenceClassifier, SequenceRegressor)
+    from .models import SequenceClassifier, SequenceRegressor, SequenceTagger
+    return type(obj) in (SequenceClassifier, SequenceRegressor, SequenceTagger)
 
 
 def _recurrent_keras_layers(net, keras, last_returns_sequences=True):
@@ -577,10 +589,11 @@ def _network_to_keras(net, keras):
 
 
 def _model_to_keras(model, keras):
-    """A keras.Sequential predicting what a SequenceClassifier's
-    predict_proba (or a SequenceRegressor's predict_scores) gives."""
+    """A keras.Sequential predicting what a SequenceClassifier's or
+    SequenceTagger's predict_proba (or a SequenceRegressor's
+    predict_scores) gives."""
     from . import io
-    from .models import SequenceClassifier
+    from .models import SequenceRegressor, SequenceTagger
     # the check io.save makes: params of the shapes and dtype the model was
     # built with, finite (a replaced array is refused by name, not exported)
     specs = io._rebuilt_param_specs(type(model), io.get_config(model))
@@ -600,10 +613,12 @@ def _model_to_keras(model, keras):
         V, E = embedding.shape
         layers = [keras.Input((None,), dtype="int64"),
                   keras.layers.Embedding(V, E, dtype=dtype)]
-    layers += _recurrent_keras_layers(net, keras, last_returns_sequences=False)
+    # a tagger scores every step: its Dense acts on (N, T, F)
+    layers += _recurrent_keras_layers(net, keras, last_returns_sequences=isinstance(
+        model, SequenceTagger))
     if net.dropout:
         layers.append(keras.layers.Dropout(net.dropout, dtype=dtype))
-    activation = "softmax" if isinstance(model, SequenceClassifier) else "linear"
+    activation = "linear" if isinstance(model, SequenceRegressor) else "softmax"
     layers.append(keras.layers.Dense(W.shape[1], activation=activation, dtype=dtype))
     out = keras.Sequential(layers)
     _set_recurrent_weights(net, out)
@@ -624,9 +639,10 @@ def to_keras(layer):
     - a network -> a keras.Sequential of its layers (each wrapped in
       Bidirectional when it is bidirectional, Dropout layers between them
       when it has dropout), computing its outputs hs;
-    - a SequenceClassifier or SequenceRegressor -> a keras.Sequential
-      (Embedding for token ids, its layers, Dropout, a Dense with softmax
-      or linear) predicting what its predict_proba or predict_scores give.
+    - a SequenceClassifier, SequenceTagger or SequenceRegressor -> a
+      keras.Sequential (Embedding for token ids, its layers, Dropout, a
+      Dense with softmax or linear; a tagger's last layer returns
+      sequences) predicting what its predict_proba or predict_scores give.
 
     A stateful layer or network gives Keras layers with stateful=False:
     Keras's stateful layers need the batch size when built (build one
@@ -640,7 +656,8 @@ def to_keras(layer):
         return _model_to_keras(layer, keras)
     if not isinstance(layer, _OUR_STEP_CELLS + _OUR_TIME_LAYERS):
         raise TypeError(f"layer: expected an rnnfast cell, Time layer, network (RNN, LSTM, "
-                        f"GRU), SequenceClassifier or SequenceRegressor, got "
+                        f"GRU), SequenceClassifier, SequenceTagger or SequenceRegressor, "
+                        f"got "
                         f"{type(layer).__name__}")
     weights = to_keras_weights(layer)           # checks the layer
     import keras

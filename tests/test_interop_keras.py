@@ -248,7 +248,10 @@ def test_keras_stacks_rnnfast_cannot_hold_are_refused(keras):
              r"Dropout\)"),
             (sequential(lstm(), keras.layers.Dropout(0.1)), r"a Dropout after the last layer"),
             (sequential(lstm(), keras.layers.Dense(3)),
-             r"the last recurrent layer has return_sequences=True"),
+             r"the last recurrent layer has return_sequences=True and the Dense "
+             r"activation='linear'; rnnfast converts a tagger of every step"),
+            (sequential(lstm(), keras.layers.Dense(1, activation="softmax")),
+             r"a softmax Dense of 1 unit; a tagger needs 2 tags or more"),
 
             (sequential(lstm(go_backwards=True)), r"go_backwards=True is not supported")]:
         with pytest.raises((ValueError, TypeError), match=message):
@@ -336,6 +339,49 @@ def test_keras_classifiers_and_regressors_give_sequence_models(keras, cell):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "SimpleRNN"])
+def test_keras_taggers_give_sequence_taggers(keras, cell):
+    """A Keras tagger (the last recurrent layer returning sequences, a
+    softmax Dense on every step, or the same Dense in TimeDistributed)
+    gives a SequenceTagger whose predict_proba (N, T, n_tags) is what
+    Keras predicts; to_keras of it is a Sequential of the same
+    predictions, and from_keras of that the same weights bit for bit."""
+    from rnnfast.models import SequenceTagger
+    rec = getattr(keras.layers, cell)
+    rng = np.random.default_rng(12)
+    ids = rng.integers(0, 30, (N, T))
+    xs = rng.standard_normal((N, T, D))
+    taggers = [
+        (keras.Sequential([keras.Input((None,), dtype="int64"), keras.layers.Embedding(30, 6),
+                           keras.layers.Bidirectional(rec(H, return_sequences=True)),
+                           keras.layers.Dropout(0.3),
+                           keras.layers.Dense(4, activation="softmax")]), ids, "float32"),
+        (keras.Sequential([keras.Input((None, D), dtype="float64"),
+                           rec(H, return_sequences=True, dtype="float64"),
+                           rec(H, return_sequences=True, dtype="float64"),
+                           keras.layers.TimeDistributed(keras.layers.Dense(
+                               3, activation="softmax", dtype="float64"), dtype="float64")]),
+         xs, "float64")]
+    for seed, (tagger, x, dtype) in enumerate(taggers):
+        _random_weights(tagger, 20 + seed)
+        ours = from_keras(tagger)
+        assert type(ours) is SequenceTagger and not ours.training
+        config = ours.get_config()
+        assert (config["n_tags"], config["dtype"], config["num_layers"]) == (
+            tagger.layers[-1].get_weights()[0].shape[1], dtype, 1 if seed == 0 else 2)
+        assert config["dropout"] == (0.3 if seed == 0 else 0.0)
+        close = _close(dtype)
+        proba = ours.predict_proba(x)
+        assert proba.shape[:2] == (N, T)
+        close(proba, keras.ops.convert_to_numpy(tagger(x)), "proba")
+        back = to_keras(ours)
+        close(keras.ops.convert_to_numpy(back(x)), proba, "to_keras's predictions")
+        again = from_keras(back)
+        assert again.get_config() == config
+        for a, b in zip(again.params, ours.params):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_sequence_models_to_keras_and_back(keras):
     """rnnfast's own models (its random weights, float64 too) through
     to_keras and back: the same predictions, the same weights."""
@@ -387,10 +433,11 @@ def test_bad_exports_and_unbuilt_models_are_refused(keras):
     """to_keras names what it takes; a model whose params were replaced is
     refused by name, as io.save refuses it; an unbuilt Sequential (no
     keras.Input, never called) is refused, naming the layer."""
-    from rnnfast.models import SequenceClassifier, SequenceTagger
+    from rnnfast.models import RnnLM, SequenceClassifier
     with pytest.raises(TypeError, match=r"layer: expected an rnnfast cell, Time layer, "
-                                        r"network .*SequenceRegressor, got SequenceTagger"):
-        to_keras(SequenceTagger(3, input_size=D, hidden_size=H))
+                                        r"network .*SequenceTagger or SequenceRegressor, "
+                                        r"got RnnLM"):
+        to_keras(RnnLM(9, hidden_size=H))
     model = SequenceClassifier(3, input_size=D, hidden_size=H, random_state=0)
     model.params[3] = np.zeros((H + 1, 3), np.float32)         # the output layer's W
     with pytest.raises(ValueError, match=r"layer: params\[3\] has shape \(6, 3\) and dtype "

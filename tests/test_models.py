@@ -351,6 +351,23 @@ def test_token_padding_and_tagger_labels_past_lengths(rng):
     assert model.forward(X2, y2, lengths) != pytest.approx(model.forward(X, y))
 
 
+def test_tagger_predict_proba_is_each_steps_softmax(rng):
+    """(N, T, n_tags) probabilities: softmax over the tags of each step's
+    scores, summing to one; with lengths, a sequence's own steps are what
+    it gets alone (padding after it changes nothing)."""
+    model = SequenceTagger(3, input_size=2, hidden_size=4, bidirectional=True, dtype=F64,
+                           random_state=0)
+    X, lengths = rng.standard_normal((2, 5, 2)), np.array([5, 3])
+    scores = model.predict_scores(X, lengths)
+    proba = model.predict_proba(X, lengths)
+    assert proba.shape == (2, 5, 3)
+    np.testing.assert_allclose(proba.sum(axis=2), 1.0, rtol=1e-12)
+    e = np.exp(scores - scores.max(axis=2, keepdims=True))
+    np.testing.assert_allclose(proba, e / e.sum(axis=2, keepdims=True), rtol=1e-12)
+    alone = model.predict_proba(X[1:, :3])
+    np.testing.assert_allclose(proba[1, :3], alone[0], rtol=1e-10)
+
+
 def test_rnnlm_and_seq2seq_config_round_trip(rng):
     for model, args in ((RnnLM(7, hidden_size=3, tie_weights=True, num_layers=2,
                                cell="gru", random_state=3), (rng.integers(0, 7, (2, 4)),) * 2),

@@ -262,3 +262,10 @@ class SequenceTagger(_SequenceModel):
                              f"ignore_label={self.loss_layer.ignore_label}), got "
                              f"{y[bad][0]}")
         return y
+
+    def predict_proba(self, X, lengths=None):
+        """Tag probabilities (N, T, n_tags), each step's softmax over the
+        tags (evaluation mode).  Steps past a sequence's length hold the
+        output layer's answer to the zero features the network gives
+        there: ignore them."""
+        return np.exp(log_softmax(self.predict_scores(X, lengths)))
