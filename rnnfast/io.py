@@ -1,5 +1,6 @@
-"""Saving and loading rnnfast networks, cells, Time layers, models and
-training checkpoints.
+"""Saving and loading rnnfast networks, cells, Time layers, the fully
+connected and embedding layers (Affine, TimeAffine, Embedding,
+TimeEmbedding), models and training checkpoints.
 
 One format: a NumPy ``.npz`` archive (a zip of ``.npy`` members, stored
 uncompressed) holding
@@ -76,10 +77,13 @@ def register(cls, name=None):
 
 def _registry():
     if "rnnfast.LSTM" not in _REGISTRY:
-        from .layers.recurrent import GRUCell, LSTMCell, RNNCell, TimeGRU, TimeLSTM, TimeRNN
+        from .layers import (Affine, Embedding, GRUCell, LSTMCell, RNNCell, TimeAffine,
+                             TimeEmbedding, TimeGRU, TimeLSTM, TimeRNN)
         from .networks import GRU, LSTM, RNN
         for cls in (RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell, TimeRNN, TimeLSTM, TimeGRU):
             register(cls, f"rnnfast.{cls.__name__}")
+        for cls in (Affine, TimeAffine, Embedding, TimeEmbedding):
+            register(cls, f"rnnfast.layers.{cls.__name__}")
     try:
         from . import models
     except ImportError:                     # the models package is optional here
@@ -108,8 +112,8 @@ def _is_network(obj):
 
 def get_config(obj):
     """The JSON-able constructor arguments of a network, cell, Time layer
-    or model (for a cell or Time layer, its sizes and dtype in place of its
-    weights: see its from_config)."""
+    or model (for a layer, its sizes and dtype in place of its weights: see
+    its from_config)."""
     if _is_network(obj):
         config = {"input_size": obj.input_size, "hidden_size": obj.hidden_size,
                   "num_layers": obj.num_layers, "bidirectional": obj.bidirectional,
@@ -349,7 +353,7 @@ def _version():
 
 
 def save(obj, path, metadata=None):
-    """Write a network or model (its class, config and params) to `path`,
+    """Write a network, layer or model (its class, config and params) to `path`,
     atomically.  `metadata`: a JSON-able dict stored beside it (read it back
     with `read_metadata`), e.g. ``{"vocab": vocab.to_dict()}``.  Raises
     ValueError, writing nothing, for params `load` would refuse (NaN or Inf,

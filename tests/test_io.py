@@ -190,6 +190,75 @@ def test_layer_files_with_bad_configs_are_refused(tmp_path):
     assert not (tmp_path / "replaced.npz").exists()
 
 
+# (class, its arrays, get_config's sizes)
+PLAIN_LAYERS = [
+    (rnnfast.layers.Affine, lambda rng, dt: (rng.standard_normal((3, 4)).astype(dt),
+                                             rng.standard_normal(4).astype(dt)),
+     dict(input_size=3, output_size=4)),
+    (rnnfast.layers.TimeAffine, lambda rng, dt: (rng.standard_normal((2, 7)).astype(dt),
+                                                 rng.standard_normal(7).astype(dt)),
+     dict(input_size=2, output_size=7)),
+    (rnnfast.layers.Embedding, lambda rng, dt: (rng.standard_normal((6, 3)).astype(dt),),
+     dict(vocab_size=6, embedding_size=3)),
+    (rnnfast.layers.TimeEmbedding, lambda rng, dt: (rng.standard_normal((9, 2)).astype(dt),),
+     dict(vocab_size=9, embedding_size=2))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls,arrays,sizes", PLAIN_LAYERS,
+                         ids=[c.__name__ for c, *_ in PLAIN_LAYERS])
+def test_affine_and_embedding_layers_round_trip_bit_exact(tmp_path, cls, arrays, sizes,
+                                                          dtype):
+    """The fully connected and embedding layers save and load as the
+    recurrent ones do: sizes and dtype in the config, params bit-exact,
+    the same forward."""
+    rng = np.random.default_rng(3)
+    layer = cls(*arrays(rng, dtype))
+    rio.save(layer, tmp_path / "layer.npz")
+    back = rio.load(tmp_path / "layer.npz")
+    assert type(back) is cls and back.get_config() == dict(sizes, dtype=np.dtype(dtype).name)
+    assert meta_of(tmp_path / "layer.npz")["class"] == f"rnnfast.layers.{cls.__name__}"
+    assert_same_params(layer, back)
+    if "vocab_size" in sizes:
+        x = rng.integers(0, sizes["vocab_size"], (2, 5) if cls.__name__.startswith("Time")
+                         else (4,))
+    else:
+        x = rng.standard_normal((2, 5, 3, sizes["input_size"])[-(3 if cls.__name__.startswith(
+            "Time") else 2):])
+    np.testing.assert_array_equal(back.forward(x), layer.forward(x))
+
+
+def test_affine_and_embedding_files_with_bad_configs_are_refused(tmp_path):
+    """Their configs are checked as the recurrent layers' are."""
+    saved = tmp_path / "affine.npz"
+    rio.save(rnnfast.layers.Affine(np.ones((3, 4)), np.zeros(4)), saved)
+    good = meta_of(saved)["config"]
+    for change, message in [
+            (dict(output_size=5), r"param.000 has shape \(3, 4\).*\(3, 5\)"),
+            (dict(dtype="int64"), "dtype: expected float32 or float64"),
+            (dict(input_size=-1), "input_size: expected an integer >= 0"),
+            (dict(output_size=2.0), "output_size: expected an integer >= 0"),
+            (dict(evil="__import__('os')"), "unexpected keyword argument 'evil'")]:
+        with pytest.raises(ValueError, match=message):
+            rio.load(with_meta(saved, tmp_path / "bad.npz", config=dict(good, **change)))
+    config = dict(good)
+    del config["output_size"]
+    with pytest.raises(ValueError, match="Affine needs output_size"):
+        rio.load(with_meta(saved, tmp_path / "bad.npz", config=config))
+    with pytest.raises(TypeError, match="config: expected a dict, got list"):
+        rnnfast.layers.Embedding.from_config([1, 2])
+    with pytest.raises(ValueError, match="vocab_size: expected an integer >= 1, got 0"):
+        rnnfast.layers.Embedding.from_config(dict(vocab_size=0, embedding_size=2,
+                                                  dtype="float32"))
+    # a layer of 0 outputs stores no values: a config size above the values
+    # stored is what load refuses (a file asking for a huge allocation), so
+    # save refuses it first, writing nothing
+    with pytest.raises(ValueError, match=r"config input_size=3 exceeds the 0 values it "
+                                         r"stores \(load would refuse the file"):
+        rio.save(rnnfast.layers.Affine(np.ones((3, 0)), np.zeros(0)), tmp_path / "empty.npz")
+    assert not (tmp_path / "empty.npz").exists()
+
+
 class Standin:
     """A tiny registered model: y = x @ W + b, squared error."""
 

@@ -1,7 +1,7 @@
 """Helpers shared by the training layers (not public)."""
 import numpy as np
 
-from .._validation import check_array
+from .._validation import check_array, check_int, float_dtype
 
 
 def weight_dtype(W, name="W"):
@@ -33,3 +33,18 @@ def no_forward(layer):
     forward's activations to read."""
     return RuntimeError(f"{type(layer).__name__}.backward called before forward "
                         "(or twice for one forward)")
+
+
+def sizes_from_config(cls, config, sizes, minimum=1):
+    """(the ints of `sizes`, dtype, the other keys) of a layer's config
+    (from_config's check): a dict, every key of `sizes` and "dtype" present,
+    sizes integers >= minimum, dtype float32 or float64."""
+    if not isinstance(config, dict):
+        raise TypeError(f"config: expected a dict, got {type(config).__name__}")
+    options = dict(config)
+    missing = [k for k in sizes + ("dtype",) if k not in options]
+    if missing:
+        raise KeyError(f"config: {cls.__name__} needs {', '.join(missing)}; got "
+                       f"{sorted(options)}")
+    values = [check_int(options.pop(k), k, minimum) for k in sizes]
+    return values, float_dtype(options.pop("dtype")), options

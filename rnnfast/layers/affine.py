@@ -21,7 +21,7 @@ import numpy as np
 from .. import _core, _rnn
 from .._repr import weights_repr
 from .._validation import check_array
-from ._common import as_param, no_forward, weight_dtype
+from ._common import as_param, no_forward, sizes_from_config, weight_dtype
 
 # Products of fewer multiply-adds stay with NumPy: OpenBLAS runs them on
 # one thread (its GEMM_MULTITHREAD_THRESHOLD, 4 * 65536), so they leave no
@@ -81,6 +81,21 @@ class Affine:
 
     def __repr__(self):
         return weights_repr(self, lambda s: s.params[0].shape)
+
+    def get_config(self):
+        """Sizes and dtype as a JSON-able dict: what rnnfast.io.save stores
+        beside `params`, and `from_config` rebuilds."""
+        D, M = self.params[0].shape
+        return dict(input_size=D, output_size=M, dtype=self.dtype.name)
+
+    @classmethod
+    def from_config(cls, config):
+        """A layer of `config`'s sizes and dtype (get_config's keys) with
+        zero weights, for rnnfast.io.load to copy params into.  Sizes of 0
+        are allowed, as the constructor allows them."""
+        (D, M), dtype, options = sizes_from_config(cls, config, ("input_size", "output_size"),
+                                                   minimum=0)
+        return cls(np.zeros((D, M), dtype), np.zeros(M, dtype), **options)
 
     def forward(self, x):
         """x (N, D) -> y (N, M) (TimeAffine: (N, T, D) -> (N, T, M)).

@@ -13,7 +13,7 @@ import numpy as np
 from .. import _rnn
 from .._repr import weights_repr
 from .._validation import _describe, check_array
-from ._common import as_param, no_forward, weight_dtype
+from ._common import as_param, no_forward, sizes_from_config, weight_dtype
 
 
 def check_ids(ids, name, vocab_size, expected):
@@ -47,6 +47,20 @@ class Embedding:
 
     def __repr__(self):
         return weights_repr(self, lambda s: s.params[0].shape)
+
+    def get_config(self):
+        """Sizes and dtype as a JSON-able dict: what rnnfast.io.save stores
+        beside `params`, and `from_config` rebuilds."""
+        V, D = self.params[0].shape
+        return dict(vocab_size=V, embedding_size=D, dtype=self.dtype.name)
+
+    @classmethod
+    def from_config(cls, config):
+        """A layer of `config`'s sizes and dtype (get_config's keys) with
+        zero weights, for rnnfast.io.load to copy params into."""
+        (V, D), dtype, options = sizes_from_config(cls, config,
+                                                   ("vocab_size", "embedding_size"))
+        return cls(np.zeros((V, D), dtype), **options)
 
     @property
     def vocab_size(self):

@@ -11,9 +11,8 @@ from .. import _core
 from .._layout import N_GATES, bias_shape
 from .._repr import weights_repr
 from .._rnn import arrays_ready
-from .._validation import (check_array, check_int, check_lengths, check_live_arrays,
-                           float_dtype)
-from ._common import no_forward
+from .._validation import check_array, check_lengths, check_live_arrays
+from ._common import no_forward, sizes_from_config
 
 
 def _weights_dtype(**arrays):
@@ -130,16 +129,7 @@ class _Recurrent:
     def from_config(cls, config):
         """A layer of `config`'s sizes, dtype and options (get_config's
         keys) with zero weights, for rnnfast.io.load to copy params into."""
-        if not isinstance(config, dict):
-            raise TypeError(f"config: expected a dict, got {type(config).__name__}")
-        options = dict(config)
-        missing = [k for k in ("input_size", "hidden_size", "dtype") if k not in options]
-        if missing:
-            raise KeyError(f"config: {cls.__name__} needs {', '.join(missing)}; got "
-                           f"{sorted(options)}")
-        D = check_int(options.pop("input_size"), "input_size")
-        H = check_int(options.pop("hidden_size"), "hidden_size")
-        dtype = float_dtype(options.pop("dtype"))
+        (D, H), dtype, options = sizes_from_config(cls, config, ("input_size", "hidden_size"))
         reset_after = options.get("reset_after", False)
         if not isinstance(reset_after, (bool, np.bool_)):
             raise TypeError(f"reset_after: expected True or False, got {reset_after!r}")
