@@ -158,6 +158,20 @@ def test_cell_and_time_layer_round_trips_are_bit_exact(tmp_path, cls, gates, opt
     assert all(np.array_equal(p, q) for p, q in zip(back.params, params))
 
 
+def assert_bad_configs_refused(saved, tmp_path, changes, missing):
+    """load refuses `saved` with each (config change, message) of
+    `changes`, and with the config key `missing` deleted."""
+    good = meta_of(saved)["config"]
+    for change, message in changes:
+        with pytest.raises(ValueError, match=message):
+            rio.load(with_meta(saved, tmp_path / "bad.npz", config=dict(good, **change)))
+    config = dict(good)
+    del config[missing]
+    with pytest.raises(ValueError, match=f"{meta_of(saved)['class'].split('.')[-1]} needs "
+                                         f"{missing}"):
+        rio.load(with_meta(saved, tmp_path / "bad.npz", config=config))
+
+
 def test_layer_files_with_bad_configs_are_refused(tmp_path):
     """A layer file's config is checked as a network's: sizes that do not
     match the arrays, a missing or unknown key, a dtype that is not a
@@ -165,8 +179,7 @@ def test_layer_files_with_bad_configs_are_refused(tmp_path):
     layer = _layer(rnnfast.TimeGRU, 3, dict(reset_after=True), np.float32)
     saved = tmp_path / "gru.npz"
     rio.save(layer, saved)
-    good = meta_of(saved)["config"]
-    for change, message in [
+    assert_bad_configs_refused(saved, tmp_path, [
             (dict(hidden_size=4), r"param.000 has shape \(3, 15\).*\(3, 12\)"),
             (dict(reset_after=False), r"param.002 has shape \(2, 15\).*\(15,\)"),
             (dict(reset_after="yes"), "reset_after: expected True or False"),
@@ -174,13 +187,7 @@ def test_layer_files_with_bad_configs_are_refused(tmp_path):
             (dict(dtype="float64"), "dtype float32.*dtype float64"),
             (dict(input_size=0), "input_size: expected an integer >= 1"),
             (dict(evil="__import__('os')"), "unexpected keyword argument 'evil'"),
-            (dict(hidden_size=10 ** 12), "exceeds")]:
-        with pytest.raises(ValueError, match=message):
-            rio.load(with_meta(saved, tmp_path / "bad.npz", config=dict(good, **change)))
-    config = dict(good)
-    del config["hidden_size"]
-    with pytest.raises(ValueError, match="TimeGRU needs hidden_size"):
-        rio.load(with_meta(saved, tmp_path / "bad.npz", config=config))
+            (dict(hidden_size=10 ** 12), "exceeds")], missing="hidden_size")
     with pytest.raises(TypeError, match="config: expected a dict, got list"):
         rnnfast.TimeGRU.from_config([1, 2])
     # a layer whose params were replaced by arrays of another shape is not saved
@@ -232,19 +239,13 @@ def test_affine_and_embedding_files_with_bad_configs_are_refused(tmp_path):
     """Their configs are checked as the recurrent layers' are."""
     saved = tmp_path / "affine.npz"
     rio.save(rnnfast.layers.Affine(np.ones((3, 4)), np.zeros(4)), saved)
-    good = meta_of(saved)["config"]
-    for change, message in [
+    assert_bad_configs_refused(saved, tmp_path, [
             (dict(output_size=5), r"param.000 has shape \(3, 4\).*\(3, 5\)"),
             (dict(dtype="int64"), "dtype: expected float32 or float64"),
             (dict(input_size=-1), "input_size: expected an integer >= 0"),
             (dict(output_size=2.0), "output_size: expected an integer >= 0"),
-            (dict(evil="__import__('os')"), "unexpected keyword argument 'evil'")]:
-        with pytest.raises(ValueError, match=message):
-            rio.load(with_meta(saved, tmp_path / "bad.npz", config=dict(good, **change)))
-    config = dict(good)
-    del config["output_size"]
-    with pytest.raises(ValueError, match="Affine needs output_size"):
-        rio.load(with_meta(saved, tmp_path / "bad.npz", config=config))
+            (dict(evil="__import__('os')"), "unexpected keyword argument 'evil'")],
+        missing="output_size")
     with pytest.raises(TypeError, match="config: expected a dict, got list"):
         rnnfast.layers.Embedding.from_config([1, 2])
     with pytest.raises(ValueError, match="vocab_size: expected an integer >= 1, got 0"):
