@@ -564,9 +564,8 @@ CASES = [
     ("io-load-missing", lambda: __import__("rnnfast.io").io.load("/nonexistent/model.npz"),
      FileNotFoundError, r"path: no such file: '/nonexistent/model\.npz'"),
     ("io-save-unregistered", lambda: __import__("rnnfast.io").io.save(
-        rnnfast.layers.Affine(np.zeros((3, 2), f32), np.zeros(2, f32)),
-        "/tmp/never-written.npz"),
-     T, r"obj: Affine is not a registered rnnfast class"),
+        rnnfast.layers.TimeAttention(), "/tmp/never-written.npz"),
+     T, r"obj: TimeAttention is not a registered rnnfast class"),
     ("io-save-time-layer-params-replaced", lambda: __import__("rnnfast.io").io.save(
         replaced((layer := rnnfast.TimeLSTM(*W("lstm"))).params, 0,
                  np.zeros((5, 16), f32)) and layer, "/tmp/never-written.npz"),
