@@ -215,7 +215,7 @@ def to_torch(net):
 _KERAS_LAYERS = {"SimpleRNN": "rnn", "LSTM": "lstm", "GRU": "gru"}
 _KERAS_CELLS = {"SimpleRNNCell": "rnn", "LSTMCell": "lstm", "GRUCell": "gru"}
 # what a stack of recurrent layers comes in (-> an rnnfast network)
-_KERAS_WRAPPERS = {"Bidirectional": None, "Sequential": None}
+_KERAS_WRAPPERS = {"Bidirectional": None, "Sequential": None, "Functional": None}
 _OUR_TIME_LAYER = {"rnn": TimeRNN, "lstm": TimeLSTM, "gru": TimeGRU}
 _OUR_CELL = {"rnn": RNNCell, "lstm": LSTMCell, "gru": GRUCell}
 _OUR_NETWORK = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -223,7 +223,7 @@ _KERAS_NAME = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
 _KERAS_EXPECTED = ("keras.layers.SimpleRNN, LSTM or GRU (or keras.layers.RNN of one "
                    "SimpleRNNCell, LSTMCell or GRUCell), keras.layers.SimpleRNNCell, "
                    "LSTMCell or GRUCell, keras.layers.Bidirectional of one of the first, "
-                   "or a keras.Sequential of them")
+                   "or a keras.Sequential (or functional keras.Model) of them")
 
 
 def _keras_kind(layer, argname="layer"):
@@ -356,15 +356,46 @@ def _keras_name(obj):
     return None
 
 
+def _functional_chain(model, argname):
+    """[(index in model.layers, layer)] of a functional keras.Model that is
+    a chain: one input, one output, each layer called once, on the
+    previous layer's output (what a Sequential is); ValueError otherwise."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(f"{argname}: a functional Model of {len(model.inputs)} inputs and "
+                         f"{len(model.outputs)} outputs; rnnfast converts a chain of layers "
+                         f"from one input to one output")
+    chain, tensor = [], model.outputs[0]
+    while tensor is not model.inputs[0]:
+        layer, node_index = tensor._keras_history[:2]
+        node = layer._inbound_nodes[node_index]
+        if _keras_name(layer) == "InputLayer" or len(node.input_tensors) != 1 \
+                or len(node.output_tensors) != 1:
+            raise ValueError(f"{argname}: its {_keras_name(layer)} {layer.name!r} takes "
+                             f"{len(node.input_tensors)} inputs and gives "
+                             f"{len(node.output_tensors)} outputs; rnnfast converts a chain "
+                             f"of layers, each on the previous layer's output")
+        chain.append(layer)
+        tensor = node.input_tensors[0]
+    chain.reverse()
+    layers = [sub for sub in model.layers if _keras_name(sub) != "InputLayer"]
+    if len(chain) != len(layers) or any(a is not b for a, b in zip(chain, layers)):
+        raise ValueError(f"{argname}: its layers {[sub.name for sub in layers]} are not one "
+                         f"chain from its input to its output (the chain is "
+                         f"{[sub.name for sub in chain]})")
+    return [(model.layers.index(sub), sub) for sub in chain]
+
+
 def _parse_sequential(model, argname):
-    """What a keras.Sequential holds, in rnnfast's terms:
+    """What a keras.Sequential (or a functional keras.Model of a chain of
+    layers) holds, in rnnfast's terms:
     (embedding weights (V, E) or None, [the directions of each recurrent
     layer], the dropout rate, the Dense layer or None, whether the last
     recurrent layer returns sequences).  Recurrent layers (Bidirectional
     or not), one Dropout at most in each gap between them and before the
     Dense, all of one rate (a gap without one is rate 0), an Embedding
     first and a Dense last optionally."""
-    items = list(enumerate(model.layers))
+    items = (_functional_chain(model, argname) if _keras_name(model) == "Functional"
+             else list(enumerate(model.layers)))
     for i, sub in items:
         if not sub.built:
             raise ValueError(f"{argname}.layers[{i}]: the {_keras_name(sub)} is not built yet, "
@@ -417,24 +448,28 @@ def _parse_sequential(model, argname):
 
 
 def _model_from_keras(embedding, layers, dropout, dense, returns_sequences, argname):
-    """An rnnfast SequenceClassifier (a Dense with softmax) or
-    SequenceRegressor (a linear Dense) holding a Keras model's weights;
-    a SequenceTagger when the last recurrent layer returns sequences (a
-    Dense with softmax on every step)."""
+    """An rnnfast SequenceClassifier (a Dense with softmax, or a sigmoid
+    Dense of one unit: two classes) or SequenceRegressor (a linear Dense)
+    holding a Keras model's weights; a SequenceTagger when the last
+    recurrent layer returns sequences (a softmax or one-unit sigmoid Dense
+    on every step)."""
     from .models import SequenceClassifier, SequenceRegressor, SequenceTagger
     activation = _activation_name(dense.activation)
     if returns_sequences:
-        heads = {"softmax": SequenceTagger}
+        heads = {"softmax": SequenceTagger, "sigmoid": SequenceTagger}
         if activation not in heads:
             raise ValueError(f"{argname}: the last recurrent layer has return_sequences=True "
                              f"and the Dense activation={activation!r}; rnnfast converts a "
-                             f"tagger of every step (a softmax Dense: SequenceTagger) and "
-                             f"many-to-one models (return_sequences=False before the Dense)")
+                             f"tagger of every step (a softmax Dense, or a sigmoid one of "
+                             f"one unit: SequenceTagger) and many-to-one models "
+                             f"(return_sequences=False before the Dense)")
     else:
-        heads = {"softmax": SequenceClassifier, "linear": SequenceRegressor}
+        heads = {"softmax": SequenceClassifier, "sigmoid": SequenceClassifier,
+                 "linear": SequenceRegressor}
     if activation not in heads:
         raise ValueError(f"{argname}: a Dense with activation={activation!r}; expected "
-                         f"'softmax' (a classifier) or 'linear' (a regressor)")
+                         f"'softmax' or a one-unit 'sigmoid' (a classifier) or 'linear' (a "
+                         f"regressor)")
     net = _network_from_keras(layers, dropout, argname)
     defaults = dict(nonlinearity="tanh", reset_after=True, bias=True, stateful=False)
     for name, value in defaults.items():
@@ -454,9 +489,13 @@ def _model_from_keras(embedding, layers, dropout, dense, returns_sequences, argn
     if activation == "softmax" and n_out < 2:
         what = "tagger needs 2 tags" if returns_sequences else "classifier needs 2 classes"
         raise ValueError(f"{argname}: a softmax Dense of {n_out} unit; a {what} or more")
+    if activation == "sigmoid" and n_out != 1:
+        raise ValueError(f"{argname}: a sigmoid Dense of {n_out} units (independent labels); "
+                         f"rnnfast converts a sigmoid Dense of one unit (two classes) and "
+                         f"softmax ones")
     inputs = (dict(input_size=net.input_size) if embedding is None else
               dict(vocab_size=embedding.shape[0], embedding_size=embedding.shape[1]))
-    model = heads[activation](n_out, cell=net.cell, hidden_size=net.hidden_size,
+    model = heads[activation](2 if activation == "sigmoid" else n_out, cell=net.cell, hidden_size=net.hidden_size,
                               num_layers=net.num_layers, bidirectional=net.bidirectional,
                               dropout=dropout, dtype=net.dtype, **inputs)
     for ours, theirs in zip(model.network.params, net.params):
@@ -468,6 +507,10 @@ def _model_from_keras(embedding, layers, dropout, dense, returns_sequences, argn
     bias = bias[0] if bias else np.zeros(n_out, kernel.dtype)
     if not (np.isfinite(kernel).all() and np.isfinite(bias).all()):
         raise ValueError(f"{argname}: the Dense's weights contain NaN or Inf")
+    if activation == "sigmoid":
+        # sigmoid(z) is softmax([0, z])'s second entry: class 0 scores 0
+        kernel = np.concatenate([np.zeros_like(kernel), kernel], axis=1)
+        bias = np.concatenate([np.zeros_like(bias), bias])
     model.affine.params[0][...] = kernel
     model.affine.params[1][...] = bias
     return model.eval()
@@ -488,12 +531,16 @@ def from_keras(layer):
     - a keras.Sequential of an Embedding (optional), such layers, the
       last with return_sequences=False, and a Dense last -> an rnnfast
       SequenceClassifier (the Dense's activation 'softmax': predict_proba
-      gives what Keras predicts) or SequenceRegressor ('linear'), in
-      evaluation mode; one dropout rate in every gap (0 where Keras has
-      no Dropout);
+      gives what Keras predicts; or 'sigmoid' of one unit: two classes,
+      predict_proba[:, 1] is what Keras predicts) or SequenceRegressor
+      ('linear'), in evaluation mode; one dropout rate in every gap (0
+      where Keras has no Dropout);
     - the same with the last recurrent layer's return_sequences=True and
       a softmax Dense (or TimeDistributed(Dense)) scoring every step ->
-      an rnnfast SequenceTagger (predict_proba (N, T, n_tags)).
+      an rnnfast SequenceTagger (predict_proba (N, T, n_tags));
+    - a functional keras.Model whose layers are such a chain (one input,
+      each layer called once on the previous one's output) -> as the
+      Sequential of those layers.
 
     The result takes the weights' dtype (float32 or float64), GRU's
     reset_after and SimpleRNN's activation (tanh or relu), and computes what
@@ -505,15 +552,15 @@ def from_keras(layer):
     weights that are not float32 or float64, or not finite, and layers of
     a Sequential that differ in cell or options."""
     kind = _keras_kind(layer)
-    if kind == "Sequential":
+    if kind in ("Sequential", "Functional"):
         embedding, layers, dropout, dense, returns_sequences = _parse_sequential(layer, "layer")
         if dense is not None:
             return _model_from_keras(embedding, layers, dropout, dense, returns_sequences,
                                      "layer")
         if embedding is not None:
-            raise ValueError("layer: a Sequential with an Embedding and no Dense; rnnfast "
-                             "converts an Embedding as part of a sequence model (a Dense "
-                             "last)")
+            raise ValueError(f"layer: a {kind} with an Embedding and no Dense; rnnfast "
+                             f"converts an Embedding as part of a sequence model (a Dense "
+                             f"last)")
         return _network_from_keras(layers, dropout, "layer")
     if kind == "Bidirectional":
         return _network_from_keras([_keras_directions(layer, kind, "layer")], 0.0, "layer")

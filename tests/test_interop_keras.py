@@ -382,6 +382,68 @@ def test_keras_taggers_give_sequence_taggers(keras, cell):
             np.testing.assert_array_equal(a, b)
 
 
+def test_keras_functional_chains_and_sigmoid_heads(keras):
+    """A functional keras.Model that is a chain of layers converts as the
+    Sequential of those layers: Keras's IMDB example (an Embedding, two
+    Bidirectional LSTMs, a sigmoid Dense of one unit) gives a two-class
+    SequenceClassifier whose predict_proba[:, 1] is Keras's output; a
+    chain of recurrent layers alone a network; a one-unit sigmoid on
+    every step a two-tag SequenceTagger."""
+    from rnnfast.models import SequenceClassifier, SequenceTagger
+    layers = keras.layers
+    rng = np.random.default_rng(13)
+    ids = rng.integers(0, 40, (N, T))
+    xs = rng.standard_normal((N, T, D)).astype(np.float32)
+    close = _close("float32")
+
+    inputs = keras.Input((None,), dtype="int64")
+    x = layers.Embedding(40, 8)(inputs)
+    x = layers.Bidirectional(layers.LSTM(H, return_sequences=True))(x)
+    x = layers.Bidirectional(layers.LSTM(H))(x)
+    imdb = keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x))
+    _random_weights(imdb, 30)
+    ours = from_keras(imdb)
+    assert type(ours) is SequenceClassifier and ours.n_classes == 2
+    proba = ours.predict_proba(ids)
+    close(proba[:, 1:], keras.ops.convert_to_numpy(imdb(ids)), "sigmoid")
+    close(keras.ops.convert_to_numpy(to_keras(ours)(ids)), proba, "to_keras's softmax")
+
+    inputs = keras.Input((None, D))
+    hs = layers.GRU(H, return_sequences=True)(layers.GRU(H, return_sequences=True)(inputs))
+    chain = keras.Model(inputs, hs)
+    _random_weights(chain, 31)
+    net = from_keras(chain)
+    assert type(net) is rnnfast.GRU and net.num_layers == 2
+    close(net.eval().forward(xs)[0], keras.ops.convert_to_numpy(chain(xs)), "hs")
+
+    inputs = keras.Input((None, D))
+    x = layers.SimpleRNN(H, return_sequences=True)(inputs)
+    tagger = keras.Model(inputs, layers.Dense(1, activation="sigmoid")(x))
+    _random_weights(tagger, 32)
+    ours = from_keras(tagger)
+    assert type(ours) is SequenceTagger and ours.n_tags == 2
+    close(ours.predict_proba(xs)[..., 1:], keras.ops.convert_to_numpy(tagger(xs)), "tags")
+
+
+def test_keras_functional_models_that_are_not_chains_are_refused(keras):
+    layers = keras.layers
+    a, b = keras.Input((None, D)), keras.Input((None, D))
+    two_inputs = keras.Model([a, b], layers.LSTM(H)(layers.Concatenate()([a, b])))
+    x = keras.Input((None, D))
+    h = layers.LSTM(H, return_sequences=True)(x)
+    two_outputs = keras.Model(x, [layers.LSTM(H)(h), h])
+    skip = keras.Model(x, layers.Concatenate()([h, layers.LSTM(H, return_sequences=True)(h)]))
+    three = keras.Model(x, layers.Dense(3, activation="sigmoid")(layers.LSTM(H)(x)))
+    for model, message in [
+            (two_inputs, r"layer: a functional Model of 2 inputs and 1 outputs; rnnfast "
+                         r"converts a chain of layers"),
+            (two_outputs, r"a functional Model of 1 inputs and 2 outputs"),
+            (skip, r"its Concatenate 'concatenate\w*' takes 2 inputs and gives 1 outputs"),
+            (three, r"a sigmoid Dense of 3 units \(independent labels\)")]:
+        with pytest.raises(ValueError, match=message):
+            from_keras(model)
+
+
 def test_sequence_models_to_keras_and_back(keras):
     """rnnfast's own models (its random weights, float64 too) through
     to_keras and back: the same predictions, the same weights."""
