@@ -549,8 +549,9 @@ def from_keras(layer):
     carried over.  Refused, naming the setting: another activation or
     recurrent activation than rnnfast's (tanh, sigmoid), go_backwards
     outside a Bidirectional, another merge_mode, a layer not built yet,
-    weights that are not float32 or float64, or not finite, and layers of
-    a Sequential that differ in cell or options."""
+    weights that are not float32 or float64, or not finite, layers of a
+    Sequential that differ in cell or options, a functional Model that is
+    not one chain of layers, and a sigmoid Dense of several units."""
     kind = _keras_kind(layer)
     if kind in ("Sequential", "Functional"):
         embedding, layers, dropout, dense, returns_sequences = _parse_sequential(layer, "layer")
