@@ -495,7 +495,8 @@ def _model_from_keras(embedding, layers, dropout, dense, returns_sequences, argn
                          f"softmax ones")
     inputs = (dict(input_size=net.input_size) if embedding is None else
               dict(vocab_size=embedding.shape[0], embedding_size=embedding.shape[1]))
-    model = heads[activation](2 if activation == "sigmoid" else n_out, cell=net.cell, hidden_size=net.hidden_size,
+    n_head = 2 if activation == "sigmoid" else n_out
+    model = heads[activation](n_head, cell=net.cell, hidden_size=net.hidden_size,
                               num_layers=net.num_layers, bidirectional=net.bidirectional,
                               dropout=dropout, dtype=net.dtype, **inputs)
     for ours, theirs in zip(model.network.params, net.params):
@@ -705,8 +706,7 @@ def to_keras(layer):
     if not isinstance(layer, _OUR_STEP_CELLS + _OUR_TIME_LAYERS):
         raise TypeError(f"layer: expected an rnnfast cell, Time layer, network (RNN, LSTM, "
                         f"GRU), SequenceClassifier, SequenceTagger or SequenceRegressor, "
-                        f"got "
-                        f"{type(layer).__name__}")
+                        f"got {type(layer).__name__}")
     weights = to_keras_weights(layer)           # checks the layer
     import keras
     options = _keras_options(layer)

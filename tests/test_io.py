@@ -248,6 +248,21 @@ def test_affine_and_embedding_files_with_bad_configs_are_refused(tmp_path):
         missing="output_size")
     with pytest.raises(TypeError, match="config: expected a dict, got list"):
         rnnfast.layers.Embedding.from_config([1, 2])
+    # params replaced by arrays of another shape or dtype: refused by name,
+    # against the sizes the layer was built with, nothing written
+    affine = rnnfast.layers.Affine(np.ones((3, 4)), np.zeros(4))
+    affine.params[0] = np.ones((2, 3, 4))
+    embedding = rnnfast.layers.Embedding(np.ones((3, 4)))
+    embedding.params[0] = np.ones((5, 4), np.float32)
+    for layer, message in [
+            (affine, r"params\[0\] has shape \(2, 3, 4\) and dtype float64; params\[0\] of "
+                     r"the rebuilt rnnfast.layers.Affine has shape \(3, 4\)"),
+            (embedding, r"params\[0\] has shape \(5, 4\) and dtype float32; params\[0\] "
+                        r"of the rebuilt rnnfast.layers.Embedding has shape \(3, 4\) and "
+                        r"dtype float64")]:
+        with pytest.raises(ValueError, match=message):
+            rio.save(layer, tmp_path / "replaced.npz")
+        assert not (tmp_path / "replaced.npz").exists()
     with pytest.raises(ValueError, match="vocab_size: expected an integer >= 1, got 0"):
         rnnfast.layers.Embedding.from_config(dict(vocab_size=0, embedding_size=2,
                                                   dtype="float32"))

@@ -70,6 +70,7 @@ class Affine:
         dt = weight_dtype(W)
         W = as_param(W, "W", dt, ("D", "M"))
         b = as_param(b, "b", dt, (W.shape[1],))
+        self._built = dict(input_size=W.shape[0], output_size=W.shape[1], dtype=dt.name)
         self.params = [W, b]
         self.grads = [np.zeros_like(W), np.zeros_like(b)]
         self._x = None
@@ -84,9 +85,10 @@ class Affine:
 
     def get_config(self):
         """Sizes and dtype as a JSON-able dict: what rnnfast.io.save stores
-        beside `params`, and `from_config` rebuilds."""
-        D, M = self.params[0].shape
-        return dict(input_size=D, output_size=M, dtype=self.dtype.name)
+        beside `params`, and `from_config` rebuilds: the sizes it was built
+        with (params replaced since by arrays of other shapes are then
+        refused by io.save, by name)."""
+        return dict(self._built)
 
     @classmethod
     def from_config(cls, config):

@@ -37,6 +37,8 @@ class Embedding:
     def __init__(self, W):
         dt = weight_dtype(W)
         self.params = [as_param(W, "W", dt, ("V", "D"))]
+        V, D = self.params[0].shape
+        self._built = dict(vocab_size=V, embedding_size=D, dtype=dt.name)
         self.grads = [np.zeros_like(self.params[0])]
         self._ids = None
 
@@ -50,9 +52,10 @@ class Embedding:
 
     def get_config(self):
         """Sizes and dtype as a JSON-able dict: what rnnfast.io.save stores
-        beside `params`, and `from_config` rebuilds."""
-        V, D = self.params[0].shape
-        return dict(vocab_size=V, embedding_size=D, dtype=self.dtype.name)
+        beside `params`, and `from_config` rebuilds: the sizes it was built
+        with (params replaced since by arrays of other shapes are then
+        refused by io.save, by name)."""
+        return dict(self._built)
 
     @classmethod
     def from_config(cls, config):
