@@ -48,3 +48,30 @@ def sizes_from_config(cls, config, sizes, minimum=1):
                        f"{sorted(options)}")
     values = [check_int(options.pop(k), k, minimum) for k in sizes]
     return values, float_dtype(options.pop("dtype")), options
+
+
+class SizedConfig:
+    """get_config / from_config (rnnfast.io) of a layer rebuilt from the
+    shape of its first weight and its dtype.  A subclass names that
+    shape's axes in `_config_sizes`, gives `_zero_weights(sizes, dtype)`,
+    the constructor's arguments, and calls `_remember_sizes` once built."""
+    _config_sizes = ()
+    _min_size = 1
+
+    def _remember_sizes(self, W):
+        self._built = dict(zip(self._config_sizes, W.shape), dtype=W.dtype.name)
+
+    def get_config(self):
+        """Sizes and dtype as a JSON-able dict: what rnnfast.io.save stores
+        beside `params`, and `from_config` rebuilds: the sizes the layer was
+        built with (params replaced since by arrays of other shapes are
+        then refused by io.save, by name)."""
+        return dict(self._built)
+
+    @classmethod
+    def from_config(cls, config):
+        """A layer of `config`'s sizes and dtype (get_config's keys) with
+        zero weights, for rnnfast.io.load to copy params into."""
+        sizes, dtype, options = sizes_from_config(cls, config, cls._config_sizes,
+                                                  cls._min_size)
+        return cls(*cls._zero_weights(sizes, dtype), **options)

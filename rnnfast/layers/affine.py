@@ -21,7 +21,7 @@ import numpy as np
 from .. import _core, _rnn
 from .._repr import weights_repr
 from .._validation import check_array
-from ._common import as_param, no_forward, sizes_from_config, weight_dtype
+from ._common import SizedConfig, as_param, no_forward, weight_dtype
 
 # Products of fewer multiply-adds stay with NumPy: OpenBLAS runs them on
 # one thread (its GEMM_MULTITHREAD_THRESHOLD, 4 * 65536), so they leave no
@@ -62,15 +62,17 @@ def _rows(x):
     return math.prod(x.shape[:-1])
 
 
-class Affine:
+class Affine(SizedConfig):
     """y = x @ W + b over the last axis.  params = [W (D, M), b (M,)]."""
     _lead = ("N",)
+    _config_sizes = ("input_size", "output_size")
+    _min_size = 0               # as the constructor, which takes D = 0 or M = 0
 
     def __init__(self, W, b):
         dt = weight_dtype(W)
         W = as_param(W, "W", dt, ("D", "M"))
         b = as_param(b, "b", dt, (W.shape[1],))
-        self._built = dict(input_size=W.shape[0], output_size=W.shape[1], dtype=dt.name)
+        self._remember_sizes(W)
         self.params = [W, b]
         self.grads = [np.zeros_like(W), np.zeros_like(b)]
         self._x = None
@@ -83,21 +85,9 @@ class Affine:
     def __repr__(self):
         return weights_repr(self, lambda s: s.params[0].shape)
 
-    def get_config(self):
-        """Sizes and dtype as a JSON-able dict: what rnnfast.io.save stores
-        beside `params`, and `from_config` rebuilds: the sizes it was built
-        with (params replaced since by arrays of other shapes are then
-        refused by io.save, by name)."""
-        return dict(self._built)
-
-    @classmethod
-    def from_config(cls, config):
-        """A layer of `config`'s sizes and dtype (get_config's keys) with
-        zero weights, for rnnfast.io.load to copy params into.  Sizes of 0
-        are allowed, as the constructor allows them."""
-        (D, M), dtype, options = sizes_from_config(cls, config, ("input_size", "output_size"),
-                                                   minimum=0)
-        return cls(np.zeros((D, M), dtype), np.zeros(M, dtype), **options)
+    @staticmethod
+    def _zero_weights(sizes, dtype):
+        return np.zeros(sizes, dtype), np.zeros(sizes[1], dtype)
 
     def forward(self, x):
         """x (N, D) -> y (N, M) (TimeAffine: (N, T, D) -> (N, T, M)).

@@ -13,7 +13,7 @@ import numpy as np
 from .. import _rnn
 from .._repr import weights_repr
 from .._validation import _describe, check_array
-from ._common import as_param, no_forward, sizes_from_config, weight_dtype
+from ._common import SizedConfig, as_param, no_forward, weight_dtype
 
 
 def check_ids(ids, name, vocab_size, expected):
@@ -30,15 +30,15 @@ def check_ids(ids, name, vocab_size, expected):
     return check_array(arr, name, np.intp, expected)
 
 
-class Embedding:
+class Embedding(SizedConfig):
     """ids (N,) -> W[ids] (N, D).  params = [W], W (V, D)."""
     _id_shape = ("N",)
+    _config_sizes = ("vocab_size", "embedding_size")
 
     def __init__(self, W):
         dt = weight_dtype(W)
         self.params = [as_param(W, "W", dt, ("V", "D"))]
-        V, D = self.params[0].shape
-        self._built = dict(vocab_size=V, embedding_size=D, dtype=dt.name)
+        self._remember_sizes(self.params[0])
         self.grads = [np.zeros_like(self.params[0])]
         self._ids = None
 
@@ -50,20 +50,9 @@ class Embedding:
     def __repr__(self):
         return weights_repr(self, lambda s: s.params[0].shape)
 
-    def get_config(self):
-        """Sizes and dtype as a JSON-able dict: what rnnfast.io.save stores
-        beside `params`, and `from_config` rebuilds: the sizes it was built
-        with (params replaced since by arrays of other shapes are then
-        refused by io.save, by name)."""
-        return dict(self._built)
-
-    @classmethod
-    def from_config(cls, config):
-        """A layer of `config`'s sizes and dtype (get_config's keys) with
-        zero weights, for rnnfast.io.load to copy params into."""
-        (V, D), dtype, options = sizes_from_config(cls, config,
-                                                   ("vocab_size", "embedding_size"))
-        return cls(np.zeros((V, D), dtype), **options)
+    @staticmethod
+    def _zero_weights(sizes, dtype):
+        return (np.zeros(sizes, dtype),)
 
     @property
     def vocab_size(self):
