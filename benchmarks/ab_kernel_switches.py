@@ -11,15 +11,19 @@ interleaved turn by turn (benchmarks/common.py, switch_ab), on whole calls:
               (_core.use_half_panels; item 130)
     dgemv     float64: a batch of one's products on the one-row tiles
               against their GEMV (_core.use_dgemv; item 154)
+    wide      the AVX2-width tiles (16 columns) against the AVX-512 wide
+              tiles (32 columns; _core.use_wide_tiles; items 39, 159)
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/ab_kernel_switches.py groups lstm:train:tiny lstm:infer:1,1,256,256 [rounds]
 
 A case is cell:mode:config, config a name of rnnfast.bench.CONFIGS or
-N,T,D,H.  One thread, float32 (dgemv: float64); rounds default 41, each turn ~2 ms of calls.  Prints each case's
+N,T,D,H.  One thread (THREADS=2 in the environment for two), float32
+(dgemv: float64); rounds default 41, each turn ~2 ms of calls.  Prints each case's
 medians and the median per-round ratio (before / after, > 1: the default
 is faster) with its quartiles.
 """
+import os
 import sys
 import time
 
@@ -39,6 +43,7 @@ SWITCHES = {
                ("groups of 8", "default")),
     "half": (_core.use_half_panels, ("whole panel", "half panel")),
     "dgemv": (_core.use_dgemv, ("one-row tiles", "GEMV")),
+    "wide": (_core.use_wide_tiles, ("16 columns", "32 columns")),
 }
 
 
@@ -66,7 +71,7 @@ def main(argv):
     cases = [parse_case(c) for c in argv[2:] if not c.isdigit()]
     if not _core.use_wide_tiles(True) and argv[1] == "groups":
         print("(no AVX-512 tiles here: both sides run the AVX2 GEMV)")
-    with threadpool_limits(1):
+    with threadpool_limits(int(os.environ.get("THREADS", "1"))):
         for cell, mode, (N, T, D, H) in cases:
             dtype = np.float64 if argv[1] == "dgemv" else np.float32
             call = bench.make_case("rnnfast", cell, mode, N, T, D, H, dtype=dtype)
