@@ -520,6 +520,12 @@ CASES = [
     ("tagger-y-wrong-T", lambda: models.SequenceTagger(
         3, input_size=3, hidden_size=4).forward(xs3(), np.ones((2, 4), int)),
      V, r"y: expected shape \(2, 5\), got shape \(2, 4\)"),
+    ("tagger-proba-X-wrong-D", lambda: models.SequenceTagger(
+        3, input_size=3, hidden_size=4).predict_proba(np.ones((2, 5, 4), f32)),
+     V, r"X: expected shape \(N, T, 3\), got shape \(2, 5, 4\)"),
+    ("tagger-proba-lengths-past-T", lambda: models.SequenceTagger(
+        3, input_size=3, hidden_size=4).predict_proba(xs3(), lengths=[5, 6]),
+     V, r"lengths: each length must lie in 1\.\.T=5, got min 5 and max 6"),
     # -------- estimators (rnnfast.sklearn)
     ("sk-X-nan", lambda: sk("RNNClassifier")(max_iter=2).fit(np.full((6, 4, 2), np.nan), Y6),
      V, r"NaN"),
