@@ -235,6 +235,25 @@ def test_affine_and_embedding_layers_round_trip_bit_exact(tmp_path, cls, arrays,
     np.testing.assert_array_equal(back.forward(x), layer.forward(x))
 
 
+@pytest.mark.parametrize("cls,arrays,sizes", PLAIN_LAYERS,
+                         ids=[c.__name__ for c, *_ in PLAIN_LAYERS])
+def test_affine_and_embedding_pickled_before_get_config_still_save(tmp_path, cls, arrays,
+                                                                  sizes):
+    """A layer pickled before these layers had get_config (no `_built` in
+    its state, e.g. inside an estimator's joblib file) saves with the
+    sizes of its weight and loads bit-exact."""
+    layer = cls(*arrays(np.random.default_rng(4), np.float32))
+    state = dict(layer.__dict__)
+    del state["_built"]
+    layer.__getstate__ = lambda: state          # what the old version pickled
+    old = pickle.loads(pickle.dumps(layer))
+    del layer.__getstate__
+    assert "_built" not in old.__dict__
+    assert old.get_config() == dict(sizes, dtype="float32")
+    rio.save(old, tmp_path / "old.npz")
+    assert_same_params(layer, rio.load(tmp_path / "old.npz"))
+
+
 def test_affine_and_embedding_files_with_bad_configs_are_refused(tmp_path):
     """Their configs are checked as the recurrent layers' are."""
     saved = tmp_path / "affine.npz"

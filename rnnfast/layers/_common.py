@@ -66,7 +66,12 @@ class SizedConfig:
         beside `params`, and `from_config` rebuilds: the sizes the layer was
         built with (params replaced since by arrays of other shapes are
         then refused by io.save, by name)."""
-        return dict(self._built)
+        built = self.__dict__.get("_built")
+        if built is None:
+            # a layer pickled before get_config existed: its weight's sizes now
+            self._remember_sizes(self.params[0])
+            built = self._built
+        return dict(built)
 
     @classmethod
     def from_config(cls, config):
