@@ -1,6 +1,7 @@
 """Saving and loading rnnfast networks, cells, Time layers, the fully
-connected and embedding layers (Affine, TimeAffine, Embedding,
-TimeEmbedding), models and training checkpoints.
+connected, embedding, dropout and attention layers (Affine, TimeAffine,
+Embedding, TimeEmbedding, TimeDropout, TimeAttention), models and training
+checkpoints.
 
 One format: a NumPy ``.npz`` archive (a zip of ``.npy`` members, stored
 uncompressed) holding
@@ -78,11 +79,12 @@ def register(cls, name=None):
 def _registry():
     if "rnnfast.LSTM" not in _REGISTRY:
         from .layers import (Affine, Embedding, GRUCell, LSTMCell, RNNCell, TimeAffine,
-                             TimeEmbedding, TimeGRU, TimeLSTM, TimeRNN)
+                             TimeAttention, TimeDropout, TimeEmbedding, TimeGRU, TimeLSTM,
+                             TimeRNN)
         from .networks import GRU, LSTM, RNN
         for cls in (RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell, TimeRNN, TimeLSTM, TimeGRU):
             register(cls, f"rnnfast.{cls.__name__}")
-        for cls in (Affine, TimeAffine, Embedding, TimeEmbedding):
+        for cls in (Affine, TimeAffine, Embedding, TimeEmbedding, TimeDropout, TimeAttention):
             register(cls, f"rnnfast.layers.{cls.__name__}")
     try:
         from . import models

@@ -570,13 +570,19 @@ CASES = [
     ("io-load-missing", lambda: __import__("rnnfast.io").io.load("/nonexistent/model.npz"),
      FileNotFoundError, r"path: no such file: '/nonexistent/model\.npz'"),
     ("io-save-unregistered", lambda: __import__("rnnfast.io").io.save(
-        rnnfast.layers.TimeAttention(), "/tmp/never-written.npz"),
-     T, r"obj: TimeAttention is not a registered rnnfast class"),
+        __import__("rnnfast.data").data.Vocab(), "/tmp/never-written.npz"),
+     T, r"obj: Vocab is not a registered rnnfast class"),
     ("io-save-time-layer-params-replaced", lambda: __import__("rnnfast.io").io.save(
         replaced((layer := rnnfast.TimeLSTM(*W("lstm"))).params, 0,
                  np.zeros((5, 16), f32)) and layer, "/tmp/never-written.npz"),
      V, r"obj: params\[0\] has shape \(5, 16\) and dtype float32; params\[0\] of the "
         r"rebuilt rnnfast\.TimeLSTM has shape \(3, 16\).*load would refuse"),
+    ("io-save-dropout-ratio-changed", lambda: __import__("rnnfast.io").io.save(
+        setattr(layer := rnnfast.layers.TimeDropout(0.5, 3), "ratio", 1.5) or layer,
+        "/tmp/never-written.npz"),
+     V, r"obj: rnnfast\.layers\.TimeDropout refuses its own config \{'ratio': 1\.5, "
+        r"'random_state': 3\}: ratio: expected a probability in \[0, 1\), got 1\.5 \(load "
+        r"would refuse"),
     ("cli-unknown-command", lambda: cli_fails_cleanly(["fly"], r"invalid choice: 'fly'"),
      None, None),
     ("cli-generate-missing-file", lambda: cli_fails_cleanly(

@@ -254,6 +254,33 @@ def test_affine_and_embedding_pickled_before_get_config_still_save(tmp_path, cls
     assert_same_params(layer, rio.load(tmp_path / "old.npz"))
 
 
+def test_dropout_and_attention_layers_save_and_load(tmp_path):
+    """TimeDropout keeps its ratio and int seed (a rebuilt layer draws the
+    same masks from the start, as Keras's Dropout keeps its seed; a
+    Generator's stream is not saved); TimeAttention has nothing to keep."""
+    x = np.random.default_rng(5).standard_normal((2, 6, 3))
+    path = tmp_path / "drop.npz"
+    for random_state, seed in [(None, None), (np.random.default_rng(7), None),
+                               (np.int64(7), 7), (7, 7)]:
+        rio.save(rnnfast.layers.TimeDropout(0.4, random_state=random_state), path)
+        assert meta_of(path)["class"] == "rnnfast.layers.TimeDropout"
+        back = rio.load(path)
+        assert type(back) is rnnfast.layers.TimeDropout and back.params == []
+        assert back.get_config() == {"ratio": 0.4, "random_state": seed}
+    # the last one saved was seeded 7: the same masks as a new layer seeded 7
+    out = back.forward(x)
+    assert 0 < np.count_nonzero(out) < out.size
+    np.testing.assert_array_equal(out, rnnfast.layers.TimeDropout(0.4, 7).forward(x))
+    with pytest.raises(ValueError, match=r"ratio: expected a probability in \[0, 1\), "
+                                         r"got 1.5"):
+        rio.load(with_meta(path, tmp_path / "bad.npz", config={"ratio": 1.5}))
+    rio.save(rnnfast.layers.TimeAttention(), tmp_path / "att.npz")
+    att = rio.load(tmp_path / "att.npz")
+    assert type(att) is rnnfast.layers.TimeAttention and att.get_config() == {}
+    np.testing.assert_array_equal(att.forward(x, x[:, :4]),
+                                  rnnfast.layers.TimeAttention().forward(x, x[:, :4]))
+
+
 def test_affine_and_embedding_files_with_bad_configs_are_refused(tmp_path):
     """Their configs are checked as the recurrent layers' are."""
     saved = tmp_path / "affine.npz"

@@ -27,6 +27,10 @@ class TimeAttention:
         self.attention_weights = None
         self._cache = None
 
+    def get_config(self):
+        """{}: no sizes and no parameters (for rnnfast.io.save)."""
+        return {}
+
     def forward(self, hs_enc, hs_dec):
         """hs_enc (N, S, H), hs_dec (N, T, H) -> c (N, T, H), in hs_enc's
         dtype (float64 unless float32 or float64).  S == 0, mismatched N or

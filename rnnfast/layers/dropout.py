@@ -36,12 +36,24 @@ class TimeDropout:
             raise ValueError(f"ratio: expected a probability in [0, 1), got {ratio!r}")
         self.ratio = float(ratio)
         self.rng = as_generator(random_state)
+        # an int seed is a constructor argument a saved layer can keep (as
+        # Keras's Dropout keeps its seed); a Generator's stream is not saved
+        self._seed = None if isinstance(random_state, np.random.Generator) \
+            else random_state
         self.training = True
         self.params, self.grads = [], []
         self.mask = None
         self._ready = False
         self._shape = None          # forward's input shape: what backward takes
         self._dtype = None          # the dtype of the gradient it gives back
+
+    def get_config(self):
+        """{"ratio", "random_state"}: what rnnfast.io.save stores and
+        TimeDropout(**config) rebuilds.  random_state is the int seed the
+        layer was made with (the rebuilt layer draws the same masks from
+        the start), or None when it was None or a Generator."""
+        seed = self.__dict__.get("_seed")
+        return {"ratio": self.ratio, "random_state": None if seed is None else int(seed)}
 
     def train(self, mode=True):
         """Training mode (mode=True, the default of a new layer): forward
