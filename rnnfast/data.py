@@ -307,8 +307,12 @@ def _read_text(path, name="path"):
     with open(path, "rb") as f:
         data = f.read()
     try:
-        # as a file opened in text mode with newline="": line ends kept as written
-        return data.decode("utf-8")
+        # as a file opened in text mode with newline="": line ends kept as
+        # written; a leading UTF-8 byte-order mark (Windows editors write
+        # one) is an encoding marker, not text, and is dropped, as "utf-8-sig"
+        # does: kept, it would be a character of its own, glue itself to the
+        # first word, or widen the first question of a seq2seq file
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         hint = ("; it starts with a UTF-16 byte-order mark" if data[:2] in (b"\xff\xfe",
                                                                               b"\xfe\xff")
