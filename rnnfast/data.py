@@ -339,8 +339,12 @@ def load_ptb(folder, vocab_size=10000):
     if vocab_size is not None and len(vocab) != vocab_size:
         raise ValueError(f"folder: expected a vocabulary of {vocab_size} words in "
                          f"ptb.train.txt, got {len(vocab)}; is {folder!r} Mikolov's PTB?")
-    return LMData(vocab.encode(texts["train"]), vocab.encode(texts["valid"]),
+    data = LMData(vocab.encode(texts["train"]), vocab.encode(texts["valid"]),
                   vocab.encode(texts["test"]), vocab)
+    if data.train.size < 2:
+        raise ValueError(f"folder: ptb.train.txt in {folder!r} holds {data.train.size} "
+                         "tokens, too few to train on")
+    return data
 
 
 def load_text(path, level="char", valid_fraction=0.1, max_vocab=None):
@@ -353,6 +357,8 @@ def load_text(path, level="char", valid_fraction=0.1, max_vocab=None):
     text = _read_text(path)
     if not 0 <= valid_fraction < 1:
         raise ValueError(f"valid_fraction: expected a value in [0, 1), got {valid_fraction!r}")
+    if not text:
+        raise ValueError(f"path: {os.fspath(path)!r} is empty: no text to train on")
     if level == "char":
         vocab = Vocab("char", unk_token=None)
         split = int(len(text) * (1 - valid_fraction))

@@ -128,6 +128,15 @@ def cli_fails_cleanly(args, pattern):
     assert re.search(pattern, r.stderr), r.stderr
 
 
+def with_empty_file(fn):
+    """fn(the path of a new empty file), in a temporary directory removed after."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="rnnfast-bad-input-") as folder:
+        path = os.path.join(folder, "empty.txt")
+        open(path, "w").close()
+        return fn(path)
+
+
 # ---------------------------------------------------- the "works" rows
 def works_time_T0(cls, **kw):
     layer = cls(*W(cls.cell, **kw))
@@ -587,6 +596,9 @@ CASES = [
      None, None),
     ("cli-generate-missing-file", lambda: cli_fails_cleanly(
         ["generate", "/nonexistent/model.npz"], r"no such file"), None, None),
+    ("cli-train-lm-empty-file", lambda: with_empty_file(lambda path: cli_fails_cleanly(
+        ["train-lm", path], r"path: '.*empty\.txt' is empty: no text to train on")),
+     None, None),
     ("cli-demo-negative-epochs", lambda: cli_fails_cleanly(
         ["demo", "--epochs", "-3"], r"--epochs: expected an integer >= 1, got -3"), None, None),
 ]

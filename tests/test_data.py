@@ -313,3 +313,21 @@ def test_vocab_properties(text, level, order, min_count, max_size, pad):
     again = Vocab.from_dict(json.loads(json.dumps(vocab.to_dict())))
     assert again.id_to_token == vocab.id_to_token and again.level == level
     assert again.encode(text).tolist() == encoded.tolist()
+
+
+def test_a_file_with_no_text_is_refused_naming_it(tmp_path):
+    """An empty file (or one holding only a byte-order mark) is refused by
+    name; load_text gave a RuntimeError of Vocab.encode in char mode, and
+    load_ptb returned empty arrays that failed later, in training."""
+    path = tmp_path / "empty.txt"
+    for content in (b"", b"\xef\xbb\xbf"):
+        path.write_bytes(content)
+        for level in ("char", "word"):
+            with pytest.raises(ValueError, match=f"^path: '{path}' (is empty: no text "
+                                                 f"to train on|holds 0 training tokens)"):
+                load_text(path, level=level)
+    for name in ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"):
+        (tmp_path / name).write_text("")
+    with pytest.raises(ValueError, match=f"^folder: ptb.train.txt in '{tmp_path}' holds 0 "
+                                         "tokens, too few to train on"):
+        load_ptb(tmp_path, vocab_size=None)
