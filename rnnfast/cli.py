@@ -182,7 +182,8 @@ def cmd_train_lm(args):
         ppl = perplexity(m, valid, args.batch_size, args.time_size)
         return {"valid_ppl": ppl, "valid_nats": math.log(ppl)}
     trainer = Trainer(model, opt, clip_norm=args.clip or None, lr_schedule=schedule,
-                      checkpoint=checkpoint, random_state=args.seed, verbose=not args.quiet)
+                      checkpoint=checkpoint, random_state=args.seed, verbose=not args.quiet,
+                      carry_state=args.carry_state)
     with _threads(args.threads or None):
         history = trainer.fit(corpus.train, args.epochs, args.batch_size, args.time_size,
                               eval_fn=evaluate, max_batches=args.max_batches,
@@ -443,6 +444,9 @@ def _add_training_commands(sub):
     p.add_argument("--decay", type=float, default=0.5, help="lr factor per epoch ...")
     p.add_argument("--decay-after", type=_at_least_zero, default=0,
                    help="... after this epoch (0: constant lr)")
+    p.add_argument("--carry-state", action="store_true",
+                   help="carry the state across epochs (DLFS2's RnnlmTrainer); by default "
+                   "each epoch starts from zeros (Zaremba's main.lua)")
     p.add_argument("--output", "-o", default="lm.npz", help="where to save the model")
     _add_common_training(p, epochs=5, batch_size=32, lr=2e-3, optimizer="adam", clip=5.0)
     p.set_defaults(func=cmd_train_lm)

@@ -8,8 +8,10 @@ Two kinds of data:
 
 * a 1-D array of token ids (or a ``rnnfast.data.StreamBatcher``): language
   modelling with truncated BPTT.  The model's state is reset at the start of
-  each epoch (``model.reset_state()``) and carried from batch to batch; the
-  batcher's read position carries across epochs.
+  each epoch (``model.reset_state()``; Zaremba's main.lua, PyTorch's
+  word_language_model) and carried from batch to batch; the batcher's read
+  position carries across epochs.  ``carry_state=True`` carries the state
+  across epochs too (DLFS2's RnnlmTrainer).
 * a tuple ``(X, Y)`` or ``(X, Y, lengths)`` of arrays with one row per
   sample: minibatches, reshuffled each epoch by the trainer's seeded
   Generator; ``lengths`` is passed to ``model.forward(..., lengths=...)``.
@@ -155,12 +157,19 @@ class Trainer:
         states and the history are saved there atomically every
         `checkpoint_every` epochs.
     random_state: None, an int or a Generator; shuffles minibatches.
+    carry_state: language modelling only (a 1-D corpus or a StreamBatcher):
+        False (default) resets the model's state at each epoch's start;
+        True carries it from an epoch's last batch into the next epoch's
+        first, as DLFS2's RnnlmTrainer (the evaluation between them does
+        not disturb it, and checkpoints keep it, for an rnnfast model
+        whose ``network`` holds the state).
     verbose: a progress bar with the loss and tokens per second on
         `stream` (stderr by default).
     """
 
     def __init__(self, model, optimizer, clip_norm=None, lr_schedule=None, checkpoint=None,
-                 checkpoint_every=1, random_state=None, verbose=True, stream=None):
+                 checkpoint_every=1, random_state=None, verbose=True, stream=None,
+                 carry_state=False):
         for attr in ("params", "grads", "forward", "backward"):
             if not hasattr(model, attr):
                 raise TypeError(f"model: expected an object with params, grads, forward and "
@@ -179,6 +188,13 @@ class Trainer:
         self.checkpoint = checkpoint
         self.checkpoint_every = check_int(checkpoint_every, "checkpoint_every")
         self.rng = as_generator(random_state)
+        if not isinstance(carry_state, (bool, np.bool_)):
+            raise TypeError(f"carry_state: expected True or False, got {carry_state!r}")
+        self.carry_state = bool(carry_state)
+        if self.carry_state and checkpoint is not None and _state_holder(model) is None:
+            raise ValueError(f"carry_state: a checkpoint must keep the carried state, and "
+                             f"{type(model).__name__} has no rnnfast network as `network` "
+                             "to take it from; use carry_state=False or no checkpoint")
         self.verbose = bool(verbose)
         self.stream = stream
         self.epoch = 0
@@ -348,6 +364,10 @@ class Trainer:
         before = self._snapshot(with_model=resume_from is not None)
         try:
             kind, data = self._prepare(train, batch_size, time_size)
+            if self.carry_state and kind != "stream":
+                raise ValueError("carry_state: only a language model's stream (a 1-D corpus "
+                                 "or a StreamBatcher) carries a state across epochs; got "
+                                 "(X, Y) minibatches")
             if resume_from is not None:
                 self._resume(resume_from)
                 self._check_schedule_mode(mode)  # the checkpoint's schedule has its own
@@ -367,7 +387,7 @@ class Trainer:
             if hasattr(model, "train"):
                 model.train()
             if kind == "stream":
-                if hasattr(model, "reset_state"):
+                if hasattr(model, "reset_state") and not self.carry_state:
                     model.reset_state()
                 total = len(data)
                 batches = (data.next_batch() for _ in itertools.count())
@@ -464,6 +484,7 @@ class Trainer:
                 rng=self.rng.bit_generator.state,
                 model_rngs=[(g, g.bit_generator.state) for _, g in _generators(self.model)],
                 params=[p.copy() for p in self.model.params],
+                carried=_get_carried(self.model),
                 # any object with update() and lr may be the optimizer
                 optimizer=copy.deepcopy(getattr(self.optimizer, "__dict__", None)),
                 schedule=copy.copy(getattr(self.lr_schedule, "__dict__", None)))
@@ -483,6 +504,7 @@ class Trainer:
             g.bit_generator.state = state
         for p, saved in zip(self.model.params, snap["params"]):
             p[...] = saved                      # in place: views and ties stay
+        _set_carried(self.model, snap["carried"])
         if snap["optimizer"] is not None:
             vars(self.optimizer).clear()
             vars(self.optimizer).update(snap["optimizer"])
@@ -503,11 +525,16 @@ class Trainer:
         model = self.model
         if hasattr(model, "eval"):
             model.eval()
+        # a carried state goes on into the next epoch as training left it,
+        # whatever eval_fn runs through the model
+        carried = _get_carried(model) if self.carry_state else None
         try:
             result = eval_fn(model)
         finally:
             if hasattr(model, "train"):
                 model.train()
+            if self.carry_state:
+                _set_carried(model, carried)
         epoch = self.epoch + 1
         if isinstance(result, dict):
             return {str(k): _metric(v, f" for {k!r}", epoch) for k, v in result.items()}
@@ -561,14 +588,21 @@ class Trainer:
             "early": {k: _finite_or_none(v) for k, v in self._early.items()},
             "schedule_nonfinite": nonfinite or None,
             "has_best_params": self._best_params is not None,
+            # carry_state: the state the next epoch starts from, as the
+            # arrays after the best weights (h, or h and c); None otherwise
+            "carried_state": (len(_carried_arrays(self.model)) if self.carry_state
+                              else None),
         }
 
     def save_checkpoint(self, path):
         """Model, optimizer state, epoch, RNG states and history, atomically."""
         # restore_best's weights go too: without them a resumed run could not
         # go back to a best epoch that came before the checkpoint
+        extra = list(self._best_params or [])
+        if self.carry_state:
+            extra += _carried_arrays(self.model)
         rio.save_checkpoint(path, self.model, self.optimizer, state=self._state(),
-                            extra_arrays=self._best_params)
+                            extra_arrays=extra or None)
 
     def resume(self, path):
         """Load a checkpoint written by `save_checkpoint` into this trainer's
@@ -610,12 +644,83 @@ class Trainer:
             self._early.update(state.get("early", {}))
             # older checkpoints have no best weights (restore_best then keeps
             # the best epoch seen after the resume, as before)
+            extra = loaded["extra_arrays"]
+            n_best = len(self.model.params) if state.get("has_best_params") else 0
             if state.get("has_best_params"):
-                self._best_params = _best_weights(loaded["extra_arrays"],
-                                                  list(self.model.params))
+                self._best_params = _best_weights(extra[:n_best], list(self.model.params))
+            carried = state.get("carried_state")
+            if self.carry_state:
+                # a checkpoint of a run that reset its state each epoch (or
+                # an older one) carries none: the next epoch starts from zeros
+                arrays = extra[n_best:n_best + (carried or 0)]
+                if arrays and self.batcher is not None \
+                        and arrays[0].shape[1] != self.batcher.batch_size:
+                    raise ValueError(f"the carried state is of {arrays[0].shape[1]} streams; "
+                                     f"this fit reads {self.batcher.batch_size} (resume with "
+                                     "the same batch_size)")
+                _set_carried(self.model, _checked_carried(self.model, arrays))
+            elif carried:
+                raise ValueError("the checkpoint comes from a run with carry_state=True; "
+                                 "resume it with carry_state=True")
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise ValueError(f"path: {path!r} holds no usable trainer state ({exc})") from exc
         return self
+
+
+def _state_holder(model):
+    """The rnnfast network whose carried state carry_state keeps
+    (``model.network`` of rnnfast's models), or None."""
+    from .networks import _Network
+    network = getattr(model, "network", None)
+    return network if isinstance(network, _Network) else None
+
+
+def _get_carried(model):
+    """The model's carried state as it is (None, h, or (h, c)); copies."""
+    holder = _state_holder(model)
+    if holder is None or holder.state is None:
+        return None
+    return copy.deepcopy(holder.state)
+
+
+def _set_carried(model, state):
+    holder = _state_holder(model)
+    if holder is not None:
+        holder.state = state
+
+
+def _carried_arrays(model):
+    """The carried state as a list of arrays: [], [h] or [h, c]."""
+    state = _get_carried(model)
+    if state is None:
+        return []
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def _checked_carried(model, arrays):
+    """A checkpoint's carried-state arrays as the network's state, refused
+    (ValueError) when they cannot be its state."""
+    holder = _state_holder(model)
+    if not arrays:
+        return None
+    if holder is None:
+        raise ValueError("the checkpoint carries a state, and the model has no rnnfast "
+                         "network as `network` to take it")
+    want = 2 if holder.cell == "lstm" else 1
+    rows = holder.num_layers * (2 if holder.bidirectional else 1)
+    if len(arrays) != want:
+        raise ValueError(f"the carried state has {len(arrays)} arrays; a {holder.cell} "
+                         f"network's has {want}")
+    for name, a in zip(("h", "c"), arrays):
+        if a.ndim != 3 or a.shape[0] != rows or a.shape[2] != holder.hidden_size \
+                or a.dtype != np.dtype(holder.dtype):
+            raise ValueError(f"the carried state's {name} has shape {a.shape} and dtype "
+                             f"{a.dtype}; the network's is ({rows}, N, "
+                             f"{holder.hidden_size}) of {np.dtype(holder.dtype)}")
+        if a.shape[1] != arrays[0].shape[1]:
+            raise ValueError(f"the carried state's h and c have batch sizes "
+                             f"{arrays[0].shape[1]} and {a.shape[1]}")
+    return tuple(arrays) if want == 2 else arrays[0]
 
 
 _TRAIN_KEYS = ("epoch", "loss", "grad_norm", "lr", "seconds", "tokens_per_sec")

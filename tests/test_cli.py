@@ -329,3 +329,28 @@ def test_resume_needs_a_checkpoint_that_exists(tmp_path, capsys, command):
         assert exc.value.code == 2
         captured = capsys.readouterr()
         assert message in captured.err and "data:" not in captured.out   # before reading
+
+
+def test_train_lm_carry_state_reaches_the_trainer(tmp_path, capsys):
+    """--carry-state: the second epoch starts from the first one's last
+    state, so the same seed trains other weights; a checkpointed run with
+    it resumes."""
+    path = tmp_path / "t.txt"
+    path.write_text(TEXT)
+    common = ["train-lm", str(path), "--epochs", "2", "--hidden-size", "4", "--num-layers",
+              "1", "--batch-size", "2", "--time-size", "5", "--quiet", "--seed", "1"]
+    params = {}
+    for flag in ([], ["--carry-state"]):
+        out = tmp_path / f"lm{len(flag)}.npz"
+        assert main(common + flag + ["-o", str(out)]) == 0
+        params[bool(flag)] = rio.load(out).params
+    assert any((p != q).any() for p, q in zip(params[False], params[True]))
+    ck = tmp_path / "c.ckpt"
+    args = ["train-lm", str(path), "--hidden-size", "4", "--num-layers", "1", "--batch-size",
+            "2", "--time-size", "5", "--quiet", "--seed", "1", "--carry-state",
+            "--checkpoint", str(ck), "-o", str(tmp_path / "r.npz")]
+    assert main(args + ["--epochs", "1"]) == 0
+    assert main(args + ["--epochs", "2", "--resume"]) == 0
+    for p, q in zip(params[True], rio.load(tmp_path / "r.npz").params):
+        assert p.tobytes() == q.tobytes()
+    capsys.readouterr()

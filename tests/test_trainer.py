@@ -591,3 +591,90 @@ def test_resume_called_alone_refuses_an_unusable_checkpoint_changing_nothing(tmp
     assert t.epoch == 2 and opt.lr == 0.01 and len(t.history["epoch"]) == 2
     assert all(np.array_equal(p, w) for p, w in zip(model.params, weights))
     assert all(np.array_equal(a, b) for a, b in zip([a for s in opt.state for a in s], moments))
+
+
+def _tiny_lm(cell="lstm", seed=4):
+    from rnnfast import models
+    return models.RnnLM(12, hidden_size=8, num_layers=2, cell=cell, random_state=seed)
+
+
+def _by_hand(model, corpus, epochs, reset, N=4, T=6, lr=0.5):
+    """The textbook's loop: losses of every batch, the state reset at each
+    epoch's start or carried on (DLFS2's RnnlmTrainer)."""
+    batcher, losses = StreamBatcher(corpus, N, T), []
+    opt = SGD(lr=lr)
+    for _ in range(epochs):
+        if reset:
+            model.reset_state()
+        for xs, ts in batcher:
+            losses.append(model.forward(xs, ts))
+            model.backward()
+            opt.update(model.params, model.grads)
+    return losses
+
+
+@pytest.mark.parametrize("carry", [False, True])
+def test_carry_state_carries_the_state_into_the_next_epoch(carry):
+    """carry_state=True is the textbook loop that never resets; the default
+    resets at each epoch's start.  An eval_fn that runs the model (and so
+    moves its state) changes neither."""
+    corpus = np.random.default_rng(2).integers(0, 12, 400)
+    want = _by_hand(_tiny_lm(), corpus, 3, reset=not carry)
+    other = _by_hand(_tiny_lm(), corpus, 3, reset=carry)
+    per_epoch = len(StreamBatcher(corpus, 4, 6))
+    assert want[per_epoch] != other[per_epoch]        # the two differ from epoch 2 on
+    model = _tiny_lm()
+    probe = np.random.default_rng(3).integers(0, 12, (4, 6))
+    h = Trainer(model, SGD(lr=0.5), carry_state=carry, verbose=False).fit(
+        corpus, epochs=3, batch_size=4, time_size=6,
+        eval_fn=lambda m: float(m.forward(probe, probe)))
+    np.testing.assert_allclose(h["loss"], [np.mean(want[i:i + per_epoch])
+                                           for i in range(0, 3 * per_epoch, per_epoch)],
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_resume_with_carry_state_continues_exactly(tmp_path, cell):
+    """The checkpoint keeps the carried state (h, and c for an LSTM), so a
+    resumed run ends bit for bit where the uninterrupted one ends."""
+    corpus = np.random.default_rng(1).integers(0, 12, 400)
+    fit = dict(batch_size=4, time_size=6)
+    full = _tiny_lm(cell)
+    Trainer(full, Adam(lr=0.01), carry_state=True, verbose=False).fit(corpus, epochs=3, **fit)
+    ck = tmp_path / "lm.npz"
+    part = _tiny_lm(cell)
+    Trainer(part, Adam(lr=0.01), carry_state=True, checkpoint=ck, verbose=False).fit(
+        corpus, epochs=2, **fit)
+    assert len(rio.load_checkpoint(ck)["extra_arrays"]) == (2 if cell == "lstm" else 1)
+    resumed = _tiny_lm(cell)
+    Trainer(resumed, Adam(lr=0.01), carry_state=True, verbose=False).fit(
+        corpus, epochs=3, resume_from=ck, **fit)
+    for p, q in zip(full.params, resumed.params):
+        assert p.tobytes() == q.tobytes()
+    # a run that resets each epoch cannot take it, nor another batch size:
+    # refused by name, nothing changed
+    for kwargs, message in [(dict(carry_state=False), "carry_state=True"),
+                            (dict(carry_state=True), "of 4 streams; this fit reads 5")]:
+        other = _tiny_lm(cell)
+        before = [p.copy() for p in other.params]
+        with pytest.raises(ValueError, match=message):
+            Trainer(other, Adam(lr=0.01), verbose=False, **kwargs).fit(
+                corpus, epochs=3, batch_size=5, time_size=6, resume_from=ck)
+        assert all((p == q).all() for p, q in zip(other.params, before))
+
+
+def test_carry_state_refusals_name_it(tmp_path):
+    with pytest.raises(TypeError, match="carry_state: expected True or False, got 'yes'"):
+        Trainer(Linear(), SGD(lr=0.1), carry_state="yes")
+    with pytest.raises(ValueError, match=r"carry_state: only a language model's stream .* "
+                                         r"got \(X, Y\) minibatches"):
+        Trainer(Linear(), SGD(lr=0.1), carry_state=True, verbose=False).fit(
+            regression(), epochs=1, batch_size=16)
+    with pytest.raises(ValueError, match="carry_state: a checkpoint must keep the carried "
+                                         "state, and RecordingLM has no rnnfast network"):
+        Trainer(RecordingLM(), SGD(lr=0.1), carry_state=True, checkpoint=tmp_path / "c.npz")
+    # without a checkpoint any model may carry its own state: no reset
+    m = RecordingLM()
+    Trainer(m, SGD(lr=0.1), carry_state=True, verbose=False).fit(
+        np.arange(200) % 37, epochs=2, batch_size=4, time_size=5)
+    assert "reset" not in m.events
