@@ -44,8 +44,9 @@ def _as_ids(values, name):
 class StreamBatcher:
     """Truncated-BPTT batches (xs, ts), each an int array (batch_size, time_size).
 
-    Iterating gives one epoch: ``len(self)`` batches, ``L // (N * T)``, as in
-    DLFS2.  The read position is kept between epochs; ``state_dict()`` and
+    Row k of a batch reads stream k, which starts at ``k * (L // N)`` (L =
+    len(corpus) - 1 (input, target) pairs).  Iterating gives one epoch:
+    ``len(self)`` batches, ``L // (N * T)``, as in DLFS2.  The read position is kept between epochs; ``state_dict()`` and
     ``load_state_dict()`` carry it through checkpoints.
     """
 
@@ -60,7 +61,10 @@ class StreamBatcher:
                              f"batch_size * time_size = {self.batch_size} * {self.time_size}")
         self.xs, self.ts = corpus[:-1], corpus[1:]
         N = self.batch_size
-        self.offsets = np.arange(N, dtype=ID_DTYPE) * self.data_size // N
+        # stream k starts at k * (L // N), as DLFS2's RnnlmTrainer (jump =
+        # data_size // batch_size), Zaremba's main.lua and PyTorch's
+        # word_language_model (rows of L // N tokens) have it
+        self.offsets = np.arange(N, dtype=ID_DTYPE) * (self.data_size // N)
         self.position = 0
         self._steps = np.arange(self.time_size, dtype=ID_DTYPE)
 

@@ -18,8 +18,9 @@ and the checkpoint interval.  Each case:
 * trains with Trainer.fit and, from a copy of the same untrained model
   (its dropout generators included, so both draw the same masks), with a
   loop written here from the documentation: the batches (the trainer's
-  Generator's permutations, or the stream's rows at offsets k * L // N
-  read on from epoch to epoch), the state reset each epoch, torch's
+  Generator's permutations, or the stream's rows at offsets k * (L // N)
+  read on from epoch to epoch), the state reset each epoch (or, in two
+  language-model cases of five, carried on: carry_state=True), torch's
   clip_grad_norm_, torch.optim's optimizer (its momentum buffer rescaled
   when lr changes: the textbook's velocity keeps the old lr's steps), the
   schedule (the formula, the callable, or torch's ReduceLROnPlateau with
@@ -139,6 +140,8 @@ def draw_case(rng):
         case["optimizer"] = pick(("sgd", "momentum", "nesterov"))
         case["lr"] = LR[case["optimizer"]] * 10.0 ** int(rng.integers(4, 31))
         case["clip_norm"] = None
+    # drawn last, so that the draws above stay those of earlier versions
+    case["carry_state"] = kind == "lm" and bool(rng.random() < 0.4)
     return case
 
 
@@ -278,7 +281,8 @@ def trainer_run(case, data, directory, resume_epoch=None, first_epochs=None):
                              lr_schedule=build_schedule(case, optimizer),
                              checkpoint=None if resume_epoch is not None else path,
                              checkpoint_every=case["checkpoint_every"],
-                             random_state=case["seed"], verbose=False)
+                             random_state=case["seed"], verbose=False,
+                             carry_state=case["carry_state"])
     resume = None if resume_epoch is None else f"{path}.{resume_epoch}"
     train = train_argument(case, data)
     trainer.diverged = None             # TrainingDivergedError's message, if one stopped it
@@ -301,7 +305,7 @@ def batches_of_epoch(case, data, rng, stream):
         total = L // (N * T)
         if case["max_batches"] is not None:
             total = min(total, case["max_batches"])
-        offsets = np.arange(N) * L // N
+        offsets = np.arange(N) * (L // N)
         for _ in range(total):
             idx = (offsets[:, None] + stream["position"] + np.arange(T)[None, :]) % L
             stream["position"] = (stream["position"] + T) % L
@@ -356,7 +360,7 @@ def twin_run(case, data, model):
         elif case["schedule"] == "callable":
             set_lr(topt, decayed_lr(case, epoch), case)
         model.train()
-        if case["kind"] == "lm":
+        if case["kind"] == "lm" and not case["carry_state"]:
             model.reset_state()
         losses, norms = [], []
         for number, batch in enumerate(batches_of_epoch(case, data, rng, stream), 1):

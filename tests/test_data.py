@@ -20,11 +20,13 @@ def shared(*parts):
 
 # ------------------------------------------------------------------ batcher
 def dlfs2_get_batch(x, t, batch_size, time_size, time_idx):
-    """DLFS2 RnnlmTrainer.get_batch, element by element (the oracle)."""
+    """DLFS2 RnnlmTrainer.get_batch (common/trainer.py), element by element
+    (the oracle)."""
     bx = np.empty((batch_size, time_size), int)
     bt = np.empty((batch_size, time_size), int)
     data_size = len(x)
-    offsets = [i * data_size // batch_size for i in range(batch_size)]
+    jump = data_size // batch_size
+    offsets = [i * jump for i in range(batch_size)]
     for time in range(time_size):
         for i, offset in enumerate(offsets):
             bx[i, time] = x[(offset + time_idx) % data_size]
@@ -54,7 +56,7 @@ def test_batcher_rows_are_continuous_streams():
     b = StreamBatcher(corpus, 4, 10)
     x1, t1 = b.next_batch()
     x2, _ = b.next_batch()
-    np.testing.assert_array_equal(x1[:, 0], [0, 249, 499, 749])     # k * 999 // 4
+    np.testing.assert_array_equal(x1[:, 0], [0, 249, 498, 747])     # k * (999 // 4)
     np.testing.assert_array_equal(t1, x1 + 1)
     np.testing.assert_array_equal(x2[:, 0], x1[:, -1] + 1)
 

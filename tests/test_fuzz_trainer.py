@@ -67,6 +67,25 @@ def test_the_fixed_seeds_reach_every_kind_and_option():
     assert any(any(c["missing"]) for c in cases)            # epochs whose dict is empty
     assert {c["monitor"] for c in cases if c["eval"] == "dict"} == {None, "score"}
     assert any(c["diverge"] for c in cases)
+    assert {c["carry_state"] for c in cases if c["kind"] == "lm"} == {False, True}
+
+
+def test_a_trainer_that_resets_a_carried_state_or_checkpoints_none_is_reported(monkeypatch):
+    """carry_state=True: a trainer that resets the state at each epoch
+    anyway differs from the twin; one whose checkpoints lose the carried
+    state resumes differently from the uninterrupted run."""
+    seeds = seeds_where(lambda c: c["carry_state"] and c["epochs"] >= 3
+                        and c["checkpoint_every"] == 1 and not c["diverge"], 3)
+    assert not failures_of(seeds)
+    monkeypatch.setattr(Trainer, "__init__", lambda self, *a, carry_state=False, **k:
+                        ORIGINAL_INIT(self, *a, **k))
+    assert any(f.startswith("twin: ") for f in failures_of(seeds))
+    monkeypatch.undo()
+    monkeypatch.setattr(rnnfast.trainer, "_carried_arrays", lambda model: [])
+    assert any(f.startswith("resume") for f in failures_of(seeds)), failures_of(seeds)
+
+
+ORIGINAL_INIT = Trainer.__init__
 
 
 def test_a_trainer_that_does_not_clip_is_reported(monkeypatch):
