@@ -48,7 +48,7 @@ def _sums_file(root):
 
 
 SCRIPTS = {"zaremba_ptb_small.py": _ptb_folder, "tinyshakespeare_char.py": _text_file,
-           "seq2seq_addition.py": _sums_file}
+           "seq2seq_addition.py": _sums_file, "dlfs2_ptb_lm.py": _ptb_folder}
 
 
 def _run(script, *args, expect=0):
@@ -119,3 +119,19 @@ def test_resuming_another_runs_checkpoint_is_an_error_naming_the_settings(tmp_pa
     assert "error: model: the checkpoint" in done.stderr and "Traceback" not in done.stderr
     assert "hidden_size=16; the model given has hidden_size=24" in done.stderr
     assert not (tmp_path / "b.json").exists()
+
+
+def test_the_dlfs2_simple_rnnlm_recipe_trains_on_the_first_1000_words(tmp_path):
+    """ch05's recipe: the first 1,000 training tokens, a vocabulary sized
+    by their largest id (the book's int(max(corpus) + 1)), training
+    perplexity only."""
+    folder, _ = _ptb_folder(tmp_path)
+    out = tmp_path / "simple.json"
+    done = _run("dlfs2_ptb_lm.py", "--recipe", "simple-rnnlm", "--data", folder,
+                "--epochs", 2, "--output", out)
+    from rnnfast.data import load_ptb
+    size = int(load_ptb(folder).train[:1000].max()) + 1
+    assert size < 10_000 and f"1,000 training tokens, vocabulary {size:,};" in done.stdout
+    rows = json.loads(out.read_text())["epochs"]
+    assert [r["epoch"] for r in rows] == [1, 2] and "test_ppl" not in rows[0]
+    assert rows[1]["train_ppl"] < rows[0]["train_ppl"]
