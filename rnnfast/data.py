@@ -46,7 +46,8 @@ class StreamBatcher:
 
     Row k of a batch reads stream k, which starts at ``k * (L // N)`` (L =
     len(corpus) - 1 (input, target) pairs).  Iterating gives one epoch:
-    ``len(self)`` batches, ``L // (N * T)``, as in DLFS2.  The read position is kept between epochs; ``state_dict()`` and
+    ``len(self)`` batches, ``L // (N * T)``, as in DLFS2.  The read
+    position is kept between epochs; ``state_dict()`` and
     ``load_state_dict()`` carry it through checkpoints.
     """
 

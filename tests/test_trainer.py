@@ -678,3 +678,24 @@ def test_carry_state_refusals_name_it(tmp_path):
     Trainer(m, SGD(lr=0.1), carry_state=True, verbose=False).fit(
         np.arange(200) % 37, epochs=2, batch_size=4, time_size=5)
     assert "reset" not in m.events
+
+
+def test_a_checkpoints_carried_state_that_cannot_be_the_networks_is_refused():
+    """What a damaged checkpoint's carried-state arrays are checked for
+    (a resume turns the ValueError into one naming the path)."""
+    from rnnfast.trainer import _checked_carried
+    lstm, gru = _tiny_lm("lstm"), _tiny_lm("gru")          # 2 layers of 8, float32
+    h = np.zeros((2, 4, 8), np.float32)
+    assert _checked_carried(lstm, []) is None
+    assert _checked_carried(gru, [h]) is h
+    assert all(a is b for a, b in zip(_checked_carried(lstm, [h, h + 1]), (h,)))
+    for model, arrays, message in [
+            (lstm, [h], "has 1 arrays; a lstm network's has 2"),
+            (gru, [h, h], "has 2 arrays; a gru network's has 1"),
+            (gru, [np.zeros((1, 4, 8), np.float32)], r"h has shape \(1, 4, 8\) and dtype "
+                                                     r"float32; the network's is \(2, N, 8\)"),
+            (gru, [np.zeros((2, 4, 8))], "dtype float64; the network's is .* of float32"),
+            (lstm, [h, np.zeros((2, 3, 8), np.float32)], "batch sizes 4 and 3"),
+            (RecordingLM(), [h], "the model has no rnnfast network")]:
+        with pytest.raises(ValueError, match=message):
+            _checked_carried(model, arrays)
