@@ -111,6 +111,18 @@ def _probability(text):
     return value
 
 
+def _positive_number(text):
+    """argparse type of --decay: a finite number > 0 (checked even where the
+    flag goes unused, so that a mistyped value is never silently taken)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
 def _thread_counts(text):
     """argparse type of --threads: comma-separated integers >= 1."""
     counts = []
@@ -441,7 +453,8 @@ def _add_training_commands(sub):
     p.add_argument("--init-scale", type=float, default=None,
                    help="all weights ~ U(-s, s) (Zaremba: 0.1)")
     p.add_argument("--time-size", type=_at_least_one, default=50, help="BPTT length")
-    p.add_argument("--decay", type=float, default=0.5, help="lr factor per epoch ...")
+    p.add_argument("--decay", type=_positive_number, default=0.5,
+                   help="lr factor per epoch ...")
     p.add_argument("--decay-after", type=_at_least_zero, default=0,
                    help="... after this epoch (0: constant lr)")
     p.add_argument("--carry-state", action="store_true",

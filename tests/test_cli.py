@@ -143,6 +143,17 @@ def test_counts_must_be_at_least_one(tmp_path, capsys, command, option, value):
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["nan", "-1", "0", "inf", "half"])
+def test_decay_must_be_a_positive_number_even_without_decay_after(tmp_path, capsys, value):
+    """--decay was read only with --decay-after, so a NaN or negative one
+    went unnoticed without it."""
+    with pytest.raises(SystemExit) as exc:
+        main(["train-lm", str(tmp_path / "never-read.txt"), "--decay", value])
+    assert exc.value.code == 2
+    assert f"argument --decay: expected a finite number > 0, got '{value}'" in \
+        capsys.readouterr().err
+
+
 def test_report_of_an_empty_history(capsys):
     from rnnfast.cli import _report
     _report({}, [("valid_ppl", "valid ppl", "{:.2f}")])
