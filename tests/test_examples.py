@@ -135,3 +135,18 @@ def test_the_dlfs2_simple_rnnlm_recipe_trains_on_the_first_1000_words(tmp_path):
     rows = json.loads(out.read_text())["epochs"]
     assert [r["epoch"] for r in rows] == [1, 2] and "test_ppl" not in rows[0]
     assert rows[1]["train_ppl"] < rows[0]["train_ppl"]
+
+
+def test_the_dlfs2_better_rnnlm_recipe_quarters_lr_after_an_epoch_without_a_best(tmp_path):
+    """ch06's BetterRnnlm: two layers of 650, tied weights, and lr / 4
+    after any epoch whose validation perplexity is not the best so far."""
+    folder, _ = _ptb_folder(tmp_path)
+    out = tmp_path / "better.json"
+    _run("dlfs2_ptb_lm.py", "--recipe", "better-rnnlm", "--data", folder, "--epochs", 3,
+         "--max-batches", 2, "--eval-tokens", 300, "--output", out)
+    rows = json.loads(out.read_text())["epochs"]
+    lrs, valid = [r["lr"] for r in rows], [r["valid_ppl"] for r in rows]
+    assert lrs[0] == 20.0
+    for k in range(1, len(rows)):
+        best_before = valid[k - 1] <= min(valid[:k])
+        assert lrs[k] == (lrs[k - 1] if best_before else lrs[k - 1] / 4), (lrs, valid)
