@@ -402,12 +402,10 @@ def _parse_sequential(model, argname):
                              f"so it has no weights; build the model (keras.Input first, or "
                              f"call it on data) first")
     embedding = dense = None
+    mask_zero = False
     if items and _keras_name(items[0][1]) == "Embedding":
         i, sub = items.pop(0)
-        if getattr(sub, "mask_zero", False):
-            raise ValueError(f"{argname}.layers[{i}]: an Embedding with mask_zero=True is not "
-                             f"supported (it masks id 0 as padding); give rnnfast the "
-                             f"sequences' lengths instead")
+        mask_zero = bool(getattr(sub, "mask_zero", False))
         (embedding,) = [np.asarray(w) for w in sub.get_weights()]
     if items and _keras_name(items[-1][1]) == "Dense":
         dense = items.pop()[1]
@@ -444,17 +442,26 @@ def _parse_sequential(model, argname):
     if len(set(gaps)) > 1:
         raise ValueError(f"{argname}: dropout rates {gaps} between the layers (0.0 where "
                          f"there is no Dropout); rnnfast has one rate for every gap")
-    return embedding, layers, gaps[0] if gaps else 0.0, dense, returns_sequences
+    return embedding, mask_zero, layers, gaps[0] if gaps else 0.0, dense, returns_sequences
 
 
-def _model_from_keras(embedding, layers, dropout, dense, returns_sequences, argname):
+def _model_from_keras(embedding, mask_zero, layers, dropout, dense, returns_sequences,
+                      argname):
     """An rnnfast SequenceClassifier (a Dense with softmax, or a sigmoid
     Dense of one unit: two classes) or SequenceRegressor (a linear Dense)
     holding a Keras model's weights; a SequenceTagger when the last
     recurrent layer returns sequences (a softmax or one-unit sigmoid Dense
-    on every step)."""
+    on every step).  An Embedding's mask_zero=True gives a many-to-one
+    model mask_zero=True."""
     from .models import SequenceClassifier, SequenceRegressor, SequenceTagger
     activation = _activation_name(dense.activation)
+    if returns_sequences and mask_zero:
+        # Keras gives a masked step the previous step's output: not a
+        # tagger of rnnfast's
+        raise ValueError(f"{argname}: an Embedding with mask_zero=True before a tagger (the "
+                         f"last recurrent layer returns sequences); rnnfast's mask_zero is "
+                         f"for many-to-one models: give a SequenceTagger the sequences' "
+                         f"lengths (padding at their ends) instead")
     if returns_sequences:
         heads = {"softmax": SequenceTagger, "sigmoid": SequenceTagger}
         if activation not in heads:
@@ -496,6 +503,8 @@ def _model_from_keras(embedding, layers, dropout, dense, returns_sequences, argn
     inputs = (dict(input_size=net.input_size) if embedding is None else
               dict(vocab_size=embedding.shape[0], embedding_size=embedding.shape[1]))
     n_head = 2 if activation == "sigmoid" else n_out
+    if mask_zero:
+        inputs["mask_zero"] = True
     model = heads[activation](n_head, cell=net.cell, hidden_size=net.hidden_size,
                               num_layers=net.num_layers, bidirectional=net.bidirectional,
                               dropout=dropout, dtype=net.dtype, **inputs)
@@ -535,7 +544,8 @@ def from_keras(layer):
       gives what Keras predicts; or 'sigmoid' of one unit: two classes,
       predict_proba[:, 1] is what Keras predicts) or SequenceRegressor
       ('linear'), in evaluation mode; one dropout rate in every gap (0
-      where Keras has no Dropout);
+      where Keras has no Dropout); the Embedding's mask_zero=True gives
+      the model's mask_zero=True (id 0 is padding wherever it lies);
     - the same with the last recurrent layer's return_sequences=True and
       a softmax Dense (or TimeDistributed(Dense)) scoring every step ->
       an rnnfast SequenceTagger (predict_proba (N, T, n_tags));
@@ -552,13 +562,15 @@ def from_keras(layer):
     outside a Bidirectional, another merge_mode, a layer not built yet,
     weights that are not float32 or float64, or not finite, layers of a
     Sequential that differ in cell or options, a functional Model that is
-    not one chain of layers, and a sigmoid Dense of several units."""
+    not one chain of layers, a sigmoid Dense of several units, and an
+    Embedding with mask_zero=True before a tagger."""
     kind = _keras_kind(layer)
     if kind in ("Sequential", "Functional"):
-        embedding, layers, dropout, dense, returns_sequences = _parse_sequential(layer, "layer")
+        embedding, mask_zero, layers, dropout, dense, returns_sequences = _parse_sequential(
+            layer, "layer")
         if dense is not None:
-            return _model_from_keras(embedding, layers, dropout, dense, returns_sequences,
-                                     "layer")
+            return _model_from_keras(embedding, mask_zero, layers, dropout, dense,
+                                     returns_sequences, "layer")
         if embedding is not None:
             raise ValueError(f"layer: a {kind} with an Embedding and no Dense; rnnfast "
                              f"converts an Embedding as part of a sequence model (a Dense "
@@ -661,7 +673,7 @@ def _model_to_keras(model, keras):
     else:
         V, E = embedding.shape
         layers = [keras.Input((None,), dtype="int64"),
-                  keras.layers.Embedding(V, E, dtype=dtype)]
+                  keras.layers.Embedding(V, E, mask_zero=model.mask_zero, dtype=dtype)]
     # a tagger scores every step: its Dense acts on (N, T, F)
     layers += _recurrent_keras_layers(net, keras, last_returns_sequences=isinstance(
         model, SequenceTagger))

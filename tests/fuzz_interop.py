@@ -10,7 +10,8 @@ Time layer, a network (1 to 3 layers, one or two directions, biases or
 not, dropout 0.3 between layers in some) or a sequence model
 (SequenceClassifier of 2 to 5 classes, SequenceTagger of 2 to 5 tags
 or SequenceRegressor of 1 to 4 outputs, on float features or on token ids through an embedding, dropout
-or not); its weights as its constructor draws them, or 2 / sqrt(H) wide,
+or not; a classifier's or regressor's ids with mask_zero in some, id 0 then
+padding anywhere); its weights as its constructor draws them, or 2 / sqrt(H) wide,
 or U(-3, 3) (the gates saturate).  Then, in evaluation mode:
 
 - to_keras: the Keras object (a cell, a SimpleRNN / LSTM / GRU layer,
@@ -133,6 +134,9 @@ def draw_case(rng):
                             else rng.integers(2, 6))
         # token ids through an embedding (of D columns) or float features
         case["vocab"] = int(rng.choice(VOCABS)) if rng.random() < 0.5 else None
+        # Keras's Embedding(mask_zero=True): a many-to-one head's mask_zero
+        case["mask_zero"] = bool(case["vocab"] is not None and case["head"] != "tagger"
+                                 and rng.random() < 0.5)
     return case
 
 
@@ -161,6 +165,8 @@ def build(case, rng):
         cls = HEADS[case["head"]]
         inputs = (dict(input_size=D) if case["vocab"] is None
                   else dict(vocab_size=case["vocab"], embedding_size=D))
+        if case["mask_zero"]:
+            inputs["mask_zero"] = True
         obj = cls(case["n_out"], cell=cell, hidden_size=H, num_layers=case["layers"],
                   bidirectional=case["bidirectional"], dropout=case["dropout"], dtype=dt,
                   random_state=seed, **inputs)
@@ -181,7 +187,10 @@ def draw_inputs(case, rng):
     if case["target"] == "cell":
         return tuple(rng.standard_normal((N, n)).astype(dt) for n in (D, H, H))
     if case["target"] == "model" and case["vocab"] is not None:
-        return rng.integers(0, case["vocab"], (N, T)).astype(np.int64)
+        ids = rng.integers(0, case["vocab"], (N, T)).astype(np.int64)
+        if case["mask_zero"]:           # padding anywhere, rows of padding only too
+            ids[rng.random((N, T)) < rng.choice([0.2, 0.5, 0.9])] = 0
+        return ids
     return rng.standard_normal((N, T, D)).astype(dt)
 
 
@@ -405,7 +414,8 @@ def describe(case):
     what = case["target"]
     if what == "model":
         what = (f"{case['head']}(n_out={case['n_out']}, "
-                + ("features" if case["vocab"] is None else f"vocab={case['vocab']}") + ")")
+                + ("features" if case["vocab"] is None else f"vocab={case['vocab']}")
+                + (", mask_zero=True" if case["mask_zero"] else "") + ")")
     return (f"{what} {case['cell']}{case['opts'] or ''} {case['dtype']} N={case['N']} "
             f"T={case['T']} D={case['D']} H={case['H']} layers={case['layers']} "
             f"bidir={case['bidirectional']} bias={case['bias']} dropout={case['dropout']} "

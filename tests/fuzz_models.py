@@ -7,7 +7,7 @@ PeekySeq2seq or AttentionSeq2seq), its cell and options (layers, directions, emb
 weights, the loss's reduction, Huber, dropout everywhere it is offered),
 sizes up to the ones where the compiled affine, softmax and embedding
 paths split over threads (a vocabulary of up to 4,000, batches of up to
-~1,000 tokens), ragged lengths with padding ids, ignored labels, a loss
+~1,000 tokens), ragged lengths with padding ids, id 0 as padding anywhere (mask_zero), ignored labels, a loss
 mask, sample weights (zeros among them), targets of an encoder-decoder
 padded at their ends, float32 or float64, 1 or 2 threads.  A language
 model runs two chunks, the second from the state the first left
@@ -107,6 +107,9 @@ def draw_case(rng):
     else:
         case.update(outputs=int(rng.choice([2, 5, 17])),
                     ignored=float(rng.choice([0.0, 0.2])))
+    # id 0 as padding anywhere (a many-to-one head's, on ids); drawn last
+    if ids and kind != "tagger" and rng.random() < 0.4:
+        case["mask_zero"] = True
     return case
 
 
@@ -125,6 +128,8 @@ def build_model(case, seed):
     features = dict(vocab_size=case["V"], embedding_size=case["D"]) if case["ids"] \
         else dict(input_size=case["D"])
     common.update(bidirectional=case["bidirectional"], **features)
+    if case.get("mask_zero"):
+        common["mask_zero"] = True
     if case["kind"] == "classifier":
         return SequenceClassifier(case["outputs"], **common)
     if case["kind"] == "regressor":
@@ -337,6 +342,8 @@ def head_inputs(case, model, rng):
     lengths = rng.integers(1, T + 1, N) if case["ragged"] else None
     if case["ids"]:
         X = rng.integers(0, case["V"], (N, T))
+        if case.get("mask_zero"):               # padding anywhere, rows of it only too
+            X[rng.random((N, T)) < rng.choice([0.1, 0.5, 0.9])] = 0
         if lengths is not None:                  # padding past a length: any id
             X[np.arange(T) >= lengths[:, None]] = -1
     else:
@@ -358,9 +365,27 @@ def head_inputs(case, model, rng):
     return X, y, lengths, weights
 
 
+def skip_padding(X, lengths):
+    """mask_zero's reading of ids X (N, T), row by row: each row's nonzero
+    ids (within its length) at its front, and their counts as the lengths
+    -> (ids (N, the longest count or 1), lengths (a row of zeros only gets
+    1), that row's mark: its features are the zero initial state's)."""
+    N, T = X.shape
+    rows = [X[i, :T if lengths is None else lengths[i]] for i in range(N)]
+    rows = [row[row != 0] for row in rows]
+    counts = np.array([len(row) for row in rows])
+    out = np.zeros((N, max(counts.max(), 1)), X.dtype)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row
+    return out, np.maximum(counts, 1), counts == 0
+
+
 def head_reference(case, twin, E, W, b, X, y, lengths, weights, masks, head_mask):
     """PyTorch's scores and loss of a sequence head (float64)."""
-    N, T = case["N"], case["T"]
+    empty = None
+    if case.get("mask_zero"):
+        X, lengths, empty = skip_padding(X, lengths)
+    N, T = X.shape[:2]
     nd = twin.net.num_directions
     if case["ids"]:
         valid = np.ones((N, T), bool) if lengths is None else np.arange(T) < lengths[:, None]
@@ -369,6 +394,8 @@ def head_reference(case, twin, E, W, b, X, y, lengths, weights, masks, head_mask
         x = t64(X)
     hs, h_n, _ = twin(x, lengths, masks)
     feats = hs if case["kind"] == "tagger" else torch.cat(list(h_n[-nd:]), dim=1)
+    if empty is not None:
+        feats = feats * t64(~empty)[:, None]
     if head_mask is not None:
         feats = feats * t64(head_mask)
     scores = feats @ W + b

@@ -523,6 +523,15 @@ CASES = [
     ("classifier-lengths-too-long", lambda: models.SequenceClassifier(
         3, vocab_size=5, hidden_size=4).forward(np.array([[1, 2]]), np.array([0]), lengths=[3]),
      V, r"lengths: each length must lie in 1\.\.T=2, got min 3"),
+    ("classifier-mask-zero-not-bool", lambda: models.SequenceClassifier(
+        3, vocab_size=5, mask_zero="yes"),
+     T, r"mask_zero: expected True or False, got 'yes'"),
+    ("regressor-mask-zero-on-features", lambda: models.SequenceRegressor(
+        1, input_size=3, mask_zero=True),
+     V, r"mask_zero: True reads token id 0 as padding; it needs vocab_size"),
+    ("classifier-mask-zero-negative-id", lambda: models.SequenceClassifier(
+        3, vocab_size=5, mask_zero=True).predict_scores(np.array([[1, 0, -2]])),
+     V, r"X: ids must lie in 0\.\.4"),
     ("regressor-y-nan", lambda: models.SequenceRegressor(
         1, input_size=3, hidden_size=4).forward(xs3(), np.array([np.nan, 1.0])),
      V, r"y: contains NaN or Inf"),

@@ -466,15 +466,56 @@ def test_sequence_models_to_keras_and_back(keras):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "SimpleRNN"])
+def test_keras_mask_zero_gives_mask_zero_models(keras, cell):
+    """A Keras classifier or regressor on Embedding(mask_zero=True) skips
+    id 0 wherever it lies (leading, interior and trailing padding, and a
+    sequence of padding only, which gets the zero initial state): the
+    converted model has mask_zero=True and predicts what Keras predicts on
+    such ids, through a bidirectional stack; to_keras of it masks again."""
+    from rnnfast.models import SequenceClassifier, SequenceRegressor
+    rec = getattr(keras.layers, cell)
+    rng = np.random.default_rng(31)
+    ids = rng.integers(1, 12, (6, 7))
+    ids[0, :3] = 0                    # leading ('pre', Keras's default) padding
+    ids[1, 4:] = 0                    # trailing ('post') padding
+    ids[2, [1, 3, 4]] = 0             # zeros inside
+    ids[3] = 0                        # padding only
+    ids[4, 0] = ids[4, -1] = 0
+    for activation, n_out, kind in (("softmax", 3, SequenceClassifier),
+                                    ("linear", 2, SequenceRegressor)):
+        theirs = keras.Sequential([
+            keras.Input((None,), dtype="int64"), keras.layers.Embedding(12, 5, mask_zero=True),
+            keras.layers.Bidirectional(rec(H, return_sequences=True)),
+            keras.layers.Dropout(0.1), keras.layers.Bidirectional(rec(H)),
+            keras.layers.Dropout(0.1), keras.layers.Dense(n_out, activation=activation)])
+        _random_weights(theirs, 32)
+        ours = from_keras(theirs)
+        assert type(ours) is kind and ours.get_config()["mask_zero"] is True
+        predict = ours.predict_proba if kind is SequenceClassifier else ours.predict_scores
+        want = keras.ops.convert_to_numpy(theirs(ids))
+        _close("float32")(predict(ids), want, f"{kind.__name__} on padded ids")
+        # without the mask the zeros are read as tokens: the test can tell
+        unmasked = kind(n_out, vocab_size=12, embedding_size=5, cell=ours.network.cell,
+                        hidden_size=H, num_layers=2, bidirectional=True)
+        for a, b in zip(unmasked.params, ours.params):
+            a[...] = b
+        assert np.abs(unmasked.eval().predict_scores(ids) - ours.predict_scores(ids)).max() > 1e-3
+        back = to_keras(ours)
+        assert back.layers[0].mask_zero
+        _close("float32")(keras.ops.convert_to_numpy(back(ids)), want, "to_keras's predictions")
+
+
 def test_keras_models_rnnfast_cannot_hold_are_refused(keras):
     def model(*layers, inputs=None):
         return keras.Sequential([keras.Input((None, D)) if inputs is None else inputs]
                                 + list(layers))
     ids = keras.Input((None,), dtype="int64")
     for m, message in [
-            (model(keras.layers.Embedding(9, 4, mask_zero=True), keras.layers.LSTM(H),
+            (model(keras.layers.Embedding(9, 4, mask_zero=True),
+                   keras.layers.LSTM(H, return_sequences=True),
                    keras.layers.Dense(2, activation="softmax"), inputs=ids),
-             r"an Embedding with mask_zero=True is not supported"),
+             r"an Embedding with mask_zero=True before a tagger"),
             (model(keras.layers.LSTM(H), keras.layers.Dense(2, activation="relu")),
              r"a Dense with activation='relu'; expected 'softmax'"),
             (model(keras.layers.GRU(H, reset_after=False), keras.layers.Dense(2)),

@@ -88,13 +88,16 @@ def test_model_round_trips_are_bit_exact(tmp_path, dtype):
                  models.SequenceRegressor(2, input_size=3, hidden_size=4, num_layers=2,
                                           dtype=dtype, random_state=5),
                  models.SequenceTagger(4, vocab_size=20, hidden_size=5, cell="rnn",
-                                       dtype=dtype, random_state=6)]
+                                       dtype=dtype, random_state=6),
+                 models.SequenceClassifier(2, vocab_size=9, hidden_size=3, mask_zero=True,
+                                           dtype=dtype, random_state=7)]
     assert len(objs) >= 4
     for obj in objs:
         path = tmp_path / (type(obj).__name__ + ".npz")
         rio.save(obj, path)
         back = rio.load(path)
         assert type(back) is type(obj)
+        assert back.get_config() == obj.get_config()
         assert_same_params(obj, back)
 
 

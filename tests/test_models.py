@@ -239,6 +239,9 @@ CASES = [
     (SequenceTagger, dict(n_tags=4, vocab_size=6, bidirectional=True, num_layers=2),
      "ids", "tags"),
     (SequenceTagger, dict(n_tags=3, input_size=2, cell="gru"), "float", "tags"),
+    (SequenceClassifier, dict(n_classes=3, vocab_size=6, mask_zero=True, num_layers=2,
+                              bidirectional=True, dropout=0.25), "ids", "class"),
+    (SequenceRegressor, dict(vocab_size=6, cell="rnn", mask_zero=True), "ids", "real1"),
 ]
 
 
@@ -338,6 +341,47 @@ def test_classifier_padding_is_ignored(cell, rng):
         np.testing.assert_allclose(padded[i], alone[0], rtol=1e-10, atol=1e-12)
     proba = model.predict_proba(X, lengths)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_mask_zero_reads_id_0_as_padding_wherever_it_lies(cell, rng):
+    """mask_zero=True: a sequence's prediction is the unmasked model's on its
+    nonzero ids alone (leading, inner and trailing zeros skipped, steps past
+    `lengths` too); a sequence of zeros only gets zero features (the output
+    layer's bias, Keras's initial state); the gradients, with such a
+    sequence and dropout in the batch, are central differences' (float64),
+    and id 0's embedding row gets none."""
+    options = dict(vocab_size=7, embedding_size=3, hidden_size=4, num_layers=2,
+                   bidirectional=True, cell=cell, dtype=F64, random_state=2)
+    masked = SequenceClassifier(3, mask_zero=True, dropout=0.3, **options)
+    plain = SequenceClassifier(3, **options).eval()
+    for p, q in zip(plain.params, masked.params):
+        p[...] = q
+    X = rng.integers(1, 7, (5, 6))
+    X[0, :2] = 0
+    X[1, 1::2] = 0
+    X[2, 4:] = 0
+    X[3] = 0
+    lengths = np.array([6, 6, 6, 6, 3])
+    X[4, 1] = 0
+    scores = masked.predict_scores(X, lengths)
+    for i in (0, 1, 2, 4):
+        ids = X[i, :lengths[i]]
+        alone = plain.predict_scores(ids[ids != 0][None])
+        np.testing.assert_allclose(scores[i], alone[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(scores[3], masked.affine.params[1])
+    # all rows full (no zero): mask_zero changes nothing
+    full = rng.integers(1, 7, (2, 4))
+    np.testing.assert_array_equal(masked.predict_scores(full), plain.predict_scores(full))
+    y = np.array([0, 1, 2, 1, 0])
+
+    def run():
+        _reseed(masked)
+        return masked.forward(X, y, lengths)
+    _check_model(masked, run)
+    run()
+    masked.backward()
+    assert not masked.grads[0][0].any() and masked.grads[0][1:].any()
 
 
 def test_token_padding_and_tagger_labels_past_lengths(rng):

@@ -7,7 +7,12 @@
 Inputs X are either float features (N, T, input_size), or int token ids
 (N, T) read through an embedding when `vocab_size` is given.  `lengths`
 (N,) of ints in 1..T makes a batch ragged: steps past a sequence's length
-are ignored (token ids there may be anything, e.g. -1 padding).
+are ignored (token ids there may be anything, e.g. -1 padding).  The
+many-to-one heads' `mask_zero=True` (token ids only) reads id 0 as padding
+wherever it lies, as Keras's Embedding(mask_zero=True) does: each sequence
+is read as its other ids in order, so [0, 0, 5, 7], [5, 0, 7] and [5, 7, 0]
+give one prediction, and a sequence of padding only gets the features of
+the network's initial state (zeros).
 
 The many-to-one heads read the network's final state h_n of the last
 layer: for each sequence the forward direction's state at its own last
@@ -34,13 +39,28 @@ from .._validation import check_array, check_int, check_lengths, check_sample_we
 from ._base import CELLS, Model, check_cell, check_probability, child_rng
 
 
+def _skip_padding(X, lengths):
+    """mask_zero's reading of checked ids X (N, T) (steps past `lengths`
+    already read as 0): each row's nonzero ids moved to its front in order,
+    and their counts as the lengths (0 for a row of zeros only; None when no
+    row holds a zero).  T shrinks to the longest count (at least 1)."""
+    keep = X != 0
+    if keep.all():
+        return X, lengths
+    counts = keep.sum(axis=1)
+    order = np.argsort(~keep, axis=1, kind="stable")    # stable: the ids' order kept
+    T = max(int(counts.max()), 1)
+    return np.take_along_axis(X, order[:, :T], axis=1), counts.astype(np.intp)
+
+
 class _SequenceModel(Model):
     """Embedding (optional) -> network -> dropout -> output layer."""
     _many_to_one = True
 
     def __init__(self, n_out, input_size=None, vocab_size=None, embedding_size=None,
                  cell="lstm", hidden_size=64, num_layers=1, bidirectional=False,
-                 dropout=0.0, dtype=np.float32, random_state=None, **extra):
+                 dropout=0.0, dtype=np.float32, random_state=None, mask_zero=False,
+                 **extra):
         if (input_size is None) == (vocab_size is None):
             raise ValueError("input_size, vocab_size: give exactly one (input_size for "
                              "float features (N, T, F), vocab_size for token ids (N, T)); "
@@ -48,10 +68,18 @@ class _SequenceModel(Model):
         check_cell(cell)
         H = check_int(hidden_size, "hidden_size")
         dropout = check_probability(dropout, "dropout")
+        if not isinstance(mask_zero, (bool, np.bool_)):
+            raise TypeError(f"mask_zero: expected True or False, got {mask_zero!r}")
+        self.mask_zero = bool(mask_zero)
+        if self.mask_zero and vocab_size is None:
+            raise ValueError("mask_zero: True reads token id 0 as padding; it needs "
+                             "vocab_size (token ids), not input_size (float features)")
+        # only the many-to-one heads offer mask_zero (their own constructors)
+        masking = dict(mask_zero=self.mask_zero) if self._many_to_one else {}
         rng = self._setup(dict(input_size=input_size, vocab_size=vocab_size,
                                embedding_size=embedding_size, cell=cell, hidden_size=H,
                                num_layers=num_layers, bidirectional=bool(bidirectional),
-                               dropout=dropout, **extra), dtype, random_state)
+                               dropout=dropout, **masking, **extra), dtype, random_state)
         dt = self.dtype
         self.embed = None
         if vocab_size is not None:
@@ -80,7 +108,8 @@ class _SequenceModel(Model):
     def _checked(self, X, lengths):
         """-> (X checked: features (N, T, D), or ids (N, T) with padding read
         as 0; lengths (N,) as intp, or None: every sequence fills all T
-        steps).  Changes nothing of the model.  None stays None: the
+        steps; with mask_zero, ids moved past the zeros and lengths that
+        may be 0, see _skip_padding).  Changes nothing of the model.  None stays None: the
         network's compiled common path takes no lengths (an array of all T
         cost a batch of 32 short sequences ~5 us, docs/performance.md item
         151)."""
@@ -100,7 +129,8 @@ class _SequenceModel(Model):
             # and the caller's array may change before it
             X = X.copy() if lengths is None else np.where(
                 np.arange(X.shape[1]) < lengths[:, None], X, 0)
-        return check_ids(X, "X", self.embed.vocab_size, ("N", "T")), lengths
+        X = check_ids(X, "X", self.embed.vocab_size, ("N", "T"))
+        return _skip_padding(X, lengths) if self.mask_zero else (X, lengths)
 
     def _network_input(self, X):
         """Checked X -> the network's input (N, T, D): X itself, or the
@@ -115,8 +145,14 @@ class _SequenceModel(Model):
         return self._features_of(self._network_input(X), lengths)
 
     def _features_of(self, xs, lengths):
+        empty = None
+        if self.mask_zero and lengths is not None and not lengths.all():
+            # sequences of padding only: the network reads one step of them
+            # (a kernel length is 1..T), whose features are then zeroed
+            empty = lengths == 0
+            lengths = np.maximum(lengths, 1)
         hs, state = self.network.forward(xs, lengths=lengths)
-        self._cache = (hs.shape, lengths)
+        self._cache = (hs.shape, empty)
         if not self._many_to_one:
             return self.head_dropout.forward(hs)
         h_n = state[0] if self.network.cell == "lstm" else state
@@ -124,14 +160,18 @@ class _SequenceModel(Model):
         # last layer's directions (nd, N, H) -> (N, nd*H), forward half first;
         # one direction: its rows as they lie (h_n is this call's own array)
         feats = h_n[-1] if nd == 1 else np.concatenate(list(h_n[-nd:]), axis=1)
+        if empty is not None:           # Keras's zero initial state
+            feats = np.where(empty[:, None], 0, feats).astype(self.dtype, copy=False)
         return self.head_dropout.forward(feats)
 
     def _backward_features(self, dfeats):
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward needs a forward first")
-        (N, T, F), _ = self._cache
+        (N, T, F), empty = self._cache
         self._cache = None
         d = self.head_dropout.backward(dfeats)
+        if empty is not None:
+            d = np.where(empty[:, None], 0, d).astype(self.dtype, copy=False)
         net = self.network
         if self._many_to_one:
             nd, H = net.num_directions, net.hidden_size
@@ -177,11 +217,11 @@ class SequenceClassifier(_SequenceModel):
 
     def __init__(self, n_classes, input_size=None, vocab_size=None, embedding_size=None,
                  cell="lstm", hidden_size=64, num_layers=1, bidirectional=False,
-                 dropout=0.0, dtype=np.float32, random_state=None):
+                 dropout=0.0, dtype=np.float32, random_state=None, mask_zero=False):
         self.n_classes = check_int(n_classes, "n_classes", minimum=2)
         super().__init__(self.n_classes, input_size, vocab_size, embedding_size, cell,
                          hidden_size, num_layers, bidirectional, dropout, dtype,
-                         random_state, n_classes=self.n_classes)
+                         random_state, mask_zero, n_classes=self.n_classes)
         self.loss_layer = SoftmaxWithLoss()
 
     def _check_y(self, y, N, T, lengths):
@@ -213,13 +253,13 @@ class SequenceRegressor(_SequenceModel):
     def __init__(self, n_outputs=1, input_size=None, vocab_size=None, embedding_size=None,
                  cell="lstm", hidden_size=64, num_layers=1, bidirectional=False,
                  dropout=0.0, loss="squared_error", huber_delta=1.0, dtype=np.float32,
-                 random_state=None):
+                 random_state=None, mask_zero=False):
         self.n_outputs = check_int(n_outputs, "n_outputs")
         if loss not in ("squared_error", "huber"):
             raise ValueError(f"loss: expected 'squared_error' or 'huber', got {loss!r}")
         super().__init__(self.n_outputs, input_size, vocab_size, embedding_size, cell,
                          hidden_size, num_layers, bidirectional, dropout, dtype,
-                         random_state, n_outputs=self.n_outputs, loss=loss,
+                         random_state, mask_zero, n_outputs=self.n_outputs, loss=loss,
                          huber_delta=huber_delta)
         self.loss_layer = MSELoss() if loss == "squared_error" else HuberLoss(huber_delta)
 
