@@ -9,9 +9,9 @@ hidden sizes from small edge values (1 to 33), 1 to 5 sequences of 1 to
 Time layer, a network (1 to 3 layers, one or two directions, biases or
 not, dropout 0.3 between layers in some) or a sequence model
 (SequenceClassifier of 2 to 5 classes, SequenceTagger of 2 to 5 tags
-or SequenceRegressor of 1 to 4 outputs, on float features or on token ids through an embedding, dropout
-or not; a classifier's or regressor's ids with mask_zero in some, id 0 then
-padding anywhere); its weights as its constructor draws them, or 2 / sqrt(H) wide,
+or SequenceRegressor of 1 to 4 outputs, on float features or on token ids
+through an embedding, dropout or not; a classifier's or regressor's ids
+with mask_zero in some, id 0 then padding anywhere); its weights as its constructor draws them, or 2 / sqrt(H) wide,
 or U(-3, 3) (the gates saturate).  Then, in evaluation mode:
 
 - to_keras: the Keras object (a cell, a SimpleRNN / LSTM / GRU layer,

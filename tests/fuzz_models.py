@@ -7,9 +7,10 @@ PeekySeq2seq or AttentionSeq2seq), its cell and options (layers, directions, emb
 weights, the loss's reduction, Huber, dropout everywhere it is offered),
 sizes up to the ones where the compiled affine, softmax and embedding
 paths split over threads (a vocabulary of up to 4,000, batches of up to
-~1,000 tokens), ragged lengths with padding ids, id 0 as padding anywhere (mask_zero), ignored labels, a loss
-mask, sample weights (zeros among them), targets of an encoder-decoder
-padded at their ends, float32 or float64, 1 or 2 threads.  A language
+~1,000 tokens), ragged lengths with padding ids, id 0 as padding anywhere
+(mask_zero), ignored labels, a loss mask, sample weights (zeros among
+them), targets of an encoder-decoder padded at their ends, float32 or
+float64, 1 or 2 threads.  A language
 model runs two chunks, the second from the state the first left
 (truncated BPTT).  PyTorch in float64 is the twin: the same
 weights in nn.Embedding, one single-layer nn.RNN / LSTM / GRU per layer

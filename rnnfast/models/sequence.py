@@ -42,8 +42,9 @@ from ._base import CELLS, Model, check_cell, check_probability, child_rng
 def _skip_padding(X, lengths):
     """mask_zero's reading of checked ids X (N, T) (steps past `lengths`
     already read as 0): each row's nonzero ids moved to its front in order,
-    and their counts as the lengths (0 for a row of zeros only; None when no
-    row holds a zero).  T shrinks to the longest count (at least 1)."""
+    and their counts as the lengths (0 for a row of zeros only); X and
+    lengths as they are when no id is 0.  T shrinks to the longest count
+    (at least 1)."""
     keep = X != 0
     if keep.all():
         return X, lengths
@@ -108,11 +109,11 @@ class _SequenceModel(Model):
     def _checked(self, X, lengths):
         """-> (X checked: features (N, T, D), or ids (N, T) with padding read
         as 0; lengths (N,) as intp, or None: every sequence fills all T
-        steps; with mask_zero, ids moved past the zeros and lengths that
-        may be 0, see _skip_padding).  Changes nothing of the model.  None stays None: the
-        network's compiled common path takes no lengths (an array of all T
-        cost a batch of 32 short sequences ~5 us, docs/performance.md item
-        151)."""
+        steps; with mask_zero, the ids moved before the zeros and lengths
+        that may be 0, see _skip_padding).  Changes nothing of the model.
+        None stays None: the network's compiled common path takes no
+        lengths (an array of all T cost a batch of 32 short sequences ~5 us,
+        docs/performance.md item 151)."""
         if self.embed is None:
             X = check_array(X, "X", self.dtype, ("N", "T", self.network.input_size))
             if lengths is not None:
