@@ -402,11 +402,14 @@ def _parse_sequential(model, argname):
                              f"so it has no weights; build the model (keras.Input first, or "
                              f"call it on data) first")
     embedding = dense = None
-    mask_zero = False
+    masking = {}                # a sequence model's mask_zero or mask_value
     if items and _keras_name(items[0][1]) == "Embedding":
         i, sub = items.pop(0)
-        mask_zero = bool(getattr(sub, "mask_zero", False))
+        if getattr(sub, "mask_zero", False):
+            masking = dict(mask_zero=True)
         (embedding,) = [np.asarray(w) for w in sub.get_weights()]
+    elif items and _keras_name(items[0][1]) == "Masking":
+        masking = dict(mask_value=float(items.pop(0)[1].mask_value))
     if items and _keras_name(items[-1][1]) == "Dense":
         dense = items.pop()[1]
     elif (items and _keras_name(items[-1][1]) == "TimeDistributed"
@@ -422,6 +425,9 @@ def _parse_sequential(model, argname):
                                  f"once in each gap")
             pending = float(sub.rate)
             continue
+        if _keras_name(sub) == "Masking":
+            raise ValueError(f"{name}: a Masking at position {i}; rnnfast reads a Masking "
+                             f"layer only first, on the model's float features")
         kind = _keras_kind(sub, name)
         if kind not in _KERAS_LAYERS and kind != "Bidirectional":
             raise ValueError(f"{name}: a {kind} in a Sequential; expected an Embedding "
@@ -442,25 +448,27 @@ def _parse_sequential(model, argname):
     if len(set(gaps)) > 1:
         raise ValueError(f"{argname}: dropout rates {gaps} between the layers (0.0 where "
                          f"there is no Dropout); rnnfast has one rate for every gap")
-    return embedding, mask_zero, layers, gaps[0] if gaps else 0.0, dense, returns_sequences
+    return embedding, masking, layers, gaps[0] if gaps else 0.0, dense, returns_sequences
 
 
-def _model_from_keras(embedding, mask_zero, layers, dropout, dense, returns_sequences,
+def _model_from_keras(embedding, masking, layers, dropout, dense, returns_sequences,
                       argname):
     """An rnnfast SequenceClassifier (a Dense with softmax, or a sigmoid
     Dense of one unit: two classes) or SequenceRegressor (a linear Dense)
     holding a Keras model's weights; a SequenceTagger when the last
     recurrent layer returns sequences (a softmax or one-unit sigmoid Dense
     on every step).  An Embedding's mask_zero=True gives a many-to-one
-    model mask_zero=True."""
+    model mask_zero=True, a Masking layer first its mask_value (`masking`)."""
     from .models import SequenceClassifier, SequenceRegressor, SequenceTagger
     activation = _activation_name(dense.activation)
-    if returns_sequences and mask_zero:
+    if returns_sequences and masking:
         # Keras gives a masked step the previous step's output: not a
         # tagger of rnnfast's
-        raise ValueError(f"{argname}: an Embedding with mask_zero=True before a tagger (the "
-                         f"last recurrent layer returns sequences); rnnfast's mask_zero is "
-                         f"for many-to-one models: give a SequenceTagger the sequences' "
+        what = ("an Embedding with mask_zero=True" if "mask_zero" in masking
+                else "a Masking layer")
+        raise ValueError(f"{argname}: {what} before a tagger (the last recurrent layer "
+                         f"returns sequences); rnnfast masks padding anywhere in "
+                         f"many-to-one models only: give a SequenceTagger the sequences' "
                          f"lengths (padding at their ends) instead")
     if returns_sequences:
         heads = {"softmax": SequenceTagger, "sigmoid": SequenceTagger}
@@ -503,8 +511,7 @@ def _model_from_keras(embedding, mask_zero, layers, dropout, dense, returns_sequ
     inputs = (dict(input_size=net.input_size) if embedding is None else
               dict(vocab_size=embedding.shape[0], embedding_size=embedding.shape[1]))
     n_head = 2 if activation == "sigmoid" else n_out
-    if mask_zero:
-        inputs["mask_zero"] = True
+    inputs.update(masking)
     model = heads[activation](n_head, cell=net.cell, hidden_size=net.hidden_size,
                               num_layers=net.num_layers, bidirectional=net.bidirectional,
                               dropout=dropout, dtype=net.dtype, **inputs)
@@ -545,7 +552,8 @@ def from_keras(layer):
       predict_proba[:, 1] is what Keras predicts) or SequenceRegressor
       ('linear'), in evaluation mode; one dropout rate in every gap (0
       where Keras has no Dropout); the Embedding's mask_zero=True gives
-      the model's mask_zero=True (id 0 is padding wherever it lies);
+      the model's mask_zero=True (id 0 is padding wherever it lies), a
+      Masking layer first (float features) its mask_value;
     - the same with the last recurrent layer's return_sequences=True and
       a softmax Dense (or TimeDistributed(Dense)) scoring every step ->
       an rnnfast SequenceTagger (predict_proba (N, T, n_tags));
@@ -563,14 +571,19 @@ def from_keras(layer):
     weights that are not float32 or float64, or not finite, layers of a
     Sequential that differ in cell or options, a functional Model that is
     not one chain of layers, a sigmoid Dense of several units, and an
-    Embedding with mask_zero=True before a tagger."""
+    Embedding with mask_zero=True or a Masking layer before a tagger or
+    with no Dense."""
     kind = _keras_kind(layer)
     if kind in ("Sequential", "Functional"):
-        embedding, mask_zero, layers, dropout, dense, returns_sequences = _parse_sequential(
+        embedding, masking, layers, dropout, dense, returns_sequences = _parse_sequential(
             layer, "layer")
         if dense is not None:
-            return _model_from_keras(embedding, mask_zero, layers, dropout, dense,
+            return _model_from_keras(embedding, masking, layers, dropout, dense,
                                      returns_sequences, "layer")
+        if "mask_value" in masking:
+            raise ValueError(f"layer: a {kind} with a Masking layer and no Dense; rnnfast "
+                             f"masks padding in a sequence model (a Dense last), a network "
+                             f"takes lengths")
         if embedding is not None:
             raise ValueError(f"layer: a {kind} with an Embedding and no Dense; rnnfast "
                              f"converts an Embedding as part of a sequence model (a Dense "
@@ -670,6 +683,8 @@ def _model_to_keras(model, keras):
     dtype = np.dtype(model.dtype).name
     if embedding is None:
         layers = [keras.Input((None, net.input_size), dtype=dtype)]
+        if model.mask_value is not None:
+            layers.append(keras.layers.Masking(model.mask_value, dtype=dtype))
     else:
         V, E = embedding.shape
         layers = [keras.Input((None,), dtype="int64"),

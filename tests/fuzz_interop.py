@@ -10,9 +10,10 @@ Time layer, a network (1 to 3 layers, one or two directions, biases or
 not, dropout 0.3 between layers in some) or a sequence model
 (SequenceClassifier of 2 to 5 classes, SequenceTagger of 2 to 5 tags
 or SequenceRegressor of 1 to 4 outputs, on float features or on token ids
-through an embedding, dropout or not; a classifier's or regressor's ids
-with mask_zero in some, id 0 then padding anywhere); its weights as its constructor draws them, or 2 / sqrt(H) wide,
-or U(-3, 3) (the gates saturate).  Then, in evaluation mode:
+through an embedding, dropout or not; a classifier or regressor with
+mask_zero (ids) or mask_value (features) in some, with padding anywhere);
+its weights as its constructor draws them, or 2 / sqrt(H) wide, or
+U(-3, 3) (the gates saturate).  Then, in evaluation mode:
 
 - to_keras: the Keras object (a cell, a SimpleRNN / LSTM / GRU layer,
   a Sequential) computes the object's outputs (a cell's h' and c', a
@@ -134,9 +135,12 @@ def draw_case(rng):
                             else rng.integers(2, 6))
         # token ids through an embedding (of D columns) or float features
         case["vocab"] = int(rng.choice(VOCABS)) if rng.random() < 0.5 else None
-        # Keras's Embedding(mask_zero=True): a many-to-one head's mask_zero
-        case["mask_zero"] = bool(case["vocab"] is not None and case["head"] != "tagger"
-                                 and rng.random() < 0.5)
+        # Keras's Embedding(mask_zero=True) or Masking(v): a many-to-one
+        # head's mask_zero (ids) or mask_value (features)
+        masked = case["head"] != "tagger" and rng.random() < 0.5
+        case["mask_zero"] = bool(masked and case["vocab"] is not None)
+        case["mask_value"] = (float(rng.choice([0.0, -1.0, 0.5]))
+                              if masked and case["vocab"] is None else None)
     return case
 
 
@@ -167,6 +171,8 @@ def build(case, rng):
                   else dict(vocab_size=case["vocab"], embedding_size=D))
         if case["mask_zero"]:
             inputs["mask_zero"] = True
+        if case["mask_value"] is not None:
+            inputs["mask_value"] = case["mask_value"]
         obj = cls(case["n_out"], cell=cell, hidden_size=H, num_layers=case["layers"],
                   bidirectional=case["bidirectional"], dropout=case["dropout"], dtype=dt,
                   random_state=seed, **inputs)
@@ -191,7 +197,13 @@ def draw_inputs(case, rng):
         if case["mask_zero"]:           # padding anywhere, rows of padding only too
             ids[rng.random((N, T)) < rng.choice([0.2, 0.5, 0.9])] = 0
         return ids
-    return rng.standard_normal((N, T, D)).astype(dt)
+    xs = rng.standard_normal((N, T, D)).astype(dt)
+    if case["target"] == "model" and case["mask_value"] is not None:
+        # masked steps anywhere, rows of them only too, and steps with one
+        # feature at the mask value (read, not masked)
+        xs[rng.random((N, T)) < rng.choice([0.2, 0.5, 0.9])] = case["mask_value"]
+        xs[rng.random((N, T)) < 0.2, 0] = case["mask_value"]
+    return xs
 
 
 def ours(case, obj, inputs, final=True):
@@ -415,7 +427,9 @@ def describe(case):
     if what == "model":
         what = (f"{case['head']}(n_out={case['n_out']}, "
                 + ("features" if case["vocab"] is None else f"vocab={case['vocab']}")
-                + (", mask_zero=True" if case["mask_zero"] else "") + ")")
+                + (", mask_zero=True" if case["mask_zero"] else "")
+                + (f", mask_value={case['mask_value']}" if case["mask_value"] is not None
+                   else "") + ")")
     return (f"{what} {case['cell']}{case['opts'] or ''} {case['dtype']} N={case['N']} "
             f"T={case['T']} D={case['D']} H={case['H']} layers={case['layers']} "
             f"bidir={case['bidirectional']} bias={case['bias']} dropout={case['dropout']} "

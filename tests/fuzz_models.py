@@ -108,9 +108,13 @@ def draw_case(rng):
     else:
         case.update(outputs=int(rng.choice([2, 5, 17])),
                     ignored=float(rng.choice([0.0, 0.2])))
-    # id 0 as padding anywhere (a many-to-one head's, on ids); drawn last
-    if ids and kind != "tagger" and rng.random() < 0.4:
-        case["mask_zero"] = True
+    # padding anywhere (a many-to-one head's): id 0 (mask_zero) or steps of
+    # features all at mask_value; drawn last
+    if kind != "tagger" and rng.random() < 0.4:
+        if ids:
+            case["mask_zero"] = True
+        else:
+            case["mask_value"] = float(rng.choice([0.0, -1.0]))
     return case
 
 
@@ -131,6 +135,8 @@ def build_model(case, seed):
     common.update(bidirectional=case["bidirectional"], **features)
     if case.get("mask_zero"):
         common["mask_zero"] = True
+    if case.get("mask_value") is not None:
+        common["mask_value"] = case["mask_value"]
     if case["kind"] == "classifier":
         return SequenceClassifier(case["outputs"], **common)
     if case["kind"] == "regressor":
@@ -349,6 +355,9 @@ def head_inputs(case, model, rng):
             X[np.arange(T) >= lengths[:, None]] = -1
     else:
         X = rng.standard_normal((N, T, case["D"])).astype(case["dtype"])
+        if case.get("mask_value") is not None:  # masked steps anywhere, rows of them only
+            X[rng.random((N, T)) < rng.choice([0.1, 0.5, 0.9])] = case["mask_value"]
+            X[rng.random((N, T)) < 0.2, 0] = case["mask_value"]   # one feature: read
     K = case["outputs"]
     if case["kind"] == "classifier":
         y = rng.integers(0, K, N)
@@ -366,16 +375,18 @@ def head_inputs(case, model, rng):
     return X, y, lengths, weights
 
 
-def skip_padding(X, lengths):
-    """mask_zero's reading of ids X (N, T), row by row: each row's nonzero
-    ids (within its length) at its front, and their counts as the lengths
-    -> (ids (N, the longest count or 1), lengths (a row of zeros only gets
-    1), that row's mark: its features are the zero initial state's)."""
-    N, T = X.shape
+def skip_padding(X, lengths, pad):
+    """Masking's reading of ids X (N, T) (pad 0) or features X (N, T, D)
+    (pad: mask_value), row by row: each row's steps other than padding
+    (within its length) at its front, and their counts as the lengths ->
+    (X (N, the longest count or 1[, D]), lengths (a row of padding only
+    gets 1), that row's mark: its features are the zero initial state's)."""
+    N, T = X.shape[:2]
     rows = [X[i, :T if lengths is None else lengths[i]] for i in range(N)]
-    rows = [row[row != 0] for row in rows]
+    rows = [row[row != pad] if X.ndim == 2 else row[(row != pad).any(axis=1)]
+            for row in rows]
     counts = np.array([len(row) for row in rows])
-    out = np.zeros((N, max(counts.max(), 1)), X.dtype)
+    out = np.zeros((N, max(counts.max(), 1)) + X.shape[2:], X.dtype)
     for i, row in enumerate(rows):
         out[i, :len(row)] = row
     return out, np.maximum(counts, 1), counts == 0
@@ -385,7 +396,9 @@ def head_reference(case, twin, E, W, b, X, y, lengths, weights, masks, head_mask
     """PyTorch's scores and loss of a sequence head (float64)."""
     empty = None
     if case.get("mask_zero"):
-        X, lengths, empty = skip_padding(X, lengths)
+        X, lengths, empty = skip_padding(X, lengths, 0)
+    elif case.get("mask_value") is not None:
+        X, lengths, empty = skip_padding(X, lengths, case["mask_value"])
     N, T = X.shape[:2]
     nd = twin.net.num_directions
     if case["ids"]:

@@ -529,6 +529,15 @@ CASES = [
     ("regressor-mask-zero-on-features", lambda: models.SequenceRegressor(
         1, input_size=3, mask_zero=True),
      V, r"mask_zero: True reads token id 0 as padding; it needs vocab_size"),
+    ("regressor-mask-value-nan", lambda: models.SequenceRegressor(
+        1, input_size=3, mask_value=float("nan")),
+     T, r"mask_value: expected None or a finite real number, got nan"),
+    ("classifier-mask-value-string", lambda: models.SequenceClassifier(
+        2, input_size=3, mask_value="0"),
+     T, r"mask_value: expected None or a finite real number, got '0'"),
+    ("classifier-mask-value-on-ids", lambda: models.SequenceClassifier(
+        2, vocab_size=5, mask_value=0.0),
+     V, r"mask_value: masks steps of float features \(input_size\); token ids"),
     ("classifier-mask-zero-negative-id", lambda: models.SequenceClassifier(
         3, vocab_size=5, mask_zero=True).predict_scores(np.array([[1, 0, -2]])),
      V, r"X: ids must lie in 0\.\.4"),

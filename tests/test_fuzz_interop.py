@@ -71,7 +71,10 @@ def test_the_fuzzer_reports_keras_weights_off(fuzz, monkeypatch, target):
         arrays[0][0, 0] += 0.05
         return arrays
 
-    seed, case = first_case(fuzz, lambda c: c["target"] == target)
+    # (unmasked: a case of masked padding may hide one kernel element, as
+    # all-padding rows or steps with feature 0 at a mask value of 0 do)
+    seed, case = first_case(fuzz, lambda c: c["target"] == target and not c.get("mask_zero")
+                            and c.get("mask_value") is None)
     assert not fuzz.run_case(case, seed)
     monkeypatch.setattr(rnnfast.interop, "_keras_arrays", one_off)
     failures = fuzz.run_case(case, seed)

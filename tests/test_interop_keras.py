@@ -506,6 +506,40 @@ def test_keras_mask_zero_gives_mask_zero_models(keras, cell):
         _close("float32")(keras.ops.convert_to_numpy(back(ids)), want, "to_keras's predictions")
 
 
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "SimpleRNN"])
+def test_keras_masking_gives_mask_value_models(keras, cell):
+    """A Keras regressor or classifier on float features behind
+    keras.layers.Masking(v) skips every step whose features all equal v
+    (leading, inner, trailing, a sequence of them only; a step with one
+    feature at v is read): the converted model has mask_value=v and
+    predicts what Keras predicts; to_keras of it masks again."""
+    from rnnfast.models import SequenceClassifier, SequenceRegressor
+    rec = getattr(keras.layers, cell)
+    rng = np.random.default_rng(41)
+    xs = rng.standard_normal((6, 7, D)).astype(np.float32)
+    pad = -1.5
+    xs[0, :3] = pad
+    xs[1, 4:] = pad
+    xs[2, [1, 3, 4]] = pad
+    xs[3] = pad
+    xs[4, 2, 0] = pad                   # one feature only: not a masked step
+    for activation, n_out, kind in (("linear", 2, SequenceRegressor),
+                                    ("softmax", 3, SequenceClassifier)):
+        theirs = keras.Sequential([
+            keras.Input((None, D)), keras.layers.Masking(pad),
+            keras.layers.Bidirectional(rec(H, return_sequences=True)),
+            keras.layers.Bidirectional(rec(H)), keras.layers.Dense(n_out, activation=activation)])
+        _random_weights(theirs, 42)
+        ours = from_keras(theirs)
+        assert type(ours) is kind and ours.get_config()["mask_value"] == pad
+        predict = ours.predict_proba if kind is SequenceClassifier else ours.predict_scores
+        want = keras.ops.convert_to_numpy(theirs(xs))
+        _close("float32")(predict(xs), want, f"{kind.__name__} on masked steps")
+        back = to_keras(ours)
+        assert type(back.layers[0]).__name__ == "Masking" and back.layers[0].mask_value == pad
+        _close("float32")(keras.ops.convert_to_numpy(back(xs)), want, "to_keras's predictions")
+
+
 def test_keras_models_rnnfast_cannot_hold_are_refused(keras):
     def model(*layers, inputs=None):
         return keras.Sequential([keras.Input((None, D)) if inputs is None else inputs]
@@ -516,6 +550,15 @@ def test_keras_models_rnnfast_cannot_hold_are_refused(keras):
                    keras.layers.LSTM(H, return_sequences=True),
                    keras.layers.Dense(2, activation="softmax"), inputs=ids),
              r"an Embedding with mask_zero=True before a tagger"),
+            (model(keras.layers.Masking(0.0), keras.layers.LSTM(H, return_sequences=True),
+                   keras.layers.Dense(2, activation="softmax")),
+             r"a Masking layer before a tagger"),
+            (model(keras.layers.Masking(0.0), keras.layers.LSTM(H)),
+             r"a Sequential with a Masking layer and no Dense"),
+            (model(keras.layers.LSTM(H, return_sequences=True), keras.layers.Masking(0.0),
+                   keras.layers.LSTM(H), keras.layers.Dense(2)),
+             r"layers\[1\]: a Masking at position 1; rnnfast reads a Masking layer only "
+             r"first"),
             (model(keras.layers.LSTM(H), keras.layers.Dense(2, activation="relu")),
              r"a Dense with activation='relu'; expected 'softmax'"),
             (model(keras.layers.GRU(H, reset_after=False), keras.layers.Dense(2)),

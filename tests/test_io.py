@@ -56,6 +56,31 @@ def test_network_pickled_before_bias_false_still_runs():
                                   net.forward(xs, lengths=[5, 2])[0])
 
 
+@pytest.mark.parametrize("cls", ["SequenceClassifier", "SequenceRegressor"])
+def test_sequence_model_pickled_before_masking_still_runs(tmp_path, cls):
+    """A sequence model pickled before mask_zero and mask_value existed (no
+    such attributes, nor config keys) unpickles as an unmasked model that
+    predicts as before, saves, and loads with mask_zero=False and
+    mask_value=None."""
+    from rnnfast import models
+    model = getattr(models, cls)(2, vocab_size=9, hidden_size=4, random_state=0).eval()
+    state = dict(model.__dict__)
+    for name in ("mask_zero", "mask_value", "_masking"):
+        del state[name]
+    state["_config"] = {k: v for k, v in state["_config"].items()
+                        if k not in ("mask_zero", "mask_value")}
+    model.__getstate__ = lambda: state            # what the old version pickled
+    old = pickle.loads(pickle.dumps(model))
+    del model.__getstate__
+    assert "mask_zero" not in old.__dict__ and "mask_zero" not in old.get_config()
+    ids = np.array([[3, 0, 4, 0], [0, 0, 5, 1]])
+    np.testing.assert_array_equal(old.predict_scores(ids), model.predict_scores(ids))
+    rio.save(old, tmp_path / "old.npz")
+    back = rio.load(tmp_path / "old.npz")
+    assert (back.mask_zero, back.mask_value) == (False, None)
+    np.testing.assert_array_equal(back.predict_scores(ids), model.predict_scores(ids))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("cls,extra", NETWORKS)
 def test_network_round_trip_is_bit_exact(tmp_path, cls, extra, dtype):
@@ -90,7 +115,9 @@ def test_model_round_trips_are_bit_exact(tmp_path, dtype):
                  models.SequenceTagger(4, vocab_size=20, hidden_size=5, cell="rnn",
                                        dtype=dtype, random_state=6),
                  models.SequenceClassifier(2, vocab_size=9, hidden_size=3, mask_zero=True,
-                                           dtype=dtype, random_state=7)]
+                                           dtype=dtype, random_state=7),
+                 models.SequenceRegressor(1, input_size=2, hidden_size=3, mask_value=-1,
+                                          dtype=dtype, random_state=8)]
     assert len(objs) >= 4
     for obj in objs:
         path = tmp_path / (type(obj).__name__ + ".npz")

@@ -242,11 +242,15 @@ CASES = [
     (SequenceClassifier, dict(n_classes=3, vocab_size=6, mask_zero=True, num_layers=2,
                               bidirectional=True, dropout=0.25), "ids", "class"),
     (SequenceRegressor, dict(vocab_size=6, cell="rnn", mask_zero=True), "ids", "real1"),
+    (SequenceRegressor, dict(n_outputs=2, input_size=2, mask_value=0.0, cell="gru",
+                             num_layers=2, dropout=0.25), "float", "real"),
 ]
 
 
 def _data(kind, target, rng, N=4, T=5):
     X = rng.standard_normal((N, T, 2)) if kind == "float" else rng.integers(0, 6, (N, T))
+    if kind == "float":     # all-zero steps: mask_value=0.0's padding, rows of it only too
+        X[1, 0] = X[3, 0] = X[0, 2] = 0
     y = {"class": lambda: rng.integers(0, 2, N), "real": lambda: rng.standard_normal((N, 2)),
          "real1": lambda: rng.standard_normal(N), "tags": lambda: rng.integers(0, 3, (N, T))}
     return X, y[target]()
@@ -344,34 +348,46 @@ def test_classifier_padding_is_ignored(cell, rng):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_mask_zero_reads_id_0_as_padding_wherever_it_lies(cell, rng):
-    """mask_zero=True: a sequence's prediction is the unmasked model's on its
-    nonzero ids alone (leading, inner and trailing zeros skipped, steps past
-    `lengths` too); a sequence of zeros only gets zero features (the output
-    layer's bias, Keras's initial state); the gradients, with such a
-    sequence and dropout in the batch, are central differences' (float64),
-    and id 0's embedding row gets none."""
-    options = dict(vocab_size=7, embedding_size=3, hidden_size=4, num_layers=2,
-                   bidirectional=True, cell=cell, dtype=F64, random_state=2)
-    masked = SequenceClassifier(3, mask_zero=True, dropout=0.3, **options)
+@pytest.mark.parametrize("inputs", ["ids", "features"])
+def test_masking_reads_padding_wherever_it_lies(cell, inputs, rng):
+    """mask_zero=True (ids) and mask_value (features): a sequence's
+    prediction is the unmasked model's on its other steps alone (leading,
+    inner and trailing padding skipped, steps past `lengths` too; a step
+    with only some features at mask_value is no padding); a sequence of
+    padding only gets zero features (the output layer's bias, Keras's
+    initial state); the gradients, with such a sequence and dropout in the
+    batch, are central differences' (float64), and with ids, id 0's
+    embedding row gets none."""
+    options = dict(hidden_size=4, num_layers=2, bidirectional=True, cell=cell, dtype=F64,
+                   random_state=2)
+    if inputs == "ids":
+        options.update(vocab_size=7, embedding_size=3)
+        masking, pad = dict(mask_zero=True), 0
+        X = rng.integers(1, 7, (5, 6))
+    else:
+        options.update(input_size=2)
+        masking, pad = dict(mask_value=-0.5), -0.5
+        X = rng.standard_normal((5, 6, 2))
+        X[4, 0, 0] = pad                      # one feature only: a step to read
+    masked = SequenceClassifier(3, dropout=0.3, **masking, **options)
     plain = SequenceClassifier(3, **options).eval()
     for p, q in zip(plain.params, masked.params):
         p[...] = q
-    X = rng.integers(1, 7, (5, 6))
-    X[0, :2] = 0
-    X[1, 1::2] = 0
-    X[2, 4:] = 0
-    X[3] = 0
+    X[0, :2] = pad
+    X[1, 1::2] = pad
+    X[2, 4:] = pad
+    X[3] = pad
+    X[4, 1] = pad
     lengths = np.array([6, 6, 6, 6, 3])
-    X[4, 1] = 0
     scores = masked.predict_scores(X, lengths)
     for i in (0, 1, 2, 4):
-        ids = X[i, :lengths[i]]
-        alone = plain.predict_scores(ids[ids != 0][None])
+        steps = X[i, :lengths[i]]
+        is_pad = steps == pad if inputs == "ids" else (steps == pad).all(axis=1)
+        alone = plain.predict_scores(steps[~is_pad][None])
         np.testing.assert_allclose(scores[i], alone[0], rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(scores[3], masked.affine.params[1])
-    # all rows full (no zero): mask_zero changes nothing
-    full = rng.integers(1, 7, (2, 4))
+    # no padding anywhere: masking changes nothing
+    full = X[[4, 4], :1]
     np.testing.assert_array_equal(masked.predict_scores(full), plain.predict_scores(full))
     y = np.array([0, 1, 2, 1, 0])
 
@@ -379,9 +395,10 @@ def test_mask_zero_reads_id_0_as_padding_wherever_it_lies(cell, rng):
         _reseed(masked)
         return masked.forward(X, y, lengths)
     _check_model(masked, run)
-    run()
-    masked.backward()
-    assert not masked.grads[0][0].any() and masked.grads[0][1:].any()
+    if inputs == "ids":
+        run()
+        masked.backward()
+        assert not masked.grads[0][0].any() and masked.grads[0][1:].any()
 
 
 def test_token_padding_and_tagger_labels_past_lengths(rng):

@@ -7,12 +7,16 @@
 Inputs X are either float features (N, T, input_size), or int token ids
 (N, T) read through an embedding when `vocab_size` is given.  `lengths`
 (N,) of ints in 1..T makes a batch ragged: steps past a sequence's length
-are ignored (token ids there may be anything, e.g. -1 padding).  The
-many-to-one heads' `mask_zero=True` (token ids only) reads id 0 as padding
-wherever it lies, as Keras's Embedding(mask_zero=True) does: each sequence
-is read as its other ids in order, so [0, 0, 5, 7], [5, 0, 7] and [5, 7, 0]
-give one prediction, and a sequence of padding only gets the features of
-the network's initial state (zeros).
+are ignored (token ids there may be anything, e.g. -1 padding).
+
+Padding anywhere, as Keras masks it (the many-to-one heads): `mask_zero=True`
+(token ids) reads id 0 as padding wherever it lies, as Keras's
+Embedding(mask_zero=True) does; `mask_value=v` (float features) a step whose
+features all equal v, as keras.layers.Masking(v) does.  Keras skips a masked
+step (the state stays as it was), so each sequence is read as its other steps
+in order: [0, 0, 5, 7], [5, 0, 7] and [5, 7, 0] give one prediction, and a
+sequence of padding only gets the features of the network's zero initial
+state.
 
 The many-to-one heads read the network's final state h_n of the last
 layer: for each sequence the forward direction's state at its own last
@@ -29,6 +33,8 @@ predict_scores(X, lengths=None) (evaluation mode), params, grads,
 train()/eval(), get_config().  Each class is self-contained: the
 scikit-learn estimators build on them.
 """
+import numbers
+
 import numpy as np
 
 from ..layers import Affine, Embedding, TimeAffine, TimeDropout
@@ -39,29 +45,34 @@ from .._validation import check_array, check_int, check_lengths, check_sample_we
 from ._base import CELLS, Model, check_cell, check_probability, child_rng
 
 
-def _skip_padding(X, lengths):
-    """mask_zero's reading of checked ids X (N, T) (steps past `lengths`
-    already read as 0): each row's nonzero ids moved to its front in order,
-    and their counts as the lengths (0 for a row of zeros only); X and
-    lengths as they are when no id is 0.  T shrinks to the longest count
-    (at least 1)."""
-    keep = X != 0
+def _skip_padding(X, keep, lengths):
+    """Keras's masking of a checked batch X (N, T) or (N, T, D), keep (N, T)
+    marking the steps that are not padding: each row's kept steps moved to
+    its front in order, and their counts as the lengths (0 for a row of
+    padding only) -> (X, lengths); X and lengths as they are when every
+    step is kept.  T shrinks to the longest count (at least 1)."""
+    if lengths is not None:
+        keep &= np.arange(X.shape[1]) < lengths[:, None]
     if keep.all():
         return X, lengths
     counts = keep.sum(axis=1)
-    order = np.argsort(~keep, axis=1, kind="stable")    # stable: the ids' order kept
-    T = max(int(counts.max()), 1)
-    return np.take_along_axis(X, order[:, :T], axis=1), counts.astype(np.intp)
+    order = np.argsort(~keep, axis=1, kind="stable")    # stable: the steps' order kept
+    order = order[:, :max(int(counts.max()), 1)]
+    if X.ndim == 3:
+        order = order[:, :, None]
+    return np.take_along_axis(X, order, axis=1), counts.astype(np.intp)
 
 
 class _SequenceModel(Model):
     """Embedding (optional) -> network -> dropout -> output layer."""
     _many_to_one = True
+    # no masking: also what a model pickled before masking existed reads
+    mask_zero, mask_value, _masking = False, None, False
 
     def __init__(self, n_out, input_size=None, vocab_size=None, embedding_size=None,
                  cell="lstm", hidden_size=64, num_layers=1, bidirectional=False,
                  dropout=0.0, dtype=np.float32, random_state=None, mask_zero=False,
-                 **extra):
+                 mask_value=None, **extra):
         if (input_size is None) == (vocab_size is None):
             raise ValueError("input_size, vocab_size: give exactly one (input_size for "
                              "float features (N, T, F), vocab_size for token ids (N, T)); "
@@ -74,9 +85,23 @@ class _SequenceModel(Model):
         self.mask_zero = bool(mask_zero)
         if self.mask_zero and vocab_size is None:
             raise ValueError("mask_zero: True reads token id 0 as padding; it needs "
-                             "vocab_size (token ids), not input_size (float features)")
-        # only the many-to-one heads offer mask_zero (their own constructors)
-        masking = dict(mask_zero=self.mask_zero) if self._many_to_one else {}
+                             "vocab_size (token ids), not input_size (float features); "
+                             "mask_value masks float features")
+        if mask_value is not None:
+            if (isinstance(mask_value, (bool, np.bool_))
+                    or not isinstance(mask_value, numbers.Real)
+                    or not np.isfinite(mask_value)):
+                raise TypeError(f"mask_value: expected None or a finite real number, got "
+                                f"{mask_value!r}")
+            if input_size is None:
+                raise ValueError("mask_value: masks steps of float features (input_size); "
+                                 "token ids (vocab_size) are masked by mask_zero")
+            mask_value = float(mask_value)
+        self.mask_value = mask_value
+        self._masking = self.mask_zero or mask_value is not None
+        # only the many-to-one heads offer masking (their own constructors)
+        masking = (dict(mask_zero=self.mask_zero, mask_value=mask_value)
+                   if self._many_to_one else {})
         rng = self._setup(dict(input_size=input_size, vocab_size=vocab_size,
                                embedding_size=embedding_size, cell=cell, hidden_size=H,
                                num_layers=num_layers, bidirectional=bool(bidirectional),
@@ -109,8 +134,8 @@ class _SequenceModel(Model):
     def _checked(self, X, lengths):
         """-> (X checked: features (N, T, D), or ids (N, T) with padding read
         as 0; lengths (N,) as intp, or None: every sequence fills all T
-        steps; with mask_zero, the ids moved before the zeros and lengths
-        that may be 0, see _skip_padding).  Changes nothing of the model.
+        steps; with masking, the kept steps moved before the padding and
+        lengths that may be 0, see _skip_padding).  Changes nothing of the model.
         None stays None: the network's compiled common path takes no
         lengths (an array of all T cost a batch of 32 short sequences ~5 us,
         docs/performance.md item 151)."""
@@ -118,7 +143,11 @@ class _SequenceModel(Model):
             X = check_array(X, "X", self.dtype, ("N", "T", self.network.input_size))
             if lengths is not None:
                 lengths = check_lengths(lengths, X.shape[0], X.shape[1])
-            return X, lengths
+            if self.mask_value is None:
+                return X, lengths
+            # compared in X's dtype, as Keras's Masking compares
+            return _skip_padding(X, (X != X.dtype.type(self.mask_value)).any(axis=2),
+                                 lengths)
         X = np.asarray(X)
         if X.ndim != 2:
             raise ValueError(f"X: expected token ids of shape (N, T), got shape {X.shape}")
@@ -131,7 +160,7 @@ class _SequenceModel(Model):
             X = X.copy() if lengths is None else np.where(
                 np.arange(X.shape[1]) < lengths[:, None], X, 0)
         X = check_ids(X, "X", self.embed.vocab_size, ("N", "T"))
-        return _skip_padding(X, lengths) if self.mask_zero else (X, lengths)
+        return _skip_padding(X, X != 0, lengths) if self.mask_zero else (X, lengths)
 
     def _network_input(self, X):
         """Checked X -> the network's input (N, T, D): X itself, or the
@@ -147,7 +176,7 @@ class _SequenceModel(Model):
 
     def _features_of(self, xs, lengths):
         empty = None
-        if self.mask_zero and lengths is not None and not lengths.all():
+        if self._masking and lengths is not None and not lengths.all():
             # sequences of padding only: the network reads one step of them
             # (a kernel length is 1..T), whose features are then zeroed
             empty = lengths == 0
@@ -218,11 +247,12 @@ class SequenceClassifier(_SequenceModel):
 
     def __init__(self, n_classes, input_size=None, vocab_size=None, embedding_size=None,
                  cell="lstm", hidden_size=64, num_layers=1, bidirectional=False,
-                 dropout=0.0, dtype=np.float32, random_state=None, mask_zero=False):
+                 dropout=0.0, dtype=np.float32, random_state=None, mask_zero=False,
+                 mask_value=None):
         self.n_classes = check_int(n_classes, "n_classes", minimum=2)
         super().__init__(self.n_classes, input_size, vocab_size, embedding_size, cell,
                          hidden_size, num_layers, bidirectional, dropout, dtype,
-                         random_state, mask_zero, n_classes=self.n_classes)
+                         random_state, mask_zero, mask_value, n_classes=self.n_classes)
         self.loss_layer = SoftmaxWithLoss()
 
     def _check_y(self, y, N, T, lengths):
@@ -254,14 +284,14 @@ class SequenceRegressor(_SequenceModel):
     def __init__(self, n_outputs=1, input_size=None, vocab_size=None, embedding_size=None,
                  cell="lstm", hidden_size=64, num_layers=1, bidirectional=False,
                  dropout=0.0, loss="squared_error", huber_delta=1.0, dtype=np.float32,
-                 random_state=None, mask_zero=False):
+                 random_state=None, mask_zero=False, mask_value=None):
         self.n_outputs = check_int(n_outputs, "n_outputs")
         if loss not in ("squared_error", "huber"):
             raise ValueError(f"loss: expected 'squared_error' or 'huber', got {loss!r}")
         super().__init__(self.n_outputs, input_size, vocab_size, embedding_size, cell,
                          hidden_size, num_layers, bidirectional, dropout, dtype,
-                         random_state, mask_zero, n_outputs=self.n_outputs, loss=loss,
-                         huber_delta=huber_delta)
+                         random_state, mask_zero, mask_value, n_outputs=self.n_outputs,
+                         loss=loss, huber_delta=huber_delta)
         self.loss_layer = MSELoss() if loss == "squared_error" else HuberLoss(huber_delta)
 
     def _check_y(self, y, N, T, lengths):
