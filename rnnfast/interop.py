@@ -462,8 +462,8 @@ def _model_from_keras(embedding, masking, layers, dropout, dense, returns_sequen
     from .models import SequenceClassifier, SequenceRegressor, SequenceTagger
     activation = _activation_name(dense.activation)
     if returns_sequences and masking:
-        # Keras gives a masked step the previous step's output: not a
-        # tagger of rnnfast's
+        # Keras gives a masked step the previous step's output (zeros in
+        # a Bidirectional): not a tagger of rnnfast's
         what = ("an Embedding with mask_zero=True" if "mask_zero" in masking
                 else "a Masking layer")
         raise ValueError(f"{argname}: {what} before a tagger (the last recurrent layer "
