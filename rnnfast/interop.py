@@ -457,19 +457,10 @@ def _model_from_keras(embedding, masking, layers, dropout, dense, returns_sequen
     Dense of one unit: two classes) or SequenceRegressor (a linear Dense)
     holding a Keras model's weights; a SequenceTagger when the last
     recurrent layer returns sequences (a softmax or one-unit sigmoid Dense
-    on every step).  An Embedding's mask_zero=True gives a many-to-one
-    model mask_zero=True, a Masking layer first its mask_value (`masking`)."""
+    on every step).  An Embedding's mask_zero=True gives the model's
+    mask_zero=True, a Masking layer first its mask_value (`masking`)."""
     from .models import SequenceClassifier, SequenceRegressor, SequenceTagger
     activation = _activation_name(dense.activation)
-    if returns_sequences and masking:
-        # Keras gives a masked step the previous step's output (zeros in
-        # a Bidirectional): not a tagger of rnnfast's
-        what = ("an Embedding with mask_zero=True" if "mask_zero" in masking
-                else "a Masking layer")
-        raise ValueError(f"{argname}: {what} before a tagger (the last recurrent layer "
-                         f"returns sequences); rnnfast masks padding anywhere in "
-                         f"many-to-one models only: give a SequenceTagger the sequences' "
-                         f"lengths (padding at their ends) instead")
     if returns_sequences:
         heads = {"softmax": SequenceTagger, "sigmoid": SequenceTagger}
         if activation not in heads:
@@ -556,7 +547,8 @@ def from_keras(layer):
       Masking layer first (float features) its mask_value;
     - the same with the last recurrent layer's return_sequences=True and
       a softmax Dense (or TimeDistributed(Dense)) scoring every step ->
-      an rnnfast SequenceTagger (predict_proba (N, T, n_tags));
+      an rnnfast SequenceTagger (predict_proba (N, T, n_tags); behind
+      Keras's masking, a masked step's too, as Keras gives it);
     - a functional keras.Model whose layers are such a chain (one input,
       each layer called once on the previous one's output) -> as the
       Sequential of those layers.
@@ -570,9 +562,8 @@ def from_keras(layer):
     outside a Bidirectional, another merge_mode, a layer not built yet,
     weights that are not float32 or float64, or not finite, layers of a
     Sequential that differ in cell or options, a functional Model that is
-    not one chain of layers, a sigmoid Dense of several units, and an
-    Embedding with mask_zero=True or a Masking layer before a tagger or
-    with no Dense."""
+    not one chain of layers, a sigmoid Dense of several units, and a
+    Masking layer elsewhere than first or with no Dense."""
     kind = _keras_kind(layer)
     if kind in ("Sequential", "Functional"):
         embedding, masking, layers, dropout, dense, returns_sequences = _parse_sequential(

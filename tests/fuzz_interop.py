@@ -10,8 +10,8 @@ Time layer, a network (1 to 3 layers, one or two directions, biases or
 not, dropout 0.3 between layers in some) or a sequence model
 (SequenceClassifier of 2 to 5 classes, SequenceTagger of 2 to 5 tags
 or SequenceRegressor of 1 to 4 outputs, on float features or on token ids
-through an embedding, dropout or not; a classifier or regressor with
-mask_zero (ids) or mask_value (features) in some, with padding anywhere);
+through an embedding, dropout or not; mask_zero (ids) or mask_value
+(features) in some, with padding anywhere);
 its weights as its constructor draws them, or 2 / sqrt(H) wide, or
 U(-3, 3) (the gates saturate).  Then, in evaluation mode:
 
@@ -135,9 +135,9 @@ def draw_case(rng):
                             else rng.integers(2, 6))
         # token ids through an embedding (of D columns) or float features
         case["vocab"] = int(rng.choice(VOCABS)) if rng.random() < 0.5 else None
-        # Keras's Embedding(mask_zero=True) or Masking(v): a many-to-one
-        # head's mask_zero (ids) or mask_value (features)
-        masked = case["head"] != "tagger" and rng.random() < 0.5
+        # Keras's Embedding(mask_zero=True) or Masking(v): the model's
+        # mask_zero (ids) or mask_value (features)
+        masked = bool(rng.random() < 0.5)
         case["mask_zero"] = bool(masked and case["vocab"] is not None)
         case["mask_value"] = (float(rng.choice([0.0, -1.0, 0.5]))
                               if masked and case["vocab"] is None else None)

@@ -7,11 +7,11 @@ PeekySeq2seq or AttentionSeq2seq), its cell and options (layers, directions, emb
 weights, the loss's reduction, Huber, dropout everywhere it is offered),
 sizes up to the ones where the compiled affine, softmax and embedding
 paths split over threads (a vocabulary of up to 4,000, batches of up to
-~1,000 tokens), ragged lengths with padding ids, id 0 as padding anywhere
-(mask_zero), ignored labels, a loss mask, sample weights (zeros among
-them), targets of an encoder-decoder padded at their ends, float32 or
-float64, 1 or 2 threads.  A language
-model runs two chunks, the second from the state the first left
+~1,000 tokens), ragged lengths with padding ids, padding anywhere
+(mask_zero, mask_value; a tagger's masked steps spread back), ignored
+labels, a loss mask, sample weights (zeros among them), targets of an
+encoder-decoder padded at their ends, float32 or float64, 1 or 2
+threads.  A language model runs two chunks, the second from the state the first left
 (truncated BPTT).  PyTorch in float64 is the twin: the same
 weights in nn.Embedding, one single-layer nn.RNN / LSTM / GRU per layer
 (packed when ragged), the dropout masks the model drew multiplied in
@@ -108,9 +108,9 @@ def draw_case(rng):
     else:
         case.update(outputs=int(rng.choice([2, 5, 17])),
                     ignored=float(rng.choice([0.0, 0.2])))
-    # padding anywhere (a many-to-one head's): id 0 (mask_zero) or steps of
-    # features all at mask_value; drawn last
-    if kind != "tagger" and rng.random() < 0.4:
+    # padding anywhere: id 0 (mask_zero) or steps of features all at
+    # mask_value; drawn last
+    if rng.random() < 0.4:
         if ids:
             case["mask_zero"] = True
         else:
@@ -380,25 +380,46 @@ def skip_padding(X, lengths, pad):
     (pad: mask_value), row by row: each row's steps other than padding
     (within its length) at its front, and their counts as the lengths ->
     (X (N, the longest count or 1[, D]), lengths (a row of padding only
-    gets 1), that row's mark: its features are the zero initial state's)."""
+    gets 1), that row's mark: its features are the zero initial state's,
+    the (N, T) steps kept)."""
     N, T = X.shape[:2]
-    rows = [X[i, :T if lengths is None else lengths[i]] for i in range(N)]
-    rows = [row[row != pad] if X.ndim == 2 else row[(row != pad).any(axis=1)]
-            for row in rows]
+    kept = np.zeros((N, T), bool)
+    for i in range(N):
+        for t in range(T if lengths is None else lengths[i]):
+            kept[i, t] = X[i, t] != pad if X.ndim == 2 else (X[i, t] != pad).any()
+    rows = [X[i][kept[i]] for i in range(N)]
     counts = np.array([len(row) for row in rows])
     out = np.zeros((N, max(counts.max(), 1)) + X.shape[2:], X.dtype)
     for i, row in enumerate(rows):
         out[i, :len(row)] = row
-    return out, np.maximum(counts, 1), counts == 0
+    return out, np.maximum(counts, 1), counts == 0, kept
+
+
+def spread_back(hs, kept, bidirectional):
+    """A masked tagger's features at the original steps, step by step as
+    Keras gives them: a kept step its own, a masked one the previous kept
+    step's (zeros before the first), or zeros when bidirectional."""
+    N, T = kept.shape
+    index = np.full((N, T), -1)
+    for i in range(N):
+        last = -1
+        for t in range(T):
+            if kept[i, t]:
+                last += 1
+                index[i, t] = last
+            elif not bidirectional:
+                index[i, t] = last
+    picked = hs[torch.arange(N)[:, None], torch.tensor(np.maximum(index, 0))]
+    return picked * t64(index >= 0)[:, :, None]
 
 
 def head_reference(case, twin, E, W, b, X, y, lengths, weights, masks, head_mask):
     """PyTorch's scores and loss of a sequence head (float64)."""
-    empty = None
+    empty = kept = None
     if case.get("mask_zero"):
-        X, lengths, empty = skip_padding(X, lengths, 0)
+        X, lengths, empty, kept = skip_padding(X, lengths, 0)
     elif case.get("mask_value") is not None:
-        X, lengths, empty = skip_padding(X, lengths, case["mask_value"])
+        X, lengths, empty, kept = skip_padding(X, lengths, case["mask_value"])
     N, T = X.shape[:2]
     nd = twin.net.num_directions
     if case["ids"]:
@@ -407,9 +428,12 @@ def head_reference(case, twin, E, W, b, X, y, lengths, weights, masks, head_mask
     else:
         x = t64(X)
     hs, h_n, _ = twin(x, lengths, masks)
-    feats = hs if case["kind"] == "tagger" else torch.cat(list(h_n[-nd:]), dim=1)
-    if empty is not None:
-        feats = feats * t64(~empty)[:, None]
+    if case["kind"] == "tagger":
+        feats = hs if kept is None else spread_back(hs, kept, nd == 2)
+    else:
+        feats = torch.cat(list(h_n[-nd:]), dim=1)
+        if empty is not None:
+            feats = feats * t64(~empty)[:, None]
     if head_mask is not None:
         feats = feats * t64(head_mask)
     scores = feats @ W + b
@@ -427,7 +451,10 @@ def head_reference(case, twin, E, W, b, X, y, lengths, weights, masks, head_mask
         denom = w.sum() * el.shape[1]
         loss = (w[:, None] * el).sum() / (denom if denom > 0 else 1.0)
     else:
-        valid = np.ones((N, T), bool) if lengths is None else np.arange(T) < lengths[:, None]
+        if kept is not None:            # masked steps' labels do not count
+            valid = kept
+        else:
+            valid = np.ones((N, T), bool) if lengths is None else np.arange(T) < lengths[:, None]
         counted = valid & (y != -1)
         nll = picked_nll(scores, y, counted)
         denom = (w[:, None] * t64(counted)).sum()

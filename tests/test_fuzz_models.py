@@ -259,12 +259,18 @@ def test_a_refused_call_that_overwrites_a_cache_is_reported(monkeypatch):
     from rnnfast.models.sequence import _SequenceModel
 
     def heads_old(self, X, y, lengths=None, sample_weight=None):
-        X, lengths = self._checked(X, lengths)
+        X, lengths, keep = self._checked(X, lengths)
         xs = self._network_input(X)
-        y = self._check_y(y, X.shape[0], X.shape[1], lengths)
+        if keep is None:
+            T = X.shape[1]
+            counted = None if lengths is None else np.arange(T) < lengths[:, None]
+        else:
+            T, counted = keep.shape[1], keep
+        y = self._check_y(y, X.shape[0], T, counted)
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        return self.loss_layer.forward(self.affine.forward(self._features_of(xs, lengths)),
-                                       y, sample_weight=sample_weight)
+        return self.loss_layer.forward(
+            self.affine.forward(self._features_of(xs, lengths, keep)), y,
+            sample_weight=sample_weight)
 
     def seq2seq_old(self, xs, ts):
         xs, ts = self._check(xs, ts)

@@ -540,19 +540,51 @@ def test_keras_masking_gives_mask_value_models(keras, cell):
         _close("float32")(keras.ops.convert_to_numpy(back(xs)), want, "to_keras's predictions")
 
 
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "SimpleRNN"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_keras_masked_taggers_give_masked_sequence_taggers(keras, cell, bidirectional):
+    """A Keras tagger behind Embedding(mask_zero=True) or Masking(v) gives
+    a SequenceTagger with mask_zero or mask_value whose predict_proba is
+    Keras's at every step, masked ones too (the previous step's output, or
+    zeros before the first real step; zeros in a Bidirectional), through a
+    stack of two; to_keras of it masks again."""
+    from rnnfast.models import SequenceTagger
+    rec = getattr(keras.layers, cell)
+
+    def layer():
+        one = rec(H, return_sequences=True)
+        return keras.layers.Bidirectional(one) if bidirectional else one
+    rng = np.random.default_rng(51)
+    ids = rng.integers(1, 12, (5, 7))
+    xs = rng.standard_normal((5, 7, D)).astype(np.float32)
+    for rows in (ids, xs):
+        rows[0, :3] = 0
+        rows[1, 4:] = 0
+        rows[2, [1, 3, 4]] = 0
+        rows[3] = 0
+    for first, x, option in ((keras.layers.Embedding(12, 5, mask_zero=True), ids, "mask_zero"),
+                             (keras.layers.Masking(0.0), xs, "mask_value")):
+        theirs = keras.Sequential([
+            keras.Input((None,) if x is ids else (None, D), dtype="int64" if x is ids
+                        else "float32"),
+            first, layer(), keras.layers.Dropout(0.2), layer(), keras.layers.Dropout(0.2),
+            keras.layers.Dense(4, activation="softmax")])
+        _random_weights(theirs, 52)
+        ours = from_keras(theirs)
+        assert type(ours) is SequenceTagger
+        assert ours.get_config()[option] == (True if option == "mask_zero" else 0.0)
+        want = keras.ops.convert_to_numpy(theirs(x))
+        _close("float32")(ours.predict_proba(x), want, f"tagger behind {option}")
+        back = to_keras(ours)
+        _close("float32")(keras.ops.convert_to_numpy(back(x)), want, "to_keras's predictions")
+
+
 def test_keras_models_rnnfast_cannot_hold_are_refused(keras):
     def model(*layers, inputs=None):
         return keras.Sequential([keras.Input((None, D)) if inputs is None else inputs]
                                 + list(layers))
     ids = keras.Input((None,), dtype="int64")
     for m, message in [
-            (model(keras.layers.Embedding(9, 4, mask_zero=True),
-                   keras.layers.LSTM(H, return_sequences=True),
-                   keras.layers.Dense(2, activation="softmax"), inputs=ids),
-             r"an Embedding with mask_zero=True before a tagger"),
-            (model(keras.layers.Masking(0.0), keras.layers.LSTM(H, return_sequences=True),
-                   keras.layers.Dense(2, activation="softmax")),
-             r"a Masking layer before a tagger"),
             (model(keras.layers.Masking(0.0), keras.layers.LSTM(H)),
              r"a Sequential with a Masking layer and no Dense"),
             (model(keras.layers.LSTM(H, return_sequences=True), keras.layers.Masking(0.0),

@@ -244,6 +244,8 @@ CASES = [
     (SequenceRegressor, dict(vocab_size=6, cell="rnn", mask_zero=True), "ids", "real1"),
     (SequenceRegressor, dict(n_outputs=2, input_size=2, mask_value=0.0, cell="gru",
                              num_layers=2, dropout=0.25), "float", "real"),
+    (SequenceTagger, dict(n_tags=3, vocab_size=6, mask_zero=True, num_layers=2,
+                          dropout=0.25), "ids", "tags"),
 ]
 
 
@@ -399,6 +401,60 @@ def test_masking_reads_padding_wherever_it_lies(cell, inputs, rng):
         run()
         masked.backward()
         assert not masked.grads[0][0].any() and masked.grads[0][1:].any()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_tagger_masking_gives_masked_steps_what_keras_gives(cell, bidirectional, rng):
+    """A masked tagger: each real step's scores are the unmasked tagger's on
+    the row's real steps alone; a masked step's are the previous real
+    step's (the output layer's bias before the first), or the bias when
+    bidirectional; the loss is the unmasked tagger's on the real steps
+    (masked labels do not count, out-of-range ones there are not refused),
+    and the gradients central differences' (float64, dropout, lengths)."""
+    options = dict(vocab_size=7, embedding_size=3, hidden_size=4, num_layers=2, cell=cell,
+                   bidirectional=bidirectional, dtype=F64, random_state=3)
+    masked = SequenceTagger(3, mask_zero=True, dropout=0.3, **options)
+    plain = SequenceTagger(3, **options).eval()
+    for p, q in zip(plain.params, masked.params):
+        p[...] = q
+    X = rng.integers(1, 7, (4, 6))
+    X[0, :2] = 0
+    X[1, 1::2] = 0
+    X[3] = 0
+    lengths = np.array([6, 6, 4, 6])
+    X[2, 4:] = -1                                   # past its length: anything
+    y = rng.integers(0, 3, (4, 6))
+    y[X == 0] = 99                                  # masked labels: never counted
+    scores = masked.predict_scores(X, lengths)
+    bias = masked.affine.params[1]
+    for i in range(4):
+        real = [t for t in range(lengths[i]) if X[i, t] != 0]
+        alone = plain.predict_scores(X[i, real][None])[0] if real else None
+        previous = None
+        for t in range(lengths[i]):
+            if t in real:
+                previous = alone[real.index(t)]
+                np.testing.assert_allclose(scores[i, t], previous, rtol=1e-10, atol=1e-12)
+            else:
+                want = bias if bidirectional or previous is None else previous
+                np.testing.assert_allclose(scores[i, t], want, rtol=1e-10, atol=1e-12)
+    real_y = np.where(X == 0, -1, y)[:3]
+    compressed = [X[i, [t for t in range(lengths[i]) if X[i, t] != 0]] for i in range(3)]
+    width = max(map(len, compressed))
+    Xc = np.array([np.pad(c, (0, width - len(c))) for c in compressed])
+    yc = np.array([np.pad(real_y[i, [t for t in range(lengths[i]) if X[i, t] != 0]],
+                          (0, width - len(compressed[i])), constant_values=-1)
+                   for i in range(3)])
+    masked.eval(), plain.eval()                     # no dropout: one function each
+    assert masked.forward(X[:3], y[:3], lengths[:3]) == pytest.approx(
+        plain.forward(Xc, yc, np.array([len(c) for c in compressed])), rel=1e-12)
+
+    def run():
+        _reseed(masked)
+        return masked.forward(X, y, lengths)
+    masked.train()
+    _check_model(masked, run)
 
 
 def test_token_padding_and_tagger_labels_past_lengths(rng):

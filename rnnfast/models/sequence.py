@@ -9,14 +9,15 @@ Inputs X are either float features (N, T, input_size), or int token ids
 (N,) of ints in 1..T makes a batch ragged: steps past a sequence's length
 are ignored (token ids there may be anything, e.g. -1 padding).
 
-Padding anywhere, as Keras masks it (the many-to-one heads): `mask_zero=True`
-(token ids) reads id 0 as padding wherever it lies, as Keras's
-Embedding(mask_zero=True) does; `mask_value=v` (float features) a step whose
-features all equal v, as keras.layers.Masking(v) does.  Keras skips a masked
-step (the state stays as it was), so each sequence is read as its other steps
-in order: [0, 0, 5, 7], [5, 0, 7] and [5, 7, 0] give one prediction, and a
-sequence of padding only gets the features of the network's zero initial
-state.
+Padding anywhere, as Keras masks it: `mask_zero=True` (token ids) reads id 0
+as padding wherever it lies, as Keras's Embedding(mask_zero=True) does;
+`mask_value=v` (float features) a step whose features all equal v, as
+keras.layers.Masking(v) does.  Keras skips a masked step (the state stays as
+it was), so each sequence is read as its other steps in order: [0, 0, 5, 7],
+[5, 0, 7] and [5, 7, 0] give one prediction, and a sequence of padding only
+gets the features of the network's zero initial state.  A tagger's masked
+steps get what Keras gives them: the previous step's features (zeros before
+the first real step), zeros when bidirectional; their labels do not count.
 
 The many-to-one heads read the network's final state h_n of the last
 layer: for each sequence the forward direction's state at its own last
@@ -49,18 +50,29 @@ def _skip_padding(X, keep, lengths):
     """Keras's masking of a checked batch X (N, T) or (N, T, D), keep (N, T)
     marking the steps that are not padding: each row's kept steps moved to
     its front in order, and their counts as the lengths (0 for a row of
-    padding only) -> (X, lengths); X and lengths as they are when every
+    padding only) -> (X, lengths, keep); X, lengths and None when every
     step is kept.  T shrinks to the longest count (at least 1)."""
     if lengths is not None:
         keep &= np.arange(X.shape[1]) < lengths[:, None]
     if keep.all():
-        return X, lengths
+        return X, lengths, None
     counts = keep.sum(axis=1)
     order = np.argsort(~keep, axis=1, kind="stable")    # stable: the steps' order kept
     order = order[:, :max(int(counts.max()), 1)]
     if X.ndim == 3:
         order = order[:, :, None]
-    return np.take_along_axis(X, order, axis=1), counts.astype(np.intp)
+    return np.take_along_axis(X, order, axis=1), counts.astype(np.intp), keep
+
+
+def _spread_index(keep, num_directions):
+    """For a tagger's masked batch: (N, T) the step of the moved batch whose
+    features each original step gets, -1 for zeros.  A kept step gets its
+    own; a masked one, as Keras gives it, the previous kept step's (-1
+    before the first), or zeros when bidirectional."""
+    index = np.cumsum(keep, axis=1) - 1
+    if num_directions == 2:
+        index[~keep] = -1
+    return index
 
 
 class _SequenceModel(Model):
@@ -99,9 +111,7 @@ class _SequenceModel(Model):
             mask_value = float(mask_value)
         self.mask_value = mask_value
         self._masking = self.mask_zero or mask_value is not None
-        # only the many-to-one heads offer masking (their own constructors)
-        masking = (dict(mask_zero=self.mask_zero, mask_value=mask_value)
-                   if self._many_to_one else {})
+        masking = dict(mask_zero=self.mask_zero, mask_value=mask_value)
         rng = self._setup(dict(input_size=input_size, vocab_size=vocab_size,
                                embedding_size=embedding_size, cell=cell, hidden_size=H,
                                num_layers=num_layers, bidirectional=bool(bidirectional),
@@ -134,8 +144,9 @@ class _SequenceModel(Model):
     def _checked(self, X, lengths):
         """-> (X checked: features (N, T, D), or ids (N, T) with padding read
         as 0; lengths (N,) as intp, or None: every sequence fills all T
-        steps; with masking, the kept steps moved before the padding and
-        lengths that may be 0, see _skip_padding).  Changes nothing of the model.
+        steps; keep: None, or with masking the (N, T) steps that are not
+        padding, X's kept steps then moved before the padding and lengths
+        their counts, which may be 0, see _skip_padding).  Changes nothing of the model.
         None stays None: the network's compiled common path takes no
         lengths (an array of all T cost a batch of 32 short sequences ~5 us,
         docs/performance.md item 151)."""
@@ -144,7 +155,7 @@ class _SequenceModel(Model):
             if lengths is not None:
                 lengths = check_lengths(lengths, X.shape[0], X.shape[1])
             if self.mask_value is None:
-                return X, lengths
+                return X, lengths, None
             # compared in X's dtype, as Keras's Masking compares
             return _skip_padding(X, (X != X.dtype.type(self.mask_value)).any(axis=2),
                                  lengths)
@@ -160,7 +171,7 @@ class _SequenceModel(Model):
             X = X.copy() if lengths is None else np.where(
                 np.arange(X.shape[1]) < lengths[:, None], X, 0)
         X = check_ids(X, "X", self.embed.vocab_size, ("N", "T"))
-        return _skip_padding(X, X != 0, lengths) if self.mask_zero else (X, lengths)
+        return _skip_padding(X, X != 0, lengths) if self.mask_zero else (X, lengths, None)
 
     def _network_input(self, X):
         """Checked X -> the network's input (N, T, D): X itself, or the
@@ -171,19 +182,25 @@ class _SequenceModel(Model):
         return self.embed.forward(X.reshape(-1)).reshape(X.shape + (-1,))
 
     def _features(self, X, lengths):
-        X, lengths = self._checked(X, lengths)
-        return self._features_of(self._network_input(X), lengths)
+        X, lengths, keep = self._checked(X, lengths)
+        return self._features_of(self._network_input(X), lengths, keep)
 
-    def _features_of(self, xs, lengths):
-        empty = None
+    def _features_of(self, xs, lengths, keep):
+        empty = spread = None
         if self._masking and lengths is not None and not lengths.all():
             # sequences of padding only: the network reads one step of them
             # (a kernel length is 1..T), whose features are then zeroed
             empty = lengths == 0
             lengths = np.maximum(lengths, 1)
         hs, state = self.network.forward(xs, lengths=lengths)
-        self._cache = (hs.shape, empty)
+        if not self._many_to_one and keep is not None:
+            spread = _spread_index(keep, self.network.num_directions)
+        self._cache = (hs.shape, empty, spread)
         if not self._many_to_one:
+            if spread is not None:      # back to the original steps
+                picked = np.take_along_axis(hs, np.maximum(spread, 0)[:, :, None], axis=1)
+                hs = np.where((spread >= 0)[:, :, None], picked, 0).astype(self.dtype,
+                                                                           copy=False)
             return self.head_dropout.forward(hs)
         h_n = state[0] if self.network.cell == "lstm" else state
         nd = self.network.num_directions
@@ -197,11 +214,16 @@ class _SequenceModel(Model):
     def _backward_features(self, dfeats):
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward needs a forward first")
-        (N, T, F), empty = self._cache
+        (N, T, F), empty, spread = self._cache
         self._cache = None
         d = self.head_dropout.backward(dfeats)
-        if empty is not None:
+        if empty is not None and self._many_to_one:
             d = np.where(empty[:, None], 0, d).astype(self.dtype, copy=False)
+        if spread is not None:          # the original steps' gradients, summed back
+            moved = np.zeros((N, T, F), self.dtype)
+            rows, steps = np.nonzero(spread >= 0)
+            np.add.at(moved, (rows, spread[rows, steps]), d[rows, steps])
+            d = moved
         net = self.network
         if self._many_to_one:
             nd, H = net.num_directions, net.hidden_size
@@ -227,11 +249,15 @@ class _SequenceModel(Model):
         lengths, y and sample_weight are all checked before any layer runs:
         a refused call changes nothing (the dropout draws, the caches the
         last forward left for its backward)."""
-        X, lengths = self._checked(X, lengths)
-        N, T = X.shape[:2]
-        y = self._check_y(y, N, T, lengths)
+        X, lengths, keep = self._checked(X, lengths)
+        if keep is None:
+            N, T = X.shape[:2]
+            counted = None if lengths is None else np.arange(T) < lengths[:, None]
+        else:                           # masking: the original steps
+            (N, T), counted = keep.shape, keep
+        y = self._check_y(y, N, T, counted)
         sample_weight = check_sample_weight(sample_weight, N)
-        scores = self.affine.forward(self._features_of(self._network_input(X), lengths))
+        scores = self.affine.forward(self._features_of(self._network_input(X), lengths, keep))
         # y from the subclass's _check_y (a tagger's padding set to its
         # ignore_label: no mask needed)
         return self.loss_layer.forward(scores, y, sample_weight=sample_weight)
@@ -255,7 +281,7 @@ class SequenceClassifier(_SequenceModel):
                          random_state, mask_zero, mask_value, n_classes=self.n_classes)
         self.loss_layer = SoftmaxWithLoss()
 
-    def _check_y(self, y, N, T, lengths):
+    def _check_y(self, y, N, T, counted):
         y = np.asarray(y)
         if y.shape != (N,):
             raise ValueError(f"y: expected shape ({N},), got shape {y.shape}")
@@ -294,7 +320,7 @@ class SequenceRegressor(_SequenceModel):
                          loss=loss, huber_delta=huber_delta)
         self.loss_layer = MSELoss() if loss == "squared_error" else HuberLoss(huber_delta)
 
-    def _check_y(self, y, N, T, lengths):
+    def _check_y(self, y, N, T, counted):
         y = np.asarray(y)
         if y.ndim == 1 and self.n_outputs == 1:
             y = y[:, None]
@@ -303,29 +329,33 @@ class SequenceRegressor(_SequenceModel):
 
 class SequenceTagger(_SequenceModel):
     """Synced many-to-many: X -> logits (N, T, n_tags); y int (N, T).
-    Steps past `lengths` and labels equal to ignore_label do not count;
-    the loss is the mean over the steps that do."""
+    Steps past `lengths`, masked steps (mask_zero, mask_value) and labels
+    equal to ignore_label do not count; the loss is the mean over the
+    steps that do."""
     _many_to_one = False
 
     def __init__(self, n_tags, input_size=None, vocab_size=None, embedding_size=None,
                  cell="lstm", hidden_size=64, num_layers=1, bidirectional=False,
-                 dropout=0.0, ignore_label=-1, dtype=np.float32, random_state=None):
+                 dropout=0.0, ignore_label=-1, dtype=np.float32, random_state=None,
+                 mask_zero=False, mask_value=None):
         self.n_tags = check_int(n_tags, "n_tags", minimum=2)
         super().__init__(self.n_tags, input_size, vocab_size, embedding_size, cell,
                          hidden_size, num_layers, bidirectional, dropout, dtype,
-                         random_state, n_tags=self.n_tags, ignore_label=ignore_label)
+                         random_state, mask_zero, mask_value, n_tags=self.n_tags,
+                         ignore_label=ignore_label)
         self.loss_layer = TimeSoftmaxWithLoss(ignore_label=ignore_label)
 
-    def _check_y(self, y, N, T, lengths):
-        """y with the labels past each length set to ignore_label."""
+    def _check_y(self, y, N, T, counted):
+        """y with the labels of the steps not counted (past each length, or
+        masked; counted (N, T) bool, or None: all) set to ignore_label."""
         y = np.asarray(y)
         if y.shape != (N, T):
             raise ValueError(f"y: expected shape ({N}, {T}), got shape {y.shape}")
         if y.dtype.kind not in "iu":
             raise TypeError(f"y: expected integer tag ids of shape ({N}, {T}), got dtype "
                             f"{y.dtype}")
-        mask = np.ones((N, T), bool) if lengths is None else np.arange(T) < lengths[:, None]
-        # labels past a sequence's length are padding: never range-checked
+        mask = np.ones((N, T), bool) if counted is None else counted
+        # labels past a sequence's length (or masked) are padding: never range-checked
         y = np.where(mask, y, self.loss_layer.ignore_label)
         bad = mask & (y != self.loss_layer.ignore_label) & ((y < 0) | (y >= self.n_tags))
         if bad.any():
@@ -338,5 +368,5 @@ class SequenceTagger(_SequenceModel):
         """Tag probabilities (N, T, n_tags), each step's softmax over the
         tags (evaluation mode).  Steps past a sequence's length hold the
         output layer's answer to the zero features the network gives
-        there: ignore them."""
+        there (with masking, what a masked step gets): ignore them."""
         return np.exp(log_softmax(self.predict_scores(X, lengths)))
