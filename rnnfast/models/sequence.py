@@ -64,17 +64,6 @@ def _skip_padding(X, keep, lengths):
     return np.take_along_axis(X, order, axis=1), counts.astype(np.intp), keep
 
 
-def _spread_index(keep, num_directions):
-    """For a tagger's masked batch: (N, T) the step of the moved batch whose
-    features each original step gets, -1 for zeros.  A kept step gets its
-    own; a masked one, as Keras gives it, the previous kept step's (-1
-    before the first), or zeros when bidirectional."""
-    index = np.cumsum(keep, axis=1) - 1
-    if num_directions == 2:
-        index[~keep] = -1
-    return index
-
-
 class _SequenceModel(Model):
     """Embedding (optional) -> network -> dropout -> output layer."""
     _many_to_one = True
@@ -187,21 +176,18 @@ class _SequenceModel(Model):
 
     def _features_of(self, xs, lengths, keep):
         empty = spread = None
+        if not self._many_to_one and keep is not None:
+            # a masked tagger's kept steps, and where the moved batch holds them
+            spread = (keep, np.arange(xs.shape[1]) < lengths[:, None])
         if self._masking and lengths is not None and not lengths.all():
             # sequences of padding only: the network reads one step of them
             # (a kernel length is 1..T), whose features are then zeroed
             empty = lengths == 0
             lengths = np.maximum(lengths, 1)
         hs, state = self.network.forward(xs, lengths=lengths)
-        if not self._many_to_one and keep is not None:
-            spread = _spread_index(keep, self.network.num_directions)
         self._cache = (hs.shape, empty, spread)
         if not self._many_to_one:
-            if spread is not None:      # back to the original steps
-                picked = np.take_along_axis(hs, np.maximum(spread, 0)[:, :, None], axis=1)
-                hs = np.where((spread >= 0)[:, :, None], picked, 0).astype(self.dtype,
-                                                                           copy=False)
-            return self.head_dropout.forward(hs)
+            return self.head_dropout.forward(hs if spread is None else self._spread(hs, *spread))
         h_n = state[0] if self.network.cell == "lstm" else state
         nd = self.network.num_directions
         # last layer's directions (nd, N, H) -> (N, nd*H), forward half first;
@@ -211,6 +197,18 @@ class _SequenceModel(Model):
             feats = np.where(empty[:, None], 0, feats).astype(self.dtype, copy=False)
         return self.head_dropout.forward(feats)
 
+    def _spread(self, hs, keep, moved):
+        """A masked tagger's features at the original steps (N, T, F): a kept
+        step gets its own, a masked one what Keras gives it: the previous
+        kept step's (zeros before the first), zeros when bidirectional."""
+        out = np.zeros(keep.shape + hs.shape[2:], self.dtype)
+        out[keep] = hs[moved]
+        if self.network.num_directions == 1:
+            previous = np.cumsum(keep, axis=1) - 1      # its place in the moved batch
+            rows, steps = np.nonzero(~keep & (previous >= 0))
+            out[rows, steps] = hs[rows, previous[rows, steps]]
+        return out
+
     def _backward_features(self, dfeats):
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward needs a forward first")
@@ -219,11 +217,13 @@ class _SequenceModel(Model):
         d = self.head_dropout.backward(dfeats)
         if empty is not None and self._many_to_one:
             d = np.where(empty[:, None], 0, d).astype(self.dtype, copy=False)
-        if spread is not None:          # the original steps' gradients, summed back
-            moved = np.zeros((N, T, F), self.dtype)
-            rows, steps = np.nonzero(spread >= 0)
-            np.add.at(moved, (rows, spread[rows, steps]), d[rows, steps])
-            d = moved
+        if spread is not None:
+            # a masked step's label never counts, so the features it was given
+            # get no gradient: only the kept steps' go back, one to one
+            keep, moved = spread
+            back = np.zeros((N, T, F), self.dtype)
+            back[moved] = d[keep]
+            d = back
         net = self.network
         if self._many_to_one:
             nd, H = net.num_directions, net.hidden_size
