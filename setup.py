@@ -27,7 +27,10 @@ directives = {
 # -fno-math-errno lets it vectorise the optimizers' square roots
 # (src/_rowops.h; GCC's optimize pragma does not turn errno off): nothing
 # here reads errno, and a square root's value is the same either way.
-compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-trapping-math", "-fno-math-errno"]
+# -fopenmp-simd obeys `#pragma omp simd` (the softmax row's max and min
+# reductions, src/_cells_impl.h) without OpenMP's runtime.
+compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-trapping-math", "-fno-math-errno",
+                                            "-fopenmp-simd"]
 
 # The three kernels, and the compiled dispatcher that calls them (_dispatch).
 KERNELS = ["rnn", "lstm", "gru", "dispatch"]

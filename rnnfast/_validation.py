@@ -27,6 +27,13 @@ class NonFiniteError(ValueError):
     from bad data (rnnfast.trainer, rnnfast.sklearn)."""
 
 
+def nonfinite_error(name, shape):
+    """The NonFiniteError for an array `name` of `shape` that holds a NaN
+    or Inf (check_array's; the softmax losses find theirs in their pass)."""
+    return NonFiniteError(f"{name}: contains NaN or Inf (shape {shape}); "
+                          "they would poison every later step")
+
+
 def _describe(expected):
     return "(" + ", ".join(str(e) for e in expected) + ("," if len(expected) == 1 else "") + ")"
 
@@ -81,8 +88,7 @@ def check_array(value, name, dtype, expected, allow_nonfinite=False):
     if not arr.flags.aligned:           # e.g. np.frombuffer at an odd offset
         arr = arr.copy()
     if not allow_nonfinite and arr.dtype.kind == "f" and not finite_array(arr):
-        raise NonFiniteError(f"{name}: contains NaN or Inf (shape {arr.shape}); "
-                         "they would poison every later step")
+        raise nonfinite_error(name, arr.shape)
     return arr
 
 

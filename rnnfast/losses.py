@@ -1,5 +1,6 @@
 """Loss layers: forward(scores, targets, ...) -> float loss, then
-backward(dout=1.0) -> d(loss)/d(scores) of the scores' shape and dtype.
+backward(dout=1.0) -> d(loss)/d(scores) of the scores' shape and dtype
+(dout: dL/dloss, a finite real number).
 
     SoftmaxWithLoss      logits (N, V),    int targets (N,)      many-to-one
     TimeSoftmaxWithLoss  logits (N, T, V), int targets (N, T)    per step
@@ -30,7 +31,7 @@ import numpy as np
 from . import _core, _rnn
 from ._repr import init_repr
 from ._validation import (check_array, check_int, check_int_targets, check_mask,
-                          check_sample_weight)
+                          check_sample_weight, finite_array, nonfinite_error)
 
 REDUCTIONS = ("mean", "sum_time", "sum")
 
@@ -55,6 +56,24 @@ def _denominator(reduction, count, batch):
     if reduction == "sum_time":
         return batch if batch > 0 else 1
     return 1
+
+
+def _backward_scale(dout, denom, dtype):
+    """dout / denom as a `dtype` scalar, the factor of a loss's backward:
+    dout (dL/dloss) must be a real number, and the factor finite (a NaN or
+    Inf dout, or one that overflows the scores' type, would fill the whole
+    gradient with them)."""
+    if isinstance(dout, np.ndarray) and dout.ndim == 0:
+        dout = dout[()]                         # a 0-d array: its number
+    if isinstance(dout, (bool, np.bool_)) or not isinstance(dout, numbers.Real):
+        raise TypeError(f"dout: expected a real number (dL/dloss), got "
+                        f"{type(dout).__name__} {dout!r}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = dtype.type(dout / denom)
+    if not np.isfinite(scale):
+        raise ValueError(f"dout: expected a finite number whose quotient by the loss's "
+                         f"denominator ({denom}) fits {dtype.name}, got {dout!r}")
+    return scale
 
 
 def log_softmax(x, axis=-1):
@@ -97,7 +116,7 @@ def picked_log_softmax(x, cls, rows=None):
     return picked - np.log(z[rows, 0].astype(np.float64)), e, z
 
 
-def _softmax_with_targets(x, ts, ignore_label):
+def _softmax_with_targets(x, ts, ignore_label, compiled):
     """A softmax cross-entropy's parts for logits x (R, V), V >= 1, C order,
     and int targets ts (R,) (intp): (e, z, picked, share, cls, counted) with
     e = exp(x - row max) (R, V), z its row sums (R,) in double, picked (R,)
@@ -111,9 +130,11 @@ def _softmax_with_targets(x, ts, ignore_label):
     where NumPy took a dozen operations: at a scikit-learn user's batch of 32
     rows the loss's forward took 29 us in a training loop
     (docs/performance.md item 151); NumPy's lines below when
-    _COMPILED_SOFTMAX is off (tests compare the two)."""
+    compiled is false (tests compare the two): _COMPILED_SOFTMAX, read
+    once by the caller.  The compiled pass leaves z[r] NaN for a row r with
+    a NaN or Inf (finite rows sum to 1..V); NumPy's lines expect finite x."""
     R, V = x.shape
-    if _COMPILED_SOFTMAX:
+    if compiled:
         e = _core.empty_output(1, R, V, x.dtype)[0]
         z, picked = np.empty(R, np.float64), np.empty(R, np.float64)
         share, cls = np.empty(R, x.dtype), np.empty(R, np.intp)
@@ -158,7 +179,12 @@ class _SoftmaxLoss:
         subclass for the shapes); mask and sample_weight as in the module
         doc.  Keeps the softmax for backward."""
         dt = _float_dtype(xs)
-        xs = check_array(xs, "xs", dt, self._lead + ("V",))
+        # the compiled pass finds a NaN or Inf in xs as it reads each row
+        # (z is NaN there): a language model's logits are the step's largest
+        # array, and a scan of their own was half of the 3 % of DLFS2's
+        # Rnnlm step that finiteness scans took (docs/performance.md items 161, 164)
+        compiled = _COMPILED_SOFTMAX
+        xs = check_array(xs, "xs", dt, self._lead + ("V",), allow_nonfinite=compiled)
         lead, V = xs.shape[:-1], xs.shape[-1]
         if V == 0:
             raise ValueError(f"xs: a softmax needs at least one class (V >= 1), got "
@@ -167,7 +193,9 @@ class _SoftmaxLoss:
         # the output layer of a language model makes xs the largest array of
         # a training step: one exp over it and one new array of its size
         e, z, picked, share, cls, counted = _softmax_with_targets(
-            xs.reshape(-1, V), ts.reshape(-1), self.ignore_label)
+            xs.reshape(-1, V), ts.reshape(-1), self.ignore_label, compiled)
+        if compiled and not finite_array(z):
+            raise nonfinite_error("xs", xs.shape)
         m = check_mask(mask, lead)
         w = check_sample_weight(sample_weight, lead[0])
         R = e.shape[0]
@@ -194,7 +222,7 @@ class _SoftmaxLoss:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         e, z, share, cls, denom, shape = self._cache
         # d(-log p_t)/dx = softmax(x) - onehot(t), times the row's share
-        scale = e.dtype.type(dout / denom)
+        scale = _backward_scale(dout, denom, e.dtype)
         dx = _core.empty_output(1, *e.shape, e.dtype)[0]
         if _COMPILED_SOFTMAX:
             _rnn.softmax_loss_grad(e, z, share, cls, float(scale), dx)
@@ -282,7 +310,7 @@ class TimeSigmoidWithLoss:
         if self._cache is None:
             raise RuntimeError("TimeSigmoidWithLoss.backward called before forward")
         sig, ts, w, denom = self._cache
-        return (sig - ts) * w * sig.dtype.type(dout / denom)
+        return (sig - ts) * w * _backward_scale(dout, denom, sig.dtype)
 
 
 class _RegressionLoss:
@@ -323,7 +351,7 @@ class _RegressionLoss:
         # n is forward's denominator, already 1 where it was 0: a sum of
         # weights below 1 divides as it is, as in the loss
         g, n = self._cache
-        return g * g.dtype.type(dout / n)
+        return g * _backward_scale(dout, n, g.dtype)
 
 
 class MSELoss(_RegressionLoss):

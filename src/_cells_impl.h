@@ -236,7 +236,7 @@ RF_PASS void RF_FN(rf_gru_rb_bwd_r)(RF_REAL* RF_RESTRICT a, RF_REAL* RF_RESTRICT
  * cross-entropy of a language model's 10,000-way output (rnnfast.losses,
  * src/_softmax.pxi): two passes over a row that stays in cache, against
  * NumPy's six over the whole array (docs/performance.md item 118).
- * Sixteen partial maxima and sums, so that both loops vectorise without
+ * Sixteen partial sums, so that the exp loop vectorises without
  * reassociating anything (no -ffast-math).  RF_EXP clamps its argument at
  * the bottom (exp(-87) ~ 1.6e-38 in float for what is 0 or subnormal
  * exactly): a probability off by that, and sums that cannot see it. */
@@ -246,20 +246,26 @@ RF_PASS __attribute__((unused)) double
 RF_FN(rf_softmax_row)(const RF_REAL* RF_RESTRICT x, RF_REAL* RF_RESTRICT e, long V,
                       RF_REAL* mx)
 {
-    RF_REAL m[RF_SM_LANES], M = x[0], v;
+    /* A NaN or Inf in the row shows in the sum returned, for the losses'
+     * finiteness check in this read of the row instead of a read of its own
+     * (docs/performance.md item 164): a NaN's exp is NaN, a +Inf makes the
+     * maximum Inf and its own x - M NaN, and a -Inf, whose exp is 0, makes
+     * the minimum L (taken beside the maximum, on the same loads) -Inf and
+     * L - L NaN.  A finite row's sum is in [1, V].
+     * The maximum and minimum as OpenMP SIMD reductions (-fopenmp-simd):
+     * GCC does not vectorise `a > b ? a : b` as a reduction where NaNs
+     * count, and the sixteen lanes' loop it was written as ran as scalar
+     * vmaxss.  Their order does not change them. */
+    RF_REAL M = x[0], L = x[0], v;
     double s[RF_SM_LANES], S = 0.0;
     long j, l, full = V - V % RF_SM_LANES;
-    for (l = 0; l < RF_SM_LANES; l++) {
-        m[l] = x[0];
-        s[l] = 0.0;
-    }
-    for (j = 0; j < full; j += RF_SM_LANES)
-        for (l = 0; l < RF_SM_LANES; l++)
-            m[l] = x[j + l] > m[l] ? x[j + l] : m[l];
     for (l = 0; l < RF_SM_LANES; l++)
-        M = m[l] > M ? m[l] : M;
-    for (j = full; j < V; j++)
+        s[l] = 0.0;
+#pragma omp simd reduction(max:M) reduction(min:L)
+    for (j = 0; j < V; j++) {
         M = x[j] > M ? x[j] : M;
+        L = x[j] < L ? x[j] : L;
+    }
     for (j = 0; j < full; j += RF_SM_LANES)
         for (l = 0; l < RF_SM_LANES; l++) {
             v = RF_EXP(x[j + l] - M);
@@ -274,7 +280,7 @@ RF_FN(rf_softmax_row)(const RF_REAL* RF_RESTRICT x, RF_REAL* RF_RESTRICT e, long
         S += (double) v;
     }
     *mx = M;
-    return S;
+    return S + (double) (L - L);                /* L - L: 0, or NaN for -Inf */
 }
 
 #undef RF_SM_LANES

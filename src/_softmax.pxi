@@ -60,7 +60,8 @@ def softmax_rows(const floating[:, ::1] x, floating[:, ::1] e, double[::1] z,
     """e = exp(x - mx[:, None]), mx = x's row maxima, z = e's row sums (in
     double).  x, e (R, V) with V >= 1; z, mx (R,); no output may overlap
     x (the row function takes them as restrict pointers).  Shapes are
-    checked here; values are not (the losses refuse NaN and Inf first)."""
+    checked here; values are not: z[r] is NaN for a row r that holds a NaN
+    or Inf (a finite row's sum is 1..V), which is the losses' check."""
     cdef SoftmaxJob job
     cdef long R = x.shape[0], V = x.shape[1]
     if (V < 1 or e.shape[0] != R or e.shape[1] != V or z.shape[0] != R
@@ -129,9 +130,10 @@ def softmax_loss_rows(const floating[:, ::1] x, const Py_ssize_t[::1] ts,
     target t counts picked[r] = x[r, t] - row max (in double: log p =
     picked - log z, NumPy's bits for that line), share[r] = 1 and cls[r] =
     t; share[r] = 0, cls[r] = 0 and picked[r] = 0 for a row that does not
-    count.  Returns the number of rows that count, or -1 - i for the first
-    position i of a target out of range (e, z, picked, share and cls are
-    then not all written).  Each target is read once, before the GIL is
+    count; z[r] is NaN for a row r that holds a NaN or Inf (the loss's
+    check of its logits).  Returns the number of rows that count, or -1 - i
+    for the first position i of a target out of range (e, z, picked, share
+    and cls are then not all written).  Each target is read once, before the GIL is
     released: cls is the copy the backward reads (softmax_loss_grad).  No
     output may overlap x."""
     cdef LossRowsJob job

@@ -50,6 +50,13 @@ def lstm_cell(**kw):
     return rnnfast.LSTMCell(*W("lstm", **kw))
 
 
+def lm_backward(dout):
+    """A language model's backward(dout) after a forward."""
+    lm = models.RnnLM(10, hidden_size=4, random_state=0)
+    lm.forward(np.array([[1, 2, 3]]), np.array([[2, 3, 4]]))
+    lm.backward(dout)
+
+
 def x2(N=2, D=3):
     return np.ones((N, D), f32)
 
@@ -497,6 +504,10 @@ CASES = [
      V, r"ts: expected shape \(1, 2\), got shape \(1, 3\)"),
     ("lm-backward-first", lambda: models.RnnLM(10, hidden_size=4).backward(),
      R, r"backward called before forward"),
+    ("lm-backward-dout-nan", lambda: lm_backward(float("nan")),
+     V, r"^dout: expected a finite number whose quotient by the loss's denominator"),
+    ("lm-backward-dout-str", lambda: lm_backward("1"),
+     T, r"^dout: expected a real number \(dL/dloss\), got str '1'"),
     ("lm-too-large-to-allocate", lambda: models.RnnLM(10 ** 7, hidden_size=10 ** 6),
      M, r"allocate"),
     ("lm-T0-works", works_lm_empty, None, None),
@@ -707,7 +718,7 @@ def test_table_is_large_and_ids_unique():
 
 
 @pytest.mark.parametrize("where", ["network xs", "network dhs", "time layer dhs",
-                                   "affine x", "loss xs"])
+                                   "affine x", "affine dout", "loss xs"])
 def test_every_nan_refusal_is_a_non_finite_error(where):
     """Python checks and the checks folded into the kernels raise the same
     class, a ValueError, which a training loop tells apart from other bad
@@ -733,6 +744,13 @@ def test_every_nan_refusal_is_a_non_finite_error(where):
             from rnnfast.layers import TimeAffine
             affine = TimeAffine(np.ones((3, 2), np.float32), np.zeros(2, np.float32))
             affine.forward(np.where(xs > 1, np.nan, xs))
+        elif where == "affine dout":
+            # the public backward scans dout (a model's own softmax gradient,
+            # finite by construction, skips the scan: RnnLM.backward)
+            from rnnfast.layers import TimeAffine
+            affine = TimeAffine(np.ones((3, 4), np.float32), np.zeros(4, np.float32))
+            affine.forward(xs)
+            affine.backward(bad)
         else:
             from rnnfast.losses import TimeSoftmaxWithLoss
             TimeSoftmaxWithLoss().forward(bad, np.zeros((2, 5), int))

@@ -257,3 +257,80 @@ def test_softmax_loss_refuses_an_ignore_label_past_int64_by_name(label):
         SoftmaxWithLoss(ignore_label=label)
     assert TimeSoftmaxWithLoss(ignore_label=2 ** 62).forward(
         np.zeros((1, 2, 3)), np.array([[0, 2]])) > 0
+
+
+# The finiteness check folded into the row pass (docs/performance.md item
+# 163): a row's sum is NaN exactly when the row holds a NaN or Inf, so the
+# loss needs no scan of its own over the logits.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("V", [1, 15, 16, 17, 40])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_softmax_rows_sum_is_nan_exactly_in_a_row_with_a_nan_or_inf(dtype, V, bad):
+    rng = np.random.default_rng(V)
+    R = 6
+    x = (rng.standard_normal((R, V)) * 3).astype(dtype)
+    rows = {1: 0, 3: V - 1, 4: V // 2}     # first, last (the tail past 16 lanes), middle
+    for r, j in rows.items():
+        x[r, j] = bad
+    e, z, top = np.empty_like(x), np.empty(R), np.empty(R, dtype)
+    _rnn.softmax_rows(x, e, z, top)
+    assert np.isnan(z[list(rows)]).all()
+    finite = [r for r in range(R) if r not in rows]
+    np.testing.assert_allclose(z[finite], _reference(x[finite])[1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_softmax_losses_refuse_a_nan_or_inf_logit(compiled, dtype, bad, monkeypatch):
+    """On both paths: NonFiniteError naming xs, the logit anywhere (a row's
+    first value, its tail past 16 lanes, a row whose target is ignored), in
+    logits as they lie or converted (Fortran order), the layer's cache
+    untouched."""
+    import rnnfast.losses as losses
+    from rnnfast._validation import NonFiniteError
+    monkeypatch.setattr(losses, "_COMPILED_SOFTMAX", compiled)
+    rng = np.random.default_rng(3)
+    for where in [(0, 0, 0), (1, 2, 16), (2, 3, 19)]:
+        xs = rng.standard_normal((3, 4, 20)).astype(dtype)
+        ts = rng.integers(0, 20, (3, 4))
+        ts[2, 3] = -1                                   # the third place's row is ignored
+        xs[where] = bad
+        for logits in (xs, np.asfortranarray(xs)):
+            layer = TimeSoftmaxWithLoss()
+            with pytest.raises(NonFiniteError, match=r"xs: contains NaN or Inf \(shape "
+                                                     r"\(3, 4, 20\)\)"):
+                layer.forward(logits, ts)
+            assert layer._cache is None
+        layer = SoftmaxWithLoss()
+        with pytest.raises(NonFiniteError, match=r"xs: contains NaN or Inf \(shape "
+                                                 r"\(4, 20\)\)"):
+            layer.forward(xs[where[0]], ts[where[0]])
+        assert layer._cache is None
+
+
+@pytest.mark.parametrize("make", ["softmax", "time softmax", "sigmoid", "mse", "huber"])
+def test_loss_backward_refuses_a_dout_that_is_not_a_finite_number(make):
+    from rnnfast.losses import HuberLoss, MSELoss, TimeSigmoidWithLoss
+    rng = np.random.default_rng(4)
+    xs = rng.standard_normal((3, 4)).astype(np.float32)
+    layer, args = {
+        "softmax": (SoftmaxWithLoss(), (xs, np.array([0, 1, 3]))),
+        "time softmax": (TimeSoftmaxWithLoss(), (xs[:, :, None].repeat(2, -1),
+                                                 np.zeros((3, 4), int))),
+        "sigmoid": (TimeSigmoidWithLoss(), (xs, (xs > 0).astype(np.float32))),
+        "mse": (MSELoss(), (xs, xs * 0)),
+        "huber": (HuberLoss(), (xs, xs * 0)),
+    }[make]
+    layer.forward(*args)
+    want = layer.backward()
+    for dout in (np.nan, np.inf, -np.inf, 1e300):       # 1e300: past float32 once scaled
+        with pytest.raises(ValueError, match=r"dout: expected a finite number whose "
+                                             r"quotient by the loss's denominator"):
+            layer.backward(dout)
+    for dout in ("1", None, [1.0], True, np.ones(2)):
+        with pytest.raises(TypeError, match=r"dout: expected a real number \(dL/dloss\)"):
+            layer.backward(dout)
+    # a number of any real kind, a 0-d array included, scales the gradient
+    for dout in (2, 2.0, np.float32(2), np.int64(2), np.array(2.0)):
+        np.testing.assert_allclose(layer.backward(dout), 2 * want, rtol=1e-6)

@@ -137,7 +137,10 @@ class RnnLM(Model):
         RuntimeError unless a training forward came since the last
         backward."""
         d = self.loss_layer.backward(dout)
-        d = self.output_dropout.backward(self.affine.backward(d))
+        # the softmax loss's gradient is finite by construction (its forward
+        # refused NaN and Inf scores, its backward a dout that is not finite)
+        known_finite = type(self.loss_layer) is TimeSoftmaxWithLoss
+        d = self.output_dropout.backward(self.affine._backward(d, known_finite))
         d = self.embed_dropout.backward(self.network.backward(d))
         self.embed.backward(d)
         if self.tie_weights:
