@@ -409,7 +409,16 @@ def _parse_sequential(model, argname):
             masking = dict(mask_zero=True)
         (embedding,) = [np.asarray(w) for w in sub.get_weights()]
     elif items and _keras_name(items[0][1]) == "Masking":
-        masking = dict(mask_value=float(items.pop(0)[1].mask_value))
+        i, sub = items.pop(0)
+        value = float(sub.mask_value)
+        if not np.isfinite(value):
+            # Keras compares x != mask_value: a NaN masks no step, and an
+            # Inf only steps of Infs, which rnnfast's inputs never hold
+            raise ValueError(f"{argname}.layers[{i}]: a Masking of mask_value={value}; "
+                             f"rnnfast's features are finite, so it reads a finite "
+                             f"mask_value only (a NaN one masks no step in Keras: drop "
+                             f"the layer)")
+        masking = dict(mask_value=value)
     if items and _keras_name(items[-1][1]) == "Dense":
         dense = items.pop()[1]
     elif (items and _keras_name(items[-1][1]) == "TimeDistributed"

@@ -587,6 +587,12 @@ def test_keras_models_rnnfast_cannot_hold_are_refused(keras):
     for m, message in [
             (model(keras.layers.Masking(0.0), keras.layers.LSTM(H)),
              r"a Sequential with a Masking layer and no Dense"),
+            (model(keras.layers.Masking(float("nan")), keras.layers.LSTM(H),
+                   keras.layers.Dense(2)),
+             r"layers\[0\]: a Masking of mask_value=nan; rnnfast's features are finite"),
+            (model(keras.layers.Masking(float("-inf")), keras.layers.LSTM(H),
+                   keras.layers.Dense(2)),
+             r"layers\[0\]: a Masking of mask_value=-inf; rnnfast's features are finite"),
             (model(keras.layers.LSTM(H, return_sequences=True), keras.layers.Masking(0.0),
                    keras.layers.LSTM(H), keras.layers.Dense(2)),
              r"layers\[1\]: a Masking at position 1; rnnfast reads a Masking layer only "
