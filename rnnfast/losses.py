@@ -24,6 +24,7 @@ weight, and "mean" divides by the sum of the counted targets' weights
 ("sum_time" by the sum of the batch's weights) instead of their number.
 All weights 1 is the unweighted loss; weights summing to 0 give loss 0.
 """
+import math
 import numbers
 
 import numpy as np
@@ -58,22 +59,34 @@ def _denominator(reduction, count, batch):
     return 1
 
 
+# the largest finite value of each scores' type, for _backward_scale
+_LARGEST = {np.dtype(np.float32): float(np.finfo(np.float32).max),
+            np.dtype(np.float64): float(np.finfo(np.float64).max)}
+
+
 def _backward_scale(dout, denom, dtype):
     """dout / denom as a `dtype` scalar, the factor of a loss's backward:
     dout (dL/dloss) must be a real number, and the factor finite (a NaN or
     Inf dout, or one that overflows the scores' type, would fill the whole
-    gradient with them)."""
-    if isinstance(dout, np.ndarray) and dout.ndim == 0:
-        dout = dout[()]                         # a 0-d array: its number
-    if isinstance(dout, (bool, np.bool_)) or not isinstance(dout, numbers.Real):
-        raise TypeError(f"dout: expected a real number (dL/dloss), got "
-                        f"{type(dout).__name__} {dout!r}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        scale = dtype.type(dout / denom)
-    if not np.isfinite(scale):
+    gradient with them).  In Python floats: np.errstate alone cost ~2 us,
+    much of a small batch's loss (docs/performance.md item 151)."""
+    value = dout
+    if type(value) is not float:
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value[()]                   # a 0-d array: its number
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"dout: expected a real number (dL/dloss), got "
+                            f"{type(dout).__name__} {dout!r}")
+        try:
+            value = float(value)
+        except OverflowError:                   # an int past float64's range
+            value = math.inf
+    scale = value / float(denom)
+    largest = _LARGEST.get(dtype) or float(np.finfo(dtype).max)
+    if not abs(scale) <= largest:               # NaN fails it too
         raise ValueError(f"dout: expected a finite number whose quotient by the loss's "
                          f"denominator ({denom}) fits {dtype.name}, got {dout!r}")
-    return scale
+    return dtype.type(scale)
 
 
 def log_softmax(x, axis=-1):

@@ -324,7 +324,8 @@ def test_loss_backward_refuses_a_dout_that_is_not_a_finite_number(make):
     }[make]
     layer.forward(*args)
     want = layer.backward()
-    for dout in (np.nan, np.inf, -np.inf, 1e300):       # 1e300: past float32 once scaled
+    # 1e300: past float32 once scaled; 10**400: past float64 itself
+    for dout in (np.nan, np.inf, -np.inf, 1e300, 10 ** 400, np.float64(np.nan)):
         with pytest.raises(ValueError, match=r"dout: expected a finite number whose "
                                              r"quotient by the loss's denominator"):
             layer.backward(dout)
