@@ -15,6 +15,7 @@ commit serves as OLD_TREE:
     git worktree add /tmp/old <commit> && (cd /tmp/old && python setup.py build_ext --inplace)
 """
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -59,7 +60,10 @@ def run(tree, steps, threads):
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
-    old, new = sys.argv[1], sys.argv[2]
+    old, new = (os.path.abspath(tree) for tree in sys.argv[1:3])
+    for name, tree in (("OLD_TREE", old), ("NEW_TREE", new)):
+        if not os.path.isdir(os.path.join(tree, "rnnfast")):
+            sys.exit(f"{name}: {tree} is not a source tree of rnnfast (no rnnfast/ in it)")
     given = [int(v) for v in sys.argv[3:6]]
     rounds, steps, threads = given + [9, 40, 1][len(given):]
     ratios, t_old, t_new = [], [], []

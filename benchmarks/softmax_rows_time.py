@@ -7,17 +7,25 @@ built in place, for an A/B of two builds run one after the other:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/softmax_rows_time.py [TREE]
 """
+import os
 import statistics
 import sys
 import time
 
-if len(sys.argv) > 1:
-    sys.path.insert(0, sys.argv[1])
+TREE = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else None
+if TREE is not None:
+    if not os.path.isdir(os.path.join(TREE, "rnnfast")):
+        sys.exit(f"TREE: {sys.argv[1]!r} is not a source tree of rnnfast (no rnnfast/ in it)")
+    sys.path.insert(0, TREE)
 
 import numpy as np                                          # noqa: E402
 from threadpoolctl import threadpool_limits                 # noqa: E402
 
 from rnnfast import _rnn                                    # noqa: E402
+
+if TREE is not None and not _rnn.__file__.startswith(TREE + os.sep):
+    sys.exit(f"TREE: {TREE} has no built rnnfast._rnn (python setup.py build_ext "
+             f"--inplace there); it imported {_rnn.__file__}")
 
 R, V = 700, 10_000
 
