@@ -12,25 +12,29 @@ import statistics
 import sys
 import time
 
-TREE = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else None
-if TREE is not None:
-    if not os.path.isdir(os.path.join(TREE, "rnnfast")):
-        sys.exit(f"TREE: {sys.argv[1]!r} is not a source tree of rnnfast (no rnnfast/ in it)")
-    sys.path.insert(0, TREE)
-
-import numpy as np                                          # noqa: E402
-from threadpoolctl import threadpool_limits                 # noqa: E402
-
-from rnnfast import _rnn                                    # noqa: E402
-
-if TREE is not None and not _rnn.__file__.startswith(TREE + os.sep):
-    sys.exit(f"TREE: {TREE} has no built rnnfast._rnn (python setup.py build_ext "
-             f"--inplace there); it imported {_rnn.__file__}")
-
 R, V = 700, 10_000
 
 
+def import_rnn(tree):
+    """rnnfast._rnn from `tree` (a source tree built in place), or the one
+    installed when tree is None.  Nothing runs at import: asv imports every
+    module of benchmarks/ to discover its suite."""
+    if tree is not None:
+        tree = os.path.abspath(tree)
+        if not os.path.isdir(os.path.join(tree, "rnnfast")):
+            sys.exit(f"TREE: {tree!r} is not a source tree of rnnfast (no rnnfast/ in it)")
+        sys.path.insert(0, tree)
+    from rnnfast import _rnn
+    if tree is not None and not _rnn.__file__.startswith(tree + os.sep):
+        sys.exit(f"TREE: {tree} has no built rnnfast._rnn (python setup.py build_ext "
+                 f"--inplace there); it imported {_rnn.__file__}")
+    return _rnn
+
+
 def main():
+    _rnn = import_rnn(sys.argv[1] if len(sys.argv) > 1 else None)
+    import numpy as np
+    from threadpoolctl import threadpool_limits
     x = np.random.default_rng(0).standard_normal((R, V)).astype(np.float32)
     e, z, top = np.empty_like(x), np.empty(R), np.empty(R, np.float32)
     junk = np.ones(16 * 2 ** 20, np.float32)
