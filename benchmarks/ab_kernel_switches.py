@@ -13,13 +13,16 @@ interleaved turn by turn (benchmarks/common.py, switch_ab), on whole calls:
               against their GEMV (_core.use_dgemv; item 154)
     wide      the AVX2-width tiles (16 columns) against the AVX-512 wide
               tiles (32 columns; _core.use_wide_tiles; items 39, 159)
+    narrow    LSTM: an input of D <= H/2 projected for all steps first
+              against taken into each step's product
+              (_core.use_narrow_inputs; item 167)
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/ab_kernel_switches.py groups lstm:train:tiny lstm:infer:1,1,256,256 [rounds]
 
 A case is cell:mode:config, config a name of rnnfast.bench.CONFIGS or
 N,T,D,H.  One thread (THREADS=2 in the environment for two), float32
-(dgemv: float64); rounds default 41, each turn ~2 ms of calls.  Prints each case's
+(dgemv, or DTYPE=float64 in the environment: float64); rounds default 41, each turn ~2 ms of calls.  Prints each case's
 medians and the median per-round ratio (before / after, > 1: the default
 is faster) with its quartiles.
 """
@@ -44,6 +47,7 @@ SWITCHES = {
     "half": (_core.use_half_panels, ("whole panel", "half panel")),
     "dgemv": (_core.use_dgemv, ("one-row tiles", "GEMV")),
     "wide": (_core.use_wide_tiles, ("16 columns", "32 columns")),
+    "narrow": (_core.use_narrow_inputs, ("projected", "in the step")),
 }
 
 
@@ -73,7 +77,8 @@ def main(argv):
         print("(no AVX-512 tiles here: both sides run the AVX2 GEMV)")
     with threadpool_limits(int(os.environ.get("THREADS", "1"))):
         for cell, mode, (N, T, D, H) in cases:
-            dtype = np.float64 if argv[1] == "dgemv" else np.float32
+            dtype = (np.float64 if argv[1] == "dgemv" or os.environ.get("DTYPE") == "float64"
+                     else np.float32)
             call = bench.make_case("rnnfast", cell, mode, N, T, D, H, dtype=dtype)
             call()
             t0 = time.perf_counter()

@@ -164,6 +164,15 @@ def use_split_packing(on=True):
         mod.use_split_packing(on)
 
 
+def use_narrow_inputs(on=True):
+    """Take an LSTM's input of at most half the state's width (D <= H/2)
+    into each step's product, [x_t | h] times [Wx; Wh] (the default), or
+    project all steps' inputs first (on=False); see src/_seq.pxd,
+    NarrowInputs.  Results differ by rounding.  For A/B timings and
+    tests."""
+    _lstm.use_narrow_inputs(on)
+
+
 def use_output_pool(on=True):
     """Take the large outputs of a call (a layer's outputs, dL/dxs, 1 MB
     and more) from rnnfast's pool, which gets their memory back when the

@@ -42,7 +42,9 @@ from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch
                    pack_b_split, pack_b_or_read_split, set_pack_split,
                    all_zero, state_product, states_rebuilt, state_rows,
                    set_poison_chunk_h, rebuild_chunk_start, rebuild_next_state,
-                   rebuild_padding, xs_check, raise_if_nonfinite)
+                   rebuild_padding, xs_check, raise_if_nonfinite,
+                   NarrowInputs, narrow_inputs_begin, narrow_inputs_end, narrow_state,
+                   narrow_step_product, set_narrow_inputs)
 
 cnp.import_array()
 
@@ -53,6 +55,7 @@ cdef struct FwdArgs:
     void* c_prev             # (N, T, H) when training, else NULL
     void* tanh_c             # (N, T, H) when training, else NULL
     const void* Wh_packed
+    NarrowInputs narrow      # narrow.xh not NULL: inputs in the step product
     bint uniform
     bint save_all            # training: h_prev of every step (not states_rebuilt)
 
@@ -62,7 +65,8 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     """Steps 0..T-1 for batch rows n0..n1-1 (tag only selects the type),
     after their input projection when Wx is packed (else the caller did it
     for all rows on BLAS), or chunk by chunk of Tc steps when gates holds
-    only Tc (src/_seq.pxd)."""
+    only Tc, or with the inputs in each step's product (a.narrow;
+    src/_seq.pxd)."""
     cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H, G = 4 * H, W = a.s.W, off = a.s.out_offset
     cdef Py_ssize_t Tc = a.s.Tc, k0, k1
     cdef floating* pg = <floating*> a.s.gates
@@ -82,14 +86,23 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     cdef floating* g
     cdef floating* tsave = NULL
     cdef bint h0_zero = all_zero(ph + n0 * H, rows * H)
+    cdef bint narrow = a.narrow.xh != NULL
+    cdef Py_ssize_t ldh = D + H if narrow else H      # row stride of the state
+    if narrow:
+        ph = narrow_state(tag, &a.s, &a.narrow, n0, n1, False)
     k0 = 0
     while k0 < T:                   # the chunks of Tc steps (one when Tc = T)
         k1 = k0 + Tc if k0 + Tc < T else T
-        project_inputs(<const floating*> a.s.xs, <const floating*> a.s.Wx_packed,
-                       <const floating*> a.s.Wx, plen, a.s.reverse, T, D, G, n0, n1, k0, k1,
-                       pg, Tc, xs_check(&a.s))
+        if not narrow:
+            project_inputs(<const floating*> a.s.xs, <const floating*> a.s.Wx_packed,
+                           <const floating*> a.s.Wx, plen, a.s.reverse, T, D, G, n0, n1,
+                           k0, k1, pg, Tc, xs_check(&a.s))
         for k in range(k0, k1):
-            if a.uniform:
+            if narrow:              # uniform: the step-t rows of the chunk
+                t = step_time(k, T, a.s.reverse) - chunk_start(T, k0, k1, a.s.reverse)
+                narrow_step_product(tag, &a.s, &a.narrow, G, n0, n1, k,
+                                    pg + (n0 * Tc + t) * G, <int> (Tc * G))
+            elif a.uniform:
                 # Recurrent GEMM accumulates straight into the step-t rows
                 # of the projected gates (row stride Tc*4H, no copy).
                 t = step_time(k, T, a.s.reverse) - chunk_start(T, k0, k1, a.s.reverse)
@@ -114,12 +127,14 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                                          a.save_all)
                 if a.s.training:
                     if k == 0 or a.save_all:
-                        memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
+                        memcpy(phs + (n * T + t) * H, ph + n * ldh, H * sizeof(floating))
                     memcpy(pcs + (n * T + t) * H, pc + n * H, H * sizeof(floating))
                     tsave = pts + (n * T + t) * H
-                lstm_fwd_row(g, pb, pc + n * H, ph + n * H, pout + (n * T + t) * W + off,
+                lstm_fwd_row(g, pb, pc + n * H, ph + n * ldh, pout + (n * T + t) * W + off,
                              tsave, H)
         k0 = k1
+    if narrow:
+        narrow_state(tag, &a.s, &a.narrow, n0, n1, True)
 
 
 cdef void lstm_forward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
@@ -170,12 +185,14 @@ cdef void lstm_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogi
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
     a.save_all = not states_rebuilt(N, T, G, H, sizeof(floating), a.uniform)
     cdef int pack_nt = step_threads(threads, N, T, 2 * H * G, True)
-    forward_prologue(tag, &a.s, G, pack_nt)
-    a.Wh_packed = pack_b_or_read_split(N * T, N, <int> H, <int> G,
-                                       <const floating*> a.s.Wh, <int> G, pack_nt)
+    cdef bint narrow = narrow_inputs_begin(tag, &a.s, G, a.uniform, &a.narrow)
+    forward_prologue(tag, &a.s, G, pack_nt, not narrow)
+    a.Wh_packed = NULL if narrow else pack_b_or_read_split(
+        N * T, N, <int> H, <int> G, <const floating*> a.s.Wh, <int> G, pack_nt)
     run_steps(tag, lstm_forward_steps_f if floating is float else lstm_forward_steps_d, a, N,
-              step_threads(threads, N, T, 2 * H * G, a.Wh_packed != NULL))
+              step_threads(threads, N, T, 2 * H * G, narrow or a.Wh_packed != NULL))
     free_packed(<void*> a.Wh_packed)
+    narrow_inputs_end(&a.narrow)
     forward_epilogue(&a.s)
 
 
@@ -390,6 +407,13 @@ def use_grad_chunks(bint on):
     steps (on, the default; src/_seq.pxd, chunk_steps), or run the
     gradients after all steps.  For A/B timings and tests."""
     set_grad_chunks(on)
+
+
+def use_narrow_inputs(bint on):
+    """Take a narrow input (D <= H/2) into each step's product (on, the
+    default; src/_seq.pxd, NarrowInputs), or project it first (off).
+    Results differ by rounding.  For A/B timings and tests."""
+    set_narrow_inputs(on)
 
 
 def use_split_packing(bint on):

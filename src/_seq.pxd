@@ -33,7 +33,8 @@ from _settings cimport check_setting
 from numpy cimport NPY_FLOAT, NPY_INTP
 from _blas cimport (floating, gemm, gemm_packed, gemm_tn, free_packed, pack_b, pack_rows,
                    packed_buffer, rf_in_threads, rf_unpacked_b,
-                   rf_unpacked_ok, rf_packed_dw_enabled)
+                   rf_unpacked_ok, rf_packed_dw_enabled, rf_buf_alloc, rf_buf_free,
+                   rf_gemm_packed_supported)
 
 
 cdef extern from "_cells.h" nogil:
@@ -757,7 +758,7 @@ cdef inline bint grads_on_threads(rf_rows_fn fn, void* args, void** scratch, int
 
 
 cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G,
-                                  int nt) noexcept nogil:
+                                  int nt, bint project=True) noexcept nogil:
     """Before a forward step loop: Wx packed for the loop's own input
     projection (project_inputs) into s.Wx_packed (forward_epilogue frees
     it; packed on nt threads, pack_b_split), or NULL, and then the
@@ -765,8 +766,16 @@ cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G,
     BLAS (or chunk by chunk in the loop when gates holds Tc < T steps); the
     padding of out's columns out_offset..+H and of h_prev (training) zeroed.
     With s.check_xs, the rows of xs the loop's projection does not test
-    are tested here."""
+    are tested here.  project False: no projection at all (the step loop
+    takes its inputs in its own products and tests them: NarrowInputs)."""
     cdef Py_ssize_t N = s.N, T = s.T, H = s.H, D = s.D, n
+    s.Wx_packed = NULL
+    if not project:
+        zero_padding(<floating*> s.out, N, T, s.W, s.out_offset, H, s.lengths)
+        if s.h_prev != NULL:
+            zero_padding(<floating*> s.h_prev, N, T, H, 0, H, s.lengths)
+        s.prefetch = s.training and worth_prefetching(N, T, G, H, sizeof(floating))
+        return
     # Rows a product: all N*T at once, or a row's steps of a chunk.
     s.Wx_packed = pack_b_or_read_split(N * T, s.Tc if s.Tc < T else N * T, <int> s.D,
                                        <int> G, <const floating*> s.Wx, <int> G, nt)
@@ -794,6 +803,124 @@ cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G,
 cdef inline void forward_epilogue(SeqFwd* s) noexcept nogil:
     free_packed(<void*> s.Wx_packed)
     s.Wx_packed = NULL
+
+
+# ------------------------------------------ narrow inputs in the step product
+# An input much narrower than the state (D <= H/2: `medium`'s D = 64 at H =
+# 256, a time series' few features) made the hoisted projection x Wx a
+# product of short K, whose every gate value is stored, then loaded and
+# stored again by the step's h Wh.  A step loop then instead multiplies the
+# rows [x_t | h] (N, D + H) by [Wx; Wh] packed once: one product of K = D + H
+# stores each gate value once, and x_t is copied (and tested, check_xs) row
+# by row beside the state, which the loop keeps there.  The products alone
+# (B packed once, 1 thread, docs/performance.md item 167): LSTM `medium`
+# 1.099x faster, RNN 1.052x; LSTM `small` (D = H) 1.056x but RNN 0.975x;
+# LSTM `zaremba-medium` (D = H = 650, [Wx; Wh] 13.5 MB) 0.909x: narrow
+# inputs only.  Uniform lengths only (each row at the same t); the sums of
+# a gate value come in another order than the hoisted projection's (x Wx
+# plus h Wh), so results differ from it by rounding.
+cdef extern from *:
+    """
+    static int rf_narrow_inputs_switch = 1;   /* 0: the hoisted projection always */
+    """
+    int rf_narrow_inputs_switch
+
+cdef inline void set_narrow_inputs(bint on) noexcept nogil:
+    global rf_narrow_inputs_switch
+    rf_narrow_inputs_switch = on
+
+
+cdef struct NarrowInputs:
+    void* xh                 # (N, D + H): row n = [x_t of row n | its state], or NULL
+    const void* packed       # [Wx; Wh] (D + H, G), packed
+
+
+cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bint uniform,
+                                     NarrowInputs* f) noexcept nogil:
+    """f <- a call's buffers for narrow inputs, and True, when they pay (see
+    above); else NULLs and False (the call then projects its inputs as
+    before).  Frees with narrow_inputs_end."""
+    cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, K = D + H
+    cdef floating* bp
+    f.xh, f.packed = NULL, NULL
+    # Not on N: a row's outputs must not depend on the rows beside it
+    # (scikit-learn's subset checks), and every product's tiles and GEMVs
+    # sum a row's K terms in the same order.  One-step calls (T = 1, a
+    # generation loop's) keep their unpacked or unpacked-for-BLAS weights.
+    if (not rf_narrow_inputs_switch or not uniform or 2 * D > H or T < 2
+            or not rf_gemm_packed_supported()):
+        return False
+    bp = packed_buffer(pack_rows(N * T), <int> K, <int> G, <const floating*> s.Wx)
+    f.xh = <void*> rf_buf_alloc(N * K * (sizeof(floating) // sizeof(float)))
+    if bp == NULL or f.xh == NULL:
+        free_packed(<void*> bp)
+        rf_buf_free(<float*> f.xh)
+        f.xh = NULL
+        return False
+    # Wx's rows into rows 0..D-1 of every panel, Wh's into D..K-1 (as
+    # pack_part packs a share of B's rows): the bytes pack_b gives [Wx; Wh].
+    if floating is float:
+        rf_pack_b_sum_f(<const float*> s.Wx, <long> G, 0, D, G, <float*> bp,
+                        rf_panel_stride(K), NULL)
+        rf_pack_b_sum_f(<const float*> s.Wh, <long> G, 0, H, G, <float*> bp + D * RF_NR,
+                        rf_panel_stride(K), NULL)
+    else:
+        rf_pack_b_sum_d(<const double*> s.Wx, <long> G, 0, D, G, <double*> bp,
+                        rf_panel_stride_d(K), NULL)
+        rf_pack_b_sum_d(<const double*> s.Wh, <long> G, 0, H, G, <double*> bp + D * RF_NRD,
+                        rf_panel_stride_d(K), NULL)
+    f.packed = <const void*> bp
+    if s.check_xs:              # all of xs at once: it is narrow
+        check_rows(<const floating*> s.xs, N * T * D, &s.nonfinite)
+    return True
+
+
+cdef inline void narrow_inputs_end(NarrowInputs* f) noexcept nogil:
+    free_packed(<void*> f.packed)
+    rf_buf_free(<float*> f.xh)
+    f.xh, f.packed = NULL, NULL
+
+
+cdef inline floating* narrow_state(floating* tag, SeqFwd* s, NarrowInputs* f, Py_ssize_t n0,
+                                   Py_ssize_t n1, bint back) noexcept nogil:
+    """Rows n0..n1-1 of the state h copied beside their inputs (back: copied
+    back into h, after the loop); returns where row 0's state lies in xh
+    (row n's at + n * (D + H))."""
+    cdef Py_ssize_t n, D = s.D, H = s.H, K = D + H
+    cdef floating* at = <floating*> f.xh + D
+    cdef floating* h = <floating*> s.h
+    for n in range(n0, n1):
+        if back:
+            memcpy(h + n * H, at + n * K, H * sizeof(floating))
+        else:
+            memcpy(at + n * K, h + n * H, H * sizeof(floating))
+    return at
+
+
+cdef inline void narrow_step_product(floating* tag, SeqFwd* s, NarrowInputs* f, Py_ssize_t G,
+                                     Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t k,
+                                     floating* C, int ldc) noexcept nogil:
+    """Step k's gate rows of rows n0..n1-1 (C, row stride ldc) = [x_t | h]
+    [Wx; Wh]: each row's x_t copied beside its state (narrow_inputs_begin
+    tested them all when s.check_xs), then one product."""
+    cdef Py_ssize_t n, D = s.D, K = D + s.H, T = s.T, t = step_time(k, s.T, s.reverse)
+    cdef floating* xh = <floating*> f.xh
+    cdef const floating* xs = <const floating*> s.xs
+    cdef Py_ssize_t tn = step_time(k + 1, s.T, s.reverse), j
+    cdef floating* dst
+    cdef const floating* src
+    for n in range(n0, n1):
+        # A loop, not memcpy: D is small, and a libc call a row cost an
+        # RNN of D = 4, H = 128 more than its product gained.
+        dst = xh + n * K
+        src = xs + (n * T + t) * D
+        for j in range(D):
+            dst[j] = src[j]
+        if k + 1 < T:           # the next step's row: xs's rows lie T*D apart
+            prefetch(xs + (n * T + tn) * D, D * sizeof(floating))
+    gemm_packed(<int> (n1 - n0), <int> G, <int> K, xh + n0 * K, <int> K,
+                <const floating*> f.packed, False, <const floating*> s.Wx, <int> G, False,
+                C, ldc)
 
 
 cdef inline void backward_prologue(floating* tag, SeqBwd* s, Py_ssize_t G,

@@ -52,8 +52,21 @@ def _c_order(W):
     return None
 
 
+# A W of at most this many values goes to the kernel in the forward
+# whatever the rows: packing it costs little, and the kernel sums each row
+# alike in every batch, which NumPy's BLAS does not (a row's output alone
+# and in a batch of 20 differed at float32 rounding: an estimator's
+# predictions of a subset, scikit-learn's check_methods_subset_invariance,
+# held only by the luck of the values; docs/performance.md item 167).
+_KERNEL_SMALL_W = 4096
+
+
 def _on_kernel(rows, D, M):
     return rows >= _KERNEL_MIN_ROWS and rows * D * M >= _KERNEL_MIN_MACS
+
+
+def _forward_on_kernel(rows, D, M):
+    return _on_kernel(rows, D, M) or (rows >= 1 and D * M <= _KERNEL_SMALL_W)
 
 
 def _rows(x):
@@ -100,7 +113,7 @@ class Affine(SizedConfig):
         D, M = W.shape
         x2 = x.reshape(_rows(x), D)
         # a replaced b of another dtype or shape: NumPy's path casts and broadcasts it
-        B = (_c_order(W) if _on_kernel(x2.shape[0], D, M) and b.flags.c_contiguous
+        B = (_c_order(W) if _forward_on_kernel(x2.shape[0], D, M) and b.flags.c_contiguous
              and b.dtype == W.dtype and b.ndim == 1 else None)
         if B is not None:
             # from rnnfast's output pool: a language model's logits are the

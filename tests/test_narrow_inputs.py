@@ -1,0 +1,145 @@
+"""An LSTM's narrow input (D <= H/2) taken into each step's product,
+[x_t | h] @ [Wx; Wh] (src/_seq.pxd, NarrowInputs), against the projection
+of all steps first (_core.use_narrow_inputs(False)) and against PyTorch;
+and the small fully connected layers' rows summed alike in every batch
+(rnnfast/layers/affine.py, _KERNEL_SMALL_W)."""
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import rnnfast
+from rnnfast import _core
+from rnnfast.layers import Affine
+
+torch = pytest.importorskip("torch")
+
+RTOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+
+def _run(net, xs, lengths, h0):
+    ys, state = net.forward(xs, state=h0, lengths=lengths)
+    dxs = net.backward(np.cos(ys))
+    out = [ys, *state, dxs, *net.grads]
+    net.eval()
+    out.append(net.forward(xs, state=h0, lengths=lengths)[0])
+    net.train()
+    return [np.array(a) for a in out]
+
+
+def _both(fn):
+    runs = []
+    for on in (True, False):
+        _core.use_narrow_inputs(on)
+        try:
+            runs.append(fn())
+        finally:
+            _core.use_narrow_inputs(True)
+    return runs
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("ragged", [False, True])
+def test_narrow_inputs_agree_with_the_projection(dtype, threads, ragged):
+    """Forward (training and evaluation), final states and backward of a
+    2-layer bidirectional LSTM whose first layer's input is narrow (D = 5,
+    H = 24): the same to rounding either way, from a given state."""
+    N, T, D, H = 11, 9, 5, 24
+    rng = np.random.default_rng(3)
+    xs = rng.standard_normal((N, T, D)).astype(dtype)
+    lengths = rng.integers(1, T + 1, N) if ragged else None
+    h0 = tuple(rng.standard_normal((4, N, H)).astype(dtype) for _ in range(2))
+
+    def run():
+        net = rnnfast.LSTM(D, H, num_layers=2, bidirectional=True, dtype=dtype,
+                           random_state=0)
+        with threadpool_limits(threads):
+            return _run(net, xs, lengths, h0)
+    narrow, projected = _both(run)
+    for i, (a, b) in enumerate(zip(narrow, projected)):
+        np.testing.assert_allclose(a, b, rtol=RTOL[dtype], atol=RTOL[dtype],
+                                   err_msg=f"array {i}")
+
+
+def test_narrow_inputs_match_torch_in_float64():
+    """The narrow path against PyTorch's LSTM: outputs, final states, dL/dx
+    and the weights' gradients."""
+    N, T, D, H = 13, 17, 3, 20
+    rng = np.random.default_rng(4)
+    xs = rng.standard_normal((N, T, D))
+    dys = rng.standard_normal((N, T, H))
+    net = rnnfast.LSTM(D, H, dtype=np.float64, random_state=2)
+    ys, (h, c) = net.forward(xs)
+    dxs = net.backward(dys)
+    mod = torch.nn.LSTM(D, H, batch_first=True).double()
+    with torch.no_grad():
+        for name, value in rnnfast.interop.to_torch_state_dict(net).items():
+            getattr(mod, name).copy_(torch.from_numpy(value))
+    x = torch.from_numpy(xs).requires_grad_(True)
+    ty, (th, tc) = mod(x)
+    ty.backward(torch.from_numpy(dys))
+    np.testing.assert_allclose(ys, ty.detach().numpy(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(h, th.detach().numpy(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(c, tc.detach().numpy(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(dxs, x.grad.numpy(), rtol=1e-11, atol=1e-12)
+    # the gradients in PyTorch's layout: a network holding them as weights
+    grads = rnnfast.LSTM(D, H, dtype=np.float64, random_state=2)
+    for p, g in zip(grads.params, net.grads):
+        p[...] = g
+    theirs = rnnfast.interop.to_torch_state_dict(grads)
+    for name in ("weight_ih_l0", "weight_hh_l0"):
+        np.testing.assert_allclose(theirs[name], getattr(mod, name).grad.numpy(),
+                                   rtol=1e-11, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("D,H,T,taken", [(5, 24, 9, True), (12, 24, 9, True),
+                                         (13, 24, 9, False), (24, 24, 9, False),
+                                         (5, 24, 1, False)])
+def test_narrow_inputs_taken_where_documented(D, H, T, taken):
+    """D <= H/2 and T >= 2: the outputs' rounding shows which path ran
+    (the sums come in another order); elsewhere bitwise the projection's."""
+    xs = np.random.default_rng(D * T).standard_normal((16, T, D)).astype(np.float32)
+
+    def run():
+        return np.array(rnnfast.LSTM(D, H, random_state=1).forward(xs)[0])
+    narrow, projected = _both(run)
+    assert np.array_equal(narrow, projected) is not taken
+    np.testing.assert_allclose(narrow, projected, rtol=1e-5, atol=1e-6)
+
+
+def test_narrow_inputs_refuse_nan():
+    """xs is tested on the narrow path too: a NaN at the last step of the
+    last row is refused, naming xs, before anything is kept."""
+    xs = np.random.default_rng(0).standard_normal((9, 6, 4)).astype(np.float32)
+    xs[-1, -1, -1] = np.nan
+    net = rnnfast.LSTM(4, 16, random_state=0)
+    with pytest.raises(ValueError, match="xs: contains NaN or Inf"):
+        net.forward(xs)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_narrow_lstm_rows_alone_are_the_batchs(dtype):
+    """A row's outputs alone are bitwise its outputs in a batch (one and two
+    threads)."""
+    net = rnnfast.LSTM(2, 16, num_layers=2, dtype=dtype, random_state=0).eval()
+    xs = np.random.default_rng(1).standard_normal((21, 5, 2)).astype(dtype)
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            whole = net.forward(xs)[0]
+            for rows in (slice(0, 1), slice(20, 21), slice(3, 12)):
+                np.testing.assert_array_equal(net.forward(xs[rows])[0], whole[rows])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("M", [1, 3])
+def test_small_affine_rows_alone_are_the_batchs(dtype, M):
+    """A small fully connected layer (an estimator's head) gives a row alone
+    bitwise what it gives it in a batch of 20 (NumPy's BLAS did not, at
+    float32 rounding)."""
+    rng = np.random.default_rng(M)
+    layer = Affine(rng.standard_normal((32, M)).astype(dtype),
+                   rng.standard_normal(M).astype(dtype))
+    x = rng.standard_normal((20, 32)).astype(dtype)
+    whole = layer.forward(x)
+    for n in range(20):
+        np.testing.assert_array_equal(layer.forward(x[n:n + 1]), whole[n:n + 1])
