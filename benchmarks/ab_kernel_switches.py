@@ -15,7 +15,7 @@ interleaved turn by turn (benchmarks/common.py, switch_ab), on whole calls:
               tiles (32 columns; _core.use_wide_tiles; items 39, 159)
     narrow    LSTM: an input of D <= H/2 projected for all steps first
               against taken into each step's product
-              (_core.use_narrow_inputs; item 167)
+              (_core.use_narrow_inputs; item 168)
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/ab_kernel_switches.py groups lstm:train:tiny lstm:infer:1,1,256,256 [rounds]

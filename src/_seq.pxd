@@ -808,17 +808,20 @@ cdef inline void forward_epilogue(SeqFwd* s) noexcept nogil:
 # ------------------------------------------ narrow inputs in the step product
 # An input much narrower than the state (D <= H/2: `medium`'s D = 64 at H =
 # 256, a time series' few features) made the hoisted projection x Wx a
-# product of short K, whose every gate value is stored, then loaded and
-# stored again by the step's h Wh.  A step loop then instead multiplies the
-# rows [x_t | h] (N, D + H) by [Wx; Wh] packed once: one product of K = D + H
-# stores each gate value once, and x_t is copied (and tested, check_xs) row
-# by row beside the state, which the loop keeps there.  The products alone
-# (B packed once, 1 thread, docs/performance.md item 167): LSTM `medium`
-# 1.099x faster, RNN 1.052x; LSTM `small` (D = H) 1.056x but RNN 0.975x;
-# LSTM `zaremba-medium` (D = H = 650, [Wx; Wh] 13.5 MB) 0.909x: narrow
-# inputs only.  Uniform lengths only (each row at the same t); the sums of
-# a gate value come in another order than the hoisted projection's (x Wx
-# plus h Wh), so results differ from it by rounding.
+# product of short K, whose every gate value is stored (in training to
+# memory: an LSTM's gates at `medium` are 26 MB), then loaded and stored
+# again by the step's h Wh.  A step loop then instead multiplies the rows
+# [x_t | h] (N, D + H) by [Wx; Wh] packed once: one product of K = D + H
+# stores each gate value once; x_t is copied row by row beside the state,
+# which the loop keeps there.  LSTM only (docs/performance.md item 168):
+# whole calls 1.01-1.09x faster on LSTM's narrow shapes, but RNN's forward
+# in training ran 0.74-0.84x as fast at D = 1-8 (1.02x at `medium`), and
+# wide inputs lose
+# (the products alone at LSTM `zaremba-medium`, D = H = 650, [Wx; Wh] 13.5
+# MB: 0.909x).  Uniform lengths only (each row at the same t).  A gate
+# value's sum comes in another order than the projection's (x Wx, then h
+# Wh added), so results differ from it by rounding; they do not depend on
+# N (the rows beside a row), which the rule below therefore does not read.
 cdef extern from *:
     """
     static int rf_narrow_inputs_switch = 1;   /* 0: the hoisted projection always */

@@ -97,6 +97,7 @@ def draw_case(rng):
                 with_state=bool(rng.random() < 0.5), switches=switches)
     # drawn last, so that a seed draws the same case as before this switch
     switches["dgemv"] = bool(rng.random() < 0.7)
+    switches["narrow"] = bool(rng.random() < 0.7)      # drawn after dgemv, for the same reason
     return case
 
 
@@ -121,6 +122,7 @@ class kernel_settings:
         _core.use_thread_pool(sw["pool"])
         _core.use_direct_infer(sw["direct_infer"])
         _core.use_dgemv(sw["dgemv"])
+        _core.use_narrow_inputs(sw.get("narrow", True))
         self.limits = [m.split_limits() for m in (_rnn, _lstm, _gru)]
         if sw["split_all"]:
             for m in (_rnn, _lstm, _gru):
@@ -136,7 +138,7 @@ class kernel_settings:
         for switch in (_core.use_wide_tiles, _core.use_unpacked_b, _core.use_half_panels,
                        _core.use_gemv_segments, _core.use_prefetch, _core.use_grad_chunks,
                        _core.use_split_packing, _core.use_thread_pool,
-                       _core.use_direct_infer, _core.use_dgemv):
+                       _core.use_direct_infer, _core.use_dgemv, _core.use_narrow_inputs):
             switch(True)
         _core.use_gemv_groups_of_8(None)
         return False

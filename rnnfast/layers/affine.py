@@ -57,7 +57,7 @@ def _c_order(W):
 # alike in every batch, which NumPy's BLAS does not (a row's output alone
 # and in a batch of 20 differed at float32 rounding: an estimator's
 # predictions of a subset, scikit-learn's check_methods_subset_invariance,
-# held only by the luck of the values; docs/performance.md item 167).
+# held only by the luck of the values; docs/performance.md item 169).
 _KERNEL_SMALL_W = 4096
 
 
