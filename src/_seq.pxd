@@ -818,7 +818,10 @@ cdef inline void forward_epilogue(SeqFwd* s) noexcept nogil:
 # in training ran 0.74-0.84x as fast at D = 1-8 (1.02x at `medium`), and
 # wide inputs lose
 # (the products alone at LSTM `zaremba-medium`, D = H = 650, [Wx; Wh] 13.5
-# MB: 0.909x).  Uniform lengths only (each row at the same t).  A gate
+# MB: 0.909x), and so does a large [Wx; Wh], which each step then streams
+# from L3 or memory where it streamed Wh alone (D = 325, H = 650, 10 MB, N
+# = 20: 0.921x; 5.2 MB: 0.99-1.01x): at most NARROW_MAX_BYTES of it.
+# Uniform lengths only (each row at the same t).  A gate
 # value's sum comes in another order than the projection's (x Wx, then h
 # Wh added), so results differ from it by rounding; they do not depend on
 # N (the rows beside a row), which the rule below therefore does not read.
@@ -827,6 +830,9 @@ cdef extern from *:
     static int rf_narrow_inputs_switch = 1;   /* 0: the hoisted projection always */
     """
     int rf_narrow_inputs_switch
+
+cdef enum:
+    NARROW_MAX_BYTES = 6 << 20       # of [Wx; Wh]
 
 cdef inline void set_narrow_inputs(bint on) noexcept nogil:
     global rf_narrow_inputs_switch
@@ -851,7 +857,7 @@ cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bin
     # sum a row's K terms in the same order.  One-step calls (T = 1, a
     # generation loop's) keep their unpacked or unpacked-for-BLAS weights.
     if (not rf_narrow_inputs_switch or not uniform or 2 * D > H or T < 2
-            or not rf_gemm_packed_supported()):
+            or K * G * sizeof(floating) > NARROW_MAX_BYTES or not rf_gemm_packed_supported()):
         return False
     bp = packed_buffer(pack_rows(N * T), <int> K, <int> G, <const floating*> s.Wx)
     f.xh = <void*> rf_buf_alloc(N * K * (sizeof(floating) // sizeof(float)))

@@ -92,16 +92,21 @@ def test_narrow_inputs_match_torch_in_float64():
                                    rtol=1e-11, atol=1e-12, err_msg=name)
 
 
-@pytest.mark.parametrize("D,H,T,taken", [(5, 24, 9, True), (12, 24, 9, True),
-                                         (13, 24, 9, False), (24, 24, 9, False),
-                                         (5, 24, 1, False)])
-def test_narrow_inputs_taken_where_documented(D, H, T, taken):
-    """D <= H/2 and T >= 2: the outputs' rounding shows which path ran
-    (the sums come in another order); elsewhere bitwise the projection's."""
-    xs = np.random.default_rng(D * T).standard_normal((16, T, D)).astype(np.float32)
+@pytest.mark.parametrize("D,H,T,dtype,taken", [
+    (5, 24, 9, np.float32, True), (12, 24, 9, np.float32, True),
+    (13, 24, 9, np.float32, False), (24, 24, 9, np.float32, False),
+    (5, 24, 1, np.float32, False),
+    (200, 400, 3, np.float32, True),       # [Wx; Wh] 3.7 MB
+    (200, 400, 3, np.float64, False),      # 7.3 MB: more than 6 MB
+    (300, 600, 3, np.float32, False)])     # 8.2 MB
+def test_narrow_inputs_taken_where_documented(D, H, T, dtype, taken):
+    """D <= H/2, T >= 2 and [Wx; Wh] of at most 6 MB: the outputs' rounding
+    shows which path ran (the sums come in another order); elsewhere
+    bitwise the projection's."""
+    xs = np.random.default_rng(D * T).standard_normal((16, T, D)).astype(dtype)
 
     def run():
-        return np.array(rnnfast.LSTM(D, H, random_state=1).forward(xs)[0])
+        return np.array(rnnfast.LSTM(D, H, dtype=dtype, random_state=1).forward(xs)[0])
     narrow, projected = _both(run)
     assert np.array_equal(narrow, projected) is not taken
     np.testing.assert_allclose(narrow, projected, rtol=1e-5, atol=1e-6)
