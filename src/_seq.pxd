@@ -820,7 +820,12 @@ cdef inline void forward_epilogue(SeqFwd* s) noexcept nogil:
 # (the products alone at LSTM `zaremba-medium`, D = H = 650, [Wx; Wh] 13.5
 # MB: 0.909x), and so does a large [Wx; Wh], which each step then streams
 # from L3 or memory where it streamed Wh alone (D = 325, H = 650, 10 MB, N
-# = 20: 0.921x; 5.2 MB: 0.99-1.01x): at most NARROW_MAX_BYTES of it.
+# = 20: 0.921x; 5.2 MB: 0.99-1.01x): at most NARROW_MAX_BYTES of it.  And a
+# short sequence: from a zero state the projection's loop skips its first
+# step's product (state_product's h_zero), 1/T of them, where the narrow
+# one still multiplies the zero state (the demo's N = 128, T = 7, D = 16, H
+# = 128: 0.92x inference, 0.97x training; T = 16 0.99-1.00x; T = 32
+# 1.04x): at least NARROW_MIN_STEPS steps.
 # Uniform lengths only (each row at the same t).  A gate
 # value's sum comes in another order than the projection's (x Wx, then h
 # Wh added), so results differ from it by rounding; they do not depend on
@@ -833,6 +838,7 @@ cdef extern from *:
 
 cdef enum:
     NARROW_MAX_BYTES = 6 << 20       # of [Wx; Wh]
+    NARROW_MIN_STEPS = 24
 
 cdef inline void set_narrow_inputs(bint on) noexcept nogil:
     global rf_narrow_inputs_switch
@@ -856,7 +862,7 @@ cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bin
     # (scikit-learn's subset checks), and every product's tiles and GEMVs
     # sum a row's K terms in the same order.  One-step calls (T = 1, a
     # generation loop's) keep their unpacked or unpacked-for-BLAS weights.
-    if (not rf_narrow_inputs_switch or not uniform or 2 * D > H or T < 2
+    if (not rf_narrow_inputs_switch or not uniform or 2 * D > H or T < NARROW_MIN_STEPS
             or K * G * sizeof(floating) > NARROW_MAX_BYTES or not rf_gemm_packed_supported()):
         return False
     bp = packed_buffer(pack_rows(N * T), <int> K, <int> G, <const floating*> s.Wx)
