@@ -767,31 +767,30 @@ cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G,
     padding of out's columns out_offset..+H and of h_prev (training) zeroed.
     With s.check_xs, the rows of xs the loop's projection does not test
     are tested here.  project False: no projection at all (the step loop
-    takes its inputs in its own products and tests them: NarrowInputs)."""
+    takes its inputs in its own products: NarrowInputs), and with
+    s.check_xs all of xs is tested here (it is narrow)."""
     cdef Py_ssize_t N = s.N, T = s.T, H = s.H, D = s.D, n
     s.Wx_packed = NULL
     if not project:
-        zero_padding(<floating*> s.out, N, T, s.W, s.out_offset, H, s.lengths)
-        if s.h_prev != NULL:
-            zero_padding(<floating*> s.h_prev, N, T, H, 0, H, s.lengths)
-        s.prefetch = s.training and worth_prefetching(N, T, G, H, sizeof(floating))
-        return
-    # Rows a product: all N*T at once, or a row's steps of a chunk.
-    s.Wx_packed = pack_b_or_read_split(N * T, s.Tc if s.Tc < T else N * T, <int> s.D,
-                                       <int> G, <const floating*> s.Wx, <int> G, nt)
-    if s.check_xs:
-        if s.Wx_packed == NULL and s.Tc == T:
-            # One product on BLAS, here: xs is tested all at once before it.
+        if s.check_xs:
             check_rows(<const floating*> s.xs, N * T * D, &s.nonfinite)
-        elif s.Tc < T:
-            # project_chunk tests the rows it projects; the padding here.
-            for n in range(N):
-                check_rows(<const floating*> s.xs + (n * T + s.lengths[n]) * D,
-                           (T - s.lengths[n]) * D, &s.nonfinite)
-    if s.Wx_packed == NULL and s.Tc == T:
-        gemm(False, False, <int> (N * T), <int> G, <int> s.D, <floating> 1,
-             <const floating*> s.xs, <int> s.D, <const floating*> s.Wx, <int> G,
-             <floating> 0, <floating*> s.gates, <int> G)
+    else:
+        # Rows a product: all N*T at once, or a row's steps of a chunk.
+        s.Wx_packed = pack_b_or_read_split(N * T, s.Tc if s.Tc < T else N * T, <int> s.D,
+                                           <int> G, <const floating*> s.Wx, <int> G, nt)
+        if s.check_xs:
+            if s.Wx_packed == NULL and s.Tc == T:
+                # One product on BLAS, here: xs is tested all at once before it.
+                check_rows(<const floating*> s.xs, N * T * D, &s.nonfinite)
+            elif s.Tc < T:
+                # project_chunk tests the rows it projects; the padding here.
+                for n in range(N):
+                    check_rows(<const floating*> s.xs + (n * T + s.lengths[n]) * D,
+                               (T - s.lengths[n]) * D, &s.nonfinite)
+        if s.Wx_packed == NULL and s.Tc == T:
+            gemm(False, False, <int> (N * T), <int> G, <int> s.D, <floating> 1,
+                 <const floating*> s.xs, <int> s.D, <const floating*> s.Wx, <int> G,
+                 <floating> 0, <floating*> s.gates, <int> G)
     zero_padding(<floating*> s.out, N, T, s.W, s.out_offset, H, s.lengths)
     if s.h_prev != NULL:
         zero_padding(<floating*> s.h_prev, N, T, H, 0, H, s.lengths)
@@ -815,21 +814,23 @@ cdef inline void forward_epilogue(SeqFwd* s) noexcept nogil:
 # stores each gate value once; x_t is copied row by row beside the state,
 # which the loop keeps there.  LSTM only (docs/performance.md item 168):
 # whole calls 1.01-1.09x faster on LSTM's narrow shapes, but RNN's forward
-# in training ran 0.74-0.84x as fast at D = 1-8 (1.02x at `medium`), and
-# wide inputs lose
-# (the products alone at LSTM `zaremba-medium`, D = H = 650, [Wx; Wh] 13.5
-# MB: 0.909x), and so does a large [Wx; Wh], which each step then streams
-# from L3 or memory where it streamed Wh alone (D = 325, H = 650, 10 MB, N
-# = 20: 0.921x; 5.2 MB: 0.99-1.01x): at most NARROW_MAX_BYTES of it.  And a
-# short sequence: from a zero state the projection's loop skips its first
-# step's product (state_product's h_zero), 1/T of them, where the narrow
-# one still multiplies the zero state (the demo's N = 128, T = 7, D = 16, H
-# = 128: 0.92x inference, 0.97x training; T = 16 0.99-1.00x; T = 32
-# 1.04x): at least NARROW_MIN_STEPS steps.
-# Uniform lengths only (each row at the same t).  A gate
-# value's sum comes in another order than the projection's (x Wx, then h
-# Wh added), so results differ from it by rounding; they do not depend on
-# N (the rows beside a row), which the rule below therefore does not read.
+# in training ran 0.74-0.84x as fast at D = 1-8 (1.02x at `medium`).
+# Where it loses, and so the rule below:
+# - a wide input (the products alone at LSTM `zaremba-medium`, D = H = 650:
+#   0.909x): D <= H/2;
+# - a large [Wx; Wh], which each step then streams from L3 or memory where
+#   it streamed Wh alone (D = 325, H = 650, 10 MB, N = 20: 0.921x; 5.2 MB:
+#   0.99-1.01x): at most NARROW_MAX_BYTES of it;
+# - a short sequence: from a zero state the projected loop skips its first
+#   step's product (state_product's h_zero), 1/T of them, where the narrow
+#   one multiplies the zero state (the demo's N = 128, T = 7, D = 16, H =
+#   128: 0.92x inference, 0.97x training; T = 16 0.99-1.00x; T = 32
+#   1.04x): at least NARROW_MIN_STEPS steps;
+# - ragged lengths are not handled: uniform lengths only (each row at the
+#   same t).
+# A gate value's sum comes in another order than the projection's (x Wx,
+# then h Wh added), so results differ from it by rounding; they do not
+# depend on N (the rows beside a row), which the rule therefore never reads.
 cdef extern from *:
     """
     static int rf_narrow_inputs_switch = 1;   /* 0: the hoisted projection always */
@@ -860,8 +861,7 @@ cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bin
     f.xh, f.packed = NULL, NULL
     # Not on N: a row's outputs must not depend on the rows beside it
     # (scikit-learn's subset checks), and every product's tiles and GEMVs
-    # sum a row's K terms in the same order.  One-step calls (T = 1, a
-    # generation loop's) keep their unpacked or unpacked-for-BLAS weights.
+    # sum a row's K terms in the same order.
     if (not rf_narrow_inputs_switch or not uniform or 2 * D > H or T < NARROW_MIN_STEPS
             or K * G * sizeof(floating) > NARROW_MAX_BYTES or not rf_gemm_packed_supported()):
         return False
@@ -885,8 +885,6 @@ cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bin
         rf_pack_b_sum_d(<const double*> s.Wh, <long> G, 0, H, G, <double*> bp + D * RF_NRD,
                         rf_panel_stride_d(K), NULL)
     f.packed = <const void*> bp
-    if s.check_xs:              # all of xs at once: it is narrow
-        check_rows(<const floating*> s.xs, N * T * D, &s.nonfinite)
     return True
 
 
@@ -916,8 +914,8 @@ cdef inline void narrow_step_product(floating* tag, SeqFwd* s, NarrowInputs* f, 
                                      Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t k,
                                      floating* C, int ldc) noexcept nogil:
     """Step k's gate rows of rows n0..n1-1 (C, row stride ldc) = [x_t | h]
-    [Wx; Wh]: each row's x_t copied beside its state (narrow_inputs_begin
-    tested them all when s.check_xs), then one product."""
+    [Wx; Wh]: each row's x_t copied beside its state (forward_prologue
+    tested all of xs when s.check_xs), then one product."""
     cdef Py_ssize_t n, D = s.D, K = D + s.H, T = s.T, t = step_time(k, s.T, s.reverse)
     cdef floating* xh = <floating*> f.xh
     cdef const floating* xs = <const floating*> s.xs
@@ -925,8 +923,6 @@ cdef inline void narrow_step_product(floating* tag, SeqFwd* s, NarrowInputs* f, 
     cdef floating* dst
     cdef const floating* src
     for n in range(n0, n1):
-        # A loop, not memcpy: D is small, and a libc call a row cost an
-        # RNN of D = 4, H = 128 more than its product gained.
         dst = xh + n * K
         src = xs + (n * T + t) * D
         for j in range(D):
