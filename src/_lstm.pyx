@@ -101,7 +101,7 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
             if narrow:              # uniform: the step-t rows of the chunk
                 t = step_time(k, T, a.s.reverse) - chunk_start(T, k0, k1, a.s.reverse)
                 narrow_step_product(tag, &a.s, &a.narrow, G, n0, n1, k,
-                                    pg + (n0 * Tc + t) * G, <int> (Tc * G))
+                                    pg + (n0 * Tc + t) * G, <int> (Tc * G), k == 0 and h0_zero)
             elif a.uniform:
                 # Recurrent GEMM accumulates straight into the step-t rows
                 # of the projected gates (row stride Tc*4H, no copy).

@@ -821,11 +821,13 @@ cdef inline void forward_epilogue(SeqFwd* s) noexcept nogil:
 # - a large [Wx; Wh], which each step then streams from L3 or memory where
 #   it streamed Wh alone (D = 325, H = 650, 10 MB, N = 20: 0.921x; 5.2 MB:
 #   0.99-1.01x): at most NARROW_MAX_BYTES of it;
-# - a short sequence: from a zero state the projected loop skips its first
-#   step's product (state_product's h_zero), 1/T of them, where the narrow
-#   one multiplies the zero state (the demo's N = 128, T = 7, D = 16, H =
-#   128: 0.92x inference, 0.97x training; T = 16 0.99-1.00x; T = 32
-#   1.04x): at least NARROW_MIN_STEPS steps;
+# - a short sequence: a step of few rows streams all of [Wx; Wh] where the
+#   projection read Wx once for all steps (N = 1: 0.92x at T = 12, 0.92-
+#   0.97x at T = 16, 1.015x at T = 24), while N = 8-128 gained 1.00-1.06x
+#   at T = 4-16 (docs/performance.md item 170; a first step from a zero
+#   state multiplies x_0 by Wx alone, as the projected loop skips h Wh
+#   there).  The rule may not read N, so T >= NARROW_MIN_STEPS: batches
+#   gain from T = 16, a row alone loses ~1 us there;
 # - ragged lengths are not handled: uniform lengths only (each row at the
 #   same t).
 # A gate value's sum comes in another order than the projection's (x Wx,
@@ -839,7 +841,7 @@ cdef extern from *:
 
 cdef enum:
     NARROW_MAX_BYTES = 6 << 20       # of [Wx; Wh]
-    NARROW_MIN_STEPS = 24
+    NARROW_MIN_STEPS = 16
 
 cdef inline void set_narrow_inputs(bint on) noexcept nogil:
     global rf_narrow_inputs_switch
@@ -849,6 +851,7 @@ cdef inline void set_narrow_inputs(bint on) noexcept nogil:
 cdef struct NarrowInputs:
     void* xh                 # (N, D + H): row n = [x_t of row n | its state], or NULL
     const void* packed       # [Wx; Wh] (D + H, G), packed
+    const void* x_packed     # Wx (D, G) packed alone when the state starts at zero, else NULL
 
 
 cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bint uniform,
@@ -858,7 +861,7 @@ cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bin
     before).  Frees with narrow_inputs_end."""
     cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, K = D + H
     cdef floating* bp
-    f.xh, f.packed = NULL, NULL
+    f.xh, f.packed, f.x_packed = NULL, NULL, NULL
     # Not on N: a row's outputs must not depend on the rows beside it
     # (scikit-learn's subset checks), and every product's tiles and GEMVs
     # sum a row's K terms in the same order.
@@ -885,13 +888,20 @@ cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bin
         rf_pack_b_sum_d(<const double*> s.Wh, <long> G, 0, H, G, <double*> bp + D * RF_NRD,
                         rf_panel_stride_d(K), NULL)
     f.packed = <const void*> bp
+    # From a zero state the first step's product is x_0 Wx alone (K = D), as
+    # the projected loop skips h Wh there; the zeros it leaves out add
+    # nothing, so the sums are the same (but for signs of zero).
+    if all_zero(<const floating*> s.h, N * H):
+        f.x_packed = <const void*> pack_b(2, False, <int> D, <int> G, <const floating*> s.Wx,
+                                          <int> G)
     return True
 
 
 cdef inline void narrow_inputs_end(NarrowInputs* f) noexcept nogil:
     free_packed(<void*> f.packed)
+    free_packed(<void*> f.x_packed)
     rf_buf_free(<float*> f.xh)
-    f.xh, f.packed = NULL, NULL
+    f.xh, f.packed, f.x_packed = NULL, NULL, NULL
 
 
 cdef inline floating* narrow_state(floating* tag, SeqFwd* s, NarrowInputs* f, Py_ssize_t n0,
@@ -912,10 +922,12 @@ cdef inline floating* narrow_state(floating* tag, SeqFwd* s, NarrowInputs* f, Py
 
 cdef inline void narrow_step_product(floating* tag, SeqFwd* s, NarrowInputs* f, Py_ssize_t G,
                                      Py_ssize_t n0, Py_ssize_t n1, Py_ssize_t k,
-                                     floating* C, int ldc) noexcept nogil:
+                                     floating* C, int ldc, bint h_zero) noexcept nogil:
     """Step k's gate rows of rows n0..n1-1 (C, row stride ldc) = [x_t | h]
     [Wx; Wh]: each row's x_t copied beside its state (forward_prologue
-    tested all of xs when s.check_xs), then one product."""
+    tested all of xs when s.check_xs), then one product; h_zero: these
+    rows' h is known to be zero, and then C = x_t Wx alone if Wx is packed
+    alone (f.x_packed)."""
     cdef Py_ssize_t n, D = s.D, K = D + s.H, T = s.T, t = step_time(k, s.T, s.reverse)
     cdef floating* xh = <floating*> f.xh
     cdef const floating* xs = <const floating*> s.xs
@@ -929,6 +941,11 @@ cdef inline void narrow_step_product(floating* tag, SeqFwd* s, NarrowInputs* f, 
             dst[j] = src[j]
         if k + 1 < T:           # the next step's row: xs's rows lie T*D apart
             prefetch(xs + (n * T + tn) * D, D * sizeof(floating))
+    if h_zero and f.x_packed != NULL:
+        gemm_packed(<int> (n1 - n0), <int> G, <int> D, xh + n0 * K, <int> K,
+                    <const floating*> f.x_packed, False, <const floating*> s.Wx, <int> G,
+                    False, C, ldc)
+        return
     gemm_packed(<int> (n1 - n0), <int> G, <int> K, xh + n0 * K, <int> K,
                 <const floating*> f.packed, False, <const floating*> s.Wx, <int> G, False,
                 C, ldc)
