@@ -128,15 +128,15 @@ def test_narrow_first_step_from_zero_skips_only_zeros(dtype, N):
     """From a zero state the first step multiplies x_0 by Wx alone (Wx
     packed alone); a row whose state is zero among rows whose state is not
     runs the whole [x_0 | 0] [Wx; Wh].  Its outputs, final state and
-    gradients are bitwise the same either way."""
+    gradients are bitwise the same either way, in both directions."""
     D, H, T = 3, 40, 17
     rng = np.random.default_rng(N)
     xs = rng.standard_normal((N + 1, T, D)).astype(dtype)
-    dys = rng.standard_normal((N + 1, T, H)).astype(dtype)
-    h0 = tuple(rng.standard_normal((1, N + 1, H)).astype(dtype) for _ in range(2))
+    dys = rng.standard_normal((N + 1, T, 2 * H)).astype(dtype)
+    h0 = tuple(rng.standard_normal((2, N + 1, H)).astype(dtype) for _ in range(2))
     for s in h0:
         s[:, :N] = 0                      # rows 0..N-1 from zero, row N not
-    net = rnnfast.LSTM(D, H, dtype=dtype, random_state=5)
+    net = rnnfast.LSTM(D, H, bidirectional=True, dtype=dtype, random_state=5)
     for threads in (1, 2):
         with threadpool_limits(threads):
             runs = []
