@@ -31,7 +31,8 @@
 # (use_packed_gemm, use_thread_pool, split_limits) instead of bringing a
 # fourth copy of each.
 from _blas cimport (floating, pack_b, free_packed, gemm_packed, gemm_tn,
-                    rf_gemm_packed_supported, rf_packed_dw_enabled)
+                    rf_gemm_packed_supported, rf_packed_dw_enabled, rf_unpacked_b,
+                    rf_unpacked_usable)
 from _seq cimport rf_run_rows, RF_MAX_THREADS, RF_NR, RF_NRD, rf_split_grad_flops
 
 # Panels of the packed layout: the unit of a column split.
@@ -81,6 +82,11 @@ cdef enum:
     # less at one size or another; docs/performance.md item 140), though
     # c's block no longer stays in L2 across the chunks of rows.
     AFF_NC_TN = 1024
+    # Rows of a forward up to which W is read as it lies, not packed: the
+    # unpacked tiles were 1.04-1.15x faster than packing at 32-64 rows (W
+    # 128 x 256 to 650 x 2600), even at 128, 0.91-0.98x at 256-512 rows of
+    # a W of 200 x 1000 and more (docs/performance.md item 171).
+    AFF_UNPACKED_ROWS = 64
 
 
 cdef void aff_cols_part(floating* tag, AffColsJob* j, long p0, long p1) noexcept nogil:
@@ -107,7 +113,14 @@ cdef void aff_cols_part(floating* tag, AffColsJob* j, long p0, long p1) noexcept
         nc = AFF_NC if c1 - c0 > AFF_NC else c1 - c0
         # op(b)'s columns c0..: b's columns (row-major (k, n)) or its rows ((n, k))
         bpart = b + <long> c0 * j.k if j.trans_b else b + c0
-        bp = pack_b(j.m, j.trans_b, j.k, nc, bpart, j.k if j.trans_b else j.n)
+        # Up to AFF_UNPACKED_ROWS rows the wide tiles read W as it lies:
+        # packing it cost more than it saved (below).  Their sums are the
+        # packed tiles' and GEMV's, so a row's output stays the same bytes.
+        if (floating is float and not j.trans_b and j.m <= AFF_UNPACKED_ROWS
+                and rf_unpacked_usable()):
+            bp = <floating*> rf_unpacked_b()
+        else:
+            bp = pack_b(j.m, j.trans_b, j.k, nc, bpart, j.k if j.trans_b else j.n)
         gemm_packed(j.m, nc, j.k, a, j.k, bp, j.trans_b, bpart,
                     j.k if j.trans_b else j.n, False, c + c0, j.n)
         if bias != NULL:
@@ -124,6 +137,12 @@ cdef void aff_cols_part_f(void* ctx, long p0, long p1, int part) noexcept nogil:
 
 cdef void aff_cols_part_d(void* ctx, long p0, long p1, int part) noexcept nogil:
     aff_cols_part(<double*> NULL, <AffColsJob*> ctx, p0, p1)
+
+
+def reads_w_unpacked():
+    """Whether matmul_bias reads a float32 W as it lies at up to
+    AFF_UNPACKED_ROWS rows (this CPU's AVX-512 tiles, the switch on)."""
+    return rf_unpacked_usable() != 0
 
 
 def matmul_bias(const floating[:, ::1] a, const floating[:, ::1] b, bias,

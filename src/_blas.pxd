@@ -113,6 +113,7 @@ cdef extern from "_gemm.h" nogil:
     void rf_use_half_panels(int on)
     void rf_use_dgemv(int on)
     int rf_unpacked_ok(long rows, long min_rows, long K, long N)
+    int rf_unpacked_usable()
     void rf_gemm_unpacked_f(long M, long N, long K, const float* A, long lda,
                             const float* B, long ldb, float* C, long ldc, int accumulate)
     long rf_packed_size_d(long K, long N)

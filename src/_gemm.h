@@ -1017,12 +1017,21 @@ static void RF_MAYBE_UNUSED rf_use_unpacked_b(int on) { rf_unpacked_switch = on 
  * T = 10 (B 16 KB) 1.02-1.05, T = 100 0.99; a B of 64 KB read at every
  * step: RNN N = 32, T = 35, D = H = 128 0.94, LSTM N = 8, T = 100, D = H =
  * 64 0.98. */
+/* Whether the wide tiles may read a B as it lies at all (the switch, the
+ * packed kernel and its AVX-512 tiles in use); rf_unpacked_ok says where
+ * a step loop's products do, and a fully connected layer's forward reads
+ * W so at up to AFF_UNPACKED_ROWS rows (src/_affine.pxi). */
+static int RF_MAYBE_UNUSED rf_unpacked_usable(void)
+{
+    return rf_unpacked_switch && rf_gemm_packed_supported() && rf_wide_in_use();
+}
+
 static int RF_MAYBE_UNUSED rf_unpacked_ok(long rows, long min_rows, long K, long N)
 {
-    return rf_unpacked_switch && min_rows >= 2 &&
+    return min_rows >= 2 &&
            ((rows == min_rows && rows <= 16) ||
             (K * N <= RF_UNPACKED_L1_FLOATS && rows <= 128)) &&
-           rf_gemm_packed_supported() && rf_wide_in_use();
+           rf_unpacked_usable();
 }
 
 #define RF_WIDE_BODY_UNPACKED(MR, A_IK)                                       \
@@ -1243,6 +1252,7 @@ static int rf_gemm_single_f(int trans_a, int trans_b, long M, long N, long K,
 static float rf_unpacked_tag;
 static float* rf_unpacked_b(void) { return &rf_unpacked_tag; }
 static void RF_MAYBE_UNUSED rf_use_unpacked_b(int on) { (void) on; }
+static int RF_MAYBE_UNUSED rf_unpacked_usable(void) { return 0; }
 static int RF_MAYBE_UNUSED rf_unpacked_ok(long rows, long min_rows, long K, long N)
 {
     (void) rows; (void) min_rows; (void) K; (void) N;

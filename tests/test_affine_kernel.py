@@ -227,21 +227,27 @@ def test_replaced_gradients_of_a_wrong_shape_are_refused_as_before():
                                atol=1e-3)
 
 
-def test_few_rows_stay_with_numpy(monkeypatch):
-    # A language model's generate multiplies one row a call: packing W for
-    # it cost more than NumPy's product (docs/performance.md item 117).
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_few_rows_stay_with_numpy(monkeypatch, dtype):
+    # A language model's generate multiplies one row a call by a large W:
+    # NumPy's GEMV was faster than the kernel there, packed or not
+    # (docs/performance.md items 117, 171); and a backward of few rows
+    # stays with NumPy, as does a float64 forward of a few rows.
     def refuse(*args):
         raise AssertionError("the kernel ran for a few rows")
-    monkeypatch.setattr(affine_module._rnn, "matmul_bias", refuse)
     monkeypatch.setattr(affine_module._rnn, "matmul_rows", refuse)
     monkeypatch.setattr(affine_module._rnn, "matmul_tn", refuse)
     rng = np.random.default_rng(9)
-    W = rng.standard_normal((200, 2000)).astype(np.float32)
-    b = rng.standard_normal(2000).astype(np.float32)
+    W = rng.standard_normal((200, 2000)).astype(dtype)
+    b = rng.standard_normal(2000).astype(dtype)
     layer = Affine(W, b)
-    x = rng.standard_normal((affine_module._KERNEL_MIN_ROWS - 1, 200)).astype(np.float32)
-    y = layer.forward(x)
-    layer.backward(np.ones_like(y))
+    rows = 1 if dtype == np.float32 else affine_module._KERNEL_MIN_ROWS - 1
+    x = rng.standard_normal((rows, 200)).astype(dtype)
+    with monkeypatch.context() as patched:
+        patched.setattr(affine_module._rnn, "matmul_bias", refuse)
+        y = layer.forward(x)
+    layer.forward(rng.standard_normal((affine_module._KERNEL_MIN_ROWS - 1, 200)).astype(dtype))
+    layer.backward(np.ones((affine_module._KERNEL_MIN_ROWS - 1, 2000), dtype))
     np.testing.assert_allclose(y, x.astype(np.float64) @ W + b, rtol=1e-4, atol=1e-3)
 
 

@@ -2,7 +2,8 @@
 [x_t | h] @ [Wx; Wh] (src/_seq.pxd, NarrowInputs), against the projection
 of all steps first (_core.use_narrow_inputs(False)) and against PyTorch;
 and the small fully connected layers' rows summed alike in every batch
-(rnnfast/layers/affine.py, _KERNEL_SMALL_W)."""
+(rnnfast/layers/affine.py, _KERNEL_SMALL_W and, for float32,
+_KERNEL_ONE_ROW_W)."""
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
@@ -176,3 +177,25 @@ def test_small_affine_rows_alone_are_the_batchs(dtype, M):
     whole = layer.forward(x)
     for n in range(20):
         np.testing.assert_array_equal(layer.forward(x[n:n + 1]), whole[n:n + 1])
+
+
+@pytest.mark.skipif(not rnnfast._rnn.reads_w_unpacked(),
+                    reason="this CPU has no AVX-512 tiles to read W as it lies")
+@pytest.mark.parametrize("D,M,rows", [(128, 500, 1), (200, 2000, 2), (64, 3000, 5)])
+def test_float32_affine_rows_alone_are_the_batchs(D, M, rows):
+    """Where the kernel reads a float32 W as it lies, a head larger than
+    4096 weights also gives rows alone (one row up to 65,536 weights, two
+    and more at any size) bitwise what they get in batches of 20, 64 and
+    100 (unpacked at up to 64 rows, packed above), at 1 and 2 threads."""
+    rng = np.random.default_rng(D + M)
+    layer = Affine(rng.standard_normal((D, M)).astype(np.float32),
+                   rng.standard_normal(M).astype(np.float32))
+    x = rng.standard_normal((100, D)).astype(np.float32)
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            for batch in (20, 64, 100):
+                whole = layer.forward(x[:batch])
+                for n0 in (0, batch - rows):
+                    np.testing.assert_array_equal(layer.forward(x[n0:n0 + rows]),
+                                                  whole[n0:n0 + rows])
+

@@ -59,14 +59,23 @@ def _c_order(W):
 # predictions of a subset, scikit-learn's check_methods_subset_invariance,
 # held only by the luck of the values; docs/performance.md item 169).
 _KERNEL_SMALL_W = 4096
+# Where the kernel reads a float32 W as it lies at a few rows
+# (_rnn.reads_w_unpacked: AVX-512), nothing is packed and it beat NumPy
+# (item 171): every forward of 2 rows and more goes to it, and one row up
+# to this W; a larger one (a language model's generate, W 200 x 10,000)
+# stays with NumPy's GEMV, which was faster there (1.33x at 200 x 1000).
+_KERNEL_ONE_ROW_W = 65536
 
 
 def _on_kernel(rows, D, M):
     return rows >= _KERNEL_MIN_ROWS and rows * D * M >= _KERNEL_MIN_MACS
 
 
-def _forward_on_kernel(rows, D, M):
-    return _on_kernel(rows, D, M) or (rows >= 1 and D * M <= _KERNEL_SMALL_W)
+def _forward_on_kernel(rows, D, M, dtype):
+    if _on_kernel(rows, D, M) or (rows >= 1 and D * M <= _KERNEL_SMALL_W):
+        return True
+    return (dtype == np.float32 and (rows >= 2 or (rows == 1 and D * M <= _KERNEL_ONE_ROW_W))
+            and _rnn.reads_w_unpacked())
 
 
 def _rows(x):
@@ -113,7 +122,7 @@ class Affine(SizedConfig):
         D, M = W.shape
         x2 = x.reshape(_rows(x), D)
         # a replaced b of another dtype or shape: NumPy's path casts and broadcasts it
-        B = (_c_order(W) if _forward_on_kernel(x2.shape[0], D, M) and b.flags.c_contiguous
+        B = (_c_order(W) if _forward_on_kernel(x2.shape[0], D, M, W.dtype) and b.flags.c_contiguous
              and b.dtype == W.dtype and b.ndim == 1 else None)
         if B is not None:
             # from rnnfast's output pool: a language model's logits are the
