@@ -241,7 +241,7 @@ def test_few_rows_stay_with_numpy(monkeypatch, dtype):
     W = rng.standard_normal((200, 2000)).astype(dtype)
     b = rng.standard_normal(2000).astype(dtype)
     layer = Affine(W, b)
-    rows = 1 if dtype == np.float32 else affine_module._KERNEL_MIN_ROWS - 1
+    rows = 3 if dtype == np.float32 else affine_module._KERNEL_MIN_ROWS - 1
     x = rng.standard_normal((rows, 200)).astype(dtype)
     with monkeypatch.context() as patched:
         patched.setattr(affine_module._rnn, "matmul_bias", refuse)

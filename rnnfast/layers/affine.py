@@ -60,11 +60,14 @@ def _c_order(W):
 # held only by the luck of the values; docs/performance.md item 169).
 _KERNEL_SMALL_W = 4096
 # Where the kernel reads a float32 W as it lies at a few rows
-# (_rnn.reads_w_unpacked: AVX-512), nothing is packed and it beat NumPy
-# (item 171): every forward of 2 rows and more goes to it, and one row up
-# to this W; a larger one (a language model's generate, W 200 x 10,000)
-# stays with NumPy's GEMV, which was faster there (1.33x at 200 x 1000).
-_KERNEL_ONE_ROW_W = 65536
+# (_rnn.reads_w_unpacked: AVX-512), nothing is packed, and it beat NumPy
+# (item 171) at up to this many weights whatever the rows (1.02-1.6x at
+# 1-20 rows), and from _KERNEL_FEW_ROWS rows at any size (4 rows of 128 x
+# 512 1.17x, of 200 x 10,000 2.05x); fewer rows of a larger W (a language
+# model's generate: one row of 200 x 10,000) stay with NumPy, which was
+# faster there (one row of 256 x 256 1.17x, two of 200 x 1000 1.4x).
+_KERNEL_ONE_ROW_W = 32768
+_KERNEL_FEW_ROWS = 4
 
 
 def _on_kernel(rows, D, M):
@@ -74,7 +77,8 @@ def _on_kernel(rows, D, M):
 def _forward_on_kernel(rows, D, M, dtype):
     if _on_kernel(rows, D, M) or (rows >= 1 and D * M <= _KERNEL_SMALL_W):
         return True
-    return (dtype == np.float32 and (rows >= 2 or (rows == 1 and D * M <= _KERNEL_ONE_ROW_W))
+    return (dtype == np.float32 and rows >= 1
+            and (rows >= _KERNEL_FEW_ROWS or D * M <= _KERNEL_ONE_ROW_W)
             and _rnn.reads_w_unpacked())
 
 
