@@ -63,7 +63,7 @@ _KERNEL_SMALL_W = 4096
 # (_rnn.reads_w_unpacked: AVX-512), nothing is packed, and it beat NumPy
 # (item 171) at up to this many weights whatever the rows (1.02-1.6x at
 # 1-20 rows), and from _KERNEL_FEW_ROWS rows at any size (4 rows of 128 x
-# 512 1.17x, of 200 x 10,000 2.05x); fewer rows of a larger W (a language
+# 512 1.17x, of 200 x 10,000 2.05x, of 200 x 1000 0.98x); fewer rows of a larger W (a language
 # model's generate: one row of 200 x 10,000) stay with NumPy, which was
 # faster there (one row of 256 x 256 1.17x, two of 200 x 1000 1.4x).
 _KERNEL_ONE_ROW_W = 32768
