@@ -60,12 +60,13 @@ def _c_order(W):
 # held only by the luck of the values; docs/performance.md item 169).
 _KERNEL_SMALL_W = 4096
 # Where the kernel reads a float32 W as it lies at a few rows
-# (_rnn.reads_w_unpacked: AVX-512), nothing is packed, and it beat NumPy
-# (item 171) at up to this many weights whatever the rows (1.02-1.6x at
-# 1-20 rows), and from _KERNEL_FEW_ROWS rows at any size (4 rows of 128 x
-# 512 1.17x, of 200 x 10,000 2.05x, of 200 x 1000 0.98x); fewer rows of a larger W (a language
-# model's generate: one row of 200 x 10,000) stay with NumPy, which was
-# faster there (one row of 256 x 256 1.17x, two of 200 x 1000 1.4x).
+# (_rnn.reads_w_unpacked: AVX-512), nothing is packed (item 171).  It beat
+# NumPy at up to this many weights whatever the rows (1.02-1.6x at 1-20
+# rows), and from _KERNEL_FEW_ROWS rows it mostly did at any size (4 rows
+# of 128 x 512 1.17x, of 200 x 10,000 2.05x, but of 200 x 1000 0.98x).
+# Fewer rows of a larger W (a language model's generate: one row of 200 x
+# 10,000) stay with NumPy, which was faster there (one row of 256 x 256
+# 1.17x, two of 200 x 1000 1.4x).
 _KERNEL_ONE_ROW_W = 32768
 _KERNEL_FEW_ROWS = 4
 
