@@ -890,7 +890,8 @@ cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bin
     f.packed = <const void*> bp
     # From a zero state the first step's product is x_0 Wx alone (K = D), as
     # the projected loop skips h Wh there; the zeros it leaves out add
-    # nothing, so the sums are the same (but for signs of zero).
+    # nothing, so the sums are the same (but for signs of zero).  pack_b's
+    # m only says packing is wanted (0 asks for BLAS): any m > 0 packs.
     if all_zero(<const floating*> s.h, N * H):
         f.x_packed = <const void*> pack_b(2, False, <int> D, <int> G, <const floating*> s.Wx,
                                           <int> G)
