@@ -16,6 +16,9 @@ interleaved turn by turn (benchmarks/common.py, switch_ab), on whole calls:
     narrow    LSTM: an input of D <= H/2 projected for all steps first
               against taken into each step's product
               (_core.use_narrow_inputs; item 168)
+    repack    inference: the weights packed in full into any buffer
+              against into the buffer that packed them last, storing only
+              what changed (_core.use_repack; item 172)
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/ab_kernel_switches.py groups lstm:train:tiny lstm:infer:1,1,256,256 [rounds]
@@ -48,6 +51,7 @@ SWITCHES = {
     "dgemv": (_core.use_dgemv, ("one-row tiles", "GEMV")),
     "wide": (_core.use_wide_tiles, ("16 columns", "32 columns")),
     "narrow": (_core.use_narrow_inputs, ("projected", "in the step")),
+    "repack": (_core.use_repack, ("full pack", "repack")),
 }
 
 

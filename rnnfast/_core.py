@@ -125,6 +125,22 @@ def use_dgemv(on=True):
         mod.use_dgemv(on)
 
 
+def use_repack(on=True):
+    """Pack an inference call's weights into the buffer that packed them
+    last, comparing each row of the packing with what it holds and storing
+    only from the first that differs (the default; src/_gemm.h,
+    rf_repack_b_f), or pack them in full into any kept buffer (on=False).
+    The same bytes either way.  For A/B timings and tests."""
+    for mod in (_rnn, _lstm, _gru):
+        mod.use_repack(on)
+
+
+def repacks_kept():
+    """How many weight packs, over the three kernel modules, found their
+    buffer holding their bytes already and stored nothing (for tests)."""
+    return sum(mod.repacks_kept() for mod in (_rnn, _lstm, _gru))
+
+
 def use_gemv_segments(on=True):
     """Run the backward's per-step product of a batch of one, dh (+)=
     dA_t Wh^T, by segments of K walked forwards and backwards on alternate

@@ -120,7 +120,7 @@ cdef void aff_cols_part(floating* tag, AffColsJob* j, long p0, long p1) noexcept
                 and rf_unpacked_usable()):
             bp = <floating*> rf_unpacked_b()
         else:
-            bp = pack_b(j.m, j.trans_b, j.k, nc, bpart, j.k if j.trans_b else j.n)
+            bp = pack_b(j.m, j.trans_b, j.k, nc, bpart, j.k if j.trans_b else j.n, False)
         gemm_packed(j.m, nc, j.k, a, j.k, bp, j.trans_b, bpart,
                     j.k if j.trans_b else j.n, False, c + c0, j.n)
         if bias != NULL:
@@ -212,7 +212,7 @@ cdef void aff_rows_part(floating* tag, AffRowsJob* j, long r0, long r1) noexcept
         kc = AFF_KC if j.k - k0 > AFF_KC else j.k - k0
         # op(B)'s rows k0..k0+kc-1: b's columns k0.. (trans_b) or rows k0..
         bchunk = b + k0 if j.trans_b else b + <long> k0 * j.ldb
-        bp = pack_b(<int> (r1 - r0), j.trans_b, kc, j.n, bchunk, j.ldb)
+        bp = pack_b(<int> (r1 - r0), j.trans_b, kc, j.n, bchunk, j.ldb, False)
         gemm_packed(<int> (r1 - r0), j.n, kc, a + k0, j.k, bp, j.trans_b, bchunk, j.ldb,
                     k0 > 0, c, j.n)
         free_packed(bp)

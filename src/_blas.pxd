@@ -95,6 +95,8 @@ from libc.stdlib cimport malloc, free
 
 cdef extern from "_gemm.h" nogil:
     long rf_packed_size(long K, long N)
+    long rf_panel_stride(long K)
+    long rf_panel_stride_d(long K)
     void rf_pack_b_f(const float* B, long ldb, int trans, long K, long N, float* Bp)
     void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
                           const float* Bp, float* C, long ldc, int accumulate)
@@ -105,6 +107,12 @@ cdef extern from "_gemm.h" nogil:
     int rf_use_wide_tiles(int on)
     int rf_wide_in_use()
     float* rf_buf_alloc(size_t nfloats)
+    float* rf_buf_alloc_keyed(size_t nfloats, const void* key, size_t tag)
+    size_t rf_pack_tag(long K, long N, int itemsize)
+    int rf_repack_b_f(const float* B, long ldb, long K, long N, float* Bp, long pstride)
+    int rf_repack_b_d(const double* B, long ldb, long K, long N, double* Bp, long pstride)
+    long rf_repacks_kept()
+    void rf_use_repack(int on)
     void rf_buf_free(float* p)
     float* rf_unpacked_b()
     void rf_use_unpacked_b(int on)
@@ -131,28 +139,44 @@ cdef inline int pack_rows(Py_ssize_t rows) noexcept nogil:
     return <int> rows if rows > 1 else 0
 
 
-cdef inline floating* packed_buffer(int m, int k, int n, const floating* b) noexcept nogil:
-    """Room for op(B) (k, n) packed (b only picks the type), as pack_b
-    allocates it, or NULL when the packed path does not apply."""
+cdef inline floating* packed_buffer(int m, int k, int n, const floating* b,
+                                    bint reuse) noexcept nogil:
+    """Room for op(B) (k, n) packed, as pack_b allocates it, or NULL when
+    the packed path does not apply.  reuse (b row-major weights that an
+    inference call packs as the last one did): the kept buffer that last
+    held b's packing if there is one (src/_gemm.h, rf_buf_alloc_keyed);
+    otherwise b only picks the type."""
+    cdef const void* key = <const void*> b if reuse else NULL
     if not rf_gemm_packed_supported() or m < 1 or k <= 0 or n <= 0:
         return NULL
     if floating is float:
-        return <floating*> rf_buf_alloc(rf_packed_size(k, n))
+        return <floating*> rf_buf_alloc_keyed(rf_packed_size(k, n), key,
+                                              rf_pack_tag(k, n, sizeof(floating)))
     else:
-        return <floating*> rf_buf_alloc(2 * rf_packed_size_d(k, n))      # in floats
+        return <floating*> rf_buf_alloc_keyed(2 * rf_packed_size_d(k, n), key,   # in floats
+                                              rf_pack_tag(k, n, sizeof(floating)))
 
 
 cdef inline floating* pack_b(int m, bint trans_b, int k, int n, const floating* b,
-                             int ldb) noexcept nogil:
+                             int ldb, bint reuse) noexcept nogil:
     """op(B) (k, n) packed for gemm_packed with m-row left operands, or NULL
     when the packed path does not apply (the caller then passes NULL on and
     BLAS runs).  m = 0 asks for BLAS (see pack_rows).  float: src/_gemm.h's
-    layout; double: src/_gemm_d.h's.  Release the result with
-    free_packed() (it may be kept for the next call)."""
-    cdef floating* bp = packed_buffer(m, k, n, b)
-    if bp != NULL:
-        if floating is float:
+    layout; double: src/_gemm_d.h's.  reuse (weights in an inference call,
+    trans_b False): into the buffer that packed them last, storing only
+    what changed (rf_repack_b_f).  Release the result with free_packed()
+    (it may be kept for the next call)."""
+    cdef floating* bp = packed_buffer(m, k, n, b, reuse and not trans_b)
+    if bp == NULL:
+        return bp
+    if floating is float:
+        if reuse and not trans_b:
+            rf_repack_b_f(<const float*> b, ldb, k, n, <float*> bp, rf_panel_stride(k))
+        else:
             rf_pack_b_f(<const float*> b, ldb, trans_b, k, n, <float*> bp)
+    else:
+        if reuse and not trans_b:
+            rf_repack_b_d(<const double*> b, ldb, k, n, <double*> bp, rf_panel_stride_d(k))
         else:
             rf_pack_b_d(<const double*> b, ldb, trans_b, k, n, <double*> bp)
     return bp

@@ -52,14 +52,16 @@ static inline long rf_packed_size(long K, long N)
 /* Buffers for packed matrices, kept between calls.  A packed Wh or a
  * chunk of packed gate gradients is 0.2-7 MB; glibc serves such sizes by
  * mmap, so each call faulted fresh pages in (3 % of a GRU training step at
- * zaremba-small, perf).  rf_buf_alloc takes the smallest kept buffer that
- * is large enough, rf_buf_free keeps it for the next call: at most
+ * zaremba-small, perf).  rf_buf_alloc takes a kept buffer that is large
+ * enough (rf_buf_alloc_keyed), rf_buf_free keeps it for the next call: at most
  * RF_BUF_SLOTS buffers of at most RF_BUF_MAX bytes, RF_BUF_TOTAL in all
  * (per kernel module), the rest goes back to the allocator.  A spinlock
  * guards the slots (kernel calls from several Python threads run at
  * once); compilers without GCC's atomics just use malloc and free.  Each
- * buffer carries its capacity in a 64-byte header. */
-#define RF_BUF_SLOTS 8
+ * buffer carries its capacity, what it holds and when it was handed out in
+ * a 64-byte header.  16 slots (8 before) keep the packings of an 8-layer
+ * RNN's inference (two per layer) for its next call. */
+#define RF_BUF_SLOTS 16
 #define RF_BUF_MAX ((size_t) 32 << 20)
 #define RF_BUF_TOTAL ((size_t) 64 << 20)
 #define RF_BUF_HEAD 64
@@ -98,32 +100,104 @@ static void* rf_malloc64(size_t bytes)
 
 static inline size_t rf_buf_cap(const char* b) { return *(const size_t*) b; }
 
-static float* rf_buf_alloc(size_t nfloats)
+/* What a buffer last held, in its header after the capacity: the address
+ * of the matrix packed into it and a tag of the packing (rf_pack_tag), or
+ * NULL and 0 (anything else). */
+static inline const void* rf_buf_key(const char* b) { return ((const void* const*) b)[1]; }
+static inline size_t rf_buf_tag(const char* b) { return ((const size_t*) b)[2]; }
+
+/* When a buffer was last handed out (rf_buf_clock's count then). */
+static inline size_t rf_buf_when(const char* b) { return ((const size_t*) b)[3]; }
+
+static inline size_t rf_pack_tag(long K, long N, int itemsize)
+{
+    return ((size_t) K << 34) ^ ((size_t) N << 4) ^ (size_t) itemsize;
+}
+
+static int rf_repack_switch = 1;        /* rf_use_repack(0) turns it off */
+
+/* For A/B timings and tests: 0 packs every matrix in full into any buffer
+ * (rf_repack_b_f stores every row; no buffer is picked by what it held). */
+static void RF_MAYBE_UNUSED rf_use_repack(int on) { rf_repack_switch = on != 0; }
+
+/* Buffers handed out and not back yet, their bytes, and the count of all
+ * handed out (under the lock). */
+static int rf_buf_out;
+static size_t rf_buf_out_bytes, rf_buf_clock;
+
+/* A buffer of at least nfloats floats: a kept one large enough that last
+ * held (key, tag), when key is not NULL (rf_repack_b_f then finds the
+ * packing there already); else the smallest kept one large enough that
+ * holds no packing (key NULL).  When every one large enough holds another
+ * matrix's packing, a new one if the slots and RF_BUF_TOTAL can keep it
+ * beside them (so that an inference call's packings, all its layers',
+ * stay for the next call), else the one of those handed out longest ago
+ * (another network's, most likely). */
+static float* rf_buf_alloc_keyed(size_t nfloats, const void* key, size_t tag)
 {
     size_t need = (nfloats * sizeof(float) + 63) & ~(size_t) 63;
     char* b = NULL;
 #if RF_BUF_CACHE
-    int i, best = -1;
+    int i, kept = 0, best = -1, plain = -1, packing = -1;
+    size_t got = need, when;
+    if (!rf_repack_switch)
+        key = NULL;
     rf_buf_lock();
-    for (i = 0; i < RF_BUF_SLOTS; i++)
-        if (rf_buf_slot[i] != NULL && rf_buf_cap(rf_buf_slot[i]) >= need &&
-            (best < 0 || rf_buf_cap(rf_buf_slot[i]) < rf_buf_cap(rf_buf_slot[best])))
+    for (i = 0; i < RF_BUF_SLOTS; i++) {
+        const char* c = rf_buf_slot[i];
+        if (c == NULL)
+            continue;
+        kept++;
+        if (rf_buf_cap(c) < need)
+            continue;
+        if (key != NULL && rf_buf_key(c) == key && rf_buf_tag(c) == tag)
             best = i;
+        else if (rf_buf_key(c) == NULL) {
+            if (plain < 0 || rf_buf_cap(c) < rf_buf_cap(rf_buf_slot[plain]))
+                plain = i;
+        } else if (packing < 0 || rf_buf_when(c) < rf_buf_when(rf_buf_slot[packing])) {
+            packing = i;
+        }
+    }
+    if (best < 0)
+        best = plain;
+    if (best < 0 && packing >= 0 &&
+        !(kept + rf_buf_out < RF_BUF_SLOTS &&
+          rf_buf_kept + rf_buf_out_bytes + need <= RF_BUF_TOTAL))
+        best = packing;
     if (best >= 0) {
         b = rf_buf_slot[best];
         rf_buf_slot[best] = NULL;
-        rf_buf_kept -= rf_buf_cap(b);
+        got = rf_buf_cap(b);
+        rf_buf_kept -= got;
     }
+    rf_buf_out++;
+    rf_buf_out_bytes += got;
+    when = ++rf_buf_clock;
     rf_buf_unlock();
 #endif
     if (b == NULL) {
         b = (char*) rf_malloc64(RF_BUF_HEAD + need);
-        if (b == NULL)
+        if (b == NULL) {
+#if RF_BUF_CACHE
+            rf_buf_lock();
+            rf_buf_out--;
+            rf_buf_out_bytes -= need;
+            rf_buf_unlock();
+#endif
             return NULL;
+        }
         *(size_t*) b = need;
     }
+    ((const void**) b)[1] = key;
+    ((size_t*) b)[2] = key != NULL ? tag : 0;
+#if RF_BUF_CACHE
+    ((size_t*) b)[3] = when;
+#endif
     return (float*) (b + RF_BUF_HEAD);
 }
+
+static float* rf_buf_alloc(size_t nfloats) { return rf_buf_alloc_keyed(nfloats, NULL, 0); }
 
 static void rf_buf_free(float* p)
 {
@@ -136,6 +210,8 @@ static void rf_buf_free(float* p)
         int i, low = -1;
         char* out = b;          /* what goes back to the allocator */
         rf_buf_lock();
+        rf_buf_out--;
+        rf_buf_out_bytes -= rf_buf_cap(b);
         if (rf_buf_cap(b) <= RF_BUF_MAX) {
             for (i = 0; i < RF_BUF_SLOTS; i++) {
                 if (rf_buf_slot[i] == NULL) {
@@ -343,6 +419,75 @@ rf_pack_bt_panel(const float* src, long ldb, long K, float* dst)
                 dst[k * RF_NR + h + j] = s[j * ldb + k];
     }
 }
+
+/* Weights packed again into the buffer that packed them last.  Inference
+ * after inference packs the same weights (rf_buf_alloc_keyed hands back
+ * the buffer that held their packing), and at 2 threads the other core has
+ * read that buffer in the last call: each store of the pack had to take
+ * its line back from that core's cache.  The 160 KB Wh and Wx of an RNN
+ * at zaremba-small took 39 us to pack on the calling thread at 2 threads
+ * against 12 at 1 thread (perf, 10 % of an inference call), and the other
+ * core then read the new lines from this one's cache.  So a repack
+ * compares each 64-byte row of a panel with what the buffer holds and
+ * stores nothing while the bytes agree; from the first row that differs
+ * (the weights changed: an update in place, or another matrix) it stores
+ * every row, as the plain pack does.  The bytes left in Bp are the same
+ * either way.  rf_repacks_kept counts the packs that stored nothing (for
+ * tests). */
+static long rf_repacks_kept_count;
+
+static long RF_MAYBE_UNUSED rf_repacks_kept(void)
+{
+    return __atomic_load_n(&rf_repacks_kept_count, __ATOMIC_RELAXED);
+}
+
+/* dst[0:64 bytes] = src's, unless `same` and the bytes agree already;
+ * returns whether they still all agree. */
+__attribute__((target("avx2"))) static inline int
+rf_copy64_if_changed(void* dst, const void* src, int same)
+{
+    __m256i a = _mm256_loadu_si256((const __m256i*) src);
+    __m256i b = _mm256_loadu_si256((const __m256i*) src + 1);
+    if (same) {
+        __m256i x = _mm256_or_si256(
+            _mm256_xor_si256(a, _mm256_loadu_si256((const __m256i*) dst)),
+            _mm256_xor_si256(b, _mm256_loadu_si256((const __m256i*) dst + 1)));
+        if (_mm256_testz_si256(x, x))
+            return 1;
+    }
+    _mm256_storeu_si256((__m256i*) dst, a);
+    _mm256_storeu_si256((__m256i*) dst + 1, b);
+    return 0;
+}
+
+/* NAME(B, ldb, K, N, Bp, pstride): B row-major (K, N) packed into Bp as
+ * rf_pack_b_sum_f / _d packs it (trans = 0, no sums; panels of NR T's, a
+ * row of a panel 64 bytes), through rf_copy64_if_changed; the ragged
+ * panel's rows, zero-padded, go through a row on the stack.  Returns 1
+ * when it stored nothing. */
+#define RF_DEFINE_REPACK(NAME, T, NR, ADD_ROWS)                               \
+    __attribute__((target("avx2"))) static int                               \
+    NAME(const T* B, long ldb, long K, long N, T* Bp, long pstride)           \
+    {                                                                         \
+        const long full = N / (NR);                                           \
+        T* colsum = NULL;              /* RF_PACK_FULL_PANELS: no sums */     \
+        T row[NR];                                                            \
+        long p, k, j;                                                         \
+        int same = rf_repack_switch;                                          \
+        RF_PACK_FULL_PANELS(T, NR, RF_COPY_ROW_IF_CHANGED, ADD_ROWS);         \
+        for (p = full; p * (NR) < N; p++)                                     \
+            for (k = 0; k < K; k++) {                                         \
+                for (j = 0; j < (NR); j++)                                    \
+                    row[j] = p * (NR) + j < N ? B[k * ldb + p * (NR) + j] : (T) 0; \
+                same = rf_copy64_if_changed(Bp + p * pstride + k * (NR), row, same); \
+            }                                                                 \
+        if (same)                                                             \
+            __atomic_fetch_add(&rf_repacks_kept_count, 1, __ATOMIC_RELAXED);  \
+        return same;                                                          \
+    }
+#define RF_COPY_ROW_IF_CHANGED(dst, src) (same = rf_copy64_if_changed(dst, src, same))
+
+RF_DEFINE_REPACK(rf_repack_b_f, float, RF_NR, rf_add_rows16)
 
 /* C[0, 0:W] (+)= (lo, hi), W = 2 * (T's in V), or only C[0, 0:nc] for a
  * ragged last panel.  The ragged path goes through a row buffer: indexing
@@ -1175,6 +1320,12 @@ static int rf_gemm_single_f(int trans_a, int trans_b, long M, long N, long K,
 
 #else
 #define RF_HAVE_PACKED 0
+static int rf_repack_b_f(const float* B, long ldb, long K, long N, float* Bp, long pstride)
+{
+    rf_pack_b_sum_f(B, ldb, 0, K, N, Bp, pstride, NULL);
+    return 0;
+}
+static long RF_MAYBE_UNUSED rf_repacks_kept(void) { return 0; }
 /* The double layout's names, for code that compiles against them (src/_seq.pxd,
  * pack_part) but never runs here: rf_gemm_packed_supported() is 0. */
 #define RF_NRD 8
@@ -1190,6 +1341,11 @@ static long rf_packed_size_d(long K, long N) { (void) K; (void) N; return 0; }
 static void rf_pack_b_d(const double* B, long ldb, int trans, long K, long N, double* Bp)
 {
     (void) B; (void) ldb; (void) trans; (void) K; (void) N; (void) Bp;
+    abort();   /* callers check rf_gemm_packed_supported() first */
+}
+static int rf_repack_b_d(const double* B, long ldb, long K, long N, double* Bp, long pstride)
+{
+    (void) B; (void) ldb; (void) K; (void) N; (void) Bp; (void) pstride;
     abort();   /* callers check rf_gemm_packed_supported() first */
 }
 static void rf_gemm_packed_d(long M, long N, long K, const double* A, long lda,

@@ -91,6 +91,9 @@ static void rf_pack_b_d(const double* B, long ldb, int trans, long K, long N, do
     rf_pack_b_sum_d(B, ldb, trans, K, N, Bp, rf_panel_stride_d(K), NULL);
 }
 
+/* The repack of src/_gemm.h (rf_repack_b_f) for the double layout. */
+RF_DEFINE_REPACK(rf_repack_b_d, double, RF_NRD, rf_add_rows8d)
+
 /* A row's 8 doubles (AVX2, two halves) or 16 (AVX-512, two panels). */
 RF_DEFINE_STORE_ROW_T(rf_store_row8d, double, rf_d4, "avx2,fma")
 RF_DEFINE_STORE_ROW_T(rf_store_row16d, double, rf_d8, "avx512f")

@@ -35,7 +35,7 @@ from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gr
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
 from _seqfwd cimport infer_fn, INFER_CAPSULE
-from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch_backward_row,
+from _seq cimport (set_prefetch, set_grad_chunks, reusing_packs, prefetch_forward_row, prefetch_backward_row,
                    step_time, chunk_start, project_inputs, zero_padding, input_grads,
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
@@ -187,12 +187,13 @@ cdef void gru_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil
     # BLAS).  reset_after: Wh (H, 3H); else Wh_zr (H, 2H) and Wh_h (H, H).
     a.Wp2 = NULL
     if a.reset_after:
-        a.Wp1 = pack_b_or_read_split(N * T, N, <int> H, <int> G, pWh, <int> G, pack_nt)
+        a.Wp1 = pack_b_or_read_split(N * T, N, <int> H, <int> G, pWh, <int> G, pack_nt,
+                                     reusing_packs(&a.s, pack_nt))
     else:
         a.Wp1 = pack_b_or_read_split(N * T, N, <int> H, <int> (2 * H), pWh, <int> G,
-                                     pack_nt)
+                                     pack_nt, reusing_packs(&a.s, pack_nt))
         a.Wp2 = pack_b_or_read_split(N * T, N, <int> H, <int> H, pWh + 2 * H, <int> G,
-                                     pack_nt)
+                                     pack_nt, reusing_packs(&a.s, pack_nt))
     run_steps(tag, gru_forward_steps_f if floating is float else gru_forward_steps_d, a, N,
               step_threads(threads, N, T, 2 * H * G,
                            a.Wp1 != NULL and (a.reset_after or a.Wp2 != NULL)))
@@ -372,12 +373,12 @@ cdef void gru_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogi
     a.Wp2 = NULL
     if a.reset_after:
         zero_padding(<floating*> a.extra, N, T, H, 0, H, a.s.lengths)
-        a.Wp1 = pack_b_split(pack_rows(N * T), True, <int> G, <int> H, pWh, <int> G, pack_nt)
+        a.Wp1 = pack_b_split(pack_rows(N * T), True, <int> G, <int> H, pWh, <int> G, pack_nt, False)
     else:
         a.Wp1 = pack_b_split(pack_rows(N * T), True, <int> (2 * H), <int> H, pWh, <int> G,
-                             pack_nt)
+                             pack_nt, False)
         a.Wp2 = pack_b_split(pack_rows(N * T), True, <int> H, <int> H, pWh + 2 * H, <int> G,
-                             pack_nt)
+                             pack_nt, False)
     backward_steps_and_grads(
         tag, &a.s, a, gru_backward_steps_f if floating is float else gru_backward_steps_d,
         gru_backward_grads_f if floating is float else gru_backward_grads_d,

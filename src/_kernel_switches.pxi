@@ -3,7 +3,7 @@
 # which compiles its own copy of src/_gemm.h's state.  rnnfast._core sets
 # all three.
 from _blas cimport (rf_use_gemv_segments, rf_use_gemv_groups_of_8, rf_use_half_panels,
-                    rf_use_dgemv)
+                    rf_use_dgemv, rf_use_repack, rf_repacks_kept)
 
 
 def use_gemv_groups_of_8(int on):
@@ -35,3 +35,17 @@ def use_dgemv(bint on):
     default) or on the one-row tiles.  Bitwise the same results.  For A/B
     timings and tests."""
     rf_use_dgemv(on)
+
+
+def use_repack(bint on):
+    """An inference call's weights packed into the buffer that packed them
+    last, storing only what changed (src/_gemm.h, rf_repack_b_f; the
+    default), or packed in full into any buffer.  The same bytes either
+    way.  For A/B timings and tests."""
+    rf_use_repack(on)
+
+
+def repacks_kept():
+    """How many packs of this module found their buffer holding their
+    bytes already, and stored nothing (src/_gemm.h, rf_repacks_kept)."""
+    return rf_repacks_kept()

@@ -44,6 +44,7 @@ from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch
                    set_poison_chunk_h, rebuild_chunk_start, rebuild_next_state,
                    rebuild_padding, xs_check, raise_if_nonfinite,
                    NarrowInputs, narrow_inputs_begin, narrow_inputs_end, narrow_state,
+                   reusing_packs,
                    narrow_step_product, set_narrow_inputs)
 
 cnp.import_array()
@@ -185,10 +186,11 @@ cdef void lstm_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogi
     a.uniform = is_uniform(a.s.lengths, N, T, a.s.reverse)
     a.save_all = not states_rebuilt(N, T, G, H, sizeof(floating), a.uniform)
     cdef int pack_nt = step_threads(threads, N, T, 2 * H * G, True)
-    cdef bint narrow = narrow_inputs_begin(tag, &a.s, G, a.uniform, &a.narrow)
+    cdef bint narrow = narrow_inputs_begin(tag, &a.s, G, a.uniform, &a.narrow, pack_nt)
     forward_prologue(tag, &a.s, G, pack_nt, not narrow)
     a.Wh_packed = NULL if narrow else pack_b_or_read_split(
-        N * T, N, <int> H, <int> G, <const floating*> a.s.Wh, <int> G, pack_nt)
+        N * T, N, <int> H, <int> G, <const floating*> a.s.Wh, <int> G, pack_nt,
+        reusing_packs(&a.s, pack_nt))
     run_steps(tag, lstm_forward_steps_f if floating is float else lstm_forward_steps_d, a, N,
               step_threads(threads, N, T, 2 * H * G, narrow or a.Wh_packed != NULL))
     free_packed(<void*> a.Wh_packed)
@@ -358,7 +360,7 @@ cdef void lstm_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nog
     cdef int pack_nt = step_threads(threads, N, T, 2 * H * G, True)
     backward_prologue(tag, &a.s, G, pack_nt)
     a.WhT_packed = pack_b_split(pack_rows(N * T), True, <int> G, <int> H,
-                                <const floating*> a.s.Wh, <int> G, pack_nt)
+                                <const floating*> a.s.Wh, <int> G, pack_nt, False)
     backward_steps_and_grads(
         tag, &a.s, a, lstm_backward_steps_f if floating is float else lstm_backward_steps_d,
         lstm_backward_grads_f if floating is float else lstm_backward_grads_d,

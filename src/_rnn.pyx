@@ -28,7 +28,7 @@ from _arrays cimport arrays_match, float_array_match
 from _cells cimport rnn_fwd_row, rnn_bwd_row, rf_pass_clone
 from numpy cimport NPY_FLOAT
 from _seqfwd cimport infer_fn, INFER_CAPSULE
-from _seq cimport (set_prefetch, chunk_steps, set_grad_chunks, worth_prefetching,
+from _seq cimport (set_prefetch, chunk_steps, reusing_packs, set_grad_chunks, worth_prefetching,
                    prefetch_forward_row, prefetch_backward_row, step_time, chunk_start,
                    project_inputs, is_uniform, input_grads, rf_run_rows, step_threads,
                    grad_part, grad_stride, set_split_limits, run_steps,
@@ -138,7 +138,8 @@ cdef void rnn_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil
     cdef int pack_nt = step_threads(threads, N, T, 2 * H * H, True)
     forward_prologue(tag, &a.s, H, pack_nt)
     a.Wh_packed = pack_b_or_read_split(N * T, N, <int> H, <int> H,
-                                       <const floating*> a.s.Wh, <int> H, pack_nt)
+                                       <const floating*> a.s.Wh, <int> H, pack_nt,
+                                       reusing_packs(&a.s, pack_nt))
     run_steps(tag, rnn_forward_steps_f if floating is float else rnn_forward_steps_d, a, N,
               step_threads(threads, N, T, 2 * H * H, a.Wh_packed != NULL))
     free_packed(<void*> a.Wh_packed)
@@ -293,7 +294,7 @@ cdef void rnn_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogi
     cdef int pack_nt = step_threads(threads, N, T, 2 * H * H, True)
     backward_prologue(tag, &a.s, H, pack_nt)
     a.WhT_packed = pack_b_split(pack_rows(N * T), True, <int> H, <int> H,
-                                <const floating*> a.s.Wh, <int> H, pack_nt)
+                                <const floating*> a.s.Wh, <int> H, pack_nt, False)
     backward_steps_and_grads(
         tag, &a.s, a, rnn_backward_steps_f if floating is float else rnn_backward_steps_d,
         rnn_backward_grads_f if floating is float else rnn_backward_grads_d,
@@ -413,7 +414,7 @@ def packed_matmul(const floating[:, ::1] a, const floating[:, ::1] b, floating[:
                 and rf_unpacked_ok(m * repeat, m, k, n)):
             bp = <floating*> rf_unpacked_b()
         else:
-            bp = pack_b(m, trans_b, k, n, &b[0, 0], <int> b.shape[1])
+            bp = pack_b(m, trans_b, k, n, &b[0, 0], <int> b.shape[1], False)
         for r in range(repeat):
             if backward:
                 gemm_packed_dh(m, n, k, &a[0, 0], k, bp, &b[0, 0], <int> b.shape[1],

@@ -34,7 +34,8 @@ from numpy cimport NPY_FLOAT, NPY_INTP
 from _blas cimport (floating, gemm, gemm_packed, gemm_tn, free_packed, pack_b, pack_rows,
                    packed_buffer, rf_in_threads, rf_unpacked_b,
                    rf_unpacked_ok, rf_packed_dw_enabled, rf_buf_alloc, rf_buf_free,
-                   rf_gemm_packed_supported)
+                   rf_gemm_packed_supported, rf_panel_stride, rf_panel_stride_d,
+                   rf_repack_b_f, rf_repack_b_d)
 
 
 cdef extern from "_cells.h" nogil:
@@ -410,8 +411,6 @@ cdef inline int step_threads(int threads, Py_ssize_t N, Py_ssize_t T,
 cdef extern from "_gemm.h" nogil:
     enum: RF_NR
     enum: RF_NRD
-    long rf_panel_stride(long K)
-    long rf_panel_stride_d(long K)
     void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N, float* Bp,
                          long pstride, float* colsum)
     void rf_pack_b_sum_d(const double* B, long ldb, int trans, long K, long N, double* Bp,
@@ -436,7 +435,23 @@ cdef struct PackJob:
     const void* b
     void* bp
     int ldb, k, n
-    bint trans, dbl
+    bint trans, dbl, reuse
+
+
+cdef inline void pack_rows_into(const void* b, long ldb, long k, long n, void* bp,
+                                long pstride, bint dbl, bint reuse) noexcept nogil:
+    """B (k, n), row-major, doubles if dbl, into rows 0..k-1 of every panel
+    of bp (panels pstride apart: a whole (k, n) B's packing, or the share of
+    a taller B's that these rows are, as pack_part and NarrowInputs pack).
+    reuse: storing only what changed (src/_gemm.h, rf_repack_b_f)."""
+    if dbl and reuse:
+        rf_repack_b_d(<const double*> b, ldb, k, n, <double*> bp, pstride)
+    elif dbl:
+        rf_pack_b_sum_d(<const double*> b, ldb, 0, k, n, <double*> bp, pstride, NULL)
+    elif reuse:
+        rf_repack_b_f(<const float*> b, ldb, k, n, <float*> bp, pstride)
+    else:
+        rf_pack_b_sum_f(<const float*> b, ldb, 0, k, n, <float*> bp, pstride, NULL)
 
 
 cdef inline void pack_part(void* ctx, long r0, long r1, int part) noexcept nogil:
@@ -444,22 +459,18 @@ cdef inline void pack_part(void* ctx, long r0, long r1, int part) noexcept nogil
     PackJob into their places in the packed matrix."""
     cdef PackJob* j = <PackJob*> ctx
     cdef long nr = RF_NRD if j.dbl else RF_NR
+    cdef long size = sizeof(double) if j.dbl else sizeof(float)
     cdef long stride = rf_panel_stride_d(j.k) if j.dbl else rf_panel_stride(j.k)
     cdef long c0 = r0 * nr, c1 = r1 * nr if r1 * nr < j.n else j.n
-    if j.dbl:
-        if j.trans:     # panels r0..: columns c0..c1-1 of op(B), rows of B^T
-            rf_pack_b_sum_d(<const double*> j.b + c0 * j.ldb, j.ldb, 1, j.k, c1 - c0,
-                            <double*> j.bp + r0 * stride, stride, NULL)
-        else:           # rows r0..r1-1 into rows r0..r1-1 of every panel
-            rf_pack_b_sum_d(<const double*> j.b + r0 * j.ldb, j.ldb, 0, r1 - r0, j.n,
-                            <double*> j.bp + r0 * nr, stride, NULL)
+    if not j.trans:     # rows r0..r1-1 into rows r0..r1-1 of every panel
+        pack_rows_into(<const char*> j.b + r0 * j.ldb * size, j.ldb, r1 - r0, j.n,
+                       <char*> j.bp + r0 * nr * size, stride, j.dbl, j.reuse)
+    elif j.dbl:         # panels r0..: columns c0..c1-1 of op(B), rows of B^T
+        rf_pack_b_sum_d(<const double*> j.b + c0 * j.ldb, j.ldb, 1, j.k, c1 - c0,
+                        <double*> j.bp + r0 * stride, stride, NULL)
     else:
-        if j.trans:
-            rf_pack_b_sum_f(<const float*> j.b + c0 * j.ldb, j.ldb, 1, j.k, c1 - c0,
-                            <float*> j.bp + r0 * stride, stride, NULL)
-        else:
-            rf_pack_b_sum_f(<const float*> j.b + r0 * j.ldb, j.ldb, 0, r1 - r0, j.n,
-                            <float*> j.bp + r0 * nr, stride, NULL)
+        rf_pack_b_sum_f(<const float*> j.b + c0 * j.ldb, j.ldb, 1, j.k, c1 - c0,
+                        <float*> j.bp + r0 * stride, stride, NULL)
 
 
 cdef inline int packing_threads(int nt, Py_ssize_t k, Py_ssize_t n,
@@ -474,7 +485,7 @@ cdef inline int packing_threads(int nt, Py_ssize_t k, Py_ssize_t n,
 
 
 cdef inline floating* pack_b_split(int m, bint trans_b, int k, int n, const floating* b,
-                                   int ldb, int nt) noexcept nogil:
+                                   int ldb, int nt, bint reuse) noexcept nogil:
     """pack_b, the packing split over nt threads when op(B) (k, n) takes
     PACK_SPLIT_BYTES or more (nt: the step loop's threads, step_threads)."""
     cdef PackJob job
@@ -482,12 +493,12 @@ cdef inline floating* pack_b_split(int m, bint trans_b, int k, int n, const floa
     cdef long parts
     nt = packing_threads(nt, k, n, sizeof(floating))
     if nt < 2:
-        return pack_b(m, trans_b, k, n, b, ldb)
-    bp = packed_buffer(m, k, n, b)
+        return pack_b(m, trans_b, k, n, b, ldb, reuse)
+    bp = packed_buffer(m, k, n, b, reuse and not trans_b)
     if bp == NULL:
         return NULL
     job.b, job.bp, job.ldb, job.k, job.n = <const void*> b, <void*> bp, ldb, k, n
-    job.trans, job.dbl = trans_b, floating is double
+    job.trans, job.dbl, job.reuse = trans_b, floating is double, reuse and not trans_b
     parts = (n + (RF_NRD if floating is double else RF_NR) - 1) // (
         RF_NRD if floating is double else RF_NR) if trans_b else k
     rf_run_rows(pack_part, &job, parts, nt if nt < parts else <int> parts)
@@ -496,15 +507,16 @@ cdef inline floating* pack_b_split(int m, bint trans_b, int k, int n, const floa
 
 cdef inline floating* pack_b_or_read_split(Py_ssize_t rows, Py_ssize_t min_rows, int k,
                                            int n, const floating* b, int ldb,
-                                           int nt) noexcept nogil:
+                                           int nt, bint reuse) noexcept nogil:
     """B (k, n), row-major, for gemm_packed with left operands of `rows`
     rows in all and at least min_rows rows a product: rf_unpacked_b(), the
     mark that the wide tiles read B as it lies (one product of a few rows,
     or a small B: src/_gemm.h, rf_unpacked_ok), else B packed
-    (pack_b_split(pack_rows(rows), False, ..., nt))."""
+    (pack_b_split(pack_rows(rows), False, ..., nt, reuse); reuse: an
+    inference call's weights)."""
     if floating is float and rf_unpacked_ok(rows, min_rows, k, n):
         return <floating*> rf_unpacked_b()
-    return pack_b_split(pack_rows(rows), False, k, n, b, ldb, nt)
+    return pack_b_split(pack_rows(rows), False, k, n, b, ldb, nt, reuse)
 
 
 cdef inline int grad_threads(int threads, Py_ssize_t R, Py_ssize_t flops_per_row,
@@ -757,6 +769,20 @@ cdef inline bint grads_on_threads(rf_rows_fn fn, void* args, void** scratch, int
     return True
 
 
+cdef inline bint reusing_packs(const SeqFwd* s, int nt) noexcept nogil:
+    """Whether a forward packs its weights with reuse (pack_b): into the
+    buffer that packed them last, storing only what changed.  Only in
+    inference, where the weights most likely did not change since the last
+    call, and only for a step loop on 2 threads or more, where the other
+    core read that buffer last and each plain store took the line back from
+    its cache (RNN inference at zaremba-small, 2 threads: 1.09x; one-step
+    calls of 256 units 1.10-1.15x).  At 1 thread comparing the rows cost
+    more than storing them (0.979x for an LSTM step of 32 rows of 256
+    units, whose 2 MB of weights come from L3; docs/performance.md item
+    172)."""
+    return not s.training and nt > 1
+
+
 cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G,
                                   int nt, bint project=True) noexcept nogil:
     """Before a forward step loop: Wx packed for the loop's own input
@@ -777,7 +803,8 @@ cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G,
     else:
         # Rows a product: all N*T at once, or a row's steps of a chunk.
         s.Wx_packed = pack_b_or_read_split(N * T, s.Tc if s.Tc < T else N * T, <int> s.D,
-                                           <int> G, <const floating*> s.Wx, <int> G, nt)
+                                           <int> G, <const floating*> s.Wx, <int> G, nt,
+                                           reusing_packs(s, nt))
         if s.check_xs:
             if s.Wx_packed == NULL and s.Tc == T:
                 # One product on BLAS, here: xs is tested all at once before it.
@@ -855,12 +882,16 @@ cdef struct NarrowInputs:
 
 
 cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bint uniform,
-                                     NarrowInputs* f) noexcept nogil:
+                                     NarrowInputs* f, int nt) noexcept nogil:
     """f <- a call's buffers for narrow inputs, and True, when they pay (see
     above); else NULLs and False (the call then projects its inputs as
-    before).  Frees with narrow_inputs_end."""
+    before).  nt: the step loop's threads at most (for reusing_packs).
+    Frees with narrow_inputs_end."""
     cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, K = D + H
     cdef floating* bp
+    cdef bint reuse = reusing_packs(s, nt)
+    cdef long nr = RF_NRD if floating is double else RF_NR
+    cdef long stride = rf_panel_stride_d(K) if floating is double else rf_panel_stride(K)
     f.xh, f.packed, f.x_packed = NULL, NULL, NULL
     # Not on N: a row's outputs must not depend on the rows beside it
     # (scikit-learn's subset checks), and every product's tiles and GEMVs
@@ -868,7 +899,7 @@ cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bin
     if (not rf_narrow_inputs_switch or not uniform or 2 * D > H or T < NARROW_MIN_STEPS
             or K * G * sizeof(floating) > NARROW_MAX_BYTES or not rf_gemm_packed_supported()):
         return False
-    bp = packed_buffer(pack_rows(N * T), <int> K, <int> G, <const floating*> s.Wx)
+    bp = packed_buffer(pack_rows(N * T), <int> K, <int> G, <const floating*> s.Wx, reuse)
     f.xh = <void*> rf_buf_alloc(N * K * (sizeof(floating) // sizeof(float)))
     if bp == NULL or f.xh == NULL:
         free_packed(<void*> bp)
@@ -876,17 +907,11 @@ cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bin
         f.xh = NULL
         return False
     # Wx's rows into rows 0..D-1 of every panel, Wh's into D..K-1 (as
-    # pack_part packs a share of B's rows): the bytes pack_b gives [Wx; Wh].
-    if floating is float:
-        rf_pack_b_sum_f(<const float*> s.Wx, <long> G, 0, D, G, <float*> bp,
-                        rf_panel_stride(K), NULL)
-        rf_pack_b_sum_f(<const float*> s.Wh, <long> G, 0, H, G, <float*> bp + D * RF_NR,
-                        rf_panel_stride(K), NULL)
-    else:
-        rf_pack_b_sum_d(<const double*> s.Wx, <long> G, 0, D, G, <double*> bp,
-                        rf_panel_stride_d(K), NULL)
-        rf_pack_b_sum_d(<const double*> s.Wh, <long> G, 0, H, G, <double*> bp + D * RF_NRD,
-                        rf_panel_stride_d(K), NULL)
+    # pack_part packs a share of B's rows): the bytes pack_b gives [Wx; Wh];
+    # with reuse, into what packed them last, storing only what changed.
+    pack_rows_into(<const void*> s.Wx, G, D, G, <void*> bp, stride, floating is double, reuse)
+    pack_rows_into(<const void*> s.Wh, G, H, G, <void*> (bp + D * nr), stride,
+                   floating is double, reuse)
     f.packed = <const void*> bp
     # From a zero state the first step's product is x_0 Wx alone (K = D), as
     # the projected loop skips h Wh there; the zeros it leaves out add
@@ -894,7 +919,7 @@ cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bin
     # m only says packing is wanted (0 asks for BLAS): any m > 0 packs.
     if all_zero(<const floating*> s.h, N * H):
         f.x_packed = <const void*> pack_b(2, False, <int> D, <int> G, <const floating*> s.Wx,
-                                          <int> G)
+                                          <int> G, reuse)
     return True
 
 
@@ -961,7 +986,7 @@ cdef inline void backward_prologue(floating* tag, SeqBwd* s, Py_ssize_t G,
     zero_padding(<floating*> s.gates, s.N, s.T, G, 0, G, s.lengths)
     s.prefetch = worth_prefetching(s.N, s.T, G, s.H, sizeof(floating))
     s.WxT_packed = pack_b_split(pack_rows(s.N * s.T), True, <int> G, <int> s.D,
-                                <const floating*> s.Wx, <int> G, nt)
+                                <const floating*> s.Wx, <int> G, nt, False)
 
 
 # ------------------------------------------------------ a call's skeleton
