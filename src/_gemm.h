@@ -106,7 +106,8 @@ static inline size_t rf_buf_cap(const char* b) { return *(const size_t*) b; }
 static inline const void* rf_buf_key(const char* b) { return ((const void* const*) b)[1]; }
 static inline size_t rf_buf_tag(const char* b) { return ((const size_t*) b)[2]; }
 
-/* When a buffer was last handed out (rf_buf_clock's count then). */
+/* When a buffer was last handed out or given back (rf_buf_clock's count
+ * of hand-outs then). */
 static inline size_t rf_buf_when(const char* b) { return ((const size_t*) b)[3]; }
 
 static inline size_t rf_pack_tag(long K, long N, int itemsize)
@@ -131,7 +132,7 @@ static size_t rf_buf_out_bytes, rf_buf_clock;
  * holds no packing (key NULL).  When every one large enough holds another
  * matrix's packing, a new one if the slots and RF_BUF_TOTAL can keep it
  * beside them (so that an inference call's packings, all its layers',
- * stay for the next call), else the one of those handed out longest ago
+ * stay for the next call), else the one of those unused the longest
  * (another network's, most likely). */
 static float* rf_buf_alloc_keyed(size_t nfloats, const void* key, size_t tag)
 {
@@ -199,6 +200,27 @@ static float* rf_buf_alloc_keyed(size_t nfloats, const void* key, size_t tag)
 
 static float* rf_buf_alloc(size_t nfloats) { return rf_buf_alloc_keyed(nfloats, NULL, 0); }
 
+#if RF_BUF_CACHE
+/* A kept buffer unused for RF_BUF_IDLE hand-outs belongs to other work
+ * than the calls now running (a training run before this inference,
+ * another network), whose buffers are each used once a call.  When the
+ * slots are full, an idle one goes first (the longest unused), and only
+ * then the old rule applies: the smallest goes if it is smaller than the
+ * buffer given back, so that the large buffers a call needs stay (each
+ * new one faults its pages in).  Without idleness, slots full of larger
+ * buffers from earlier work never took an inference call's packings. */
+#define RF_BUF_IDLE 64
+
+static inline int rf_buf_idle(const char* b) { return rf_buf_clock - rf_buf_when(b) > RF_BUF_IDLE; }
+
+static inline int rf_buf_evict_before(const char* a, const char* b)
+{
+    if (rf_buf_idle(a) != rf_buf_idle(b))
+        return rf_buf_idle(a);
+    return rf_buf_idle(a) ? rf_buf_when(a) < rf_buf_when(b) : rf_buf_cap(a) < rf_buf_cap(b);
+}
+#endif
+
 static void rf_buf_free(float* p)
 {
     char* b;
@@ -212,17 +234,19 @@ static void rf_buf_free(float* p)
         rf_buf_lock();
         rf_buf_out--;
         rf_buf_out_bytes -= rf_buf_cap(b);
+        ((size_t*) b)[3] = rf_buf_clock;        /* last used now */
         if (rf_buf_cap(b) <= RF_BUF_MAX) {
             for (i = 0; i < RF_BUF_SLOTS; i++) {
                 if (rf_buf_slot[i] == NULL) {
                     low = i;
                     break;
                 }
-                if (low < 0 || rf_buf_cap(rf_buf_slot[i]) < rf_buf_cap(rf_buf_slot[low]))
+                if (low < 0 || rf_buf_evict_before(rf_buf_slot[i], rf_buf_slot[low]))
                     low = i;
             }
-            /* an empty slot, or evict the smallest kept one if smaller */
-            if (rf_buf_slot[low] == NULL || rf_buf_cap(rf_buf_slot[low]) < rf_buf_cap(b)) {
+            /* an empty slot, or evict an idle one, or the smallest if smaller */
+            if (rf_buf_slot[low] == NULL || rf_buf_idle(rf_buf_slot[low]) ||
+                rf_buf_cap(rf_buf_slot[low]) < rf_buf_cap(b)) {
                 size_t freed = rf_buf_slot[low] ? rf_buf_cap(rf_buf_slot[low]) : 0;
                 if (rf_buf_kept - freed + rf_buf_cap(b) <= RF_BUF_TOTAL) {
                     out = rf_buf_slot[low];

@@ -56,9 +56,15 @@ def test_repacks_find_the_same_weights_and_see_each_change(name, dtype, two_cpus
     net, xs = _net_and_inputs(name, dtype)
     with threadpool_limits(2):
         first = net.forward(xs)[0].copy()
-        kept = _core.repacks_kept()
-        again = net.forward(xs)[0].copy()
-        assert _core.repacks_kept() > kept, "the second call packed everything again"
+        # Buffers of the tests before may fill the kernels' slots until they
+        # have been idle for RF_BUF_IDLE hand-outs (src/_gemm.h): a few calls.
+        for _ in range(10):
+            kept = _core.repacks_kept()
+            again = net.forward(xs)[0].copy()
+            if _core.repacks_kept() > kept:
+                break
+        else:
+            pytest.fail("ten calls packed everything again")
         np.testing.assert_array_equal(again, first)
         np.testing.assert_array_equal(again, _full_pack_output(net, xs))
         for i, w in enumerate(net.params):
