@@ -20,7 +20,9 @@ gradient) and an evaluation forward against the reference in float64; the
 same through a Time layer where the case has one layer, one direction and
 no lengths; a save and load of the network (and of the Time layer and
 the cell), whose evaluation forward must be bitwise the same; one step of
-a cell in every case.  Every switch is
+a cell in every case; and an evaluation forward after one weight of a
+matrix changed in place (the packing of an inference call's weights is
+kept for the next call and compared row by row).  Every switch is
 put back to its default (on; GEMV groups automatic) at the end: run it
 where the switches are at their defaults.
 
@@ -98,6 +100,7 @@ def draw_case(rng):
     # drawn last, so that a seed draws the same case as before this switch
     switches["dgemv"] = bool(rng.random() < 0.7)
     switches["narrow"] = bool(rng.random() < 0.7)      # drawn after dgemv, for the same reason
+    switches["repack"] = bool(rng.random() < 0.7)      # and after narrow
     return case
 
 
@@ -123,6 +126,7 @@ class kernel_settings:
         _core.use_direct_infer(sw["direct_infer"])
         _core.use_dgemv(sw["dgemv"])
         _core.use_narrow_inputs(sw.get("narrow", True))
+        _core.use_repack(sw.get("repack", True))
         self.limits = [m.split_limits() for m in (_rnn, _lstm, _gru)]
         if sw["split_all"]:
             for m in (_rnn, _lstm, _gru):
@@ -138,7 +142,8 @@ class kernel_settings:
         for switch in (_core.use_wide_tiles, _core.use_unpacked_b, _core.use_half_panels,
                        _core.use_gemv_segments, _core.use_prefetch, _core.use_grad_chunks,
                        _core.use_split_packing, _core.use_thread_pool,
-                       _core.use_direct_infer, _core.use_dgemv, _core.use_narrow_inputs):
+                       _core.use_direct_infer, _core.use_dgemv, _core.use_narrow_inputs,
+                       _core.use_repack):
             switch(True)
         _core.use_gemv_groups_of_8(None)
         return False
@@ -342,6 +347,23 @@ def run_case(case, seed):
             time_layer_failures(case, net, xs, h0, c0, chunks, refs, dhs, caches, failures)
         save_load_failures(net, xs[:, chunks[0]], state, lengths[0], failures)
         cell_failures(case, net, xs[:, 0], h0[0], c0[0], rng, failures)
+        # One weight of a matrix changed in place between two evaluation
+        # calls: an inference call on 2 threads finds the weights' packing
+        # kept from the last call and stores only the rows that differ
+        # (src/_gemm.h, rf_repack_b_f).  Drawn last, so that a seed draws
+        # the same case as before this check.
+        if case["stateful"]:
+            net.reset_state()
+        net.forward(xs[:, chunks[0]], state, lengths[0])
+        matrices = [w for w in net.params if w.ndim == 2]
+        w = matrices[rng.integers(len(matrices))]
+        w[tuple(int(rng.integers(n)) for n in w.shape)] += scale
+        if case["stateful"]:
+            net.reset_state()
+        hs_u, _ = net.forward(xs[:, chunks[0]], state, lengths[0])
+        lens = np.full(N, widths[0]) if lengths[0] is None else lengths[0]
+        ref_u = reference_network(case, net, xs[:, chunks[0]], h0, c0, lens)[0]
+        close("hs (eval, after a weight changed in place)", hs_u, ref_u, tol, failures)
     return failures
 
 

@@ -45,6 +45,33 @@ def test_the_fuzzer_reports_a_wrong_gradient(monkeypatch):
     assert [f.split(":")[0] for f in failures] == ["grads[1]"]
 
 
+def test_the_fuzzer_reports_a_stale_packing(monkeypatch):
+    """The check after a weight changed in place is live: a network whose
+    evaluation forward keeps computing with the weights of its first one
+    (as a kept packing not compared would) fails that check alone."""
+    forward = rnnfast.GRU.forward
+    first_weights = {}
+
+    def stale(self, *args, **kwargs):
+        if self.training:
+            return forward(self, *args, **kwargs)
+        old = first_weights.setdefault(id(self), [w.copy() for w in self.params])
+        new = [w.copy() for w in self.params]
+        for w, o in zip(self.params, old):
+            w[...] = o
+        try:
+            return forward(self, *args, **kwargs)
+        finally:
+            for w, n in zip(self.params, new):
+                w[...] = n
+
+    monkeypatch.setattr(rnnfast.GRU, "forward", stale)
+    seed, case = first_case(lambda c: c["cell"] == "gru")
+    failures = run_case(case, seed)
+    assert [f.split(":")[0] for f in failures] == [
+        "hs (eval, after a weight changed in place)"], failures
+
+
 def test_the_fuzzer_puts_the_switches_back():
     """A case that lowered the split limits and turned the wide tiles off
     leaves both as they were."""
