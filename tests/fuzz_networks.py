@@ -357,7 +357,8 @@ def run_case(case, seed):
         net.forward(xs[:, chunks[0]], state, lengths[0])
         matrices = [w for w in net.params if w.ndim == 2]
         w = matrices[rng.integers(len(matrices))]
-        w[tuple(int(rng.integers(n)) for n in w.shape)] += scale
+        # a new draw from the init's range: a ReLU network's states stay bounded
+        w[tuple(int(rng.integers(n)) for n in w.shape)] = rng.uniform(-scale, scale)
         if case["stateful"]:
             net.reset_state()
         hs_u, _ = net.forward(xs[:, chunks[0]], state, lengths[0])
