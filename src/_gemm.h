@@ -211,7 +211,10 @@ static float* rf_buf_alloc(size_t nfloats) { return rf_buf_alloc_keyed(nfloats, 
  * buffers from earlier work never took an inference call's packings. */
 #define RF_BUF_IDLE 64
 
-static inline int rf_buf_idle(const char* b) { return rf_buf_clock - rf_buf_when(b) > RF_BUF_IDLE; }
+static inline int rf_buf_idle(const char* b)
+{
+    return rf_buf_clock - rf_buf_when(b) > RF_BUF_IDLE;
+}
 
 static inline int rf_buf_evict_before(const char* a, const char* b)
 {

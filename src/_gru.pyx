@@ -35,7 +35,8 @@ from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gr
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
 from _seqfwd cimport infer_fn, INFER_CAPSULE
-from _seq cimport (set_prefetch, set_grad_chunks, reusing_packs, prefetch_forward_row, prefetch_backward_row,
+from _seq cimport (set_prefetch, set_grad_chunks, reusing_packs,
+                   prefetch_forward_row, prefetch_backward_row,
                    step_time, chunk_start, project_inputs, zero_padding, input_grads,
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
@@ -373,7 +374,8 @@ cdef void gru_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogi
     a.Wp2 = NULL
     if a.reset_after:
         zero_padding(<floating*> a.extra, N, T, H, 0, H, a.s.lengths)
-        a.Wp1 = pack_b_split(pack_rows(N * T), True, <int> G, <int> H, pWh, <int> G, pack_nt, False)
+        a.Wp1 = pack_b_split(pack_rows(N * T), True, <int> G, <int> H, pWh, <int> G, pack_nt,
+                             False)
     else:
         a.Wp1 = pack_b_split(pack_rows(N * T), True, <int> (2 * H), <int> H, pWh, <int> G,
                              pack_nt, False)
