@@ -109,3 +109,28 @@ def test_a_new_network_at_the_same_address_is_packed_anew(two_cpus):
             w[...] = np.random.default_rng(7).uniform(-0.1, 0.1, w.shape)
         ys = net.forward(xs)[0].copy()
     np.testing.assert_array_equal(ys, _full_pack_output(net, xs))
+
+
+def test_calls_from_python_threads_share_the_kept_packings_safely(two_cpus):
+    """Inference calls of one network from two Python threads and of another
+    from a third, all at once (the kernels release the GIL; the buffer
+    cache's slots are taken under a lock): every output bitwise the one of
+    a call alone."""
+    import threading
+    nets = [_net_and_inputs(name, np.float32) for name in ("lstm", "gru")]
+    jobs = [0, 1, 0]                    # the network each Python thread calls
+    with threadpool_limits(2):
+        alone = [net.forward(xs)[0].copy() for net, xs in nets]
+        wrong = []
+
+        def run(k):
+            net, xs = nets[jobs[k]]
+            for _ in range(30):
+                if not np.array_equal(net.forward(xs)[0], alone[jobs[k]]):
+                    wrong.append(k)
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(len(jobs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not wrong, wrong
