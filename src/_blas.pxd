@@ -109,6 +109,10 @@ cdef extern from "_gemm.h" nogil:
     float* rf_buf_alloc(size_t nfloats)
     float* rf_buf_alloc_keyed(size_t nfloats, const void* key, size_t tag)
     size_t rf_pack_tag(long K, long N, int itemsize)
+    void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N, float* Bp,
+                         long pstride, float* colsum)
+    void rf_pack_b_sum_d(const double* B, long ldb, int trans, long K, long N, double* Bp,
+                         long pstride, double* colsum)
     int rf_repack_b_f(const float* B, long ldb, long K, long N, float* Bp, long pstride)
     int rf_repack_b_d(const double* B, long ldb, long K, long N, double* Bp, long pstride)
     long rf_repacks_kept()
@@ -169,17 +173,31 @@ cdef inline floating* pack_b(int m, bint trans_b, int k, int n, const floating* 
     cdef floating* bp = packed_buffer(m, k, n, b, reuse and not trans_b)
     if bp == NULL:
         return bp
-    if floating is float:
-        if reuse and not trans_b:
-            rf_repack_b_f(<const float*> b, ldb, k, n, <float*> bp, rf_panel_stride(k))
-        else:
-            rf_pack_b_f(<const float*> b, ldb, trans_b, k, n, <float*> bp)
+    if not trans_b:
+        pack_rows_into(<const void*> b, ldb, k, n, <void*> bp,
+                       rf_panel_stride_d(k) if floating is double else rf_panel_stride(k),
+                       floating is double, reuse)
+    elif floating is float:
+        rf_pack_b_f(<const float*> b, ldb, trans_b, k, n, <float*> bp)
     else:
-        if reuse and not trans_b:
-            rf_repack_b_d(<const double*> b, ldb, k, n, <double*> bp, rf_panel_stride_d(k))
-        else:
-            rf_pack_b_d(<const double*> b, ldb, trans_b, k, n, <double*> bp)
+        rf_pack_b_d(<const double*> b, ldb, trans_b, k, n, <double*> bp)
     return bp
+
+
+cdef inline void pack_rows_into(const void* b, long ldb, long k, long n, void* bp,
+                                long pstride, bint dbl, bint reuse) noexcept nogil:
+    """B (k, n), row-major, doubles if dbl, into rows 0..k-1 of every panel
+    of bp (panels pstride apart: a whole (k, n) B's packing, or the share of
+    a taller B's that these rows are: pack_b, pack_part, NarrowInputs).
+    reuse: storing only what changed (src/_gemm.h, rf_repack_b_f)."""
+    if dbl and reuse:
+        rf_repack_b_d(<const double*> b, ldb, k, n, <double*> bp, pstride)
+    elif dbl:
+        rf_pack_b_sum_d(<const double*> b, ldb, 0, k, n, <double*> bp, pstride, NULL)
+    elif reuse:
+        rf_repack_b_f(<const float*> b, ldb, k, n, <float*> bp, pstride)
+    else:
+        rf_pack_b_sum_f(<const float*> b, ldb, 0, k, n, <float*> bp, pstride, NULL)
 
 
 cdef inline void free_packed(void* bp) noexcept nogil:

@@ -35,7 +35,7 @@ from _blas cimport (floating, gemm, gemm_packed, gemm_tn, free_packed, pack_b, p
                    packed_buffer, rf_in_threads, rf_unpacked_b,
                    rf_unpacked_ok, rf_packed_dw_enabled, rf_buf_alloc, rf_buf_free,
                    rf_gemm_packed_supported, rf_panel_stride, rf_panel_stride_d,
-                   rf_repack_b_f, rf_repack_b_d)
+                   rf_pack_b_sum_f, rf_pack_b_sum_d, pack_rows_into)
 
 
 cdef extern from "_cells.h" nogil:
@@ -411,10 +411,6 @@ cdef inline int step_threads(int threads, Py_ssize_t N, Py_ssize_t T,
 cdef extern from "_gemm.h" nogil:
     enum: RF_NR
     enum: RF_NRD
-    void rf_pack_b_sum_f(const float* B, long ldb, int trans, long K, long N, float* Bp,
-                         long pstride, float* colsum)
-    void rf_pack_b_sum_d(const double* B, long ldb, int trans, long K, long N, double* Bp,
-                         long pstride, double* colsum)
 
 cdef extern from *:
     """
@@ -436,22 +432,6 @@ cdef struct PackJob:
     void* bp
     int ldb, k, n
     bint trans, dbl, reuse
-
-
-cdef inline void pack_rows_into(const void* b, long ldb, long k, long n, void* bp,
-                                long pstride, bint dbl, bint reuse) noexcept nogil:
-    """B (k, n), row-major, doubles if dbl, into rows 0..k-1 of every panel
-    of bp (panels pstride apart: a whole (k, n) B's packing, or the share of
-    a taller B's that these rows are, as pack_part and NarrowInputs pack).
-    reuse: storing only what changed (src/_gemm.h, rf_repack_b_f)."""
-    if dbl and reuse:
-        rf_repack_b_d(<const double*> b, ldb, k, n, <double*> bp, pstride)
-    elif dbl:
-        rf_pack_b_sum_d(<const double*> b, ldb, 0, k, n, <double*> bp, pstride, NULL)
-    elif reuse:
-        rf_repack_b_f(<const float*> b, ldb, k, n, <float*> bp, pstride)
-    else:
-        rf_pack_b_sum_f(<const float*> b, ldb, 0, k, n, <float*> bp, pstride, NULL)
 
 
 cdef inline void pack_part(void* ctx, long r0, long r1, int part) noexcept nogil:
