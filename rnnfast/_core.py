@@ -10,7 +10,9 @@ src/_dispatch.pyx, with the buffer cache and the chunking of inference
 already checked (rnnfast._validation).  Cells, Time layers and networks
 all go through these two functions.
 """
+import contextlib
 import ctypes
+import itertools
 
 from . import _gru, _lstm, _rnn
 # The two calls and their buffer cache are compiled (src/_dispatch.pyx):
@@ -139,6 +141,44 @@ def repacks_kept():
     """How many weight packs, over the three kernel modules, found their
     buffer holding their bytes already and stored nothing (for tests)."""
     return sum(mod.repacks_kept() for mod in (_rnn, _lstm, _gru))
+
+
+# Pack epochs: 0 is none and 1 PACK_REUSE (src/_blas.pxd); each block of
+# packs_kept takes the next, never used before.
+_PACK_EPOCHS = itertools.count(2)
+
+
+@contextlib.contextmanager
+def packs_kept(*recurrent):
+    """Inside the block, the inference calls of these recurrent networks
+    and layers (objects with a `_pack_epoch`: rnnfast.networks,
+    rnnfast.layers.recurrent) pack their weights in their first call only;
+    each later call finds its kernel's kept packing stamped with the
+    block's epoch and uses it as it is (src/_blas.pxd, packed_in_epoch),
+    where it would pack the weights again (1 thread) or compare them with
+    the kept packing (2 threads, rf_repack_b_f).  For loops of one-step
+    calls whose weights do not change, such as a model's generate:
+    a change to the weights inside the block would not be seen.
+    Training calls pack as always.  A nested block takes a new epoch; on
+    leaving, each object's epoch is what it was before."""
+    epoch = next(_PACK_EPOCHS)
+    before = [vars(layer).get("_pack_epoch") for layer in recurrent]
+    for layer in recurrent:
+        layer._pack_epoch = epoch
+    try:
+        yield epoch
+    finally:
+        for layer, old in zip(recurrent, before):
+            if old is None:
+                del layer._pack_epoch          # back to the class's 0
+            else:
+                layer._pack_epoch = old
+
+
+def packs_trusted():
+    """How many packs, over the three kernel modules, a pack epoch let
+    stand as they were (for tests)."""
+    return sum(mod.packs_trusted() for mod in (_rnn, _lstm, _gru))
 
 
 def use_gemv_segments(on=True):

@@ -58,6 +58,7 @@ class _Network:
     random_state: None, an int, a numpy Generator or RandomState (weights
         and dropout masks; never numpy's global state).
     """
+    _pack_epoch = 0     # inference's pack epoch (rnnfast._core.packs_kept), 0: none
     cell = None
     _has_c = False          # an LSTM's state is a pair (h, c)
 
@@ -225,7 +226,7 @@ class _Network:
                 self._with_biases(self.params, self._zero_biases),
                 self._kernel_shapes, self.dtype, self.input_size,
                 self.num_layers, 2 if self.bidirectional else 1, self.hidden_size,
-                training, self._relu, self._reset_after, self._has_c)
+                training, self._relu, self._reset_after, self._has_c, self._pack_epoch)
             if done is not None:
                 x, final, caches, masks = done
                 self._caches = (caches, masks, xs.shape) if training else None
@@ -268,7 +269,8 @@ class _Network:
         x, caches, masks = network_forward(self.cell, xs, params, h_n, c_n, lengths,
                                            self.num_layers, directions,
                                            self.hidden_size, training, self._relu,
-                                           self._reset_after, mask, True)
+                                           self._reset_after, mask, True,
+                                           self._pack_epoch)
         final = (h_n, c_n) if has_c else h_n
         if self.stateful:
             self.state = final

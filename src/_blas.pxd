@@ -116,6 +116,11 @@ cdef extern from "_gemm.h" nogil:
     int rf_repack_b_f(const float* B, long ldb, long K, long N, float* Bp, long pstride)
     int rf_repack_b_d(const double* B, long ldb, long K, long N, double* Bp, long pstride)
     long rf_repacks_kept()
+    size_t rf_buf_epoch(const float* p)
+    const void* rf_buf_also(const float* p)
+    void rf_buf_stamp(float* p, size_t epoch, const void* also)
+    void rf_count_trusted()
+    long rf_packs_trusted()
     void rf_use_repack(int on)
     void rf_buf_free(float* p)
     float* rf_unpacked_b()
@@ -132,6 +137,37 @@ cdef extern from "_gemm.h" nogil:
     void rf_pack_b_d(const double* B, long ldb, int trans, long K, long N, double* Bp)
     void rf_gemm_packed_d(long M, long N, long K, const double* A, long lda,
                           const double* Bp, double* C, long ldc, int accumulate)
+
+
+# How a forward packs its row-major weights (its `reuse`, a size_t):
+# PACK_PLAIN every row into any buffer; PACK_REUSE into the buffer that
+# packed them last, storing only the rows that changed (rf_repack_b_f);
+# any larger value is a pack epoch (rnnfast._core.packs_kept, whose
+# weights do not change inside it): as PACK_REUSE, and a buffer already
+# packed in that epoch is used as it is, with no pass over its rows.
+cdef enum:
+    PACK_PLAIN = 0
+    PACK_REUSE = 1
+
+
+cdef inline bint packed_in_epoch(floating* bp, size_t reuse,
+                                 const void* also=NULL) noexcept nogil:
+    """Whether bp (from packed_buffer with reuse) holds its matrix's
+    packing, made in the pack epoch `reuse` from the same `also` (another
+    matrix the packing depends on, or NULL), so that it stands as it is."""
+    if reuse <= PACK_REUSE or rf_buf_epoch(<const float*> bp) != reuse:
+        return False
+    if rf_buf_also(<const float*> bp) != also:
+        return False
+    rf_count_trusted()
+    return True
+
+
+cdef inline void stamp_packing(floating* bp, size_t reuse,
+                               const void* also=NULL) noexcept nogil:
+    """After bp was packed in full: its epoch (none unless reuse is one)."""
+    rf_buf_stamp(<float*> bp, reuse if reuse > PACK_REUSE else 0,
+                 also if reuse > PACK_REUSE else NULL)
 
 
 cdef inline int pack_rows(Py_ssize_t rows) noexcept nogil:
@@ -162,21 +198,26 @@ cdef inline floating* packed_buffer(int m, int k, int n, const floating* b,
 
 
 cdef inline floating* pack_b(int m, bint trans_b, int k, int n, const floating* b,
-                             int ldb, bint reuse) noexcept nogil:
+                             int ldb, size_t reuse) noexcept nogil:
     """op(B) (k, n) packed for gemm_packed with m-row left operands, or NULL
     when the packed path does not apply (the caller then passes NULL on and
     BLAS runs).  m = 0 asks for BLAS (see pack_rows).  float: src/_gemm.h's
     layout; double: src/_gemm_d.h's.  reuse (weights in an inference call,
-    trans_b False): into the buffer that packed them last, storing only
-    what changed (rf_repack_b_f).  Release the result with free_packed()
-    (it may be kept for the next call)."""
-    cdef floating* bp = packed_buffer(m, k, n, b, reuse and not trans_b)
+    trans_b False; PACK_PLAIN above): into the buffer that packed them
+    last, storing only what changed (rf_repack_b_f), or nothing when it was
+    packed in this pack epoch.  Release the result with free_packed() (it
+    may be kept for the next call)."""
+    cdef bint keyed = reuse != PACK_PLAIN and not trans_b
+    cdef floating* bp = packed_buffer(m, k, n, b, keyed)
     if bp == NULL:
         return bp
     if not trans_b:
+        if keyed and packed_in_epoch(bp, reuse):
+            return bp
         pack_rows_into(<const void*> b, ldb, k, n, <void*> bp,
                        rf_panel_stride_d(k) if floating is double else rf_panel_stride(k),
-                       floating is double, reuse)
+                       floating is double, keyed)
+        stamp_packing(bp, reuse if keyed else PACK_PLAIN)
     elif floating is float:
         rf_pack_b_f(<const float*> b, ldb, trans_b, k, n, <float*> bp)
     else:

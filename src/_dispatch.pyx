@@ -559,7 +559,7 @@ cdef inline _check_param_count(list arrays, str name, Py_ssize_t num_layers,
 def network_forward(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
                     Py_ssize_t num_layers, Py_ssize_t num_dirs, Py_ssize_t H,
                     bint training, bint relu, bint reset_after, dropout_mask,
-                    bint check_xs=False):
+                    bint check_xs=False, size_t pack_epoch=0):
     """Run the layers over xs (N, T, D): layer l's directions k = l*num_dirs
     + d take params[3k:3k+3] and the states h_n[k] (c_n[k]), which they
     overwrite with their final ones, and write their halves of one output
@@ -568,11 +568,12 @@ def network_forward(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
     layer's first direction refuses xs with a NaN or Inf (see forward).
     Returns (last output, [DirectionCache] when training, [mask or None per
     layer]).  Inference without a dropout mask runs through _infer_layers
-    when it takes the call."""
+    when it takes the call; pack_epoch: the caller's pack epoch there
+    (rnnfast._core.packs_kept), or 0."""
     _check_param_count(params, "params", num_layers, num_dirs)
     if not training and dropout_mask is None and _direct_infer_on:
         x = _infer_layers(cell, xs, params, h_n, c_n, lengths, num_layers, num_dirs, H,
-                          relu, reset_after, check_xs)
+                          relu, reset_after, check_xs, pack_epoch)
         if x is not None:
             return x, [], [None] * num_layers
     return _run_layers(cell, xs, params, h_n, c_n, lengths, num_layers, num_dirs, H,
@@ -629,7 +630,7 @@ cdef object _full_lengths(Py_ssize_t N, Py_ssize_t T):
 def network_forward_common(cell, xs, list params, list shapes, dtype,
                            Py_ssize_t input_size, Py_ssize_t num_layers,
                            Py_ssize_t num_dirs, Py_ssize_t H, bint training, bint relu,
-                           bint reset_after, bint has_c):
+                           bint reset_after, bint has_c, size_t pack_epoch=0):
     """A network's forward in its common case, checks included: no state
     given or carried, no lengths, no dropout mask.  Returns (last output,
     final state (h_n, or (h_n, c_n) when has_c), caches, masks) as
@@ -657,7 +658,7 @@ def network_forward_common(cell, xs, list params, list shapes, dtype,
     lengths = _full_lengths(dims[1], cnp.PyArray_DIM(arr, 1))
     if not training and _direct_infer_on:
         x = _infer_layers(cell, arr, params, h_n, c_n, lengths, num_layers, num_dirs, H,
-                          relu, reset_after, True)
+                          relu, reset_after, True, pack_epoch)
         if x is not None:
             return x, final, None, None
     x, caches, masks = _run_layers(cell, arr, params, h_n, c_n, lengths, num_layers,
@@ -667,7 +668,7 @@ def network_forward_common(cell, xs, list params, list shapes, dtype,
 
 cdef object _infer_layers(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
                           Py_ssize_t num_layers, Py_ssize_t num_dirs, Py_ssize_t H,
-                          bint relu, bint reset_after, bint check_xs):
+                          bint relu, bint reset_after, bint check_xs, size_t pack_epoch):
     """_run_layers' inference, on arrays its callers have checked (xs and
     params: network_forward_common's tests, or the network's checked
     path): each direction's kernel run straight through its module's
@@ -679,7 +680,7 @@ cdef object _infer_layers(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
     states, overwritten with the final ones), lengths and each parameter
     (_array_as_read, _params_as_read).  check_xs: the first layer's
     first direction refuses xs with a NaN or Inf, as the def would.
-    Returns the last layer's output, or None, with nothing run, when the
+    pack_epoch: the kernels' (SeqFwd.pack_epoch; 0 for none).  Returns the last layer's output, or None, with nothing run, when the
     call is not for this path (the kernels of another build; an empty
     batch or sequence; sizes near BLAS's 32-bit limit; a block over the
     scratch's max_block_bytes; states or lengths not as the kernel reads
@@ -717,6 +718,7 @@ cdef object _infer_layers(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
     s.lengths = <const Py_ssize_t*> cnp.PyArray_DATA(<cnp.ndarray> lengths)
     s.N, s.T, s.H, s.W, s.Tc = N, T, H, W, Tg
     s.training, s.h_prev, s.Wx_packed, s.ft = False, NULL, NULL, typenum
+    s.pack_epoch = pack_epoch
     block = <char*> _scratch.take_block(need, &got)
     if block == NULL:
         raise MemoryError(f"{cell}: no memory for the {need} bytes of a call's gates")

@@ -110,6 +110,46 @@ static inline size_t rf_buf_tag(const char* b) { return ((const size_t*) b)[2]; 
  * of hand-outs then). */
 static inline size_t rf_buf_when(const char* b) { return ((const size_t*) b)[3]; }
 
+/* The pack epoch a buffer's packing was made in and the matrix it also
+ * depends on (rf_buf_stamp), or 0 and NULL.  Calls inside one epoch
+ * (rnnfast._core.packs_kept: a generate loop, whose weights do not change
+ * between its steps) use a buffer stamped with their epoch as it is,
+ * instead of comparing its rows again.  Any hand-out to another matrix,
+ * packing or use clears them. */
+static inline size_t rf_buf_epoch(const float* p)
+{
+    return ((const size_t*) ((const char*) p - RF_BUF_HEAD))[4];
+}
+
+static inline const void* rf_buf_also(const float* p)
+{
+    return ((const void* const*) ((const char*) p - RF_BUF_HEAD))[5];
+}
+
+static inline void rf_buf_stamp(float* p, size_t epoch, const void* also)
+{
+    ((size_t*) ((char*) p - RF_BUF_HEAD))[4] = epoch;
+    ((const void**) ((char*) p - RF_BUF_HEAD))[5] = also;
+}
+
+/* Packs an epoch let stand (for tests). */
+static long rf_packs_trusted_count;
+
+#if RF_BUF_CACHE
+static void RF_MAYBE_UNUSED rf_count_trusted(void)
+{
+    __atomic_fetch_add(&rf_packs_trusted_count, 1, __ATOMIC_RELAXED);
+}
+
+static long RF_MAYBE_UNUSED rf_packs_trusted(void)
+{
+    return __atomic_load_n(&rf_packs_trusted_count, __ATOMIC_RELAXED);
+}
+#else           /* no kept buffers: no stamp ever matches */
+static void RF_MAYBE_UNUSED rf_count_trusted(void) { rf_packs_trusted_count++; }
+static long RF_MAYBE_UNUSED rf_packs_trusted(void) { return rf_packs_trusted_count; }
+#endif
+
 static inline size_t rf_pack_tag(long K, long N, int itemsize)
 {
     return ((size_t) K << 34) ^ ((size_t) N << 4) ^ (size_t) itemsize;
@@ -126,21 +166,49 @@ static void RF_MAYBE_UNUSED rf_use_repack(int on) { rf_repack_switch = on != 0; 
 static int rf_buf_out;
 static size_t rf_buf_out_bytes, rf_buf_clock;
 
+#if RF_BUF_CACHE
+/* A kept buffer unused for RF_BUF_IDLE hand-outs belongs to other work
+ * than the calls now running (a training run before this inference,
+ * another network), whose buffers are each used once a call.  When the
+ * slots are full, an idle one goes first (the longest unused), and only
+ * then the old rule applies: the smallest goes if it is smaller than the
+ * buffer given back, so that the large buffers a call needs stay (each
+ * new one faults its pages in).  Without idleness, slots full of larger
+ * buffers from earlier work never took an inference call's packings. */
+#define RF_BUF_IDLE 64
+
+static inline int rf_buf_idle(const char* b)
+{
+    return rf_buf_clock - rf_buf_when(b) > RF_BUF_IDLE;
+}
+
+static inline int rf_buf_evict_before(const char* a, const char* b)
+{
+    if (rf_buf_idle(a) != rf_buf_idle(b))
+        return rf_buf_idle(a);
+    return rf_buf_idle(a) ? rf_buf_when(a) < rf_buf_when(b) : rf_buf_cap(a) < rf_buf_cap(b);
+}
+#endif
+
 /* A buffer of at least nfloats floats: a kept one large enough that last
  * held (key, tag), when key is not NULL (rf_repack_b_f then finds the
  * packing there already); else the smallest kept one large enough that
  * holds no packing (key NULL).  When every one large enough holds another
  * matrix's packing, a new one if the slots and RF_BUF_TOTAL can keep it
- * beside them (so that an inference call's packings, all its layers',
- * stay for the next call), else the one of those unused the longest
- * (another network's, most likely). */
+ * beside them, idle buffers aside (rf_buf_free evicts those first), so
+ * that an inference call's packings, all its layers', stay for the next
+ * call; else the one of those unused the longest (another network's, most
+ * likely).  Without setting the idle aside, slots full of an earlier
+ * test's small buffers had two layers' packings take each other's buffer
+ * at every call. */
 static float* rf_buf_alloc_keyed(size_t nfloats, const void* key, size_t tag)
 {
     size_t need = (nfloats * sizeof(float) + 63) & ~(size_t) 63;
     char* b = NULL;
+    int matched = 0;
 #if RF_BUF_CACHE
-    int i, kept = 0, best = -1, plain = -1, packing = -1;
-    size_t got = need, when;
+    int i, kept = 0, idle = 0, best = -1, plain = -1, packing = -1;
+    size_t got = need, when, idle_bytes = 0;
     if (!rf_repack_switch)
         key = NULL;
     rf_buf_lock();
@@ -149,6 +217,10 @@ static float* rf_buf_alloc_keyed(size_t nfloats, const void* key, size_t tag)
         if (c == NULL)
             continue;
         kept++;
+        if (rf_buf_idle(c)) {
+            idle++;
+            idle_bytes += rf_buf_cap(c);
+        }
         if (rf_buf_cap(c) < need)
             continue;
         if (key != NULL && rf_buf_key(c) == key && rf_buf_tag(c) == tag)
@@ -160,11 +232,12 @@ static float* rf_buf_alloc_keyed(size_t nfloats, const void* key, size_t tag)
             packing = i;
         }
     }
+    matched = best >= 0;
     if (best < 0)
         best = plain;
     if (best < 0 && packing >= 0 &&
-        !(kept + rf_buf_out < RF_BUF_SLOTS &&
-          rf_buf_kept + rf_buf_out_bytes + need <= RF_BUF_TOTAL))
+        !(kept - idle + rf_buf_out < RF_BUF_SLOTS &&
+          rf_buf_kept - idle_bytes + rf_buf_out_bytes + need <= RF_BUF_TOTAL))
         best = packing;
     if (best >= 0) {
         b = rf_buf_slot[best];
@@ -192,6 +265,8 @@ static float* rf_buf_alloc_keyed(size_t nfloats, const void* key, size_t tag)
     }
     ((const void**) b)[1] = key;
     ((size_t*) b)[2] = key != NULL ? tag : 0;
+    if (!matched)               /* its packing, if any, was another's */
+        rf_buf_stamp((float*) (b + RF_BUF_HEAD), 0, NULL);
 #if RF_BUF_CACHE
     ((size_t*) b)[3] = when;
 #endif
@@ -199,30 +274,6 @@ static float* rf_buf_alloc_keyed(size_t nfloats, const void* key, size_t tag)
 }
 
 static float* rf_buf_alloc(size_t nfloats) { return rf_buf_alloc_keyed(nfloats, NULL, 0); }
-
-#if RF_BUF_CACHE
-/* A kept buffer unused for RF_BUF_IDLE hand-outs belongs to other work
- * than the calls now running (a training run before this inference,
- * another network), whose buffers are each used once a call.  When the
- * slots are full, an idle one goes first (the longest unused), and only
- * then the old rule applies: the smallest goes if it is smaller than the
- * buffer given back, so that the large buffers a call needs stay (each
- * new one faults its pages in).  Without idleness, slots full of larger
- * buffers from earlier work never took an inference call's packings. */
-#define RF_BUF_IDLE 64
-
-static inline int rf_buf_idle(const char* b)
-{
-    return rf_buf_clock - rf_buf_when(b) > RF_BUF_IDLE;
-}
-
-static inline int rf_buf_evict_before(const char* a, const char* b)
-{
-    if (rf_buf_idle(a) != rf_buf_idle(b))
-        return rf_buf_idle(a);
-    return rf_buf_idle(a) ? rf_buf_when(a) < rf_buf_when(b) : rf_buf_cap(a) < rf_buf_cap(b);
-}
-#endif
 
 static void rf_buf_free(float* p)
 {

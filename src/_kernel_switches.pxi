@@ -3,7 +3,7 @@
 # which compiles its own copy of src/_gemm.h's state.  rnnfast._core sets
 # all three.
 from _blas cimport (rf_use_gemv_segments, rf_use_gemv_groups_of_8, rf_use_half_panels,
-                    rf_use_dgemv, rf_use_repack, rf_repacks_kept)
+                    rf_use_dgemv, rf_use_repack, rf_repacks_kept, rf_packs_trusted)
 
 
 def use_gemv_groups_of_8(int on):
@@ -49,3 +49,9 @@ def repacks_kept():
     """How many packs of this module found their buffer holding their
     bytes already, and stored nothing (src/_gemm.h, rf_repacks_kept)."""
     return rf_repacks_kept()
+
+
+def packs_trusted():
+    """How many packs of this module a pack epoch let stand as they were
+    (src/_blas.pxd, packed_in_epoch)."""
+    return rf_packs_trusted()

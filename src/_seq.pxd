@@ -35,7 +35,8 @@ from _blas cimport (floating, gemm, gemm_packed, gemm_tn, free_packed, pack_b, p
                    packed_buffer, rf_in_threads, rf_unpacked_b,
                    rf_unpacked_ok, rf_packed_dw_enabled, rf_buf_alloc, rf_buf_free,
                    rf_gemm_packed_supported, rf_panel_stride, rf_panel_stride_d,
-                   rf_pack_b_sum_f, rf_pack_b_sum_d, pack_rows_into)
+                   rf_pack_b_sum_f, rf_pack_b_sum_d, pack_rows_into, PACK_PLAIN,
+                   PACK_REUSE, packed_in_epoch, stamp_packing)
 
 
 cdef extern from "_cells.h" nogil:
@@ -465,29 +466,31 @@ cdef inline int packing_threads(int nt, Py_ssize_t k, Py_ssize_t n,
 
 
 cdef inline floating* pack_b_split(int m, bint trans_b, int k, int n, const floating* b,
-                                   int ldb, int nt, bint reuse) noexcept nogil:
+                                   int ldb, int nt, size_t reuse) noexcept nogil:
     """pack_b, the packing split over nt threads when op(B) (k, n) takes
     PACK_SPLIT_BYTES or more (nt: the step loop's threads, step_threads)."""
     cdef PackJob job
     cdef floating* bp
     cdef long parts
+    cdef bint keyed = reuse != PACK_PLAIN and not trans_b
     nt = packing_threads(nt, k, n, sizeof(floating))
     if nt < 2:
         return pack_b(m, trans_b, k, n, b, ldb, reuse)
-    bp = packed_buffer(m, k, n, b, reuse and not trans_b)
-    if bp == NULL:
-        return NULL
+    bp = packed_buffer(m, k, n, b, keyed)
+    if bp == NULL or (keyed and packed_in_epoch(bp, reuse)):
+        return bp
     job.b, job.bp, job.ldb, job.k, job.n = <const void*> b, <void*> bp, ldb, k, n
-    job.trans, job.dbl, job.reuse = trans_b, floating is double, reuse and not trans_b
+    job.trans, job.dbl, job.reuse = trans_b, floating is double, keyed
     parts = (n + (RF_NRD if floating is double else RF_NR) - 1) // (
         RF_NRD if floating is double else RF_NR) if trans_b else k
     rf_run_rows(pack_part, &job, parts, nt if nt < parts else <int> parts)
+    stamp_packing(bp, reuse if keyed else PACK_PLAIN)   # every part is in
     return bp
 
 
 cdef inline floating* pack_b_or_read_split(Py_ssize_t rows, Py_ssize_t min_rows, int k,
                                            int n, const floating* b, int ldb,
-                                           int nt, bint reuse) noexcept nogil:
+                                           int nt, size_t reuse) noexcept nogil:
     """B (k, n), row-major, for gemm_packed with left operands of `rows`
     rows in all and at least min_rows rows a product: rf_unpacked_b(), the
     mark that the wide tiles read B as it lies (one product of a few rows,
@@ -631,7 +634,7 @@ cdef inline int take_forward(SeqFwd* s, xs, Wx, Wh, b, h, lengths, out, gates, h
     s.lengths = <const Py_ssize_t*> lens.data
     s.N, s.T, s.D, s.H, s.W, s.out_offset, s.Tc = N, T, D, H, o.shape[2], out_offset, Tc
     s.check_xs, s.nonfinite = check_xs, 0
-    s.reverse, s.training, s.ft = reverse, training, ft
+    s.reverse, s.training, s.ft, s.pack_epoch = reverse, training, ft, 0
     return 0
 
 
@@ -749,18 +752,23 @@ cdef inline bint grads_on_threads(rf_rows_fn fn, void* args, void** scratch, int
     return True
 
 
-cdef inline bint reusing_packs(const SeqFwd* s, int nt) noexcept nogil:
-    """Whether a forward packs its weights with reuse (pack_b): into the
-    buffer that packed them last, storing only what changed.  Only in
-    inference, where the weights most likely did not change since the last
-    call, and only for a step loop on 2 threads or more, where the other
-    core read that buffer last and each plain store took the line back from
-    its cache (RNN inference at zaremba-small, 2 threads: 1.09x; one-step
-    calls of 256 units 1.10-1.15x).  At 1 thread comparing the rows cost
-    more than storing them (0.979x for an LSTM step of 32 rows of 256
-    units, whose 2 MB of weights come from L3; docs/performance.md item
-    172)."""
-    return not s.training and nt > 1
+cdef inline size_t reusing_packs(const SeqFwd* s, int nt) noexcept nogil:
+    """How a forward packs its weights (pack_b's reuse, src/_blas.pxd).
+    Training: PACK_PLAIN.  Inference in a pack epoch (s.pack_epoch, a
+    generate loop's steps): that epoch, so that its calls after the first
+    pack nothing.  Other inference: PACK_REUSE, into the buffer that
+    packed them last, storing only what changed, for a step loop on 2
+    threads or more, where the other core read that buffer last and each
+    plain store took the line back from its cache (RNN inference at
+    zaremba-small, 2 threads: 1.09x; one-step calls of 256 units
+    1.10-1.15x); at 1 thread comparing the rows cost more than storing
+    them (0.979x for an LSTM step of 32 rows of 256 units, whose 2 MB of
+    weights come from L3; docs/performance.md item 172)."""
+    if s.training:
+        return PACK_PLAIN
+    if s.pack_epoch > PACK_REUSE:
+        return s.pack_epoch
+    return PACK_REUSE if nt > 1 else PACK_PLAIN
 
 
 cdef inline void forward_prologue(floating* tag, SeqFwd* s, Py_ssize_t G,
@@ -869,7 +877,7 @@ cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bin
     Frees with narrow_inputs_end."""
     cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H, K = D + H
     cdef floating* bp
-    cdef bint reuse = reusing_packs(s, nt)
+    cdef size_t reuse = reusing_packs(s, nt)
     cdef long nr = RF_NRD if floating is double else RF_NR
     cdef long stride = rf_panel_stride_d(K) if floating is double else rf_panel_stride(K)
     f.xh, f.packed, f.x_packed = NULL, NULL, NULL
@@ -879,7 +887,8 @@ cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bin
     if (not rf_narrow_inputs_switch or not uniform or 2 * D > H or T < NARROW_MIN_STEPS
             or K * G * sizeof(floating) > NARROW_MAX_BYTES or not rf_gemm_packed_supported()):
         return False
-    bp = packed_buffer(pack_rows(N * T), <int> K, <int> G, <const floating*> s.Wx, reuse)
+    bp = packed_buffer(pack_rows(N * T), <int> K, <int> G, <const floating*> s.Wx,
+                       reuse != PACK_PLAIN)
     f.xh = <void*> rf_buf_alloc(N * K * (sizeof(floating) // sizeof(float)))
     if bp == NULL or f.xh == NULL:
         free_packed(<void*> bp)
@@ -888,10 +897,15 @@ cdef inline bint narrow_inputs_begin(floating* tag, SeqFwd* s, Py_ssize_t G, bin
         return False
     # Wx's rows into rows 0..D-1 of every panel, Wh's into D..K-1 (as
     # pack_part packs a share of B's rows): the bytes pack_b gives [Wx; Wh];
-    # with reuse, into what packed them last, storing only what changed.
-    pack_rows_into(<const void*> s.Wx, G, D, G, <void*> bp, stride, floating is double, reuse)
-    pack_rows_into(<const void*> s.Wh, G, H, G, <void*> (bp + D * nr), stride,
-                   floating is double, reuse)
+    # with reuse, into what packed them last, storing only what changed, or
+    # nothing when this pack epoch packed it (from this Wh too: the buffer
+    # is keyed by Wx alone).
+    if not packed_in_epoch(bp, reuse, s.Wh):
+        pack_rows_into(<const void*> s.Wx, G, D, G, <void*> bp, stride, floating is double,
+                       reuse != PACK_PLAIN)
+        pack_rows_into(<const void*> s.Wh, G, H, G, <void*> (bp + D * nr), stride,
+                       floating is double, reuse != PACK_PLAIN)
+        stamp_packing(bp, reuse, s.Wh)
     f.packed = <const void*> bp
     # From a zero state the first step's product is x_0 Wx alone (K = D), as
     # the projected loop skips h Wh there; the zeros it leaves out add

@@ -27,10 +27,12 @@ cdef struct SeqFwd:
     bint check_xs            # test xs for NaN and Inf as it is projected
     int nonfinite            # set to 1 when that test found one
     int ft                   # NPY_FLOAT or NPY_DOUBLE: the version to run
+    size_t pack_epoch        # inference in a pack epoch (src/_blas.pxd), else 0
 
 
 # A kernel module's inference forward after its caller's checks: s filled
-# with training off (h_prev NULL, Wx_packed NULL, nonfinite 0); c the
+# with training off (h_prev NULL, Wx_packed NULL, nonfinite 0, pack_epoch
+# 0 or an epoch of rnnfast._core.packs_kept); c the
 # LSTM's cell state (N, H) in/out, NULL for the others; flag: relu (RNN),
 # reset_after (GRU), unused (LSTM).  Runs without the GIL; s.nonfinite is 1
 # on return when s.check_xs found a NaN or Inf in xs.  Each module exports

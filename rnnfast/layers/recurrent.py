@@ -57,6 +57,7 @@ def _as_params(cell, Wx, Wh, b, reset_after=False):
 class _Recurrent:
     """What cells and Time layers share: parameters, options, checks."""
     cell = None
+    _pack_epoch = 0     # inference's pack epoch (rnnfast._core.packs_kept), 0: none
 
     def __init__(self, Wx, Wh, b, relu=False, reset_after=False):
         self.params = _as_params(self.cell, Wx, Wh, b, reset_after)
@@ -176,7 +177,8 @@ class _Recurrent:
             # view, so the final state is written into h (and c) as below.
             out, _, _ = _core.network_forward(
                 self.cell, xs, params, h[None], None if c is None else c[None], lengths, 1, 1,
-                shapes[1][0], False, self._relu, self._reset_after, None, check_xs)
+                shapes[1][0], False, self._relu, self._reset_after, None, check_xs,
+                self._pack_epoch)
             return out
         out = _core.empty_output(N, T, shapes[1][0], dtype)
         Wx, Wh, b = params

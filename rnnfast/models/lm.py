@@ -16,6 +16,7 @@ from ..layers import TimeAffine, TimeDropout, TimeEmbedding
 from ..layers.dropout import as_generator
 from ..layers.embedding import check_ids
 from ..losses import TimeSoftmaxWithLoss, picked_log_softmax
+from .._core import packs_kept
 from .._validation import check_int, check_int_targets, check_mask
 from ._base import CELLS, Model, check_cell, check_probability, child_rng, uniform_
 
@@ -191,7 +192,8 @@ class RnnLM(Model):
         if np.unique(skip).size >= self.vocab_size:
             raise ValueError("skip_ids: would exclude every token of the vocabulary")
         rng = as_generator(random_state)
-        with _from_zero_state(self):
+        # The weights stay as they are: the network packs them once.
+        with _from_zero_state(self), packs_kept(self.network):
             out = [ids]
             logits = self._scores(ids)[:, -1]
             for step in range(length):

@@ -20,6 +20,7 @@ import numpy as np
 from ..layers import TimeAffine, TimeAttention, TimeEmbedding, TimeLSTM
 from ..layers.embedding import check_ids
 from ..losses import TimeSoftmaxWithLoss
+from .._core import packs_kept
 from .._validation import check_int, check_int_targets
 from ._base import Model
 
@@ -128,9 +129,10 @@ class Decoder(_Part):
         self._start(h)
         x = np.full((h.shape[0], 1), start_id, dtype=np.intp)
         out = np.empty((h.shape[0], sample_size), dtype=np.intp)
-        for t in range(sample_size):
-            x = self._step(x, h).argmax(axis=2)
-            out[:, t] = x[:, 0]
+        with packs_kept(self.lstm):         # its weights are packed once
+            for t in range(sample_size):
+                x = self._step(x, h).argmax(axis=2)
+                out[:, t] = x[:, 0]
         return out
 
 
