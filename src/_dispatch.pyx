@@ -680,8 +680,9 @@ cdef object _infer_layers(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
     states, overwritten with the final ones), lengths and each parameter
     (_array_as_read, _params_as_read).  check_xs: the first layer's
     first direction refuses xs with a NaN or Inf, as the def would.
-    pack_epoch: the kernels' (SeqFwd.pack_epoch; 0 for none).  Returns the last layer's output, or None, with nothing run, when the
-    call is not for this path (the kernels of another build; an empty
+    pack_epoch: the kernels' (SeqFwd.pack_epoch; 0 for none).  Returns
+    the last layer's output, or None, with nothing run, when the call is
+    not for this path (the kernels of another build; an empty
     batch or sequence; sizes near BLAS's 32-bit limit; a block over the
     scratch's max_block_bytes; states or lengths not as the kernel reads
     them): _run_layers then runs it, with the defs' checks.

@@ -22,7 +22,8 @@ no lengths; a save and load of the network (and of the Time layer and
 the cell), whose evaluation forward must be bitwise the same; one step of
 a cell in every case; and an evaluation forward after one weight of a
 matrix changed in place (the packing of an inference call's weights is
-kept for the next call and compared row by row).  Every switch is
+kept for the next call and compared row by row), then in two pack
+epochs with another weight changed between them.  Every switch is
 put back to its default (on; GEMV groups automatic) at the end: run it
 where the switches are at their defaults.
 
@@ -365,6 +366,21 @@ def run_case(case, seed):
         lens = np.full(N, widths[0]) if lengths[0] is None else lengths[0]
         ref_u = reference_network(case, net, xs[:, chunks[0]], h0, c0, lens)[0]
         close("hs (eval, after a weight changed in place)", hs_u, ref_u, tol, failures)
+        # Then in pack epochs (rnnfast._core.packs_kept; src/_blas.pxd,
+        # packed_in_epoch): two calls a block, whose second uses the first's
+        # packings as they are, and another weight changed between blocks.
+        for block in range(2):
+            if block:
+                w = matrices[rng.integers(len(matrices))]
+                w[tuple(int(rng.integers(n)) for n in w.shape)] = rng.uniform(-scale, scale)
+                ref_u = reference_network(case, net, xs[:, chunks[0]], h0, c0, lens)[0]
+            with _core.packs_kept(net):
+                for call in range(2):
+                    if case["stateful"]:
+                        net.reset_state()
+                    hs_k, _ = net.forward(xs[:, chunks[0]], state, lengths[0])
+                    close(f"hs (eval in pack epoch {block}, call {call})", hs_k, ref_u, tol,
+                          failures)
     return failures
 
 

@@ -68,8 +68,39 @@ def test_the_fuzzer_reports_a_stale_packing(monkeypatch):
     monkeypatch.setattr(rnnfast.GRU, "forward", stale)
     seed, case = first_case(lambda c: c["cell"] == "gru")
     failures = run_case(case, seed)
+    # and the pack epochs after it, each from the same stale weights
     assert [f.split(":")[0] for f in failures] == [
-        "hs (eval, after a weight changed in place)"], failures
+        "hs (eval, after a weight changed in place)",
+        "hs (eval in pack epoch 0, call 0)", "hs (eval in pack epoch 0, call 1)",
+        "hs (eval in pack epoch 1, call 0)", "hs (eval in pack epoch 1, call 1)"], failures
+
+
+def test_the_fuzzer_reports_a_packing_trusted_across_pack_epochs(monkeypatch):
+    """The pack epochs' check is live: a network whose evaluation forward
+    inside a block keeps computing with the weights of the first block it
+    ran in (as an epoch not new to each block would) fails the second
+    block's calls alone."""
+    forward = rnnfast.LSTM.forward
+    first_block = {}
+
+    def trusting(self, *args, **kwargs):
+        if self.training or not self._pack_epoch:
+            return forward(self, *args, **kwargs)
+        old = first_block.setdefault(id(self), [w.copy() for w in self.params])
+        new = [w.copy() for w in self.params]
+        for w, o in zip(self.params, old):
+            w[...] = o
+        try:
+            return forward(self, *args, **kwargs)
+        finally:
+            for w, n in zip(self.params, new):
+                w[...] = n
+
+    monkeypatch.setattr(rnnfast.LSTM, "forward", trusting)
+    seed, case = first_case(lambda c: c["cell"] == "lstm")
+    failures = run_case(case, seed)
+    assert [f.split(":")[0] for f in failures] == [
+        "hs (eval in pack epoch 1, call 0)", "hs (eval in pack epoch 1, call 1)"], failures
 
 
 def test_the_fuzzer_puts_the_switches_back():
