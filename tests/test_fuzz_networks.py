@@ -45,6 +45,19 @@ def test_the_fuzzer_reports_a_wrong_gradient(monkeypatch):
     assert [f.split(":")[0] for f in failures] == ["grads[1]"]
 
 
+def forward_with(weights, net, forward, *args, **kwargs):
+    """forward(net, ...) computed with net.params set to `weights` (their
+    copies), then put back: what a packing of other weights would give."""
+    now = [w.copy() for w in net.params]
+    for w, old in zip(net.params, weights):
+        w[...] = old
+    try:
+        return forward(net, *args, **kwargs)
+    finally:
+        for w, new in zip(net.params, now):
+            w[...] = new
+
+
 def test_the_fuzzer_reports_a_stale_packing(monkeypatch):
     """The check after a weight changed in place is live: a network whose
     evaluation forward keeps computing with the weights of its first one
@@ -56,14 +69,7 @@ def test_the_fuzzer_reports_a_stale_packing(monkeypatch):
         if self.training:
             return forward(self, *args, **kwargs)
         old = first_weights.setdefault(id(self), [w.copy() for w in self.params])
-        new = [w.copy() for w in self.params]
-        for w, o in zip(self.params, old):
-            w[...] = o
-        try:
-            return forward(self, *args, **kwargs)
-        finally:
-            for w, n in zip(self.params, new):
-                w[...] = n
+        return forward_with(old, self, forward, *args, **kwargs)
 
     monkeypatch.setattr(rnnfast.GRU, "forward", stale)
     seed, case = first_case(lambda c: c["cell"] == "gru")
@@ -87,14 +93,7 @@ def test_the_fuzzer_reports_a_packing_trusted_across_pack_epochs(monkeypatch):
         if self.training or not self._pack_epoch:
             return forward(self, *args, **kwargs)
         old = first_block.setdefault(id(self), [w.copy() for w in self.params])
-        new = [w.copy() for w in self.params]
-        for w, o in zip(self.params, old):
-            w[...] = o
-        try:
-            return forward(self, *args, **kwargs)
-        finally:
-            for w, n in zip(self.params, new):
-                w[...] = n
+        return forward_with(old, self, forward, *args, **kwargs)
 
     monkeypatch.setattr(rnnfast.LSTM, "forward", trusting)
     seed, case = first_case(lambda c: c["cell"] == "lstm")

@@ -18,6 +18,8 @@ import rnnfast.models.seq2seq as seq2seq_module
 from rnnfast import _core
 from rnnfast.layers import TimeGRU, TimeLSTM, TimeRNN
 
+from _packs import eval_net_and_inputs, full_pack_output
+
 N, T, H = 20, 20, 200
 
 # name: (class, keyword arguments, D).  D = 16 <= H/2 puts an LSTM's input
@@ -32,19 +34,7 @@ NETS = {"rnn": (rnnfast.RNN, {}, 200),
 
 def _net_and_inputs(name, dtype, steps=T):
     cls, kw, D = NETS[name]
-    net = cls(D, H, num_layers=2, dtype=dtype, random_state=0, **kw)
-    net.eval()
-    xs = np.random.default_rng(1).standard_normal((N, steps, D)).astype(dtype)
-    return net, xs
-
-
-def _full_pack_output(net, xs):
-    """The output with every weight packed in full into any buffer."""
-    _core.use_repack(False)
-    try:
-        return net.forward(xs)[0].copy()
-    finally:
-        _core.use_repack(True)
+    return eval_net_and_inputs(cls, kw, D, H, N, steps, dtype)
 
 
 def _until_trusted(call, limit=40):
@@ -77,7 +67,7 @@ def test_later_calls_in_a_block_pack_nothing_and_give_the_same_bytes(name, dtype
                                                                       threads):
     net, xs = _net_and_inputs(name, dtype, steps)
     with threadpool_limits(threads):
-        expected = _full_pack_output(net, xs)
+        expected = full_pack_output(net, xs)
         before = _core.packs_trusted()
         net.forward(xs)
         assert _core.packs_trusted() == before      # no block: nothing trusted
@@ -100,10 +90,9 @@ def test_later_calls_in_a_block_pack_nothing_and_give_the_same_bytes(name, dtype
 def test_a_change_between_blocks_is_seen(name):
     net, xs = _net_and_inputs(name, np.float32)
     with _core.packs_kept(net):
-        net.forward(xs)
-        net.forward(xs)
+        _until_trusted(lambda: net.forward(xs))     # packings stamped with this block
     _change_in_place(net)
-    expected = _full_pack_output(net, xs)
+    expected = full_pack_output(net, xs)
     with _core.packs_kept(net):
         got = [net.forward(xs)[0].copy(), net.forward(xs)[0].copy()]
     for out in got:
@@ -118,15 +107,14 @@ def test_a_buffer_handed_out_unkeyed_loses_its_epoch(name):
     # and must then be packed again, not trusted.
     net, xs = _net_and_inputs(name, np.float32)
     with _core.packs_kept(net):
-        net.forward(xs)
-        net.forward(xs)
+        _until_trusted(lambda: net.forward(xs))
         _change_in_place(net)
         before = _core.packs_trusted()
-        got = _full_pack_output(net, xs)
+        got = full_pack_output(net, xs)
         assert _core.packs_trusted() == before
     changed, _ = _net_and_inputs(name, np.float32)
     _change_in_place(changed)
-    np.testing.assert_array_equal(got, _full_pack_output(changed, xs))
+    np.testing.assert_array_equal(got, full_pack_output(changed, xs))
 
 
 def test_a_narrow_packing_is_trusted_only_for_the_wh_it_was_made_from():
@@ -135,7 +123,7 @@ def test_a_narrow_packing_is_trusted_only_for_the_wh_it_was_made_from():
     first, xs = _net_and_inputs("lstm-narrow", np.float32)
     second = rnnfast.LSTM(16, H, num_layers=2, random_state=7).eval()
     second.params[0] = first.params[0]
-    expected = [_full_pack_output(net, xs) for net in (first, second)]
+    expected = [full_pack_output(net, xs) for net in (first, second)]
     with _core.packs_kept(first, second):
         _until_trusted(lambda: second.forward(xs))
         for _ in range(2):
@@ -157,7 +145,7 @@ def test_training_calls_in_a_block_pack_as_always(name):
         out = net.forward(xs)[0].copy()
     assert _core.packs_trusted() == before
     net.eval()
-    np.testing.assert_array_equal(out, _full_pack_output(net, xs))
+    np.testing.assert_array_equal(out, full_pack_output(net, xs))
 
 
 def test_blocks_nest_each_with_its_epoch_and_restore_the_one_before():

@@ -15,6 +15,8 @@ from threadpoolctl import threadpool_limits
 import rnnfast
 from rnnfast import _core
 
+from _packs import eval_net_and_inputs, full_pack_output
+
 N, T, H = 20, 20, 200
 
 # name: (class, keyword arguments, D).  D = 16 <= H/2 puts an LSTM's input
@@ -36,18 +38,7 @@ def two_cpus():
 
 def _net_and_inputs(name, dtype):
     cls, kw, D = NETS[name]
-    net = cls(D, H, num_layers=2, dtype=dtype, random_state=0, **kw)
-    net.eval()
-    xs = np.random.default_rng(1).standard_normal((N, T, D)).astype(dtype)
-    return net, xs
-
-
-def _full_pack_output(net, xs):
-    _core.use_repack(False)
-    try:
-        return net.forward(xs)[0].copy()
-    finally:
-        _core.use_repack(True)
+    return eval_net_and_inputs(cls, kw, D, H, N, T, dtype)
 
 
 @pytest.mark.parametrize("name", list(NETS))
@@ -66,7 +57,7 @@ def test_repacks_find_the_same_weights_and_see_each_change(name, dtype, two_cpus
         else:
             pytest.fail("ten calls packed everything again")
         np.testing.assert_array_equal(again, first)
-        np.testing.assert_array_equal(again, _full_pack_output(net, xs))
+        np.testing.assert_array_equal(again, full_pack_output(net, xs))
         for i, w in enumerate(net.params):
             if w.ndim != 2:
                 continue
@@ -75,7 +66,7 @@ def test_repacks_find_the_same_weights_and_see_each_change(name, dtype, two_cpus
                 w[at] += 0.5
                 changed = net.forward(xs)[0].copy()
                 assert not np.array_equal(changed, again), f"params[{i}]{at}: no effect"
-                np.testing.assert_array_equal(changed, _full_pack_output(net, xs),
+                np.testing.assert_array_equal(changed, full_pack_output(net, xs),
                                               err_msg=f"params[{i}]{at}")
                 again = changed
 
@@ -108,7 +99,7 @@ def test_a_new_network_at_the_same_address_is_packed_anew(two_cpus):
         for w in net.params:
             w[...] = np.random.default_rng(7).uniform(-0.1, 0.1, w.shape)
         ys = net.forward(xs)[0].copy()
-    np.testing.assert_array_equal(ys, _full_pack_output(net, xs))
+    np.testing.assert_array_equal(ys, full_pack_output(net, xs))
 
 
 def test_calls_from_python_threads_share_the_kept_packings_safely(two_cpus):
