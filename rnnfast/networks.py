@@ -115,8 +115,11 @@ class _Network:
         # pickle and deepcopy give writable copies of the read-only zero
         # biases (numpy keeps no writeable flag), and a network pickled
         # before bias=False existed has neither `bias` nor the stand-ins:
-        # made anew here (they hold nothing but zeros).
+        # made anew here (they hold nothing but zeros).  A copy made inside
+        # a packs_kept block is not in the block: its weights are others,
+        # and may change.
         self.__dict__.update(state)
+        self.__dict__.pop("_pack_epoch", None)
         self.__dict__.setdefault("bias", True)
         self._make_bias_stand_ins()
 

@@ -7,6 +7,8 @@ blocks), nor a buffer handed out since to anything else; training calls
 pack as always; and the models' generate loops, which run in a block, give
 what they give without one."""
 import contextlib
+import copy
+import pickle
 
 import numpy as np
 import pytest
@@ -239,3 +241,22 @@ def test_slots_full_of_idle_buffers_still_keep_every_layers_packing():
             before = _core.packs_trusted()
             net.forward(xs)
             assert _core.packs_trusted() - before == 4
+
+
+@pytest.mark.parametrize("copy_of", [copy.deepcopy, lambda obj: pickle.loads(pickle.dumps(obj))])
+def test_a_copy_made_inside_a_block_is_not_in_it(copy_of):
+    # Its weights are other arrays, which a training step may change in
+    # place: an epoch carried into the copy would trust their first packing.
+    net, xs = _net_and_inputs("lstm", np.float32)
+    layer = TimeLSTM(*[p.copy() for p in net.params[:3]])
+    layer.eval()
+    with _core.packs_kept(net, layer):
+        copies = [copy_of(net), copy_of(layer)]
+    for obj in copies:
+        assert "_pack_epoch" not in vars(obj) and obj._pack_epoch == 0
+    copied_net = copies[0]
+    copied_net.forward(xs)
+    copied_net.forward(xs)
+    _change_in_place(copied_net)
+    np.testing.assert_array_equal(copied_net.forward(xs)[0],
+                                  full_pack_output(copied_net, xs))

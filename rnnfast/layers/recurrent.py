@@ -70,6 +70,12 @@ class _Recurrent:
         self._cache = None
         self.training = True
 
+    def __setstate__(self, state):
+        # pickle and deepcopy: a copy made inside a packs_kept block is not
+        # in the block (its weights are others, and may change).
+        self.__dict__.update(state)
+        self.__dict__.pop("_pack_epoch", None)
+
     def __repr__(self):
         options = [("stateful", True)] if getattr(self, "stateful", False) else []
         if self.cell == "rnn" and self._relu:
