@@ -13,6 +13,7 @@ all go through these two functions.
 import contextlib
 import ctypes
 import itertools
+import threading
 
 from . import _gru, _lstm, _rnn
 # The two calls and their buffer cache are compiled (src/_dispatch.pyx):
@@ -144,8 +145,13 @@ def repacks_kept():
 
 
 # Pack epochs: 0 is none and 1 PACK_REUSE (src/_blas.pxd); each block of
-# packs_kept takes the next, never used before.
+# packs_kept takes the next, never used before.  An object must never keep
+# the epoch of a block that has ended (its packings would be trusted after
+# the weights changed), whatever order the blocks of several threads end
+# in: the lock guards the objects' epochs and the set of live ones.
 _PACK_EPOCHS = itertools.count(2)
+_LIVE_EPOCHS = set()
+_EPOCHS_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -160,19 +166,26 @@ def packs_kept(*recurrent):
     calls whose weights do not change, such as a model's generate:
     a change to the weights inside the block would not be seen.
     Training calls pack as always.  A nested block takes a new epoch; on
-    leaving, each object's epoch is what it was before."""
-    epoch = next(_PACK_EPOCHS)
-    before = [vars(layer).get("_pack_epoch") for layer in recurrent]
-    for layer in recurrent:
-        layer._pack_epoch = epoch
+    leaving, each object takes back the epoch it had if that block is still
+    live, else none."""
+    with _EPOCHS_LOCK:
+        epoch = next(_PACK_EPOCHS)
+        _LIVE_EPOCHS.add(epoch)
+        before = [vars(layer).get("_pack_epoch") for layer in recurrent]
+        for layer in recurrent:
+            layer._pack_epoch = epoch
     try:
         yield epoch
     finally:
-        for layer, old in zip(recurrent, before):
-            if old is None:
-                del layer._pack_epoch          # back to the class's 0
-            else:
-                layer._pack_epoch = old
+        with _EPOCHS_LOCK:
+            _LIVE_EPOCHS.discard(epoch)
+            for layer, old in zip(recurrent, before):
+                if vars(layer).get("_pack_epoch") != epoch:
+                    continue                # a later block's, which restores it
+                if old in _LIVE_EPOCHS:
+                    layer._pack_epoch = old
+                else:
+                    del layer._pack_epoch   # back to the class's 0
 
 
 def packs_trusted():

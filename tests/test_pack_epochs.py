@@ -260,3 +260,25 @@ def test_a_copy_made_inside_a_block_is_not_in_it(copy_of):
     _change_in_place(copied_net)
     np.testing.assert_array_equal(copied_net.forward(xs)[0],
                                   full_pack_output(copied_net, xs))
+
+
+def test_blocks_ended_out_of_order_leave_no_epoch_behind():
+    # Two threads' blocks on one network, the first ending first: when the
+    # second ends, the first's epoch is over and must not come back.
+    net, _ = _net_and_inputs("rnn", np.float32)
+    first, second = _core.packs_kept(net), _core.packs_kept(net)
+    first.__enter__()
+    live = second.__enter__()
+    assert net._pack_epoch == live
+    first.__exit__(None, None, None)
+    assert net._pack_epoch == live          # the live block's
+    second.__exit__(None, None, None)
+    assert "_pack_epoch" not in vars(net) and net._pack_epoch == 0
+    # and in the other order, the first block's epoch comes back
+    first, second = _core.packs_kept(net), _core.packs_kept(net)
+    outer = first.__enter__()
+    second.__enter__()
+    second.__exit__(None, None, None)
+    assert net._pack_epoch == outer
+    first.__exit__(None, None, None)
+    assert "_pack_epoch" not in vars(net)
