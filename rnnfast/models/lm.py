@@ -17,6 +17,7 @@ from ..layers.dropout import as_generator
 from ..layers.embedding import check_ids
 from ..losses import TimeSoftmaxWithLoss, picked_log_softmax
 from .._core import packs_kept
+from .._rnn import inverse_cdf_rows
 from .._validation import check_int, check_int_targets, check_mask
 from ._base import CELLS, Model, check_cell, check_probability, child_rng, uniform_
 
@@ -222,10 +223,12 @@ def _sample(logits, temperature, top_k, skip, rng, top_p=None):
     p = np.exp(z)
     if top_p is not None and top_p < 1:
         p = _nucleus(p, top_p)
-    cdf = np.cumsum(p, axis=1)
-    # inverse CDF: the first index whose cumulative mass exceeds u
-    u = rng.random((z.shape[0], 1)) * cdf[:, -1:]
-    return np.minimum((cdf <= u).sum(axis=1), z.shape[1] - 1)
+    # inverse CDF: the first index whose cumulative mass exceeds u, a draw
+    # in [0, 1) times the row's mass (compiled: np.cumsum and the count over
+    # it took a quarter of a batch's generate at V = 10,000)
+    ids = np.empty(z.shape[0], np.intp)
+    inverse_cdf_rows(np.ascontiguousarray(p), rng.random(z.shape[0]), ids)
+    return ids
 
 
 def _nucleus(p, top_p):
