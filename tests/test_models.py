@@ -148,6 +148,28 @@ def test_rnnlm_generate_seeded(rng):
         model.generate([1], 3, skip_ids=np.arange(20))
 
 
+def test_rnnlm_generate_scores_only_the_prompts_last_step(rng, monkeypatch):
+    # the oracle: predict's logits for the whole prompt, then one id at a time
+    model = RnnLM(30, wordvec_size=5, hidden_size=7, num_layers=2, random_state=2, dtype=F64)
+    prompt = rng.integers(0, 30, (3, 9))
+    model.eval()
+    model.reset_state()
+    ids = [prompt]
+    logits = model.predict(prompt)[:, -1]
+    for _ in range(6):
+        ids.append(logits.argmax(axis=1)[:, None])
+        logits = model.predict(ids[-1])[:, -1]
+    expected = np.concatenate(ids, axis=1)
+    model.train()
+    # the output layer sees one step a call: the prompt's others are not scored
+    steps = []
+    forward = type(model.affine).forward
+    monkeypatch.setattr(type(model.affine), "forward",
+                        lambda layer, x: steps.append(x.shape[1]) or forward(layer, x))
+    np.testing.assert_array_equal(model.generate(prompt, 6, temperature=0), expected)
+    assert steps == [1] * 6
+
+
 def test_perplexity(rng):
     model = RnnLM(13, hidden_size=4, random_state=4, dtype=F64)
     corpus = rng.integers(0, 13, 61)

@@ -110,9 +110,14 @@ class RnnLM(Model):
         from zeros (at a new text, or before evaluation)."""
         self.network.reset_state()
 
-    def _scores(self, xs):
+    def _scores(self, xs, last_only=False):
+        """Logits (N, T, V) for ids xs (N, T); last_only: (N, 1, V), the
+        last step's alone (generate reads no other: for a prompt of T0 ids
+        the output layer, the call's largest product, ran T0 times over)."""
         out = self.embed_dropout.forward(self.embed.forward(xs))
         hs, _ = self.network.forward(out)
+        if last_only:
+            hs = hs[:, -1:]
         return self.affine.forward(self.output_dropout.forward(hs))
 
     def predict(self, xs):
@@ -196,7 +201,7 @@ class RnnLM(Model):
         # The weights stay as they are: the network packs them once.
         with _from_zero_state(self), packs_kept(self.network):
             out = [ids]
-            logits = self._scores(ids)[:, -1]
+            logits = self._scores(ids, last_only=True)[:, -1]
             for step in range(length):
                 nxt = _sample(logits, temperature, top_k, skip, rng, top_p)
                 out.append(nxt[:, None])
