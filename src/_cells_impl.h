@@ -284,3 +284,29 @@ RF_FN(rf_softmax_row)(const RF_REAL* RF_RESTRICT x, RF_REAL* RF_RESTRICT e, long
 }
 
 #undef RF_SM_LANES
+
+/* A language model's sampling (rnnfast.models.lm._sample, through
+ * src/_softmax.pxi's scaled_logits_rows): out = (x - max x) / t in double,
+ * bitwise the values NumPy's (x.astype(float64) - max) / t gives (a cast
+ * is exact; the subtraction and the division are the same two roundings;
+ * only a zero's sign can differ, where the max is -0 or 0),
+ * in two passes over the row instead of NumPy's five over the whole (R, V)
+ * array (docs/performance.md item 178).  The maximum as in rf_softmax_row
+ * (an OpenMP SIMD reduction), and a NaN in the row makes it NaN, as
+ * np.max's (the flag beside it: `a > b ? a : b` skips NaNs). */
+RF_PASS __attribute__((unused)) void
+RF_FN(rf_scaled_row)(const RF_REAL* RF_RESTRICT x, double* RF_RESTRICT out, long V, double t)
+{
+    RF_REAL M = x[0];
+    int nan = 0;
+    double m;
+    long j;
+#pragma omp simd reduction(max:M) reduction(|:nan)
+    for (j = 0; j < V; j++) {
+        M = x[j] > M ? x[j] : M;
+        nan |= x[j] != x[j];
+    }
+    m = nan ? (double) NAN : (double) M;
+    for (j = 0; j < V; j++)
+        out[j] = ((double) x[j] - m) / t;
+}

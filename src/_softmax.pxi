@@ -10,11 +10,14 @@
 # instead of a dozen NumPy operations (docs/performance.md item 151).
 #
 # Included at the end of src/_rnn.pyx, as src/_affine.pxi is.
+from libc.math cimport INFINITY
 from _seq cimport rf_run_rows, RF_MAX_THREADS
 
 cdef extern from "_cells.h" nogil:
     double rf_softmax_row_f(const float* x, float* e, long V, float* mx)
     double rf_softmax_row_d(const double* x, double* e, long V, double* mx)
+    void rf_scaled_row_f(const float* x, double* out, long V, double t)
+    void rf_scaled_row_d(const double* x, double* out, long V, double t)
 
 # Rows enough to be worth waking a thread: 2^17 values (512 KB in float).
 cdef enum:
@@ -164,6 +167,69 @@ def softmax_loss_rows(const floating[:, ::1] x, const Py_ssize_t[::1] ts,
     return counted
 
 
+# Rows a pass of inverse_cdf_rows takes at once.  A row's running sum is
+# one chain of dependent additions (its order is what makes the ids those
+# of np.cumsum): 4 cycles a value on one row.  Eight rows' chains are
+# independent, so the core adds them side by side (docs/performance.md
+# item 178).
+cdef enum:
+    CDF_LANES = 8
+
+
+cdef inline Py_ssize_t cdf_row(const double* row, Py_ssize_t V, double r) noexcept nogil:
+    """The first j whose running sum of row[0..j] exceeds r * the row's
+    total; V - 1 when none does, 0 when that u is NaN."""
+    cdef double total = 0, u, s = 0
+    cdef Py_ssize_t j
+    for j in range(V):
+        total = total + row[j]
+    u = r * total
+    if u != u:                          # NaN: no c <= u holds
+        return 0
+    for j in range(V):
+        s = s + row[j]
+        if s > u:
+            return j
+    return V - 1
+
+
+cdef void cdf_lanes(const double* p, Py_ssize_t V, const double* r,
+                    Py_ssize_t* out) noexcept nogil:
+    """cdf_row for CDF_LANES rows of p (V apart) at once: the same
+    additions in the same order for each row, its lane's."""
+    cdef double total[CDF_LANES]
+    cdef double s[CDF_LANES]
+    cdef double u[CDF_LANES]
+    cdef Py_ssize_t j, lane, left = 0
+    cdef bint past
+    for lane in range(CDF_LANES):
+        total[lane] = 0
+        s[lane] = 0
+        out[lane] = V - 1
+    for j in range(V):
+        for lane in range(CDF_LANES):
+            total[lane] = total[lane] + p[lane * V + j]
+    for lane in range(CDF_LANES):
+        u[lane] = r[lane] * total[lane]
+        if u[lane] != u[lane]:          # NaN: no running sum exceeds it
+            out[lane] = 0
+        else:
+            left += 1
+    j = 0
+    while left and j < V:
+        past = False
+        for lane in range(CDF_LANES):
+            s[lane] = s[lane] + p[lane * V + j]
+            past = past | (s[lane] > u[lane])
+        if past:
+            for lane in range(CDF_LANES):
+                if s[lane] > u[lane]:
+                    out[lane] = j
+                    u[lane] = INFINITY  # found: this lane's first j stays
+                    left -= 1
+        j += 1
+
+
 def inverse_cdf_rows(const double[:, ::1] p, const double[::1] r, Py_ssize_t[::1] out):
     """out[i] = the first j whose running sum p[i, 0] + ... + p[i, j] exceeds
     u = r[i] * (the row's whole running sum), or V - 1 when none does; 0
@@ -174,28 +240,36 @@ def inverse_cdf_rows(const double[:, ::1] p, const double[::1] r, Py_ssize_t[::1
     j past u), without the (R, V) array of c and the count's pass over it:
     rnnfast.models.lm's sampling by inverse CDF (np.cumsum took 3.5 ns a
     value).  Shapes are checked here, values are not."""
-    cdef Py_ssize_t R = p.shape[0], V = p.shape[1], i, j, k
-    cdef const double* row
-    cdef double total, u, s
+    cdef Py_ssize_t R = p.shape[0], V = p.shape[1], i = 0
     if V < 1 or r.shape[0] != R or out.shape[0] != R:
         raise ValueError(f"inverse_cdf_rows: shapes p {(p.shape[0], p.shape[1])}, "
                          f"r {(r.shape[0],)}, out {(out.shape[0],)} do not agree "
                          "(p needs V >= 1 columns)")
     with nogil:
+        while i + CDF_LANES <= R:
+            cdf_lanes(&p[i, 0], V, &r[i], &out[i])
+            i += CDF_LANES
+        while i < R:
+            out[i] = cdf_row(&p[i, 0], V, r[i])
+            i += 1
+
+
+def scaled_logits_rows(const floating[:, ::1] x, double temperature, double[:, ::1] out):
+    """out = (x - x.max(axis=1, keepdims=True)) / temperature, in double:
+    what NumPy gives for x cast to float64, bitwise but for the sign of a
+    zero where a row's max is -0 or 0 (its exp is 1 either way), in two passes over each row, without NumPy's cast
+    and the three (R, V) arrays of the cast, the difference and the
+    quotient (src/_cells_impl.h, rf_scaled_row): rnnfast.models.lm's
+    sampling (docs/performance.md item 178).
+    A row with a NaN gives NaN; one of -inf, NaN; a value past the double
+    range, -inf.  Shapes are checked here, values are not."""
+    cdef Py_ssize_t R = x.shape[0], V = x.shape[1], i
+    if V < 1 or out.shape[0] != R or out.shape[1] != V:
+        raise ValueError(f"scaled_logits_rows: shapes x {(x.shape[0], x.shape[1])} and out "
+                         f"{(out.shape[0], out.shape[1])} differ (x needs V >= 1 columns)")
+    with nogil:
         for i in range(R):
-            row = &p[i, 0]
-            total = 0
-            for j in range(V):
-                total = total + row[j]
-            u = r[i] * total
-            k = V - 1
-            if u != u:                  # NaN: no c <= u holds
-                k = 0
+            if floating is float:
+                rf_scaled_row_f(&x[i, 0], &out[i, 0], V, temperature)
             else:
-                s = 0
-                for j in range(V):
-                    s = s + row[j]
-                    if s > u:
-                        k = j
-                        break
-            out[i] = k
+                rf_scaled_row_d(&x[i, 0], &out[i, 0], V, temperature)

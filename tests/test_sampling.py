@@ -1,19 +1,21 @@
-"""The language model's sampling by inverse CDF, compiled
-(rnnfast._rnn.inverse_cdf_rows; rnnfast.models.lm._sample): the same ids,
+"""The language model's sampling, compiled (rnnfast._rnn.inverse_cdf_rows
+and scaled_logits_rows; rnnfast.models.lm._sample): the same ids,
 bitwise, as NumPy's cumulative sum and count over it, for every row a
 sampler can meet (zeros of skipped tokens, ties, all-zero and NaN rows,
-draws at 0 and just under 1), and shapes that disagree refused by name."""
+draws at 0 and just under 1); the same scaled logits as NumPy's cast,
+max, difference and quotient; shapes that disagree refused by name."""
 import numpy as np
 import pytest
 
-from rnnfast._rnn import inverse_cdf_rows
+from rnnfast._rnn import inverse_cdf_rows, scaled_logits_rows
 from rnnfast.models import lm as lm_module
 
 
 def numpy_inverse_cdf(p, r):
     """What _sample computed before: np.cumsum, then the count of c <= u."""
     c = np.cumsum(p, axis=1)
-    return np.minimum((c <= r[:, None] * c[:, -1:]).sum(axis=1), p.shape[1] - 1)
+    with np.errstate(invalid="ignore"):             # 0 * inf: a NaN u
+        return np.minimum((c <= r[:, None] * c[:, -1:]).sum(axis=1), p.shape[1] - 1)
 
 
 def compiled_inverse_cdf(p, r):
@@ -25,18 +27,21 @@ def compiled_inverse_cdf(p, r):
 @pytest.mark.parametrize("V", [1, 2, 7, 64, 1000, 10007])
 def test_the_same_ids_as_numpys_cumulative_sum(V):
     rng = np.random.default_rng(V)
-    R = 200
+    R = 203                     # 25 groups of 8 rows (a pass's lanes) and 3 more
     p = np.exp(rng.standard_normal((R, V)) * 3)
     p[rng.random((R, V)) < 0.3] = 0.0                   # skipped or cut tokens
-    p[1] = 0.0                                          # all cut: no mass at all
-    p[2] = 1.0                                          # ties everywhere
-    p[3, :] = 0.0
-    p[3, -1] = 1e-300                                   # the mass in the last one
-    p[4] = np.nan                                       # a NaN logit's row
-    p[5, V // 2] = np.nan
+    for at in (0, 9, 196):      # in the first group, the middle, over the last and past it
+        p[at + 1] = 0.0                                 # all cut: no mass at all
+        p[at + 2] = 1.0                                 # ties everywhere
+        p[at + 3, :] = 0.0
+        p[at + 3, -1] = 1e-300                          # the mass in the last one
+        p[at + 4] = np.nan                              # a NaN logit's row
+        p[at + 5, V // 2] = np.nan
+        p[at + 6, V // 3] = np.inf                      # an overflowed exp: u = inf
     r = rng.random(R)
-    r[:8] = [0.0, np.nextafter(1.0, 0.0), 0.5, np.nextafter(1.0, 0.0), 0.3, 0.9, 0.0,
-             np.nextafter(1.0, 0.0)]
+    for at in (0, 195):
+        r[at:at + 8] = [0.0, np.nextafter(1.0, 0.0), 0.5, np.nextafter(1.0, 0.0), 0.3, 0.9,
+                        0.0, np.nextafter(1.0, 0.0)]
     np.testing.assert_array_equal(compiled_inverse_cdf(p, r), numpy_inverse_cdf(p, r))
 
 
@@ -51,22 +56,75 @@ def test_no_rows_and_shapes_that_disagree():
         inverse_cdf_rows(np.ones((3, 0)), np.zeros(3), out)
 
 
+def numpy_sample(logits, temperature, top_k, skip, rng, top_p=None):
+    """The sampler before items 176 and 178, all NumPy, in float64."""
+    z = logits.astype(np.float64)
+    z[:, skip] = -np.inf
+    if top_k is not None:
+        kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
+        z[z < kth] = -np.inf
+    if temperature == 0:
+        return z.argmax(axis=1)
+    with np.errstate(over="ignore"):
+        z = (z - z.max(axis=1, keepdims=True)) / temperature
+    p = np.exp(z)
+    if top_p is not None and top_p < 1:
+        p = lm_module._nucleus(p, top_p)
+    return numpy_inverse_cdf(p, rng.random(z.shape[0]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("options", [dict(temperature=1.0), dict(temperature=0.7, top_k=5),
                                      dict(temperature=1.3, top_p=0.8),
-                                     dict(temperature=1e-3, top_k=3, top_p=0.9)])
-def test_sample_draws_what_the_numpy_sampler_drew(options, monkeypatch):
-    logits = np.random.default_rng(0).standard_normal((64, 500)).astype(np.float32) * 4
+                                     dict(temperature=1e-3, top_k=3, top_p=0.9),
+                                     dict(temperature=0), dict(temperature=0, top_k=4)])
+def test_sample_draws_what_the_numpy_sampler_drew(options, dtype):
+    logits = (np.random.default_rng(0).standard_normal((64, 500)) * 4).astype(dtype)
+    logits[3, 10] = np.nan                              # a NaN row draws id 0 / its argmax
+    logits[5, :] = 2.5                                  # ties: the first id for greedy
     skip = np.array([0, 7, 499])
     args = (options.get("temperature"), options.get("top_k"), skip)
+    before = logits.copy()
+    ids = lm_module._sample(logits, *args, np.random.default_rng(9), options.get("top_p"))
+    np.testing.assert_array_equal(logits, before)       # the caller's logits untouched
+    assert not np.isin(np.delete(ids, 3), skip).any()
+    np.testing.assert_array_equal(
+        ids, numpy_sample(logits, *args, np.random.default_rng(9), options.get("top_p")))
 
-    def draw():
-        return lm_module._sample(logits, *args, np.random.default_rng(9), options.get("top_p"))
 
-    ids = draw()
-    assert not np.isin(ids, skip).any()
+def numpy_scaled(x, temperature):
+    """What _sample computed before item 178."""
+    z = x.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return (z - z.max(axis=1, keepdims=True)) / temperature
 
-    def numpy_rows(p, r, out):
-        out[...] = numpy_inverse_cdf(p, r)
 
-    monkeypatch.setattr(lm_module, "inverse_cdf_rows", numpy_rows)
-    np.testing.assert_array_equal(ids, draw())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("V", [1, 2, 7, 15, 16, 17, 1000, 10007])
+def test_scaled_logits_are_numpys(dtype, V):
+    rng = np.random.default_rng(V)
+    R = 12
+    x = (rng.standard_normal((R, V)) * 30).astype(dtype)
+    x[rng.random((R, V)) < 0.2] = -np.inf               # skipped or cut tokens
+    x[1] = -np.inf                                      # nothing left: NaN
+    x[2, V // 2] = np.nan                               # a NaN logit: NaN
+    x[3, 0] = np.nan                                    # the first one NaN
+    x[4, -1] = np.nan                                   # the last one (a loop's tail)
+    x[5] = 7.0                                          # ties
+    x[6, -1] = 1e4                                      # the max in the last one
+    for temperature in (1.0, 0.7, 1e-3, 1e-300, 1e300):
+        out = np.full((R, V), -1.0)
+        scaled_logits_rows(x, temperature, out)
+        # equal (a zero's sign aside, which exp maps to 1 either way), NaN where NaN
+        np.testing.assert_array_equal(out, numpy_scaled(x, temperature))
+
+
+def test_scaled_logits_refuse_shapes_that_disagree():
+    with pytest.raises(ValueError, match=r"shapes x \(3, 5\) and out \(3, 4\) differ"):
+        scaled_logits_rows(np.ones((3, 5), np.float32), 1.0, np.empty((3, 4)))
+    with pytest.raises(ValueError, match=r"out \(2, 5\)"):
+        scaled_logits_rows(np.ones((3, 5)), 1.0, np.empty((2, 5)))
+    with pytest.raises(ValueError, match="V >= 1"):
+        scaled_logits_rows(np.ones((3, 0)), 1.0, np.empty((3, 0)))
+    out = np.empty((0, 5))
+    scaled_logits_rows(np.ones((0, 5), np.float32), 1.0, out)      # no rows: nothing to do

@@ -17,7 +17,7 @@ from ..layers.dropout import as_generator
 from ..layers.embedding import check_ids
 from ..losses import TimeSoftmaxWithLoss, picked_log_softmax
 from .._core import packs_kept
-from .._rnn import inverse_cdf_rows
+from .._rnn import inverse_cdf_rows, scaled_logits_rows
 from .._validation import check_int, check_int_targets, check_mask
 from ._base import CELLS, Model, check_cell, check_probability, child_rng, uniform_
 
@@ -213,19 +213,21 @@ class RnnLM(Model):
 
 def _sample(logits, temperature, top_k, skip, rng, top_p=None):
     """One id per row of logits (N, V)."""
-    z = logits.astype(np.float64)
+    z = np.array(logits, order="C")     # a copy, masked in the logits' dtype
     z[:, skip] = -np.inf
     if top_k is not None:
         kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
         z[z < kth] = -np.inf
     if temperature == 0:
         return z.argmax(axis=1)
-    # the max subtracted before dividing: a tiny temperature then sends the
-    # others to -inf (greedy in the limit) instead of overflowing the max to
-    # inf and making inf - inf = NaN
-    with np.errstate(over="ignore"):
-        z = (z - z.max(axis=1, keepdims=True)) / temperature
-    p = np.exp(z)
+    # p = exp((z - max) / temperature) in double, the max subtracted before
+    # dividing: a tiny temperature then sends the others to -inf (greedy in
+    # the limit) instead of overflowing the max to inf and making inf - inf
+    # = NaN.  Compiled, in place of NumPy's cast and the two arrays it made
+    # (docs/performance.md item 178).
+    p = np.empty(z.shape, np.float64)
+    scaled_logits_rows(z, temperature, p)
+    np.exp(p, out=p)
     if top_p is not None and top_p < 1:
         p = _nucleus(p, top_p)
     # inverse CDF: the first index whose cumulative mass exceeds u, a draw
