@@ -19,7 +19,10 @@ where the model applies them, a linear layer, the attention and the loss
 written out.  Each case compares every training loss and every parameter
 gradient, the evaluation scores (dropout off), a language model's
 perplexity over streams read in chunks, greedy decoding in float64 (of a
-language model and of an encoder-decoder), and a save and load of the
+language model and of an encoder-decoder), a language model's sampled
+decoding in float64 (a random temperature, top_k, top_p and skip_ids;
+PyTorch's logits filtered as Hugging Face's generate filters them and
+drawn from the same seed), and a save and load of the
 model, whose evaluation scores (decoded ids) must be bitwise the same;
 then two steps of a random optimizer (clipped or not) on the model's
 params against its torch.optim twin given the same gradients; then three
@@ -255,6 +258,49 @@ def scale_weights(model, rng):
         p[...] = rng.uniform(-a, a, p.shape)
 
 
+def reference_draw(logits, temperature, top_k, top_p, skip, draws):
+    """One id per row of logits (a torch (N, V) tensor in double) the way
+    Hugging Face's generate filters them (skip_ids, top-k, temperature,
+    top-p: sorted ascending, the tokens whose cumulative probability is at
+    most 1 - top_p removed, the likeliest kept), then drawn by inverse CDF
+    with u = draws.random(N) times the kept mass, as RnnLM.generate draws."""
+    z = logits.clone()
+    z[:, list(skip)] = -torch.inf
+    if top_k is not None:
+        z[z < torch.topk(z, min(top_k, z.shape[1])).values[:, -1:]] = -torch.inf
+    probs = torch.softmax(z / temperature, dim=-1)
+    if top_p is not None:
+        ascending, order = torch.sort(probs, dim=-1)
+        removed = torch.cumsum(ascending, dim=-1) <= 1 - top_p
+        removed[:, -1] = False
+        probs = probs.scatter(1, order, ascending.masked_fill(removed, 0.0))
+    cdf = torch.cumsum(probs, dim=-1).numpy()
+    u = draws.random(cdf.shape[0])[:, None] * cdf[:, -1:]
+    return np.minimum((cdf <= u).sum(axis=1), cdf.shape[1] - 1)
+
+
+def sampled_generate_failures(model, lm_logits, prompt, length, rng, failures):
+    """generate with a random temperature, top_k, top_p and skip_ids against
+    PyTorch's logits drawn by reference_draw from the same seed (float64
+    only: a draw's u can fall between two rounded cumulative sums)."""
+    V = model.vocab_size
+    options = dict(temperature=float(rng.choice([0.5, 1.0, 2.0])),
+                   top_k=int(rng.integers(1, V + 1)) if rng.random() < 0.5 else None,
+                   top_p=float(rng.uniform(0.3, 1.0)) if rng.random() < 0.5 else None)
+    skip = rng.choice(V, int(rng.integers(0, V // 2 + 1)), replace=False)
+    seed = int(rng.integers(2 ** 31))
+    ids = model.generate(prompt, length, skip_ids=skip, random_state=seed, **options)
+    draws, ref_ids = np.random.default_rng(seed), prompt
+    for _ in range(length):             # the whole prefix again: no state to carry
+        nxt = reference_draw(lm_logits(ref_ids)[:, -1], options["temperature"],
+                             options["top_k"], options["top_p"], skip, draws)
+        ref_ids = np.concatenate([ref_ids, nxt[:, None]], axis=1)
+    if not np.array_equal(ids, ref_ids):
+        failures.append(f"generate (sampled): {int((ids != ref_ids).sum())} of {ids.size} "
+                        f"ids differ from PyTorch's logits drawn the same way ({options}, "
+                        f"{skip.size} ids skipped)")
+
+
 def lm_failures(case, model, rng, failures):
     """Two training chunks (the state carried, each chunk's loss and
     gradients), then evaluation scores from a zero state, then a save and
@@ -337,6 +383,7 @@ def lm_failures(case, model, rng, failures):
         if not np.array_equal(ids, ref_ids):
             failures.append(f"generate: {int((ids != ref_ids).sum())} of {ids.size} ids "
                             f"differ from PyTorch's greedy decoding")
+        sampled_generate_failures(model, lm_logits, prompt, length, rng, failures)
 
     def reloaded_scores(m):
         m.reset_state()

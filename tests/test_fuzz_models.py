@@ -104,7 +104,8 @@ def test_a_perplexity_that_drops_the_state_between_chunks_is_reported(monkeypatc
     seed = next(s for s in range(500) if case_of(s)["kind"] == "lm" and
                 "perplexity" in " ".join(run_case(case_of(s), s)))
     names = {f.split(":")[0] for f in run_case(case_of(seed), seed)}
-    assert "perplexity" in names and names <= {"perplexity", "generate"}, names
+    assert "perplexity" in names and names <= {"perplexity", "generate",
+                                               "generate (sampled)"}, names
 
 
 @pytest.mark.parametrize("cls, kind", [(RnnLM, "lm"), (Seq2seq, "seq2seq")])
@@ -121,7 +122,25 @@ def test_greedy_decoding_is_compared(monkeypatch, cls, kind):
     monkeypatch.setattr(cls, "generate", shifted)
     seed, case = first_case(lambda c: c["kind"] == kind and c["dtype"].name == "float64")
     failures = run_case(case, seed)
-    assert [f.split(":")[0] for f in failures] == ["generate"], failures
+    expected = ["generate", "generate (sampled)"] if kind == "lm" else ["generate"]
+    assert [f.split(":")[0] for f in failures] == expected, failures
+
+
+def test_sampled_decoding_is_compared(monkeypatch):
+    """A language model's sampler that draws at temperature 1 whatever it is
+    asked: a float64 case whose draw was at another temperature fails its
+    sampled generate only."""
+    import rnnfast.models.lm as lm_module
+    sample = lm_module._sample
+
+    def at_temperature_one(logits, temperature, *args):
+        return sample(logits, 1.0 if temperature else 0.0, *args)
+
+    monkeypatch.setattr(lm_module, "_sample", at_temperature_one)
+    seed = next(s for s in range(300) if case_of(s)["kind"] == "lm"
+                and case_of(s)["dtype"].name == "float64" and run_case(case_of(s), s))
+    failures = run_case(case_of(seed), seed)
+    assert [f.split(":")[0] for f in failures] == ["generate (sampled)"], failures
 
 
 def test_the_dropout_masks_are_compared(monkeypatch):
