@@ -78,11 +78,12 @@ def numpy_sample(logits, temperature, top_k, skip, rng, top_p=None):
                                      dict(temperature=1.3, top_p=0.8),
                                      dict(temperature=1e-3, top_k=3, top_p=0.9),
                                      dict(temperature=0), dict(temperature=0, top_k=4)])
-def test_sample_draws_what_the_numpy_sampler_drew(options, dtype):
+@pytest.mark.parametrize("skip", [[0, 7, 499], []])     # masked in a copy, or read as given
+def test_sample_draws_what_the_numpy_sampler_drew(options, dtype, skip):
     logits = (np.random.default_rng(0).standard_normal((64, 500)) * 4).astype(dtype)
     logits[3, 10] = np.nan                              # a NaN row draws id 0 / its argmax
     logits[5, :] = 2.5                                  # ties: the first id for greedy
-    skip = np.array([0, 7, 499])
+    skip = np.array(skip, np.intp)
     args = (options.get("temperature"), options.get("top_k"), skip)
     before = logits.copy()
     ids = lm_module._sample(logits, *args, np.random.default_rng(9), options.get("top_p"))

@@ -213,11 +213,13 @@ class RnnLM(Model):
 
 def _sample(logits, temperature, top_k, skip, rng, top_p=None):
     """One id per row of logits (N, V)."""
-    z = np.array(logits, order="C")     # a copy, masked in the logits' dtype
-    z[:, skip] = -np.inf
-    if top_k is not None:
-        kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
-        z[z < kth] = -np.inf
+    z = np.ascontiguousarray(logits)
+    if skip.size or top_k is not None:  # masked in a copy, in the logits' dtype
+        z = z.copy()
+        z[:, skip] = -np.inf
+        if top_k is not None:
+            kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
+            z[z < kth] = -np.inf
     if temperature == 0:
         return z.argmax(axis=1)
     # p = exp((z - max) / temperature) in double, the max subtracted before
