@@ -11,9 +11,11 @@ as built.
 The earlier sampler is NumPy's cumulative sum and count in place of the
 compiled inverse CDF (docs/performance.md item 176); with OLD=<tree>, a
 build in place as for benchmarks/ab_inprocess.py, it is the sampler as it
-was before item 178, with that build's compiled rows.  Defaults: 64 rows,
-10,000 tokens, 7 rounds; a 2-layer LSTM of 200 units sampling 30 tokens
-at temperature 1, 1 thread.  A second and third line time the samplers
+was before item 178 with that build's compiled rows, or, when that build
+has item 178's scaled_logits_rows, the sampler as it is with that build's
+compiled passes (item 179).  Defaults: 64 rows, 10,000 tokens, 7 rounds;
+a 2-layer LSTM of 200 units sampling 30 tokens at temperature 1, 1
+thread (THREADS=2 for two).  A second and third line time the samplers
 alone on float32 logits of that shape (best of 3 x 10 calls a round), at
 temperature 1 and 0 (greedy).
 """
@@ -68,6 +70,20 @@ def sampler_with_numpy_rows(logits, temperature, top_k, skip, rng, top_p=None):
         lm_module.inverse_cdf_rows = compiled
 
 
+def sampler_with_passes_of(module):
+    """The sampler as built with `module`'s (an older build's _rnn)
+    compiled inverse CDF and scaling."""
+    def sample(*args, **kwargs):
+        passes = lm_module.inverse_cdf_rows, lm_module.scaled_logits_rows
+        lm_module.inverse_cdf_rows = module.inverse_cdf_rows
+        lm_module.scaled_logits_rows = module.scaled_logits_rows
+        try:
+            return as_built(*args, **kwargs)
+        finally:
+            lm_module.inverse_cdf_rows, lm_module.scaled_logits_rows = passes
+    return sample
+
+
 as_built = lm_module._sample
 
 
@@ -78,8 +94,12 @@ def main(rows=64, vocabulary=10000, rounds=7):
             from .ab_inprocess import load_kernels
         except ImportError:             # run as a script
             from ab_inprocess import load_kernels
-        earlier = sampler_before_178(load_kernels(os.environ["OLD"])["_rnn"].inverse_cdf_rows)
-        name = "before item 178"
+        old_rnn = load_kernels(os.environ["OLD"])["_rnn"]
+        if hasattr(old_rnn, "scaled_logits_rows"):
+            earlier, name = sampler_with_passes_of(old_rnn), "old build's passes"
+        else:
+            earlier = sampler_before_178(old_rnn.inverse_cdf_rows)
+            name = "before item 178"
     lm = lm_module.RnnLM(vocabulary, 200, 200, num_layers=2, cell="lstm", random_state=0)
     ids = np.random.default_rng(1).integers(0, vocabulary, (rows, 5))
 
@@ -87,20 +107,19 @@ def main(rows=64, vocabulary=10000, rounds=7):
         return lm.generate(ids, 30, temperature=1.0, random_state=0)
 
     ms = {"earlier": [], "as built": []}
-    with threadpool_limits(1):
-        for _ in range(rounds):
-            outs = []
-            for which, sampler in (("earlier", earlier), ("as built", as_built)):
-                lm_module._sample = sampler
-                call()
-                best = float("inf")
-                for _ in range(3):
-                    t0 = time.perf_counter()
-                    out = call()
-                    best = min(best, time.perf_counter() - t0)
-                outs.append(out)
-                ms[which].append(best)
-            assert np.array_equal(outs[0], outs[1])
+    for _ in range(rounds):
+        outs = []
+        for which, sampler in (("earlier", earlier), ("as built", as_built)):
+            lm_module._sample = sampler
+            call()
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                out = call()
+                best = min(best, time.perf_counter() - t0)
+            outs.append(out)
+            ms[which].append(best)
+        assert np.array_equal(outs[0], outs[1])
     lm_module._sample = as_built
     ratio = statistics.median(a / b for a, b in zip(ms["earlier"], ms["as built"]))
     print(f"{rows} rows, V = {vocabulary}: {name} {1e3 * statistics.median(ms['earlier']):.1f}"
@@ -125,4 +144,5 @@ def main(rows=64, vocabulary=10000, rounds=7):
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:4]))
+    with threadpool_limits(int(os.environ.get("THREADS", 1))):
+        main(*(int(a) for a in sys.argv[1:4]))

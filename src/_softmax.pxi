@@ -230,6 +230,25 @@ cdef void cdf_lanes(const double* p, Py_ssize_t V, const double* r,
         j += 1
 
 
+cdef struct CdfJob:
+    const double* p         # (R, V)
+    const double* r         # (R,)
+    Py_ssize_t* out         # (R,)
+    Py_ssize_t V
+
+
+cdef void cdf_part(void* ctx, long r0, long r1, int part) noexcept nogil:
+    """Rows r0..r1 - 1 of an inverse_cdf_rows call, eight at a time."""
+    cdef CdfJob* job = <CdfJob*> ctx
+    cdef Py_ssize_t i = r0, V = job.V
+    while i + CDF_LANES <= r1:
+        cdf_lanes(job.p + i * V, V, job.r + i, job.out + i)
+        i += CDF_LANES
+    while i < r1:
+        job.out[i] = cdf_row(job.p + i * V, V, job.r[i])
+        i += 1
+
+
 def inverse_cdf_rows(const double[:, ::1] p, const double[::1] r, Py_ssize_t[::1] out):
     """out[i] = the first j whose running sum p[i, 0] + ... + p[i, j] exceeds
     u = r[i] * (the row's whole running sum), or V - 1 when none does; 0
@@ -239,19 +258,38 @@ def inverse_cdf_rows(const double[:, ::1] p, const double[::1] r, Py_ssize_t[::1
     (a cumulative sum never decreases, so the count of c <= u is the first
     j past u), without the (R, V) array of c and the count's pass over it:
     rnnfast.models.lm's sampling by inverse CDF (np.cumsum took 3.5 ns a
-    value).  Shapes are checked here, values are not."""
-    cdef Py_ssize_t R = p.shape[0], V = p.shape[1], i = 0
+    value).  Rows over threads as softmax_rows's.  Shapes are checked here,
+    values are not."""
+    cdef CdfJob job
+    cdef Py_ssize_t R = p.shape[0], V = p.shape[1]
     if V < 1 or r.shape[0] != R or out.shape[0] != R:
         raise ValueError(f"inverse_cdf_rows: shapes p {(p.shape[0], p.shape[1])}, "
                          f"r {(r.shape[0],)}, out {(out.shape[0],)} do not agree "
                          "(p needs V >= 1 columns)")
+    if R == 0:
+        return
+    job.p, job.r, job.out, job.V = &p[0, 0], &r[0], &out[0], V
+    cdef int t = softmax_threads(R, V)
     with nogil:
-        while i + CDF_LANES <= R:
-            cdf_lanes(&p[i, 0], V, &r[i], &out[i])
-            i += CDF_LANES
-        while i < R:
-            out[i] = cdf_row(&p[i, 0], V, r[i])
-            i += 1
+        rf_run_rows(cdf_part, &job, R, t)
+
+
+cdef struct ScaledJob:
+    const void* x           # (R, V), float or double
+    double* out             # (R, V)
+    Py_ssize_t V
+    double t
+    bint dbl
+
+
+cdef void scaled_part(void* ctx, long r0, long r1, int part) noexcept nogil:
+    cdef ScaledJob* job = <ScaledJob*> ctx
+    cdef long i
+    for i in range(r0, r1):
+        if job.dbl:
+            rf_scaled_row_d(<const double*> job.x + i * job.V, job.out + i * job.V, job.V, job.t)
+        else:
+            rf_scaled_row_f(<const float*> job.x + i * job.V, job.out + i * job.V, job.V, job.t)
 
 
 def scaled_logits_rows(const floating[:, ::1] x, double temperature, double[:, ::1] out):
@@ -262,14 +300,17 @@ def scaled_logits_rows(const floating[:, ::1] x, double temperature, double[:, :
     quotient (src/_cells_impl.h, rf_scaled_row): rnnfast.models.lm's
     sampling (docs/performance.md item 178).
     A row with a NaN gives NaN; one of -inf, NaN; a value past the double
-    range, -inf.  Shapes are checked here, values are not."""
-    cdef Py_ssize_t R = x.shape[0], V = x.shape[1], i
+    range, -inf.  Rows over threads as softmax_rows's.  Shapes are checked
+    here, values are not."""
+    cdef ScaledJob job
+    cdef Py_ssize_t R = x.shape[0], V = x.shape[1]
     if V < 1 or out.shape[0] != R or out.shape[1] != V:
         raise ValueError(f"scaled_logits_rows: shapes x {(x.shape[0], x.shape[1])} and out "
                          f"{(out.shape[0], out.shape[1])} differ (x needs V >= 1 columns)")
+    if R == 0:
+        return
+    job.x, job.out, job.V, job.t, job.dbl = &x[0, 0], &out[0, 0], V, temperature, \
+        floating is double
+    cdef int t = softmax_threads(R, V)
     with nogil:
-        for i in range(R):
-            if floating is float:
-                rf_scaled_row_f(&x[i, 0], &out[i, 0], V, temperature)
-            else:
-                rf_scaled_row_d(&x[i, 0], &out[i, 0], V, temperature)
+        rf_run_rows(scaled_part, &job, R, t)

@@ -6,6 +6,7 @@ draws at 0 and just under 1); the same scaled logits as NumPy's cast,
 max, difference and quotient; shapes that disagree refused by name."""
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from rnnfast._rnn import inverse_cdf_rows, scaled_logits_rows
 from rnnfast.models import lm as lm_module
@@ -24,8 +25,9 @@ def compiled_inverse_cdf(p, r):
     return out
 
 
+@pytest.mark.parametrize("threads", [1, 2])           # 2: rows split where V > 1000
 @pytest.mark.parametrize("V", [1, 2, 7, 64, 1000, 10007])
-def test_the_same_ids_as_numpys_cumulative_sum(V):
+def test_the_same_ids_as_numpys_cumulative_sum(V, threads):
     rng = np.random.default_rng(V)
     R = 203                     # 25 groups of 8 rows (a pass's lanes) and 3 more
     p = np.exp(rng.standard_normal((R, V)) * 3)
@@ -42,7 +44,9 @@ def test_the_same_ids_as_numpys_cumulative_sum(V):
     for at in (0, 195):
         r[at:at + 8] = [0.0, np.nextafter(1.0, 0.0), 0.5, np.nextafter(1.0, 0.0), 0.3, 0.9,
                         0.0, np.nextafter(1.0, 0.0)]
-    np.testing.assert_array_equal(compiled_inverse_cdf(p, r), numpy_inverse_cdf(p, r))
+    with threadpool_limits(threads):
+        ids = compiled_inverse_cdf(p, r)
+    np.testing.assert_array_equal(ids, numpy_inverse_cdf(p, r))
 
 
 def test_no_rows_and_shapes_that_disagree():
@@ -100,9 +104,10 @@ def numpy_scaled(x, temperature):
         return (z - z.max(axis=1, keepdims=True)) / temperature
 
 
+@pytest.mark.parametrize("threads", [1, 2])           # 2: rows split at V = 50,007
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("V", [1, 2, 7, 15, 16, 17, 1000, 10007])
-def test_scaled_logits_are_numpys(dtype, V):
+@pytest.mark.parametrize("V", [1, 2, 7, 15, 16, 17, 1000, 10007, 50007])
+def test_scaled_logits_are_numpys(dtype, V, threads):
     rng = np.random.default_rng(V)
     R = 12
     x = (rng.standard_normal((R, V)) * 30).astype(dtype)
@@ -115,7 +120,8 @@ def test_scaled_logits_are_numpys(dtype, V):
     x[6, -1] = 1e4                                      # the max in the last one
     for temperature in (1.0, 0.7, 1e-3, 1e-300, 1e300):
         out = np.full((R, V), -1.0)
-        scaled_logits_rows(x, temperature, out)
+        with threadpool_limits(threads):
+            scaled_logits_rows(x, temperature, out)
         # equal (a zero's sign aside, which exp maps to 1 either way), NaN where NaN
         np.testing.assert_array_equal(out, numpy_scaled(x, temperature))
 
