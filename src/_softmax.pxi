@@ -295,13 +295,14 @@ cdef void scaled_part(void* ctx, long r0, long r1, int part) noexcept nogil:
 def scaled_logits_rows(const floating[:, ::1] x, double temperature, double[:, ::1] out):
     """out = (x - x.max(axis=1, keepdims=True)) / temperature, in double:
     what NumPy gives for x cast to float64, bitwise but for the sign of a
-    zero where a row's max is -0 or 0 (its exp is 1 either way), in two passes over each row, without NumPy's cast
-    and the three (R, V) arrays of the cast, the difference and the
-    quotient (src/_cells_impl.h, rf_scaled_row): rnnfast.models.lm's
-    sampling (docs/performance.md item 178).
-    A row with a NaN gives NaN; one of -inf, NaN; a value past the double
-    range, -inf.  Rows over threads as softmax_rows's.  Shapes are checked
-    here, values are not."""
+    zero where a row's max is -0 or 0 (its exp is 1 either way), in two
+    passes over each row, without NumPy's cast and the three (R, V) arrays
+    of the cast, the difference and the quotient (src/_cells_impl.h,
+    rf_scaled_row): rnnfast.models.lm's sampling (docs/performance.md item
+    178).  A row with a NaN gives NaN, a row all -inf NaN, a quotient past
+    the double range -inf.  out must not overlap x (the row function takes
+    them as restrict pointers).  Rows over threads as softmax_rows's.
+    Shapes are checked here, values are not."""
     cdef ScaledJob job
     cdef Py_ssize_t R = x.shape[0], V = x.shape[1]
     if V < 1 or out.shape[0] != R or out.shape[1] != V:
