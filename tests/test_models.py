@@ -249,6 +249,31 @@ def test_seq2seq_float32(rng):
     assert model.decoder.attention.attention_weights.shape == (2, 2, 4)
 
 
+def test_attention_generate_checks_the_encoder_states_once(rng, monkeypatch):
+    """The same ids as the step-by-step forward (the states checked at each
+    step); the check of the (N, S, H) states runs once a generate; a NaN in
+    them still refuses the call by name."""
+    from rnnfast.layers import TimeAttention
+    model = AttentionSeq2seq(11, 6, 8, random_state=1, dtype=F64)
+    xs = rng.integers(0, 11, (3, 5))
+    enc_hs = model.encoder.forward(xs)
+    model.decoder._start(enc_hs)
+    x, expected = np.full((3, 1), 2), []
+    for _ in range(7):                          # the checked path, step by step
+        x = model.decoder._step(x, enc_hs).argmax(axis=2)
+        expected.append(x[:, 0])
+    checks = []
+    check = TimeAttention._checked_encoder_states
+    monkeypatch.setattr(TimeAttention, "_checked_encoder_states",
+                        staticmethod(lambda hs: checks.append(hs.shape) or check(hs)))
+    np.testing.assert_array_equal(model.generate(xs, 2, 7), np.stack(expected, axis=1))
+    assert checks == [(3, 5, 8)]
+    assert model.decoder._checked_states is None    # nothing kept after the call
+    model.encoder.lstm.params[0][0, 0] = np.nan
+    with pytest.raises(ValueError, match="hs_enc: contains NaN"):
+        model.generate(xs, 2, 7)
+
+
 # ------------------------------------------------------ sequence heads
 CASES = [
     (SequenceClassifier, dict(n_classes=3, input_size=2, num_layers=2, bidirectional=True,

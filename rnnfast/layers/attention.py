@@ -36,14 +36,27 @@ class TimeAttention:
         dtype (float64 unless float32 or float64).  S == 0, mismatched N or
         H, or a NaN or Inf raise ValueError.  Sets .attention_weights;
         keeps hs_enc, hs_dec and the weights for backward."""
+        hs_enc = self._checked_encoder_states(hs_enc)
+        return self._forward(hs_enc, hs_dec)
+
+    @staticmethod
+    def _checked_encoder_states(hs_enc):
+        """hs_enc as forward takes it: float32 or float64 (float64 from any
+        other dtype), (N, S, H) with S >= 1, finite; ValueError otherwise."""
         hs_enc = np.asarray(hs_enc)
         dt = hs_enc.dtype if hs_enc.dtype in (np.float32, np.float64) else np.float64
         hs_enc = check_array(hs_enc, "hs_enc", dt, ("N", "S", "H"))
-        N, S, H = hs_enc.shape
-        if S == 0:
+        if hs_enc.shape[1] == 0:
             raise ValueError(f"hs_enc: attention needs at least one encoder step, got "
                              f"shape {hs_enc.shape}")
-        hs_dec = check_array(hs_dec, "hs_dec", dt, (N, "T", H))
+        return hs_enc
+
+    def _forward(self, hs_enc, hs_dec):
+        """forward for hs_enc that _checked_encoder_states returned (a
+        decoder's generate checks its encoder states once, not at every
+        step: docs/performance.md item 180)."""
+        N, S, H = hs_enc.shape
+        hs_dec = check_array(hs_dec, "hs_dec", hs_enc.dtype, (N, "T", H))
         s = hs_dec @ hs_enc.transpose(0, 2, 1)
         s -= s.max(axis=-1, keepdims=True)
         a = np.exp(s)

@@ -180,13 +180,30 @@ class AttentionDecoder(Decoder):
     def _affine_input(H):
         return 2 * H
 
+    # generate's encoder states while it runs: checked once, not at each step
+    _checked_states = None
+
     def _start(self, enc_hs):
         super()._start(enc_hs[:, -1, :])
 
     def _step(self, xs, enc_hs):
         dec_hs = self.lstm.forward(self.embed.forward(xs))
-        c = self.attention.forward(enc_hs, dec_hs)
+        if enc_hs is self._checked_states:
+            c = self.attention._forward(enc_hs, dec_hs)
+        else:
+            c = self.attention.forward(enc_hs, dec_hs)
         return self.affine.forward(np.concatenate([c, dec_hs], axis=2))
+
+    def generate(self, enc_hs, start_id, sample_size):
+        """Greedy decoding, as Decoder's; the encoder states (N, S, H),
+        which no step changes, are checked before the first step only (the
+        check of all N x S x H values at every step was 2.7 % of a
+        64-row generate: docs/performance.md item 180)."""
+        self._checked_states = self.attention._checked_encoder_states(enc_hs)
+        try:
+            return super().generate(self._checked_states, start_id, sample_size)
+        finally:
+            self._checked_states = None
 
     def backward(self, dscore):
         """-> dL/d(encoder states) (N, S, H)."""

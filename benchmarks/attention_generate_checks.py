@@ -1,0 +1,59 @@
+"""An attention encoder-decoder's greedy generate with its encoder states
+checked once (AttentionDecoder.generate, docs/performance.md item 180)
+against a check at every step (Decoder.generate, as before), in one
+process, interleaved: each round times each case's call (best of 3) both
+ways, and the median of the per-round ratios every step / once is printed.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
+        python benchmarks/attention_generate_checks.py [threads [rounds]]
+
+Cases: AttentionSeq2seq (vocabulary 13, D = 16) of H = 256 and 128
+decoding 30 ids from 29 source ids, for N = 32, 64 and 128 rows.
+"""
+import statistics
+import sys
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from rnnfast.models import AttentionSeq2seq
+from rnnfast.models.seq2seq import AttentionDecoder, Decoder
+
+
+def best_of(call, n=3):
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        out = call()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def main(threads=1, rounds=7):
+    once = AttentionDecoder.generate
+    ways = (("every step", Decoder.generate), ("once", once))
+    with threadpool_limits(threads):
+        for H in (256, 128):
+            model = AttentionSeq2seq(13, 16, H, random_state=0)
+            for N in (32, 64, 128):
+                xs = np.random.default_rng(0).integers(0, 13, (N, 29))
+                ms = {name: [] for name, _ in ways}
+                for _ in range(rounds):
+                    outs = []
+                    for name, generate in ways:
+                        AttentionDecoder.generate = generate
+                        model.generate(xs, 6, 30)
+                        t, out = best_of(lambda: model.generate(xs, 6, 30))
+                        ms[name].append(t)
+                        outs.append(out)
+                    assert np.array_equal(*outs)
+                AttentionDecoder.generate = once
+                ratio = statistics.median(a / b for a, b in zip(ms["every step"], ms["once"]))
+                print(f"H = {H}, N = {N:3d}: every step "
+                      f"{1e3 * statistics.median(ms['every step']):6.2f} ms, once "
+                      f"{1e3 * statistics.median(ms['once']):6.2f} ms, median ratio {ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))
