@@ -12,21 +12,16 @@ Cases: a 2-layer LSTM language model (V = 10,000, D = H = 200) generating
 """
 import statistics
 import sys
-import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from rnnfast.models.lm import RnnLM
 
-
-def best_of(call, n=3):
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        out = call()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
+try:                                   # imported by asv (benchmarks.<name>)
+    from .common import best_time_and_output
+except ImportError:                    # run as a script
+    from common import best_time_and_output
 
 
 def main(threads=1, rounds=7):
@@ -46,7 +41,7 @@ def main(threads=1, rounds=7):
                     for name, scores in (("all", all_steps), ("last", last_step)):
                         lm._scores = scores
                         lm.generate(ids, 30, temperature=0)
-                        t, out = best_of(lambda: lm.generate(ids, 30, temperature=0))
+                        t, out = best_time_and_output(lambda: lm.generate(ids, 30, temperature=0))
                         ms[name].append(t)
                         outs.append(out)
                     same = np.array_equal(*outs)
