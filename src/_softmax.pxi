@@ -10,7 +10,9 @@
 # instead of a dozen NumPy operations (docs/performance.md item 151).
 #
 # Included at the end of src/_rnn.pyx, as src/_affine.pxi is.
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, NAN, ceil
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
 from _seq cimport rf_run_rows, RF_MAX_THREADS
 
 cdef extern from "_cells.h" nogil:
@@ -315,3 +317,165 @@ def scaled_logits_rows(const floating[:, ::1] x, double temperature, double[:, :
     cdef int t = softmax_threads(R, V)
     with nogil:
         rf_run_rows(scaled_part, &job, R, t)
+
+
+# ------------------------------------------------------------ nucleus
+# Top-p sampling keeps each row's likeliest tokens, in order, while the
+# mass before a token falls short of top_p x the row's.  NumPy sorted whole
+# rows for it (a stable argsort: 49 of the 60 ms a step of a 64 x 10,000
+# generate).  Only the cut matters: a selection by mass finds its value,
+# and how many of the tokens equal to it are kept, in a few passes over a
+# shrinking copy of the row (docs/performance.md item 181).
+
+cdef inline double median3(double a, double b, double c) noexcept nogil:
+    if a > b:
+        a, b = b, a
+    if b > c:
+        b = c
+    return a if a > b else b
+
+
+cdef inline double lane_sum(const double* w, Py_ssize_t n, double x) noexcept nogil:
+    """The sum of the values of w[:n] above x (every value, NaNs too, for x
+    NaN), in four interleaved sums: one running sum is a chain of dependent
+    additions, 4 cycles a value."""
+    cdef double s0 = 0, s1 = 0, s2 = 0, s3 = 0
+    cdef Py_ssize_t i = 0
+    if x != x:
+        while i + 4 <= n:
+            s0 = s0 + w[i]
+            s1 = s1 + w[i + 1]
+            s2 = s2 + w[i + 2]
+            s3 = s3 + w[i + 3]
+            i += 4
+        while i < n:
+            s0 = s0 + w[i]
+            i += 1
+        return (s0 + s1) + (s2 + s3)
+    while i + 4 <= n:
+        s0 = s0 + (w[i] if w[i] > x else 0.0)
+        s1 = s1 + (w[i + 1] if w[i + 1] > x else 0.0)
+        s2 = s2 + (w[i + 2] if w[i + 2] > x else 0.0)
+        s3 = s3 + (w[i + 3] if w[i + 3] > x else 0.0)
+        i += 4
+    while i < n:
+        s0 = s0 + (w[i] if w[i] > x else 0.0)
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef inline Py_ssize_t compact(double* work, Py_ssize_t n, double x, bint above) noexcept nogil:
+    """The candidates above x (above) or below it, moved to the front;
+    returns how many.  Written without branches on the values (each store
+    made, the index moved by the comparison): their order is random, and
+    mispredicted branches made the passes several times slower."""
+    cdef Py_ssize_t i, k = 0
+    cdef double w
+    if above:
+        for i in range(n):
+            w = work[i]
+            work[k] = w
+            k += w > x
+    else:
+        for i in range(n):
+            w = work[i]
+            work[k] = w
+            k += w < x
+    return k
+
+
+cdef void nucleus_row(double* p, double* work, Py_ssize_t V, double top_p) noexcept nogil:
+    """Sets to 0 all of row p (V values >= 0) but its nucleus: the tokens
+    above the cut value, then those equal to it in index order while the
+    mass before each, in descending order, is under top_p x the row's.
+    work: V doubles of scratch.  A row with a NaN becomes all 0, as the
+    sorted version's comparisons with a NaN mass made it.
+
+    A selection by mass: `above` is the mass of the tokens known to be
+    kept, all larger than every candidate left in work[:n].  Each round
+    splits the candidates at a pivot x into those above it (sum sG), equal
+    (nE) and below.  If above + sG reaches the cut, the first token equal
+    to x is not kept: on with those above x.  Otherwise, if above + sG +
+    nE x reaches it (or nothing is below x), the cut is among the tokens
+    equal to x.  Otherwise all down to x are kept: on with those below."""
+    cdef Py_ssize_t n = V, i, nG, nE, need
+    cdef double total, thr, above = 0, x, sG, q, w
+    memcpy(work, p, V * sizeof(double))
+    total = lane_sum(work, V, NAN)      # every value, a NaN too
+    thr = top_p * total
+    if not thr > 0:                     # NaN (or no mass): nothing is kept
+        for i in range(V):
+            p[i] = 0
+        return
+    while True:
+        x = median3(work[0], work[n // 2], work[n - 1])
+        sG = lane_sum(work, n, x)
+        nG = nE = 0
+        for i in range(n):
+            w = work[i]
+            nG += w > x
+            nE += w == x
+        if above + sG >= thr:
+            n = compact(work, n, x, True)
+        elif above + sG + nE * x >= thr or nG + nE == n:
+            # the j-th token equal to x is kept while above + sG + j x < thr
+            if x > 0:
+                q = (thr - above - sG) / x
+                need = <Py_ssize_t> ceil(q) if q < nE else nE
+            else:
+                need = nE
+            break
+        else:
+            above = above + sG + nE * x
+            n = compact(work, n, x, False)
+    for i in range(V):
+        if p[i] < x:
+            p[i] = 0
+        elif p[i] == x:
+            if need > 0:
+                need -= 1
+            else:
+                p[i] = 0
+
+
+cdef struct NucleusJob:
+    double* p               # (R, V)
+    Py_ssize_t V
+    double top_p
+    bint failed
+
+
+cdef void nucleus_part(void* ctx, long r0, long r1, int part) noexcept nogil:
+    cdef NucleusJob* job = <NucleusJob*> ctx
+    cdef double* work = <double*> malloc(job.V * sizeof(double))
+    cdef long i
+    if work == NULL:
+        job.failed = True
+        return
+    for i in range(r0, r1):
+        nucleus_row(job.p + i * job.V, work, job.V, job.top_p)
+    free(work)
+
+
+def nucleus_rows(double[:, ::1] p, double top_p):
+    """Each row of p (R, V, unnormalised probabilities >= 0) with all but
+    its nucleus set to 0, in place: its likeliest tokens, in descending
+    order and ties in index order (a stable sort's), while the mass before
+    a token is under top_p (in (0, 1]) x the row's.  What sorting each row
+    and summing it in that order gives, found by selection instead: the
+    sums are added in another order, so a token whose preceding mass
+    rounds onto the cut can go the other way.  A row with a NaN becomes
+    all 0; top_p = 1 changes nothing.  Rows over threads as softmax_rows's (rnnfast.models.lm's
+    top_p; docs/performance.md item 181)."""
+    cdef NucleusJob job
+    cdef Py_ssize_t R = p.shape[0], V = p.shape[1]
+    if not 0 < top_p <= 1:
+        raise ValueError(f"nucleus_rows: top_p must be in (0, 1], got {top_p!r}")
+    if R == 0 or V == 0 or top_p == 1:     # 1: every token is kept
+        return
+    job.p, job.V, job.top_p, job.failed = &p[0, 0], V, top_p, False
+    cdef int t = softmax_threads(R, V)
+    with nogil:
+        rf_run_rows(nucleus_part, &job, R, t)
+    if job.failed:
+        raise MemoryError(f"nucleus_rows: no scratch of {V} doubles")

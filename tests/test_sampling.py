@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from rnnfast._rnn import inverse_cdf_rows, scaled_logits_rows
+from rnnfast._rnn import inverse_cdf_rows, nucleus_rows, scaled_logits_rows
 from rnnfast.models import lm as lm_module
 
 
@@ -60,6 +60,18 @@ def test_no_rows_and_shapes_that_disagree():
         inverse_cdf_rows(np.ones((3, 0)), np.zeros(3), out)
 
 
+def sorted_nucleus(p, top_p):
+    """What _nucleus computed before item 181: each row sorted (stable, so
+    ties in index order), kept while the mass before a token is under
+    top_p x the row's."""
+    order = np.argsort(-p, axis=1, kind="stable")
+    ranked = np.take_along_axis(p, order, axis=1)
+    before = np.cumsum(ranked, axis=1) - ranked
+    keep = np.zeros(p.shape, bool)
+    np.put_along_axis(keep, order, before < top_p * ranked.sum(axis=1, keepdims=True), axis=1)
+    return np.where(keep, p, 0.0)
+
+
 def numpy_sample(logits, temperature, top_k, skip, rng, top_p=None):
     """The sampler before items 176 and 178, all NumPy, in float64."""
     z = logits.astype(np.float64)
@@ -73,7 +85,7 @@ def numpy_sample(logits, temperature, top_k, skip, rng, top_p=None):
         z = (z - z.max(axis=1, keepdims=True)) / temperature
     p = np.exp(z)
     if top_p is not None and top_p < 1:
-        p = lm_module._nucleus(p, top_p)
+        p = sorted_nucleus(p, top_p)
     return numpy_inverse_cdf(p, rng.random(z.shape[0]))
 
 
@@ -135,3 +147,42 @@ def test_scaled_logits_refuse_shapes_that_disagree():
         scaled_logits_rows(np.ones((3, 0)), 1.0, np.empty((3, 0)))
     out = np.empty((0, 5))
     scaled_logits_rows(np.ones((0, 5), np.float32), 1.0, out)      # no rows: nothing to do
+
+
+def nucleus_cases(rng):
+    """(name, rows) a nucleus can meet: smooth and peaked, Dirichlet, small
+    integers (ties and zeros), rounded exponentials (many ties at many
+    values), half zeros; a row all 1 and a row with a NaN in each."""
+    for V in (1, 2, 3, 8, 97, 1000, 4099):
+        for name, p in (("lognormal", np.exp(rng.standard_normal((13, V)) * 3)),
+                        ("dirichlet", rng.dirichlet(np.full(V, 0.3), size=13)),
+                        ("integers", rng.integers(0, 4, (13, V)).astype(float)),
+                        ("rounded", np.exp(-rng.exponential(5, (13, V)).round(1))),
+                        ("half zeros", rng.random((13, V)) * (rng.random((13, V)) < 0.5))):
+            p[0] = 1.0
+            p[1, V // 2] = np.nan
+            p[2] = 0.0
+            p[2, -1] = 0.25                             # the mass in the last one
+            yield f"{name}, V = {V}", p
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("top_p", [1e-9, 0.1, 0.5, 0.9, 0.999])
+def test_nucleus_rows_keep_what_sorting_kept(top_p, threads):
+    for name, p in nucleus_cases(np.random.default_rng(int(top_p * 1e3))):
+        kept = p.copy()
+        with threadpool_limits(threads):
+            nucleus_rows(kept, top_p)
+        np.testing.assert_array_equal(kept, sorted_nucleus(p, top_p), err_msg=name)
+
+
+def test_nucleus_rows_at_top_p_1_and_arguments_refused():
+    p = np.exp(np.random.default_rng(0).standard_normal((5, 50)))
+    p[1, 3] = np.nan
+    kept = p.copy()
+    nucleus_rows(kept, 1.0)                                 # every token kept
+    np.testing.assert_array_equal(kept, p)
+    nucleus_rows(np.empty((0, 5)), 0.5)                     # no rows
+    for bad in (0.0, -0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"^nucleus_rows: top_p must be in \(0, 1\]"):
+            nucleus_rows(p.copy(), bad)

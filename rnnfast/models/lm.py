@@ -17,7 +17,7 @@ from ..layers.dropout import as_generator
 from ..layers.embedding import check_ids
 from ..losses import TimeSoftmaxWithLoss, picked_log_softmax
 from .._core import packs_kept
-from .._rnn import inverse_cdf_rows, scaled_logits_rows
+from .._rnn import inverse_cdf_rows, nucleus_rows, scaled_logits_rows
 from .._validation import check_int, check_int_targets, check_mask
 from ._base import CELLS, Model, check_cell, check_probability, child_rng, uniform_
 
@@ -231,7 +231,7 @@ def _sample(logits, temperature, top_k, skip, rng, top_p=None):
     scaled_logits_rows(z, temperature, p)
     np.exp(p, out=p)
     if top_p is not None and top_p < 1:
-        p = _nucleus(p, top_p)
+        nucleus_rows(p, top_p)          # p is this call's own: in place
     # inverse CDF: the first index whose cumulative mass exceeds u, a draw
     # in [0, 1) times the row's mass (compiled: np.cumsum and the count over
     # it took a quarter of a batch's generate at V = 10,000)
@@ -242,15 +242,13 @@ def _sample(logits, temperature, top_k, skip, rng, top_p=None):
 
 def _nucleus(p, top_p):
     """p (N, V) unnormalised probabilities with all but each row's nucleus
-    set to 0: the likeliest tokens, in order, until their mass reaches
-    top_p of the row's (a token is kept when the mass before it falls
-    short; ties in the order argsort leaves them)."""
-    order = np.argsort(-p, axis=1, kind="stable")
-    ranked = np.take_along_axis(p, order, axis=1)
-    before = np.cumsum(ranked, axis=1) - ranked
-    keep = np.zeros(p.shape, bool)
-    np.put_along_axis(keep, order, before < top_p * ranked.sum(axis=1, keepdims=True), axis=1)
-    return np.where(keep, p, 0.0)
+    set to 0, in a new array: the likeliest tokens, in order, until their
+    mass reaches top_p of the row's (a token is kept when the mass before
+    it falls short; ties in index order).  Compiled, by selection
+    (nucleus_rows: docs/performance.md item 181)."""
+    out = np.array(p, dtype=np.float64, order="C")
+    nucleus_rows(out, top_p)
+    return out
 
 
 def perplexity(model, corpus, batch_size=10, time_size=35):

@@ -1,0 +1,75 @@
+"""A language model's generate with top_p, the nucleus found by selection
+(rnnfast._rnn.nucleus_rows, docs/performance.md item 181) against each
+row sorted (NumPy's stable argsort and cumulative sum, before item 181),
+in one process, interleaved (best of 3 calls each a round; the ids
+checked equal).  Prints the median of the per-round ratios sorted /
+selection, and the same for the nucleus alone on (rows, V) probabilities.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
+        python benchmarks/lm_top_p.py [rows [vocabulary [rounds]]]
+
+Defaults: 64 rows, 10,000 tokens, 5 rounds; a 2-layer LSTM of 200 units
+sampling 30 tokens at temperature 1 with top_p = 0.9, 1 thread
+(THREADS=2 for two).
+"""
+import os
+import statistics
+import sys
+import timeit
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+import rnnfast.models.lm as lm_module
+
+try:                                   # imported by asv (benchmarks.<name>)
+    from .common import best_time_and_output
+except ImportError:                    # run as a script
+    from common import best_time_and_output
+
+
+def sorted_nucleus_rows(p, top_p):
+    """The nucleus as found before item 181, in place as nucleus_rows."""
+    order = np.argsort(-p, axis=1, kind="stable")
+    ranked = np.take_along_axis(p, order, axis=1)
+    before = np.cumsum(ranked, axis=1) - ranked
+    keep = np.zeros(p.shape, bool)
+    np.put_along_axis(keep, order, before < top_p * ranked.sum(axis=1, keepdims=True), axis=1)
+    p[~keep] = 0.0
+
+
+def main(rows=64, vocabulary=10000, rounds=5):
+    selection = lm_module.nucleus_rows
+    ways = (("sorted", sorted_nucleus_rows), ("selection", selection))
+    lm = lm_module.RnnLM(vocabulary, 200, 200, num_layers=2, cell="lstm", random_state=0)
+    ids = np.random.default_rng(1).integers(0, vocabulary, (rows, 5))
+    ms = {name: [] for name, _ in ways}
+    for _ in range(rounds):
+        outs = []
+        for name, rows_fn in ways:
+            lm_module.nucleus_rows = rows_fn
+            t, out = best_time_and_output(
+                lambda: lm.generate(ids, 30, temperature=1.0, top_p=0.9, random_state=0))
+            ms[name].append(t)
+            outs.append(out)
+        assert np.array_equal(*outs)
+    lm_module.nucleus_rows = selection
+    ratio = statistics.median(a / b for a, b in zip(ms["sorted"], ms["selection"]))
+    print(f"{rows} rows, V = {vocabulary}, generate: sorted "
+          f"{1e3 * statistics.median(ms['sorted']):.1f} ms, selection "
+          f"{1e3 * statistics.median(ms['selection']):.1f} ms, median ratio {ratio:.3f}")
+    p = np.exp(np.random.default_rng(0).standard_normal((rows, vocabulary)))
+    us = {name: [] for name, _ in ways}
+    for _ in range(rounds):
+        for name, rows_fn in ways:
+            us[name].append(min(timeit.repeat(lambda: rows_fn(p.copy(), 0.9), number=3,
+                                              repeat=3)) / 3 * 1e6)
+    ratio = statistics.median(a / b for a, b in zip(us["sorted"], us["selection"]))
+    print(f"  the nucleus alone (with a copy of p): sorted {statistics.median(us['sorted']):.0f}"
+          f" us, selection {statistics.median(us['selection']):.0f} us, median ratio "
+          f"{ratio:.3f}")
+
+
+if __name__ == "__main__":
+    with threadpool_limits(int(os.environ.get("THREADS", 1))):
+        main(*(int(a) for a in sys.argv[1:4]))
