@@ -3,7 +3,9 @@
 row sorted (NumPy's stable argsort and cumulative sum, before item 181),
 in one process, interleaved (best of 3 calls each a round; the ids
 checked equal).  Prints the median of the per-round ratios sorted /
-selection, and the same for the nucleus alone on (rows, V) probabilities.
+selection, and the same for the nucleus alone on (rows, V) probabilities;
+then generate with top_k = 50, the k-th largest found by selection
+(top_k_rows, item 182) against np.partition.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/lm_top_p.py [rows [vocabulary [rounds]]]
@@ -38,6 +40,11 @@ def sorted_nucleus_rows(p, top_p):
     p[~keep] = 0.0
 
 
+def partition_top_k_rows(z, k):
+    """top_k's mask as made before item 182, in place as top_k_rows."""
+    z[z < np.partition(z, -k, axis=1)[:, -k][:, None]] = -np.inf
+
+
 def main(rows=64, vocabulary=10000, rounds=5):
     selection = lm_module.nucleus_rows
     ways = (("sorted", sorted_nucleus_rows), ("selection", selection))
@@ -68,6 +75,23 @@ def main(rows=64, vocabulary=10000, rounds=5):
     print(f"  the nucleus alone (with a copy of p): sorted {statistics.median(us['sorted']):.0f}"
           f" us, selection {statistics.median(us['selection']):.0f} us, median ratio "
           f"{ratio:.3f}")
+    top_k = lm_module.top_k_rows
+    ways = (("partition", partition_top_k_rows), ("selection", top_k))
+    ms = {name: [] for name, _ in ways}
+    for _ in range(rounds):
+        outs = []
+        for name, rows_fn in ways:
+            lm_module.top_k_rows = rows_fn
+            t, out = best_time_and_output(
+                lambda: lm.generate(ids, 30, temperature=1.0, top_k=50, random_state=0))
+            ms[name].append(t)
+            outs.append(out)
+        assert np.array_equal(*outs)
+    lm_module.top_k_rows = top_k
+    ratio = statistics.median(a / b for a, b in zip(ms["partition"], ms["selection"]))
+    print(f"{rows} rows, V = {vocabulary}, generate with top_k = 50: partition "
+          f"{1e3 * statistics.median(ms['partition']):.1f} ms, selection "
+          f"{1e3 * statistics.median(ms['selection']):.1f} ms, median ratio {ratio:.3f}")
 
 
 if __name__ == "__main__":

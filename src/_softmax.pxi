@@ -327,7 +327,7 @@ def scaled_logits_rows(const floating[:, ::1] x, double temperature, double[:, :
 # and how many of the tokens equal to it are kept, in a few passes over a
 # shrinking copy of the row (docs/performance.md item 181).
 
-cdef inline double median3(double a, double b, double c) noexcept nogil:
+cdef inline floating median3(floating a, floating b, floating c) noexcept nogil:
     if a > b:
         a, b = b, a
     if b > c:
@@ -364,13 +364,14 @@ cdef inline double lane_sum(const double* w, Py_ssize_t n, double x) noexcept no
     return (s0 + s1) + (s2 + s3)
 
 
-cdef inline Py_ssize_t compact(double* work, Py_ssize_t n, double x, bint above) noexcept nogil:
+cdef inline Py_ssize_t compact(floating* work, Py_ssize_t n, floating x,
+                               bint above) noexcept nogil:
     """The candidates above x (above) or below it, moved to the front;
     returns how many.  Written without branches on the values (each store
     made, the index moved by the comparison): their order is random, and
     mispredicted branches made the passes several times slower."""
     cdef Py_ssize_t i, k = 0
-    cdef double w
+    cdef floating w
     if above:
         for i in range(n):
             w = work[i]
@@ -479,3 +480,89 @@ def nucleus_rows(double[:, ::1] p, double top_p):
         rf_run_rows(nucleus_part, &job, R, t)
     if job.failed:
         raise MemoryError(f"nucleus_rows: no scratch of {V} doubles")
+
+
+# -------------------------------------------------------------- top-k
+# top_k masks the logits below each row's k-th largest; np.partition found
+# it (5.6 ms a step of a 64 x 10,000 generate).  A selection by count
+# finds the same value (a value, so no rounding: bitwise the same mask);
+# NaNs count as the largest, as np.partition sorts them last
+# (docs/performance.md item 182).
+
+cdef floating kth_largest(floating* work, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """The k-th largest (1 <= k <= n) of work[:n], no NaN among them;
+    work is scratch."""
+    cdef Py_ssize_t i, nG, nE, m
+    cdef floating x, w
+    while True:
+        x = median3(work[0], work[n // 2], work[n - 1])
+        nG = nE = 0
+        for i in range(n):
+            w = work[i]
+            nG += w > x
+            nE += w == x
+        if k <= nG:
+            n = compact(work, n, x, True)
+        elif k <= nG + nE:
+            return x
+        else:
+            k -= nG + nE
+            n = compact(work, n, x, False)
+
+
+cdef void top_k_row(floating* z, floating* work, Py_ssize_t V, Py_ssize_t k) noexcept nogil:
+    """z's values below its k-th largest set to -inf, in place (NaNs the
+    largest: k of them or more mask nothing, as z < NaN never holds)."""
+    cdef Py_ssize_t i, n = 0
+    cdef floating kth
+    for i in range(V):
+        work[n] = z[i]
+        n += z[i] == z[i]               # the NaNs left out
+    if k > V - n:
+        kth = kth_largest(work, n, k - (V - n))
+        for i in range(V):
+            if z[i] < kth:
+                z[i] = -INFINITY
+
+
+cdef struct TopKJob:
+    void* z                 # (R, V)
+    Py_ssize_t V, k
+    bint dbl
+    bint failed
+
+
+cdef void top_k_part(void* ctx, long r0, long r1, int part) noexcept nogil:
+    cdef TopKJob* job = <TopKJob*> ctx
+    cdef void* work = malloc(job.V * (sizeof(double) if job.dbl else sizeof(float)))
+    cdef long i
+    if work == NULL:
+        job.failed = True
+        return
+    for i in range(r0, r1):
+        if job.dbl:
+            top_k_row(<double*> job.z + i * job.V, <double*> work, job.V, job.k)
+        else:
+            top_k_row(<float*> job.z + i * job.V, <float*> work, job.V, job.k)
+    free(work)
+
+
+def top_k_rows(floating[:, ::1] z, Py_ssize_t k):
+    """Each row of z (R, V) with its values below its k-th largest (1 <= k
+    <= V) set to -inf, in place: bitwise what z[z < np.partition(z, -k,
+    axis=1)[:, -k:-k+1]] = -inf does (NaNs count as the largest, as
+    np.partition sorts them last), by a selection on a copy of each row.
+    Rows over threads as softmax_rows's (rnnfast.models.lm's top_k;
+    docs/performance.md item 182)."""
+    cdef TopKJob job
+    cdef Py_ssize_t R = z.shape[0], V = z.shape[1]
+    if not 1 <= k <= V:
+        raise ValueError(f"top_k_rows: k must be in 1..{V} (z has shape {(R, V)}), got {k}")
+    if R == 0:
+        return
+    job.z, job.V, job.k, job.dbl, job.failed = &z[0, 0], V, k, floating is double, False
+    cdef int t = softmax_threads(R, V)
+    with nogil:
+        rf_run_rows(top_k_part, &job, R, t)
+    if job.failed:
+        raise MemoryError(f"top_k_rows: no scratch of {V} values")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from rnnfast._rnn import inverse_cdf_rows, nucleus_rows, scaled_logits_rows
+from rnnfast._rnn import inverse_cdf_rows, nucleus_rows, scaled_logits_rows, top_k_rows
 from rnnfast.models import lm as lm_module
 
 
@@ -186,3 +186,35 @@ def test_nucleus_rows_at_top_p_1_and_arguments_refused():
     for bad in (0.0, -0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match=r"^nucleus_rows: top_p must be in \(0, 1\]"):
             nucleus_rows(p.copy(), bad)
+
+
+def partition_top_k(z, k):
+    """What _sample did before item 182."""
+    out = z.copy()
+    out[out < np.partition(out, -k, axis=1)[:, -k][:, None]] = -np.inf
+    return out
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top_k_rows_mask_what_np_partition_masked(dtype, threads):
+    rng = np.random.default_rng(3)
+    for V in (1, 2, 3, 8, 97, 1000, 20011):
+        z = (rng.standard_normal((11, V)) * 3).astype(dtype)
+        z[1] = 2.0                                          # all tied
+        z[2] = rng.integers(0, 3, V)                        # few values, many ties
+        z[3, rng.random(V) < 0.3] = -np.inf                 # skipped ids
+        z[4, V // 2] = np.nan                               # NaNs: the largest
+        z[5, rng.random(V) < 0.5] = np.nan
+        z[6, ::2] = -0.0                                    # -0 and 0 tied
+        z[6, 1::2] = 0.0
+        for k in sorted({min(k, V) for k in (1, 2, 3, V // 2 + 1, V - 1, V)} - {0}):
+            out = z.copy()
+            with threadpool_limits(threads):
+                top_k_rows(out, k)
+            np.testing.assert_array_equal(out, partition_top_k(z, k), err_msg=f"V={V} k={k}")
+    with pytest.raises(ValueError,
+                       match=r"^top_k_rows: k must be in 1\.\.5 \(z has shape \(2, 5\)\), got 6"):
+        top_k_rows(np.zeros((2, 5), dtype), 6)
+    with pytest.raises(ValueError, match="got 0"):
+        top_k_rows(np.zeros((2, 5), dtype), 0)

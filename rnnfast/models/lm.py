@@ -17,7 +17,7 @@ from ..layers.dropout import as_generator
 from ..layers.embedding import check_ids
 from ..losses import TimeSoftmaxWithLoss, picked_log_softmax
 from .._core import packs_kept
-from .._rnn import inverse_cdf_rows, nucleus_rows, scaled_logits_rows
+from .._rnn import inverse_cdf_rows, nucleus_rows, scaled_logits_rows, top_k_rows
 from .._validation import check_int, check_int_targets, check_mask
 from ._base import CELLS, Model, check_cell, check_probability, child_rng, uniform_
 
@@ -217,9 +217,8 @@ def _sample(logits, temperature, top_k, skip, rng, top_p=None):
     if skip.size or top_k is not None:  # masked in a copy, in the logits' dtype
         z = z.copy()
         z[:, skip] = -np.inf
-        if top_k is not None:
-            kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
-            z[z < kth] = -np.inf
+        if top_k is not None:           # below the k-th largest: out (compiled)
+            top_k_rows(z, top_k)
     if temperature == 0:
         return z.argmax(axis=1)
     # p = exp((z - max) / temperature) in double, the max subtracted before
