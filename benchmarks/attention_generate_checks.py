@@ -10,7 +10,6 @@ ways, and the median of the per-round ratios every step / once is printed.
 Cases: AttentionSeq2seq (vocabulary 13, D = 16) of H = 256 and 128
 decoding 30 ids from 29 source ids, for N = 32, 64 and 128 rows.
 """
-import statistics
 import sys
 
 import numpy as np
@@ -20,34 +19,23 @@ from rnnfast.models import AttentionSeq2seq
 from rnnfast.models.seq2seq import AttentionDecoder, Decoder
 
 try:                                   # imported by asv (benchmarks.<name>)
-    from .common import best_time_and_output
+    from .common import interleaved_ab
 except ImportError:                    # run as a script
-    from common import best_time_and_output
+    from common import interleaved_ab
 
 
 def main(threads=1, rounds=7):
     once = AttentionDecoder.generate
-    ways = (("every step", Decoder.generate), ("once", once))
+    ways = (("every step", lambda: setattr(AttentionDecoder, "generate", Decoder.generate)),
+            ("once", lambda: setattr(AttentionDecoder, "generate", once)))
     with threadpool_limits(threads):
         for H in (256, 128):
             model = AttentionSeq2seq(13, 16, H, random_state=0)
             for N in (32, 64, 128):
                 xs = np.random.default_rng(0).integers(0, 13, (N, 29))
-                ms = {name: [] for name, _ in ways}
-                for _ in range(rounds):
-                    outs = []
-                    for name, generate in ways:
-                        AttentionDecoder.generate = generate
-                        model.generate(xs, 6, 30)
-                        t, out = best_time_and_output(lambda: model.generate(xs, 6, 30))
-                        ms[name].append(t)
-                        outs.append(out)
-                    assert np.array_equal(*outs)
-                AttentionDecoder.generate = once
-                ratio = statistics.median(a / b for a, b in zip(ms["every step"], ms["once"]))
-                print(f"H = {H}, N = {N:3d}: every step "
-                      f"{1e3 * statistics.median(ms['every step']):6.2f} ms, once "
-                      f"{1e3 * statistics.median(ms['once']):6.2f} ms, median ratio {ratio:.3f}")
+                line = interleaved_ab(ways, lambda: model.generate(xs, 6, 30), rounds)
+                print(f"H = {H}, N = {N:3d}: {line}")
+    AttentionDecoder.generate = once
 
 
 if __name__ == "__main__":

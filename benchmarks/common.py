@@ -71,6 +71,31 @@ def best_time_and_output(call, n=3):
     return best, out
 
 
+def interleaved_ab(ways, call, rounds, warm=True):
+    """Two ways of the same call, interleaved in one process: ways is two
+    (name, put) pairs, put() setting that way in place.  Each round, for
+    each way in turn: put(), an untimed call when warm, then the best of 3
+    timed calls; the two outputs must be equal (np.array_equal).  Returns a
+    line with both medians (ms) and the median of the per-round ratios
+    first / second (the new-interleaved A/B scripts of docs items
+    177-182)."""
+    times = {name: [] for name, _ in ways}
+    for _ in range(rounds):
+        outs = []
+        for name, put in ways:
+            put()
+            if warm:
+                call()
+            t, out = best_time_and_output(call)
+            times[name].append(t)
+            outs.append(out)
+        assert np.array_equal(*outs), "the two ways' outputs differ"
+    (a, ta), (b, tb) = times.items()
+    ratio = statistics.median(x / y for x, y in zip(ta, tb))
+    return (f"{a} {1e3 * statistics.median(ta):.2f} ms, {b} {1e3 * statistics.median(tb):.2f}"
+            f" ms, median ratio {ratio:.3f}")
+
+
 def best_us_a_call(call, n, blocks=3):
     """us a call of `call`: the best of `blocks` blocks of n calls (the
     interleaved A/B scripts of short calls, where the best block is the

@@ -22,13 +22,17 @@ temperature 1 and 0 (greedy).
 import os
 import statistics
 import sys
-import time
 import timeit
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 import rnnfast.models.lm as lm_module
+
+try:                                   # imported by asv (benchmarks.<name>)
+    from .common import interleaved_ab
+except ImportError:                    # run as a script
+    from common import interleaved_ab
 
 
 def numpy_rows(p, r, out):
@@ -106,25 +110,11 @@ def main(rows=64, vocabulary=10000, rounds=7):
     def call():
         return lm.generate(ids, 30, temperature=1.0, random_state=0)
 
-    ms = {"earlier": [], "as built": []}
-    for _ in range(rounds):
-        outs = []
-        for which, sampler in (("earlier", earlier), ("as built", as_built)):
-            lm_module._sample = sampler
-            call()
-            best = float("inf")
-            for _ in range(3):
-                t0 = time.perf_counter()
-                out = call()
-                best = min(best, time.perf_counter() - t0)
-            outs.append(out)
-            ms[which].append(best)
-        assert np.array_equal(outs[0], outs[1])
+    line = interleaved_ab((("earlier", lambda: setattr(lm_module, "_sample", earlier)),
+                           ("as built", lambda: setattr(lm_module, "_sample", as_built))),
+                          call, rounds)
     lm_module._sample = as_built
-    ratio = statistics.median(a / b for a, b in zip(ms["earlier"], ms["as built"]))
-    print(f"{rows} rows, V = {vocabulary}: {name} {1e3 * statistics.median(ms['earlier']):.1f}"
-          f" ms, as built {1e3 * statistics.median(ms['as built']):.1f} ms, median ratio "
-          f"{ratio:.3f}")
+    print(f"{rows} rows, V = {vocabulary}, {name} against as built: {line}")
     logits = (np.random.default_rng(0).standard_normal((rows, vocabulary)) * 3).astype(np.float32)
     skip = np.zeros(0, np.intp)
     for temperature in (1.0, 0.0):

@@ -25,9 +25,9 @@ from threadpoolctl import threadpool_limits
 import rnnfast.models.lm as lm_module
 
 try:                                   # imported by asv (benchmarks.<name>)
-    from .common import best_time_and_output
+    from .common import interleaved_ab
 except ImportError:                    # run as a script
-    from common import best_time_and_output
+    from common import interleaved_ab
 
 
 def sorted_nucleus_rows(p, top_p):
@@ -45,53 +45,41 @@ def partition_top_k_rows(z, k):
     z[z < np.partition(z, -k, axis=1)[:, -k][:, None]] = -np.inf
 
 
+def put(name, rows_fn):
+    """A function that puts rows_fn in rnnfast.models.lm's `name`."""
+    return lambda: setattr(lm_module, name, rows_fn)
+
+
 def main(rows=64, vocabulary=10000, rounds=5):
-    selection = lm_module.nucleus_rows
-    ways = (("sorted", sorted_nucleus_rows), ("selection", selection))
+    selection, top_k = lm_module.nucleus_rows, lm_module.top_k_rows
     lm = lm_module.RnnLM(vocabulary, 200, 200, num_layers=2, cell="lstm", random_state=0)
     ids = np.random.default_rng(1).integers(0, vocabulary, (rows, 5))
-    ms = {name: [] for name, _ in ways}
-    for _ in range(rounds):
-        outs = []
-        for name, rows_fn in ways:
-            lm_module.nucleus_rows = rows_fn
-            t, out = best_time_and_output(
-                lambda: lm.generate(ids, 30, temperature=1.0, top_p=0.9, random_state=0))
-            ms[name].append(t)
-            outs.append(out)
-        assert np.array_equal(*outs)
-    lm_module.nucleus_rows = selection
-    ratio = statistics.median(a / b for a, b in zip(ms["sorted"], ms["selection"]))
-    print(f"{rows} rows, V = {vocabulary}, generate: sorted "
-          f"{1e3 * statistics.median(ms['sorted']):.1f} ms, selection "
-          f"{1e3 * statistics.median(ms['selection']):.1f} ms, median ratio {ratio:.3f}")
-    p = np.exp(np.random.default_rng(0).standard_normal((rows, vocabulary)))
-    us = {name: [] for name, _ in ways}
-    for _ in range(rounds):
-        for name, rows_fn in ways:
-            us[name].append(min(timeit.repeat(lambda: rows_fn(p.copy(), 0.9), number=3,
-                                              repeat=3)) / 3 * 1e6)
-    ratio = statistics.median(a / b for a, b in zip(us["sorted"], us["selection"]))
-    print(f"  the nucleus alone (with a copy of p): sorted {statistics.median(us['sorted']):.0f}"
-          f" us, selection {statistics.median(us['selection']):.0f} us, median ratio "
-          f"{ratio:.3f}")
-    top_k = lm_module.top_k_rows
-    ways = (("partition", partition_top_k_rows), ("selection", top_k))
-    ms = {name: [] for name, _ in ways}
-    for _ in range(rounds):
-        outs = []
-        for name, rows_fn in ways:
-            lm_module.top_k_rows = rows_fn
-            t, out = best_time_and_output(
-                lambda: lm.generate(ids, 30, temperature=1.0, top_k=50, random_state=0))
-            ms[name].append(t)
-            outs.append(out)
-        assert np.array_equal(*outs)
-    lm_module.top_k_rows = top_k
-    ratio = statistics.median(a / b for a, b in zip(ms["partition"], ms["selection"]))
-    print(f"{rows} rows, V = {vocabulary}, generate with top_k = 50: partition "
-          f"{1e3 * statistics.median(ms['partition']):.1f} ms, selection "
-          f"{1e3 * statistics.median(ms['selection']):.1f} ms, median ratio {ratio:.3f}")
+    try:
+        line = interleaved_ab(
+            (("sorted", put("nucleus_rows", sorted_nucleus_rows)),
+             ("selection", put("nucleus_rows", selection))),
+            lambda: lm.generate(ids, 30, temperature=1.0, top_p=0.9, random_state=0),
+            rounds, warm=False)
+        print(f"{rows} rows, V = {vocabulary}, generate: {line}")
+        p = np.exp(np.random.default_rng(0).standard_normal((rows, vocabulary)))
+        ways = (("sorted", sorted_nucleus_rows), ("selection", selection))
+        us = {name: [] for name, _ in ways}
+        for _ in range(rounds):
+            for name, rows_fn in ways:
+                us[name].append(min(timeit.repeat(lambda: rows_fn(p.copy(), 0.9), number=3,
+                                                  repeat=3)) / 3 * 1e6)
+        ratio = statistics.median(a / b for a, b in zip(us["sorted"], us["selection"]))
+        print(f"  the nucleus alone (with a copy of p): sorted "
+              f"{statistics.median(us['sorted']):.0f} us, selection "
+              f"{statistics.median(us['selection']):.0f} us, median ratio {ratio:.3f}")
+        line = interleaved_ab(
+            (("partition", put("top_k_rows", partition_top_k_rows)),
+             ("selection", put("top_k_rows", top_k))),
+            lambda: lm.generate(ids, 30, temperature=1.0, top_k=50, random_state=0),
+            rounds, warm=False)
+        print(f"{rows} rows, V = {vocabulary}, generate with top_k = 50: {line}")
+    finally:
+        lm_module.nucleus_rows, lm_module.top_k_rows = selection, top_k
 
 
 if __name__ == "__main__":
