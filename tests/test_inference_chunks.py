@@ -66,6 +66,40 @@ def test_chunked_inference_is_bitwise_the_whole_sequence(cls, kw, dtype, chunkin
                                                err_msg=f"chunk {chunk}")
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cls,kw", NETS, ids=IDS)
+def test_chunks_of_a_wide_input_projected_step_by_step(cls, kw, dtype, threads, chunking):
+    """Over 1 MB of Wx (src/_seq.pxd, PROJECT_BY_STEP_BYTES), a chunk whose
+    rows all run it whole and number at least its steps is projected one
+    product per step over the rows (xs rows T*D apart) instead of one per
+    row: the same outputs, both directions, every chunk size, and ragged
+    rows (the product per row) beside uniform ones."""
+    if threads == 2 and (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 CPUs")
+    rng = np.random.default_rng(2)
+    H, itemsize = 32, np.dtype(dtype).itemsize
+    G = {rnnfast.RNN: 1, rnnfast.LSTM: 4, rnnfast.GRU: 3}[cls] * H
+    D = (1 << 20) // (G * itemsize) + 1                 # Wx just over 1 MB
+    N, T = 14, 23
+    xs = rng.standard_normal((N, T, D)).astype(dtype) / np.sqrt(D)
+    ragged = np.full(N, T)
+    ragged[3] = 5
+    net = cls(D, H, bidirectional=True, dtype=dtype, random_state=0, **kw).eval()
+    with threadpool_limits(threads):
+        for lens in (None, ragged):
+            whole = _infer(net, xs, lens, T, chunking)
+            for chunk in (1, 2, 7, 11):   # 7 and 11 <= rows a thread at 2 threads
+                got = _infer(net, xs, lens, chunk, chunking)
+                for a, b in zip(whole, got):
+                    if dtype == np.float32 and _core._packed_in_use():
+                        np.testing.assert_array_equal(a, b, err_msg=f"chunk {chunk}")
+                    else:
+                        tol = 1e-12 if dtype == np.float64 else 1e-5
+                        np.testing.assert_allclose(a, b, rtol=tol, atol=tol / 100,
+                                                   err_msg=f"chunk {chunk}")
+
+
 @pytest.mark.parametrize("cls,kw", NETS, ids=IDS)
 def test_chunked_inference_at_two_threads(cls, kw, chunking):
     """Split over batch rows, each thread projects its own rows' chunks."""
