@@ -19,6 +19,8 @@ interleaved turn by turn (benchmarks/common.py, switch_ab), on whole calls:
     repack    inference: the weights packed in full into any buffer
               against into the buffer that packed them last, storing only
               what changed (_core.use_repack; item 172)
+    tall      the AVX-512 two-panel tiles at 8 rows at most against 12
+              (_core.use_tall_tiles; item 185)
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/ab_kernel_switches.py groups lstm:train:tiny lstm:infer:1,1,256,256 [rounds]
@@ -52,6 +54,7 @@ SWITCHES = {
     "wide": (_core.use_wide_tiles, ("16 columns", "32 columns")),
     "narrow": (_core.use_narrow_inputs, ("projected", "in the step")),
     "repack": (_core.use_repack, ("full pack", "repack")),
+    "tall": (_core.use_tall_tiles, ("8 rows", "12 rows")),
 }
 
 

@@ -88,6 +88,13 @@ def use_wide_tiles(on=True):
     return all([mod.use_wide_tiles(on) for mod in (_rnn, _lstm, _gru)])
 
 
+def use_tall_tiles(on=True):
+    """Let the AVX-512 two-panel tiles of the float32 packed products take
+    up to 12 rows (the default) or at most 8 (on=False); bitwise the same
+    results.  For A/B timings and tests; returns the previous setting."""
+    return all([mod.use_tall_tiles(on) for mod in (_rnn, _lstm, _gru)])
+
+
 def use_unpacked_b(on=True):
     """Let the AVX-512 tiles read a forward's Wx or Wh as it lies where it
     meets one product of a few rows, or is small (the default), instead of

@@ -105,6 +105,7 @@ cdef extern from "_gemm.h" nogil:
     int rf_gemm_packed_supported()
     void rf_use_packed_gemm(int on)
     int rf_use_wide_tiles(int on)
+    int rf_use_tall_tiles(int on)
     int rf_wide_in_use()
     float* rf_buf_alloc(size_t nfloats)
     float* rf_buf_alloc_keyed(size_t nfloats, const void* key, size_t tag)

@@ -37,6 +37,14 @@
 #define RF_NR 16
 #define RF_MR 6
 #define RF_WMR 8     /* rows of a wide tile in rf_gemm_packed_f (rf_tiles) */
+/* Rows of a two-panel AVX-512 tile at most (24 accumulators, two B
+ * vectors: 26 of the 32 registers).  Every tile reads its panels' B once,
+ * so fewer, taller tiles read B fewer times: an LSTM's step product at
+ * `zaremba-medium` (20 rows, a 6.8 MB Wh streamed from L3 every step) ran
+ * in three tiles of 7, 7 and 6 rows, and at two threads (10 rows each) in
+ * two of 5; on an Intel server core 1.14x and 1.33x faster in two and one
+ * of 10 (docs/performance.md item 185).  rf_use_tall_tiles(0) keeps 8. */
+#define RF_TALL_MR 12
 
 /* Floats from the start of one packed panel to the next. */
 static inline long rf_panel_stride(long K)
@@ -633,17 +641,20 @@ RF_DEFINE_STORE_ROW(rf_store_row16, rf_v8, "avx2,fma")
         long k;                                                               \
         RF_ROW_INIT(0, V) RF_ROW_INIT(1, V) RF_ROW_INIT(2, V)                 \
         RF_ROW_INIT(3, V) RF_ROW_INIT(4, V) RF_ROW_INIT(5, V)                 \
-        RF_ROW_INIT(6, V) RF_ROW_INIT(7, V)                                   \
+        RF_ROW_INIT(6, V) RF_ROW_INIT(7, V) RF_ROW_INIT(8, V)                 \
+        RF_ROW_INIT(9, V) RF_ROW_INIT(10, V) RF_ROW_INIT(11, V)               \
         for (k = 0; k < K; k++) {                                             \
             const V b0 = B0;                                                  \
             const V b1 = B1;                                                  \
             RF_ROW_FMA(0, A_IK) RF_ROW_FMA(1, A_IK) RF_ROW_FMA(2, A_IK)       \
             RF_ROW_FMA(3, A_IK) RF_ROW_FMA(4, A_IK) RF_ROW_FMA(5, A_IK)       \
-            RF_ROW_FMA(6, A_IK) RF_ROW_FMA(7, A_IK)                           \
+            RF_ROW_FMA(6, A_IK) RF_ROW_FMA(7, A_IK) RF_ROW_FMA(8, A_IK)       \
+            RF_ROW_FMA(9, A_IK) RF_ROW_FMA(10, A_IK) RF_ROW_FMA(11, A_IK)     \
         }                                                                     \
         RF_ROW_STORE(0, STORE) RF_ROW_STORE(1, STORE) RF_ROW_STORE(2, STORE)  \
         RF_ROW_STORE(3, STORE) RF_ROW_STORE(4, STORE) RF_ROW_STORE(5, STORE)  \
-        RF_ROW_STORE(6, STORE) RF_ROW_STORE(7, STORE)                         \
+        RF_ROW_STORE(6, STORE) RF_ROW_STORE(7, STORE) RF_ROW_STORE(8, STORE)  \
+        RF_ROW_STORE(9, STORE) RF_ROW_STORE(10, STORE) RF_ROW_STORE(11, STORE) \
     }
 /* One 16-column panel: the two halves of a panel row in two 8-float
  * vectors. */
@@ -708,6 +719,11 @@ RF_DEFINE_STORE_ROW(rf_store_row32, rf_v16, "avx512f")
     RF_DEFINE_ROW_TILE(P, "avx512f", BODY, 8)
 
 RF_DEFINE_WIDE_FAMILY(w, RF_WIDE_BODY)
+/* The tall tiles (RF_TALL_MR): two panels only, rows at stride lda. */
+RF_DEFINE_ROW_TILE(w, "avx512f", RF_WIDE_BODY, 9)
+RF_DEFINE_ROW_TILE(w, "avx512f", RF_WIDE_BODY, 10)
+RF_DEFINE_ROW_TILE(w, "avx512f", RF_WIDE_BODY, 11)
+RF_DEFINE_ROW_TILE(w, "avx512f", RF_WIDE_BODY, 12)
 
 /* AVX-512, one panel: the last panel of an N that is not a multiple of 32
  * (N = 208: 6 wide tiles and one panel of 16 columns; with at most 8
@@ -759,20 +775,32 @@ RF_DEFINE_STORE_ONE(rf_store_row16w, rf_v16, "avx512f")
         long k;                                                               \
         RF_ROW1_INIT(0, V) RF_ROW1_INIT(1, V) RF_ROW1_INIT(2, V)              \
         RF_ROW1_INIT(3, V) RF_ROW1_INIT(4, V) RF_ROW1_INIT(5, V)              \
-        RF_ROW1_INIT(6, V) RF_ROW1_INIT(7, V)                                 \
+        RF_ROW1_INIT(6, V) RF_ROW1_INIT(7, V) RF_ROW1_INIT(8, V)              \
+        RF_ROW1_INIT(9, V) RF_ROW1_INIT(10, V) RF_ROW1_INIT(11, V)            \
         for (k = 0; k < K; k++) {                                             \
             const V b0 = *(const V*) (panel + k * RF_NR);                     \
             RF_ROW1_FMA(0, A_IK) RF_ROW1_FMA(1, A_IK) RF_ROW1_FMA(2, A_IK)    \
             RF_ROW1_FMA(3, A_IK) RF_ROW1_FMA(4, A_IK) RF_ROW1_FMA(5, A_IK)    \
-            RF_ROW1_FMA(6, A_IK) RF_ROW1_FMA(7, A_IK)                         \
+            RF_ROW1_FMA(6, A_IK) RF_ROW1_FMA(7, A_IK) RF_ROW1_FMA(8, A_IK)    \
+            RF_ROW1_FMA(9, A_IK) RF_ROW1_FMA(10, A_IK) RF_ROW1_FMA(11, A_IK)  \
         }                                                                     \
         RF_ROW1_STORE(0, STORE) RF_ROW1_STORE(1, STORE)                       \
         RF_ROW1_STORE(2, STORE) RF_ROW1_STORE(3, STORE)                       \
         RF_ROW1_STORE(4, STORE) RF_ROW1_STORE(5, STORE)                       \
         RF_ROW1_STORE(6, STORE) RF_ROW1_STORE(7, STORE)                       \
+        RF_ROW1_STORE(8, STORE) RF_ROW1_STORE(9, STORE)                       \
+        RF_ROW1_STORE(10, STORE) RF_ROW1_STORE(11, STORE)                     \
     }
 #define RF_WIDE1_BODY(MR, A_IK) RF_ONE_VECTOR_BODY(MR, A_IK, rf_v16, rf_store_row16w)
 RF_DEFINE_WIDE_FAMILY(w1, RF_WIDE1_BODY)
+/* The dW products' tall tiles (RF_TALL_MR rows of packed A) need every
+ * AVX-512 kind: the tiles of A are packed once for all panels. */
+#define RF_DEFINE_TALL_PTILES(P, TARGET, BODY)                                \
+    RF_DEFINE_PACKED_TILE(P, TARGET, BODY, 7) RF_DEFINE_PACKED_TILE(P, TARGET, BODY, 8) \
+    RF_DEFINE_PACKED_TILE(P, TARGET, BODY, 9) RF_DEFINE_PACKED_TILE(P, TARGET, BODY, 10) \
+    RF_DEFINE_PACKED_TILE(P, TARGET, BODY, 11) RF_DEFINE_PACKED_TILE(P, TARGET, BODY, 12)
+RF_DEFINE_TALL_PTILES(w, "avx512f", RF_WIDE_BODY)
+RF_DEFINE_TALL_PTILES(w1, "avx512f", RF_WIDE1_BODY)
 
 /* AVX2, half a panel: the last panel of an N with at most 8 columns left
  * (N = 200: 12 panels and 8 columns).  The one-panel tiles above spent a
@@ -790,29 +818,35 @@ RF_DEFINE_HALF_PAIR(1) RF_DEFINE_HALF_PAIR(2) RF_DEFINE_HALF_PAIR(3)
 RF_DEFINE_HALF_PAIR(4) RF_DEFINE_HALF_PAIR(5) RF_DEFINE_HALF_PAIR(6)
 RF_DEFINE_ROW_TILE(h, "avx2,fma", RF_HALF_BODY, 7)
 RF_DEFINE_ROW_TILE(h, "avx2,fma", RF_HALF_BODY, 8)
+RF_DEFINE_TALL_PTILES(h, "avx2,fma", RF_HALF_BODY)
 
 typedef void (*rf_tile_fn)(long, const float*, long, const float*, float*, long, long, int);
 typedef void (*rf_ptile_fn)(long, const float*, const float*, float*, long, long, int);
 /* [kind][rows]: the tile for a tile of `rows` rows; kind (rf_tile_kind)
  * 0: one panel, AVX2; 1: two panels, AVX-512; 2: one panel, AVX-512;
  * 3: half a panel (at most 8 columns), AVX2. */
-static const rf_tile_fn rf_tiles[4][RF_WMR + 1] = {
+static const rf_tile_fn rf_tiles[4][RF_TALL_MR + 1] = {
     {NULL, rf_tile_1, rf_tile_2, rf_tile_3, rf_tile_4, rf_tile_5, rf_tile_6, NULL, NULL},
     {NULL, rf_wtile_1, rf_wtile_2, rf_wtile_3, rf_wtile_4, rf_wtile_5, rf_wtile_6,
-     rf_wtile_7, rf_wtile_8},
+     rf_wtile_7, rf_wtile_8, rf_wtile_9, rf_wtile_10, rf_wtile_11, rf_wtile_12},
     {NULL, rf_w1tile_1, rf_w1tile_2, rf_w1tile_3, rf_w1tile_4, rf_w1tile_5, rf_w1tile_6,
      rf_w1tile_7, rf_w1tile_8},
     {NULL, rf_htile_1, rf_htile_2, rf_htile_3, rf_htile_4, rf_htile_5, rf_htile_6,
      rf_htile_7, rf_htile_8}};
-static const rf_ptile_fn rf_ptiles[4][RF_MR + 1] = {
+/* Up to RF_MR rows on the AVX2 tiles (kind 0), RF_TALL_MR on the others. */
+static const rf_ptile_fn rf_ptiles[4][RF_TALL_MR + 1] = {
     {NULL, rf_ptile_1, rf_ptile_2, rf_ptile_3, rf_ptile_4, rf_ptile_5, rf_ptile_6},
-    {NULL, rf_wptile_1, rf_wptile_2, rf_wptile_3, rf_wptile_4, rf_wptile_5, rf_wptile_6},
+    {NULL, rf_wptile_1, rf_wptile_2, rf_wptile_3, rf_wptile_4, rf_wptile_5, rf_wptile_6,
+     rf_wptile_7, rf_wptile_8, rf_wptile_9, rf_wptile_10, rf_wptile_11, rf_wptile_12},
     {NULL, rf_w1ptile_1, rf_w1ptile_2, rf_w1ptile_3, rf_w1ptile_4, rf_w1ptile_5,
-     rf_w1ptile_6},
+     rf_w1ptile_6, rf_w1ptile_7, rf_w1ptile_8, rf_w1ptile_9, rf_w1ptile_10, rf_w1ptile_11,
+     rf_w1ptile_12},
     {NULL, rf_hptile_1, rf_hptile_2, rf_hptile_3, rf_hptile_4, rf_hptile_5,
-     rf_hptile_6}};
+     rf_hptile_6, rf_hptile_7, rf_hptile_8, rf_hptile_9, rf_hptile_10, rf_hptile_11,
+     rf_hptile_12}};
 
 static int rf_wide_switch = 1;     /* rf_use_wide_tiles(0) turns them off */
+static int rf_tall_switch = 1;     /* rf_use_tall_tiles(0): at most RF_WMR rows */
 
 /* Whether the wide tiles run: the CPU has AVX-512F, RNNFAST_NO_AVX512 is
  * unset (or 0) and rf_use_wide_tiles has not turned them off. */
@@ -1176,7 +1210,7 @@ static void rf_gemm_packed_f(long M, long N, long K, const float* A, long lda,
             np = rf_tile_panels(wide, p, N);
             nc = N - p * RF_NR < np * RF_NR ? N - p * RF_NR : np * RF_NR;
             kind = rf_tile_kind(wide, np, nc);
-            mr = kind == 0 ? RF_MR : RF_WMR;
+            mr = kind == 0 ? RF_MR : kind == 1 && rf_tall_switch ? RF_TALL_MR : RF_WMR;
             tiles = (mb + mr - 1) / mr;
             base = mb / tiles;              /* <= mr; the first `extra` */
             extra = mb % tiles;             /* tiles get one row more   */
@@ -1356,6 +1390,7 @@ static inline long rf_run_segment(long k, long end, long run_len, long run_strid
 #define RF_TN_FLOATS(n) (n)
 #define RF_TN_PTILE(wide, np, nc, mr) rf_ptiles[rf_tile_kind(wide, np, nc)][mr]
 #define RF_TN_PANELS(wide, p, N) rf_tile_panels(wide, p, N)
+#define RF_TN_MR(wide) ((wide) && rf_tall_switch ? RF_TALL_MR : RF_MR)
 #include "_gemm_tn_impl.h"
 
 /* Row-major C (M, N) = (accumulate ? C : 0) + op(A) @ op(B) on this
@@ -1509,9 +1544,19 @@ static int RF_MAYBE_UNUSED rf_use_wide_tiles(int on)
     rf_wide_switch = on != 0;
     return rf_wide_in_use();
 }
+
+/* For A/B timings and tests: 0 keeps the two-panel tiles at RF_WMR rows
+ * (the results are bitwise the same).  Returns the previous setting. */
+static int RF_MAYBE_UNUSED rf_use_tall_tiles(int on)
+{
+    const int was = rf_tall_switch;
+    rf_tall_switch = on != 0;
+    return was;
+}
 #else
 static int rf_wide_in_use(void) { return 0; }
 static int RF_MAYBE_UNUSED rf_use_wide_tiles(int on) { (void) on; return 0; }
+static int RF_MAYBE_UNUSED rf_use_tall_tiles(int on) { (void) on; return 0; }
 #endif
 
 #if RF_HAVE_PACKED

@@ -235,6 +235,7 @@ static void rf_gemm_packed_d(long M, long N, long K, const double* A, long lda,
 #define RF_TN_FLOATS(n) (2 * (n))
 #define RF_TN_PTILE(wide, np, nc, mr) rf_dptiles[(np) - 1][mr]
 #define RF_TN_PANELS(wide, p, N) ((wide) && ((p) + 1) * RF_NRD < (N) ? 2 : 1)
+#define RF_TN_MR(wide) RF_MR
 #include "_gemm_tn_impl.h"
 
 #endif

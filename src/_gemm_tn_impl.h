@@ -5,7 +5,7 @@
  * layout's), RF_TN_FLOATS(n) (n elements in rf_buf_alloc's floats) and
  * RF_TN_PTILE(wide, np, nc, mr) (the packed-A tile of mr rows over np panels
  * and nc columns), RF_TN_PANELS(wide, p, N) (the panels a tile covers from
- * panel p on).
+ * panel p on), RF_TN_MR(wide) (rows of a tile at most).
  * It undefines them at its end, ready for the next instantiation.  No
  * include guard on purpose. */
 
@@ -22,6 +22,12 @@ static void RF_TN_FN(rf_pack_a_tile)(const RF_TN_T* src, long lda, long kc, long
             dst[k * MR + r] = src[k * lda + r];                               \
     break;
     switch (mr) {
+    case 12: RF_PACK_A_ROWS(12)
+    case 11: RF_PACK_A_ROWS(11)
+    case 10: RF_PACK_A_ROWS(10)
+    case 9: RF_PACK_A_ROWS(9)
+    case 8: RF_PACK_A_ROWS(8)
+    case 7: RF_PACK_A_ROWS(7)
     case 6: RF_PACK_A_ROWS(6)
     case 5: RF_PACK_A_ROWS(5)
     case 4: RF_PACK_A_ROWS(4)
@@ -115,7 +121,7 @@ RF_CLONED int RF_TN_FN(rf_gemm_tn)(int nsrc, const long* M, const RF_TN_T* const
             for (m0 = 0; m0 < M[s]; m0 += mb) {
                 mb = M[s] - m0 < RF_MC_TN ? M[s] - m0 : RF_MC_TN;
                 /* Row tiles of near-equal height, as in rf_gemm_packed_f. */
-                tiles = (mb + RF_MR - 1) / RF_MR;
+                tiles = (mb + RF_TN_MR(wide) - 1) / RF_TN_MR(wide);
                 base = mb / tiles;
                 extra = mb % tiles;
                 /* At: A[k0:k0+kc, m0:m0+mb]^T tile by tile, each tile
@@ -163,3 +169,4 @@ RF_CLONED int RF_TN_FN(rf_gemm_tn)(int nsrc, const long* M, const RF_TN_T* const
 #undef RF_TN_FLOATS
 #undef RF_TN_PTILE
 #undef RF_TN_PANELS
+#undef RF_TN_MR

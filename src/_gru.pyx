@@ -30,7 +30,7 @@ from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
 from _blas cimport (floating, pack_rows, rf_use_unpacked_b, free_packed, gemm_tn, pack_b,
                     gemm_packed, gemm_packed_dh, rf_use_packed_gemm, rf_use_packed_dw,
-                    rf_gemm_packed_supported, rf_use_wide_tiles)
+                    rf_gemm_packed_supported, rf_use_wide_tiles, rf_use_tall_tiles)
 from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gru_rb_bwd_r
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
@@ -403,6 +403,12 @@ def use_wide_tiles(bint on):
     AVX2 ones for this module's packed products.  Returns whether the wide
     tiles now run."""
     return bool(rf_use_wide_tiles(on))
+
+
+def use_tall_tiles(bint on):
+    """Two-panel tiles of up to 12 rows (on) or 8 for this module's packed
+    products; the same results bitwise.  Returns the previous setting."""
+    return bool(rf_use_tall_tiles(on))
 
 
 def use_unpacked_b(bint on):

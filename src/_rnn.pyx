@@ -23,7 +23,8 @@ from cpython.pycapsule cimport PyCapsule_New
 from libc.string cimport memcpy
 from _blas cimport (floating, pack_rows, rf_use_unpacked_b, rf_unpacked_ok, rf_unpacked_b, gemm,
                     free_packed, gemm_tn, pack_b, gemm_packed, gemm_packed_dh, rf_use_packed_gemm,
-                    rf_use_packed_dw, rf_gemm_packed_supported, rf_use_wide_tiles, rf_wide_in_use)
+                    rf_use_packed_dw, rf_gemm_packed_supported, rf_use_wide_tiles,
+                    rf_use_tall_tiles, rf_wide_in_use)
 from _arrays cimport arrays_match, float_array_match
 from _cells cimport rnn_fwd_row, rnn_bwd_row, rf_pass_clone
 from numpy cimport NPY_FLOAT
@@ -330,6 +331,12 @@ def use_wide_tiles(bint on):
     AVX2 ones for this module's packed products.  Returns whether the wide
     tiles now run."""
     return bool(rf_use_wide_tiles(on))
+
+
+def use_tall_tiles(bint on):
+    """Two-panel tiles of up to 12 rows (on) or 8 for this module's packed
+    products; the same results bitwise.  Returns the previous setting."""
+    return bool(rf_use_tall_tiles(on))
 
 
 def unpacked_b_applies(long rows, long min_rows, long k, long n):

@@ -20,6 +20,7 @@ def _packed_on():
     _core.use_wide_tiles(True)
     _core.use_gemv_groups_of_8(None)
     _core.use_half_panels(True)
+    _core.use_tall_tiles(True)
 
 
 def _cpu_has_avx512f():
@@ -135,6 +136,49 @@ def test_wide_tiles_are_bitwise_the_avx2_tiles(m, n, k, trans_b, accumulate):
     a, b, c0 = _product_case(m, n, k, trans_b)
     _core.use_gemv_groups_of_8(True)      # the AVX-512 GEMV even where the CPU would not
     _products_switched(_core.use_wide_tiles, (False, True), a, b, c0, trans_b, accumulate)
+
+
+# The two-panel AVX-512 tiles take up to 12 rows (rows split into tiles of
+# near-equal height: 9-12 rows one tile, 13-24 two, 37 four of 9-10, 128
+# eleven of 11-12); each element is the same FMA chain over k as on the
+# 8-row tiles: bitwise the same, over ragged columns (a last single panel),
+# both layouts of B and both C updates (docs/performance.md item 185).
+@pytest.mark.parametrize("m", [9, 10, 11, 12, 13, 20, 23, 25, 37, 128])
+@pytest.mark.parametrize("n,k", [(32, 5), (48, 33), (79, 130), (200, 64)])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_tall_tiles_are_bitwise_the_8_row_tiles(m, n, k, trans_b, accumulate):
+    a, b, c0 = _product_case(m, n, k, trans_b)
+    _products_switched(_core.use_tall_tiles, (False, True), a, b, c0, trans_b, accumulate)
+    _products_switched(_core.use_tall_tiles, (False, True), a, b, c0, trans_b, accumulate,
+                       repeat=3)
+
+
+# The parameter gradients' tiles of packed A: up to 12 rows where the wide
+# tiles run (every kind: a last panel of 9-16 columns on the one-panel
+# AVX-512 tile, of 1-8 on the half-panel tile), blocks of 96 rows (m1 = 200:
+# 96 + 96 + 8), the A^T rows 96 + 1 (m2 = 97), chunks of 512 rows of K (k =
+# 600): bitwise the 6-row tiles, close to numpy.
+@pytest.mark.parametrize("k", [7, 600])
+@pytest.mark.parametrize("m1,m2", [(7, 0), (12, 11), (13, 25), (37, 97), (200, 9)])
+@pytest.mark.parametrize("n", [8, 32, 40, 200, 300])
+def test_tall_tiles_are_bitwise_the_6_row_tiles_for_dw(k, m1, m2, n):
+    rng = np.random.default_rng(k + m1 + n)
+    a1 = rng.standard_normal((k, m1)).astype(np.float32)
+    a2 = rng.standard_normal((k, m2)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    out = []
+    for tall in (False, True):
+        _core.use_tall_tiles(tall)
+        c1 = np.full((m1, n), np.nan, np.float32)
+        c2 = np.full((m2, n), np.nan, np.float32)
+        _rnn.packed_matmul_tn(a1, a2, b, c1, c2)
+        out.append((c1, c2))
+    for before, after in zip(*out):
+        np.testing.assert_array_equal(before, after)
+    for a, c in ((a1, out[1][0]), (a2, out[1][1])):
+        np.testing.assert_allclose(c, a.T.astype(np.float64) @ b.astype(np.float64),
+                                   rtol=1e-4, atol=1e-4 * np.sqrt(k))
 
 
 # The last panel of N on the half-panel tiles where it has 1-8 columns
