@@ -21,6 +21,8 @@ interleaved turn by turn (benchmarks/common.py, switch_ab), on whole calls:
               what changed (_core.use_repack; item 172)
     tall      the AVX-512 two-panel tiles at 8 rows at most against 12
               (_core.use_tall_tiles; item 185)
+    prefetch  the step loops' rows never prefetched against one step ahead
+              in long calls (_core.use_prefetch; items 60, 186)
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/ab_kernel_switches.py groups lstm:train:tiny lstm:infer:1,1,256,256 [rounds]
@@ -55,6 +57,7 @@ SWITCHES = {
     "narrow": (_core.use_narrow_inputs, ("projected", "in the step")),
     "repack": (_core.use_repack, ("full pack", "repack")),
     "tall": (_core.use_tall_tiles, ("8 rows", "12 rows")),
+    "prefetch": (_core.use_prefetch, ("none", "prefetch")),
 }
 
 
