@@ -163,22 +163,34 @@ def test_tall_tiles_are_bitwise_the_8_row_tiles(m, n, k, trans_b, accumulate):
 @pytest.mark.parametrize("m1,m2", [(7, 0), (12, 11), (13, 25), (37, 97), (200, 9)])
 @pytest.mark.parametrize("n", [8, 32, 40, 200, 300])
 def test_tall_tiles_are_bitwise_the_6_row_tiles_for_dw(k, m1, m2, n):
+    _dw_products_switched(_core.use_tall_tiles, k, m1, m2, n)
+
+
+def _dw_products_switched(switch, k, m1, m2, n, n2=-1):
+    """packed_matmul_tn (c1 = a1^T b, c2[:, :n2] = a2^T b[:, :n2]) of seeded
+    float32 operands under switch(False) and switch(True): bitwise equal,
+    and close to numpy's in float64 (c2's columns from n2 on left as they
+    were)."""
     rng = np.random.default_rng(k + m1 + n)
     a1 = rng.standard_normal((k, m1)).astype(np.float32)
     a2 = rng.standard_normal((k, m2)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
     out = []
-    for tall in (False, True):
-        _core.use_tall_tiles(tall)
+    for on in (False, True):
+        switch(on)
         c1 = np.full((m1, n), np.nan, np.float32)
-        c2 = np.full((m2, n), np.nan, np.float32)
-        _rnn.packed_matmul_tn(a1, a2, b, c1, c2)
+        c2 = np.full((m2, n), 7.0, np.float32)
+        _rnn.packed_matmul_tn(a1, a2, b, c1, c2, n2)
         out.append((c1, c2))
     for before, after in zip(*out):
         np.testing.assert_array_equal(before, after)
-    for a, c in ((a1, out[1][0]), (a2, out[1][1])):
-        np.testing.assert_allclose(c, a.T.astype(np.float64) @ b.astype(np.float64),
-                                   rtol=1e-4, atol=1e-4 * np.sqrt(k))
+    cols = n if n2 < 0 else n2
+    c1, c2 = out[1]
+    tol = dict(rtol=1e-5, atol=1e-5 * np.sqrt(k))
+    np.testing.assert_allclose(c1, a1.T.astype(np.float64) @ b.astype(np.float64), **tol)
+    np.testing.assert_allclose(c2[:, :cols],
+                               a2.T.astype(np.float64) @ b[:, :cols].astype(np.float64), **tol)
+    assert (c2[:, cols:] == 7.0).all()
 
 
 # The last panel of N on the half-panel tiles where it has 1-8 columns
@@ -258,21 +270,7 @@ def test_gemv_in_groups_of_8_or_4_is_bitwise_the_same(n, k, accumulate):
 @pytest.mark.parametrize("m1,m2", [(5, 3), (96, 97)])
 @pytest.mark.parametrize("n,n2", [(17, -1), (48, 32), (51, 17), (100, -1)])
 def test_wide_tiles_are_bitwise_the_avx2_tiles_for_dw(k, m1, m2, n, n2):
-    rng = np.random.default_rng(k + m1 + n)
-    a1 = rng.standard_normal((k, m1)).astype(np.float32)
-    a2 = rng.standard_normal((k, m2)).astype(np.float32)
-    b = rng.standard_normal((k, n)).astype(np.float32)
-    out = []
-    for wide in (False, True):
-        _core.use_wide_tiles(wide)
-        c1 = np.full((m1, n), np.nan, np.float32)
-        c2 = np.full((m2, n), 7.0, np.float32)
-        _rnn.packed_matmul_tn(a1, a2, b, c1, c2, n2)
-        out.append((c1, c2))
-    np.testing.assert_array_equal(out[0][0], out[1][0])
-    np.testing.assert_array_equal(out[0][1], out[1][1])
-    np.testing.assert_allclose(out[1][0], a1.T.astype(np.float64) @ b, rtol=1e-5,
-                               atol=1e-5 * np.sqrt(k))
+    _dw_products_switched(_core.use_wide_tiles, k, m1, m2, n, n2)
 
 
 def test_packed_matmul_refuses_disagreeing_shapes():
