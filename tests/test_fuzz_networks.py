@@ -103,14 +103,16 @@ def test_the_fuzzer_reports_a_packing_trusted_across_pack_epochs(monkeypatch):
 
 
 def test_the_fuzzer_puts_the_switches_back():
-    """A case that lowered the split limits and turned the wide tiles off
-    leaves both as they were."""
-    from rnnfast import _lstm, _rnn
+    """A case that lowered the split limits and turned the wide and the tall
+    tiles off leaves all three as they were."""
+    from rnnfast import _core, _lstm, _rnn
     limits, wide = _lstm.split_limits(), _rnn.wide_tiles_in_use()
-    seed, case = first_case(lambda c: c["switches"]["split_all"] and not c["switches"]["wide"])
+    seed, case = first_case(lambda c: c["switches"]["split_all"] and not c["switches"]["wide"]
+                            and not c["switches"]["tall"])
     run_case(case, seed)
     assert _lstm.split_limits() == limits
     assert _rnn.wide_tiles_in_use() == wide
+    assert _core.use_tall_tiles(True) is True      # it was on before this call
 
 
 def test_the_fuzzer_reports_a_dropped_state(monkeypatch):
