@@ -107,12 +107,13 @@ def test_the_fuzzer_puts_the_switches_back():
     tiles off leaves all three as they were."""
     from rnnfast import _core, _lstm, _rnn
     limits, wide = _lstm.split_limits(), _rnn.wide_tiles_in_use()
+    tall = _core.use_tall_tiles(True)       # on (False in a build without the tiles)
     seed, case = first_case(lambda c: c["switches"]["split_all"] and not c["switches"]["wide"]
                             and not c["switches"]["tall"])
     run_case(case, seed)
     assert _lstm.split_limits() == limits
     assert _rnn.wide_tiles_in_use() == wide
-    assert _core.use_tall_tiles(True) is True      # it was on before this call
+    assert _core.use_tall_tiles(True) is tall
 
 
 def test_the_fuzzer_reports_a_dropped_state(monkeypatch):
