@@ -58,6 +58,7 @@ if [ "$#" -eq 0 ]; then
     set -- tests/test_kernels_reference.py tests/test_gradcheck.py \
            tests/test_parity_torch.py tests/test_layers_core.py \
            tests/test_properties.py tests/test_bad_input.py \
-           tests/test_fuzz_networks.py tests/test_fuzz_models.py
+           tests/test_fuzz_networks.py tests/test_fuzz_models.py \
+           tests/test_inference_chunks.py
 fi
 python -m pytest -q -p no:cacheprovider "$@"
