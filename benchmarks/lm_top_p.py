@@ -50,16 +50,22 @@ def put(name, rows_fn):
     return lambda: setattr(lm_module, name, rows_fn)
 
 
+def generate_ab(name, old, new, lm, ids, rounds, **sampling):
+    """interleaved_ab's line for lm.generate (30 tokens, temperature 1) with
+    lm_module's `name` set to old's and then new's (label, function)."""
+    return interleaved_ab(
+        tuple((label, put(name, fn)) for label, fn in (old, new)),
+        lambda: lm.generate(ids, 30, temperature=1.0, random_state=0, **sampling),
+        rounds, warm=False)
+
+
 def main(rows=64, vocabulary=10000, rounds=5):
     selection, top_k = lm_module.nucleus_rows, lm_module.top_k_rows
     lm = lm_module.RnnLM(vocabulary, 200, 200, num_layers=2, cell="lstm", random_state=0)
     ids = np.random.default_rng(1).integers(0, vocabulary, (rows, 5))
     try:
-        line = interleaved_ab(
-            (("sorted", put("nucleus_rows", sorted_nucleus_rows)),
-             ("selection", put("nucleus_rows", selection))),
-            lambda: lm.generate(ids, 30, temperature=1.0, top_p=0.9, random_state=0),
-            rounds, warm=False)
+        line = generate_ab("nucleus_rows", ("sorted", sorted_nucleus_rows),
+                           ("selection", selection), lm, ids, rounds, top_p=0.9)
         print(f"{rows} rows, V = {vocabulary}, generate: {line}")
         p = np.exp(np.random.default_rng(0).standard_normal((rows, vocabulary)))
         ways = (("sorted", sorted_nucleus_rows), ("selection", selection))
@@ -72,11 +78,8 @@ def main(rows=64, vocabulary=10000, rounds=5):
         print(f"  the nucleus alone (with a copy of p): sorted "
               f"{statistics.median(us['sorted']):.0f} us, selection "
               f"{statistics.median(us['selection']):.0f} us, median ratio {ratio:.3f}")
-        line = interleaved_ab(
-            (("partition", put("top_k_rows", partition_top_k_rows)),
-             ("selection", put("top_k_rows", top_k))),
-            lambda: lm.generate(ids, 30, temperature=1.0, top_k=50, random_state=0),
-            rounds, warm=False)
+        line = generate_ab("top_k_rows", ("partition", partition_top_k_rows),
+                           ("selection", top_k), lm, ids, rounds, top_k=50)
         print(f"{rows} rows, V = {vocabulary}, generate with top_k = 50: {line}")
     finally:
         lm_module.nucleus_rows, lm_module.top_k_rows = selection, top_k
