@@ -23,6 +23,9 @@ interleaved turn by turn (benchmarks/common.py, switch_ab), on whole calls:
               (_core.use_tall_tiles; item 185)
     prefetch  the step loops' rows never prefetched against one step ahead
               in long calls (_core.use_prefetch; items 60, 186)
+    align     the scratch sets' buffers (gates, saved states) where np.empty
+              puts them against on 64-byte lines
+              (_dispatch.use_aligned_scratch; item 187)
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/ab_kernel_switches.py groups lstm:train:tiny lstm:infer:1,1,256,256 [rounds]
@@ -40,7 +43,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from rnnfast import _core, bench
+from rnnfast import _core, _dispatch, bench
 
 try:                                   # imported by asv (benchmarks.<name>)
     from .common import switch_ab
@@ -58,6 +61,7 @@ SWITCHES = {
     "repack": (_core.use_repack, ("full pack", "repack")),
     "tall": (_core.use_tall_tiles, ("8 rows", "12 rows")),
     "prefetch": (_core.use_prefetch, ("none", "prefetch")),
+    "align": (_dispatch.use_aligned_scratch, ("np.empty", "64-byte")),
 }
 
 

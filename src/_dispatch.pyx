@@ -208,6 +208,24 @@ def buffer_shapes(cell, Py_ssize_t N, Py_ssize_t T, Py_ssize_t Tg, Py_ssize_t H,
     return shapes
 
 
+def aligned_empty(shape, dtype):
+    """np.empty(shape, dtype) whose data starts on a 64-byte line.  A large
+    np.empty starts 16 bytes into a page (the allocator's header), so
+    every 64-byte row of a buffer with rows of a multiple of 64 bytes
+    straddled two cache lines: each AVX-512 load and store of the tiles
+    and passes then touched two lines (docs/performance.md item 187)."""
+    dt = np.dtype(dtype)
+    cdef Py_ssize_t nbytes = dt.itemsize
+    shape = tuple(shape)
+    for d in shape:
+        if d < 0:
+            raise ValueError(f"aligned_empty: shape: expected sizes >= 0, got {shape}")
+        nbytes *= d
+    raw = np.empty(nbytes + 64, np.uint8)
+    cdef Py_ssize_t skip = (64 - <Py_ssize_t> (raw.ctypes.data % 64)) % 64
+    return raw[skip:skip + nbytes].view(dt).reshape(shape)
+
+
 cdef class Scratch:
     """The kernels' internal buffers (gates, saved states, work), kept
     between calls for reuse, a call's whole set at a time.
@@ -292,7 +310,10 @@ cdef class Scratch:
 
     @staticmethod
     def new_set(shapes, dtype):
-        bufs = tuple([np.empty(shape, dtype) for shape in shapes])
+        if not _align_scratch:          # use_aligned_scratch(False): A/B only
+            bufs = tuple([np.empty(shape, dtype) for shape in shapes])
+        else:
+            bufs = tuple([aligned_empty(shape, dtype) for shape in shapes])
         return (sum([buf.nbytes for buf in bufs]), bufs)
 
     cpdef give(self, key, Py_ssize_t nbytes, tuple bufs):
@@ -319,6 +340,20 @@ cdef class Scratch:
 
 SCRATCH = Scratch()
 cdef Scratch _scratch = SCRATCH
+cdef bint _align_scratch = True
+cdef Scratch _unaligned_scratch = Scratch()
+
+
+def use_aligned_scratch(bint on=True):
+    """The scratch sets' buffers on 64-byte lines (aligned_empty; on, the
+    default) or where np.empty puts them (off), each setting with a pool of
+    its own, so that an A/B turn by turn reuses its sets
+    (benchmarks/ab_kernel_switches.py align).  For measurement only: a
+    training call's set goes back to the pool in use at its backward."""
+    global _scratch, _align_scratch
+    _align_scratch = on
+    _scratch = SCRATCH if on else _unaligned_scratch
+    return True
 
 cdef object _EMPTY_F32 = np.empty((0, 0, 0), np.float32)
 cdef object _EMPTY_F64 = np.empty((0, 0, 0), np.float64)

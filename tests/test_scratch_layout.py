@@ -1,0 +1,68 @@
+"""The training call's internal buffers and how their gradients come back
+together (docs/performance.md items 187-188):
+
+- the scratch sets (gates, saved states, work) start on 64-byte lines
+  (_dispatch.aligned_empty), and the results do not depend on it;
+- on 2 threads the per-thread parts of dWx, dWh and db are added on both
+  threads when large (src/_seq.pxd, add_grad_parts): the gradients agree
+  with one thread's, in float32 and float64, for every cell, with the
+  blocks straddling the dWx / dWh / db boundaries.
+"""
+import os
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import rnnfast
+from rnnfast import _dispatch
+
+CELLS = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}
+
+
+@pytest.mark.parametrize("shape", [(64, 100, 1024), (3, 5, 7), (1,), (0, 3), (2, 0, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_aligned_empty_is_a_writable_c_array_on_a_line(shape, dtype):
+    a = _dispatch.aligned_empty(shape, dtype)
+    assert a.shape == shape and a.dtype == dtype
+    assert a.flags.c_contiguous and a.flags.writeable
+    if a.size:
+        assert a.ctypes.data % 64 == 0
+        a[...] = 1.5                     # the whole view is usable memory
+        assert float(a.sum()) == 1.5 * a.size
+
+
+@pytest.mark.parametrize("shape", [(-1, 4), (3, -2)])
+def test_aligned_empty_refuses_a_negative_size(shape):
+    with pytest.raises(ValueError, match=r"aligned_empty: shape"):
+        _dispatch.aligned_empty(shape, np.float32)
+
+
+def _step(cell, xs, dys, seed=0):
+    net = CELLS[cell](xs.shape[2], dys.shape[2], dtype=xs.dtype, random_state=seed)
+    ys, _ = net.forward(xs)
+    # the backward clears its caches' fields: the buffers are taken first
+    buffers = [b for c in net._caches[0]
+               for b in (c.gates, c.h_prev, c.c_prev, c.tanh_c, c.extra)
+               if b is not None and b.size]
+    dxs = net.backward(dys)
+    return buffers, [ys, dxs] + [g.copy() for g in net.grads]
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_training_buffers_start_on_a_line_and_results_do_not_depend_on_it(cell):
+    rng = np.random.default_rng(3)
+    xs = rng.standard_normal((16, 40, 32)).astype(np.float32)
+    dys = rng.standard_normal((16, 40, 128)).astype(np.float32)
+    with threadpool_limits(1):
+        try:
+            _dispatch.use_aligned_scratch(False)
+            _, unaligned = _step(cell, xs, dys)
+            _dispatch.use_aligned_scratch(True)
+            buffers, aligned = _step(cell, xs, dys)
+        finally:
+            _dispatch.use_aligned_scratch(True)
+    assert len(buffers) == {"rnn": 2, "lstm": 4, "gru": 3}[cell]
+    assert all(b.ctypes.data % 64 == 0 for b in buffers)
+    for a, b in zip(unaligned, aligned):
+        np.testing.assert_array_equal(a, b)
