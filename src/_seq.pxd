@@ -749,14 +749,65 @@ cdef inline void zero_grads(floating* dWx, floating* dWh, floating* db, Py_ssize
     memset(db, 0, nb * sizeof(floating))
 
 
+# Adding the per-thread gradient parts is a stream through memory (at
+# zaremba-medium, GRU: 10 MB of parts read, 10 MB of dWx, dWh read and
+# written), which one thread ran while the other waited: `perf` of a
+# 2-thread GRU training step there put 1.8 % of all samples, ~4 % of the
+# wall time, in that loop.  Over ADD_SPLIT_BYTES it goes on the threads
+# that made the parts, each a range of blocks of the [dWx | dWh | db]
+# layout (docs/performance.md item 188).  Each element gets the same sums
+# in the same order: bitwise the same gradients.
+cdef enum:
+    ADD_BLOCK = 4096                 # elements a block (the threads' unit)
+    ADD_SPLIT_BYTES = 1 << 20        # of parts 1.., at least, to split
+
+
+cdef struct AddPartsJob:
+    void* dst[3]                     # dWx, dWh, db
+    Py_ssize_t offset[3]             # where each starts in a part's layout
+    Py_ssize_t size[3]
+    const void* scratch
+    Py_ssize_t stride
+    int parts
+    bint dbl
+
+
+cdef inline void add_parts_blocks(void* ctx, long r0, long r1, int part) noexcept nogil:
+    """Blocks r0..r1-1 of the layout: dst += parts 1.. there."""
+    cdef AddPartsJob* j = <AddPartsJob*> ctx
+    cdef Py_ssize_t lo = r0 * ADD_BLOCK, hi = r1 * ADD_BLOCK, a0, a1, s0, s1
+    cdef int a
+    for a in range(3):
+        a0 = j.offset[a]
+        a1 = a0 + j.size[a]
+        s0 = lo if lo > a0 else a0
+        s1 = hi if hi < a1 else a1
+        if s0 >= s1:
+            continue
+        if j.dbl:
+            add_parts(<double*> j.dst[a] + (s0 - a0), <const double*> j.scratch, j.parts,
+                      s0, j.stride, s1 - s0)
+        else:
+            add_parts(<float*> j.dst[a] + (s0 - a0), <const float*> j.scratch, j.parts,
+                      s0, j.stride, s1 - s0)
+
+
 cdef inline void add_grad_parts(floating* dWx, floating* dWh, floating* db,
                                 const floating* scratch, int parts, Py_ssize_t D,
-                                Py_ssize_t H, Py_ssize_t G, Py_ssize_t nb) noexcept nogil:
-    """dWx, dWh, db += parts 1.. of the per-thread partial sums."""
+                                Py_ssize_t H, Py_ssize_t G, Py_ssize_t nb,
+                                int threads=1) noexcept nogil:
+    """dWx, dWh, db += parts 1.. of the per-thread partial sums, on up to
+    `threads` threads when the parts are large (ADD_SPLIT_BYTES)."""
+    cdef AddPartsJob job
     cdef Py_ssize_t stride = grad_stride(D, H, G, nb)
-    add_parts(dWx, scratch, parts, 0, stride, D * G)
-    add_parts(dWh, scratch, parts, D * G, stride, H * G)
-    add_parts(db, scratch, parts, (D + H) * G, stride, nb)
+    job.dst[0], job.dst[1], job.dst[2] = <void*> dWx, <void*> dWh, <void*> db
+    job.offset[0], job.offset[1], job.offset[2] = 0, D * G, (D + H) * G
+    job.size[0], job.size[1], job.size[2] = D * G, H * G, nb
+    job.scratch, job.stride, job.parts = <const void*> scratch, stride, parts
+    job.dbl = floating is double
+    if stride * (parts - 1) * sizeof(floating) < ADD_SPLIT_BYTES:
+        threads = 1
+    rf_run_rows(add_parts_blocks, &job, (stride + ADD_BLOCK - 1) // ADD_BLOCK, threads)
 
 
 cdef inline bint grads_on_threads(rf_rows_fn fn, void* args, void** scratch, int threads,
@@ -777,7 +828,7 @@ cdef inline bint grads_on_threads(rf_rows_fn fn, void* args, void** scratch, int
     if scratch[0] == NULL:
         return False
     rf_run_rows(fn, args, rows, ng)
-    add_grad_parts(dWx, dWh, db, <const floating*> scratch[0], ng, D, H, G, nb)
+    add_grad_parts(dWx, dWh, db, <const floating*> scratch[0], ng, D, H, G, nb, ng)
     return True
 
 
@@ -1346,7 +1397,7 @@ cdef inline void backward_steps_and_grads(
                 memset(s.scratch, 0, (nt - 1) * stride * sizeof(floating))
         if s.scratch != NULL:
             rf_run_rows(job_steps_then_grads, &job, N, nt)
-            add_grad_parts(dWx, dWh, db, <const floating*> s.scratch, nt, D, H, G, nb)
+            add_grad_parts(dWx, dWh, db, <const floating*> s.scratch, nt, D, H, G, nb, nt)
         else:
             job_steps_then_grads(&job, 0, N, 0)
         free_packed(release1)

@@ -66,3 +66,27 @@ def test_training_buffers_start_on_a_line_and_results_do_not_depend_on_it(cell):
     assert all(b.ctypes.data % 64 == 0 for b in buffers)
     for a, b in zip(unaligned, aligned):
         np.testing.assert_array_equal(a, b)
+
+
+# (D + H) * G elements of at least 1 MB in float32 (ADD_SPLIT_BYTES) for
+# every cell; D * G not a multiple of the 4096-element block.
+D_WIDE, H_WIDE = 70, 512
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="splitting needs 2 CPUs")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_gradient_parts_added_on_two_threads_match_one_thread(cell, dtype):
+    rng = np.random.default_rng(4)
+    xs = rng.standard_normal((12, 24, D_WIDE)).astype(dtype)
+    dys = rng.standard_normal((12, 24, H_WIDE)).astype(dtype)
+    with threadpool_limits(1):
+        _, one = _step(cell, xs, dys)
+    with threadpool_limits(2):
+        _, two = _step(cell, xs, dys)
+        _, again = _step(cell, xs, dys)
+    rtol, atol = (2e-4, 1e-4) if dtype == np.float32 else (1e-11, 1e-11)
+    names = ["ys", "dxs"] + [f"grad {i}" for i in range(len(one) - 2)]
+    for name, a, b, c in zip(names, one, two, again):
+        np.testing.assert_allclose(b, a, rtol=rtol, atol=atol, err_msg=name)
+        np.testing.assert_array_equal(b, c, err_msg=name)   # deterministic
