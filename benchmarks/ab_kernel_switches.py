@@ -25,7 +25,7 @@ interleaved turn by turn (benchmarks/common.py, switch_ab), on whole calls:
               in long calls (_core.use_prefetch; items 60, 186)
     align     the scratch sets' buffers (gates, saved states) where np.empty
               puts them against on 64-byte lines
-              (_dispatch.use_aligned_scratch; item 187)
+              (_core.use_aligned_scratch; item 187)
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/ab_kernel_switches.py groups lstm:train:tiny lstm:infer:1,1,256,256 [rounds]
@@ -43,7 +43,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from rnnfast import _core, _dispatch, bench
+from rnnfast import _core, bench
 
 try:                                   # imported by asv (benchmarks.<name>)
     from .common import switch_ab
@@ -61,7 +61,7 @@ SWITCHES = {
     "repack": (_core.use_repack, ("full pack", "repack")),
     "tall": (_core.use_tall_tiles, ("8 rows", "12 rows")),
     "prefetch": (_core.use_prefetch, ("none", "prefetch")),
-    "align": (_dispatch.use_aligned_scratch, ("np.empty", "64-byte")),
+    "align": (_core.use_aligned_scratch, ("np.empty", "64-byte")),
 }
 
 

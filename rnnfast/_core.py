@@ -25,6 +25,7 @@ from ._dispatch import (SCRATCH as _SCRATCH, DirectionCache, backward,  # noqa: 
                         output_pool_stats, clear_output_pool, empty_output)
 from ._dispatch import use_direct_infer as _use_direct_infer
 from ._dispatch import use_output_pool as _use_output_pool
+from ._dispatch import use_aligned_scratch as _use_aligned_scratch
 
 
 def _blas_thread_getter():
@@ -256,6 +257,15 @@ def use_output_pool(on=True):
     allocator (on=False).  Results are the same either way.  For A/B
     timings and tests."""
     _use_output_pool(on)
+
+
+def use_aligned_scratch(on=True):
+    """Start a call's internal buffers (gates, saved states, work) on
+    64-byte lines (the default; src/_dispatch.pyx, aligned_empty) or where
+    numpy's allocator puts them (on=False); each setting keeps a buffer
+    cache of its own.  Results are bitwise the same either way.  For A/B
+    timings and tests."""
+    return _use_aligned_scratch(on)
 
 
 def use_direct_infer(on=True):

@@ -103,6 +103,7 @@ def draw_case(rng):
     switches["narrow"] = bool(rng.random() < 0.7)      # drawn after dgemv, for the same reason
     switches["repack"] = bool(rng.random() < 0.7)      # and after narrow
     switches["tall"] = bool(rng.random() < 0.7)        # and after repack
+    switches["align"] = bool(rng.random() < 0.7)       # and after tall
     return case
 
 
@@ -130,6 +131,7 @@ class kernel_settings:
         _core.use_narrow_inputs(sw.get("narrow", True))
         _core.use_repack(sw.get("repack", True))
         _core.use_tall_tiles(sw.get("tall", True))
+        _core.use_aligned_scratch(sw.get("align", True))
         self.limits = [m.split_limits() for m in (_rnn, _lstm, _gru)]
         if sw["split_all"]:
             for m in (_rnn, _lstm, _gru):
@@ -146,7 +148,7 @@ class kernel_settings:
                        _core.use_gemv_segments, _core.use_prefetch, _core.use_grad_chunks,
                        _core.use_split_packing, _core.use_thread_pool,
                        _core.use_direct_infer, _core.use_dgemv, _core.use_narrow_inputs,
-                       _core.use_repack, _core.use_tall_tiles):
+                       _core.use_repack, _core.use_tall_tiles, _core.use_aligned_scratch):
             switch(True)
         _core.use_gemv_groups_of_8(None)
         return False

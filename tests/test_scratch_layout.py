@@ -15,7 +15,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 import rnnfast
-from rnnfast import _dispatch
+from rnnfast import _core, _dispatch
 
 CELLS = {"rnn": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}
 
@@ -56,12 +56,12 @@ def test_training_buffers_start_on_a_line_and_results_do_not_depend_on_it(cell):
     dys = rng.standard_normal((16, 40, 128)).astype(np.float32)
     with threadpool_limits(1):
         try:
-            _dispatch.use_aligned_scratch(False)
+            _core.use_aligned_scratch(False)
             _, unaligned = _step(cell, xs, dys)
-            _dispatch.use_aligned_scratch(True)
+            _core.use_aligned_scratch(True)
             buffers, aligned = _step(cell, xs, dys)
         finally:
-            _dispatch.use_aligned_scratch(True)
+            _core.use_aligned_scratch(True)
     assert len(buffers) == {"rnn": 2, "lstm": 4, "gru": 3}[cell]
     assert all(b.ctypes.data % 64 == 0 for b in buffers)
     for a, b in zip(unaligned, aligned):
