@@ -24,6 +24,8 @@ from _seqfwd cimport SeqFwd, infer_fn, INFER_CAPSULE, raise_if_nonfinite
 from _settings cimport check_setting
 from cpython.object cimport PyObject
 
+import operator
+
 import numpy as np
 
 from rnnfast import _gru, _lstm, _rnn
@@ -215,13 +217,24 @@ def aligned_empty(shape, dtype):
     straddled two cache lines: each AVX-512 load and store of the tiles
     and passes then touched two lines (docs/performance.md item 187)."""
     dt = np.dtype(dtype)
-    cdef Py_ssize_t nbytes = dt.itemsize
-    shape = tuple(shape)
+    if dt.hasobject:
+        raise TypeError(f"aligned_empty: dtype: expected a dtype without objects, got {dt}")
+    try:
+        shape = (operator.index(shape),) if not isinstance(shape, tuple) and not isinstance(
+            shape, list) else tuple([operator.index(d) for d in shape])
+    except TypeError:
+        raise TypeError(f"aligned_empty: shape: expected an integer or a sequence of "
+                        f"integers, got {shape!r}") from None
+    nbytes = dt.itemsize               # a Python int: np.empty refuses a size too big
     for d in shape:
         if d < 0:
             raise ValueError(f"aligned_empty: shape: expected sizes >= 0, got {shape}")
         nbytes *= d
-    raw = np.empty(nbytes + 64, np.uint8)
+    try:
+        raw = np.empty(nbytes + 64, np.uint8)
+    except ValueError:
+        raise ValueError(f"aligned_empty: shape {shape} of {dt}: {nbytes} bytes, more than "
+                         f"an array can hold") from None
     cdef Py_ssize_t skip = (64 - <Py_ssize_t> (raw.ctypes.data % 64)) % 64
     return raw[skip:skip + nbytes].view(dt).reshape(shape)
 

@@ -32,10 +32,29 @@ def test_aligned_empty_is_a_writable_c_array_on_a_line(shape, dtype):
         assert float(a.sum()) == 1.5 * a.size
 
 
-@pytest.mark.parametrize("shape", [(-1, 4), (3, -2)])
+def test_aligned_empty_takes_an_int_or_a_list_as_np_empty_does():
+    assert _dispatch.aligned_empty(5, np.float32).shape == (5,)
+    assert _dispatch.aligned_empty([2, np.int64(3)], "f8").shape == (2, 3)
+
+
+@pytest.mark.parametrize("shape", [(-1, 4), (3, -2), -1])
 def test_aligned_empty_refuses_a_negative_size(shape):
-    with pytest.raises(ValueError, match=r"aligned_empty: shape"):
+    with pytest.raises(ValueError, match=r"aligned_empty: shape: expected sizes >= 0"):
         _dispatch.aligned_empty(shape, np.float32)
+
+
+@pytest.mark.parametrize("shape", [(2.5,), "ab", (None, 2), 1.0])
+def test_aligned_empty_refuses_a_shape_of_non_integers(shape):
+    with pytest.raises(TypeError, match=r"aligned_empty: shape: expected an integer"):
+        _dispatch.aligned_empty(shape, np.float32)
+
+
+def test_aligned_empty_refuses_objects_and_sizes_too_big():
+    with pytest.raises(TypeError, match=r"aligned_empty: dtype: expected a dtype without"):
+        _dispatch.aligned_empty((2,), object)
+    with pytest.raises(ValueError, match=r"aligned_empty: shape \(1099511627776, "
+                                         r"1099511627776\) of float32"):
+        _dispatch.aligned_empty((2 ** 40, 2 ** 40), np.float32)
 
 
 def _step(cell, xs, dys, seed=0):
