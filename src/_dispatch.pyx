@@ -361,8 +361,9 @@ def use_aligned_scratch(bint on=True):
     """The scratch sets' buffers on 64-byte lines (aligned_empty; on, the
     default) or where np.empty puts them (off), each setting with a pool of
     its own, so that an A/B turn by turn reuses its sets
-    (benchmarks/ab_kernel_switches.py align).  For measurement only: a
-    training call's set goes back to the pool in use at its backward."""
+    (benchmarks/ab_kernel_switches.py align).  A training call's set goes
+    back to the pool it came from, whatever the switch says at its
+    backward."""
     global _scratch, _align_scratch
     _align_scratch = on
     _scratch = SCRATCH if on else _unaligned_scratch
@@ -441,7 +442,9 @@ cpdef forward(cell, cnp.ndarray xs, Wx, cnp.ndarray Wh, b, h, c, lengths, bint r
     cache.relu, cache.reset_after = relu, reset_after
     cache.gates, cache.h_prev, cache.c_prev, cache.tanh_c = gates, h_prev, c_prev, tanh_c
     cache.extra, cache.work, cache.empty = extra, work, False
-    cache.buffers = (key, (<tuple> entry)[0], bufs)
+    # which pool it came from, to go back to (a flag, not the pool: a cache
+    # is copied with its network by deepcopy)
+    cache.buffers = (key, (<tuple> entry)[0], bufs, _scratch is SCRATCH)
     return cache
 
 
@@ -498,8 +501,8 @@ cdef _consume(DirectionCache cache):
     """After the kernel has run (or refused dout, perhaps chunks into the
     call): the cache is spent, its gates overwritten with their gradients;
     its buffers go back for the next call."""
-    key, nbytes, bufs = cache.buffers
-    _scratch.give(key, nbytes, bufs)
+    key, nbytes, bufs, from_aligned = cache.buffers
+    (<Scratch> SCRATCH if from_aligned else _unaligned_scratch).give(key, nbytes, bufs)
     cache.gates = cache.h_prev = cache.c_prev = cache.tanh_c = cache.extra = None
     cache.work = cache.buffers = None
 

@@ -109,3 +109,30 @@ def test_gradient_parts_added_on_two_threads_match_one_thread(cell, dtype):
     for name, a, b, c in zip(names, one, two, again):
         np.testing.assert_allclose(b, a, rtol=rtol, atol=atol, err_msg=name)
         np.testing.assert_array_equal(b, c, err_msg=name)   # deterministic
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_a_set_goes_back_to_the_pool_it_came_from_when_the_switch_flips_between(cell):
+    """A set taken with the switch on and given back with it off (and the
+    other way round) goes back where it came from: the aligned pool never
+    hands out an unaligned set."""
+    rng = np.random.default_rng(5)
+    xs = rng.standard_normal((16, 40, 32)).astype(np.float32)
+    dys = rng.standard_normal((16, 40, 128)).astype(np.float32)
+    net = CELLS[cell](32, 128, random_state=0)
+    try:
+        with threadpool_limits(1):
+            _dispatch.SCRATCH.clear()
+            _core.use_aligned_scratch(False)
+            net.forward(xs)                          # an unaligned set ...
+            _core.use_aligned_scratch(True)
+            net.backward(dys)                        # ... given back with the switch on
+            for _ in range(3):
+                net.forward(xs)
+                assert all(b.ctypes.data % 64 == 0
+                           for c in net._caches[0]
+                           for b in (c.gates, c.h_prev, c.c_prev, c.tanh_c, c.extra)
+                           if b is not None and b.size)
+                net.backward(dys)
+    finally:
+        _core.use_aligned_scratch(True)
