@@ -62,6 +62,8 @@ SWITCHES = {
     "tall": (_core.use_tall_tiles, ("8 rows", "12 rows")),
     "prefetch": (_core.use_prefetch, ("none", "prefetch")),
     "align": (_core.use_aligned_scratch, ("np.empty", "64-byte")),
+    "cols": (lambda on: _core.use_col_split(2 if on else 0), ("by rows", "by columns")),
+    "colrule": (lambda on: _core.use_col_split(1 if on else 0), ("by rows", "the rule")),
 }
 
 

@@ -221,6 +221,19 @@ def use_prefetch(on=True):
         mod.use_prefetch(on)
 
 
+def use_col_split(mode=1):
+    """How a forward step loop on several threads splits its work: 0, by
+    batch rows always; 1 (the default), by columns of each step's product
+    where there are few rows a thread and a large Wh (src/_seq.pxd,
+    col_split_pays); 2, by columns wherever the thread pool can run every
+    part at once.  Results are the same either way.  For A/B timings and
+    tests."""
+    if mode not in (0, 1, 2):
+        raise ValueError(f"use_col_split: mode: expected 0, 1 or 2, got {mode!r}")
+    for mod in (_rnn, _lstm, _gru):
+        mod.use_col_split(mode)
+
+
 def use_grad_chunks(on=True):
     """Interleave a long backward's steps and its input and parameter
     gradients chunk by chunk of steps, while the chunk's gate gradients are

@@ -771,6 +771,7 @@ cdef object _infer_layers(cell, cnp.ndarray xs, list params, h_n, c_n, lengths,
     s.N, s.T, s.H, s.W, s.Tc = N, T, H, W, Tg
     s.training, s.h_prev, s.Wx_packed, s.ft = False, NULL, NULL, typenum
     s.pack_epoch = pack_epoch
+    s.col_parts, s.barrier = 0, NULL
     block = <char*> _scratch.take_block(need, &got)
     if block == NULL:
         raise MemoryError(f"{cell}: no memory for the {need} bytes of a call's gates")

@@ -35,14 +35,15 @@ from _cells cimport gru_ra_fwd_row, gru_rb_fwd_zr, gru_rb_fwd_h, gru_bwd_row, gr
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
 from _seqfwd cimport infer_fn, INFER_CAPSULE
-from _seq cimport (set_prefetch, set_grad_chunks, reusing_packs,
+from _seq cimport (set_prefetch, set_col_split, rf_col_split_runs, set_grad_chunks, reusing_packs,
                    prefetch_forward_row, prefetch_backward_row,
                    step_time, chunk_start, project_inputs, zero_padding, input_grads,
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool, rf_use_pool_spread,
                    pack_b_split, pack_b_or_read_split, set_pack_split,
-                   all_zero, state_product, xs_check, raise_if_nonfinite)
+                   all_zero, state_product, xs_check, raise_if_nonfinite,
+                   run_forward_steps, states_zero, step_product, step_done)
 
 cnp.import_array()
 
@@ -56,10 +57,11 @@ cdef struct FwdArgs:
 
 
 cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
-                            Py_ssize_t n1) noexcept nogil:
+                            Py_ssize_t n1, int part) noexcept nogil:
     """Steps 0..T-1 for batch rows n0..n1-1, after their input projection
     when Wx is packed (else the caller did it on BLAS), or chunk by chunk
-    of Tc steps when gates holds only Tc (src/_seq.pxd)."""
+    of Tc steps when gates holds only Tc (src/_seq.pxd).  By columns
+    (reset_after only), part `part`'s columns of every row's products."""
     cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H, G = 3 * H, WK = 4 * H
     cdef Py_ssize_t Tc = a.s.Tc, k0, k1
     cdef Py_ssize_t W = a.s.W, off = a.s.out_offset
@@ -81,7 +83,7 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     cdef floating* w
     cdef floating* orow
     cdef floating* hsave = NULL
-    cdef bint h0_zero = all_zero(ph + n0 * H, rows * H)
+    cdef bint h0_zero = states_zero(ph, &a.s, n0, n1, H)
     k0 = 0
     while k0 < T:                   # the chunks of Tc steps (one when Tc = T)
         k1 = k0 + Tc if k0 + Tc < T else T
@@ -92,8 +94,8 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
             # r: row (n, t) of the (N, T, .) buffers; g: its gates, slot t -
             # chunk_start of the chunk buffer (the same when Tc = T).
             if a.reset_after:
-                state_product(ph + n0 * H, rows, <int> G, <int> H, wp1, pWh, <int> G, False,
-                              pw + n0 * WK, <int> WK, k == 0 and h0_zero)
+                step_product(ph, &a.s, part, n0, n1, <int> G, <int> H, wp1, pWh, <int> G,
+                             False, pw, <int> WK, k == 0 and h0_zero)
                 for n in range(n0, n1):
                     L = plen[n]
                     if k >= L:
@@ -109,6 +111,7 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                         memcpy(phs + r * H, ph + n * H, H * sizeof(floating))
                         hsave = pex + r * H
                     gru_ra_fwd_row(g, w, bx, bh, ph + n * H, orow, hsave, H)
+                step_done(&a.s)
             else:
                 state_product(ph + n0 * H, rows, <int> (2 * H), <int> H, wp1, pWh, <int> G,
                               False, pw + n0 * WK, <int> WK, k == 0 and h0_zero)
@@ -143,11 +146,11 @@ cdef void gru_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
 
 
 cdef void gru_forward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
-    gru_forward_steps(<float*> NULL, <FwdArgs*> a, n0, n1)
+    gru_forward_steps(<float*> NULL, <FwdArgs*> a, n0, n1, part)
 
 
 cdef void gru_forward_steps_d(void* a, long n0, long n1, int part) noexcept nogil:
-    gru_forward_steps(<double*> NULL, <FwdArgs*> a, n0, n1)
+    gru_forward_steps(<double*> NULL, <FwdArgs*> a, n0, n1, part)
 
 
 def gru_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint reset_after, out,
@@ -195,9 +198,15 @@ cdef void gru_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil
                                      pack_nt, reusing_packs(&a.s, pack_nt))
         a.Wp2 = pack_b_or_read_split(N * T, N, <int> H, <int> H, pWh + 2 * H, <int> G,
                                      pack_nt, reusing_packs(&a.s, pack_nt))
-    run_steps(tag, gru_forward_steps_f if floating is float else gru_forward_steps_d, a, N,
-              step_threads(threads, N, T, 2 * H * G,
-                           a.Wp1 != NULL and (a.reset_after or a.Wp2 != NULL)))
+    cdef int nt = step_threads(threads, N, T, 2 * H * G,
+                               a.Wp1 != NULL and (a.reset_after or a.Wp2 != NULL))
+    if a.reset_after:
+        run_forward_steps(tag, gru_forward_steps_f if floating is float
+                          else gru_forward_steps_d, a, &a.s, threads, nt, H, G, 2 * H * G,
+                          a.Wp1)
+    else:
+        run_steps(tag, gru_forward_steps_f if floating is float else gru_forward_steps_d, a,
+                  N, nt)
     free_packed(<void*> a.Wp1)
     free_packed(<void*> a.Wp2)
     forward_epilogue(&a.s)
@@ -431,6 +440,22 @@ def use_grad_chunks(bint on):
     steps (on, the default; src/_seq.pxd, chunk_steps), or run the
     gradients after all steps.  For A/B timings and tests."""
     set_grad_chunks(on)
+
+
+def use_col_split(int mode):
+    """A forward step loop on several threads: 0, split by batch rows
+    always; 1 (the default), by columns of its products where
+    col_split_pays (src/_seq.pxd); 2, by columns wherever it can.  For A/B
+    timings and tests."""
+    if mode not in (0, 1, 2):
+        raise ValueError(f"use_col_split: mode: expected 0, 1 or 2, got {mode}")
+    set_col_split(mode)
+
+
+def col_split_runs():
+    """How many forward step loops of this module ran by columns so far
+    (use_col_split; for tests)."""
+    return rf_col_split_runs
 
 
 def use_split_packing(bint on):

@@ -34,13 +34,14 @@ from _cells cimport lstm_fwd_row, lstm_bwd_row
 from _arrays cimport Arr, take
 from numpy cimport NPY_FLOAT
 from _seqfwd cimport infer_fn, INFER_CAPSULE
-from _seq cimport (set_prefetch, set_grad_chunks, prefetch_forward_row, prefetch_backward_row,
+from _seq cimport (set_prefetch, set_col_split, rf_col_split_runs, set_grad_chunks, prefetch_forward_row, prefetch_backward_row,
                    step_time, chunk_start, project_inputs, is_uniform, input_grads,
                    step_threads, expect, grad_part, grad_stride, set_split_limits, run_steps,
                    backward_steps_and_grads, SeqFwd, SeqBwd, take_forward, take_backward,
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool, rf_use_pool_spread,
                    pack_b_split, pack_b_or_read_split, set_pack_split,
                    all_zero, state_product, states_rebuilt, state_rows,
+                   run_forward_steps, states_zero, step_product, step_done, inputs_done,
                    set_poison_chunk_h, rebuild_chunk_start, rebuild_next_state,
                    rebuild_padding, xs_check, raise_if_nonfinite,
                    NarrowInputs, narrow_inputs_begin, narrow_inputs_end, narrow_state,
@@ -62,12 +63,13 @@ cdef struct FwdArgs:
 
 
 cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
-                             Py_ssize_t n1) noexcept nogil:
+                             Py_ssize_t n1, int part) noexcept nogil:
     """Steps 0..T-1 for batch rows n0..n1-1 (tag only selects the type),
     after their input projection when Wx is packed (else the caller did it
     for all rows on BLAS), or chunk by chunk of Tc steps when gates holds
     only Tc, or with the inputs in each step's product (a.narrow;
-    src/_seq.pxd)."""
+    src/_seq.pxd).  By columns (not narrow), part `part`'s columns of every
+    row's products."""
     cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H, G = 4 * H, W = a.s.W, off = a.s.out_offset
     cdef Py_ssize_t Tc = a.s.Tc, k0, k1
     cdef floating* pg = <floating*> a.s.gates
@@ -86,7 +88,7 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     cdef Py_ssize_t k, n, t, j, L
     cdef floating* g
     cdef floating* tsave = NULL
-    cdef bint h0_zero = all_zero(ph + n0 * H, rows * H)
+    cdef bint h0_zero = states_zero(ph, &a.s, n0, n1, H)
     cdef bint narrow = a.narrow.xh != NULL
     cdef Py_ssize_t ldh = D + H if narrow else H      # row stride of the state
     if narrow:
@@ -98,6 +100,7 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
             project_inputs(<const floating*> a.s.xs, <const floating*> a.s.Wx_packed,
                            <const floating*> a.s.Wx, plen, a.s.reverse, T, D, G, n0, n1,
                            k0, k1, pg, Tc, xs_check(&a.s))
+            inputs_done(&a.s)
         for k in range(k0, k1):
             if narrow:              # uniform: the step-t rows of the chunk
                 t = step_time(k, T, a.s.reverse) - chunk_start(T, k0, k1, a.s.reverse)
@@ -107,13 +110,13 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                 # Recurrent GEMM accumulates straight into the step-t rows
                 # of the projected gates (row stride Tc*4H, no copy).
                 t = step_time(k, T, a.s.reverse) - chunk_start(T, k0, k1, a.s.reverse)
-                state_product(ph + n0 * H, rows, <int> G, <int> H, whp, Wh, <int> G, True,
-                              pg + (n0 * Tc + t) * G, <int> (Tc * G), k == 0 and h0_zero)
+                step_product(ph, &a.s, part, n0, n1, <int> G, <int> H, whp, Wh, <int> G, True,
+                             pg + t * G, <int> (Tc * G), k == 0 and h0_zero)
             else:
                 # Ragged reverse run: each row is at its own t, so the
                 # recurrent term goes to scratch and is added per row.
-                state_product(ph + n0 * H, rows, <int> G, <int> H, whp, Wh, <int> G, False,
-                              pw + n0 * G, <int> G, k == 0 and h0_zero)
+                step_product(ph, &a.s, part, n0, n1, <int> G, <int> H, whp, Wh, <int> G, False,
+                             pw, <int> G, k == 0 and h0_zero)
             for n in range(n0, n1):
                 L = plen[n]
                 if k >= L:
@@ -133,17 +136,18 @@ cdef void lstm_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                     tsave = pts + (n * T + t) * H
                 lstm_fwd_row(g, pb, pc + n * H, ph + n * ldh, pout + (n * T + t) * W + off,
                              tsave, H)
+            step_done(&a.s)
         k0 = k1
     if narrow:
         narrow_state(tag, &a.s, &a.narrow, n0, n1, True)
 
 
 cdef void lstm_forward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
-    lstm_forward_steps(<float*> NULL, <FwdArgs*> a, n0, n1)
+    lstm_forward_steps(<float*> NULL, <FwdArgs*> a, n0, n1, part)
 
 
 cdef void lstm_forward_steps_d(void* a, long n0, long n1, int part) noexcept nogil:
-    lstm_forward_steps(<double*> NULL, <FwdArgs*> a, n0, n1)
+    lstm_forward_steps(<double*> NULL, <FwdArgs*> a, n0, n1, part)
 
 
 def lstm_forward(xs, Wx, Wh, b, h, c, lengths, bint reverse, out, Py_ssize_t out_offset,
@@ -191,8 +195,10 @@ cdef void lstm_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogi
     a.Wh_packed = NULL if narrow else pack_b_or_read_split(
         N * T, N, <int> H, <int> G, <const floating*> a.s.Wh, <int> G, pack_nt,
         reusing_packs(&a.s, pack_nt))
-    run_steps(tag, lstm_forward_steps_f if floating is float else lstm_forward_steps_d, a, N,
-              step_threads(threads, N, T, 2 * H * G, narrow or a.Wh_packed != NULL))
+    run_forward_steps(tag, lstm_forward_steps_f if floating is float else lstm_forward_steps_d,
+                      a, &a.s, threads, step_threads(threads, N, T, 2 * H * G,
+                                                     narrow or a.Wh_packed != NULL),
+                      H, G, 2 * H * G, a.Wh_packed)    # narrow: NULL, by rows
     free_packed(<void*> a.Wh_packed)
     narrow_inputs_end(&a.narrow)
     forward_epilogue(&a.s)
@@ -415,6 +421,22 @@ def use_grad_chunks(bint on):
     steps (on, the default; src/_seq.pxd, chunk_steps), or run the
     gradients after all steps.  For A/B timings and tests."""
     set_grad_chunks(on)
+
+
+def use_col_split(int mode):
+    """A forward step loop on several threads: 0, split by batch rows
+    always; 1 (the default), by columns of its products where
+    col_split_pays (src/_seq.pxd); 2, by columns wherever it can.  For A/B
+    timings and tests."""
+    if mode not in (0, 1, 2):
+        raise ValueError(f"use_col_split: mode: expected 0, 1 or 2, got {mode}")
+    set_col_split(mode)
+
+
+def col_split_runs():
+    """How many forward step loops of this module ran by columns so far
+    (use_col_split; for tests)."""
+    return rf_col_split_runs
 
 
 def use_narrow_inputs(bint on):

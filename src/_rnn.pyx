@@ -29,7 +29,7 @@ from _arrays cimport arrays_match, float_array_match
 from _cells cimport rnn_fwd_row, rnn_bwd_row, rf_pass_clone
 from numpy cimport NPY_FLOAT
 from _seqfwd cimport infer_fn, INFER_CAPSULE
-from _seq cimport (set_prefetch, chunk_steps, reusing_packs, set_grad_chunks, worth_prefetching,
+from _seq cimport (set_prefetch, set_col_split, rf_col_split_runs, chunk_steps, reusing_packs, set_grad_chunks, worth_prefetching,
                    prefetch_forward_row, prefetch_backward_row, step_time, chunk_start,
                    project_inputs, is_uniform, input_grads, rf_run_rows, step_threads,
                    grad_part, grad_stride, set_split_limits, run_steps,
@@ -38,6 +38,7 @@ from _seq cimport (set_prefetch, chunk_steps, reusing_packs, set_grad_chunks, wo
                    rf_use_pool_spread,
                    pack_b_split, pack_b_or_read_split, set_pack_split, packing_threads,
                    all_zero, state_product, set_poison_chunk_h,
+                   run_forward_steps, states_zero, step_product, step_done, inputs_done,
                    states_rebuilt, state_rows, rebuild_chunk_start, rebuild_next_state,
                    rebuild_padding, xs_check, raise_if_nonfinite, finite_values)
 
@@ -52,10 +53,11 @@ cdef struct FwdArgs:
 
 
 cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
-                            Py_ssize_t n1) noexcept nogil:
+                            Py_ssize_t n1, int part) noexcept nogil:
     """Steps 0..T-1 for batch rows n0..n1-1, after their input projection
     when Wx is packed (else the caller did it on BLAS), or chunk by chunk
-    of Tc steps when gates holds only Tc (src/_seq.pxd)."""
+    of Tc steps when gates holds only Tc (src/_seq.pxd).  By columns, part
+    `part`'s columns of every row's products."""
     cdef Py_ssize_t T = a.s.T, D = a.s.D, H = a.s.H, W = a.s.W, off = a.s.out_offset
     cdef Py_ssize_t Tc = a.s.Tc, k0, k1
     cdef floating* pg = <floating*> a.s.gates
@@ -70,21 +72,22 @@ cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
     cdef int rows = <int> (n1 - n0)
     cdef Py_ssize_t k, n, t, j, L
     cdef floating* g
-    cdef bint h0_zero = all_zero(ph + n0 * H, rows * H)
+    cdef bint h0_zero = states_zero(ph, &a.s, n0, n1, H)
     k0 = 0
     while k0 < T:                   # the chunks of Tc steps (one when Tc = T)
         k1 = k0 + Tc if k0 + Tc < T else T
         project_inputs(<const floating*> a.s.xs, <const floating*> a.s.Wx_packed,
                        <const floating*> a.s.Wx, plen, a.s.reverse, T, D, H, n0, n1, k0, k1,
                        pg, Tc, xs_check(&a.s))
+        inputs_done(&a.s)
         for k in range(k0, k1):
             if a.uniform:
                 t = step_time(k, T, a.s.reverse) - chunk_start(T, k0, k1, a.s.reverse)
-                state_product(ph + n0 * H, rows, <int> H, <int> H, whp, Wh, <int> H, True,
-                              pg + (n0 * Tc + t) * H, <int> (Tc * H), k == 0 and h0_zero)
+                step_product(ph, &a.s, part, n0, n1, <int> H, <int> H, whp, Wh, <int> H, True,
+                             pg + t * H, <int> (Tc * H), k == 0 and h0_zero)
             else:
-                state_product(ph + n0 * H, rows, <int> H, <int> H, whp, Wh, <int> H, False,
-                              pw + n0 * H, <int> H, k == 0 and h0_zero)
+                step_product(ph, &a.s, part, n0, n1, <int> H, <int> H, whp, Wh, <int> H, False,
+                             pw, <int> H, k == 0 and h0_zero)
             for n in range(n0, n1):
                 L = plen[n]
                 if k >= L:
@@ -100,15 +103,16 @@ cdef void rnn_forward_steps(floating* tag, FwdArgs* a, Py_ssize_t n0,
                 if a.s.training and (k == 0 or a.save_all):
                     memcpy(phs + (n * T + t) * H, ph + n * H, H * sizeof(floating))
                 rnn_fwd_row(g, pb, ph + n * H, pout + (n * T + t) * W + off, H, a.relu)
+            step_done(&a.s)
         k0 = k1
 
 
 cdef void rnn_forward_steps_f(void* a, long n0, long n1, int part) noexcept nogil:
-    rnn_forward_steps(<float*> NULL, <FwdArgs*> a, n0, n1)
+    rnn_forward_steps(<float*> NULL, <FwdArgs*> a, n0, n1, part)
 
 
 cdef void rnn_forward_steps_d(void* a, long n0, long n1, int part) noexcept nogil:
-    rnn_forward_steps(<double*> NULL, <FwdArgs*> a, n0, n1)
+    rnn_forward_steps(<double*> NULL, <FwdArgs*> a, n0, n1, part)
 
 
 def rnn_forward(xs, Wx, Wh, b, h, lengths, bint reverse, bint relu, out,
@@ -141,8 +145,10 @@ cdef void rnn_forward_run(floating* tag, FwdArgs* a, int threads) noexcept nogil
     a.Wh_packed = pack_b_or_read_split(N * T, N, <int> H, <int> H,
                                        <const floating*> a.s.Wh, <int> H, pack_nt,
                                        reusing_packs(&a.s, pack_nt))
-    run_steps(tag, rnn_forward_steps_f if floating is float else rnn_forward_steps_d, a, N,
-              step_threads(threads, N, T, 2 * H * H, a.Wh_packed != NULL))
+    run_forward_steps(tag, rnn_forward_steps_f if floating is float else rnn_forward_steps_d,
+                      a, &a.s, threads,
+                      step_threads(threads, N, T, 2 * H * H, a.Wh_packed != NULL),
+                      H, H, 2 * H * H, a.Wh_packed)
     free_packed(<void*> a.Wh_packed)
     forward_epilogue(&a.s)
 
@@ -660,6 +666,22 @@ def use_grad_chunks(bint on):
     steps (on, the default; src/_seq.pxd, chunk_steps), or run the
     gradients after all steps.  For A/B timings and tests."""
     set_grad_chunks(on)
+
+
+def use_col_split(int mode):
+    """A forward step loop on several threads: 0, split by batch rows
+    always; 1 (the default), by columns of its products where
+    col_split_pays (src/_seq.pxd); 2, by columns wherever it can.  For A/B
+    timings and tests."""
+    if mode not in (0, 1, 2):
+        raise ValueError(f"use_col_split: mode: expected 0, 1 or 2, got {mode}")
+    set_col_split(mode)
+
+
+def col_split_runs():
+    """How many forward step loops of this module ran by columns so far
+    (use_col_split; for tests)."""
+    return rf_col_split_runs
 
 
 def split_packing_threads(int threads, Py_ssize_t N, Py_ssize_t T, Py_ssize_t flops_per_row_step,

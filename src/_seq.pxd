@@ -379,6 +379,11 @@ cdef inline void prefetch_backward_row(floating* tag, SeqBwd* s, Py_ssize_t G, P
 cdef extern from "_threads.h" nogil:
     ctypedef void (*rf_rows_fn)(void* ctx, long n0, long n1, int part) noexcept nogil
     void rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
+    ctypedef struct rf_barrier:
+        int parts
+    void rf_barrier_init(rf_barrier* b, int parts)
+    void rf_barrier_wait(rf_barrier* b)
+    int rf_run_together(rf_rows_fn fn, void* ctx, long N, int threads)
     const int RF_MAX_THREADS
     long rf_split_step_flops, rf_split_grad_flops, rf_split_grad_rows
     int rf_use_thread_pool(int on)
@@ -664,6 +669,7 @@ cdef inline int take_forward(SeqFwd* s, xs, Wx, Wh, b, h, lengths, out, gates, h
     s.N, s.T, s.D, s.H, s.W, s.out_offset, s.Tc = N, T, D, H, o.shape[2], out_offset, Tc
     s.check_xs, s.nonfinite = check_xs, 0
     s.reverse, s.training, s.ft, s.pack_epoch = reverse, training, ft, 0
+    s.col_parts, s.barrier = 0, NULL
     return 0
 
 
@@ -1075,6 +1081,153 @@ cdef inline void run_steps(floating* tag, rf_rows_fn steps, void* args, Py_ssize
         rf_run_rows(steps, args, N, nt)
     else:
         steps(args, 0, N, 0)
+
+
+# ------------------------------------------- a step's product by columns
+# At 2 threads a step loop splits over batch rows: each thread multiplies
+# its rows by the whole Wh at every step.  With few rows a thread and a Wh
+# larger than a core's L2, each thread then streams all of Wh from L3 at
+# every step for a product of few rows (GRU `zaremba-medium`, 10 rows a
+# thread and 5 MB of Wh: 114 GFLOP/s, where 20 rows by half of Wh's columns
+# ran 139; docs/performance.md item 191).  Split by columns instead, each
+# thread streams half of Wh for all rows; the pass still splits by rows, so
+# the parts wait for each other twice a step (src/_threads.h, rf_barrier).
+cdef extern from *:
+    """
+    /* 0: never by columns; 1: where col_split_pays; 2: wherever it can
+     * (tests and A/B: rnnfast._core.use_col_split) */
+    static int rf_col_split_switch = 1;
+    static long rf_col_split_runs = 0;     /* step loops run by columns */
+    """
+    int rf_col_split_switch
+    long rf_col_split_runs
+
+
+cdef enum:
+    COL_SPLIT_ROWS = 16          # by columns below this many rows a thread
+    COL_SPLIT_BYTES = 2 << 20    # and from this many bytes of Wh,
+    COL_SPLIT_FEW_BYTES = 512 << 10  # or from this many where the rows
+                                     # alone would leave threads idle
+
+
+cdef inline void set_col_split(int mode) noexcept nogil:
+    global rf_col_split_switch
+    rf_col_split_switch = mode
+
+
+cdef inline int col_block(floating* tag) noexcept nogil:
+    """Columns a part's share is a multiple of: a wide tile's two panels."""
+    return 2 * RF_NRD if floating is double else 2 * RF_NR
+
+
+cdef inline int col_threads(floating* tag, int threads, int nt, Py_ssize_t N, Py_ssize_t T,
+                            Py_ssize_t K, Py_ssize_t ncols,
+                            Py_ssize_t flops_per_row_step) noexcept nogil:
+    """How many parts a forward step loop of N rows and T steps on up to
+    `threads` threads (nt by rows: step_threads) splits its products (N,
+    K) @ (K, ncols) over by columns (see above), or 0: by rows.  At least
+    a wide tile's columns a part, as much work a thread as step_threads
+    asks, and a Wh of COL_SPLIT_FEW_BYTES or more where the rows alone
+    would leave threads idle (step_threads gives fewer than 4 rows a
+    thread none: a batch of fewer than 8 rows runs on one thread by rows),
+    else fewer than COL_SPLIT_ROWS rows a thread and a Wh of
+    COL_SPLIT_BYTES or more (docs/performance.md item 191)."""
+    cdef Py_ssize_t t = threads
+    if rf_col_split_switch == 0 or t < 2:
+        return 0
+    if t > RF_MAX_THREADS:
+        t = RF_MAX_THREADS
+    while t > 1 and ncols < t * col_block(tag):
+        t -= 1
+    if t < 2:
+        return 0
+    if rf_col_split_switch == 2:
+        return <int> t
+    if N * T * flops_per_row_step < rf_split_step_flops * t:
+        return 0
+    if nt < t:
+        return <int> t if K * ncols * sizeof(floating) >= COL_SPLIT_FEW_BYTES else 0
+    if N >= COL_SPLIT_ROWS * t or K * ncols * sizeof(floating) < COL_SPLIT_BYTES:
+        return 0
+    return <int> t
+
+
+cdef inline void run_forward_steps(floating* tag, rf_rows_fn steps, void* args, SeqFwd* s,
+                                   int threads, int nt, Py_ssize_t K, Py_ssize_t ncols,
+                                   Py_ssize_t flops_per_row_step,
+                                   const void* Wp) noexcept nogil:
+    """run_steps for a forward step loop whose product is (N, K) @ (K,
+    ncols), Wp its packed right-hand side (NULL: BLAS, which splits by
+    rows): by columns on col_threads(threads, ...) parts when it gives two
+    or more and the pool can run them all at once (rf_run_together), else
+    by rows on nt threads (step_threads).  The loop's products go through
+    step_product and each step ends in step_done."""
+    global rf_col_split_runs
+    cdef rf_barrier bar
+    cdef int ran, parts = 0
+    s.col_parts, s.barrier = 0, NULL
+    if Wp != NULL:
+        parts = col_threads(tag, threads, nt, s.N, s.T, K, ncols, flops_per_row_step)
+    if parts > 1:
+        rf_barrier_init(&bar, parts)
+        s.col_parts, s.barrier = parts, &bar
+        ran = rf_run_together(steps, args, s.N, parts)
+        s.col_parts, s.barrier = 0, NULL
+        if ran:
+            rf_col_split_runs += 1
+            return
+    run_steps(tag, steps, args, s.N, nt)
+
+
+cdef inline bint states_zero(const floating* h, SeqFwd* s, Py_ssize_t n0,
+                             Py_ssize_t n1, Py_ssize_t K) noexcept nogil:
+    """Whether the rows of h (rows K wide) that this part's products read
+    are all zero: its own rows n0..n1-1, or all N by columns."""
+    if s.col_parts > 1:
+        return all_zero(h, s.N * K)
+    return all_zero(h + n0 * K, (n1 - n0) * K)
+
+
+cdef inline void step_product(const floating* h, SeqFwd* s, int part, Py_ssize_t n0,
+                              Py_ssize_t n1, int ncols, int K, const floating* Wp,
+                              const floating* Wh, int ldw, bint accumulate, floating* C,
+                              int ldc, bint h_zero) noexcept nogil:
+    """A forward step's product C (+)= h @ Wh (h rows K wide, C from row 0
+    on, rows ldc apart; state_product): rows n0..n1-1 by rows, or all N
+    rows of this part's columns by columns, and then every part's columns
+    are in."""
+    cdef Py_ssize_t nb, c0, c1, blk
+    if s.col_parts <= 1:
+        state_product(h + n0 * K, <int> (n1 - n0), ncols, K, Wp, Wh, ldw, accumulate,
+                      C + n0 * ldc, ldc, h_zero)
+        return
+    blk = col_block(<floating*> NULL)
+    nb = (ncols + blk - 1) // blk
+    c0 = nb * part // s.col_parts * blk
+    c1 = nb * (part + 1) // s.col_parts * blk
+    if c1 > ncols:
+        c1 = ncols
+    if <const void*> Wp != <const void*> rf_unpacked_b():
+        Wp = Wp + c0 // (blk // 2) * (rf_panel_stride_d(K) if floating is double
+                                      else rf_panel_stride(K))
+    state_product(h, <int> s.N, <int> (c1 - c0), K, Wp, Wh + c0, ldw, accumulate, C + c0,
+                  ldc, h_zero)
+    rf_barrier_wait(<rf_barrier*> s.barrier)
+
+
+cdef inline void step_done(SeqFwd* s) noexcept nogil:
+    """The end of a forward step: by columns, wait until every part's rows
+    are through their pass (the next step's products read all of them)."""
+    if s.col_parts > 1:
+        rf_barrier_wait(<rf_barrier*> s.barrier)
+
+
+cdef inline void inputs_done(SeqFwd* s) noexcept nogil:
+    """After a part projected its rows' inputs (a chunk's): by columns,
+    wait for every part's rows when the step products add into the
+    projected gates (RNN, LSTM)."""
+    if s.col_parts > 1:
+        rf_barrier_wait(<rf_barrier*> s.barrier)
 
 
 # A backward's step loop over steps k_hi-1..k_lo of batch rows n0..n1-1,

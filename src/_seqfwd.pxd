@@ -28,6 +28,10 @@ cdef struct SeqFwd:
     int nonfinite            # set to 1 when that test found one
     int ft                   # NPY_FLOAT or NPY_DOUBLE: the version to run
     size_t pack_epoch        # inference in a pack epoch (src/_blas.pxd), else 0
+    int col_parts            # > 1: the step loop runs on this many parts that
+                             # split each step's product by columns and wait
+                             # for each other (src/_seq.pxd, run_forward_steps)
+    void* barrier            # then their rf_barrier (src/_threads.h)
 
 
 # A kernel module's inference forward after its caller's checks: s filled

@@ -180,6 +180,8 @@ static void rf_run_rows_spawned(rf_rows_fn fn, void* ctx, long N, int threads)
 
 #if defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
 /* ------------------------------------------------------------ the pool */
+#define RF_HAVE_FUTEX_POOL 1
+#include <limits.h>
 #include <linux/futex.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -369,23 +371,13 @@ static void rf_pool_wait_spin(void)
     }
 }
 
-static void RF_MAYBE_UNUSED rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
+/* The pool's job: fn's part 0 on the caller, parts 1..on_workers on the
+ * workers, any others on the caller after its own; returns when all are
+ * done, and unlocks the pool (which the caller holds). */
+static void rf_pool_run(rf_rows_fn fn, void* ctx, long N, int threads, int on_workers)
 {
-    int i, on_workers;
+    int i;
     unsigned int left;
-    threads = rf_clamp_threads(N, threads);
-    if (threads <= 1) {
-        if (N > 0)
-            fn(ctx, 0, N, 0);
-        return;
-    }
-    pthread_once(&rf_pool_once, rf_pool_register_fork_handler);
-    if (!rf_pool_switch || pthread_mutex_trylock(&rf_pool.lock) != 0) {
-        rf_run_rows_spawned(fn, ctx, N, threads);     /* off, or busy */
-        return;
-    }
-    rf_pool_grow(threads);
-    on_workers = rf_pool.workers < threads - 1 ? rf_pool.workers : threads - 1;
     rf_pool.fn = fn;
     rf_pool.ctx = ctx;
     rf_pool.N = N;
@@ -411,6 +403,104 @@ static void RF_MAYBE_UNUSED rf_run_rows(rf_rows_fn fn, void* ctx, long N, int th
     pthread_mutex_unlock(&rf_pool.lock);
 }
 
+static void RF_MAYBE_UNUSED rf_run_rows(rf_rows_fn fn, void* ctx, long N, int threads)
+{
+    threads = rf_clamp_threads(N, threads);
+    if (threads <= 1) {
+        if (N > 0)
+            fn(ctx, 0, N, 0);
+        return;
+    }
+    pthread_once(&rf_pool_once, rf_pool_register_fork_handler);
+    if (!rf_pool_switch || pthread_mutex_trylock(&rf_pool.lock) != 0) {
+        rf_run_rows_spawned(fn, ctx, N, threads);     /* off, or busy */
+        return;
+    }
+    rf_pool_grow(threads);
+    rf_pool_run(fn, ctx, N, threads,
+                rf_pool.workers < threads - 1 ? rf_pool.workers : threads - 1);
+}
+
+/* ---------------------------------------- parts that wait for each other
+ * A step loop whose products split by columns (src/_seq.pxd,
+ * run_forward_steps) needs every part's columns before any part's pass,
+ * and every part's pass before the next step's products: a barrier, twice
+ * a step.  Its parts must then all run at the same time, on the pool's
+ * workers: rf_run_rows' fallbacks (a part on the caller after its own,
+ * threads created per call that may fail) would leave a part waiting for
+ * one that runs after it.  rf_run_together runs fn only on a pool with a
+ * worker for every other part, and otherwise runs nothing and returns 0
+ * (the caller then splits by rows). */
+typedef struct {
+    unsigned int arrived;          /* parts at the barrier in this round */
+    unsigned int gen;              /* rounds completed (a futex word) */
+    unsigned int sleepers;         /* parts asleep on gen */
+    int parts;
+} rf_barrier;
+
+static void RF_MAYBE_UNUSED rf_barrier_init(rf_barrier* b, int parts)
+{
+    b->arrived = b->gen = b->sleepers = 0;
+    b->parts = parts;
+}
+
+/* Spin (the other part is normally a few us away: a step's products take
+ * tens to hundreds of us), then sleep: the machine may have taken the
+ * other part's core. */
+#define RF_BARRIER_SPIN_US 2000
+
+static void RF_MAYBE_UNUSED rf_barrier_wait(rf_barrier* b)
+{
+    unsigned int gen = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
+    struct timespec t0, t;
+    int i;
+    if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == (unsigned int) b->parts) {
+        /* the last one in: reset for the next round, then release it */
+        __atomic_store_n(&b->arrived, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->gen, gen + 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST) != 0)
+            syscall(SYS_futex, &b->gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        for (i = 0; i < 64; i++) {
+            if (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) != gen)
+                return;
+            RF_CPU_RELAX();
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000
+                >= RF_BARRIER_SPIN_US)
+            break;
+    }
+    /* seq_cst on both sides: either the last one sees this sleeper and
+     * wakes it, or this one sees the new gen and does not sleep */
+    __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&b->gen, __ATOMIC_SEQ_CST) == gen)
+        rf_futex_wait(&b->gen, gen);
+    __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+}
+
+static int RF_MAYBE_UNUSED rf_run_together(rf_rows_fn fn, void* ctx, long N, int threads)
+{
+    /* not clamped to N: a part may have no rows of its own, only columns */
+    if (threads > RF_MAX_THREADS)
+        threads = RF_MAX_THREADS;
+    if (threads <= 1)
+        return 0;
+    pthread_once(&rf_pool_once, rf_pool_register_fork_handler);
+    if (!rf_pool_switch || pthread_mutex_trylock(&rf_pool.lock) != 0)
+        return 0;
+    rf_pool_grow(threads);
+    if (rf_pool.workers < threads - 1) {
+        pthread_mutex_unlock(&rf_pool.lock);
+        return 0;
+    }
+    rf_pool_run(fn, ctx, N, threads, threads - 1);
+    return 1;
+}
+
 static int RF_MAYBE_UNUSED rf_use_thread_pool(int on)
 {
     rf_pool_switch = on != 0;
@@ -429,7 +519,20 @@ static int RF_MAYBE_UNUSED rf_use_pool_spread(int on)
 static int RF_MAYBE_UNUSED rf_use_thread_pool(int on) { (void) on; return 0; }
 static int RF_MAYBE_UNUSED rf_use_pool_spread(int on) { (void) on; return 0; }
 #endif
-
 #endif /* RF_NO_PTHREADS */
+
+#if defined(RF_NO_PTHREADS) || !defined(RF_HAVE_FUTEX_POOL)
+/* No pool that runs parts at the same time: nothing waits (the step loops
+ * split by rows). */
+typedef struct { int parts; } rf_barrier;
+static void RF_MAYBE_UNUSED rf_barrier_init(rf_barrier* b, int parts) { b->parts = parts; }
+static void RF_MAYBE_UNUSED rf_barrier_wait(rf_barrier* b) { (void) b; }
+static int RF_MAYBE_UNUSED rf_run_together(rf_rows_fn fn, void* ctx, long N, int threads)
+{
+    (void) fn; (void) ctx; (void) N; (void) threads;
+    return 0;
+}
+#endif
+
 
 #endif /* RNNFAST_THREADS_H */

@@ -104,12 +104,14 @@ def draw_case(rng):
     switches["repack"] = bool(rng.random() < 0.7)      # and after narrow
     switches["tall"] = bool(rng.random() < 0.7)        # and after repack
     switches["align"] = bool(rng.random() < 0.7)       # and after tall
+    switches["cols"] = int(rng.choice(3, p=[0.2, 0.4, 0.4]))   # and after align
     return case
 
 
 class kernel_settings:
     """Sets the switches of a case on all three kernel modules; puts the
-    defaults back on exit (every switch's default is on, gemv8 automatic)."""
+    defaults back on exit (every switch's default is on, gemv8 automatic,
+    cols 1: the rule)."""
 
     def __init__(self, sw):
         self.sw = sw
@@ -132,6 +134,7 @@ class kernel_settings:
         _core.use_repack(sw.get("repack", True))
         _core.use_tall_tiles(sw.get("tall", True))
         _core.use_aligned_scratch(sw.get("align", True))
+        _core.use_col_split(sw.get("cols", 1))
         self.limits = [m.split_limits() for m in (_rnn, _lstm, _gru)]
         if sw["split_all"]:
             for m in (_rnn, _lstm, _gru):
@@ -151,6 +154,7 @@ class kernel_settings:
                        _core.use_repack, _core.use_tall_tiles, _core.use_aligned_scratch):
             switch(True)
         _core.use_gemv_groups_of_8(None)
+        _core.use_col_split(1)
         return False
 
 
