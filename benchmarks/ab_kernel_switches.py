@@ -26,6 +26,10 @@ interleaved turn by turn (benchmarks/common.py, switch_ab), on whole calls:
     align     the scratch sets' buffers (gates, saved states) where np.empty
               puts them against on 64-byte lines
               (_core.use_aligned_scratch; item 187)
+    cols      forward step loops on several threads split by batch rows
+              against by columns of their products wherever the pool can
+              (_core.use_col_split 0 / 2; item 191; THREADS=2)
+    colrule   by rows against the default rule (_core.use_col_split 0 / 1)
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
         python benchmarks/ab_kernel_switches.py groups lstm:train:tiny lstm:infer:1,1,256,256 [rounds]
