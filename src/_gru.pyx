@@ -43,7 +43,7 @@ from _seq cimport (set_prefetch, set_col_split, rf_col_split_runs, set_grad_chun
                    forward_prologue, forward_epilogue, backward_prologue, rf_use_thread_pool, rf_use_pool_spread,
                    pack_b_split, pack_b_or_read_split, set_pack_split,
                    all_zero, state_product, xs_check, raise_if_nonfinite,
-                   run_forward_steps, states_zero, step_product, step_done)
+                   run_forward_steps, states_zero, step_product, step_done, dh_product)
 
 cnp.import_array()
 
@@ -279,8 +279,9 @@ cdef void gru_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_
 
 
 cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
-                             Py_ssize_t k_lo, Py_ssize_t k_hi) noexcept nogil:
-    """BPTT steps k_hi-1..k_lo for batch rows n0..n1-1."""
+                             Py_ssize_t k_lo, Py_ssize_t k_hi, int part) noexcept nogil:
+    """BPTT steps k_hi-1..k_lo for batch rows n0..n1-1 (by columns,
+    reset_after only: part `part`'s columns of every row's products)."""
     cdef Py_ssize_t T = a.s.T, H = a.s.H, G = 3 * H, WK = 4 * H
     cdef Py_ssize_t W = a.s.W, off = a.s.dout_offset
     cdef floating* pg = <floating*> a.s.gates
@@ -313,8 +314,8 @@ cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
             gru_bwd_row(g, w, phs + r * H, pdo + r * W + off, pdh + n * H,
                         pex + r * H, H, a.reset_after)
         if a.reset_after:
-            gemm_packed_dh(rows, <int> H, <int> G, pw + n0 * WK, <int> WK, wp1,
-                           pWh, <int> G, True, pdh + n0 * H, <int> H)
+            dh_product(&a.s, part, n0, n1, <int> H, <int> G, pw, <int> WK, wp1, pWh, <int> G,
+                       pdh, <int> H)
         else:
             # d(r*h) = da_h Wh_h^T, then da_r, then dh += [da_z, da_r] Wh_zr^T
             gemm_packed_dh(rows, <int> H, <int> H, pw + n0 * WK + 2 * H, <int> WK, wp2,
@@ -333,12 +334,14 @@ cdef void gru_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
 
 
 # The row functions as src/_threads.h and src/_seq.pxd take them.
-cdef void gru_backward_steps_f(void* a, long n0, long n1, long k_lo, long k_hi) noexcept nogil:
-    gru_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi)
+cdef void gru_backward_steps_f(void* a, long n0, long n1, long k_lo, long k_hi,
+                               int part) noexcept nogil:
+    gru_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi, part)
 
 
-cdef void gru_backward_steps_d(void* a, long n0, long n1, long k_lo, long k_hi) noexcept nogil:
-    gru_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi)
+cdef void gru_backward_steps_d(void* a, long n0, long n1, long k_lo, long k_hi,
+                               int part) noexcept nogil:
+    gru_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi, part)
 
 
 cdef void gru_backward_grads_f(void* a, long r0, long run_len, long runs,
@@ -395,7 +398,7 @@ cdef void gru_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogi
         gru_backward_grads_f if floating is float else gru_backward_grads_d,
         step_threads(threads, N, T, 2 * H * G, a.Wp1 != NULL and (a.reset_after or a.Wp2 != NULL)),
         threads, 2 * (2 * D + H) * G, <void*> a.Wp1, <void*> a.Wp2, G,
-        2 * G if a.reset_after else G)
+        2 * G if a.reset_after else G, 0, G if a.reset_after else 0)
 
 
 def use_packed_gemm(bint on, dw=None):

@@ -42,6 +42,7 @@ from _seq cimport (set_prefetch, set_col_split, rf_col_split_runs, set_grad_chun
                    pack_b_split, pack_b_or_read_split, set_pack_split,
                    all_zero, state_product, states_rebuilt, state_rows,
                    run_forward_steps, states_zero, step_product, step_done, inputs_done,
+                   dh_product,
                    set_poison_chunk_h, rebuild_chunk_start, rebuild_next_state,
                    rebuild_padding, xs_check, raise_if_nonfinite,
                    NarrowInputs, narrow_inputs_begin, narrow_inputs_end, narrow_state,
@@ -259,7 +260,7 @@ cdef void lstm_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize
 
 
 cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
-                              Py_ssize_t k_lo, Py_ssize_t k_hi) noexcept nogil:
+                              Py_ssize_t k_lo, Py_ssize_t k_hi, int part) noexcept nogil:
     """BPTT steps k_hi-1..k_lo for batch rows n0..n1-1.  When a.rebuild,
     each step first writes its h (o * tanh(c')) as the next step's h_prev,
     which the forward did not save (src/_seq.pxd, rebuilt_state)."""
@@ -304,20 +305,22 @@ cdef void lstm_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize
         # dh_prev (+)= dA_t Wh^T; idle rows keep their carried dh.
         if a.uniform:
             t = step_time(k, T, a.s.reverse)
-            gemm_packed_dh(rows, <int> H, <int> G, pg + (n0 * T + t) * G, <int> (T * G),
-                           whtp, Wh, <int> G, True, pdh + n0 * H, <int> H)
+            dh_product(&a.s, part, n0, n1, <int> H, <int> G, pg + t * G, <int> (T * G),
+                       whtp, Wh, <int> G, pdh, <int> H)
         else:
-            gemm_packed_dh(rows, <int> H, <int> G, pw + n0 * G, <int> G,
-                           whtp, Wh, <int> G, True, pdh + n0 * H, <int> H)
+            dh_product(&a.s, part, n0, n1, <int> H, <int> G, pw, <int> G,
+                       whtp, Wh, <int> G, pdh, <int> H)
 
 
 # The step and gradient functions as src/_seq.pxd takes them.
-cdef void lstm_backward_steps_f(void* a, long n0, long n1, long k_lo, long k_hi) noexcept nogil:
-    lstm_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi)
+cdef void lstm_backward_steps_f(void* a, long n0, long n1, long k_lo, long k_hi,
+                                int part) noexcept nogil:
+    lstm_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi, part)
 
 
-cdef void lstm_backward_steps_d(void* a, long n0, long n1, long k_lo, long k_hi) noexcept nogil:
-    lstm_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi)
+cdef void lstm_backward_steps_d(void* a, long n0, long n1, long k_lo, long k_hi,
+                                int part) noexcept nogil:
+    lstm_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi, part)
 
 
 cdef void lstm_backward_grads_f(void* a, long r0, long run_len, long runs,
@@ -371,7 +374,7 @@ cdef void lstm_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nog
         tag, &a.s, a, lstm_backward_steps_f if floating is float else lstm_backward_steps_d,
         lstm_backward_grads_f if floating is float else lstm_backward_grads_d,
         step_threads(threads, N, T, 2 * H * G, a.WhT_packed != NULL), threads,
-        2 * (2 * D + H) * G, <void*> a.WhT_packed, NULL, G, G, H if a.rebuild else 0)
+        2 * (2 * D + H) * G, <void*> a.WhT_packed, NULL, G, G, H if a.rebuild else 0, G)
 
 
 def poison_chunk_buffers(bint on):

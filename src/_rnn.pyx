@@ -39,6 +39,7 @@ from _seq cimport (set_prefetch, set_col_split, rf_col_split_runs, chunk_steps, 
                    pack_b_split, pack_b_or_read_split, set_pack_split, packing_threads,
                    all_zero, state_product, set_poison_chunk_h,
                    run_forward_steps, states_zero, step_product, step_done, inputs_done,
+                   dh_product,
                    states_rebuilt, state_rows, rebuild_chunk_start, rebuild_next_state,
                    rebuild_padding, xs_check, raise_if_nonfinite, finite_values)
 
@@ -204,7 +205,7 @@ cdef void rnn_backward_grads(floating* tag, BwdArgs* a, Py_ssize_t r0, Py_ssize_
 
 
 cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_t n1,
-                             Py_ssize_t k_lo, Py_ssize_t k_hi) noexcept nogil:
+                             Py_ssize_t k_lo, Py_ssize_t k_hi, int part) noexcept nogil:
     """BPTT steps k_hi-1..k_lo for batch rows n0..n1-1.  When a.rebuild,
     each step first copies its activation (gates row) out as the next
     step's h_prev, which the forward did not save: into the chunk's buffer
@@ -246,20 +247,22 @@ cdef void rnn_backward_steps(floating* tag, BwdArgs* a, Py_ssize_t n0, Py_ssize_
                 memcpy(pw + n * H, g, H * sizeof(floating))
         if a.uniform:
             t = step_time(k, T, a.s.reverse)
-            gemm_packed_dh(rows, <int> H, <int> H, pg + (n0 * T + t) * H, <int> (T * H),
-                           whtp, Wh, <int> H, True, pdh + n0 * H, <int> H)
+            dh_product(&a.s, part, n0, n1, <int> H, <int> H, pg + t * H, <int> (T * H),
+                       whtp, Wh, <int> H, pdh, <int> H)
         else:
-            gemm_packed_dh(rows, <int> H, <int> H, pw + n0 * H, <int> H,
-                           whtp, Wh, <int> H, True, pdh + n0 * H, <int> H)
+            dh_product(&a.s, part, n0, n1, <int> H, <int> H, pw, <int> H,
+                       whtp, Wh, <int> H, pdh, <int> H)
 
 
 # The step and gradient functions as src/_seq.pxd takes them.
-cdef void rnn_backward_steps_f(void* a, long n0, long n1, long k_lo, long k_hi) noexcept nogil:
-    rnn_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi)
+cdef void rnn_backward_steps_f(void* a, long n0, long n1, long k_lo, long k_hi,
+                               int part) noexcept nogil:
+    rnn_backward_steps(<float*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi, part)
 
 
-cdef void rnn_backward_steps_d(void* a, long n0, long n1, long k_lo, long k_hi) noexcept nogil:
-    rnn_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi)
+cdef void rnn_backward_steps_d(void* a, long n0, long n1, long k_lo, long k_hi,
+                               int part) noexcept nogil:
+    rnn_backward_steps(<double*> NULL, <BwdArgs*> a, n0, n1, k_lo, k_hi, part)
 
 
 cdef void rnn_backward_grads_f(void* a, long r0, long run_len, long runs,
@@ -306,7 +309,7 @@ cdef void rnn_backward_run(floating* tag, BwdArgs* a, int threads) noexcept nogi
         tag, &a.s, a, rnn_backward_steps_f if floating is float else rnn_backward_steps_d,
         rnn_backward_grads_f if floating is float else rnn_backward_grads_d,
         step_threads(threads, N, T, 2 * H * H, a.WhT_packed != NULL), threads,
-        2 * (2 * D + H) * H, <void*> a.WhT_packed, NULL, H, H, H if a.rebuild else 0)
+        2 * (2 * D + H) * H, <void*> a.WhT_packed, NULL, H, H, H if a.rebuild else 0, H)
 
 
 def use_packed_gemm(bint on, dw=None):

@@ -32,7 +32,8 @@ from _arrays cimport Arr, take, kernel_dtype
 from _seqfwd cimport SeqFwd, raise_if_nonfinite
 from _settings cimport check_setting
 from numpy cimport NPY_FLOAT, NPY_INTP
-from _blas cimport (floating, gemm, gemm_packed, gemm_tn, free_packed, pack_b, pack_rows,
+from _blas cimport (floating, gemm, gemm_packed, gemm_packed_dh, gemm_tn, free_packed, pack_b,
+                   pack_rows,
                    packed_buffer, rf_in_threads, rf_unpacked_b,
                    rf_unpacked_ok, rf_packed_dw_enabled, rf_buf_alloc, rf_buf_free,
                    rf_gemm_packed_supported, rf_panel_stride, rf_panel_stride_d,
@@ -704,6 +705,8 @@ cdef struct SeqBwd:
     bint check_dout          # test dout (all W columns) for NaN and Inf as it is read
     int nonfinite            # set to 1 when that test found one
     int ft
+    int col_parts            # > 1: the step loop's products split by columns
+    void* barrier            # (as SeqFwd's; backward_steps_and_grads)
 
 
 cdef inline int take_backward(SeqBwd* s, xs, Wx, Wh, lengths, dout, dh, gates, h_prev,
@@ -740,6 +743,7 @@ cdef inline int take_backward(SeqBwd* s, xs, Wx, Wh, lengths, dout, dh, gates, h
     s.N, s.T, s.D, s.H, s.W, s.dout_offset = N, T, D, H, do.shape[2], dout_offset
     s.reverse, s.accumulate_dx, s.ft = reverse, accumulate_dx, ft
     s.check_dout, s.nonfinite = check_dout, 0
+    s.col_parts, s.barrier = 0, NULL
     return 0
 
 
@@ -1108,6 +1112,8 @@ cdef enum:
     COL_SPLIT_BYTES = 2 << 20    # and from this many bytes of Wh,
     COL_SPLIT_FEW_BYTES = 512 << 10  # or from this many where the rows
                                      # alone would leave threads idle
+    COL_SPLIT_BWD_BYTES = 1 << 20    # (the backward: only there, and
+                                     # from this many)
 
 
 cdef inline void set_col_split(int mode) noexcept nogil:
@@ -1222,6 +1228,35 @@ cdef inline void step_done(SeqFwd* s) noexcept nogil:
         rf_barrier_wait(<rf_barrier*> s.barrier)
 
 
+cdef inline void dh_product(SeqBwd* s, int part, Py_ssize_t n0, Py_ssize_t n1, int ncols,
+                            int K, const floating* A, int lda, const floating* Wp,
+                            const floating* Wh, int ldw, floating* C,
+                            int ldc) noexcept nogil:
+    """A backward step's product C += A @ Wh^T (gemm_packed_dh; A and C
+    from row 0 on): rows n0..n1-1 by rows; by columns (Wp packed), once
+    every part's rows are through their pass, all N rows of this part's
+    columns of C, and then every part's columns are in."""
+    cdef rf_barrier* bar = <rf_barrier*> s.barrier
+    cdef Py_ssize_t nb, c0, c1, blk
+    if s.col_parts <= 1:
+        gemm_packed_dh(<int> (n1 - n0), ncols, K, A + n0 * lda, lda, Wp, Wh, ldw, True,
+                       C + n0 * ldc, ldc)
+        return
+    rf_barrier_wait(bar)
+    blk = col_block(<floating*> NULL)
+    nb = (ncols + blk - 1) // blk
+    c0 = nb * part // s.col_parts * blk
+    c1 = nb * (part + 1) // s.col_parts * blk
+    if c1 > ncols:
+        c1 = ncols
+    if c1 > c0:
+        gemm_packed_dh(<int> s.N, <int> (c1 - c0), K, A, lda,
+                       Wp + c0 // (blk // 2) * (rf_panel_stride_d(K) if floating is double
+                                               else rf_panel_stride(K)),
+                       Wh + c0 * ldw, ldw, True, C + c0, ldc)
+    rf_barrier_wait(bar)
+
+
 cdef inline void inputs_done(SeqFwd* s) noexcept nogil:
     """After a part projected its rows' inputs (a chunk's): by columns,
     wait for every part's rows when the step products add into the
@@ -1234,7 +1269,8 @@ cdef inline void inputs_done(SeqFwd* s) noexcept nogil:
 # and its gradients over the rows of `runs` runs of run_len rows, run r
 # from row r0 + r * T of the (N*T)-row buffers on, into gradient part
 # `part`: each cell brings both (its *_steps_f/_d and *_grads_f/_d).
-ctypedef void (*steps_fn)(void* args, long n0, long n1, long k_lo, long k_hi) noexcept nogil
+ctypedef void (*steps_fn)(void* args, long n0, long n1, long k_lo, long k_hi,
+                         int part) noexcept nogil
 ctypedef void (*grads_fn)(void* args, long r0, long run_len, long runs, int part) noexcept nogil
 
 
@@ -1447,7 +1483,7 @@ cdef inline void copy_grads(floating* dst, floating* dWx, floating* dWh, floatin
 cdef inline void job_steps(void* job, long n0, long n1, int part) noexcept nogil:
     """rf_rows_fn: all steps of batch rows n0..n1-1."""
     cdef BwdJob* j = <BwdJob*> job
-    j.steps(j.args, n0, n1, 0, j.T)
+    j.steps(j.args, n0, n1, 0, j.T, part)
 
 
 cdef inline void job_grads(void* job, long r0, long r1, int part) noexcept nogil:
@@ -1459,16 +1495,22 @@ cdef inline void job_grads(void* job, long r0, long r1, int part) noexcept nogil
 cdef inline void job_steps_then_grads(void* job, long n0, long n1, int part) noexcept nogil:
     """Batch rows n0..n1-1's steps, then their gradients into part `part`:
     all steps at once, or chunk by chunk of j.chunk steps (the gradients
-    then add up: the caller zeroed the part and set s.dw_accumulate)."""
+    then add up: the caller zeroed the part and set s.dw_accumulate).  By
+    columns a part may have no rows: it runs its columns of the steps'
+    products, and no gradients (the caller zeroed its part)."""
     cdef BwdJob* j = <BwdJob*> job
     cdef Py_ssize_t T = j.T, k_lo, k_hi = T
     if j.chunk == 0:
-        j.steps(j.args, n0, n1, 0, T)
-        j.grads(j.args, n0 * T, (n1 - n0) * T, 1, part)    # one run: all their rows
+        j.steps(j.args, n0, n1, 0, T, part)
+        if n1 > n0:
+            j.grads(j.args, n0 * T, (n1 - n0) * T, 1, part)    # one run: all their rows
         return
     while k_hi > 0:
         k_lo = k_hi - j.chunk if k_hi > j.chunk else 0
-        j.steps(j.args, n0, n1, k_lo, k_hi)
+        j.steps(j.args, n0, n1, k_lo, k_hi, part)
+        if n1 == n0:
+            k_hi = k_lo
+            continue
         # After the steps, which have just read these rows: tested before
         # them, they came from memory with nothing to overlap (RNN, T =
         # 10,000: 0.965 against the test before the call).
@@ -1483,7 +1525,8 @@ cdef inline void job_steps_then_grads(void* job, long n0, long n1, int part) noe
 cdef inline void backward_steps_and_grads(
         floating* tag, SeqBwd* s, void* args, steps_fn steps, grads_fn grads, int nt,
         int threads, Py_ssize_t grad_flops_per_row, void* release1, void* release2,
-        Py_ssize_t G, Py_ssize_t nb, Py_ssize_t chunk_h_width=0) noexcept nogil:
+        Py_ssize_t G, Py_ssize_t nb, Py_ssize_t chunk_h_width=0,
+        Py_ssize_t col_K=0) noexcept nogil:
     """The step loop of a backward call on nt threads (step_threads), then
     its parameter and input gradients (into a gradient part: grad_part with
     s.scratch).  With the steps on threads and packed dW products, each
@@ -1499,8 +1542,17 @@ cdef inline void backward_steps_and_grads(
     the cell's step loop to fill and its gradients to read (NULL if not to
     be had; the cell then does without).  With s.check_dout, dout is tested
     first, or chunk by chunk (chunk_dout_finite); when it holds a NaN or
-    Inf, s.nonfinite is set and dWx, dWh, db are left as they were."""
+    Inf, s.nonfinite is set and dWx, dWh, db are left as they were.
+    col_K > 0: the step loop's product is (N, col_K) @ (col_K, H) on
+    release1 (packed Wh^T) through dh_product, and runs by columns on the
+    parts col_threads gives, if two or more (each part then sums its own
+    rows' gradients into a part of its own, as by rows; dout is tested
+    all first, since a part that stopped at a chunk's test would leave
+    the other waiting)."""
+    global rf_col_split_runs
     cdef BwdJob job
+    cdef rf_barrier bar
+    cdef int parts = 0, nparts = nt, ran = 0
     cdef Py_ssize_t N = s.N, T = s.T, D = s.D, H = s.H
     cdef Py_ssize_t stride = grad_stride(D, H, G, nb)
     cdef floating* dWx = <floating*> s.dWx
@@ -1512,20 +1564,38 @@ cdef inline void backward_steps_and_grads(
     job.s, job.test_chunks = s, False
     s.scratch = NULL
     s.dw_accumulate = False
-    if nt > 1 and rf_packed_dw_enabled() != 0:
+    s.col_parts, s.barrier = 0, NULL
+    if (col_K > 0 and release1 != NULL and release1 != <void*> rf_unpacked_b()
+            and rf_packed_dw_enabled() != 0):
+        parts = col_threads(tag, threads, nt, N, T, col_K, H, 2 * col_K * H)
+        # Where the rows already keep every thread busy, the backward stays
+        # split by rows: by columns it lost at `zaremba-medium` (GRU 0.953,
+        # LSTM 0.966; docs/performance.md item 193), where the forward
+        # gains; and it needs a larger Wh than the forward to gain (GRU N =
+        # 4, H = 256, 768 KB: 0.982; LSTM N = 2, H = 256, 1 MB: 1.279).
+        if rf_col_split_switch != 2 and (
+                parts <= nt or col_K * H * sizeof(floating) < COL_SPLIT_BWD_BYTES):
+            parts = 0
+        if parts > 1:
+            nparts = parts
+    if nparts > 1 and rf_packed_dw_enabled() != 0:
         # The threads sum their rows' gradients on the packed kernel only:
         # BLAS is never called from them (src/_blas.pxd, gemm).
-        s.scratch = malloc((nt - 1) * stride * sizeof(floating))
+        s.scratch = malloc((nparts - 1) * stride * sizeof(floating))
+    if parts > 1 and s.scratch == NULL:
+        parts, nparts = 0, nt         # by rows, as without the memory for parts
+        if nt > 1 and rf_packed_dw_enabled() != 0:
+            s.scratch = malloc((nt - 1) * stride * sizeof(floating))
     if s.scratch != NULL or (nt == 1 and grad_threads(
             threads, N * T, grad_flops_per_row,
             s.WxT_packed != NULL and rf_packed_dw_enabled() != 0) < 2):
         # Each thread's rows (or all rows here) go on to their gradients:
         # chunk by chunk when the call is long.
-        job.chunk = chunk_steps(N, T, G, H, (N + nt - 1) // nt, sizeof(floating),
+        job.chunk = chunk_steps(N, T, G, H, (N + nparts - 1) // nparts, sizeof(floating),
                                 is_uniform(s.lengths, N, T, s.reverse))
     s.chunk = job.chunk
     s.chunk_h = NULL
-    if s.check_dout and job.chunk:
+    if s.check_dout and job.chunk and parts < 2:
         # Chunk by chunk: a refusal may come after some chunks have added
         # to the gradients, which are then put back from this copy.
         grads_before = <floating*> malloc(stride * sizeof(floating))
@@ -1543,14 +1613,23 @@ cdef inline void backward_steps_and_grads(
         free_packed(release1)
         free_packed(release2)
     elif s.scratch != NULL or job.chunk:
-        if job.chunk:
+        if job.chunk or parts > 1:    # by columns a part may have no rows
             s.dw_accumulate = True
             zero_grads(dWx, dWh, db, D, H, G, nb)
             if s.scratch != NULL:
-                memset(s.scratch, 0, (nt - 1) * stride * sizeof(floating))
+                memset(s.scratch, 0, (nparts - 1) * stride * sizeof(floating))
         if s.scratch != NULL:
-            rf_run_rows(job_steps_then_grads, &job, N, nt)
-            add_grad_parts(dWx, dWh, db, <const floating*> s.scratch, nt, D, H, G, nb, nt)
+            if parts > 1:
+                rf_barrier_init(&bar, parts)
+                s.col_parts, s.barrier = parts, &bar
+                ran = rf_run_together(job_steps_then_grads, &job, N, parts)
+                s.col_parts, s.barrier = 0, NULL
+                if ran:
+                    rf_col_split_runs += 1
+            if not ran:               # by rows, as parts < nt would have
+                rf_run_rows(job_steps_then_grads, &job, N, nt)
+            add_grad_parts(dWx, dWh, db, <const floating*> s.scratch, nparts, D, H, G, nb,
+                           nparts)
         else:
             job_steps_then_grads(&job, 0, N, 0)
         free_packed(release1)
