@@ -228,7 +228,7 @@ def use_col_split(mode=1):
     col_split_pays); 2, by columns wherever the thread pool can run every
     part at once.  Results are the same either way.  For A/B timings and
     tests."""
-    if mode not in (0, 1, 2):
+    if not isinstance(mode, int) or mode not in (0, 1, 2):
         raise ValueError(f"use_col_split: mode: expected 0, 1 or 2, got {mode!r}")
     for mod in (_rnn, _lstm, _gru):
         mod.use_col_split(mode)

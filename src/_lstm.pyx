@@ -426,14 +426,14 @@ def use_grad_chunks(bint on):
     set_grad_chunks(on)
 
 
-def use_col_split(int mode):
+def use_col_split(mode):
     """A forward step loop on several threads: 0, split by batch rows
     always; 1 (the default), by columns of its products where
     col_split_pays (src/_seq.pxd); 2, by columns wherever it can.  For A/B
     timings and tests."""
-    if mode not in (0, 1, 2):
-        raise ValueError(f"use_col_split: mode: expected 0, 1 or 2, got {mode}")
-    set_col_split(mode)
+    if not isinstance(mode, int) or mode not in (0, 1, 2):
+        raise ValueError(f"use_col_split: mode: expected 0, 1 or 2, got {mode!r}")
+    set_col_split(<int> mode)
 
 
 def col_split_runs():

@@ -1570,7 +1570,7 @@ cdef inline void backward_steps_and_grads(
         parts = col_threads(tag, threads, nt, N, T, col_K, H, 2 * col_K * H)
         # Where the rows already keep every thread busy, the backward stays
         # split by rows: by columns it lost at `zaremba-medium` (GRU 0.953,
-        # LSTM 0.966; docs/performance.md item 193), where the forward
+        # LSTM 0.966; docs/performance.md item 192), where the forward
         # gains; and it needs a larger Wh than the forward to gain (GRU N =
         # 4, H = 256, 768 KB: 0.982; LSTM N = 2, H = 256, 1 MB: 1.279).
         if rf_col_split_switch != 2 and (

@@ -241,10 +241,13 @@ def test_many_short_calls_pass_every_barrier():
     assert _runs(rnnfast.LSTM) > before
 
 
-@pytest.mark.parametrize("mode", [3, -1])
+@pytest.mark.parametrize("mode", [3, -1, 1.5, 1.0, "2", None])
 def test_use_col_split_refuses_other_modes(mode):
-    with pytest.raises(ValueError, match="use_col_split: mode"):
+    with pytest.raises(ValueError, match=r"use_col_split: mode: expected 0, 1 or 2, got"):
         _core.use_col_split(mode)
+    for mod in (_rnn, _lstm, _gru):
+        with pytest.raises(ValueError, match=r"use_col_split: mode: expected 0, 1 or 2"):
+            mod.use_col_split(mode)
 
 
 @pytest.mark.parametrize("cls, T", [(rnnfast.RNN, 50), (rnnfast.LSTM, 50), (rnnfast.GRU, 50),
