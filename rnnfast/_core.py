@@ -222,12 +222,14 @@ def use_prefetch(on=True):
 
 
 def use_col_split(mode=1):
-    """How a forward step loop on several threads splits its work: 0, by
-    batch rows always; 1 (the default), by columns of each step's product
-    where there are few rows a thread and a large Wh (src/_seq.pxd,
-    col_split_pays); 2, by columns wherever the thread pool can run every
-    part at once.  Results are the same either way.  For A/B timings and
-    tests."""
+    """How a step loop on several threads splits its work: 0, by batch
+    rows always; 1 (the default), each step's product by columns where
+    there are few rows a thread and a large Wh (src/_seq.pxd, col_threads;
+    the backward only where the rows would leave a thread idle); 2, by
+    columns wherever the thread pool can run every part at once.  Results
+    are the same either way, except that a batch of fewer than 8 rows sums
+    its parameter gradients in two parts by columns (float rounding).  For
+    A/B timings and tests."""
     if not isinstance(mode, int) or mode not in (0, 1, 2):
         raise ValueError(f"use_col_split: mode: expected 0, 1 or 2, got {mode!r}")
     for mod in (_rnn, _lstm, _gru):

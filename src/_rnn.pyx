@@ -29,7 +29,7 @@ from _arrays cimport arrays_match, float_array_match
 from _cells cimport rnn_fwd_row, rnn_bwd_row, rf_pass_clone
 from numpy cimport NPY_FLOAT
 from _seqfwd cimport infer_fn, INFER_CAPSULE
-from _seq cimport (set_prefetch, set_col_split, rf_col_split_runs, chunk_steps, reusing_packs, set_grad_chunks, worth_prefetching,
+from _seq cimport (set_prefetch, use_col_split_mode, rf_col_split_runs, chunk_steps, reusing_packs, set_grad_chunks, worth_prefetching,
                    prefetch_forward_row, prefetch_backward_row, step_time, chunk_start,
                    project_inputs, is_uniform, input_grads, rf_run_rows, step_threads,
                    grad_part, grad_stride, set_split_limits, run_steps,
@@ -672,18 +672,13 @@ def use_grad_chunks(bint on):
 
 
 def use_col_split(mode):
-    """A forward step loop on several threads: 0, split by batch rows
-    always; 1 (the default), by columns of its products where
-    col_split_pays (src/_seq.pxd); 2, by columns wherever it can.  For A/B
-    timings and tests."""
-    if not isinstance(mode, int) or mode not in (0, 1, 2):
-        raise ValueError(f"use_col_split: mode: expected 0, 1 or 2, got {mode!r}")
-    set_col_split(<int> mode)
+    """rnnfast._core.use_col_split for this module's kernels."""
+    use_col_split_mode(mode)
 
 
 def col_split_runs():
-    """How many forward step loops of this module ran by columns so far
-    (use_col_split; for tests)."""
+    """Step loops (forward or backward) of this module run by columns so
+    far (for tests)."""
     return rf_col_split_runs
 
 

@@ -1121,6 +1121,16 @@ cdef inline void set_col_split(int mode) noexcept nogil:
     rf_col_split_switch = mode
 
 
+cdef inline int use_col_split_mode(mode) except -1:
+    """Each kernel module's use_col_split (rnnfast._core.use_col_split sets
+    all three): mode 0, 1 or 2 as rf_col_split_switch says, or a
+    ValueError."""
+    if not isinstance(mode, int) or mode not in (0, 1, 2):
+        raise ValueError(f"use_col_split: mode: expected 0, 1 or 2, got {mode!r}")
+    set_col_split(<int> mode)
+    return 0
+
+
 cdef inline int col_block(floating* tag) noexcept nogil:
     """Columns a part's share is a multiple of: a wide tile's two panels."""
     return 2 * RF_NRD if floating is double else 2 * RF_NR
@@ -1194,6 +1204,23 @@ cdef inline bint states_zero(const floating* h, SeqFwd* s, Py_ssize_t n0,
     return all_zero(h + n0 * K, (n1 - n0) * K)
 
 
+cdef inline const floating* part_cols(const floating* Wp, int part, int parts, int ncols,
+                                     int K, Py_ssize_t* c0, Py_ssize_t* c1) noexcept nogil:
+    """Part `part` of `parts`'s columns c0..c1-1 of a product's ncols (whole
+    col_block blocks, split evenly; c1 <= c0: none), and where they start
+    in Wp, B packed with K rows (or rf_unpacked_b(), B read as it lies)."""
+    cdef Py_ssize_t blk = col_block(<floating*> NULL)
+    cdef Py_ssize_t nb = (ncols + blk - 1) // blk
+    c0[0] = nb * part // parts * blk
+    c1[0] = nb * (part + 1) // parts * blk
+    if c1[0] > ncols:
+        c1[0] = ncols
+    if <const void*> Wp == <const void*> rf_unpacked_b():
+        return Wp
+    return Wp + c0[0] // (blk // 2) * (rf_panel_stride_d(K) if floating is double
+                                       else rf_panel_stride(K))
+
+
 cdef inline void step_product(const floating* h, SeqFwd* s, int part, Py_ssize_t n0,
                               Py_ssize_t n1, int ncols, int K, const floating* Wp,
                               const floating* Wh, int ldw, bint accumulate, floating* C,
@@ -1202,22 +1229,15 @@ cdef inline void step_product(const floating* h, SeqFwd* s, int part, Py_ssize_t
     on, rows ldc apart; state_product): rows n0..n1-1 by rows, or all N
     rows of this part's columns by columns, and then every part's columns
     are in."""
-    cdef Py_ssize_t nb, c0, c1, blk
+    cdef Py_ssize_t c0, c1
     if s.col_parts <= 1:
         state_product(h + n0 * K, <int> (n1 - n0), ncols, K, Wp, Wh, ldw, accumulate,
                       C + n0 * ldc, ldc, h_zero)
         return
-    blk = col_block(<floating*> NULL)
-    nb = (ncols + blk - 1) // blk
-    c0 = nb * part // s.col_parts * blk
-    c1 = nb * (part + 1) // s.col_parts * blk
-    if c1 > ncols:
-        c1 = ncols
-    if <const void*> Wp != <const void*> rf_unpacked_b():
-        Wp = Wp + c0 // (blk // 2) * (rf_panel_stride_d(K) if floating is double
-                                      else rf_panel_stride(K))
-    state_product(h, <int> s.N, <int> (c1 - c0), K, Wp, Wh + c0, ldw, accumulate, C + c0,
-                  ldc, h_zero)
+    Wp = part_cols(Wp, part, s.col_parts, ncols, K, &c0, &c1)
+    if c1 > c0:
+        state_product(h, <int> s.N, <int> (c1 - c0), K, Wp, Wh + c0, ldw, accumulate,
+                      C + c0, ldc, h_zero)
     rf_barrier_wait(<rf_barrier*> s.barrier)
 
 
@@ -1237,23 +1257,16 @@ cdef inline void dh_product(SeqBwd* s, int part, Py_ssize_t n0, Py_ssize_t n1, i
     every part's rows are through their pass, all N rows of this part's
     columns of C, and then every part's columns are in."""
     cdef rf_barrier* bar = <rf_barrier*> s.barrier
-    cdef Py_ssize_t nb, c0, c1, blk
+    cdef Py_ssize_t c0, c1
     if s.col_parts <= 1:
         gemm_packed_dh(<int> (n1 - n0), ncols, K, A + n0 * lda, lda, Wp, Wh, ldw, True,
                        C + n0 * ldc, ldc)
         return
     rf_barrier_wait(bar)
-    blk = col_block(<floating*> NULL)
-    nb = (ncols + blk - 1) // blk
-    c0 = nb * part // s.col_parts * blk
-    c1 = nb * (part + 1) // s.col_parts * blk
-    if c1 > ncols:
-        c1 = ncols
+    Wp = part_cols(Wp, part, s.col_parts, ncols, K, &c0, &c1)
     if c1 > c0:
-        gemm_packed_dh(<int> s.N, <int> (c1 - c0), K, A, lda,
-                       Wp + c0 // (blk // 2) * (rf_panel_stride_d(K) if floating is double
-                                               else rf_panel_stride(K)),
-                       Wh + c0 * ldw, ldw, True, C + c0, ldc)
+        gemm_packed_dh(<int> s.N, <int> (c1 - c0), K, A, lda, Wp, Wh + c0 * ldw, ldw, True,
+                       C + c0, ldc)
     rf_barrier_wait(bar)
 
 

@@ -353,22 +353,28 @@ static void rf_pool_grow(int threads)
 
 #define RF_POOL_SPIN_US 30
 
-static void rf_pool_wait_spin(void)
+/* Spin for up to `us` microseconds until *word == value (equal) or *word
+ * != value (not equal); returns whether it came. */
+static int rf_spin_for(const unsigned int* word, unsigned int value, int equal, long us)
 {
     struct timespec t0, t;
     int i;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
         for (i = 0; i < 32; i++) {
-            if (__atomic_load_n(&rf_pool.remaining, __ATOMIC_ACQUIRE) == 0)
-                return;
+            if ((__atomic_load_n(word, __ATOMIC_ACQUIRE) == value) == equal)
+                return 1;
             RF_CPU_RELAX();
         }
         clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000
-                >= RF_POOL_SPIN_US)
-            return;
+        if ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 >= us)
+            return 0;
     }
+}
+
+static void rf_pool_wait_spin(void)
+{
+    rf_spin_for(&rf_pool.remaining, 0, 1, RF_POOL_SPIN_US);
 }
 
 /* The pool's job: fn's part 0 on the caller, parts 1..on_workers on the
@@ -447,13 +453,11 @@ static void RF_MAYBE_UNUSED rf_barrier_init(rf_barrier* b, int parts)
 /* Spin (the other part is normally a few us away: a step's products take
  * tens to hundreds of us), then sleep: the machine may have taken the
  * other part's core. */
-#define RF_BARRIER_SPIN_US 2000
+#define RF_BARRIER_SPIN_US 50
 
 static void RF_MAYBE_UNUSED rf_barrier_wait(rf_barrier* b)
 {
     unsigned int gen = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
-    struct timespec t0, t;
-    int i;
     if (__atomic_add_fetch(&b->arrived, 1, __ATOMIC_ACQ_REL) == (unsigned int) b->parts) {
         /* the last one in: reset for the next round, then release it */
         __atomic_store_n(&b->arrived, 0, __ATOMIC_RELAXED);
@@ -462,18 +466,8 @@ static void RF_MAYBE_UNUSED rf_barrier_wait(rf_barrier* b)
             syscall(SYS_futex, &b->gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
         return;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        for (i = 0; i < 64; i++) {
-            if (__atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) != gen)
-                return;
-            RF_CPU_RELAX();
-        }
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000
-                >= RF_BARRIER_SPIN_US)
-            break;
-    }
+    if (rf_spin_for(&b->gen, gen, 0, RF_BARRIER_SPIN_US))
+        return;
     /* seq_cst on both sides: either the last one sees this sleeper and
      * wakes it, or this one sees the new gen and does not sleep */
     __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
